@@ -1,0 +1,2 @@
+//! The netledger binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! PostgreSQL event store, checkpoints and read-model storage.
