@@ -1,0 +1,626 @@
+//! Tamper evidence: signed checkpoints and the verifier.
+//!
+//! A checkpoint commits, for one tenant, to every event of that tenant in a range of global
+//! positions: its digest covers the previous checkpoint's digest, the range, the count, each
+//! event's `(position, hash)` and the head `(stream, version, position, hash)` of every stream
+//! touched in the range. It is signed with ed25519. The verifier needs only the events, the
+//! checkpoints and the public key, so an auditor can run it offline on an exported bundle.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{GENESIS_HASH, HashedFields, event_hash};
+use crate::event::{RecordedEvent, hex32};
+use crate::ids::TenantId;
+
+/// The head of one stream as of the end of a checkpoint's range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHead {
+    /// Stream name.
+    pub stream: String,
+    /// Version of its last event in the range.
+    pub version: i64,
+    /// Position of that event.
+    pub position: i64,
+    /// Hash of that event.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+}
+
+/// The content a checkpoint commits to, before signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointBody {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Sequence number of this checkpoint for the tenant (1, 2, ...).
+    pub seq: i64,
+    /// First global position covered (exclusive lower bound is the previous `to_position`).
+    pub from_position: i64,
+    /// Last global position covered, inclusive.
+    pub to_position: i64,
+    /// Number of the tenant's events in the range.
+    pub event_count: i64,
+    /// Digest of the previous checkpoint (zeros for the first).
+    #[serde(with = "hex32")]
+    pub prev_digest: [u8; 32],
+    /// Heads of the streams touched in the range, sorted by stream name.
+    pub heads: Vec<StreamHead>,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// What it commits to.
+    #[serde(flatten)]
+    pub body: CheckpointBody,
+    /// SHA-256 digest over the body and the events' `(position, hash)` pairs.
+    #[serde(with = "hex32")]
+    pub digest: [u8; 32],
+    /// Which signing key was used.
+    pub key_id: String,
+    /// ed25519 signature of `digest`, hex.
+    pub signature: String,
+}
+
+/// Computes a checkpoint digest incrementally over the events of its range.
+#[derive(Debug, Clone)]
+pub struct DigestBuilder {
+    events: Sha256,
+    count: i64,
+}
+
+impl Default for DigestBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DigestBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            events: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds one event (in position order).
+    pub fn push(&mut self, position: i64, hash: &[u8; 32]) {
+        self.events.update(position.to_be_bytes());
+        self.events.update(hash);
+        self.count += 1;
+    }
+
+    /// Number of events pushed.
+    pub fn count(&self) -> i64 {
+        self.count
+    }
+
+    /// The digest of `body` with the pushed events.
+    pub fn finish(self, body: &CheckpointBody) -> [u8; 32] {
+        let events: [u8; 32] = self.events.finalize().into();
+        let mut h = Sha256::new();
+        h.update(b"NLCP1");
+        h.update(body.tenant_id.as_uuid().as_bytes());
+        h.update(body.seq.to_be_bytes());
+        h.update(body.from_position.to_be_bytes());
+        h.update(body.to_position.to_be_bytes());
+        h.update(body.event_count.to_be_bytes());
+        h.update(body.prev_digest);
+        h.update((body.heads.len() as u64).to_be_bytes());
+        for head in &body.heads {
+            h.update((head.stream.len() as u64).to_be_bytes());
+            h.update(head.stream.as_bytes());
+            h.update(head.version.to_be_bytes());
+            h.update(head.position.to_be_bytes());
+            h.update(head.hash);
+        }
+        h.update(events);
+        h.finalize().into()
+    }
+}
+
+/// Where a new checkpoint sits: the tenant, its sequence number, its range and the digest
+/// of the checkpoint before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPlace {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Sequence number (1 for the first).
+    pub seq: i64,
+    /// First position covered.
+    pub from_position: i64,
+    /// Last position covered, inclusive.
+    pub to_position: i64,
+    /// Digest of the previous checkpoint (zeros for the first).
+    pub prev_digest: [u8; 32],
+}
+
+/// Builds and signs the checkpoint covering `events` (one tenant, position order, all of the
+/// tenant's events in `from_position..=to_position`).
+pub fn make_checkpoint(
+    place: CheckpointPlace,
+    events: &[RecordedEvent],
+    key_id: &str,
+    key: &SigningKey,
+) -> Checkpoint {
+    let CheckpointPlace {
+        tenant_id,
+        seq,
+        from_position,
+        to_position,
+        prev_digest,
+    } = place;
+    let mut builder = DigestBuilder::new();
+    let mut heads: BTreeMap<&str, StreamHead> = BTreeMap::new();
+    for e in events {
+        builder.push(e.position, &e.hash);
+        heads.insert(
+            e.stream.as_str(),
+            StreamHead {
+                stream: e.stream.as_str().to_owned(),
+                version: e.version,
+                position: e.position,
+                hash: e.hash,
+            },
+        );
+    }
+    let body = CheckpointBody {
+        tenant_id,
+        seq,
+        from_position,
+        to_position,
+        event_count: builder.count(),
+        prev_digest,
+        heads: heads.into_values().collect(),
+    };
+    let digest = builder.finish(&body);
+    let signature = key.sign(&digest);
+    Checkpoint {
+        body,
+        digest,
+        key_id: key_id.to_owned(),
+        signature: hex::encode(signature.to_bytes()),
+    }
+}
+
+/// What the verifier found wrong, naming the first bad global position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Tamper {
+    /// An event's stored hash does not match its content: it was modified.
+    #[error("event at position {position} was modified: its content does not match its hash")]
+    Modified {
+        /// The event's position.
+        position: i64,
+    },
+    /// An event's chain link does not match the previous event of its stream.
+    #[error(
+        "event at position {position} does not follow the previous event of stream {stream}: {detail}"
+    )]
+    BrokenChain {
+        /// The event's position.
+        position: i64,
+        /// The stream.
+        stream: String,
+        /// What does not match.
+        detail: String,
+    },
+    /// An event the history refers to is not there.
+    #[error(
+        "event at position {position} is missing (next event of the tenant at position {referenced_by} refers to it)"
+    )]
+    Missing {
+        /// The missing position.
+        position: i64,
+        /// The event that refers to it.
+        referenced_by: i64,
+    },
+    /// An event is present that the history does not refer to, or positions are out of order.
+    #[error("event at position {position} is out of place: {detail}")]
+    OutOfPlace {
+        /// The position.
+        position: i64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A checkpoint does not match the events, or its signature is bad.
+    #[error(
+        "checkpoint {seq} (positions {from_position}..={to_position}) does not verify: {detail}; first bad position {position}"
+    )]
+    Checkpoint {
+        /// Checkpoint sequence number.
+        seq: i64,
+        /// Range start.
+        from_position: i64,
+        /// Range end.
+        to_position: i64,
+        /// First position at which the events and the checkpoint disagree.
+        position: i64,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl Tamper {
+    /// The first bad global position this finding names.
+    pub fn position(&self) -> i64 {
+        match self {
+            Self::Modified { position }
+            | Self::BrokenChain { position, .. }
+            | Self::Missing { position, .. }
+            | Self::OutOfPlace { position, .. }
+            | Self::Checkpoint { position, .. } => *position,
+        }
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Events checked.
+    pub events: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Last position covered by a verified signed checkpoint (0 if none).
+    pub signed_through: i64,
+    /// Last event position seen.
+    pub last_position: i64,
+}
+
+/// Verifies one tenant's complete history (from its first event) against its checkpoints.
+///
+/// `events` must be in the order the store returned them (position order); the verifier
+/// itself checks that positions increase. Checkpoints may come from anywhere (the database,
+/// JetStream, git); they must all be signed by `key`.
+pub fn verify_tenant_history(
+    events: &[RecordedEvent],
+    checkpoints: &[Checkpoint],
+    key: &VerifyingKey,
+) -> Result<VerifyReport, Tamper> {
+    // 1. Per-event checks: order, tenant links, per-stream chain, hashes.
+    let mut scratch = Vec::with_capacity(512);
+    let mut last_position = 0i64;
+    let mut before_last = 0i64;
+    let mut streams: BTreeMap<&str, (i64, [u8; 32])> = BTreeMap::new();
+    for e in events {
+        if e.position <= last_position {
+            return Err(Tamper::OutOfPlace {
+                position: e.position,
+                detail: format!("positions must increase, previous was {last_position}"),
+            });
+        }
+        let hash = event_hash(&e.prev_hash, HashedFields::from(e), &mut scratch);
+        if hash != e.hash {
+            return Err(Tamper::Modified {
+                position: e.position,
+            });
+        }
+        if e.tenant_prev_position > last_position {
+            return Err(Tamper::Missing {
+                position: e.tenant_prev_position,
+                referenced_by: e.position,
+            });
+        }
+        if e.tenant_prev_position < last_position {
+            // This event skips back over the previous one: if it links to the one before,
+            // the previous event is the intruder; otherwise this one is.
+            let (position, intruder) = if e.tenant_prev_position == before_last {
+                (last_position, last_position)
+            } else {
+                (e.position, e.position)
+            };
+            return Err(Tamper::OutOfPlace {
+                position,
+                detail: format!("no later event refers to position {intruder} as its predecessor"),
+            });
+        }
+        let (prev_version, prev_hash) = streams
+            .get(e.stream.as_str())
+            .copied()
+            .unwrap_or((0, GENESIS_HASH));
+        if e.version != prev_version + 1 {
+            return Err(Tamper::BrokenChain {
+                position: e.position,
+                stream: e.stream.as_str().to_owned(),
+                detail: format!("version {} follows version {prev_version}", e.version),
+            });
+        }
+        if e.prev_hash != prev_hash {
+            return Err(Tamper::BrokenChain {
+                position: e.position,
+                stream: e.stream.as_str().to_owned(),
+                detail: "previous hash does not match".to_owned(),
+            });
+        }
+        streams.insert(e.stream.as_str(), (e.version, e.hash));
+        before_last = last_position;
+        last_position = e.position;
+    }
+
+    // 2. Checkpoints: signatures, chain of digests, and the events they commit to.
+    let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
+    sorted.sort_by_key(|c| c.body.seq);
+    let mut prev_digest = [0u8; 32];
+    let mut prev_to = 0i64;
+    let mut signed_through = 0i64;
+    for (i, cp) in sorted.iter().enumerate() {
+        let b = &cp.body;
+        let fail = |position: i64, detail: String| Tamper::Checkpoint {
+            seq: b.seq,
+            from_position: b.from_position,
+            to_position: b.to_position,
+            position,
+            detail,
+        };
+        let expected_seq = i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1);
+        if b.seq != expected_seq || b.prev_digest != prev_digest || b.from_position != prev_to + 1 {
+            return Err(fail(
+                b.from_position,
+                format!(
+                    "checkpoint chain broken (expected seq {expected_seq} starting after {prev_to})"
+                ),
+            ));
+        }
+        let signature_ok = hex::decode(&cp.signature)
+            .ok()
+            .and_then(|bytes| Signature::from_slice(&bytes).ok())
+            .is_some_and(|sig| key.verify(&cp.digest, &sig).is_ok());
+        if !signature_ok {
+            return Err(fail(
+                b.from_position,
+                format!("bad signature (key id {})", cp.key_id),
+            ));
+        }
+        let in_range: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|e| e.position >= b.from_position && e.position <= b.to_position)
+            .collect();
+        // Name the first disagreement: committed heads tell which stream lost or gained events.
+        let mut heads: BTreeMap<&str, &RecordedEvent> = BTreeMap::new();
+        let mut builder = DigestBuilder::new();
+        for e in &in_range {
+            builder.push(e.position, &e.hash);
+            heads.insert(e.stream.as_str(), e);
+        }
+        let mut first_bad: Option<(i64, String)> = None;
+        let note = |first_bad: &mut Option<(i64, String)>, pos: i64, why: String| {
+            if first_bad.as_ref().is_none_or(|(p, _)| pos < *p) {
+                *first_bad = Some((pos, why));
+            }
+        };
+        for head in &b.heads {
+            match heads.get(head.stream.as_str()) {
+                Some(e)
+                    if e.version == head.version
+                        && e.position == head.position
+                        && e.hash == head.hash => {}
+                Some(e) => note(
+                    &mut first_bad,
+                    match e.version.cmp(&head.version) {
+                        // Events the checkpoint commits to are gone; its head is one of them.
+                        std::cmp::Ordering::Less => head.position,
+                        // Events were added beyond what the checkpoint commits to.
+                        std::cmp::Ordering::Greater => e.position,
+                        std::cmp::Ordering::Equal => head.position.min(e.position),
+                    },
+                    format!(
+                        "stream {} ends at version {} (position {}), checkpoint says version {} (position {})",
+                        head.stream, e.version, e.position, head.version, head.position
+                    ),
+                ),
+                None => note(
+                    &mut first_bad,
+                    head.position,
+                    format!(
+                        "stream {} has no events in range; checkpoint says version {}",
+                        head.stream, head.version
+                    ),
+                ),
+            }
+        }
+        for (stream, e) in &heads {
+            if !b.heads.iter().any(|h| h.stream == *stream) {
+                note(
+                    &mut first_bad,
+                    e.position,
+                    format!("stream {stream} is not part of this checkpoint"),
+                );
+            }
+        }
+        if first_bad.is_none() && builder.count() != b.event_count {
+            let last = in_range.last().map_or(b.to_position, |e| e.position);
+            first_bad = Some((
+                last,
+                format!(
+                    "{} events in range, checkpoint says {}",
+                    builder.count(),
+                    b.event_count
+                ),
+            ));
+        }
+        let digest = builder.finish(b);
+        if digest != cp.digest {
+            let (position, detail) = first_bad.unwrap_or((
+                b.from_position,
+                "digest does not match the events".to_owned(),
+            ));
+            return Err(fail(position, detail));
+        }
+        if let Some((position, detail)) = first_bad {
+            return Err(fail(position, detail));
+        }
+        prev_digest = cp.digest;
+        prev_to = b.to_position;
+        signed_through = b.to_position;
+    }
+    Ok(VerifyReport {
+        events: events.len() as u64,
+        checkpoints: sorted.len() as u64,
+        signed_through,
+        last_position,
+    })
+}
+
+/// Parses a hex-encoded ed25519 public key.
+pub fn parse_public_key(hex_text: &str) -> Result<VerifyingKey, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_text.trim(), &mut bytes)
+        .map_err(|e| format!("public key must be 64 hex characters: {e}"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an ed25519 public key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::event::{Actor, EventMetadata};
+    use crate::ids::{EventId, StreamName};
+
+    fn history(tenant: TenantId, n: i64) -> Vec<RecordedEvent> {
+        let mut out: Vec<RecordedEvent> = Vec::new();
+        let mut heads: BTreeMap<String, (i64, [u8; 32])> = BTreeMap::new();
+        let mut scratch = Vec::new();
+        let mut prev_pos = 0;
+        for i in 0..n {
+            // Positions of this tenant interleave with another tenant's (gaps of 2).
+            let position = 1 + i * 2;
+            let stream = StreamName::parse(&format!("device-{}", i % 3)).unwrap();
+            let (v, prev_hash) = heads
+                .get(stream.as_str())
+                .copied()
+                .unwrap_or((0, GENESIS_HASH));
+            let mut e = RecordedEvent {
+                position,
+                tenant_prev_position: prev_pos,
+                tenant_id: tenant,
+                stream: stream.clone(),
+                version: v + 1,
+                event_id: EventId::new_random(),
+                event_type: "Polled".into(),
+                schema_version: 1,
+                payload: serde_json::json!({"i": i}),
+                metadata: EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+                recorded_at: OffsetDateTime::UNIX_EPOCH,
+                prev_hash,
+                hash: [0; 32],
+            };
+            e.hash = event_hash(&prev_hash, HashedFields::from(&e), &mut scratch);
+            heads.insert(stream.as_str().to_owned(), (e.version, e.hash));
+            prev_pos = position;
+            out.push(e);
+        }
+        out
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn checkpoints(tenant: TenantId, events: &[RecordedEvent]) -> Vec<Checkpoint> {
+        let place = |seq, from_position, to_position, prev_digest| CheckpointPlace {
+            tenant_id: tenant,
+            seq,
+            from_position,
+            to_position,
+            prev_digest,
+        };
+        let a = make_checkpoint(place(1, 1, 10, [0; 32]), &events[..5], "k1", &key());
+        let b = make_checkpoint(place(2, 11, 20, a.digest), &events[5..10], "k1", &key());
+        vec![a, b]
+    }
+
+    #[test]
+    fn an_untouched_history_verifies() {
+        let t = TenantId::new_random();
+        let events = history(t, 12);
+        let cps = checkpoints(t, &events);
+        let report = verify_tenant_history(&events, &cps, &key().verifying_key()).unwrap();
+        assert_eq!(report.signed_through, 20);
+        assert_eq!(report.last_position, 23);
+    }
+
+    #[test]
+    fn each_kind_of_tampering_names_the_first_bad_position() {
+        let t = TenantId::new_random();
+        let events = history(t, 12);
+        let cps = checkpoints(t, &events);
+        let pk = key().verifying_key();
+
+        let mut modified = events.clone();
+        modified[4].payload = serde_json::json!({"i": 99});
+        assert_eq!(
+            verify_tenant_history(&modified, &cps, &pk).unwrap_err(),
+            Tamper::Modified { position: 9 }
+        );
+
+        let mut removed = events.clone();
+        removed.remove(3);
+        assert_eq!(
+            verify_tenant_history(&removed, &cps, &pk)
+                .unwrap_err()
+                .position(),
+            7
+        );
+
+        let mut reordered = events.clone();
+        reordered.swap(2, 3);
+        assert_eq!(
+            verify_tenant_history(&reordered, &cps, &pk)
+                .unwrap_err()
+                .position(),
+            5
+        );
+
+        // A naive copy at a new position: its hash covers the position.
+        let mut inserted = events.clone();
+        let mut extra = events[6].clone();
+        extra.position = 14;
+        inserted.insert(7, extra.clone());
+        assert_eq!(
+            verify_tenant_history(&inserted, &cps, &pk)
+                .unwrap_err()
+                .position(),
+            14
+        );
+
+        // A forger who recomputes the hash and links it to its predecessor: the successor
+        // still refers past it.
+        let mut forged = events.clone();
+        extra.tenant_prev_position = 13;
+        extra.hash = event_hash(
+            &extra.prev_hash,
+            HashedFields::from(&extra),
+            &mut Vec::new(),
+        );
+        forged.insert(7, extra);
+        assert_eq!(
+            verify_tenant_history(&forged, &cps, &pk)
+                .unwrap_err()
+                .position(),
+            14
+        );
+
+        // Removing the tenant's newest signed event: only the checkpoint can tell.
+        let truncated = events[..9].to_vec();
+        let err = verify_tenant_history(&truncated, &cps, &pk).unwrap_err();
+        assert_eq!(err.position(), 19, "{err}");
+    }
+
+    #[test]
+    fn a_forged_checkpoint_signature_is_refused() {
+        let t = TenantId::new_random();
+        let events = history(t, 12);
+        let mut cps = checkpoints(t, &events);
+        cps.truncate(1);
+        let other = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
+        assert!(matches!(
+            verify_tenant_history(&events, &cps, &other),
+            Err(Tamper::Checkpoint { .. })
+        ));
+    }
+}

@@ -1,0 +1,201 @@
+//! Canonical bytes of an event and the per-stream hash chain.
+//!
+//! The hash of an event is `SHA-256(prev_hash || canonical_bytes(event))`. The canonical
+//! bytes are a versioned, length-prefixed binary layout (see `docs/architecture.md`):
+//!
+//! ```text
+//! "NLEV1"
+//! i64 position | i64 tenant_prev_position | 16 tenant_id | str stream | i64 version
+//! 16 event_id | str event_type | u32 schema_version | i64 recorded_at (µs since epoch)
+//! str canonical_json(metadata) | str canonical_json(payload)
+//! ```
+//! Integers are big-endian; `str` is a u32 big-endian length followed by UTF-8 bytes.
+//! Canonical JSON is compact with object keys sorted by their UTF-8 bytes, so the bytes do
+//! not depend on how PostgreSQL's `jsonb` or serde happened to order keys.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::event::{EventMetadata, RecordedEvent};
+use crate::ids::{EventId, StreamName, TenantId};
+
+/// The previous hash of the first event in a stream.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Writes `value` as canonical JSON (compact, keys sorted bytewise).
+pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::String(s) => write_json_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_string(key, out);
+                out.push(b':');
+                write_canonical_json(item, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Canonical JSON of `value` as a byte vector.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical_json(value, &mut out);
+    out
+}
+
+fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0c}' => out.extend_from_slice(b"\\f"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// The fields of an event that its hash covers.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedFields<'a> {
+    /// Global position.
+    pub position: i64,
+    /// Previous position of the same tenant.
+    pub tenant_prev_position: i64,
+    /// Owning tenant.
+    pub tenant_id: &'a TenantId,
+    /// Stream.
+    pub stream: &'a StreamName,
+    /// Version in the stream.
+    pub version: i64,
+    /// Event id.
+    pub event_id: &'a EventId,
+    /// Type name.
+    pub event_type: &'a str,
+    /// Schema version.
+    pub schema_version: u32,
+    /// Recorded-at, truncated to microseconds.
+    pub recorded_at: OffsetDateTime,
+    /// Metadata.
+    pub metadata: &'a EventMetadata,
+    /// Payload.
+    pub payload: &'a Value,
+}
+
+impl<'a> From<&'a RecordedEvent> for HashedFields<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        Self {
+            position: e.position,
+            tenant_prev_position: e.tenant_prev_position,
+            tenant_id: &e.tenant_id,
+            stream: &e.stream,
+            version: e.version,
+            event_id: &e.event_id,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            recorded_at: e.recorded_at,
+            metadata: &e.metadata,
+            payload: &e.payload,
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch (PostgreSQL `timestamptz` precision).
+pub fn unix_micros(t: OffsetDateTime) -> i64 {
+    let micros = t.unix_timestamp_nanos() / 1_000;
+    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    // Lengths above u32::MAX cannot occur for stored events (PostgreSQL caps a field at 1 GB).
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// The canonical bytes of an event, appended to `out`.
+pub fn write_canonical_event(f: HashedFields<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"NLEV1");
+    out.extend_from_slice(&f.position.to_be_bytes());
+    out.extend_from_slice(&f.tenant_prev_position.to_be_bytes());
+    out.extend_from_slice(f.tenant_id.as_uuid().as_bytes());
+    put_str(out, f.stream.as_str().as_bytes());
+    out.extend_from_slice(&f.version.to_be_bytes());
+    out.extend_from_slice(f.event_id.as_uuid().as_bytes());
+    put_str(out, f.event_type.as_bytes());
+    out.extend_from_slice(&f.schema_version.to_be_bytes());
+    out.extend_from_slice(&unix_micros(f.recorded_at).to_be_bytes());
+    let meta = serde_json::to_value(f.metadata).unwrap_or(Value::Null);
+    put_str(out, &canonical_json(&meta));
+    put_str(out, &canonical_json(f.payload));
+}
+
+/// `SHA-256(prev_hash || canonical_bytes)`; `scratch` is reused between calls.
+pub fn event_hash(
+    prev_hash: &[u8; 32],
+    fields: HashedFields<'_>,
+    scratch: &mut Vec<u8>,
+) -> [u8; 32] {
+    scratch.clear();
+    write_canonical_event(fields, scratch);
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(&scratch[..]);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_is_compact() {
+        let v: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"z": [1, 2.5, "x\n"], "y": null}}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).unwrap(),
+            r#"{"a":{"y":null,"z":[1,2.5,"x\n"]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn canonical_json_string_escapes_parse_back() {
+        let s = "q\"b\\s\u{1}\u{7f}é😀\t";
+        let bytes = canonical_json(&Value::String(s.to_owned()));
+        let back: String = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, s);
+    }
+}
