@@ -440,16 +440,9 @@ enum Transport {
 }
 
 fn encode(cmd: &Command) -> Result<Bytes, Error> {
-    let sentence = cmd.to_sentence().map_err(|source| Error::Encode {
+    cmd.to_bytes().map_err(|source| Error::Encode {
         command: cmd.path().to_owned(),
         source,
-    })?;
-    sentence.to_bytes().map_err(|e| Error::Encode {
-        command: cmd.path().to_owned(),
-        source: crate::proto::ProtoError::UnexpectedWord {
-            word: e.to_string(),
-            context: "command",
-        },
     })
 }
 

@@ -61,6 +61,13 @@ pub enum CodecError {
         /// The configured limit.
         max: usize,
     },
+    /// A word to encode is empty: on the wire a zero-length word is the sentence terminator,
+    /// so it would end the sentence early.
+    #[error("word {index} of the sentence is empty")]
+    EmptyWord {
+        /// Position of the word in the sentence.
+        index: usize,
+    },
     /// A word to encode is longer than the format can express.
     #[error("word of {len} bytes cannot be encoded (maximum {MAX_ENCODABLE_LEN})")]
     Unencodable {
@@ -238,8 +245,12 @@ pub fn decode_len(src: &[u8]) -> Result<Prefix, CodecError> {
     })
 }
 
-/// Appends one word (prefix and bytes) to `dst`.
+/// Appends one word (prefix and bytes) to `dst`. Empty words are refused (see
+/// [`CodecError::EmptyWord`]).
 pub fn encode_word(word: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
+    if word.is_empty() {
+        return Err(CodecError::EmptyWord { index: 0 });
+    }
     encode_len(word.len() as u64, dst)?;
     dst.put_slice(word);
     Ok(())
@@ -249,13 +260,14 @@ pub fn encode_word(word: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
 ///
 /// On error `dst` is left as it was.
 pub fn encode_sentence<W: AsRef<[u8]>>(words: &[W], dst: &mut BytesMut) -> Result<(), CodecError> {
-    if let Some(w) = words
-        .iter()
-        .find(|w| prefix_len(w.as_ref().len() as u64).is_none())
-    {
-        return Err(CodecError::Unencodable {
-            len: w.as_ref().len() as u64,
-        });
+    for (index, w) in words.iter().enumerate() {
+        let len = w.as_ref().len() as u64;
+        if len == 0 {
+            return Err(CodecError::EmptyWord { index });
+        }
+        if prefix_len(len).is_none() {
+            return Err(CodecError::Unencodable { len });
+        }
     }
     for w in words {
         encode_word(w.as_ref(), dst)?;
@@ -555,6 +567,16 @@ mod tests {
     }
 
     #[test]
+    fn empty_words_cannot_be_encoded() {
+        // An empty word would be read back as the terminator, splitting the sentence.
+        let s: Sentence = [&b"/x"[..], b"", b"=a=b"].into_iter().collect();
+        assert_eq!(s.to_bytes(), Err(CodecError::EmptyWord { index: 1 }));
+        let mut dst = BytesMut::new();
+        assert!(encode_sentence(&[&b"a"[..], b""], &mut dst).is_err());
+        assert!(dst.is_empty(), "nothing written on error");
+    }
+
+    #[test]
     fn words_are_bytes_not_utf8() {
         let s = Sentence::new(vec![Bytes::from_static(&[0xFF, 0xFE, 0x00, 0x80])]);
         let mut d = Decoder::default();
@@ -566,7 +588,7 @@ mod tests {
         // Lengths spread over the 1-, 2- and 3-byte classes with their boundaries; the 4- and
         // 5-byte classes are covered by prefix-only tests (a 2 MiB word per case is too slow).
         prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..=0x7F),
+            proptest::collection::vec(any::<u8>(), 1..=0x7F),
             proptest::collection::vec(any::<u8>(), 0x80..=0x3FFF),
             Just(vec![0xAA; 0x7F]),
             Just(vec![0xAB; 0x80]),

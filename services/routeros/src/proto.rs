@@ -23,7 +23,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::Sentence;
+use crate::codec::{CodecError, Sentence};
 
 /// A malformed or unencodable sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +66,13 @@ pub enum ProtoError {
     /// More than one `.tag=` word.
     #[error("more than one .tag word")]
     DuplicateTag,
+    /// The sentence could not be framed (a word too long for the wire format).
+    #[error("cannot frame the sentence")]
+    Codec {
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
     /// A `!trap` whose `category` is not a decimal number.
     #[error("trap category {value:?} is not a number")]
     BadCategory {
@@ -365,6 +372,11 @@ impl Command {
         Ok(s)
     }
 
+    /// Encodes straight to wire bytes.
+    pub fn to_bytes(&self) -> Result<Bytes, ProtoError> {
+        frame(self.to_sentence()?)
+    }
+
     /// Parses a request as a router would receive it.
     pub fn from_sentence(sentence: &Sentence) -> Result<Self, ProtoError> {
         let (first, rest) = sentence
@@ -592,6 +604,11 @@ impl Reply {
         Ok(s)
     }
 
+    /// Encodes straight to wire bytes.
+    pub fn to_bytes(&self) -> Result<Bytes, ProtoError> {
+        frame(self.to_sentence()?)
+    }
+
     /// Parses a reply sentence.
     pub fn from_sentence(sentence: &Sentence) -> Result<Self, ProtoError> {
         let (first, rest) = sentence
@@ -656,6 +673,12 @@ pub fn sentence_tag(sentence: &Sentence) -> Option<Tag> {
         .find_map(|w| w.strip_prefix(b".tag="))
         .and_then(|t| std::str::from_utf8(t).ok())
         .and_then(Tag::new)
+}
+
+fn frame(sentence: Sentence) -> Result<Bytes, ProtoError> {
+    sentence
+        .to_bytes()
+        .map_err(|source| ProtoError::Codec { source })
 }
 
 fn trap_from_attrs(attrs: Attrs) -> Result<Trap, ProtoError> {
