@@ -1,1 +1,41 @@
-//! RouterOS configuration export text: parse, model, render, normalise, diff, mask. Pure, no IO.
+//! RouterOS configuration export text: parse, model, render, normalise, diff, mask, and
+//! change scripts. Pure: no IO, no async, no clock; depends on nothing of ours.
+//!
+//! * [`parse_export`] turns export text (any of the corpus's 16 real exports) into a
+//!   [`Config`]: ordered [`Section`]s keyed by [`MenuPath`], holding `add` [`Entry`]s with
+//!   RouterOS-style ids (`*1`, `*2`, ... per menu), `set` statements ([`SetStmt`]) on
+//!   built-in or singleton items, and RouterOS remark comments.
+//! * [`render`] writes export text in RouterOS's format, wrapped like a terminal of a given
+//!   width ([`Wrap`]) or unwrapped, with the original or a generated header.
+//! * [`normalise`] gives canonical text for hashing and diffing; [`mask_secrets`] replaces
+//!   secret values with `MASKED` before text leaves the platform (git).
+//! * [`unified_diff`] and [`semantic_diff`] compare configurations.
+//! * [`parse_script`] / [`apply_script`] handle change scripts (`/import` semantics).
+//!
+//! Errors are typed ([`ParseError`] with line and column, [`ModelError`],
+//! [`ScriptError`]); no input makes this crate panic.
+
+mod diff;
+mod error;
+mod lex;
+mod model;
+mod normalize;
+mod parse;
+mod render;
+mod script;
+
+pub use diff::{
+    AttrChange, Change, DiffLine, SectionDiff, SemanticDiff, line_diff, semantic_diff, unified_diff,
+};
+pub use error::{ModelError, ParseError, ParseErrorKind, ScriptError};
+pub use lex::{LineEnding, encode_value, needs_quotes};
+pub use model::{
+    Attr, BadItemId, Config, Entry, FindExpr, FindTerm, Header, ItemId, MenuPath, Section,
+    Selector, SetStmt, Stmt,
+};
+pub use normalize::{MASK, is_secret, mask_secrets, normalise, normalise_masked};
+pub use parse::parse_export;
+pub use render::{ExportHeader, HeaderMode, RenderOptions, Wrap, render};
+pub use script::{
+    ApplyReport, Arg, ScriptCommand, apply_command, apply_script, dry_run, parse_script,
+};
