@@ -592,7 +592,11 @@ impl Reply {
             }
             ReplyKind::Fatal(reason) => {
                 s.push(Bytes::from_static(b"!fatal"));
-                if !reason.is_empty() {
+                // The router sends the reason as a bare word; one that would read as an
+                // attribute or a tag goes as `=message=` so it parses back unchanged.
+                if reason.starts_with('=') || reason.starts_with(".tag=") {
+                    s.push(attr_word("message", reason.as_bytes())?);
+                } else if !reason.is_empty() {
                     s.push(Bytes::copy_from_slice(reason.as_bytes()));
                 }
             }
@@ -912,6 +916,10 @@ mod tests {
             words(&Reply::fatal("bye").to_sentence().unwrap()),
             [&b"!fatal"[..], b"bye"]
         );
+        for odd in ["=x=y", ".tag=5", "=message="] {
+            let r = Reply::fatal(odd);
+            assert_eq!(Reply::from_sentence(&r.to_sentence().unwrap()).unwrap(), r);
+        }
     }
 
     #[test]
@@ -1044,7 +1052,7 @@ mod tests {
                     message: m,
                     attrs
                 })),
-            "[a-z][ -~]{0,30}".prop_map(ReplyKind::Fatal),
+            "[ -~]{0,30}".prop_map(ReplyKind::Fatal),
             Just(ReplyKind::Empty),
         ];
         (kind, tag()).prop_map(|(kind, tag)| Reply { tag, kind })
