@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::CodecError;
+use crate::menus::FieldError;
 use crate::proto::{ProtoError, Trap};
 use crate::tls::Fingerprint;
 
@@ -101,14 +102,23 @@ pub enum Error {
         #[source]
         source: ProtoError,
     },
-    /// A reply was well formed but not what the command should return (a missing or
-    /// unparseable attribute, an unexpected `=ret=`).
+    /// A reply was well formed but not what the command should return (no row where one is
+    /// needed, no item id after `add`, a truncated file, a non-hex login challenge).
     #[error("unexpected reply to {command}: {detail}")]
     UnexpectedReply {
         /// The command path.
         command: String,
         /// What was wrong.
         detail: String,
+    },
+    /// A row lacked an attribute a typed helper needs, or had it in an unexpected format.
+    #[error("unexpected row from {command}")]
+    Field {
+        /// The command path.
+        command: String,
+        /// Which attribute, and what was wrong.
+        #[source]
+        source: FieldError,
     },
     /// The command did not complete within its timeout; it was cancelled on the router.
     #[error("{command} timed out after {after:?}")]
@@ -140,14 +150,13 @@ impl Error {
         matches!(self, Error::Trap { trap, .. } if trap.is_interrupted())
     }
 
-    /// True when the connection can no longer be used.
+    /// True for errors that always mean the connection is gone. A [`Error::Protocol`] error
+    /// ends the connection only when the bad sentence could not be tied to a command; ask
+    /// [`crate::Client::is_closed`] to know.
     pub fn is_connection_lost(&self) -> bool {
         matches!(
             self,
-            Error::Fatal { .. }
-                | Error::Codec { .. }
-                | Error::Protocol { .. }
-                | Error::ConnectionClosed { .. }
+            Error::Fatal { .. } | Error::Codec { .. } | Error::ConnectionClosed { .. }
         )
     }
 }

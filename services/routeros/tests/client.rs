@@ -807,3 +807,225 @@ async fn tls_ca_verification_checks_chain_and_name() {
         Err(Error::Tls { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Typed helpers
+
+fn resource_row(version: &str) -> Attrs {
+    [
+        ("uptime", "3d02:04:05"),
+        ("version", version),
+        ("cpu-load", "7"),
+        ("free-memory", "1000"),
+        ("total-memory", "2000"),
+        ("free-hdd-space", "3000"),
+        ("total-hdd-space", "4000"),
+        ("board-name", "CHR"),
+        ("architecture-name", "x86_64"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Serves the export flow; returns what the script saw of the `/export` command.
+async fn serve_export(
+    version: &'static str,
+    text: Vec<u8>,
+    reported_size: Option<usize>,
+) -> (SocketAddr, JoinHandle<Command>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut c = Conn::new(stream);
+        c.login().await;
+        let res = c.expect("/system/resource/print").await;
+        c.answer(&res, Reply::re(resource_row(version))).await;
+        c.answer(&res, Reply::done()).await;
+        let export = c.expect("/export").await;
+        c.answer(&export, Reply::done()).await;
+        let name = format!("{}.rsc", export.attrs().get_str("file").unwrap());
+        // The file is found on the second look (written asynchronously).
+        for found in [false, true] {
+            let print = c.expect("/file/print").await;
+            assert_eq!(
+                print.queries(),
+                &[routeros::Query::eq("name", &name)],
+                "looks the file up by exact name"
+            );
+            if found {
+                let row = Attrs::new()
+                    .with(".id", "*2A")
+                    .with("name", &name)
+                    .with("type", "script")
+                    .with("size", text.len().to_string());
+                c.answer(&print, Reply::re(row)).await;
+            } else {
+                c.answer(&print, Reply::empty()).await;
+            }
+            c.answer(&print, Reply::done()).await;
+        }
+        let v: routeros::Version = version.parse().unwrap();
+        if v.at_least(7, 13) {
+            let mut offset = 0;
+            loop {
+                let read = c.expect("/file/read").await;
+                assert_eq!(read.attrs().get_str("file"), Some(name.as_str()));
+                assert_eq!(
+                    read.attrs().get_str("offset"),
+                    Some(offset.to_string().as_str())
+                );
+                let size: usize = read.attrs().get_str("chunk-size").unwrap().parse().unwrap();
+                let chunk = &text[offset..(offset + size).min(text.len())];
+                offset += chunk.len();
+                c.answer(&read, Reply::re(Attrs::new().with("data", chunk)))
+                    .await;
+                c.answer(&read, Reply::done()).await;
+                if chunk.len() < size {
+                    break;
+                }
+            }
+        } else {
+            let print = c.expect("/file/print").await;
+            let row = Attrs::new()
+                .with("name", &name)
+                .with("size", reported_size.unwrap_or(text.len()).to_string())
+                .with("contents", &text);
+            c.answer(&print, Reply::re(row)).await;
+            c.answer(&print, Reply::done()).await;
+        }
+        let remove = c.expect("/file/remove").await;
+        assert_eq!(remove.attrs().get_str(".id"), Some("*2A"));
+        c.answer(&remove, Reply::done()).await;
+        export
+    });
+    (addr, handle)
+}
+
+#[tokio::test]
+async fn export_on_v7_reads_the_file_in_chunks_and_hides_secrets() {
+    // 70,000 bytes, not UTF-8 everywhere: three chunks, bytes preserved.
+    let text: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let (addr, server) = serve_export("7.15.2 (stable)", text.clone(), None).await;
+    let client = connect(addr).await;
+    let got = client
+        .export(&routeros::menus::ExportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&got[..], &text[..]);
+    let export = server.await.unwrap();
+    assert_eq!(export.attrs().get_str("file"), Some("netledger-export"));
+    // v7 hides sensitive values by default: no flag either way.
+    assert!(!export.attrs().contains("show-sensitive"));
+    assert!(!export.attrs().contains("hide-sensitive"));
+}
+
+#[tokio::test]
+async fn export_on_v6_uses_contents_and_hide_sensitive() {
+    let text =
+        b"# jan/02/1970 00:00:00 by RouterOS 6.49.7\n/system identity\nset name=R1\n".to_vec();
+    let (addr, server) = serve_export("6.49.7 (long-term)", text.clone(), None).await;
+    let client = connect(addr).await;
+    let opts = routeros::menus::ExportOptions {
+        terse: true,
+        ..Default::default()
+    };
+    let got = client.export(&opts).await.unwrap();
+    assert_eq!(&got[..], &text[..]);
+    let export = server.await.unwrap();
+    assert_eq!(export.attrs().get_str("hide-sensitive"), Some(""));
+    assert_eq!(export.attrs().get_str("terse"), Some(""));
+}
+
+#[tokio::test]
+async fn export_refuses_truncated_contents_and_still_removes_the_file() {
+    let text = vec![b'#'; 4096];
+    let (addr, server) = serve_export("6.48 (stable)", text, Some(9000)).await;
+    let client = connect(addr).await;
+    let r = client
+        .export(&routeros::menus::ExportOptions::default())
+        .await;
+    assert!(
+        matches!(&r, Err(Error::UnexpectedReply { detail, .. }) if detail.contains("4096 of 9000")),
+        "{r:?}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn helpers_parse_rows_and_handle_missing_menus() {
+    let (addr, server) = serve(|mut c| async move {
+        c.login().await;
+        let cmd = c.expect("/system/resource/print").await;
+        c.answer(&cmd, Reply::re(resource_row("7.18 (stable)")))
+            .await;
+        c.answer(&cmd, Reply::done()).await;
+        // CHR has no routerboard menu.
+        let cmd = c.expect("/system/routerboard/print").await;
+        c.answer(
+            &cmd,
+            Reply::trap(
+                Some(TrapCategory::MissingItemOrCommand),
+                "no such command or directory (routerboard)",
+            ),
+        )
+        .await;
+        c.answer(&cmd, Reply::trap(None, "no such command prefix"))
+            .await;
+        c.answer(&cmd, Reply::done()).await;
+        let cmd = c.expect("/system/scheduler/add").await;
+        assert_eq!(cmd.attrs().get_str("interval"), Some("1h30m"));
+        assert_eq!(cmd.attrs().get_str("name"), Some("nl-change-1"));
+        c.answer(&cmd, Reply::done_ret("*1A")).await;
+        let cmd = c.expect("/system/scheduler/disable").await;
+        assert_eq!(cmd.attrs().get_str(".id"), Some("*1A"));
+        c.answer(&cmd, Reply::done()).await;
+        let cmd = c.expect("/interface/print").await;
+        c.answer(
+            &cmd,
+            Reply::re(
+                [
+                    (".id", "*1"),
+                    ("name", "ether1"),
+                    ("running", "true"),
+                    ("rx-byte", "oops"),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+        )
+        .await;
+        c.answer(&cmd, Reply::done()).await;
+        c.expect("/system/reboot").await;
+        // A rebooting router just goes away.
+    })
+    .await;
+    let client = connect(addr).await;
+    let res = client.resources().await.unwrap();
+    assert_eq!(
+        res.uptime,
+        Duration::from_secs(3 * 86_400 + 2 * 3600 + 4 * 60 + 5)
+    );
+    assert_eq!(res.version.minor, 18);
+    assert_eq!(client.routerboard().await.unwrap(), None);
+    let id = client
+        .add_schedule(&routeros::menus::NewSchedule {
+            name: "nl-change-1".into(),
+            on_event: "/system reboot".into(),
+            interval: Some(Duration::from_secs(5400)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(id, routeros::ItemId(0x1A));
+    client.enable_schedule(id, false).await.unwrap();
+    let bad = client.interfaces().await;
+    assert!(
+        matches!(&bad, Err(Error::Field { command, source: routeros::menus::FieldError::Invalid { field: "rx-byte", .. } })
+            if command == "/interface/print"),
+        "{bad:?}"
+    );
+    client.reboot().await.unwrap();
+    assert!(client.is_closed());
+    server.await.unwrap();
+}
