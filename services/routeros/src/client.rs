@@ -552,12 +552,14 @@ impl ReplyStream {
     }
 
     /// Cancels the command (`/cancel =tag=T`) and waits until the router confirms it with the
-    /// command's `!done`; rows that arrive meanwhile are discarded.
+    /// command's `!done`; rows that arrive meanwhile are discarded. Bounded by the client's
+    /// command timeout.
     pub async fn cancel(mut self) -> Result<(), Error> {
         if self.pending.finished {
             return Ok(());
         }
         let client = self.pending.client.clone();
+        let after = client.inner.command_timeout;
         let cancel = Command::new("/cancel").attr("tag", self.pending.tag.as_str());
         // Drain concurrently: the stream's channel may be full, and the reader must get past
         // it to deliver the `/cancel`'s own `!done`.
@@ -576,7 +578,14 @@ impl ReplyStream {
             }
             Ok(())
         };
-        let (cancelled, drained) = tokio::join!(client.run(cancel), drain);
+        let both = async { tokio::join!(client.run(cancel), drain) };
+        let (cancelled, drained) =
+            tokio::time::timeout(after, both)
+                .await
+                .map_err(|_| Error::Timeout {
+                    command: "/cancel".into(),
+                    after,
+                })?;
         cancelled?;
         drained
     }
@@ -634,6 +643,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut read: R, mut decoder: Decoder, shar
         }
     };
     shared.close(cause);
+    // Let the writer finish and shut the socket down.
+    shared.shutdown.cancel();
 }
 
 /// Routes one sentence to its command. Returns the cause when the connection must end.
@@ -699,6 +710,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         if let Err(e) = written {
             shared.close(Disconnect::Io(Arc::new(e)));
+            // Stop the reader too: nothing more can be asked on this connection.
+            shared.shutdown.cancel();
             break;
         }
     }
