@@ -635,8 +635,9 @@ impl Reply {
                 }
                 ReplyKind::Fatal(reason.unwrap_or_default())
             }
-            b"!re" | b"!done" | b"!trap" | b"!empty" => {
-                let context = match &first[..] {
+            word @ (b"!re" | b"!done" | b"!trap" | b"!empty") => {
+                // `word` is one of the four ASCII literals above.
+                let context = match word {
                     b"!re" => "!re",
                     b"!done" => "!done",
                     b"!trap" => "!trap",
@@ -649,10 +650,10 @@ impl Reply {
                         attrs.push_bytes(n, v);
                     }
                 }
-                match context {
-                    "!re" => ReplyKind::Re(attrs),
-                    "!done" => ReplyKind::Done(attrs),
-                    "!trap" => ReplyKind::Trap(trap_from_attrs(attrs)?),
+                match word {
+                    b"!re" => ReplyKind::Re(attrs),
+                    b"!done" => ReplyKind::Done(attrs),
+                    b"!trap" => ReplyKind::Trap(trap_from_attrs(attrs)?),
                     // `!empty` carries nothing but its tag; anything else is ignored.
                     _ => ReplyKind::Empty,
                 }
