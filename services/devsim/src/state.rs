@@ -1,0 +1,171 @@
+//! Per-device mutable state, fault knobs and what the control API reports. Idle devices
+//! stay small: the configuration is an `Arc` shared with the factory template until the
+//! device changes it (copy-on-write), and every collection starts empty.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rosconfig::{Config, ItemId};
+use serde::{Deserialize, Serialize};
+
+use crate::version::RosVersion;
+
+/// Fault knobs of one device (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Listeners closed: connections are refused.
+    pub unreachable: bool,
+    /// Every reply is delayed by this many milliseconds.
+    pub delay_ms: u64,
+    /// The connection is dropped (no reply) when a session sends its (N+1)th command,
+    /// counting `/login`.
+    pub drop_after_commands: Option<u32>,
+    /// `/login` is answered `invalid user name or password (6)`.
+    pub reject_login: bool,
+    /// Replies are replaced by bytes that are not valid framing (reserved control byte).
+    pub corrupt_frames: bool,
+    /// The next configuration change cuts management access: the device stays
+    /// unreachable until its scheduler reverts (`/system backup load` or `/import` run by a
+    /// scheduler or script).
+    pub cut_access_on_change: bool,
+    /// The next upgrade fails: the device reboots and comes back on its old version.
+    pub fail_upgrade: bool,
+}
+
+/// A file in `/file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SimFile {
+    pub id: u32,
+    pub name: String,
+    pub kind: &'static str,
+    pub contents: String,
+    pub created: Duration,
+}
+
+/// Runtime of one scheduler entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SchedRun {
+    pub next: Option<Duration>,
+    pub run_count: u32,
+}
+
+/// Mutable state of a device.
+#[derive(Debug)]
+pub(crate) struct DeviceState {
+    pub config: Arc<Config>,
+    pub version: RosVersion,
+    pub pending_version: Option<RosVersion>,
+    pub available_version: Option<RosVersion>,
+    pub update_status: &'static str,
+    pub boot_at: Duration,
+    pub offline_until: Option<Duration>,
+    pub access_cut: bool,
+    pub files: Vec<SimFile>,
+    pub next_file_id: u32,
+    pub passwords: Vec<(String, String)>,
+    pub sched: BTreeMap<ItemId, SchedRun>,
+    pub scheduler_allowed: bool,
+    pub changes: BTreeMap<String, u32>,
+    pub log: VecDeque<String>,
+    pub commands_total: u64,
+    pub faults: Faults,
+    pub upgrades_failed: u32,
+}
+
+impl DeviceState {
+    pub(crate) fn new(config: Arc<Config>, version: RosVersion, now: Duration) -> DeviceState {
+        DeviceState {
+            config,
+            version,
+            pending_version: None,
+            available_version: None,
+            update_status: "",
+            boot_at: now,
+            offline_until: None,
+            access_cut: false,
+            files: Vec::new(),
+            next_file_id: 1,
+            passwords: Vec::new(),
+            sched: BTreeMap::new(),
+            scheduler_allowed: true,
+            changes: BTreeMap::new(),
+            log: VecDeque::new(),
+            commands_total: 0,
+            faults: Faults::default(),
+            upgrades_failed: 0,
+        }
+    }
+
+    /// Mutable configuration (clones the shared template on first write).
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    pub(crate) fn file(&self, name: &str) -> Option<&SimFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    pub(crate) fn put_file(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        contents: String,
+        now: Duration,
+    ) {
+        if let Some(f) = self.files.iter_mut().find(|f| f.name == name) {
+            f.contents = contents;
+            f.kind = kind;
+            return;
+        }
+        let id = self.next_file_id;
+        self.next_file_id += 1;
+        self.files.push(SimFile {
+            id,
+            name: name.to_string(),
+            kind,
+            contents,
+            created: now,
+        });
+    }
+}
+
+/// Most recent commands kept per device.
+pub(crate) const LOG_LIMIT: usize = 512;
+
+/// Marker of a change id in attribute values or scripts: `netledger-change-<id>` where the
+/// id is made of letters, digits, `-` and `_`.
+pub const CHANGE_MARKER: &str = "netledger-change-";
+
+/// Change ids mentioned in a text.
+pub fn change_ids(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find(CHANGE_MARKER) {
+        let after = &rest[pos + CHANGE_MARKER.len()..];
+        let id: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        if !id.is_empty() && !out.contains(&id) {
+            out.push(id.clone());
+        }
+        rest = &after[id.len()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_change_ids() {
+        assert_eq!(
+            change_ids("comment=\"netledger-change-42 x\" netledger-change-a_b"),
+            vec!["42", "a_b"]
+        );
+        assert!(change_ids("nothing").is_empty());
+    }
+}

@@ -1,0 +1,410 @@
+//! Integration tests: devsim devices driven through the `routeros` client over loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use devsim::{Fleet, FleetOptions, ManifestEntry, ManualClock, RosVersion, SystemClock};
+use routeros::{Client, Command, Config, Error, Password, Query, TlsPolicy};
+
+async fn fleet(n: usize) -> Fleet {
+    Fleet::start(FleetOptions::new(n, Arc::new(SystemClock::new())))
+        .await
+        .unwrap()
+}
+
+fn cfg(m: &ManifestEntry) -> Config {
+    let mut c = Config::new(
+        m.api.ip().to_string(),
+        m.username.clone(),
+        Password::new(m.password.clone()),
+    )
+    .with_port(m.api.port());
+    c.command_timeout = Duration::from_secs(5);
+    c.connect_timeout = Duration::from_secs(2);
+    c
+}
+
+async fn connect(m: &ManifestEntry) -> Client {
+    Client::connect(&cfg(m)).await.unwrap()
+}
+
+fn s(v: &bytes::Bytes) -> String {
+    String::from_utf8_lossy(v).to_string()
+}
+
+#[tokio::test]
+async fn login_print_add_set_remove() {
+    let f = fleet(2).await;
+    let m = &f.manifest()[0];
+    let c = connect(m).await;
+    let r = c.run(Command::new("/system/identity/print")).await.unwrap();
+    assert_eq!(r.rows[0].get_str("name"), Some("devsim-00000"));
+    let r = c
+        .run(
+            Command::new("/ip/address/add")
+                .attr("address", "10.9.0.1/24")
+                .attr("interface", "ether2")
+                .attr("comment", "netledger-change-c1"),
+        )
+        .await
+        .unwrap();
+    let id = s(r.ret().unwrap());
+    assert!(id.starts_with('*'));
+    let r = c
+        .run(Command::new("/ip/address/print").query(Query::eq("address", "10.9.0.1/24")))
+        .await
+        .unwrap();
+    assert_eq!(r.rows.len(), 1);
+    assert_eq!(r.rows[0].get_str(".id"), Some(id.as_str()));
+    assert_eq!(r.rows[0].get_str("disabled"), Some("false"));
+    // duplicate
+    let e = c
+        .run(
+            Command::new("/ip/address/add")
+                .attr("address", "10.9.0.1/24")
+                .attr("interface", "ether2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Trap { trap, .. } if trap.message == "failure: already have such address"),
+        "{e}"
+    );
+    // bad interface: category 1
+    let e = c
+        .run(
+            Command::new("/ip/address/add")
+                .attr("address", "10.9.1.1/24")
+                .attr("interface", "asdf"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Trap { trap, .. } if trap.message == "input does not match any value of interface" && trap.category.map(|c| c.code()) == Some(1)),
+        "{e}"
+    );
+    c.run(
+        Command::new("/ip/address/set")
+            .id(&id)
+            .attr("comment", "x y"),
+    )
+    .await
+    .unwrap();
+    let r = c
+        .run(
+            Command::new("/ip/address/print")
+                .proplist(&["comment"])
+                .query(Query::eq(".id", &id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0].get_str("comment"), Some("x y"));
+    assert_eq!(r.rows[0].len(), 1);
+    // count-only
+    let r = c
+        .run(Command::new("/ip/address/print").attr("count-only", ""))
+        .await
+        .unwrap();
+    assert_eq!(s(r.ret().unwrap()), "2");
+    c.run(Command::new("/ip/address/remove").id(&id))
+        .await
+        .unwrap();
+    let e = c
+        .run(Command::new("/ip/address/remove").id(&id))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Trap { trap, .. } if trap.message == "no such item"),
+        "{e}"
+    );
+    // unknown menu: two traps
+    let e = c.run(Command::new("/ip/adress/print")).await.unwrap_err();
+    match e {
+        Error::Trap { trap, more, .. } => {
+            assert_eq!(trap.message, "no such command or directory (adress)");
+            assert_eq!(more[0].message, "no such command prefix");
+        }
+        other => panic!("{other}"),
+    }
+    // the change id was counted once
+    assert_eq!(f.device(0).unwrap().change_counts().get("c1"), Some(&1));
+    c.close().await;
+}
+
+#[tokio::test]
+async fn queries_with_stack_ops_and_empty_reply() {
+    let f = fleet(4).await;
+    // device 3 runs 7.18.2 (has !empty); find a v7.18+ and a v6 device
+    let man = f.manifest();
+    for m in &man {
+        let c = connect(m).await;
+        let r = c
+            .run(
+                Command::new("/interface/print")
+                    .query(Query::eq("type", "ether"))
+                    .query(Query::eq("type", "bridge"))
+                    .query(Query::Ops("|".into())),
+            )
+            .await
+            .unwrap();
+        assert!(
+            r.rows
+                .iter()
+                .all(|row| matches!(row.get_str("type"), Some("ether" | "bridge")))
+        );
+        assert!(
+            r.rows
+                .iter()
+                .any(|row| row.get_str("type") == Some("bridge"))
+        );
+        let r = c
+            .run(Command::new("/ip/firewall/filter/print").query(Query::eq("comment", "nomatch")))
+            .await
+            .unwrap();
+        assert!(r.rows.is_empty());
+        let v: RosVersion = m.version.parse().unwrap();
+        assert_eq!(r.empty, v >= RosVersion::new(7, 18, 0), "{}", m.version);
+    }
+}
+
+#[tokio::test]
+async fn api_ssl_with_pinned_fingerprint() {
+    let f = fleet(1).await;
+    let m = &f.manifest()[0];
+    let fp: routeros::Fingerprint = m.tls_sha256.parse().unwrap();
+    let c = Config::new(
+        "127.0.0.1",
+        m.username.clone(),
+        Password::new(m.password.clone()),
+    )
+    .with_tls(TlsPolicy::PinnedSha256(fp.0))
+    .with_port(m.api_ssl.port());
+    let client = Client::connect(&c).await.unwrap();
+    let r = client
+        .run(Command::new("/system/resource/print"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rows[0]
+            .get_str("version")
+            .map(|v| v.ends_with("(stable)")),
+        Some(true)
+    );
+    // a wrong pin is refused
+    let bad = Config::new(
+        "127.0.0.1",
+        m.username.clone(),
+        Password::new(m.password.clone()),
+    )
+    .with_tls(TlsPolicy::PinnedSha256([0u8; 32]))
+    .with_port(m.api_ssl.port());
+    assert!(Client::connect(&bad).await.is_err());
+}
+
+#[tokio::test]
+async fn wrong_password_is_rejected() {
+    let f = fleet(1).await;
+    let m = f.manifest()[0].clone();
+    let mut c = cfg(&m);
+    c.password = Password::new("nope");
+    let e = Client::connect(&c).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::LoginRejected { message, .. } if message == "invalid user name or password (6)"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn export_reflects_changes_and_sensitivity() {
+    let f = fleet(2).await;
+    for m in f.manifest() {
+        let c = connect(&m).await;
+        c.run(
+            Command::new("/ppp/secret/add")
+                .attr("name", "u1")
+                .attr("password", "s3cret")
+                .attr("service", "l2tp"),
+        )
+        .await
+        .unwrap();
+        c.run(Command::new("/system/identity/set").attr("name", "edge-1"))
+            .await
+            .unwrap();
+        // over the API, /export without file answers only !done
+        let r = c.run(Command::new("/export")).await.unwrap();
+        assert!(r.rows.is_empty() && r.ret().is_none());
+        c.run(Command::new("/export").attr("file", "cfg"))
+            .await
+            .unwrap();
+        let r = c
+            .run(Command::new("/file/print").query(Query::eq("name", "cfg.rsc")))
+            .await
+            .unwrap();
+        let text = r.rows[0].get_str("contents").unwrap().to_string();
+        assert!(text.contains("/system identity\nset name=edge-1"), "{text}");
+        assert!(text.contains("add name=u1"));
+        let v: RosVersion = m.version.parse().unwrap();
+        if v.major >= 7 {
+            assert!(!text.contains("s3cret"), "v7 hides sensitive values");
+            c.run(
+                Command::new("/export")
+                    .attr("file", "full")
+                    .attr("show-sensitive", ""),
+            )
+            .await
+            .unwrap();
+            let r = c
+                .run(Command::new("/file/print").query(Query::eq("name", "full.rsc")))
+                .await
+                .unwrap();
+            assert!(
+                r.rows[0]
+                    .get_str("contents")
+                    .unwrap()
+                    .contains("password=s3cret")
+            );
+        } else {
+            assert!(
+                text.contains("password=s3cret"),
+                "v6 shows sensitive values"
+            );
+            let e = c
+                .run(Command::new("/export").attr("show-sensitive", ""))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::Trap { trap, .. } if trap.message == "unknown parameter show-sensitive"),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn all_corpus_exports_load_and_export_back() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/routeros-exports");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rsc"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    let texts: Vec<String> = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let mut opts = FleetOptions::new(16, Arc::new(SystemClock::new()));
+    opts.exports = texts.clone();
+    let f = Fleet::start(opts).await.unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let d = f.device(i).unwrap();
+        let exported = d.export(true);
+        let mut orig = rosconfig::parse_export(text).unwrap();
+        let mut mine = rosconfig::parse_export(&exported).unwrap();
+        // the device adds its identity when the file had none
+        let idp = rosconfig::MenuPath::parse("/system identity");
+        if orig.setting(&idp, "name").is_none() {
+            orig.set_settings(
+                &idp,
+                vec![rosconfig::Attr::new("name", d.default_identity())],
+            );
+        }
+        mine.header = orig.header.clone();
+        let (a, b) = (orig.normalised(), mine.normalised());
+        assert!(
+            a == b,
+            "{}:\n{}",
+            files[i].display(),
+            rosconfig::unified_diff(&a, &b, "file", "device", 1)
+        );
+        assert_eq!(
+            f.manifest()[i].version,
+            orig.header.version.clone().unwrap().trim_end_matches(".0")
+        );
+    }
+}
+
+#[tokio::test]
+async fn manual_clock_scheduler_reverts_a_cut() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    opts.reboot_time = Duration::from_secs(30);
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest()[0].clone();
+    let d = f.device(0).unwrap().clone();
+    let c = connect(&m).await;
+    // snapshot + arm a rollback timer (interval 0, start in 60 s)
+    c.run(
+        Command::new("/system/backup/save")
+            .attr("name", "snap")
+            .attr("dont-encrypt", "yes"),
+    )
+    .await
+    .unwrap();
+    let r = c.run(Command::new("/system/clock/print")).await.unwrap();
+    let date = r.rows[0].get_str("date").unwrap().to_string();
+    let t = Duration::from_secs(1_700_000_000 % 86_400 + 60);
+    let start = format!(
+        "{:02}:{:02}:{:02}",
+        t.as_secs() / 3600,
+        t.as_secs() / 60 % 60,
+        t.as_secs() % 60
+    );
+    c.run(
+        Command::new("/system/scheduler/add")
+            .attr("name", "netledger-rollback-netledger-change-77")
+            .attr("start-date", &date)
+            .attr("start-time", &start)
+            .attr("interval", "0s")
+            .attr("on-event", "/system backup load name=snap"),
+    )
+    .await
+    .unwrap();
+    // the change cuts management access
+    d.edit_faults(|x| x.cut_access_on_change = true);
+    c.run(
+        Command::new("/ip/firewall/filter/add")
+            .attr("chain", "input")
+            .attr("action", "drop")
+            .attr("comment", "netledger-change-77"),
+    )
+    .await
+    .unwrap();
+    assert!(!d.is_reachable());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = Client::connect(&cfg(&m)).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::ConnectionClosed { .. }
+        ),
+        "{e}"
+    );
+    // not yet due
+    clock.advance(Duration::from_secs(30));
+    f.tick();
+    assert!(!d.is_reachable());
+    // due: backup load -> reboot (30 s) -> back with the old config
+    clock.advance(Duration::from_secs(31));
+    f.tick();
+    assert!(!d.is_reachable());
+    clock.advance(Duration::from_secs(31));
+    f.tick();
+    assert!(d.is_reachable());
+    assert!(d.uptime() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = connect(&m).await;
+    let r = c
+        .run(
+            Command::new("/ip/firewall/filter/print")
+                .query(Query::eq("comment", "netledger-change-77")),
+        )
+        .await
+        .unwrap();
+    assert!(r.rows.is_empty(), "reverted");
+    assert_eq!(d.change_counts().get("77"), Some(&1));
+}
