@@ -420,10 +420,10 @@ impl Device {
                     name: name.to_string(),
                     quoted: false,
                 };
-                !st.config
+                st.config
                     .set_stmt(&path, &sel)
                     .and_then(|s| s.get("disabled"))
-                    .is_some_and(|v| v == "yes")
+                    .is_none_or(|v| v != "yes")
             };
             (
                 up && svc("api"),
@@ -758,10 +758,10 @@ impl Device {
     }
 
     fn find_named(cfg: &Config, p: &MenuPath, target: &str) -> Option<ItemId> {
-        if let Ok(id) = target.parse::<ItemId>() {
-            if cfg.entry(p, id).is_some() {
-                return Some(id);
-            }
+        if let Ok(id) = target.parse::<ItemId>()
+            && cfg.entry(p, id).is_some()
+        {
+            return Some(id);
         }
         cfg.find_by(p, &[("name", target)]).first().copied()
     }
@@ -1079,10 +1079,10 @@ impl Device {
             if s.selector == Selector::None {
                 continue;
             }
-            if let Ok(ids) = cfg.resolve(menu, &s.selector) {
-                if !ids.is_empty() {
-                    continue;
-                }
+            if let Ok(ids) = cfg.resolve(menu, &s.selector)
+                && !ids.is_empty()
+            {
+                continue;
             }
             let id = match &s.selector {
                 Selector::Id(id) => *id,
@@ -1470,10 +1470,9 @@ impl Device {
                             .iter()
                             .find(|a| a.key == "contents")
                             .and_then(|a| a.value.clone())
+                            && let Some(f) = st.files.iter_mut().find(|f| f.id == fid)
                         {
-                            if let Some(f) = st.files.iter_mut().find(|f| f.id == fid) {
-                                f.contents = c;
-                            }
+                            f.contents = c;
                         }
                     }
                     _ => return no_such_command(verb),
@@ -1481,17 +1480,17 @@ impl Device {
             }
             return vec![Reply::done()];
         }
-        if api == "/user" && verb == "set" {
-            if let Some(pw) = attrs
+        if api == "/user"
+            && verb == "set"
+            && let Some(pw) = attrs
                 .iter()
                 .find(|a| a.key == "password")
                 .and_then(|a| a.value.clone())
-            {
-                for t in &targets {
-                    if let Some(n) = get(&t.row, "name") {
-                        st.passwords.retain(|(x, _)| x != n);
-                        st.passwords.push((n.to_string(), pw.clone()));
-                    }
+        {
+            for t in &targets {
+                if let Some(n) = get(&t.row, "name") {
+                    st.passwords.retain(|(x, _)| x != n);
+                    st.passwords.push((n.to_string(), pw.clone()));
                 }
             }
         }
@@ -1813,10 +1812,11 @@ impl Device {
                     }
                 }
                 (_, "add" | "set" | "remove" | "enable" | "disable" | "unset") => {
-                    if api == "/user" && c.verb == "add" {
-                        if let (Some(n), Some(p)) = (c.arg("name"), c.arg("password")) {
-                            st.passwords.push((n.to_string(), p.to_string()));
-                        }
+                    if api == "/user"
+                        && c.verb == "add"
+                        && let (Some(n), Some(p)) = (c.arg("name"), c.arg("password"))
+                    {
+                        st.passwords.push((n.to_string(), p.to_string()));
                     }
                     let mut cmd = c.clone();
                     cmd.attrs
@@ -1876,6 +1876,7 @@ impl Device {
 
     fn run_due(&self, st: &mut DeviceState, now: Duration) -> bool {
         let p = MenuPath::parse("/system scheduler");
+        #[allow(clippy::type_complexity)]
         let entries: Vec<(
             ItemId,
             Option<String>,
@@ -2009,7 +2010,7 @@ mod tests {
             Some(Duration::from_secs(86_401))
         );
         assert_eq!(parse_duration("100ms"), Some(Duration::from_secs(0)));
-        assert_eq!(fmt_duration(Duration::from_secs(694_020)), "1w1d1h7m");
+        assert_eq!(fmt_duration(Duration::from_secs(695_220)), "1w1d1h7m");
         assert_eq!(fmt_duration(Duration::from_secs(0)), "0s");
     }
 

@@ -288,16 +288,22 @@ impl Fleet {
         self.devices
             .iter()
             .zip(&self.addrs)
-            .map(|(d, (api, ssl))| ManifestEntry {
-                id: d.index() as usize,
-                identity: d.identity(&d.lock()),
-                api: *api,
-                api_ssl: *ssl,
-                tls_sha256: hex::encode(d.fingerprint()),
-                username: d.username().to_string(),
-                password: d.password(),
-                version: d.version().to_string(),
-                board: d.board.board_name.to_string(),
+            .map(|(d, (api, ssl))| {
+                let identity = {
+                    let st = d.lock();
+                    d.identity(&st)
+                };
+                ManifestEntry {
+                    id: d.index() as usize,
+                    identity,
+                    api: *api,
+                    api_ssl: *ssl,
+                    tls_sha256: hex::encode(d.fingerprint()),
+                    username: d.username().to_string(),
+                    password: d.password(),
+                    version: d.version().to_string(),
+                    board: d.board.board_name.to_string(),
+                }
             })
             .collect()
     }

@@ -356,7 +356,7 @@ async fn manual_clock_scheduler_reverts_a_cut() {
     );
     c.run(
         Command::new("/system/scheduler/add")
-            .attr("name", "netledger-rollback-netledger-change-77")
+            .attr("name", "netledger-rollback-77")
             .attr("start-date", &date)
             .attr("start-time", &start)
             .attr("interval", "0s")
