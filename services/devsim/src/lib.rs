@@ -72,10 +72,20 @@ pub struct DevsimArgs {
     pub seed: u64,
 }
 
-/// Raises `RLIMIT_NOFILE` (soft limit up to the hard limit) so that every device can hold
-/// two listening sockets plus connections: about `2 * devices + 1024` descriptors.
+/// Raises `RLIMIT_NOFILE` so that every device can hold two listening sockets plus
+/// connections: `3 * devices + 1024` descriptors. The hard limit is raised too when the
+/// process may (root / CAP_SYS_RESOURCE); otherwise the soft limit goes up to the hard one.
+/// Returns the soft limit in force afterwards.
 pub fn raise_fd_limit(devices: usize) -> u64 {
     let want = (devices as u64) * 3 + 1024;
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
+        if hard < want && rlimit::Resource::NOFILE.set(want, want).is_ok() {
+            return want;
+        }
+        if soft >= want {
+            return soft;
+        }
+    }
     rlimit::increase_nofile_limit(want).unwrap_or(0)
 }
 
