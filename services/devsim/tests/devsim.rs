@@ -408,3 +408,172 @@ async fn manual_clock_scheduler_reverts_a_cut() {
     assert!(r.rows.is_empty(), "reverted");
     assert_eq!(d.change_counts().get("77"), Some(&1));
 }
+
+#[tokio::test]
+async fn faults_as_the_client_sees_them() {
+    let f = fleet(1).await;
+    let m = f.manifest()[0].clone();
+    let d = f.device(0).unwrap().clone();
+    // login rejected
+    d.edit_faults(|x| x.reject_login = true);
+    let e = Client::connect(&cfg(&m)).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::LoginRejected { message, .. } if message == "invalid user name or password (6)"),
+        "{e}"
+    );
+    d.edit_faults(|x| x.reject_login = false);
+    // slow replies -> client timeout
+    d.edit_faults(|x| x.delay_ms = 300);
+    let mut slow = cfg(&m);
+    slow.command_timeout = Duration::from_secs(5);
+    let c = Client::connect(&slow).await.unwrap();
+    let e = c
+        .run_with_timeout(
+            Command::new("/system/identity/print"),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    // tagged commands are answered concurrently despite the delay
+    let t0 = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        c.run(Command::new("/system/identity/print")),
+        c.run(Command::new("/system/resource/print"))
+    );
+    assert!(a.is_ok() && b.is_ok());
+    assert!(
+        t0.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        t0.elapsed()
+    );
+    d.edit_faults(|x| x.delay_ms = 0);
+    // connection dropped after N commands (login counts)
+    d.edit_faults(|x| x.drop_after_commands = Some(2));
+    let c = connect(&m).await;
+    c.run(Command::new("/system/identity/print")).await.unwrap();
+    let e = c
+        .run(Command::new("/system/identity/print"))
+        .await
+        .unwrap_err();
+    assert!(e.is_connection_lost(), "{e}");
+    d.edit_faults(|x| x.drop_after_commands = None);
+    // corrupted frames
+    let c = connect(&m).await;
+    d.edit_faults(|x| x.corrupt_frames = true);
+    let e = c
+        .run(Command::new("/system/identity/print"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Codec { .. }), "{e}");
+    d.edit_faults(|x| x.corrupt_frames = false);
+    // unreachable
+    d.edit_faults(|x| x.unreachable = true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = Client::connect(&cfg(&m)).await.unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    d.edit_faults(|x| x.unreachable = false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    connect(&m).await.close().await;
+}
+
+#[tokio::test]
+async fn reboot_upgrade_and_failed_upgrade() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    opts.reboot_time = Duration::from_secs(20);
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest()[0].clone();
+    let d = f.device(0).unwrap().clone();
+    let old = d.version();
+    let new = RosVersion::new(7, 19, 4);
+    for fail in [true, false] {
+        d.set_available_version(new);
+        d.edit_faults(|x| x.fail_upgrade = fail);
+        clock.advance(Duration::from_secs(100));
+        // the listener is rebound asynchronously after the reboot
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = connect(&m).await;
+        let r = c
+            .run(Command::new("/system/package/update/check-for-updates"))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.rows[0].get_str("status"),
+            Some("New version is available")
+        );
+        // install reboots: the connection drops instead of !done
+        let e = c
+            .run(Command::new("/system/package/update/install"))
+            .await
+            .unwrap_err();
+        assert!(e.is_connection_lost(), "{e}");
+        assert!(!d.is_reachable());
+        clock.advance(Duration::from_secs(21));
+        f.tick();
+        assert!(d.is_reachable());
+        assert!(d.uptime() < Duration::from_secs(1));
+        assert_eq!(d.version(), if fail { old } else { new });
+    }
+}
+
+#[tokio::test]
+async fn import_reports_the_failing_line_and_dry_run_is_gated() {
+    let f = fleet(4).await;
+    for m in f.manifest() {
+        let c = connect(&m).await;
+        let script =
+            "/ip pool\nadd name=p-netledger-change-9 ranges=10.0.0.1-10.0.0.9\nremove *77\n";
+        c.run(
+            Command::new("/file/add")
+                .attr("name", "chg.rsc")
+                .attr("contents", script),
+        )
+        .await
+        .unwrap();
+        let v: RosVersion = m.version.parse().unwrap();
+        let dry = c
+            .run(
+                Command::new("/import")
+                    .attr("file-name", "chg.rsc")
+                    .attr("dry-run", ""),
+            )
+            .await;
+        if v.has_import_dry_run() {
+            let e = dry.unwrap_err();
+            assert!(
+                matches!(&e, Error::Trap { trap, .. } if trap.message == "no such item (line 3 column 1)"),
+                "{e}"
+            );
+            // dry run changed nothing
+            let r = c
+                .run(
+                    Command::new("/ip/pool/print").query(Query::eq("name", "p-netledger-change-9")),
+                )
+                .await
+                .unwrap();
+            assert!(r.rows.is_empty());
+        } else {
+            let e = dry.unwrap_err();
+            assert!(
+                matches!(&e, Error::Trap { trap, .. } if trap.message == "unknown parameter dry-run"),
+                "{e}"
+            );
+        }
+        let e = c
+            .run(Command::new("/import").attr("file-name", "chg.rsc"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Trap { trap, .. } if trap.message == "no such item (line 3 column 1)"),
+            "{e}"
+        );
+        // lines before the failure stay applied, like RouterOS import
+        let r = c
+            .run(Command::new("/ip/pool/print").query(Query::eq("name", "p-netledger-change-9")))
+            .await
+            .unwrap();
+        assert_eq!(r.rows.len(), 1);
+    }
+}
