@@ -1,13 +1,15 @@
 //! Canonical bytes of an event and the per-stream hash chain.
 //!
-//! The hash of an event is `SHA-256(prev_hash || canonical_bytes(event))`. The canonical
-//! bytes are a versioned, length-prefixed binary layout (see `docs/architecture.md`):
+//! An event's hash is split in two so that the part that depends on where the event lands
+//! (position, version, previous hash, time) is cheap to compute while the store holds its
+//! append lock, inside PostgreSQL:
 //!
 //! ```text
-//! "NLEV1"
-//! i64 position | i64 tenant_prev_position | 16 tenant_id | str stream | i64 version
-//! 16 event_id | str event_type | u32 schema_version | i64 recorded_at (µs since epoch)
-//! str canonical_json(metadata) | str canonical_json(payload)
+//! content_hash = SHA-256("NLEC1" | 16 tenant_id | str stream | 16 event_id | str event_type
+//!                        | u32 schema_version | str canonical_json(metadata)
+//!                        | str canonical_json(payload))
+//! hash         = SHA-256("NLEV2" | 32 prev_hash | i64 position | i64 tenant_prev_position
+//!                        | i64 version | i64 recorded_at_micros | 32 content_hash)
 //! ```
 //! Integers are big-endian; `str` is a u32 big-endian length followed by UTF-8 bytes.
 //! Canonical JSON is compact with object keys sorted by their UTF-8 bytes, so the bytes do
@@ -146,35 +148,98 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// The canonical bytes of an event, appended to `out`.
-pub fn write_canonical_event(f: HashedFields<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"NLEV1");
-    out.extend_from_slice(&f.position.to_be_bytes());
-    out.extend_from_slice(&f.tenant_prev_position.to_be_bytes());
-    out.extend_from_slice(f.tenant_id.as_uuid().as_bytes());
-    put_str(out, f.stream.as_str().as_bytes());
-    out.extend_from_slice(&f.version.to_be_bytes());
-    out.extend_from_slice(f.event_id.as_uuid().as_bytes());
-    put_str(out, f.event_type.as_bytes());
-    out.extend_from_slice(&f.schema_version.to_be_bytes());
-    out.extend_from_slice(&unix_micros(f.recorded_at).to_be_bytes());
-    let meta = serde_json::to_value(f.metadata).unwrap_or(Value::Null);
-    put_str(out, &canonical_json(&meta));
-    put_str(out, &canonical_json(f.payload));
+/// The content part of an event: everything that does not depend on where it lands.
+#[derive(Debug, Clone, Copy)]
+pub struct Content<'a> {
+    /// Owning tenant.
+    pub tenant_id: &'a TenantId,
+    /// Stream.
+    pub stream: &'a StreamName,
+    /// Event id.
+    pub event_id: &'a EventId,
+    /// Type name.
+    pub event_type: &'a str,
+    /// Schema version.
+    pub schema_version: u32,
+    /// Metadata.
+    pub metadata: &'a EventMetadata,
+    /// Payload.
+    pub payload: &'a Value,
 }
 
-/// `SHA-256(prev_hash || canonical_bytes)`; `scratch` is reused between calls.
+impl<'a> From<HashedFields<'a>> for Content<'a> {
+    fn from(f: HashedFields<'a>) -> Self {
+        Self {
+            tenant_id: f.tenant_id,
+            stream: f.stream,
+            event_id: f.event_id,
+            event_type: f.event_type,
+            schema_version: f.schema_version,
+            metadata: f.metadata,
+            payload: f.payload,
+        }
+    }
+}
+
+/// SHA-256 of an event's canonical content bytes; `scratch` is reused between calls.
+pub fn content_hash(c: Content<'_>, scratch: &mut Vec<u8>) -> [u8; 32] {
+    scratch.clear();
+    scratch.extend_from_slice(b"NLEC1");
+    scratch.extend_from_slice(c.tenant_id.as_uuid().as_bytes());
+    put_str(scratch, c.stream.as_str().as_bytes());
+    scratch.extend_from_slice(c.event_id.as_uuid().as_bytes());
+    put_str(scratch, c.event_type.as_bytes());
+    scratch.extend_from_slice(&c.schema_version.to_be_bytes());
+    let meta = serde_json::to_value(c.metadata).unwrap_or(Value::Null);
+    let mut json = Vec::with_capacity(256);
+    write_canonical_json(&meta, &mut json);
+    put_str(scratch, &json);
+    json.clear();
+    write_canonical_json(c.payload, &mut json);
+    put_str(scratch, &json);
+    Sha256::digest(&scratch[..]).into()
+}
+
+/// Where an event landed: the inputs of its chain hash besides the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Global position.
+    pub position: i64,
+    /// Previous position of the same tenant.
+    pub tenant_prev_position: i64,
+    /// Version in the stream.
+    pub version: i64,
+    /// Recorded-at, microseconds since the epoch.
+    pub recorded_at_micros: i64,
+}
+
+/// The chain hash of an event from its previous hash, placement and content hash.
+pub fn chain_hash(prev_hash: &[u8; 32], at: Placement, content: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"NLEV2");
+    h.update(prev_hash);
+    h.update(at.position.to_be_bytes());
+    h.update(at.tenant_prev_position.to_be_bytes());
+    h.update(at.version.to_be_bytes());
+    h.update(at.recorded_at_micros.to_be_bytes());
+    h.update(content);
+    h.finalize().into()
+}
+
+/// The full hash of an event; `scratch` is reused between calls.
 pub fn event_hash(
     prev_hash: &[u8; 32],
     fields: HashedFields<'_>,
     scratch: &mut Vec<u8>,
 ) -> [u8; 32] {
-    scratch.clear();
-    write_canonical_event(fields, scratch);
-    let mut h = Sha256::new();
-    h.update(prev_hash);
-    h.update(&scratch[..]);
-    h.finalize().into()
+    let content = content_hash(Content::from(fields), scratch);
+    let at = Placement {
+        position: fields.position,
+        tenant_prev_position: fields.tenant_prev_position,
+        version: fields.version,
+        recorded_at_micros: unix_micros(fields.recorded_at),
+    };
+    chain_hash(prev_hash, at, &content)
 }
 
 #[cfg(test)]

@@ -77,6 +77,13 @@ uuid_id!(
     EventId
 );
 
+impl EventId {
+    /// A new time-ordered (v7) id: appends stay at the right edge of the unique index.
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
 /// The category part of a stream name (`device` in `device-42`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

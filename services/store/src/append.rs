@@ -13,17 +13,13 @@
 //! same code inside a caller's transaction, for callers that must write other rows atomically
 //! with their events.
 
-use std::collections::HashMap;
-
-use netledger_domain::canonical::{GENESIS_HASH, HashedFields, event_hash};
+use netledger_domain::canonical::{Content, content_hash};
 use netledger_domain::{ExpectedVersion, NewEvent, StreamName, TenantId};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
-use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::set_tenant;
 use crate::error::StoreError;
 
 /// One append: events for one stream of one tenant, with the version the stream must be at.
@@ -66,6 +62,9 @@ pub struct StoreOptions {
     pub max_events_per_append: usize,
     /// Requests waiting for the appender before callers wait for room.
     pub queue_depth: usize,
+    /// Appender tasks (each with its own connection). Two keep the append lock busy: one
+    /// commits while the next call is already waiting on the lock inside PostgreSQL.
+    pub appenders: usize,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +73,7 @@ impl Default for StoreOptions {
             max_batch_events: 4_000,
             max_events_per_append: 10_000,
             queue_depth: 4_096,
+            appenders: 1,
         }
     }
 }
@@ -103,7 +103,10 @@ impl EventStore {
     /// another role under row-level security). Must be called inside a tokio runtime.
     pub fn start(app_pool: PgPool, options: StoreOptions) -> Self {
         let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
-        tokio::spawn(run_appender(app_pool, receiver, options));
+        let receiver = std::sync::Arc::new(Mutex::new(receiver));
+        for _ in 0..options.appenders.max(1) {
+            tokio::spawn(run_appender(app_pool.clone(), receiver.clone(), options));
+        }
         Self { sender, options }
     }
 
@@ -166,20 +169,38 @@ fn contains_nul(v: &Value) -> bool {
     }
 }
 
-async fn run_appender(pool: PgPool, mut receiver: mpsc::Receiver<Pending>, options: StoreOptions) {
-    while let Some(first) = receiver.recv().await {
-        let mut events = first.request.events.len();
-        let mut batch = vec![first];
-        while events < options.max_batch_events {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    events += next.request.events.len();
-                    batch.push(next);
+async fn run_appender(
+    pool: PgPool,
+    receiver: std::sync::Arc<Mutex<mpsc::Receiver<Pending>>>,
+    options: StoreOptions,
+) {
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut events = first.request.events.len();
+            let mut batch = vec![first];
+            while events < options.max_batch_events {
+                match receiver.try_recv() {
+                    Ok(next) => {
+                        events += next.request.events.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            batch
+        };
+        let started = std::time::Instant::now();
+        let size = batch.len();
         commit_batch(&pool, batch).await;
+        tracing::trace!(
+            requests = size,
+            micros = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
     }
 }
 
@@ -215,6 +236,15 @@ async fn write_and_commit(
     pool: &PgPool,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    let single_tenant = requests.windows(2).all(|w| w[0].tenant == w[1].tenant);
+    if single_tenant {
+        // One statement: its implicit transaction commits with it, one round trip.
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(StoreError::db("acquire connection"))?;
+        return write_batch(&mut conn, requests).await;
+    }
     let mut tx = pool.begin().await.map_err(StoreError::db("begin append"))?;
     let results = write_batch(&mut tx, requests).await?;
     tx.commit()
@@ -247,13 +277,13 @@ fn map_insert_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Stor
     }
 }
 
+/// One tenant's share of a batch, as the arrays `netledger_append` takes.
 #[derive(Default)]
 struct Columns {
-    position: Vec<i64>,
-    tenant_prev: Vec<i64>,
     stream: Vec<String>,
     category: Vec<String>,
-    version: Vec<i64>,
+    expected: Vec<i64>,
+    count: Vec<i32>,
     event_id: Vec<Uuid>,
     event_type: Vec<String>,
     schema_version: Vec<i32>,
@@ -261,31 +291,54 @@ struct Columns {
     actor: Vec<String>,
     causation: Vec<Uuid>,
     correlation: Vec<Uuid>,
-    prev_hash: Vec<Vec<u8>>,
-    hash: Vec<Vec<u8>>,
+    content_hash: Vec<Vec<u8>>,
 }
 
-/// The shared core: lock, check, assign, hash, insert. Returns one result per request; an
-/// `Err` means the transaction failed as a whole and must be rolled back.
+impl Columns {
+    fn push(&mut self, r: &AppendRequest, scratch: &mut Vec<u8>) {
+        self.stream.push(r.stream.as_str().to_owned());
+        self.category.push(r.stream.category().to_owned());
+        self.expected.push(match r.expected {
+            ExpectedVersion::Any => -1,
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        });
+        self.count
+            .push(i32::try_from(r.events.len()).unwrap_or(i32::MAX));
+        for e in &r.events {
+            let metadata = e.metadata();
+            let content = Content {
+                tenant_id: &r.tenant,
+                stream: &r.stream,
+                event_id: &e.event_id(),
+                event_type: e.event_type(),
+                schema_version: e.schema_version(),
+                metadata,
+                payload: e.payload(),
+            };
+            self.content_hash
+                .push(content_hash(content, scratch).to_vec());
+            self.event_id.push(*e.event_id().as_uuid());
+            self.event_type.push(e.event_type().to_owned());
+            self.schema_version
+                .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
+            self.payload.push(e.payload().to_string());
+            self.actor
+                .push(serde_json::to_string(&metadata.actor).unwrap_or_default());
+            self.causation.push(metadata.causation_id);
+            self.correlation.push(metadata.correlation_id);
+        }
+    }
+}
+
+/// The shared core: one `netledger_append` call per tenant in the batch. Returns one result
+/// per request; an `Err` means the statement failed and the transaction must be rolled back.
 async fn write_batch(
     conn: &mut PgConnection,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-    let head = sqlx::query(
-        "SELECT last_position, greatest(clock_timestamp(), last_recorded_at) AS now \
-         FROM event_log_head WHERE id FOR UPDATE",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(StoreError::db("lock event log head"))?;
-    let mut last_position: i64 = head
-        .try_get("last_position")
-        .map_err(StoreError::db("read head"))?;
-    let recorded_at: OffsetDateTime = head.try_get("now").map_err(StoreError::db("read head"))?;
-
     let mut results: Vec<Option<Result<AppendOutcome, StoreError>>> =
         requests.iter().map(|_| None).collect();
-    // Group by tenant, keeping request order within each tenant.
     let mut tenants: Vec<TenantId> = Vec::new();
     for r in requests {
         if !tenants.contains(&r.tenant) {
@@ -294,173 +347,68 @@ async fn write_batch(
     }
     let mut scratch = Vec::with_capacity(1024);
     for tenant in tenants {
-        set_tenant(conn, tenant).await?;
         let indices: Vec<usize> = (0..requests.len())
             .filter(|&i| requests[i].tenant == tenant)
             .collect();
-        let mut names: Vec<String> = indices
-            .iter()
-            .map(|&i| requests[i].stream.as_str().to_owned())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let rows = sqlx::query(
-            "SELECT s.stream, h.version, h.hash, \
-                    (SELECT max(position) FROM events WHERE tenant_id = $1) AS tenant_last \
-             FROM unnest($2::text[]) AS s(stream) \
-             LEFT JOIN LATERAL (SELECT version, hash FROM events e \
-                                WHERE e.tenant_id = $1 AND e.stream = s.stream \
-                                ORDER BY version DESC LIMIT 1) h ON true",
-        )
-        .bind(tenant.as_uuid())
-        .bind(&names)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::db("read stream heads"))?;
-        let mut heads: HashMap<String, (i64, [u8; 32])> = HashMap::with_capacity(rows.len());
-        let mut tenant_last: i64 = 0;
-        for row in rows {
-            let stream: String = row
-                .try_get("stream")
-                .map_err(StoreError::db("read stream heads"))?;
-            let version: Option<i64> = row
-                .try_get("version")
-                .map_err(StoreError::db("read stream heads"))?;
-            let hash: Option<Vec<u8>> = row
-                .try_get("hash")
-                .map_err(StoreError::db("read stream heads"))?;
-            tenant_last = row
-                .try_get::<Option<i64>, _>("tenant_last")
-                .map_err(StoreError::db("read stream heads"))?
-                .unwrap_or(0);
-            let hash = match hash {
-                Some(h) => <[u8; 32]>::try_from(h.as_slice()).map_err(|_| StoreError::Corrupt {
-                    position: 0,
-                    detail: format!("stream {stream} head hash is not 32 bytes"),
-                })?,
-                None => GENESIS_HASH,
-            };
-            heads.insert(stream, (version.unwrap_or(0), hash));
-        }
-
         let mut cols = Columns::default();
         for &i in &indices {
+            cols.push(requests[i], &mut scratch);
+        }
+        let rows = sqlx::query(
+            "SELECT req, ok, version, first_position, last_position \
+             FROM netledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(cols.stream)
+        .bind(cols.category)
+        .bind(cols.expected)
+        .bind(cols.count)
+        .bind(cols.event_id)
+        .bind(cols.event_type)
+        .bind(cols.schema_version)
+        .bind(cols.payload)
+        .bind(cols.actor)
+        .bind(cols.causation)
+        .bind(cols.correlation)
+        .bind(cols.content_hash)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_insert_error("append events"))?;
+        for row in rows {
+            let get = |e: sqlx::Error| StoreError::Database {
+                operation: "read append result",
+                source: e,
+            };
+            let req: i32 = row.try_get("req").map_err(get)?;
+            let ok: bool = row.try_get("ok").map_err(get)?;
+            let version: i64 = row.try_get("version").map_err(get)?;
+            let Some(&i) = usize::try_from(req)
+                .ok()
+                .and_then(|r| indices.get(r.wrapping_sub(1)))
+            else {
+                continue;
+            };
             let r = requests[i];
-            let (current, mut prev_hash) = heads
-                .get(r.stream.as_str())
-                .copied()
-                .unwrap_or((0, GENESIS_HASH));
-            let current_u = u64::try_from(current).unwrap_or(0);
-            if !r.expected.admits(current_u) {
-                results[i] = Some(Err(StoreError::Conflict {
+            let version_u = u64::try_from(version).unwrap_or(0);
+            results[i] = Some(if ok {
+                let first: Option<i64> = row.try_get("first_position").map_err(get)?;
+                let last: Option<i64> = row.try_get("last_position").map_err(get)?;
+                Ok(AppendOutcome {
+                    stream_version: version_u,
+                    first_position: first.unwrap_or(0),
+                    last_position: last.unwrap_or(0),
+                })
+            } else {
+                Err(StoreError::Conflict {
                     stream: r.stream.as_str().to_owned(),
                     expected: r.expected,
-                    actual: current_u,
-                }));
-                continue;
-            }
-            let first_position = last_position + 1;
-            let mut version = current;
-            for e in &r.events {
-                version += 1;
-                last_position += 1;
-                let metadata = e.metadata();
-                let fields = HashedFields {
-                    position: last_position,
-                    tenant_prev_position: tenant_last,
-                    tenant_id: &r.tenant,
-                    stream: &r.stream,
-                    version,
-                    event_id: &e.event_id(),
-                    event_type: e.event_type(),
-                    schema_version: e.schema_version(),
-                    recorded_at,
-                    metadata,
-                    payload: e.payload(),
-                };
-                let hash = event_hash(&prev_hash, fields, &mut scratch);
-                cols.position.push(last_position);
-                cols.tenant_prev.push(tenant_last);
-                cols.stream.push(r.stream.as_str().to_owned());
-                cols.category.push(r.stream.category().to_owned());
-                cols.version.push(version);
-                cols.event_id.push(*e.event_id().as_uuid());
-                cols.event_type.push(e.event_type().to_owned());
-                cols.schema_version
-                    .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
-                cols.payload.push(e.payload().to_string());
-                cols.actor
-                    .push(serde_json::to_string(&metadata.actor).unwrap_or_default());
-                cols.causation.push(metadata.causation_id);
-                cols.correlation.push(metadata.correlation_id);
-                cols.prev_hash.push(prev_hash.to_vec());
-                cols.hash.push(hash.to_vec());
-                prev_hash = hash;
-                tenant_last = last_position;
-            }
-            heads.insert(r.stream.as_str().to_owned(), (version, prev_hash));
-            results[i] = Some(Ok(AppendOutcome {
-                stream_version: u64::try_from(version).unwrap_or(0),
-                first_position,
-                last_position,
-            }));
-        }
-        if !cols.position.is_empty() {
-            insert(conn, tenant, recorded_at, cols).await?;
+                    actual: version_u,
+                })
+            });
         }
     }
-
-    sqlx::query(
-        "WITH h AS (UPDATE event_log_head SET last_position = $1, last_recorded_at = $2 WHERE id \
-         RETURNING last_position) SELECT pg_notify('netledger_events', last_position::text) FROM h",
-    )
-    .bind(last_position)
-    .bind(recorded_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(StoreError::db("advance event log head"))?;
-
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(StoreError::Closed)))
         .collect())
-}
-
-async fn insert(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    recorded_at: OffsetDateTime,
-    c: Columns,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (position, tenant_prev_position, tenant_id, stream, category, version, \
-            event_id, event_type, schema_version, payload, actor, causation_id, correlation_id, \
-            recorded_at, prev_hash, hash) \
-         SELECT t.p, t.tp, $1, t.s, t.c, t.v, t.eid, t.et, t.sv, t.pl::jsonb, t.ac::jsonb, t.ca, t.co, \
-                $2, t.ph, t.h \
-         FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::uuid[], \
-                     $9::text[], $10::int[], $11::text[], $12::text[], $13::uuid[], $14::uuid[], \
-                     $15::bytea[], $16::bytea[]) \
-              AS t(p, tp, s, c, v, eid, et, sv, pl, ac, ca, co, ph, h)",
-    )
-    .bind(tenant.as_uuid())
-    .bind(recorded_at)
-    .bind(c.position)
-    .bind(c.tenant_prev)
-    .bind(c.stream)
-    .bind(c.category)
-    .bind(c.version)
-    .bind(c.event_id)
-    .bind(c.event_type)
-    .bind(c.schema_version)
-    .bind(c.payload)
-    .bind(c.actor)
-    .bind(c.causation)
-    .bind(c.correlation)
-    .bind(c.prev_hash)
-    .bind(c.hash)
-    .execute(conn)
-    .await
-    .map_err(map_insert_error("insert events"))?;
-    Ok(())
 }

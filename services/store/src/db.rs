@@ -64,13 +64,17 @@ impl Pools {
         system_password: Option<&str>,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        // No ping before each acquire: a dead connection fails its statement, which callers
+        // see as an error and retry, instead of every statement paying an extra round trip.
         let app = PgPoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
             .connect_with(connect_options_for(owner, Role::App, app_password))
             .await
             .map_err(StoreError::db("connect as netledger_app"))?;
         let system = PgPoolOptions::new()
             .max_connections(max_connections.clamp(2, 8))
+            .test_before_acquire(false)
             .connect_with(connect_options_for(owner, Role::System, system_password))
             .await
             .map_err(StoreError::db("connect as netledger_system"))?;
