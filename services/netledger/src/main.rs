@@ -1,2 +1,302 @@
-//! The netledger binary.
-fn main() {}
+//! `netledger`: one binary, many roles (see docs/architecture.md). Parses the command line,
+//! loads the layered configuration, sets up JSON or human logs and runs the chosen role.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use netledger::bench::eventstore::EventstoreArgs;
+use netledger::config::{Config, Secret};
+use netledger::roles;
+use netledger_domain::TenantId;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netledger",
+    version,
+    about = "Event-sourced configuration management for RouterOS fleets"
+)]
+struct Cli {
+    /// TOML configuration file (see compose/netledger.example.toml).
+    #[arg(long, global = true, env = "NETLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines (for log shippers) instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Conn {
+    /// PostgreSQL URL of the schema owner.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// NATS URL.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process (the embedded default).
+    All {
+        #[command(flatten)]
+        conn: Conn,
+        /// HTTP listen address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Also start N simulated RouterOS devices and register them.
+        #[arg(long)]
+        demo_fleet: Option<usize>,
+    },
+    /// REST API, live events, OpenAPI and the web UI.
+    Api {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Durable workflows.
+    Worker {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Device poller.
+    Poller {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Read models, the NATS outbox relay and audit checkpoints.
+    Projector {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Applies the migrations (creating the database if missing).
+    Migrate {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prints the OpenAPI document.
+    Openapi,
+    /// Rebuilds read models from the event store.
+    Replay {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Audit bundles: export and offline verification.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Runs a simulated RouterOS fleet.
+    Devsim,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Writes one tenant's events and signed checkpoints to a bundle file.
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verifies a bundle offline with the public key alone.
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Hex ed25519 public key of the platform (`netledger audit public-key`).
+        #[arg(long)]
+        public_key: String,
+        /// Checkpoints obtained independently (JetStream, git), as a JSON array.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Prints the public key of the configured audit signing key.
+    PublicKey,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Event store appends, conflicts and subscription reads.
+    Eventstore(EventstoreArgs),
+    /// Simulated fleet memory and round-trips.
+    Devsim,
+    /// REST API latency.
+    Api,
+    /// Poller CPU and memory.
+    Poller,
+    /// Read-model rebuild.
+    Replay,
+    /// Workflow engine and pushes.
+    Workflows,
+}
+
+fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitCode> {
+    eprintln!("netledger: {what} is not yet available in this build (tracked in issue #{issue}).");
+    Ok(ExitCode::from(2))
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETLEDGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>, conn: Option<&Conn>) -> anyhow::Result<Config> {
+    let mut config = Config::load(path, std::env::vars())?;
+    if let Some(conn) = conn {
+        if let Some(url) = &conn.database_url {
+            config.database_url = Secret::new(url.clone());
+        }
+        if let Some(url) = &conn.nats_url {
+            config.nats_url = url.clone();
+        }
+    }
+    Ok(config)
+}
+
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = cli.config.as_deref();
+    match cli.command {
+        Command::Migrate { conn } => {
+            roles::migrate(&load_config(cfg, Some(&conn))?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projector { conn } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let pools = roles::pools(&config).await?;
+            roles::run_projector(&config, &pools, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::All {
+            conn,
+            listen,
+            demo_fleet,
+        } => {
+            let mut config = load_config(cfg, Some(&conn))?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            roles::migrate(&config).await?;
+            let pools = roles::pools(&config).await?;
+            if demo_fleet.is_some() {
+                tracing::warn!(
+                    "--demo-fleet: the simulated fleet is not wired into `all` yet (issue #3)"
+                );
+            }
+            tracing::warn!(
+                "running the roles available in this build: outbox relay and audit checkpointer. \
+                 API/UI (issue #5), worker (#4) and poller (#6) are not built yet"
+            );
+            roles::run_projector(&config, &pools, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Api { .. } => not_yet("the `api` role (REST API, SSE, OpenAPI, web UI)", 5),
+        Command::Openapi => not_yet("`openapi` (the OpenAPI document)", 5),
+        Command::Worker { .. } => not_yet("the `worker` role (durable workflows)", 4),
+        Command::Poller { .. } => not_yet("the `poller` role", 6),
+        Command::Replay { .. } => not_yet("`replay` (read models)", 6),
+        Command::Devsim => not_yet("`devsim` (simulated RouterOS fleet)", 3),
+        Command::Audit { command } => match command {
+            AuditCommand::Export { conn, tenant, out } => {
+                let config = load_config(cfg, Some(&conn))?;
+                let pools = roles::pools(&config).await?;
+                netledger::audit::export(&pools.system, tenant, &out).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Verify {
+                bundle,
+                public_key,
+                checkpoints,
+            } => {
+                let code = netledger::audit::verify(&bundle, &public_key, checkpoints.as_deref())?;
+                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+            }
+            AuditCommand::PublicKey => {
+                let config = load_config(cfg, None)?;
+                let key = roles::signing_key(&config)?;
+                println!("{}", hex::encode(key.verifying_key().to_bytes()));
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Bench { command } => match command {
+            BenchCommand::Eventstore(args) => {
+                netledger::bench::eventstore::run(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            BenchCommand::Devsim => not_yet("`bench devsim`", 3),
+            BenchCommand::Api => not_yet("`bench api`", 5),
+            BenchCommand::Poller => not_yet("`bench poller`", 6),
+            BenchCommand::Replay => not_yet("`bench replay`", 6),
+            BenchCommand::Workflows => not_yet("`bench workflows`", 4),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netledger: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)).context("netledger failed") {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The `netledger` binary's library: configuration, process roles (relay, checkpointer,
+//! migrations), the audit commands and the benchmarks. The only crate that reads the
+//! environment and the system clock, and the one place that picks implementations.
+
+pub mod audit;
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod relay;
+pub mod roles;

@@ -1,0 +1,264 @@
+//! Integration tests of the binary's roles against real PostgreSQL and a real NATS server
+//! (a private `nats-server` per test, so it can be killed and restarted).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use netledger::relay::{RELAY_CHECKPOINT, Relay, RelayOptions};
+use netledger_domain::{
+    Actor, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
+};
+use netledger_store::{EventStore, Role, StoreOptions, connect_options_for};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut nats = Self {
+            child: None,
+            port,
+            dir,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn restart(&mut self) {
+        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nats-server");
+        let child = Command::new(bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/services installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn pools(owner: &PgPool) -> (PgPool, PgPool) {
+    let opts = owner.connect_options();
+    let app = PgPoolOptions::new()
+        .connect_with(connect_options_for(&opts, Role::App, None))
+        .await
+        .unwrap();
+    let system = PgPoolOptions::new()
+        .connect_with(connect_options_for(&opts, Role::System, None))
+        .await
+        .unwrap();
+    (app, system)
+}
+
+async fn append_n(store: &EventStore, tenants: &[TenantId], from: usize, n: usize) {
+    for i in from..from + n {
+        let e = NewEvent::new(
+            EventId::new_v7(),
+            if i % 2 == 0 {
+                "DeviceOnline"
+            } else {
+                "DeviceOffline"
+            },
+            1,
+            serde_json::json!({"i": i}),
+            EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+        )
+        .unwrap();
+        let stream = StreamName::parse(&format!("device-{}", i % 5)).unwrap();
+        store
+            .append(
+                tenants[i % tenants.len()],
+                &stream,
+                ExpectedVersion::Any,
+                vec![e],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
+    match js.get_stream(name).await {
+        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn wait_for(js: &jetstream::Context, name: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_len(js, name).await < n {
+        assert!(
+            Instant::now() < deadline,
+            "JetStream stream {name} did not reach {n} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// DESIGN invariant 9: NATS going away mid-run delays delivery but loses and duplicates
+/// nothing; JetStream ends up holding every event exactly once, in global order.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn relay_survives_nats_restarts_without_loss_or_duplicates(owner: PgPool) {
+    let (app, system) = pools(&owner).await;
+    let store = EventStore::start(app, StoreOptions::default());
+    let tenants = [TenantId::new_random(), TenantId::new_random()];
+    let mut nats = Nats::start();
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let name = format!("T{}", Uuid::new_v4().simple());
+    let opts = RelayOptions {
+        stream: name.clone(),
+        subject_prefix: "nltest".to_owned(),
+        batch: 50,
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let relay = tokio::spawn(Relay::new(system.clone(), js.clone(), opts).run(shutdown));
+
+    append_n(&store, &tenants, 0, 150).await;
+    wait_for(&js, &name, 150).await;
+
+    // NATS dies; events keep being committed.
+    nats.kill();
+    append_n(&store, &tenants, 150, 150).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.restart();
+    append_n(&store, &tenants, 300, 100).await;
+    wait_for(&js, &name, 400).await;
+
+    // A second outage in the middle of a burst.
+    let burst = {
+        let store = store.clone();
+        tokio::spawn(async move { append_n(&store, &tenants, 400, 200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    nats.restart();
+    burst.await.unwrap();
+    wait_for(&js, &name, 600).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stream = js.get_stream(&name).await.unwrap();
+    let mut info_stream = js.get_stream(&name).await.unwrap();
+    let info = info_stream.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, 600, "exactly once");
+    for seq in 1..=600u64 {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        let id: i64 = msg
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            id, seq as i64,
+            "JetStream sequence {seq} holds position {id}: out of order"
+        );
+        let event: netledger_domain::RecordedEvent = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(event.position, id);
+        assert_eq!(
+            msg.subject.as_str(),
+            format!("nltest.{}.device.{}", event.tenant_id, event.event_type)
+        );
+    }
+    let checkpoint: i64 =
+        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
+            .bind(RELAY_CHECKPOINT)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(checkpoint, 600);
+    stop.send(true).unwrap();
+    relay.await.unwrap().unwrap();
+}
+
+/// A relay pointed at a stream that already holds more than this database produced refuses
+/// to publish instead of silently skipping events.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn relay_refuses_a_stream_from_another_database(owner: PgPool) {
+    let (app, system) = pools(&owner).await;
+    let store = EventStore::start(app, StoreOptions::default());
+    let nats = Nats::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let name = format!("T{}", Uuid::new_v4().simple());
+    let opts = RelayOptions {
+        stream: name.clone(),
+        subject_prefix: "nltest".to_owned(),
+        batch: 50,
+    };
+    netledger::relay::ensure_event_stream(&js, &opts)
+        .await
+        .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, "999");
+    js.publish_with_headers("nltest.x.y.z", headers, "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    append_n(&store, &[TenantId::new_random()], 0, 3).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let err = Relay::new(system, js, opts)
+        .run(shutdown)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another database"),
+        "{err}"
+    );
+}
