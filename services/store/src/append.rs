@@ -1,22 +1,29 @@
 //! Appending events: optimistic concurrency per stream, gapless global positions assigned in
 //! commit order, and the per-stream hash chain.
 //!
-//! Every append runs the same few statements while holding the row lock on
-//! `event_log_head`: read the stream heads, check expected versions, assign positions, insert,
-//! advance the head. Because the lock is held until commit and PostgreSQL makes a transaction
-//! visible before it releases its locks, transactions that append become visible in position
-//! order: a reader that has seen position P can never later find a smaller one.
+//! An append transaction takes the append lock (the `event_log_head` row, `FOR UPDATE`) and
+//! reads the stream heads in one statement (`netledger_append_begin`), computes the chain
+//! hashes here, inserts every accepted event and advances the head in a second statement,
+//! and commits. Because the lock is held until commit and PostgreSQL makes a transaction
+//! visible before it releases its locks, appends become visible in position order: a reader
+//! that has seen position P can never later find a smaller one. Content hashes, which do not
+//! depend on where an event lands, are computed before the lock is taken.
 //!
 //! To keep that serialization from limiting throughput, [`EventStore::append`] hands requests
-//! to a background appender that group-commits whatever is queued into one transaction (each
-//! request still gets its own conflict check and result). [`append_in_transaction`] runs the
-//! same code inside a caller's transaction, for callers that must write other rows atomically
-//! with their events.
+//! to background appenders that group-commit whatever is queued into one transaction (each
+//! request still gets its own conflict check and result); two appenders overlap one's commit
+//! with the next one's lock request. [`append_in_transaction`] runs the same code inside a
+//! caller's transaction, for callers that must write other rows atomically with their events.
 
-use netledger_domain::canonical::{Content, content_hash};
+use std::collections::HashMap;
+
+use netledger_domain::canonical::{
+    Content, GENESIS_HASH, Placement, chain_hash, content_hash, unix_micros,
+};
 use netledger_domain::{ExpectedVersion, NewEvent, StreamName, TenantId};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
+use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -73,7 +80,7 @@ impl Default for StoreOptions {
             max_batch_events: 4_000,
             max_events_per_append: 10_000,
             queue_depth: 4_096,
-            appenders: 1,
+            appenders: 2,
         }
     }
 }
@@ -236,15 +243,6 @@ async fn write_and_commit(
     pool: &PgPool,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-    let single_tenant = requests.windows(2).all(|w| w[0].tenant == w[1].tenant);
-    if single_tenant {
-        // One statement: its implicit transaction commits with it, one round trip.
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(StoreError::db("acquire connection"))?;
-        return write_batch(&mut conn, requests).await;
-    }
     let mut tx = pool.begin().await.map_err(StoreError::db("begin append"))?;
     let results = write_batch(&mut tx, requests).await?;
     tx.commit()
@@ -277,13 +275,14 @@ fn map_insert_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Stor
     }
 }
 
-/// One tenant's share of a batch, as the arrays `netledger_append` takes.
+/// The columns of the events one tenant's requests add, for one `INSERT ... unnest`.
 #[derive(Default)]
 struct Columns {
+    position: Vec<i64>,
+    tenant_prev: Vec<i64>,
     stream: Vec<String>,
     category: Vec<String>,
-    expected: Vec<i64>,
-    count: Vec<i32>,
+    version: Vec<i64>,
     event_id: Vec<Uuid>,
     event_type: Vec<String>,
     schema_version: Vec<i32>,
@@ -291,52 +290,51 @@ struct Columns {
     actor: Vec<String>,
     causation: Vec<Uuid>,
     correlation: Vec<Uuid>,
-    content_hash: Vec<Vec<u8>>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
 }
 
-impl Columns {
-    fn push(&mut self, r: &AppendRequest, scratch: &mut Vec<u8>) {
-        self.stream.push(r.stream.as_str().to_owned());
-        self.category.push(r.stream.category().to_owned());
-        self.expected.push(match r.expected {
-            ExpectedVersion::Any => -1,
-            ExpectedVersion::NoStream => 0,
-            ExpectedVersion::Exact(n) => i64::try_from(n).unwrap_or(i64::MAX),
-        });
-        self.count
-            .push(i32::try_from(r.events.len()).unwrap_or(i32::MAX));
-        for e in &r.events {
-            let metadata = e.metadata();
-            let content = Content {
-                tenant_id: &r.tenant,
-                stream: &r.stream,
-                event_id: &e.event_id(),
-                event_type: e.event_type(),
-                schema_version: e.schema_version(),
-                metadata,
-                payload: e.payload(),
-            };
-            self.content_hash
-                .push(content_hash(content, scratch).to_vec());
-            self.event_id.push(*e.event_id().as_uuid());
-            self.event_type.push(e.event_type().to_owned());
-            self.schema_version
-                .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
-            self.payload.push(e.payload().to_string());
-            self.actor
-                .push(serde_json::to_string(&metadata.actor).unwrap_or_default());
-            self.causation.push(metadata.causation_id);
-            self.correlation.push(metadata.correlation_id);
-        }
-    }
+fn read<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    row: &'r sqlx::postgres::PgRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    row.try_get(column)
+        .map_err(StoreError::db("read append lock result"))
 }
 
-/// The shared core: one `netledger_append` call per tenant in the batch. Returns one result
-/// per request; an `Err` means the statement failed and the transaction must be rolled back.
+/// The shared core, inside a transaction. Per tenant: one statement takes the lock and reads
+/// the heads (`netledger_append_begin`); the chain hashes are computed here; one statement
+/// inserts every accepted event and advances the head. Returns one result per request; an
+/// `Err` means a statement failed and the transaction must be rolled back.
 async fn write_batch(
     conn: &mut PgConnection,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    // Content hashes do not depend on placement: compute them before taking the lock.
+    let mut scratch = Vec::with_capacity(1024);
+    let contents: Vec<Vec<[u8; 32]>> = requests
+        .iter()
+        .map(|r| {
+            r.events
+                .iter()
+                .map(|e| {
+                    content_hash(
+                        Content {
+                            tenant_id: &r.tenant,
+                            stream: &r.stream,
+                            event_id: &e.event_id(),
+                            event_type: e.event_type(),
+                            schema_version: e.schema_version(),
+                            metadata: e.metadata(),
+                            payload: e.payload(),
+                        },
+                        &mut scratch,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+
     let mut results: Vec<Option<Result<AppendOutcome, StoreError>>> =
         requests.iter().map(|_| None).collect();
     let mut tenants: Vec<TenantId> = Vec::new();
@@ -345,70 +343,157 @@ async fn write_batch(
             tenants.push(r.tenant);
         }
     }
-    let mut scratch = Vec::with_capacity(1024);
     for tenant in tenants {
         let indices: Vec<usize> = (0..requests.len())
             .filter(|&i| requests[i].tenant == tenant)
             .collect();
-        let mut cols = Columns::default();
-        for &i in &indices {
-            cols.push(requests[i], &mut scratch);
-        }
+        let mut names: Vec<String> = indices
+            .iter()
+            .map(|&i| requests[i].stream.as_str().to_owned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
         let rows = sqlx::query(
-            "SELECT req, ok, version, first_position, last_position \
-             FROM netledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "SELECT last_position, recorded_at, tenant_last, stream, version, hash \
+             FROM netledger_append_begin($1, $2)",
         )
         .bind(tenant.as_uuid())
-        .bind(cols.stream)
-        .bind(cols.category)
-        .bind(cols.expected)
-        .bind(cols.count)
-        .bind(cols.event_id)
-        .bind(cols.event_type)
-        .bind(cols.schema_version)
-        .bind(cols.payload)
-        .bind(cols.actor)
-        .bind(cols.causation)
-        .bind(cols.correlation)
-        .bind(cols.content_hash)
+        .bind(&names)
         .fetch_all(&mut *conn)
         .await
-        .map_err(map_insert_error("append events"))?;
-        for row in rows {
-            let get = |e: sqlx::Error| StoreError::Database {
-                operation: "read append result",
-                source: e,
+        .map_err(StoreError::db("take append lock"))?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Invalid(
+                "append lock returned no row".to_owned(),
+            ));
+        };
+        let mut last_position: i64 = read(first, "last_position")?;
+        let recorded_at: OffsetDateTime = read(first, "recorded_at")?;
+        let mut tenant_last: i64 = read(first, "tenant_last")?;
+        let micros = unix_micros(recorded_at);
+        let mut heads: HashMap<String, (i64, [u8; 32])> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let stream: String = read(row, "stream")?;
+            let version: Option<i64> = read(row, "version")?;
+            let hash: Option<Vec<u8>> = read(row, "hash")?;
+            let hash = match hash {
+                Some(h) => <[u8; 32]>::try_from(h.as_slice()).map_err(|_| StoreError::Corrupt {
+                    position: 0,
+                    detail: format!("head hash of stream {stream} is not 32 bytes"),
+                })?,
+                None => GENESIS_HASH,
             };
-            let req: i32 = row.try_get("req").map_err(get)?;
-            let ok: bool = row.try_get("ok").map_err(get)?;
-            let version: i64 = row.try_get("version").map_err(get)?;
-            let Some(&i) = usize::try_from(req)
-                .ok()
-                .and_then(|r| indices.get(r.wrapping_sub(1)))
-            else {
-                continue;
-            };
+            heads.insert(stream, (version.unwrap_or(0), hash));
+        }
+
+        let mut cols = Columns::default();
+        for &i in &indices {
             let r = requests[i];
-            let version_u = u64::try_from(version).unwrap_or(0);
-            results[i] = Some(if ok {
-                let first: Option<i64> = row.try_get("first_position").map_err(get)?;
-                let last: Option<i64> = row.try_get("last_position").map_err(get)?;
-                Ok(AppendOutcome {
-                    stream_version: version_u,
-                    first_position: first.unwrap_or(0),
-                    last_position: last.unwrap_or(0),
-                })
-            } else {
-                Err(StoreError::Conflict {
+            let (current, mut prev_hash) = heads
+                .get(r.stream.as_str())
+                .copied()
+                .unwrap_or((0, GENESIS_HASH));
+            let current_u = u64::try_from(current).unwrap_or(0);
+            if !r.expected.admits(current_u) {
+                results[i] = Some(Err(StoreError::Conflict {
                     stream: r.stream.as_str().to_owned(),
                     expected: r.expected,
-                    actual: version_u,
-                })
-            });
+                    actual: current_u,
+                }));
+                continue;
+            }
+            let first_position = last_position + 1;
+            let mut version = current;
+            for (e, content) in r.events.iter().zip(&contents[i]) {
+                version += 1;
+                last_position += 1;
+                let at = Placement {
+                    position: last_position,
+                    tenant_prev_position: tenant_last,
+                    version,
+                    recorded_at_micros: micros,
+                };
+                let hash = chain_hash(&prev_hash, at, content);
+                let metadata = e.metadata();
+                cols.position.push(last_position);
+                cols.tenant_prev.push(tenant_last);
+                cols.stream.push(r.stream.as_str().to_owned());
+                cols.category.push(r.stream.category().to_owned());
+                cols.version.push(version);
+                cols.event_id.push(*e.event_id().as_uuid());
+                cols.event_type.push(e.event_type().to_owned());
+                cols.schema_version
+                    .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
+                cols.payload.push(e.payload().to_string());
+                cols.actor
+                    .push(serde_json::to_string(&metadata.actor).unwrap_or_default());
+                cols.causation.push(metadata.causation_id);
+                cols.correlation.push(metadata.correlation_id);
+                cols.prev_hash.push(prev_hash.to_vec());
+                cols.hash.push(hash.to_vec());
+                prev_hash = hash;
+                tenant_last = last_position;
+            }
+            heads.insert(r.stream.as_str().to_owned(), (version, prev_hash));
+            results[i] = Some(Ok(AppendOutcome {
+                stream_version: u64::try_from(version).unwrap_or(0),
+                first_position,
+                last_position,
+            }));
+        }
+        if !cols.position.is_empty() {
+            insert(conn, tenant, recorded_at, last_position, cols).await?;
         }
     }
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(StoreError::Closed)))
         .collect())
+}
+
+/// Inserts the events, advances the head and notifies listeners, in one statement.
+async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    recorded_at: OffsetDateTime,
+    last_position: i64,
+    c: Columns,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH ins AS ( \
+             INSERT INTO events (position, tenant_prev_position, tenant_id, stream, category, version, \
+                 event_id, event_type, schema_version, payload, actor, causation_id, correlation_id, \
+                 recorded_at, prev_hash, hash) \
+             SELECT t.p, t.tp, $1, t.s, t.c, t.v, t.eid, t.et, t.sv, t.pl::jsonb, t.ac::jsonb, t.ca, t.co, \
+                    $2, t.ph, t.h \
+             FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::uuid[], \
+                         $10::text[], $11::int[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], \
+                         $16::bytea[], $17::bytea[]) \
+                  AS t(p, tp, s, c, v, eid, et, sv, pl, ac, ca, co, ph, h) \
+             RETURNING 1), \
+         head AS (UPDATE event_log_head SET last_position = $3, last_recorded_at = $2 WHERE id \
+                  RETURNING last_position) \
+         SELECT pg_notify('netledger_events', last_position::text) FROM head",
+    )
+    .bind(tenant.as_uuid())
+    .bind(recorded_at)
+    .bind(last_position)
+    .bind(c.position)
+    .bind(c.tenant_prev)
+    .bind(c.stream)
+    .bind(c.category)
+    .bind(c.version)
+    .bind(c.event_id)
+    .bind(c.event_type)
+    .bind(c.schema_version)
+    .bind(c.payload)
+    .bind(c.actor)
+    .bind(c.causation)
+    .bind(c.correlation)
+    .bind(c.prev_hash)
+    .bind(c.hash)
+    .execute(conn)
+    .await
+    .map_err(map_insert_error("insert events"))?;
+    Ok(())
 }

@@ -75,7 +75,7 @@ fn event(n: u64) -> Result<NewEvent, netledger_domain::DecodeError> {
         "seq": n,
     });
     NewEvent::new(
-        EventId::from_uuid(Uuid::new_v4()),
+        EventId::new_v7(),
         "DeviceStateChanged",
         1,
         payload,
