@@ -90,7 +90,7 @@ enum Command {
         command: AuditCommand,
     },
     /// Runs a simulated RouterOS fleet.
-    Devsim,
+    Devsim(devsim::DevsimArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -131,7 +131,7 @@ enum BenchCommand {
     /// Event store appends, conflicts and subscription reads.
     Eventstore(EventstoreArgs),
     /// Simulated fleet memory and round-trips.
-    Devsim,
+    Devsim(devsim::bench::BenchArgs),
     /// REST API latency.
     Api,
     /// Poller CPU and memory.
@@ -242,7 +242,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker { .. } => not_yet("the `worker` role (durable workflows)", 4),
         Command::Poller { .. } => not_yet("the `poller` role", 6),
         Command::Replay { .. } => not_yet("`replay` (read models)", 6),
-        Command::Devsim => not_yet("`devsim` (simulated RouterOS fleet)", 3),
+        Command::Devsim(args) => {
+            devsim::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { command } => match command {
             AuditCommand::Export { conn, tenant, out } => {
                 let config = load_config(cfg, Some(&conn))?;
@@ -270,7 +273,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 netledger::bench::eventstore::run(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            BenchCommand::Devsim => not_yet("`bench devsim`", 3),
+            BenchCommand::Devsim(args) => {
+                devsim::bench::run(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             BenchCommand::Api => not_yet("`bench api`", 5),
             BenchCommand::Poller => not_yet("`bench poller`", 6),
             BenchCommand::Replay => not_yet("`bench replay`", 6),
