@@ -147,6 +147,33 @@ fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
+/// Starts `n` simulated devices in this process; their manifest goes to
+/// `<data_dir>/demo-fleet.json`.
+fn start_demo_fleet(
+    config: &Config,
+    n: usize,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let manifest = config.data_dir.join("demo-fleet.json");
+    let args = devsim::DevsimArgs {
+        devices: n,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        manifest: Some(manifest.clone()),
+        control: None,
+        v6_share: 0.3,
+        reboot_secs: 5,
+        load: Vec::new(),
+        seed: 1,
+    };
+    tracing::info!(
+        devices = n,
+        manifest = %manifest.display(),
+        "starting the simulated fleet; registering its devices needs the device registry (issues #5/#6), not built yet"
+    );
+    Ok(tokio::spawn(devsim::run(args)))
+}
+
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NETLEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -225,16 +252,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             roles::migrate(&config).await?;
             let pools = roles::pools(&config).await?;
-            if demo_fleet.is_some() {
-                tracing::warn!(
-                    "--demo-fleet: the simulated fleet is not wired into `all` yet (issue #3)"
-                );
-            }
+            let shutdown = shutdown_signal();
+            let fleet = match demo_fleet {
+                Some(n) if n > 0 => Some(start_demo_fleet(&config, n)?),
+                _ => None,
+            };
             tracing::warn!(
                 "running the roles available in this build: outbox relay and audit checkpointer. \
                  API/UI (issue #5), worker (#4) and poller (#6) are not built yet"
             );
-            roles::run_projector(&config, &pools, shutdown_signal()).await?;
+            let result = roles::run_projector(&config, &pools, shutdown).await;
+            if let Some(f) = fleet {
+                f.abort();
+            }
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Api { .. } => not_yet("the `api` role (REST API, SSE, OpenAPI, web UI)", 5),
