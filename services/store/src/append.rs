@@ -10,9 +10,12 @@
 //! depend on where an event lands, are computed before the lock is taken.
 //!
 //! To keep that serialization from limiting throughput, [`EventStore::append`] hands requests
-//! to background appenders that group-commit whatever is queued into one transaction (each
-//! request still gets its own conflict check and result); two appenders overlap one's commit
-//! with the next one's lock request. [`append_in_transaction`] runs the same code inside a
+//! to a background appender that group-commits whatever is queued into one transaction (each
+//! request still gets its own conflict check and result). The caller's task prepares what
+//! does not depend on placement (content hashes, JSON text) before queueing. When the last
+//! group had several requests, the appender waits briefly ([`StoreOptions::linger`]) for as
+//! many again before it starts, so writers that were just answered make the next group
+//! instead of the one after it. [`append_in_transaction`] runs the same code inside a
 //! caller's transaction, for callers that must write other rows atomically with their events.
 
 use std::collections::HashMap;
@@ -69,9 +72,18 @@ pub struct StoreOptions {
     pub max_events_per_append: usize,
     /// Requests waiting for the appender before callers wait for room.
     pub queue_depth: usize,
-    /// Appender tasks (each with its own connection). Two keep the append lock busy: one
-    /// commits while the next call is already waiting on the lock inside PostgreSQL.
+    /// Appender tasks (each with its own connection). One is the default: the append lock is
+    /// held through the commit's WAL flush, so a second appender cannot overlap commits, and
+    /// with writers that wait for their result it splits them into two groups that commit
+    /// alternately, each half the size (measured: 32 writers, ~3,800/s with two appenders
+    /// against ~7,000/s with one, both with `linger`). More can help when requests arrive
+    /// independently of earlier results, by hiding the gap between one commit and the next.
     pub appenders: usize,
+    /// How long an appender may wait for more requests before it starts a group commit, when
+    /// its previous group had more than one request and fewer have arrived yet. Writers whose
+    /// appends just committed need a moment to send their next request; without the wait an
+    /// appender starts a commit with the first of them and leaves the rest for the next one.
+    pub linger: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -80,14 +92,60 @@ impl Default for StoreOptions {
             max_batch_events: 4_000,
             max_events_per_append: 10_000,
             queue_depth: 4_096,
-            appenders: 2,
+            appenders: 1,
+            linger: std::time::Duration::from_micros(300),
         }
     }
 }
 
 struct Pending {
-    request: AppendRequest,
+    request: Prepared,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// A request with everything that does not depend on where its events land computed: the
+/// content hashes and the JSON text of payloads and actors. [`EventStore::append`] prepares
+/// in the caller's task, so that work runs in parallel across callers and stays off the
+/// appender's path.
+struct Prepared {
+    request: AppendRequest,
+    content: Vec<[u8; 32]>,
+    payload: Vec<String>,
+    actor: Vec<String>,
+}
+
+impl Prepared {
+    fn new(request: AppendRequest) -> Self {
+        let mut scratch = Vec::with_capacity(1024);
+        let n = request.events.len();
+        let (mut content, mut payload, mut actor) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for e in &request.events {
+            content.push(content_hash(
+                Content {
+                    tenant_id: &request.tenant,
+                    stream: &request.stream,
+                    event_id: &e.event_id(),
+                    event_type: e.event_type(),
+                    schema_version: e.schema_version(),
+                    metadata: e.metadata(),
+                    payload: e.payload(),
+                },
+                &mut scratch,
+            ));
+            payload.push(e.payload().to_string());
+            actor.push(serde_json::to_string(&e.metadata().actor).unwrap_or_default());
+        }
+        Self {
+            request,
+            content,
+            payload,
+            actor,
+        }
+    }
 }
 
 /// The event store's write side (tenant-scoped, role `netledger_app`).
@@ -100,7 +158,7 @@ pub struct EventStore {
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
-            .field("stream", &self.request.stream)
+            .field("stream", &self.request.request.stream)
             .finish()
     }
 }
@@ -133,6 +191,7 @@ impl EventStore {
             events,
         };
         validate(&request, &self.options)?;
+        let request = Prepared::new(request);
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Pending { request, reply })
@@ -181,27 +240,43 @@ async fn run_appender(
     receiver: std::sync::Arc<Mutex<mpsc::Receiver<Pending>>>,
     options: StoreOptions,
 ) {
+    let mut previous = 1usize;
     loop {
         let batch = {
             let mut receiver = receiver.lock().await;
             let Some(first) = receiver.recv().await else {
                 return;
             };
-            let mut events = first.request.events.len();
+            let mut events = first.request.request.events.len();
             let mut batch = vec![first];
+            let linger_until = (previous > 1 && !options.linger.is_zero())
+                .then(|| tokio::time::Instant::now() + options.linger);
             while events < options.max_batch_events {
                 match receiver.try_recv() {
                     Ok(next) => {
-                        events += next.request.events.len();
+                        events += next.request.request.events.len();
                         batch.push(next);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        let Some(until) = linger_until else { break };
+                        if batch.len() >= previous {
+                            break;
+                        }
+                        match tokio::time::timeout_at(until, receiver.recv()).await {
+                            Ok(Some(next)) => {
+                                events += next.request.request.events.len();
+                                batch.push(next);
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
                 }
             }
             batch
         };
         let started = std::time::Instant::now();
         let size = batch.len();
+        previous = size;
         commit_batch(&pool, batch).await;
         tracing::trace!(
             requests = size,
@@ -214,7 +289,7 @@ async fn run_appender(
 /// Commits a batch; if the transaction as a whole fails, retries each request on its own so
 /// one bad request cannot fail the others.
 async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
-    let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+    let requests: Vec<&Prepared> = batch.iter().map(|p| &p.request).collect();
     match write_and_commit(pool, &requests).await {
         Ok(results) => {
             for (pending, result) in batch.into_iter().zip(results) {
@@ -241,13 +316,18 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
 
 async fn write_and_commit(
     pool: &PgPool,
-    requests: &[&AppendRequest],
+    requests: &[&Prepared],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
     let mut tx = pool.begin().await.map_err(StoreError::db("begin append"))?;
     let results = write_batch(&mut tx, requests).await?;
+    let commit_started = std::time::Instant::now();
     tx.commit()
         .await
         .map_err(map_insert_error("commit append"))?;
+    tracing::trace!(
+        commit_us = commit_started.elapsed().as_micros() as u64,
+        "append commit"
+    );
     Ok(results)
 }
 
@@ -258,7 +338,8 @@ pub async fn append_in_transaction(
     request: &AppendRequest,
 ) -> Result<AppendOutcome, StoreError> {
     validate(request, &StoreOptions::default())?;
-    let mut results = write_batch(conn, &[request]).await?;
+    let prepared = Prepared::new(request.clone());
+    let mut results = write_batch(conn, &[&prepared]).await?;
     results.pop().unwrap_or(Err(StoreError::Closed))
 }
 
@@ -294,6 +375,66 @@ struct Columns {
     hash: Vec<Vec<u8>>,
 }
 
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            position: Vec::with_capacity(n),
+            tenant_prev: Vec::with_capacity(n),
+            stream: Vec::with_capacity(n),
+            category: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            schema_version: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            actor: Vec::with_capacity(n),
+            causation: Vec::with_capacity(n),
+            correlation: Vec::with_capacity(n),
+            prev_hash: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends the columns that do not depend on where the events land.
+    fn push_content(&mut self, p: &Prepared) {
+        let r = &p.request;
+        for (i, e) in r.events.iter().enumerate() {
+            let metadata = e.metadata();
+            self.stream.push(r.stream.as_str().to_owned());
+            self.category.push(r.stream.category().to_owned());
+            self.event_id.push(*e.event_id().as_uuid());
+            self.event_type.push(e.event_type().to_owned());
+            self.schema_version
+                .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
+            self.payload.push(p.payload[i].clone());
+            self.actor.push(p.actor[i].clone());
+            self.causation.push(metadata.causation_id);
+            self.correlation.push(metadata.correlation_id);
+        }
+    }
+
+    /// Keeps only the rows whose `keep` entry is true (the events of requests that conflicted
+    /// are dropped before the insert).
+    fn retain_content(&mut self, keep: &[bool]) {
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        retain(&mut self.stream, keep);
+        retain(&mut self.category, keep);
+        retain(&mut self.event_id, keep);
+        retain(&mut self.event_type, keep);
+        retain(&mut self.schema_version, keep);
+        retain(&mut self.payload, keep);
+        retain(&mut self.actor, keep);
+        retain(&mut self.causation, keep);
+        retain(&mut self.correlation, keep);
+    }
+}
+
 fn read<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     row: &'r sqlx::postgres::PgRow,
     column: &str,
@@ -306,53 +447,44 @@ fn read<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
 /// the heads (`netledger_append_begin`); the chain hashes are computed here; one statement
 /// inserts every accepted event and advances the head. Returns one result per request; an
 /// `Err` means a statement failed and the transaction must be rolled back.
+///
+/// Everything that does not depend on where the events land (content hashes, the JSON text
+/// of payloads and actors, the other columns) is prepared before the lock is taken, so the
+/// lock is held only for the two statements, the chain hashes and the commit.
 async fn write_batch(
     conn: &mut PgConnection,
-    requests: &[&AppendRequest],
+    requests: &[&Prepared],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-    // Content hashes do not depend on placement: compute them before taking the lock.
-    let mut scratch = Vec::with_capacity(1024);
-    let contents: Vec<Vec<[u8; 32]>> = requests
-        .iter()
-        .map(|r| {
-            r.events
-                .iter()
-                .map(|e| {
-                    content_hash(
-                        Content {
-                            tenant_id: &r.tenant,
-                            stream: &r.stream,
-                            event_id: &e.event_id(),
-                            event_type: e.event_type(),
-                            schema_version: e.schema_version(),
-                            metadata: e.metadata(),
-                            payload: e.payload(),
-                        },
-                        &mut scratch,
-                    )
-                })
-                .collect()
-        })
-        .collect();
-
     let mut results: Vec<Option<Result<AppendOutcome, StoreError>>> =
         requests.iter().map(|_| None).collect();
     let mut tenants: Vec<TenantId> = Vec::new();
-    for r in requests {
-        if !tenants.contains(&r.tenant) {
-            tenants.push(r.tenant);
+    for p in requests {
+        if !tenants.contains(&p.request.tenant) {
+            tenants.push(p.request.tenant);
         }
     }
     for tenant in tenants {
+        let prepare_started = std::time::Instant::now();
         let indices: Vec<usize> = (0..requests.len())
-            .filter(|&i| requests[i].tenant == tenant)
+            .filter(|&i| requests[i].request.tenant == tenant)
             .collect();
+        let total: usize = indices
+            .iter()
+            .map(|&i| requests[i].request.events.len())
+            .sum();
+        let mut cols = Columns::with_capacity(total);
+        for &i in &indices {
+            cols.push_content(requests[i]);
+        }
         let mut names: Vec<String> = indices
             .iter()
-            .map(|&i| requests[i].stream.as_str().to_owned())
+            .map(|&i| requests[i].request.stream.as_str().to_owned())
             .collect();
         names.sort_unstable();
         names.dedup();
+        let prepared = prepare_started.elapsed();
+
+        let lock_started = std::time::Instant::now();
         let rows = sqlx::query(
             "SELECT last_position, recorded_at, tenant_last, stream, version, hash \
              FROM netledger_append_begin($1, $2)",
@@ -362,6 +494,8 @@ async fn write_batch(
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::db("take append lock"))?;
+        let locked = lock_started.elapsed();
+        let place_started = std::time::Instant::now();
         let Some(first) = rows.first() else {
             return Err(StoreError::Invalid(
                 "append lock returned no row".to_owned(),
@@ -386,15 +520,17 @@ async fn write_batch(
             heads.insert(stream, (version.unwrap_or(0), hash));
         }
 
-        let mut cols = Columns::default();
+        let mut keep: Vec<bool> = Vec::with_capacity(total);
         for &i in &indices {
-            let r = requests[i];
+            let r = &requests[i].request;
+            let events = &requests[i].content;
             let (current, mut prev_hash) = heads
                 .get(r.stream.as_str())
                 .copied()
                 .unwrap_or((0, GENESIS_HASH));
             let current_u = u64::try_from(current).unwrap_or(0);
             if !r.expected.admits(current_u) {
+                keep.extend(std::iter::repeat_n(false, events.len()));
                 results[i] = Some(Err(StoreError::Conflict {
                     stream: r.stream.as_str().to_owned(),
                     expected: r.expected,
@@ -402,9 +538,10 @@ async fn write_batch(
                 }));
                 continue;
             }
+            keep.extend(std::iter::repeat_n(true, events.len()));
             let first_position = last_position + 1;
             let mut version = current;
-            for (e, content) in r.events.iter().zip(&contents[i]) {
+            for content in events {
                 version += 1;
                 last_position += 1;
                 let at = Placement {
@@ -414,36 +551,43 @@ async fn write_batch(
                     recorded_at_micros: micros,
                 };
                 let hash = chain_hash(&prev_hash, at, content);
-                let metadata = e.metadata();
                 cols.position.push(last_position);
                 cols.tenant_prev.push(tenant_last);
-                cols.stream.push(r.stream.as_str().to_owned());
-                cols.category.push(r.stream.category().to_owned());
                 cols.version.push(version);
-                cols.event_id.push(*e.event_id().as_uuid());
-                cols.event_type.push(e.event_type().to_owned());
-                cols.schema_version
-                    .push(i32::try_from(e.schema_version()).unwrap_or(i32::MAX));
-                cols.payload.push(e.payload().to_string());
-                cols.actor
-                    .push(serde_json::to_string(&metadata.actor).unwrap_or_default());
-                cols.causation.push(metadata.causation_id);
-                cols.correlation.push(metadata.correlation_id);
                 cols.prev_hash.push(prev_hash.to_vec());
                 cols.hash.push(hash.to_vec());
                 prev_hash = hash;
                 tenant_last = last_position;
             }
-            heads.insert(r.stream.as_str().to_owned(), (version, prev_hash));
+            if let Some(head) = heads.get_mut(r.stream.as_str()) {
+                *head = (version, prev_hash);
+            } else {
+                heads.insert(r.stream.as_str().to_owned(), (version, prev_hash));
+            }
             results[i] = Some(Ok(AppendOutcome {
                 stream_version: u64::try_from(version).unwrap_or(0),
                 first_position,
                 last_position,
             }));
         }
-        if !cols.position.is_empty() {
+        if keep.contains(&false) {
+            cols.retain_content(&keep);
+        }
+        let placed = place_started.elapsed();
+        let insert_started = std::time::Instant::now();
+        let rows = cols.position.len();
+        if rows > 0 {
             insert(conn, tenant, recorded_at, last_position, cols).await?;
         }
+        tracing::trace!(
+            events = total,
+            inserted = rows,
+            prepare_us = prepared.as_micros() as u64,
+            lock_us = locked.as_micros() as u64,
+            place_us = placed.as_micros() as u64,
+            insert_us = insert_started.elapsed().as_micros() as u64,
+            "append phases"
+        );
     }
     Ok(results
         .into_iter()
@@ -464,7 +608,7 @@ async fn insert(
              INSERT INTO events (position, tenant_prev_position, tenant_id, stream, category, version, \
                  event_id, event_type, schema_version, payload, actor, causation_id, correlation_id, \
                  recorded_at, prev_hash, hash) \
-             SELECT t.p, t.tp, $1, t.s, t.c, t.v, t.eid, t.et, t.sv, t.pl::jsonb, t.ac::jsonb, t.ca, t.co, \
+             SELECT t.p, t.tp, $1, t.s, t.c, t.v, t.eid, t.et, t.sv, t.pl::json, t.ac::json, t.ca, t.co, \
                     $2, t.ph, t.h \
              FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::uuid[], \
                          $10::text[], $11::int[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], \

@@ -4,11 +4,17 @@
 //! [`crate::append`]), so the subscription only has to read `position > last_seen` in
 //! order. `LISTEN netledger_events` is a wake-up hint; a periodic poll covers a missed
 //! notification or a dropped listener connection.
+//!
+//! While catching up (the last batch was full), the subscription reads the next batch in the
+//! background while the caller handles the current one, so reading and handling overlap. A
+//! read ahead that found nothing is not trusted: the next call reads again, so being caught
+//! up is always decided by a fresh query.
 
 use std::time::Duration;
 
 use netledger_domain::RecordedEvent;
 use sqlx::postgres::PgListener;
+use tokio::task::JoinHandle;
 
 use crate::error::StoreError;
 use crate::read::EventReader;
@@ -22,6 +28,22 @@ pub struct Subscription {
     listener: Option<PgListener>,
     poll: Duration,
     category: Option<String>,
+    ahead: Option<ReadAhead>,
+}
+
+/// A read of the batch after `after`, running in the background.
+#[derive(Debug)]
+struct ReadAhead {
+    after: i64,
+    task: JoinHandle<Result<Vec<RecordedEvent>, StoreError>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.task.abort();
+        }
+    }
 }
 
 impl Subscription {
@@ -34,6 +56,7 @@ impl Subscription {
             listener: None,
             poll: Duration::from_millis(500),
             category: None,
+            ahead: None,
         }
     }
 
@@ -69,13 +92,42 @@ impl Subscription {
 
     /// The next batch if one is there now.
     pub async fn try_next_batch(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let events = match &self.category {
-            Some(c) => self.reader.read_category(c, self.after, self.batch).await?,
-            None => self.reader.read_all(self.after, self.batch).await?,
-        };
+        let mut events = Vec::new();
+        if let Some(ahead) = self.ahead.take()
+            && ahead.after == self.after
+        {
+            // A failed or empty read ahead is retried below with a fresh query.
+            if let Ok(Ok(read)) = ahead.task.await {
+                events = read;
+            }
+        }
+        if events.is_empty() {
+            events = read_batch(
+                self.reader.clone(),
+                self.category.clone(),
+                self.after,
+                self.batch,
+            )
+            .await?;
+        }
         match events.last() {
             Some(last) => {
                 self.after = last.position;
+                // A full batch means there is probably more: start reading it now, unless
+                // the subscription runs outside a tokio runtime's reach.
+                if i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.batch
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    self.ahead = Some(ReadAhead {
+                        after: self.after,
+                        task: runtime.spawn(read_batch(
+                            self.reader.clone(),
+                            self.category.clone(),
+                            self.after,
+                            self.batch,
+                        )),
+                    });
+                }
                 Ok(Some(events))
             }
             None => Ok(None),
@@ -99,5 +151,17 @@ impl Subscription {
             },
             None => tokio::time::sleep(self.poll).await,
         }
+    }
+}
+
+async fn read_batch(
+    reader: EventReader,
+    category: Option<String>,
+    after: i64,
+    batch: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match category {
+        Some(c) => reader.read_category(&c, after, batch).await,
+        None => reader.read_all(after, batch).await,
     }
 }
