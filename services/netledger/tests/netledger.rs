@@ -272,10 +272,14 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
     let tenant = TenantId::new_random();
     append_n(&store, &[tenant, TenantId::new_random()], 0, 40).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    netledger_store::audit::checkpoint_all(&system, "k1", &key).await.unwrap();
+    netledger_store::audit::checkpoint_all(&system, "k1", &key)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle.json");
-    netledger::audit::export(&system, tenant, &bundle).await.unwrap();
+    netledger::audit::export(&system, tenant, &bundle)
+        .await
+        .unwrap();
     let public = hex::encode(key.verifying_key().to_bytes());
 
     let verify = |path: &Path| {
@@ -291,7 +295,8 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
     assert!(ok.status.success(), "{stdout}");
     assert!(stdout.contains("OK: 20 events, 1 checkpoints"), "{stdout}");
 
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
     let position = doc["events"][7]["position"].as_i64().unwrap();
     doc["events"][7]["payload"]["i"] = serde_json::json!(1_000_000);
     let tampered = dir.path().join("tampered.json");
@@ -299,7 +304,10 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
     let bad = verify(&tampered);
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains(&format!("TAMPERED at position {position}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("TAMPERED at position {position}")),
+        "{stdout}"
+    );
 
     let wrong_key = Command::new(env!("CARGO_BIN_EXE_netledger"))
         .args(["audit", "verify"])
