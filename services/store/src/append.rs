@@ -217,7 +217,7 @@ fn validate(request: &AppendRequest, options: &StoreOptions) -> Result<(), Store
     for e in &request.events {
         if contains_nul(e.payload()) {
             return Err(StoreError::Invalid(format!(
-                "event {} ({}) has a NUL character in its payload, which PostgreSQL jsonb cannot store",
+                "event {} ({}) has a NUL character in its payload, which PostgreSQL text and jsonb cannot hold (read models built from it would fail)",
                 e.event_id(),
                 e.event_type()
             )));
