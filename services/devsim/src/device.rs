@@ -1311,11 +1311,7 @@ impl Device {
         let mut attrs = Self::write_attrs(cmd);
         let api = menu.to_api();
         if api == "/ip/address" {
-            let Some(addr) = attrs
-                .iter()
-                .find(|a| a.key == "address")
-                .and_then(|a| a.value.clone())
-            else {
+            let Some(addr) = rosconfig::get_attr(&attrs, "address").map(str::to_owned) else {
                 return trap(Some(1), "missing value for address");
             };
             let valid = addr
@@ -1326,42 +1322,28 @@ impl Device {
             if !valid {
                 return trap(Some(1), "invalid value for argument address");
             }
-            let iface = attrs
-                .iter()
-                .find(|a| a.key == "interface")
-                .and_then(|a| a.value.clone())
+            let iface = rosconfig::get_attr(&attrs, "interface")
+                .map(str::to_owned)
                 .unwrap_or_default();
             if !self.interface_names(st).contains(&iface) {
                 return trap(Some(1), "input does not match any value of interface");
             }
         }
         if api == "/user" {
-            if let Some(pw) = attrs
-                .iter()
-                .find(|a| a.key == "password")
-                .and_then(|a| a.value.clone())
-            {
-                let name = attrs
-                    .iter()
-                    .find(|a| a.key == "name")
-                    .and_then(|a| a.value.clone())
+            if let Some(pw) = rosconfig::get_attr(&attrs, "password").map(str::to_owned) {
+                let name = rosconfig::get_attr(&attrs, "name")
+                    .map(str::to_owned)
                     .unwrap_or_default();
                 st.passwords.push((name, pw));
             }
             attrs.retain(|a| a.key != "password");
         }
         if api == "/file" {
-            let Some(name) = attrs
-                .iter()
-                .find(|a| a.key == "name")
-                .and_then(|a| a.value.clone())
-            else {
+            let Some(name) = rosconfig::get_attr(&attrs, "name").map(str::to_owned) else {
                 return trap(Some(1), "missing value for name");
             };
-            let contents = attrs
-                .iter()
-                .find(|a| a.key == "contents")
-                .and_then(|a| a.value.clone())
+            let contents = rosconfig::get_attr(&attrs, "contents")
+                .map(str::to_owned)
                 .unwrap_or_default();
             let now = self.now();
             let kind = if name.ends_with(".rsc") {
@@ -1466,10 +1448,7 @@ impl Device {
                 match verb {
                     "remove" => st.files.retain(|f| f.id != fid),
                     "set" => {
-                        if let Some(c) = attrs
-                            .iter()
-                            .find(|a| a.key == "contents")
-                            .and_then(|a| a.value.clone())
+                        if let Some(c) = rosconfig::get_attr(&attrs, "contents").map(str::to_owned)
                             && let Some(f) = st.files.iter_mut().find(|f| f.id == fid)
                         {
                             f.contents = c;
@@ -1482,10 +1461,7 @@ impl Device {
         }
         if api == "/user"
             && verb == "set"
-            && let Some(pw) = attrs
-                .iter()
-                .find(|a| a.key == "password")
-                .and_then(|a| a.value.clone())
+            && let Some(pw) = rosconfig::get_attr(&attrs, "password").map(str::to_owned)
         {
             for t in &targets {
                 if let Some(n) = get(&t.row, "name") {

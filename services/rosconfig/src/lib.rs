@@ -31,7 +31,7 @@ pub use error::{ModelError, ParseError, ParseErrorKind, ScriptError};
 pub use lex::{LineEnding, encode_value, needs_quotes};
 pub use model::{
     Attr, BadItemId, Config, Entry, FindExpr, FindTerm, Header, ItemId, MenuPath, Section,
-    Selector, SetStmt, Stmt,
+    Selector, SetStmt, Stmt, get_attr,
 };
 pub use normalize::{MASK, is_secret, mask_secrets, normalise, normalise_masked};
 pub use parse::parse_export;

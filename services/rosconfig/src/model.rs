@@ -319,7 +319,8 @@ fn upsert_attr(attrs: &mut Vec<Attr>, attr: Attr) {
     }
 }
 
-fn get_attr<'a>(attrs: &'a [Attr], key: &str) -> Option<&'a str> {
+/// The value of the first attribute named `key` (`None` when absent or a bare flag).
+pub fn get_attr<'a>(attrs: &'a [Attr], key: &str) -> Option<&'a str> {
     attrs
         .iter()
         .find(|a| a.key == key)
