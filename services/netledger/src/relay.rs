@@ -11,7 +11,6 @@
 //! - NATS being down makes publishes fail or time out; the relay backs off and resynchronises.
 //!   Nothing is lost: the events table is the outbox.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -55,12 +54,6 @@ pub enum RelayError {
         /// Last position in PostgreSQL.
         db_position: i64,
     },
-}
-
-fn nats_err(
-    context: &'static str,
-) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> RelayError {
-    move |e| RelayError::Nats(format!("{context}: {e}"))
 }
 
 /// Relay settings.
@@ -352,43 +345,54 @@ impl Checkpointer {
             .map_err(|e| RelayError::Nats(format!("create stream {}: {e}", self.stream)))
     }
 
-    /// One round: sign what is new, then publish every checkpoint JetStream does not hold yet.
+    /// One round: sign what is new, then publish what JetStream does not hold yet.
+    ///
+    /// `backlog` holds the checkpoints still to publish; `None` means "unknown": the round
+    /// then loads every checkpoint once (process start, or after a round that may have
+    /// written checkpoints it could not report) and later rounds only add what they write.
     pub async fn run_once(
         &self,
-        published: &mut HashMap<(uuid::Uuid, i64), ()>,
+        backlog: &mut Option<Vec<Checkpoint>>,
     ) -> Result<usize, RelayError> {
-        checkpoint_all(&self.system, &self.key_id, &self.key).await?;
+        let written = match checkpoint_all(&self.system, &self.key_id, &self.key).await {
+            Ok(written) => written,
+            Err(err) => {
+                *backlog = None;
+                return Err(err.into());
+            }
+        };
+        let pending = match backlog {
+            Some(pending) => {
+                pending.extend(written);
+                pending
+            }
+            None => backlog.insert(load_checkpoints(&self.system, None).await?),
+        };
         let stream = self.ensure_stream().await?;
         let mut sent = 0;
-        for cp in load_checkpoints(&self.system, None).await? {
-            let id = (*cp.body.tenant_id.as_uuid(), cp.body.seq);
-            if published.contains_key(&id) {
-                continue;
-            }
-            let subject = self.subject(&cp);
+        while let Some(cp) = pending.first() {
+            let subject = self.subject(cp);
             if stream
                 .get_last_raw_message_by_subject(&subject)
                 .await
-                .is_ok()
+                .is_err()
             {
-                published.insert(id, ());
-                continue;
+                let payload = serde_json::to_vec(cp)
+                    .map_err(|e| RelayError::Nats(format!("encode checkpoint: {e}")))?;
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    format!("{}-{}", cp.body.tenant_id, cp.body.seq).as_str(),
+                );
+                self.js
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .map_err(|e| RelayError::Nats(format!("publish checkpoint: {e}")))?
+                    .await
+                    .map_err(|e| RelayError::Nats(format!("checkpoint ack: {e}")))?;
+                sent += 1;
             }
-            let payload = serde_json::to_vec(&cp)
-                .map_err(|e| RelayError::Nats(format!("encode checkpoint: {e}")))?;
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{}-{}", id.0, id.1).as_str(),
-            );
-            self.js
-                .publish_with_headers(subject, headers, payload.into())
-                .await
-                .map_err(|e| nats_err("publish checkpoint")(Box::new(e)))?
-                .await
-                .map_err(|e| nats_err("checkpoint ack")(Box::new(e)))?;
-            published.insert(id, ());
-            sent += 1;
+            pending.remove(0);
         }
         Ok(sent)
     }
@@ -400,14 +404,14 @@ impl Checkpointer {
             .acquire()
             .await
             .map_err(|e| RelayError::Database("acquire", e))?;
-        let mut published = HashMap::new();
+        let mut backlog = None;
         loop {
             let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(CHECKPOINTER_LOCK)
                 .fetch_one(&mut *lock_conn)
                 .await
                 .map_err(|e| RelayError::Database("checkpointer lock", e))?;
-            if leader && let Err(err) = self.run_once(&mut published).await {
+            if leader && let Err(err) = self.run_once(&mut backlog).await {
                 tracing::warn!(error = %err, "checkpoint round failed; will retry");
             }
             tokio::select! {

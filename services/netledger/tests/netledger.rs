@@ -318,3 +318,32 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
     assert!(!wrong_key.status.success());
     assert!(String::from_utf8_lossy(&wrong_key.stderr).contains("64 hex characters"));
 }
+
+/// Checkpoints are published to JetStream once each: a restarted checkpointer (empty backlog)
+/// finds them there and sends nothing again; new events give exactly the new checkpoints.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn checkpoints_are_published_once(owner: PgPool) {
+    let (app, system) = pools(&owner).await;
+    let store = EventStore::start(app, StoreOptions::default());
+    let tenants = [TenantId::new_random(), TenantId::new_random()];
+    let nats = Nats::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let name = format!("C{}", Uuid::new_v4().simple());
+    let checkpointer = netledger::relay::Checkpointer {
+        system: system.clone(),
+        js: js.clone(),
+        stream: name.clone(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        key_id: "k1".to_owned(),
+        interval: Duration::from_secs(30),
+    };
+    append_n(&store, &tenants, 0, 10).await;
+    let mut backlog = None;
+    assert_eq!(checkpointer.run_once(&mut backlog).await.unwrap(), 2);
+    assert_eq!(checkpointer.run_once(&mut backlog).await.unwrap(), 0);
+    let mut restarted = None;
+    assert_eq!(checkpointer.run_once(&mut restarted).await.unwrap(), 0);
+    append_n(&store, &tenants[..1], 10, 3).await;
+    assert_eq!(checkpointer.run_once(&mut restarted).await.unwrap(), 1);
+    assert_eq!(stream_len(&js, &name).await, 3);
+}

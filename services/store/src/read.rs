@@ -37,10 +37,6 @@ pub struct EventReader {
     scope: ReadScope,
 }
 
-const COLUMNS: &str = "position, tenant_prev_position, tenant_id, stream, version, event_id, \
-    event_type, schema_version, payload, actor, causation_id, correlation_id, recorded_at, \
-    prev_hash, hash";
-
 macro_rules! select {
     ($rest:literal) => {
         concat!(
@@ -255,11 +251,6 @@ fn first_i64(rows: &[PgRow], column: &str) -> Result<i64, StoreError> {
         Some(row) => row.try_get(column).map_err(StoreError::db("read position")),
         None => Ok(0),
     }
-}
-
-/// Columns selected by readers, for callers that write their own queries.
-pub fn event_columns() -> &'static str {
-    COLUMNS
 }
 
 /// Where each event column is in a result set, resolved once per query rather than by name
