@@ -13,9 +13,8 @@ use netledger::relay::{RELAY_CHECKPOINT, Relay, RelayOptions};
 use netledger_domain::{
     Actor, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
 };
-use netledger_store::{EventStore, Role, StoreOptions, connect_options_for};
+use netledger_store::{EventStore, StoreOptions};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -88,16 +87,10 @@ impl Drop for Nats {
 }
 
 async fn pools(owner: &PgPool) -> (PgPool, PgPool) {
-    let opts = owner.connect_options();
-    let app = PgPoolOptions::new()
-        .connect_with(connect_options_for(&opts, Role::App, None))
+    let pools = netledger_store::Pools::connect(&owner.connect_options(), None, None, 10)
         .await
         .unwrap();
-    let system = PgPoolOptions::new()
-        .connect_with(connect_options_for(&opts, Role::System, None))
-        .await
-        .unwrap();
-    (app, system)
+    (pools.app, pools.system)
 }
 
 async fn append_n(store: &EventStore, tenants: &[TenantId], from: usize, n: usize) {

@@ -15,10 +15,9 @@ use netledger_domain::{
 use netledger_store::append::append_in_transaction;
 use netledger_store::audit::{checkpoint_all, export_tenant};
 use netledger_store::{
-    AppendRequest, Direction, EventReader, EventStore, Role, StoreError, StoreOptions,
-    Subscription, begin_tenant, connect_options_for,
+    AppendRequest, Direction, EventReader, EventStore, Pools, StoreError, StoreOptions,
+    Subscription, begin_tenant,
 };
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -29,18 +28,14 @@ struct Db {
 }
 
 async fn db(owner: PgPool) -> Db {
-    let opts = owner.connect_options();
-    let app = PgPoolOptions::new()
-        .max_connections(20)
-        .connect_with(connect_options_for(&opts, Role::App, None))
+    let pools = Pools::connect(&owner.connect_options(), None, None, 20)
         .await
         .unwrap();
-    let system = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(connect_options_for(&opts, Role::System, None))
-        .await
-        .unwrap();
-    Db { owner, app, system }
+    Db {
+        owner,
+        app: pools.app,
+        system: pools.system,
+    }
 }
 
 fn event(kind: &str, n: i64) -> NewEvent {
