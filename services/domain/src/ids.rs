@@ -77,6 +77,49 @@ uuid_id!(
     EventId
 );
 
+uuid_id!(
+    /// A managed network device.
+    DeviceId
+);
+uuid_id!(
+    /// One durable workflow instance (its journal is the stream `workflow-<id>`).
+    WorkflowId
+);
+uuid_id!(
+    /// A fleet rollout (stream `rollout-<id>`).
+    RolloutId
+);
+
+impl DeviceId {
+    /// The device's event stream, `device-<id>`.
+    pub fn stream(&self) -> StreamName {
+        StreamName {
+            name: format!("device-{}", self.0),
+            category_len: "device".len(),
+        }
+    }
+}
+
+impl WorkflowId {
+    /// The workflow's journal stream, `workflow-<id>`.
+    pub fn stream(&self) -> StreamName {
+        StreamName {
+            name: format!("workflow-{}", self.0),
+            category_len: "workflow".len(),
+        }
+    }
+}
+
+impl RolloutId {
+    /// The rollout's event stream, `rollout-<id>`.
+    pub fn stream(&self) -> StreamName {
+        StreamName {
+            name: format!("rollout-{}", self.0),
+            category_len: "rollout".len(),
+        }
+    }
+}
+
 impl EventId {
     /// A new time-ordered (v7) id: appends stay at the right edge of the unique index.
     pub fn new_v7() -> Self {

@@ -7,10 +7,14 @@
 pub mod audit;
 pub mod canonical;
 pub mod clock;
+pub mod device;
 pub mod event;
 pub mod ids;
+pub mod workflow;
 
 pub use event::{
     Actor, DecodeError, EventMetadata, EventType, ExpectedVersion, NewEvent, RecordedEvent,
 };
-pub use ids::{Category, EventId, IdError, StreamName, TenantId};
+pub use ids::{
+    Category, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId, WorkflowId,
+};

@@ -1,0 +1,235 @@
+//! The journal of a durable workflow (stream `workflow-<id>`) and of a fleet rollout (stream
+//! `rollout-<id>`): the event types the engine writes and the projections fold. The engine's
+//! scheduling lives in `workflows/engine`; this module only fixes the recorded shapes.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::event::EventType;
+use crate::ids::{DeviceId, RolloutId, WorkflowId};
+
+/// A workflow instance was started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStarted {
+    /// Definition name (`config_push`, `firmware_upgrade`, `rollout`, `backup`, `noop`...).
+    pub kind: String,
+    /// Version of the definition it runs under; it finishes under the same version.
+    pub definition_version: u32,
+    /// The input the definition received.
+    pub input: serde_json::Value,
+    /// Caller-supplied idempotency key (starting twice with it gives the same workflow).
+    pub idempotency_key: Option<String>,
+    /// Devices it will touch (each is locked to this workflow while it runs).
+    pub devices: Vec<DeviceId>,
+    /// The rollout that started it, if any.
+    pub rollout_id: Option<RolloutId>,
+}
+impl EventType for WorkflowStarted {
+    const TYPE: &'static str = "WorkflowStarted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A step began (journaled before its side effect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStepStarted {
+    /// Step name.
+    pub step: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+}
+impl EventType for WorkflowStepStarted {
+    const TYPE: &'static str = "WorkflowStepStarted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A step finished with an output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStepCompleted {
+    /// Step name.
+    pub step: String,
+    /// Attempt that succeeded.
+    pub attempt: u32,
+    /// The step's output, replayed instead of re-running the step.
+    pub output: serde_json::Value,
+}
+impl EventType for WorkflowStepCompleted {
+    const TYPE: &'static str = "WorkflowStepCompleted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// How a step failure is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Tried again after a backoff.
+    Retryable,
+    /// Ends the step for good (the definition decides what follows: undo or fail).
+    Fatal,
+}
+
+/// A step attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStepFailed {
+    /// Step name.
+    pub step: String,
+    /// Attempt that failed.
+    pub attempt: u32,
+    /// The error, as text.
+    pub error: String,
+    /// Retryable or fatal.
+    pub class: FailureClass,
+    /// When the next attempt is due, for retryable failures with attempts left.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retry_at: Option<OffsetDateTime>,
+}
+impl EventType for WorkflowStepFailed {
+    const TYPE: &'static str = "WorkflowStepFailed";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A durable timer was set (sleep until, or a wait with a timeout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowTimerScheduled {
+    /// Timer name, unique within the workflow.
+    pub name: String,
+    /// When it fires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub fire_at: OffsetDateTime,
+}
+impl EventType for WorkflowTimerScheduled {
+    const TYPE: &'static str = "WorkflowTimerScheduled";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A signal was delivered (`cancel`, `pause`, `resume`, or a definition's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSignalled {
+    /// Signal name.
+    pub signal: String,
+    /// Its payload.
+    pub payload: serde_json::Value,
+}
+impl EventType for WorkflowSignalled {
+    const TYPE: &'static str = "WorkflowSignalled";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// How a workflow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done (workflows without a commit/rollback notion).
+    Succeeded,
+    /// A push or upgrade took effect and its safety net was disarmed.
+    Committed,
+    /// The device was brought back to its snapshot.
+    RolledBack,
+    /// Cancelled by an operator (after any rollback it needed).
+    Cancelled,
+    /// Ended with an error.
+    Failed,
+}
+
+/// The workflow ended; nothing follows in its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowFinished {
+    /// How.
+    pub outcome: Outcome,
+    /// Why, for anything but success.
+    pub reason: Option<String>,
+    /// The definition's result.
+    pub output: serde_json::Value,
+}
+impl EventType for WorkflowFinished {
+    const TYPE: &'static str = "WorkflowFinished";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// What a rollout deploys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RolloutTarget {
+    /// A RouterOS script (change set) pushed with the two-phase push.
+    ChangeSet {
+        /// The script.
+        script: String,
+    },
+    /// A RouterOS version from the firmware cache.
+    Firmware {
+        /// Target version.
+        version: String,
+    },
+}
+
+/// A rollout was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutCreated {
+    /// Operator-facing name.
+    pub name: String,
+    /// What it deploys.
+    pub target: RolloutTarget,
+    /// Canary devices, done first, one at a time.
+    pub canaries: Vec<DeviceId>,
+    /// The remaining devices, in order.
+    pub devices: Vec<DeviceId>,
+    /// Devices per batch.
+    pub batch_size: u32,
+    /// Devices worked on at once within a batch.
+    pub parallelism: u32,
+    /// Failures at which the rollout halts.
+    pub failure_threshold: u32,
+    /// Whether a halt rolls back the devices already changed.
+    pub rollback_on_halt: bool,
+    /// The workflow driving it.
+    pub workflow_id: WorkflowId,
+}
+impl EventType for RolloutCreated {
+    const TYPE: &'static str = "RolloutCreated";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// One device's workflow in a rollout finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutDeviceFinished {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its workflow.
+    pub workflow_id: WorkflowId,
+    /// Batch number (0 = canaries).
+    pub batch: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+impl EventType for RolloutDeviceFinished {
+    const TYPE: &'static str = "RolloutDeviceFinished";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The rollout changed state (operator action or threshold).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStateChanged {
+    /// The new state.
+    pub state: RolloutState,
+    /// Why (operator comment, or the threshold that was hit).
+    pub reason: Option<String>,
+}
+impl EventType for RolloutStateChanged {
+    const TYPE: &'static str = "RolloutStateChanged";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A rollout's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// Working through batches.
+    Running,
+    /// Paused by an operator: no new device is started.
+    Paused,
+    /// Stopped because failures reached the threshold.
+    Halted,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Every device done.
+    Completed,
+}
