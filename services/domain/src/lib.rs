@@ -9,12 +9,11 @@ pub mod canonical;
 pub mod clock;
 pub mod device;
 pub mod event;
+pub mod identity;
 pub mod ids;
 pub mod workflow;
 
 pub use event::{
     Actor, DecodeError, EventMetadata, EventType, ExpectedVersion, NewEvent, RecordedEvent,
 };
-pub use ids::{
-    Category, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId, WorkflowId,
-};
+pub use ids::{Category, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId, WorkflowId};
