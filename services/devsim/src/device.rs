@@ -460,6 +460,12 @@ impl Device {
         self.update_link();
     }
 
+    /// Logs a command handled outside [`Device::handle`] (`/tool/fetch`).
+    pub(crate) fn log_command(&self, cmd: &Command) {
+        let mut st = self.lock();
+        self.log_cmd(&mut st, cmd);
+    }
+
     fn log_cmd(&self, st: &mut DeviceState, cmd: &Command) {
         st.commands_total += 1;
         let mut line = format!("{:.3} {}", self.now().as_secs_f64(), cmd.path());
@@ -725,6 +731,11 @@ impl Device {
                 let mut a = Attrs::new();
                 a.push("data", &bytes[start..end]);
                 Outcome::replies(vec![Reply::re(a), Reply::done()])
+            }
+            ("/", "ping") => Outcome::replies(crate::ping::ping(&st, cmd)),
+            ("/system/routerboard", "upgrade") if self.board.model.is_some() => {
+                st.rb_upgrade_staged = true;
+                Outcome::replies(vec![Reply::done()])
             }
             (_, "print") | (_, "getall") => Outcome::replies(self.print(&st, &menu, cmd)),
             (_, "add") => {
@@ -1006,8 +1017,13 @@ impl Device {
                         "creation-time"
                     };
                     r.push((key.into(), format!("{d} {t}")));
-                    if f.kind != "backup" && f.contents.len() <= limit {
+                    if f.kind != "backup" && f.kind != "package" && f.contents.len() <= limit {
                         r.push(("contents".into(), f.contents.clone()));
+                    }
+                    if let Some(p) = crate::fetch::parse_package(&f.name) {
+                        r.push(("package-name".into(), "routeros".into()));
+                        r.push(("package-version".into(), p.version.to_string()));
+                        r.push(("package-architecture".into(), p.architecture().into()));
                     }
                     items.push(Item {
                         id: ItemId(f.id),
@@ -1153,7 +1169,10 @@ impl Device {
                 ("serial-number".into(), self.serial(st)),
                 ("firmware-type".into(), "devsim".into()),
                 ("factory-firmware".into(), "6.44.6".into()),
-                ("current-firmware".into(), st.version.to_string()),
+                (
+                    "current-firmware".into(),
+                    st.rb_firmware.unwrap_or(st.version).to_string(),
+                ),
                 ("upgrade-firmware".into(), st.version.to_string()),
             ],
             "/system/clock" => {
@@ -1766,6 +1785,19 @@ impl Device {
                         return Ok(());
                     }
                 }
+                ("/file", "add") => {
+                    // `/file add name=... contents=...` (7.9beta2+): creates a file
+                    if ctx == ScriptCtx::DryRun {
+                        continue;
+                    }
+                    let name = c
+                        .arg("name")
+                        .map(str::to_string)
+                        .ok_or_else(|| at("missing value for name".into()))?;
+                    let contents = c.arg("contents").unwrap_or("").to_string();
+                    let now = self.now();
+                    st.put_file(&name, crate::fetch::file_kind(&name), contents, now);
+                }
                 ("/file", "remove") => {
                     let target = c
                         .positional
@@ -1829,6 +1861,14 @@ impl Device {
                 st.offline_until = None;
                 st.boot_at = now;
                 st.sched.clear();
+                let before = st.version;
+                if st.pending_version.is_none() {
+                    crate::fetch::install_uploaded_packages(&mut st, self.board.arch);
+                }
+                if st.rb_upgrade_staged {
+                    st.rb_upgrade_staged = false;
+                    st.rb_firmware = None;
+                }
                 if let Some(v) = st.pending_version.take() {
                     if st.faults.fail_upgrade {
                         st.faults.fail_upgrade = false;
@@ -1836,6 +1876,10 @@ impl Device {
                     } else {
                         st.version = v;
                     }
+                }
+                if st.version != before && self.board.model.is_some() {
+                    // RouterBOARD firmware stays behind until `/system routerboard upgrade`
+                    st.rb_firmware.get_or_insert(before);
                 }
                 st.update_status = "";
                 // files outside flash vanish on reboot on some boards: devsim keeps them

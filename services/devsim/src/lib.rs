@@ -15,16 +15,24 @@
 //! Script interpreter (scheduler `on-event`, `/system/script/run`, `/import`): menu lines,
 //! `add`/`set`/`remove`/`enable`/`disable`/`unset` on configuration menus,
 //! `/system backup load|save name=...`, `/import file-name=...`, `/system reboot`,
-//! `/system script run X`, `/system package update install`, `/file remove X`,
-//! `/export file=X`; `:log`, `:put`, `:delay` are accepted and ignored; anything else stops
-//! the script with `bad command name`.
+//! `/system script run X`, `/system package update install`, `/file add name=X contents=Y`,
+//! `/file remove X`, `/export file=X`; `:log`, `:put`, `:delay` are accepted and ignored;
+//! anything else stops the script with `bad command name`.
+//!
+//! Firmware: `/tool/fetch url=http://...` downloads into `/file` (the `fetch` module);
+//! an uploaded `routeros-*.npk` is installed by the next reboot; RouterBOARD
+//! `current-firmware` lags the version after an upgrade until `/system routerboard upgrade`
+//! and another reboot. `/ping` answers for loopback and connected subnets (the `ping`
+//! module).
 
 pub mod bench;
 mod board;
 mod clock;
 pub mod control;
 mod device;
+mod fetch;
 mod fleet;
+mod ping;
 mod query;
 mod server;
 mod state;

@@ -183,6 +183,33 @@ pub(crate) async fn serve<S>(
                 cancel(&running, &cmd, tag.clone(), &tx);
                 continue;
             }
+            if cmd.path() == "/tool/fetch" && sess.user.is_some() {
+                // network I/O: runs in its own task, outside the device lock
+                dev.log_command(&cmd);
+                let (dev2, tx2, running2) = (dev.clone(), tx.clone(), running.clone());
+                let key = tag
+                    .as_ref()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default();
+                let key2 = key.clone();
+                let delay = Duration::from_millis(faults.delay_ms);
+                let h = tokio::spawn(async move {
+                    let replies = crate::fetch::fetch(&dev2, &cmd).await;
+                    tokio::time::sleep(delay).await;
+                    for r in replies {
+                        let _ = tx2.send(encode(&r.with_tag(tag.clone())));
+                    }
+                    running2
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key2);
+                });
+                running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, h);
+                continue;
+            }
             let out = dev.handle(&mut sess, &cmd);
             let frames: Vec<Bytes> = if faults.corrupt_frames {
                 vec![Bytes::from_static(&[0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x00])]

@@ -72,6 +72,11 @@ pub(crate) struct DeviceState {
     pub commands_total: u64,
     pub faults: Faults,
     pub upgrades_failed: u32,
+    /// RouterBOARD `current-firmware` when it lags the RouterOS version (after an upgrade,
+    /// until `/system routerboard upgrade` and a reboot); `None`: equal to the version.
+    pub rb_firmware: Option<RosVersion>,
+    /// `/system routerboard upgrade` ran: the next reboot brings the firmware up to date.
+    pub rb_upgrade_staged: bool,
 }
 
 impl DeviceState {
@@ -95,6 +100,8 @@ impl DeviceState {
             commands_total: 0,
             faults: Faults::default(),
             upgrades_failed: 0,
+            rb_firmware: None,
+            rb_upgrade_staged: false,
         }
     }
 

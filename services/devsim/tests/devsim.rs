@@ -578,3 +578,117 @@ async fn import_reports_the_failing_line_and_dry_run_is_gated() {
         assert_eq!(r.rows.len(), 1);
     }
 }
+
+/// Serves one HTTP response with `body` to every request, on loopback.
+async fn http_once(body: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let head = if req.starts_with("GET /pkg/") {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            let _ = s.write_all(head.as_bytes()).await;
+            if req.starts_with("GET /pkg/") {
+                let _ = s.write_all(body).await;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn fetch_package_install_routerboard_firmware_ping_and_script_files() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    opts.v6_share = 0.0;
+    opts.reboot_time = Duration::from_secs(10);
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest()[0].clone(); // 7.16.2 RB5009, arm64
+    let d = f.device(0).unwrap().clone();
+    let http = http_once(b"not really an npk").await;
+    let c = connect(&m).await;
+    // fetch: status rows, then a `package` file with the package-* properties
+    let url = format!("http://{http}/pkg/routeros-7.19.4-arm64.npk");
+    let r = c
+        .run(Command::new("/tool/fetch").attr("url", &url))
+        .await
+        .unwrap();
+    let st: Vec<&str> = r.rows.iter().filter_map(|r| r.get_str("status")).collect();
+    assert_eq!(st, ["connecting", "downloading", "finished"]);
+    let r = c
+        .run(Command::new("/file/print").query(Query::eq("name", "routeros-7.19.4-arm64.npk")))
+        .await
+        .unwrap();
+    let row = &r.rows[0];
+    assert_eq!(row.get_str("type"), Some("package"));
+    assert_eq!(row.get_str("size"), Some("17"));
+    assert_eq!(row.get_str("package-version"), Some("7.19.4"));
+    assert_eq!(row.get_str("package-architecture"), Some("arm64"));
+    // HTTP errors trap with RouterOS's text
+    let e = c
+        .run(Command::new("/tool/fetch").attr("url", format!("http://{http}/nope.npk")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Trap { trap, .. } if trap.message == "failure: Status 404, Not Found"),
+        "{e}"
+    );
+    // `/file add` inside an imported script creates a file; the dry run does not
+    c.run(
+        Command::new("/file/add")
+            .attr("name", "mk.rsc")
+            .attr("contents", "/file add name=made.txt contents=x\n"),
+    )
+    .await
+    .unwrap();
+    c.run(
+        Command::new("/import")
+            .attr("file-name", "mk.rsc")
+            .attr("dry-run", ""),
+    )
+    .await
+    .unwrap();
+    assert!(c.file("made.txt").await.unwrap().is_none());
+    c.run(Command::new("/import").attr("file-name", "mk.rsc"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.file("made.txt").await.unwrap().unwrap().kind.as_deref(),
+        Some(".txt file")
+    );
+    // ping: connected subnet answers, elsewhere times out
+    let ping = |a: &str| Command::new("/ping").attr("address", a).attr("count", "2");
+    let r = c.run(ping("192.168.88.7")).await.unwrap();
+    assert_eq!(r.rows[1].get_str("received"), Some("2"));
+    let r = c.run(ping("203.0.113.9")).await.unwrap();
+    assert_eq!(r.rows[1].get_str("received"), Some("0"));
+    assert_eq!(r.rows[0].get_str("status"), Some("timeout"));
+    // a reboot installs the uploaded package; RouterBOARD firmware lags behind
+    c.reboot().await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    f.tick();
+    assert_eq!(d.version(), RosVersion::new(7, 19, 4));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = connect(&m).await;
+    assert!(c.file("routeros-7.19.4-arm64.npk").await.unwrap().is_none());
+    let rb = c.routerboard().await.unwrap().unwrap();
+    assert_eq!(rb.current_firmware.as_deref(), Some("7.16.2"));
+    assert!(rb.upgrade_pending());
+    c.routerboard_upgrade().await.unwrap();
+    c.reboot().await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    f.tick();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = connect(&m).await;
+    let rb = c.routerboard().await.unwrap().unwrap();
+    assert_eq!(rb.current_firmware.as_deref(), Some("7.19.4"));
+    assert!(!rb.upgrade_pending());
+}
