@@ -54,6 +54,9 @@ pub enum RelayError {
         /// Last position in PostgreSQL.
         db_position: i64,
     },
+    /// Committing a checkpoint into the tenant's git repository failed.
+    #[error("config-history repository: {0}")]
+    Archive(String),
 }
 
 /// Relay settings.
@@ -321,6 +324,10 @@ pub struct Checkpointer {
     pub key_id: String,
     /// How often to run.
     pub interval: Duration,
+    /// The config-history store: each checkpoint is also committed into its tenant's git
+    /// repository (DESIGN invariant 5), so deleting the newest events is detected without
+    /// trusting PostgreSQL or NATS alone. `None` only in tests of the NATS side.
+    pub archive: Option<netledger_archive::Archive>,
 }
 
 impl Checkpointer {
@@ -391,6 +398,13 @@ impl Checkpointer {
                     .await
                     .map_err(|e| RelayError::Nats(format!("checkpoint ack: {e}")))?;
                 sent += 1;
+            }
+            if let Some(archive) = &self.archive {
+                let (archive, tenant, cp_owned) = (archive.clone(), cp.body.tenant_id, cp.clone());
+                tokio::task::spawn_blocking(move || archive.publish_checkpoint(tenant, &cp_owned))
+                    .await
+                    .map_err(|e| RelayError::Archive(format!("checkpoint publisher stopped: {e}")))?
+                    .map_err(|e| RelayError::Archive(e.to_string()))?;
             }
             pending.remove(0);
         }

@@ -182,6 +182,10 @@ pub async fn run_projector(
         key,
         key_id: config.audit.key_id.clone(),
         interval: config.audit.checkpoint_interval,
+        archive: Some(
+            netledger_archive::Archive::open(config.data_dir.join("config-history"))
+                .context("open the config-history store")?,
+        ),
     };
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let checkpoint_task = tokio::spawn(checkpointer.run(shutdown));

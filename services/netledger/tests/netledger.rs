@@ -322,6 +322,7 @@ async fn checkpoints_are_published_once(owner: PgPool) {
     let nats = Nats::start();
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let name = format!("C{}", Uuid::new_v4().simple());
+    let archive_dir = tempfile::tempdir().unwrap();
     let checkpointer = netledger::relay::Checkpointer {
         system: system.clone(),
         js: js.clone(),
@@ -329,6 +330,7 @@ async fn checkpoints_are_published_once(owner: PgPool) {
         key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
         key_id: "k1".to_owned(),
         interval: Duration::from_secs(30),
+        archive: Some(netledger_archive::Archive::open(archive_dir.path()).unwrap()),
     };
     append_n(&store, &tenants, 0, 10).await;
     let mut backlog = None;
@@ -339,4 +341,11 @@ async fn checkpoints_are_published_once(owner: PgPool) {
     append_n(&store, &tenants[..1], 10, 3).await;
     assert_eq!(checkpointer.run_once(&mut restarted).await.unwrap(), 1);
     assert_eq!(stream_len(&js, &name).await, 3);
+    // The same checkpoints are committed into each tenant's git repository, once each.
+    let archive = netledger_archive::Archive::open(archive_dir.path()).unwrap();
+    let in_git: Vec<usize> = tenants
+        .iter()
+        .map(|t| archive.checkpoints(*t).unwrap().len())
+        .collect();
+    assert_eq!(in_git, [2, 1]);
 }
