@@ -796,6 +796,9 @@ impl Device {
         {
             return Some(true);
         }
+        if api == "/system/history" {
+            return Some(false);
+        }
         if KNOWN_MENUS.contains(&api.as_str()) || st.config.paths().contains(&menu) {
             return Some(false);
         }
@@ -925,6 +928,9 @@ impl Device {
                     if api == "/interface" {
                         r.push(("rx-byte".into(), (rate * up).to_string()));
                         r.push(("tx-byte".into(), (rate / 3 * up).to_string()));
+                        // errors: a few per hour on every third port, rarer on sends
+                        r.push(("rx-error".into(), (up * (k as u64 % 3) / 1200).to_string()));
+                        r.push(("tx-error".into(), (up / 3600).to_string()));
                         r.push(("rx-packet".into(), (rate * up / 800).to_string()));
                         r.push(("tx-packet".into(), (rate / 3 * up / 600).to_string()));
                         r.push(("link-downs".into(), "0".into()));
@@ -997,6 +1003,24 @@ impl Device {
                         id: ItemId(k as u32 + 1),
                         r: ItemRef::Builtin(menu.clone(), sel),
                         row: r,
+                    });
+                }
+                return items;
+            }
+            "/system/history" => {
+                for h in &st.history {
+                    let (d, t) = fmt_date_time(h.at, st.version);
+                    items.push(Item {
+                        id: ItemId(h.id),
+                        r: ItemRef::Builtin(menu.clone(), Selector::Id(ItemId(h.id))),
+                        row: vec![
+                            (".id".into(), ItemId(h.id).to_string()),
+                            ("action".into(), h.action.clone()),
+                            ("by".into(), h.by.clone()),
+                            ("policy".into(), "write".into()),
+                            ("time".into(), format!("{d} {t}")),
+                            ("undoable".into(), "true".into()),
+                        ],
                     });
                 }
                 return items;
@@ -1309,6 +1333,11 @@ impl Device {
 
     fn mark_change(&self, st: &mut DeviceState, cmd_text: &str) {
         Self::count_changes(st, cmd_text);
+        st.note_history(
+            "configuration changed over the api".into(),
+            &self.shared.username,
+            self.now(),
+        );
         if st.faults.cut_access_on_change {
             st.faults.cut_access_on_change = false;
             st.access_cut = true;
@@ -1836,6 +1865,17 @@ impl Device {
                         st.sched.clear();
                     }
                     changed = true;
+                    let by = match ctx {
+                        ScriptCtx::Api => Some(self.shared.username.as_str()),
+                        ScriptCtx::Scheduler => Some("scheduler"),
+                        ScriptCtx::Console => Some("console"),
+                        ScriptCtx::DryRun => None,
+                    };
+                    if let Some(by) = by {
+                        let action = format!("{} {}", c.verb, c.path);
+                        let now = self.now();
+                        st.note_history(action, by, now);
+                    }
                 }
                 _ => return Err(at(format!("bad command name {}", c.verb))),
             }

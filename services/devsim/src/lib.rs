@@ -19,6 +19,11 @@
 //! `/file remove X`, `/export file=X`; `:log`, `:put`, `:delay` are accepted and ignored;
 //! anything else stops the script with `bad command name`.
 //!
+//! Change indicator: `/system/history` lists the last 100 configuration changes, whatever
+//! made them (API, console/control API, scheduler, scripts), with `.id`, `action`, `by`,
+//! `time`; it survives reboots here (on RouterOS that is unsourced). Interface rows carry
+//! `rx-byte`/`tx-byte`/`rx-error`/`tx-error` counters that grow with uptime.
+//!
 //! Firmware: `/tool/fetch url=http://...` downloads into `/file` (the `fetch` module);
 //! an uploaded `routeros-*.npk` is installed by the next reboot; RouterBOARD
 //! `current-firmware` lags the version after an upgrade until `/system routerboard upgrade`

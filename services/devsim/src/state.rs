@@ -77,7 +77,24 @@ pub(crate) struct DeviceState {
     pub rb_firmware: Option<RosVersion>,
     /// `/system routerboard upgrade` ran: the next reboot brings the firmware up to date.
     pub rb_upgrade_staged: bool,
+    /// `/system history`: the most recent configuration changes (any path: API, console,
+    /// scheduler), oldest first, at most [`HISTORY_LIMIT`].
+    pub history: VecDeque<HistoryEntry>,
+    /// Id of the next history row.
+    pub history_next: u32,
 }
+
+/// One `/system history` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryEntry {
+    pub id: u32,
+    pub action: String,
+    pub by: String,
+    pub at: Duration,
+}
+
+/// Rows `/system history` keeps (RouterOS keeps about 100 actions, ROUTEROS-NOTES §5.14).
+pub(crate) const HISTORY_LIMIT: usize = 100;
 
 impl DeviceState {
     pub(crate) fn new(config: Arc<Config>, version: RosVersion, now: Duration) -> DeviceState {
@@ -102,7 +119,24 @@ impl DeviceState {
             upgrades_failed: 0,
             rb_firmware: None,
             rb_upgrade_staged: false,
+            history: VecDeque::new(),
+            history_next: 1,
         }
+    }
+
+    /// Records a configuration change in `/system history`.
+    pub(crate) fn note_history(&mut self, action: String, by: &str, at: Duration) {
+        if self.history.len() >= HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+        let id = self.history_next;
+        self.history_next = self.history_next.wrapping_add(1);
+        self.history.push_back(HistoryEntry {
+            id,
+            action,
+            by: by.to_owned(),
+            at,
+        });
     }
 
     /// Mutable configuration (clones the shared template on first write).

@@ -692,3 +692,41 @@ async fn fetch_package_install_routerboard_firmware_ping_and_script_files() {
     assert_eq!(rb.current_firmware.as_deref(), Some("7.19.4"));
     assert!(!rb.upgrade_pending());
 }
+
+#[tokio::test]
+async fn history_records_changes_from_every_path_and_interface_counters_move() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest()[0].clone();
+    let c = connect(&m).await;
+    let history = |c: Client| async move {
+        c.run(Command::new("/system/history/print").proplist(&[".id", "action", "by"]))
+            .await
+            .unwrap()
+            .rows
+    };
+    assert!(history(c.clone()).await.is_empty());
+    c.set_identity("renamed").await.unwrap();
+    let rows = history(c.clone()).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get_str("by"), Some("admin"));
+    // prints change nothing; an out-of-band (console) change is recorded too
+    c.resources().await.unwrap();
+    f.device(0)
+        .unwrap()
+        .apply_out_of_band("/ip address add address=10.7.7.1/24 interface=ether2")
+        .unwrap();
+    let rows = history(c.clone()).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].get_str("by"), Some("console"));
+    assert_ne!(rows[0].get_str(".id"), rows[1].get_str(".id"));
+    // counters grow with uptime, errors included
+    let first = c.interfaces().await.unwrap();
+    clock.advance(Duration::from_secs(7_200));
+    let later = c.interfaces().await.unwrap();
+    assert!(later[0].rx_byte.unwrap() > first[0].rx_byte.unwrap());
+    assert!(later[0].tx_error.unwrap() > first[0].tx_error.unwrap());
+    assert!(later.iter().any(|i| i.rx_error.unwrap_or(0) > 0));
+}
