@@ -1,0 +1,26 @@
+//! Runs the replay benchmark: `cargo run --release -p netledger-projections --example
+//! bench_replay -- [events] [database-url]` (defaults: 1,000,000 events, the local server),
+//! printing the report as JSON. `netledger bench replay` is the same function.
+
+use netledger_projections::bench_replay;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let events: u64 = match std::env::args().nth(1) {
+        Some(n) => n.parse()?,
+        None => 1_000_000,
+    };
+    let url = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let report = bench_replay(&url, events).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
