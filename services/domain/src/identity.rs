@@ -1,6 +1,8 @@
 //! Tenants, users and API keys: the events of the streams `tenant-<id>` (the tenant and its
-//! API keys) and `user-<id>` (a user, their role and their sessions), the roles, and the
-//! value objects they carry.
+//! API keys), `user-<id>` (a user and their role) and `session-<id>` (one login session, a
+//! refresh-token family), the roles, and the value objects they carry. Sessions have their
+//! own streams so that a login does not move the user's stream version (the `ETag` that
+//! guards edits of the user).
 //!
 //! No event carries a secret: password hashes, API key hashes and refresh-token hashes live
 //! only in the command-side lookup tables written in the same transaction as these events.
@@ -199,6 +201,11 @@ pub fn user_stream(user: Uuid) -> Result<StreamName, IdError> {
     StreamName::parse(&format!("user-{user}"))
 }
 
+/// The stream of a login session (`session-<id>`, the refresh-token family id).
+pub fn session_stream(session: Uuid) -> Result<StreamName, IdError> {
+    StreamName::parse(&format!("session-{session}"))
+}
+
 // ---- tenant stream -------------------------------------------------------------------------
 
 /// A tenant was created.
@@ -299,10 +306,14 @@ impl EventType for UserPasswordChanged {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+// ---- session stream ------------------------------------------------------------------------
+
 /// A login succeeded and a session (refresh-token family) began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserLoggedIn {
-    /// The session's refresh-token family.
+    /// The user.
+    pub user_id: Uuid,
+    /// The session's refresh-token family (also in the stream name).
     pub session_id: Uuid,
 }
 impl EventType for UserLoggedIn {
@@ -328,8 +339,10 @@ pub enum SessionEndReason {
 /// A session (refresh-token family) was revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserSessionRevoked {
-    /// The family, or `None` for every session of the user.
-    pub session_id: Option<Uuid>,
+    /// The user.
+    pub user_id: Uuid,
+    /// The family (also in the stream name).
+    pub session_id: Uuid,
     /// Why.
     pub reason: SessionEndReason,
 }

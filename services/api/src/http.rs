@@ -1,0 +1,241 @@
+//! HTTP conventions shared by every handler: extractors whose rejections are problem+json,
+//! `If-Match`/`ETag` carrying stream versions, opaque cursors, and the `Written` record of
+//! the events a write produced.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use netledger_domain::{ExpectedVersion, StreamName};
+use netledger_store::AppendOutcome;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+
+/// A JSON body; a bad body is a problem+json 400/422.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path parameters; a bad one is a problem+json 400.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// Query parameters; a bad one is a problem+json 400.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// The `If-Match` precondition of an update: the stream version the client last saw, or
+/// `*` for "whatever is current". Missing is 428: updates never overwrite silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `If-Match: *`.
+    Any,
+    /// `If-Match: "<version>"`.
+    Version(u64),
+}
+
+impl IfMatch {
+    /// The expected version for the append.
+    pub fn expected(self) -> ExpectedVersion {
+        match self {
+            IfMatch::Any => ExpectedVersion::Any,
+            IfMatch::Version(v) => ExpectedVersion::Exact(v),
+        }
+    }
+
+    /// Checks against the current version; 412 with the current version when stale.
+    pub fn check(self, current: u64) -> Result<(), ApiError> {
+        match self {
+            IfMatch::Version(v) if v != current => Err(ApiError::precondition_failed(current)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses the header value: `*`, `"7"` or `W/"7"`.
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        let v = value.trim();
+        if v == "*" {
+            return Ok(IfMatch::Any);
+        }
+        let v = v.strip_prefix("W/").unwrap_or(v);
+        v.strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(IfMatch::Version)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "If-Match `{value}` is not an ETag of this API: send the ETag header of the \
+                     last GET (e.g. \"3\") or *"
+                ))
+            })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::IF_MATCH)
+            .ok_or_else(ApiError::precondition_required)?
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-Match is not text"))?;
+        IfMatch::parse(value)
+    }
+}
+
+/// The `ETag` header for a stream version.
+pub fn etag(version: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    h
+}
+
+/// The `Idempotency-Key` header, if sent: 1-200 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Idempotency-Key is not text"))?;
+        if v.is_empty() || v.len() > 200 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must be 1-200 visible ASCII characters (a UUID is typical)",
+            ));
+        }
+        Ok(Self(Some(v.to_owned())))
+    }
+}
+
+/// The request id (`x-request-id`, set by the request-id layer): the correlation and
+/// causation id of the events a request causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .unwrap_or_else(uuid::Uuid::new_v4);
+        Ok(Self(id))
+    }
+}
+
+impl RequestId {
+    /// Metadata for the events this request causes as `actor`.
+    pub fn metadata(self, actor: netledger_domain::Actor) -> netledger_domain::EventMetadata {
+        netledger_domain::EventMetadata::for_command(actor, self.0)
+    }
+}
+
+/// Events one write appended to one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Written {
+    /// The stream (`device-…`, `user-…`).
+    pub stream: String,
+    /// The stream's version after the write (the new `ETag` of its resource).
+    pub stream_version: u64,
+    /// Global position of the first event written.
+    pub first_position: i64,
+    /// Global position of the last event written.
+    pub last_position: i64,
+}
+
+impl Written {
+    /// From an append's outcome.
+    pub fn new(stream: &StreamName, outcome: AppendOutcome) -> Self {
+        Self {
+            stream: stream.as_str().to_owned(),
+            stream_version: outcome.stream_version,
+            first_position: outcome.first_position,
+            last_position: outcome.last_position,
+        }
+    }
+}
+
+/// Paging parameters of every list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Items per page (default 50, at most the server's maximum, 500 by default).
+    pub limit: Option<u32>,
+}
+
+impl PageParams {
+    /// The page size, bounded by `max`.
+    pub fn limit(&self, max: u32) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(i64::from(50.min(max))),
+            Some(0) => Err(ApiError::validation("limit must be at least 1")),
+            Some(n) => Ok(i64::from(n.min(max))),
+        }
+    }
+}
+
+/// An opaque cursor: `v1:<value>` in base64url, so clients treat it as a token.
+pub fn encode_cursor(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{value}"))
+}
+
+/// The value inside a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("v1:").map(str::to_owned))
+        .ok_or_else(|| {
+            ApiError::bad_request("cursor is not one this API issued: pass next_cursor unchanged")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_parses_strong_weak_and_star() {
+        assert_eq!(IfMatch::parse("\"7\"").unwrap(), IfMatch::Version(7));
+        assert_eq!(IfMatch::parse("W/\"7\"").unwrap(), IfMatch::Version(7));
+        assert_eq!(IfMatch::parse("*").unwrap(), IfMatch::Any);
+        assert!(IfMatch::parse("7").is_err());
+        assert!(IfMatch::Version(3).check(4).is_err());
+        assert!(IfMatch::Any.check(4).is_ok());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_foreign_text() {
+        let c = encode_cursor("42");
+        assert_eq!(decode_cursor(&c).unwrap(), "42");
+        assert!(decode_cursor("42").is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! The state every handler shares: pools, the event store, the NATS client, the clock,
+//! settings, token keys, rate limiters and metrics. Cheap to clone (one `Arc`).
+
+use std::sync::Arc;
+
+use netledger_domain::clock::Clock;
+use netledger_store::{EventStore, Pools};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use crate::auth::JwtKeys;
+use crate::config::{ApiConfig, ApiConfigError};
+use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
+
+/// What the API is built from; the binary connects these, tests build their own.
+#[derive(Clone)]
+pub struct ApiDeps {
+    /// The app (RLS, tenant per transaction) and system (read-all) pools.
+    pub pools: Pools,
+    /// The event store's write side (started on the app pool).
+    pub store: EventStore,
+    /// NATS, for live events across API processes; `None` makes live events poll the
+    /// event store instead (single-process setups and tests).
+    pub nats: Option<async_nats::Client>,
+    /// The clock (system in production, manual in tests).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ApiDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiDeps")
+            .field("nats", &self.nats.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStateError {
+    /// The settings are refused.
+    #[error(transparent)]
+    Config(#[from] ApiConfigError),
+    /// The metrics registry refused a collector.
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The shared state of the API's handlers.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+struct Inner {
+    deps: ApiDeps,
+    config: ApiConfig,
+    jwt: JwtKeys,
+    metrics: Metrics,
+    login_ip: Limiter,
+    login_account: Limiter,
+    token_ip: Limiter,
+    dummy_hash: OnceCell<String>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("config", &self.0.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// Builds the state after validating `config` (production refuses default or short
+    /// secrets).
+    pub fn new(deps: ApiDeps, config: ApiConfig) -> Result<Self, ApiStateError> {
+        config.validate()?;
+        let jwt = JwtKeys::new(config.jwt_secret.expose().as_bytes(), &config.jwt_issuer);
+        let clock = deps.clock.clone();
+        Ok(Self(Arc::new(Inner {
+            login_ip: Limiter::new(config.login_per_ip, clock.clone()),
+            login_account: Limiter::new(config.login_per_account, clock.clone()),
+            token_ip: Limiter::new(config.token_per_ip, clock),
+            metrics: Metrics::new()?,
+            jwt,
+            config,
+            deps,
+            dummy_hash: OnceCell::new(),
+            shutdown: tokio::sync::watch::channel(false).0,
+        })))
+    }
+
+    /// The pools.
+    pub fn pools(&self) -> &Pools {
+        &self.0.deps.pools
+    }
+    /// The event store.
+    pub fn store(&self) -> &EventStore {
+        &self.0.deps.store
+    }
+    /// The NATS client, if configured.
+    pub fn nats(&self) -> Option<&async_nats::Client> {
+        self.0.deps.nats.as_ref()
+    }
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.deps.clock
+    }
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.0.deps.clock.now()
+    }
+    /// The settings.
+    pub fn config(&self) -> &ApiConfig {
+        &self.0.config
+    }
+    /// The access-token keys.
+    pub fn jwt(&self) -> &JwtKeys {
+        &self.0.jwt
+    }
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+    /// Login attempts per client address.
+    pub fn login_ip_limiter(&self) -> &Limiter {
+        &self.0.login_ip
+    }
+    /// Login attempts per account.
+    pub fn login_account_limiter(&self) -> &Limiter {
+        &self.0.login_account
+    }
+    /// Refresh/logout calls per client address.
+    pub fn token_ip_limiter(&self) -> &Limiter {
+        &self.0.token_ip
+    }
+
+    /// Tells long-lived responses (live events) to end: the server is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+
+    /// Turns true when [`ApiState::begin_shutdown`] was called.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.shutdown.subscribe()
+    }
+
+    /// A hash to verify against when the e-mail is unknown, so a failed login takes as long
+    /// whether or not the user exists.
+    pub async fn dummy_password_hash(&self) -> Result<String, crate::error::ApiError> {
+        let params = self.0.config.password;
+        self.0
+            .dummy_hash
+            .get_or_try_init(|| {
+                crate::auth::hash_password(params, "netledger-dummy-password".to_owned())
+            })
+            .await
+            .cloned()
+    }
+}

@@ -1,0 +1,1208 @@
+//! API tests against a real PostgreSQL (a fresh database per test with the real
+//! migrations) and, for live events, a real NATS. The router is driven in-process
+//! (`tower::ServiceExt::oneshot`) or over loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests read NATS_URL and the wall clock; the library never does.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use netledger_api::authz::{Permission, role_permissions};
+use netledger_api::config::PasswordParams;
+use netledger_api::{ApiConfig, ApiDeps, ApiState, BootstrapOutcome, bootstrap_admin};
+use netledger_domain::clock::Clock;
+use netledger_domain::identity::Role;
+use netledger_store::{EventStore, Pools, StoreOptions};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+const ADMIN_EMAIL: &str = "admin@example.net";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The real clock for tests (the library itself never reads it).
+struct TestClock;
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+struct App {
+    router: Router,
+    state: ApiState,
+    admin: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+    fn is_problem(&self) -> bool {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v == "application/problem+json")
+    }
+}
+
+fn config() -> ApiConfig {
+    let mut c = ApiConfig::development();
+    c.password = PasswordParams::TESTING;
+    c
+}
+
+async fn state_with(
+    pool: &PgPool,
+    config: ApiConfig,
+    nats: Option<async_nats::Client>,
+) -> ApiState {
+    let pools = Pools::connect(&pool.connect_options(), None, None, 10)
+        .await
+        .unwrap();
+    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
+    ApiState::new(
+        ApiDeps {
+            pools,
+            store,
+            nats,
+            clock: Arc::new(TestClock),
+        },
+        config,
+    )
+    .unwrap()
+}
+
+async fn app_with(pool: PgPool, config: ApiConfig, nats: Option<async_nats::Client>) -> App {
+    let state = state_with(&pool, config, nats).await;
+    let outcome = bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, BootstrapOutcome::Created { .. }));
+    let (router, _) = netledger_api::router(state.clone());
+    let mut app = App {
+        router,
+        state,
+        admin: String::new(),
+    };
+    app.admin = app.login(ADMIN_EMAIL, PASSWORD).await;
+    app
+}
+
+async fn app(pool: PgPool) -> App {
+    app_with(pool, config(), None).await
+}
+
+impl App {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v == "text/event-stream")
+        {
+            // A live stream never ends: report its head only.
+            return Reply {
+                status,
+                headers,
+                body: Value::Null,
+            };
+        }
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Reply {
+        self.call(Method::GET, uri, Some(token), None, &[]).await
+    }
+
+    async fn post(&self, uri: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(token), Some(body), &[])
+            .await
+    }
+
+    async fn login_reply(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+            &[],
+        )
+        .await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> String {
+        let r = self.login_reply(email, password).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user with `role` in the admin's tenant and logs them in.
+    async fn user(&self, email: &str, role: Role) -> (String, String) {
+        let r = self
+            .post(
+                "/api/v1/users",
+                &self.admin,
+                json!({"email": email, "display_name": format!("{role} user"), "role": role.as_str(), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["user"]["id"].as_str().unwrap().to_owned();
+        (id, self.login(email, PASSWORD).await)
+    }
+}
+
+fn refresh_cookie(r: &Reply) -> String {
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+// ---- OpenAPI -------------------------------------------------------------------------------
+
+#[test]
+fn openapi_document_matches_the_committed_file() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json");
+    let generated = netledger_api::openapi_json();
+    if std::env::var_os("NETLEDGER_BLESS_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json differs from the document the code generates. Regenerate it with \
+         `cargo run -p netledger -- openapi > openapi/openapi.json` (or \
+         `NETLEDGER_BLESS_OPENAPI=1 cargo test -p netledger-api --test api openapi_document`) \
+         and commit it"
+    );
+}
+
+#[test]
+fn every_operation_has_an_id_summary_and_documented_errors() {
+    let doc: Value = serde_json::from_str(&netledger_api::openapi_json()).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{id}: no summary"
+            );
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("500"), "{id}: 500 undocumented");
+            if op.get("security").is_some() {
+                for code in ["401", "403"] {
+                    assert!(responses.contains_key(code), "{id}: {code} undocumented");
+                }
+            }
+            for (code, r) in responses {
+                if code.starts_with('4') || code.starts_with('5') {
+                    let r = if let Some(name) = r["$ref"].as_str() {
+                        &doc["components"]["responses"][name.rsplit('/').next().unwrap()]
+                    } else {
+                        r
+                    };
+                    if path.starts_with("/health") {
+                        continue;
+                    }
+                    assert!(
+                        r["content"].get("application/problem+json").is_some(),
+                        "{id}: {code} is not problem+json"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---- auth ----------------------------------------------------------------------------------
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn login_refresh_rotation_reuse_detection_and_logout(pool: PgPool) {
+    let app = app(pool).await;
+    let bad = app.login_reply(ADMIN_EMAIL, "wrong password!!").await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        bad.problem_type(),
+        "urn:netledger:problem:invalid-credentials"
+    );
+    assert!(bad.is_problem());
+    let unknown = app.login_reply("nobody@example.net", PASSWORD).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unknown.body["detail"], bad.body["detail"],
+        "no user enumeration"
+    );
+
+    let ok = app.login_reply(ADMIN_EMAIL, PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let token = ok.body["access_token"].as_str().unwrap();
+    let cookie = refresh_cookie(&ok);
+    let me = app.get("/api/v1/auth/me", token).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["role"], "super_admin");
+    assert_eq!(me.body["user"]["email"], ADMIN_EMAIL);
+
+    // Rotation: the cookie gives a new access token and a new cookie.
+    let r1 = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(r1.status, StatusCode::OK, "{:?}", r1.body);
+    let cookie2 = refresh_cookie(&r1);
+    assert_ne!(cookie, cookie2);
+    // Reuse of the first cookie revokes the family: the second stops working too.
+    let reuse = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reuse.problem_type(),
+        "urn:netledger:problem:refresh-token-reused"
+    );
+    let after = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            &[("cookie", &cookie2)],
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        after.problem_type(),
+        "urn:netledger:problem:refresh-token-invalid"
+    );
+
+    // Logout revokes the session of a fresh login.
+    let fresh = app.login_reply(ADMIN_EMAIL, PASSWORD).await;
+    let c = refresh_cookie(&fresh);
+    let out = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            None,
+            &[("cookie", &c)],
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(
+        out.headers
+            .get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let dead = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            &[("cookie", &c)],
+        )
+        .await;
+    assert_eq!(dead.status, StatusCode::UNAUTHORIZED);
+
+    // The session events are recorded, with no secrets in them.
+    let sessions = app
+        .get("/api/v1/events/categories/session", &app.admin)
+        .await;
+    assert_eq!(sessions.status, StatusCode::OK);
+    let types: Vec<&str> = sessions.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"UserLoggedIn"));
+    assert!(types.contains(&"UserSessionRevoked"));
+    let all = app
+        .get("/api/v1/events?limit=500", &app.admin)
+        .await
+        .body
+        .to_string();
+    assert!(!all.contains("argon2"), "no password hash in events");
+    assert!(!all.contains(cookie.split('=').nth(1).unwrap()));
+
+    // Garbage and tampered tokens are 401 problems.
+    let r = app.get("/api/v1/auth/me", "not-a-token").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.is_problem());
+    assert!(r.headers.get(header::WWW_AUTHENTICATE).is_some());
+    let r = app
+        .call(Method::GET, "/api/v1/auth/me", None, None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn login_is_rate_limited_per_account_and_per_address(pool: PgPool) {
+    let mut c = config();
+    c.login_per_account.max = 3;
+    c.login_per_ip.max = 5;
+    let app = app_with(pool, c, None).await; // one login used by the harness
+    for _ in 0..3 {
+        let r = app
+            .login_reply("victim@example.net", "guess guess guess")
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app
+        .login_reply("victim@example.net", "guess guess guess")
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.problem_type(), "urn:netledger:problem:rate-limited");
+    let retry: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Per address: the fifth attempt from the same (unknown) address overall is refused too.
+    let r = app
+        .login_reply("other@example.net", "guess guess guess")
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn bootstrap_creates_the_first_admin_once(pool: PgPool) {
+    let app = app(pool).await;
+    let again = bootstrap_admin(&app.state, "second@example.net", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(again, BootstrapOutcome::AlreadyInitialised);
+    assert_eq!(
+        app.login_reply("second@example.net", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+// ---- users, ETags, API keys ----------------------------------------------------------------
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn updates_need_if_match_and_a_stale_version_gets_412(pool: PgPool) {
+    let app = app(pool).await;
+    let (id, _) = app.user("op@example.net", Role::Operator).await;
+    let uri = format!("/api/v1/users/{id}");
+    let got = app.get(&uri, &app.admin).await;
+    let etag = got.headers[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(etag, "\"1\"");
+
+    let missing = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&app.admin),
+            Some(json!({"display_name": "X"})),
+            &[],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::PRECONDITION_REQUIRED);
+    assert_eq!(
+        missing.problem_type(),
+        "urn:netledger:problem:precondition-required"
+    );
+
+    let ok = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&app.admin),
+            Some(json!({"display_name": "Renamed"})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    assert_eq!(ok.headers[header::ETAG], "\"2\"");
+    let w = &ok.body["events"][0];
+    assert_eq!(w["stream"], format!("user-{id}"));
+    assert_eq!(w["stream_version"], 2);
+    assert!(w["first_position"].as_i64().unwrap() > 0);
+
+    let stale = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&app.admin),
+            Some(json!({"display_name": "Lost update"})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.body["current_version"], 2);
+    assert_eq!(
+        app.get(&uri, &app.admin).await.body["display_name"],
+        "Renamed"
+    );
+
+    // Escalation is refused: a tenant admin cannot make someone super admin.
+    let (_, ta) = app.user("ta@example.net", Role::TenantAdmin).await;
+    let esc = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&ta),
+            Some(json!({"role": "super_admin"})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(esc.status, StatusCode::FORBIDDEN);
+
+    // Disabling ends logins.
+    let dis = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&app.admin),
+            Some(json!({"disabled": true})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(dis.status, StatusCode::OK);
+    assert_eq!(
+        app.login_reply("op@example.net", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn api_keys_are_shown_once_scoped_and_revocable(pool: PgPool) {
+    let app = app(pool).await;
+    let r = app
+        .post(
+            "/api/v1/api-keys",
+            &app.admin,
+            json!({"name": "ci", "scopes": ["events:read"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    let id = r.body["key"]["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("nlk_"));
+
+    let me = app.get("/api/v1/auth/me", &secret).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["kind"], "api_key");
+    assert_eq!(
+        app.get("/api/v1/events", &secret).await.status,
+        StatusCode::OK
+    );
+    let denied = app.get("/api/v1/users", &secret).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.body["required_permission"], "users:read");
+
+    let list = app.get("/api/v1/api-keys", &app.admin).await;
+    let text = list.body.to_string();
+    assert!(text.contains(&id));
+    assert!(!text.contains(&secret), "the secret is never listed");
+
+    // A viewer cannot mint keys; nobody can mint scopes they lack.
+    let (_, viewer) = app.user("v@example.net", Role::Viewer).await;
+    let r = app
+        .post(
+            "/api/v1/api-keys",
+            &viewer,
+            json!({"name": "x", "scopes": []}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, auditor) = app.user("a@example.net", Role::Auditor).await;
+    assert_eq!(
+        app.get("/api/v1/api-keys", &auditor).await.status,
+        StatusCode::OK
+    );
+
+    let del = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The secret is not in any event.
+    let events = app
+        .get("/api/v1/events/categories/tenant", &app.admin)
+        .await
+        .body
+        .to_string();
+    assert!(events.contains("ApiKeyCreated"));
+    assert!(!events.contains(&secret[20..]));
+}
+
+// ---- role x route table ----------------------------------------------------------------------
+
+/// What each operation requires: the expected table, written from the roles' definitions
+/// (docs/api.md), not read from the code.
+fn expected_permissions() -> BTreeMap<&'static str, Option<Permission>> {
+    use Permission as P;
+    BTreeMap::from([
+        ("login", None),
+        ("refresh_token", None),
+        ("logout", None),
+        ("health_live", None),
+        ("health_ready", None),
+        ("get_me", Some(P::Authenticated)),
+        ("change_own_password", Some(P::Authenticated)),
+        ("list_tenants", Some(P::TenantsRead)),
+        ("get_tenant", Some(P::TenantsRead)),
+        ("create_tenant", Some(P::TenantsAdmin)),
+        ("rename_tenant", Some(P::TenantsWrite)),
+        ("list_users", Some(P::UsersRead)),
+        ("get_user", Some(P::UsersRead)),
+        ("create_user", Some(P::UsersWrite)),
+        ("update_user", Some(P::UsersWrite)),
+        ("set_user_password", Some(P::UsersWrite)),
+        ("list_api_keys", Some(P::ApiKeysRead)),
+        ("create_api_key", Some(P::ApiKeysWrite)),
+        ("revoke_api_key", Some(P::ApiKeysWrite)),
+        ("list_events", Some(P::EventsRead)),
+        ("list_category_events", Some(P::EventsRead)),
+        ("list_stream_events", Some(P::EventsRead)),
+        ("stream_events", Some(P::EventsRead)),
+    ])
+}
+
+/// Which roles hold each permission: the expected table from docs/api.md.
+fn expected_roles(p: Permission) -> Vec<Role> {
+    use Permission as P;
+    use Role as R;
+    let all = R::ALL.to_vec();
+    match p {
+        P::Authenticated
+        | P::TenantsRead
+        | P::DevicesRead
+        | P::ConfigsRead
+        | P::WorkflowsRead
+        | P::RolloutsRead
+        | P::FirmwareRead
+        | P::EventsRead => all,
+        P::TenantsAdmin => vec![R::SuperAdmin],
+        P::TenantsWrite | P::UsersWrite | P::ApiKeysWrite => vec![R::TenantAdmin, R::SuperAdmin],
+        P::UsersRead | P::ApiKeysRead | P::AuditRead => {
+            vec![R::Auditor, R::TenantAdmin, R::SuperAdmin]
+        }
+        P::DevicesWrite
+        | P::DevicesCredentials
+        | P::WorkflowsRun
+        | P::RolloutsWrite
+        | P::FirmwareWrite => {
+            vec![R::Operator, R::TenantAdmin, R::SuperAdmin]
+        }
+        P::WorkflowsCancel | P::RolloutsStop => {
+            vec![R::Operator, R::Approver, R::TenantAdmin, R::SuperAdmin]
+        }
+        P::RolloutsApprove => vec![R::Approver, R::TenantAdmin, R::SuperAdmin],
+    }
+}
+
+/// Every operation of the generated document: (operation id, method, path template,
+/// declared scopes).
+fn operations() -> Vec<(String, Method, String, Vec<String>)> {
+    let doc: Value = serde_json::from_str(&netledger_api::openapi_json()).unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let scopes = op["security"]
+                .as_array()
+                .map(|reqs| {
+                    reqs.iter()
+                        .flat_map(|r| r["bearer"].as_array().cloned().unwrap_or_default())
+                        .map(|s| s.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ops.push((
+                op["operationId"].as_str().unwrap().to_owned(),
+                method.to_uppercase().parse().unwrap(),
+                path.clone(),
+                scopes,
+            ));
+        }
+    }
+    ops
+}
+
+fn fill(path: &str, ids: &HashMap<&str, String>) -> String {
+    let mut out = path.to_owned();
+    for (k, v) in ids {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    assert!(!out.contains('{'), "no id for a parameter of {path}");
+    out
+}
+
+#[test]
+fn the_role_table_matches_the_authorization_code() {
+    for r in Role::ALL {
+        for p in Permission::ALL {
+            assert_eq!(
+                role_permissions(r).contains(*p),
+                expected_roles(*p).contains(&r),
+                "{r} / {p}"
+            );
+        }
+    }
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool) {
+    let app = app(pool).await;
+    let mut tokens = BTreeMap::new();
+    let mut viewer = String::new();
+    for role in Role::ALL {
+        let (id, t) = app
+            .user(&format!("{}@example.net", role.as_str()), role)
+            .await;
+        if role == Role::Viewer {
+            viewer = id;
+        }
+        tokens.insert(role, t);
+    }
+    let me = app.get("/api/v1/auth/me", &app.admin).await.body;
+    let tenant = me["tenant_id"].as_str().unwrap().to_owned();
+    // Users are edited on the viewer, whom every role allowed to edit users may change.
+    let user = viewer;
+    let key = app
+        .post(
+            "/api/v1/api-keys",
+            &app.admin,
+            json!({"name": "k", "scopes": []}),
+        )
+        .await
+        .body["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids: HashMap<&str, String> = HashMap::from([
+        ("tenant_id", tenant),
+        ("user_id", user.clone()),
+        ("key_id", key),
+        ("category", "device".to_owned()),
+        ("stream", format!("device-{user}")),
+    ]);
+    let expected = expected_permissions();
+    let ops = operations();
+    assert_eq!(
+        ops.iter()
+            .map(|o| o.0.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected.keys().copied().collect(),
+        "the expected table must list exactly the generated operations"
+    );
+    let mut checked = 0;
+    for (id, method, path, scopes) in &ops {
+        let need = expected[id.as_str()];
+        assert_eq!(
+            scopes.clone(),
+            need.map(|p| vec![p.as_str().to_owned()])
+                .unwrap_or_default(),
+            "{id}: the OpenAPI scope differs from the expected permission"
+        );
+        let Some(need) = need else { continue };
+        let uri = fill(path, &ids);
+        for (role, token) in &tokens {
+            let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+            let r = app
+                .call(
+                    method.clone(),
+                    &uri,
+                    Some(token),
+                    body,
+                    &[("if-match", "*")],
+                )
+                .await;
+            if expected_roles(need).contains(role) {
+                assert_ne!(
+                    r.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must reach {id}: {:?}",
+                    r.body
+                );
+            } else {
+                assert_eq!(
+                    r.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must not reach {id}: {:?}",
+                    r.body
+                );
+                assert!(r.is_problem(), "{id}: 403 must be problem+json");
+                assert_eq!(r.problem_type(), "urn:netledger:problem:forbidden");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6 * 15, "{checked}");
+}
+
+// ---- tenant isolation ------------------------------------------------------------------------
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
+    let app = app(pool).await;
+    // Tenant B with its own admin, user, key and events.
+    let b = app
+        .post(
+            "/api/v1/tenants",
+            &app.admin,
+            json!({"name": "Tenant B", "admin": {"email": "b-admin@example.net", "display_name": "B", "role": "tenant_admin", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::CREATED, "{:?}", b.body);
+    let b_tenant = b.body["tenant"]["id"].as_str().unwrap().to_owned();
+    let b_user = b.body["admin"]["id"].as_str().unwrap().to_owned();
+    let b_token = app.login("b-admin@example.net", PASSWORD).await;
+    let b_key = app
+        .post(
+            "/api/v1/api-keys",
+            &b_token,
+            json!({"name": "b-key", "scopes": []}),
+        )
+        .await
+        .body["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Tenant A's most privileged tenant-scoped role.
+    let (_, a) = app.user("a-admin@example.net", Role::TenantAdmin).await;
+    let ids: HashMap<&str, String> = HashMap::from([
+        ("tenant_id", b_tenant.clone()),
+        ("user_id", b_user.clone()),
+        ("key_id", b_key.clone()),
+        ("category", "user".to_owned()),
+        ("stream", format!("user-{b_user}")),
+    ]);
+    // What A never sent and must never see: B's e-mail, names, and (in responses to
+    // routes without ids in their path) B's ids.
+    let names = ["b-admin@example.net", "Tenant B", "b-key"];
+    let ids_of_b = [b_tenant.as_str(), b_user.as_str(), b_key.as_str()];
+    let mut by_id = 0;
+    for (id, method, path, scopes) in operations() {
+        if scopes.is_empty() || id == "stream_events" {
+            continue;
+        }
+        let uri = fill(&path, &ids);
+        let body = (method != Method::GET && method != Method::DELETE).then(|| {
+            json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer"})
+        });
+        let r = app
+            .call(method.clone(), &uri, Some(&a), body, &[("if-match", "*")])
+            .await;
+        let text = r.body.to_string();
+        for s in names {
+            assert!(!text.contains(s), "{id} as tenant A leaked {s}: {text}");
+        }
+        if !path.contains('{') {
+            for s in ids_of_b {
+                assert!(!text.contains(s), "{id} as tenant A leaked {s}: {text}");
+            }
+        }
+        if path.contains('{') && path != "/api/v1/events/categories/{category}" {
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{id} on B's ids: {text}");
+            by_id += 1;
+        }
+    }
+    assert!(by_id >= 7, "{by_id}");
+    // B's data is intact and visible to B.
+    assert_eq!(
+        app.get(&format!("/api/v1/users/{b_user}"), &b_token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+// ---- events and live events ----------------------------------------------------------------
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn events_page_by_position_and_read_as_of_a_time(pool: PgPool) {
+    let app = app(pool).await;
+    for i in 0..5 {
+        app.user(&format!("u{i}@example.net"), Role::Viewer).await;
+    }
+    let all = app.get("/api/v1/events?limit=3", &app.admin).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let first: Vec<i64> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(first.len(), 3);
+    let cursor = all.body["next_cursor"].as_str().unwrap();
+    let next = app
+        .get(
+            &format!("/api/v1/events?limit=3&cursor={cursor}"),
+            &app.admin,
+        )
+        .await;
+    let second: Vec<i64> = next.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    assert!(second[0] > *first.last().unwrap());
+
+    // A viewer does not see identity events.
+    let (_, viewer) = app.user("viewer@example.net", Role::Viewer).await;
+    let v = app.get("/api/v1/events", &viewer).await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert!(
+        v.body["items"].as_array().unwrap().is_empty(),
+        "{:?}",
+        v.body
+    );
+    assert_eq!(
+        app.get("/api/v1/events/categories/user", &viewer)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // As of a time between two users: the later one is absent.
+    let users = app
+        .get("/api/v1/events/categories/user?limit=100", &app.admin)
+        .await;
+    let items = users.body["items"].as_array().unwrap();
+    let cut = items[2]["recorded_at"].as_str().unwrap();
+    let as_of = app
+        .get(
+            &format!("/api/v1/events/categories/user?as_of={}", urlencode(cut)),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(as_of.status, StatusCode::OK, "{:?}", as_of.body);
+    let n = as_of.body["items"].as_array().unwrap().len();
+    assert!(n >= 3 && n < items.len(), "{n} of {}", items.len());
+
+    let stream = items[1]["stream"].as_str().unwrap();
+    let s = app
+        .get(&format!("/api/v1/events/streams/{stream}"), &app.admin)
+        .await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.body["items"][0]["event_type"], "UserCreated");
+    let missing = app
+        .get("/api/v1/events/streams/device-nothing", &app.admin)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let bad = app
+        .get("/api/v1/events/streams/Not%20a%20stream", &app.admin)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.is_problem());
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A").replace('+', "%2B")
+}
+
+/// Reads SSE events (id, event type) from a live response until `n` arrived.
+async fn read_sse(body: Body, n: usize) -> Vec<(i64, String)> {
+    let mut stream = body.into_data_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("live events arrived in time")
+            .expect("stream open")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut ty = None;
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim().parse::<i64>().unwrap());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    ty = Some(v.trim().to_owned());
+                }
+            }
+            if let (Some(i), Some(t)) = (id, ty) {
+                out.push((i, t));
+            }
+        }
+    }
+    out
+}
+
+async fn open_live(app: &App, token: &str, query: &str, last: Option<i64>) -> Body {
+    let mut req = Request::builder()
+        .uri(format!("/api/v1/events/stream{query}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(l) = last {
+        req = req.header(
+            "last-event-id",
+            HeaderValue::from_str(&l.to_string()).unwrap(),
+        );
+    }
+    let res = app
+        .router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    res.into_body()
+}
+
+fn assert_gapless(seen: &[(i64, String)], expected: &[i64]) {
+    let got: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(got, expected, "every event once, in order");
+}
+
+async fn user_positions(app: &App) -> Vec<i64> {
+    app.get("/api/v1/events/categories/user?limit=500", &app.admin)
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect()
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn live_events_resume_from_last_event_id_without_nats(pool: PgPool) {
+    let app = app(pool).await;
+    for i in 0..3 {
+        app.user(&format!("early{i}@example.net"), Role::Viewer)
+            .await;
+    }
+    let early = user_positions(&app).await;
+    // Resume after the first user event: the rest come from the store, then live ones.
+    let body = open_live(&app, &app.admin, "?topics=user", Some(early[0])).await;
+    let reader = tokio::spawn(read_sse(body, early.len() - 1 + 3));
+    for i in 0..3 {
+        app.user(&format!("late{i}@example.net"), Role::Viewer)
+            .await;
+    }
+    let seen = reader.await.unwrap();
+    let all = user_positions(&app).await;
+    assert_gapless(&seen, &all[1..]);
+    assert!(seen.iter().all(|s| s.1 == "UserCreated"));
+}
+
+/// A stand-in for the relay of `services/netledger/src/relay.rs`: the same subjects,
+/// payload (the recorded event as JSON) and `Nats-Msg-Id`, on a stream of this test's own.
+async fn test_relay(system: PgPool, js: async_nats::jetstream::Context, prefix: String, skip: i64) {
+    let reader = netledger_store::EventReader::system(system, None);
+    let mut after = 0;
+    loop {
+        let events = reader.read_all(after, 100).await.unwrap();
+        for e in &events {
+            after = e.position;
+            if e.position == skip {
+                continue; // a message NATS "lost": the chain check must fill it from the store
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.position.to_string().as_str());
+            let subject = format!("{prefix}.{}.{}.{}", e.tenant_id, e.category(), e.event_type);
+            js.publish_with_headers(subject, headers, serde_json::to_vec(e).unwrap().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn live_events_come_through_nats_and_fill_gaps_from_the_store(pool: PgPool) {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let client = async_nats::connect(&url)
+        .await
+        .expect("NATS at NATS_URL (scripts/services starts it)");
+    let js = async_nats::jetstream::new(client.clone());
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("t{}", &tag[..12]);
+    let stream = format!("TEST_{}", &tag[..12]);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{prefix}.*.*.*")],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config();
+    c.nats_subject_prefix = prefix.clone();
+    c.nats_events_stream = stream.clone();
+    c.sse_keepalive = Duration::from_secs(1);
+    let app = app_with(pool.clone(), c, Some(client)).await;
+    app.user("before@example.net", Role::Viewer).await;
+    let before = user_positions(&app).await;
+
+    // The live connection starts before the relay runs; then events arrive through NATS,
+    // one of them "lost" on the way.
+    let body = open_live(&app, &app.admin, "?topics=user", Some(0)).await;
+    let reader = tokio::spawn(read_sse(body, before.len() + 4));
+    let head: i64 = sqlx::query_scalar("SELECT last_position FROM event_log_head")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let pools = app.state.pools().clone();
+    let relay = tokio::spawn(test_relay(
+        pools.system.clone(),
+        js.clone(),
+        prefix.clone(),
+        head + 3,
+    ));
+    for i in 0..4 {
+        app.user(&format!("live{i}@example.net"), Role::Viewer)
+            .await;
+    }
+    let seen = reader.await.unwrap();
+    relay.abort();
+    assert_gapless(&seen, &user_positions(&app).await);
+    js.delete_stream(&stream).await.unwrap();
+}
+
+// ---- health, metrics, docs -------------------------------------------------------------------
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn health_metrics_docs_and_request_ids(pool: PgPool) {
+    let app = app(pool.clone()).await;
+    let live = app.call(Method::GET, "/health/live", None, None, &[]).await;
+    assert_eq!(live.status, StatusCode::OK);
+    let ready = app
+        .call(Method::GET, "/health/ready", None, None, &[])
+        .await;
+    assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
+    assert!(ready.headers.get("x-request-id").is_some());
+
+    // A subscriber far behind makes the process not ready.
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (name, position) VALUES ('projector-test', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut c = config();
+    c.max_ready_lag = 0;
+    let strict = netledger_api::router(state_with(&pool, c, None).await).0;
+    let res = strict
+        .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let metrics = app.call(Method::GET, "/metrics", None, None, &[]).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            "netledger_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("netledger_http_request_duration_seconds_bucket"));
+    assert!(text.contains("netledger_subscriber_lag_events{subscriber=\"projector-test\"}"));
+
+    let docs = app.call(Method::GET, "/docs", None, None, &[]).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.body.as_str().unwrap().contains("/openapi.json"));
+    let doc = app
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(doc.body["info"]["title"], "Netledger API");
+
+    let missing = app.call(Method::GET, "/nope", None, None, &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.is_problem());
+    let rid = app
+        .call(
+            Method::GET,
+            "/health/live",
+            None,
+            None,
+            &[("x-request-id", "3c9e6f1a-0000-4000-8000-000000000001")],
+        )
+        .await;
+    assert_eq!(
+        rid.headers["x-request-id"],
+        "3c9e6f1a-0000-4000-8000-000000000001"
+    );
+}
