@@ -114,6 +114,35 @@ impl EventType for WorkflowSignalled {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// A durable timer fired: the workflow went past its sleep or its wait timed out. Journaled
+/// so that a replay takes the same branch (a signal that arrives later does not change it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowTimerFired {
+    /// Timer name, as in its [`WorkflowTimerScheduled`].
+    pub name: String,
+}
+impl EventType for WorkflowTimerFired {
+    const TYPE: &'static str = "WorkflowTimerFired";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A worker took the workflow over after the previous worker's lease expired. Appended before
+/// the new worker does anything else, so the previous worker's next append (which expects the
+/// version before this event) conflicts: a stale worker cannot journal after a takeover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowTakenOver {
+    /// The new claim's attempt number (the task row's fencing token).
+    pub attempt: u64,
+    /// The worker that took over.
+    pub worker: String,
+    /// The worker whose lease expired.
+    pub previous_worker: String,
+}
+impl EventType for WorkflowTakenOver {
+    const TYPE: &'static str = "WorkflowTakenOver";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 /// How a workflow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

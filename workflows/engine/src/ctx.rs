@@ -1,0 +1,856 @@
+//! [`Ctx`]: what a definition's function uses to run steps, sleep, wait for signals and see
+//! cancellation, and the journal writer behind it.
+//!
+//! Every `ctx` call is a *decision point*. On replay it is matched against the next journaled
+//! decision (a step's start and outcome, a timer); once the journal is exhausted the run is
+//! live and new decisions are buffered. The buffer is written in one append, expecting the
+//! exact stream version the worker last saw, right before anything that must not happen
+//! unjournaled: a step's side effect (the buffer plus the step's start), a suspension, the
+//! finish. So a step's outcome travels with the next step's start, and a no-op step costs one
+//! append. The code between `ctx` calls is pure, so writing its decisions a little later
+//! changes nothing a crash could observe: a crash before the append re-runs the step whose
+//! start was journaled (steps are idempotent).
+//!
+//! When the append conflicts, the worker reads what was appended: a takeover (or anything
+//! but signals) means another worker owns the workflow and this one stops writing; signals
+//! are absorbed and the definition runs again from the top with them, keeping the outcomes
+//! of step attempts that already ran (see `journal.rs` for why this keeps replay exact).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use netledger_domain::workflow::{
+    FailureClass, WorkflowStepCompleted, WorkflowStepFailed, WorkflowStepStarted,
+    WorkflowTimerFired, WorkflowTimerScheduled,
+};
+use netledger_domain::{
+    DeviceId, EventId, EventMetadata, ExpectedVersion, NewEvent, RolloutId, StreamName, TenantId,
+    WorkflowId,
+};
+use netledger_store::StoreError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::definition::{RetryPolicy, StepOptions};
+use crate::engine::StartOptions;
+use crate::error::{EngineError, StepError};
+use crate::journal::{Decision, Entry, Replay, Tail, classify_tail, failure_is_final};
+use crate::worker::{Shared, read_tail};
+
+/// The component name in the actor of everything a worker journals.
+pub(crate) const WORKER_COMPONENT: &str = "workflow-worker";
+
+/// Why a run of a definition stopped before the definition returned.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    /// Release the lease until this time (`None`: until a signal).
+    Suspend(Option<OffsetDateTime>),
+    /// New signals were absorbed: run the definition again from the top.
+    Rerun,
+    /// Another worker owns the workflow now: write nothing more.
+    Fenced(String),
+    /// The database or store failed: release the lease and try again later.
+    Failed(EngineError),
+    /// The definition does not match the journal: fail the workflow with this reason.
+    Diverged(String),
+}
+
+/// The per-claim IO context of a run.
+pub(crate) struct RunIo {
+    pub shared: Arc<Shared>,
+    pub workflow: WorkflowId,
+    pub tenant: TenantId,
+    pub stream: StreamName,
+    /// The claim's attempt number (fencing token).
+    pub attempt: u64,
+    /// Notified when a signal for this workflow is announced.
+    pub poke: Arc<Notify>,
+}
+
+/// The state of one run, shared by the [`Ctx`] and the worker's driver.
+pub(crate) struct RunState {
+    pub replay: Replay,
+    /// Decisions made but not yet journaled.
+    pub buffer: Vec<Decision>,
+    /// Outcomes of step attempts that ran but whose append conflicted, by the stream version
+    /// of the attempt's start: a re-run returns them instead of running the step again.
+    pub retained: HashMap<u64, Decision>,
+    pub halt: Option<Halt>,
+}
+
+/// Appends a run's decisions, fenced by the expected stream version.
+#[derive(Clone)]
+pub(crate) struct Journaler {
+    pub io: Arc<RunIo>,
+    pub state: Arc<Mutex<RunState>>,
+}
+
+impl Journaler {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RunState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn journal_error(&self, detail: String) -> Halt {
+        Halt::Failed(EngineError::Journal {
+            workflow: self.io.workflow,
+            detail,
+        })
+    }
+
+    /// Appends the buffer and `extra` in one append at the exact version last seen.
+    pub(crate) async fn flush(&self, extra: Option<Decision>) -> Result<(), Halt> {
+        let (decisions, expected, causation, correlation) = {
+            let st = self.lock();
+            let mut decisions = st.buffer.clone();
+            decisions.extend(extra);
+            (
+                decisions,
+                st.replay.journal.version,
+                st.replay.journal.last_event_id,
+                st.replay.journal.correlation_id,
+            )
+        };
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let metadata = EventMetadata {
+            actor: self.io.shared.actor(),
+            causation_id: *causation.as_uuid(),
+            correlation_id: correlation,
+        };
+        let mut events = Vec::with_capacity(decisions.len());
+        let mut last_id = causation;
+        for d in &decisions {
+            let (event_type, schema_version, payload) = d
+                .to_payload()
+                .map_err(|e| self.journal_error(format!("cannot serialize a decision: {e}")))?;
+            last_id = EventId::new_v7();
+            let event = NewEvent::new(
+                last_id,
+                event_type,
+                schema_version,
+                payload,
+                metadata.clone(),
+            )
+            .map_err(|e| self.journal_error(e.to_string()))?;
+            events.push(event);
+        }
+        let appended = self
+            .io
+            .shared
+            .engine
+            .store()
+            .append(
+                self.io.tenant,
+                &self.io.stream,
+                ExpectedVersion::Exact(expected),
+                events,
+            )
+            .await;
+        match appended {
+            Ok(outcome) => {
+                let entries = decisions
+                    .into_iter()
+                    .zip(expected + 1..)
+                    .map(|(decision, version)| Entry { version, decision })
+                    .collect();
+                let mut st = self.lock();
+                st.replay.written(entries, outcome.stream_version, last_id);
+                st.buffer.clear();
+                st.retained.clear();
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Err(self.absorb().await),
+            Err(e) => Err(Halt::Failed(EngineError::store("journal append")(e))),
+        }
+    }
+
+    /// Reads what others appended since the version last seen; `Ok` if nothing.
+    pub(crate) async fn refresh(&self) -> Result<(), Halt> {
+        let since = self.lock().replay.journal.version;
+        let tail = read_tail(
+            &self.io.shared.system,
+            self.io.tenant,
+            &self.io.stream,
+            since,
+        )
+        .await
+        .map_err(Halt::Failed)?;
+        if tail.is_empty() {
+            return Ok(());
+        }
+        Err(self.absorb_tail(&tail))
+    }
+
+    async fn absorb(&self) -> Halt {
+        let since = self.lock().replay.journal.version;
+        match read_tail(
+            &self.io.shared.system,
+            self.io.tenant,
+            &self.io.stream,
+            since,
+        )
+        .await
+        {
+            Ok(tail) => self.absorb_tail(&tail),
+            Err(e) => Halt::Failed(e),
+        }
+    }
+
+    fn absorb_tail(&self, tail: &[netledger_domain::RecordedEvent]) -> Halt {
+        match classify_tail(tail, self.io.attempt) {
+            Tail::Fenced(why) => Halt::Fenced(why),
+            Tail::Signals => {
+                let mut st = self.lock();
+                for e in tail {
+                    if let Err(detail) = st.replay.journal.apply(e) {
+                        drop(st);
+                        return self.journal_error(detail);
+                    }
+                }
+                let buffer = std::mem::take(&mut st.buffer);
+                for d in buffer {
+                    let key = match &d {
+                        Decision::Completed(c) => started_version(&st.replay, &c.step, c.attempt),
+                        Decision::Failed(f) => started_version(&st.replay, &f.step, f.attempt),
+                        _ => None,
+                    };
+                    if let Some(key) = key
+                        && d.is_step_outcome()
+                    {
+                        st.retained.insert(key, d);
+                    }
+                }
+                Halt::Rerun
+            }
+        }
+    }
+}
+
+fn started_version(replay: &Replay, step: &str, attempt: u32) -> Option<u64> {
+    replay
+        .journal
+        .decisions
+        .iter()
+        .rev()
+        .find_map(|e| match &e.decision {
+            Decision::Started(s) if s.step == step && s.attempt == attempt => Some(e.version),
+            _ => None,
+        })
+}
+
+fn final_error(f: &WorkflowStepFailed) -> StepError {
+    match f.class {
+        FailureClass::Fatal => StepError::Fatal(f.error.clone()),
+        FailureClass::Retryable => StepError::Fatal(format!(
+            "step `{}` failed after {} attempts: {}",
+            f.step, f.attempt, f.error
+        )),
+    }
+}
+
+/// The handle a definition's function receives: steps, timers, signals, cancellation.
+///
+/// Use it sequentially (its methods take `&mut self`). Everything a workflow does that
+/// touches the world goes in a step; the code between `ctx` calls must be deterministic
+/// (see [`crate::Definition`]).
+pub struct Ctx {
+    j: Journaler,
+    halted: Arc<Notify>,
+    input: Value,
+    kind: String,
+    version: u32,
+    devices: Vec<DeviceId>,
+    rollout: Option<RolloutId>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("workflow", &self.j.io.workflow)
+            .field("kind", &self.kind)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Ctx {
+    pub(crate) fn new(j: Journaler, halted: Arc<Notify>) -> Self {
+        let (input, kind, version, devices, rollout) = {
+            let st = j.lock();
+            let s = &st.replay.journal.started;
+            (
+                s.input.clone(),
+                s.kind.clone(),
+                s.definition_version,
+                s.devices.clone(),
+                s.rollout_id,
+            )
+        };
+        Self {
+            j,
+            halted,
+            input,
+            kind,
+            version,
+            devices,
+            rollout,
+        }
+    }
+
+    /// The workflow's id.
+    pub fn workflow_id(&self) -> WorkflowId {
+        self.j.io.workflow
+    }
+
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> TenantId {
+        self.j.io.tenant
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The definition version it runs under.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The devices it owns.
+    pub fn devices(&self) -> &[DeviceId] {
+        &self.devices
+    }
+
+    /// The rollout that started it.
+    pub fn rollout_id(&self) -> Option<RolloutId> {
+        self.rollout
+    }
+
+    /// The input it was started with, as `T` (a mismatch is a fatal error).
+    pub fn input<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        serde_json::from_value(self.input.clone()).map_err(|e| {
+            StepError::Fatal(format!(
+                "the input does not match what {} v{} expects: {e}",
+                self.kind, self.version
+            ))
+        })
+    }
+
+    /// Stops this run: the worker suspends, re-runs, abandons or fails the workflow as `halt`
+    /// says. Never returns (the driver drops the definition's future).
+    async fn halt<T>(&self, halt: Halt) -> T {
+        self.j.lock().halt = Some(halt);
+        self.halted.notify_one();
+        std::future::pending().await
+    }
+
+    fn peek(&self) -> Option<Entry> {
+        self.j.lock().replay.peek().cloned()
+    }
+
+    fn advance(&self) {
+        self.j.lock().replay.advance();
+    }
+
+    fn push(&self, decision: Decision) {
+        self.j.lock().buffer.push(decision);
+    }
+
+    fn cancel_pending(&self) -> bool {
+        self.j.lock().replay.cancel_pending()
+    }
+
+    async fn diverged<T>(&self, asked: String, found: &Entry) -> T {
+        let reason = format!(
+            "replay of {} v{} diverged at journal version {}: the definition asked for {asked}, \
+             the journal has {}. A running workflow finishes under the definition version it \
+             started with; a change to the order of steps must be a new version (see \
+             docs/workflows.md)",
+            self.kind,
+            self.version,
+            found.version,
+            found.decision.describe()
+        );
+        self.halt(Halt::Diverged(reason)).await
+    }
+
+    /// Runs step `name` with the default [`StepOptions`] (5 attempts, backoff from 1 s, no
+    /// timeout). See [`Ctx::step_with`].
+    pub async fn step<T, F, Fut>(&mut self, name: &str, f: F) -> Result<T, StepError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        self.step_with(name, StepOptions::default(), f).await
+    }
+
+    /// Runs step `name`: `f` is called once per attempt and its output journaled.
+    ///
+    /// - If the journal has the step's outcome, returns it without calling `f` (its output
+    ///   decoded as `T`; a failed step returns its journaled error).
+    /// - If the journal has the step's start but no outcome (the worker stopped during it),
+    ///   `f` runs again as the next attempt: **steps must be idempotent**.
+    /// - A [`StepError::Retryable`] failure (or a timeout) is retried after the policy's
+    ///   backoff, durably (a long backoff releases the lease and sets a timer); when no
+    ///   attempt is left the step returns [`StepError::Fatal`] naming the last error.
+    /// - Once the workflow is cancelled and the definition has not called
+    ///   [`Ctx::cancelled`], returns [`StepError::Cancelled`] without running.
+    /// - While the workflow is paused, waits (lease released) before starting an attempt.
+    pub async fn step_with<T, F, Fut>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        mut f: F,
+    ) -> Result<T, StepError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let policy = options.retry;
+        let mut last_attempt: u32 = 0;
+        let mut retry_at: Option<OffsetDateTime> = None;
+        loop {
+            if self.cancel_pending() {
+                return Err(StepError::Cancelled);
+            }
+            if let Some(entry) = self.peek() {
+                let Decision::Started(started) = &entry.decision else {
+                    return self.diverged(format!("step `{name}`"), &entry).await;
+                };
+                if started.step != name {
+                    return self.diverged(format!("step `{name}`"), &entry).await;
+                }
+                self.advance();
+                last_attempt = started.attempt;
+                retry_at = None;
+                let outcome = match self.peek() {
+                    // The attempt was interrupted and the next one started.
+                    Some(Entry {
+                        decision: Decision::Started(s),
+                        ..
+                    }) if s.step == name => continue,
+                    Some(e) => {
+                        self.advance();
+                        match e.decision {
+                            Decision::Completed(c) if c.step == name => Decision::Completed(c),
+                            Decision::Failed(f) if f.step == name => Decision::Failed(f),
+                            _ => {
+                                return self
+                                    .diverged(format!("the outcome of step `{name}`"), &e)
+                                    .await;
+                            }
+                        }
+                    }
+                    None => {
+                        // At the head: the attempt was interrupted, or it ran in a run
+                        // whose append conflicted and its outcome was kept.
+                        let kept = self.j.lock().retained.remove(&entry.version);
+                        match kept {
+                            Some(outcome) => {
+                                self.push(outcome.clone());
+                                outcome
+                            }
+                            None => continue,
+                        }
+                    }
+                };
+                match outcome {
+                    Decision::Completed(c) => return self.decode_output(name, c.output).await,
+                    Decision::Failed(f) if failure_is_final(&f) => return Err(final_error(&f)),
+                    Decision::Failed(f) => {
+                        retry_at = f.retry_at;
+                        continue;
+                    }
+                    _ => continue,
+                }
+            }
+
+            // Live: the journal has nothing more about this step.
+            let now = self.j.io.shared.engine.clock().now();
+            if let Some(at) = retry_at
+                && now < at
+            {
+                self.wait_until(Some(at)).await;
+                continue;
+            }
+            if self.j.lock().replay.paused() {
+                return self.suspend(None).await;
+            }
+            if self.j.io.shared.stopping() {
+                return self.suspend(Some(now)).await;
+            }
+            let attempt = last_attempt + 1;
+            if attempt > policy.max_attempts.max(1) {
+                let failed = WorkflowStepFailed {
+                    step: name.to_owned(),
+                    attempt: last_attempt,
+                    error: "the attempt was interrupted (its worker stopped or lost its lease) \
+                            and no attempt is left"
+                        .to_owned(),
+                    class: FailureClass::Retryable,
+                    retry_at: None,
+                };
+                let error = final_error(&failed);
+                self.push(Decision::Failed(failed));
+                return Err(error);
+            }
+            let start = Decision::Started(WorkflowStepStarted {
+                step: name.to_owned(),
+                attempt,
+            });
+            if let Err(halt) = self.j.flush(Some(start)).await {
+                return self.halt(halt).await;
+            }
+            let result = match options.timeout {
+                Some(limit) => match tokio::time::timeout(limit, f()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StepError::Retryable(format!(
+                        "the attempt timed out after {} ms",
+                        limit.as_millis()
+                    ))),
+                },
+                None => f().await,
+            };
+            last_attempt = attempt;
+            match result {
+                Ok(value) => match serde_json::to_value(&value) {
+                    Ok(output) => {
+                        self.push(Decision::Completed(WorkflowStepCompleted {
+                            step: name.to_owned(),
+                            attempt,
+                            output,
+                        }));
+                        self.j.io.shared.count_step();
+                        return Ok(value);
+                    }
+                    Err(e) => {
+                        return Err(self.fail(
+                            name,
+                            attempt,
+                            format!("the step's output cannot be journaled: {e}"),
+                            FailureClass::Fatal,
+                            None,
+                        ));
+                    }
+                },
+                Err(StepError::Retryable(e)) => {
+                    if attempt < policy.max_attempts {
+                        let at = now_plus(
+                            self.j.io.shared.engine.clock().now(),
+                            backoff(&policy, attempt),
+                        );
+                        let _ = self.fail(name, attempt, e, FailureClass::Retryable, Some(at));
+                        retry_at = Some(at);
+                        continue;
+                    }
+                    return Err(self.fail(name, attempt, e, FailureClass::Retryable, None));
+                }
+                Err(StepError::Fatal(e)) => {
+                    return Err(self.fail(name, attempt, e, FailureClass::Fatal, None));
+                }
+                Err(StepError::Cancelled) => {
+                    return Err(self.fail(
+                        name,
+                        attempt,
+                        "the step returned Cancelled".to_owned(),
+                        FailureClass::Fatal,
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Buffers a failed attempt and returns the error the step returns for it.
+    fn fail(
+        &self,
+        step: &str,
+        attempt: u32,
+        error: String,
+        class: FailureClass,
+        retry_at: Option<OffsetDateTime>,
+    ) -> StepError {
+        let failed = WorkflowStepFailed {
+            step: step.to_owned(),
+            attempt,
+            error,
+            class,
+            retry_at,
+        };
+        let returned = final_error(&failed);
+        self.push(Decision::Failed(failed));
+        returned
+    }
+
+    async fn decode_output<T: DeserializeOwned>(
+        &self,
+        step: &str,
+        output: Value,
+    ) -> Result<T, StepError> {
+        match serde_json::from_value(output) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let reason = format!(
+                    "the journaled output of step `{step}` does not decode as the type {} v{} \
+                     expects ({e}); change output types only in a new definition version",
+                    self.kind, self.version
+                );
+                self.halt(Halt::Diverged(reason)).await
+            }
+        }
+    }
+
+    /// Journals the buffer and releases the lease until `until` (`None`: until a signal).
+    async fn suspend<T>(&self, until: Option<OffsetDateTime>) -> T {
+        if let Err(halt) = self.j.flush(None).await {
+            return self.halt(halt).await;
+        }
+        self.halt(Halt::Suspend(until)).await
+    }
+
+    /// Waits until `until` (`None`: a signal): in process when it is near (a signal
+    /// announcement interrupts the wait, and the definition runs again if it brought
+    /// signals), otherwise by journaling the buffer and releasing the lease.
+    async fn wait_until(&self, until: Option<OffsetDateTime>) {
+        let shared = &self.j.io.shared;
+        let now = shared.engine.clock().now();
+        let near = until
+            .map(|u| u - now)
+            .filter(|d| *d <= shared.max_inline_wait() && !shared.stopping());
+        let Some(delay) = near else {
+            return self.suspend(until).await;
+        };
+        let delay = std::time::Duration::try_from(delay).unwrap_or_default();
+        enum Woke {
+            Time,
+            Poked,
+            Stopping,
+        }
+        let mut stop = shared.stop_signal();
+        let woke = tokio::select! {
+            _ = tokio::time::sleep(delay) => Woke::Time,
+            _ = self.j.io.poke.notified() => Woke::Poked,
+            _ = stop.wait_for(|s| *s) => Woke::Stopping,
+        };
+        match woke {
+            Woke::Time => {}
+            Woke::Poked => {
+                if let Err(halt) = self.j.refresh().await {
+                    self.halt::<()>(halt).await;
+                }
+            }
+            Woke::Stopping => self.suspend(until).await,
+        }
+    }
+
+    /// Sleeps durably until `at` (journaled as timer `name`; on replay the journaled time
+    /// holds, not `at`). Returns [`StepError::Cancelled`] if a cancel arrives first (unless
+    /// the definition already acknowledged it: unwinding code can sleep).
+    pub async fn sleep_until(&mut self, name: &str, at: OffsetDateTime) -> Result<(), StepError> {
+        if self.cancel_pending() {
+            return Err(StepError::Cancelled);
+        }
+        let fire_at = self.schedule(name, || at).await;
+        self.await_timer(name, Some(fire_at), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sleeps durably for `duration` from now (the wake-up time is journaled).
+    pub async fn sleep(
+        &mut self,
+        name: &str,
+        duration: std::time::Duration,
+    ) -> Result<(), StepError> {
+        let clock = self.j.io.shared.engine.clock().clone();
+        if self.cancel_pending() {
+            return Err(StepError::Cancelled);
+        }
+        let fire_at = self
+            .schedule(name, || now_plus(clock.now(), duration))
+            .await;
+        self.await_timer(name, Some(fire_at), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// The fire time of timer `name`: journaled, or `at()` buffered as a new timer.
+    async fn schedule(&self, name: &str, at: impl FnOnce() -> OffsetDateTime) -> OffsetDateTime {
+        match self.peek() {
+            Some(Entry {
+                decision: Decision::TimerScheduled(t),
+                ..
+            }) if t.name == name => {
+                self.advance();
+                t.fire_at
+            }
+            None => {
+                let fire_at = at();
+                self.push(Decision::TimerScheduled(WorkflowTimerScheduled {
+                    name: name.to_owned(),
+                    fire_at,
+                }));
+                fire_at
+            }
+            Some(entry) => self.diverged(format!("timer `{name}`"), &entry).await,
+        }
+    }
+
+    /// Waits for timer `timer` to fire, or for signal `signal`, or a cancel.
+    async fn await_timer(
+        &self,
+        timer: &str,
+        fire_at: Option<OffsetDateTime>,
+        signal: Option<&str>,
+    ) -> Result<Option<Value>, StepError> {
+        loop {
+            if self.cancel_pending() {
+                return Err(StepError::Cancelled);
+            }
+            if let Some(signal) = signal
+                && let Some(payload) = self.j.lock().replay.take_signal(signal)
+            {
+                return Ok(Some(payload));
+            }
+            match self.peek() {
+                Some(Entry {
+                    decision: Decision::TimerFired(t),
+                    ..
+                }) if t.name == timer => {
+                    self.advance();
+                    return Ok(None);
+                }
+                Some(entry) => {
+                    return self
+                        .diverged(format!("timer `{timer}` to fire"), &entry)
+                        .await;
+                }
+                None => {
+                    let now = self.j.io.shared.engine.clock().now();
+                    if let Some(at) = fire_at
+                        && now >= at
+                    {
+                        self.push(Decision::TimerFired(WorkflowTimerFired {
+                            name: timer.to_owned(),
+                        }));
+                        return Ok(None);
+                    }
+                    self.wait_until(fire_at).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for signal `signal` (delivered with [`crate::Engine::signal`]) and returns its
+    /// payload as `T`; `Ok(None)` when `timeout` passes first (`None`: wait as long as it
+    /// takes). Signals are a mailbox: one that arrived before the wait is taken too, and
+    /// each wait takes the oldest one not taken yet. The lease is released while waiting.
+    pub async fn wait_signal<T: DeserializeOwned>(
+        &mut self,
+        signal: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<T>, StepError> {
+        if self.cancel_pending() {
+            return Err(StepError::Cancelled);
+        }
+        let timer = self.j.lock().replay.next_wait_timer(signal);
+        let taken = self.j.lock().replay.take_signal(signal);
+        let payload = match taken {
+            Some(p) => Some(p),
+            None => {
+                let fire_at = match timeout {
+                    Some(d) => {
+                        let clock = self.j.io.shared.engine.clock().clone();
+                        Some(self.schedule(&timer, || now_plus(clock.now(), d)).await)
+                    }
+                    None => None,
+                };
+                self.await_timer(&timer, fire_at, Some(signal)).await?
+            }
+        };
+        match payload {
+            None => Ok(None),
+            Some(p) => serde_json::from_value(p).map(Some).map_err(|e| {
+                StepError::Fatal(format!(
+                    "the payload of signal `{signal}` does not match what {} v{} expects: {e}",
+                    self.kind, self.version
+                ))
+            }),
+        }
+    }
+
+    /// Whether the workflow was cancelled. Returning `true` acknowledges the cancel: from
+    /// then on steps, sleeps and waits run normally, so the definition can unwind (roll
+    /// back) and then return, typically `Ok(Finish::cancelled(..))`. A definition that never
+    /// asks is stopped at its next step, sleep or wait with [`StepError::Cancelled`].
+    pub fn cancelled(&mut self) -> bool {
+        let mut st = self.j.lock();
+        if st.replay.cancel_visible() {
+            st.replay.cancel_acknowledged = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Starts a child workflow (as step `name`, with an idempotency key derived from this
+    /// workflow and `name`, so a re-run starts it once). With `notify`, this workflow gets
+    /// signal `child_finished` when the child finishes (wait for it with
+    /// [`Ctx::wait_signal`]). A busy device is a fatal error unless `options.queue_if_busy`.
+    pub async fn start_child(
+        &mut self,
+        name: &str,
+        kind: &str,
+        input: Value,
+        options: StartOptions,
+        notify: bool,
+    ) -> Result<WorkflowId, StepError> {
+        let engine = self.j.io.shared.engine.clone();
+        let tenant = self.j.io.tenant;
+        let me = self.j.io.workflow;
+        let mut options = options.idempotency_key(format!("child:{me}:{name}"));
+        if notify {
+            options = options.parent(me);
+        }
+        let options = &options;
+        let input = &input;
+        self.step(name, || {
+            let engine = engine.clone();
+            async move {
+                match engine
+                    .start(tenant, kind, input.clone(), options.clone())
+                    .await
+                {
+                    Ok(started) => Ok(started.workflow_id),
+                    Err(
+                        e @ (EngineError::DeviceBusy { .. }
+                        | EngineError::UnknownKind { .. }
+                        | EngineError::IdempotencyKeyReused { .. }
+                        | EngineError::Invalid(_)),
+                    ) => Err(StepError::fatal(e)),
+                    Err(e) => Err(StepError::retryable(e)),
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn backoff(policy: &RetryPolicy, attempt: u32) -> std::time::Duration {
+    policy.backoff(attempt, rand::random::<f64>())
+}
+
+fn now_plus(now: OffsetDateTime, d: std::time::Duration) -> OffsetDateTime {
+    let d = time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    now.checked_add(d).unwrap_or(now)
+}

@@ -1,0 +1,1423 @@
+//! Engine tests against a real PostgreSQL: every test gets a fresh database with the real
+//! migrations (`#[sqlx::test]`) and connects as the real roles. Workers run as tasks; the
+//! crash test at the end kills real worker processes with SIGKILL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netledger_domain::clock::Clock;
+use netledger_domain::workflow::{
+    FailureClass, Outcome, WorkflowFinished, WorkflowStepCompleted, WorkflowStepFailed,
+    WorkflowStepStarted, WorkflowTakenOver,
+};
+use netledger_domain::{Actor, DeviceId, EventType, RecordedEvent, TenantId, WorkflowId};
+use netledger_engine::{
+    Definition, Engine, EngineError, Finish, Registry, RetryPolicy, StartOptions, StepError,
+    StepOptions, TaskState, Worker, WorkerOptions, WorkerReport, WorkflowStatus,
+};
+use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// Real time plus an offset the test can move forward (timers, lease expiry).
+#[derive(Debug, Default)]
+struct TestClock {
+    offset: Mutex<time::Duration>,
+}
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap() += time::Duration::try_from(by).unwrap();
+    }
+}
+
+impl Clock for TestClock {
+    #[allow(clippy::disallowed_methods)] // the test's clock is real time plus an offset
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + *self.offset.lock().unwrap()
+    }
+}
+
+struct Env {
+    owner: PgPool,
+    pools: Pools,
+    clock: Arc<TestClock>,
+}
+
+async fn env(owner: PgPool) -> Env {
+    let pools = Pools::connect(&owner.connect_options(), None, None, 6)
+        .await
+        .unwrap();
+    Env {
+        owner,
+        pools,
+        clock: Arc::new(TestClock::default()),
+    }
+}
+
+impl Env {
+    fn engine(&self, registry: &Arc<Registry>) -> Engine {
+        let store = EventStore::start(self.pools.app.clone(), StoreOptions::default());
+        Engine::new(
+            self.pools.app.clone(),
+            store,
+            registry.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// Starts a worker task; `stop` ends it gracefully, aborting its handle is a crash.
+    fn worker(&self, registry: &Arc<Registry>, options: WorkerOptions) -> RunningWorker {
+        let worker = Worker::new(self.engine(registry), self.pools.system.clone(), options)
+            .expect("valid worker options");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        RunningWorker {
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    async fn journal(&self, tenant: TenantId, id: WorkflowId) -> Vec<RecordedEvent> {
+        EventReader::tenant(self.pools.app.clone(), tenant)
+            .read_stream(&id.stream(), 1, Direction::Forward, 10_000)
+            .await
+            .unwrap()
+    }
+}
+
+struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<WorkerReport>,
+}
+
+impl RunningWorker {
+    async fn stop(mut self) -> WorkerReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.handle)
+            .await
+            .expect("worker stops")
+            .unwrap()
+    }
+
+    /// A crash: the worker's future is dropped where it is.
+    async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// Fast options for tests.
+fn fast(name: &str) -> WorkerOptions {
+    let mut o = WorkerOptions::named(name);
+    o.concurrency = 16;
+    o.lease = Duration::from_secs(5);
+    o.heartbeat = Duration::from_millis(500);
+    o.poll = Duration::from_millis(50);
+    o.max_inline_wait = Duration::ZERO;
+    o.shutdown_grace = Duration::from_secs(5);
+    o.failure_backoff = Duration::from_millis(100);
+    o
+}
+
+fn actor() -> Actor {
+    Actor::system("test")
+}
+
+fn registry(defs: Vec<Definition>) -> Arc<Registry> {
+    let mut r = Registry::new();
+    for d in defs {
+        r.register(d).unwrap();
+    }
+    Arc::new(r)
+}
+
+async fn status(engine: &Engine, tenant: TenantId, id: WorkflowId) -> WorkflowStatus {
+    engine.status(tenant, id).await.unwrap().expect("task row")
+}
+
+async fn wait_for(
+    engine: &Engine,
+    tenant: TenantId,
+    id: WorkflowId,
+    what: &str,
+    pred: impl Fn(&WorkflowStatus) -> bool,
+) -> WorkflowStatus {
+    for _ in 0..400 {
+        let s = status(engine, tenant, id).await;
+        if pred(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "workflow {id} never got to: {what}; last status {:?}",
+        status(engine, tenant, id).await
+    );
+}
+
+async fn finished(engine: &Engine, tenant: TenantId, id: WorkflowId) -> WorkflowStatus {
+    wait_for(engine, tenant, id, "finished", |s| {
+        s.state == TaskState::Finished
+    })
+    .await
+}
+
+/// Waits until the workflow has released its lease to wait for a signal (no runnable time).
+async fn waiting_for_signal(engine: &Engine, tenant: TenantId, id: WorkflowId) {
+    wait_for(engine, tenant, id, "waiting for a signal", |s| {
+        s.runnable_at.is_none() && s.lease_owner.is_none() && s.state == TaskState::Runnable
+    })
+    .await;
+}
+
+fn types(events: &[RecordedEvent]) -> Vec<String> {
+    events.iter().map(|e| e.event_type.clone()).collect()
+}
+
+fn finish_of(events: &[RecordedEvent]) -> WorkflowFinished {
+    events.last().unwrap().decode::<WorkflowFinished>().unwrap()
+}
+
+/// The journal invariants: starts with WorkflowStarted, ends with exactly one
+/// WorkflowFinished; every step start is followed by exactly one outcome of that attempt
+/// before any other step starts, except an interrupted attempt, which is followed by the
+/// next attempt of the same step; a step completes at most once. Returns the completed
+/// steps in order.
+fn assert_well_formed(events: &[RecordedEvent]) -> Vec<String> {
+    let t = types(events);
+    assert_eq!(
+        t.first().map(String::as_str),
+        Some("WorkflowStarted"),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.last().map(String::as_str),
+        Some("WorkflowFinished"),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.iter().filter(|x| *x == "WorkflowFinished").count(),
+        1,
+        "{t:?}"
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.version, i as i64 + 1, "versions are contiguous");
+    }
+    let mut open: Option<WorkflowStepStarted> = None;
+    let mut completed: Vec<String> = Vec::new();
+    for e in events {
+        match e.event_type.as_str() {
+            WorkflowStepStarted::TYPE => {
+                let s: WorkflowStepStarted = e.decode().unwrap();
+                if let Some(prev) = &open {
+                    assert_eq!(
+                        prev.step, s.step,
+                        "step {} started before {} ended: {t:?}",
+                        s.step, prev.step
+                    );
+                    assert_eq!(s.attempt, prev.attempt + 1, "the re-attempt follows: {t:?}");
+                }
+                assert!(
+                    !completed.contains(&s.step),
+                    "step {} started after it completed",
+                    s.step
+                );
+                open = Some(s);
+            }
+            WorkflowStepCompleted::TYPE => {
+                let c: WorkflowStepCompleted = e.decode().unwrap();
+                let s = open.take().expect("an outcome follows a start");
+                assert_eq!((s.step.as_str(), s.attempt), (c.step.as_str(), c.attempt));
+                completed.push(c.step);
+            }
+            WorkflowStepFailed::TYPE => {
+                let f: WorkflowStepFailed = e.decode().unwrap();
+                let s = open.take().expect("an outcome follows a start");
+                assert_eq!((s.step.as_str(), s.attempt), (f.step.as_str(), f.attempt));
+            }
+            WorkflowFinished::TYPE => assert!(open.is_none(), "finished with a step open: {t:?}"),
+            _ => {}
+        }
+    }
+    completed
+}
+
+/// A gate a step can wait on.
+#[derive(Default)]
+struct Gate {
+    notify: Notify,
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    async fn wait(&self) {
+        while !self.open.load(Ordering::SeqCst) {
+            let n = self.notify.notified();
+            if self.open.load(Ordering::SeqCst) {
+                break;
+            }
+            n.await;
+        }
+    }
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+type Counts = Arc<Mutex<HashMap<String, u32>>>;
+
+fn bump(counts: &Counts, step: &str) {
+    *counts.lock().unwrap().entry(step.to_owned()).or_default() += 1;
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_step_completes_once_however_often_the_workflow_is_resumed(pool: PgPool) {
+    let env = env(pool).await;
+    let counts: Counts = Arc::default();
+    let c = counts.clone();
+    let def = Definition::new("replay", 1, move |mut ctx| {
+        let c = c.clone();
+        async move {
+            let mut total = 0u64;
+            for i in 0..5u64 {
+                let name = format!("s{i}");
+                let c2 = c.clone();
+                let n2 = name.clone();
+                total += ctx
+                    .step(&name, move || {
+                        let c = c2.clone();
+                        let n = n2.clone();
+                        async move {
+                            bump(&c, &n);
+                            Ok(i * 10)
+                        }
+                    })
+                    .await?;
+                // Each sleep suspends the workflow; each resume replays from the top.
+                ctx.sleep(&format!("nap{i}"), Duration::from_millis(20))
+                    .await?;
+            }
+            Ok(Finish::succeeded(json!({ "total": total })))
+        }
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let started = engine
+        .start(tenant, "replay", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap();
+    let worker = env.worker(&reg, fast("w1"));
+    finished(&engine, tenant, started.workflow_id).await;
+    let report = worker.stop().await;
+
+    assert!(report.suspended >= 5, "every sleep suspended: {report:?}");
+    let counts = counts.lock().unwrap().clone();
+    assert_eq!(counts.len(), 5);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let events = env.journal(tenant, started.workflow_id).await;
+    assert_eq!(
+        assert_well_formed(&events),
+        vec!["s0", "s1", "s2", "s3", "s4"]
+    );
+    assert_eq!(finish_of(&events).output, json!({ "total": 100 }));
+    assert_eq!(finish_of(&events).outcome, Outcome::Succeeded);
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash, takeover, fencing
+
+/// Step `a`, then step `b` which hangs on its first attempt (until `gate` opens), then `c`.
+fn hanging(counts: Counts, entered: Arc<Notify>, gate: Arc<Gate>) -> Definition {
+    let first = Arc::new(AtomicU32::new(0));
+    Definition::new("hang", 1, move |mut ctx| {
+        let (counts, entered, gate, first) =
+            (counts.clone(), entered.clone(), gate.clone(), first.clone());
+        async move {
+            let c = counts.clone();
+            ctx.step("a", move || {
+                let c = c.clone();
+                async move {
+                    bump(&c, "a");
+                    Ok(())
+                }
+            })
+            .await?;
+            let c = counts.clone();
+            ctx.step("b", move || {
+                let (c, entered, gate, first) =
+                    (c.clone(), entered.clone(), gate.clone(), first.clone());
+                async move {
+                    bump(&c, "b");
+                    if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                        entered.notify_one();
+                        gate.wait().await;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+            let c = counts.clone();
+            ctx.step("c", move || {
+                let c = c.clone();
+                async move {
+                    bump(&c, "c");
+                    Ok(())
+                }
+            })
+            .await?;
+            Ok(Finish::succeeded(Value::Null))
+        }
+    })
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_crashed_workers_workflow_is_taken_over_and_resumed_from_the_journal(pool: PgPool) {
+    let env = env(pool).await;
+    let counts: Counts = Arc::default();
+    let entered = Arc::new(Notify::new());
+    let gate = Arc::new(Gate::default());
+    let reg = registry(vec![hanging(counts.clone(), entered.clone(), gate)]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "hang", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+
+    let mut short = fast("doomed");
+    short.lease = Duration::from_millis(800);
+    short.heartbeat = Duration::from_millis(200);
+    let doomed = env.worker(&reg, short);
+    tokio::time::timeout(Duration::from_secs(10), entered.notified())
+        .await
+        .expect("the first worker enters step b");
+    doomed.crash().await;
+
+    let mut o = fast("rescuer");
+    o.lease = Duration::from_millis(800);
+    o.heartbeat = Duration::from_millis(200);
+    let rescuer = env.worker(&reg, o);
+    let s = finished(&engine, tenant, id).await;
+    rescuer.stop().await;
+    assert_eq!(s.outcome, Some(Outcome::Succeeded));
+    assert_eq!(
+        s.attempt, 2,
+        "claimed by the crashed worker, then taken over"
+    );
+
+    let counts = counts.lock().unwrap().clone();
+    assert_eq!(
+        counts.get("a"),
+        Some(&1),
+        "a completed before the crash: not re-run"
+    );
+    assert_eq!(counts.get("b"), Some(&2), "b was interrupted: run again");
+    assert_eq!(counts.get("c"), Some(&1));
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), vec!["a", "b", "c"]);
+    let takeover = events
+        .iter()
+        .find(|e| e.event_type == WorkflowTakenOver::TYPE)
+        .expect("a takeover event")
+        .decode::<WorkflowTakenOver>()
+        .unwrap();
+    assert_eq!(
+        (
+            takeover.attempt,
+            takeover.worker.as_str(),
+            takeover.previous_worker.as_str()
+        ),
+        (2, "rescuer", "doomed")
+    );
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn fenced_attempts_ignore_stale_workers(pool: PgPool) {
+    let env = env(pool).await;
+    let counts: Counts = Arc::default();
+    let entered = Arc::new(Notify::new());
+    let gate = Arc::new(Gate::default());
+    let reg = registry(vec![hanging(counts.clone(), entered.clone(), gate.clone())]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "hang", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+
+    // The stale worker: alive, but it will not heartbeat before the clock passes its lease.
+    let mut o = fast("stale");
+    o.lease = Duration::from_secs(60);
+    o.heartbeat = Duration::from_secs(59);
+    // Busy with this one workflow: it cannot claim it back itself after the clock jump.
+    o.concurrency = 1;
+    let stale = env.worker(&reg, o);
+    tokio::time::timeout(Duration::from_secs(10), entered.notified())
+        .await
+        .expect("the stale worker enters step b");
+    env.clock.advance(Duration::from_secs(61));
+
+    let fresh = env.worker(&reg, fast("fresh"));
+    let s = finished(&engine, tenant, id).await;
+    assert_eq!(s.attempt, 2);
+    // Now let the stale worker finish its attempt of b: its append must conflict.
+    gate.open();
+    let stale_report = stale.stop().await;
+    fresh.stop().await;
+    assert_eq!(stale_report.fenced, 1, "{stale_report:?}");
+    assert_eq!(stale_report.finished, 0);
+
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), vec!["a", "b", "c"]);
+    let takeover_at = events
+        .iter()
+        .position(|e| e.event_type == WorkflowTakenOver::TYPE)
+        .unwrap();
+    for e in &events[takeover_at..] {
+        assert_ne!(
+            e.metadata.actor,
+            Actor::system("workflow-worker/stale"),
+            "the stale worker journaled {} after the takeover",
+            e.event_type
+        );
+    }
+    // b: started by the stale worker (attempt 1), re-attempted and completed by the new one.
+    let b: Vec<(String, u32)> = events
+        .iter()
+        .filter_map(|e| e.decode::<WorkflowStepStarted>().ok())
+        .filter(|s| s.step == "b")
+        .map(|s| (s.step, s.attempt))
+        .collect();
+    assert_eq!(b, vec![("b".to_owned(), 1), ("b".to_owned(), 2)]);
+
+    // The task row refuses the stale attempt's writes too.
+    let stale_finish: bool =
+        sqlx::query("SELECT netledger_workflow_finish($1, $2, 1, 'failed', now())")
+            .bind(tenant.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_one(&env.pools.app)
+            .await
+            .unwrap()
+            .get(0);
+    assert!(!stale_finish);
+    let heartbeat = sqlx::query(
+        "UPDATE workflow_tasks SET lease_expires_at = now() WHERE workflow_id = $1 AND attempt = 1",
+    )
+    .bind(id.as_uuid())
+    .execute(&env.pools.system)
+    .await
+    .unwrap();
+    assert_eq!(heartbeat.rows_affected(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Timers, retries, timeouts
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_durable_timer_fires_on_the_injected_clock(pool: PgPool) {
+    let env = env(pool).await;
+    let def = Definition::new("timer", 1, |mut ctx| async move {
+        ctx.sleep("an-hour", Duration::from_secs(3600)).await?;
+        let v: u32 = ctx.step("after", || async { Ok(7) }).await?;
+        Ok(Finish::succeeded(json!(v)))
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "timer", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    let due = env.clock.now() + time::Duration::minutes(59);
+    let s = wait_for(&engine, tenant, id, "suspended on its timer", |s| {
+        s.lease_owner.is_none() && s.runnable_at.is_some_and(|at| at > due)
+    })
+    .await;
+    assert_eq!(s.state, TaskState::Runnable);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&engine, tenant, id).await.state, TaskState::Runnable);
+
+    env.clock.advance(Duration::from_secs(3601));
+    finished(&engine, tenant, id).await;
+    worker.stop().await;
+    let events = env.journal(tenant, id).await;
+    assert_well_formed(&events);
+    assert_eq!(
+        types(&events),
+        vec![
+            "WorkflowStarted",
+            "WorkflowTimerScheduled",
+            "WorkflowTimerFired",
+            "WorkflowStepStarted",
+            "WorkflowStepCompleted",
+            "WorkflowFinished"
+        ]
+    );
+    assert_eq!(finish_of(&events).output, json!(7));
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn retries_back_off_and_give_up_after_the_maximum_attempts(pool: PgPool) {
+    let env = env(pool).await;
+    let flaky_calls = Arc::new(AtomicU32::new(0));
+    let broken_calls = Arc::new(AtomicU32::new(0));
+    let fatal_calls = Arc::new(AtomicU32::new(0));
+    let (f1, b1, x1) = (
+        flaky_calls.clone(),
+        broken_calls.clone(),
+        fatal_calls.clone(),
+    );
+    let def = Definition::new("retry", 1, move |mut ctx| {
+        let (flaky, broken, fatal) = (f1.clone(), b1.clone(), x1.clone());
+        async move {
+            let policy = RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                multiplier: 2.0,
+                jitter: 0.0,
+            };
+            let opts = StepOptions::default().retry(policy);
+            // Fails twice, then succeeds.
+            let n: u32 = ctx
+                .step_with("flaky", opts, || {
+                    let flaky = flaky.clone();
+                    async move {
+                        let n = flaky.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n < 3 {
+                            Err(StepError::retryable(format!("flake {n}")))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                })
+                .await?;
+            // Fatal: no retry.
+            let fatal_result = ctx
+                .step_with("fatal", opts, || {
+                    let fatal = fatal.clone();
+                    async move {
+                        fatal.fetch_add(1, Ordering::SeqCst);
+                        Err::<(), _>(StepError::fatal("refused"))
+                    }
+                })
+                .await;
+            assert_eq!(fatal_result, Err(StepError::Fatal("refused".to_owned())));
+            // Always fails: three attempts, then a fatal error naming the last one.
+            ctx.step_with("broken", opts, || {
+                let broken = broken.clone();
+                async move {
+                    let n = broken.fetch_add(1, Ordering::SeqCst) + 1;
+                    Err::<(), _>(StepError::retryable(format!("still broken ({n})")))
+                }
+            })
+            .await?;
+            Ok(Finish::succeeded(json!(n)))
+        }
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "retry", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    let s = finished(&engine, tenant, id).await;
+    worker.stop().await;
+    assert_eq!(s.outcome, Some(Outcome::Failed));
+    assert_eq!(flaky_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(fatal_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(broken_calls.load(Ordering::SeqCst), 3);
+
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), vec!["flaky"]);
+    let fin = finish_of(&events);
+    assert_eq!(
+        fin.reason.as_deref(),
+        Some("step `broken` failed after 3 attempts: still broken (3)")
+    );
+    let failures: Vec<WorkflowStepFailed> = events
+        .iter()
+        .filter_map(|e| e.decode::<WorkflowStepFailed>().ok())
+        .collect();
+    let summary: Vec<(&str, u32, FailureClass, bool)> = failures
+        .iter()
+        .map(|f| (f.step.as_str(), f.attempt, f.class, f.retry_at.is_some()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("flaky", 1, FailureClass::Retryable, true),
+            ("flaky", 2, FailureClass::Retryable, true),
+            ("fatal", 1, FailureClass::Fatal, false),
+            ("broken", 1, FailureClass::Retryable, true),
+            ("broken", 2, FailureClass::Retryable, true),
+            ("broken", 3, FailureClass::Retryable, false),
+        ]
+    );
+    // Backoff grows: the second retry is due later after its failure than the first.
+    let gap = |f: &WorkflowStepFailed, e: &RecordedEvent| f.retry_at.unwrap() - e.recorded_at;
+    let broken_events: Vec<(&WorkflowStepFailed, &RecordedEvent)> = failures
+        .iter()
+        .zip(
+            events
+                .iter()
+                .filter(|e| e.event_type == WorkflowStepFailed::TYPE),
+        )
+        .filter(|(f, _)| f.step == "broken" && f.retry_at.is_some())
+        .collect();
+    let g1 = gap(broken_events[0].0, broken_events[0].1);
+    let g2 = gap(broken_events[1].0, broken_events[1].1);
+    assert!(g2 > g1, "backoff grows: {g1} then {g2}");
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_step_attempt_that_outlives_its_timeout_is_abandoned_and_retried(pool: PgPool) {
+    let env = env(pool).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let def = Definition::new("slow", 1, move |mut ctx| {
+        let c = c.clone();
+        async move {
+            let opts = StepOptions::default()
+                .timeout(Duration::from_millis(100))
+                .retry(RetryPolicy {
+                    initial_backoff: Duration::from_millis(10),
+                    ..RetryPolicy::attempts(3)
+                });
+            ctx.step_with("slow", opts, || {
+                let c = c.clone();
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+            Ok(Finish::succeeded(Value::Null))
+        }
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "slow", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    let s = finished(&engine, tenant, id).await;
+    worker.stop().await;
+    assert_eq!(s.outcome, Some(Outcome::Succeeded));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let events = env.journal(tenant, id).await;
+    assert_well_formed(&events);
+    let failed = events
+        .iter()
+        .find_map(|e| e.decode::<WorkflowStepFailed>().ok())
+        .unwrap();
+    assert_eq!(failed.attempt, 1);
+    assert!(
+        failed.error.contains("timed out after 100 ms"),
+        "{}",
+        failed.error
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals, pause, cancel
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn signals_wake_a_waiting_workflow_and_a_wait_times_out(pool: PgPool) {
+    let env = env(pool).await;
+    let def = Definition::new("approval", 1, |mut ctx| async move {
+        let approved: Option<u32> = ctx
+            .wait_signal("approve", Some(Duration::from_secs(600)))
+            .await?;
+        Ok(Finish::succeeded(json!(approved)))
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let a = engine
+        .start(tenant, "approval", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let b = engine
+        .start(tenant, "approval", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    for id in [a, b] {
+        wait_for(&engine, tenant, id, "waiting on its timeout", |s| {
+            s.lease_owner.is_none() && s.runnable_at.is_some()
+        })
+        .await;
+    }
+    engine
+        .signal(tenant, a, "approve", json!(42), actor())
+        .await
+        .unwrap();
+    finished(&engine, tenant, a).await;
+    assert_eq!(status(&engine, tenant, b).await.state, TaskState::Runnable);
+    env.clock.advance(Duration::from_secs(601));
+    finished(&engine, tenant, b).await;
+    worker.stop().await;
+
+    let ea = env.journal(tenant, a).await;
+    assert_well_formed(&ea);
+    assert_eq!(finish_of(&ea).output, json!(42));
+    let eb = env.journal(tenant, b).await;
+    assert_well_formed(&eb);
+    assert_eq!(finish_of(&eb).output, Value::Null);
+    assert!(types(&eb).contains(&"WorkflowTimerFired".to_owned()));
+    // A finished workflow takes no more signals.
+    assert!(matches!(
+        engine.signal(tenant, a, "approve", json!(1), actor()).await,
+        Err(EngineError::Finished(_))
+    ));
+    assert!(matches!(
+        engine
+            .signal(TenantId::new_random(), b, "approve", json!(1), actor())
+            .await,
+        Err(EngineError::NotFound(_))
+    ));
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn pause_holds_the_next_step_until_resume(pool: PgPool) {
+    let env = env(pool).await;
+    let def = Definition::new("paused", 1, |mut ctx| async move {
+        let n: u32 = ctx.wait_signal("go", None).await?.unwrap_or(0);
+        let m: u32 = ctx.step("double", || async move { Ok(n * 2) }).await?;
+        Ok(Finish::succeeded(json!(m)))
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "paused", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    waiting_for_signal(&engine, tenant, id).await;
+    engine.pause(tenant, id, actor()).await.unwrap();
+    engine
+        .signal(tenant, id, "go", json!(21), actor())
+        .await
+        .unwrap();
+    // It takes `go`, then holds before `double`, lease released.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiting_for_signal(&engine, tenant, id).await;
+    let events = env.journal(tenant, id).await;
+    assert!(
+        !types(&events).contains(&"WorkflowStepStarted".to_owned()),
+        "{:?}",
+        types(&events)
+    );
+    engine.resume(tenant, id, actor()).await.unwrap();
+    finished(&engine, tenant, id).await;
+    worker.stop().await;
+    let events = env.journal(tenant, id).await;
+    assert_well_formed(&events);
+    assert_eq!(finish_of(&events).output, json!(42));
+}
+
+/// `apply`, then wait for approval; a cancel unwinds with `rollback`.
+fn cancellable(rolled_back: Arc<AtomicU32>) -> Definition {
+    Definition::new("push", 1, move |mut ctx| {
+        let rolled_back = rolled_back.clone();
+        async move {
+            ctx.step("apply", || async { Ok(()) }).await?;
+            match ctx.wait_signal::<Value>("approve", None).await {
+                Ok(_) => Ok(Finish::committed(Value::Null)),
+                Err(StepError::Cancelled) => {
+                    assert!(ctx.cancelled());
+                    ctx.step("rollback", || {
+                        let r = rolled_back.clone();
+                        async move {
+                            r.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        }
+                    })
+                    .await?;
+                    Ok(Finish::cancelled("operator", Value::Null))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    })
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
+    let env = env(pool).await;
+    let rolled_back = Arc::new(AtomicU32::new(0));
+    let plain = Definition::new("plain", 1, |mut ctx| async move {
+        ctx.wait_signal::<Value>("never", Some(Duration::from_secs(3600)))
+            .await?;
+        ctx.step("after", || async { Ok(()) }).await?;
+        Ok(Finish::succeeded(Value::Null))
+    });
+    let reg = registry(vec![cancellable(rolled_back.clone()), plain]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let push = engine
+        .start(tenant, "push", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let other = engine
+        .start(tenant, "plain", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let worker = env.worker(&reg, fast("w"));
+    waiting_for_signal(&engine, tenant, push).await;
+    wait_for(&engine, tenant, other, "sleeping", |s| {
+        s.lease_owner.is_none() && s.runnable_at.is_some()
+    })
+    .await;
+    engine
+        .cancel(tenant, push, "changed my mind", actor())
+        .await
+        .unwrap();
+    engine
+        .cancel(tenant, other, "not needed", actor())
+        .await
+        .unwrap();
+    let s = finished(&engine, tenant, push).await;
+    let o = finished(&engine, tenant, other).await;
+    worker.stop().await;
+
+    assert_eq!(s.outcome, Some(Outcome::Cancelled));
+    assert_eq!(rolled_back.load(Ordering::SeqCst), 1);
+    let events = env.journal(tenant, push).await;
+    assert_eq!(assert_well_formed(&events), vec!["apply", "rollback"]);
+    assert!(types(&events).contains(&"WorkflowSignalled".to_owned()));
+    // A definition that does not look at cancellation stops at its next wait.
+    assert_eq!(o.outcome, Some(Outcome::Cancelled));
+    let events = env.journal(tenant, other).await;
+    assert_eq!(assert_well_formed(&events), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Starting: idempotency, devices, versions, children
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn concurrent_starts_with_one_idempotency_key_give_one_workflow(pool: PgPool) {
+    let env = env(pool).await;
+    let reg = registry(vec![Definition::new("once", 1, |_ctx| async {
+        Ok(Finish::succeeded(Value::Null))
+    })]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .start(
+                    tenant,
+                    "once",
+                    json!({"x": 1}),
+                    StartOptions::new(actor()).idempotency_key("request-1"),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let id = results[0].workflow_id;
+    assert!(results.iter().all(|r| r.workflow_id == id));
+    assert_eq!(results.iter().filter(|r| !r.existed).count(), 1);
+    let created = results.iter().find(|r| !r.existed).unwrap();
+    assert!(results.iter().all(|r| r.positions == created.positions));
+    let n: i64 = sqlx::query("SELECT count(*) FROM events WHERE event_type = 'WorkflowStarted'")
+        .fetch_one(&env.owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // The same key in another tenant is another request.
+    let elsewhere = engine
+        .start(
+            TenantId::new_random(),
+            "once",
+            Value::Null,
+            StartOptions::new(actor()).idempotency_key("request-1"),
+        )
+        .await
+        .unwrap();
+    assert!(!elsewhere.existed);
+    assert_ne!(elsewhere.workflow_id, id);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
+    let env = env(pool).await;
+    let reg = registry(vec![Definition::new("touch", 1, |mut ctx| async move {
+        ctx.step("touch", || async { Ok(()) }).await?;
+        Ok(Finish::succeeded(Value::Null))
+    })]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let d1 = DeviceId::new_random();
+    let d2 = DeviceId::new_random();
+    let first = engine
+        .start(
+            tenant,
+            "touch",
+            Value::Null,
+            StartOptions::new(actor()).devices([d1, d2]),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    let err = engine
+        .start(
+            tenant,
+            "touch",
+            Value::Null,
+            StartOptions::new(actor()).devices([d2]),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        EngineError::DeviceBusy {
+            device,
+            owner,
+            owner_kind,
+        } => {
+            assert_eq!((*device, *owner, owner_kind.as_str()), (d2, first, "touch"));
+        }
+        other => panic!("expected DeviceBusy, got {other}"),
+    }
+    assert!(err.to_string().contains(&first.to_string()), "{err}");
+    // Nothing of the refused start remains.
+    let rows: i64 = sqlx::query("SELECT count(*) FROM workflow_tasks")
+        .fetch_one(&env.owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // Another tenant's device with the same id is another device.
+    engine
+        .start(
+            TenantId::new_random(),
+            "touch",
+            Value::Null,
+            StartOptions::new(actor()).devices([d2]),
+        )
+        .await
+        .unwrap();
+
+    let queued = engine
+        .start(
+            tenant,
+            "touch",
+            Value::Null,
+            StartOptions::new(actor()).devices([d2]).queue_if_busy(true),
+        )
+        .await
+        .unwrap();
+    assert!(queued.queued);
+    assert_eq!(
+        status(&engine, tenant, queued.workflow_id).await.state,
+        TaskState::Queued
+    );
+
+    let worker = env.worker(&reg, fast("w"));
+    finished(&engine, tenant, first).await;
+    finished(&engine, tenant, queued.workflow_id).await;
+    worker.stop().await;
+    let locks: i64 = sqlx::query("SELECT count(*) FROM workflow_device_locks WHERE tenant_id = $1")
+        .bind(tenant.as_uuid())
+        .fetch_one(&env.owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0, "finished workflows release their devices");
+    // Free again: a new start takes the device.
+    engine
+        .start(
+            tenant,
+            "touch",
+            Value::Null,
+            StartOptions::new(actor()).devices([d2]),
+        )
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_worker_without_the_definition_version_leaves_it_or_fails_it_clearly(pool: PgPool) {
+    let env = env(pool).await;
+    let def = |v: u32| {
+        Definition::new("evolving", v, move |_ctx| async move {
+            Ok(Finish::succeeded(json!(v)))
+        })
+    };
+    let v2 = registry(vec![def(1), def(2)]);
+    let v1_only = registry(vec![def(1)]);
+    let engine = env.engine(&v2);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "evolving", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    assert_eq!(status(&engine, tenant, id).await.definition_version, 2);
+
+    let old = env.worker(&v1_only, fast("old"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let s = status(&engine, tenant, id).await;
+    assert_eq!((s.state, s.attempt), (TaskState::Runnable, 0), "left alone");
+    old.stop().await;
+
+    let mut only = fast("only");
+    only.fail_unknown_definitions = true;
+    let only = env.worker(&v1_only, only);
+    let s = finished(&engine, tenant, id).await;
+    only.stop().await;
+    assert_eq!(s.outcome, Some(Outcome::Failed));
+    let events = env.journal(tenant, id).await;
+    assert_eq!(
+        finish_of(&events).reason.as_deref(),
+        Some("definition evolving v2 not available; this worker has evolving v1")
+    );
+
+    // A v2 worker finishes a v2 workflow under v2.
+    let id = engine
+        .start(tenant, "evolving", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let new = env.worker(&v2, fast("new"));
+    finished(&engine, tenant, id).await;
+    new.stop().await;
+    assert_eq!(finish_of(&env.journal(tenant, id).await).output, json!(2));
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_definition_changed_in_place_fails_the_workflow_with_the_divergence(pool: PgPool) {
+    let env = env(pool).await;
+    let original = Definition::new("edited", 1, |mut ctx| async move {
+        ctx.step("a", || async { Ok(()) }).await?;
+        ctx.sleep("wait", Duration::from_secs(3600)).await?;
+        ctx.step("b", || async { Ok(()) }).await?;
+        Ok(Finish::succeeded(Value::Null))
+    });
+    let edited = Definition::new("edited", 1, |mut ctx| async move {
+        ctx.step("x", || async { Ok(()) }).await?;
+        Ok(Finish::succeeded(Value::Null))
+    });
+    let before = registry(vec![original]);
+    let after = registry(vec![edited]);
+    let engine = env.engine(&before);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "edited", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let w = env.worker(&before, fast("before"));
+    wait_for(&engine, tenant, id, "sleeping", |s| {
+        s.lease_owner.is_none() && s.runnable_at.is_some()
+    })
+    .await;
+    w.stop().await;
+    env.clock.advance(Duration::from_secs(3601));
+    let w = env.worker(&after, fast("after"));
+    let s = finished(&engine, tenant, id).await;
+    w.stop().await;
+    assert_eq!(s.outcome, Some(Outcome::Failed));
+    let reason = finish_of(&env.journal(tenant, id).await).reason.unwrap();
+    assert!(
+        reason.contains("diverged") && reason.contains("step `x`") && reason.contains("step `a`"),
+        "{reason}"
+    );
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_parent_starts_children_once_and_hears_when_they_finish(pool: PgPool) {
+    let env = env(pool).await;
+    let child = Definition::new("child", 1, |mut ctx| async move {
+        let n: u32 = ctx.input()?;
+        let d: u32 = ctx.step("double", || async move { Ok(n * 2) }).await?;
+        Ok(Finish::succeeded(json!(d)))
+    });
+    let parent = Definition::new("parent", 1, |mut ctx| async move {
+        let mut children = Vec::new();
+        for i in 1..=3u32 {
+            let id = ctx
+                .start_child(
+                    &format!("child-{i}"),
+                    "child",
+                    json!(i),
+                    StartOptions::new(Actor::system("parent")),
+                    true,
+                )
+                .await?;
+            children.push(id);
+        }
+        let mut sum = 0u64;
+        for _ in &children {
+            let done: Value = ctx
+                .wait_signal("child_finished", None)
+                .await?
+                .unwrap_or_default();
+            sum += done["output"].as_u64().unwrap_or(0);
+        }
+        Ok(Finish::succeeded(json!(sum)))
+    });
+    let reg = registry(vec![child, parent]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "parent", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let w = env.worker(&reg, fast("w"));
+    finished(&engine, tenant, id).await;
+    w.stop().await;
+    let events = env.journal(tenant, id).await;
+    assert_eq!(
+        assert_well_formed(&events),
+        vec!["child-1", "child-2", "child-3"]
+    );
+    assert_eq!(finish_of(&events).output, json!(12));
+    let children: i64 = sqlx::query("SELECT count(*) FROM workflow_tasks WHERE parent_id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(&env.owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(children, 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenant isolation
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn task_rows_are_tenant_scoped_and_the_system_role_can_only_touch_leases(pool: PgPool) {
+    let env = env(pool).await;
+    let reg = registry(vec![Definition::new("x", 1, |_ctx| async {
+        Ok(Finish::succeeded(Value::Null))
+    })]);
+    let engine = env.engine(&reg);
+    let (t1, t2) = (TenantId::new_random(), TenantId::new_random());
+    let id = engine
+        .start(
+            t1,
+            "x",
+            Value::Null,
+            StartOptions::new(actor()).devices([DeviceId::new_random()]),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    assert!(engine.status(t2, id).await.unwrap().is_none());
+    assert!(engine.status(t1, id).await.unwrap().is_some());
+    let mut tx = netledger_store::begin_tenant(&env.pools.app, t2)
+        .await
+        .unwrap();
+    let seen: i64 = sqlx::query("SELECT count(*) FROM workflow_tasks")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0);
+    let updated = sqlx::query("UPDATE workflow_tasks SET state = 'finished', outcome = 'failed'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 0);
+    let locks: i64 = sqlx::query("SELECT count(*) FROM workflow_device_locks")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+    tx.rollback().await.unwrap();
+    // Without a tenant the app role sees nothing.
+    let none: i64 = sqlx::query("SELECT count(*) FROM workflow_tasks")
+        .fetch_one(&env.pools.app)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0);
+
+    // The system role sees every tenant's tasks but may change only the lease columns.
+    let all: i64 = sqlx::query("SELECT count(*) FROM workflow_tasks")
+        .fetch_one(&env.pools.system)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(all, 1);
+    for forbidden in [
+        "UPDATE workflow_tasks SET state = 'finished', outcome = 'failed'",
+        "UPDATE workflow_tasks SET tenant_id = gen_random_uuid()",
+        "DELETE FROM workflow_tasks",
+        "DELETE FROM workflow_device_locks",
+        "INSERT INTO workflow_tasks (workflow_id, tenant_id, kind, definition_version, state, created_at) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 1, 'runnable', now())",
+    ] {
+        let err = sqlx::query(forbidden)
+            .execute(&env.pools.system)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{forbidden}: {err}"
+        );
+    }
+    let lease =
+        sqlx::query("UPDATE workflow_tasks SET lease_owner = 'w', lease_expires_at = now()")
+            .execute(&env.pools.system)
+            .await
+            .unwrap();
+    assert_eq!(lease.rows_affected(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Real crashes
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(pool: PgPool) {
+    use rand::Rng;
+
+    let env = env(pool).await;
+    // This process only starts the workflows; the chaos-worker processes run them.
+    let reg = registry(vec![Definition::new("chaos", 1, |_ctx| async {
+        Ok(Finish::failed(
+            "the test process does not run chaos workflows",
+            Value::Null,
+        ))
+    })]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    const STEPS: u64 = 8;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let mut options = StartOptions::new(actor());
+        if i % 3 == 0 {
+            options = options.devices([DeviceId::new_random()]);
+        }
+        let started = engine
+            .start(
+                tenant,
+                "chaos",
+                json!({ "steps": STEPS, "max_sleep_ms": 40 }),
+                options,
+            )
+            .await
+            .unwrap();
+        ids.push(started.workflow_id);
+    }
+
+    let opts = env.owner.connect_options();
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap()
+    );
+    let spawn = |name: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_engine-chaos-worker"))
+            .arg(&url)
+            .arg(name)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut rng = rand::thread_rng();
+    for round in 0..8 {
+        let mut children = vec![spawn(format!("chaos-{round}-a"))];
+        if round % 2 == 1 {
+            children.push(spawn(format!("chaos-{round}-b")));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..700))).await;
+        for child in &mut children {
+            child.start_kill().unwrap(); // SIGKILL
+            child.wait().await.unwrap();
+        }
+    }
+    let mut last = spawn("chaos-last".to_owned());
+    for id in &ids {
+        finished(&engine, tenant, *id).await;
+    }
+    last.start_kill().unwrap();
+    last.wait().await.unwrap();
+
+    let expected_sum: u64 = (0..STEPS).map(|i| i * 2).sum();
+    let mut takeovers = 0;
+    let mut reattempts = 0;
+    for id in &ids {
+        let s = status(&engine, tenant, *id).await;
+        assert_eq!(s.outcome, Some(Outcome::Succeeded), "{id}");
+        let events = env.journal(tenant, *id).await;
+        let completed = assert_well_formed(&events);
+        let expected: Vec<String> = (0..STEPS).map(|i| format!("s{i}")).collect();
+        assert_eq!(completed, expected, "{id}");
+        assert_eq!(finish_of(&events).output, json!({ "sum": expected_sum }));
+        takeovers += events
+            .iter()
+            .filter(|e| e.event_type == WorkflowTakenOver::TYPE)
+            .count();
+        reattempts += events
+            .iter()
+            .filter_map(|e| e.decode::<WorkflowStepStarted>().ok())
+            .filter(|s| s.attempt > 1)
+            .count();
+    }
+    let locks: i64 = sqlx::query("SELECT count(*) FROM workflow_device_locks")
+        .fetch_one(&env.owner)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+    assert!(takeovers > 0, "no kill landed while a worker held a lease");
+    eprintln!("chaos: {takeovers} takeovers, {reattempts} interrupted steps re-attempted");
+}
