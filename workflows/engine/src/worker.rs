@@ -22,7 +22,7 @@ use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
@@ -112,6 +112,17 @@ pub(crate) struct Shared {
     pub options: WorkerOptions,
     stop: watch::Sender<bool>,
     steps: AtomicU64,
+    finisher: mpsc::Sender<FinishRequest>,
+}
+
+/// A task row to finish (after its `WorkflowFinished` was journaled), batched with others.
+struct FinishRequest {
+    tenant: TenantId,
+    workflow: WorkflowId,
+    attempt: u64,
+    outcome: String,
+    /// `true` if finished, `false` if the attempt is stale or it was already finished.
+    reply: oneshot::Sender<Result<bool, String>>,
 }
 
 impl Shared {
@@ -150,6 +161,7 @@ impl Shared {
 /// Runs workflows: see the module docs.
 pub struct Worker {
     shared: Arc<Shared>,
+    finishes: mpsc::Receiver<FinishRequest>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -278,6 +290,7 @@ impl Worker {
             return Err(EngineError::Invalid("a worker needs a name".to_owned()));
         }
         let (stop, _) = watch::channel(false);
+        let (finisher, finishes) = mpsc::channel(options.concurrency.max(16));
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
@@ -285,7 +298,9 @@ impl Worker {
                 options,
                 stop,
                 steps: AtomicU64::new(0),
+                finisher,
             }),
+            finishes,
         })
     }
 
@@ -317,6 +332,7 @@ impl Worker {
         )));
         let _heartbeat_task =
             AbortOnDrop(tokio::spawn(heartbeat(shared.clone(), in_flight.clone())));
+        let _finisher_task = AbortOnDrop(tokio::spawn(finisher(shared.clone(), self.finishes)));
 
         let mut report = WorkerReport::default();
         let mut drivers: JoinSet<(WorkflowId, Ended)> = JoinSet::new();
@@ -573,6 +589,56 @@ async fn release(shared: &Shared, task: &Claimed, until: Option<OffsetDateTime>)
             .bind(NOTIFY_CHANNEL)
             .execute(&shared.system)
             .await;
+    }
+}
+
+/// Finishes task rows in batches: whatever requests are waiting go in one call (one
+/// commit), sorted by tenant so concurrent batches take the device advisory locks in order.
+async fn finisher(shared: Arc<Shared>, mut requests: mpsc::Receiver<FinishRequest>) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        batch.sort_by_key(|r| (*r.tenant.as_uuid(), *r.workflow.as_uuid()));
+        let tenants: Vec<Uuid> = batch.iter().map(|r| *r.tenant.as_uuid()).collect();
+        let workflows: Vec<Uuid> = batch.iter().map(|r| *r.workflow.as_uuid()).collect();
+        let attempts: Vec<i64> = batch
+            .iter()
+            .map(|r| i64::try_from(r.attempt).unwrap_or(i64::MAX))
+            .collect();
+        let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
+        let result = sqlx::query(
+            "SELECT workflow_id, done FROM netledger_workflow_finish_many($1, $2, $3, $4, $5)",
+        )
+        .bind(&tenants)
+        .bind(&workflows)
+        .bind(&attempts)
+        .bind(&outcomes)
+        .bind(shared.now())
+        .fetch_all(shared.engine.app_pool())
+        .await;
+        match result {
+            Ok(rows) => {
+                let done: HashMap<Uuid, bool> = rows
+                    .iter()
+                    .filter_map(|r| Some((r.try_get("workflow_id").ok()?, r.try_get("done").ok()?)))
+                    .collect();
+                for r in batch {
+                    let d = done.get(r.workflow.as_uuid()).copied().unwrap_or(false);
+                    let _ = r.reply.send(Ok(d));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for r in batch {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -912,15 +978,20 @@ async fn complete(shared: &Arc<Shared>, task: &Claimed, finished: &WorkflowFinis
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "failed".to_owned());
-    let done = sqlx::query("SELECT netledger_workflow_finish($1, $2, $3, $4, $5) AS done")
-        .bind(task.tenant.as_uuid())
-        .bind(task.workflow.as_uuid())
-        .bind(i64::try_from(task.attempt).unwrap_or(i64::MAX))
-        .bind(&outcome)
-        .bind(shared.now())
-        .fetch_one(shared.engine.app_pool())
-        .await
-        .and_then(|row| row.try_get::<bool, _>("done"));
+    let (reply, answer) = oneshot::channel();
+    let request = FinishRequest {
+        tenant: task.tenant,
+        workflow: task.workflow,
+        attempt: task.attempt,
+        outcome,
+        reply,
+    };
+    let done = match shared.finisher.send(request).await {
+        Ok(()) => answer
+            .await
+            .unwrap_or_else(|_| Err("the finisher stopped".to_owned())),
+        Err(_) => Err("the finisher stopped".to_owned()),
+    };
     match done {
         Ok(true) => Ended::Finished,
         Ok(false) => Ended::Fenced,
