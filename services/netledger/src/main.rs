@@ -79,10 +79,16 @@ enum Command {
     },
     /// Prints the OpenAPI document.
     Openapi,
-    /// Rebuilds read models from the event store.
+    /// Rebuilds read models from the event store (position 0), each in one transaction.
     Replay {
         #[command(flatten)]
         conn: Conn,
+        /// Rebuild only this projector (default: all of them).
+        #[arg(long)]
+        only: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Audit bundles: export and offline verification.
     Audit {
@@ -136,10 +142,28 @@ enum BenchCommand {
     Api,
     /// Poller CPU and memory.
     Poller,
-    /// Read-model rebuild.
-    Replay,
+    /// Read-model rebuild from a scratch database of realistic events.
+    Replay(ReplayBenchArgs),
     /// Workflow engine and pushes.
     Workflows,
+}
+
+/// `netledger bench replay` options.
+#[derive(Debug, Args)]
+struct ReplayBenchArgs {
+    /// PostgreSQL URL of a superuser; a scratch database is created and dropped.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Events to append before the timed replay.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Print one JSON object (`events`, `seconds`, and the details).
+    #[arg(long)]
+    json: bool,
 }
 
 fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitCode> {
@@ -272,7 +296,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Openapi => not_yet("`openapi` (the OpenAPI document)", 5),
         Command::Worker { .. } => not_yet("the `worker` role (durable workflows)", 4),
         Command::Poller { .. } => not_yet("the `poller` role", 6),
-        Command::Replay { .. } => not_yet("`replay` (read models)", 6),
+        Command::Replay { conn, only, json } => {
+            let config = load_config(cfg, Some(&conn))?;
+            roles::migrate(&config).await?;
+            let pools = roles::pools(&config).await?;
+            let report = netledger_projections::replay(&pools.system, only.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "replayed {} events in {:.2} s ({:.0} events/s), checkpoint {}",
+                    report.events, report.seconds, report.events_per_second, report.checkpoint
+                );
+                for p in &report.per_projector {
+                    println!(
+                        "  {:<20} {:>9} events  clear {:.2} s  fold+write {:.2} s  commit {:.2} s",
+                        p.projector, p.events, p.clear_seconds, p.busy_seconds, p.commit_seconds
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Devsim(args) => {
             devsim::run(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -310,7 +354,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             BenchCommand::Api => not_yet("`bench api`", 5),
             BenchCommand::Poller => not_yet("`bench poller`", 6),
-            BenchCommand::Replay => not_yet("`bench replay`", 6),
+            BenchCommand::Replay(args) => {
+                let report =
+                    netledger_projections::bench_replay(&args.database_url, args.events).await?;
+                if args.json {
+                    let mut out = serde_json::to_value(&report)?;
+                    if let Some(obj) = out.as_object_mut() {
+                        obj.insert("events".into(), report.replay.events.into());
+                        obj.insert("seconds".into(), report.replay.seconds.into());
+                    }
+                    println!("{out}");
+                } else {
+                    println!(
+                        "filled {} events; replay: {} events in {:.2} s ({:.0} events/s); \
+                         replay over existing tables: {:.2} s",
+                        report.fill.events,
+                        report.replay.events,
+                        report.replay.seconds,
+                        report.replay.events_per_second,
+                        report.replay_over_existing.seconds
+                    );
+                    for p in &report.replay.per_projector {
+                        println!(
+                            "  {:<20} {:>9} events  fold+write {:.2} s  commit {:.2} s",
+                            p.projector, p.events, p.busy_seconds, p.commit_seconds
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             BenchCommand::Workflows => not_yet("`bench workflows`", 4),
         },
     }

@@ -153,7 +153,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the relay and the checkpointer until `shutdown`.
+/// Runs the read-model projectors, the relay and the checkpointer until `shutdown`.
 pub async fn run_projector(
     config: &Config,
     pools: &Pools,
@@ -187,9 +187,15 @@ pub async fn run_projector(
                 .context("open the config-history store")?,
         ),
     };
+    let projections_task = tokio::spawn(netledger_projections::run(
+        pools.system.clone(),
+        netledger_projections::RunOptions::default(),
+        shutdown.clone(),
+    ));
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let checkpoint_task = tokio::spawn(checkpointer.run(shutdown));
-    let (r, c) = tokio::join!(relay_task, checkpoint_task);
+    let (p, r, c) = tokio::join!(projections_task, relay_task, checkpoint_task);
+    p.context("projections task panicked")??;
     r.context("relay task panicked")??;
     c.context("checkpointer task panicked")??;
     Ok(())
