@@ -2,6 +2,7 @@
 //! command-line flags. Unknown keys in the file and unknown `NETLEDGER_*` variables are
 //! refused with the list of known ones. Secrets are wrapped so they never print.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The NATS outbox relay.
     pub relay: RelayConfig,
+    /// The device poller.
+    pub poller: PollerConfig,
+    /// Keys for secrets at rest (device credentials).
+    pub secrets: SecretsConfig,
 }
 
 /// Audit checkpoint settings.
@@ -94,6 +99,8 @@ impl Default for Config {
             production: false,
             audit: AuditConfig::default(),
             relay: RelayConfig::default(),
+            poller: PollerConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -117,6 +124,202 @@ impl Default for RelayConfig {
             batch: 1_000,
         }
     }
+}
+
+/// Poller settings (`[poller]`); see docs/poller.md. Defaults are those of
+/// [`netledger_poller::PollerOptions`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollerConfig {
+    /// Shards the fleet is split into (the first poller to start fixes the number).
+    pub shards: u32,
+    /// Shard lease lifetime without a heartbeat.
+    #[serde(with = "humantime_serde_compat")]
+    pub lease_ttl: Duration,
+    /// Lease renewal and rebalancing period (well under `lease_ttl`).
+    #[serde(with = "humantime_serde_compat")]
+    pub heartbeat: Duration,
+    /// Polls running at once.
+    pub max_concurrent_polls: usize,
+    /// Exports (and archive writes) running at once.
+    pub max_concurrent_exports: usize,
+    /// Bound on one poll (connect, login, status commands).
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_timeout: Duration,
+    /// Bound on TCP connect plus TLS handshake.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Bound on one export and its archive write.
+    #[serde(with = "humantime_serde_compat")]
+    pub export_timeout: Duration,
+    /// Fraction (0.0-0.5) by which each poll interval is stretched or shortened at random.
+    pub jitter: f64,
+    /// Consecutive failed polls that open a device's circuit breaker.
+    pub breaker_failures: u32,
+    /// First backoff of an open breaker (doubles per failure).
+    #[serde(with = "humantime_serde_compat")]
+    pub breaker_base_backoff: Duration,
+    /// Largest breaker backoff.
+    #[serde(with = "humantime_serde_compat")]
+    pub breaker_max_backoff: Duration,
+    /// Scheduled snapshot interval (an event only when the configuration changed).
+    #[serde(with = "humantime_serde_compat")]
+    pub snapshot_interval: Duration,
+    /// Full export for a drift check at least this often, whatever the change indicator.
+    #[serde(with = "humantime_serde_compat")]
+    pub export_check_interval: Duration,
+    /// Metric samples are written at least this often.
+    #[serde(with = "humantime_serde_compat")]
+    pub metrics_flush_interval: Duration,
+    /// Days raw samples are kept.
+    pub raw_retention_days: u32,
+    /// Days 5-minute rollups are kept.
+    pub rollup_retention_days: u32,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        let o = netledger_poller::PollerOptions::default();
+        Self {
+            shards: o.shards,
+            lease_ttl: o.lease_ttl,
+            heartbeat: o.heartbeat,
+            max_concurrent_polls: o.max_concurrent_polls,
+            max_concurrent_exports: o.max_concurrent_exports,
+            poll_timeout: o.poll_timeout,
+            connect_timeout: o.connect_timeout,
+            export_timeout: o.export_timeout,
+            jitter: o.jitter,
+            breaker_failures: o.breaker.failures,
+            breaker_base_backoff: o.breaker.base_backoff,
+            breaker_max_backoff: o.breaker.max_backoff,
+            snapshot_interval: o.snapshot_interval,
+            export_check_interval: o.export_check_interval,
+            metrics_flush_interval: o.metrics_flush_interval,
+            raw_retention_days: o.raw_retention_days,
+            rollup_retention_days: o.rollup_retention_days,
+        }
+    }
+}
+
+impl PollerConfig {
+    /// The poller's options; `name` identifies this process among the pollers (host, pid).
+    pub fn to_options(&self, name: &str) -> netledger_poller::PollerOptions {
+        netledger_poller::PollerOptions {
+            name: name.to_owned(),
+            shards: self.shards,
+            lease_ttl: self.lease_ttl,
+            heartbeat: self.heartbeat,
+            max_concurrent_polls: self.max_concurrent_polls,
+            max_concurrent_exports: self.max_concurrent_exports,
+            poll_timeout: self.poll_timeout,
+            connect_timeout: self.connect_timeout,
+            export_timeout: self.export_timeout,
+            jitter: self.jitter,
+            breaker: netledger_poller::BreakerOptions {
+                failures: self.breaker_failures,
+                base_backoff: self.breaker_base_backoff,
+                max_backoff: self.breaker_max_backoff,
+            },
+            snapshot_interval: self.snapshot_interval,
+            export_check_interval: self.export_check_interval,
+            metrics_flush_interval: self.metrics_flush_interval,
+            raw_retention_days: self.raw_retention_days,
+            rollup_retention_days: self.rollup_retention_days,
+            ..netledger_poller::PollerOptions::default()
+        }
+    }
+}
+
+/// Secrets at rest (`[secrets]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Device credential keys by key id: base64 of 32 random bytes each
+    /// (`openssl rand -base64 32`). Keep old ids here until `rotate` re-encrypted everything.
+    pub credential_keys: BTreeMap<String, Secret>,
+    /// The key id new credentials are encrypted with (may be omitted with exactly one key).
+    pub current_credential_key: Option<String>,
+}
+
+/// File (under `data_dir`) of the development credential key generated outside production.
+pub const DEV_CREDENTIAL_KEY_FILE: &str = "credential-key.dev";
+/// Key id of the generated development credential key.
+pub const DEV_CREDENTIAL_KEY_ID: &str = "dev-local";
+
+/// The device credential keys. Configured keys (`[secrets]`) are used as given; production
+/// refuses to start without them. Outside production, a development key is generated once
+/// under `data_dir` (id `dev-local`, file `credential-key.dev`, mode 0600) when none is
+/// configured, and an existing development key stays readable next to configured ones so
+/// its devices can be rotated to the configured key.
+pub fn credential_keys(
+    config: &Config,
+) -> anyhow::Result<netledger_store::credentials::CredentialKeys> {
+    use anyhow::Context as _;
+    use netledger_store::credentials::{CredentialKeys, KeyMaterial};
+
+    let secrets = &config.secrets;
+    let mut keys: Vec<(String, KeyMaterial)> = Vec::new();
+    for (id, text) in &secrets.credential_keys {
+        keys.push((id.clone(), KeyMaterial::from_base64(id, text.expose())?));
+    }
+    let dev_path = config.data_dir.join(DEV_CREDENTIAL_KEY_FILE);
+    if config.production {
+        if keys.is_empty() {
+            anyhow::bail!(
+                "production mode needs device credential keys: set [secrets] credential_keys = {{ \"<id>\" = \"<base64 of 32 bytes>\" }} and current_credential_key (or NETLEDGER_SECRETS_CREDENTIAL_KEYS=<id>=<base64> and NETLEDGER_SECRETS_CURRENT_CREDENTIAL_KEY=<id>)"
+            );
+        }
+    } else if !secrets.credential_keys.contains_key(DEV_CREDENTIAL_KEY_ID) {
+        if !dev_path.exists() && keys.is_empty() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            write_private(&dev_path, &KeyMaterial::generate().to_base64())?;
+            tracing::warn!(path = %dev_path.display(), key_id = DEV_CREDENTIAL_KEY_ID, "generated a development credential key (refused in production)");
+        }
+        if dev_path.exists() {
+            let text = std::fs::read_to_string(&dev_path)
+                .with_context(|| format!("reading {}", dev_path.display()))?;
+            keys.push((
+                DEV_CREDENTIAL_KEY_ID.to_owned(),
+                KeyMaterial::from_base64(DEV_CREDENTIAL_KEY_ID, &text)
+                    .with_context(|| format!("in {}", dev_path.display()))?,
+            ));
+        }
+    }
+    let current = match (
+        &secrets.current_credential_key,
+        secrets.credential_keys.len(),
+    ) {
+        (Some(id), _) => id.clone(),
+        (None, 0) => DEV_CREDENTIAL_KEY_ID.to_owned(),
+        (None, 1) => secrets
+            .credential_keys
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default(),
+        (None, _) => anyhow::bail!(
+            "several credential keys are configured: set [secrets] current_credential_key to the one that encrypts new credentials"
+        ),
+    };
+    Ok(CredentialKeys::new(&current, keys)?)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// Why the configuration could not be built.
@@ -197,6 +400,28 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("NETLEDGER_RELAY_STREAM", |c, v| {
         c.relay.stream = v.to_owned();
+        Ok(())
+    }),
+    ("NETLEDGER_SECRETS_CURRENT_CREDENTIAL_KEY", |c, v| {
+        c.secrets.current_credential_key = Some(v.to_owned());
+        Ok(())
+    }),
+    ("NETLEDGER_SECRETS_CREDENTIAL_KEYS", |c, v| {
+        // `<id>=<base64>[,<id>=<base64>...]` (base64 may end in `=`: split at the first).
+        let mut keys = BTreeMap::new();
+        for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, key) = pair
+                .split_once('=')
+                .ok_or_else(|| "expected <id>=<base64>[,<id>=<base64>...]".to_owned())?;
+            keys.insert(id.trim().to_owned(), Secret::new(key.trim()));
+        }
+        c.secrets.credential_keys = keys;
+        Ok(())
+    }),
+    ("NETLEDGER_POLLER_SHARDS", |c, v| {
+        c.poller.shards = v
+            .parse()
+            .map_err(|e| format!("not a positive number: {e}"))?;
         Ok(())
     }),
 ];
@@ -318,5 +543,86 @@ mod tests {
         .unwrap();
         assert_eq!(config.database_url.expose(), "postgres://u:hunter2@db/x");
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_example_poller_and_secrets_sections_parse() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compose/netledger.example.toml");
+        let config = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(config.poller, PollerConfig::default());
+        let options = config.poller.to_options("p");
+        assert_eq!(options.breaker.max_backoff, Duration::from_secs(1800));
+        assert_eq!(options.snapshot_interval, Duration::from_secs(86_400));
+        assert!(config.secrets.credential_keys.is_empty());
+    }
+
+    #[test]
+    fn credential_keys_dev_key_production_refusal_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        // Outside production a development key is generated once, then reused.
+        let first = credential_keys(&config).unwrap();
+        assert_eq!(first.current_key_id(), DEV_CREDENTIAL_KEY_ID);
+        let file = config.data_dir.join(DEV_CREDENTIAL_KEY_FILE);
+        let text = std::fs::read_to_string(&file).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (t, d) = (
+            netledger_domain::TenantId::new_random(),
+            netledger_domain::DeviceId::new_random(),
+        );
+        let sealed = first.seal(t, d, "pw").unwrap();
+        let again = credential_keys(&config).unwrap();
+        assert_eq!(again.open(t, d, &sealed).unwrap().expose(), "pw");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        assert!(!format!("{again:?}").contains(text.trim()));
+
+        // Configured keys by environment (base64 padding survives); the dev key stays
+        // readable so its devices can be rotated.
+        let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        config = Config::load(
+            None,
+            vec![
+                (
+                    "NETLEDGER_SECRETS_CREDENTIAL_KEYS".to_owned(),
+                    format!("k1={key}"),
+                ),
+                (
+                    "NETLEDGER_DATA_DIR".to_owned(),
+                    config.data_dir.display().to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains(key));
+        let configured = credential_keys(&config).unwrap();
+        assert_eq!(configured.current_key_id(), "k1");
+        assert!(configured.has_key(DEV_CREDENTIAL_KEY_ID));
+        assert_eq!(configured.open(t, d, &sealed).unwrap().expose(), "pw");
+
+        // Production: no generated keys, a clear refusal without configured ones.
+        let prod = Config {
+            production: true,
+            data_dir: dir.path().join("prod"),
+            ..Config::default()
+        };
+        let err = credential_keys(&prod).unwrap_err().to_string();
+        assert!(err.contains("credential_keys"), "{err}");
+        assert!(!prod.data_dir.join(DEV_CREDENTIAL_KEY_FILE).exists());
+        // Several keys need the current one named.
+        let mut two = config.clone();
+        two.secrets
+            .credential_keys
+            .insert("k2".to_owned(), Secret::new(key));
+        let err = credential_keys(&two).unwrap_err().to_string();
+        assert!(err.contains("current_credential_key"), "{err}");
     }
 }

@@ -1,3 +1,39 @@
 //! The fleet poller: leases devices from PostgreSQL, keeps a session per device, turns
 //! observations into change-only events, runs a circuit breaker per device and writes metric
-//! samples to the time-series tables.
+//! samples to the time-series tables. See `docs/poller.md`.
+//!
+//! - [`fleet`]: the process ([`Poller::start`] / [`run`]): work-table sync, shard leases,
+//!   one task per device of the held shards.
+//! - [`worktable`]: `poller_devices`, derived from the device events by a checkpointed
+//!   subscription.
+//! - [`shards`]: shard leases with heartbeat, expiry, fencing attempts and fair rebalancing.
+//! - [`device`] (private): one device's poll cycle, session, exports and fenced appends.
+//! - [`decide`]: the pure decisions of one poll (status, breaker, snapshot, drift).
+//! - [`breaker`]: the pure per-device circuit breaker.
+//! - [`metrics`]: batched telemetry writes, partitions, rollups.
+//! - [`demo`]: registering a devsim fleet.
+//! - [`bench`]: `netledger bench poller`.
+//!
+//! Depends on the domain, the store (events, credentials), the archive (config history),
+//! the RouterOS client and devsim (manifest type, benchmark). Reads no environment and no
+//! system clock (a [`netledger_domain::clock::Clock`] is injected); the binary maps its
+//! `[poller]` configuration onto [`PollerOptions`].
+
+pub mod bench;
+pub mod breaker;
+pub mod decide;
+pub mod demo;
+mod device;
+pub mod error;
+pub mod fleet;
+pub mod metrics;
+pub mod options;
+pub mod shards;
+pub mod stats;
+pub mod worktable;
+
+pub use bench::{PollerBenchArgs, PollerReport, bench_poller};
+pub use demo::{DemoFleet, register_demo_fleet};
+pub use error::PollerError;
+pub use fleet::{Poller, PollerDeps, run};
+pub use options::{BreakerOptions, PollerOptions};

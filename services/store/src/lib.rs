@@ -7,7 +7,9 @@
 
 pub mod append;
 pub mod audit;
+pub mod credentials;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod read;
 pub mod subscription;

@@ -1,0 +1,262 @@
+//! What one poll appends, decided purely from the device's folded state: the domain's
+//! change-only [`observe`], the breaker's transitions, and the snapshot or drift the poll
+//! recorded in the archive. Re-run after a conflicting append on the re-read state, so a
+//! decision is never made on stale state.
+
+use netledger_domain::device::{
+    ConfigDriftDetected, ConfigSnapshotRecorded, Decided, DevicePollingResumed,
+    DevicePollingSuspended, DeviceState, Observation, SnapshotReason, observe,
+};
+use time::OffsetDateTime;
+
+/// A snapshot the poll recorded in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedSnapshot {
+    /// Why it was recorded.
+    pub reason: SnapshotReason,
+    /// The commit holding the content.
+    pub commit: String,
+    /// SHA-256 of the stored (normalised, masked) text.
+    pub sha256: String,
+    /// Whether the archive made a new commit.
+    pub changed: bool,
+    /// RouterOS version the export came from.
+    pub routeros_version: String,
+}
+
+/// The breaker's view for this decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerView {
+    /// The breaker is open after this poll.
+    pub open: bool,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When the next attempt is due while open.
+    pub retry_at: Option<OffsetDateTime>,
+}
+
+/// The events for one poll, in the order they are appended.
+pub fn decide(
+    state: &DeviceState,
+    seen: &Observation,
+    breaker: &BreakerView,
+    snapshot: Option<&RecordedSnapshot>,
+) -> Result<Vec<Decided>, serde_json::Error> {
+    if !state.is_managed() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let reachable = matches!(seen, Observation::Reachable(_));
+    if reachable && state.polling_suspended {
+        out.push(Decided::of(&DevicePollingResumed {})?);
+    }
+    out.extend(observe(state, seen)?);
+    if let Observation::Unreachable(reason) = seen
+        && breaker.open
+        && !state.polling_suspended
+        && let Some(retry_at) = breaker.retry_at
+    {
+        out.push(Decided::of(&DevicePollingSuspended {
+            consecutive_failures: breaker.failures,
+            retry_at,
+            last_error: reason.clone(),
+        })?);
+    }
+    if let Some(s) = snapshot {
+        out.extend(snapshot_events(state, s)?);
+    }
+    Ok(out)
+}
+
+/// Events for a recorded snapshot, given the state: the first snapshot is always recorded;
+/// drift only while the state's last snapshot still differs; a scheduled snapshot only when
+/// the archive changed.
+pub fn snapshot_events(
+    state: &DeviceState,
+    s: &RecordedSnapshot,
+) -> Result<Vec<Decided>, serde_json::Error> {
+    let last = state.last_snapshot.as_ref().map(|(_, sha)| sha.as_str());
+    let recorded = |reason: SnapshotReason| {
+        Decided::of(&ConfigSnapshotRecorded {
+            commit: s.commit.clone(),
+            sha256: s.sha256.clone(),
+            changed: s.changed,
+            reason,
+            routeros_version: s.routeros_version.clone(),
+            workflow_id: None,
+        })
+    };
+    Ok(match (s.reason, last) {
+        (SnapshotReason::Initial, None) => vec![recorded(SnapshotReason::Initial)?],
+        (SnapshotReason::Drift, Some(expected)) if expected != s.sha256 => {
+            vec![Decided::of(&ConfigDriftDetected {
+                expected_sha256: expected.to_owned(),
+                found_sha256: s.sha256.clone(),
+                commit: s.commit.clone(),
+            })?]
+        }
+        (SnapshotReason::Scheduled, Some(last)) if s.changed && last == s.sha256 => {
+            vec![recorded(SnapshotReason::Scheduled)?]
+        }
+        _ => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeSet;
+
+    use netledger_domain::DeviceId;
+    use netledger_domain::EventType;
+    use netledger_domain::device::{
+        DeviceFacts, DeviceName, DeviceRegistered, Endpoint, Host, Transport,
+    };
+
+    use super::*;
+
+    fn registered() -> DeviceState {
+        let mut s = DeviceState::default();
+        let reg = DeviceRegistered {
+            device_id: DeviceId::new_random(),
+            name: DeviceName::parse("r1").unwrap(),
+            endpoint: Endpoint {
+                host: Host::parse("127.0.0.1").unwrap(),
+                port: 8728,
+                transport: Transport::Plain,
+            },
+            username: "admin".into(),
+            credentials_key_id: "k1".into(),
+            tags: BTreeSet::new(),
+            poll_interval_secs: 60,
+        };
+        s.evolve(DeviceRegistered::TYPE, &serde_json::to_value(reg).unwrap())
+            .unwrap();
+        s
+    }
+
+    fn facts() -> DeviceFacts {
+        DeviceFacts {
+            identity: "r1".into(),
+            version: "7.16.2 (stable)".into(),
+            board_name: "RB5009".into(),
+            architecture: "arm64".into(),
+            routerboard_firmware: Some("7.16.2".into()),
+        }
+    }
+
+    fn apply(s: &mut DeviceState, events: &[Decided]) {
+        for e in events {
+            s.evolve(e.event_type, &e.payload).unwrap();
+        }
+    }
+
+    fn types(events: &[Decided]) -> Vec<&'static str> {
+        events.iter().map(|e| e.event_type).collect()
+    }
+
+    fn closed() -> BreakerView {
+        BreakerView {
+            open: false,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    fn snap(reason: SnapshotReason, sha: &str, changed: bool) -> RecordedSnapshot {
+        RecordedSnapshot {
+            reason,
+            commit: format!("c-{sha}"),
+            sha256: sha.into(),
+            changed,
+            routeros_version: "7.16.2".into(),
+        }
+    }
+
+    #[test]
+    fn first_contact_comes_online_with_the_initial_snapshot_then_nothing() {
+        let mut s = registered();
+        let seen = Observation::Reachable(facts());
+        let initial = snap(SnapshotReason::Initial, "a", true);
+        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        assert_eq!(
+            types(&first),
+            ["DeviceCameOnline", "ConfigSnapshotRecorded"]
+        );
+        apply(&mut s, &first);
+        assert!(decide(&s, &seen, &closed(), None).unwrap().is_empty());
+        // A late duplicate of the initial snapshot decides nothing.
+        assert!(
+            decide(&s, &seen, &closed(), Some(&initial))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_breaker_suspends_once_and_resumes_once() {
+        let mut s = registered();
+        let up = decide(&s, &Observation::Reachable(facts()), &closed(), None).unwrap();
+        apply(&mut s, &up);
+        let down = Observation::Unreachable("connection refused".into());
+        let first = decide(&s, &down, &closed(), None).unwrap();
+        assert_eq!(types(&first), ["DeviceWentOffline"]);
+        apply(&mut s, &first);
+        let open = BreakerView {
+            open: true,
+            failures: 3,
+            retry_at: Some(OffsetDateTime::UNIX_EPOCH),
+        };
+        let opened = decide(&s, &down, &open, None).unwrap();
+        assert_eq!(types(&opened), ["DevicePollingSuspended"]);
+        apply(&mut s, &opened);
+        assert!(s.polling_suspended);
+        assert!(decide(&s, &down, &open, None).unwrap().is_empty());
+        let back = decide(&s, &Observation::Reachable(facts()), &closed(), None).unwrap();
+        assert_eq!(types(&back), ["DevicePollingResumed", "DeviceCameOnline"]);
+        apply(&mut s, &back);
+        assert!(!s.polling_suspended);
+    }
+
+    #[test]
+    fn drift_only_while_the_known_snapshot_differs() {
+        let mut s = registered();
+        let seen = Observation::Reachable(facts());
+        let initial = snap(SnapshotReason::Initial, "a", true);
+        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        apply(&mut s, &first);
+        let drift = snap(SnapshotReason::Drift, "b", true);
+        let out = decide(&s, &seen, &closed(), Some(&drift)).unwrap();
+        assert_eq!(types(&out), ["ConfigDriftDetected"]);
+        // Re-decided after a workflow recorded the same content (post_push): no drift.
+        let mut pushed = s.clone();
+        pushed.last_snapshot = Some(("c-b".into(), "b".into()));
+        assert!(
+            decide(&pushed, &seen, &closed(), Some(&drift))
+                .unwrap()
+                .is_empty()
+        );
+        apply(&mut s, &out);
+        assert_eq!(s.last_snapshot, Some(("c-b".into(), "b".into())));
+    }
+
+    #[test]
+    fn scheduled_snapshots_append_only_when_the_archive_changed() {
+        let mut s = registered();
+        let seen = Observation::Reachable(facts());
+        let initial = snap(SnapshotReason::Initial, "a", true);
+        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        apply(&mut s, &first);
+        let same = snap(SnapshotReason::Scheduled, "a", false);
+        assert!(
+            decide(&s, &seen, &closed(), Some(&same))
+                .unwrap()
+                .is_empty()
+        );
+        let rewritten = snap(SnapshotReason::Scheduled, "a", true);
+        assert_eq!(
+            types(&decide(&s, &seen, &closed(), Some(&rewritten)).unwrap()),
+            ["ConfigSnapshotRecorded"]
+        );
+    }
+}

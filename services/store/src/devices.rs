@@ -1,0 +1,516 @@
+//! Device registration commands: register, update, set tags, change credentials, remove,
+//! and credential key rotation. Each command folds the device's stream (`device-<id>`) inside
+//! a transaction scoped to its tenant, decides with the pure domain rules, and appends with the
+//! exact expected version; the encrypted credentials row is written in the same transaction
+//! as the event that announces it ([`crate::append::append_in_transaction`]). A concurrent
+//! append to the same stream makes the command re-read and re-decide (a few times), then fail
+//! with [`DeviceCommandError::Conflict`].
+//!
+//! [`metrics`] holds the read side of the poller's telemetry for the API.
+
+pub mod metrics;
+
+use std::collections::BTreeSet;
+
+use netledger_domain::device::{
+    DeviceCredentialsChanged, DeviceError, DeviceName, DeviceRegistered, DeviceRemoved,
+    DeviceState, DeviceTagsSet, DeviceUpdated, Endpoint, Tag,
+};
+use netledger_domain::{
+    DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, TenantId,
+};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::append::{AppendOutcome, AppendRequest, append_in_transaction};
+use crate::credentials::{self, CredentialError, CredentialKeys, DevicePassword};
+use crate::db::begin_tenant;
+use crate::error::StoreError;
+
+/// How often a command re-reads and re-decides after a concurrent append.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Why a device command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceCommandError {
+    /// The device id is already registered (and not removed).
+    #[error("device {0} is already registered; update it instead, or remove it first")]
+    AlreadyRegistered(DeviceId),
+    /// The device is not registered, or was removed.
+    #[error("device {0} is not registered (or was removed)")]
+    NotFound(DeviceId),
+    /// Other appends kept changing the stream between read and write.
+    #[error(
+        "device {device} changed concurrently: its stream is at version {actual}, the command expected {expected:?}; retry"
+    )]
+    Conflict {
+        /// The device.
+        device: DeviceId,
+        /// What the last attempt expected.
+        expected: ExpectedVersion,
+        /// Where the stream was.
+        actual: u64,
+    },
+    /// A value is invalid.
+    #[error(transparent)]
+    Invalid(#[from] DeviceError),
+    /// The login name is unusable.
+    #[error("username `{0}` is invalid: use 1-100 characters without control characters")]
+    BadUsername(String),
+    /// Encrypting, decrypting or storing the credentials failed.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// The device's stream could not be folded.
+    #[error("the stream of device {device} is unreadable: {detail}")]
+    Corrupt {
+        /// The device.
+        device: DeviceId,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Registration of a new device.
+#[derive(Debug, Clone)]
+pub struct RegisterDevice {
+    /// Its id (chosen by the caller, e.g. the API).
+    pub device_id: DeviceId,
+    /// Display name.
+    pub name: DeviceName,
+    /// Where to reach it.
+    pub endpoint: Endpoint,
+    /// API login name.
+    pub username: String,
+    /// API password (encrypted before it is stored).
+    pub password: DevicePassword,
+    /// Tags.
+    pub tags: BTreeSet<Tag>,
+    /// Poll interval in seconds (5-86400).
+    pub poll_interval_secs: u32,
+}
+
+/// Changes to a registered device; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateDevice {
+    /// New name.
+    pub name: Option<DeviceName>,
+    /// New endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// New poll interval in seconds.
+    pub poll_interval_secs: Option<u32>,
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Devices whose credentials were re-encrypted under the current key.
+    pub rotated: Vec<DeviceId>,
+    /// Devices that could not be rotated, with the reason.
+    pub failed: Vec<(DeviceId, String)>,
+}
+
+/// What a decision does to the credentials row besides appending events.
+enum CredentialsWrite {
+    Keep,
+    Store {
+        username: String,
+        sealed: credentials::SealedCredentials,
+    },
+    Delete,
+    /// Re-encrypt the row under the current key (rotation).
+    Reencrypt,
+}
+
+struct Decision {
+    events: Vec<(&'static str, u32, serde_json::Value)>,
+    credentials: CredentialsWrite,
+}
+
+impl Decision {
+    fn one<E: EventType>(
+        event: &E,
+        credentials: CredentialsWrite,
+    ) -> Result<Self, DeviceCommandError> {
+        let payload = serde_json::to_value(event).map_err(|e| {
+            DeviceCommandError::Store(StoreError::Invalid(format!(
+                "{} could not be serialized: {e}",
+                E::TYPE
+            )))
+        })?;
+        Ok(Self {
+            events: vec![(E::TYPE, E::SCHEMA_VERSION, payload)],
+            credentials,
+        })
+    }
+}
+
+fn check_interval(secs: u32) -> Result<(), DeviceError> {
+    if (5..=86_400).contains(&secs) {
+        Ok(())
+    } else {
+        Err(DeviceError::BadInterval(secs))
+    }
+}
+
+fn check_endpoint(endpoint: &Endpoint) -> Result<(), DeviceError> {
+    if endpoint.port == 0 {
+        Err(DeviceError::BadPort)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_username(name: &str) -> Result<(), DeviceCommandError> {
+    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(DeviceCommandError::BadUsername(name.to_owned()))
+    }
+}
+
+/// Folds the events of `device`'s stream read over `conn` (a transaction scoped to `tenant`,
+/// or the system role).
+pub async fn fold_in(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    device: DeviceId,
+) -> Result<DeviceState, DeviceCommandError> {
+    let rows = sqlx::query(
+        "SELECT version, event_type, payload::text AS payload FROM events \
+         WHERE tenant_id = $1 AND stream = $2 ORDER BY version",
+    )
+    .bind(tenant.as_uuid())
+    .bind(device.stream().as_str())
+    .fetch_all(conn)
+    .await
+    .map_err(StoreError::db("read device stream"))?;
+    let mut state = DeviceState::default();
+    for row in rows {
+        let corrupt = |detail: String| DeviceCommandError::Corrupt { device, detail };
+        let version: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+        let event_type: String = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+        let payload: String = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+        let payload: serde_json::Value =
+            serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?;
+        state
+            .evolve(&event_type, &payload)
+            .map_err(|e| corrupt(format!("{event_type} at version {version}: {e}")))?;
+        if i64::try_from(state.version).ok() != Some(version) {
+            return Err(corrupt(format!(
+                "version {version} follows {}",
+                state.version.saturating_sub(1)
+            )));
+        }
+    }
+    Ok(state)
+}
+
+/// Device commands over the app pool (role `netledger_app`).
+#[derive(Debug, Clone)]
+pub struct DeviceCommands {
+    app: PgPool,
+    keys: CredentialKeys,
+}
+
+impl DeviceCommands {
+    /// Commands on `app_pool` encrypting credentials with `keys`.
+    pub fn new(app_pool: PgPool, keys: CredentialKeys) -> Self {
+        Self {
+            app: app_pool,
+            keys,
+        }
+    }
+
+    /// The device's state folded from its stream.
+    pub async fn load(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<DeviceState, DeviceCommandError> {
+        let mut tx = begin_tenant(&self.app, tenant).await?;
+        let state = fold_in(&mut tx, tenant, device).await?;
+        tx.commit().await.map_err(StoreError::db("end read"))?;
+        Ok(state)
+    }
+
+    /// Registers a device: `DeviceRegistered` and its encrypted credentials in one
+    /// transaction. A removed device may be registered again under the same id.
+    pub async fn register(
+        &self,
+        tenant: TenantId,
+        cmd: RegisterDevice,
+        meta: EventMetadata,
+    ) -> Result<AppendOutcome, DeviceCommandError> {
+        check_interval(cmd.poll_interval_secs)?;
+        check_endpoint(&cmd.endpoint)?;
+        check_username(&cmd.username)?;
+        let device = cmd.device_id;
+        let sealed = self.keys.seal(tenant, device, cmd.password.expose())?;
+        let event = DeviceRegistered {
+            device_id: device,
+            name: cmd.name,
+            endpoint: cmd.endpoint,
+            username: cmd.username.clone(),
+            credentials_key_id: sealed.key_id.clone(),
+            tags: cmd.tags,
+            poll_interval_secs: cmd.poll_interval_secs,
+        };
+        let outcome = self
+            .run(tenant, device, &meta, |state| {
+                if state.is_managed() {
+                    return Err(DeviceCommandError::AlreadyRegistered(device));
+                }
+                Decision::one(
+                    &event,
+                    CredentialsWrite::Store {
+                        username: cmd.username.clone(),
+                        sealed: sealed.clone(),
+                    },
+                )
+            })
+            .await?;
+        outcome.ok_or(DeviceCommandError::NotFound(device))
+    }
+
+    /// Changes name, endpoint or poll interval. Returns `None` when nothing differs from the
+    /// current registration (no event is appended).
+    pub async fn update(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        changes: UpdateDevice,
+        meta: EventMetadata,
+    ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
+        if let Some(secs) = changes.poll_interval_secs {
+            check_interval(secs)?;
+        }
+        if let Some(e) = &changes.endpoint {
+            check_endpoint(e)?;
+        }
+        self.run(tenant, device, &meta, |state| {
+            let reg = managed(state, device)?;
+            let event = DeviceUpdated {
+                name: changes.name.clone().filter(|n| *n != reg.name),
+                endpoint: changes.endpoint.clone().filter(|e| *e != reg.endpoint),
+                poll_interval_secs: changes
+                    .poll_interval_secs
+                    .filter(|s| *s != reg.poll_interval_secs),
+            };
+            if event.name.is_none()
+                && event.endpoint.is_none()
+                && event.poll_interval_secs.is_none()
+            {
+                return Ok(Decision {
+                    events: Vec::new(),
+                    credentials: CredentialsWrite::Keep,
+                });
+            }
+            Decision::one(&event, CredentialsWrite::Keep)
+        })
+        .await
+    }
+
+    /// Replaces the tag set. `None` when it is already this set.
+    pub async fn set_tags(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        tags: BTreeSet<Tag>,
+        meta: EventMetadata,
+    ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
+        self.run(tenant, device, &meta, |state| {
+            let reg = managed(state, device)?;
+            if reg.tags == tags {
+                return Ok(Decision {
+                    events: Vec::new(),
+                    credentials: CredentialsWrite::Keep,
+                });
+            }
+            Decision::one(
+                &DeviceTagsSet { tags: tags.clone() },
+                CredentialsWrite::Keep,
+            )
+        })
+        .await
+    }
+
+    /// Stores new credentials (encrypted under the current key) and appends
+    /// `DeviceCredentialsChanged`, in one transaction.
+    pub async fn change_credentials(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        username: &str,
+        password: &DevicePassword,
+        meta: EventMetadata,
+    ) -> Result<AppendOutcome, DeviceCommandError> {
+        check_username(username)?;
+        let sealed = self.keys.seal(tenant, device, password.expose())?;
+        let outcome = self
+            .run(tenant, device, &meta, |state| {
+                managed(state, device)?;
+                Decision::one(
+                    &DeviceCredentialsChanged {
+                        username: username.to_owned(),
+                        key_id: sealed.key_id.clone(),
+                    },
+                    CredentialsWrite::Store {
+                        username: username.to_owned(),
+                        sealed: sealed.clone(),
+                    },
+                )
+            })
+            .await?;
+        outcome.ok_or(DeviceCommandError::NotFound(device))
+    }
+
+    /// Removes a device from management and deletes its credentials, in one transaction.
+    pub async fn remove(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        reason: &str,
+        meta: EventMetadata,
+    ) -> Result<AppendOutcome, DeviceCommandError> {
+        let outcome = self
+            .run(tenant, device, &meta, |state| {
+                managed(state, device)?;
+                Decision::one(
+                    &DeviceRemoved {
+                        reason: reason.to_owned(),
+                    },
+                    CredentialsWrite::Delete,
+                )
+            })
+            .await?;
+        outcome.ok_or(DeviceCommandError::NotFound(device))
+    }
+
+    /// Re-encrypts, under the current key, the credentials of every device (of every tenant)
+    /// stored under another key id, appending `DeviceCredentialsChanged` with the new key id
+    /// to each device's stream in the same transaction. `system_pool` lists the rows; the
+    /// writes go through the app pool per tenant. Devices that fail (e.g. their old key is not
+    /// configured) are reported, not fatal.
+    pub async fn rotate_credentials(
+        &self,
+        system_pool: &PgPool,
+        meta: EventMetadata,
+    ) -> Result<RotationReport, DeviceCommandError> {
+        let current = self.keys.current_key_id().to_owned();
+        let rows = credentials::under_other_keys(system_pool, &current).await?;
+        let mut report = RotationReport::default();
+        for (tenant, device, _old) in rows {
+            let result = self
+                .run(tenant, device, &meta, |state| {
+                    let reg = managed(state, device)?;
+                    Decision::one(
+                        &DeviceCredentialsChanged {
+                            username: reg.username.clone(),
+                            key_id: current.clone(),
+                        },
+                        CredentialsWrite::Reencrypt,
+                    )
+                })
+                .await;
+            match result {
+                Ok(Some(_)) => report.rotated.push(device),
+                Ok(None) => {}
+                Err(e) => report.failed.push((device, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Folds, decides, writes credentials and appends with the exact expected version, in one
+    /// transaction; re-reads and re-decides on a concurrent append. `None`: nothing to do.
+    async fn run(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        meta: &EventMetadata,
+        decide: impl Fn(&DeviceState) -> Result<Decision, DeviceCommandError>,
+    ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
+        let mut last_conflict = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let mut tx = begin_tenant(&self.app, tenant).await?;
+            let state = fold_in(&mut tx, tenant, device).await?;
+            let decision = decide(&state)?;
+            if decision.events.is_empty() {
+                tx.rollback().await.map_err(StoreError::db("end command"))?;
+                return Ok(None);
+            }
+            match decision.credentials {
+                CredentialsWrite::Keep => {}
+                CredentialsWrite::Store { username, sealed } => {
+                    credentials::store(&mut tx, tenant, device, &username, &sealed).await?;
+                }
+                CredentialsWrite::Delete => credentials::delete(&mut tx, tenant, device).await?,
+                CredentialsWrite::Reencrypt => {
+                    let Some(row) = credentials::load_in(&mut tx, tenant, device).await? else {
+                        return Err(CredentialError::NotFound { device }.into());
+                    };
+                    if row.sealed.key_id == self.keys.current_key_id() {
+                        // Another rotation got here first.
+                        tx.rollback().await.map_err(StoreError::db("end command"))?;
+                        return Ok(None);
+                    }
+                    let password = self.keys.open(tenant, device, &row.sealed)?;
+                    let sealed = self.keys.seal(tenant, device, password.expose())?;
+                    credentials::store(&mut tx, tenant, device, &row.username, &sealed).await?;
+                }
+            }
+            let expected = match state.version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            let mut events = Vec::with_capacity(decision.events.len());
+            for (event_type, schema_version, payload) in decision.events {
+                events.push(
+                    NewEvent::new(
+                        EventId::new_v7(),
+                        event_type,
+                        schema_version,
+                        payload,
+                        meta.clone(),
+                    )
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                );
+            }
+            let request = AppendRequest {
+                tenant,
+                stream: device.stream(),
+                expected,
+                events,
+            };
+            match append_in_transaction(&mut tx, &request).await {
+                Ok(outcome) => {
+                    tx.commit()
+                        .await
+                        .map_err(StoreError::db("commit command"))?;
+                    return Ok(Some(outcome));
+                }
+                Err(StoreError::Conflict { actual, .. }) => {
+                    tx.rollback().await.map_err(StoreError::db("end command"))?;
+                    last_conflict = Some((expected, actual));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (expected, actual) = last_conflict.unwrap_or((ExpectedVersion::Any, 0));
+        Err(DeviceCommandError::Conflict {
+            device,
+            expected,
+            actual,
+        })
+    }
+}
+
+fn managed(state: &DeviceState, device: DeviceId) -> Result<&DeviceRegistered, DeviceCommandError> {
+    match &state.registration {
+        Some(reg) if !state.removed => Ok(reg),
+        _ => Err(DeviceCommandError::NotFound(device)),
+    }
+}
