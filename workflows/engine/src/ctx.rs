@@ -55,7 +55,8 @@ pub(crate) enum Halt {
     Fenced(String),
     /// The database or store failed: release the lease and try again later.
     Failed(EngineError),
-    /// The definition does not match the journal: fail the workflow with this reason.
+    /// The definition does not match the journal (or panicked): fail the workflow with this
+    /// reason.
     Diverged(String),
 }
 

@@ -7,12 +7,15 @@
 //! (`netledger_app`) with the workflow's tenant set, under row-level security.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use netledger_domain::workflow::{WorkflowFinished, WorkflowTakenOver};
+use futures::{FutureExt, TryStreamExt};
+use netledger_domain::workflow::{
+    FailureClass, WorkflowFinished, WorkflowStepFailed, WorkflowTakenOver,
+};
 use netledger_domain::{
     Actor, EventId, EventMetadata, ExpectedVersion, RecordedEvent, StreamName, TenantId, WorkflowId,
 };
@@ -816,14 +819,28 @@ async fn drive_inner(
             state,
         };
         let halted = Arc::new(Notify::new());
-        let run = definition.call(Ctx::new(j.clone(), halted.clone()));
+        // A panic in the definition or a step fails the workflow (a run that panicked would
+        // panic again on every takeover).
+        let run =
+            AssertUnwindSafe(definition.call(Ctx::new(j.clone(), halted.clone()))).catch_unwind();
         let returned = tokio::select! {
             biased;
             _ = halted.notified() => None,
             r = run => Some(r),
         };
         let halt = match returned {
-            Some(result) => {
+            Some(Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                Halt::Diverged(format!(
+                    "{} v{} panicked: {message}",
+                    task.kind, task.version
+                ))
+            }
+            Some(Ok(result)) => {
                 let finish = match result {
                     Ok(f) => f,
                     Err(e) => Finish::from_error(&e),
@@ -908,11 +925,23 @@ async fn finish_with(
     finish: Finish,
 ) -> Ended {
     for _ in 0..100 {
+        // A step left open (its attempt panicked, or was interrupted before a divergence was
+        // found) gets its outcome before the finish.
+        let open = match journal.decisions.last().map(|e| &e.decision) {
+            Some(Decision::Started(s)) => vec![Decision::Failed(WorkflowStepFailed {
+                step: s.step.clone(),
+                attempt: s.attempt,
+                error: finish.reason.clone().unwrap_or_default(),
+                class: FailureClass::Fatal,
+                retry_at: None,
+            })],
+            _ => Vec::new(),
+        };
         let j = Journaler {
             io: io.clone(),
             state: Arc::new(Mutex::new(RunState {
                 replay: Replay::new(journal.clone()),
-                buffer: Vec::new(),
+                buffer: open,
                 retained: HashMap::new(),
                 halt: None,
             })),

@@ -1421,3 +1421,36 @@ async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(
     assert!(takeovers > 0, "no kill landed while a worker held a lease");
     eprintln!("chaos: {takeovers} takeovers, {reattempts} interrupted steps re-attempted");
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_panicking_step_fails_the_workflow_instead_of_looping(pool: PgPool) {
+    let env = env(pool).await;
+    let def = Definition::new("panics", 1, |mut ctx| async move {
+        ctx.step("boom", || async {
+            let v: Vec<u32> = Vec::new();
+            #[allow(clippy::indexing_slicing)]
+            Ok(v[3])
+        })
+        .await?;
+        Ok(Finish::succeeded(Value::Null))
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start(tenant, "panics", Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let w = env.worker(&reg, fast("w"));
+    let s = finished(&engine, tenant, id).await;
+    w.stop().await;
+    assert_eq!((s.outcome, s.attempt), (Some(Outcome::Failed), 1));
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), Vec::<String>::new());
+    let reason = finish_of(&events).reason.unwrap();
+    assert!(
+        reason.starts_with("panics v1 panicked: index out of bounds"),
+        "{reason}"
+    );
+}
