@@ -92,20 +92,36 @@ pub struct BenchReplayReport {
     pub rows: BTreeMap<String, i64>,
 }
 
-/// Creates a scratch database on the server of `database_url`, appends about `events`
-/// realistic events (4 tenants, 2,500 devices each, workflows and rollouts; not timed),
-/// times two full replays, and drops the database.
+/// Creates a scratch database on the server of `database_url`, appends `events` realistic
+/// events (4 tenants, 2,500 devices each, workflows and rollouts; not timed), times two full
+/// replays, and drops the database.
 pub async fn bench_replay(
     database_url: &str,
     events: u64,
 ) -> Result<BenchReplayReport, ProjectionError> {
-    let db = ScratchDb::create(database_url).await?;
-    let result = measure(&db, events).await;
+    let (db, fill) = fill_scratch(database_url, events).await?;
+    let result = measure(&db, fill).await;
     db.drop_db().await?;
     result
 }
 
-async fn measure(db: &ScratchDb, events: u64) -> Result<BenchReplayReport, ProjectionError> {
+/// The benchmark's set-up on its own: a scratch database holding `events` generated events,
+/// settled (vacuumed and analysed). The caller drops it ([`ScratchDb::drop_db`]).
+pub async fn fill_scratch(
+    database_url: &str,
+    events: u64,
+) -> Result<(ScratchDb, FillReport), ProjectionError> {
+    let db = ScratchDb::create(database_url).await?;
+    match fill_db(&db, events).await {
+        Ok(fill) => Ok((db, fill)),
+        Err(e) => {
+            db.drop_db().await.ok();
+            Err(e)
+        }
+    }
+}
+
+async fn fill_db(db: &ScratchDb, events: u64) -> Result<FillReport, ProjectionError> {
     let pools = Pools::connect(&db.owner, None, None, 32).await?;
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
     let spec = WorkloadSpec {
@@ -117,13 +133,16 @@ async fn measure(db: &ScratchDb, events: u64) -> Result<BenchReplayReport, Proje
         seed: 6,
     };
     let fill = fill(&store, &spec).await?;
+    drop(store);
+    pools.app.close().await;
+    pools.system.close().await;
     tracing::info!(
         events = fill.events,
         seconds = fill.seconds,
         "bench replay: filled"
     );
     // Settle the freshly written table the way autovacuum eventually would, so the timed
-    // read does not also pay for setting hint bits on a million rows.
+    // read does not also pay for setting hint bits on every row.
     let mut owner = PgConnection::connect_with(&db.owner)
         .await
         .map_err(setup("cannot connect as the owner"))?;
@@ -131,6 +150,12 @@ async fn measure(db: &ScratchDb, events: u64) -> Result<BenchReplayReport, Proje
         .execute(&mut owner)
         .await
         .map_err(setup("vacuum events"))?;
+    owner.close().await.ok();
+    Ok(fill)
+}
+
+async fn measure(db: &ScratchDb, fill: FillReport) -> Result<BenchReplayReport, ProjectionError> {
+    let pools = Pools::connect(&db.owner, None, None, 8).await?;
     let first = replay(&pools.system, None).await?;
     tracing::info!(seconds = first.seconds, "bench replay: first replay");
     let second = replay(&pools.system, None).await?;
@@ -148,7 +173,6 @@ async fn measure(db: &ScratchDb, events: u64) -> Result<BenchReplayReport, Proje
             rows.insert((*table).to_owned(), n);
         }
     }
-    owner.close().await.ok();
     pools.app.close().await;
     pools.system.close().await;
     Ok(BenchReplayReport {

@@ -22,7 +22,7 @@ pub mod query;
 pub mod replay;
 pub mod workload;
 
-pub use bench::{BenchReplayReport, bench_replay};
+pub use bench::{BenchReplayReport, ScratchDb, bench_replay, fill_scratch};
 pub use error::ProjectionError;
 pub use lag::{Lag, lag};
 pub use live::{RunOptions, catch_up, run};

@@ -1,18 +1,26 @@
 //! `replay`: rebuilds read models from position 0 with the same fold code as the live
 //! projectors.
 //!
-//! Each projector rebuilds in one transaction of its own: it locks its checkpoint row (a
-//! live projector of the same name, in this or another process, then skips its batches until
-//! the rebuild commits), deletes its tables' rows, folds every event from position 0 with its
-//! whole working set held in memory (no row is read back), writes changed rows once per batch
-//! with set-based statements, sets its checkpoint and commits. Readers keep seeing the old
-//! rows until that commit and the new ones after it: there is no moment where the API sees a
-//! half-built table, and readers are never blocked (`DELETE` rather than `TRUNCATE`).
+//! Each projector rebuilds in one transaction of its own (migration
+//! `20261122200002_read_model_rebuild.sql`):
+//! 1. lock its checkpoint row (a live projector of the same name, in this or another
+//!    process, then skips its batches until the rebuild commits);
+//! 2. create an empty copy of each of its tables (columns, checks, primary key) in schema
+//!    `netledger_rebuild` and put that schema first on the transaction's search path, so the
+//!    projector's usual SQL writes there;
+//! 3. fold every event from position 0 with its whole working set in memory (no row is read
+//!    back), writing changed rows with set-based statements;
+//! 4. build the other indexes on the filled copies, one sorted pass each;
+//! 5. when every projector got this far: drop the old tables, move the copies into `public`
+//!    with the standard row-level security and grants, set the checkpoint, commit.
+//!
+//! Readers see the old tables until the commit and the new ones after it: there is no moment
+//! where the API sees a half-built table, and it waits only for the swap at the very end.
 //!
 //! One reader feeds every projector: events are read once, in large batches, with the next
 //! batch read while the current one is folded, and each projector folds and writes on its
-//! own connection (opened for the rebuild, outside the pool) at the same time as the others. The projectors commit only when every one
-//! of them has folded everything, so a failure leaves all the read models as they were.
+//! own connection (opened for the rebuild, outside the pool) at the same time as the others.
+//! A failure before the swap leaves every read model as it was.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,11 +76,13 @@ pub struct ProjectorReplay {
     pub projector: String,
     /// Events of its category that it folded.
     pub events: u64,
-    /// Seconds it spent emptying its tables.
+    /// Seconds it spent creating the empty copies of its tables.
     pub clear_seconds: f64,
     /// Seconds it spent folding and writing (it runs alongside the reader and the others).
     pub busy_seconds: f64,
-    /// Seconds its commit took.
+    /// Seconds it spent building the secondary indexes on the filled copies.
+    pub index_seconds: f64,
+    /// Seconds from the go-ahead to its commit (swap included).
     pub commit_seconds: f64,
 }
 
@@ -166,14 +176,22 @@ pub async fn replay_with(
     }
     drop(senders);
     let mut all_ready = read_result.is_ok();
+    let mut first_error = read_result.err();
     for r in ready {
-        all_ready &= matches!(r.await, Ok(Ok(())));
+        match r.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                all_ready = false;
+                first_error.get_or_insert(e);
+            }
+            // The task ended early: its own error is collected below.
+            Err(_) => all_ready = false,
+        }
     }
     for c in commits {
         let _ = c.send(all_ready);
     }
     let mut per_projector = Vec::new();
-    let mut first_error = read_result.err();
     for t in tasks {
         match t.await {
             Ok(Ok(Some(report))) => per_projector.push(report),
@@ -190,6 +208,11 @@ pub async fn replay_with(
     }
     if let Some(e) = first_error {
         return Err(e);
+    }
+    if !all_ready {
+        return Err(ProjectionError::ReplayAborted(
+            "a projector stopped before it was ready; nothing was changed".to_owned(),
+        ));
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(ReplayReport {
@@ -215,95 +238,117 @@ async fn replay_one(
 ) -> Result<Option<ProjectorReplay>, ProjectionError> {
     let name = checkpoint_name(p.name());
     // A connection of its own rather than one from the pool: a rebuild holds it from start
-    // to end, and the reader and the live projectors still need theirs.
+    // to end, and the reader and the live projectors still need theirs. It is closed after
+    // the rebuild, with the statements it prepared against the new tables.
     let mut conn = PgConnection::connect_with(&system.connect_options())
         .await
         .map_err(ProjectionError::db("connect for replay"))?;
+    let result = rebuild(&mut conn, &name, p.as_mut(), &mut rx, flush_rows).await;
+    p.forget();
+    p.set_replay(None);
+    conn.close().await.ok();
+    result
+}
+
+async fn call(
+    conn: &mut PgConnection,
+    function: &'static str,
+    table: &str,
+) -> Result<(), ProjectionError> {
+    // The function names are constants of this module; the table name is bound.
+    sqlx::query(&format!("SELECT {function}($1)"))
+        .bind(table)
+        .execute(conn)
+        .await
+        .map_err(ProjectionError::db(function))?;
+    Ok(())
+}
+
+async fn rebuild(
+    conn: &mut PgConnection,
+    name: &str,
+    p: &mut dyn Projector,
+    rx: &mut mpsc::Receiver<Msg>,
+    flush_rows: usize,
+) -> Result<Option<ProjectorReplay>, ProjectionError> {
     let mut tx = conn
         .begin()
         .await
         .map_err(ProjectionError::db("begin replay"))?;
-    lock_checkpoint(&mut tx, &name, true).await?;
+    lock_checkpoint(&mut tx, name, true).await?;
     let clear_started = Instant::now();
     for table in p.tables() {
-        // Table names are the projector's own constants, never input.
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&mut *tx)
-            .await
-            .map_err(ProjectionError::db("clear read model for replay"))?;
+        call(&mut tx, "public.netledger_rm_rebuild_begin", table).await?;
     }
+    // The projector's usual SQL now reads and writes the fresh copies.
+    sqlx::query("SET LOCAL search_path = netledger_rebuild, public")
+        .execute(&mut *tx)
+        .await
+        .map_err(ProjectionError::db("set rebuild search path"))?;
     let clear_seconds = clear_started.elapsed().as_secs_f64();
     p.forget();
     p.set_replay(Some(flush_rows.max(1)));
     let category = p.category();
     let mut busy = Duration::ZERO;
     let mut events = 0u64;
-    let result: Result<Option<ProjectorReplay>, ProjectionError> = async {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                Msg::Batch(batch) => {
-                    let t = Instant::now();
-                    let mine: Vec<&RecordedEvent> = batch
-                        .iter()
-                        .filter(|e| category.is_none_or(|c| e.category() == c))
-                        .collect();
-                    events += mine.len() as u64;
-                    p.apply(&mut tx, &mine).await?;
-                    busy += t.elapsed();
-                }
-                Msg::Finish {
-                    checkpoint,
-                    ready,
-                    commit,
-                } => {
-                    let t = Instant::now();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Batch(batch) => {
+                let t = Instant::now();
+                let mine: Vec<&RecordedEvent> = batch
+                    .iter()
+                    .filter(|e| category.is_none_or(|c| e.category() == c))
+                    .collect();
+                events += mine.len() as u64;
+                p.apply(&mut tx, &mine).await?;
+                busy += t.elapsed();
+            }
+            Msg::Finish {
+                checkpoint,
+                ready,
+                commit,
+            } => {
+                let flush_started = Instant::now();
+                let mut index_seconds = 0.0;
+                let prepared: Result<(), ProjectionError> = async {
                     p.flush(&mut tx).await?;
-                    busy += t.elapsed();
-                    let saved = save_checkpoint(&mut tx, &name, checkpoint).await;
-                    let ok = saved.is_ok();
-                    let _ = ready.send(saved);
-                    if !ok || !matches!(commit.await, Ok(true)) {
-                        return Ok(None);
-                    }
+                    busy += flush_started.elapsed();
                     let t = Instant::now();
-                    return Ok(Some(ProjectorReplay {
-                        projector: p.name().to_owned(),
-                        events,
-                        clear_seconds,
-                        busy_seconds: busy.as_secs_f64(),
-                        commit_seconds: t.elapsed().as_secs_f64(),
-                    }));
+                    for table in p.tables() {
+                        call(&mut tx, "public.netledger_rm_rebuild_index", table).await?;
+                    }
+                    index_seconds = t.elapsed().as_secs_f64();
+                    save_checkpoint(&mut tx, name, checkpoint).await
                 }
+                .await;
+                let ok = prepared.is_ok();
+                let _ = ready.send(prepared);
+                if !ok || !matches!(commit.await, Ok(true)) {
+                    return Ok(None);
+                }
+                // Every projector is ready: swap the new tables in and commit. The old
+                // tables are locked only from here to the commit.
+                let t = Instant::now();
+                for table in p.tables() {
+                    call(&mut tx, "public.netledger_rm_rebuild_swap", table).await?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(ProjectionError::db("commit replay"))?;
+                return Ok(Some(ProjectorReplay {
+                    projector: p.name().to_owned(),
+                    events,
+                    clear_seconds,
+                    busy_seconds: busy.as_secs_f64(),
+                    index_seconds,
+                    commit_seconds: t.elapsed().as_secs_f64(),
+                }));
             }
         }
-        Err(ProjectionError::ReplayAborted(
-            "the reader stopped before every event was read".to_owned(),
-        ))
     }
-    .await;
-    p.forget();
-    p.set_replay(None);
-    match result {
-        Ok(Some(mut report)) => {
-            let t = Instant::now();
-            tx.commit()
-                .await
-                .map_err(ProjectionError::db("commit replay"))?;
-            report.commit_seconds = t.elapsed().as_secs_f64();
-            conn.close().await.ok();
-            Ok(Some(report))
-        }
-        Ok(None) => {
-            drop(tx);
-            conn.close().await.ok();
-            Ok(None)
-        }
-        Err(e) => {
-            drop(tx);
-            conn.close().await.ok();
-            Err(e)
-        }
-    }
+    Err(ProjectionError::ReplayAborted(
+        "the reader stopped before every event was read".to_owned(),
+    ))
 }
 
 /// Every row of the named projector's tables (or all), as text, sorted: for comparing a
