@@ -140,8 +140,8 @@ enum BenchCommand {
     Devsim(devsim::bench::BenchArgs),
     /// REST API latency.
     Api,
-    /// Poller CPU and memory.
-    Poller,
+    /// Poller CPU, memory and poll latency against a simulated fleet.
+    Poller(netledger_poller::PollerBenchArgs),
     /// Read-model rebuild from a scratch database of realistic events.
     Replay(ReplayBenchArgs),
     /// Workflow engine and pushes.
@@ -281,11 +281,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(n) if n > 0 => Some(start_demo_fleet(&config, n)?),
                 _ => None,
             };
-            tracing::warn!(
-                "running the roles available in this build: outbox relay and audit checkpointer. \
-                 API/UI (issue #5), worker (#4) and poller (#6) are not built yet"
+            let (projector, poller) = tokio::join!(
+                roles::run_projector(&config, &pools, shutdown.clone()),
+                roles::run_poller(&config, &pools, shutdown),
             );
-            let result = roles::run_projector(&config, &pools, shutdown).await;
+            let result = projector.and(poller);
             if let Some(f) = fleet {
                 f.abort();
             }
@@ -295,7 +295,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Api { .. } => not_yet("the `api` role (REST API, SSE, OpenAPI, web UI)", 5),
         Command::Openapi => not_yet("`openapi` (the OpenAPI document)", 5),
         Command::Worker { .. } => not_yet("the `worker` role (durable workflows)", 4),
-        Command::Poller { .. } => not_yet("the `poller` role", 6),
+        Command::Poller { conn } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let pools = roles::pools(&config).await?;
+            roles::run_poller(&config, &pools, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { conn, only, json } => {
             let config = load_config(cfg, Some(&conn))?;
             roles::migrate(&config).await?;
@@ -353,7 +358,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             BenchCommand::Api => not_yet("`bench api`", 5),
-            BenchCommand::Poller => not_yet("`bench poller`", 6),
+            BenchCommand::Poller(args) => {
+                let json = args.json;
+                let report = netledger_poller::bench_poller(
+                    args,
+                    std::sync::Arc::new(netledger::clock::SystemClock),
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             BenchCommand::Replay(args) => {
                 let report =
                     netledger_projections::bench_replay(&args.database_url, args.events).await?;

@@ -182,10 +182,7 @@ pub async fn run_projector(
         key,
         key_id: config.audit.key_id.clone(),
         interval: config.audit.checkpoint_interval,
-        archive: Some(
-            netledger_archive::Archive::open(config.data_dir.join("config-history"))
-                .context("open the config-history store")?,
-        ),
+        archive: Some(archive(config)?),
     };
     let projections_task = tokio::spawn(netledger_projections::run(
         pools.system.clone(),
@@ -199,4 +196,37 @@ pub async fn run_projector(
     r.context("relay task panicked")??;
     c.context("checkpointer task panicked")??;
     Ok(())
+}
+
+/// The config-history store under `<data_dir>/config-history`.
+pub fn archive(config: &Config) -> anyhow::Result<netledger_archive::Archive> {
+    netledger_archive::Archive::open(config.data_dir.join("config-history"))
+        .context("open the config-history store")
+}
+
+/// This process's name among its peers (host and pid), for leases and logs.
+pub fn process_name(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{role}@{host}:{}", std::process::id())
+}
+
+/// Runs the device poller until `shutdown`.
+pub async fn run_poller(
+    config: &Config,
+    pools: &Pools,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let deps = netledger_poller::PollerDeps {
+        app: pools.app.clone(),
+        system: pools.system.clone(),
+        keys: crate::config::credential_keys(config)?,
+        archive: archive(config)?,
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+    };
+    let options = config.poller.to_options(&process_name("poller"));
+    netledger_poller::run(options, deps, shutdown)
+        .await
+        .context("poller stopped")
 }
