@@ -325,10 +325,14 @@ pub async fn list_devices(
         AND ($6 OR d.removed_at IS NULL)";
     let sql = if q.tag.is_some() {
         format!(
+            // Walk the tag index in page order and look each device up by primary key
+            // (`OFFSET 0` keeps the planner from turning the lookup into a hash join that
+            // reads and sorts every device carrying the tag).
             "SELECT {DEVICE_SUMMARY_COLUMNS} FROM rm_device_tags g \
-             JOIN rm_devices d ON d.tenant_id = g.tenant_id AND d.device_id = g.device_id \
+             CROSS JOIN LATERAL (SELECT * FROM rm_devices d \
+                 WHERE d.tenant_id = g.tenant_id AND d.device_id = g.device_id AND {residual} \
+                 OFFSET 0) d \
              WHERE g.tenant_id = $1 AND g.tag = $7 AND (g.name, g.device_id) > ($2, $3) \
-               AND {residual} \
              ORDER BY g.name, g.device_id LIMIT $8"
         )
     } else if q.status.is_some() {
