@@ -95,6 +95,16 @@ pub struct NoopReport {
     pub starts_per_s: f64,
     /// Whether the backlog ran out before the window ended (the figure is then a floor).
     pub backlog_exhausted: bool,
+    /// CPU time of this process per 1,000 steps in the window, ms (Linux `/proc`; `None`
+    /// elsewhere).
+    pub bench_cpu_ms_per_1000_steps: Option<f64>,
+    /// CPU time of the PostgreSQL processes serving the scratch database (and the server's
+    /// background processes) per 1,000 steps in the window, ms; `None` when the server's
+    /// processes cannot be read (another host, another user).
+    pub postgres_cpu_ms_per_1000_steps: Option<f64>,
+    /// Steps/s the CPU time alone would allow on 2 otherwise idle cores (ignores waits for
+    /// WAL flushes and locks): what the machine's other load hides.
+    pub cpu_bound_steps_per_s_2_cores: Option<f64>,
 }
 
 /// Journaled no-op steps/s with `workers` workers (defaults otherwise).
@@ -160,6 +170,11 @@ async fn measure(
     pools.app.close().await;
     pools.system.close().await;
 
+    tracing::info!(
+        workflows = per * 16,
+        starts_per_s,
+        "backlog started; running the workers"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut runners = tokio::task::JoinSet::new();
     for w in 0..options.workers {
@@ -184,11 +199,14 @@ async fn measure(
 
     let mut admin = PgConnection::connect_with(&db.owner).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let pids = server_pids(&mut admin, &db.name).await.unwrap_or_default();
+    let cpu0 = (self_cpu_s(), pids_cpu_s(&pids));
     let p0 = head(&mut admin).await?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
     let p1 = head(&mut admin).await?;
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1 = (self_cpu_s(), pids_cpu_s(&pids));
     let _ = stop_tx.send(true);
     while let Some(r) = runners.join_next().await {
         r??;
@@ -212,6 +230,16 @@ async fn measure(
             .await?
             .try_get("n")?;
     admin.close().await.ok();
+    let per_1000 = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if steps > 0 => Some((b - a) * 1e6 / steps as f64),
+        _ => None,
+    };
+    let bench_cpu = per_1000(cpu0.0, cpu1.0);
+    let postgres_cpu = per_1000(cpu0.1, cpu1.1);
+    let cpu_bound = match (bench_cpu, postgres_cpu) {
+        (Some(a), Some(b)) if a + b > 0.0 => Some(2.0 * 1e6 / (a + b)),
+        _ => None,
+    };
     Ok(NoopReport {
         workers: options.workers,
         concurrency: options.concurrency,
@@ -223,7 +251,49 @@ async fn measure(
         events_per_s: events as f64 / elapsed,
         starts_per_s,
         backlog_exhausted: left == 0,
+        bench_cpu_ms_per_1000_steps: bench_cpu,
+        postgres_cpu_ms_per_1000_steps: postgres_cpu,
+        cpu_bound_steps_per_s_2_cores: cpu_bound,
     })
+}
+
+/// Process ids of the backends connected to `database` and of the server's background
+/// processes (WAL writer, checkpointer, ...), which the workload also drives.
+async fn server_pids(conn: &mut PgConnection, database: &str) -> anyhow::Result<Vec<i32>> {
+    let rows = sqlx::query(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = $1 OR (datname IS NULL AND backend_type <> 'client backend')",
+    )
+    .bind(database)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().filter_map(|r| r.try_get("pid").ok()).collect())
+}
+
+/// User + system CPU seconds of a process from `/proc/<pid>/stat` (clock ticks of 1/100 s).
+fn proc_cpu_s(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn self_cpu_s() -> Option<f64> {
+    proc_cpu_s("/proc/self/stat")
+}
+
+fn pids_cpu_s(pids: &[i32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    for pid in pids {
+        total += proc_cpu_s(&format!("/proc/{pid}/stat"))?;
+    }
+    Some(total)
 }
 
 async fn head(conn: &mut PgConnection) -> anyhow::Result<i64> {
@@ -289,17 +359,30 @@ pub async fn run(args: BenchArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Workf
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{:<8} {:>12} {:>14} {:>12} {:>10}  note",
-            "workers", "steps/s", "workflows/s", "events/s", "starts/s"
+            "{:<8} {:>10} {:>12} {:>10} {:>9} {:>22} {:>16}  note",
+            "workers",
+            "steps/s",
+            "workflows/s",
+            "events/s",
+            "starts/s",
+            "cpu ms/1k steps pg+us",
+            "cpu-bound steps/s"
         );
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
         for r in [&report.one_worker, &report.four_workers] {
             println!(
-                "{:<8} {:>12.0} {:>14.0} {:>12.0} {:>10.0}  {} steps/workflow, {} in flight/worker{}",
+                "{:<8} {:>10.0} {:>12.0} {:>10.0} {:>9.0} {:>22} {:>16}  {} steps/workflow, {} in flight/worker{}",
                 r.workers,
                 r.steps_per_s,
                 r.workflows_per_s,
                 r.events_per_s,
                 r.starts_per_s,
+                format!(
+                    "{}+{}",
+                    opt(r.postgres_cpu_ms_per_1000_steps),
+                    opt(r.bench_cpu_ms_per_1000_steps)
+                ),
+                opt(r.cpu_bound_steps_per_s_2_cores),
                 r.steps_per_workflow,
                 r.concurrency,
                 if r.backlog_exhausted {
