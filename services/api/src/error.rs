@@ -394,6 +394,33 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+impl From<netledger_projections::ProjectionError> for ApiError {
+    fn from(err: netledger_projections::ProjectionError) -> Self {
+        use netledger_projections::ProjectionError as P;
+        match err {
+            P::BadCursor { .. } => ApiError::bad_request(err.to_string()),
+            P::Store(e) => e.into(),
+            other => ApiError::internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<netledger_archive::ArchiveError> for ApiError {
+    fn from(err: netledger_archive::ArchiveError) -> Self {
+        use netledger_archive::ArchiveError as A;
+        match &err {
+            A::CommitNotFound { .. }
+            | A::NotACommit { .. }
+            | A::NotOnHistory { .. }
+            | A::DeviceNotInCommit { .. } => ApiError::new(ProblemKind::NotFound, err.to_string()),
+            A::BadCommitId { .. } | A::AmbiguousCommitId { .. } => {
+                ApiError::bad_request(err.to_string())
+            }
+            _ => ApiError::internal(error_chain(&err)),
+        }
+    }
+}
+
 /// The error and its sources, `: `-separated, for logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

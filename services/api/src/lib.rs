@@ -49,7 +49,10 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .merge(routes::auth::router())
         .merge(routes::identity::router())
         .merge(routes::events::router())
-        .merge(routes::live::router());
+        .merge(routes::live::router())
+        .merge(routes::devices::router())
+        .merge(routes::workflows::router())
+        .merge(routes::audit::router());
     OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", v1)
         .merge(routes::health::router())

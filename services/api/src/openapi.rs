@@ -27,7 +27,13 @@ version, global positions). Authenticate with `Authorization: Bearer <access tok
         (name = "tenants", description = "Tenants (super admins see and create all)."),
         (name = "users", description = "Users and roles of your tenant."),
         (name = "api-keys", description = "Scoped API keys for automation; secrets shown once."),
+        (name = "devices", description = "Managed devices: registration, state, metrics."),
+        (name = "configs", description = "Config versions, text, diffs and config as of a time."),
+        (name = "workflows", description = "Backups, config pushes, firmware upgrades: start, inspect, cancel."),
+        (name = "rollouts", description = "Fleet rollouts: create, pause, resume, cancel, progress."),
+        (name = "firmware", description = "The firmware package cache."),
         (name = "events", description = "Event history and live events (SSE)."),
+        (name = "audit", description = "Audit feed, signed checkpoints, hash-chain verification."),
         (name = "health", description = "Liveness and readiness."),
     )
 )]

@@ -25,6 +25,29 @@ pub struct ApiDeps {
     pub nats: Option<async_nats::Client>,
     /// The clock (system in production, manual in tests).
     pub clock: Arc<dyn Clock>,
+    /// The config history (git); `None` makes config text, diff and as-of routes 503.
+    pub archive: Option<netledger_archive::Archive>,
+    /// The firmware cache directory (`<dir>/<version>/<package file>`, the layout the
+    /// firmware workflow reads); `None` makes the firmware routes 503.
+    pub firmware_dir: Option<std::path::PathBuf>,
+    /// The audit checkpoint verifying key, for `/audit/verify`; without it only the hash
+    /// chains are verified.
+    pub audit_key: Option<ed25519_dalek::VerifyingKey>,
+}
+
+impl ApiDeps {
+    /// The required parts; everything optional off (set the public fields to add them).
+    pub fn new(pools: Pools, store: EventStore, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            pools,
+            store,
+            nats: None,
+            clock,
+            archive: None,
+            firmware_dir: None,
+            audit_key: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiDeps {
@@ -101,6 +124,18 @@ impl ApiState {
     /// The NATS client, if configured.
     pub fn nats(&self) -> Option<&async_nats::Client> {
         self.0.deps.nats.as_ref()
+    }
+    /// The config history, if configured.
+    pub fn archive(&self) -> Option<&netledger_archive::Archive> {
+        self.0.deps.archive.as_ref()
+    }
+    /// The firmware cache directory, if configured.
+    pub fn firmware_dir(&self) -> Option<&std::path::Path> {
+        self.0.deps.firmware_dir.as_deref()
+    }
+    /// The audit verifying key, if configured.
+    pub fn audit_key(&self) -> Option<&ed25519_dalek::VerifyingKey> {
+        self.0.deps.audit_key.as_ref()
     }
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {

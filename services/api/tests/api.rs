@@ -71,24 +71,28 @@ async fn state_with(
     config: ApiConfig,
     nats: Option<async_nats::Client>,
 ) -> ApiState {
+    state_with_deps(pool, config, |d| d.nats = nats).await
+}
+
+async fn state_with_deps(
+    pool: &PgPool,
+    config: ApiConfig,
+    tweak: impl FnOnce(&mut ApiDeps),
+) -> ApiState {
     let pools = Pools::connect(&pool.connect_options(), None, None, 10)
         .await
         .unwrap();
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    ApiState::new(
-        ApiDeps {
-            pools,
-            store,
-            nats,
-            clock: Arc::new(TestClock),
-        },
-        config,
-    )
-    .unwrap()
+    let mut deps = ApiDeps::new(pools, store, Arc::new(TestClock));
+    tweak(&mut deps);
+    ApiState::new(deps, config).unwrap()
 }
 
 async fn app_with(pool: PgPool, config: ApiConfig, nats: Option<async_nats::Client>) -> App {
-    let state = state_with(&pool, config, nats).await;
+    app_from(state_with(&pool, config, nats).await).await
+}
+
+async fn app_from(state: ApiState) -> App {
     let outcome = bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
         .await
         .unwrap();
@@ -638,6 +642,21 @@ fn expected_permissions() -> BTreeMap<&'static str, Option<Permission>> {
         ("list_category_events", Some(P::EventsRead)),
         ("list_stream_events", Some(P::EventsRead)),
         ("stream_events", Some(P::EventsRead)),
+        ("list_devices", Some(P::DevicesRead)),
+        ("get_device", Some(P::DevicesRead)),
+        ("list_config_versions", Some(P::ConfigsRead)),
+        ("get_config_version", Some(P::ConfigsRead)),
+        ("diff_configs", Some(P::ConfigsRead)),
+        ("config_as_of", Some(P::ConfigsRead)),
+        ("list_workflows", Some(P::WorkflowsRead)),
+        ("get_workflow", Some(P::WorkflowsRead)),
+        ("list_workflow_steps", Some(P::WorkflowsRead)),
+        ("list_rollouts", Some(P::RolloutsRead)),
+        ("get_rollout", Some(P::RolloutsRead)),
+        ("list_rollout_devices", Some(P::RolloutsRead)),
+        ("audit_feed", Some(P::AuditRead)),
+        ("list_checkpoints", Some(P::AuditRead)),
+        ("verify_history", Some(P::AuditRead)),
     ])
 }
 
@@ -758,6 +777,10 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
         ("key_id", key),
         ("category", "device".to_owned()),
         ("stream", format!("device-{user}")),
+        ("device_id", uuid::Uuid::new_v4().to_string()),
+        ("workflow_id", uuid::Uuid::new_v4().to_string()),
+        ("rollout_id", uuid::Uuid::new_v4().to_string()),
+        ("commit", "abcdef12".to_owned()),
     ]);
     let expected = expected_permissions();
     let ops = operations();
@@ -841,6 +864,8 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
+    // B's devices come with the device commands (issue #5's device routes).
+    let b_device = uuid::Uuid::new_v4().to_string();
     // Tenant A's most privileged tenant-scoped role.
     let (_, a) = app.user("a-admin@example.net", Role::TenantAdmin).await;
     let ids: HashMap<&str, String> = HashMap::from([
@@ -849,6 +874,10 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         ("key_id", b_key.clone()),
         ("category", "user".to_owned()),
         ("stream", format!("user-{b_user}")),
+        ("device_id", b_device.clone()),
+        ("workflow_id", uuid::Uuid::new_v4().to_string()),
+        ("rollout_id", uuid::Uuid::new_v4().to_string()),
+        ("commit", "abcdef12".to_owned()),
     ]);
     // What A never sent and must never see: B's e-mail, names, and (in responses to
     // routes without ids in their path) B's ids.
@@ -859,7 +888,11 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         if scopes.is_empty() || id == "stream_events" {
             continue;
         }
-        let uri = fill(&path, &ids);
+        // Every query parameter a route may need, so the lookup (not validation) answers.
+        let uri = format!(
+            "{}?at=2030-01-01T00%3A00%3A00Z&from=abcdef12&to=abcdef12",
+            fill(&path, &ids)
+        );
         let body = (method != Method::GET && method != Method::DELETE).then(|| {
             json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer"})
         });
@@ -1205,4 +1238,184 @@ async fn health_metrics_docs_and_request_ids(pool: PgPool) {
         rid.headers["x-request-id"],
         "3c9e6f1a-0000-4000-8000-000000000001"
     );
+}
+
+// ---- devices, configs, workflows, audit (read models) --------------------------------------
+
+fn meta() -> netledger_domain::EventMetadata {
+    netledger_domain::EventMetadata::for_command(
+        netledger_domain::Actor::system("test"),
+        uuid::Uuid::new_v4(),
+    )
+}
+
+async fn append<E: netledger_domain::EventType>(
+    state: &ApiState,
+    tenant: netledger_domain::TenantId,
+    stream: &netledger_domain::StreamName,
+    e: &E,
+) {
+    state
+        .store()
+        .append(
+            tenant,
+            stream,
+            netledger_domain::ExpectedVersion::Any,
+            vec![netledger_domain::NewEvent::from_typed(e, meta()).unwrap()],
+        )
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
+    use netledger_domain::device::*;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = netledger_archive::Archive::open_with(
+        dir.path(),
+        netledger_archive::ArchiveOptions {
+            fsync: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let state = state_with_deps(&pool, config(), |d| d.archive = Some(archive.clone())).await;
+    let app = app_from(state.clone()).await;
+    let me = app.get("/api/v1/auth/me", &app.admin).await.body;
+    let tenant: netledger_domain::TenantId = me["tenant_id"].as_str().unwrap().parse().unwrap();
+    let device = netledger_domain::DeviceId::new_random();
+    append(
+        &state,
+        tenant,
+        &device.stream(),
+        &DeviceRegistered {
+            device_id: device,
+            name: DeviceName::parse("core-1").unwrap(),
+            endpoint: Endpoint {
+                host: Host::parse("10.0.0.1").unwrap(),
+                port: 8728,
+                transport: Transport::Plain,
+            },
+            username: "api".into(),
+            credentials_key_id: "k1".into(),
+            tags: [Tag::parse("core").unwrap()].into_iter().collect(),
+            poll_interval_secs: 60,
+        },
+    )
+    .await;
+    let mut commits = Vec::new();
+    for (i, name) in ["r1", "r2"].iter().enumerate() {
+        let export = format!("# by RouterOS 7.16\n/system identity\nset name={name}\n");
+        let at = TestClock.now() - time::Duration::minutes(10 - i as i64);
+        let rec = archive
+            .record(
+                tenant,
+                device,
+                &export,
+                &netledger_archive::SnapshotMeta {
+                    actor: netledger_domain::Actor::system("test"),
+                    reason: SnapshotReason::OnDemand,
+                    causation_id: uuid::Uuid::new_v4(),
+                    correlation_id: uuid::Uuid::new_v4(),
+                    at,
+                    routeros_version: "7.16".into(),
+                    workflow_id: None,
+                },
+            )
+            .unwrap();
+        append(
+            &state,
+            tenant,
+            &device.stream(),
+            &ConfigSnapshotRecorded {
+                commit: rec.commit.clone(),
+                sha256: rec.sha256.clone(),
+                changed: true,
+                reason: SnapshotReason::OnDemand,
+                routeros_version: "7.16".into(),
+                workflow_id: None,
+            },
+        )
+        .await;
+        commits.push((rec.commit, at));
+    }
+    netledger_projections::catch_up(&state.pools().system, None, 500)
+        .await
+        .unwrap();
+
+    let list = app.get("/api/v1/devices?tag=core", &app.admin).await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    assert_eq!(list.body["items"][0]["name"], "core-1");
+    let d = app
+        .get(&format!("/api/v1/devices/{device}"), &app.admin)
+        .await;
+    assert_eq!(d.status, StatusCode::OK);
+    assert_eq!(d.headers[header::ETAG], "\"3\"");
+    assert!(d.body.get("password").is_none());
+    let versions = app
+        .get(&format!("/api/v1/devices/{device}/configs"), &app.admin)
+        .await;
+    assert_eq!(versions.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(versions.body["items"][0]["commit"], commits[1].0.as_str());
+    let text = app
+        .get(
+            &format!("/api/v1/devices/{device}/configs/{}", commits[0].0),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(text.status, StatusCode::OK, "{:?}", text.body);
+    assert!(text.body["text"].as_str().unwrap().contains("name=r1"));
+    let diff = app
+        .get(
+            &format!(
+                "/api/v1/devices/{device}/configs/diff?from={}&to={}",
+                commits[0].0, commits[1].0
+            ),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(diff.status, StatusCode::OK, "{:?}", diff.body);
+    assert!(
+        diff.body["unified"]
+            .as_str()
+            .unwrap()
+            .contains("+set name=r2")
+    );
+    let between = commits[0].1 + time::Duration::minutes(1);
+    let as_of = app
+        .get(
+            &format!(
+                "/api/v1/devices/{device}/config?at={}",
+                urlencode(
+                    &between
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap()
+                )
+            ),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(as_of.status, StatusCode::OK, "{:?}", as_of.body);
+    assert_eq!(as_of.body["commit"], commits[0].0.as_str());
+    let unknown = app
+        .get(
+            &format!("/api/v1/devices/{device}/configs/deadbeef"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let feed = app
+        .get("/api/v1/audit/feed?category=device", &app.admin)
+        .await;
+    assert_eq!(feed.status, StatusCode::OK, "{:?}", feed.body);
+    assert_eq!(feed.body["items"].as_array().unwrap().len(), 3);
+    let verify = app.get("/api/v1/audit/verify", &app.admin).await;
+    assert_eq!(verify.body["ok"], true, "{:?}", verify.body);
+    assert!(verify.body["events"].as_u64().unwrap() >= 5);
+
+    let wf = app.get("/api/v1/workflows", &app.admin).await;
+    assert_eq!(wf.status, StatusCode::OK);
+    let ro = app.get("/api/v1/rollouts", &app.admin).await;
+    assert_eq!(ro.status, StatusCode::OK);
 }

@@ -1,11 +1,14 @@
 //! The HTTP routes, one module per resource. Each module's `router()` returns an
 //! `OpenApiRouter` so that routes and their OpenAPI operations are registered together.
 
+pub mod audit;
 pub mod auth;
+pub mod devices;
 pub mod events;
 pub mod health;
 pub mod identity;
 pub mod live;
+pub mod workflows;
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};

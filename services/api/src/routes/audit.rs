@@ -1,0 +1,285 @@
+//! `/api/v1/audit`: the audit feed (one line per event, newest first), the tenant's signed
+//! checkpoints, and verification of its hash chains against them.
+
+use axum::extract::State;
+use netledger_projections::query;
+use netledger_store::EventReader;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::Require;
+use crate::authz::perm;
+use crate::error::{ApiError, ApiResult, BadRequest};
+use crate::http::{Json, Query};
+use crate::routes::devices::{unwrap_cursor, wrap_cursor};
+use crate::state::ApiState;
+
+pub(crate) fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(audit_feed))
+        .routes(routes!(list_checkpoints))
+        .routes(routes!(verify_history))
+}
+
+/// One line of the audit feed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryDto {
+    /// Global position.
+    pub position: i64,
+    /// Recorded at.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    /// Stream.
+    pub stream: String,
+    /// Category.
+    pub category: String,
+    /// Event type.
+    pub event_type: String,
+    /// Schema version.
+    pub schema_version: u32,
+    /// Event id.
+    pub event_id: Uuid,
+    /// Actor (`user:<id>`, `api_key:<id>`, `system:<component>`).
+    pub actor: String,
+    /// Correlation id.
+    pub correlation_id: Uuid,
+    /// Causation id.
+    pub causation_id: Uuid,
+    /// One-line summary.
+    pub summary: String,
+}
+
+/// A page of the audit feed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries, newest first.
+    pub items: Vec<AuditEntryDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of the audit feed.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Only this stream.
+    pub stream: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this actor (as shown in entries).
+    pub actor: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries per page (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// The audit feed: who did what, newest first.
+#[utoipa::path(
+    get,
+    path = "/audit/feed",
+    operation_id = "audit_feed",
+    tag = "audit",
+    security(("bearer" = ["audit:read"])),
+    params(AuditParams),
+    responses((status = 200, description = "A page of entries.", body = AuditPage), (status = 400, response = BadRequest))
+)]
+pub async fn audit_feed(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditRead>,
+    Query(q): Query<AuditParams>,
+) -> ApiResult<Json<AuditPage>> {
+    let page = query::audit_feed(
+        &state.pools().app,
+        auth.principal().tenant,
+        &query::AuditQuery {
+            stream: q.stream,
+            category: q.category,
+            event_type: q.event_type,
+            actor: q.actor,
+            cursor: unwrap_cursor(&q.cursor)?,
+            limit: q.limit.map(i64::from),
+        },
+    )
+    .await?;
+    Ok(Json(AuditPage {
+        items: page
+            .items
+            .into_iter()
+            .map(|a| AuditEntryDto {
+                position: a.position,
+                recorded_at: a.recorded_at,
+                stream: a.stream,
+                category: a.category,
+                event_type: a.event_type,
+                schema_version: a.schema_version,
+                event_id: a.event_id,
+                actor: a.actor,
+                correlation_id: a.correlation_id,
+                causation_id: a.causation_id,
+                summary: a.summary,
+            })
+            .collect(),
+        next_cursor: wrap_cursor(page.next_cursor),
+    }))
+}
+
+/// A signed checkpoint over a range of the tenant's events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointDto {
+    /// Sequence number within the tenant.
+    pub seq: i64,
+    /// First global position covered.
+    pub from_position: i64,
+    /// Last global position covered.
+    pub to_position: i64,
+    /// Events covered.
+    pub event_count: i64,
+    /// Hex digest.
+    pub digest: String,
+    /// Signing key id.
+    pub key_id: String,
+    /// Hex ed25519 signature of the digest.
+    pub signature: String,
+    /// The full checkpoint as the offline verifier reads it.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+}
+
+/// The tenant's checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointList {
+    /// Checkpoints in sequence order.
+    pub items: Vec<CheckpointDto>,
+}
+
+/// The tenant's signed audit checkpoints.
+#[utoipa::path(
+    get,
+    path = "/audit/checkpoints",
+    operation_id = "list_checkpoints",
+    tag = "audit",
+    security(("bearer" = ["audit:read"])),
+    responses((status = 200, description = "The checkpoints.", body = CheckpointList))
+)]
+pub async fn list_checkpoints(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditRead>,
+) -> ApiResult<Json<CheckpointList>> {
+    // The system pool, narrowed to the caller's tenant explicitly.
+    let cps = netledger_store::audit::load_checkpoints(
+        &state.pools().system,
+        Some(auth.principal().tenant),
+    )
+    .await?;
+    let items = cps
+        .into_iter()
+        .map(|c| {
+            Ok(CheckpointDto {
+                seq: c.body.seq,
+                from_position: c.body.from_position,
+                to_position: c.body.to_position,
+                event_count: c.body.event_count,
+                digest: hex::encode(c.digest),
+                key_id: c.key_id.clone(),
+                signature: c.signature.clone(),
+                document: serde_json::to_value(&c)
+                    .map_err(|e| ApiError::internal(format!("encode checkpoint: {e}")))?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(CheckpointList { items }))
+}
+
+/// The result of verifying the tenant's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResult {
+    /// Whether every check passed.
+    pub ok: bool,
+    /// Events checked.
+    pub events: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Last position covered by a verified signed checkpoint.
+    pub signed_through: i64,
+    /// Last event position seen.
+    pub last_position: i64,
+    /// Whether signatures were checked (the API was given the public key).
+    pub signatures_checked: bool,
+    /// The first problem found, if any.
+    pub problem: Option<String>,
+    /// Its position.
+    pub problem_position: Option<i64>,
+}
+
+/// Verify the tenant's whole history: every hash chain, and the signed checkpoints.
+#[utoipa::path(
+    get,
+    path = "/audit/verify",
+    operation_id = "verify_history",
+    tag = "audit",
+    security(("bearer" = ["audit:read"])),
+    responses((status = 200, description = "The verification result (`ok` false names the first problem).", body = VerifyResult))
+)]
+pub async fn verify_history(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditRead>,
+) -> ApiResult<Json<VerifyResult>> {
+    let tenant = auth.principal().tenant;
+    let reader = EventReader::tenant(state.pools().app.clone(), tenant);
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = reader.read_all(after, 5_000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        events.extend(batch);
+    }
+    let (checkpoints, key, signatures_checked) = match state.audit_key() {
+        Some(k) => (
+            netledger_store::audit::load_checkpoints(&state.pools().system, Some(tenant)).await?,
+            *k,
+            true,
+        ),
+        // Without the public key only the chains are checked: no checkpoint is passed, so
+        // the placeholder key verifies nothing.
+        None => (
+            Vec::new(),
+            ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key(),
+            false,
+        ),
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        netledger_domain::audit::verify_tenant_history(&events, &checkpoints, &key)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("verification task: {e}")))?;
+    Ok(Json(match result {
+        Ok(r) => VerifyResult {
+            ok: true,
+            events: r.events,
+            checkpoints: r.checkpoints,
+            signed_through: r.signed_through,
+            last_position: r.last_position,
+            signatures_checked,
+            problem: None,
+            problem_position: None,
+        },
+        Err(t) => VerifyResult {
+            ok: false,
+            events: 0,
+            checkpoints: 0,
+            signed_through: 0,
+            last_position: 0,
+            signatures_checked,
+            problem: Some(t.to_string()),
+            problem_position: Some(t.position()),
+        },
+    }))
+}
