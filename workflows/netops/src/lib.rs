@@ -27,6 +27,7 @@ pub mod device;
 pub mod error;
 pub mod firmware;
 pub mod push;
+pub mod workflows;
 
 pub use change::{Change, ChangeId, Expectation, Plan, Policy};
 pub use device::{DateStyle, DeviceMode, DeviceProbe, DeviceTime, connect, probe};

@@ -1,0 +1,506 @@
+//! The netops workflows through the engine against a real PostgreSQL (fresh database per test)
+//! and devsim over real sockets: a push that commits (snapshots archived, events appended,
+//! applied once), unreachable after apply (device timer reverts), verify failure (explicit
+//! rollback), cancel before apply, a rejected login, an on-demand backup, a firmware upgrade
+//! through the served cache.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
+use netledger_archive::{Archive, ArchiveOptions};
+use netledger_domain::clock::Clock;
+use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
+use netledger_domain::workflow::Outcome;
+use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId, WorkflowId};
+use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
+use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
+use netledger_netops::{RollbackOptions, VerifyOptions};
+use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
+use netledger_store::devices::{DeviceCommands, RegisterDevice};
+use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const CHANGE: &str =
+    "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
+
+#[derive(Debug)]
+struct RealClock;
+impl Clock for RealClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("netops-wf-{tag}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Env {
+    pools: Pools,
+    deps: NetopsDeps,
+    engine: Engine,
+    tenant: TenantId,
+    fleet: Fleet,
+    _dirs: (TempDir, TempDir),
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn env(owner: PgPool, n: usize) -> Env {
+    let pools = Pools::connect(&owner.connect_options(), None, None, 8)
+        .await
+        .unwrap();
+    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
+    let archive_dir = TempDir::new("archive");
+    let cache_dir = TempDir::new("cache");
+    let archive = Archive::open_with(
+        archive_dir.0.clone(),
+        ArchiveOptions {
+            fsync: false,
+            ..ArchiveOptions::default()
+        },
+    )
+    .unwrap();
+    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
+    let mut o = FleetOptions::new(n, Arc::new(SystemClock::new()));
+    o.v6_share = 0.0;
+    o.reboot_time = Duration::from_secs(1);
+    o.tick = Some(Duration::from_millis(100));
+    let fleet = Fleet::start(o).await.unwrap();
+    let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", cache_listener.local_addr().unwrap());
+    let options = NetopsOptions {
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(5),
+        verify: VerifyOptions {
+            reachable_within: Duration::from_secs(1),
+            retry_every: Duration::from_millis(100),
+        },
+        rollback: RollbackOptions {
+            wait_for_device: Duration::from_secs(15),
+            reboot_wait: Duration::from_secs(10),
+            retry_every: Duration::from_millis(100),
+        },
+        arm_margin: Duration::from_secs(1),
+        verify_attempts: 1,
+        ..NetopsOptions::default()
+    };
+    let deps = NetopsDeps {
+        app: pools.app.clone(),
+        system: pools.system.clone(),
+        store: store.clone(),
+        archive,
+        keys,
+        firmware_cache: cache_dir.0.clone(),
+        firmware_base_url: base,
+        options,
+        clock: Arc::new(RealClock),
+    };
+    let engine = Engine::new(
+        pools.app.clone(),
+        store,
+        Arc::new(registry(deps.clone()).unwrap()),
+        deps.clock.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wdeps = deps.clone();
+    let worker = tokio::spawn(async move {
+        let mut opts = WorkerOptions::named("netops-test");
+        opts.poll = Duration::from_millis(100);
+        opts.max_inline_wait = Duration::from_secs(5);
+        run_worker(wdeps, opts, Some(cache_listener), async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Env {
+        pools,
+        deps,
+        engine,
+        tenant: TenantId::from_uuid(Uuid::new_v4()),
+        fleet,
+        _dirs: (archive_dir, cache_dir),
+        stop: Some(stop),
+        worker: Some(worker),
+    }
+}
+
+impl Env {
+    async fn register(&self, i: usize) -> DeviceId {
+        let m: &ManifestEntry = &self.fleet.manifest()[i];
+        let device = DeviceId::from_uuid(Uuid::new_v4());
+        DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
+            .register(
+                self.tenant,
+                RegisterDevice {
+                    device_id: device,
+                    name: DeviceName::parse(&format!("dev-{i}")).unwrap(),
+                    endpoint: Endpoint {
+                        host: Host::parse(&m.api.ip().to_string()).unwrap(),
+                        port: m.api.port(),
+                        transport: Transport::Plain,
+                    },
+                    username: m.username.clone(),
+                    password: DevicePassword::new(m.password.clone()),
+                    tags: BTreeSet::new(),
+                    poll_interval_secs: 60,
+                },
+                EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+            )
+            .await
+            .unwrap();
+        device
+    }
+
+    async fn start(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> WorkflowId {
+        self.engine
+            .start(
+                self.tenant,
+                kind,
+                input,
+                StartOptions::new(Actor::system("test")).devices([device]),
+            )
+            .await
+            .unwrap()
+            .workflow_id
+    }
+
+    async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, serde_json::Value)>) {
+        for _ in 0..600 {
+            let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
+            if s.state == TaskState::Finished {
+                return (s.outcome.unwrap(), self.journal(wf).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("workflow {wf} did not finish: {:?}", self.journal(wf).await);
+    }
+
+    async fn journal(&self, wf: WorkflowId) -> Vec<(String, serde_json::Value)> {
+        EventReader::tenant(self.pools.app.clone(), self.tenant)
+            .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_type.clone(), e.payload.clone()))
+            .collect()
+    }
+
+    async fn snapshots(&self, device: DeviceId) -> Vec<String> {
+        EventReader::tenant(self.pools.app.clone(), self.tenant)
+            .read_stream(&device.stream(), 1, Direction::Forward, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type == "ConfigSnapshotRecorded")
+            .map(|e| e.payload["reason"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), w).await;
+        }
+    }
+}
+
+fn steps(journal: &[(String, serde_json::Value)]) -> Vec<String> {
+    journal
+        .iter()
+        .filter(|(t, _)| t == "WorkflowStepCompleted")
+        .map(|(_, p)| p["step"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn finished_reason(journal: &[(String, serde_json::Value)]) -> String {
+    journal
+        .iter()
+        .find(|(t, _)| t == "WorkflowFinished")
+        .map(|(_, p)| p["reason"].as_str().unwrap_or("").to_owned())
+        .unwrap()
+}
+
+/// The journal never holds the password, the export or backup bytes.
+fn no_secrets(journal: &[(String, serde_json::Value)], password: &str) {
+    let text = serde_json::to_string(journal).unwrap();
+    assert!(!text.contains(password), "password journaled");
+    assert!(!text.contains("DEVSIM-BACKUP"), "backup bytes journaled");
+    assert!(!text.contains("/ip address"), "export journaled");
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn config_push_commits_once_with_snapshots(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-c1", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Committed, "{journal:?}");
+    assert_eq!(
+        steps(&journal),
+        [
+            "resolve",
+            "probe",
+            "scheduler_gate",
+            "snapshot",
+            "validate",
+            "arm",
+            "apply",
+            "verify-1",
+            "commit",
+            "post_snapshot"
+        ]
+    );
+    let d = e.fleet.device(0).unwrap();
+    assert_eq!(d.change_counts().get("wf-c1").copied(), Some(1));
+    assert_eq!(e.snapshots(device).await, ["pre_push", "post_push"]);
+    no_secrets(&journal, &e.fleet.manifest()[0].password);
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    let d = e.fleet.device(0).unwrap().clone();
+    // slow replies: the fault is set between arm (itself a change) and apply
+    d.edit_faults(|x| x.delay_ms = 100);
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-cut", "script": CHANGE }),
+        )
+        .await;
+    for _ in 0..2000 {
+        if d.export(false).contains("netledger-rollback-wf-cut") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.edit_faults(|x| x.cut_access_on_change = true);
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
+    assert!(steps(&journal).contains(&"rollback".to_owned()));
+    assert!(finished_reason(&journal).contains("verification failed"));
+    let d = e.fleet.device(0).unwrap();
+    assert_eq!(d.change_counts().get("wf-cut").copied(), Some(1));
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn failed_verification_is_rolled_back(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    // a health check that cannot pass: an interface that does not exist
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-vf", "script": CHANGE,
+                    "checks": { "interfaces_running": ["ether99"], "ping": [] } }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
+    let before = e.snapshots(device).await;
+    assert_eq!(before, ["pre_push", "post_push"]);
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    e.fleet
+        .device(0)
+        .unwrap()
+        .edit_faults(|x| x.reject_login = true);
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-login", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    let failed = journal
+        .iter()
+        .filter(|(t, _)| t == "WorkflowStepFailed")
+        .count();
+    assert_eq!(failed, 1, "a rejected login is not retried: {journal:?}");
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    let wf = e
+        .start("backup", device, json!({ "device_id": device }))
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    assert_eq!(e.snapshots(device).await, ["on_demand"]);
+    let out = &journal
+        .iter()
+        .find(|(t, _)| t == "WorkflowFinished")
+        .unwrap()
+        .1;
+    let blob = out["output"]["backup_blob"]
+        .as_str()
+        .expect("7.16 backup read back");
+    let stored = e.deps.archive.load_blob(e.tenant, blob).unwrap();
+    assert!(
+        !stored.windows(13).any(|w| w == b"DEVSIM-BACKUP"),
+        "encrypted"
+    );
+    no_secrets(&journal, &e.fleet.manifest()[0].password);
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_upgrade_through_the_served_cache(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await; // 7.16.2 arm64
+    let dir = e.deps.firmware_cache.join("7.19.4");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("routeros-7.19.4-arm64.npk"), vec![b'x'; 4000]).unwrap();
+    let wf = e
+        .start(
+            "firmware_upgrade",
+            device,
+            json!({ "device_id": device, "version": "7.19.4", "routerboard": true }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "7.19.4");
+    assert!(steps(&journal).contains(&"await_routerboard".to_owned()));
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_failed_upgrade_is_failed_with_the_reason(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    let dir = e.deps.firmware_cache.join("7.19.4");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("routeros-7.19.4-arm64.npk"), vec![b'x'; 4000]).unwrap();
+    e.fleet
+        .device(0)
+        .unwrap()
+        .edit_faults(|x| x.fail_upgrade = true);
+    let wf = e
+        .start(
+            "firmware_upgrade",
+            device,
+            json!({ "device_id": device, "version": "7.19.4" }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    assert!(finished_reason(&journal).contains("7.16.2"), "{journal:?}");
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_slow_device_still_commits(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 50);
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-slow", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Committed, "{journal:?}");
+    assert_eq!(
+        e.fleet
+            .device(0)
+            .unwrap()
+            .change_counts()
+            .get("wf-slow")
+            .copied(),
+        Some(1)
+    );
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn cancel_mid_push_rolls_back_or_stops_before_the_change(owner: PgPool) {
+    let e = env(owner, 1).await;
+    let device = e.register(0).await;
+    // slow enough that the cancel lands while the push runs
+    e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 30);
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-cancel", "script": CHANGE }),
+        )
+        .await;
+    // cancel once the rollback timer is armed
+    for _ in 0..300 {
+        if steps(&e.journal(wf).await).contains(&"arm".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.engine
+        .cancel(e.tenant, wf, "operator cancel", Actor::system("test"))
+        .await
+        .unwrap();
+    let (outcome, journal) = e.finish(wf).await;
+    let done = steps(&journal);
+    assert_eq!(outcome, Outcome::Cancelled, "{journal:?}");
+    assert!(done.contains(&"arm".to_owned()));
+    assert!(!done.contains(&"commit".to_owned()), "{done:?}");
+    assert!(done.contains(&"rollback".to_owned()), "{done:?}");
+    let d = e.fleet.device(0).unwrap();
+    assert!(d.change_counts().get("wf-cancel").copied().unwrap_or(0) <= 1);
+    assert_eq!(
+        netledger_netops::push::normalised_sha256(&d.export(false)).unwrap(),
+        journal
+            .iter()
+            .find(|(t, p)| t == "WorkflowStepCompleted" && p["step"] == "snapshot")
+            .map(|(_, p)| p["output"]["snapshot"]["normalised_sha256"]
+                .as_str()
+                .unwrap()
+                .to_owned())
+            .unwrap(),
+        "back at the snapshot"
+    );
+    e.stop().await;
+}
