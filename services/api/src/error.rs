@@ -421,6 +421,39 @@ impl From<netledger_archive::ArchiveError> for ApiError {
     }
 }
 
+impl From<netledger_store::devices::DeviceCommandError> for ApiError {
+    fn from(err: netledger_store::devices::DeviceCommandError) -> Self {
+        use netledger_store::devices::DeviceCommandError as D;
+        match err {
+            D::AlreadyRegistered(_) => ApiError::conflict(err.to_string()),
+            D::NotFound(_) => ApiError::new(ProblemKind::NotFound, err.to_string()),
+            D::Conflict { actual, .. } => ApiError::precondition_failed(actual),
+            D::Invalid(_) | D::BadUsername(_) => ApiError::validation(err.to_string()),
+            D::Credentials(netledger_store::credentials::CredentialError::BadPassword(_)) => {
+                ApiError::validation(err.to_string())
+            }
+            D::Store(e) => e.into(),
+            other => ApiError::internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<netledger_engine::EngineError> for ApiError {
+    fn from(err: netledger_engine::EngineError) -> Self {
+        use netledger_engine::EngineError as E;
+        match &err {
+            E::DeviceBusy { .. } | E::Finished(_) => ApiError::conflict(err.to_string()),
+            E::IdempotencyKeyReused { .. } => {
+                ApiError::new(ProblemKind::IdempotencyKeyReused, err.to_string())
+            }
+            E::NotFound(_) => ApiError::new(ProblemKind::NotFound, err.to_string()),
+            E::Invalid(_) => ApiError::validation(err.to_string()),
+            E::UnknownKind { .. } => ApiError::unavailable(err.to_string()),
+            _ => ApiError::internal(error_chain(&err)),
+        }
+    }
+}
+
 /// The error and its sources, `: `-separated, for logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -17,6 +17,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 mod openapi;
 pub mod ratelimit;
@@ -52,7 +53,8 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .merge(routes::live::router())
         .merge(routes::devices::router())
         .merge(routes::workflows::router())
-        .merge(routes::audit::router());
+        .merge(routes::audit::router())
+        .merge(routes::firmware::router());
     OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", v1)
         .merge(routes::health::router())

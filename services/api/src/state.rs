@@ -33,6 +33,13 @@ pub struct ApiDeps {
     /// The audit checkpoint verifying key, for `/audit/verify`; without it only the hash
     /// chains are verified.
     pub audit_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Device commands (register, update, tags, credentials, remove); `None` makes the
+    /// device write routes 503.
+    pub devices: Option<netledger_store::devices::DeviceCommands>,
+    /// The workflow engine, with the definitions this process may start (backup,
+    /// config_push, firmware_upgrade, rollout); `None` makes the workflow and rollout write
+    /// routes 503.
+    pub engine: Option<netledger_engine::Engine>,
 }
 
 impl ApiDeps {
@@ -46,6 +53,8 @@ impl ApiDeps {
             archive: None,
             firmware_dir: None,
             audit_key: None,
+            devices: None,
+            engine: None,
         }
     }
 }
@@ -136,6 +145,20 @@ impl ApiState {
     /// The audit verifying key, if configured.
     pub fn audit_key(&self) -> Option<&ed25519_dalek::VerifyingKey> {
         self.0.deps.audit_key.as_ref()
+    }
+    /// The device commands, or 503.
+    pub fn devices(&self) -> Result<&netledger_store::devices::DeviceCommands, crate::ApiError> {
+        self.0.deps.devices.as_ref().ok_or_else(|| {
+            crate::ApiError::unavailable(
+                "device commands are not configured in this process (credential keys missing?)",
+            )
+        })
+    }
+    /// The workflow engine, or 503.
+    pub fn engine(&self) -> Result<&netledger_engine::Engine, crate::ApiError> {
+        self.0.deps.engine.as_ref().ok_or_else(|| {
+            crate::ApiError::unavailable("the workflow engine is not configured in this process")
+        })
     }
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {

@@ -83,9 +83,44 @@ async fn state_with_deps(
         .await
         .unwrap();
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let mut deps = ApiDeps::new(pools, store, Arc::new(TestClock));
+    let clock: Arc<dyn Clock> = Arc::new(TestClock);
+    let mut deps = ApiDeps::new(pools.clone(), store.clone(), clock.clone());
+    let keys = netledger_store::credentials::CredentialKeys::new(
+        "test-1",
+        [(
+            "test-1".to_owned(),
+            netledger_store::credentials::KeyMaterial::generate(),
+        )],
+    )
+    .unwrap();
+    deps.devices = Some(netledger_store::devices::DeviceCommands::new(
+        pools.app.clone(),
+        keys,
+    ));
+    deps.engine = Some(netledger_engine::Engine::new(
+        pools.app.clone(),
+        store,
+        Arc::new(test_registry()),
+        clock,
+    ));
+    deps.firmware_dir = Some(tempfile::tempdir().unwrap().keep());
     tweak(&mut deps);
     ApiState::new(deps, config).unwrap()
+}
+
+/// Stand-ins for the netops definitions under the kinds the API starts (no worker runs
+/// them here; the tests look at what starting and signalling journal).
+fn test_registry() -> netledger_engine::Registry {
+    let mut r = netledger_engine::Registry::new();
+    for kind in ["backup", "config_push", "firmware_upgrade", "rollout"] {
+        r.register(netledger_engine::Definition::new(
+            kind,
+            1,
+            |_ctx| async move { Ok(netledger_engine::Finish::succeeded(json!({}))) },
+        ))
+        .unwrap();
+    }
+    r
 }
 
 async fn app_with(pool: PgPool, config: ApiConfig, nats: Option<async_nats::Client>) -> App {
@@ -657,6 +692,23 @@ fn expected_permissions() -> BTreeMap<&'static str, Option<Permission>> {
         ("audit_feed", Some(P::AuditRead)),
         ("list_checkpoints", Some(P::AuditRead)),
         ("verify_history", Some(P::AuditRead)),
+        ("register_device", Some(P::DevicesWrite)),
+        ("update_device", Some(P::DevicesWrite)),
+        ("remove_device", Some(P::DevicesWrite)),
+        ("set_device_tags", Some(P::DevicesWrite)),
+        ("set_device_credentials", Some(P::DevicesCredentials)),
+        ("get_device_state", Some(P::DevicesRead)),
+        ("get_device_metrics", Some(P::DevicesRead)),
+        ("start_backup", Some(P::WorkflowsRun)),
+        ("start_config_push", Some(P::WorkflowsRun)),
+        ("start_firmware_upgrade", Some(P::WorkflowsRun)),
+        ("cancel_workflow", Some(P::WorkflowsCancel)),
+        ("create_rollout", Some(P::RolloutsWrite)),
+        ("pause_rollout", Some(P::RolloutsStop)),
+        ("resume_rollout", Some(P::RolloutsApprove)),
+        ("cancel_rollout", Some(P::RolloutsStop)),
+        ("list_firmware", Some(P::FirmwareRead)),
+        ("upload_firmware", Some(P::FirmwareWrite)),
     ])
 }
 
@@ -781,6 +833,8 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
         ("workflow_id", uuid::Uuid::new_v4().to_string()),
         ("rollout_id", uuid::Uuid::new_v4().to_string()),
         ("commit", "abcdef12".to_owned()),
+        ("version", "7.19.4".to_owned()),
+        ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
     ]);
     let expected = expected_permissions();
     let ops = operations();
@@ -864,8 +918,13 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
-    // B's devices come with the device commands (issue #5's device routes).
-    let b_device = uuid::Uuid::new_v4().to_string();
+    let b_device = app
+        .post("/api/v1/devices", &b_token, new_device("b-router"))
+        .await
+        .body["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Tenant A's most privileged tenant-scoped role.
     let (_, a) = app.user("a-admin@example.net", Role::TenantAdmin).await;
     let ids: HashMap<&str, String> = HashMap::from([
@@ -878,11 +937,18 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         ("workflow_id", uuid::Uuid::new_v4().to_string()),
         ("rollout_id", uuid::Uuid::new_v4().to_string()),
         ("commit", "abcdef12".to_owned()),
+        ("version", "7.19.4".to_owned()),
+        ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
     ]);
     // What A never sent and must never see: B's e-mail, names, and (in responses to
     // routes without ids in their path) B's ids.
-    let names = ["b-admin@example.net", "Tenant B", "b-key"];
-    let ids_of_b = [b_tenant.as_str(), b_user.as_str(), b_key.as_str()];
+    let names = ["b-admin@example.net", "Tenant B", "b-key", "b-router"];
+    let ids_of_b = [
+        b_tenant.as_str(),
+        b_user.as_str(),
+        b_key.as_str(),
+        b_device.as_str(),
+    ];
     let mut by_id = 0;
     for (id, method, path, scopes) in operations() {
         if scopes.is_empty() || id == "stream_events" {
@@ -894,7 +960,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
             fill(&path, &ids)
         );
         let body = (method != Method::GET && method != Method::DELETE).then(|| {
-            json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer"})
+            json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer", "username": "x", "tags": []})
         });
         let r = app
             .call(method.clone(), &uri, Some(&a), body, &[("if-match", "*")])
@@ -908,7 +974,11 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
                 assert!(!text.contains(s), "{id} as tenant A leaked {s}: {text}");
             }
         }
-        if path.contains('{') && path != "/api/v1/events/categories/{category}" {
+        // The firmware cache is shared by every tenant (MikroTik's public packages).
+        if path.contains('{')
+            && path != "/api/v1/events/categories/{category}"
+            && !path.starts_with("/api/v1/firmware")
+        {
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{id} on B's ids: {text}");
             by_id += 1;
         }
@@ -1418,4 +1488,259 @@ async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
     assert_eq!(wf.status, StatusCode::OK);
     let ro = app.get("/api/v1/rollouts", &app.admin).await;
     assert_eq!(ro.status, StatusCode::OK);
+}
+
+fn new_device(name: &str) -> Value {
+    json!({
+        "name": name,
+        "host": "192.0.2.10",
+        "username": "api",
+        "password": "device-secret-1234",
+        "tags": ["edge"],
+    })
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
+    let app = app(pool).await;
+    let a = &app.admin;
+    let key = [("idempotency-key", "reg-1")];
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(a),
+            Some(new_device("edge-1")),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["device_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["events"][0]["stream"], format!("device-{id}"));
+    // The same key and body: the first answer again, nothing new.
+    let again = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(a),
+            Some(new_device("edge-1")),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, r.body);
+    assert_eq!(again.headers["idempotency-replayed"], "true");
+    let other = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(a),
+            Some(new_device("edge-2")),
+            &key,
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        other.problem_type(),
+        "urn:netledger:problem:idempotency-key-reused"
+    );
+
+    let uri = format!("/api/v1/devices/{id}");
+    let st = app.get(&format!("{uri}/state"), a).await;
+    assert_eq!(st.status, StatusCode::OK, "{:?}", st.body);
+    assert_eq!(st.headers[header::ETAG], "\"1\"");
+    let stale = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(a),
+            Some(json!({"name": "edge-1b"})),
+            &[("if-match", "\"0\"")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.body["current_version"], 1);
+    let upd = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(a),
+            Some(json!({"name": "edge-1b", "port": 8729})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(upd.status, StatusCode::OK, "{:?}", upd.body);
+    assert_eq!(upd.headers[header::ETAG], "\"2\"");
+    let tags = app
+        .call(
+            Method::PUT,
+            &format!("{uri}/tags"),
+            Some(a),
+            Some(json!({"tags": ["core", "lab"]})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(tags.body["version"], 3, "{:?}", tags.body);
+    let creds = app
+        .call(
+            Method::PUT,
+            &format!("{uri}/credentials"),
+            Some(a),
+            Some(json!({"username": "ops", "password": "new-device-secret-9"})),
+            &[("if-match", "\"3\"")],
+        )
+        .await;
+    assert_eq!(creds.status, StatusCode::OK, "{:?}", creds.body);
+    assert!(!creds.body.to_string().contains("new-device-secret-9"));
+    let history = app
+        .get(&format!("/api/v1/events/streams/device-{id}"), a)
+        .await;
+    let text = history.body.to_string();
+    assert!(text.contains("DeviceCredentialsChanged"));
+    assert!(!text.contains("device-secret"), "no password in events");
+    let bad = app
+        .call(
+            Method::PUT,
+            &format!("{uri}/tags"),
+            Some(a),
+            Some(json!({"tags": ["no spaces"]})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Workflows: a key gives the same workflow; cancel journals a signal.
+    let start = |k: &'static str| {
+        let body = json!({"device_id": id});
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/api/v1/workflows/backup",
+                Some(&app.admin),
+                Some(body),
+                &[("idempotency-key", k)],
+            )
+            .await
+        }
+    };
+    let w1 = start("bk-1").await;
+    assert_eq!(w1.status, StatusCode::CREATED, "{:?}", w1.body);
+    let w2 = start("bk-1").await;
+    assert_eq!(w2.status, StatusCode::OK);
+    assert_eq!(w2.body["workflow_id"], w1.body["workflow_id"]);
+    assert_eq!(w2.body["existed"], true);
+    let wf = w1.body["workflow_id"].as_str().unwrap();
+    let cancel = app
+        .post(
+            &format!("/api/v1/workflows/{wf}/cancel"),
+            a,
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{:?}", cancel.body);
+    assert_eq!(cancel.body["events"][0]["stream_version"], 2);
+    let push = app
+        .post(
+            "/api/v1/workflows/config-push",
+            a,
+            json!({"device_id": id, "script": "/system identity set name=x"}),
+        )
+        .await;
+    assert_eq!(
+        push.status,
+        StatusCode::CONFLICT,
+        "the backup still owns the device: {:?}",
+        push.body
+    );
+    let unknown = app
+        .post(
+            "/api/v1/workflows/backup",
+            a,
+            json!({"device_id": uuid::Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // Rollouts: created through the rollout workflow; resume needs an approver.
+    let d2 = app
+        .post("/api/v1/devices", a, new_device("edge-2"))
+        .await
+        .body["device_id"]
+        .clone();
+    let ro = app
+        .post(
+            "/api/v1/rollouts",
+            a,
+            json!({"name": "fw 7.19.4", "target": {"kind": "firmware", "version": "7.19.4"}, "devices": [d2]}),
+        )
+        .await;
+    assert_eq!(ro.status, StatusCode::CREATED, "{:?}", ro.body);
+    let rid = ro.body["rollout_id"].as_str().unwrap();
+    let pause = app
+        .post(&format!("/api/v1/rollouts/{rid}/pause"), a, json!({}))
+        .await;
+    assert_eq!(pause.status, StatusCode::OK, "{:?}", pause.body);
+    let (_, operator) = app.user("op@example.net", Role::Operator).await;
+    let resume = app
+        .post(
+            &format!("/api/v1/rollouts/{rid}/resume"),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resume.status, StatusCode::FORBIDDEN);
+    let (_, approver) = app.user("ap@example.net", Role::Approver).await;
+    let resume = app
+        .post(
+            &format!("/api/v1/rollouts/{rid}/resume"),
+            &approver,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resume.status, StatusCode::OK, "{:?}", resume.body);
+
+    // Firmware cache.
+    let up = app
+        .send(
+            Request::put("/api/v1/firmware/7.19.4/routeros-7.19.4-arm64.npk")
+                .header(header::AUTHORIZATION, format!("Bearer {a}"))
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from(vec![7u8; 4096]))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{:?}", up.body);
+    assert_eq!(up.body["package"]["size"], 4096);
+    let list = app.get("/api/v1/firmware", a).await;
+    assert_eq!(
+        list.body["items"][0]["file_name"],
+        "routeros-7.19.4-arm64.npk"
+    );
+    assert_eq!(
+        list.body["items"][0]["sha256"],
+        up.body["package"]["sha256"]
+    );
+    let bad = app
+        .send(
+            Request::put("/api/v1/firmware/7.19.4/..%2Fescape.npk")
+                .header(header::AUTHORIZATION, format!("Bearer {a}"))
+                .body(Body::from(vec![1u8; 10]))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Removal needs If-Match too, and the device is gone afterwards.
+    let del = app.call(Method::DELETE, &uri, Some(a), None, &[]).await;
+    assert_eq!(del.status, StatusCode::PRECONDITION_REQUIRED);
+    let del = app
+        .call(Method::DELETE, &uri, Some(a), None, &[("if-match", "*")])
+        .await;
+    assert_eq!(del.status, StatusCode::OK, "{:?}", del.body);
+    assert_eq!(
+        app.get(&format!("{uri}/state"), a).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod events;
+pub mod firmware;
 pub mod health;
 pub mod identity;
 pub mod live;

@@ -13,8 +13,11 @@ use uuid::Uuid;
 
 use crate::auth::Require;
 use crate::authz::perm;
-use crate::error::{ApiError, ApiResult, BadRequest, NotFound};
-use crate::http::{Json, Path, Query};
+use crate::error::{
+    ApiError, ApiResult, BadRequest, Conflict, IdempotencyKeyReused, NotFound, Unavailable,
+    Validation,
+};
+use crate::http::{IdempotencyKey, Json, Path, Query, RequestId, Written};
 use crate::routes::devices::{enum_text, unwrap_cursor, wrap_cursor};
 use crate::state::ApiState;
 
@@ -23,9 +26,16 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_workflows))
         .routes(routes!(get_workflow))
         .routes(routes!(list_workflow_steps))
-        .routes(routes!(list_rollouts))
+        .routes(routes!(start_backup))
+        .routes(routes!(start_config_push))
+        .routes(routes!(start_firmware_upgrade))
+        .routes(routes!(cancel_workflow))
+        .routes(routes!(list_rollouts, create_rollout))
         .routes(routes!(get_rollout))
         .routes(routes!(list_rollout_devices))
+        .routes(routes!(pause_rollout))
+        .routes(routes!(resume_rollout))
+        .routes(routes!(cancel_rollout))
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, s: &str, known: &str) -> ApiResult<T> {
@@ -561,4 +571,642 @@ pub async fn list_rollout_devices(
             .collect(),
         next_cursor: wrap_cursor(page.next_cursor),
     }))
+}
+
+// ---- starting and stopping work ------------------------------------------------------------
+
+/// A started workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowStartedDto {
+    /// The workflow (the earlier one when the Idempotency-Key was used before).
+    pub workflow_id: Uuid,
+    /// Whether the Idempotency-Key had already started it (nothing new was written).
+    pub existed: bool,
+    /// Whether it waits for a device another workflow owns.
+    pub queued: bool,
+    /// Its `WorkflowStarted` event.
+    pub events: Vec<Written>,
+}
+
+/// A backup of one device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupRequest {
+    /// The device.
+    pub device_id: Uuid,
+}
+
+/// A config push to one device (two-phase: snapshot, validate, arm rollback, apply, verify,
+/// commit or roll back).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfigPushRequest {
+    /// The device.
+    pub device_id: Uuid,
+    /// The RouterOS script to apply.
+    pub script: String,
+    /// Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
+    /// when absent.
+    pub change_id: Option<String>,
+    /// Push even when device-mode disables the scheduler (no device-side rollback timer).
+    #[serde(default)]
+    pub allow_without_timer: bool,
+}
+
+/// A firmware upgrade of one device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FirmwareUpgradeRequest {
+    /// The device.
+    pub device_id: Uuid,
+    /// Target RouterOS version (`7.19.4`), present in the firmware cache.
+    pub version: String,
+    /// Also upgrade the RouterBOARD firmware when it lags (a second reboot).
+    #[serde(default)]
+    pub routerboard: bool,
+}
+
+/// Starts `kind` for one device after checking the device exists in the tenant (from its
+/// event stream, so a device registered a moment ago counts).
+async fn start_for_device(
+    state: &ApiState,
+    p: &crate::auth::Principal,
+    rid: RequestId,
+    key: Option<String>,
+    kind: &str,
+    device: Uuid,
+    input: serde_json::Value,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let s = state
+        .devices()?
+        .load(p.tenant, DeviceId::from_uuid(device))
+        .await?;
+    if s.registration.is_none() || s.removed {
+        return Err(ApiError::not_found(format!("device {device}")));
+    }
+    let mut options =
+        netledger_engine::StartOptions::new(p.actor()).devices([DeviceId::from_uuid(device)]);
+    options.correlation_id = Some(rid.0);
+    if let Some(k) = key {
+        options = options.idempotency_key(k);
+    }
+    let started = state
+        .engine()?
+        .start(p.tenant, kind, input, options)
+        .await?;
+    let stream = started.workflow_id.stream();
+    let dto = WorkflowStartedDto {
+        workflow_id: *started.workflow_id.as_uuid(),
+        existed: started.existed,
+        queued: started.queued,
+        events: vec![Written {
+            stream: stream.as_str().to_owned(),
+            stream_version: 1,
+            first_position: *started.positions.start(),
+            last_position: *started.positions.end(),
+        }],
+    };
+    let status = if started.existed {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::CREATED
+    };
+    Ok((status, Json(dto)).into_response())
+}
+
+/// Back up a device's configuration (export into the config history; binary backup kept
+/// encrypted). Accepts `Idempotency-Key`: the same key gives the same workflow.
+#[utoipa::path(
+    post,
+    path = "/workflows/backup",
+    operation_id = "start_backup",
+    tag = "workflows",
+    security(("bearer" = ["workflows:run"])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key (per tenant) gives the same workflow.")),
+    request_body = BackupRequest,
+    responses(
+        (status = 201, description = "Started.", body = WorkflowStartedDto),
+        (status = 200, description = "Already started with this Idempotency-Key.", body = WorkflowStartedDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn start_backup(
+    State(state): State<ApiState>,
+    auth: Require<perm::WorkflowsRun>,
+    rid: RequestId,
+    key: IdempotencyKey,
+    Json(body): Json<BackupRequest>,
+) -> ApiResult<axum::response::Response> {
+    let input = serde_json::json!({ "device_id": body.device_id });
+    start_for_device(
+        &state,
+        auth.principal(),
+        rid,
+        key.0,
+        "backup",
+        body.device_id,
+        input,
+    )
+    .await
+}
+
+fn change_id_ok(c: &str) -> bool {
+    !c.is_empty()
+        && c.len() <= 64
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// Push a config change to a device, two-phase with automatic rollback. Accepts
+/// `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/workflows/config-push",
+    operation_id = "start_config_push",
+    tag = "workflows",
+    security(("bearer" = ["workflows:run"])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key (per tenant) gives the same workflow.")),
+    request_body = ConfigPushRequest,
+    responses(
+        (status = 201, description = "Started.", body = WorkflowStartedDto),
+        (status = 200, description = "Already started with this Idempotency-Key.", body = WorkflowStartedDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Validation),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn start_config_push(
+    State(state): State<ApiState>,
+    auth: Require<perm::WorkflowsRun>,
+    rid: RequestId,
+    key: IdempotencyKey,
+    Json(body): Json<ConfigPushRequest>,
+) -> ApiResult<axum::response::Response> {
+    if body.script.trim().is_empty() {
+        return Err(ApiError::validation("script is empty"));
+    }
+    let change_id = match body.change_id {
+        Some(c) if change_id_ok(&c) => c,
+        Some(c) => {
+            return Err(ApiError::validation(format!(
+                "change_id `{c}` is invalid: use 1-64 letters, digits, `-` or `_`"
+            )));
+        }
+        None => format!("chg-{}", Uuid::now_v7().simple()),
+    };
+    let input = serde_json::json!({
+        "device_id": body.device_id,
+        "change_id": change_id,
+        "script": body.script,
+        "allow_without_timer": body.allow_without_timer,
+    });
+    start_for_device(
+        &state,
+        auth.principal(),
+        rid,
+        key.0,
+        "config_push",
+        body.device_id,
+        input,
+    )
+    .await
+}
+
+/// Upgrade a device's RouterOS from the firmware cache. Accepts `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/workflows/firmware-upgrade",
+    operation_id = "start_firmware_upgrade",
+    tag = "workflows",
+    security(("bearer" = ["workflows:run"])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key (per tenant) gives the same workflow.")),
+    request_body = FirmwareUpgradeRequest,
+    responses(
+        (status = 201, description = "Started.", body = WorkflowStartedDto),
+        (status = 200, description = "Already started with this Idempotency-Key.", body = WorkflowStartedDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Validation),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn start_firmware_upgrade(
+    State(state): State<ApiState>,
+    auth: Require<perm::WorkflowsRun>,
+    rid: RequestId,
+    key: IdempotencyKey,
+    Json(body): Json<FirmwareUpgradeRequest>,
+) -> ApiResult<axum::response::Response> {
+    if !crate::routes::firmware::version_ok(&body.version) {
+        return Err(ApiError::validation(format!(
+            "version `{}` is not a RouterOS version like 7.19.4",
+            body.version
+        )));
+    }
+    let input = serde_json::json!({
+        "device_id": body.device_id,
+        "version": body.version,
+        "routerboard": body.routerboard,
+    });
+    start_for_device(
+        &state,
+        auth.principal(),
+        rid,
+        key.0,
+        "firmware_upgrade",
+        body.device_id,
+        input,
+    )
+    .await
+}
+
+/// Why work is stopped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct StopRequest {
+    /// Recorded with the signal.
+    pub reason: Option<String>,
+}
+
+/// A signal delivered to a workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignalledDto {
+    /// The workflow that received it.
+    pub workflow_id: Uuid,
+    /// The `WorkflowSignalled` event.
+    pub events: Vec<Written>,
+}
+
+async fn signalled(
+    state: &ApiState,
+    p: &crate::auth::Principal,
+    wf: WorkflowId,
+    position: i64,
+) -> ApiResult<SignalledDto> {
+    // The engine reports the position; the stream version comes from the event itself.
+    let reader = netledger_store::EventReader::tenant(state.pools().app.clone(), p.tenant);
+    let e = reader.read_all(position - 1, 1).await?;
+    let version = e
+        .first()
+        .filter(|e| e.position == position)
+        .map(|e| u64::try_from(e.version).unwrap_or(0))
+        .unwrap_or(0);
+    Ok(SignalledDto {
+        workflow_id: *wf.as_uuid(),
+        events: vec![Written {
+            stream: wf.stream().as_str().to_owned(),
+            stream_version: version,
+            first_position: position,
+            last_position: position,
+        }],
+    })
+}
+
+/// Cancel a running workflow (it unwinds: a push rolls back first).
+#[utoipa::path(
+    post,
+    path = "/workflows/{workflow_id}/cancel",
+    operation_id = "cancel_workflow",
+    tag = "workflows",
+    security(("bearer" = ["workflows:cancel"])),
+    params(("workflow_id" = Uuid, Path, description = "Workflow id.")),
+    request_body = StopRequest,
+    responses(
+        (status = 200, description = "The cancel signal was journaled.", body = SignalledDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn cancel_workflow(
+    State(state): State<ApiState>,
+    auth: Require<perm::WorkflowsCancel>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<StopRequest>,
+) -> ApiResult<Json<SignalledDto>> {
+    let p = auth.principal();
+    let wf = WorkflowId::from_uuid(id);
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "cancelled through the API".to_owned());
+    let position = state
+        .engine()?
+        .cancel(p.tenant, wf, &reason, p.actor())
+        .await?;
+    Ok(Json(signalled(&state, p, wf, position).await?))
+}
+
+// ---- rollouts: create and control ----------------------------------------------------------
+
+/// What a rollout deploys.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutTargetInput {
+    /// `change_set` (a script pushed with the two-phase push) or `firmware`.
+    pub kind: String,
+    /// For `change_set`: the script.
+    pub script: Option<String>,
+    /// For `firmware`: the target version.
+    pub version: Option<String>,
+}
+
+/// A rollout to create.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewRollout {
+    /// Name.
+    pub name: String,
+    /// What it deploys.
+    pub target: RolloutTargetInput,
+    /// Canary devices, done first, one at a time.
+    #[serde(default)]
+    pub canaries: Vec<Uuid>,
+    /// The other devices, in order.
+    pub devices: Vec<Uuid>,
+    /// Devices per batch (default 10).
+    pub batch_size: Option<u32>,
+    /// Devices at once within a batch (default 1).
+    pub parallelism: Option<u32>,
+    /// Failures at which it halts (default 1).
+    pub failure_threshold: Option<u32>,
+    /// Whether a halt rolls back the devices already changed (default false).
+    #[serde(default)]
+    pub rollback_on_halt: bool,
+}
+
+/// A created rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutStartedDto {
+    /// The rollout.
+    pub rollout_id: Uuid,
+    /// The workflow driving it.
+    pub workflow_id: Uuid,
+    /// Whether the Idempotency-Key had already created it.
+    pub existed: bool,
+    /// The driving workflow's `WorkflowStarted` (the workflow journals `RolloutCreated`).
+    pub events: Vec<Written>,
+}
+
+/// Create a rollout: canaries first, then batches, halting at the failure threshold.
+/// Accepts `Idempotency-Key`.
+///
+/// The API starts the `rollout` workflow with the rollout's definition as input
+/// (`rollout_id`, `name`, `target`, `canaries`, `devices`, `batch_size`, `parallelism`,
+/// `failure_threshold`, `rollback_on_halt`); the workflow journals `RolloutCreated`.
+#[utoipa::path(
+    post,
+    path = "/rollouts",
+    operation_id = "create_rollout",
+    tag = "rollouts",
+    security(("bearer" = ["rollouts:write"])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key (per tenant) gives the same rollout.")),
+    request_body = NewRollout,
+    responses(
+        (status = 201, description = "Created.", body = RolloutStartedDto),
+        (status = 200, description = "Already created with this Idempotency-Key.", body = RolloutStartedDto),
+        (status = 404, response = NotFound),
+        (status = 422, response = Validation),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn create_rollout(
+    State(state): State<ApiState>,
+    auth: Require<perm::RolloutsWrite>,
+    rid: RequestId,
+    key: IdempotencyKey,
+    Json(body): Json<NewRollout>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let p = auth.principal();
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::validation("name: 1-200 characters"));
+    }
+    let target = match (
+        body.target.kind.as_str(),
+        &body.target.script,
+        &body.target.version,
+    ) {
+        ("change_set", Some(script), None) if !script.trim().is_empty() => {
+            serde_json::json!({"kind": "change_set", "script": script})
+        }
+        ("firmware", None, Some(v)) if crate::routes::firmware::version_ok(v) => {
+            serde_json::json!({"kind": "firmware", "version": v})
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "target is {kind: change_set, script} or {kind: firmware, version}",
+            ));
+        }
+    };
+    let mut all: Vec<Uuid> = body.canaries.clone();
+    all.extend(&body.devices);
+    if all.is_empty() {
+        return Err(ApiError::validation("a rollout needs at least one device"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &all {
+        if !seen.insert(*d) {
+            return Err(ApiError::validation(format!("device {d} is listed twice")));
+        }
+    }
+    let batch_size = body.batch_size.unwrap_or(10);
+    let parallelism = body.parallelism.unwrap_or(1);
+    if batch_size == 0 || parallelism == 0 {
+        return Err(ApiError::validation(
+            "batch_size and parallelism must be at least 1",
+        ));
+    }
+    let devices = state.devices()?;
+    for d in &all {
+        let s = devices.load(p.tenant, DeviceId::from_uuid(*d)).await?;
+        if s.registration.is_none() || s.removed {
+            return Err(ApiError::not_found(format!("device {d}")));
+        }
+    }
+    let rollout = RolloutId::from_uuid(Uuid::now_v7());
+    let input = serde_json::json!({
+        "rollout_id": rollout,
+        "name": name,
+        "target": target,
+        "canaries": body.canaries,
+        "devices": body.devices,
+        "batch_size": batch_size,
+        "parallelism": parallelism,
+        "failure_threshold": body.failure_threshold.unwrap_or(1),
+        "rollback_on_halt": body.rollback_on_halt,
+    });
+    let mut options = netledger_engine::StartOptions::new(p.actor()).rollout(rollout);
+    options.correlation_id = Some(rid.0);
+    if let Some(k) = key.0 {
+        options = options.idempotency_key(k);
+    }
+    let started = state
+        .engine()?
+        .start(p.tenant, "rollout", input, options)
+        .await?;
+    // A replayed start belongs to the rollout of the first request.
+    let rollout_id = if started.existed {
+        rollout_of(&state, p, started.workflow_id)
+            .await?
+            .unwrap_or(*rollout.as_uuid())
+    } else {
+        *rollout.as_uuid()
+    };
+    let dto = RolloutStartedDto {
+        rollout_id,
+        workflow_id: *started.workflow_id.as_uuid(),
+        existed: started.existed,
+        events: vec![Written {
+            stream: started.workflow_id.stream().as_str().to_owned(),
+            stream_version: 1,
+            first_position: *started.positions.start(),
+            last_position: *started.positions.end(),
+        }],
+    };
+    let status = if started.existed {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::CREATED
+    };
+    Ok((status, Json(dto)).into_response())
+}
+
+/// The rollout a rollout workflow was started for (its `WorkflowStarted.rollout_id`).
+async fn rollout_of(
+    state: &ApiState,
+    p: &crate::auth::Principal,
+    wf: WorkflowId,
+) -> ApiResult<Option<Uuid>> {
+    let reader = netledger_store::EventReader::tenant(state.pools().app.clone(), p.tenant);
+    let first = reader
+        .read_stream(&wf.stream(), 1, netledger_store::Direction::Forward, 1)
+        .await?;
+    Ok(first
+        .first()
+        .and_then(|e| {
+            e.decode::<netledger_domain::workflow::WorkflowStarted>()
+                .ok()
+        })
+        .and_then(|s| s.rollout_id)
+        .map(|r| *r.as_uuid()))
+}
+
+/// The workflow driving a rollout: the `rollout` workflow started with its id (from the
+/// workflow read model), or 404.
+async fn rollout_workflow(
+    state: &ApiState,
+    p: &crate::auth::Principal,
+    id: Uuid,
+) -> ApiResult<WorkflowId> {
+    if let Some(r) =
+        query::rollout_detail(&state.pools().app, p.tenant, RolloutId::from_uuid(id)).await?
+    {
+        return Ok(r.workflow_id);
+    }
+    // Not projected yet: find the driving workflow's start in the event store.
+    let mut tx = netledger_store::begin_tenant(&state.pools().app, p.tenant).await?;
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT stream FROM events WHERE tenant_id = $1 AND category = 'workflow' \
+         AND event_type = 'WorkflowStarted' AND payload::jsonb ->> 'rollout_id' = $2 \
+         AND payload::jsonb ->> 'kind' = 'rollout' ORDER BY position LIMIT 1",
+    )
+    .bind(p.tenant.as_uuid())
+    .bind(id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    found
+        .and_then(|(s,)| s.strip_prefix("workflow-").and_then(|w| w.parse().ok()))
+        .ok_or_else(|| ApiError::not_found(format!("rollout {id}")))
+}
+
+async fn signal_rollout(
+    state: &ApiState,
+    p: &crate::auth::Principal,
+    id: Uuid,
+    signal: &str,
+    reason: Option<String>,
+) -> ApiResult<Json<SignalledDto>> {
+    let wf = rollout_workflow(state, p, id).await?;
+    let engine = state.engine()?;
+    let position = match signal {
+        "pause" => engine.pause(p.tenant, wf, p.actor()).await?,
+        "resume" => engine.resume(p.tenant, wf, p.actor()).await?,
+        _ => {
+            let reason = reason.unwrap_or_else(|| "cancelled through the API".to_owned());
+            engine.cancel(p.tenant, wf, &reason, p.actor()).await?
+        }
+    };
+    Ok(Json(signalled(state, p, wf, position).await?))
+}
+
+/// Pause a rollout: no new device is started.
+#[utoipa::path(
+    post,
+    path = "/rollouts/{rollout_id}/pause",
+    operation_id = "pause_rollout",
+    tag = "rollouts",
+    security(("bearer" = ["rollouts:stop"])),
+    params(("rollout_id" = Uuid, Path, description = "Rollout id.")),
+    responses(
+        (status = 200, description = "Paused.", body = SignalledDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn pause_rollout(
+    State(state): State<ApiState>,
+    auth: Require<perm::RolloutsStop>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<SignalledDto>> {
+    signal_rollout(&state, auth.principal(), id, "pause", None).await
+}
+
+/// Resume a paused or halted rollout (approval to continue).
+#[utoipa::path(
+    post,
+    path = "/rollouts/{rollout_id}/resume",
+    operation_id = "resume_rollout",
+    tag = "rollouts",
+    security(("bearer" = ["rollouts:approve"])),
+    params(("rollout_id" = Uuid, Path, description = "Rollout id.")),
+    responses(
+        (status = 200, description = "Resumed.", body = SignalledDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn resume_rollout(
+    State(state): State<ApiState>,
+    auth: Require<perm::RolloutsApprove>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<SignalledDto>> {
+    signal_rollout(&state, auth.principal(), id, "resume", None).await
+}
+
+/// Cancel a rollout (devices in progress finish or roll back; no new device starts).
+#[utoipa::path(
+    post,
+    path = "/rollouts/{rollout_id}/cancel",
+    operation_id = "cancel_rollout",
+    tag = "rollouts",
+    security(("bearer" = ["rollouts:stop"])),
+    params(("rollout_id" = Uuid, Path, description = "Rollout id.")),
+    request_body = StopRequest,
+    responses(
+        (status = 200, description = "Cancelled.", body = SignalledDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn cancel_rollout(
+    State(state): State<ApiState>,
+    auth: Require<perm::RolloutsStop>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<StopRequest>,
+) -> ApiResult<Json<SignalledDto>> {
+    signal_rollout(&state, auth.principal(), id, "cancel", body.reason).await
 }
