@@ -504,3 +504,105 @@ async fn cancel_mid_push_rolls_back_or_stops_before_the_change(owner: PgPool) {
     );
     e.stop().await;
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn rollout_pushes_canary_then_batches_and_records_its_stream(owner: PgPool) {
+    let e = env(owner, 3).await;
+    let devices = [
+        e.register(0).await,
+        e.register(1).await,
+        e.register(2).await,
+    ];
+    let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
+    let wf = e
+        .engine
+        .start(
+            e.tenant,
+            "rollout",
+            json!({
+                "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
+                "canaries": [devices[0]], "devices": [devices[1], devices[2]],
+                "batch_size": 2, "parallelism": 2, "failure_threshold": 1,
+            }),
+            StartOptions::new(Actor::system("test")).rollout(rid),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    let stream: Vec<(String, serde_json::Value)> =
+        EventReader::tenant(e.pools.app.clone(), e.tenant)
+            .read_stream(&rid.stream(), 1, Direction::Forward, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.event_type.clone(), x.payload.clone()))
+            .collect();
+    let types: Vec<&str> = stream.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "RolloutCreated",
+            "RolloutStateChanged",
+            "RolloutDeviceFinished",
+            "RolloutDeviceFinished",
+            "RolloutDeviceFinished",
+            "RolloutStateChanged"
+        ]
+    );
+    // the canary finished first, in batch 0
+    assert_eq!(stream[2].1["batch"], 0);
+    assert_eq!(stream[2].1["device_id"], json!(devices[0]));
+    assert_eq!(stream[5].1["state"], "completed");
+    for i in 0..3 {
+        let counts = e.fleet.device(i).unwrap().change_counts();
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            [1],
+            "device {i}: {counts:?}"
+        );
+    }
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_failed_canary_halts_the_rollout(owner: PgPool) {
+    let e = env(owner, 2).await;
+    let devices = [e.register(0).await, e.register(1).await];
+    e.fleet
+        .device(0)
+        .unwrap()
+        .edit_faults(|x| x.reject_login = true);
+    let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
+    let wf = e
+        .engine
+        .start(
+            e.tenant,
+            "rollout",
+            json!({
+                "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
+                "canaries": [devices[0]], "devices": [devices[1]],
+                "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
+            }),
+            StartOptions::new(Actor::system("test")).rollout(rid),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    assert!(finished_reason(&journal).contains("threshold 1"));
+    let last = EventReader::tenant(e.pools.app.clone(), e.tenant)
+        .read_stream(&rid.stream(), 1, Direction::Forward, 100)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(last.payload["state"], "halted");
+    assert!(
+        e.fleet.device(1).unwrap().change_counts().is_empty(),
+        "never started"
+    );
+    e.stop().await;
+}

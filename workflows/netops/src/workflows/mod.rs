@@ -10,6 +10,7 @@
 //! decrypts them in memory inside a step). `docs/push.md` ("Workflows") describes them.
 
 mod cache;
+mod rollout;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ use crate::{
 };
 
 pub use cache::serve_firmware_cache;
+pub use rollout::RolloutInput;
 
 /// The component name in the actor of the events the workflows append.
 pub const COMPONENT: &str = "netops-workflow";
@@ -416,10 +418,11 @@ where
     ctx.step_with(name, d.device_opts(), f).await
 }
 
-/// The netops workflow definitions: `config_push` v1, `firmware_upgrade` v1, `backup` v1.
+/// The netops workflow definitions: `config_push` v1, `firmware_upgrade` v1, `backup` v1,
+/// `rollout` v1.
 pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
     let deps = Arc::new(deps);
-    let (a, b, c) = (deps.clone(), deps.clone(), deps);
+    let (a, b, c, r) = (deps.clone(), deps.clone(), deps.clone(), deps);
     Registry::new()
         .with(Definition::new("config_push", 1, move |ctx| {
             config_push(ctx, a.clone())
@@ -429,6 +432,9 @@ pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
         }))?
         .with(Definition::new("backup", 1, move |ctx| {
             backup(ctx, c.clone())
+        }))?
+        .with(Definition::new("rollout", 1, move |ctx| {
+            rollout::rollout(ctx, r.clone())
         }))
 }
 
