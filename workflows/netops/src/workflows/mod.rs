@@ -9,6 +9,7 @@
 //! Does not own: the engine, the event store, the archive, credentials (it reads and
 //! decrypts them in memory inside a step). `docs/push.md` ("Workflows") describes them.
 
+pub mod bench;
 mod cache;
 mod rollout;
 
@@ -46,6 +47,7 @@ use crate::{
     Verification, VerifyOptions,
 };
 
+pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
 pub use rollout::RolloutInput;
 
