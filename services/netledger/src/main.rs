@@ -51,6 +51,8 @@ enum Command {
         /// Also start N simulated RouterOS devices and register them.
         #[arg(long)]
         demo_fleet: Option<usize>,
+        #[command(flatten)]
+        firmware: FirmwareArgs,
     },
     /// REST API, live events, OpenAPI and the web UI.
     Api {
@@ -61,6 +63,8 @@ enum Command {
     Worker {
         #[command(flatten)]
         conn: Conn,
+        #[command(flatten)]
+        firmware: FirmwareArgs,
     },
     /// Device poller.
     Poller {
@@ -144,8 +148,58 @@ enum BenchCommand {
     Poller(netledger_poller::PollerBenchArgs),
     /// Read-model rebuild from a scratch database of realistic events.
     Replay(ReplayBenchArgs),
-    /// Workflow engine and pushes.
-    Workflows,
+    /// Workflow engine no-op steps, config pushes and a firmware rollout.
+    Workflows(WorkflowsBenchCli),
+}
+
+/// Where the worker serves firmware packages to devices.
+#[derive(Debug, Args, Clone)]
+struct FirmwareArgs {
+    /// Listen address of the read-only firmware package server devices fetch from.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    firmware_listen: std::net::SocketAddr,
+    /// URL devices use to reach it (default `http://<firmware-listen>`).
+    #[arg(long)]
+    firmware_base_url: Option<String>,
+}
+
+impl FirmwareArgs {
+    fn serving(&self) -> roles::FirmwareServing {
+        roles::FirmwareServing {
+            listen: self.firmware_listen,
+            base_url: self.firmware_base_url.clone(),
+        }
+    }
+}
+
+/// `netledger bench workflows` options.
+#[derive(Debug, Args)]
+struct WorkflowsBenchCli {
+    /// PostgreSQL URL of a superuser; scratch databases are created and dropped.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Measured seconds of each no-op figure.
+    #[arg(long, default_value_t = 10)]
+    noop_seconds: u64,
+    /// Devices of the config-push figure (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    push_devices: usize,
+    /// Devices of the firmware-rollout figure (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    firmware_devices: usize,
+    /// Workflows in flight in the worker.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// fsync the config archive (the production setting).
+    #[arg(long)]
+    archive_fsync: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `netledger bench replay` options.
@@ -269,6 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             conn,
             listen,
             demo_fleet,
+            firmware,
         } => {
             let mut config = load_config(cfg, Some(&conn))?;
             if let Some(l) = listen {
@@ -281,11 +336,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(n) if n > 0 => Some(start_demo_fleet(&config, n)?),
                 _ => None,
             };
-            let (projector, poller) = tokio::join!(
+            let serving = firmware.serving();
+            let (projector, poller, worker) = tokio::join!(
                 roles::run_projector(&config, &pools, shutdown.clone()),
-                roles::run_poller(&config, &pools, shutdown),
+                roles::run_poller(&config, &pools, shutdown.clone()),
+                roles::run_worker(&config, &pools, &serving, shutdown),
             );
-            let result = projector.and(poller);
+            let result = projector.and(poller).and(worker);
             if let Some(f) = fleet {
                 f.abort();
             }
@@ -294,7 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Api { .. } => not_yet("the `api` role (REST API, SSE, OpenAPI, web UI)", 5),
         Command::Openapi => not_yet("`openapi` (the OpenAPI document)", 5),
-        Command::Worker { .. } => not_yet("the `worker` role (durable workflows)", 4),
+        Command::Worker { conn, firmware } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let pools = roles::pools(&config).await?;
+            roles::run_worker(&config, &pools, &firmware.serving(), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Poller { conn } => {
             let config = load_config(cfg, Some(&conn))?;
             let pools = roles::pools(&config).await?;
@@ -401,7 +463,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            BenchCommand::Workflows => not_yet("`bench workflows`", 4),
+            BenchCommand::Workflows(cli) => {
+                let scratch_dir = std::env::temp_dir()
+                    .join(format!("netledger-bench-workflows-{}", std::process::id()));
+                let args = netledger_netops::workflows::bench::WorkflowsBenchArgs {
+                    database_url: cli.database_url,
+                    noop_seconds: cli.noop_seconds,
+                    push_devices: cli.push_devices,
+                    firmware_devices: cli.firmware_devices,
+                    concurrency: cli.concurrency,
+                    scratch_dir,
+                    archive_fsync: cli.archive_fsync,
+                };
+                let r = netledger_netops::workflows::bench::bench_workflows(
+                    args,
+                    std::sync::Arc::new(netledger::clock::SystemClock),
+                )
+                .await?;
+                let out = serde_json::json!({
+                    "noop_steps_per_s_w1": r.noop_steps_per_s_w1,
+                    "noop_steps_per_s_w4": r.noop_steps_per_s_w4,
+                    "push_1000_seconds": r.push_seconds,
+                    "push_devices": r.push_devices,
+                    "push_committed": r.push_committed,
+                    "firmware_200_seconds": r.firmware_seconds,
+                    "firmware_devices": r.firmware_devices,
+                    "firmware_upgraded": r.firmware_upgraded,
+                });
+                if cli.json {
+                    println!("{out}");
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         },
     }
 }

@@ -230,3 +230,59 @@ pub async fn run_poller(
         .await
         .context("poller stopped")
 }
+
+/// Where the worker serves the firmware cache that devices fetch packages from.
+#[derive(Debug, Clone)]
+pub struct FirmwareServing {
+    /// Listen address of the read-only package server.
+    pub listen: std::net::SocketAddr,
+    /// URL devices use to reach it (defaults to `http://<listen>`).
+    pub base_url: Option<String>,
+}
+
+/// Runs a workflow worker (push, firmware, backup, rollout definitions) until `shutdown`.
+pub async fn run_worker(
+    config: &Config,
+    pools: &Pools,
+    firmware: &FirmwareServing,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let firmware_cache = config.data_dir.join("firmware");
+    std::fs::create_dir_all(&firmware_cache)
+        .with_context(|| format!("creating {}", firmware_cache.display()))?;
+    let listener = tokio::net::TcpListener::bind(firmware.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the firmware cache",
+                firmware.listen
+            )
+        })?;
+    let bound = listener.local_addr()?;
+    let deps = netledger_netops::workflows::NetopsDeps {
+        app: pools.app.clone(),
+        system: pools.system.clone(),
+        store: netledger_store::EventStore::start(
+            pools.app.clone(),
+            netledger_store::StoreOptions::default(),
+        ),
+        archive: archive(config)?,
+        keys: crate::config::credential_keys(config)?,
+        firmware_cache,
+        firmware_base_url: firmware
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}")),
+        options: netledger_netops::workflows::NetopsOptions::default(),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+    };
+    let options = netledger_engine::WorkerOptions::named(process_name("worker"));
+    let report =
+        netledger_netops::workflows::run_worker(deps, options, Some(listener), async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("worker stopped")?;
+    tracing::info!(?report, "worker stopped");
+    Ok(())
+}
