@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod authz;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -40,6 +41,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use accounts::{BootstrapOutcome, bootstrap_admin};
+pub use bench::{ApiBenchArgs, ApiBenchReport, bench_api};
 pub use config::ApiConfig;
 pub use error::{ApiError, Problem, ProblemKind};
 pub use state::{ApiDeps, ApiState};

@@ -1744,3 +1744,112 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
         StatusCode::NOT_FOUND
     );
 }
+
+// ---- benchmark smoke -------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_api_reports_an_open_loop_run() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
+    let report = netledger_api::bench_api(netledger_api::ApiBenchArgs {
+        database_url: url,
+        devices: 120,
+        rps: 100,
+        duration: Duration::from_millis(1500),
+        page_size: 50,
+        clock: Arc::new(TestClock),
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.devices, 120);
+    assert_eq!(report.requests, 150);
+    assert_eq!(report.errors, 0);
+    assert!(
+        report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    for field in ["devices", "rps", "p50_ms", "p99_ms"] {
+        assert!(json.get(field).is_some(), "{field}");
+    }
+}
+
+// ---- generated client --------------------------------------------------------------------------
+
+/// The pinned generator (PyPI `openapi-python-client`), installed in a venv under the
+/// target directory like `scripts/referee-librouteros` does for its client.
+const OPENAPI_PYTHON_CLIENT: &str = "openapi-python-client==0.29.1";
+
+async fn run_checked(cmd: &mut tokio::process::Command, what: &str) {
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} took more than 300 s"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn generated_python_client_drives_a_scenario(pool: PgPool) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi-python-client");
+    let venv = work.join("venv");
+    if !venv.join("bin/python").exists() {
+        run_checked(
+            tokio::process::Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv),
+            "python3 -m venv",
+        )
+        .await;
+    }
+    run_checked(
+        tokio::process::Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            OPENAPI_PYTHON_CLIENT,
+        ]),
+        "pip install openapi-python-client",
+    )
+    .await;
+    // Generate from the committed document (the drift test keeps it equal to the code's).
+    let gen_dir = work.join(format!("gen-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&gen_dir).unwrap();
+    run_checked(
+        tokio::process::Command::new(venv.join("bin/openapi-python-client"))
+            .arg("generate")
+            .arg("--path")
+            .arg(root.join("../../openapi/openapi.json"))
+            .arg("--output-path")
+            .arg(gen_dir.join("netledger_api_client"))
+            .args(["--meta", "none"]),
+        "openapi-python-client generate",
+    )
+    .await;
+
+    let state = state_with(&pool, config(), None).await;
+    bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(netledger_api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let mut scenario = tokio::process::Command::new(venv.join("bin/python"));
+    scenario
+        .arg(root.join("tests/client_scenario.py"))
+        .arg(format!("http://{addr}"))
+        .arg(ADMIN_EMAIL)
+        .arg(PASSWORD)
+        .env("PYTHONPATH", &gen_dir);
+    run_checked(&mut scenario, "the generated-client scenario").await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&gen_dir).ok();
+}
