@@ -1,9 +1,10 @@
 //! Crash test: worker PROCESSES (`netops-chaos-worker`, which runs `run_worker`) are killed
-//! with SIGKILL at random points of config pushes (watching the journal: after 1-3 new
-//! journal events, so at step boundaries and inside steps, apply included), then a last
-//! worker finishes everything. Every push must end Committed or RolledBack, every journal
-//! must be ordered (a started step gets its outcome before another step starts; only the
-//! killed attempt is started again), and no device may receive its change twice.
+//! with SIGKILL while config pushes, firmware upgrades and a rollout run (watching the
+//! journal: after 1-3 more completed steps, at once or 15/40 ms later, so at step boundaries
+//! and inside steps, apply included), then a last worker finishes everything. Every workflow
+//! must reach its documented outcome, every journal must be ordered (a started step gets its
+//! outcome before another step starts; only the killed attempt is started again), and no
+//! device may receive its change twice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -44,14 +45,50 @@ impl Drop for Killer {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Push,
+    Firmware,
+    Rollout,
+}
+
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
+    chaos(owner, Kind::Push).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn killed_worker_processes_finish_firmware_upgrades(owner: PgPool) {
+    chaos(owner, Kind::Firmware).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn killed_worker_processes_finish_a_rollout(owner: PgPool) {
+    chaos(owner, Kind::Rollout).await;
+}
+
+async fn chaos(owner: PgPool, kind: Kind) {
     let opts = owner.connect_options();
     let db = opts.get_database().unwrap().to_owned();
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let pools = Pools::connect(&opts, None, None, 4).await.unwrap();
+    let _ = &pools;
     let dir = std::env::temp_dir().join(format!("netops-chaos-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("cache")).unwrap();
+    std::fs::create_dir_all(dir.join("cache").join("7.19.4")).unwrap();
+    for f in [
+        "routeros-7.19.4-arm64.npk",
+        "routeros-7.19.4-mipsbe.npk",
+        "routeros-7.19.4.npk",
+    ] {
+        std::fs::write(dir.join("cache").join("7.19.4").join(f), vec![b'x'; 3000]).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(netledger_netops::workflows::serve_firmware_cache(
+        dir.join("cache"),
+        listener,
+        std::future::pending(),
+    ));
     let material = KeyMaterial::generate();
     let key_b64 = material.to_base64();
     let keys = CredentialKeys::new("k1", [("k1".to_owned(), material)]).unwrap();
@@ -81,6 +118,7 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
         Arc::new(RealClock),
     );
     let mut workflows: Vec<(WorkflowId, usize)> = Vec::new();
+    let mut devices = Vec::new();
     for (i, m) in fleet.manifest().iter().enumerate() {
         let device = DeviceId::from_uuid(Uuid::new_v4());
         cmds.register(
@@ -102,17 +140,48 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
         )
         .await
         .unwrap();
+        devices.push(device);
+        let (k, input) = match kind {
+            Kind::Push | Kind::Rollout => (
+                "config_push",
+                json!({ "device_id": device, "change_id": format!("chaos-{i}"), "script": CHANGE }),
+            ),
+            Kind::Firmware => (
+                "firmware_upgrade",
+                json!({ "device_id": device, "version": "7.19.4" }),
+            ),
+        };
+        if kind != Kind::Rollout {
+            let wf = engine
+                .start(
+                    tenant,
+                    k,
+                    input,
+                    netledger_engine::StartOptions::new(Actor::system("test")).devices([device]),
+                )
+                .await
+                .unwrap()
+                .workflow_id;
+            workflows.push((wf, i));
+        }
+    }
+    let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
+    if kind == Kind::Rollout {
         let wf = engine
             .start(
                 tenant,
-                "config_push",
-                json!({ "device_id": device, "change_id": format!("chaos-{i}"), "script": CHANGE }),
-                netledger_engine::StartOptions::new(Actor::system("test")).devices([device]),
+                "rollout",
+                json!({
+                    "rollout_id": rid, "name": "chaos", "target": { "kind": "change_set", "script": CHANGE },
+                    "canaries": [devices[0]], "devices": [devices[1], devices[2]],
+                    "batch_size": 2, "parallelism": 2, "failure_threshold": 3,
+                }),
+                netledger_engine::StartOptions::new(Actor::system("test")).rollout(rid),
             )
             .await
             .unwrap()
             .workflow_id;
-        workflows.push((wf, i));
+        workflows.push((wf, usize::MAX));
     }
     let spawn = |n: usize| {
         Killer(Some(
@@ -122,7 +191,7 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
                     dir.join("archive").to_str().unwrap(),
                     key_b64.as_str(),
                     dir.join("cache").to_str().unwrap(),
-                    "http://127.0.0.1:9",
+                    base.as_str(),
                     &format!("chaos-{n}"),
                 ])
                 .spawn()
@@ -130,6 +199,7 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
         ))
     };
     let reader = EventReader::tenant(pools.app.clone(), tenant);
+    // progress = journaled step completions across the workflows
     let count = || async {
         let mut n = 0;
         for (wf, _) in &workflows {
@@ -137,7 +207,9 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
                 .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
                 .await
                 .unwrap()
-                .len();
+                .iter()
+                .filter(|e| e.event_type == "WorkflowStepCompleted")
+                .count();
         }
         n
     };
@@ -149,9 +221,10 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
         }
         all
     };
-    // kill after 1, 2, 3, 1, 2, 3... new journal events
+    // kill after 1, 2, 3, 1, ... more completed steps, right away or a little later (inside
+    // the next steps)
     let mut kills = 0;
-    for round in 0..12 {
+    for round in 0..10 {
         if finished().await {
             break;
         }
@@ -162,6 +235,7 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
         while count().await < want && t.elapsed() < Duration::from_secs(20) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tokio::time::sleep(Duration::from_millis([0, 15, 40][round % 3] as u64)).await;
         if let Some(c) = &mut w.0 {
             c.kill().unwrap(); // SIGKILL
             c.wait().unwrap();
@@ -179,20 +253,49 @@ async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
     for (wf, i) in &workflows {
         let s = engine.status(tenant, *wf).await.unwrap().unwrap();
         let outcome = s.outcome.unwrap();
-        assert!(
-            matches!(
-                outcome,
-                netledger_domain::workflow::Outcome::Committed
-                    | netledger_domain::workflow::Outcome::RolledBack
-            ),
-            "{wf}: {outcome:?}"
-        );
-        let d = fleet.device(*i).unwrap();
-        assert_eq!(
-            d.change_counts().get(&format!("chaos-{i}")).copied(),
-            Some(1),
-            "device {i} received its change once"
-        );
+        let why = reader
+            .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type.contains("Failed") || e.event_type == "WorkflowFinished")
+            .map(|e| e.payload.to_string())
+            .collect::<Vec<_>>();
+        use netledger_domain::workflow::Outcome;
+        match kind {
+            Kind::Push => {
+                assert!(
+                    matches!(outcome, Outcome::Committed | Outcome::RolledBack),
+                    "{wf}: {outcome:?} {why:?}"
+                );
+                let d = fleet.device(*i).unwrap();
+                assert_eq!(
+                    d.change_counts().get(&format!("chaos-{i}")).copied(),
+                    Some(1),
+                    "device {i} received its change once"
+                );
+            }
+            Kind::Firmware => {
+                assert_eq!(outcome, Outcome::Succeeded, "{wf} {why:?}");
+                assert_eq!(fleet.device(*i).unwrap().version().to_string(), "7.19.4");
+            }
+            Kind::Rollout => {
+                assert_eq!(outcome, Outcome::Succeeded, "{wf} {why:?}");
+                let change = format!("ro-{}", rid.as_uuid().simple());
+                for j in 0..3 {
+                    assert_eq!(
+                        fleet
+                            .device(j)
+                            .unwrap()
+                            .change_counts()
+                            .get(&change)
+                            .copied(),
+                        Some(1),
+                        "device {j} received the rollout's change once"
+                    );
+                }
+            }
+        }
         // ordered journal: a step's outcome before another step starts
         let journal = reader
             .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)

@@ -69,6 +69,12 @@ async fn main() {
                 within: Duration::from_secs(30),
                 retry_every: Duration::from_millis(100),
             },
+            // a step interrupted by a kill counts as an attempt: leave room for many kills
+            retry: netledger_engine::RetryPolicy {
+                max_attempts: 20,
+                initial_backoff: Duration::from_millis(100),
+                ..netledger_engine::RetryPolicy::default()
+            },
             ..NetopsOptions::default()
         },
         clock: Arc::new(RealClock),
