@@ -925,6 +925,33 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_workflow = app
+        .post(
+            "/api/v1/workflows/backup",
+            &b_token,
+            json!({"device_id": b_device}),
+        )
+        .await
+        .body["workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_other = app
+        .post("/api/v1/devices", &b_token, new_device("b-router-2"))
+        .await
+        .body["device_id"]
+        .clone();
+    let b_rollout = app
+        .post(
+            "/api/v1/rollouts",
+            &b_token,
+            json!({"name": "b-rollout", "target": {"kind": "firmware", "version": "7.19.4"}, "devices": [b_other]}),
+        )
+        .await
+        .body["rollout_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Tenant A's most privileged tenant-scoped role.
     let (_, a) = app.user("a-admin@example.net", Role::TenantAdmin).await;
     let ids: HashMap<&str, String> = HashMap::from([
@@ -934,20 +961,28 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         ("category", "user".to_owned()),
         ("stream", format!("user-{b_user}")),
         ("device_id", b_device.clone()),
-        ("workflow_id", uuid::Uuid::new_v4().to_string()),
-        ("rollout_id", uuid::Uuid::new_v4().to_string()),
+        ("workflow_id", b_workflow.clone()),
+        ("rollout_id", b_rollout.clone()),
         ("commit", "abcdef12".to_owned()),
         ("version", "7.19.4".to_owned()),
         ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
     ]);
     // What A never sent and must never see: B's e-mail, names, and (in responses to
     // routes without ids in their path) B's ids.
-    let names = ["b-admin@example.net", "Tenant B", "b-key", "b-router"];
+    let names = [
+        "b-admin@example.net",
+        "Tenant B",
+        "b-key",
+        "b-router",
+        "b-rollout",
+    ];
     let ids_of_b = [
         b_tenant.as_str(),
         b_user.as_str(),
         b_key.as_str(),
         b_device.as_str(),
+        b_workflow.as_str(),
+        b_rollout.as_str(),
     ];
     let mut by_id = 0;
     for (id, method, path, scopes) in operations() {
