@@ -58,6 +58,32 @@ pub struct Config {
     pub poller: PollerConfig,
     /// Keys for secrets at rest (device credentials).
     pub secrets: SecretsConfig,
+    /// REST API settings.
+    pub api: ApiSettings,
+}
+
+/// REST API settings (`[api]`); the rest of the API's knobs keep their defaults
+/// (`netledger_api::ApiConfig::development`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// HS256 key for access tokens (at least 32 bytes); production refuses to start without.
+    pub jwt_secret: Option<Secret>,
+    /// Mark the refresh cookie `Secure` (HTTPS only); production forces it on.
+    pub cookie_secure: bool,
+}
+
+impl ApiSettings {
+    /// The API configuration these settings give.
+    pub fn to_api_config(&self, production: bool) -> netledger_api::ApiConfig {
+        let mut c = netledger_api::ApiConfig::development();
+        c.production = production;
+        if let Some(secret) = &self.jwt_secret {
+            c.jwt_secret = netledger_api::config::SecretString::new(secret.expose().to_owned());
+        }
+        c.cookie_secure = self.cookie_secure || production;
+        c
+    }
 }
 
 /// Audit checkpoint settings.
@@ -101,6 +127,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             poller: PollerConfig::default(),
             secrets: SecretsConfig::default(),
+            api: ApiSettings::default(),
         }
     }
 }
@@ -355,6 +382,10 @@ type Setter = fn(&mut Config, &str) -> Result<(), String>;
 
 /// The `NETLEDGER_*` variables and the keys they set.
 const ENV: &[(&str, Setter)] = &[
+    ("NETLEDGER_API_JWT_SECRET", |c, v| {
+        c.api.jwt_secret = Some(Secret::new(v));
+        Ok(())
+    }),
     ("NETLEDGER_DATABASE_URL", |c, v| {
         c.database_url = Secret::new(v);
         Ok(())

@@ -58,6 +58,9 @@ enum Command {
     Api {
         #[command(flatten)]
         conn: Conn,
+        /// HTTP listen address (default 127.0.0.1:8080, or `listen` in the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Durable workflows.
     Worker {
@@ -142,8 +145,8 @@ enum BenchCommand {
     Eventstore(EventstoreArgs),
     /// Simulated fleet memory and round-trips.
     Devsim(devsim::bench::BenchArgs),
-    /// REST API latency.
-    Api,
+    /// REST API latency: device list pages under an open-loop load.
+    Api(ApiBenchCli),
     /// Poller CPU, memory and poll latency against a simulated fleet.
     Poller(netledger_poller::PollerBenchArgs),
     /// Read-model rebuild from a scratch database of realistic events.
@@ -202,6 +205,33 @@ struct WorkflowsBenchCli {
     json: bool,
 }
 
+/// `netledger bench api` options.
+#[derive(Debug, Args)]
+struct ApiBenchCli {
+    /// PostgreSQL URL of a superuser; a scratch database is created and dropped.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Devices registered before the load.
+    #[arg(long, default_value_t = 10_000)]
+    devices: usize,
+    /// Requests per second offered (open loop).
+    #[arg(long, default_value_t = 500)]
+    rps: u32,
+    /// How long the load runs.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Devices per page.
+    #[arg(long, default_value_t = 50)]
+    page_size: u32,
+    /// Print one JSON object (`devices`, `rps`, `p50_ms`, `p99_ms`, ...).
+    #[arg(long)]
+    json: bool,
+}
+
 /// `netledger bench replay` options.
 #[derive(Debug, Args)]
 struct ReplayBenchArgs {
@@ -218,11 +248,6 @@ struct ReplayBenchArgs {
     /// Print one JSON object (`events`, `seconds`, and the details).
     #[arg(long)]
     json: bool,
-}
-
-fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!("netledger: {what} is not yet available in this build (tracked in issue #{issue}).");
-    Ok(ExitCode::from(2))
 }
 
 /// Starts `n` simulated devices in this process; their manifest goes to
@@ -247,9 +272,26 @@ fn start_demo_fleet(
     tracing::info!(
         devices = n,
         manifest = %manifest.display(),
-        "starting the simulated fleet; registering its devices needs the device registry (issues #5/#6), not built yet"
+        "starting the simulated fleet"
     );
     Ok(tokio::spawn(devsim::run(args)))
+}
+
+/// The first administrator from `NETLEDGER_BOOTSTRAP_ADMIN_EMAIL` and
+/// `NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD` (both or neither).
+fn bootstrap_admin() -> anyhow::Result<Option<roles::Bootstrap>> {
+    let email = std::env::var("NETLEDGER_BOOTSTRAP_ADMIN_EMAIL").ok();
+    let password = std::env::var("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD").ok();
+    match (email, password) {
+        (Some(email), Some(password)) => Ok(Some(roles::Bootstrap {
+            email,
+            password: Secret::new(password),
+        })),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both NETLEDGER_BOOTSTRAP_ADMIN_EMAIL and NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD (or neither)"
+        ),
+    }
 }
 
 fn init_tracing(json: bool) {
@@ -332,25 +374,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             roles::migrate(&config).await?;
             let pools = roles::pools(&config).await?;
             let shutdown = shutdown_signal();
+            let state = roles::api_state(&config, &pools).await?;
+            roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;
             let fleet = match demo_fleet {
-                Some(n) if n > 0 => Some(start_demo_fleet(&config, n)?),
+                Some(n) if n > 0 => {
+                    let handle = start_demo_fleet(&config, n)?;
+                    let registered = roles::register_demo_fleet(
+                        &config,
+                        &pools,
+                        &config.data_dir.join("demo-fleet.json"),
+                    )
+                    .await?;
+                    tracing::info!(devices = registered, "demo fleet registered");
+                    Some(handle)
+                }
                 _ => None,
             };
             let serving = firmware.serving();
-            let (projector, poller, worker) = tokio::join!(
+            let (api, projector, poller, worker) = tokio::join!(
+                roles::run_api(state, config.listen, shutdown.clone()),
                 roles::run_projector(&config, &pools, shutdown.clone()),
                 roles::run_poller(&config, &pools, shutdown.clone()),
                 roles::run_worker(&config, &pools, &serving, shutdown),
             );
-            let result = projector.and(poller).and(worker);
             if let Some(f) = fleet {
                 f.abort();
             }
+            let result = api.and(projector).and(poller).and(worker);
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Api { .. } => not_yet("the `api` role (REST API, SSE, OpenAPI, web UI)", 5),
-        Command::Openapi => not_yet("`openapi` (the OpenAPI document)", 5),
+        Command::Api { conn, listen } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let pools = roles::pools(&config).await?;
+            let state = roles::api_state(&config, &pools).await?;
+            roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;
+            roles::run_api(state, listen.unwrap_or(config.listen), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            print!("{}", netledger_api::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker { conn, firmware } => {
             let config = load_config(cfg, Some(&conn))?;
             let pools = roles::pools(&config).await?;
@@ -419,7 +484,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 devsim::bench::run(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            BenchCommand::Api => not_yet("`bench api`", 5),
+            BenchCommand::Api(cli) => {
+                let report = netledger_api::bench::bench_api(netledger_api::bench::ApiBenchArgs {
+                    database_url: cli.database_url,
+                    devices: cli.devices,
+                    rps: cli.rps,
+                    duration: cli.duration,
+                    page_size: cli.page_size,
+                    clock: std::sync::Arc::new(netledger::clock::SystemClock),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("bench api: {}", e.0))?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             BenchCommand::Poller(args) => {
                 let json = args.json;
                 let report = netledger_poller::bench_poller(

@@ -247,9 +247,6 @@ pub async fn run_worker(
     firmware: &FirmwareServing,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let firmware_cache = config.data_dir.join("firmware");
-    std::fs::create_dir_all(&firmware_cache)
-        .with_context(|| format!("creating {}", firmware_cache.display()))?;
     let listener = tokio::net::TcpListener::bind(firmware.listen)
         .await
         .with_context(|| {
@@ -259,23 +256,14 @@ pub async fn run_worker(
             )
         })?;
     let bound = listener.local_addr()?;
-    let deps = netledger_netops::workflows::NetopsDeps {
-        app: pools.app.clone(),
-        system: pools.system.clone(),
-        store: netledger_store::EventStore::start(
-            pools.app.clone(),
-            netledger_store::StoreOptions::default(),
-        ),
-        archive: archive(config)?,
-        keys: crate::config::credential_keys(config)?,
-        firmware_cache,
-        firmware_base_url: firmware
+    let deps = netops_deps(
+        config,
+        pools,
+        firmware
             .base_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}")),
-        options: netledger_netops::workflows::NetopsOptions::default(),
-        clock: std::sync::Arc::new(crate::clock::SystemClock),
-    };
+    )?;
     let options = netledger_engine::WorkerOptions::named(process_name("worker"));
     let report =
         netledger_netops::workflows::run_worker(deps, options, Some(listener), async move {
@@ -285,4 +273,158 @@ pub async fn run_worker(
         .context("worker stopped")?;
     tracing::info!(?report, "worker stopped");
     Ok(())
+}
+
+/// The firmware cache directory, `<data_dir>/firmware` (created if missing).
+pub fn firmware_cache(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+    let dir = config.data_dir.join("firmware");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// What the workflow definitions need (workers run them; the API starts them).
+pub fn netops_deps(
+    config: &Config,
+    pools: &Pools,
+    firmware_base_url: String,
+) -> anyhow::Result<netledger_netops::workflows::NetopsDeps> {
+    Ok(netledger_netops::workflows::NetopsDeps {
+        app: pools.app.clone(),
+        system: pools.system.clone(),
+        store: netledger_store::EventStore::start(
+            pools.app.clone(),
+            netledger_store::StoreOptions::default(),
+        ),
+        archive: archive(config)?,
+        keys: crate::config::credential_keys(config)?,
+        firmware_cache: firmware_cache(config)?,
+        firmware_base_url,
+        options: netledger_netops::workflows::NetopsOptions::default(),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+    })
+}
+
+/// The first administrator, from `NETLEDGER_BOOTSTRAP_ADMIN_EMAIL`/`_PASSWORD` (read by the
+/// binary's `main`).
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// E-mail address.
+    pub email: String,
+    /// Password.
+    pub password: crate::config::Secret,
+}
+
+/// Builds the API state: pools, event store, NATS, archive, firmware cache, audit key, device
+/// commands and the engine with the workflow definitions.
+pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledger_api::ApiState> {
+    let clock: std::sync::Arc<dyn netledger_domain::clock::Clock> =
+        std::sync::Arc::new(crate::clock::SystemClock);
+    let store = netledger_store::EventStore::start(
+        pools.app.clone(),
+        netledger_store::StoreOptions::default(),
+    );
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let netops = netops_deps(config, pools, String::new())?;
+    let registry = std::sync::Arc::new(netledger_netops::workflows::registry(netops)?);
+    let engine =
+        netledger_engine::Engine::new(pools.app.clone(), store.clone(), registry, clock.clone());
+    let mut deps = netledger_api::ApiDeps::new(pools.clone(), store, clock);
+    deps.nats = Some(nats);
+    deps.archive = Some(archive(config)?);
+    deps.firmware_dir = Some(firmware_cache(config)?);
+    deps.audit_key = Some(signing_key(config)?.verifying_key());
+    deps.devices = Some(netledger_store::devices::DeviceCommands::new(
+        pools.app.clone(),
+        crate::config::credential_keys(config)?,
+    ));
+    deps.engine = Some(engine);
+    let mut api_config = config.api.to_api_config(config.production);
+    api_config.nats_subject_prefix = config.relay.subject_prefix.clone();
+    api_config.nats_events_stream = config.relay.stream.clone();
+    netledger_api::ApiState::new(deps, api_config).context("API settings refused")
+}
+
+/// Creates the first tenant and admin when no user exists yet.
+pub async fn bootstrap(
+    state: &netledger_api::ApiState,
+    admin: Option<&Bootstrap>,
+) -> anyhow::Result<()> {
+    let Some(admin) = admin else {
+        return Ok(());
+    };
+    let outcome = netledger_api::bootstrap_admin(state, &admin.email, admin.password.expose())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))?;
+    tracing::info!(?outcome, email = %admin.email, "bootstrap admin");
+    Ok(())
+}
+
+/// Serves the REST API, live events, OpenAPI and docs on `listen` until `shutdown`.
+pub async fn run_api(
+    state: netledger_api::ApiState,
+    listen: std::net::SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (pass --listen ADDR)"))?;
+    tracing::info!(address = %listener.local_addr()?, "API listening");
+    netledger_api::serve(listener, state, async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
+    .context("API server stopped")
+}
+
+/// Registers every device of the demo fleet's manifest into the first tenant (the one the
+/// bootstrap created), waiting for the manifest to appear.
+pub async fn register_demo_fleet(
+    config: &Config,
+    pools: &Pools,
+    manifest_path: &std::path::Path,
+) -> anyhow::Result<usize> {
+    let mut waited = 0;
+    while !manifest_path.exists() {
+        if waited > 300 {
+            anyhow::bail!(
+                "the demo fleet's manifest {} did not appear",
+                manifest_path.display()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let text = tokio::fs::read_to_string(manifest_path)
+        .await
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest: Vec<devsim::ManifestEntry> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let tenant: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&pools.system)
+            .await
+            .context("looking up the first tenant")?;
+    let Some(tenant) = tenant else {
+        anyhow::bail!(
+            "no tenant to register the demo fleet in: set NETLEDGER_BOOTSTRAP_ADMIN_EMAIL and \
+             NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD so that the first start creates one"
+        );
+    };
+    let commands = netledger_store::devices::DeviceCommands::new(
+        pools.app.clone(),
+        crate::config::credential_keys(config)?,
+    );
+    let ids = netledger_poller::register_demo_fleet(
+        &commands,
+        netledger_domain::TenantId::from_uuid(tenant),
+        &manifest,
+        &netledger_poller::DemoFleet::default(),
+    )
+    .await
+    .context("registering the demo fleet")?;
+    Ok(ids.len())
 }
