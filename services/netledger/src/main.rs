@@ -280,8 +280,15 @@ fn start_demo_fleet(
 /// The first administrator from `NETLEDGER_BOOTSTRAP_ADMIN_EMAIL` and
 /// `NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD` (both or neither).
 fn bootstrap_admin() -> anyhow::Result<Option<roles::Bootstrap>> {
-    let email = std::env::var("NETLEDGER_BOOTSTRAP_ADMIN_EMAIL").ok();
-    let password = std::env::var("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD").ok();
+    let mut email = None;
+    let mut password = None;
+    for (name, value) in std::env::vars() {
+        match name.as_str() {
+            "NETLEDGER_BOOTSTRAP_ADMIN_EMAIL" => email = Some(value),
+            "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD" => password = Some(value),
+            _ => {}
+        }
+    }
     match (email, password) {
         (Some(email), Some(password)) => Ok(Some(roles::Bootstrap {
             email,
