@@ -850,6 +850,9 @@ async fn metrics_are_written_rolled_up_and_read_back_per_tenant(pool: PgPool) {
     let poller = Poller::start(fast("p1", interval), env.deps())
         .await
         .unwrap();
+    // devsim's counters grow with its uptime in whole seconds: let the samples span more
+    // than two of them so that the first and the last must differ.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
     wait_until(Duration::from_secs(20), "samples", || async {
         poller.stats().snapshot().samples >= 4
     })
