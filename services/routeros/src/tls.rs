@@ -128,12 +128,16 @@ pub(crate) async fn handshake(
         algorithms: provider.signature_verification_algorithms,
         seen: Mutex::new(None),
     });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(server_name, e))?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
+    // Every connection gets its own config, so a session cache could never be used again; it
+    // would only hold the server's tickets for as long as the connection lives (memory that
+    // adds up over the thousands of sessions a poller keeps).
+    config.resumption = rustls::client::Resumption::disabled();
     let result = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await;
