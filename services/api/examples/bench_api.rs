@@ -20,7 +20,11 @@ impl Clock for SystemClock {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let devices = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let devices = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let rps = args.next().map(|a| a.parse()).transpose()?.unwrap_or(500);
     let secs: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
     let url = std::env::var("DATABASE_URL")

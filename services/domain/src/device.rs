@@ -22,10 +22,14 @@ pub enum DeviceError {
     )]
     BadName(String),
     /// The host is unusable.
-    #[error("device host `{0}` is invalid: give a hostname or IP address (1-253 characters, no spaces)")]
+    #[error(
+        "device host `{0}` is invalid: give a hostname or IP address (1-253 characters, no spaces)"
+    )]
     BadHost(String),
     /// A tag is unusable.
-    #[error("tag `{0}` is invalid: use 1-64 characters of letters, digits, `.`, `_`, `-`, `:` or `/`")]
+    #[error(
+        "tag `{0}` is invalid: use 1-64 characters of letters, digits, `.`, `_`, `-`, `:` or `/`"
+    )]
     BadTag(String),
     /// The port is zero.
     #[error("port 0 is invalid: RouterOS listens on 8728 (API) or 8729 (API-SSL) by default")]
@@ -51,8 +55,7 @@ impl DeviceName {
     pub fn parse(s: &str) -> Result<Self, DeviceError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(Self(s.to_owned()))
