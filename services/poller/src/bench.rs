@@ -52,13 +52,13 @@ pub struct PollerBenchArgs {
     /// and dropped).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// Devices per devsim child process.
-    #[arg(long, default_value_t = 4_000)]
+    /// Devices per devsim child process (each device holds 3 descriptors there).
+    #[arg(long, default_value_t = 2_500)]
     pub devices_per_devsim: usize,
-    /// First API port of the simulated fleet (device i of child k listens on
-    /// base + 2 * (k * devices_per_devsim + i), plus one for API-SSL); keep the range below
-    /// the ephemeral ports (32768).
-    #[arg(long, default_value_t = 12_000)]
+    /// First API port of the simulated fleet: each child gets the next range of 2 ports per
+    /// device that is free on loopback (API and API-SSL); best kept below the ephemeral
+    /// ports (32768).
+    #[arg(long, default_value_t = 6_000)]
     pub base_port: u16,
     /// Executable whose `devsim` subcommand runs the fleet (default: this executable).
     #[arg(long)]
@@ -93,6 +93,8 @@ pub struct PollerReport {
     pub rss_mib: f64,
     /// Peak resident memory of the process (`VmHWM`, includes the warm-up), MiB.
     pub peak_rss_mib: f64,
+    /// Resident memory before the poller started (the harness: pools, manifests), MiB.
+    pub baseline_rss_mib: f64,
     /// Median poll latency in the window, ms.
     pub poll_p50_ms: f64,
     /// 99th percentile poll latency in the window, ms.
@@ -183,18 +185,12 @@ async fn start_devsim(
     let mut manifests = Vec::new();
     let mut offset = 0usize;
     let mut k = 0usize;
+    let mut next_port = usize::from(args.base_port);
     while offset < args.devices {
         let n = per.min(args.devices - offset);
-        let port = usize::from(args.base_port) + 2 * offset;
-        let port = u16::try_from(port + 2 * n)
-            .map(|_| port as u16)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--base-port {} leaves no room for {} devices",
-                    args.base_port,
-                    args.devices
-                )
-            })?;
+        let port = free_range(next_port, 2 * n)?;
+        next_port = port + 2 * n;
+        let port = u16::try_from(port)?;
         let manifest = dir.join(format!("devsim-{k}.json"));
         let child = tokio::process::Command::new(&exe)
             .arg("devsim")
@@ -228,6 +224,11 @@ async fn start_devsim(
             {
                 break entries;
             }
+            if let Some(child) = children.0.get_mut(k)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                anyhow::bail!("devsim child {k} exited ({status}) before writing its manifest");
+            }
             if started.elapsed() > Duration::from_secs(300) {
                 anyhow::bail!("devsim child {k} did not write its manifest within 5 minutes");
             }
@@ -241,6 +242,27 @@ async fn start_devsim(
         }));
     }
     Ok((children, all))
+}
+
+/// The first port from `start` such that `len` consecutive ports are free on loopback (an
+/// occupied one is skipped past). Start low: ports above 32767 are also handed out to
+/// outgoing connections.
+fn free_range(start: usize, len: usize) -> anyhow::Result<usize> {
+    let mut first = start;
+    while first + len <= 65_536 {
+        let busy = (first..first + len).find(|&p| {
+            u16::try_from(p).map_or(true, |port| {
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+            })
+        });
+        match busy {
+            Some(p) => first = p + 1,
+            None => return Ok(first),
+        }
+    }
+    anyhow::bail!(
+        "no {len} consecutive free ports from {start} for the simulated fleet; lower --base-port or use fewer devices"
+    )
 }
 
 /// Runs the benchmark. `clock` supplies event timestamps (the system clock in the binary).
@@ -346,6 +368,8 @@ async fn run_bench(
             ..ArchiveOptions::default()
         },
     )?;
+    let baseline = status_kib("VmRSS:").unwrap_or(0) as f64 / 1024.0;
+    tracing::info!(rss_mib = baseline, "before the poller starts");
     let options = PollerOptions {
         name: "bench".to_owned(),
         ..PollerOptions::default()
@@ -376,6 +400,11 @@ async fn run_bench(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let warmup = warm.elapsed();
+    tracing::info!(
+        rss_mib = status_kib("VmRSS:").unwrap_or(0) as f64 / 1024.0,
+        secs = warmup.as_secs_f64(),
+        "warm-up done"
+    );
     // Let the writer and the archive settle before the window starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let window = args.measure.unwrap_or(args.interval * 2);
@@ -400,6 +429,7 @@ async fn run_bench(
         cpu_pct: (cpu1 - cpu0) / elapsed * 100.0,
         rss_mib: rss,
         peak_rss_mib: peak,
+        baseline_rss_mib: baseline,
         poll_p50_ms: stats.latency_quantile(0.5).as_secs_f64() * 1000.0,
         poll_p99_ms: stats.latency_quantile(0.99).as_secs_f64() * 1000.0,
         polls_per_s: ((after.polls_ok + after.polls_failed)

@@ -231,9 +231,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
                 Err(_) => break,
             },
         };
+        // Boxed: the poll's state machine (several KiB) lives only while a poll runs, not
+        // for the whole life of the device's task.
         let result = tokio::select! {
             () = cancel.cancelled() => break,
-            r = task.cycle() => r,
+            r = Box::pin(task.cycle()) => r,
         };
         drop(permit);
         let delay = match result {
