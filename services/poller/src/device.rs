@@ -25,7 +25,7 @@ use routeros::{Client, Command, Password, TlsPolicy};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -235,9 +235,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
         // for the whole life of the device's task.
         let result = tokio::select! {
             () = cancel.cancelled() => break,
-            r = Box::pin(task.cycle()) => r,
+            r = Box::pin(task.cycle(permit)) => r,
         };
-        drop(permit);
         let delay = match result {
             Ok(delay) => delay,
             Err(PollerError::LeaseLost { shard, attempt }) => {
@@ -278,8 +277,10 @@ impl Task {
             )))
     }
 
-    /// One poll with its bookkeeping; returns the delay until the next one.
-    async fn cycle(&mut self) -> Result<Duration, PollerError> {
+    /// One poll with its bookkeeping; returns the delay until the next one. The poll permit
+    /// is given back as soon as the status poll is done: an export waits for its own permit
+    /// without holding up other devices' polls.
+    async fn cycle(&mut self, permit: OwnedSemaphorePermit) -> Result<Duration, PollerError> {
         let started = std::time::Instant::now();
         let timeout = self.ctx.options.poll_timeout;
         let polled = match tokio::time::timeout(timeout, self.poll()).await {
@@ -289,6 +290,7 @@ impl Task {
                 Err(format!("poll timed out after {}s", timeout.as_secs_f64()))
             }
         };
+        drop(permit);
         self.ctx.stats.poll(polled.is_ok(), started.elapsed());
         let correlation = Uuid::new_v4();
         let options = self.ctx.options.clone();
