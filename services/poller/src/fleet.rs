@@ -95,7 +95,8 @@ impl Poller {
             .map_err(|e| PollerError::Task(e.to_string()))?
     }
 
-    /// Ends the poller abruptly, as a crash would: no hand-back, leases expire.
+    /// Ends the poller abruptly, as a crash would: its device tasks stop where they are, no
+    /// poll times are flushed, no shard is handed back; the leases expire.
     pub fn kill(self) {
         self.task.abort();
     }
@@ -160,6 +161,15 @@ struct Manager {
     leases: Leases,
     devices: HashMap<(TenantId, DeviceId), Handle>,
     last_revision: i64,
+    /// Parent of every device task's token: when the manager goes away for any reason (stop,
+    /// abort, panic), no device task outlives it to poll without a renewed lease.
+    root: CancellationToken,
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.root.cancel();
+    }
 }
 
 async fn run_prepared(
@@ -204,6 +214,7 @@ async fn run_prepared(
         ctx,
         leases: prepared.leases,
         devices: HashMap::new(),
+        root: CancellationToken::new(),
     };
     let mut heartbeat = tokio::time::interval(options.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -388,7 +399,7 @@ impl Manager {
                 if let Some(old) = self.devices.remove(&key) {
                     stop(old).await;
                 }
-                let cancel = CancellationToken::new();
+                let cancel = self.root.child_token();
                 let join = tokio::spawn(device::run(self.ctx.clone(), spec, cancel.clone()));
                 self.devices.insert(
                     key,

@@ -823,7 +823,16 @@ async fn three_pollers_share_the_fleet_without_double_polls(pool: PgPool) {
     }
     assert!(moved > 0, "the stopped poller's devices moved to others");
 
-    // A poller that dies without handing back: its leases expire and the last one takes all.
+    // A poller that dies without handing back: its device tasks die with it, its leases
+    // expire and the last one takes all. Expiry (1.5 s after the last renewal) is longer
+    // than the interval here, so even this hand-over polls no device twice in an interval.
+    let before: Vec<usize> = {
+        let mut v = Vec::new();
+        for i in 0..m.len() {
+            v.push(command_log(ctl, i).await.len());
+        }
+        v
+    };
     p3.kill();
     wait_until(Duration::from_secs(20), "expiry takeover", || async {
         let per = owners(env.owner.clone()).await;
@@ -833,6 +842,21 @@ async fn three_pollers_share_the_fleet_without_double_polls(pool: PgPool) {
     let polls = p1.stats().snapshot().polls_ok;
     tokio::time::sleep(interval * 3).await;
     assert!(p1.stats().snapshot().polls_ok >= polls + 12);
+    for (i, mark) in before.iter().enumerate() {
+        let log = command_log(ctl, i).await;
+        let times = poll_times(&log[(*mark).min(log.len())..]);
+        assert!(
+            times.len() >= 3,
+            "device {i} polled {} times after the crash",
+            times.len()
+        );
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= interval.as_secs_f64() * 0.7,
+                "device {i} polled twice within an interval across the crash: {times:?}"
+            );
+        }
+    }
     p1.stop().await.unwrap();
     let members: i64 = sqlx::query_scalar("SELECT count(*) FROM poller_members")
         .fetch_one(&env.owner)
