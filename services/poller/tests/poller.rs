@@ -1061,3 +1061,55 @@ async fn the_work_table_follows_device_events_and_rebuilds_identically(pool: PgP
     assert_eq!(again, ids[..2]);
     assert_eq!(ids[0], demo_device_id(tenant, "t", 0));
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_concurrent_append_makes_the_poller_re_read_and_re_decide(pool: PgPool) {
+    let env = env(pool).await;
+    let f = fleet(1, 0.0).await;
+    let ctl = control(&f).await;
+    let tenant = TenantId::new_random();
+    let ids = register_fleet(&env, tenant, &f.manifest(), false).await;
+    let poller = Poller::start(fast("p1", Duration::from_millis(300)), env.deps())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), "first contact", || async {
+        env.types(tenant, ids[0])
+            .await
+            .contains(&"ConfigSnapshotRecorded".to_owned())
+    })
+    .await;
+    // A user's command appends behind the poller's back (tags are not in the work table, so
+    // the poller's folded state is now one version behind).
+    env.commands()
+        .set_tags(
+            tenant,
+            ids[0],
+            BTreeSet::from([Tag::parse("moved").unwrap()]),
+            meta(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(poller.stats().snapshot().conflicts, 0);
+    let (status, _) = http(ctl, "PUT", "/devices/0/faults", r#"{"unreachable": true}"#).await;
+    assert_eq!(status, 204);
+    wait_until(Duration::from_secs(20), "offline", || async {
+        env.types(tenant, ids[0])
+            .await
+            .contains(&"DeviceWentOffline".to_owned())
+    })
+    .await;
+    let stats = poller.stats().clone();
+    poller.stop().await.unwrap();
+    assert!(stats.snapshot().conflicts >= 1, "{:?}", stats.snapshot());
+    // The offline event landed right after the user's event, once: the stale append
+    // conflicted, the poller re-read the stream and decided again.
+    let types = env.types(tenant, ids[0]).await;
+    let tags = types.iter().position(|t| t == "DeviceTagsSet").unwrap();
+    assert_eq!(types[tags + 1], "DeviceWentOffline", "{types:?}");
+    assert_eq!(
+        types.iter().filter(|t| *t == "DeviceWentOffline").count(),
+        1,
+        "{types:?}"
+    );
+}
