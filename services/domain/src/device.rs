@@ -590,18 +590,7 @@ pub fn observe(state: &DeviceState, seen: &Observation) -> Result<Vec<Decided>, 
         }
         Observation::Reachable(facts) => match (&state.status, &state.facts) {
             (Status::Online, Some(old)) => {
-                if old.version != facts.version {
-                    out.push(Decided::of(&DeviceVersionChanged {
-                        from: old.version.clone(),
-                        to: facts.version.clone(),
-                    })?);
-                }
-                if old.identity != facts.identity {
-                    out.push(Decided::of(&DeviceIdentityChanged {
-                        from: old.identity.clone(),
-                        to: facts.identity.clone(),
-                    })?);
-                }
+                version_and_identity_changes(old, facts, &mut out)?;
                 if old.board_name != facts.board_name
                     || old.routerboard_firmware != facts.routerboard_firmware
                 {
@@ -618,18 +607,7 @@ pub fn observe(state: &DeviceState, seen: &Observation) -> Result<Vec<Decided>, 
                 // Back online (or first contact): the online event carries the facts; a
                 // version that moved while it was away is a change of its own.
                 if let Some(old) = old {
-                    if old.version != facts.version {
-                        out.push(Decided::of(&DeviceVersionChanged {
-                            from: old.version.clone(),
-                            to: facts.version.clone(),
-                        })?);
-                    }
-                    if old.identity != facts.identity {
-                        out.push(Decided::of(&DeviceIdentityChanged {
-                            from: old.identity.clone(),
-                            to: facts.identity.clone(),
-                        })?);
-                    }
+                    version_and_identity_changes(old, facts, &mut out)?;
                 }
                 out.push(Decided::of(&DeviceCameOnline {
                     facts: facts.clone(),
@@ -638,6 +616,27 @@ pub fn observe(state: &DeviceState, seen: &Observation) -> Result<Vec<Decided>, 
         },
     }
     Ok(out)
+}
+
+/// The version and identity changes between two sets of facts, in that order.
+fn version_and_identity_changes(
+    old: &DeviceFacts,
+    facts: &DeviceFacts,
+    out: &mut Vec<Decided>,
+) -> Result<(), serde_json::Error> {
+    if old.version != facts.version {
+        out.push(Decided::of(&DeviceVersionChanged {
+            from: old.version.clone(),
+            to: facts.version.clone(),
+        })?);
+    }
+    if old.identity != facts.identity {
+        out.push(Decided::of(&DeviceIdentityChanged {
+            from: old.identity.clone(),
+            to: facts.identity.clone(),
+        })?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
