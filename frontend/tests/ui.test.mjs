@@ -1,0 +1,338 @@
+// Browser tests of the built UI against a real backend (`netledger all --demo-fleet 3`,
+// started by scripts/test-frontend): Debian's chromium driven by playwright-core. Scenarios
+// run in order in one browser tab, like an operator's session. Screenshots of each main
+// screen go to test-results/screenshots/ (gitignored).
+//
+// Environment: NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL, NL_UI_ADMIN_PASSWORD, optional
+// NL_UI_CHROMIUM (default /usr/bin/chromium), NL_UI_SCREENSHOTS.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const BASE = process.env.NL_UI_BASE_URL;
+const EMAIL = process.env.NL_UI_ADMIN_EMAIL;
+const PASSWORD = process.env.NL_UI_ADMIN_PASSWORD;
+if (!BASE || !EMAIL || !PASSWORD) {
+  throw new Error("set NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL and NL_UI_ADMIN_PASSWORD (scripts/test-frontend does)");
+}
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SHOTS = process.env.NL_UI_SCREENSHOTS ?? path.join(here, "..", "test-results", "screenshots");
+mkdirSync(SHOTS, { recursive: true });
+
+const PUSH_SCRIPT = "/ip pool\nadd name=ui-pool ranges=10.99.0.10-10.99.0.20";
+
+let browser;
+let page;
+const pageErrors = [];
+const failedResponses = [];
+let deviceId = null;
+let deviceName = null;
+
+async function shot(name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** A token of our own (a separate session) for changes made "by someone else". */
+async function apiToken() {
+  const res = await fetch(`${BASE}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: EMAIL, password: PASSWORD }),
+  });
+  assert.equal(res.status, 200, `API login: ${res.status} ${await res.text()}`);
+  return (await res.json()).access_token;
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, baseURL: BASE });
+  context.setDefaultTimeout(20_000);
+  page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(`console: ${m.text()}`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 500) failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("a wrong password is refused and the problem is shown", async () => {
+  await page.goto("/");
+  await page.getByLabel("E-mail").fill(EMAIL);
+  await page.getByLabel("Password").fill("definitely-not-the-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const problem = page.locator('[role=alert][data-problem="invalid-credentials"]');
+  await problem.waitFor();
+  assert.match(await problem.innerText(), /401/);
+  await shot("01-login-error");
+  // Still on the sign-in form.
+  assert.equal(await page.getByRole("button", { name: "Sign in" }).count(), 1);
+});
+
+test("sign in lands on the fleet", async () => {
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await page.locator('.live-indicator[data-live="live"]').waitFor({ timeout: 20_000 });
+});
+
+test("the fleet shows the 3 demo devices online", async () => {
+  const rows = page.locator('[data-testid=device-table] tbody tr');
+  // The poller reports each device online after its first poll.
+  await page.waitForFunction(
+    () => {
+      const trs = document.querySelectorAll("[data-testid=device-table] tbody tr");
+      return trs.length === 3 && [...trs].every((tr) => tr.querySelector('.badge[data-value="online"]'));
+    },
+    null,
+    { timeout: 90_000 },
+  );
+  assert.equal(await rows.count(), 3);
+  for (let i = 0; i < 3; i++) {
+    const text = await rows.nth(i).innerText();
+    assert.match(text, /online/);
+    assert.match(text, /\d+\.\d+/, "a RouterOS version is shown");
+  }
+  await shot("02-fleet");
+  // Filters go to the API: a status nobody has gives an empty list.
+  await page.getByLabel("Status").selectOption("offline");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=device-table] tbody tr").length === 0);
+  await page.getByLabel("Status").selectOption("");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=device-table] tbody tr").length === 3);
+});
+
+test("a device shows its facts and config versions", async () => {
+  const first = page.locator("[data-testid=device-table] tbody tr").first();
+  deviceName = await first.getAttribute("data-device");
+  await first.getByRole("link", { name: deviceName }).click();
+  await page.locator("[data-testid=device-name]").waitFor();
+  assert.equal(await page.locator("[data-testid=device-name]").innerText(), deviceName);
+  deviceId = await page.locator("[data-device-id]").getAttribute("data-device-id");
+  assert.match(deviceId, /^[0-9a-f-]{36}$/);
+  const facts = page.locator("[data-testid=facts]");
+  assert.match(await facts.locator('[data-fact="RouterOS"]').innerText(), /\d+\.\d+/);
+  assert.notEqual((await facts.locator('[data-fact="Board"]').innerText()).trim(), "—");
+  assert.match(await facts.locator('[data-fact="Status"]').innerText(), /online/);
+  // The poller's first export is recorded as a config version.
+  await page.locator("[data-testid=config-versions] tbody tr").first().waitFor({ timeout: 90_000 });
+  await page.locator("#metrics .chart").first().waitFor();
+  await shot("03-device");
+});
+
+test("a backup runs and finishes through live updates, without a reload", async () => {
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  const before = await page.locator("[data-testid=config-versions] tbody tr").count();
+  await page.getByRole("button", { name: "Start backup" }).click();
+  const card = page.locator("[data-testid=active-workflow]").first();
+  await card.waitFor();
+  await page.waitForFunction(
+    () => document.querySelector("[data-testid=active-workflow]")?.getAttribute("data-state") === "succeeded",
+    null,
+    { timeout: 90_000 },
+  );
+  // Steps arrived with it.
+  assert.ok((await card.locator("[data-step]").count()) > 0, "the steps are shown");
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
+  // The backup's snapshot shows up in the history (the list reloads on the device's events).
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("[data-testid=config-versions] tbody tr").length > n,
+    before,
+    { timeout: 30_000 },
+  );
+  assert.equal(await page.locator('[data-testid=config-versions] tbody tr[data-reason="on_demand"]').count() >= 1, true);
+});
+
+test("a config push commits and its change shows in a new config version's diff", async () => {
+  await page.getByRole("tab", { name: "Config push" }).click();
+  await page.locator('textarea[name="script"]').fill(PUSH_SCRIPT);
+  await page.getByRole("button", { name: "Push change" }).click();
+  const card = page.locator("[data-testid=active-workflow]").first();
+  await page.waitForFunction(
+    () => {
+      const s = document.querySelector("[data-testid=active-workflow]")?.getAttribute("data-state");
+      return s && ["committed", "rolled_back", "failed", "cancelled"].includes(s);
+    },
+    null,
+    { timeout: 120_000 },
+  );
+  const state = await card.getAttribute("data-state");
+  assert.equal(state, "committed", `push ended ${state}: ${await card.innerText()}`);
+  assert.ok((await card.locator('[data-step="commit"]').count()) === 1, "the commit step is in the timeline");
+  // The post-push snapshot is the newest version; the default comparison is against the
+  // version before it.
+  await page.locator('[data-testid=config-versions] tbody tr[data-reason="post_push"]').first().waitFor({ timeout: 30_000 });
+  await page.getByRole("button", { name: "Compare selected" }).click();
+  const diff = page.locator("[data-testid=config-diff]");
+  await diff.waitFor();
+  const text = await diff.innerText();
+  assert.match(text, /ui-pool/);
+  assert.match(text, /10\.99\.0\.10-10\.99\.0\.20/);
+  assert.ok((await diff.locator(".d-add").filter({ hasText: "ui-pool" }).count()) >= 1, "the change is an added line");
+  await diff.scrollIntoViewIfNeeded();
+  await shot("04-device-push-diff");
+});
+
+test("an edit based on a stale version gets the 412 message and can be redone", async () => {
+  await page.getByRole("button", { name: "Edit tags" }).click();
+  const base = Number(await page.locator("[data-testid=edit-base]").innerText());
+  // Someone else changes the device meanwhile.
+  const token = await apiToken();
+  const res = await fetch(`${BASE}/api/v1/devices/${deviceId}/tags`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "if-match": "*" },
+    body: JSON.stringify({ tags: ["changed-elsewhere"] }),
+  });
+  assert.equal(res.status, 200, await res.text());
+  const written = await res.json();
+  assert.ok(written.version > base);
+  await page.locator('input[name="tags"]').fill("ui-edit, core");
+  await page.getByRole("button", { name: "Save tags" }).click();
+  const stale = page.locator("[data-testid=stale-edit]");
+  await stale.waitFor();
+  assert.match(await stale.innerText(), /changed since you started editing/);
+  assert.match(await stale.innerText(), new RegExp(`version ${base}`));
+  await shot("05-device-stale-edit");
+  // The form now starts from the current version and shows the other change.
+  await page.waitForFunction((b) => Number(document.querySelector("[data-testid=edit-base]")?.textContent) > b, base);
+  assert.equal(await page.locator('input[name="tags"]').inputValue(), "changed-elsewhere");
+  await page.locator('input[name="tags"]').fill("ui-edit, core");
+  await page.getByRole("button", { name: "Save tags" }).click();
+  await page.getByText("Tags saved.").waitFor();
+  await page.waitForFunction(() => document.querySelector('[data-fact="Tags"]')?.textContent?.includes("ui-edit"));
+});
+
+test("workflows list and a run's step timeline", async () => {
+  await page.getByRole("link", { name: "Workflows", exact: true }).click();
+  await page.getByRole("heading", { name: "Workflows" }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=workflow-table] tbody tr").length >= 2);
+  await shot("06-workflows");
+  await page.locator('[data-testid=workflow-table] tbody tr[data-kind="config_push"] a').first().click();
+  await page.locator("[data-testid=steps] [data-step]").first().waitFor();
+  assert.ok((await page.locator('[data-testid=steps] [data-state="completed"]').count()) >= 5);
+  await shot("07-workflow-detail");
+});
+
+test("firmware upload lands in the cache", async () => {
+  await page.getByRole("link", { name: "Firmware" }).click();
+  await page.getByRole("heading", { name: "Firmware cache" }).waitFor();
+  await page.locator('input[type="file"]').setInputFiles({
+    name: "routeros-7.99.1-arm64.npk",
+    mimeType: "application/octet-stream",
+    buffer: Buffer.from("not a real package, just bytes for the cache\n"),
+  });
+  assert.equal(await page.getByLabel("RouterOS version").inputValue(), "7.99.1");
+  await page.getByRole("button", { name: "Upload", exact: true }).click();
+  await page.locator("[data-testid=firmware-table] tbody tr", { hasText: "routeros-7.99.1-arm64.npk" }).waitFor();
+  await shot("08-firmware");
+});
+
+test("a rollout over a tag with a canary completes", async () => {
+  await page.getByRole("link", { name: "Rollouts" }).click();
+  await page.getByRole("heading", { name: "Rollouts" }).waitFor();
+  await page.getByRole("button", { name: "New rollout" }).click();
+  const form = page.locator('form[aria-label="New rollout"]');
+  await form.getByLabel("Name").fill("ui rollout");
+  await form.locator("textarea").fill("/ip pool\nadd name=ui-rollout-pool ranges=10.98.0.10-10.98.0.20");
+  await form.getByLabel("Batch size").fill("2");
+  await form.getByLabel("Parallelism").fill("2");
+  // Every device carries the demo fleet's tags; the one we edited carries `ui-edit`.
+  await form.getByLabel("Add every device with tags").fill("ui-edit");
+  await form.getByRole("button", { name: "Add", exact: true }).click();
+  await form.getByText("1 devices matched").waitFor();
+  // Add the other two by hand; the first picked device becomes the canary.
+  const names = await form.locator(".device-picker tbody tr td:nth-child(3)").allInnerTexts();
+  for (const n of names) {
+    const box = form.getByLabel(`include ${n}`);
+    if (!(await box.isChecked())) await box.check();
+  }
+  await form.getByLabel(`canary ${deviceName}`).check();
+  assert.match(await form.innerText(), /3\s*devices: 1 canaries/);
+  await shot("09-rollout-new");
+  await form.getByRole("button", { name: "Create and start" }).click();
+  await page.locator(".page-head h1", { hasText: "ui rollout" }).waitFor();
+  await page.waitForFunction(
+    () => {
+      const b = document.querySelector(".page-head h1 .badge");
+      return b && ["completed", "halted", "cancelled"].includes(b.getAttribute("data-value"));
+    },
+    null,
+    { timeout: 180_000 },
+  );
+  const state = await page.locator(".page-head h1 .badge").getAttribute("data-value");
+  assert.equal(state, "completed", await page.locator(".main").innerText());
+  await page.waitForFunction(() => document.body.innerText.includes("3/3"));
+  await shot("10-rollout");
+});
+
+test("events and the audit feed", async () => {
+  await page.goto(`/events?stream=device-${deviceId}`);
+  await page.locator("[data-testid=event-table] tbody tr").first().waitFor();
+  assert.ok((await page.locator("[data-testid=event-table] tbody tr", { hasText: "DeviceTagsChanged" }).count()) >= 1);
+  await shot("11-events");
+  await page.getByRole("link", { name: "Audit" }).click();
+  await page.locator("[data-testid=audit-table] tbody tr").first().waitFor();
+  // The admin's own login is in the identity part of the feed.
+  await page.getByLabel("Category").selectOption("session");
+  await page.locator("[data-testid=audit-table] tbody tr").first().waitFor();
+  await shot("12-audit");
+});
+
+test("admin: users and an API key whose secret is shown once", async () => {
+  await page.getByRole("link", { name: "Admin" }).click();
+  await page.locator(`[data-testid=user-table] tr[data-user="${EMAIL.toLowerCase()}"]`).waitFor();
+  await shot("13-admin-users");
+  await page.getByRole("tab", { name: "API keys" }).click();
+  const form = page.locator('form[aria-label="New API key"]');
+  await form.getByLabel("Name").fill("ui-test key");
+  await form.getByRole("button", { name: "Issue key" }).click();
+  const secret = page.locator("[data-testid=api-key-secret] .secret");
+  await secret.waitFor();
+  const value = await secret.innerText();
+  assert.match(value, /^nlk_/);
+  await shot("14-admin-api-key");
+  // The key works.
+  const res = await fetch(`${BASE}/api/v1/devices?limit=1`, { headers: { authorization: `Bearer ${value}` } });
+  assert.equal(res.status, 200);
+  await page.getByRole("button", { name: "I stored it" }).click();
+  assert.equal(await page.locator("[data-testid=api-key-secret]").count(), 0);
+});
+
+test("sign out ends the session (a reload does not restore it)", async () => {
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await page.reload();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Fleet" }).count(), 0);
+});
+
+test("no uncaught page errors and no 5xx responses", () => {
+  // 401s from refresh while signed out are expected and logged by the browser; errors
+  // thrown by our code or 5xx answers are not.
+  const ours = pageErrors.filter((e) => !/401|Unauthorized/.test(e));
+  assert.deepEqual(ours, []);
+  assert.deepEqual(failedResponses, []);
+});
