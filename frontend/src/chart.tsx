@@ -1,7 +1,7 @@
 // A small hand-made SVG time-series chart: lines (optionally with a min-max band for
 // rollups), time axis over the requested range, a few y ticks, hover read-out.
 
-import { useMemo, useState, type MouseEvent } from "react";
+import { useMemo, useState, type MouseEvent, type ReactNode } from "react";
 
 export interface Point {
   t: number; // ms since epoch
@@ -42,6 +42,7 @@ export function LineChart({
   format,
   yMax,
   label,
+  extra,
 }: {
   series: Series[];
   from: number;
@@ -49,6 +50,8 @@ export function LineChart({
   format: (v: number) => string;
   yMax?: number;
   label: string;
+  /** Controls shown in the caption (e.g. an interface picker). */
+  extra?: ReactNode;
 }) {
   const [hover, setHover] = useState<number | null>(null);
   const top = useMemo(() => {
@@ -85,7 +88,9 @@ export function LineChart({
   return (
     <figure className="chart">
       <figcaption>
-        <span className="chart-title">{label}</span>
+        <span className="chart-title">
+          {label} {extra}
+        </span>
         <span className="chart-legend">
           {series.map((s) => {
             const n = nearest(s);
@@ -110,13 +115,21 @@ export function LineChart({
         {yticks.map((v) => (
           <g key={v}>
             <line x1={PAD.l} x2={W - PAD.r} y1={y(v)} y2={y(v)} className="grid" />
-            <text x={PAD.l - 6} y={y(v) + 4} textAnchor="end" className="tick">
-              {format(v)}
-            </text>
+            {empty && yMax === undefined ? null : (
+              <text x={PAD.l - 6} y={y(v) + 4} textAnchor="end" className="tick">
+                {format(v)}
+              </text>
+            )}
           </g>
         ))}
-        {xticks.map((t) => (
-          <text key={t} x={x(t)} y={H - 8} textAnchor="middle" className="tick">
+        {xticks.map((t, i) => (
+          <text
+            key={t}
+            x={x(t)}
+            y={H - 8}
+            textAnchor={i === 0 ? "start" : i === xticks.length - 1 ? "end" : "middle"}
+            className="tick"
+          >
             {timeLabel(t, span)}
           </text>
         ))}

@@ -43,7 +43,6 @@ export function useResource<T>(fetcher: () => Promise<T>, deps: unknown[]): Reso
   useEffect(() => {
     setData(null);
     void reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
 
   return { data, error, loading, reload };
@@ -106,35 +105,42 @@ export function useAction<A extends unknown[], R>(
 }
 
 /**
- * Calls `onEvent` for each live event matching `filter`, debounced per burst, and again a
- * little later: read models are written by the projector shortly after the event, so a
- * refetch right on the event may still see the old row.
+ * Calls `onEvent` when live events matching `filter` arrive: once shortly after a burst
+ * (at most every `minIntervalMs`, so a busy fleet does not turn into a reload storm), then
+ * again 0.8 s and 2.5 s later, because read models are written by the projector shortly
+ * after the event and a refetch right on the event may still see the old row.
  */
-export function useLiveRefresh(filter: (e: LiveEvent) => boolean, onEvent: () => void, deps: unknown[]) {
+export function useLiveRefresh(
+  filter: (e: LiveEvent) => boolean,
+  onEvent: () => void,
+  deps: unknown[],
+  minIntervalMs = 1000,
+) {
   const filterRef = useRef(filter);
   filterRef.current = filter;
   const cbRef = useRef(onEvent);
   cbRef.current = onEvent;
   useEffect(() => {
-    const timers: ReturnType<typeof setTimeout>[] = [];
-    let pending: ReturnType<typeof setTimeout> | null = null;
+    const followUps: ReturnType<typeof setTimeout>[] = [];
+    let scheduled: ReturnType<typeof setTimeout> | null = null;
+    let last = 0;
+    const fire = () => {
+      scheduled = null;
+      last = Date.now();
+      cbRef.current();
+      for (const t of followUps.splice(0)) clearTimeout(t);
+      followUps.push(setTimeout(() => cbRef.current(), 800));
+      followUps.push(setTimeout(() => cbRef.current(), 2500));
+    };
     const off = live.subscribe((e) => {
-      if (!filterRef.current(e)) return;
-      if (pending) return;
-      pending = setTimeout(() => {
-        pending = null;
-        cbRef.current();
-        for (const t of timers.splice(0)) clearTimeout(t);
-        timers.push(setTimeout(() => cbRef.current(), 800));
-        timers.push(setTimeout(() => cbRef.current(), 2500));
-      }, 150);
+      if (scheduled || !filterRef.current(e)) return;
+      scheduled = setTimeout(fire, Math.max(150, last + minIntervalMs - Date.now()));
     });
     return () => {
       off();
-      if (pending) clearTimeout(pending);
-      for (const t of timers) clearTimeout(t);
+      if (scheduled) clearTimeout(scheduled);
+      for (const t of followUps) clearTimeout(t);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
 }
 
@@ -148,7 +154,6 @@ export function useLiveEvents(filter: (e: LiveEvent) => boolean, deps: unknown[]
     return live.subscribe((e) => {
       if (filterRef.current(e)) setEvents((old) => [...old, e].slice(-max));
     });
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   return events;
 }
@@ -216,7 +221,6 @@ export function usePaged<T>(
     setNext(null);
     pagesRef.current = 1;
     void loadPages(1);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
 
   const loadMore = useCallback(async () => {

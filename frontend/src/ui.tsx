@@ -75,11 +75,11 @@ export function useTick(ms = 15_000): number {
 }
 
 export function Time({ at, relative = false }: { at: string | null | undefined; relative?: boolean }) {
-  const now = useTick();
+  useTick(); // re-render now and then; the time itself is read at render
   if (!at) return <span className="muted">—</span>;
   return (
     <time dateTime={at} title={`${formatTime(at)} (${at})`}>
-      {relative ? relativeTime(at, now) : formatTime(at)}
+      {relative ? relativeTime(at, Date.now()) : formatTime(at)}
     </time>
   );
 }
@@ -200,12 +200,18 @@ export function Empty({ children }: { children: ReactNode }) {
   return <div className="empty">{children}</div>;
 }
 
-/** Short id for display (first 8 characters), full id on hover. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Short id for display, full id on hover: a UUID's last 8 characters (our ids are time-ordered
+ * v7 UUIDs, whose first characters are the same for everything made in the same minute), a
+ * commit's first 8.
+ */
 export function ShortId({ id }: { id: string | null | undefined }) {
   if (!id) return <span className="muted">—</span>;
   return (
     <code className="id" title={id}>
-      {id.slice(0, 8)}
+      {UUID.test(id) ? `…${id.slice(-8)}` : id.slice(0, 8)}
     </code>
   );
 }

@@ -510,6 +510,20 @@ function Metrics({ deviceId }: { deviceId: string }) {
         .map((p) => ({ t: Date.parse(p.at), v: p.tx_bps!.avg, min: p.tx_bps!.min, max: p.tx_bps!.max })),
     },
   ];
+  const disk: Series[] = [
+    {
+      name: "disk used",
+      color: "#0e7490",
+      points: dev
+        .filter((p) => p.hdd_total > 0)
+        .map((p) => ({
+          t: Date.parse(p.at),
+          v: 100 - (100 * p.hdd_free.avg) / p.hdd_total,
+          min: 100 - (100 * p.hdd_free.max) / p.hdd_total,
+          max: 100 - (100 * p.hdd_free.min) / p.hdd_total,
+        })),
+    },
+  ];
   const last = dev.length ? dev[dev.length - 1] : null;
 
   return (
@@ -549,19 +563,26 @@ function Metrics({ deviceId }: { deviceId: string }) {
       <div className="grid-2">
         <LineChart label="CPU load" series={cpu} from={from} to={to} yMax={100} format={(v) => `${Math.round(v)}%`} />
         <LineChart label="Memory used" series={mem} from={from} to={to} yMax={100} format={(v) => `${Math.round(v)}%`} />
+        <LineChart
+          label="Traffic"
+          extra={
+            ifNames.length ? (
+              <select aria-label="Interface" className="inline-select" value={chosenIf} onChange={(e) => setIface(e.target.value)}>
+                {ifNames.map((n) => (
+                  <option key={n} value={n}>
+                    {n}
+                  </option>
+                ))}
+              </select>
+            ) : null
+          }
+          series={traffic}
+          from={from}
+          to={to}
+          format={bps}
+        />
+        <LineChart label="Disk used" series={disk} from={from} to={to} yMax={100} format={(v) => `${Math.round(v)}%`} />
       </div>
-      <div className="chart-controls">
-        <Field label="Interface">
-          <select value={chosenIf} onChange={(e) => setIface(e.target.value)}>
-            {ifNames.map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </Field>
-      </div>
-      <LineChart label={`Traffic ${chosenIf}`} series={traffic} from={from} to={to} format={bps} />
     </Section>
   );
 }

@@ -46,7 +46,7 @@ export function FleetPage() {
     [status, tag, search, removed],
   );
 
-  useLiveRefresh((e) => e.category === "device", () => void devices.reload(), [devices.reload]);
+  useLiveRefresh((e) => e.category === "device", () => void devices.reload(), [devices.reload], 2000);
 
   const knownTags = useMemo(() => {
     const s = new Set<string>();

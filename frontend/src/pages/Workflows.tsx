@@ -4,11 +4,11 @@
 import { useEffect, useState } from "react";
 
 import { api, type Schemas } from "../api/client";
-import { live } from "../api/live";
 import { useAuth } from "../auth";
-import { useAction, useLiveEvents, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
+import { useAction, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
 import { Link, useQueryState } from "../router";
-import { Badge, Empty, Field, Json, LoadMore, Loading, ProblemBox, Section, ShortId, Time } from "../ui";
+import { Badge, Empty, Field, Json, LoadMore, Loading, ProblemBox, Section, ShortId, Time, formatTime } from "../ui";
+import { EventTable } from "./Events";
 
 export type Run = Schemas["WorkflowRunDto"];
 export type RunDetail = Schemas["WorkflowRunDetailDto"];
@@ -166,6 +166,18 @@ export function RunTable({ runs, showDevices = true }: { runs: Run[]; showDevice
 export function useRun(id: string) {
   const run = useResource(async () => (await api("get", "/api/v1/workflows/{workflow_id}", { path: { workflow_id: id } })).data, [id]);
   useLiveRefresh((e) => e.stream === `workflow-${id}`, () => void run.reload(), [id, run.reload]);
+  // A run just started may not be in the read model yet (the projector writes it a moment
+  // after the event): a 404 is retried for a few seconds before it is shown.
+  const [misses, setMisses] = useState(0);
+  const notYet = run.error?.status === 404 && !run.data && misses < 15;
+  useEffect(() => {
+    if (!notYet) return;
+    const t = setTimeout(() => {
+      setMisses((m) => m + 1);
+      void run.reload();
+    }, 400);
+    return () => clearTimeout(t);
+  }, [notYet, misses, run.reload]);
   const status = useLiveStatus();
   const state = run.data?.run.state;
   useEffect(() => {
@@ -173,7 +185,7 @@ export function useRun(id: string) {
     const t = setInterval(() => void run.reload(), 4000);
     return () => clearInterval(t);
   }, [status, state, run.reload]);
-  return run;
+  return { ...run, error: notYet ? null : run.error };
 }
 
 export function StepTimeline({ steps }: { steps: Step[] }) {
@@ -187,14 +199,9 @@ export function StepTimeline({ steps }: { steps: Step[] }) {
             <div className="step-head">
               <strong>{s.step}</strong> <Badge value={s.state === "completed" ? "succeeded" : s.state} label={s.state} />
               {s.attempts > 1 ? <span className="muted small"> {s.attempts} attempts</span> : null}
-              <span className="muted small step-time">
-                <Time at={s.started_at} />
-                {s.finished_at ? (
-                  <>
-                    {" → "}
-                    <Time at={s.finished_at} /> ({duration(s.started_at, s.finished_at)})
-                  </>
-                ) : null}
+              <span className="muted small step-time" title={`${s.started_at} → ${s.finished_at ?? "running"}`}>
+                {formatTime(s.started_at)}
+                {s.finished_at ? ` → ${sameDay(s.started_at, s.finished_at) ? formatTime(s.finished_at).slice(11) : formatTime(s.finished_at)} (${duration(s.started_at, s.finished_at)})` : null}
               </span>
             </div>
             {s.last_error ? (
@@ -212,6 +219,10 @@ export function StepTimeline({ steps }: { steps: Step[] }) {
       ))}
     </ol>
   );
+}
+
+function sameDay(a: string, b: string): boolean {
+  return formatTime(a).slice(0, 10) === formatTime(b).slice(0, 10);
 }
 
 export function duration(from: string, to: string): string {
@@ -260,7 +271,12 @@ export function WorkflowPage({ id }: { id: string }) {
     void run.reload();
     return r.data;
   });
-  const events = useLiveEvents((e) => e.stream === `workflow-${id}`, [id]);
+  const journal = usePaged(
+    async (cursor) =>
+      (await api("get", "/api/v1/events/streams/{stream}", { path: { stream: `workflow-${id}` }, query: { cursor, limit: 200 } })).data,
+    [id],
+  );
+  useLiveRefresh((e) => e.stream === `workflow-${id}`, () => void journal.reload(), [id, journal.reload]);
 
   if (!run.data) {
     return (
@@ -369,21 +385,13 @@ export function WorkflowPage({ id }: { id: string }) {
         title="Journal"
         actions={
           <Link to={`/events?stream=workflow-${id}`} className="small">
-            full history
+            in the event history
           </Link>
         }
       >
-        {events.length ? (
-          <ul className="event-list">
-            {events.map((e) => (
-              <li key={e.position}>
-                <span className="muted small">#{e.position}</span> <strong>{e.event_type}</strong> <Time at={e.recorded_at} />
-              </li>
-            ))}
-          </ul>
-        ) : (
-          <Empty>Live journal events of this run appear here as they are recorded{live.status === "live" ? "" : " (live connection down)"}.</Empty>
-        )}
+        <ProblemBox error={journal.error} />
+        {journal.items.length ? <EventTable events={journal.items} /> : <Empty>No journal events yet.</Empty>}
+        <LoadMore hasMore={journal.hasMore} loading={journal.loading} onMore={() => void journal.loadMore()} count={journal.items.length} />
       </Section>
     </div>
   );
