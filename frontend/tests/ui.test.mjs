@@ -109,7 +109,24 @@ test("sign in lands on the fleet", async () => {
   await page.locator('.live-indicator[data-live="live"]').waitFor({ timeout: 20_000 });
 });
 
+test("a reload restores the session from the refresh cookie, in two tabs at once", async () => {
+  // Both tabs refresh with the same cookie at the same moment: the UI serialises refreshes
+  // (Web Locks across tabs), otherwise the server's reuse detection would revoke the session.
+  const other = await page.context().newPage();
+  await Promise.all([page.reload(), other.goto("/workflows")]);
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await other.getByRole("heading", { name: "Workflows" }).waitFor();
+  await other.close();
+  // The session is still good afterwards: a third load refreshes again.
+  await page.reload();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await page.locator('.live-indicator[data-live="live"]').waitFor();
+});
+
 test("the fleet shows the 3 demo devices online", async () => {
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
   const rows = page.locator('[data-testid=device-table] tbody tr');
   // The poller reports each device online after its first poll.
   await page.waitForFunction(
@@ -121,6 +138,7 @@ test("the fleet shows the 3 demo devices online", async () => {
     { timeout: 90_000 },
   );
   assert.equal(await rows.count(), 3);
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the fleet updated without a reload");
   for (let i = 0; i < 3; i++) {
     const text = await rows.nth(i).innerText();
     assert.match(text, /online/);
@@ -169,12 +187,8 @@ test("a backup runs and finishes through live updates, without a reload", async 
   assert.ok((await card.locator("[data-step]").count()) > 0, "the steps are shown");
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
   // The backup's snapshot shows up in the history (the list reloads on the device's events).
-  await page.waitForFunction(
-    (n) => document.querySelectorAll("[data-testid=config-versions] tbody tr").length > n,
-    before,
-    { timeout: 30_000 },
-  );
-  assert.equal(await page.locator('[data-testid=config-versions] tbody tr[data-reason="on_demand"]').count() >= 1, true);
+  await page.locator('[data-testid=config-versions] tbody tr[data-reason="on_demand"]').first().waitFor({ timeout: 30_000 });
+  assert.ok((await page.locator("[data-testid=config-versions] tbody tr").count()) > before);
 });
 
 test("a config push commits and its change shows in a new config version's diff", async () => {
@@ -315,7 +329,6 @@ test("events and the audit feed", async () => {
 test("admin: users and an API key whose secret is shown once", async () => {
   await page.getByRole("link", { name: "Admin", exact: true }).click();
   await page.locator(`[data-testid=user-table] tr[data-user="${EMAIL.toLowerCase()}"]`).waitFor();
-  await shot("13-admin-users");
   await page.getByRole("tab", { name: "API keys" }).click();
   const form = page.locator('form[aria-label="New API key"]');
   await form.getByLabel("Name").fill("ui-test key");
@@ -330,6 +343,53 @@ test("admin: users and an API key whose secret is shown once", async () => {
   assert.equal(res.status, 200);
   await page.getByRole("button", { name: "I stored it" }).click();
   assert.equal(await page.locator("[data-testid=api-key-secret]").count(), 0);
+});
+
+const VIEWER = { email: "viewer@netledger.test", password: "viewer-password-1234" };
+
+test("a viewer sees no actions its role cannot take", async () => {
+  await page.getByRole("tab", { name: "Users & roles" }).click();
+  await page.getByRole("button", { name: "New user" }).click();
+  const form = page.locator('form[aria-label="New user"]');
+  await form.getByLabel("E-mail").fill(VIEWER.email);
+  await form.getByLabel("Display name").fill("Vera Viewer");
+  await form.getByLabel("Role").selectOption("viewer");
+  await form.getByLabel("Initial password").fill(VIEWER.password);
+  await form.getByRole("button", { name: "Create user" }).click();
+  await page.locator(`[data-testid=user-table] tr[data-user="${VIEWER.email}"]`).waitFor();
+  await shot("13-admin-users");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("E-mail").fill(VIEWER.email);
+  await page.getByLabel("Password").fill(VIEWER.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Register device" }).count(), 0);
+  assert.equal(await page.getByRole("link", { name: "Admin", exact: true }).count(), 0);
+  assert.equal(await page.getByRole("link", { name: "Audit", exact: true }).count(), 0);
+  await page.goto(`/devices/${deviceId}`);
+  await page.locator("[data-testid=config-versions] tbody tr").first().waitFor();
+  assert.equal(await page.getByRole("button", { name: "Start backup" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Edit tags" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Change credentials" }).count(), 0);
+  await shot("15-device-as-viewer");
+  await page.goto("/rollouts");
+  await page.getByRole("heading", { name: "Rollouts" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "New rollout" }).count(), 0);
+  // The server refuses what the UI hides: the problem names the permission.
+  const token = await (async () => {
+    const res = await fetch(`${BASE}/api/v1/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(VIEWER),
+    });
+    return JSON.parse(await res.text()).access_token;
+  })();
+  const res = await fetch(`${BASE}/api/v1/workflows/backup`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ device_id: deviceId }),
+  });
+  assert.equal(res.status, 403);
 });
 
 test("sign out ends the session (a reload does not restore it)", async () => {
