@@ -109,6 +109,8 @@ pub struct ApiConfig {
     pub firmware_limit_bytes: usize,
     /// Largest page a list returns.
     pub max_page_size: u32,
+    /// The built web UI to serve at `/`, if any.
+    pub ui: Option<crate::ui::UiDir>,
 }
 
 impl ApiConfig {
@@ -143,6 +145,7 @@ impl ApiConfig {
             body_limit_bytes: 1024 * 1024,
             firmware_limit_bytes: 128 * 1024 * 1024,
             max_page_size: 500,
+            ui: None,
         }
     }
 

@@ -24,6 +24,7 @@ mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,7 +79,8 @@ pub fn openapi_json() -> String {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The full application: every route, `/openapi.json`, `/docs`, `/metrics`, with request
+/// The full application: every route, `/openapi.json`, `/docs`, `/metrics` and the web UI
+/// when one is configured, with request
 /// ids, JSON-loggable tracing spans, metrics, body limits and panic-to-500; plus its
 /// OpenAPI document.
 pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
@@ -86,6 +88,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     openapi::finish(&mut doc);
     let json = openapi_json_of(&doc);
     let body_limit = state.config().body_limit_bytes;
+    let ui = state.config().ui.clone();
     let app = routes
         .route(
             "/openapi.json",
@@ -96,7 +99,15 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         )
         .route("/docs", get(routes::docs))
         .route("/metrics", get(routes::health::metrics))
-        .fallback(|| async { ApiError::not_found("route").into_response() })
+        .fallback(move |req: Request| {
+            let ui = ui.clone();
+            async move {
+                match ui {
+                    Some(ui) => ui.serve(req).await,
+                    None => ApiError::not_found("route").into_response(),
+                }
+            }
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

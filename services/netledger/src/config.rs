@@ -71,6 +71,8 @@ pub struct ApiSettings {
     pub jwt_secret: Option<Secret>,
     /// Mark the refresh cookie `Secure` (HTTPS only); production forces it on.
     pub cookie_secure: bool,
+    /// Folder of the built web UI (`frontend/dist`) to serve at `/`; `--ui-dir` overrides.
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl ApiSettings {

@@ -51,6 +51,9 @@ enum Command {
         /// Also start N simulated RouterOS devices and register them.
         #[arg(long)]
         demo_fleet: Option<usize>,
+        /// Serve the built web UI from this folder at `/` (e.g. `frontend/dist`).
+        #[arg(long)]
+        ui_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         firmware: FirmwareArgs,
     },
@@ -61,6 +64,9 @@ enum Command {
         /// HTTP listen address (default 127.0.0.1:8080, or `listen` in the config).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Serve the built web UI from this folder at `/` (e.g. `frontend/dist`).
+        #[arg(long)]
+        ui_dir: Option<std::path::PathBuf>,
     },
     /// Durable workflows.
     Worker {
@@ -372,11 +378,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             conn,
             listen,
             demo_fleet,
+            ui_dir,
             firmware,
         } => {
             let mut config = load_config(cfg, Some(&conn))?;
             if let Some(l) = listen {
                 config.listen = l;
+            }
+            if ui_dir.is_some() {
+                config.api.ui_dir = ui_dir;
             }
             roles::migrate(&config).await?;
             let pools = roles::pools(&config).await?;
@@ -411,8 +421,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Api { conn, listen } => {
-            let config = load_config(cfg, Some(&conn))?;
+        Command::Api {
+            conn,
+            listen,
+            ui_dir,
+        } => {
+            let mut config = load_config(cfg, Some(&conn))?;
+            if ui_dir.is_some() {
+                config.api.ui_dir = ui_dir;
+            }
             let pools = roles::pools(&config).await?;
             let state = roles::api_state(&config, &pools).await?;
             roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;

@@ -345,6 +345,10 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
     let mut api_config = config.api.to_api_config(config.production);
     api_config.nats_subject_prefix = config.relay.subject_prefix.clone();
     api_config.nats_events_stream = config.relay.stream.clone();
+    if let Some(dir) = &config.api.ui_dir {
+        api_config.ui = Some(netledger_api::ui::UiDir::new(dir)?);
+        tracing::info!(dir = %dir.display(), "serving the web UI");
+    }
     netledger_api::ApiState::new(deps, api_config).context("API settings refused")
 }
 
