@@ -428,6 +428,7 @@ impl From<netledger_store::devices::DeviceCommandError> for ApiError {
             D::AlreadyRegistered(_) => ApiError::conflict(err.to_string()),
             D::NotFound(_) => ApiError::new(ProblemKind::NotFound, err.to_string()),
             D::Conflict { actual, .. } => ApiError::precondition_failed(actual),
+            D::Stale { current, .. } => ApiError::precondition_failed(current),
             D::Invalid(_) | D::BadUsername(_) => ApiError::validation(err.to_string()),
             D::Credentials(netledger_store::credentials::CredentialError::BadPassword(_)) => {
                 ApiError::validation(err.to_string())

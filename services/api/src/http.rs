@@ -55,6 +55,15 @@ impl IfMatch {
         }
     }
 
+    /// The version the client's change is based on; `None` for `*`. Commands check it
+    /// inside their transaction, so a write racing this request still gets 412.
+    pub fn version(self) -> Option<u64> {
+        match self {
+            IfMatch::Any => None,
+            IfMatch::Version(v) => Some(v),
+        }
+    }
+
     /// Checks against the current version; 412 with the current version when stale.
     pub fn check(self, current: u64) -> Result<(), ApiError> {
         match self {

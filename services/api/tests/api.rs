@@ -1345,6 +1345,82 @@ async fn health_metrics_docs_and_request_ids(pool: PgPool) {
     );
 }
 
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_web_ui_is_served_with_client_routes_and_api_paths_stay_api(pool: PgPool) {
+    // A folder without index.html is refused with the fix in the message.
+    let empty = tempfile::tempdir().unwrap();
+    let refused = netledger_api::ui::UiDir::new(empty.path()).unwrap_err();
+    assert!(refused.to_string().contains("npm run build"), "{refused}");
+
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dist.path().join("index.html"),
+        "<!doctype html><title>Netledger</title><div id=root></div>",
+    )
+    .unwrap();
+    std::fs::create_dir(dist.path().join("assets")).unwrap();
+    std::fs::write(dist.path().join("assets/app-3f2a.js"), "console.log(1)").unwrap();
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("secret.txt"), "outside").unwrap();
+    let mut c = config();
+    c.ui = Some(netledger_api::ui::UiDir::new(dist.path()).unwrap());
+    let app = app_with(pool, c, None).await;
+
+    let index = app.call(Method::GET, "/", None, None, &[]).await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert!(index.body.as_str().unwrap().contains("<div id=root>"));
+    assert_eq!(index.headers[header::CACHE_CONTROL], "no-cache");
+    assert!(
+        index.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    // A client-side route reloaded in the browser gets the app.
+    let route = app
+        .call(Method::GET, "/devices/0b8e/configs", None, None, &[])
+        .await;
+    assert_eq!(route.status, StatusCode::OK);
+    assert!(route.body.as_str().unwrap().contains("<div id=root>"));
+    // Hashed assets are cached for good, with their type.
+    let asset = app
+        .call(Method::GET, "/assets/app-3f2a.js", None, None, &[])
+        .await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(
+        asset.headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        asset.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    // API paths never fall through to the UI.
+    for path in ["/api/v1/nope", "/api", "/health/nope"] {
+        let r = app.call(Method::GET, path, None, None, &[]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(r.is_problem(), "{path}: {:?}", r.body);
+    }
+    // API routes still answer, and nothing outside the folder is reachable.
+    let doc = app
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(doc.body["info"]["title"], "Netledger API");
+    let name = secret.path().file_name().unwrap().to_str().unwrap();
+    for path in [
+        format!("/../{name}/secret.txt"),
+        format!("/assets/..%2F..%2F{name}%2Fsecret.txt"),
+    ] {
+        let r = app.call(Method::GET, &path, None, None, &[]).await;
+        assert!(
+            !r.body.as_str().unwrap_or("").contains("outside"),
+            "{path} escaped the UI folder"
+        );
+    }
+}
+
 // ---- devices, configs, workflows, audit (read models) --------------------------------------
 
 fn meta() -> netledger_domain::EventMetadata {

@@ -106,11 +106,12 @@ pub async fn register_demo_fleet(
                             endpoint: Some(endpoint),
                             poll_interval_secs: Some(options.poll_interval_secs),
                         },
+                        None,
                         meta.clone(),
                     )
                     .await?;
                 commands
-                    .change_credentials(tenant, device, &entry.username, &password, meta)
+                    .change_credentials(tenant, device, &entry.username, &password, None, meta)
                     .await?;
             }
             Err(e) => return Err(e),

@@ -295,6 +295,7 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
                 poll_interval_secs: Some(60),
                 ..UpdateDevice::default()
             },
+            None,
             meta(),
         )
         .await
@@ -309,16 +310,40 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
                 poll_interval_secs: Some(30),
                 ..UpdateDevice::default()
             },
+            None,
             meta(),
         )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(renamed.stream_version, 2);
+    // A change decided on version 1 (the caller's If-Match) is refused now that the device
+    // is at version 2, and writes nothing; decided on version 2 it goes through.
+    let stale = cmds
+        .set_tags(
+            tenant,
+            device,
+            BTreeSet::from([Tag::parse("stale").unwrap()]),
+            Some(1),
+            meta(),
+        )
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(DeviceCommandError::Stale {
+                expected: 1,
+                current: 2,
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
     cmds.set_tags(
         tenant,
         device,
         BTreeSet::from([Tag::parse("role:core").unwrap()]),
+        Some(2),
         meta(),
     )
     .await
@@ -329,6 +354,7 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
         device,
         "netledger2",
         &DevicePassword::new("another-secret"),
+        None,
         meta(),
     )
     .await
@@ -342,15 +368,16 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
     // Another tenant sees no such device.
     let other = TenantId::new_random();
     assert!(matches!(
-        cmds.set_tags(other, device, BTreeSet::new(), meta()).await,
+        cmds.set_tags(other, device, BTreeSet::new(), None, meta())
+            .await,
         Err(DeviceCommandError::NotFound(_))
     ));
 
-    cmds.remove(tenant, device, "decommissioned", meta())
+    cmds.remove(tenant, device, "decommissioned", None, meta())
         .await
         .unwrap();
     assert!(matches!(
-        cmds.remove(tenant, device, "again", meta()).await,
+        cmds.remove(tenant, device, "again", None, meta()).await,
         Err(DeviceCommandError::NotFound(_))
     ));
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM device_credentials")
@@ -792,7 +819,7 @@ async fn three_pollers_share_the_fleet_without_double_polls(pool: PgPool) {
         v
     };
     p2.stop().await.unwrap();
-    wait_until(Duration::from_secs(20), "the hand-over", || async {
+    wait_until(Duration::from_secs(60), "the hand-over", || async {
         let per = owners(env.owner.clone()).await;
         !per.contains_key(&gone) && per.len() == 2 && per.values().all(|n| *n == 3)
     })
@@ -834,7 +861,7 @@ async fn three_pollers_share_the_fleet_without_double_polls(pool: PgPool) {
         v
     };
     p3.kill();
-    wait_until(Duration::from_secs(20), "expiry takeover", || async {
+    wait_until(Duration::from_secs(60), "expiry takeover", || async {
         let per = owners(env.owner.clone()).await;
         per.len() == 1 && per.get(&p1.id()) == Some(&6)
     })
@@ -1010,11 +1037,14 @@ async fn the_work_table_follows_device_events_and_rebuilds_identically(pool: PgP
             poll_interval_secs: Some(300),
             ..UpdateDevice::default()
         },
+        None,
         meta(),
     )
     .await
     .unwrap();
-    cmds.remove(tenant, ids[2], "gone", meta()).await.unwrap();
+    cmds.remove(tenant, ids[2], "gone", None, meta())
+        .await
+        .unwrap();
     assert!(
         netledger_poller::worktable::sync_all(&env.pools.system)
             .await
@@ -1085,6 +1115,7 @@ async fn a_concurrent_append_makes_the_poller_re_read_and_re_decide(pool: PgPool
             tenant,
             ids[0],
             BTreeSet::from([Tag::parse("moved").unwrap()]),
+            None,
             meta(),
         )
         .await

@@ -50,6 +50,20 @@ pub enum DeviceCommandError {
         /// Where the stream was.
         actual: u64,
     },
+    /// The caller decided on a version of the device that is no longer current (its
+    /// `If-Match`): nothing was written.
+    #[error(
+        "device {device} is at version {current}, not the version {expected} this change was \
+         based on: re-read the device and decide again"
+    )]
+    Stale {
+        /// The device.
+        device: DeviceId,
+        /// The version the caller saw.
+        expected: u64,
+        /// The current version.
+        current: u64,
+    },
     /// A value is invalid.
     #[error(transparent)]
     Invalid(#[from] DeviceError),
@@ -259,7 +273,7 @@ impl DeviceCommands {
             poll_interval_secs: cmd.poll_interval_secs,
         };
         let outcome = self
-            .run(tenant, device, &meta, |state| {
+            .run(tenant, device, None, &meta, |state| {
                 if state.is_managed() {
                     return Err(DeviceCommandError::AlreadyRegistered(device));
                 }
@@ -282,6 +296,7 @@ impl DeviceCommands {
         tenant: TenantId,
         device: DeviceId,
         changes: UpdateDevice,
+        if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
         if let Some(secs) = changes.poll_interval_secs {
@@ -290,7 +305,7 @@ impl DeviceCommands {
         if let Some(e) = &changes.endpoint {
             check_endpoint(e)?;
         }
-        self.run(tenant, device, &meta, |state| {
+        self.run(tenant, device, if_version, &meta, |state| {
             let reg = managed(state, device)?;
             let event = DeviceUpdated {
                 name: changes.name.clone().filter(|n| *n != reg.name),
@@ -319,9 +334,10 @@ impl DeviceCommands {
         tenant: TenantId,
         device: DeviceId,
         tags: BTreeSet<Tag>,
+        if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
-        self.run(tenant, device, &meta, |state| {
+        self.run(tenant, device, if_version, &meta, |state| {
             let reg = managed(state, device)?;
             if reg.tags == tags {
                 return Ok(Decision {
@@ -345,12 +361,13 @@ impl DeviceCommands {
         device: DeviceId,
         username: &str,
         password: &DevicePassword,
+        if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
         check_username(username)?;
         let sealed = self.keys.seal(tenant, device, password.expose())?;
         let outcome = self
-            .run(tenant, device, &meta, |state| {
+            .run(tenant, device, if_version, &meta, |state| {
                 managed(state, device)?;
                 Decision::one(
                     &DeviceCredentialsChanged {
@@ -373,10 +390,11 @@ impl DeviceCommands {
         tenant: TenantId,
         device: DeviceId,
         reason: &str,
+        if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
         let outcome = self
-            .run(tenant, device, &meta, |state| {
+            .run(tenant, device, if_version, &meta, |state| {
                 managed(state, device)?;
                 Decision::one(
                     &DeviceRemoved {
@@ -404,7 +422,7 @@ impl DeviceCommands {
         let mut report = RotationReport::default();
         for (tenant, device, _old) in rows {
             let result = self
-                .run(tenant, device, &meta, |state| {
+                .run(tenant, device, None, &meta, |state| {
                     let reg = managed(state, device)?;
                     Decision::one(
                         &DeviceCredentialsChanged {
@@ -425,11 +443,15 @@ impl DeviceCommands {
     }
 
     /// Folds, decides, writes credentials and appends with the exact expected version, in one
-    /// transaction; re-reads and re-decides on a concurrent append. `None`: nothing to do.
+    /// transaction; re-reads and re-decides on a concurrent append. With `if_version` the
+    /// caller's decision was based on that version: a different current version (checked
+    /// inside the transaction, and again by the append) is [`DeviceCommandError::Stale`],
+    /// never a silent overwrite. `None`: nothing to do.
     async fn run(
         &self,
         tenant: TenantId,
         device: DeviceId,
+        if_version: Option<u64>,
         meta: &EventMetadata,
         decide: impl Fn(&DeviceState) -> Result<Decision, DeviceCommandError>,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
@@ -437,6 +459,16 @@ impl DeviceCommands {
         for _ in 0..CONFLICT_RETRIES {
             let mut tx = begin_tenant(&self.app, tenant).await?;
             let state = fold_in(&mut tx, tenant, device).await?;
+            if let Some(expected) = if_version
+                && expected != state.version
+            {
+                tx.rollback().await.map_err(StoreError::db("end command"))?;
+                return Err(DeviceCommandError::Stale {
+                    device,
+                    expected,
+                    current: state.version,
+                });
+            }
             let decision = decide(&state)?;
             if decision.events.is_empty() {
                 tx.rollback().await.map_err(StoreError::db("end command"))?;
@@ -494,6 +526,13 @@ impl DeviceCommands {
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
                     tx.rollback().await.map_err(StoreError::db("end command"))?;
+                    if let Some(expected) = if_version {
+                        return Err(DeviceCommandError::Stale {
+                            device,
+                            expected,
+                            current: actual,
+                        });
+                    }
                     last_conflict = Some((expected, actual));
                 }
                 Err(e) => return Err(e.into()),

@@ -933,6 +933,7 @@ pub async fn update_device(
             p.tenant,
             DeviceId::from_uuid(id),
             changes,
+            if_match.version(),
             rid.metadata(p.actor()),
         )
         .await?;
@@ -986,6 +987,7 @@ pub async fn set_device_tags(
             p.tenant,
             DeviceId::from_uuid(id),
             tags,
+            if_match.version(),
             rid.metadata(p.actor()),
         )
         .await?;
@@ -1041,6 +1043,7 @@ pub async fn set_device_credentials(
             DeviceId::from_uuid(id),
             &body.username,
             &netledger_store::credentials::DevicePassword::new(body.password),
+            if_match.version(),
             rid.metadata(p.actor()),
         )
         .await?;
@@ -1096,6 +1099,7 @@ pub async fn remove_device(
             p.tenant,
             DeviceId::from_uuid(id),
             &reason,
+            if_match.version(),
             rid.metadata(p.actor()),
         )
         .await?;
