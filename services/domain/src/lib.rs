@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod clock;
 pub mod device;
 pub mod event;
+pub mod firmware;
 pub mod identity;
 pub mod ids;
 pub mod workflow;

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use netledger_domain::{EventType, ExpectedVersion, NewEvent, StreamName};
+use netledger_domain::{ExpectedVersion, NewEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -31,24 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(upload_firmware))
 }
 
-/// A package was stored in the firmware cache.
-///
-/// Defined here until the domain crate has a firmware module; the payload is final.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirmwarePackageCached {
-    /// RouterOS version.
-    pub version: String,
-    /// Package file name.
-    pub file_name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Hex SHA-256.
-    pub sha256: String,
-}
-impl EventType for FirmwarePackageCached {
-    const TYPE: &'static str = "FirmwarePackageCached";
-    const SCHEMA_VERSION: u32 = 1;
-}
+pub use netledger_domain::firmware::FirmwarePackageCached;
 
 /// Whether `v` looks like a RouterOS version: `7.19.4`, `6.49.17`, `7.20beta2`, `7.19rc1`.
 pub fn version_ok(v: &str) -> bool {
