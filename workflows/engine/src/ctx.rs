@@ -481,14 +481,14 @@ impl Ctx {
             if let Some(at) = retry_at
                 && now < at
             {
-                self.wait_until(Some(at)).await;
+                self.wait_until(&format!("retry:{name}"), Some(at)).await;
                 continue;
             }
             if self.j.lock().replay.paused() {
-                return self.suspend(None).await;
+                return self.suspend("pause", None).await;
             }
             if self.j.io.shared.stopping() {
-                return self.suspend(Some(now)).await;
+                return self.suspend("stop", Some(now)).await;
             }
             let attempt = last_attempt + 1;
             if attempt > policy.max_attempts.max(1) {
@@ -509,19 +509,23 @@ impl Ctx {
                 step: name.to_owned(),
                 attempt,
             });
+            self.crash(name, "before_start");
             if let Err(halt) = self.j.flush(Some(start)).await {
                 return self.halt(halt).await;
             }
+            self.crash(name, "started");
+            let body = crate::crash::scoped(self.step_scope(name), f());
             let result = match options.timeout {
-                Some(limit) => match tokio::time::timeout(limit, f()).await {
+                Some(limit) => match tokio::time::timeout(limit, body).await {
                     Ok(r) => r,
                     Err(_) => Err(StepError::Retryable(format!(
                         "the attempt timed out after {} ms",
                         limit.as_millis()
                     ))),
                 },
-                None => f().await,
+                None => body.await,
             };
+            self.crash(name, "returned");
             last_attempt = attempt;
             match result {
                 Ok(value) => match serde_json::to_value(&value) {
@@ -611,25 +615,48 @@ impl Ctx {
         }
     }
 
-    /// Journals the buffer and releases the lease until `until` (`None`: until a signal).
-    async fn suspend<T>(&self, until: Option<OffsetDateTime>) -> T {
+    /// Reports crash point `<at>/<phase>` to the worker's hook (tests only).
+    fn crash(&self, at: &str, phase: &str) {
+        self.j
+            .io
+            .shared
+            .crash(self.j.io.workflow, &self.kind, &self.devices, at, phase);
+    }
+
+    /// What a step body's [`crate::crash_point`] calls report to (`None` without a hook).
+    fn step_scope(&self, step: &str) -> Option<crate::crash::StepScope> {
+        let hook = self.j.io.shared.options.crash_points.as_ref()?;
+        Some(crate::crash::StepScope {
+            hook: hook.0.clone(),
+            workflow: self.j.io.workflow,
+            kind: Arc::from(self.kind.as_str()),
+            devices: Arc::from(self.devices.as_slice()),
+            step: Arc::from(step),
+        })
+    }
+
+    /// Journals the buffer and releases the lease until `until` (`None`: until a signal);
+    /// `what` (a timer, `retry:<step>`, `pause`, `stop`) names its crash points.
+    async fn suspend<T>(&self, what: &str, until: Option<OffsetDateTime>) -> T {
+        self.crash(what, "suspending");
         if let Err(halt) = self.j.flush(None).await {
             return self.halt(halt).await;
         }
+        self.crash(what, "suspended");
         self.halt(Halt::Suspend(until)).await
     }
 
     /// Waits until `until` (`None`: a signal): in process when it is near (a signal
     /// announcement interrupts the wait, and the definition runs again if it brought
     /// signals), otherwise by journaling the buffer and releasing the lease.
-    async fn wait_until(&self, until: Option<OffsetDateTime>) {
+    async fn wait_until(&self, what: &str, until: Option<OffsetDateTime>) {
         let shared = &self.j.io.shared;
         let now = shared.engine.clock().now();
         let near = until
             .map(|u| u - now)
             .filter(|d| *d <= shared.max_inline_wait() && !shared.stopping());
         let Some(delay) = near else {
-            return self.suspend(until).await;
+            return self.suspend(what, until).await;
         };
         let delay = std::time::Duration::try_from(delay).unwrap_or_default();
         enum Woke {
@@ -650,7 +677,7 @@ impl Ctx {
                     self.halt::<()>(halt).await;
                 }
             }
-            Woke::Stopping => self.suspend(until).await,
+            Woke::Stopping => self.suspend(what, until).await,
         }
     }
 
@@ -746,7 +773,7 @@ impl Ctx {
                         }));
                         return Ok(None);
                     }
-                    self.wait_until(fire_at).await;
+                    self.wait_until(timer, fire_at).await;
                 }
             }
         }

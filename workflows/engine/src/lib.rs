@@ -13,6 +13,7 @@
 //! it reads no environment and takes time from an injected [`netledger_domain::clock::Clock`].
 
 pub mod bench;
+pub mod crash;
 mod ctx;
 mod definition;
 mod engine;
@@ -20,6 +21,7 @@ mod error;
 mod journal;
 mod worker;
 
+pub use crash::{CrashHook, CrashPoint, CrashPoints, crash_point};
 pub use ctx::Ctx;
 pub use definition::{Definition, DefinitionFuture, Finish, Registry, RetryPolicy, StepOptions};
 pub use engine::{Engine, NOTIFY_CHANNEL, StartOptions, Started, TaskState, WorkflowStatus};

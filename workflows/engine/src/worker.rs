@@ -17,7 +17,8 @@ use netledger_domain::workflow::{
     FailureClass, WorkflowFinished, WorkflowStepFailed, WorkflowTakenOver,
 };
 use netledger_domain::{
-    Actor, EventId, EventMetadata, ExpectedVersion, RecordedEvent, StreamName, TenantId, WorkflowId,
+    Actor, DeviceId, EventId, EventMetadata, ExpectedVersion, RecordedEvent, StreamName, TenantId,
+    WorkflowId,
 };
 use netledger_store::StoreError;
 use netledger_store::read::decode_row;
@@ -29,6 +30,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
+use crate::crash::{CrashHook, CrashPoint};
 use crate::ctx::{Ctx, Halt, Journaler, RunIo, RunState, WORKER_COMPONENT};
 use crate::definition::Finish;
 use crate::engine::{Engine, NOTIFY_CHANNEL};
@@ -63,6 +65,9 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// After a database error in a run, how long before the workflow is tried again.
     pub failure_backoff: Duration,
+    /// Called at every crash point (see [`crate::crash`]). Only crash tests set it (their
+    /// worker binaries kill themselves at a planned point); `None` in production.
+    pub crash_points: Option<CrashHook>,
 }
 
 impl WorkerOptions {
@@ -87,6 +92,7 @@ impl Default for WorkerOptions {
             fail_unknown_definitions: false,
             shutdown_grace: Duration::from_secs(10),
             failure_backoff: Duration::from_secs(1),
+            crash_points: None,
         }
     }
 }
@@ -152,6 +158,26 @@ impl Shared {
 
     fn now(&self) -> OffsetDateTime {
         self.engine.clock().now()
+    }
+
+    /// Reports a crash point to the hook, if there is one (tests only).
+    pub(crate) fn crash(
+        &self,
+        workflow: WorkflowId,
+        kind: &str,
+        devices: &[DeviceId],
+        at: &str,
+        phase: &str,
+    ) {
+        if let Some(hook) = &self.options.crash_points {
+            hook.0.reached(&CrashPoint {
+                workflow,
+                kind,
+                devices,
+                at,
+                phase,
+            });
+        }
     }
 
     fn later(&self, d: Duration) -> OffsetDateTime {
@@ -768,8 +794,9 @@ async fn drive_inner(
             Err(ended) => return ended,
         }
     }
+    let devices = journal.started.devices.clone();
     if let Some(finished) = journal.finished().cloned() {
-        return complete(shared, task, &finished).await;
+        return complete(shared, task, &devices, &finished).await;
     }
     let io = Arc::new(RunIo {
         shared: shared.clone(),
@@ -854,8 +881,19 @@ async fn drive_inner(
                         task.kind, task.version
                     ))
                 } else {
+                    shared.crash(task.workflow, &task.kind, &devices, "workflow", "finishing");
                     match write_finish(&j, &finish).await {
-                        Ok(()) => return complete(shared, task, &finished_event(&finish)).await,
+                        Ok(()) => {
+                            shared.crash(
+                                task.workflow,
+                                &task.kind,
+                                &devices,
+                                "workflow",
+                                "finished",
+                            );
+                            return complete(shared, task, &devices, &finished_event(&finish))
+                                .await;
+                        }
                         Err(halt) => halt,
                     }
                 }
@@ -947,7 +985,10 @@ async fn finish_with(
             })),
         };
         match write_finish(&j, &finish).await {
-            Ok(()) => return complete(shared, task, &finished_event(&finish)).await,
+            Ok(()) => {
+                let devices = journal.started.devices.clone();
+                return complete(shared, task, &devices, &finished_event(&finish)).await;
+            }
             Err(Halt::Rerun) => journal = j.lock().replay.journal.clone(),
             Err(Halt::Fenced(_)) => return Ended::Fenced,
             Err(_) => {
@@ -966,7 +1007,12 @@ async fn finish_with(
 
 /// The journal says the workflow finished: tell its parent, then finish the task row and
 /// release its devices (conditional on this claim's attempt).
-async fn complete(shared: &Arc<Shared>, task: &Claimed, finished: &WorkflowFinished) -> Ended {
+async fn complete(
+    shared: &Arc<Shared>,
+    task: &Claimed,
+    devices: &[DeviceId],
+    finished: &WorkflowFinished,
+) -> Ended {
     if let Some(parent) = task.parent {
         // A fixed event id per child: a repeated delivery (after a crash) is refused by the
         // store as a duplicate, so the parent gets the signal once.
@@ -1002,6 +1048,13 @@ async fn complete(shared: &Arc<Shared>, task: &Claimed, finished: &WorkflowFinis
             .await;
             return Ended::Failed;
         }
+        shared.crash(
+            task.workflow,
+            &task.kind,
+            devices,
+            "workflow",
+            "parent_notified",
+        );
     }
     let outcome = serde_json::to_value(finished.outcome)
         .ok()
