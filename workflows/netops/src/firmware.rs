@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use netledger_engine::crash_point;
 use routeros::{Client, Command, Config};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::device::{DeviceTime, device_clock, device_mode, file_row, version_key, version_text};
+use crate::device::{
+    DeviceTime, connect_within, device_clock, device_mode, file_row, version_key, version_text,
+};
 use crate::error::{NetopsError, Result};
 use crate::push::{await_reboot, wait_closed};
 
@@ -284,6 +287,7 @@ pub async fn upload(
         )
         .await
         .map_err(|e| NetopsError::device(PATH, e))?;
+    crash_point("fetched");
     let row = crate::device::wait_for_file(client, &name, Duration::from_secs(5)).await?;
     let row = match row {
         Some(_) => file_row(client, &name).await?,
@@ -349,6 +353,7 @@ pub async fn install(client: &Client, pre: &FirmwarePrecheck) -> Result<InstallS
         .reboot()
         .await
         .map_err(|e| NetopsError::device("/system/reboot", e))?;
+    crash_point("reboot_requested");
     wait_closed(client, Duration::from_secs(30)).await;
     Ok(InstallStarted {
         from_version: current,
@@ -376,15 +381,22 @@ pub struct Returned {
     pub boot_time: DeviceTime,
 }
 
-/// Waits for the device to come back from the install reboot and checks its version: back
-/// on the old version is [`NetopsError::UpgradeFailed`].
+/// Waits for the device to come back from the install reboot (or, when the install found
+/// the target already running, just reaches it) and checks its version: back on the old
+/// version is [`NetopsError::UpgradeFailed`].
 #[tracing::instrument(skip_all, fields(target = %started.target_version))]
 pub async fn await_version(
     config: &Config,
     started: &InstallStarted,
     opts: &AwaitOptions,
 ) -> Result<Returned> {
-    let client = await_reboot(config, started.started_at, opts.within, opts.retry_every).await?;
+    // Already current: the reboot of an earlier install attempt (whose worker died before
+    // journaling it) installed the target, and no reboot is coming: just check the version.
+    let client = if started.already_current {
+        connect_within(config, opts.within, opts.retry_every).await?
+    } else {
+        await_reboot(config, started.started_at, opts.within, opts.retry_every).await?
+    };
     let res = client
         .resources()
         .await
@@ -446,11 +458,13 @@ pub async fn routerboard_upgrade(client: &Client) -> Result<RouterboardFirmware>
         .routerboard_upgrade()
         .await
         .map_err(|e| NetopsError::device("/system/routerboard/upgrade", e))?;
+    crash_point("routerboard_staged");
     let (now, _) = device_clock(client).await?;
     client
         .reboot()
         .await
         .map_err(|e| NetopsError::device("/system/reboot", e))?;
+    crash_point("reboot_requested");
     wait_closed(client, Duration::from_secs(30)).await;
     Ok(RouterboardFirmware::UpgradeStarted {
         from: current,

@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use netledger_engine::crash_point;
 use routeros::menus::{ExportOptions, NewSchedule, Sensitive};
 use routeros::{Client, Command, Config};
 use serde::{Deserialize, Serialize};
@@ -191,6 +192,7 @@ pub async fn snapshot(client: &Client, id: &ChangeId) -> Result<SnapshotTaken> {
         .backup_save(&stem, None)
         .await
         .map_err(|e| NetopsError::device("/system/backup/save", e))?;
+    crash_point("backup_saved");
     let Some(file) = wait_for_file(client, &backup_file, FILE_WAIT).await? else {
         return Err(NetopsError::Unexpected {
             detail: format!("backup {backup_file} did not appear after /system/backup/save"),
@@ -406,6 +408,7 @@ pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Res
         .add_schedule(&entry)
         .await
         .map_err(|e| NetopsError::device("/system/scheduler/add", e))?;
+    crash_point("armed");
     let back = scheduler_entry(client, &name).await?;
     match back {
         Some(s) if !s.disabled && schedule_time(&s) == Some(fires) => Ok(Armed {
@@ -461,6 +464,7 @@ pub async fn extend(client: &Client, armed: &Armed, window: Duration) -> Result<
         )
         .await
         .map_err(|e| NetopsError::device(PATH, e))?;
+    crash_point("extended");
     match scheduler_entry(client, name).await? {
         Some(s) if schedule_time(&s) == Some(wanted) => Ok(Armed {
             fires_at_device_time: wanted,
@@ -536,11 +540,12 @@ pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Ap
         }
     }
     put_file(client, &change_file, &change.device_script(&applied_file)).await?;
+    crash_point("uploaded");
     match client
         .run(Command::new("/import").attr("file-name", &change_file))
         .await
     {
-        Ok(_) => {}
+        Ok(_) => crash_point("imported"),
         Err(routeros::Error::Trap { trap, .. }) => {
             return Err(NetopsError::ImportFailed {
                 change: id.to_string(),
@@ -764,7 +769,10 @@ async fn disarm(client: &Client, name: &str) -> Result<bool> {
     let mut removed_now = false;
     if let Some(e) = scheduler_entry(client, name).await? {
         match client.remove_schedule(e.id).await {
-            Ok(()) => removed_now = true,
+            Ok(()) => {
+                removed_now = true;
+                crash_point("disarmed");
+            }
             // it vanished in between (fired, or another attempt removed it): read back
             Err(routeros::Error::Trap { .. }) => {}
             Err(err) => return Err(NetopsError::device("/system/scheduler/remove", err)),
@@ -928,6 +936,7 @@ pub async fn rollback(
         .backup_load(&snapshot.backup_file, None)
         .await
         .map_err(|e| NetopsError::device("/system/backup/load", e))?;
+    crash_point("restore_requested");
     wait_closed(&client, opts.reboot_wait).await;
     let client = await_reboot(config, before, opts.reboot_wait, opts.retry_every).await?;
     let sha = normalised_sha256(&export_text(&client, id, &prefix).await?)?;

@@ -1,20 +1,36 @@
-//! Crash test: worker PROCESSES (`netops-chaos-worker`, which runs `run_worker`) are killed
-//! with SIGKILL while config pushes, firmware upgrades and a rollout run (watching the
-//! journal: after 1-3 more completed steps, at once or 15/40 ms later, so at step boundaries
-//! and inside steps, apply included), then a last worker finishes everything. Every workflow
-//! must reach its documented outcome, every journal must be ordered (a started step gets its
-//! outcome before another step starts; only the killed attempt is started again), and no
-//! device may receive its change twice.
+//! Crash test, deterministic and exhaustive: worker PROCESSES (`netops-chaos-worker`, which
+//! runs `run_worker`, the code `netledger worker` runs) kill themselves with a real SIGKILL
+//! at planned crash points (`netledger_engine::crash`), and other worker processes finish
+//! the workflows.
+//!
+//! For each scenario (config push that commits, config push whose verify fails and rolls
+//! back, firmware upgrade, backup, rollout with its child pushes):
+//! 1. discovery: one workflow runs without kills; the crash-point labels it passes through
+//!    (`<step>/<phase>`, in order) are read from the workers' log;
+//! 2. one workflow per label, each on its own device, all at once: workflow i is killed at
+//!    label i (a rollout: its parent at parent label i, its canary child at child label i).
+//!    Workers run one workflow at a time, so a kill interrupts exactly the planned workflow;
+//!    a killed worker is replaced, and the workflow is taken over when its lease expires.
+//!
+//! Then for every workflow: the planned kill happened, it ended with its expected outcome,
+//! its journal is complete and ordered, devsim saw its change applied exactly once (and one
+//! reboot and one package fetch for a firmware upgrade), no rollback timer is left on the
+//! device, and every event it appends elsewhere (config snapshots, rollout progress) is
+//! there exactly once. All failures are reported together, with the crash point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devsim::{Fleet, FleetOptions, SystemClock};
 use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
-use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId, WorkflowId};
+use netledger_domain::workflow::Outcome;
+use netledger_domain::{Actor, DeviceId, EventMetadata, RolloutId, TenantId, WorkflowId};
+use netledger_engine::{Engine, StartOptions};
 use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry};
 use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
@@ -25,6 +41,11 @@ use uuid::Uuid;
 
 const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
+const FIRMWARE: &str = "7.19.4";
+/// Worker processes at once (each runs one workflow at a time).
+const WORKERS: usize = 4;
+/// The whole kill phase of one scenario must end within this.
+const LIMIT: Duration = Duration::from_secs(150);
 
 #[derive(Debug)]
 struct RealClock;
@@ -35,55 +56,96 @@ impl netledger_domain::clock::Clock for RealClock {
     }
 }
 
-struct Killer(Option<Child>);
+struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Push,
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    PushCommit,
+    PushRollback,
     Firmware,
+    Backup,
     Rollout,
 }
 
-#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-async fn killed_worker_processes_never_apply_a_change_twice(owner: PgPool) {
-    chaos(owner, Kind::Push).await;
+impl Scenario {
+    /// Devices per workflow.
+    fn devices(self) -> usize {
+        if self == Scenario::Rollout { 2 } else { 1 }
+    }
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-async fn killed_worker_processes_finish_firmware_upgrades(owner: PgPool) {
-    chaos(owner, Kind::Firmware).await;
+async fn push_commit_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::PushCommit).await;
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-async fn killed_worker_processes_finish_a_rollout(owner: PgPool) {
-    chaos(owner, Kind::Rollout).await;
+async fn push_rollback_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::PushRollback).await;
 }
 
-async fn chaos(owner: PgPool, kind: Kind) {
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_upgrade_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Firmware).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn backup_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Backup).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn rollout_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Rollout).await;
+}
+
+/// One started workflow.
+struct Instance {
+    wf: WorkflowId,
+    devices: Vec<DeviceId>,
+    /// Indexes of its devices in the fleet.
+    fleet_index: Vec<usize>,
+    rollout: Option<RolloutId>,
+    change: String,
+}
+
+struct Env {
+    owner: PgPool,
+    url: String,
+    dir: PathBuf,
+    key_b64: String,
+    cache_url: String,
+    tenant: TenantId,
+    engine: Engine,
+    reader: EventReader,
+    cmds: DeviceCommands,
+    /// Every device starts from this export (same model and version: same crash points).
+    template: String,
+}
+
+async fn env(owner: PgPool) -> Env {
     let opts = owner.connect_options();
     let db = opts.get_database().unwrap().to_owned();
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let pools = Pools::connect(&opts, None, None, 4).await.unwrap();
-    let _ = &pools;
     let dir = std::env::temp_dir().join(format!("netops-chaos-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("cache").join("7.19.4")).unwrap();
+    let version_dir = dir.join("cache").join(FIRMWARE);
+    std::fs::create_dir_all(&version_dir).unwrap();
     for f in [
         "routeros-7.19.4-arm64.npk",
         "routeros-7.19.4-mipsbe.npk",
         "routeros-7.19.4.npk",
     ] {
-        std::fs::write(dir.join("cache").join("7.19.4").join(f), vec![b'x'; 3000]).unwrap();
+        std::fs::write(version_dir.join(f), vec![b'x'; 3000]).unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let cache_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(netledger_netops::workflows::serve_firmware_cache(
         dir.join("cache"),
         listener,
@@ -92,243 +154,551 @@ async fn chaos(owner: PgPool, kind: Kind) {
     let material = KeyMaterial::generate();
     let key_b64 = material.to_base64();
     let keys = CredentialKeys::new("k1", [("k1".to_owned(), material)]).unwrap();
-    let mut fo = FleetOptions::new(3, Arc::new(SystemClock::new()));
-    fo.v6_share = 0.0;
-    fo.reboot_time = Duration::from_secs(1);
-    fo.tick = Some(Duration::from_millis(100));
-    let fleet = Fleet::start(fo).await.unwrap();
-    let tenant = TenantId::from_uuid(Uuid::new_v4());
-    let cmds = DeviceCommands::new(pools.app.clone(), keys.clone());
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
     let deps = NetopsDeps {
         app: pools.app.clone(),
         system: pools.system.clone(),
         store: store.clone(),
         archive: netledger_archive::Archive::open(dir.join("archive")).unwrap(),
-        keys,
+        keys: keys.clone(),
         firmware_cache: dir.join("cache"),
-        firmware_base_url: "http://127.0.0.1:9".into(),
+        firmware_base_url: cache_url.clone(),
         options: NetopsOptions::default(),
         clock: Arc::new(RealClock),
     };
-    let engine = netledger_engine::Engine::new(
+    let engine = Engine::new(
         pools.app.clone(),
         store,
         Arc::new(registry(deps).unwrap()),
         Arc::new(RealClock),
     );
-    let mut workflows: Vec<(WorkflowId, usize)> = Vec::new();
-    let mut devices = Vec::new();
-    for (i, m) in fleet.manifest().iter().enumerate() {
-        let device = DeviceId::from_uuid(Uuid::new_v4());
-        cmds.register(
-            tenant,
-            RegisterDevice {
-                device_id: device,
-                name: DeviceName::parse(&format!("chaos-{i}")).unwrap(),
-                endpoint: Endpoint {
-                    host: Host::parse(&m.api.ip().to_string()).unwrap(),
-                    port: m.api.port(),
-                    transport: Transport::Plain,
-                },
-                username: m.username.clone(),
-                password: DevicePassword::new(m.password.clone()),
-                tags: BTreeSet::new(),
-                poll_interval_secs: 60,
-            },
-            EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
-        )
-        .await
-        .unwrap();
-        devices.push(device);
-        let (k, input) = match kind {
-            Kind::Push | Kind::Rollout => (
-                "config_push",
-                json!({ "device_id": device, "change_id": format!("chaos-{i}"), "script": CHANGE }),
-            ),
-            Kind::Firmware => (
-                "firmware_upgrade",
-                json!({ "device_id": device, "version": "7.19.4" }),
-            ),
-        };
-        if kind != Kind::Rollout {
-            let wf = engine
-                .start(
-                    tenant,
-                    k,
-                    input,
-                    netledger_engine::StartOptions::new(Actor::system("test")).devices([device]),
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+    // device 0 of a default fleet: RouterOS 7.16.2 on an RB5009 (arm64)
+    let one = Fleet::start(fleet_options(1, Vec::new())).await.unwrap();
+    let template = one.device(0).unwrap().export(false);
+    one.shutdown();
+    Env {
+        owner,
+        url,
+        dir,
+        key_b64,
+        cache_url,
+        tenant,
+        engine,
+        reader: EventReader::tenant(pools.app.clone(), tenant),
+        cmds: DeviceCommands::new(pools.app.clone(), keys),
+        template,
+    }
+}
+
+fn fleet_options(n: usize, exports: Vec<String>) -> FleetOptions {
+    let mut fo = FleetOptions::new(n, Arc::new(SystemClock::new()));
+    fo.v6_share = 0.0;
+    fo.reboot_time = Duration::from_secs(1);
+    fo.tick = Some(Duration::from_millis(100));
+    fo.exports = exports;
+    fo
+}
+
+impl Env {
+    /// A fleet of `n` identical devices, registered.
+    async fn fleet(&self, n: usize) -> (Fleet, Vec<DeviceId>) {
+        let fleet = Fleet::start(fleet_options(n, vec![self.template.clone(); n]))
+            .await
+            .unwrap();
+        let mut devices = Vec::new();
+        for (i, m) in fleet.manifest().iter().enumerate() {
+            let device = DeviceId::from_uuid(Uuid::new_v4());
+            self.cmds
+                .register(
+                    self.tenant,
+                    RegisterDevice {
+                        device_id: device,
+                        name: DeviceName::parse(&format!("chaos-{}-{i}", Uuid::new_v4().simple()))
+                            .unwrap(),
+                        endpoint: Endpoint {
+                            host: Host::parse(&m.api.ip().to_string()).unwrap(),
+                            port: m.api.port(),
+                            transport: Transport::Plain,
+                        },
+                        username: m.username.clone(),
+                        password: DevicePassword::new(m.password.clone()),
+                        tags: BTreeSet::new(),
+                        poll_interval_secs: 60,
+                    },
+                    EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
                 )
                 .await
-                .unwrap()
-                .workflow_id;
-            workflows.push((wf, i));
+                .unwrap();
+            devices.push(device);
         }
+        (fleet, devices)
     }
-    let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    if kind == Kind::Rollout {
-        let wf = engine
-            .start(
-                tenant,
-                "rollout",
-                json!({
-                    "rollout_id": rid, "name": "chaos", "target": { "kind": "change_set", "script": CHANGE },
-                    "canaries": [devices[0]], "devices": [devices[1], devices[2]],
-                    "batch_size": 2, "parallelism": 2, "failure_threshold": 3,
-                }),
-                netledger_engine::StartOptions::new(Actor::system("test")).rollout(rid),
-            )
+
+    /// Starts the scenario's workflow on `devices` (fleet indexes `first..`).
+    async fn start(&self, sc: Scenario, devices: &[DeviceId], first: usize) -> Instance {
+        let opts = || StartOptions::new(Actor::system("test")).devices([devices[0]]);
+        let change = format!("chaos-{}", Uuid::new_v4().simple());
+        let (kind, input, options, rollout) = match sc {
+            Scenario::PushCommit => (
+                "config_push",
+                json!({ "device_id": devices[0], "change_id": change, "script": CHANGE }),
+                opts(),
+                None,
+            ),
+            Scenario::PushRollback => (
+                "config_push",
+                // the health check names an interface the device lacks: verify fails
+                json!({ "device_id": devices[0], "change_id": change, "script": CHANGE,
+                        "checks": { "interfaces_running": ["nl-missing0"], "ping": [] } }),
+                opts(),
+                None,
+            ),
+            Scenario::Firmware => (
+                "firmware_upgrade",
+                json!({ "device_id": devices[0], "version": FIRMWARE }),
+                opts(),
+                None,
+            ),
+            Scenario::Backup => ("backup", json!({ "device_id": devices[0] }), opts(), None),
+            Scenario::Rollout => {
+                let rid = RolloutId::from_uuid(Uuid::new_v4());
+                (
+                    "rollout",
+                    json!({
+                        "rollout_id": rid, "name": "chaos",
+                        "target": { "kind": "change_set", "script": CHANGE },
+                        "canaries": [devices[0]], "devices": [devices[1]],
+                        "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
+                    }),
+                    StartOptions::new(Actor::system("test")).rollout(rid),
+                    Some(rid),
+                )
+            }
+        };
+        let wf = self
+            .engine
+            .start(self.tenant, kind, input, options)
             .await
             .unwrap()
             .workflow_id;
-        workflows.push((wf, usize::MAX));
+        let change = match rollout {
+            Some(rid) => format!("ro-{}", rid.as_uuid().simple()),
+            None => change,
+        };
+        Instance {
+            wf,
+            devices: devices.to_vec(),
+            fleet_index: (first..first + devices.len()).collect(),
+            rollout,
+            change,
+        }
     }
-    let spawn = |n: usize| {
-        Killer(Some(
+
+    fn spawn(&self, chaos: &Path, n: usize) -> Killer {
+        Killer(
             Command::new(env!("CARGO_BIN_EXE_netops-chaos-worker"))
                 .args([
-                    url.as_str(),
-                    dir.join("archive").to_str().unwrap(),
-                    key_b64.as_str(),
-                    dir.join("cache").to_str().unwrap(),
-                    base.as_str(),
-                    &format!("chaos-{n}"),
+                    self.url.as_str(),
+                    self.dir.join("archive").to_str().unwrap(),
+                    self.key_b64.as_str(),
+                    self.dir.join("cache").to_str().unwrap(),
+                    self.cache_url.as_str(),
+                    &format!("chaos-{}-{n}", chaos.file_name().unwrap().to_str().unwrap()),
+                    chaos.to_str().unwrap(),
+                    "1",
                 ])
                 .spawn()
                 .unwrap(),
-        ))
-    };
-    let reader = EventReader::tenant(pools.app.clone(), tenant);
-    // progress = journaled step completions across the workflows
-    let count = || async {
-        let mut n = 0;
-        for (wf, _) in &workflows {
-            n += reader
-                .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|e| e.event_type == "WorkflowStepCompleted")
-                .count();
-        }
-        n
-    };
-    let finished = || async {
-        let mut all = true;
-        for (wf, _) in &workflows {
-            let s = engine.status(tenant, *wf).await.unwrap().unwrap();
-            all &= s.state == netledger_engine::TaskState::Finished;
-        }
-        all
-    };
-    // kill after 1, 2, 3, 1, ... more completed steps, right away or a little later (inside
-    // the next steps)
-    let mut kills = 0;
-    for round in 0..10 {
-        if finished().await {
-            break;
-        }
-        let before = count().await;
-        let mut w = spawn(round);
-        let want = before + 1 + round % 3;
+        )
+    }
+
+    /// Keeps `workers` worker processes running (replacing killed ones) until every
+    /// workflow of the tenant finished; returns the number of SIGKILLed workers.
+    async fn run_until_finished(&self, chaos: &Path, workers: usize) -> Result<usize, String> {
+        let mut spawned = 0;
+        let mut running: Vec<Killer> = Vec::new();
+        let mut kills = 0;
+        let mut odd = Vec::new();
         let t = Instant::now();
-        while count().await < want && t.elapsed() < Duration::from_secs(20) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis([0, 15, 40][round % 3] as u64)).await;
-        if let Some(c) = &mut w.0 {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-            kills += 1;
-        }
-        w.0 = None;
-    }
-    let _last = spawn(99);
-    let t = Instant::now();
-    while !finished().await {
-        assert!(t.elapsed() < Duration::from_secs(90), "not finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(kills >= 3, "{kills} kills");
-    for (wf, i) in &workflows {
-        let s = engine.status(tenant, *wf).await.unwrap().unwrap();
-        let outcome = s.outcome.unwrap();
-        let why = reader
-            .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.event_type.contains("Failed") || e.event_type == "WorkflowFinished")
-            .map(|e| e.payload.to_string())
-            .collect::<Vec<_>>();
-        use netledger_domain::workflow::Outcome;
-        match kind {
-            Kind::Push => {
-                assert!(
-                    matches!(outcome, Outcome::Committed | Outcome::RolledBack),
-                    "{wf}: {outcome:?} {why:?}"
-                );
-                let d = fleet.device(*i).unwrap();
-                assert_eq!(
-                    d.change_counts().get(&format!("chaos-{i}")).copied(),
-                    Some(1),
-                    "device {i} received its change once"
-                );
-            }
-            Kind::Firmware => {
-                assert_eq!(outcome, Outcome::Succeeded, "{wf} {why:?}");
-                assert_eq!(fleet.device(*i).unwrap().version().to_string(), "7.19.4");
-            }
-            Kind::Rollout => {
-                assert_eq!(outcome, Outcome::Succeeded, "{wf} {why:?}");
-                let change = format!("ro-{}", rid.as_uuid().simple());
-                for j in 0..3 {
-                    assert_eq!(
-                        fleet
-                            .device(j)
-                            .unwrap()
-                            .change_counts()
-                            .get(&change)
-                            .copied(),
-                        Some(1),
-                        "device {j} received the rollout's change once"
-                    );
-                }
-            }
-        }
-        // ordered journal: a step's outcome before another step starts
-        let journal = reader
-            .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM workflow_tasks WHERE tenant_id = $1 AND state <> 'finished'",
+            )
+            .bind(self.tenant.as_uuid())
+            .fetch_one(&self.owner)
             .await
             .unwrap();
-        let mut open: Option<String> = None;
-        let mut done = BTreeSet::new();
-        for e in &journal {
-            let step = e.payload["step"].as_str().map(str::to_owned);
-            match e.event_type.as_str() {
-                "WorkflowStepStarted" => {
-                    let s = step.unwrap();
-                    assert!(
-                        open.is_none() || open.as_ref() == Some(&s),
-                        "{s} started while {open:?} open"
-                    );
-                    assert!(!done.contains(&s), "{s} started after it completed");
-                    open = Some(s);
-                }
-                "WorkflowStepCompleted" | "WorkflowStepFailed" => {
-                    let s = step.unwrap();
-                    assert_eq!(open.as_ref(), Some(&s));
-                    if e.event_type == "WorkflowStepCompleted" {
-                        done.insert(s);
+            if open == 0 {
+                break;
+            }
+            if t.elapsed() > LIMIT {
+                let stuck: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+                    "SELECT workflow_id, kind, lease_owner FROM workflow_tasks \
+                     WHERE tenant_id = $1 AND state <> 'finished'",
+                )
+                .bind(self.tenant.as_uuid())
+                .fetch_all(&self.owner)
+                .await
+                .unwrap();
+                return Err(format!(
+                    "{open} workflows not finished after {LIMIT:?}: {stuck:?}"
+                ));
+            }
+            let mut i = 0;
+            while i < running.len() {
+                match running[i].0.try_wait().unwrap() {
+                    Some(status) => {
+                        if status.signal() == Some(9) {
+                            kills += 1;
+                        } else {
+                            odd.push(format!("a worker exited with {status}"));
+                        }
+                        running.swap_remove(i);
                     }
-                    open = None;
+                    None => i += 1,
                 }
-                _ => {}
+            }
+            while running.len() < workers {
+                running.push(self.spawn(chaos, spawned));
+                spawned += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if odd.is_empty() {
+            Ok(kills)
+        } else {
+            Err(odd.join("; "))
+        }
+    }
+
+    async fn journal(&self, wf: WorkflowId) -> Vec<netledger_domain::RecordedEvent> {
+        self.reader
+            .read_stream(&wf.stream(), 1, Direction::Forward, 100_000)
+            .await
+            .unwrap()
+    }
+
+    async fn outcome(&self, wf: WorkflowId) -> Option<Outcome> {
+        self.engine
+            .status(self.tenant, wf)
+            .await
+            .unwrap()
+            .and_then(|s| s.outcome)
+    }
+
+    async fn children(&self, parent: WorkflowId) -> Vec<WorkflowId> {
+        let rows: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT workflow_id FROM workflow_tasks WHERE parent_id = $1 ORDER BY created_at",
+        )
+        .bind(parent.as_uuid())
+        .fetch_all(&self.owner)
+        .await
+        .unwrap();
+        rows.into_iter().map(WorkflowId::from_uuid).collect()
+    }
+
+    /// Everything that must hold for a finished instance; the problems found.
+    async fn check(&self, sc: Scenario, inst: &Instance, fleet: &Fleet) -> Vec<String> {
+        let mut bad = Vec::new();
+        let expected = match sc {
+            Scenario::PushCommit => Outcome::Committed,
+            Scenario::PushRollback => Outcome::RolledBack,
+            _ => Outcome::Succeeded,
+        };
+        let journal = self.journal(inst.wf).await;
+        let outcome = self.outcome(inst.wf).await;
+        if outcome != Some(expected) {
+            let last = journal.last().map(|e| e.payload.to_string());
+            bad.push(format!(
+                "outcome {outcome:?}, expected {expected:?}: {last:?}"
+            ));
+        }
+        if let Err(e) = well_formed(&journal) {
+            bad.push(format!("journal: {e}"));
+        }
+        if sc == Scenario::Rollout {
+            let children = self.children(inst.wf).await;
+            if children.len() != 2 {
+                bad.push(format!("{} children, expected 2", children.len()));
+            }
+            for c in &children {
+                let o = self.outcome(*c).await;
+                if o != Some(Outcome::Committed) {
+                    bad.push(format!("child {c}: outcome {o:?}"));
+                }
+                if let Err(e) = well_formed(&self.journal(*c).await) {
+                    bad.push(format!("child {c} journal: {e}"));
+                }
             }
         }
-        assert!(open.is_none());
-        assert_eq!(journal.last().unwrap().event_type, "WorkflowFinished");
+        for (device, index) in inst.devices.iter().zip(&inst.fleet_index) {
+            let d = fleet.device(*index).unwrap();
+            if matches!(
+                sc,
+                Scenario::PushCommit | Scenario::PushRollback | Scenario::Rollout
+            ) {
+                let n = d.change_counts().get(&inst.change).copied();
+                if n != Some(1) {
+                    bad.push(format!("device {device} applied the change {n:?} times"));
+                }
+            }
+            if d.export(false).contains("netledger-rollback-") {
+                bad.push(format!("device {device} still has a rollback timer"));
+            }
+            if sc == Scenario::Firmware {
+                let log = d.command_log();
+                let count = |path: &str| {
+                    log.iter()
+                        .filter(|l| l.split_whitespace().nth(1) == Some(path))
+                        .count()
+                };
+                let (reboots, fetches) = (count("/system/reboot"), count("/tool/fetch"));
+                if reboots != 1 || fetches != 1 {
+                    bad.push(format!(
+                        "device {device}: {reboots} reboots and {fetches} package fetches"
+                    ));
+                }
+                if d.version().to_string() != FIRMWARE {
+                    bad.push(format!("device {device} runs {}", d.version()));
+                }
+            }
+            // config snapshots: one event per (workflow, reason)
+            let events = self
+                .reader
+                .read_stream(&device.stream(), 1, Direction::Forward, 100_000)
+                .await
+                .unwrap();
+            let mut snaps: BTreeMap<(String, String), usize> = BTreeMap::new();
+            for e in events
+                .iter()
+                .filter(|e| e.event_type == "ConfigSnapshotRecorded")
+            {
+                let wf = e.payload["workflow_id"].as_str().unwrap_or("-").to_owned();
+                let reason = e.payload["reason"].to_string();
+                *snaps.entry((wf, reason)).or_default() += 1;
+            }
+            for ((wf, reason), n) in &snaps {
+                if *n != 1 {
+                    bad.push(format!(
+                        "device {device}: {n} ConfigSnapshotRecorded {reason} of workflow {wf}"
+                    ));
+                }
+            }
+            let expected_snaps = match sc {
+                Scenario::PushCommit | Scenario::PushRollback | Scenario::Rollout => 2,
+                Scenario::Firmware | Scenario::Backup => 1,
+            };
+            if snaps.len() != expected_snaps {
+                bad.push(format!(
+                    "device {device}: snapshots {snaps:?}, expected {expected_snaps} kinds"
+                ));
+            }
+        }
+        if let Some(rid) = inst.rollout {
+            let events = self
+                .reader
+                .read_stream(&rid.stream(), 1, Direction::Forward, 100_000)
+                .await
+                .unwrap();
+            let seen: Vec<String> = events
+                .iter()
+                .map(|e| match e.event_type.as_str() {
+                    "RolloutDeviceFinished" => format!("finished {}", e.payload["device_id"]),
+                    "RolloutStateChanged" => format!("state {}", e.payload["state"]),
+                    t => t.to_owned(),
+                })
+                .collect();
+            let want = vec![
+                "RolloutCreated".to_owned(),
+                "state \"running\"".to_owned(),
+                format!("finished \"{}\"", inst.devices[0]),
+                format!("finished \"{}\"", inst.devices[1]),
+                "state \"completed\"".to_owned(),
+            ];
+            if seen != want {
+                bad.push(format!("rollout stream {seen:?}, expected {want:?}"));
+            }
+        }
+        bad
     }
-    drop(_last);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Complete and ordered: `WorkflowStarted` first, `WorkflowFinished` once and last; a
+/// started step gets exactly one outcome of that attempt before any other step starts,
+/// except an attempt interrupted by a crash, which is followed (after the takeover) by the
+/// next attempt of the same step; a completed step never starts again.
+fn well_formed(journal: &[netledger_domain::RecordedEvent]) -> Result<(), String> {
+    let types: Vec<&str> = journal.iter().map(|e| e.event_type.as_str()).collect();
+    if types.first() != Some(&"WorkflowStarted") {
+        return Err(format!("does not begin with WorkflowStarted: {types:?}"));
+    }
+    let finishes = types.iter().filter(|t| **t == "WorkflowFinished").count();
+    if finishes != 1 || types.last() != Some(&"WorkflowFinished") {
+        return Err(format!(
+            "{finishes} WorkflowFinished, last {:?}",
+            types.last()
+        ));
+    }
+    let mut open: Option<(String, u64)> = None;
+    let mut taken_over_since_open = false;
+    let mut done = BTreeSet::new();
+    for e in journal {
+        let step = e.payload["step"].as_str().unwrap_or_default().to_owned();
+        let attempt = e.payload["attempt"].as_u64().unwrap_or_default();
+        match e.event_type.as_str() {
+            "WorkflowStepStarted" => {
+                if let Some((o, a)) = &open
+                    && (*o != step || attempt != a + 1 || !taken_over_since_open)
+                {
+                    return Err(format!(
+                        "{step}#{attempt} started while {o}#{a} was open (taken over: \
+                         {taken_over_since_open})"
+                    ));
+                }
+                if done.contains(&step) {
+                    return Err(format!("{step} started again after it completed"));
+                }
+                open = Some((step, attempt));
+                taken_over_since_open = false;
+            }
+            "WorkflowStepCompleted" | "WorkflowStepFailed" => {
+                match &open {
+                    Some((o, a)) if *o == step && *a == attempt => {}
+                    other => {
+                        return Err(format!(
+                            "{} of {step}#{attempt} while {other:?} was open",
+                            e.event_type
+                        ));
+                    }
+                }
+                if e.event_type == "WorkflowStepCompleted" {
+                    done.insert(step);
+                }
+                open = None;
+            }
+            "WorkflowTakenOver" => taken_over_since_open = true,
+            _ => {}
+        }
+    }
+    match open {
+        Some((o, a)) => Err(format!("{o}#{a} never got an outcome")),
+        None => Ok(()),
+    }
+}
+
+/// The labels `workflow` reached, in order, first occurrences only (a kill plan names the
+/// first time a workflow reaches a label). `filter` picks log lines: (workflow, kind, device).
+fn labels(log: &str, filter: impl Fn(&str, &str, &str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() == 5
+            && f[0] != "KILL"
+            && filter(f[1], f[2], f[3])
+            && !out.contains(&f[4].to_owned())
+        {
+            out.push(f[4].to_owned());
+        }
+    }
+    out
+}
+
+async fn run(owner: PgPool, sc: Scenario) {
+    let env = env(owner).await;
+    let per = sc.devices();
+
+    // 1. discovery: no kills
+    let t0 = Instant::now();
+    let discovery = env.dir.join("discovery");
+    std::fs::create_dir_all(&discovery).unwrap();
+    let (fleet0, devices0) = env.fleet(per).await;
+    let inst0 = env.start(sc, &devices0, 0).await;
+    env.run_until_finished(&discovery, 1).await.unwrap();
+    let bad = env.check(sc, &inst0, &fleet0).await;
+    assert!(bad.is_empty(), "{sc:?} without kills: {bad:?}");
+    let log = std::fs::read_to_string(discovery.join("points.log")).unwrap();
+    let wf0 = inst0.wf.to_string();
+    let parent = labels(&log, |wf, _, _| wf == wf0);
+    let d0 = devices0[0].to_string();
+    let child = if sc == Scenario::Rollout {
+        labels(&log, |_, kind, device| {
+            kind == "config_push" && device == d0
+        })
+    } else {
+        Vec::new()
+    };
+    assert!(!parent.is_empty(), "no crash points in {log}");
+    let discovery_time = t0.elapsed();
+
+    // 2. one workflow per crash point, each killed at its point once
+    let t1 = Instant::now();
+    let n = parent.len().max(child.len());
+    let (fleet, devices) = env.fleet(n * per).await;
+    let killing = env.dir.join("kills");
+    std::fs::create_dir_all(&killing).unwrap();
+    let mut instances = Vec::new();
+    let mut plan = String::new();
+    // (key, label) planned for instance i
+    let mut planned: Vec<Vec<(String, String)>> = Vec::new();
+    for i in 0..n {
+        let devs = &devices[i * per..(i + 1) * per];
+        let inst = env.start(sc, devs, i * per).await;
+        let mut keys = Vec::new();
+        if i < parent.len() {
+            // rollout step names carry device ids: the discovery's become this instance's
+            let mut label = parent[i].clone();
+            for (a, b) in devices0.iter().zip(devs) {
+                label = label.replace(&a.to_string(), &b.to_string());
+            }
+            keys.push((inst.wf.to_string(), label));
+        }
+        if i < child.len() {
+            keys.push((format!("config_push@{}", devs[0]), child[i].clone()));
+        }
+        for (k, l) in &keys {
+            plan.push_str(&format!("{k}\t{l}\n"));
+        }
+        planned.push(keys);
+        instances.push(inst);
+    }
+    std::fs::write(killing.join("plan"), plan).unwrap();
+    let kills = env.run_until_finished(&killing, WORKERS).await;
+    let kill_time = t1.elapsed();
+
+    let mut failures = Vec::new();
+    if let Err(e) = &kills {
+        failures.push(e.clone());
+    }
+    for (inst, keys) in instances.iter().zip(&planned) {
+        let at: Vec<&str> = keys.iter().map(|(_, l)| l.as_str()).collect();
+        for (key, label) in keys {
+            if !killing.join("killed").join(key).exists() {
+                failures.push(format!(
+                    "{at:?}: the planned kill at {label} ({key}) never happened"
+                ));
+            }
+        }
+        for b in env.check(sc, inst, &fleet).await {
+            failures.push(format!("killed at {at:?}: {b}"));
+        }
+    }
+    eprintln!(
+        "{sc:?}: {} crash points ({} parent, {} child), {n} workflows, {:?} workers killed; \
+         discovery {discovery_time:?}, kill phase {kill_time:?}",
+        parent.len() + child.len(),
+        parent.len(),
+        child.len(),
+        kills,
+    );
+    eprintln!("{sc:?} crash points: {parent:?} {child:?}");
+    assert!(
+        failures.is_empty(),
+        "{sc:?}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    drop(fleet0);
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(&env.dir);
 }

@@ -1,14 +1,31 @@
 //! A worker process running `netops::workflows::run_worker` (the code `netledger worker`
-//! runs) for the chaos test, which kills it with SIGKILL. Arguments:
-//! `<database url> <archive dir> <credential key base64> <firmware cache dir> <cache base url> <name>`.
+//! runs) for the crash test (`tests/chaos.rs`), which makes it kill itself with a real
+//! SIGKILL at planned crash points. Arguments:
+//! `<database url> <archive dir> <credential key base64> <firmware cache dir> <cache base url>
+//! <name> <chaos dir> <concurrency>`.
+//!
+//! The chaos dir holds:
+//! - `plan` (read at start): lines `<key>\t<label>`, key = a workflow id, or
+//!   `<kind>@<device id>` for a workflow started by another (a rollout's child). The worker
+//!   dies at the first crash point with that label that the keyed workflow reaches live,
+//!   once per key in the whole test: it first creates `killed/<key>` (and skips a key whose
+//!   file exists), so a later worker finishes the workflow.
+//! - `points.log` (appended): `<pid>\t<workflow>\t<kind>\t<first device or ->\t<label>`
+//!   for every crash point reached, and `KILL\t<key>\t<label>` right before a kill.
+//!
+//! The crash-point hook is given to the worker in `WorkerOptions::crash_points`; production
+//! workers have none (and read no plan).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netledger_archive::{Archive, ArchiveOptions};
 use netledger_domain::clock::Clock;
-use netledger_engine::WorkerOptions;
+use netledger_engine::{CrashHook, CrashPoint, CrashPoints, WorkerOptions};
 use netledger_netops::workflows::{NetopsDeps, NetopsOptions, run_worker};
 use netledger_netops::{RollbackOptions, VerifyOptions};
 use netledger_store::credentials::{CredentialKeys, KeyMaterial};
@@ -22,11 +39,81 @@ impl Clock for RealClock {
     }
 }
 
-#[tokio::main]
+/// Logs every crash point and dies at the planned ones.
+struct Chaos {
+    dir: PathBuf,
+    plan: HashMap<String, String>,
+    log: Mutex<std::fs::File>,
+}
+
+impl Chaos {
+    fn open(dir: PathBuf) -> Self {
+        let plan = std::fs::read_to_string(dir.join("plan"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        std::fs::create_dir_all(dir.join("killed")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("points.log"))
+            .unwrap();
+        Self {
+            dir,
+            plan,
+            log: Mutex::new(log),
+        }
+    }
+
+    fn write(&self, line: String) {
+        let mut f = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        // one write per line: appends of whole lines from several processes do not mix
+        f.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+impl CrashPoints for Chaos {
+    fn reached(&self, p: &CrashPoint<'_>) {
+        let label = p.label();
+        let device = p
+            .devices
+            .first()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        self.write(format!(
+            "{}\t{}\t{}\t{device}\t{label}\n",
+            std::process::id(),
+            p.workflow,
+            p.kind
+        ));
+        for key in [p.workflow.to_string(), format!("{}@{device}", p.kind)] {
+            if self.plan.get(&key) != Some(&label) {
+                continue;
+            }
+            let marker = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join("killed").join(&key));
+            if marker.is_err() {
+                continue; // killed there once already: this worker finishes it
+            }
+            self.write(format!("KILL\t{key}\t{label}\n"));
+            let me = rustix::process::getpid();
+            rustix::process::kill_process(me, rustix::process::Signal::KILL).unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+// One thread: when the hook runs, nothing else in this process moves until it dies.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a: Vec<String> = std::env::args().collect();
     let owner: sqlx::postgres::PgConnectOptions = a[1].parse().unwrap();
-    let pools = Pools::connect(&owner, None, None, 8).await.unwrap();
+    let pools = Pools::connect(&owner, None, None, 2).await.unwrap();
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
     let archive = Archive::open_with(
         a[2].clone(),
@@ -66,13 +153,13 @@ async fn main() {
             },
             arm_margin: Duration::from_secs(60),
             await_reboot: netledger_netops::firmware::AwaitOptions {
-                within: Duration::from_secs(30),
+                within: Duration::from_secs(10),
                 retry_every: Duration::from_millis(100),
             },
-            // a step interrupted by a kill counts as an attempt: leave room for many kills
             retry: netledger_engine::RetryPolicy {
-                max_attempts: 20,
+                max_attempts: 10,
                 initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
                 ..netledger_engine::RetryPolicy::default()
             },
             ..NetopsOptions::default()
@@ -80,10 +167,12 @@ async fn main() {
         clock: Arc::new(RealClock),
     };
     let mut o = WorkerOptions::named(a[6].clone());
+    o.concurrency = a[8].parse().unwrap();
     o.lease = Duration::from_millis(1500);
     o.heartbeat = Duration::from_millis(300);
     o.poll = Duration::from_millis(100);
     o.max_inline_wait = Duration::from_secs(5);
+    o.crash_points = Some(CrashHook(Arc::new(Chaos::open(PathBuf::from(&a[7])))));
     run_worker(deps, o, None, std::future::pending::<()>())
         .await
         .unwrap();

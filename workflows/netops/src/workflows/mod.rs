@@ -376,6 +376,7 @@ impl NetopsDeps {
         .await
         .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
         .map_err(|e| StepError::retryable(format!("archive: {e}")))?;
+        netledger_engine::crash_point("archived");
         let event = ConfigSnapshotRecorded {
             commit: recorded.commit.clone(),
             sha256: recorded.sha256.clone(),
@@ -389,12 +390,41 @@ impl NetopsDeps {
             causation_id: *workflow.as_uuid(),
             correlation_id: *workflow.as_uuid(),
         };
-        let event = NewEvent::from_typed(&event, metadata)
+        // A fixed id per (workflow, change, reason): a re-run of this step after a crash
+        // between this append and the step's journal entry is refused as a duplicate, so
+        // the snapshot is recorded once (the chaos test kills a worker right there).
+        use netledger_domain::EventType as _;
+        let event_id = step_event_id(
+            workflow,
+            &[
+                ConfigSnapshotRecorded::TYPE,
+                id.as_str(),
+                &format!("{reason:?}"),
+            ],
+        );
+        let payload = serde_json::to_value(&event)
             .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
-        self.store
+        let event = NewEvent::new(
+            event_id,
+            ConfigSnapshotRecorded::TYPE,
+            ConfigSnapshotRecorded::SCHEMA_VERSION,
+            payload,
+            metadata,
+        )
+        .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
+        match self
+            .store
             .append(tenant, &device.stream(), ExpectedVersion::Any, vec![event])
             .await
-            .map_err(|e| StepError::retryable(format!("append ConfigSnapshotRecorded: {e}")))?;
+        {
+            Ok(_) | Err(netledger_store::StoreError::DuplicateEvent { .. }) => {}
+            Err(e) => {
+                return Err(StepError::retryable(format!(
+                    "append ConfigSnapshotRecorded: {e}"
+                )));
+            }
+        }
+        netledger_engine::crash_point("recorded");
         Ok(SnapshotRecorded {
             snapshot: taken.snapshot,
             commit: recorded.commit,
@@ -403,6 +433,24 @@ impl NetopsDeps {
             backup_blob: blob,
         })
     }
+}
+
+/// A fixed event id for an event a step appends outside its journal (`parts` name the
+/// fact within the workflow): a re-run of the step after its worker died between the append
+/// and the step's journal entry appends the same id, which the store refuses as a
+/// duplicate, so the fact is recorded once.
+pub(crate) fn step_event_id(workflow: WorkflowId, parts: &[&str]) -> netledger_domain::EventId {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(workflow.as_uuid().as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    netledger_domain::EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// Runs a device step under the workflow's step options.

@@ -78,24 +78,19 @@ async fn append(
         correlation_id: *wf.as_uuid(),
     };
     let mut out = Vec::new();
-    for (t, payload) in events {
-        out.push(
-            NewEvent::new(
-                netledger_domain::EventId::new_random(),
-                t,
-                1,
-                payload,
-                metadata.clone(),
-            )
-            .map_err(StepError::fatal)?,
-        );
+    for (i, (t, payload)) in events.into_iter().enumerate() {
+        // A fixed id per (workflow, event, payload): a step re-run after a crash between
+        // this append and its journal entry is refused as a duplicate (recorded once).
+        let id = super::step_event_id(wf, &[t, &i.to_string(), &payload.to_string()]);
+        out.push(NewEvent::new(id, t, 1, payload, metadata.clone()).map_err(StepError::fatal)?);
     }
     match d
         .store
         .append(ctx_tenant, &rollout.stream(), expected, out)
         .await
     {
-        Ok(_) => Ok(()),
+        // appended by an earlier attempt of this step
+        Ok(_) | Err(StoreError::DuplicateEvent { .. }) => Ok(()),
         // created by an earlier attempt of this step
         Err(StoreError::Conflict { .. }) if expected == ExpectedVersion::NoStream => Ok(()),
         Err(e) => Err(StepError::retryable(format!(
