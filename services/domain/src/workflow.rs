@@ -262,3 +262,129 @@ pub enum RolloutState {
     /// Every device done.
     Completed,
 }
+
+/// How the restore of one device after a halted rollout ended (`rollback_on_halt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreResult {
+    /// The device is back at the configuration it had before the rollout's push (restored
+    /// now, or found already there), verified from a fresh connection.
+    Restored,
+    /// Left alone: its configuration was changed after the push (out of band), so restoring
+    /// the pre-push snapshot would clobber someone else's change.
+    Refused,
+    /// The restore was tried and did not succeed (the change may still be on the device).
+    Failed,
+}
+
+/// A halted rollout with `rollback_on_halt` finished restoring one device whose push had
+/// committed in this rollout (its `config_restore` workflow ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutDeviceRestored {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The `config_restore` workflow.
+    pub workflow_id: WorkflowId,
+    /// The committed `config_push` workflow whose change it undid.
+    pub push_workflow_id: WorkflowId,
+    /// Restored, refused or failed.
+    pub result: RestoreResult,
+    /// Why, for anything but `restored`.
+    pub reason: Option<String>,
+}
+impl EventType for RolloutDeviceRestored {
+    const TYPE: &'static str = "RolloutDeviceRestored";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Why a rollout is refused before it starts (checked by [`check_rollout`], which the API
+/// calls before starting the `rollout` workflow and the workflow calls again first thing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloutRefused {
+    /// A limit is zero.
+    #[error("batch_size, parallelism and failure_threshold must be at least 1")]
+    ZeroLimit,
+    /// `rollback_on_halt` on a firmware rollout.
+    #[error(
+        "rollback_on_halt is not supported for a firmware rollout (target {version}): undoing \
+         an upgrade is a RouterOS downgrade, a different and riskier operation than restoring \
+         a configuration; start the rollout without rollback_on_halt and plan any downgrade \
+         separately"
+    )]
+    FirmwareRollbackOnHalt {
+        /// The rollout's target version.
+        version: String,
+    },
+}
+
+/// Checks a rollout's definition before it starts: every limit at least 1, and no
+/// `rollback_on_halt` on a firmware rollout (see [`RolloutRefused`]).
+pub fn check_rollout(
+    target: &RolloutTarget,
+    batch_size: u32,
+    parallelism: u32,
+    failure_threshold: u32,
+    rollback_on_halt: bool,
+) -> Result<(), RolloutRefused> {
+    if batch_size == 0 || parallelism == 0 || failure_threshold == 0 {
+        return Err(RolloutRefused::ZeroLimit);
+    }
+    match target {
+        RolloutTarget::Firmware { version } if rollback_on_halt => {
+            Err(RolloutRefused::FirmwareRollbackOnHalt {
+                version: version.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_firmware_rollout_with_rollback_on_halt_is_refused() {
+        let fw = RolloutTarget::Firmware {
+            version: "7.19.4".into(),
+        };
+        let change = RolloutTarget::ChangeSet {
+            script: "/system identity set name=x".into(),
+        };
+        assert_eq!(
+            check_rollout(&fw, 1, 1, 1, true),
+            Err(RolloutRefused::FirmwareRollbackOnHalt {
+                version: "7.19.4".into()
+            })
+        );
+        assert_eq!(check_rollout(&fw, 1, 1, 1, false), Ok(()));
+        assert_eq!(check_rollout(&change, 1, 1, 1, true), Ok(()));
+        assert_eq!(
+            check_rollout(&change, 1, 0, 1, false),
+            Err(RolloutRefused::ZeroLimit)
+        );
+    }
+
+    #[test]
+    fn restored_events_round_trip_and_old_rollout_events_still_decode() {
+        let e = RolloutDeviceRestored {
+            device_id: DeviceId::from_uuid(uuid::Uuid::from_u128(1)),
+            workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(2)),
+            push_workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(3)),
+            result: RestoreResult::Refused,
+            reason: Some("changed out of band".into()),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["result"], "refused");
+        assert_eq!(
+            serde_json::from_value::<RolloutDeviceRestored>(v).unwrap(),
+            e
+        );
+        // a v1 RolloutStateChanged written before restores existed
+        let old: RolloutStateChanged =
+            serde_json::from_str(r#"{"state":"halted","reason":"2 device(s) failed"}"#).unwrap();
+        assert_eq!(old.state, RolloutState::Halted);
+    }
+}
