@@ -13,9 +13,10 @@ use netledger_domain::device::{
     Transport,
 };
 use netledger_domain::workflow::{
-    FailureClass, Outcome, RolloutCreated, RolloutDeviceFinished, RolloutState,
-    RolloutStateChanged, RolloutTarget, WorkflowFinished, WorkflowSignalled, WorkflowStarted,
-    WorkflowStepCompleted, WorkflowStepFailed, WorkflowStepStarted, WorkflowTimerScheduled,
+    FailureClass, Outcome, RestoreResult, RolloutCreated, RolloutDeviceFinished,
+    RolloutDeviceRestored, RolloutState, RolloutStateChanged, RolloutTarget, WorkflowFinished,
+    WorkflowSignalled, WorkflowStarted, WorkflowStepCompleted, WorkflowStepFailed,
+    WorkflowStepStarted, WorkflowTimerScheduled,
 };
 use netledger_domain::{
     Actor, DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, RecordedEvent,
@@ -983,6 +984,110 @@ async fn rollouts_track_progress_per_device(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(running.items.iter().map(|r| r.id).collect::<Vec<_>>(), [r2]);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_rolled_back_rollout_shows_its_restored_devices(pool: PgPool) {
+    let db = db(pool).await;
+    let t = TenantId::new_random();
+    let d: Vec<DeviceId> = (0..4).map(|_| DeviceId::new_random()).collect();
+    let push: Vec<WorkflowId> = (0..4).map(|_| WorkflowId::new_random()).collect();
+    let rid = RolloutId::new_random();
+    let finished = |i: usize, outcome: Outcome| {
+        ev(&RolloutDeviceFinished {
+            device_id: d[i],
+            workflow_id: push[i],
+            batch: 1,
+            outcome,
+        })
+    };
+    db.append(
+        t,
+        &rid.stream(),
+        vec![
+            ev(&RolloutCreated {
+                name: "undo".into(),
+                target: RolloutTarget::ChangeSet {
+                    script: "/system identity set name=x".into(),
+                },
+                canaries: vec![],
+                devices: d.clone(),
+                batch_size: 4,
+                parallelism: 4,
+                failure_threshold: 1,
+                rollback_on_halt: true,
+                workflow_id: WorkflowId::new_random(),
+            }),
+            finished(0, Outcome::Committed),
+            finished(1, Outcome::Committed),
+            finished(2, Outcome::Failed),
+            ev(&RolloutStateChanged {
+                state: RolloutState::Halted,
+                reason: Some("1 device(s) failed, threshold 1; rolling back 2".into()),
+            }),
+        ],
+    )
+    .await;
+    db.project_all().await;
+    // Live: the projector loads only the rows the restore events name.
+    let restore = WorkflowId::new_random();
+    db.append(
+        t,
+        &rid.stream(),
+        vec![
+            ev(&RolloutDeviceRestored {
+                device_id: d[0],
+                workflow_id: restore,
+                push_workflow_id: push[0],
+                result: RestoreResult::Restored,
+                reason: None,
+            }),
+            ev(&RolloutDeviceRestored {
+                device_id: d[1],
+                workflow_id: WorkflowId::new_random(),
+                push_workflow_id: push[1],
+                result: RestoreResult::Refused,
+                reason: Some("changed out of band".into()),
+            }),
+            ev(&RolloutStateChanged {
+                state: RolloutState::Halted,
+                reason: Some("rolled back 1 of 2".into()),
+            }),
+        ],
+    )
+    .await;
+    catch_up(&db.system, Some("rollouts"), 100).await.unwrap();
+    let r = query::rollout_detail(&db.app, t, rid)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = &r.progress;
+    assert_eq!(
+        (p.finished, p.succeeded, p.failed, p.rolled_back, p.pending),
+        (3, 1, 1, 1, 1)
+    );
+    assert_eq!(r.reason.as_deref(), Some("rolled back 1 of 2"));
+    let rows = query::rollout_devices(&db.app, t, rid, &RolloutDeviceQuery::default())
+        .await
+        .unwrap();
+    let got: Vec<(Option<Outcome>, Option<WorkflowId>)> = rows
+        .items
+        .iter()
+        .map(|x| (x.outcome, x.workflow_id))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(Outcome::RolledBack), Some(restore)),
+            (Some(Outcome::Committed), Some(push[1])),
+            (Some(Outcome::Failed), Some(push[2])),
+            (None, None),
+        ]
+    );
+    // A replay from position 0 gives the same rows.
+    let live = dump(&db.system, Some("rollouts")).await.unwrap();
+    replay(&db.system, Some("rollouts")).await.unwrap();
+    assert_eq!(dump(&db.system, Some("rollouts")).await.unwrap(), live);
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

@@ -5,13 +5,16 @@
 //! (batch 1, 2, ...). Progress counts each device once by its latest outcome
 //! (`succeeded` counts both `succeeded` and `committed`). `current_batch` is the batch of the
 //! device that finished last; `finished_at` is set while the state is `completed`,
-//! `cancelled` or `halted`.
+//! `cancelled` or `halted`. A device a halted rollout restored (`RolloutDeviceRestored`,
+//! result `restored`) moves to outcome `rolled_back` with the restore's workflow; a refused
+//! or failed restore leaves its row as it was (the change is still on the device).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use netledger_domain::workflow::{
-    RolloutCreated, RolloutDeviceFinished, RolloutStateChanged, RolloutTarget,
+    RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored,
+    RolloutStateChanged, RolloutTarget,
 };
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::{PgConnection, Row};
@@ -331,6 +334,21 @@ impl RolloutsProjector {
                     }
                 }
             }
+            RolloutDeviceRestored::TYPE => {
+                if let Some(x) = decode::<RolloutDeviceRestored>(e)?
+                    && x.result == RestoreResult::Restored
+                    && let Some(d) = r.devices.get_mut(x.device_id.as_uuid())
+                {
+                    let previous = d.outcome.replace("rolled_back".to_owned());
+                    d.workflow_id = Some(*x.workflow_id.as_uuid());
+                    d.finished_at = Some(at);
+                    d.dirty = true;
+                    if let Some(p) = previous {
+                        r.count(&p, -1);
+                    }
+                    r.count("rolled_back", 1);
+                }
+            }
             RolloutStateChanged::TYPE => {
                 if let Some(s) = decode::<RolloutStateChanged>(e)? {
                     let state = enum_text(&s.state);
@@ -547,6 +565,12 @@ impl Projector for RolloutsProjector {
                     && let Some(f) = decode::<RolloutDeviceFinished>(e)?
                 {
                     devices.push((*e.tenant_id.as_uuid(), r, *f.device_id.as_uuid()));
+                }
+                if e.event_type == RolloutDeviceRestored::TYPE
+                    && let Some(r) = stream_uuid(e)
+                    && let Some(x) = decode::<RolloutDeviceRestored>(e)?
+                {
+                    devices.push((*e.tenant_id.as_uuid(), r, *x.device_id.as_uuid()));
                 }
             }
             self.load(conn, missing, &devices).await?;
