@@ -4,7 +4,7 @@
 
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 
-import { ApiProblem, newIdempotencyKey, toProblem } from "./api/client";
+import { api, ApiProblem, newIdempotencyKey, toProblem } from "./api/client";
 import { live, type LiveEvent, type LiveStatus } from "./api/live";
 
 export interface Resource<T> {
@@ -244,4 +244,32 @@ export function usePaged<T>(
   const reload = useCallback(() => loadPages(pagesRef.current), [loadPages]);
 
   return { items, error, loading, hasMore: !!next, loadMore, reload };
+}
+
+let namesCache: { at: number; names: Promise<Map<string, string>> } | null = null;
+
+/**
+ * Device names by id, for showing names where the API gives ids (workflow runs, rollout
+ * devices). One shared load of the first 500 devices per minute; ids outside it stay ids.
+ */
+export function useDeviceNames(): Map<string, string> {
+  const [names, setNames] = useState<Map<string, string>>(new Map());
+  useEffect(() => {
+    if (!namesCache || Date.now() - namesCache.at > 60_000) {
+      namesCache = {
+        at: Date.now(),
+        names: api("get", "/api/v1/devices", { query: { limit: 500, include_removed: true } })
+          .then((r) => new Map(r.data.items.map((d) => [d.id, d.name])))
+          .catch(() => new Map()),
+      };
+    }
+    let live = true;
+    void namesCache.names.then((m) => {
+      if (live) setNames(m);
+    });
+    return () => {
+      live = false;
+    };
+  }, []);
+  return names;
 }

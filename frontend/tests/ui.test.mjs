@@ -275,6 +275,32 @@ test("firmware upload lands in the cache", async () => {
   await shot("08-firmware");
 });
 
+test("a firmware upgrade to the uploaded version succeeds and the device reports it", async () => {
+  // The demo fleet is seeded: the first device is an arm64 board, like the package.
+  await page.goto(`/devices/${deviceId}`);
+  assert.equal(await page.locator('[data-fact="Architecture"]').innerText(), "arm64");
+  await page.getByRole("tab", { name: "Firmware upgrade" }).click();
+  const form = page.locator('form[aria-label="Firmware upgrade"]');
+  await form.getByLabel("Target version").selectOption("7.99.1");
+  await form.getByRole("button", { name: "Upgrade" }).click();
+  await page.waitForFunction(
+    () => {
+      const s = document.querySelector("[data-testid=active-workflow]")?.getAttribute("data-state");
+      return s && ["succeeded", "failed", "rolled_back", "cancelled"].includes(s);
+    },
+    null,
+    { timeout: 120_000 },
+  );
+  const card = page.locator("[data-testid=active-workflow]").first();
+  assert.equal(await card.getAttribute("data-state"), "succeeded", await card.innerText());
+  assert.equal(await card.locator('[data-step="await_version"][data-state="completed"]').count(), 1);
+  // The poller sees the new version; the facts follow through live events.
+  await page.waitForFunction(() => document.querySelector('[data-fact="RouterOS"]')?.textContent?.includes("7.99.1"), null, {
+    timeout: 90_000,
+  });
+  await shot("09-device-firmware");
+});
+
 test("a rollout over a tag with a canary completes", async () => {
   await page.getByRole("link", { name: "Rollouts", exact: true }).click();
   await page.getByRole("heading", { name: "Rollouts" }).waitFor();
@@ -296,7 +322,7 @@ test("a rollout over a tag with a canary completes", async () => {
   }
   await form.getByLabel(`canary ${deviceName}`).check();
   assert.match(await form.innerText(), /3\s*devices: 1 canaries/);
-  await shot("09-rollout-new");
+  await shot("10-rollout-new");
   await form.getByRole("button", { name: "Create and start" }).click();
   await page.locator(".page-head h1", { hasText: "ui rollout" }).waitFor();
   await page.waitForFunction(
@@ -310,7 +336,7 @@ test("a rollout over a tag with a canary completes", async () => {
   const state = await page.locator(".page-head h1 .badge").getAttribute("data-value");
   assert.equal(state, "completed", await page.locator(".main").innerText());
   await page.waitForFunction(() => document.body.innerText.includes("3/3"));
-  await shot("10-rollout");
+  await shot("10-rollout-progress");
 });
 
 test("events and the audit feed", async () => {

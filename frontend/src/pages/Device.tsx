@@ -3,7 +3,7 @@
 // diffs and as-of views, and versioned edits (tags, credentials, endpoint, removal) sent
 // with `If-Match`; a 412 tells the user the device changed and reloads it.
 
-import { useCallback, useMemo, useState, type FormEvent, type ReactNode } from "react";
+import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
 import { api, ApiProblem, toProblem, type Schemas } from "../api/client";
 import { useAuth } from "../auth";
@@ -126,7 +126,7 @@ export function DevicePage({ id }: { id: string }) {
             }
           >
             <ProblemBox error={runs.error} />
-            {runs.items.length ? <RunTable runs={runs.items} showDevices={false} /> : <Empty>No workflows yet.</Empty>}
+            {runs.items.length ? <RunTable runs={runs.items} compact /> : <Empty>No workflows yet.</Empty>}
           </Section>
         </div>
       </div>
@@ -600,8 +600,12 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
           query: { changed_only: changedOnly || undefined, cursor, limit: 20 },
         })
       ).data,
-    [deviceId, changedOnly, tick],
+    [deviceId, changedOnly],
   );
+  // Live changes of the device reload the pages shown (no reset, no flicker).
+  useEffect(() => {
+    if (tick > 0) void versions.reload();
+  }, [tick, versions.reload]);
   const items = versions.items;
   const [pickFrom, setPickFrom] = useState<string | null>(null);
   const [pickTo, setPickTo] = useState<string | null>(null);

@@ -6,7 +6,7 @@ import { useMemo, useState, type FormEvent } from "react";
 
 import { api, type Schemas } from "../api/client";
 import { useAuth } from "../auth";
-import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
+import { useAction, useDeviceNames, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
 import { Badge, Empty, Field, LoadMore, Loading, ProblemBox, Section, ShortId, Tags, Time } from "../ui";
 import { splitTags } from "./Fleet";
@@ -337,10 +337,7 @@ export function RolloutPage({ id }: { id: string }) {
       (await api("get", "/api/v1/rollouts/{rollout_id}/devices", { path: { rollout_id: id }, query: { cursor, limit: 200 } })).data,
     [id],
   );
-  const fleet = useResource(async () => {
-    const r = await api("get", "/api/v1/devices", { query: { limit: 500, include_removed: true } });
-    return new Map(r.data.items.map((d) => [d.id, d.name]));
-  }, []);
+  const names = useDeviceNames();
   const wf = rollout.data?.workflow_id;
   useLiveRefresh(
     (e) => e.stream === `rollout-${id}` || (e.category === "workflow" && (e.stream === `workflow-${wf}` || e.event_type === "WorkflowFinished" || e.event_type === "WorkflowStarted")),
@@ -480,7 +477,7 @@ export function RolloutPage({ id }: { id: string }) {
                   <td>{d.ord}</td>
                   <td>{d.batch === 0 ? "canary" : d.batch}</td>
                   <td>
-                    <Link to={`/devices/${d.device_id}`}>{fleet.data?.get(d.device_id) ?? <ShortId id={d.device_id} />}</Link>
+                    <Link to={`/devices/${d.device_id}`}>{names.get(d.device_id) ?? <ShortId id={d.device_id} />}</Link>
                   </td>
                   <td>{d.outcome ? <Badge value={d.outcome} /> : <span className="muted">pending</span>}</td>
                   <td>

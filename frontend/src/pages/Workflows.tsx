@@ -5,7 +5,7 @@ import { useEffect, useState } from "react";
 
 import { api, type Schemas } from "../api/client";
 import { useAuth } from "../auth";
-import { useAction, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
+import { useAction, useDeviceNames, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
 import { Link, useQueryState } from "../router";
 import { Badge, Empty, Field, Json, LoadMore, Loading, ProblemBox, Section, ShortId, Time, formatTime } from "../ui";
 import { EventTable } from "./Events";
@@ -100,7 +100,8 @@ export function WorkflowsPage() {
   );
 }
 
-export function RunTable({ runs, showDevices = true }: { runs: Run[]; showDevices?: boolean }) {
+export function RunTable({ runs, compact = false }: { runs: Run[]; compact?: boolean }) {
+  const names = useDeviceNames();
   return (
     <div className="table-wrap">
       <table className="table" data-testid="workflow-table">
@@ -109,10 +110,10 @@ export function RunTable({ runs, showDevices = true }: { runs: Run[]; showDevice
             <th>Run</th>
             <th>Kind</th>
             <th>State</th>
-            <th>Step</th>
-            {showDevices ? <th>Devices</th> : null}
+            {compact ? null : <th>Step</th>}
+            {compact ? null : <th>Devices</th>}
             <th>Started</th>
-            <th>Finished</th>
+            {compact ? null : <th>Finished</th>}
             <th>Reason / last error</th>
           </tr>
         </thead>
@@ -124,33 +125,35 @@ export function RunTable({ runs, showDevices = true }: { runs: Run[]; showDevice
                   <ShortId id={r.id} />
                 </Link>
               </td>
-              <td>{r.kind.replace(/_/g, " ")}</td>
+              <td className="nowrap">{r.kind.replace(/_/g, " ")}</td>
               <td>
                 <Badge value={r.state} />
               </td>
-              <td>
-                {r.current_step ?? <span className="muted">—</span>}
-                <span className="muted small"> ({r.steps_completed} done)</span>
-              </td>
-              {showDevices ? (
+              {compact ? null : (
+                <td>
+                  {r.current_step ?? <span className="muted">—</span>}
+                  <span className="muted small"> ({r.steps_completed} done)</span>
+                </td>
+              )}
+              {compact ? null : (
                 <td>
                   {r.devices.slice(0, 3).map((d) => (
                     <Link key={d} to={`/devices/${d}`} className="mr">
-                      <ShortId id={d} />
+                      {names.get(d) ?? <ShortId id={d} />}
                     </Link>
                   ))}
                   {r.devices.length > 3 ? <span className="muted">+{r.devices.length - 3}</span> : null}
                 </td>
-              ) : null}
-              <td>
+              )}
+              <td className="nowrap">
                 <Time at={r.started_at} relative />
               </td>
-              <td>
-                <Time at={r.finished_at} relative />
-              </td>
-              <td className="wrap small">
-                {r.reason ?? r.last_error ?? <span className="muted">—</span>}
-              </td>
+              {compact ? null : (
+                <td className="nowrap">
+                  <Time at={r.finished_at} relative />
+                </td>
+              )}
+              <td className="wrap small">{r.reason ?? r.last_error ?? <span className="muted">—</span>}</td>
             </tr>
           ))}
         </tbody>
@@ -261,6 +264,7 @@ export function RunCard({ id, title, onFinished }: { id: string; title: string; 
 
 export function WorkflowPage({ id }: { id: string }) {
   const auth = useAuth();
+  const names = useDeviceNames();
   const run = useRun(id);
   const [reason, setReason] = useState("");
   const cancel = useAction(async (_key: string, why: string) => {
@@ -342,7 +346,7 @@ export function WorkflowPage({ id }: { id: string }) {
             <dd>
               {r.devices.map((d) => (
                 <Link key={d} to={`/devices/${d}`} className="mr">
-                  <ShortId id={d} />
+                  {names.get(d) ?? <ShortId id={d} />}
                 </Link>
               ))}
             </dd>
