@@ -11,6 +11,7 @@
 
 pub mod bench;
 mod cache;
+mod restore;
 mod rollout;
 
 use std::future::Future;
@@ -49,6 +50,7 @@ use crate::{
 
 pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
+pub use restore::{PushRecord, RESTORE_KIND, RestoreInput};
 pub use rollout::RolloutInput;
 
 /// The component name in the actor of the events the workflows append.
@@ -469,10 +471,10 @@ where
 }
 
 /// The netops workflow definitions: `config_push` v1, `firmware_upgrade` v1, `backup` v1,
-/// `rollout` v1.
+/// `rollout` v1, `config_restore` v1.
 pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
     let deps = Arc::new(deps);
-    let (a, b, c, r) = (deps.clone(), deps.clone(), deps.clone(), deps);
+    let (a, b, c, r, x) = (deps.clone(), deps.clone(), deps.clone(), deps.clone(), deps);
     Registry::new()
         .with(Definition::new("config_push", 1, move |ctx| {
             config_push(ctx, a.clone())
@@ -485,6 +487,9 @@ pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
         }))?
         .with(Definition::new("rollout", 1, move |ctx| {
             rollout::rollout(ctx, r.clone())
+        }))?
+        .with(Definition::new(RESTORE_KIND, 1, move |ctx| {
+            restore::config_restore(ctx, x.clone())
         }))
 }
 

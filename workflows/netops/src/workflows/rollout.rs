@@ -2,14 +2,19 @@
 //! canaries first one at a time, then batches of `batch_size` with `parallelism` children at
 //! once; failures reaching `failure_threshold` halt it; operator pause/resume are the
 //! engine's own signals, a cancel stops starting devices and waits for those in flight.
-//! Appends `RolloutCreated`, `RolloutDeviceFinished`, `RolloutStateChanged` to `rollout-<id>`.
+//! A change rollout halted by the threshold with `rollback_on_halt` then restores every
+//! device whose push committed in it, one `config_restore` child per device
+//! ([`super::restore`]), `parallelism` at once. A firmware rollout with `rollback_on_halt`
+//! is refused before it starts ([`check_rollout`]).
+//! Appends `RolloutCreated`, `RolloutDeviceFinished`, `RolloutDeviceRestored`,
+//! `RolloutStateChanged` to `rollout-<id>`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use netledger_domain::workflow::{
-    Outcome, RolloutCreated, RolloutDeviceFinished, RolloutState, RolloutStateChanged,
-    RolloutTarget,
+    Outcome, RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored,
+    RolloutState, RolloutStateChanged, RolloutTarget, check_rollout,
 };
 use netledger_domain::{
     Actor, DeviceId, EventMetadata, EventType, ExpectedVersion, NewEvent, RolloutId, WorkflowId,
@@ -19,6 +24,7 @@ use netledger_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::restore::{RESTORE_KIND, RestoreInput};
 use super::{COMPONENT, NetopsDeps};
 use crate::{HealthChecks, Policy};
 
@@ -42,7 +48,8 @@ pub struct RolloutInput {
     pub parallelism: u32,
     /// Failed devices at which the rollout halts (from 1).
     pub failure_threshold: u32,
-    /// Recorded in `RolloutCreated`; v1 does not undo committed devices (see docs/push.md).
+    /// A change rollout halted by the threshold restores the devices whose push committed
+    /// (`config_restore`); refused for a firmware rollout (see docs/push.md).
     #[serde(default)]
     pub rollback_on_halt: bool,
     /// Policy of each config push.
@@ -62,6 +69,8 @@ struct ChildFinished {
     outcome: Outcome,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    output: Value,
 }
 
 async fn append(
@@ -110,11 +119,14 @@ fn state_event(state: RolloutState, reason: Option<String>) -> (&'static str, Va
 /// The `rollout` v1 definition's function.
 pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
     let input: RolloutInput = ctx.input()?;
-    if input.batch_size == 0 || input.parallelism == 0 || input.failure_threshold == 0 {
-        return Err(StepError::fatal(
-            "batch_size, parallelism and failure_threshold must be at least 1",
-        ));
-    }
+    check_rollout(
+        &input.target,
+        input.batch_size,
+        input.parallelism,
+        input.failure_threshold,
+        input.rollback_on_halt,
+    )
+    .map_err(StepError::fatal)?;
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let rid = input.rollout_id;
@@ -166,6 +178,8 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
 
     let mut failures = 0u32;
     let mut results: BTreeMap<String, Value> = BTreeMap::new();
+    // (device, its push) in the order the pushes committed: what a rollback restores
+    let mut committed: Vec<(DeviceId, WorkflowId)> = Vec::new();
     let mut stop: Option<(RolloutState, String)> = None;
     for (batch, devices, par) in batches {
         if stop.is_some() {
@@ -209,6 +223,9 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
             if !ok {
                 failures += 1;
             }
+            if f.outcome == Outcome::Committed {
+                committed.push((device, f.workflow_id));
+            }
             results.insert(
                 device.to_string(),
                 json!({ "workflow_id": f.workflow_id, "outcome": f.outcome, "reason": f.reason }),
@@ -239,19 +256,178 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
             }
         }
     }
-    let (state, reason) = stop
-        .clone()
-        .map_or((RolloutState::Completed, None), |(s, r)| (s, Some(r)));
+    let rollback = matches!(stop, Some((RolloutState::Halted, _)))
+        && input.rollback_on_halt
+        && matches!(input.target, RolloutTarget::ChangeSet { .. });
+    if !rollback {
+        let (state, reason) = stop
+            .clone()
+            .map_or((RolloutState::Completed, None), |(s, r)| (s, Some(r)));
+        ctx.step("rollout_finished", || {
+            let d = d.clone();
+            let ev = vec![state_event(state, reason.clone())];
+            async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+        })
+        .await?;
+        let output = json!({ "failures": failures, "devices": results });
+        return Ok(match stop {
+            None => Finish::succeeded(output),
+            Some((RolloutState::Cancelled, r)) => Finish::cancelled(&r, output),
+            Some((_, r)) => Finish::failed(&r, output),
+        });
+    }
+    let halt = stop.map(|(_, r)| r).unwrap_or_default();
+    let rolled = restore_committed(&mut ctx, &d, rid, par, &halt, &committed).await?;
+    let reason = rolled.summary(&halt);
+    let _ = ctx.cancelled();
     ctx.step("rollout_finished", || {
         let d = d.clone();
-        let ev = vec![state_event(state, reason.clone())];
+        let ev = vec![state_event(RolloutState::Halted, Some(reason.clone()))];
         async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
     })
     .await?;
-    let output = json!({ "failures": failures, "devices": results });
-    Ok(match stop {
-        None => Finish::succeeded(output),
-        Some((RolloutState::Cancelled, r)) => Finish::cancelled(&r, output),
-        Some((_, r)) => Finish::failed(&r, output),
+    let output = json!({ "failures": failures, "devices": results, "rollback": rolled.devices });
+    Ok(if rolled.all_restored() {
+        Finish::rolled_back(&reason, output)
+    } else {
+        Finish::failed(&reason, output)
     })
+}
+
+/// What the rollback of a halted rollout did, per device (by device id text).
+struct Rollback {
+    devices: BTreeMap<String, Value>,
+    restored: Vec<DeviceId>,
+    refused: Vec<(DeviceId, String)>,
+    failed: Vec<(DeviceId, String)>,
+}
+
+impl Rollback {
+    /// At least one device restored and none refused or failed.
+    fn all_restored(&self) -> bool {
+        !self.restored.is_empty() && self.refused.is_empty() && self.failed.is_empty()
+    }
+
+    /// The rollout's final reason: the halt, then what the rollback did.
+    fn summary(&self, halt: &str) -> String {
+        let total = self.restored.len() + self.refused.len() + self.failed.len();
+        if total == 0 {
+            return format!("{halt}; no device had committed, nothing to roll back");
+        }
+        let mut s = format!(
+            "{halt}; rolled back {} of {total} committed device(s)",
+            self.restored.len()
+        );
+        for (what, list) in [("refused", &self.refused), ("failed", &self.failed)] {
+            if !list.is_empty() {
+                let names: Vec<String> = list.iter().map(|(d, r)| format!("{d} ({r})")).collect();
+                s.push_str(&format!("; restore {what} on {}", names.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+/// The rollback of a change rollout halted by its threshold: one `config_restore` child per
+/// device whose push committed (`par` at once), each started once (journaled step
+/// `restore-<device>`, idempotency key `child:<rollout workflow>:restore-<device>`), each
+/// result appended as `RolloutDeviceRestored`. An operator cancel does not stop it: the
+/// restores are the safety net (the cancel is acknowledged and the rollback finishes).
+async fn restore_committed(
+    ctx: &mut Ctx,
+    d: &Arc<NetopsDeps>,
+    rid: RolloutId,
+    par: usize,
+    halt: &str,
+    committed: &[(DeviceId, WorkflowId)],
+) -> Result<Rollback, StepError> {
+    let tenant = ctx.tenant();
+    let wf = ctx.workflow_id();
+    let mut out = Rollback {
+        devices: BTreeMap::new(),
+        restored: Vec::new(),
+        refused: Vec::new(),
+        failed: Vec::new(),
+    };
+    if committed.is_empty() {
+        return Ok(out);
+    }
+    let _ = ctx.cancelled();
+    let halted = format!(
+        "{halt}; rolling back {} committed device(s)",
+        committed.len()
+    );
+    ctx.step("rollout_halted", || {
+        let d = d.clone();
+        let ev = vec![state_event(RolloutState::Halted, Some(halted.clone()))];
+        async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+    })
+    .await?;
+    let mut pending = committed.iter().copied();
+    let mut in_flight: BTreeMap<WorkflowId, (DeviceId, WorkflowId)> = BTreeMap::new();
+    loop {
+        let _ = ctx.cancelled();
+        while in_flight.len() < par {
+            let Some((device, push)) = pending.next() else {
+                break;
+            };
+            let input = RestoreInput {
+                device_id: device,
+                push_workflow_id: push,
+            };
+            let opts = StartOptions::new(Actor::system(COMPONENT))
+                .devices([device])
+                .rollout(rid)
+                .queue_if_busy(true);
+            let child = ctx
+                .start_child(
+                    &format!("restore-{device}"),
+                    RESTORE_KIND,
+                    json!(input),
+                    opts,
+                    true,
+                )
+                .await?;
+            in_flight.insert(child, (device, push));
+        }
+        if in_flight.is_empty() {
+            return Ok(out);
+        }
+        let finished: Option<ChildFinished> =
+            match ctx.wait_signal(signals::CHILD_FINISHED, None).await {
+                Ok(f) => f,
+                Err(StepError::Cancelled) => continue,
+                Err(e) => return Err(e),
+            };
+        let Some(f) = finished else { continue };
+        let Some((device, push)) = in_flight.remove(&f.workflow_id) else {
+            continue;
+        };
+        let reason = f.reason.clone().unwrap_or_default();
+        let result = match (f.outcome, f.output.get("result").and_then(Value::as_str)) {
+            (Outcome::RolledBack, _) => RestoreResult::Restored,
+            (_, Some("refused")) => RestoreResult::Refused,
+            _ => RestoreResult::Failed,
+        };
+        match result {
+            RestoreResult::Restored => out.restored.push(device),
+            RestoreResult::Refused => out.refused.push((device, reason.clone())),
+            RestoreResult::Failed => out.failed.push((device, reason.clone())),
+        }
+        let ev = RolloutDeviceRestored {
+            device_id: device,
+            workflow_id: f.workflow_id,
+            push_workflow_id: push,
+            result,
+            reason: (result != RestoreResult::Restored).then_some(reason),
+        };
+        out.devices.insert(device.to_string(), json!(ev));
+        let _ = ctx.cancelled();
+        ctx.step(&format!("restored-{device}"), || {
+            let d = d.clone();
+            let ev = vec![(RolloutDeviceRestored::TYPE, json!(ev))];
+            async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+        })
+        .await?;
+    }
 }
