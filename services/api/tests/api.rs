@@ -1780,6 +1780,42 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
         .await
         .body["device_id"]
         .clone();
+    // Undoing a firmware rollout would be a downgrade: rollback_on_halt is refused for it.
+    let refused = app
+        .post(
+            "/api/v1/rollouts",
+            a,
+            json!({"name": "fw", "target": {"kind": "firmware", "version": "7.19.4"}, "devices": [d2], "rollback_on_halt": true}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        refused.body
+    );
+    assert!(refused.is_problem());
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rollback_on_halt is not supported for a firmware rollout"),
+        "{:?}",
+        refused.body
+    );
+    let zero = app
+        .post(
+            "/api/v1/rollouts",
+            a,
+            json!({"name": "cs", "target": {"kind": "change_set", "script": "/ip pool\nadd name=p ranges=10.0.0.1"}, "devices": [d2], "failure_threshold": 0}),
+        )
+        .await;
+    assert_eq!(
+        zero.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        zero.body
+    );
     let ro = app
         .post(
             "/api/v1/rollouts",

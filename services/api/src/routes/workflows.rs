@@ -987,10 +987,12 @@ pub async fn create_rollout(
         &body.target.version,
     ) {
         ("change_set", Some(script), None) if !script.trim().is_empty() => {
-            serde_json::json!({"kind": "change_set", "script": script})
+            netledger_domain::workflow::RolloutTarget::ChangeSet {
+                script: script.clone(),
+            }
         }
         ("firmware", None, Some(v)) if crate::routes::firmware::version_ok(v) => {
-            serde_json::json!({"kind": "firmware", "version": v})
+            netledger_domain::workflow::RolloutTarget::Firmware { version: v.clone() }
         }
         _ => {
             return Err(ApiError::validation(
@@ -1011,11 +1013,17 @@ pub async fn create_rollout(
     }
     let batch_size = body.batch_size.unwrap_or(10);
     let parallelism = body.parallelism.unwrap_or(1);
-    if batch_size == 0 || parallelism == 0 {
-        return Err(ApiError::validation(
-            "batch_size and parallelism must be at least 1",
-        ));
-    }
+    let failure_threshold = body.failure_threshold.unwrap_or(1);
+    // The same check the rollout workflow makes at its start, so a refusal is a 422 here
+    // rather than a failed workflow.
+    netledger_domain::workflow::check_rollout(
+        &target,
+        batch_size,
+        parallelism,
+        failure_threshold,
+        body.rollback_on_halt,
+    )
+    .map_err(|e| ApiError::validation(e.to_string()))?;
     let devices = state.devices()?;
     for d in &all {
         let s = devices.load(p.tenant, DeviceId::from_uuid(*d)).await?;
@@ -1032,7 +1040,7 @@ pub async fn create_rollout(
         "devices": body.devices,
         "batch_size": batch_size,
         "parallelism": parallelism,
-        "failure_threshold": body.failure_threshold.unwrap_or(1),
+        "failure_threshold": failure_threshold,
         "rollback_on_halt": body.rollback_on_halt,
     });
     let mut options = netledger_engine::StartOptions::new(p.actor()).rollout(rollout);
