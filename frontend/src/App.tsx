@@ -3,6 +3,7 @@
 
 import type { ReactNode } from "react";
 
+import { live } from "./api/live";
 import { useAuth } from "./auth";
 import { useLiveStatus } from "./hooks";
 import { AccountPage } from "./pages/Account";
@@ -52,7 +53,11 @@ function LiveIndicator() {
   const status = useLiveStatus();
   const label = status === "live" ? "live" : status;
   return (
-    <span className="live-indicator" data-live={status} title="Live event connection">
+    <span
+      className="live-indicator"
+      data-live={status}
+      title={`Live event connection: ${status}${live.lastError ? ` (${live.lastError})` : ""}`}
+    >
       <Badge value={status} label={label} />
     </span>
   );

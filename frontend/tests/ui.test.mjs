@@ -135,7 +135,8 @@ test("the fleet shows the 3 demo devices online", async () => {
       return trs.length === 3 && [...trs].every((tr) => tr.querySelector('.badge[data-value="online"]'));
     },
     null,
-    { timeout: 90_000 },
+    // The first poll of each device comes within one poll interval (60 s, jittered).
+    { timeout: 180_000 },
   );
   assert.equal(await rows.count(), 3);
   assert.equal(await page.evaluate(() => window.__noReload), true, "the fleet updated without a reload");
@@ -165,7 +166,7 @@ test("a device shows its facts and config versions", async () => {
   assert.notEqual((await facts.locator('[data-fact="Board"]').innerText()).trim(), "—");
   assert.match(await facts.locator('[data-fact="Status"]').innerText(), /online/);
   // The poller's first export is recorded as a config version.
-  await page.locator("[data-testid=config-versions] tbody tr").first().waitFor({ timeout: 90_000 });
+  await page.locator("[data-testid=config-versions] tbody tr").first().waitFor({ timeout: 120_000 });
   await page.locator("#metrics .chart").first().waitFor();
   await shot("03-device");
 });
@@ -175,6 +176,7 @@ test("a backup runs and finishes through live updates, without a reload", async 
     window.__noReload = true;
   });
   const before = await page.locator("[data-testid=config-versions] tbody tr").count();
+  const received = await page.evaluate(() => window.__netledgerLive.received);
   await page.getByRole("button", { name: "Start backup" }).click();
   const card = page.locator("[data-testid=active-workflow]").first();
   await card.waitFor();
@@ -186,6 +188,9 @@ test("a backup runs and finishes through live updates, without a reload", async 
   // Steps arrived with it.
   assert.ok((await card.locator("[data-step]").count()) > 0, "the steps are shown");
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
+  // The run's journal came over the live connection (started, steps, finished).
+  const now = await page.evaluate(() => window.__netledgerLive.received);
+  assert.ok(now - received >= 4, `only ${now - received} live events during the backup`);
   // The backup's snapshot shows up in the history (the list reloads on the device's events).
   await page.locator('[data-testid=config-versions] tbody tr[data-reason="on_demand"]').first().waitFor({ timeout: 30_000 });
   assert.ok((await page.locator("[data-testid=config-versions] tbody tr").count()) > before);

@@ -93,6 +93,8 @@ export class SseParser {
 
 type Listener = (e: LiveEvent) => void;
 
+const SILENCE_MS = 45_000;
+
 /** The tab's live connection. `start()` after login, `stop()` at logout. */
 export class LiveEvents {
   private listeners = new Set<Listener>();
@@ -105,6 +107,8 @@ export class LiveEvents {
   private running = false;
   status: LiveStatus = "idle";
   lastError: string | null = null;
+  /** Events received since the page loaded (shown on the live indicator; tests read it). */
+  received = 0;
 
   subscribe(l: Listener): () => void {
     this.listeners.add(l);
@@ -176,15 +180,29 @@ export class LiveEvents {
         },
       );
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.attempt = 0; // data flowed: the next drop starts the backoff afresh
-        parser.feed(value);
+      // The server sends a comment at least every 15 s; silence for much longer means a dead
+      // connection (a proxy or a network drop that never closed it): reconnect and resume.
+      let watchdog: ReturnType<typeof setTimeout> | null = null;
+      const arm = () => {
+        if (watchdog) clearTimeout(watchdog);
+        watchdog = setTimeout(() => abort.abort(new Error("no data on the live connection for 45 s")), SILENCE_MS);
+      };
+      arm();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          arm();
+          this.attempt = 0; // data flowed: the next drop starts the backoff afresh
+          parser.feed(value);
+        }
+      } finally {
+        if (watchdog) clearTimeout(watchdog);
       }
       throw new Error("the live event stream ended");
     } catch (e) {
-      if (abort.signal.aborted || !this.running) return;
+      if (!this.running || this.abort !== abort) return; // stopped, or replaced
+      if (abort.signal.aborted && !(abort.signal.reason instanceof Error && abort.signal.reason.message.startsWith("no data"))) return;
       this.lastError = e instanceof Error ? e.message : String(e);
       this.attempt += 1;
       const backoff = Math.min(30_000, this.retryFloor * 2 ** Math.min(this.attempt - 1, 5));
@@ -199,6 +217,7 @@ export class LiveEvents {
 
   private deliver(m: SseMessage) {
     if (m.id !== null) this.lastId = m.id;
+    this.received += 1;
     let event: LiveEvent;
     try {
       event = JSON.parse(m.data) as LiveEvent;
@@ -216,3 +235,6 @@ export class LiveEvents {
 }
 
 export const live = new LiveEvents();
+
+// A handle for looking at the connection from the browser console (and the browser tests).
+(globalThis as { __netledgerLive?: LiveEvents }).__netledgerLive = live;

@@ -607,12 +607,15 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
     if (tick > 0) void versions.reload();
   }, [tick, versions.reload]);
   const items = versions.items;
-  const [pickFrom, setPickFrom] = useState<string | null>(null);
-  const [pickTo, setPickTo] = useState<string | null>(null);
-  const defaultTo = items[0]?.commit ?? null;
-  const defaultFrom = items.find((v) => v.commit !== defaultTo)?.commit ?? null;
-  const to = pickTo ?? defaultTo;
-  const from = pickFrom ?? defaultFrom;
+  // Picks are rows (stream versions): several versions can share a commit (nothing changed).
+  const [pickFrom, setPickFrom] = useState<number | null>(null);
+  const [pickTo, setPickTo] = useState<number | null>(null);
+  const toRow = items.find((v) => v.stream_version === pickTo) ?? items[0];
+  const fromRow =
+    items.find((v) => v.stream_version === pickFrom) ??
+    items.find((v) => toRow && v.stream_version < toRow.stream_version && v.commit !== toRow.commit);
+  const to = toRow?.commit ?? null;
+  const from = fromRow?.commit ?? null;
 
   const [diff, setDiff] = useState<Schemas["ConfigDiffDto"] | null>(null);
   const [text, setText] = useState<Schemas["ConfigText"] | null>(null);
@@ -695,8 +698,8 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
                       type="radio"
                       name="diff-from"
                       aria-label={`diff from ${v.commit.slice(0, 8)}`}
-                      checked={from === v.commit}
-                      onChange={() => setPickFrom(v.commit)}
+                      checked={fromRow?.stream_version === v.stream_version}
+                      onChange={() => setPickFrom(v.stream_version)}
                     />
                   </td>
                   <td>
@@ -704,8 +707,8 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
                       type="radio"
                       name="diff-to"
                       aria-label={`diff to ${v.commit.slice(0, 8)}`}
-                      checked={to === v.commit}
-                      onChange={() => setPickTo(v.commit)}
+                      checked={toRow?.stream_version === v.stream_version}
+                      onChange={() => setPickTo(v.stream_version)}
                     />
                   </td>
                   <td>

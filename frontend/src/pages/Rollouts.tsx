@@ -2,7 +2,7 @@
 // (canaries first, batches, parallelism, failure threshold), and a rollout's progress with
 // pause (rollouts:stop), resume (rollouts:approve) and cancel (rollouts:stop).
 
-import { useMemo, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useState, type FormEvent } from "react";
 
 import { api, type Schemas } from "../api/client";
 import { useAuth } from "../auth";
@@ -347,6 +347,16 @@ export function RolloutPage({ id }: { id: string }) {
     },
     [id, wf, rollout.reload, devices.reload],
   );
+  // A slow safety refresh while the rollout is active (live events do the real work).
+  const activeNow = rollout.data?.state === "running" || rollout.data?.state === "paused";
+  useEffect(() => {
+    if (!activeNow) return;
+    const t = setInterval(() => {
+      void rollout.reload();
+      void devices.reload();
+    }, 20_000);
+    return () => clearInterval(t);
+  }, [activeNow, rollout.reload, devices.reload]);
   const [reason, setReason] = useState("");
   const signal = useAction(async (_key: string, what: "pause" | "resume" | "cancel") => {
     const path = { rollout_id: id };

@@ -184,8 +184,9 @@ export function useRun(id: string) {
   const status = useLiveStatus();
   const state = run.data?.run.state;
   useEffect(() => {
-    if (status === "live" || !state || isTerminal(state)) return;
-    const t = setInterval(() => void run.reload(), 4000);
+    if (!state || isTerminal(state)) return;
+    // Every 4 s while the live connection is down; a slow safety refresh while it is up.
+    const t = setInterval(() => void run.reload(), status === "live" ? 20_000 : 4000);
     return () => clearInterval(t);
   }, [status, state, run.reload]);
   return { ...run, error: notYet ? null : run.error };
