@@ -197,7 +197,7 @@ function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
       batch_size: Number(batchSize) || null,
       parallelism: Number(parallelism) || null,
       failure_threshold: Number(threshold) || null,
-      rollback_on_halt: rollback,
+      rollback_on_halt: rollback && kind === "change_set",
     };
     const r = await create.run(body);
     if (r) onCreated(r.rollout_id);
@@ -250,9 +250,14 @@ function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
           <input type="number" min={1} value={threshold} onChange={(e) => setThreshold(e.target.value)} />
         </Field>
       </div>
-      <label className="check">
-        <input type="checkbox" checked={rollback} onChange={(e) => setRollback(e.target.checked)} />
-        roll back changed devices when it halts (recorded; see docs/push.md)
+      <label className="check" title={kind === "firmware" ? "Firmware rollouts cannot roll back (the server refuses it)" : undefined}>
+        <input
+          type="checkbox"
+          checked={rollback && kind === "change_set"}
+          disabled={kind === "firmware"}
+          onChange={(e) => setRollback(e.target.checked)}
+        />
+        when it halts, restore the devices it already changed (change sets only)
       </label>
 
       <h3>Devices</h3>
@@ -441,7 +446,7 @@ export function RolloutPage({ id }: { id: string }) {
             <dd>
               size {r.batch_size}, {r.parallelism} at once, halts at {r.failure_threshold} failure
               {r.failure_threshold === 1 ? "" : "s"}
-              {r.rollback_on_halt ? ", rolls back on halt" : ""}
+              {r.rollback_on_halt ? ", restores changed devices on halt" : ""}
             </dd>
             <dt>Workflow</dt>
             <dd>
