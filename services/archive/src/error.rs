@@ -173,6 +173,16 @@ pub enum ArchiveError {
         /// The branch's lock file.
         lock: PathBuf,
     },
+    /// A queued commit was not answered by the thread that committed the queue (a bug in
+    /// the group commit; the commit may or may not have been made).
+    #[error(
+        "the commit queued for {repo} got no answer from the group commit (a bug); retry the \
+         snapshot: a repeated snapshot makes no second commit"
+    )]
+    Unanswered {
+        /// The repository.
+        repo: PathBuf,
+    },
     /// A checkpoint for another tenant was given.
     #[error(
         "checkpoint {seq} belongs to tenant {found}, not to tenant {expected}; publish it into its own tenant's repository"

@@ -147,11 +147,61 @@ struct Inner {
     root: PathBuf,
     options: ArchiveOptions,
     last_change: Mutex<HashMap<(TenantId, DeviceId), LastChange>>,
-    /// One writer per tenant repository within this instance (clones share it): threads of
-    /// one process queue here instead of racing on the branch; other processes are handled
-    /// by the compare-and-swap.
-    writers: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
+    /// One commit queue per tenant repository within this instance (clones share it):
+    /// threads of one process hand their commits to whichever of them holds the tenant's
+    /// writer lock, which commits all that are queued as one chain (group commit); other
+    /// processes are handled by the compare-and-swap.
+    writers: Mutex<HashMap<TenantId, Arc<Writer>>>,
+    /// Tenants whose repository configuration was checked (`repo_for_writing`).
+    configured: Mutex<std::collections::HashSet<TenantId>>,
 }
+
+/// The commit queue of one tenant repository (see [`Archive::commit_retrying`]).
+#[derive(Default)]
+struct Writer {
+    /// Jobs waiting for a leader, each with the slot its result goes to.
+    queue: Mutex<Vec<(Job, Arc<Slot>)>>,
+    /// Held by the thread that commits the queue (the leader).
+    leader: Mutex<()>,
+}
+
+/// Where a leader puts the result of a queued job.
+#[derive(Default)]
+struct Slot(Mutex<Option<Result<Outcome, ArchiveError>>>);
+
+impl Slot {
+    fn put(&self, r: Result<Outcome, ArchiveError>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    fn take(&self) -> Option<Result<Outcome, ArchiveError>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The tree edit of a commit: gets the tree of the commit it will follow (`None` in an
+/// empty repository) and lists every object it writes in the `Vec` (to be made durable
+/// before the branch moves).
+type EditFn =
+    Box<dyn FnMut(&Repo, Option<&Tree<'_>>, &mut Vec<Oid>) -> Result<Edit, ArchiveError> + Send>;
+
+/// Author and committer of a commit (git2 signatures cannot cross threads; the leader
+/// builds them).
+type SignFn = Box<
+    dyn Fn() -> Result<(git2::Signature<'static>, git2::Signature<'static>), git2::Error> + Send,
+>;
+
+/// One commit to make: its message, signatures, tree edit, and the objects its submitter
+/// already wrote (a blob).
+struct Job {
+    message: String,
+    sign: SignFn,
+    edit: EditFn,
+    written: Vec<Oid>,
+}
+
+/// At most this many queued commits go into one chain.
+const MAX_CHAIN: usize = 128;
 
 /// The config-history store. Cheap to clone; all methods block.
 #[derive(Clone)]
@@ -215,6 +265,58 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_micros(r + 50));
 }
 
+/// The error of a queued job that got no answer (cannot happen: see [`Slot`]).
+fn e_unanswered(repo: &Repo) -> ArchiveError {
+    ArchiveError::Unanswered {
+        repo: repo.path.clone(),
+    }
+}
+
+/// fsyncs every path (files and directories), from up to 16 threads at once; a path that
+/// does not exist is skipped.
+fn sync_paths(paths: &[PathBuf]) -> Result<(), ArchiveError> {
+    fn sync(path: &Path) -> Result<(), ArchiveError> {
+        match fs::File::open(path).and_then(|f| f.sync_all()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ArchiveError::Io {
+                action: "sync",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|p| sync(p));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = paths.len().min(16);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(p) = paths.get(i) else {
+                            return Ok(());
+                        };
+                        sync(p)?;
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(ArchiveError::Io {
+                    action: "sync (thread panicked)",
+                    path: paths.first().cloned().unwrap_or_default(),
+                    source: std::io::Error::other("fsync thread panicked"),
+                })
+            })
+        })
+    })
+}
+
 impl Repo {
     fn err(&self, op: &'static str) -> impl FnOnce(git2::Error) -> ArchiveError + use<> {
         let repo = self.path.clone();
@@ -252,13 +354,15 @@ impl Repo {
         Ok(b.content().to_vec())
     }
 
-    /// A tree equal to `root` with `dir/name` set to `blob`.
+    /// A tree equal to `root` with `dir/name` set to `blob`; the trees it writes are added
+    /// to `written`.
     fn put_file(
         &self,
         root: Option<&Tree<'_>>,
         dir: &str,
         name: &str,
         blob: Oid,
+        written: &mut Vec<Oid>,
     ) -> Result<Oid, ArchiveError> {
         let sub = match root.and_then(|t| t.get_name(dir)) {
             Some(e) if e.kind() == Some(ObjectType::Tree) => {
@@ -273,10 +377,38 @@ impl Repo {
         sb.insert(name, blob, FILE_MODE)
             .map_err(self.err("build tree"))?;
         let sub_id = sb.write().map_err(self.err("write tree"))?;
+        written.push(sub_id);
         let mut rb = self.git.treebuilder(root).map_err(self.err("build tree"))?;
         rb.insert(dir, sub_id, TREE_MODE)
             .map_err(self.err("build tree"))?;
-        rb.write().map_err(self.err("write tree"))
+        let root_id = rb.write().map_err(self.err("write tree"))?;
+        written.push(root_id);
+        Ok(root_id)
+    }
+
+    /// Makes loose objects durable: fsyncs each object file, its directory and `objects/`,
+    /// all at once from several threads, so the filesystem commits them together instead
+    /// of one journal commit per file (objects that are not loose, because an operator
+    /// packed them, are durable already).
+    fn sync_objects(&self, ids: &[Oid]) -> Result<(), ArchiveError> {
+        let objects = self.path.join("objects");
+        let mut paths: Vec<PathBuf> = Vec::with_capacity(ids.len() * 2 + 1);
+        for id in ids {
+            let hex = id.to_string();
+            let dir = objects.join(&hex[..2]);
+            paths.push(dir.join(&hex[2..]));
+            paths.push(dir);
+        }
+        paths.push(objects);
+        paths.sort();
+        paths.dedup();
+        sync_paths(&paths)
+    }
+
+    /// Makes the branch durable (its file and its directory).
+    fn sync_branch(&self) -> Result<(), ArchiveError> {
+        let heads = self.path.join("refs").join("heads");
+        sync_paths(&[heads.join("main"), heads])
     }
 
     /// Resolves a caller's commit id (4-40 hex digits) to a commit on branch `main`.
@@ -387,6 +519,7 @@ impl Archive {
                 options,
                 last_change: Mutex::new(HashMap::new()),
                 writers: Mutex::new(HashMap::new()),
+                configured: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -439,12 +572,54 @@ impl Archive {
         let path = self.repo_path(tenant);
         if !path.join("HEAD").exists() {
             self.init_repo(tenant, &path)?;
+            if self.inner.options.fsync {
+                // the new repository's directories and its place under the root
+                sync_paths(&[
+                    self.inner.root.clone(),
+                    path.clone(),
+                    path.join("objects"),
+                    path.join("refs"),
+                    path.join("refs").join("heads"),
+                ])?;
+            }
         }
-        let git = Repository::open_bare(&path).map_err(|source| ArchiveError::Git {
-            repo: path.clone(),
-            op: "open repository",
-            source,
-        })?;
+        let open = || {
+            Repository::open_bare(&path).map_err(|source| ArchiveError::Git {
+                repo: path.clone(),
+                op: "open repository",
+                source,
+            })
+        };
+        let mut git = open()?;
+        let known = self
+            .inner
+            .configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&tenant);
+        if !known {
+            // repositories created before the archive synced objects itself ask libgit2 to
+            // fsync every object: switch that off once (the archive syncs, batched)
+            let per_object = git
+                .config()
+                .and_then(|c| c.get_bool("core.fsyncObjectFiles"))
+                .unwrap_or(false);
+            if per_object {
+                let set = git
+                    .config()
+                    .and_then(|mut c| c.set_bool("core.fsyncObjectFiles", false));
+                if let Err(e) = set {
+                    tracing::warn!(repo = %path.display(), error = %e,
+                        "cannot switch off per-object fsync; commits stay slower");
+                }
+                git = open()?;
+            }
+            self.inner
+                .configured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tenant);
+        }
         Ok(Repo { git, path, tenant })
     }
 
@@ -467,7 +642,10 @@ impl Archive {
                 .mkpath(false);
             let git = Repository::init_opts(&tmp, &opts).map_err(git_err("init repository"))?;
             let mut cfg = git.config().map_err(git_err("open config"))?;
-            cfg.set_bool("core.fsyncObjectFiles", self.inner.options.fsync)
+            // the archive makes objects and the branch durable itself, a whole chain of
+            // commits at once (`sync_objects`, `sync_branch`); libgit2 would fsync each
+            // object file and its directory in turn
+            cfg.set_bool("core.fsyncObjectFiles", false)
                 .map_err(git_err("write config"))?;
             cfg.set_bool("core.logAllRefUpdates", false)
                 .map_err(git_err("write config"))?;
@@ -502,56 +680,147 @@ impl Archive {
         result
     }
 
-    /// Commits the tree `edit` derives from the branch head, moving `main` by
+    /// Commits the tree `job.edit` derives from the branch head, moving `main` by
     /// compare-and-swap; on a conflict, re-reads the head and edits again.
-    fn commit_retrying(
-        &self,
-        repo: &Repo,
-        message: &str,
-        author: &git2::Signature<'_>,
-        committer: &git2::Signature<'_>,
-        mut edit: impl FnMut(&Repo, Option<&Tree<'_>>) -> Result<Edit, ArchiveError>,
-    ) -> Result<Outcome, ArchiveError> {
+    ///
+    /// Group commit: the job is queued on the tenant's [`Writer`]; the thread holding its
+    /// leader lock takes up to [`MAX_CHAIN`] queued jobs and commits them as one chain
+    /// (each job its own commit, a child of the one before), makes every new object durable
+    /// at once, moves `main` once and answers each job. A thread that gets the lock and
+    /// finds its job answered returns; otherwise its job is still queued and it leads.
+    fn commit_retrying(&self, repo: &Repo, job: Job) -> Result<Outcome, ArchiveError> {
         let writer = {
             let mut m = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(repo.tenant).or_default().clone()
         };
-        let _one_writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = Arc::new(Slot::default());
+        writer
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((job, slot.clone()));
+        let _leader = writer.leader.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            let mut batch: Vec<(Job, Arc<Slot>)> = {
+                let mut q = writer.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let n = q.len().min(MAX_CHAIN);
+                q.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                // cannot happen: a job without an answer is still queued (a leader answers
+                // every job it took before it releases the lock)
+                return Err(e_unanswered(repo));
+            }
+            let mut jobs: Vec<&mut Job> = batch.iter_mut().map(|(j, _)| j).collect();
+            match self.commit_chain(repo, &mut jobs) {
+                Ok(results) => {
+                    for ((_, slot), r) in batch.iter().zip(results) {
+                        slot.put(r);
+                    }
+                }
+                Err(e) if batch.len() == 1 => {
+                    if let Some((_, slot)) = batch.first() {
+                        slot.put(Err(e));
+                    }
+                }
+                Err(e) => {
+                    // something failed for the chain as a whole: each job on its own, so
+                    // each gets its own error (and one bad job cannot fail the others)
+                    tracing::debug!(repo = %repo.path.display(), error = %e, size = batch.len(),
+                        "chained commit failed; committing one by one");
+                    for (job, slot) in &mut batch {
+                        let r = self
+                            .commit_chain(repo, &mut [job])
+                            .and_then(|mut r| r.pop().unwrap_or(Err(e_unanswered(repo))));
+                        slot.put(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds one commit per job, each on the one before, starting at the branch head;
+    /// makes the new objects durable and moves `main` from that head to the last one by
+    /// compare-and-swap (rebuilding on the new head when another process moved it). One
+    /// result per job: its commit, `Unchanged` at the commit it would have followed, or the
+    /// error of its edit. `Err` when the chain as a whole failed.
+    fn commit_chain(
+        &self,
+        repo: &Repo,
+        jobs: &mut [&mut Job],
+    ) -> Result<Vec<Result<Outcome, ArchiveError>>, ArchiveError> {
         let attempts = self.inner.options.max_attempts.max(1);
         for attempt in 0..attempts {
             let head = repo.head()?;
-            let parent = match head {
+            let mut tip = match head {
                 Some(h) => Some(repo.commit(h)?),
                 None => None,
             };
-            let tree = match &parent {
-                Some(p) => Some(p.tree().map_err(repo.err("read tree"))?),
-                None => None,
+            let mut written: Vec<Oid> = Vec::with_capacity(jobs.len() * 4);
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs.iter_mut() {
+                written.extend_from_slice(&job.written);
+                let tree = match &tip {
+                    Some(c) => Some(c.tree().map_err(repo.err("read tree"))?),
+                    None => None,
+                };
+                let new_tree = match (job.edit)(repo, tree.as_ref(), &mut written) {
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Ok(Edit::Unchanged) => {
+                        results.push(Ok(Outcome::Unchanged(tip.as_ref().map(Commit::id))));
+                        continue;
+                    }
+                    Ok(Edit::Tree(t)) => repo.git.find_tree(t).map_err(repo.err("read tree"))?,
+                };
+                let (author, committer) = match (job.sign)() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        results.push(Err(repo.err("make signature")(e)));
+                        continue;
+                    }
+                };
+                let parents: Vec<&Commit<'_>> = tip.iter().collect();
+                let id = repo
+                    .git
+                    .commit(None, &author, &committer, &job.message, &new_tree, &parents)
+                    .map_err(repo.err("write commit"))?;
+                written.push(id);
+                tip = Some(repo.commit(id)?);
+                results.push(Ok(Outcome::Committed(id)));
+            }
+            let new_head = tip.as_ref().map(Commit::id);
+            let Some(new_head) = new_head.filter(|n| Some(*n) != head) else {
+                return Ok(results);
             };
-            let new_tree = match edit(repo, tree.as_ref())? {
-                Edit::Unchanged => return Ok(Outcome::Unchanged(head)),
-                Edit::Tree(t) => repo.git.find_tree(t).map_err(repo.err("read tree"))?,
-            };
-            let parents: Vec<&Commit<'_>> = parent.iter().collect();
-            let commit = repo
-                .git
-                .commit(None, author, committer, message, &new_tree, &parents)
-                .map_err(repo.err("write commit"))?;
+            if self.inner.options.fsync {
+                repo.sync_objects(&written)?;
+            }
             let moved = match head {
                 None => {
                     repo.git
-                        .reference(BRANCH, commit, false, "netledger-archive: first commit")
+                        .reference(BRANCH, new_head, false, "netledger-archive: first commit")
                 }
                 Some(h) => repo.git.reference_matching(
                     BRANCH,
-                    commit,
+                    new_head,
                     true,
                     h,
                     "netledger-archive: commit",
                 ),
             };
             match moved {
-                Ok(_) => return Ok(Outcome::Committed(commit)),
+                Ok(_) => {
+                    if self.inner.options.fsync {
+                        repo.sync_branch()?;
+                    }
+                    return Ok(results);
+                }
                 Err(e)
                     if matches!(
                         e.code(),
@@ -605,19 +874,28 @@ impl Archive {
             .blob(prepared.text.as_bytes())
             .map_err(repo.err("write blob"))?;
         let message = message::snapshot(device, meta, &prepared.sha256);
-        let author = message::author(&meta.actor, meta.at).map_err(repo.err("make signature"))?;
-        let committer =
-            message::signature(message::COMMITTER_NAME, message::COMMITTER_EMAIL, meta.at)
-                .map_err(repo.err("make signature"))?;
-        let outcome =
-            self.commit_retrying(&repo, &message, &author, &committer, |repo, tree| {
+        let (actor, at) = (meta.actor.clone(), meta.at);
+        let job = Job {
+            message,
+            sign: Box::new(move || {
+                Ok((
+                    message::author(&actor, at)?,
+                    message::signature(message::COMMITTER_NAME, message::COMMITTER_EMAIL, at)?,
+                ))
+            }),
+            edit: Box::new(move |repo, tree, written| {
                 if let Some(t) = tree
                     && repo.tree_entry(t, &path)? == Some(blob)
                 {
                     return Ok(Edit::Unchanged);
                 }
-                Ok(Edit::Tree(repo.put_file(tree, "devices", &file, blob)?))
-            })?;
+                Ok(Edit::Tree(
+                    repo.put_file(tree, "devices", &file, blob, written)?,
+                ))
+            }),
+            written: vec![blob],
+        };
+        let outcome = self.commit_retrying(&repo, job)?;
         let (commit, changed) = match outcome {
             Outcome::Committed(c) => {
                 self.remember(
@@ -887,28 +1165,37 @@ impl Archive {
             },
         };
         let message = message::checkpoint(checkpoint, at);
-        let sig = message::signature(message::COMMITTER_NAME, message::COMMITTER_EMAIL, at)
-            .map_err(repo.err("make signature"))?;
-        let outcome = self.commit_retrying(&repo, &message, &sig, &sig, |repo, tree| {
-            if let Some(t) = tree
-                && let Some(existing) = repo.tree_entry(t, &path)?
-            {
-                if existing == blob {
-                    return Ok(Edit::Unchanged);
+        let job = Job {
+            message,
+            sign: Box::new(move || {
+                let sig =
+                    message::signature(message::COMMITTER_NAME, message::COMMITTER_EMAIL, at)?;
+                Ok((sig.clone(), sig))
+            }),
+            edit: Box::new(move |repo, tree, written| {
+                if let Some(t) = tree
+                    && let Some(existing) = repo.tree_entry(t, &path)?
+                {
+                    if existing == blob {
+                        return Ok(Edit::Unchanged);
+                    }
+                    return Err(ArchiveError::CheckpointConflict {
+                        tenant,
+                        seq,
+                        path: path.clone(),
+                    });
                 }
-                return Err(ArchiveError::CheckpointConflict {
-                    tenant,
-                    seq,
-                    path: path.clone(),
-                });
-            }
-            Ok(Edit::Tree(repo.put_file(
-                tree,
-                "checkpoints",
-                &name,
-                blob,
-            )?))
-        })?;
+                Ok(Edit::Tree(repo.put_file(
+                    tree,
+                    "checkpoints",
+                    &name,
+                    blob,
+                    written,
+                )?))
+            }),
+            written: vec![blob],
+        };
+        let outcome = self.commit_retrying(&repo, job)?;
         Ok(match outcome {
             Outcome::Committed(c) => {
                 tracing::debug!(%tenant, seq, commit = %c, "checkpoint published to git");
