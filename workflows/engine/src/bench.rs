@@ -259,7 +259,7 @@ async fn measure(
 
 /// Process ids of the backends connected to `database` and of the server's background
 /// processes (WAL writer, checkpointer, ...), which the workload also drives.
-async fn server_pids(conn: &mut PgConnection, database: &str) -> anyhow::Result<Vec<i32>> {
+pub async fn server_pids(conn: &mut PgConnection, database: &str) -> anyhow::Result<Vec<i32>> {
     let rows = sqlx::query(
         "SELECT pid FROM pg_stat_activity \
          WHERE datname = $1 OR (datname IS NULL AND backend_type <> 'client backend')",
@@ -281,11 +281,20 @@ fn proc_cpu_s(path: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn self_cpu_s() -> Option<f64> {
+/// CPU seconds (user + system) of process `pid` so far (Linux; `None` if it is gone or
+/// unreadable).
+pub fn pid_cpu_s(pid: i32) -> Option<f64> {
+    proc_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) of this process so far (Linux; `None` elsewhere).
+pub fn self_cpu_s() -> Option<f64> {
     proc_cpu_s("/proc/self/stat")
 }
 
-fn pids_cpu_s(pids: &[i32]) -> Option<f64> {
+/// CPU seconds (user + system) of these processes so far (Linux; `None` if one is gone or
+/// unreadable).
+pub fn pids_cpu_s(pids: &[i32]) -> Option<f64> {
     if pids.is_empty() {
         return None;
     }

@@ -316,6 +316,14 @@ impl Engine {
                 owner_kind: owner_kind.unwrap_or_default(),
             });
         }
+        // Delivered at commit like everything else in the transaction; sent before the
+        // append, so the append lock (taken by the append, held to the commit) is not held
+        // through one more round trip.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(EngineError::db("notify workers"))?;
         let started = WorkflowStarted {
             kind: kind.to_owned(),
             definition_version: version,
@@ -347,11 +355,6 @@ impl Engine {
         )
         .await
         .map_err(EngineError::store("journal WorkflowStarted"))?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *tx)
-            .await
-            .map_err(EngineError::db("notify workers"))?;
         tx.commit().await.map_err(EngineError::db("commit start"))?;
         Ok(Started {
             workflow_id,
