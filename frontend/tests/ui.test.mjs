@@ -299,9 +299,10 @@ test("a firmware upgrade to the uploaded version succeeds and the device reports
   const card = page.locator("[data-testid=active-workflow]").first();
   assert.equal(await card.getAttribute("data-state"), "succeeded", await card.innerText());
   assert.equal(await card.locator('[data-step="await_version"][data-state="completed"]').count(), 1);
-  // The poller sees the new version; the facts follow through live events.
+  // The poller sees the new version at its next poll (within a poll interval, 60 s
+  // jittered); the facts follow through live events.
   await page.waitForFunction(() => document.querySelector('[data-fact="RouterOS"]')?.textContent?.includes("7.99.1"), null, {
-    timeout: 90_000,
+    timeout: 180_000,
   });
   await shot("09-device-firmware");
 });

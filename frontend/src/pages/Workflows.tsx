@@ -192,8 +192,13 @@ export function useRun(id: string) {
   return { ...run, error: notYet ? null : run.error };
 }
 
+const UUID_IN_TEXT = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
 export function StepTimeline({ steps }: { steps: Step[] }) {
+  const names = useDeviceNames();
   if (!steps.length) return <Empty>No steps yet.</Empty>;
+  // Rollout steps are named after device ids (`start-<id>`): show the device's name.
+  const label = (step: string) => step.replace(UUID_IN_TEXT, (id) => names.get(id.toLowerCase()) ?? id);
   return (
     <ol className="timeline" data-testid="steps">
       {steps.map((s) => (
@@ -201,7 +206,7 @@ export function StepTimeline({ steps }: { steps: Step[] }) {
           <div className="step-dot" aria-hidden />
           <div className="step-body">
             <div className="step-head">
-              <strong>{s.step}</strong> <Badge value={s.state === "completed" ? "succeeded" : s.state} label={s.state} />
+              <strong title={s.step}>{label(s.step)}</strong> <Badge value={s.state === "completed" ? "succeeded" : s.state} label={s.state} />
               {s.attempts > 1 ? <span className="muted small"> {s.attempts} attempts</span> : null}
               <span className="muted small step-time" title={`${s.started_at} → ${s.finished_at ?? "running"}`}>
                 {formatTime(s.started_at)}
