@@ -137,9 +137,9 @@ async fn measure(
     let registry = Arc::new(Registry::new().with(noop_definition())?);
     let tenant = TenantId::new_random();
 
-    // The backlog: enough for 10,000 steps/s through warm-up and window.
+    // The backlog: enough for 20,000 steps/s through warm-up and window.
     let workflows =
-        10_000 * (options.seconds as usize + 2) / options.steps_per_workflow.max(1) as usize;
+        20_000 * (options.seconds as usize + 2) / options.steps_per_workflow.max(1) as usize;
     let pools = Pools::connect(&db.owner, None, None, 16).await?;
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
     let engine = Engine::new(pools.app.clone(), store, registry.clone(), clock.clone());

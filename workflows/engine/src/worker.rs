@@ -114,6 +114,10 @@ pub struct WorkerReport {
     pub steps: u64,
 }
 
+/// Longest a busy worker leaves a few free slots unclaimed, waiting for more to free up so
+/// that one claim fills several (see `Worker::run`).
+const CLAIM_LINGER: Duration = Duration::from_millis(20);
+
 /// What a worker shares with the runs it drives.
 pub(crate) struct Shared {
     pub engine: Engine,
@@ -365,6 +369,7 @@ impl Worker {
 
         let mut report = WorkerReport::default();
         let mut drivers: JoinSet<(WorkflowId, Ended)> = JoinSet::new();
+        let mut last_claim = tokio::time::Instant::now();
         tokio::pin!(shutdown);
         loop {
             while let Some(done) = drivers.try_join_next_with_id() {
@@ -372,7 +377,14 @@ impl Worker {
             }
             let free = options.concurrency.saturating_sub(drivers.len());
             let mut more = false;
-            if free > 0 {
+            // While busy, claim in batches: a claim and the journal read after it, per
+            // finished workflow, cost PostgreSQL (and the WAL) more than one for several; a
+            // few free slots wait up to CLAIM_LINGER for more to free up.
+            let claim_now = free >= (options.concurrency / 8).max(1)
+                || drivers.is_empty()
+                || last_claim.elapsed() >= CLAIM_LINGER;
+            if free > 0 && claim_now {
+                last_claim = tokio::time::Instant::now();
                 match claim(&shared, free).await {
                     Ok(tasks) => {
                         more = tasks.len() == free;
@@ -387,7 +399,9 @@ impl Worker {
             if more {
                 continue;
             }
-            let nap = if drivers.len() < options.concurrency {
+            let nap = if free > 0 && !claim_now {
+                CLAIM_LINGER.saturating_sub(last_claim.elapsed())
+            } else if drivers.len() < options.concurrency {
                 next_due(&shared).await.unwrap_or(options.poll)
             } else {
                 options.poll
