@@ -255,6 +255,26 @@ test("an edit based on a stale version gets the 412 message and can be redone", 
   await page.waitForFunction(() => document.querySelector('[data-fact="Tags"]')?.textContent?.includes("ui-edit"));
 });
 
+test("config as of a time, and a refused registration shows the validation problem", async () => {
+  await page.getByRole("button", { name: "Show", exact: true }).click();
+  const text = page.locator("[data-testid=config-text]");
+  await text.waitFor();
+  assert.match(await text.innerText(), /add name=ui-pool ranges=10\.99\.0\.10-10\.99\.0\.20/);
+  await page.getByRole("navigation").getByRole("link", { name: "Fleet", exact: true }).click();
+  await page.getByRole("button", { name: "Register device" }).click();
+  const form = page.locator('form[aria-label="Register device"]');
+  await form.getByLabel("Name").fill("not a valid name!");
+  await form.getByLabel("Host").fill("192.0.2.10");
+  await form.getByLabel("API user").fill("admin");
+  await form.getByLabel("API password").fill("secret");
+  await form.getByRole("button", { name: "Register", exact: true }).click();
+  const problem = form.locator("[role=alert]");
+  await problem.waitFor();
+  assert.match(await problem.innerText(), /422/);
+  assert.equal(await page.locator("[data-testid=device-table] tbody tr").count(), 3, "nothing was registered");
+  await page.getByRole("button", { name: "Close" }).click();
+});
+
 test("workflows list and a run's step timeline", async () => {
   await page.getByRole("link", { name: "Workflows", exact: true }).click();
   await page.getByRole("heading", { name: "Workflows" }).waitFor();

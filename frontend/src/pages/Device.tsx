@@ -23,7 +23,6 @@ import {
   Tags,
   Time,
   formatBytes,
-  isoToLocal,
   localToIso,
 } from "../ui";
 import { splitTags } from "./Fleet";
@@ -619,7 +618,7 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
 
   const [diff, setDiff] = useState<Schemas["ConfigDiffDto"] | null>(null);
   const [text, setText] = useState<Schemas["ConfigText"] | null>(null);
-  const [asOf, setAsOf] = useState(isoToLocal(new Date().toISOString()));
+  const [asOf, setAsOf] = useState(""); // empty: now
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiProblem | null>(null);
 
@@ -654,7 +653,7 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
     });
   const viewAsOf = () =>
     load(async () => {
-      const at = localToIso(asOf);
+      const at = asOf ? localToIso(asOf) : new Date().toISOString();
       if (!at) throw new ApiProblem({ type: "about:ui", title: "Pick a time", status: 0, detail: "The as-of time is not valid." });
       setDiff(null);
       const r = await api("get", "/api/v1/devices/{device_id}/config", { path: { device_id: deviceId }, query: { at } });
@@ -769,7 +768,7 @@ function ConfigHistory({ deviceId, tick }: { deviceId: string; tick: number }) {
           </button>
         ) : null}
         <span className="spacer" />
-        <Field label="Config as of">
+        <Field label="Config as of" hint="empty: now">
           <input type="datetime-local" step={1} value={asOf} onChange={(e) => setAsOf(e.target.value)} />
         </Field>
         <button type="button" disabled={busy} onClick={() => void viewAsOf()}>
