@@ -251,8 +251,11 @@ impl Engine {
         let mut tx = begin_tenant(&self.inner.app, tenant)
             .await
             .map_err(EngineError::store("begin start"))?;
+        // The workers' wake-up rides along (one round trip less): a NOTIFY is delivered at
+        // commit, so a start that is rolled back (existing, refused) sends none.
         let row = sqlx::query(
-            "SELECT workflow_id, existed, kind, state, busy_device, busy_owner, busy_kind \
+            "SELECT workflow_id, existed, kind, state, busy_device, busy_owner, busy_kind, \
+                    pg_notify($11, '') IS NULL AS notified \
              FROM netledger_workflow_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(tenant.as_uuid())
@@ -265,6 +268,7 @@ impl Engine {
         .bind(options.rollout_id.map(|r| *r.as_uuid()))
         .bind(options.queue_if_busy)
         .bind(now)
+        .bind(NOTIFY_CHANNEL)
         .fetch_one(&mut *tx)
         .await
         .map_err(EngineError::db("create workflow task"))?;
@@ -316,14 +320,6 @@ impl Engine {
                 owner_kind: owner_kind.unwrap_or_default(),
             });
         }
-        // Delivered at commit like everything else in the transaction; sent before the
-        // append, so the append lock (taken by the append, held to the commit) is not held
-        // through one more round trip.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *tx)
-            .await
-            .map_err(EngineError::db("notify workers"))?;
         let started = WorkflowStarted {
             kind: kind.to_owned(),
             definition_version: version,
