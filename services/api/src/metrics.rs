@@ -22,6 +22,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     sse_clients: IntGauge,
+    sse_events: IntCounterVec,
     lag: IntGaugeVec,
 }
 
@@ -56,6 +57,15 @@ impl Metrics {
             "netledger_sse_clients",
             "Open live-event (SSE) connections on this process.",
         )?;
+        let sse_events = IntCounterVec::new(
+            Opts::new(
+                "netledger_sse_events_total",
+                "Events read for live-event connections, by where they came from: `nats` \
+                 (the relay's JetStream stream) or `store` (catch-up, gap filling and the \
+                 fallback when NATS is unavailable).",
+            ),
+            &["source"],
+        )?;
         let lag = IntGaugeVec::new(
             Opts::new(
                 "netledger_subscriber_lag_events",
@@ -66,12 +76,14 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(sse_clients.clone()))?;
+        registry.register(Box::new(sse_events.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             sse_clients,
+            sse_events,
             lag,
         })
     }
@@ -84,6 +96,11 @@ impl Metrics {
     /// The gauge of open SSE connections.
     pub fn sse_clients(&self) -> &IntGauge {
         &self.sse_clients
+    }
+
+    /// Counts one event read for a live connection from `source` (`nats` or `store`).
+    pub fn sse_event_from(&self, source: &str) {
+        self.sse_events.with_label_values(&[source]).inc();
     }
 
     /// Sets the lag gauge of one subscriber.

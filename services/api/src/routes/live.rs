@@ -3,7 +3,9 @@
 //! `Last-Event-ID` (a global position).
 //!
 //! How a connection stays gap- and duplicate-free:
-//! 1. An ordered JetStream consumer on `<prefix>.<tenant>.>` (delivering only new messages)
+//! 1. An ordered JetStream consumer on `<prefix>.<tenant>.*.*` (the relay's subjects are
+//!    `<prefix>.<tenant>.<category>.<type>`; a consumer's filter must lie inside the stream's
+//!    `<prefix>.*.*.*`, so `<prefix>.<tenant>.>` would be refused; delivering only new messages)
 //!    is created first, so everything the relay publishes from then on reaches us.
 //! 2. The event store is read from the client's position up to its end (catch-up). Events
 //!    the relay had published before step 1 are in there.
@@ -253,7 +255,7 @@ impl Live {
         let consumer = stream
             .create_consumer(push::OrderedConfig {
                 deliver_subject: client.new_inbox(),
-                filter_subject: format!("{}.{}.>", cfg.nats_subject_prefix, self.tenant),
+                filter_subject: format!("{}.{}.*.*", cfg.nats_subject_prefix, self.tenant),
                 deliver_policy: DeliverPolicy::New,
                 ..Default::default()
             })
@@ -305,6 +307,7 @@ impl Live {
                 return Ok(());
             }
             for e in &batch {
+                self.state.metrics().sse_event_from("store");
                 self.send(e).await?;
             }
             if i64::try_from(batch.len()).unwrap_or(0) < CATCH_UP_BATCH {
@@ -343,6 +346,7 @@ impl Live {
             if event.tenant_id != self.tenant || event.position <= self.last {
                 continue;
             }
+            self.state.metrics().sse_event_from("nats");
             if event.tenant_prev_position > self.last {
                 // Something between the last event sent and this one did not arrive (or
                 // arrived before the consumer existed): the store has it.
@@ -364,6 +368,7 @@ impl Live {
             match batch {
                 Ok(events) => {
                     for e in &events {
+                        self.state.metrics().sse_event_from("store");
                         self.send(e).await?;
                     }
                 }
