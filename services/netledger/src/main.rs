@@ -201,11 +201,11 @@ struct WorkflowsBenchCli {
     #[arg(long, default_value_t = 200)]
     firmware_devices: usize,
     /// Workflows in flight in the worker.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     concurrency: usize,
-    /// fsync the config archive (the production setting).
+    /// Do not fsync the config archive (production always does; this shows the cost).
     #[arg(long)]
-    archive_fsync: bool,
+    no_archive_fsync: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -579,7 +579,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     firmware_devices: cli.firmware_devices,
                     concurrency: cli.concurrency,
                     scratch_dir,
-                    archive_fsync: cli.archive_fsync,
+                    archive_fsync: !cli.no_archive_fsync,
                 };
                 let r = netledger_netops::workflows::bench::bench_workflows(
                     args,
@@ -592,6 +592,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "push_1000_seconds": r.push_seconds,
                     "push_devices": r.push_devices,
                     "push_committed": r.push_committed,
+                    "push_applied_once": r.push_applied_once,
+                    "push_profile": r.push_profile,
+                    "archive_fsync": !cli.no_archive_fsync,
                     "firmware_200_seconds": r.firmware_seconds,
                     "firmware_devices": r.firmware_devices,
                     "firmware_upgraded": r.firmware_upgraded,
