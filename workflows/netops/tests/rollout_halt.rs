@@ -5,173 +5,26 @@
 //! devices alone without the flag, and a firmware rollout with the flag is refused at start.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
-use netledger_archive::{Archive, ArchiveOptions};
-use netledger_domain::clock::Clock;
-use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
 use netledger_domain::workflow::{Outcome, RolloutRefused, RolloutTarget, check_rollout};
-use netledger_domain::{Actor, DeviceId, EventMetadata, RolloutId, TenantId, WorkflowId};
-use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
+use netledger_domain::{Actor, DeviceId, RolloutId, WorkflowId};
+use netledger_engine::{StartOptions, TaskState};
 use netledger_netops::push::normalised_sha256;
-use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
-use netledger_netops::{RollbackOptions, VerifyOptions};
-use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
-use netledger_store::devices::{DeviceCommands, RegisterDevice};
-use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
+use netledger_store::{Direction, EventReader};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
+
+use support::{Env, env};
 
 const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
 
-#[derive(Debug)]
-struct RealClock;
-impl Clock for RealClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("netops-rh-{tag}-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Env {
-    pools: Pools,
-    deps: NetopsDeps,
-    engine: Engine,
-    tenant: TenantId,
-    fleet: Fleet,
-    _dirs: (TempDir, TempDir),
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    worker: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn env(owner: PgPool, n: usize) -> Env {
-    let pools = Pools::connect(&owner.connect_options(), None, None, 8)
-        .await
-        .unwrap();
-    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let archive_dir = TempDir::new("archive");
-    let cache_dir = TempDir::new("cache");
-    let archive = Archive::open_with(
-        archive_dir.0.clone(),
-        ArchiveOptions {
-            fsync: false,
-            ..ArchiveOptions::default()
-        },
-    )
-    .unwrap();
-    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
-    let mut o = FleetOptions::new(n, Arc::new(SystemClock::new()));
-    o.v6_share = 0.0;
-    o.reboot_time = Duration::from_secs(1);
-    o.tick = Some(Duration::from_millis(100));
-    let fleet = Fleet::start(o).await.unwrap();
-    let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", cache_listener.local_addr().unwrap());
-    let options = NetopsOptions {
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(5),
-        verify: VerifyOptions {
-            reachable_within: Duration::from_secs(1),
-            retry_every: Duration::from_millis(100),
-        },
-        rollback: RollbackOptions {
-            wait_for_device: Duration::from_secs(15),
-            reboot_wait: Duration::from_secs(10),
-            retry_every: Duration::from_millis(100),
-        },
-        arm_margin: Duration::from_secs(1),
-        verify_attempts: 1,
-        ..NetopsOptions::default()
-    };
-    let deps = NetopsDeps {
-        app: pools.app.clone(),
-        system: pools.system.clone(),
-        store: store.clone(),
-        archive,
-        keys,
-        firmware_cache: cache_dir.0.clone(),
-        firmware_base_url: base,
-        options,
-        clock: Arc::new(RealClock),
-    };
-    let engine = Engine::new(
-        pools.app.clone(),
-        store,
-        Arc::new(registry(deps.clone()).unwrap()),
-        deps.clock.clone(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wdeps = deps.clone();
-    let worker = tokio::spawn(async move {
-        let mut opts = WorkerOptions::named("rollout-halt-test");
-        opts.poll = Duration::from_millis(100);
-        opts.max_inline_wait = Duration::from_secs(5);
-        run_worker(wdeps, opts, Some(cache_listener), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Env {
-        pools,
-        deps,
-        engine,
-        tenant: TenantId::from_uuid(Uuid::new_v4()),
-        fleet,
-        _dirs: (archive_dir, cache_dir),
-        stop: Some(stop),
-        worker: Some(worker),
-    }
-}
-
 impl Env {
-    async fn register(&self, i: usize) -> DeviceId {
-        let m: &ManifestEntry = &self.fleet.manifest()[i];
-        let device = DeviceId::from_uuid(Uuid::new_v4());
-        DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
-            .register(
-                self.tenant,
-                RegisterDevice {
-                    device_id: device,
-                    name: DeviceName::parse(&format!("dev-{i}")).unwrap(),
-                    endpoint: Endpoint {
-                        host: Host::parse(&m.api.ip().to_string()).unwrap(),
-                        port: m.api.port(),
-                        transport: Transport::Plain,
-                    },
-                    username: m.username.clone(),
-                    password: DevicePassword::new(m.password.clone()),
-                    tags: BTreeSet::new(),
-                    poll_interval_secs: 60,
-                },
-                EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
-            )
-            .await
-            .unwrap();
-        device
-    }
-
     async fn register_all(&self, n: usize) -> Vec<DeviceId> {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -245,15 +98,6 @@ impl Env {
     fn normalised(&self, i: usize) -> String {
         normalised_sha256(&self.fleet.device(i).unwrap().export(false)).unwrap()
     }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(w) = self.worker.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), w).await;
-        }
-    }
 }
 
 fn change() -> Value {
@@ -287,7 +131,7 @@ fn restored(stream: &[(String, Value)]) -> Vec<Value> {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_halted_change_rollout_restores_every_committed_device_once(owner: PgPool) {
-    let e = env(owner, 6).await;
+    let e = env(owner, 6, "rollout-halt-test").await;
     let devices = e.register_all(6).await;
     let before: Vec<String> = (0..6).map(|i| e.normalised(i)).collect();
     // batch 1 (0, 1) and batch 2 (2, 3) commit; batch 3 (4, 5) fails: threshold 2 halts
@@ -370,7 +214,7 @@ async fn a_halted_change_rollout_restores_every_committed_device_once(owner: PgP
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_device_changed_out_of_band_after_its_push_is_refused_not_clobbered(owner: PgPool) {
-    let e = env(owner, 4).await;
+    let e = env(owner, 4, "rollout-halt-test").await;
     let devices = e.register_all(4).await;
     let before: Vec<String> = (0..4).map(|i| e.normalised(i)).collect();
     // batch 1 (0, 1) commits one after the other; batch 2 (2, 3) fails, slowly, so the
@@ -440,7 +284,7 @@ async fn a_device_changed_out_of_band_after_its_push_is_refused_not_clobbered(ow
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn without_rollback_on_halt_committed_devices_keep_the_change(owner: PgPool) {
-    let e = env(owner, 4).await;
+    let e = env(owner, 4, "rollout-halt-test").await;
     let devices = e.register_all(4).await;
     let before: Vec<String> = (0..4).map(|i| e.normalised(i)).collect();
     for i in [2, 3] {
@@ -475,7 +319,7 @@ async fn without_rollback_on_halt_committed_devices_keep_the_change(owner: PgPoo
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_firmware_rollout_with_rollback_on_halt_is_refused_at_start(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "rollout-halt-test").await;
     let devices = e.register_all(1).await;
     let version = e.fleet.device(0).unwrap().version().to_string();
     let target = RolloutTarget::Firmware {

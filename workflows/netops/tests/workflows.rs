@@ -5,172 +5,24 @@
 //! through the served cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
-use netledger_archive::{Archive, ArchiveOptions};
-use netledger_domain::clock::Clock;
-use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
 use netledger_domain::workflow::Outcome;
-use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId, WorkflowId};
-use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
-use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
-use netledger_netops::{RollbackOptions, VerifyOptions};
-use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
-use netledger_store::devices::{DeviceCommands, RegisterDevice};
-use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
+use netledger_domain::{Actor, DeviceId, WorkflowId};
+use netledger_engine::{StartOptions, TaskState};
+use netledger_store::{Direction, EventReader};
 use serde_json::json;
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
+
+use support::{Env, env};
 
 const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
 
-#[derive(Debug)]
-struct RealClock;
-impl Clock for RealClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("netops-wf-{tag}-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Env {
-    pools: Pools,
-    deps: NetopsDeps,
-    engine: Engine,
-    tenant: TenantId,
-    fleet: Fleet,
-    _dirs: (TempDir, TempDir),
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    worker: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn env(owner: PgPool, n: usize) -> Env {
-    let pools = Pools::connect(&owner.connect_options(), None, None, 8)
-        .await
-        .unwrap();
-    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let archive_dir = TempDir::new("archive");
-    let cache_dir = TempDir::new("cache");
-    let archive = Archive::open_with(
-        archive_dir.0.clone(),
-        ArchiveOptions {
-            fsync: false,
-            ..ArchiveOptions::default()
-        },
-    )
-    .unwrap();
-    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
-    let mut o = FleetOptions::new(n, Arc::new(SystemClock::new()));
-    o.v6_share = 0.0;
-    o.reboot_time = Duration::from_secs(1);
-    o.tick = Some(Duration::from_millis(100));
-    let fleet = Fleet::start(o).await.unwrap();
-    let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", cache_listener.local_addr().unwrap());
-    let options = NetopsOptions {
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(5),
-        verify: VerifyOptions {
-            reachable_within: Duration::from_secs(1),
-            retry_every: Duration::from_millis(100),
-        },
-        rollback: RollbackOptions {
-            wait_for_device: Duration::from_secs(15),
-            reboot_wait: Duration::from_secs(10),
-            retry_every: Duration::from_millis(100),
-        },
-        arm_margin: Duration::from_secs(1),
-        verify_attempts: 1,
-        ..NetopsOptions::default()
-    };
-    let deps = NetopsDeps {
-        app: pools.app.clone(),
-        system: pools.system.clone(),
-        store: store.clone(),
-        archive,
-        keys,
-        firmware_cache: cache_dir.0.clone(),
-        firmware_base_url: base,
-        options,
-        clock: Arc::new(RealClock),
-    };
-    let engine = Engine::new(
-        pools.app.clone(),
-        store,
-        Arc::new(registry(deps.clone()).unwrap()),
-        deps.clock.clone(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wdeps = deps.clone();
-    let worker = tokio::spawn(async move {
-        let mut opts = WorkerOptions::named("netops-test");
-        opts.poll = Duration::from_millis(100);
-        opts.max_inline_wait = Duration::from_secs(5);
-        run_worker(wdeps, opts, Some(cache_listener), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Env {
-        pools,
-        deps,
-        engine,
-        tenant: TenantId::from_uuid(Uuid::new_v4()),
-        fleet,
-        _dirs: (archive_dir, cache_dir),
-        stop: Some(stop),
-        worker: Some(worker),
-    }
-}
-
 impl Env {
-    async fn register(&self, i: usize) -> DeviceId {
-        let m: &ManifestEntry = &self.fleet.manifest()[i];
-        let device = DeviceId::from_uuid(Uuid::new_v4());
-        DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
-            .register(
-                self.tenant,
-                RegisterDevice {
-                    device_id: device,
-                    name: DeviceName::parse(&format!("dev-{i}")).unwrap(),
-                    endpoint: Endpoint {
-                        host: Host::parse(&m.api.ip().to_string()).unwrap(),
-                        port: m.api.port(),
-                        transport: Transport::Plain,
-                    },
-                    username: m.username.clone(),
-                    password: DevicePassword::new(m.password.clone()),
-                    tags: BTreeSet::new(),
-                    poll_interval_secs: 60,
-                },
-                EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
-            )
-            .await
-            .unwrap();
-        device
-    }
-
     async fn start(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> WorkflowId {
         self.engine
             .start(
@@ -215,15 +67,6 @@ impl Env {
             .map(|e| e.payload["reason"].as_str().unwrap_or("").to_owned())
             .collect()
     }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(w) = self.worker.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), w).await;
-        }
-    }
 }
 
 fn steps(journal: &[(String, serde_json::Value)]) -> Vec<String> {
@@ -252,7 +95,7 @@ fn no_secrets(journal: &[(String, serde_json::Value)], password: &str) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn config_push_commits_once_with_snapshots(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     let wf = e
         .start(
@@ -287,7 +130,7 @@ async fn config_push_commits_once_with_snapshots(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     let d = e.fleet.device(0).unwrap().clone();
     // slow replies: the fault is set between arm (itself a change) and apply
@@ -317,7 +160,7 @@ async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPoo
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn failed_verification_is_rolled_back(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     // a health check that cannot pass: an interface that does not exist
     let wf = e
@@ -337,7 +180,7 @@ async fn failed_verification_is_rolled_back(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     e.fleet
         .device(0)
@@ -362,7 +205,7 @@ async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     let wf = e
         .start("backup", device, json!({ "device_id": device }))
@@ -389,7 +232,7 @@ async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn firmware_upgrade_through_the_served_cache(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await; // 7.16.2 arm64
     let dir = e.deps.firmware_cache.join("7.19.4");
     std::fs::create_dir_all(&dir).unwrap();
@@ -410,7 +253,7 @@ async fn firmware_upgrade_through_the_served_cache(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_failed_upgrade_is_failed_with_the_reason(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     let dir = e.deps.firmware_cache.join("7.19.4");
     std::fs::create_dir_all(&dir).unwrap();
@@ -434,7 +277,7 @@ async fn a_failed_upgrade_is_failed_with_the_reason(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_slow_device_still_commits(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 50);
     let wf = e
@@ -460,7 +303,7 @@ async fn a_slow_device_still_commits(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn cancel_mid_push_rolls_back_or_stops_before_the_change(owner: PgPool) {
-    let e = env(owner, 1).await;
+    let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
     // slow enough that the cancel lands while the push runs
     e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 30);
@@ -507,7 +350,7 @@ async fn cancel_mid_push_rolls_back_or_stops_before_the_change(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn rollout_pushes_canary_then_batches_and_records_its_stream(owner: PgPool) {
-    let e = env(owner, 3).await;
+    let e = env(owner, 3, "netops-test").await;
     let devices = [
         e.register(0).await,
         e.register(1).await,
@@ -568,7 +411,7 @@ async fn rollout_pushes_canary_then_batches_and_records_its_stream(owner: PgPool
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_failed_canary_halts_the_rollout(owner: PgPool) {
-    let e = env(owner, 2).await;
+    let e = env(owner, 2, "netops-test").await;
     let devices = [e.register(0).await, e.register(1).await];
     e.fleet
         .device(0)

@@ -1,0 +1,181 @@
+//! Shared harness of the netops integration tests: a real PostgreSQL (the test's fresh
+//! database), an archive and a firmware cache in temp dirs, a devsim fleet over real
+//! sockets, and one worker running every netops definition.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
+use netledger_archive::{Archive, ArchiveOptions};
+use netledger_domain::clock::Clock;
+use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
+use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId};
+use netledger_engine::{Engine, WorkerOptions};
+use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
+use netledger_netops::{RollbackOptions, VerifyOptions};
+use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
+use netledger_store::devices::{DeviceCommands, RegisterDevice};
+use netledger_store::{EventStore, Pools, StoreOptions};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct RealClock;
+impl Clock for RealClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("netops-test-{tag}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Env {
+    pub pools: Pools,
+    pub deps: NetopsDeps,
+    pub engine: Engine,
+    pub tenant: TenantId,
+    pub fleet: Fleet,
+    pub _dirs: (TempDir, TempDir),
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A fresh environment: pools on the test database, an archive and firmware cache in temp
+/// dirs, `n` devsim RouterOS 7 devices, and a worker named `worker` running every netops
+/// definition.
+pub async fn env(owner: PgPool, n: usize, worker: &str) -> Env {
+    let pools = Pools::connect(&owner.connect_options(), None, None, 8)
+        .await
+        .unwrap();
+    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
+    let archive_dir = TempDir::new("archive");
+    let cache_dir = TempDir::new("cache");
+    let archive = Archive::open_with(
+        archive_dir.0.clone(),
+        ArchiveOptions {
+            fsync: false,
+            ..ArchiveOptions::default()
+        },
+    )
+    .unwrap();
+    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
+    let mut o = FleetOptions::new(n, Arc::new(SystemClock::new()));
+    o.v6_share = 0.0;
+    o.reboot_time = Duration::from_secs(1);
+    o.tick = Some(Duration::from_millis(100));
+    let fleet = Fleet::start(o).await.unwrap();
+    let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", cache_listener.local_addr().unwrap());
+    let options = NetopsOptions {
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(5),
+        verify: VerifyOptions {
+            reachable_within: Duration::from_secs(1),
+            retry_every: Duration::from_millis(100),
+        },
+        rollback: RollbackOptions {
+            wait_for_device: Duration::from_secs(15),
+            reboot_wait: Duration::from_secs(10),
+            retry_every: Duration::from_millis(100),
+        },
+        arm_margin: Duration::from_secs(1),
+        verify_attempts: 1,
+        ..NetopsOptions::default()
+    };
+    let deps = NetopsDeps {
+        app: pools.app.clone(),
+        system: pools.system.clone(),
+        store: store.clone(),
+        archive,
+        keys,
+        firmware_cache: cache_dir.0.clone(),
+        firmware_base_url: base,
+        options,
+        clock: Arc::new(RealClock),
+    };
+    let engine = Engine::new(
+        pools.app.clone(),
+        store,
+        Arc::new(registry(deps.clone()).unwrap()),
+        deps.clock.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wdeps = deps.clone();
+    let worker_name = worker.to_owned();
+    let worker = tokio::spawn(async move {
+        let mut opts = WorkerOptions::named(&worker_name);
+        opts.poll = Duration::from_millis(100);
+        opts.max_inline_wait = Duration::from_secs(5);
+        run_worker(wdeps, opts, Some(cache_listener), async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Env {
+        pools,
+        deps,
+        engine,
+        tenant: TenantId::from_uuid(Uuid::new_v4()),
+        fleet,
+        _dirs: (archive_dir, cache_dir),
+        stop: Some(stop),
+        worker: Some(worker),
+    }
+}
+
+impl Env {
+    /// Registers devsim device `i` in the tenant.
+    pub async fn register(&self, i: usize) -> DeviceId {
+        let m: &ManifestEntry = &self.fleet.manifest()[i];
+        let device = DeviceId::from_uuid(Uuid::new_v4());
+        DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
+            .register(
+                self.tenant,
+                RegisterDevice {
+                    device_id: device,
+                    name: DeviceName::parse(&format!("dev-{i}")).unwrap(),
+                    endpoint: Endpoint {
+                        host: Host::parse(&m.api.ip().to_string()).unwrap(),
+                        port: m.api.port(),
+                        transport: Transport::Plain,
+                    },
+                    username: m.username.clone(),
+                    password: DevicePassword::new(m.password.clone()),
+                    tags: BTreeSet::new(),
+                    poll_interval_secs: 60,
+                },
+                EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+            )
+            .await
+            .unwrap();
+        device
+    }
+
+    /// Stops the worker (waits up to 20 s).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), w).await;
+        }
+    }
+}
