@@ -23,6 +23,7 @@ pub struct Metrics {
     latency: HistogramVec,
     sse_clients: IntGauge,
     sse_events: IntCounterVec,
+    sse_nats: IntCounterVec,
     lag: IntGaugeVec,
 }
 
@@ -66,6 +67,14 @@ impl Metrics {
             ),
             &["source"],
         )?;
+        let sse_nats = IntCounterVec::new(
+            Opts::new(
+                "netledger_sse_nats_subscriptions_total",
+                "JetStream consumers live-event connections created (`ok`) or could not create \
+                 (`failed`: the connection reads the event store instead).",
+            ),
+            &["result"],
+        )?;
         let lag = IntGaugeVec::new(
             Opts::new(
                 "netledger_subscriber_lag_events",
@@ -77,6 +86,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(sse_clients.clone()))?;
         registry.register(Box::new(sse_events.clone()))?;
+        registry.register(Box::new(sse_nats.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         Ok(Self {
             registry,
@@ -84,6 +94,7 @@ impl Metrics {
             latency,
             sse_clients,
             sse_events,
+            sse_nats,
             lag,
         })
     }
@@ -101,6 +112,11 @@ impl Metrics {
     /// Counts one event read for a live connection from `source` (`nats` or `store`).
     pub fn sse_event_from(&self, source: &str) {
         self.sse_events.with_label_values(&[source]).inc();
+    }
+
+    /// Counts one attempt of a live connection to subscribe to NATS (`ok` or `failed`).
+    pub fn sse_nats_subscription(&self, result: &str) {
+        self.sse_nats.with_label_values(&[result]).inc();
     }
 
     /// Sets the lag gauge of one subscriber.

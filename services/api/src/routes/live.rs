@@ -223,8 +223,12 @@ impl Live {
     async fn serve(mut self) {
         let messages = match self.state.nats().cloned() {
             Some(client) => match self.subscribe(&client).await {
-                Ok(m) => Some(m),
+                Ok(m) => {
+                    self.state.metrics().sse_nats_subscription("ok");
+                    Some(m)
+                }
                 Err(e) => {
+                    self.state.metrics().sse_nats_subscription("failed");
                     tracing::warn!(error = %e, "live events: NATS subscription failed; reading the event store instead");
                     None
                 }
