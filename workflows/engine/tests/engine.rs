@@ -907,8 +907,11 @@ async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
         .workflow_id;
     let worker = env.worker(&reg, fast("w"));
     waiting_for_signal(&engine, tenant, push).await;
+    // Runnable only far in the future: the timer is journaled (a task that no worker has
+    // claimed yet is unleased and runnable now, which must not count).
+    let later = env.clock.now() + time::Duration::minutes(30);
     wait_for(&engine, tenant, other, "sleeping", |s| {
-        s.lease_owner.is_none() && s.runnable_at.is_some()
+        s.lease_owner.is_none() && s.runnable_at.is_some_and(|t| t > later)
     })
     .await;
     engine
@@ -1158,8 +1161,11 @@ async fn a_definition_changed_in_place_fails_the_workflow_with_the_divergence(po
         .unwrap()
         .workflow_id;
     let w = env.worker(&before, fast("before"));
+    // Runnable only far in the future: the sleep is journaled (a task that no worker has
+    // claimed yet is unleased and runnable now, which must not count).
+    let later = env.clock.now() + time::Duration::minutes(30);
     wait_for(&engine, tenant, id, "sleeping", |s| {
-        s.lease_owner.is_none() && s.runnable_at.is_some()
+        s.lease_owner.is_none() && s.runnable_at.is_some_and(|t| t > later)
     })
     .await;
     w.stop().await;
