@@ -1351,7 +1351,7 @@ async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(
             .start(
                 tenant,
                 "chaos",
-                json!({ "steps": STEPS, "max_sleep_ms": 40 }),
+                json!({ "steps": STEPS, "max_sleep_ms": 200 }),
                 options,
             )
             .await
