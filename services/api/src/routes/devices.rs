@@ -894,7 +894,6 @@ pub async fn update_device(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let current = live_state(&state, p.tenant, id).await?;
-    if_match.check(current.version)?;
     let reg = current
         .registration
         .as_ref()
@@ -980,7 +979,6 @@ pub async fn set_device_tags(
     let p = auth.principal();
     let tags = parse_tags(&body.tags)?;
     let current = live_state(&state, p.tenant, id).await?;
-    if_match.check(current.version)?;
     let outcome = state
         .devices()?
         .set_tags(
@@ -1035,7 +1033,6 @@ pub async fn set_device_credentials(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let current = live_state(&state, p.tenant, id).await?;
-    if_match.check(current.version)?;
     let outcome = state
         .devices()?
         .change_credentials(
@@ -1089,7 +1086,6 @@ pub async fn remove_device(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let current = live_state(&state, p.tenant, id).await?;
-    if_match.check(current.version)?;
     let reason = q
         .reason
         .unwrap_or_else(|| "removed through the API".to_owned());
