@@ -12,7 +12,10 @@
 
 use std::collections::BTreeSet;
 
-use netledger_domain::identity::session::{Session, SessionCommand, SessionEvent, SessionOwner};
+use netledger_domain::identity::session::{
+    PresentedToken, RefreshVerdict, Session, SessionCommand, SessionEvent, SessionOwner,
+    judge_refresh,
+};
 use netledger_domain::identity::tenant::{
     ApiKey, IssueApiKey, Tenant, TenantCommand, TenantEvent, TenantProfile, TenantRefusal,
 };
@@ -1218,23 +1221,33 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
     let tenant = TenantId::from_uuid(tenant);
     let now = state.now();
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    let taken: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL \
-         AND revoked_at IS NULL RETURNING id",
-    )
-    .bind(id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if taken.is_none() {
-        // Used or revoked before. A used token presented again means a copy exists: end the
-        // whole family (if it is not ended already) so neither copy works any more.
-        let state_row: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
-            sqlx::query_as("SELECT used_at, revoked_at FROM refresh_tokens WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((Some(_), None)) = state_row {
+    // The token's row, locked: a second exchange of it waits for this one and then sees it
+    // used.
+    let token_row: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT used_at, revoked_at FROM refresh_tokens WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((used_at, revoked_at)) = token_row else {
+        tx.commit().await?;
+        return Err(refresh_invalid());
+    };
+    let user_row: Option<(String, bool)> =
+        sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let verdict = judge_refresh(PresentedToken {
+        used: used_at.is_some(),
+        revoked: revoked_at.is_some(),
+        expired: expires_at <= now,
+        user_disabled: user_row.as_ref().map(|(_, disabled)| *disabled),
+    });
+    let role = match (verdict, user_row) {
+        (RefreshVerdict::Rotate, Some((role, _))) => role,
+        (RefreshVerdict::ReuseDetected, _) => {
+            // A used token presented again means a copy exists: end the whole session (if
+            // it is not ended already) so neither copy works any more.
             revoke_family(
                 &mut tx,
                 state,
@@ -1252,26 +1265,19 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
                 "this refresh token was already used; the session was revoked. Log in again",
             ));
         }
-        tx.commit().await?;
-        return Err(refresh_invalid());
-    }
-    if expires_at <= now {
-        tx.rollback().await?;
-        return Err(refresh_invalid());
-    }
-    let row: Option<(String, bool)> =
-        sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (role, disabled) = row.ok_or_else(refresh_invalid)?;
-    if disabled {
-        tx.rollback().await?;
-        return Err(refresh_invalid());
-    }
+        _ => {
+            tx.rollback().await?;
+            return Err(refresh_invalid());
+        }
+    };
     let role: Role = role
         .parse()
         .map_err(|e| ApiError::internal(format!("stored role of user {user}: {e}")))?;
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     let refresh_token = insert_refresh_token(&mut tx, state, tenant, user, family).await?;
     tx.commit().await?;
     let claims = access_claims(state, user, tenant, role, family);

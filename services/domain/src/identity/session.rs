@@ -4,8 +4,8 @@
 //! on a session that is already over, changes nothing).
 //!
 //! Refresh-token rotation is not an event: the adapter's token table holds each token's
-//! use, and a reused token makes the adapter end the session with
-//! [`SessionEndReason::RefreshTokenReused`].
+//! use. Whether a presented token may be exchanged is [`judge_refresh`]'s to say; a reused
+//! one makes the adapter end the session with [`SessionEndReason::RefreshTokenReused`].
 
 use uuid::Uuid;
 
@@ -109,6 +109,49 @@ impl Aggregate for Session {
     }
 }
 
+/// A presented refresh token as the token table has it, with its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedToken {
+    /// It was exchanged before.
+    pub used: bool,
+    /// Its session ended.
+    pub revoked: bool,
+    /// Its lifetime is over.
+    pub expired: bool,
+    /// Whether its user is disabled; `None` when the user is gone.
+    pub user_disabled: Option<bool>,
+}
+
+/// What a refresh with a presented token does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshVerdict {
+    /// Mark it used and issue the next token of the session.
+    Rotate,
+    /// Refuse it: the token is revoked or expired, or its user is gone or disabled.
+    Refuse,
+    /// A used token came back, so a copy exists: end the session (both copies stop working)
+    /// and refuse.
+    ReuseDetected,
+}
+
+/// Judges a refresh: a used token of a live session is a reuse (checked first, so an
+/// expired copy still ends the session); a revoked or expired token, or one whose user is
+/// gone or disabled, is refused; otherwise it rotates.
+pub fn judge_refresh(token: PresentedToken) -> RefreshVerdict {
+    if token.used || token.revoked {
+        return if token.used && !token.revoked {
+            RefreshVerdict::ReuseDetected
+        } else {
+            RefreshVerdict::Refuse
+        };
+    }
+    match token.user_disabled {
+        _ if token.expired => RefreshVerdict::Refuse,
+        Some(false) => RefreshVerdict::Rotate,
+        Some(true) | None => RefreshVerdict::Refuse,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +217,63 @@ mod tests {
                 reason: SessionEndReason::Logout,
             })
             .then([]);
+    }
+
+    fn token(
+        used: bool,
+        revoked: bool,
+        expired: bool,
+        user_disabled: Option<bool>,
+    ) -> PresentedToken {
+        PresentedToken {
+            used,
+            revoked,
+            expired,
+            user_disabled,
+        }
+    }
+
+    #[test]
+    fn a_fresh_token_of_an_enabled_user_rotates() {
+        assert_eq!(
+            judge_refresh(token(false, false, false, Some(false))),
+            RefreshVerdict::Rotate
+        );
+    }
+
+    #[test]
+    fn a_used_token_of_a_live_session_is_a_reuse_even_when_expired() {
+        for expired in [false, true] {
+            for user in [Some(false), Some(true), None] {
+                assert_eq!(
+                    judge_refresh(token(true, false, expired, user)),
+                    RefreshVerdict::ReuseDetected
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn revoked_expired_or_orphaned_tokens_are_refused() {
+        assert_eq!(
+            judge_refresh(token(true, true, false, Some(false))),
+            RefreshVerdict::Refuse
+        );
+        assert_eq!(
+            judge_refresh(token(false, true, false, Some(false))),
+            RefreshVerdict::Refuse
+        );
+        assert_eq!(
+            judge_refresh(token(false, false, true, Some(false))),
+            RefreshVerdict::Refuse
+        );
+        assert_eq!(
+            judge_refresh(token(false, false, false, Some(true))),
+            RefreshVerdict::Refuse
+        );
+        assert_eq!(
+            judge_refresh(token(false, false, false, None)),
+            RefreshVerdict::Refuse
+        );
     }
 }
