@@ -523,6 +523,79 @@ mod tests {
         );
     }
 
+    fn stored<E: crate::event::EventEnum>(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<E, crate::event::DecodeError> {
+        E::decode_stored(crate::event::StoredEvent {
+            position: 1,
+            event_type,
+            schema_version: 1,
+            payload: &payload,
+        })
+    }
+
+    /// The enums keep the stored type names and schema versions, read payloads as stored
+    /// (absent optional fields as JSON null) and write them back the same.
+    #[test]
+    fn identity_event_enums_read_and_write_the_stored_format() {
+        use crate::event::EventEnum;
+        use serde_json::json;
+        assert_eq!(
+            tenant::TenantEvent::TYPES,
+            [
+                "TenantCreated",
+                "TenantRenamed",
+                "ApiKeyCreated",
+                "ApiKeyRevoked"
+            ]
+        );
+        assert_eq!(
+            user::UserEvent::TYPES,
+            ["UserCreated", "UserUpdated", "UserPasswordChanged"]
+        );
+        assert_eq!(
+            session::SessionEvent::TYPES,
+            ["UserLoggedIn", "UserSessionRevoked"]
+        );
+        let cases: [(&str, serde_json::Value); 4] = [
+            (
+                "UserUpdated",
+                json!({"display_name": null, "role": "operator", "disabled": null}),
+            ),
+            ("UserPasswordChanged", json!({})),
+            (
+                "UserCreated",
+                json!({"user_id": Uuid::from_u128(1), "email": "a@b.example",
+                       "display_name": "A", "role": "viewer"}),
+            ),
+            ("UserCreated", json!({"user_id": Uuid::from_u128(1)})),
+        ];
+        for (i, (t, payload)) in cases.into_iter().enumerate() {
+            let decoded = stored::<user::UserEvent>(t, payload.clone());
+            if i == 3 {
+                assert!(decoded.is_err(), "a partial payload is refused");
+                continue;
+            }
+            let e = decoded.unwrap();
+            assert_eq!((e.event_type(), e.schema_version()), (t, 1));
+            assert_eq!(e.payload().unwrap(), payload);
+        }
+        let key = json!({"key_id": Uuid::from_u128(2), "name": "ci", "scopes": ["devices:read"],
+                         "prefix": "nlk_ab", "expires_at": null});
+        let e = stored::<tenant::TenantEvent>("ApiKeyCreated", key.clone()).unwrap();
+        assert_eq!(e.payload().unwrap(), key);
+        let revoked = json!({"user_id": Uuid::from_u128(1), "session_id": Uuid::from_u128(3),
+                             "reason": "refresh_token_reused"});
+        let e = stored::<session::SessionEvent>("UserSessionRevoked", revoked.clone()).unwrap();
+        assert_eq!(e.payload().unwrap(), revoked);
+        assert!(
+            stored::<session::SessionEvent>("UserCreated", json!({}))
+                .unwrap_err()
+                .is_unknown_type()
+        );
+    }
+
     #[test]
     fn streams_are_named_by_category() {
         let t = TenantId::new_random();
