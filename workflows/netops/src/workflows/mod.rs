@@ -23,6 +23,10 @@ use base64::Engine as _;
 use netledger_archive::{Archive, SnapshotMeta};
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{ConfigSnapshotRecorded, SnapshotReason, Transport};
+use netledger_domain::workflow::card::{
+    Backup, BackupOutput, ConfigPush, ConfigRestore, FirmwareOutput, FirmwareUpgrade, PushOutput,
+    Rollout,
+};
 use netledger_domain::{
     Actor, DeviceId, EventMetadata, ExpectedVersion, NewEvent, TenantId, WorkflowId,
 };
@@ -43,15 +47,14 @@ use crate::firmware::{
     PackageSource, RouterboardFirmware,
 };
 use crate::{
-    Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, ErrorClass, HealthChecks,
-    NetopsError, Policy, RollbackOptions, RolledBack, SchedulerGate, Snapshot, Validated,
-    Verification, VerifyOptions,
+    Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, ErrorClass, NetopsError,
+    RollbackOptions, RolledBack, SchedulerGate, Snapshot, Validated, Verification, VerifyOptions,
 };
 
 pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
-pub use restore::{PushRecord, RESTORE_KIND, RestoreInput};
-pub use rollout::RolloutInput;
+pub use netledger_domain::workflow::card::{RestoreInput, RolloutInput};
+pub use restore::{PushRecord, RESTORE_KIND};
 
 /// The component name in the actor of the events the workflows append.
 pub const COMPONENT: &str = "netops-workflow";
@@ -143,45 +146,7 @@ impl std::fmt::Debug for NetopsDeps {
     }
 }
 
-/// Input of `config_push` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushInput {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Change id (letters, digits, `-`, `_`; at most 64): carried onto the device.
-    pub change_id: String,
-    /// The RouterOS script to apply.
-    pub script: String,
-    /// What the change may do (default policy when absent).
-    #[serde(default)]
-    pub policy: Option<Policy>,
-    /// Health checks after apply.
-    #[serde(default)]
-    pub checks: HealthChecks,
-    /// Push even though device-mode disables the scheduler (no device-side rollback timer).
-    /// Explicit and journaled (step `scheduler_gate`).
-    #[serde(default)]
-    pub allow_without_timer: bool,
-}
-
-/// Input of `firmware_upgrade` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirmwareInput {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Target RouterOS version (`7.19.4`).
-    pub version: String,
-    /// Also upgrade the RouterBOARD firmware (a second reboot) when it lags.
-    #[serde(default)]
-    pub routerboard: bool,
-}
-
-/// Input of `backup` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupInput {
-    /// The device.
-    pub device_id: DeviceId,
-}
+pub use netledger_domain::workflow::card::{BackupInput, FirmwareInput, PushInput};
 
 /// Where a device is reached (journaled by step `resolve`; the password is not in it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,20 +441,20 @@ pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
     let deps = Arc::new(deps);
     let (a, b, c, r, x) = (deps.clone(), deps.clone(), deps.clone(), deps.clone(), deps);
     Registry::new()
-        .with(Definition::new("config_push", 1, move |ctx| {
-            config_push(ctx, a.clone())
+        .with(Definition::of(ConfigPush, move |ctx, input| {
+            config_push(ctx, input, a.clone())
         }))?
-        .with(Definition::new("firmware_upgrade", 1, move |ctx| {
-            firmware_upgrade(ctx, b.clone())
+        .with(Definition::of(FirmwareUpgrade, move |ctx, input| {
+            firmware_upgrade(ctx, input, b.clone())
         }))?
-        .with(Definition::new("backup", 1, move |ctx| {
-            backup(ctx, c.clone())
+        .with(Definition::of(Backup, move |ctx, input| {
+            backup(ctx, input, c.clone())
         }))?
-        .with(Definition::new("rollout", 1, move |ctx| {
-            rollout::rollout(ctx, r.clone())
+        .with(Definition::of(Rollout, move |ctx, input| {
+            rollout::rollout(ctx, input, r.clone())
         }))?
-        .with(Definition::new(RESTORE_KIND, 1, move |ctx| {
-            restore::config_restore(ctx, x.clone())
+        .with(Definition::of(ConfigRestore, move |ctx, input| {
+            restore::config_restore(ctx, input, x.clone())
         }))
 }
 
@@ -502,8 +467,11 @@ async fn resolve_step(
     ctx.step("resolve", || d.resolve(tenant, device)).await
 }
 
-async fn backup(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: BackupInput = ctx.input()?;
+async fn backup(
+    mut ctx: Ctx,
+    input: BackupInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<BackupOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
@@ -513,10 +481,12 @@ async fn backup(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
         d.snapshot(tenant, &target, wf, &id, SnapshotReason::OnDemand)
     })
     .await?;
-    Ok(Finish::succeeded(json!({
-        "commit": snap.commit, "sha256": snap.sha256, "changed": snap.changed,
-        "backup_blob": snap.backup_blob,
-    })))
+    Ok(Finish::succeeded(BackupOutput {
+        commit: snap.commit,
+        sha256: snap.sha256,
+        changed: snap.changed,
+        backup_blob: snap.backup_blob,
+    }))
 }
 
 /// Why a push ends in a rollback.
@@ -525,8 +495,11 @@ struct RollbackCause {
     cancelled: bool,
 }
 
-async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: PushInput = ctx.input()?;
+async fn config_push(
+    mut ctx: Ctx,
+    input: PushInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<PushOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let id =
@@ -553,14 +526,16 @@ async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepErr
         Err(reason) => {
             return Ok(Finish::failed(
                 &reason,
-                json!({ "stage": "scheduler_gate" }),
+                PushOutput::Refused {
+                    stage: "scheduler_gate".to_owned(),
+                },
             ));
         }
     };
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
@@ -570,7 +545,7 @@ async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepErr
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let validated: Validated = device_step(&mut ctx, &d, "validate", || async {
@@ -590,7 +565,7 @@ async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepErr
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let opts = d.options.clone();
@@ -705,13 +680,16 @@ async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepErr
         match committed {
             Ok(k) => {
                 let post = post_snapshot(&mut ctx, &d, &target, &id).await;
-                return Ok(Finish::committed(json!({
-                    "change_id": id.as_str(),
-                    "pre_commit": snap.commit,
-                    "post_commit": post,
-                    "verified": verified,
-                    "disarmed_now": k.disarmed_now,
-                })));
+                let verified = verified
+                    .map(|v| serde_json::to_value(v).map_err(StepError::fatal))
+                    .transpose()?;
+                return Ok(Finish::committed(PushOutput::Committed {
+                    change_id: id.as_str().to_owned(),
+                    pre_commit: snap.commit,
+                    post_commit: post,
+                    verified,
+                    disarmed_now: k.disarmed_now,
+                }));
             }
             Err(e) => RollbackCause {
                 reason: format!("commit failed: {e}"),
@@ -738,17 +716,20 @@ async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepErr
         Err(e) => {
             return Ok(Finish::failed(
                 &format!("{}; then the rollback failed: {e}", cause.reason),
-                json!({ "change_id": id.as_str(), "pre_commit": snap.commit }),
+                PushOutput::RollbackFailed {
+                    change_id: id.as_str().to_owned(),
+                    pre_commit: snap.commit,
+                },
             ));
         }
     };
     let post = post_snapshot(&mut ctx, &d, &target, &id).await;
-    let output = json!({
-        "change_id": id.as_str(),
-        "pre_commit": snap.commit,
-        "post_commit": post,
-        "rollback": rolled,
-    });
+    let output = PushOutput::RolledBack {
+        change_id: id.as_str().to_owned(),
+        pre_commit: snap.commit,
+        post_commit: post,
+        rollback: serde_json::to_value(rolled).map_err(StepError::fatal)?,
+    };
     if cause.cancelled {
         Ok(Finish::cancelled(
             &format!("{}; rolled back", cause.reason),
@@ -782,8 +763,11 @@ async fn post_snapshot(
     r.ok().map(|s| s.commit)
 }
 
-async fn firmware_upgrade(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: FirmwareInput = ctx.input()?;
+async fn firmware_upgrade(
+    mut ctx: Ctx,
+    input: FirmwareInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<FirmwareOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
@@ -799,14 +783,15 @@ async fn firmware_upgrade(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, St
     })
     .await?;
     if pre.action == FirmwareAction::AlreadyCurrent {
-        return Ok(Finish::succeeded(
-            json!({ "version": input.version, "already_current": true }),
-        ));
+        return Ok(Finish::succeeded(FirmwareOutput::AlreadyCurrent {
+            version: input.version,
+            already_current: true,
+        }));
     }
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            FirmwareOutput::NotStarted {},
         ));
     }
     let id = ChangeId::parse(format!("fw-{}", wf.as_uuid().simple()))
@@ -829,7 +814,7 @@ async fn firmware_upgrade(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, St
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the install (package uploaded)",
-            json!({}),
+            FirmwareOutput::NotStarted {},
         ));
     }
     let started: InstallStarted = device_step(&mut ctx, &d, "install", || async {
@@ -852,7 +837,10 @@ async fn firmware_upgrade(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, St
         Err(e) => {
             return Ok(Finish::failed(
                 &e.to_string(),
-                json!({ "pre_commit": snap.commit, "target": input.version }),
+                FirmwareOutput::Failed {
+                    pre_commit: snap.commit,
+                    target: input.version,
+                },
             ));
         }
     };
@@ -878,11 +866,14 @@ async fn firmware_upgrade(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, St
         };
         rb_out = Some(rb);
     }
-    Ok(Finish::succeeded(json!({
-        "version": back.version,
-        "pre_commit": snap.commit,
-        "routerboard": rb_out,
-    })))
+    let routerboard = rb_out
+        .map(|rb| serde_json::to_value(rb).map_err(StepError::fatal))
+        .transpose()?;
+    Ok(Finish::succeeded(FirmwareOutput::Upgraded {
+        version: back.version,
+        pre_commit: snap.commit,
+        routerboard,
+    }))
 }
 
 /// Runs a worker with the netops definitions until `shutdown` resolves; with `cache`, also
