@@ -28,7 +28,8 @@ use netledger_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{COMPONENT, NetopsDeps};
+use super::COMPONENT;
+use super::adapter::NetopsDeps;
 
 /// The input of one device's child workflow.
 enum Child {
