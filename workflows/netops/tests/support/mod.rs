@@ -3,6 +3,8 @@
 //! sockets, and one worker running every netops definition.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kinds;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
