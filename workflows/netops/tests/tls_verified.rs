@@ -87,17 +87,16 @@ async fn tls_front(
 
 impl Env {
     async fn run(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> Outcome {
-        let wf: WorkflowId = self
-            .engine
-            .start(
-                self.tenant,
-                kind,
-                input,
-                StartOptions::new(Actor::system("test")).devices([device]),
-            )
-            .await
-            .unwrap()
-            .workflow_id;
+        let wf: WorkflowId = support::kinds::start_kind(
+            &self.engine,
+            self.tenant,
+            kind,
+            input,
+            StartOptions::new(Actor::system("test")).devices([device]),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
         for _ in 0..600 {
             let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
             if s.state == TaskState::Finished {
