@@ -1977,6 +1977,11 @@ export interface components {
              */
             problem_position?: number | null;
         };
+        /**
+         * @description A workflow's kind: one per workflow card (`netledger_domain::workflow::card`).
+         * @enum {string}
+         */
+        WorkflowKind: "backup" | "config_push" | "config_restore" | "firmware_upgrade" | "rollout";
         /** @description A run with its input, output and steps. */
         WorkflowRunDetailDto: {
             /** @description The run. */
@@ -1995,8 +2000,8 @@ export interface components {
              * @description Id.
              */
             id: string;
-            /** @description Definition (`backup`, `config_push`, `firmware_upgrade`, `rollout`, …). */
-            kind: string;
+            /** @description Definition. */
+            kind: components["schemas"]["WorkflowKind"];
             /**
              * Format: int32
              * @description Definition version.
@@ -3919,7 +3924,7 @@ export interface operations {
                 /** @description Only runs touching this device. */
                 device_id?: string;
                 /** @description Only this kind. */
-                kind?: string;
+                kind?: components["schemas"]["WorkflowKind"];
                 /** @description Only this state. */
                 state?: string;
                 /** @description The `next_cursor` of the previous page. */

@@ -13,6 +13,8 @@ use crate::aggregate::Aggregate;
 use crate::event::{EventType, event_enum};
 use crate::ids::{DeviceId, RolloutId, WorkflowId};
 
+pub mod card;
+
 /// A workflow instance was started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowStarted {
