@@ -1,6 +1,8 @@
-//! The device aggregate: what a managed device's stream (`device-<id>`) records, the state
-//! folded from it, and the pure decisions of the poller (which observations are a *change*
-//! worth an event) and of registration.
+//! The device aggregate: what a managed device's stream (`device-<id>`) records
+//! ([`DeviceEvent`]), the state folded from it ([`DeviceState::evolve`], the one device fold:
+//! the store, the poller and the projections use it or match the same enum), and the pure
+//! decisions ([`DeviceState::decide`]): the operator's commands (register, update, tags,
+//! credentials, remove) and the poller's observations (which are a *change* worth an event).
 //!
 //! Raw samples (CPU, traffic) are telemetry and never events; only changes are.
 
@@ -10,10 +12,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::event::EventType;
+use crate::aggregate::Aggregate;
+use crate::event::{DecodeError, EventEnum, EventType, StoredEvent, event_enum};
 use crate::ids::{DeviceId, WorkflowId};
 
-/// Why a device value was refused.
+/// Why a device value or command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     /// The device name is unusable.
@@ -41,8 +44,11 @@ pub enum DeviceError {
     #[error("device {0} is already registered")]
     AlreadyRegistered(DeviceId),
     /// The device is not registered (or was removed).
-    #[error("device {0} is not registered")]
-    NotRegistered(DeviceId),
+    #[error("the device is not registered (or was removed)")]
+    NotRegistered,
+    /// The login name is unusable.
+    #[error("username `{0}` is invalid: use 1-100 characters without control characters")]
+    BadUsername(String),
 }
 
 /// A device's display name: 1-64 characters of `[A-Za-z0-9._-]`.
@@ -416,6 +422,42 @@ impl EventType for ConfigDriftDetected {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+// ---- the event enum ------------------------------------------------------------------------
+
+event_enum! {
+    /// Every event of a device stream (`device-<id>`), by its stored type name.
+    pub enum DeviceEvent in "device" {
+        /// `DeviceRegistered`.
+        Registered(DeviceRegistered),
+        /// `DeviceUpdated`.
+        Updated(DeviceUpdated),
+        /// `DeviceTagsSet`.
+        TagsSet(DeviceTagsSet),
+        /// `DeviceCredentialsChanged`.
+        CredentialsChanged(DeviceCredentialsChanged),
+        /// `DeviceRemoved`.
+        Removed(DeviceRemoved),
+        /// `DeviceCameOnline`.
+        CameOnline(DeviceCameOnline),
+        /// `DeviceWentOffline`.
+        WentOffline(DeviceWentOffline),
+        /// `DeviceVersionChanged`.
+        VersionChanged(DeviceVersionChanged),
+        /// `DeviceIdentityChanged`.
+        IdentityChanged(DeviceIdentityChanged),
+        /// `DeviceHardwareChanged`.
+        HardwareChanged(DeviceHardwareChanged),
+        /// `DevicePollingSuspended`.
+        PollingSuspended(DevicePollingSuspended),
+        /// `DevicePollingResumed`.
+        PollingResumed(DevicePollingResumed),
+        /// `ConfigSnapshotRecorded`.
+        SnapshotRecorded(ConfigSnapshotRecorded),
+        /// `ConfigDriftDetected`.
+        DriftDetected(ConfigDriftDetected),
+    }
+}
+
 // ---- state ---------------------------------------------------------------------------------
 
 /// Reachability as the platform last saw it.
@@ -453,94 +495,308 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
-    /// Folds one event (by type name and payload) into the state. Unknown types are skipped
-    /// so that older code can read newer streams; malformed payloads are an error.
-    pub fn evolve(
-        &mut self,
-        event_type: &str,
-        payload: &serde_json::Value,
-    ) -> Result<(), serde_json::Error> {
+    /// Folds one event into the state (every event counts one stream version).
+    pub fn evolve(&mut self, event: &DeviceEvent) {
         self.version += 1;
-        match event_type {
-            DeviceRegistered::TYPE => {
-                self.registration = Some(serde_json::from_value(payload.clone())?);
+        match event {
+            DeviceEvent::Registered(r) => {
+                self.registration = Some(r.clone());
                 self.removed = false;
             }
-            DeviceUpdated::TYPE => {
-                let u: DeviceUpdated = serde_json::from_value(payload.clone())?;
+            DeviceEvent::Updated(u) => {
                 if let Some(r) = self.registration.as_mut() {
-                    if let Some(name) = u.name {
-                        r.name = name;
+                    if let Some(name) = &u.name {
+                        r.name = name.clone();
                     }
-                    if let Some(endpoint) = u.endpoint {
-                        r.endpoint = endpoint;
+                    if let Some(endpoint) = &u.endpoint {
+                        r.endpoint = endpoint.clone();
                     }
                     if let Some(secs) = u.poll_interval_secs {
                         r.poll_interval_secs = secs;
                     }
                 }
             }
-            DeviceTagsSet::TYPE => {
-                let t: DeviceTagsSet = serde_json::from_value(payload.clone())?;
+            DeviceEvent::TagsSet(t) => {
                 if let Some(r) = self.registration.as_mut() {
-                    r.tags = t.tags;
+                    r.tags = t.tags.clone();
                 }
             }
-            DeviceCredentialsChanged::TYPE => {
-                let c: DeviceCredentialsChanged = serde_json::from_value(payload.clone())?;
+            DeviceEvent::CredentialsChanged(c) => {
                 if let Some(r) = self.registration.as_mut() {
-                    r.username = c.username;
-                    r.credentials_key_id = c.key_id;
+                    r.username = c.username.clone();
+                    r.credentials_key_id = c.key_id.clone();
                 }
             }
-            DeviceRemoved::TYPE => {
-                self.removed = true;
-            }
-            DeviceCameOnline::TYPE => {
-                let e: DeviceCameOnline = serde_json::from_value(payload.clone())?;
+            DeviceEvent::Removed(_) => self.removed = true,
+            DeviceEvent::CameOnline(e) => {
                 self.status = Status::Online;
                 self.offline_reason = None;
-                self.facts = Some(e.facts);
+                self.facts = Some(e.facts.clone());
             }
-            DeviceWentOffline::TYPE => {
-                let e: DeviceWentOffline = serde_json::from_value(payload.clone())?;
+            DeviceEvent::WentOffline(e) => {
                 self.status = Status::Offline;
-                self.offline_reason = Some(e.reason);
+                self.offline_reason = Some(e.reason.clone());
             }
-            DeviceVersionChanged::TYPE => {
-                let e: DeviceVersionChanged = serde_json::from_value(payload.clone())?;
-                self.facts.get_or_insert_with(DeviceFacts::default).version = e.to;
+            DeviceEvent::VersionChanged(e) => {
+                self.facts.get_or_insert_with(DeviceFacts::default).version = e.to.clone();
             }
-            DeviceIdentityChanged::TYPE => {
-                let e: DeviceIdentityChanged = serde_json::from_value(payload.clone())?;
-                self.facts.get_or_insert_with(DeviceFacts::default).identity = e.to;
+            DeviceEvent::IdentityChanged(e) => {
+                self.facts.get_or_insert_with(DeviceFacts::default).identity = e.to.clone();
             }
-            DeviceHardwareChanged::TYPE => {
-                let e: DeviceHardwareChanged = serde_json::from_value(payload.clone())?;
+            DeviceEvent::HardwareChanged(e) => {
                 let facts = self.facts.get_or_insert_with(DeviceFacts::default);
-                facts.board_name = e.board_name.1;
-                facts.routerboard_firmware = e.routerboard_firmware.1;
+                facts.board_name = e.board_name.1.clone();
+                facts.routerboard_firmware = e.routerboard_firmware.1.clone();
             }
-            DevicePollingSuspended::TYPE => self.polling_suspended = true,
-            DevicePollingResumed::TYPE => self.polling_suspended = false,
-            ConfigSnapshotRecorded::TYPE => {
-                let e: ConfigSnapshotRecorded = serde_json::from_value(payload.clone())?;
-                self.last_snapshot = Some((e.commit, e.sha256));
+            DeviceEvent::PollingSuspended(_) => self.polling_suspended = true,
+            DeviceEvent::PollingResumed(_) => self.polling_suspended = false,
+            DeviceEvent::SnapshotRecorded(e) => {
+                self.last_snapshot = Some((e.commit.clone(), e.sha256.clone()));
             }
-            ConfigDriftDetected::TYPE => {
-                let e: ConfigDriftDetected = serde_json::from_value(payload.clone())?;
-                self.last_snapshot = Some((e.commit, e.found_sha256));
+            DeviceEvent::DriftDetected(e) => {
+                self.last_snapshot = Some((e.commit.clone(), e.found_sha256.clone()));
             }
-            _ => {}
         }
-        Ok(())
+    }
+
+    /// Folds one stored event: decodes it as a [`DeviceEvent`] (upcasting older schema
+    /// versions) and evolves. A type that is not a device event
+    /// ([`DecodeError::UnknownType`]: written by newer code) only counts its stream version,
+    /// so older code can read newer streams; any other decode error is returned.
+    pub fn evolve_stored(&mut self, event: StoredEvent<'_>) -> Result<(), DecodeError> {
+        match DeviceEvent::decode_stored(event) {
+            Ok(e) => {
+                self.evolve(&e);
+                Ok(())
+            }
+            Err(DecodeError::UnknownType { .. }) => {
+                self.version += 1;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the device is registered and not removed.
     pub fn is_managed(&self) -> bool {
         self.registration.is_some() && !self.removed
     }
+
+    /// The registration of a managed device, or [`DeviceError::NotRegistered`].
+    fn managed(&self) -> Result<&DeviceRegistered, DeviceError> {
+        match &self.registration {
+            Some(reg) if !self.removed => Ok(reg),
+            _ => Err(DeviceError::NotRegistered),
+        }
+    }
+
+    /// Decides a command (see [`DeviceCommand`]): the events to append (none when it changes
+    /// nothing), or why it is refused.
+    pub fn decide(&self, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, DeviceError> {
+        command.validate()?;
+        Ok(match command {
+            DeviceCommand::Register(cmd) => {
+                if self.is_managed() {
+                    return Err(DeviceError::AlreadyRegistered(cmd.device_id));
+                }
+                vec![DeviceEvent::Registered(DeviceRegistered {
+                    device_id: cmd.device_id,
+                    name: cmd.name.clone(),
+                    endpoint: cmd.endpoint.clone(),
+                    username: cmd.username.clone(),
+                    credentials_key_id: cmd.credentials_key_id.clone(),
+                    tags: cmd.tags.clone(),
+                    poll_interval_secs: cmd.poll_interval_secs,
+                })]
+            }
+            DeviceCommand::Update(changes) => {
+                let reg = self.managed()?;
+                let event = DeviceUpdated {
+                    name: changes.name.clone().filter(|n| *n != reg.name),
+                    endpoint: changes.endpoint.clone().filter(|e| *e != reg.endpoint),
+                    poll_interval_secs: changes
+                        .poll_interval_secs
+                        .filter(|s| *s != reg.poll_interval_secs),
+                };
+                if event.name.is_none()
+                    && event.endpoint.is_none()
+                    && event.poll_interval_secs.is_none()
+                {
+                    Vec::new()
+                } else {
+                    vec![DeviceEvent::Updated(event)]
+                }
+            }
+            DeviceCommand::SetTags { tags } => {
+                if self.managed()?.tags == *tags {
+                    Vec::new()
+                } else {
+                    vec![DeviceEvent::TagsSet(DeviceTagsSet { tags: tags.clone() })]
+                }
+            }
+            DeviceCommand::ChangeCredentials { username, key_id } => {
+                self.managed()?;
+                vec![DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+                    username: username.clone(),
+                    key_id: key_id.clone(),
+                })]
+            }
+            DeviceCommand::RotateCredentials { key_id } => {
+                let reg = self.managed()?;
+                vec![DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+                    username: reg.username.clone(),
+                    key_id: key_id.clone(),
+                })]
+            }
+            DeviceCommand::Remove { reason } => {
+                self.managed()?;
+                vec![DeviceEvent::Removed(DeviceRemoved {
+                    reason: reason.clone(),
+                })]
+            }
+            DeviceCommand::Observe(seen) => observe(self, seen),
+        })
+    }
 }
+
+impl Aggregate for DeviceState {
+    type Event = DeviceEvent;
+    type Command = DeviceCommand;
+    type Refusal = DeviceError;
+
+    fn evolve(&mut self, event: &DeviceEvent) {
+        DeviceState::evolve(self, event);
+    }
+
+    fn decide(&self, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, DeviceError> {
+        DeviceState::decide(self, command)
+    }
+}
+
+// ---- commands ------------------------------------------------------------------------------
+
+/// Registration of a new device (its password is sealed by the adapter; the event only names
+/// the key that sealed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterDevice {
+    /// Its id (chosen by the caller, e.g. the API).
+    pub device_id: DeviceId,
+    /// Display name.
+    pub name: DeviceName,
+    /// Where to reach it.
+    pub endpoint: Endpoint,
+    /// API login name.
+    pub username: String,
+    /// Id of the key that encrypted its credentials.
+    pub credentials_key_id: String,
+    /// Tags.
+    pub tags: BTreeSet<Tag>,
+    /// Poll interval in seconds (5-86400).
+    pub poll_interval_secs: u32,
+}
+
+/// Changes to a registered device; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateDevice {
+    /// New name.
+    pub name: Option<DeviceName>,
+    /// New endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// New poll interval in seconds.
+    pub poll_interval_secs: Option<u32>,
+}
+
+/// What may be asked of a device. Decided by [`DeviceState::decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceCommand {
+    /// Put it under management: `DeviceRegistered`. Refused while it is managed; a removed
+    /// device may be registered again under the same id.
+    Register(RegisterDevice),
+    /// Change name, endpoint or poll interval: `DeviceUpdated` with only what differs, or
+    /// nothing when nothing does.
+    Update(UpdateDevice),
+    /// Replace the tag set: `DeviceTagsSet`, or nothing when it is already this set.
+    SetTags {
+        /// The new tags.
+        tags: BTreeSet<Tag>,
+    },
+    /// New credentials were sealed under `key_id`: `DeviceCredentialsChanged`.
+    ChangeCredentials {
+        /// Login name.
+        username: String,
+        /// Id of the key that sealed them.
+        key_id: String,
+    },
+    /// The stored credentials were re-sealed under `key_id` (key rotation; the login name
+    /// stays): `DeviceCredentialsChanged`.
+    RotateCredentials {
+        /// Id of the key that sealed them now.
+        key_id: String,
+    },
+    /// Take it out of management: `DeviceRemoved`.
+    Remove {
+        /// Why, as the operator gave it.
+        reason: String,
+    },
+    /// What a poll saw: only changes become events ([`observe`]); never refused.
+    Observe(Observation),
+}
+
+impl DeviceCommand {
+    /// The checks that need no state: poll interval 5-86400 s, port not 0, login name
+    /// 1-100 characters without control characters. [`DeviceState::decide`] runs them first;
+    /// an adapter may run them before it loads anything.
+    pub fn validate(&self) -> Result<(), DeviceError> {
+        match self {
+            Self::Register(cmd) => {
+                check_interval(cmd.poll_interval_secs)?;
+                check_endpoint(&cmd.endpoint)?;
+                check_username(&cmd.username)
+            }
+            Self::Update(changes) => {
+                if let Some(secs) = changes.poll_interval_secs {
+                    check_interval(secs)?;
+                }
+                if let Some(e) = &changes.endpoint {
+                    check_endpoint(e)?;
+                }
+                Ok(())
+            }
+            Self::ChangeCredentials { username, .. } => check_username(username),
+            Self::SetTags { .. }
+            | Self::RotateCredentials { .. }
+            | Self::Remove { .. }
+            | Self::Observe(_) => Ok(()),
+        }
+    }
+}
+
+fn check_interval(secs: u32) -> Result<(), DeviceError> {
+    if (5..=86_400).contains(&secs) {
+        Ok(())
+    } else {
+        Err(DeviceError::BadInterval(secs))
+    }
+}
+
+fn check_endpoint(endpoint: &Endpoint) -> Result<(), DeviceError> {
+    if endpoint.port == 0 {
+        Err(DeviceError::BadPort)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_username(name: &str) -> Result<(), DeviceError> {
+    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(DeviceError::BadUsername(name.to_owned()))
+    }
+}
+
+// ---- observations --------------------------------------------------------------------------
 
 /// What one poll saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -551,218 +807,70 @@ pub enum Observation {
     Unreachable(String),
 }
 
-/// A payload to append, typed by name (the poller's decisions return several kinds).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decided {
-    /// Event type name.
-    pub event_type: &'static str,
-    /// Schema version.
-    pub schema_version: u32,
-    /// Payload.
-    pub payload: serde_json::Value,
-}
-
-impl Decided {
-    /// Wraps a typed event.
-    pub fn of<E: EventType>(event: &E) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            event_type: E::TYPE,
-            schema_version: E::SCHEMA_VERSION,
-            payload: serde_json::to_value(event)?,
-        })
-    }
-}
-
 /// Decides which events an observation produces: only changes, never a repeat of what the
 /// state already says. A removed or unregistered device produces nothing.
-pub fn observe(state: &DeviceState, seen: &Observation) -> Result<Vec<Decided>, serde_json::Error> {
+pub fn observe(state: &DeviceState, seen: &Observation) -> Vec<DeviceEvent> {
     let mut out = Vec::new();
     if !state.is_managed() {
-        return Ok(out);
+        return out;
     }
     match seen {
         Observation::Unreachable(reason) => {
             if state.status != Status::Offline {
-                out.push(Decided::of(&DeviceWentOffline {
+                out.push(DeviceEvent::WentOffline(DeviceWentOffline {
                     reason: reason.clone(),
-                })?);
+                }));
             }
         }
         Observation::Reachable(facts) => match (&state.status, &state.facts) {
             (Status::Online, Some(old)) => {
-                version_and_identity_changes(old, facts, &mut out)?;
+                version_and_identity_changes(old, facts, &mut out);
                 if old.board_name != facts.board_name
                     || old.routerboard_firmware != facts.routerboard_firmware
                 {
-                    out.push(Decided::of(&DeviceHardwareChanged {
+                    out.push(DeviceEvent::HardwareChanged(DeviceHardwareChanged {
                         board_name: (old.board_name.clone(), facts.board_name.clone()),
                         routerboard_firmware: (
                             old.routerboard_firmware.clone(),
                             facts.routerboard_firmware.clone(),
                         ),
-                    })?);
+                    }));
                 }
             }
             (_, old) => {
                 // Back online (or first contact): the online event carries the facts; a
                 // version that moved while it was away is a change of its own.
                 if let Some(old) = old {
-                    version_and_identity_changes(old, facts, &mut out)?;
+                    version_and_identity_changes(old, facts, &mut out);
                 }
-                out.push(Decided::of(&DeviceCameOnline {
+                out.push(DeviceEvent::CameOnline(DeviceCameOnline {
                     facts: facts.clone(),
-                })?);
+                }));
             }
         },
     }
-    Ok(out)
+    out
 }
 
 /// The version and identity changes between two sets of facts, in that order.
 fn version_and_identity_changes(
     old: &DeviceFacts,
     facts: &DeviceFacts,
-    out: &mut Vec<Decided>,
-) -> Result<(), serde_json::Error> {
+    out: &mut Vec<DeviceEvent>,
+) {
     if old.version != facts.version {
-        out.push(Decided::of(&DeviceVersionChanged {
+        out.push(DeviceEvent::VersionChanged(DeviceVersionChanged {
             from: old.version.clone(),
             to: facts.version.clone(),
-        })?);
+        }));
     }
     if old.identity != facts.identity {
-        out.push(Decided::of(&DeviceIdentityChanged {
+        out.push(DeviceEvent::IdentityChanged(DeviceIdentityChanged {
             from: old.identity.clone(),
             to: facts.identity.clone(),
-        })?);
+        }));
     }
-    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn registered() -> DeviceState {
-        let mut s = DeviceState::default();
-        let reg = DeviceRegistered {
-            device_id: DeviceId::new_random(),
-            name: DeviceName::parse("core-1").unwrap(),
-            endpoint: Endpoint {
-                host: Host::parse("127.0.0.1").unwrap(),
-                port: 8728,
-                transport: Transport::Plain,
-            },
-            username: "admin".into(),
-            credentials_key_id: "k1".into(),
-            tags: BTreeSet::new(),
-            poll_interval_secs: 60,
-        };
-        s.evolve(DeviceRegistered::TYPE, &serde_json::to_value(reg).unwrap())
-            .unwrap();
-        s
-    }
-
-    fn facts(version: &str) -> DeviceFacts {
-        DeviceFacts {
-            identity: "core-1".into(),
-            version: version.into(),
-            board_name: "CCR2004".into(),
-            architecture: "arm64".into(),
-            routerboard_firmware: Some("7.15".into()),
-        }
-    }
-
-    fn apply(s: &mut DeviceState, events: &[Decided]) {
-        for e in events {
-            s.evolve(e.event_type, &e.payload).unwrap();
-        }
-    }
-
-    fn types(events: &[Decided]) -> Vec<&'static str> {
-        events.iter().map(|e| e.event_type).collect()
-    }
-
-    #[test]
-    fn first_contact_then_the_same_facts_again_emit_one_event() {
-        let mut s = registered();
-        let seen = Observation::Reachable(facts("7.15"));
-        let first = observe(&s, &seen).unwrap();
-        assert_eq!(types(&first), ["DeviceCameOnline"]);
-        apply(&mut s, &first);
-        assert!(observe(&s, &seen).unwrap().is_empty());
-    }
-
-    #[test]
-    fn offline_is_reported_once_and_online_again_once() {
-        let mut s = registered();
-        let up = observe(&s, &Observation::Reachable(facts("7.15"))).unwrap();
-        apply(&mut s, &up);
-        let down = Observation::Unreachable("connection refused".into());
-        let first = observe(&s, &down).unwrap();
-        assert_eq!(types(&first), ["DeviceWentOffline"]);
-        apply(&mut s, &first);
-        assert!(observe(&s, &down).unwrap().is_empty());
-        assert_eq!(s.offline_reason.as_deref(), Some("connection refused"));
-        let back = observe(&s, &Observation::Reachable(facts("7.15"))).unwrap();
-        assert_eq!(types(&back), ["DeviceCameOnline"]);
-    }
-
-    #[test]
-    fn an_upgrade_while_away_is_a_version_change() {
-        let mut s = registered();
-        let up = observe(&s, &Observation::Reachable(facts("7.15"))).unwrap();
-        apply(&mut s, &up);
-        let down = observe(&s, &Observation::Unreachable("rebooting".into())).unwrap();
-        apply(&mut s, &down);
-        let back = observe(&s, &Observation::Reachable(facts("7.16"))).unwrap();
-        assert_eq!(types(&back), ["DeviceVersionChanged", "DeviceCameOnline"]);
-        apply(&mut s, &back);
-        assert_eq!(s.facts.unwrap().version, "7.16");
-    }
-
-    #[test]
-    fn online_changes_are_named_by_kind() {
-        let mut s = registered();
-        let up = observe(&s, &Observation::Reachable(facts("7.15"))).unwrap();
-        apply(&mut s, &up);
-        let mut f = facts("7.16");
-        f.identity = "core-renamed".into();
-        f.routerboard_firmware = Some("7.16".into());
-        let out = observe(&s, &Observation::Reachable(f)).unwrap();
-        assert_eq!(
-            types(&out),
-            [
-                "DeviceVersionChanged",
-                "DeviceIdentityChanged",
-                "DeviceHardwareChanged"
-            ]
-        );
-    }
-
-    #[test]
-    fn removed_devices_produce_nothing() {
-        let mut s = registered();
-        s.evolve(
-            DeviceRemoved::TYPE,
-            &serde_json::json!({"reason": "decommissioned"}),
-        )
-        .unwrap();
-        assert!(
-            observe(&s, &Observation::Unreachable("x".into()))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn value_objects_refuse_bad_text() {
-        assert!(DeviceName::parse("").is_err());
-        assert!(DeviceName::parse("a b").is_err());
-        assert!(Host::parse("10.0.0.1 ").is_err());
-        assert!(Tag::parse("site:ber/rack-2").is_ok());
-        assert!(serde_json::from_str::<DeviceName>("\"ok-1\"").is_ok());
-        assert!(serde_json::from_str::<DeviceName>("\"no way\"").is_err());
-    }
-}
+mod tests;

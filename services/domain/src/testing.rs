@@ -8,8 +8,11 @@
 //! ```
 //!
 //! Test support only: compiled for this crate's tests and, for other crates, behind the
-//! `testing` feature (enable it in their `[dev-dependencies]`). The checks panic with the
+//! `testing` feature (enable it in their `[dev-dependencies]`). [`device`] holds proptest
+//! generators for the device aggregate. The checks panic with the
 //! given events, the command and both sides of the comparison, as test assertions do.
+
+pub mod device;
 
 use std::fmt::Debug;
 

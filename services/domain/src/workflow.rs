@@ -1,11 +1,15 @@
 //! The journal of a durable workflow (stream `workflow-<id>`, [`WorkflowEvent`]) and of a
 //! fleet rollout (stream `rollout-<id>`, [`RolloutEvent`]): the event types the engine writes
 //! and the projections fold, as typed enums. The engine's scheduling lives in
-//! `workflows/engine`; this module fixes the recorded shapes and the pure rollout rules.
+//! `workflows/engine`; this module fixes the recorded shapes and the pure rollout rules: the
+//! [`Rollout`] aggregate (evolve over [`RolloutEvent`], decide over [`RolloutCommand`]).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::aggregate::Aggregate;
 use crate::event::{EventType, event_enum};
 use crate::ids::{DeviceId, RolloutId, WorkflowId};
 
@@ -338,10 +342,32 @@ event_enum! {
     }
 }
 
-/// Why a rollout is refused before it starts (checked by [`check_rollout`], which the API
-/// calls before starting the `rollout` workflow and the workflow calls again first thing).
+/// Why a rollout command is refused: before it starts (checked by [`check_rollout`], which
+/// the API calls before starting the `rollout` workflow and the workflow calls again first
+/// thing), or later by [`Rollout::decide`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RolloutRefused {
+    /// The rollout's stream already holds its creation.
+    #[error("the rollout was already created")]
+    AlreadyCreated,
+    /// The rollout was not created yet.
+    #[error("the rollout was not created yet")]
+    NotCreated,
+    /// The rollout already ended.
+    #[error("the rollout already ended ({state:?})")]
+    Ended {
+        /// The state it ended in.
+        state: RolloutState,
+    },
+    /// The device is not one of the rollout's.
+    #[error("device {0} is not part of the rollout")]
+    NotInRollout(DeviceId),
+    /// A restore was recorded for a rollout that did not halt.
+    #[error("only a halted rollout restores devices")]
+    NotHalted,
+    /// A restore was recorded for a rollout without `rollback_on_halt`.
+    #[error("the rollout was created without rollback_on_halt")]
+    NoRollbackOnHalt,
     /// A limit is zero.
     #[error("batch_size, parallelism and failure_threshold must be at least 1")]
     ZeroLimit,
@@ -380,11 +406,291 @@ pub fn check_rollout(
     }
 }
 
+// ---- the rollout aggregate -------------------------------------------------------------------
+
+/// A rollout, folded from its stream (`rollout-<id>`) by [`Rollout::evolve`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rollout {
+    /// The definition, once created.
+    pub created: Option<RolloutCreated>,
+    /// The current state (`None` before creation).
+    pub state: Option<RolloutState>,
+    /// Each device's latest outcome.
+    pub outcomes: BTreeMap<DeviceId, Outcome>,
+    /// Finished device workflows that neither committed nor succeeded.
+    pub failures: u32,
+    /// How the restore of each device after a halt ended.
+    pub restores: BTreeMap<DeviceId, RestoreResult>,
+}
+
+/// What may be asked of a rollout. Decided by [`Rollout::decide`]; the `rollout` workflow
+/// (in `workflows/netops`) drives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutCommand {
+    /// Create it: [`check_rollout`], then `RolloutCreated` and `RolloutStateChanged` to
+    /// `running`.
+    Create(RolloutCreated),
+    /// One device's workflow finished: `RolloutDeviceFinished`.
+    RecordDeviceFinished(RolloutDeviceFinished),
+    /// A halted rollout's restore of one device ended: `RolloutDeviceRestored`.
+    RecordRestore(RolloutDeviceRestored),
+    /// Change its state: `RolloutStateChanged`.
+    ChangeState {
+        /// The new state.
+        state: RolloutState,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+impl Rollout {
+    /// Folds one event (exhaustive).
+    pub fn evolve(&mut self, event: &RolloutEvent) {
+        match event {
+            RolloutEvent::Created(c) => self.created = Some(c.clone()),
+            RolloutEvent::StateChanged(s) => self.state = Some(s.state),
+            RolloutEvent::DeviceFinished(f) => {
+                self.outcomes.insert(f.device_id, f.outcome);
+                if !matches!(f.outcome, Outcome::Committed | Outcome::Succeeded) {
+                    self.failures = self.failures.saturating_add(1);
+                }
+            }
+            RolloutEvent::DeviceRestored(r) => {
+                self.restores.insert(r.device_id, r.result);
+            }
+        }
+    }
+
+    /// Whether the failures reached the threshold (the rollout halts).
+    pub fn threshold_reached(&self) -> bool {
+        self.created
+            .as_ref()
+            .is_some_and(|c| self.failures >= c.failure_threshold)
+    }
+
+    /// Decides a command: the events to append, or why it is refused.
+    pub fn decide(&self, command: &RolloutCommand) -> Result<Vec<RolloutEvent>, RolloutRefused> {
+        let created = || self.created.as_ref().ok_or(RolloutRefused::NotCreated);
+        let open = || match self.state {
+            Some(state @ (RolloutState::Completed | RolloutState::Cancelled)) => {
+                Err(RolloutRefused::Ended { state })
+            }
+            _ => Ok(()),
+        };
+        Ok(match command {
+            RolloutCommand::Create(c) => {
+                if self.created.is_some() {
+                    return Err(RolloutRefused::AlreadyCreated);
+                }
+                check_rollout(
+                    &c.target,
+                    c.batch_size,
+                    c.parallelism,
+                    c.failure_threshold,
+                    c.rollback_on_halt,
+                )?;
+                vec![
+                    RolloutEvent::Created(c.clone()),
+                    RolloutEvent::StateChanged(RolloutStateChanged {
+                        state: RolloutState::Running,
+                        reason: None,
+                    }),
+                ]
+            }
+            RolloutCommand::RecordDeviceFinished(f) => {
+                let c = created()?;
+                open()?;
+                if !c.canaries.contains(&f.device_id) && !c.devices.contains(&f.device_id) {
+                    return Err(RolloutRefused::NotInRollout(f.device_id));
+                }
+                vec![RolloutEvent::DeviceFinished(f.clone())]
+            }
+            RolloutCommand::RecordRestore(r) => {
+                let c = created()?;
+                if self.state != Some(RolloutState::Halted) && !self.threshold_reached() {
+                    return Err(RolloutRefused::NotHalted);
+                }
+                if !c.rollback_on_halt {
+                    return Err(RolloutRefused::NoRollbackOnHalt);
+                }
+                vec![RolloutEvent::DeviceRestored(r.clone())]
+            }
+            RolloutCommand::ChangeState { state, reason } => {
+                created()?;
+                open()?;
+                vec![RolloutEvent::StateChanged(RolloutStateChanged {
+                    state: *state,
+                    reason: reason.clone(),
+                })]
+            }
+        })
+    }
+}
+
+impl Aggregate for Rollout {
+    type Event = RolloutEvent;
+    type Command = RolloutCommand;
+    type Refusal = RolloutRefused;
+
+    fn evolve(&mut self, event: &RolloutEvent) {
+        Rollout::evolve(self, event);
+    }
+
+    fn decide(&self, command: &RolloutCommand) -> Result<Vec<RolloutEvent>, RolloutRefused> {
+        Rollout::decide(self, command)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::testing::given;
+
+    fn dev(n: u128) -> DeviceId {
+        DeviceId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn created(rollback_on_halt: bool) -> RolloutCreated {
+        RolloutCreated {
+            name: "r".into(),
+            target: RolloutTarget::ChangeSet {
+                script: "/system identity set name=x".into(),
+            },
+            canaries: vec![dev(1)],
+            devices: vec![dev(2), dev(3)],
+            batch_size: 2,
+            parallelism: 1,
+            failure_threshold: 1,
+            rollback_on_halt,
+            workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(9)),
+        }
+    }
+
+    fn running() -> RolloutEvent {
+        RolloutEvent::StateChanged(RolloutStateChanged {
+            state: RolloutState::Running,
+            reason: None,
+        })
+    }
+
+    fn finished(device: DeviceId, outcome: Outcome) -> RolloutDeviceFinished {
+        RolloutDeviceFinished {
+            device_id: device,
+            workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(100)),
+            batch: 0,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn create_checks_the_definition_and_starts_running() {
+        given::<Rollout>([])
+            .when(RolloutCommand::Create(created(true)))
+            .then([RolloutEvent::Created(created(true)), running()]);
+        given::<Rollout>([RolloutEvent::Created(created(true)), running()])
+            .when(RolloutCommand::Create(created(true)))
+            .then_refused(RolloutRefused::AlreadyCreated);
+        let mut zero = created(false);
+        zero.parallelism = 0;
+        given::<Rollout>([])
+            .when(RolloutCommand::Create(zero))
+            .then_refused(RolloutRefused::ZeroLimit);
+        let mut fw = created(true);
+        fw.target = RolloutTarget::Firmware {
+            version: "7.19.4".into(),
+        };
+        given::<Rollout>([])
+            .when(RolloutCommand::Create(fw))
+            .then_refused(RolloutRefused::FirmwareRollbackOnHalt {
+                version: "7.19.4".into(),
+            });
+    }
+
+    #[test]
+    fn device_results_count_failures_up_to_the_threshold() {
+        let history = [RolloutEvent::Created(created(true)), running()];
+        let state = given::<Rollout>(history.clone())
+            .when(RolloutCommand::RecordDeviceFinished(finished(
+                dev(1),
+                Outcome::Committed,
+            )))
+            .then([RolloutEvent::DeviceFinished(finished(
+                dev(1),
+                Outcome::Committed,
+            ))]);
+        assert!(!state.threshold_reached());
+        let state = given::<Rollout>(history.clone())
+            .when(RolloutCommand::RecordDeviceFinished(finished(
+                dev(2),
+                Outcome::Failed,
+            )))
+            .then([RolloutEvent::DeviceFinished(finished(
+                dev(2),
+                Outcome::Failed,
+            ))]);
+        assert!(state.threshold_reached());
+        given::<Rollout>(history)
+            .when(RolloutCommand::RecordDeviceFinished(finished(
+                dev(42),
+                Outcome::Failed,
+            )))
+            .then_refused(RolloutRefused::NotInRollout(dev(42)));
+        given::<Rollout>([])
+            .when(RolloutCommand::RecordDeviceFinished(finished(
+                dev(1),
+                Outcome::Failed,
+            )))
+            .then_refused(RolloutRefused::NotCreated);
+    }
+
+    #[test]
+    fn restores_only_after_a_halt_with_rollback_on_halt() {
+        let restored = RolloutDeviceRestored {
+            device_id: dev(2),
+            workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(5)),
+            push_workflow_id: WorkflowId::from_uuid(uuid::Uuid::from_u128(6)),
+            result: RestoreResult::Restored,
+            reason: None,
+        };
+        let failed = RolloutEvent::DeviceFinished(finished(dev(2), Outcome::Failed));
+        given::<Rollout>([
+            RolloutEvent::Created(created(true)),
+            running(),
+            failed.clone(),
+        ])
+        .when(RolloutCommand::RecordRestore(restored.clone()))
+        .then([RolloutEvent::DeviceRestored(restored.clone())]);
+        given::<Rollout>([RolloutEvent::Created(created(true)), running()])
+            .when(RolloutCommand::RecordRestore(restored.clone()))
+            .then_refused(RolloutRefused::NotHalted);
+        given::<Rollout>([RolloutEvent::Created(created(false)), running(), failed])
+            .when(RolloutCommand::RecordRestore(restored))
+            .then_refused(RolloutRefused::NoRollbackOnHalt);
+    }
+
+    #[test]
+    fn an_ended_rollout_takes_no_more_changes() {
+        let done = RolloutEvent::StateChanged(RolloutStateChanged {
+            state: RolloutState::Completed,
+            reason: None,
+        });
+        given::<Rollout>([RolloutEvent::Created(created(false)), running()])
+            .when(RolloutCommand::ChangeState {
+                state: RolloutState::Completed,
+                reason: None,
+            })
+            .then([done.clone()]);
+        given::<Rollout>([RolloutEvent::Created(created(false)), running(), done])
+            .when(RolloutCommand::ChangeState {
+                state: RolloutState::Halted,
+                reason: Some("late".into()),
+            })
+            .then_refused(RolloutRefused::Ended {
+                state: RolloutState::Completed,
+            });
+    }
 
     #[test]
     fn a_firmware_rollout_with_rollback_on_halt_is_refused() {

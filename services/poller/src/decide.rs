@@ -4,8 +4,8 @@
 //! decision is never made on stale state.
 
 use netledger_domain::device::{
-    ConfigDriftDetected, ConfigSnapshotRecorded, Decided, DevicePollingResumed,
-    DevicePollingSuspended, DeviceState, Observation, SnapshotReason, observe,
+    ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCommand, DeviceEvent, DevicePollingResumed,
+    DevicePollingSuspended, DeviceState, Observation, SnapshotReason,
 };
 use time::OffsetDateTime;
 
@@ -41,43 +41,45 @@ pub fn decide(
     seen: &Observation,
     breaker: &BreakerView,
     snapshot: Option<&RecordedSnapshot>,
-) -> Result<Vec<Decided>, serde_json::Error> {
+) -> Vec<DeviceEvent> {
     if !state.is_managed() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut out = Vec::new();
     let reachable = matches!(seen, Observation::Reachable(_));
     if reachable && state.polling_suspended {
-        out.push(Decided::of(&DevicePollingResumed {})?);
+        out.push(DeviceEvent::PollingResumed(DevicePollingResumed {}));
     }
-    out.extend(observe(state, seen)?);
+    // An observation is never refused (an unmanaged device was handled above).
+    out.extend(
+        state
+            .decide(&DeviceCommand::Observe(seen.clone()))
+            .unwrap_or_default(),
+    );
     if let Observation::Unreachable(reason) = seen
         && breaker.open
         && !state.polling_suspended
         && let Some(retry_at) = breaker.retry_at
     {
-        out.push(Decided::of(&DevicePollingSuspended {
+        out.push(DeviceEvent::PollingSuspended(DevicePollingSuspended {
             consecutive_failures: breaker.failures,
             retry_at,
             last_error: reason.clone(),
-        })?);
+        }));
     }
     if let Some(s) = snapshot {
-        out.extend(snapshot_events(state, s)?);
+        out.extend(snapshot_events(state, s));
     }
-    Ok(out)
+    out
 }
 
 /// Events for a recorded snapshot, given the state: the first snapshot is always recorded;
 /// drift only while the state's last snapshot still differs; a scheduled snapshot only when
 /// the archive changed.
-pub fn snapshot_events(
-    state: &DeviceState,
-    s: &RecordedSnapshot,
-) -> Result<Vec<Decided>, serde_json::Error> {
+pub fn snapshot_events(state: &DeviceState, s: &RecordedSnapshot) -> Vec<DeviceEvent> {
     let last = state.last_snapshot.as_ref().map(|(_, sha)| sha.as_str());
     let recorded = |reason: SnapshotReason| {
-        Decided::of(&ConfigSnapshotRecorded {
+        DeviceEvent::SnapshotRecorded(ConfigSnapshotRecorded {
             commit: s.commit.clone(),
             sha256: s.sha256.clone(),
             changed: s.changed,
@@ -86,20 +88,20 @@ pub fn snapshot_events(
             workflow_id: None,
         })
     };
-    Ok(match (s.reason, last) {
-        (SnapshotReason::Initial, None) => vec![recorded(SnapshotReason::Initial)?],
+    match (s.reason, last) {
+        (SnapshotReason::Initial, None) => vec![recorded(SnapshotReason::Initial)],
         (SnapshotReason::Drift, Some(expected)) if expected != s.sha256 => {
-            vec![Decided::of(&ConfigDriftDetected {
+            vec![DeviceEvent::DriftDetected(ConfigDriftDetected {
                 expected_sha256: expected.to_owned(),
                 found_sha256: s.sha256.clone(),
                 commit: s.commit.clone(),
-            })?]
+            })]
         }
         (SnapshotReason::Scheduled, Some(last)) if s.changed && last == s.sha256 => {
-            vec![recorded(SnapshotReason::Scheduled)?]
+            vec![recorded(SnapshotReason::Scheduled)]
         }
         _ => Vec::new(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -107,11 +109,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::collections::BTreeSet;
 
-    use netledger_domain::DeviceId;
-    use netledger_domain::EventType;
     use netledger_domain::device::{
         DeviceFacts, DeviceName, DeviceRegistered, Endpoint, Host, Transport,
     };
+    use netledger_domain::{DeviceId, EventEnum};
 
     use super::*;
 
@@ -130,8 +131,7 @@ mod tests {
             tags: BTreeSet::new(),
             poll_interval_secs: 60,
         };
-        s.evolve(DeviceRegistered::TYPE, &serde_json::to_value(reg).unwrap())
-            .unwrap();
+        s.evolve(&DeviceEvent::Registered(reg));
         s
     }
 
@@ -145,14 +145,14 @@ mod tests {
         }
     }
 
-    fn apply(s: &mut DeviceState, events: &[Decided]) {
+    fn apply(s: &mut DeviceState, events: &[DeviceEvent]) {
         for e in events {
-            s.evolve(e.event_type, &e.payload).unwrap();
+            s.evolve(e);
         }
     }
 
-    fn types(events: &[Decided]) -> Vec<&'static str> {
-        events.iter().map(|e| e.event_type).collect()
+    fn types(events: &[DeviceEvent]) -> Vec<&'static str> {
+        events.iter().map(EventEnum::event_type).collect()
     }
 
     fn closed() -> BreakerView {
@@ -178,28 +178,24 @@ mod tests {
         let mut s = registered();
         let seen = Observation::Reachable(facts());
         let initial = snap(SnapshotReason::Initial, "a", true);
-        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        let first = decide(&s, &seen, &closed(), Some(&initial));
         assert_eq!(
             types(&first),
             ["DeviceCameOnline", "ConfigSnapshotRecorded"]
         );
         apply(&mut s, &first);
-        assert!(decide(&s, &seen, &closed(), None).unwrap().is_empty());
+        assert!(decide(&s, &seen, &closed(), None).is_empty());
         // A late duplicate of the initial snapshot decides nothing.
-        assert!(
-            decide(&s, &seen, &closed(), Some(&initial))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(decide(&s, &seen, &closed(), Some(&initial)).is_empty());
     }
 
     #[test]
     fn the_breaker_suspends_once_and_resumes_once() {
         let mut s = registered();
-        let up = decide(&s, &Observation::Reachable(facts()), &closed(), None).unwrap();
+        let up = decide(&s, &Observation::Reachable(facts()), &closed(), None);
         apply(&mut s, &up);
         let down = Observation::Unreachable("connection refused".into());
-        let first = decide(&s, &down, &closed(), None).unwrap();
+        let first = decide(&s, &down, &closed(), None);
         assert_eq!(types(&first), ["DeviceWentOffline"]);
         apply(&mut s, &first);
         let open = BreakerView {
@@ -207,12 +203,12 @@ mod tests {
             failures: 3,
             retry_at: Some(OffsetDateTime::UNIX_EPOCH),
         };
-        let opened = decide(&s, &down, &open, None).unwrap();
+        let opened = decide(&s, &down, &open, None);
         assert_eq!(types(&opened), ["DevicePollingSuspended"]);
         apply(&mut s, &opened);
         assert!(s.polling_suspended);
-        assert!(decide(&s, &down, &open, None).unwrap().is_empty());
-        let back = decide(&s, &Observation::Reachable(facts()), &closed(), None).unwrap();
+        assert!(decide(&s, &down, &open, None).is_empty());
+        let back = decide(&s, &Observation::Reachable(facts()), &closed(), None);
         assert_eq!(types(&back), ["DevicePollingResumed", "DeviceCameOnline"]);
         apply(&mut s, &back);
         assert!(!s.polling_suspended);
@@ -223,19 +219,15 @@ mod tests {
         let mut s = registered();
         let seen = Observation::Reachable(facts());
         let initial = snap(SnapshotReason::Initial, "a", true);
-        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        let first = decide(&s, &seen, &closed(), Some(&initial));
         apply(&mut s, &first);
         let drift = snap(SnapshotReason::Drift, "b", true);
-        let out = decide(&s, &seen, &closed(), Some(&drift)).unwrap();
+        let out = decide(&s, &seen, &closed(), Some(&drift));
         assert_eq!(types(&out), ["ConfigDriftDetected"]);
         // Re-decided after a workflow recorded the same content (post_push): no drift.
         let mut pushed = s.clone();
         pushed.last_snapshot = Some(("c-b".into(), "b".into()));
-        assert!(
-            decide(&pushed, &seen, &closed(), Some(&drift))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(decide(&pushed, &seen, &closed(), Some(&drift)).is_empty());
         apply(&mut s, &out);
         assert_eq!(s.last_snapshot, Some(("c-b".into(), "b".into())));
     }
@@ -245,17 +237,13 @@ mod tests {
         let mut s = registered();
         let seen = Observation::Reachable(facts());
         let initial = snap(SnapshotReason::Initial, "a", true);
-        let first = decide(&s, &seen, &closed(), Some(&initial)).unwrap();
+        let first = decide(&s, &seen, &closed(), Some(&initial));
         apply(&mut s, &first);
         let same = snap(SnapshotReason::Scheduled, "a", false);
-        assert!(
-            decide(&s, &seen, &closed(), Some(&same))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(decide(&s, &seen, &closed(), Some(&same)).is_empty());
         let rewritten = snap(SnapshotReason::Scheduled, "a", true);
         assert_eq!(
-            types(&decide(&s, &seen, &closed(), Some(&rewritten)).unwrap()),
+            types(&decide(&s, &seen, &closed(), Some(&rewritten))),
             ["ConfigSnapshotRecorded"]
         );
     }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use netledger_archive::{Archive, Prepared, SnapshotMeta};
 use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
-use netledger_domain::device::{DeviceFacts, DeviceState, Observation, SnapshotReason};
-use netledger_domain::{
-    Actor, EventId, EventMetadata, ExpectedVersion, NewEvent, TenantId, device::Decided,
+use netledger_domain::device::{
+    DeviceEvent, DeviceFacts, DeviceState, Observation, SnapshotReason,
 };
+use netledger_domain::{Actor, EventEnum, EventId, EventMetadata, ExpectedVersion, TenantId};
 use netledger_store::append::{AppendRequest, append_in_transaction};
 use netledger_store::credentials::{CredentialKeys, DevicePassword};
 use netledger_store::{StoreError, begin_tenant};
@@ -680,8 +680,7 @@ impl Task {
                 failures: self.breaker.failures(),
                 retry_at: self.breaker.retry_at(),
             };
-            let decided = decide(&self.state, seen, &view, snapshot)
-                .map_err(|e| PollerError::Corrupt(format!("event payload: {e}")))?;
+            let decided = decide(&self.state, seen, &view, snapshot);
             if decided.is_empty() {
                 return Ok(());
             }
@@ -692,9 +691,7 @@ impl Task {
             match self.append_fenced(expected, &decided, correlation).await {
                 Ok(()) => {
                     for d in &decided {
-                        self.state
-                            .evolve(d.event_type, &d.payload)
-                            .map_err(|e| PollerError::Corrupt(e.to_string()))?;
+                        self.state.evolve(d);
                     }
                     self.ctx.stats.add_events(decided.len() as u64);
                     return Ok(());
@@ -712,21 +709,15 @@ impl Task {
     async fn append_fenced(
         &self,
         expected: ExpectedVersion,
-        decided: &[Decided],
+        decided: &[DeviceEvent],
         correlation: Uuid,
     ) -> Result<(), PollerError> {
         let meta = EventMetadata::for_command(Actor::system("poller"), correlation);
         let mut events = Vec::with_capacity(decided.len());
         for d in decided {
             events.push(
-                NewEvent::new(
-                    EventId::new_v7(),
-                    d.event_type,
-                    d.schema_version,
-                    d.payload.clone(),
-                    meta.clone(),
-                )
-                .map_err(|e| PollerError::Corrupt(e.to_string()))?,
+                d.to_new_event(EventId::new_v7(), meta.clone())
+                    .map_err(|e| PollerError::Corrupt(e.to_string()))?,
             );
         }
         let mut tx = begin_tenant(&self.ctx.app, self.tenant).await?;

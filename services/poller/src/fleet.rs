@@ -10,7 +10,7 @@ use std::time::Duration;
 use netledger_archive::Archive;
 use netledger_domain::clock::Clock;
 use netledger_domain::device::DeviceState;
-use netledger_domain::{DeviceId, TenantId};
+use netledger_domain::{DeviceId, StoredEvent, TenantId};
 use netledger_store::credentials::{self, CredentialKeys};
 use sqlx::{PgPool, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -432,7 +432,8 @@ pub async fn load_states(
         .map(|(_, d)| d.stream().as_str().to_owned())
         .collect();
     let rows = sqlx::query(
-        "SELECT e.tenant_id, e.stream, e.version, e.event_type, e.payload::text AS payload \
+        "SELECT e.tenant_id, e.stream, e.version, e.event_type, e.schema_version, \
+                e.payload::text AS payload \
          FROM unnest($1::uuid[], $2::text[]) AS w(tenant_id, stream) \
          JOIN events e ON e.tenant_id = w.tenant_id AND e.stream = w.stream \
          ORDER BY e.tenant_id, e.stream, e.version",
@@ -454,12 +455,19 @@ pub async fn load_states(
         else {
             continue;
         };
+        let version: i64 = r.try_get("version").map_err(|e| bad(&e))?;
         let event_type: String = r.try_get("event_type").map_err(|e| bad(&e))?;
+        let schema_version: i32 = r.try_get("schema_version").map_err(|e| bad(&e))?;
         let payload: String = r.try_get("payload").map_err(|e| bad(&e))?;
         let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| bad(&e))?;
         out.entry((tenant, device))
             .or_default()
-            .evolve(&event_type, &payload)
+            .evolve_stored(StoredEvent {
+                position: version,
+                event_type: &event_type,
+                schema_version: u32::try_from(schema_version).unwrap_or(0),
+                payload: &payload,
+            })
             .map_err(|e| bad(&e))?;
     }
     Ok(out)

@@ -1,6 +1,7 @@
 //! The work table `poller_devices`: which devices to poll and how, derived from the device
 //! events (`DeviceRegistered`, `DeviceUpdated`, `DeviceCredentialsChanged`, `DeviceRemoved`)
-//! by a checkpointed, idempotent subscription.
+//! by a checkpointed, idempotent subscription. The events are decoded as the domain's
+//! [`DeviceEvent`] and matched exhaustively, so a new device event is a decision here too.
 //!
 //! Any poller may call [`sync`]; only one advances the checkpoint at a time (a transaction
 //! advisory lock taken with `pg_try_advisory_xact_lock`, so the others skip instead of
@@ -12,9 +13,10 @@
 use std::collections::HashMap;
 
 use netledger_domain::device::{
-    DeviceCredentialsChanged, DeviceRegistered, DeviceRemoved, DeviceUpdated, Transport,
+    DeviceCredentialsChanged, DeviceEvent, DeviceRegistered, DeviceRemoved, DeviceUpdated,
+    Transport,
 };
-use netledger_domain::{DeviceId, EventType, TenantId};
+use netledger_domain::{DeviceId, EventEnum, EventType, StoredEvent, TenantId};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -148,7 +150,8 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
         .map_err(PollerError::db("read event head"))?;
     let types: Vec<String> = TYPES.iter().map(|t| (*t).to_owned()).collect();
     let events = sqlx::query(
-        "SELECT position, tenant_id, stream, version, event_type, payload::text AS payload \
+        "SELECT position, tenant_id, stream, version, event_type, schema_version, \
+                payload::text AS payload \
          FROM events WHERE category = 'device' AND position > $1 AND position <= $2 \
            AND event_type = ANY($3) ORDER BY position LIMIT $4",
     )
@@ -171,6 +174,7 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
         let stream: String = e.try_get("stream").map_err(|x| bad(&x))?;
         let version: i64 = e.try_get("version").map_err(|x| bad(&x))?;
         let event_type: String = e.try_get("event_type").map_err(|x| bad(&x))?;
+        let schema_version: i32 = e.try_get("schema_version").map_err(|x| bad(&x))?;
         let payload: String = e.try_get("payload").map_err(|x| bad(&x))?;
         let Some(device) = stream
             .strip_prefix("device-")
@@ -180,7 +184,15 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
             continue;
         };
         keys.push((tenant, device));
-        parsed.push((pos, tenant, device, version, event_type, payload));
+        parsed.push((
+            pos,
+            tenant,
+            device,
+            version,
+            event_type,
+            schema_version,
+            payload,
+        ));
     }
     let mut rows: HashMap<(Uuid, Uuid), WorkRow> = HashMap::new();
     if !keys.is_empty() {
@@ -201,18 +213,22 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
     }
     let mut applied = 0usize;
     let mut changed: Vec<(Uuid, Uuid)> = Vec::new();
-    for (pos, tenant, device, version, event_type, payload) in parsed {
+    for (pos, tenant, device, version, event_type, schema_version, payload) in parsed {
         let key = (tenant, device);
         if rows.get(&key).is_some_and(|r| r.stream_version >= version) {
             continue;
         }
         let value: serde_json::Value = serde_json::from_str(&payload)
             .map_err(|e| PollerError::Corrupt(format!("{event_type} at {pos}: {e}")))?;
-        let bad =
-            |e: serde_json::Error| PollerError::Corrupt(format!("{event_type} at {pos}: {e}"));
-        match event_type.as_str() {
-            DeviceRegistered::TYPE => {
-                let r: DeviceRegistered = serde_json::from_value(value).map_err(bad)?;
+        let event = DeviceEvent::decode_stored(StoredEvent {
+            position: pos,
+            event_type: &event_type,
+            schema_version: u32::try_from(schema_version).unwrap_or(0),
+            payload: &value,
+        })
+        .map_err(|e| PollerError::Corrupt(format!("{event_type} at {pos}: {e}")))?;
+        match event {
+            DeviceEvent::Registered(r) => {
                 let id = DeviceId::from_uuid(device);
                 rows.insert(
                     key,
@@ -230,8 +246,7 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
                     },
                 );
             }
-            DeviceUpdated::TYPE => {
-                let u: DeviceUpdated = serde_json::from_value(value).map_err(bad)?;
+            DeviceEvent::Updated(u) => {
                 let Some(row) = rows.get_mut(&key) else {
                     continue;
                 };
@@ -246,17 +261,27 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
                 row.stream_version = version;
                 row.revision = pos;
             }
-            DeviceCredentialsChanged::TYPE | DeviceRemoved::TYPE => {
+            DeviceEvent::CredentialsChanged(_) | DeviceEvent::Removed(_) => {
                 let Some(row) = rows.get_mut(&key) else {
                     continue;
                 };
-                if event_type == DeviceRemoved::TYPE {
+                if matches!(event, DeviceEvent::Removed(_)) {
                     row.removed = true;
                 }
                 row.stream_version = version;
                 row.revision = pos;
             }
-            _ => continue,
+            // Not read from the events table (see `TYPES`): nothing the poller polls by.
+            DeviceEvent::TagsSet(_)
+            | DeviceEvent::CameOnline(_)
+            | DeviceEvent::WentOffline(_)
+            | DeviceEvent::VersionChanged(_)
+            | DeviceEvent::IdentityChanged(_)
+            | DeviceEvent::HardwareChanged(_)
+            | DeviceEvent::PollingSuspended(_)
+            | DeviceEvent::PollingResumed(_)
+            | DeviceEvent::SnapshotRecorded(_)
+            | DeviceEvent::DriftDetected(_) => continue,
         }
         applied += 1;
         if !changed.contains(&key) {

@@ -9,7 +9,7 @@
 //! if the checkpoint were behind; append-only tables insert with `ON CONFLICT DO NOTHING`.
 
 use async_trait::async_trait;
-use netledger_domain::{EventType, RecordedEvent};
+use netledger_domain::{DecodeError, EventEnum, RecordedEvent};
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::ProjectionError;
@@ -245,30 +245,36 @@ pub async fn checkpoint(system: &PgPool, name: &str) -> Result<i64, ProjectionEr
     Ok(found.unwrap_or(0))
 }
 
-/// Decodes an event's payload as `E` without copying it. `Ok(None)` for a payload that does
-/// not match its schema (logged and skipped, the same way by live projectors and replays);
-/// an error for a schema version newer than this build.
-pub(crate) fn decode<E: EventType>(e: &RecordedEvent) -> Result<Option<E>, ProjectionError> {
-    if e.schema_version > E::SCHEMA_VERSION {
-        return Err(ProjectionError::NewerSchema {
+/// Decodes an event of a projector's category as its typed enum `E` (a current-version
+/// payload without copying it). `Ok(None)`, logged, for a type the enum does not have (newer
+/// code or another feature: the projectors advance past it) and for a payload that does not
+/// match its schema (skipped the same way by live projectors and replays); an error for a
+/// schema version newer than this build, so nothing is lost.
+pub(crate) fn decode_event<E: EventEnum>(e: &RecordedEvent) -> Result<Option<E>, ProjectionError> {
+    match E::decode(e) {
+        Ok(event) => Ok(Some(event)),
+        Err(DecodeError::UnknownVersion {
+            found, supported, ..
+        }) if found > supported => Err(ProjectionError::NewerSchema {
             position: e.position,
             event_type: e.event_type.clone(),
-            found: e.schema_version,
-            supported: E::SCHEMA_VERSION,
-        });
-    }
-    let decoded = if e.schema_version == E::SCHEMA_VERSION {
-        E::deserialize(&e.payload).map_err(|err| err.to_string())
-    } else {
-        e.decode::<E>().map_err(|err| err.to_string())
-    };
-    match decoded {
-        Ok(v) => Ok(Some(v)),
+            found,
+            supported,
+        }),
+        Err(DecodeError::UnknownType { .. }) => {
+            tracing::debug!(
+                position = e.position,
+                event_type = %e.event_type,
+                category = E::CATEGORY,
+                "event type unknown to this build; only its position is projected"
+            );
+            Ok(None)
+        }
         Err(error) => {
             tracing::warn!(
                 position = e.position,
                 event_type = %e.event_type,
-                %error,
+                error = ?error,
                 "event payload does not match its schema; skipped by the projection"
             );
             Ok(None)

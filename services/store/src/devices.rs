@@ -1,7 +1,8 @@
 //! Device registration commands: register, update, set tags, change credentials, remove,
-//! and credential key rotation. Each command folds the device's stream (`device-<id>`) inside
-//! a transaction scoped to its tenant, decides with the pure domain rules, and appends with the
-//! exact expected version; the encrypted credentials row is written in the same transaction
+//! and credential key rotation; the adapter around the device aggregate's pure
+//! [`DeviceState::decide`] (the rules live in `netledger_domain::device`). Each command folds
+//! the device's stream (`device-<id>`) inside a transaction scoped to its tenant, decides, and
+//! appends with the exact expected version; the encrypted credentials row is written in the same transaction
 //! as the event that announces it ([`crate::append::append_in_transaction`]). A concurrent
 //! append to the same stream makes the command re-read and re-decide (a few times), then fail
 //! with [`DeviceCommandError::Conflict`].
@@ -12,12 +13,12 @@ pub mod metrics;
 
 use std::collections::BTreeSet;
 
+pub use netledger_domain::device::UpdateDevice;
 use netledger_domain::device::{
-    DeviceCredentialsChanged, DeviceError, DeviceName, DeviceRegistered, DeviceRemoved,
-    DeviceState, DeviceTagsSet, DeviceUpdated, Endpoint, Tag,
+    self as domain, DeviceCommand, DeviceError, DeviceName, DeviceState, Endpoint, Tag,
 };
 use netledger_domain::{
-    DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, TenantId,
+    DeviceId, EventEnum, EventId, EventMetadata, ExpectedVersion, StoredEvent, TenantId,
 };
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -86,7 +87,8 @@ pub enum DeviceCommandError {
     Store(#[from] StoreError),
 }
 
-/// Registration of a new device.
+/// Registration of a new device: the domain's command plus the password, which this
+/// adapter seals before deciding (the event names only the key that sealed it).
 #[derive(Debug, Clone)]
 pub struct RegisterDevice {
     /// Its id (chosen by the caller, e.g. the API).
@@ -105,17 +107,6 @@ pub struct RegisterDevice {
     pub poll_interval_secs: u32,
 }
 
-/// Changes to a registered device; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct UpdateDevice {
-    /// New name.
-    pub name: Option<DeviceName>,
-    /// New endpoint.
-    pub endpoint: Option<Endpoint>,
-    /// New poll interval in seconds.
-    pub poll_interval_secs: Option<u32>,
-}
-
 /// What a key rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationReport {
@@ -125,7 +116,8 @@ pub struct RotationReport {
     pub failed: Vec<(DeviceId, String)>,
 }
 
-/// What a decision does to the credentials row besides appending events.
+/// What a command does to the credentials row besides appending its events.
+#[derive(Clone)]
 enum CredentialsWrite {
     Keep,
     Store {
@@ -137,51 +129,14 @@ enum CredentialsWrite {
     Reencrypt,
 }
 
-struct Decision {
-    events: Vec<(&'static str, u32, serde_json::Value)>,
-    credentials: CredentialsWrite,
-}
-
-impl Decision {
-    fn one<E: EventType>(
-        event: &E,
-        credentials: CredentialsWrite,
-    ) -> Result<Self, DeviceCommandError> {
-        let payload = serde_json::to_value(event).map_err(|e| {
-            DeviceCommandError::Store(StoreError::Invalid(format!(
-                "{} could not be serialized: {e}",
-                E::TYPE
-            )))
-        })?;
-        Ok(Self {
-            events: vec![(E::TYPE, E::SCHEMA_VERSION, payload)],
-            credentials,
-        })
-    }
-}
-
-fn check_interval(secs: u32) -> Result<(), DeviceError> {
-    if (5..=86_400).contains(&secs) {
-        Ok(())
-    } else {
-        Err(DeviceError::BadInterval(secs))
-    }
-}
-
-fn check_endpoint(endpoint: &Endpoint) -> Result<(), DeviceError> {
-    if endpoint.port == 0 {
-        Err(DeviceError::BadPort)
-    } else {
-        Ok(())
-    }
-}
-
-fn check_username(name: &str) -> Result<(), DeviceCommandError> {
-    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(DeviceCommandError::BadUsername(name.to_owned()))
+/// A refusal of the domain as this crate's error: the refusals about the stream keep their
+/// own variants (the API maps them to 409 and 404), the rest are invalid values.
+fn refused(device: DeviceId, e: DeviceError) -> DeviceCommandError {
+    match e {
+        DeviceError::AlreadyRegistered(id) => DeviceCommandError::AlreadyRegistered(id),
+        DeviceError::NotRegistered => DeviceCommandError::NotFound(device),
+        DeviceError::BadUsername(name) => DeviceCommandError::BadUsername(name),
+        other => DeviceCommandError::Invalid(other),
     }
 }
 
@@ -193,7 +148,7 @@ pub async fn fold_in(
     device: DeviceId,
 ) -> Result<DeviceState, DeviceCommandError> {
     let rows = sqlx::query(
-        "SELECT version, event_type, payload::text AS payload FROM events \
+        "SELECT version, event_type, schema_version, payload::text AS payload FROM events \
          WHERE tenant_id = $1 AND stream = $2 ORDER BY version",
     )
     .bind(tenant.as_uuid())
@@ -206,11 +161,18 @@ pub async fn fold_in(
         let corrupt = |detail: String| DeviceCommandError::Corrupt { device, detail };
         let version: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
         let event_type: String = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
-        let payload: String = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+        let schema_version: i32 = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+        let payload: String = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
         let payload: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?;
+        let stored = StoredEvent {
+            position: version,
+            event_type: &event_type,
+            schema_version: u32::try_from(schema_version).unwrap_or(0),
+            payload: &payload,
+        };
         state
-            .evolve(&event_type, &payload)
+            .evolve_stored(stored)
             .map_err(|e| corrupt(format!("{event_type} at version {version}: {e}")))?;
         if i64::try_from(state.version).ok() != Some(version) {
             return Err(corrupt(format!(
@@ -258,33 +220,34 @@ impl DeviceCommands {
         cmd: RegisterDevice,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
-        check_interval(cmd.poll_interval_secs)?;
-        check_endpoint(&cmd.endpoint)?;
-        check_username(&cmd.username)?;
         let device = cmd.device_id;
-        let sealed = self.keys.seal(tenant, device, cmd.password.expose())?;
-        let event = DeviceRegistered {
+        let mut command = domain::RegisterDevice {
             device_id: device,
             name: cmd.name,
             endpoint: cmd.endpoint,
-            username: cmd.username.clone(),
-            credentials_key_id: sealed.key_id.clone(),
+            username: cmd.username,
+            credentials_key_id: String::new(),
             tags: cmd.tags,
             poll_interval_secs: cmd.poll_interval_secs,
         };
+        DeviceCommand::Register(command.clone())
+            .validate()
+            .map_err(|e| refused(device, e))?;
+        let sealed = self.keys.seal(tenant, device, cmd.password.expose())?;
+        command.credentials_key_id = sealed.key_id.clone();
+        let write = CredentialsWrite::Store {
+            username: command.username.clone(),
+            sealed,
+        };
         let outcome = self
-            .run(tenant, device, None, &meta, |state| {
-                if state.is_managed() {
-                    return Err(DeviceCommandError::AlreadyRegistered(device));
-                }
-                Decision::one(
-                    &event,
-                    CredentialsWrite::Store {
-                        username: cmd.username.clone(),
-                        sealed: sealed.clone(),
-                    },
-                )
-            })
+            .run(
+                tenant,
+                device,
+                None,
+                &meta,
+                &DeviceCommand::Register(command),
+                write,
+            )
             .await?;
         outcome.ok_or(DeviceCommandError::NotFound(device))
     }
@@ -299,32 +262,16 @@ impl DeviceCommands {
         if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
-        if let Some(secs) = changes.poll_interval_secs {
-            check_interval(secs)?;
-        }
-        if let Some(e) = &changes.endpoint {
-            check_endpoint(e)?;
-        }
-        self.run(tenant, device, if_version, &meta, |state| {
-            let reg = managed(state, device)?;
-            let event = DeviceUpdated {
-                name: changes.name.clone().filter(|n| *n != reg.name),
-                endpoint: changes.endpoint.clone().filter(|e| *e != reg.endpoint),
-                poll_interval_secs: changes
-                    .poll_interval_secs
-                    .filter(|s| *s != reg.poll_interval_secs),
-            };
-            if event.name.is_none()
-                && event.endpoint.is_none()
-                && event.poll_interval_secs.is_none()
-            {
-                return Ok(Decision {
-                    events: Vec::new(),
-                    credentials: CredentialsWrite::Keep,
-                });
-            }
-            Decision::one(&event, CredentialsWrite::Keep)
-        })
+        let command = DeviceCommand::Update(changes);
+        command.validate().map_err(|e| refused(device, e))?;
+        self.run(
+            tenant,
+            device,
+            if_version,
+            &meta,
+            &command,
+            CredentialsWrite::Keep,
+        )
         .await
     }
 
@@ -337,19 +284,15 @@ impl DeviceCommands {
         if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
-        self.run(tenant, device, if_version, &meta, |state| {
-            let reg = managed(state, device)?;
-            if reg.tags == tags {
-                return Ok(Decision {
-                    events: Vec::new(),
-                    credentials: CredentialsWrite::Keep,
-                });
-            }
-            Decision::one(
-                &DeviceTagsSet { tags: tags.clone() },
-                CredentialsWrite::Keep,
-            )
-        })
+        let command = DeviceCommand::SetTags { tags };
+        self.run(
+            tenant,
+            device,
+            if_version,
+            &meta,
+            &command,
+            CredentialsWrite::Keep,
+        )
         .await
     }
 
@@ -364,22 +307,22 @@ impl DeviceCommands {
         if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
-        check_username(username)?;
+        let mut command = DeviceCommand::ChangeCredentials {
+            username: username.to_owned(),
+            key_id: String::new(),
+        };
+        command.validate().map_err(|e| refused(device, e))?;
         let sealed = self.keys.seal(tenant, device, password.expose())?;
+        command = DeviceCommand::ChangeCredentials {
+            username: username.to_owned(),
+            key_id: sealed.key_id.clone(),
+        };
+        let write = CredentialsWrite::Store {
+            username: username.to_owned(),
+            sealed,
+        };
         let outcome = self
-            .run(tenant, device, if_version, &meta, |state| {
-                managed(state, device)?;
-                Decision::one(
-                    &DeviceCredentialsChanged {
-                        username: username.to_owned(),
-                        key_id: sealed.key_id.clone(),
-                    },
-                    CredentialsWrite::Store {
-                        username: username.to_owned(),
-                        sealed: sealed.clone(),
-                    },
-                )
-            })
+            .run(tenant, device, if_version, &meta, &command, write)
             .await?;
         outcome.ok_or(DeviceCommandError::NotFound(device))
     }
@@ -393,16 +336,18 @@ impl DeviceCommands {
         if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
+        let command = DeviceCommand::Remove {
+            reason: reason.to_owned(),
+        };
         let outcome = self
-            .run(tenant, device, if_version, &meta, |state| {
-                managed(state, device)?;
-                Decision::one(
-                    &DeviceRemoved {
-                        reason: reason.to_owned(),
-                    },
-                    CredentialsWrite::Delete,
-                )
-            })
+            .run(
+                tenant,
+                device,
+                if_version,
+                &meta,
+                &command,
+                CredentialsWrite::Delete,
+            )
             .await?;
         outcome.ok_or(DeviceCommandError::NotFound(device))
     }
@@ -420,18 +365,17 @@ impl DeviceCommands {
         let current = self.keys.current_key_id().to_owned();
         let rows = credentials::under_other_keys(system_pool, &current).await?;
         let mut report = RotationReport::default();
+        let command = DeviceCommand::RotateCredentials { key_id: current };
         for (tenant, device, _old) in rows {
             let result = self
-                .run(tenant, device, None, &meta, |state| {
-                    let reg = managed(state, device)?;
-                    Decision::one(
-                        &DeviceCredentialsChanged {
-                            username: reg.username.clone(),
-                            key_id: current.clone(),
-                        },
-                        CredentialsWrite::Reencrypt,
-                    )
-                })
+                .run(
+                    tenant,
+                    device,
+                    None,
+                    &meta,
+                    &command,
+                    CredentialsWrite::Reencrypt,
+                )
                 .await;
             match result {
                 Ok(Some(_)) => report.rotated.push(device),
@@ -442,7 +386,8 @@ impl DeviceCommands {
         Ok(report)
     }
 
-    /// Folds, decides, writes credentials and appends with the exact expected version, in one
+    /// Folds, decides ([`DeviceState::decide`]), writes credentials (`credentials`, when the
+    /// decision appends anything) and appends with the exact expected version, in one
     /// transaction; re-reads and re-decides on a concurrent append. With `if_version` the
     /// caller's decision was based on that version: a different current version (checked
     /// inside the transaction, and again by the append) is [`DeviceCommandError::Stale`],
@@ -453,7 +398,8 @@ impl DeviceCommands {
         device: DeviceId,
         if_version: Option<u64>,
         meta: &EventMetadata,
-        decide: impl Fn(&DeviceState) -> Result<Decision, DeviceCommandError>,
+        command: &DeviceCommand,
+        credentials: CredentialsWrite,
     ) -> Result<Option<AppendOutcome>, DeviceCommandError> {
         let mut last_conflict = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -469,12 +415,12 @@ impl DeviceCommands {
                     current: state.version,
                 });
             }
-            let decision = decide(&state)?;
-            if decision.events.is_empty() {
+            let decided = state.decide(command).map_err(|e| refused(device, e))?;
+            if decided.is_empty() {
                 tx.rollback().await.map_err(StoreError::db("end command"))?;
                 return Ok(None);
             }
-            match decision.credentials {
+            match credentials.clone() {
                 CredentialsWrite::Keep => {}
                 CredentialsWrite::Store { username, sealed } => {
                     credentials::store(&mut tx, tenant, device, &username, &sealed).await?;
@@ -498,17 +444,12 @@ impl DeviceCommands {
                 0 => ExpectedVersion::NoStream,
                 v => ExpectedVersion::Exact(v),
             };
-            let mut events = Vec::with_capacity(decision.events.len());
-            for (event_type, schema_version, payload) in decision.events {
+            let mut events = Vec::with_capacity(decided.len());
+            for event in &decided {
                 events.push(
-                    NewEvent::new(
-                        EventId::new_v7(),
-                        event_type,
-                        schema_version,
-                        payload,
-                        meta.clone(),
-                    )
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    event
+                        .to_new_event(EventId::new_v7(), meta.clone())
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
                 );
             }
             let request = AppendRequest {
@@ -544,12 +485,5 @@ impl DeviceCommands {
             expected,
             actual,
         })
-    }
-}
-
-fn managed(state: &DeviceState, device: DeviceId) -> Result<&DeviceRegistered, DeviceCommandError> {
-    match &state.registration {
-        Some(reg) if !state.removed => Ok(reg),
-        _ => Err(DeviceCommandError::NotFound(device)),
     }
 }

@@ -1,9 +1,10 @@
 //! Projector `config_versions`: one `rm_config_versions` row per `ConfigSnapshotRecorded` or
 //! `ConfigDriftDetected` on a `device-<id>` stream, keyed by the event's stream version.
-//! Append-only: a re-delivered event hits the primary key and changes nothing.
+//! Append-only: a re-delivered event hits the primary key and changes nothing. The two are
+//! decoded as the domain's [`DeviceEvent`] and matched exhaustively.
 
 use async_trait::async_trait;
-use netledger_domain::device::{ConfigDriftDetected, ConfigSnapshotRecorded};
+use netledger_domain::device::{ConfigDriftDetected, ConfigSnapshotRecorded, DeviceEvent};
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use super::{enum_text, on_conflict_skip, stream_uuid};
 use crate::error::ProjectionError;
-use crate::projector::{Projector, decode};
+use crate::projector::{Projector, decode_event};
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -60,11 +61,19 @@ impl Projector for ConfigVersionsProjector {
             let Some(device) = stream_uuid(e) else {
                 continue;
             };
-            match e.event_type.as_str() {
-                ConfigSnapshotRecorded::TYPE => {
-                    let Some(s) = decode::<ConfigSnapshotRecorded>(e)? else {
-                        continue;
-                    };
+            // Only snapshots and drift are config versions: the other device events are not
+            // decoded at all.
+            if !matches!(
+                e.event_type.as_str(),
+                ConfigSnapshotRecorded::TYPE | ConfigDriftDetected::TYPE
+            ) {
+                continue;
+            }
+            let Some(event) = decode_event::<DeviceEvent>(e)? else {
+                continue;
+            };
+            match event {
+                DeviceEvent::SnapshotRecorded(s) => {
                     c.kind.push("snapshot");
                     c.commit.push(s.commit);
                     c.sha256.push(s.sha256);
@@ -74,10 +83,7 @@ impl Projector for ConfigVersionsProjector {
                     c.workflow_id.push(s.workflow_id.map(|w| *w.as_uuid()));
                     c.expected_sha256.push(None);
                 }
-                ConfigDriftDetected::TYPE => {
-                    let Some(d) = decode::<ConfigDriftDetected>(e)? else {
-                        continue;
-                    };
+                DeviceEvent::DriftDetected(d) => {
                     c.kind.push("drift");
                     c.commit.push(d.commit);
                     c.sha256.push(d.found_sha256);
@@ -87,7 +93,18 @@ impl Projector for ConfigVersionsProjector {
                     c.workflow_id.push(None);
                     c.expected_sha256.push(Some(d.expected_sha256));
                 }
-                _ => continue,
+                DeviceEvent::Registered(_)
+                | DeviceEvent::Updated(_)
+                | DeviceEvent::TagsSet(_)
+                | DeviceEvent::CredentialsChanged(_)
+                | DeviceEvent::Removed(_)
+                | DeviceEvent::CameOnline(_)
+                | DeviceEvent::WentOffline(_)
+                | DeviceEvent::VersionChanged(_)
+                | DeviceEvent::IdentityChanged(_)
+                | DeviceEvent::HardwareChanged(_)
+                | DeviceEvent::PollingSuspended(_)
+                | DeviceEvent::PollingResumed(_) => continue,
             }
             c.tenant.push(*e.tenant_id.as_uuid());
             c.device.push(device);

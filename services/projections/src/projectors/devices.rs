@@ -1,19 +1,17 @@
 //! Projector `devices`: the device list and device detail (`rm_devices`) and the tag index
 //! (`rm_device_tags`), folded from `device-<id>` streams.
 //!
-//! A row exists from `DeviceRegistered` on; events of a stream with no registration are
-//! skipped. `last_seen_at` is the time of the latest event that proves the device answered
-//! (it came online, the poller saw a change while it was online, the breaker closed after a
-//! successful poll, a config export was read from it); `last_event_at` is the time of the
-//! latest event of any type on its stream.
+//! Events are decoded as the domain's [`DeviceEvent`] and folded by `DeviceRow::apply`, an
+//! exhaustive match. A row exists from `DeviceRegistered` on; events of a stream with no
+//! registration are skipped. `last_seen_at` is the time of the latest event that proves the
+//! device answered (it came online, the poller saw a change while it was online, the breaker
+//! closed after a successful poll, a config export was read from it); `last_event_at` is the
+//! time of the latest event of any type on its stream.
+
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use netledger_domain::device::{
-    ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCameOnline, DeviceCredentialsChanged,
-    DeviceHardwareChanged, DeviceIdentityChanged, DevicePollingResumed, DevicePollingSuspended,
-    DeviceRegistered, DeviceRemoved, DeviceTagsSet, DeviceUpdated, DeviceVersionChanged,
-    DeviceWentOffline, Endpoint, Transport,
-};
+use netledger_domain::device::{DeviceEvent, DeviceRegistered, Endpoint, Tag, Transport};
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -21,7 +19,7 @@ use uuid::Uuid;
 
 use super::{Rows, stream_uuid};
 use crate::error::ProjectionError;
-use crate::projector::{Projector, decode};
+use crate::projector::{Projector, decode_event};
 
 type Key = (Uuid, Uuid);
 
@@ -91,6 +89,156 @@ impl DeviceRow {
         self.port = i32::from(endpoint.port);
         (self.transport, self.tls_fingerprint) = transport_columns(&endpoint.transport);
     }
+
+    /// The row of a device's first registration (the event `e`).
+    fn registered(reg: DeviceRegistered, e: &RecordedEvent) -> Self {
+        let at = e.recorded_at;
+        let (transport, tls_fingerprint) = transport_columns(&reg.endpoint.transport);
+        Self {
+            name: reg.name.as_str().to_owned(),
+            host: reg.endpoint.host.as_str().to_owned(),
+            port: i32::from(reg.endpoint.port),
+            transport,
+            tls_fingerprint,
+            username: reg.username,
+            credentials_key_id: reg.credentials_key_id,
+            tags: tag_texts(&reg.tags),
+            poll_interval_secs: i32::try_from(reg.poll_interval_secs).unwrap_or(i32::MAX),
+            status: "unknown",
+            offline_reason: None,
+            identity: None,
+            routeros_version: None,
+            board_name: None,
+            architecture: None,
+            routerboard_firmware: None,
+            breaker: "closed",
+            breaker_failures: None,
+            breaker_retry_at: None,
+            breaker_last_error: None,
+            last_snapshot_commit: None,
+            last_snapshot_sha256: None,
+            last_snapshot_at: None,
+            last_drift_at: None,
+            registered_at: at,
+            removed_at: None,
+            removed_reason: None,
+            last_seen_at: None,
+            last_event_at: at,
+            stream_version: e.version,
+            last_position: e.position,
+            written_tags: None,
+        }
+    }
+
+    /// Folds one event recorded at `at` into the row (the caller then moves its position);
+    /// every device event is matched, so a new one is a compile error here until it is
+    /// folded. `last_seen_at` moves for the events that prove the device answered.
+    fn apply(&mut self, event: DeviceEvent, at: OffsetDateTime) {
+        let seen = match event {
+            // Registered again (after removal): new registration, observed state kept.
+            DeviceEvent::Registered(reg) => {
+                self.name = reg.name.as_str().to_owned();
+                self.set_endpoint(&reg.endpoint);
+                self.username = reg.username;
+                self.credentials_key_id = reg.credentials_key_id;
+                self.tags = tag_texts(&reg.tags);
+                self.poll_interval_secs = i32::try_from(reg.poll_interval_secs).unwrap_or(i32::MAX);
+                self.registered_at = at;
+                self.removed_at = None;
+                self.removed_reason = None;
+                false
+            }
+            DeviceEvent::Updated(u) => {
+                if let Some(name) = u.name {
+                    self.name = name.as_str().to_owned();
+                }
+                if let Some(endpoint) = u.endpoint {
+                    self.set_endpoint(&endpoint);
+                }
+                if let Some(secs) = u.poll_interval_secs {
+                    self.poll_interval_secs = i32::try_from(secs).unwrap_or(i32::MAX);
+                }
+                false
+            }
+            DeviceEvent::TagsSet(t) => {
+                self.tags = tag_texts(&t.tags);
+                false
+            }
+            DeviceEvent::CredentialsChanged(c) => {
+                self.username = c.username;
+                self.credentials_key_id = c.key_id;
+                false
+            }
+            DeviceEvent::Removed(r) => {
+                self.removed_at = Some(at);
+                self.removed_reason = Some(r.reason);
+                false
+            }
+            DeviceEvent::CameOnline(o) => {
+                self.status = "online";
+                self.offline_reason = None;
+                self.identity = Some(o.facts.identity);
+                self.routeros_version = Some(o.facts.version);
+                self.board_name = Some(o.facts.board_name);
+                self.architecture = Some(o.facts.architecture);
+                self.routerboard_firmware = o.facts.routerboard_firmware;
+                true
+            }
+            DeviceEvent::WentOffline(o) => {
+                self.status = "offline";
+                self.offline_reason = Some(o.reason);
+                false
+            }
+            DeviceEvent::VersionChanged(v) => {
+                self.routeros_version = Some(v.to);
+                true
+            }
+            DeviceEvent::IdentityChanged(v) => {
+                self.identity = Some(v.to);
+                true
+            }
+            DeviceEvent::HardwareChanged(h) => {
+                self.board_name = Some(h.board_name.1);
+                self.routerboard_firmware = h.routerboard_firmware.1;
+                true
+            }
+            DeviceEvent::PollingSuspended(s) => {
+                self.breaker = "open";
+                self.breaker_failures =
+                    Some(i32::try_from(s.consecutive_failures).unwrap_or(i32::MAX));
+                self.breaker_retry_at = Some(s.retry_at);
+                self.breaker_last_error = Some(s.last_error);
+                false
+            }
+            DeviceEvent::PollingResumed(_) => {
+                self.breaker = "closed";
+                self.breaker_failures = None;
+                self.breaker_retry_at = None;
+                self.breaker_last_error = None;
+                true
+            }
+            DeviceEvent::SnapshotRecorded(s) => {
+                self.last_snapshot_commit = Some(s.commit);
+                self.last_snapshot_sha256 = Some(s.sha256);
+                self.last_snapshot_at = Some(at);
+                true
+            }
+            DeviceEvent::DriftDetected(d) => {
+                self.last_snapshot_commit = Some(d.commit);
+                self.last_snapshot_sha256 = Some(d.found_sha256);
+                self.last_snapshot_at = Some(at);
+                self.last_drift_at = Some(at);
+                true
+            }
+        };
+        if seen {
+            self.last_seen_at = Some(at);
+        }
+    }
+}
+
+fn tag_texts(tags: &BTreeSet<Tag>) -> Vec<String> {
+    tags.iter().map(|t| t.as_str().to_owned()).collect()
 }
 
 /// See the module docs.
@@ -182,194 +330,32 @@ impl DevicesProjector {
             return Ok(());
         };
         let key = (*e.tenant_id.as_uuid(), device);
-        let at = e.recorded_at;
         if let Some(row) = self.rows.get(&key)
             && e.position <= row.last_position
         {
             return Ok(());
         }
-        if e.event_type == DeviceRegistered::TYPE {
-            let Some(reg) = decode::<DeviceRegistered>(e)? else {
-                return Ok(());
-            };
-            let tags: Vec<String> = reg.tags.iter().map(|t| t.as_str().to_owned()).collect();
-            match self.rows.get_mut(&key) {
-                // Registered again (after removal): new registration, observed state kept.
-                Some(row) => {
-                    row.name = reg.name.as_str().to_owned();
-                    row.set_endpoint(&reg.endpoint);
-                    row.username = reg.username;
-                    row.credentials_key_id = reg.credentials_key_id;
-                    row.tags = tags;
-                    row.poll_interval_secs =
-                        i32::try_from(reg.poll_interval_secs).unwrap_or(i32::MAX);
-                    row.registered_at = at;
-                    row.removed_at = None;
-                    row.removed_reason = None;
-                    row.last_event_at = at;
-                    row.stream_version = e.version;
-                    row.last_position = e.position;
-                    self.rows.touch(&key);
-                }
-                None => {
-                    let (transport, tls_fingerprint) = transport_columns(&reg.endpoint.transport);
-                    self.rows.insert(
-                        key,
-                        DeviceRow {
-                            name: reg.name.as_str().to_owned(),
-                            host: reg.endpoint.host.as_str().to_owned(),
-                            port: i32::from(reg.endpoint.port),
-                            transport,
-                            tls_fingerprint,
-                            username: reg.username,
-                            credentials_key_id: reg.credentials_key_id,
-                            tags,
-                            poll_interval_secs: i32::try_from(reg.poll_interval_secs)
-                                .unwrap_or(i32::MAX),
-                            status: "unknown",
-                            offline_reason: None,
-                            identity: None,
-                            routeros_version: None,
-                            board_name: None,
-                            architecture: None,
-                            routerboard_firmware: None,
-                            breaker: "closed",
-                            breaker_failures: None,
-                            breaker_retry_at: None,
-                            breaker_last_error: None,
-                            last_snapshot_commit: None,
-                            last_snapshot_sha256: None,
-                            last_snapshot_at: None,
-                            last_drift_at: None,
-                            registered_at: at,
-                            removed_at: None,
-                            removed_reason: None,
-                            last_seen_at: None,
-                            last_event_at: at,
-                            stream_version: e.version,
-                            last_position: e.position,
-                            written_tags: None,
-                        },
-                    );
-                }
-            }
-            return Ok(());
-        }
+        let event = decode_event::<DeviceEvent>(e);
+        // A registration whose payload does not decode changes nothing, not even the position.
+        let registration = e.event_type == DeviceRegistered::TYPE;
         let Some(row) = self.rows.get_mut(&key) else {
-            tracing::debug!(position = e.position, stream = %e.stream, "event for an unregistered device; skipped");
+            if registration {
+                if let Some(DeviceEvent::Registered(reg)) = event? {
+                    self.rows.insert(key, DeviceRow::registered(reg, e));
+                }
+            } else {
+                tracing::debug!(position = e.position, stream = %e.stream, "event for an unregistered device; skipped");
+            }
             return Ok(());
         };
-        // Whether the event proves the device answered.
-        let mut seen = false;
-        match e.event_type.as_str() {
-            DeviceUpdated::TYPE => {
-                if let Some(u) = decode::<DeviceUpdated>(e)? {
-                    if let Some(name) = u.name {
-                        row.name = name.as_str().to_owned();
-                    }
-                    if let Some(endpoint) = u.endpoint {
-                        row.set_endpoint(&endpoint);
-                    }
-                    if let Some(secs) = u.poll_interval_secs {
-                        row.poll_interval_secs = i32::try_from(secs).unwrap_or(i32::MAX);
-                    }
-                }
-            }
-            DeviceTagsSet::TYPE => {
-                if let Some(t) = decode::<DeviceTagsSet>(e)? {
-                    row.tags = t.tags.iter().map(|t| t.as_str().to_owned()).collect();
-                }
-            }
-            DeviceCredentialsChanged::TYPE => {
-                if let Some(c) = decode::<DeviceCredentialsChanged>(e)? {
-                    row.username = c.username;
-                    row.credentials_key_id = c.key_id;
-                }
-            }
-            DeviceRemoved::TYPE => {
-                if let Some(r) = decode::<DeviceRemoved>(e)? {
-                    row.removed_at = Some(at);
-                    row.removed_reason = Some(r.reason);
-                }
-            }
-            DeviceCameOnline::TYPE => {
-                if let Some(o) = decode::<DeviceCameOnline>(e)? {
-                    row.status = "online";
-                    row.offline_reason = None;
-                    row.identity = Some(o.facts.identity);
-                    row.routeros_version = Some(o.facts.version);
-                    row.board_name = Some(o.facts.board_name);
-                    row.architecture = Some(o.facts.architecture);
-                    row.routerboard_firmware = o.facts.routerboard_firmware;
-                    seen = true;
-                }
-            }
-            DeviceWentOffline::TYPE => {
-                if let Some(o) = decode::<DeviceWentOffline>(e)? {
-                    row.status = "offline";
-                    row.offline_reason = Some(o.reason);
-                }
-            }
-            DeviceVersionChanged::TYPE => {
-                if let Some(v) = decode::<DeviceVersionChanged>(e)? {
-                    row.routeros_version = Some(v.to);
-                    seen = true;
-                }
-            }
-            DeviceIdentityChanged::TYPE => {
-                if let Some(v) = decode::<DeviceIdentityChanged>(e)? {
-                    row.identity = Some(v.to);
-                    seen = true;
-                }
-            }
-            DeviceHardwareChanged::TYPE => {
-                if let Some(h) = decode::<DeviceHardwareChanged>(e)? {
-                    row.board_name = Some(h.board_name.1);
-                    row.routerboard_firmware = h.routerboard_firmware.1;
-                    seen = true;
-                }
-            }
-            DevicePollingSuspended::TYPE => {
-                if let Some(s) = decode::<DevicePollingSuspended>(e)? {
-                    row.breaker = "open";
-                    row.breaker_failures =
-                        Some(i32::try_from(s.consecutive_failures).unwrap_or(i32::MAX));
-                    row.breaker_retry_at = Some(s.retry_at);
-                    row.breaker_last_error = Some(s.last_error);
-                }
-            }
-            DevicePollingResumed::TYPE if decode::<DevicePollingResumed>(e)?.is_some() => {
-                row.breaker = "closed";
-                row.breaker_failures = None;
-                row.breaker_retry_at = None;
-                row.breaker_last_error = None;
-                seen = true;
-            }
-            ConfigSnapshotRecorded::TYPE => {
-                if let Some(s) = decode::<ConfigSnapshotRecorded>(e)? {
-                    row.last_snapshot_commit = Some(s.commit);
-                    row.last_snapshot_sha256 = Some(s.sha256);
-                    row.last_snapshot_at = Some(at);
-                    seen = true;
-                }
-            }
-            ConfigDriftDetected::TYPE => {
-                if let Some(d) = decode::<ConfigDriftDetected>(e)? {
-                    row.last_snapshot_commit = Some(d.commit);
-                    row.last_snapshot_sha256 = Some(d.found_sha256);
-                    row.last_snapshot_at = Some(at);
-                    row.last_drift_at = Some(at);
-                    seen = true;
-                }
-            }
-            // Unknown types (newer code, other features) change nothing but the stream
-            // position and the time of the last event.
-            _ => {}
+        match event? {
+            Some(event) => row.apply(event, e.recorded_at),
+            None if registration => return Ok(()),
+            // Unknown types (newer code, other features) and malformed payloads change nothing
+            // but the stream position and the time of the last event.
+            None => {}
         }
-        if seen {
-            row.last_seen_at = Some(at);
-        }
-        row.last_event_at = at;
+        row.last_event_at = e.recorded_at;
         row.stream_version = e.version;
         row.last_position = e.position;
         self.rows.touch(&key);
@@ -681,3 +667,6 @@ impl Projector for DevicesProjector {
         self.flush_rows = flush_rows.unwrap_or(0);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,14 +7,15 @@
 //! device that finished last; `finished_at` is set while the state is `completed`,
 //! `cancelled` or `halted`. A device a halted rollout restored (`RolloutDeviceRestored`,
 //! result `restored`) moves to outcome `rolled_back` with the restore's workflow; a refused
-//! or failed restore leaves its row as it was (the change is still on the device).
+//! or failed restore leaves its row as it was (the change is still on the device). Events are
+//! decoded as the domain's [`RolloutEvent`] and matched exhaustively.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use netledger_domain::workflow::{
-    RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored,
-    RolloutStateChanged, RolloutTarget,
+    RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored, RolloutEvent,
+    RolloutTarget,
 };
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::{PgConnection, Row};
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 use super::{Rows, enum_text, stream_uuid};
 use crate::error::ProjectionError;
-use crate::projector::{Projector, decode};
+use crate::projector::{Projector, decode_event};
 
 type Key = (Uuid, Uuid);
 
@@ -216,11 +217,13 @@ impl RolloutsProjector {
         {
             return Ok(());
         }
-        if e.event_type == RolloutCreated::TYPE {
+        let created = e.event_type == RolloutCreated::TYPE;
+        if created {
             if self.rows.get(&key).is_some() {
+                // Created once; a second creation is not folded.
                 return Ok(());
             }
-            let Some(c) = decode::<RolloutCreated>(e)? else {
+            let Some(RolloutEvent::Created(c)) = decode_event::<RolloutEvent>(e)? else {
                 return Ok(());
             };
             let (target_kind, target_version) = match &c.target {
@@ -303,40 +306,37 @@ impl RolloutsProjector {
             tracing::debug!(position = e.position, stream = %e.stream, "rollout event before its creation; skipped");
             return Ok(());
         };
-        match e.event_type.as_str() {
-            RolloutDeviceFinished::TYPE => {
-                if let Some(f) = decode::<RolloutDeviceFinished>(e)? {
-                    let outcome = enum_text(&f.outcome);
-                    let previous = match r.devices.get_mut(f.device_id.as_uuid()) {
-                        Some(d) => {
-                            let previous = d.outcome.replace(outcome.clone());
-                            d.batch = i32_of(f.batch);
-                            d.workflow_id = Some(*f.workflow_id.as_uuid());
-                            d.finished_at = Some(at);
-                            d.dirty = true;
-                            Some(previous)
-                        }
-                        None => None,
-                    };
-                    match previous {
-                        Some(previous) => {
-                            if let Some(p) = previous {
-                                r.count(&p, -1);
-                            }
-                            r.count(&outcome, 1);
-                            r.current_batch = Some(i32_of(f.batch));
-                        }
-                        None => tracing::debug!(
-                            position = e.position,
-                            device = %f.device_id,
-                            "rollout device finished but is not part of the rollout; skipped"
-                        ),
+        match decode_event::<RolloutEvent>(e)? {
+            Some(RolloutEvent::DeviceFinished(f)) => {
+                let outcome = enum_text(&f.outcome);
+                let previous = match r.devices.get_mut(f.device_id.as_uuid()) {
+                    Some(d) => {
+                        let previous = d.outcome.replace(outcome.clone());
+                        d.batch = i32_of(f.batch);
+                        d.workflow_id = Some(*f.workflow_id.as_uuid());
+                        d.finished_at = Some(at);
+                        d.dirty = true;
+                        Some(previous)
                     }
+                    None => None,
+                };
+                match previous {
+                    Some(previous) => {
+                        if let Some(p) = previous {
+                            r.count(&p, -1);
+                        }
+                        r.count(&outcome, 1);
+                        r.current_batch = Some(i32_of(f.batch));
+                    }
+                    None => tracing::debug!(
+                        position = e.position,
+                        device = %f.device_id,
+                        "rollout device finished but is not part of the rollout; skipped"
+                    ),
                 }
             }
-            RolloutDeviceRestored::TYPE => {
-                if let Some(x) = decode::<RolloutDeviceRestored>(e)?
-                    && x.result == RestoreResult::Restored
+            Some(RolloutEvent::DeviceRestored(x)) => {
+                if x.result == RestoreResult::Restored
                     && let Some(d) = r.devices.get_mut(x.device_id.as_uuid())
                 {
                     let previous = d.outcome.replace("rolled_back".to_owned());
@@ -349,18 +349,19 @@ impl RolloutsProjector {
                     r.count("rolled_back", 1);
                 }
             }
-            RolloutStateChanged::TYPE => {
-                if let Some(s) = decode::<RolloutStateChanged>(e)? {
-                    let state = enum_text(&s.state);
-                    r.finished_at = match state.as_str() {
-                        "completed" | "cancelled" | "halted" => Some(at),
-                        _ => None,
-                    };
-                    r.state = state;
-                    r.reason = s.reason;
-                }
+            Some(RolloutEvent::StateChanged(s)) => {
+                let state = enum_text(&s.state);
+                r.finished_at = match state.as_str() {
+                    "completed" | "cancelled" | "halted" => Some(at),
+                    _ => None,
+                };
+                r.state = state;
+                r.reason = s.reason;
             }
-            _ => {}
+            // Handled above (created once).
+            Some(RolloutEvent::Created(_)) => {}
+            // Unknown types (newer code) and malformed payloads only advance the position.
+            None => {}
         }
         r.updated_at = at;
         r.last_position = e.position;
@@ -560,18 +561,22 @@ impl Projector for RolloutsProjector {
             // The devices the batch's finish events name, for the rollouts being loaded.
             let mut devices = Vec::new();
             for e in events {
-                if e.event_type == RolloutDeviceFinished::TYPE
-                    && let Some(r) = stream_uuid(e)
-                    && let Some(f) = decode::<RolloutDeviceFinished>(e)?
-                {
-                    devices.push((*e.tenant_id.as_uuid(), r, *f.device_id.as_uuid()));
-                }
-                if e.event_type == RolloutDeviceRestored::TYPE
-                    && let Some(r) = stream_uuid(e)
-                    && let Some(x) = decode::<RolloutDeviceRestored>(e)?
-                {
-                    devices.push((*e.tenant_id.as_uuid(), r, *x.device_id.as_uuid()));
-                }
+                // Only these two name devices; the others are not decoded twice.
+                let names_device = matches!(
+                    e.event_type.as_str(),
+                    RolloutDeviceFinished::TYPE | RolloutDeviceRestored::TYPE
+                );
+                let Some(r) = stream_uuid(e).filter(|_| names_device) else {
+                    continue;
+                };
+                let device = match decode_event::<RolloutEvent>(e)? {
+                    Some(RolloutEvent::DeviceFinished(f)) => f.device_id,
+                    Some(RolloutEvent::DeviceRestored(x)) => x.device_id,
+                    Some(RolloutEvent::Created(_) | RolloutEvent::StateChanged(_)) | None => {
+                        continue;
+                    }
+                };
+                devices.push((*e.tenant_id.as_uuid(), r, *device.as_uuid()));
             }
             self.load(conn, missing, &devices).await?;
         }

@@ -6,13 +6,11 @@
 //! `waiting` after a timer was set, `retrying` after a retryable step failure with a retry
 //! time, and the outcome (`succeeded`, `committed`, `rolled_back`, `cancelled`, `failed`)
 //! once finished. A step is one row per step name (attempts counted on it), ordered by the
-//! stream version of its first start. Unknown event types only advance the run's position.
+//! stream version of its first start. Events are decoded as the domain's [`WorkflowEvent`]
+//! and matched exhaustively; unknown event types only advance the run's position.
 
 use async_trait::async_trait;
-use netledger_domain::workflow::{
-    FailureClass, WorkflowFinished, WorkflowSignalled, WorkflowStarted, WorkflowStepCompleted,
-    WorkflowStepFailed, WorkflowStepStarted, WorkflowTimerScheduled,
-};
+use netledger_domain::workflow::{FailureClass, WorkflowEvent, WorkflowStarted};
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -20,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Rows, enum_text, stream_uuid};
 use crate::error::ProjectionError;
-use crate::projector::{Projector, decode};
+use crate::projector::{Projector, decode_event};
 
 type Key = (Uuid, Uuid);
 
@@ -212,185 +210,180 @@ impl WorkflowsProjector {
         {
             return Ok(());
         }
-        if e.event_type == WorkflowStarted::TYPE {
-            if self.rows.get(&key).is_some() {
-                // A journal starts once; a second start is not folded.
-                return Ok(());
-            }
-            let Some(s) = decode::<WorkflowStarted>(e)? else {
-                return Ok(());
-            };
-            self.rows.insert(
-                key,
-                Run {
-                    kind: s.kind,
-                    definition_version: i32::try_from(s.definition_version).unwrap_or(i32::MAX),
-                    state: "running".to_owned(),
-                    outcome: None,
-                    reason: None,
-                    input: s.input.to_string(),
-                    output: None,
-                    idempotency_key: s.idempotency_key,
-                    devices: s.devices.iter().map(|d| *d.as_uuid()).collect(),
-                    rollout_id: s.rollout_id.map(|r| *r.as_uuid()),
-                    current_step: None,
-                    steps_completed: 0,
-                    failed_attempts: 0,
-                    last_error: None,
-                    wake_at: None,
-                    last_signal: None,
-                    started_at: at,
-                    finished_at: None,
-                    updated_at: at,
-                    started_position: e.position,
-                    stream_version: e.version,
-                    last_position: e.position,
-                    steps: Vec::new(),
-                    devices_written: false,
-                },
-            );
-            return Ok(());
-        }
+        let start = e.event_type == WorkflowStarted::TYPE;
         let Some(run) = self.rows.get_mut(&key) else {
-            tracing::debug!(position = e.position, stream = %e.stream, "journal event for a workflow with no start; skipped");
-            return Ok(());
-        };
-        match e.event_type.as_str() {
-            WorkflowStepStarted::TYPE => {
-                if let Some(s) = decode::<WorkflowStepStarted>(e)? {
-                    let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
-                    match run.step_mut(&s.step) {
-                        Some(step) => {
-                            step.state = "running";
-                            step.attempts = step.attempts.max(attempt);
-                            step.finished_at = None;
-                            step.retry_at = None;
-                            step.dirty = true;
-                        }
-                        None => run.steps.push(Step {
-                            name: s.step.clone(),
-                            seq: e.version,
-                            state: "running",
-                            attempts: attempt,
+            if start {
+                if let Some(WorkflowEvent::Started(s)) = decode_event::<WorkflowEvent>(e)? {
+                    self.rows.insert(
+                        key,
+                        Run {
+                            kind: s.kind,
+                            definition_version: i32::try_from(s.definition_version)
+                                .unwrap_or(i32::MAX),
+                            state: "running".to_owned(),
+                            outcome: None,
+                            reason: None,
+                            input: s.input.to_string(),
+                            output: None,
+                            idempotency_key: s.idempotency_key,
+                            devices: s.devices.iter().map(|d| *d.as_uuid()).collect(),
+                            rollout_id: s.rollout_id.map(|r| *r.as_uuid()),
+                            current_step: None,
+                            steps_completed: 0,
+                            failed_attempts: 0,
+                            last_error: None,
+                            wake_at: None,
+                            last_signal: None,
                             started_at: at,
                             finished_at: None,
-                            last_error: None,
-                            failure_class: None,
-                            retry_at: None,
-                            dirty: true,
-                        }),
-                    }
-                    if run.finished_at.is_none() {
-                        run.state = "running".to_owned();
-                        run.wake_at = None;
-                    }
-                    run.current_step = Some(s.step);
+                            updated_at: at,
+                            started_position: e.position,
+                            stream_version: e.version,
+                            last_position: e.position,
+                            steps: Vec::new(),
+                            devices_written: false,
+                        },
+                    );
                 }
+            } else {
+                tracing::debug!(position = e.position, stream = %e.stream, "journal event for a workflow with no start; skipped");
             }
-            WorkflowStepCompleted::TYPE => {
-                if let Some(s) = decode::<WorkflowStepCompleted>(e)? {
-                    let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
-                    match run.step_mut(&s.step) {
-                        Some(step) => {
-                            step.state = "completed";
-                            step.attempts = step.attempts.max(attempt);
-                            step.finished_at = Some(at);
-                            step.retry_at = None;
-                            step.dirty = true;
-                        }
-                        None => run.steps.push(Step {
-                            name: s.step.clone(),
-                            seq: e.version,
-                            state: "completed",
-                            attempts: attempt,
-                            started_at: at,
-                            finished_at: Some(at),
-                            last_error: None,
-                            failure_class: None,
-                            retry_at: None,
-                            dirty: true,
-                        }),
+            return Ok(());
+        };
+        if start {
+            // A journal starts once; a second start is not folded.
+            return Ok(());
+        }
+        match decode_event::<WorkflowEvent>(e)? {
+            Some(WorkflowEvent::StepStarted(s)) => {
+                let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
+                match run.step_mut(&s.step) {
+                    Some(step) => {
+                        step.state = "running";
+                        step.attempts = step.attempts.max(attempt);
+                        step.finished_at = None;
+                        step.retry_at = None;
+                        step.dirty = true;
                     }
-                    run.steps_completed = run.steps_completed.saturating_add(1);
-                    if run.current_step.as_deref() == Some(s.step.as_str()) {
-                        run.current_step = None;
-                    }
+                    None => run.steps.push(Step {
+                        name: s.step.clone(),
+                        seq: e.version,
+                        state: "running",
+                        attempts: attempt,
+                        started_at: at,
+                        finished_at: None,
+                        last_error: None,
+                        failure_class: None,
+                        retry_at: None,
+                        dirty: true,
+                    }),
                 }
-            }
-            WorkflowStepFailed::TYPE => {
-                if let Some(s) = decode::<WorkflowStepFailed>(e)? {
-                    let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
-                    let retrying = s.class == FailureClass::Retryable && s.retry_at.is_some();
-                    let state = if retrying { "retrying" } else { "failed" };
-                    let finished_at = if retrying { None } else { Some(at) };
-                    match run.step_mut(&s.step) {
-                        Some(step) => {
-                            step.state = state;
-                            step.attempts = step.attempts.max(attempt);
-                            step.finished_at = finished_at;
-                            step.last_error = Some(s.error.clone());
-                            step.failure_class = Some(class_text(s.class));
-                            step.retry_at = s.retry_at;
-                            step.dirty = true;
-                        }
-                        None => run.steps.push(Step {
-                            name: s.step.clone(),
-                            seq: e.version,
-                            state,
-                            attempts: attempt,
-                            started_at: at,
-                            finished_at,
-                            last_error: Some(s.error.clone()),
-                            failure_class: Some(class_text(s.class)),
-                            retry_at: s.retry_at,
-                            dirty: true,
-                        }),
-                    }
-                    run.failed_attempts = run.failed_attempts.saturating_add(1);
-                    run.last_error = Some(s.error);
-                    if run.finished_at.is_none() {
-                        if retrying {
-                            run.state = "retrying".to_owned();
-                            run.wake_at = s.retry_at;
-                        } else {
-                            run.state = "running".to_owned();
-                            run.wake_at = None;
-                        }
-                    }
-                }
-            }
-            WorkflowTimerScheduled::TYPE => {
-                if let Some(t) = decode::<WorkflowTimerScheduled>(e)?
-                    && run.finished_at.is_none()
-                {
-                    run.state = "waiting".to_owned();
-                    run.wake_at = Some(t.fire_at);
-                }
-            }
-            // Added by the engine after this projector was written; matched by name so the
-            // projection does not depend on its payload: the wait is over.
-            "WorkflowTimerFired" if run.finished_at.is_none() && run.state == "waiting" => {
-                run.state = "running".to_owned();
-                run.wake_at = None;
-            }
-            WorkflowSignalled::TYPE => {
-                if let Some(s) = decode::<WorkflowSignalled>(e)? {
-                    run.last_signal = Some(s.signal);
-                }
-            }
-            WorkflowFinished::TYPE => {
-                if let Some(f) = decode::<WorkflowFinished>(e)? {
-                    let outcome = enum_text(&f.outcome);
-                    run.state = outcome.clone();
-                    run.outcome = Some(outcome);
-                    run.reason = f.reason;
-                    run.output = Some(f.output.to_string());
-                    run.finished_at = Some(at);
+                if run.finished_at.is_none() {
+                    run.state = "running".to_owned();
                     run.wake_at = None;
+                }
+                run.current_step = Some(s.step);
+            }
+            Some(WorkflowEvent::StepCompleted(s)) => {
+                let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
+                match run.step_mut(&s.step) {
+                    Some(step) => {
+                        step.state = "completed";
+                        step.attempts = step.attempts.max(attempt);
+                        step.finished_at = Some(at);
+                        step.retry_at = None;
+                        step.dirty = true;
+                    }
+                    None => run.steps.push(Step {
+                        name: s.step.clone(),
+                        seq: e.version,
+                        state: "completed",
+                        attempts: attempt,
+                        started_at: at,
+                        finished_at: Some(at),
+                        last_error: None,
+                        failure_class: None,
+                        retry_at: None,
+                        dirty: true,
+                    }),
+                }
+                run.steps_completed = run.steps_completed.saturating_add(1);
+                if run.current_step.as_deref() == Some(s.step.as_str()) {
                     run.current_step = None;
                 }
             }
-            _ => {}
+            Some(WorkflowEvent::StepFailed(s)) => {
+                let attempt = i32::try_from(s.attempt).unwrap_or(i32::MAX);
+                let retrying = s.class == FailureClass::Retryable && s.retry_at.is_some();
+                let state = if retrying { "retrying" } else { "failed" };
+                let finished_at = if retrying { None } else { Some(at) };
+                match run.step_mut(&s.step) {
+                    Some(step) => {
+                        step.state = state;
+                        step.attempts = step.attempts.max(attempt);
+                        step.finished_at = finished_at;
+                        step.last_error = Some(s.error.clone());
+                        step.failure_class = Some(class_text(s.class));
+                        step.retry_at = s.retry_at;
+                        step.dirty = true;
+                    }
+                    None => run.steps.push(Step {
+                        name: s.step.clone(),
+                        seq: e.version,
+                        state,
+                        attempts: attempt,
+                        started_at: at,
+                        finished_at,
+                        last_error: Some(s.error.clone()),
+                        failure_class: Some(class_text(s.class)),
+                        retry_at: s.retry_at,
+                        dirty: true,
+                    }),
+                }
+                run.failed_attempts = run.failed_attempts.saturating_add(1);
+                run.last_error = Some(s.error);
+                if run.finished_at.is_none() {
+                    if retrying {
+                        run.state = "retrying".to_owned();
+                        run.wake_at = s.retry_at;
+                    } else {
+                        run.state = "running".to_owned();
+                        run.wake_at = None;
+                    }
+                }
+            }
+            Some(WorkflowEvent::TimerScheduled(t)) if run.finished_at.is_none() => {
+                run.state = "waiting".to_owned();
+                run.wake_at = Some(t.fire_at);
+            }
+            // The wait is over.
+            Some(WorkflowEvent::TimerFired(_))
+                if run.finished_at.is_none() && run.state == "waiting" =>
+            {
+                run.state = "running".to_owned();
+                run.wake_at = None;
+            }
+            // A timer of a finished run, or a fired timer the run was not waiting for.
+            Some(WorkflowEvent::TimerScheduled(_) | WorkflowEvent::TimerFired(_)) => {}
+            Some(WorkflowEvent::Signalled(s)) => {
+                run.last_signal = Some(s.signal);
+            }
+            Some(WorkflowEvent::Finished(f)) => {
+                let outcome = enum_text(&f.outcome);
+                run.state = outcome.clone();
+                run.outcome = Some(outcome);
+                run.reason = f.reason;
+                run.output = Some(f.output.to_string());
+                run.finished_at = Some(at);
+                run.wake_at = None;
+                run.current_step = None;
+            }
+            // Handled above (a journal starts once).
+            Some(WorkflowEvent::Started(_)) => {}
+            // A takeover changes who runs it, not what the run shows.
+            Some(WorkflowEvent::TakenOver(_)) => {}
+            // Unknown types (newer code) and malformed payloads only advance the position.
+            None => {}
         }
         run.updated_at = at;
         run.stream_version = e.version;

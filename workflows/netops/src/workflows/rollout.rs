@@ -5,7 +5,7 @@
 //! A change rollout halted by the threshold with `rollback_on_halt` then restores every
 //! device whose push committed in it, one `config_restore` child per device
 //! ([`super::restore`]), `parallelism` at once. A firmware rollout with `rollback_on_halt`
-//! is refused before it starts ([`check_rollout`]).
+//! is refused before it starts (`check_rollout`, in the domain's [`Rollout`] decision).
 //! Appends `RolloutCreated`, `RolloutDeviceFinished`, `RolloutDeviceRestored`,
 //! `RolloutStateChanged` to `rollout-<id>`.
 
@@ -17,11 +17,12 @@ use netledger_domain::workflow::card::{
     RestoreOutput, RolloutDeviceResult, RolloutInput, RolloutOutput,
 };
 use netledger_domain::workflow::{
-    Outcome, RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored,
-    RolloutState, RolloutStateChanged, RolloutTarget, check_rollout,
+    Outcome, RestoreResult, Rollout, RolloutCommand, RolloutCreated, RolloutDeviceFinished,
+    RolloutDeviceRestored, RolloutState, RolloutStateChanged, RolloutTarget,
 };
 use netledger_domain::{
-    Actor, DeviceId, EventMetadata, EventType, ExpectedVersion, NewEvent, RolloutId, WorkflowId,
+    Actor, DecodeError, DeviceId, EventEnum, EventMetadata, EventType, ExpectedVersion, NewEvent,
+    RolloutId, WorkflowId,
 };
 use netledger_engine::{Ctx, Finish, StartOptions, StepError, signals};
 use netledger_store::StoreError;
@@ -96,14 +97,6 @@ pub(super) async fn rollout(
     input: RolloutInput,
     d: Arc<NetopsDeps>,
 ) -> Result<Finish<RolloutOutput>, StepError> {
-    check_rollout(
-        &input.target,
-        input.batch_size,
-        input.parallelism,
-        input.failure_threshold,
-        input.rollback_on_halt,
-    )
-    .map_err(StepError::fatal)?;
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let rid = input.rollout_id;
@@ -118,12 +111,18 @@ pub(super) async fn rollout(
         rollback_on_halt: input.rollback_on_halt,
         workflow_id: wf,
     };
+    // The rollout aggregate decides the creation (after `check_rollout`): `RolloutCreated`
+    // and the state `running`.
+    let creation = Rollout::default()
+        .decide(&RolloutCommand::Create(created))
+        .map_err(StepError::fatal)?
+        .iter()
+        .map(|e| Ok((e.event_type(), e.payload()?)))
+        .collect::<Result<Vec<_>, DecodeError>>()
+        .map_err(StepError::fatal)?;
     ctx.step("rollout_created", || {
         let d = d.clone();
-        let ev = vec![
-            (RolloutCreated::TYPE, json!(created)),
-            state_event(RolloutState::Running, None),
-        ];
+        let ev = creation.clone();
         async move { append(&d, tenant, wf, rid, ExpectedVersion::NoStream, ev).await }
     })
     .await?;

@@ -1,0 +1,481 @@
+//! The device aggregate's tests: given/when/then for every command and refusal, the poller's
+//! observations, the event enum's stored shape, and properties of the fold.
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::event::{Actor, EventMetadata, RecordedEvent};
+use crate::ids::{EventId, StreamName, TenantId};
+use crate::testing::device::arb_command;
+use crate::testing::given;
+
+fn id() -> DeviceId {
+    DeviceId::from_uuid(Uuid::from_u128(7))
+}
+
+fn endpoint(host: &str, port: u16) -> Endpoint {
+    Endpoint {
+        host: Host::parse(host).unwrap(),
+        port,
+        transport: Transport::Plain,
+    }
+}
+
+fn tags(list: &[&str]) -> BTreeSet<Tag> {
+    list.iter().map(|t| Tag::parse(t).unwrap()).collect()
+}
+
+fn register_cmd() -> RegisterDevice {
+    RegisterDevice {
+        device_id: id(),
+        name: DeviceName::parse("core-1").unwrap(),
+        endpoint: endpoint("127.0.0.1", 8728),
+        username: "admin".into(),
+        credentials_key_id: "k1".into(),
+        tags: tags(&["site:ber"]),
+        poll_interval_secs: 60,
+    }
+}
+
+fn registered_event() -> DeviceEvent {
+    DeviceEvent::Registered(DeviceRegistered {
+        device_id: id(),
+        name: DeviceName::parse("core-1").unwrap(),
+        endpoint: endpoint("127.0.0.1", 8728),
+        username: "admin".into(),
+        credentials_key_id: "k1".into(),
+        tags: tags(&["site:ber"]),
+        poll_interval_secs: 60,
+    })
+}
+
+fn removed_event() -> DeviceEvent {
+    DeviceEvent::Removed(DeviceRemoved {
+        reason: "decommissioned".into(),
+    })
+}
+
+fn registered() -> DeviceState {
+    DeviceState::fold(&[registered_event()])
+}
+
+fn facts(version: &str) -> DeviceFacts {
+    DeviceFacts {
+        identity: "core-1".into(),
+        version: version.into(),
+        board_name: "CCR2004".into(),
+        architecture: "arm64".into(),
+        routerboard_firmware: Some("7.15".into()),
+    }
+}
+
+fn apply(s: &mut DeviceState, events: &[DeviceEvent]) {
+    for e in events {
+        s.evolve(e);
+    }
+}
+
+fn types(events: &[DeviceEvent]) -> Vec<&'static str> {
+    events.iter().map(EventEnum::event_type).collect()
+}
+
+// ---- commands, given/when/then -----------------------------------------------------------
+
+#[test]
+fn register_a_new_device() {
+    let state = given::<DeviceState>([])
+        .when(DeviceCommand::Register(register_cmd()))
+        .then([registered_event()]);
+    assert!(state.is_managed());
+    assert_eq!(state.version, 1);
+}
+
+#[test]
+fn register_twice_is_refused_but_a_removed_device_may_come_back() {
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Register(register_cmd()))
+        .then_refused(DeviceError::AlreadyRegistered(id()));
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::Register(register_cmd()))
+        .then([registered_event()]);
+}
+
+#[test]
+fn register_refuses_bad_values_before_looking_at_the_state() {
+    let mut cmd = register_cmd();
+    cmd.poll_interval_secs = 4;
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Register(cmd))
+        .then_refused(DeviceError::BadInterval(4));
+    let mut cmd = register_cmd();
+    cmd.poll_interval_secs = 86_401;
+    given::<DeviceState>([])
+        .when(DeviceCommand::Register(cmd))
+        .then_refused(DeviceError::BadInterval(86_401));
+    let mut cmd = register_cmd();
+    cmd.endpoint.port = 0;
+    given::<DeviceState>([])
+        .when(DeviceCommand::Register(cmd))
+        .then_refused(DeviceError::BadPort);
+    for bad in ["", "ad\nmin", &"x".repeat(101)] {
+        let mut cmd = register_cmd();
+        cmd.username = bad.to_owned();
+        given::<DeviceState>([])
+            .when(DeviceCommand::Register(cmd))
+            .then_refused(DeviceError::BadUsername(bad.to_owned()));
+    }
+}
+
+#[test]
+fn update_records_only_what_differs() {
+    let renamed = DeviceName::parse("core-2").unwrap();
+    let state = given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            name: Some(renamed.clone()),
+            endpoint: Some(endpoint("127.0.0.1", 8728)),
+            poll_interval_secs: Some(300),
+        }))
+        .then([DeviceEvent::Updated(DeviceUpdated {
+            name: Some(renamed.clone()),
+            endpoint: None,
+            poll_interval_secs: Some(300),
+        })]);
+    let reg = state.registration.unwrap();
+    assert_eq!((reg.name, reg.poll_interval_secs), (renamed, 300));
+}
+
+#[test]
+fn an_update_that_changes_nothing_appends_nothing() {
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            name: Some(DeviceName::parse("core-1").unwrap()),
+            endpoint: None,
+            poll_interval_secs: Some(60),
+        }))
+        .then([]);
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice::default()))
+        .then([]);
+}
+
+#[test]
+fn update_refusals() {
+    given::<DeviceState>([])
+        .when(DeviceCommand::Update(UpdateDevice::default()))
+        .then_refused(DeviceError::NotRegistered);
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::Update(UpdateDevice::default()))
+        .then_refused(DeviceError::NotRegistered);
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            poll_interval_secs: Some(0),
+            ..UpdateDevice::default()
+        }))
+        .then_refused(DeviceError::BadInterval(0));
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            endpoint: Some(endpoint("10.0.0.1", 0)),
+            ..UpdateDevice::default()
+        }))
+        .then_refused(DeviceError::BadPort);
+}
+
+#[test]
+fn set_tags_replaces_the_set_once() {
+    let new = tags(&["site:muc", "role:edge"]);
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::SetTags { tags: new.clone() })
+        .then([DeviceEvent::TagsSet(DeviceTagsSet { tags: new.clone() })]);
+    given::<DeviceState>([
+        registered_event(),
+        DeviceEvent::TagsSet(DeviceTagsSet { tags: new.clone() }),
+    ])
+    .when(DeviceCommand::SetTags { tags: new.clone() })
+    .then([]);
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::SetTags { tags: new })
+        .then_refused(DeviceError::NotRegistered);
+}
+
+#[test]
+fn change_credentials() {
+    let state = given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::ChangeCredentials {
+            username: "ops".into(),
+            key_id: "k2".into(),
+        })
+        .then([DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+            username: "ops".into(),
+            key_id: "k2".into(),
+        })]);
+    let reg = state.registration.unwrap();
+    assert_eq!(
+        (reg.username.as_str(), reg.credentials_key_id.as_str()),
+        ("ops", "k2")
+    );
+    given::<DeviceState>([])
+        .when(DeviceCommand::ChangeCredentials {
+            username: "ops".into(),
+            key_id: "k2".into(),
+        })
+        .then_refused(DeviceError::NotRegistered);
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::ChangeCredentials {
+            username: String::new(),
+            key_id: "k2".into(),
+        })
+        .then_refused(DeviceError::BadUsername(String::new()));
+}
+
+#[test]
+fn rotate_credentials_keeps_the_login_name() {
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::RotateCredentials {
+            key_id: "k9".into(),
+        })
+        .then([DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+            username: "admin".into(),
+            key_id: "k9".into(),
+        })]);
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::RotateCredentials {
+            key_id: "k9".into(),
+        })
+        .then_refused(DeviceError::NotRegistered);
+}
+
+#[test]
+fn remove_once() {
+    let state = given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Remove {
+            reason: "decommissioned".into(),
+        })
+        .then([removed_event()]);
+    assert!(!state.is_managed());
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::Remove {
+            reason: "again".into(),
+        })
+        .then_refused(DeviceError::NotRegistered);
+    given::<DeviceState>([])
+        .when(DeviceCommand::Remove {
+            reason: "never was".into(),
+        })
+        .then_refused(DeviceError::NotRegistered);
+}
+
+#[test]
+fn observations_are_commands_that_are_never_refused() {
+    given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Observe(Observation::Reachable(facts(
+            "7.15",
+        ))))
+        .then([DeviceEvent::CameOnline(DeviceCameOnline {
+            facts: facts("7.15"),
+        })]);
+    given::<DeviceState>([registered_event(), removed_event()])
+        .when(DeviceCommand::Observe(Observation::Unreachable("x".into())))
+        .then([]);
+}
+
+// ---- observations ------------------------------------------------------------------------
+
+#[test]
+fn first_contact_then_the_same_facts_again_emit_one_event() {
+    let mut s = registered();
+    let seen = Observation::Reachable(facts("7.15"));
+    let first = observe(&s, &seen);
+    assert_eq!(types(&first), ["DeviceCameOnline"]);
+    apply(&mut s, &first);
+    assert!(observe(&s, &seen).is_empty());
+}
+
+#[test]
+fn offline_is_reported_once_and_online_again_once() {
+    let mut s = registered();
+    let up = observe(&s, &Observation::Reachable(facts("7.15")));
+    apply(&mut s, &up);
+    let down = Observation::Unreachable("connection refused".into());
+    let first = observe(&s, &down);
+    assert_eq!(types(&first), ["DeviceWentOffline"]);
+    apply(&mut s, &first);
+    assert!(observe(&s, &down).is_empty());
+    assert_eq!(s.offline_reason.as_deref(), Some("connection refused"));
+    let back = observe(&s, &Observation::Reachable(facts("7.15")));
+    assert_eq!(types(&back), ["DeviceCameOnline"]);
+}
+
+#[test]
+fn an_upgrade_while_away_is_a_version_change() {
+    let mut s = registered();
+    let up = observe(&s, &Observation::Reachable(facts("7.15")));
+    apply(&mut s, &up);
+    let down = observe(&s, &Observation::Unreachable("rebooting".into()));
+    apply(&mut s, &down);
+    let back = observe(&s, &Observation::Reachable(facts("7.16")));
+    assert_eq!(types(&back), ["DeviceVersionChanged", "DeviceCameOnline"]);
+    apply(&mut s, &back);
+    assert_eq!(s.facts.unwrap().version, "7.16");
+}
+
+#[test]
+fn online_changes_are_named_by_kind() {
+    let mut s = registered();
+    let up = observe(&s, &Observation::Reachable(facts("7.15")));
+    apply(&mut s, &up);
+    let mut f = facts("7.16");
+    f.identity = "core-renamed".into();
+    f.routerboard_firmware = Some("7.16".into());
+    let out = observe(&s, &Observation::Reachable(f));
+    assert_eq!(
+        types(&out),
+        [
+            "DeviceVersionChanged",
+            "DeviceIdentityChanged",
+            "DeviceHardwareChanged"
+        ]
+    );
+}
+
+#[test]
+fn removed_devices_produce_nothing() {
+    let mut s = registered();
+    s.evolve(&DeviceEvent::Removed(DeviceRemoved {
+        reason: "decommissioned".into(),
+    }));
+    assert!(observe(&s, &Observation::Unreachable("x".into())).is_empty());
+}
+
+#[test]
+fn value_objects_refuse_bad_text() {
+    assert!(DeviceName::parse("").is_err());
+    assert!(DeviceName::parse("a b").is_err());
+    assert!(Host::parse("10.0.0.1 ").is_err());
+    assert!(Tag::parse("site:ber/rack-2").is_ok());
+    assert!(serde_json::from_str::<DeviceName>("\"ok-1\"").is_ok());
+    assert!(serde_json::from_str::<DeviceName>("\"no way\"").is_err());
+}
+
+// ---- the stored shape ----------------------------------------------------------------------
+
+fn stored(event_type: &str, schema_version: u32, payload: serde_json::Value) -> RecordedEvent {
+    RecordedEvent {
+        position: 9,
+        tenant_prev_position: 0,
+        tenant_id: TenantId::new_random(),
+        stream: StreamName::parse("device-1").unwrap(),
+        version: 1,
+        event_id: EventId::new_random(),
+        event_type: event_type.to_owned(),
+        schema_version,
+        payload,
+        metadata: EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+        recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    }
+}
+
+#[test]
+fn stored_device_events_read_back_unchanged() {
+    // Payloads as the store holds them (written by the code before the enum existed).
+    let registered = serde_json::json!({
+        "device_id": "00000000-0000-0000-0000-000000000007",
+        "name": "core-1",
+        "endpoint": {"host": "127.0.0.1", "port": 8728, "transport": {"mode": "plain"}},
+        "username": "admin",
+        "credentials_key_id": "k1",
+        "tags": ["site:ber"],
+        "poll_interval_secs": 60
+    });
+    let e = DeviceEvent::decode(&stored("DeviceRegistered", 1, registered.clone())).unwrap();
+    assert_eq!(e, registered_event());
+    assert_eq!(e.payload().unwrap(), registered);
+    assert_eq!(
+        (e.event_type(), e.schema_version()),
+        ("DeviceRegistered", 1)
+    );
+    let resumed = DeviceEvent::decode(&stored("DevicePollingResumed", 1, serde_json::json!({})));
+    assert_eq!(
+        resumed.unwrap(),
+        DeviceEvent::PollingResumed(DevicePollingResumed {})
+    );
+    assert_eq!(DeviceEvent::TYPES.len(), 14);
+    assert_eq!(DeviceEvent::CATEGORY, "device");
+}
+
+#[test]
+fn a_type_that_is_not_a_device_event_is_a_typed_error_and_counts_a_version() {
+    let unknown = stored("DeviceSomethingNew", 1, serde_json::json!({"x": 1}));
+    let err = DeviceEvent::decode(&unknown).unwrap_err();
+    assert!(
+        matches!(&err, DecodeError::UnknownType { category: "device", found, .. } if found == "DeviceSomethingNew"),
+        "{err}"
+    );
+    let mut state = registered();
+    state.evolve_stored(unknown.parts()).unwrap();
+    assert_eq!(state.version, 2);
+    assert_eq!(state.registration, registered().registration);
+    // A known type with a broken payload or a newer schema is an error, not a skip.
+    let broken = stored("DeviceRemoved", 1, serde_json::json!({"reason": 5}));
+    assert!(state.evolve_stored(broken.parts()).is_err());
+    let newer = stored("DeviceRemoved", 2, serde_json::json!({"reason": "x"}));
+    assert!(matches!(
+        state.evolve_stored(newer.parts()),
+        Err(DecodeError::UnknownVersion { .. })
+    ));
+}
+
+// ---- properties ------------------------------------------------------------------------------
+
+proptest! {
+    /// Deciding on a folded state and folding the decision is the same as folding the whole
+    /// history; a refusal about the stream matches the state (only a managed device refuses a
+    /// registration, only an unmanaged one refuses the other commands); and a command decided
+    /// again right after it was applied decides nothing new for every command that is
+    /// idempotent by rule (update, tags, observations).
+    #[test]
+    fn decisions_fold_consistently(commands in prop::collection::vec(arb_command(), 0..40)) {
+        let mut state = DeviceState::default();
+        let mut history = Vec::new();
+        for cmd in &commands {
+            match state.decide(cmd) {
+                Ok(events) => {
+                    for e in &events {
+                        state.evolve(e);
+                    }
+                    history.extend(events);
+                    let idempotent = matches!(
+                        cmd,
+                        DeviceCommand::Update(_) | DeviceCommand::SetTags { .. } | DeviceCommand::Observe(_)
+                    );
+                    if idempotent {
+                        prop_assert_eq!(state.decide(cmd), Ok(Vec::new()));
+                    }
+                }
+                Err(DeviceError::AlreadyRegistered(_)) => prop_assert!(state.is_managed()),
+                Err(DeviceError::NotRegistered) => prop_assert!(!state.is_managed()),
+                Err(other) => prop_assert_eq!(cmd.validate(), Err(other)),
+            }
+            prop_assert_eq!(&DeviceState::fold(&history), &state);
+            prop_assert_eq!(state.version, history.len() as u64);
+        }
+    }
+
+    /// Every decided event survives the trip through its stored form.
+    #[test]
+    fn decided_events_round_trip_through_the_store_shape(commands in prop::collection::vec(arb_command(), 0..20)) {
+        let mut state = DeviceState::default();
+        for cmd in &commands {
+            if let Ok(events) = state.decide(cmd) {
+                for e in &events {
+                    let back = stored(e.event_type(), e.schema_version(), e.payload().unwrap());
+                    prop_assert_eq!(&DeviceEvent::decode(&back).unwrap(), e);
+                    state.evolve(e);
+                }
+            }
+        }
+    }
+}
