@@ -4,6 +4,7 @@
 import { useEffect, useState } from "react";
 
 import { api, type Schemas } from "../api/client";
+import { WORKFLOW_RUN_STATES, isTerminalRunState, oneOf, type WorkflowRunState } from "../api/enums";
 import { useAuth } from "../auth";
 import { useAction, useDeviceNames, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
 import { Link, useQueryState } from "../router";
@@ -14,23 +15,11 @@ export type Run = Schemas["WorkflowRunDto"];
 export type RunDetail = Schemas["WorkflowRunDetailDto"];
 type Step = Schemas["WorkflowStepDto"];
 
-const TERMINAL = new Set(["succeeded", "committed", "rolled_back", "cancelled", "failed"]);
-
-export function isTerminal(state: string): boolean {
-  return TERMINAL.has(state);
+export function isTerminal(state: WorkflowRunState): boolean {
+  return isTerminalRunState(state);
 }
 
 export const WORKFLOW_KINDS = ["backup", "config_push", "firmware_upgrade", "rollout"];
-export const WORKFLOW_STATES = [
-  "running",
-  "waiting",
-  "retrying",
-  "succeeded",
-  "committed",
-  "rolled_back",
-  "cancelled",
-  "failed",
-];
 
 export function WorkflowsPage() {
   const [q, setQ] = useQueryState();
@@ -43,7 +32,7 @@ export function WorkflowsPage() {
         await api("get", "/api/v1/workflows", {
           query: {
             kind: kind || undefined,
-            state: state || undefined,
+            state: oneOf(WORKFLOW_RUN_STATES, state),
             device_id: device || undefined,
             cursor,
             limit: 50,
@@ -73,7 +62,7 @@ export function WorkflowsPage() {
         <Field label="State">
           <select value={state} onChange={(e) => setQ({ state: e.target.value || null })}>
             <option value="">any</option>
-            {WORKFLOW_STATES.map((k) => (
+            {WORKFLOW_RUN_STATES.map((k) => (
               <option key={k} value={k}>
                 {k.replace(/_/g, " ")}
               </option>
