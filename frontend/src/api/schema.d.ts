@@ -2046,6 +2046,11 @@ export interface components {
              */
             problem_position?: number | null;
         };
+        /**
+         * @description A workflow's kind: one per workflow card (`netledger_domain::workflow::card`).
+         * @enum {string}
+         */
+        WorkflowKind: "backup" | "config_push" | "config_restore" | "firmware_upgrade" | "rollout";
         /** @description A run with its input, output and steps. */
         WorkflowRunDetailDto: {
             /** @description The run. */
@@ -2064,8 +2069,8 @@ export interface components {
              * @description Id.
              */
             id: string;
-            /** @description Definition (`backup`, `config_push`, `firmware_upgrade`, `rollout`, …). */
-            kind: string;
+            /** @description Definition. */
+            kind: components["schemas"]["WorkflowKind"];
             /**
              * Format: int32
              * @description Definition version.
@@ -3991,7 +3996,7 @@ export interface operations {
                 /** @description Only runs touching this device. */
                 device_id?: string;
                 /** @description Only this kind. */
-                kind?: string;
+                kind?: components["schemas"]["WorkflowKind"];
                 /** @description Only this state. */
                 state?: components["schemas"]["WorkflowRunState"];
                 /** @description The `next_cursor` of the previous page. */

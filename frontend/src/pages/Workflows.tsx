@@ -19,7 +19,17 @@ export function isTerminal(state: WorkflowRunState): boolean {
   return isTerminalRunState(state);
 }
 
-export const WORKFLOW_KINDS = ["backup", "config_push", "firmware_upgrade", "rollout"];
+export type WorkflowKind = Schemas["WorkflowKind"];
+// Every kind the API reports, checked against the generated WorkflowKind type: a kind added to
+// (or removed from) the API makes tsc fail here until this set follows.
+const KINDS: Record<WorkflowKind, true> = {
+  backup: true,
+  config_push: true,
+  config_restore: true,
+  firmware_upgrade: true,
+  rollout: true,
+};
+export const WORKFLOW_KINDS = Object.keys(KINDS) as WorkflowKind[];
 
 export function WorkflowsPage() {
   const [q, setQ] = useQueryState();
@@ -31,7 +41,7 @@ export function WorkflowsPage() {
       (
         await api("get", "/api/v1/workflows", {
           query: {
-            kind: kind || undefined,
+            kind: WORKFLOW_KINDS.find((k) => k === kind),
             state: oneOf(WORKFLOW_RUN_STATES, state),
             device_id: device || undefined,
             cursor,

@@ -111,16 +111,19 @@ async fn state_with_deps(
 /// Stand-ins for the netops definitions under the kinds the API starts (no worker runs
 /// them here; the tests look at what starting and signalling journal).
 fn test_registry() -> netledger_engine::Registry {
-    let mut r = netledger_engine::Registry::new();
-    for kind in ["backup", "config_push", "firmware_upgrade", "rollout"] {
-        r.register(netledger_engine::Definition::new(
-            kind,
-            1,
-            |_ctx| async move { Ok(netledger_engine::Finish::succeeded(json!({}))) },
-        ))
-        .unwrap();
+    use netledger_domain::workflow::card;
+    use netledger_engine::{Definition, StepError};
+    fn stand_in<C: netledger_engine::WorkflowCard>(c: C) -> Definition {
+        Definition::of(c, |_ctx, _input| async move {
+            Err(StepError::fatal("a stand-in: no worker runs it here"))
+        })
     }
-    r
+    netledger_engine::Registry::new()
+        .with(stand_in(card::Backup))
+        .and_then(|r| r.with(stand_in(card::ConfigPush)))
+        .and_then(|r| r.with(stand_in(card::FirmwareUpgrade)))
+        .and_then(|r| r.with(stand_in(card::Rollout)))
+        .unwrap()
 }
 
 async fn app_with(pool: PgPool, config: ApiConfig, nats: Option<async_nats::Client>) -> App {

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 use crate::event::{EventType, event_enum};
 use crate::ids::{DeviceId, RolloutId, WorkflowId};
 
+pub mod card;
+
 /// A workflow instance was started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowStarted {

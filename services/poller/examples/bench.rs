@@ -13,9 +13,22 @@ use time::OffsetDateTime;
 #[derive(Debug, Parser)]
 enum Cli {
     /// A simulated fleet (started by the benchmark).
-    Devsim(devsim::DevsimArgs),
+    Devsim(DevsimArgs),
     /// The poller benchmark.
     Bench(PollerBenchArgs),
+}
+
+/// The flags the benchmark passes to its `devsim` children (same as `netledger devsim`).
+#[derive(Debug, clap::Args)]
+struct DevsimArgs {
+    #[arg(long)]
+    devices: usize,
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    manifest: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug)]
@@ -37,7 +50,17 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse() {
-        Cli::Devsim(args) => devsim::run(args).await,
+        Cli::Devsim(args) => {
+            let mut o =
+                devsim::DevsimOptions::new(args.devices, Arc::new(devsim::SystemClock::new()));
+            o.listen = args.listen;
+            o.manifest = args.manifest;
+            o.seed = args.seed;
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            devsim::run(o, ctrl_c).await.map_err(anyhow::Error::from)
+        }
         Cli::Bench(args) => netledger_poller::bench_poller(args, Arc::new(SystemClock))
             .await
             .map(drop),

@@ -19,19 +19,37 @@ use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::{Definition, Engine, Finish, Registry, StartOptions, Worker, WorkerOptions};
+use crate::{
+    Definition, Engine, Finish, Registry, StartOptions, Worker, WorkerOptions, WorkflowCard,
+};
 
 /// The bench's workflow kind.
-pub const NOOP_KIND: &str = "noop";
+pub const NOOP_KIND: &str = Noop::KIND;
 
-/// The no-op definition: input `{"steps": n}`, n steps that do nothing and return their index.
+/// The bench's card: input `{"steps": n}`, output `{"sum": ..}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Noop;
+
+/// Input of [`Noop`].
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+pub struct NoopInput {
+    /// Steps to run.
+    pub steps: u32,
+}
+
+impl WorkflowCard for Noop {
+    const KIND: &'static str = "noop";
+    const VERSION: u32 = 1;
+    type Input = NoopInput;
+    type Output = serde_json::Value;
+    fn devices(_: &NoopInput) -> Vec<netledger_domain::DeviceId> {
+        Vec::new()
+    }
+}
+
+/// The no-op definition: n steps that do nothing and return their index.
 pub fn noop_definition() -> Definition {
-    Definition::new(NOOP_KIND, 1, |mut ctx| async move {
-        #[derive(serde::Deserialize)]
-        struct Input {
-            steps: u32,
-        }
-        let input: Input = ctx.input()?;
+    Definition::of(Noop, |mut ctx, input: NoopInput| async move {
         let mut sum = 0u64;
         for i in 0..input.steps {
             let n: u64 = ctx
@@ -152,10 +170,9 @@ async fn measure(
         starters.spawn(async move {
             for _ in 0..per {
                 engine
-                    .start(
+                    .start::<Noop>(
                         tenant,
-                        NOOP_KIND,
-                        serde_json::json!({ "steps": steps }),
+                        NoopInput { steps },
                         StartOptions::new(Actor::system("bench")),
                     )
                     .await?;

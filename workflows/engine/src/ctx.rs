@@ -1,34 +1,23 @@
 //! [`Ctx`]: what a definition's function uses to run steps, sleep, wait for signals and see
-//! cancellation, and the journal writer behind it.
+//! cancellation.
 //!
 //! Every `ctx` call is a *decision point*. On replay it is matched against the next journaled
 //! decision (a step's start and outcome, a timer); once the journal is exhausted the run is
-//! live and new decisions are buffered. The buffer is written in one append, expecting the
-//! exact stream version the worker last saw, right before anything that must not happen
-//! unjournaled: a step's side effect (the buffer plus the step's start), a suspension, the
-//! finish. So a step's outcome travels with the next step's start, and a no-op step costs one
-//! append. The code between `ctx` calls is pure, so writing its decisions a little later
-//! changes nothing a crash could observe: a crash before the append re-runs the step whose
-//! start was journaled (steps are idempotent).
-//!
-//! When the append conflicts, the worker reads what was appended: a takeover (or anything
-//! but signals) means another worker owns the workflow and this one stops writing; signals
-//! are absorbed and the definition runs again from the top with them, keeping the outcomes
-//! of step attempts that already ran (see `journal.rs` for why this keeps replay exact).
+//! live and new decisions are buffered. The journaler (`journaler.rs`) writes the buffer in
+//! one fenced append right before anything that must not happen unjournaled: a step's side
+//! effect, a suspension, the finish. The code between `ctx` calls is pure, so writing its
+//! decisions a little later changes nothing a crash could observe: a crash before the append
+//! re-runs the step whose start was journaled (steps are idempotent).
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use netledger_domain::workflow::card::WorkflowCard;
 use netledger_domain::workflow::{
     FailureClass, WorkflowStepCompleted, WorkflowStepFailed, WorkflowStepStarted,
     WorkflowTimerFired, WorkflowTimerScheduled,
 };
-use netledger_domain::{
-    DeviceId, EventId, EventMetadata, ExpectedVersion, NewEvent, RolloutId, StreamName, TenantId,
-    WorkflowId,
-};
-use netledger_store::StoreError;
+use netledger_domain::{DeviceId, RolloutId, TenantId, WorkflowId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -38,213 +27,9 @@ use tokio::sync::Notify;
 use crate::definition::{RetryPolicy, StepOptions};
 use crate::engine::StartOptions;
 use crate::error::{EngineError, StepError};
-use crate::journal::{Decision, Entry, Replay, Tail, classify_tail, failure_is_final};
-use crate::worker::{Shared, read_tail};
-
-/// The component name in the actor of everything a worker journals.
-pub(crate) const WORKER_COMPONENT: &str = "workflow-worker";
-
-/// Why a run of a definition stopped before the definition returned.
-#[derive(Debug)]
-pub(crate) enum Halt {
-    /// Release the lease until this time (`None`: until a signal).
-    Suspend(Option<OffsetDateTime>),
-    /// New signals were absorbed: run the definition again from the top.
-    Rerun,
-    /// Another worker owns the workflow now: write nothing more.
-    Fenced(String),
-    /// The database or store failed: release the lease and try again later.
-    Failed(EngineError),
-    /// The definition does not match the journal (or panicked): fail the workflow with this
-    /// reason.
-    Diverged(String),
-}
-
-/// The per-claim IO context of a run.
-pub(crate) struct RunIo {
-    pub shared: Arc<Shared>,
-    pub workflow: WorkflowId,
-    pub tenant: TenantId,
-    pub stream: StreamName,
-    /// The claim's attempt number (fencing token).
-    pub attempt: u64,
-    /// Notified when a signal for this workflow is announced.
-    pub poke: Arc<Notify>,
-}
-
-/// The state of one run, shared by the [`Ctx`] and the worker's driver.
-pub(crate) struct RunState {
-    pub replay: Replay,
-    /// Decisions made but not yet journaled.
-    pub buffer: Vec<Decision>,
-    /// Outcomes of step attempts that ran but whose append conflicted, by the stream version
-    /// of the attempt's start: a re-run returns them instead of running the step again.
-    pub retained: HashMap<u64, Decision>,
-    pub halt: Option<Halt>,
-}
-
-/// Appends a run's decisions, fenced by the expected stream version.
-#[derive(Clone)]
-pub(crate) struct Journaler {
-    pub io: Arc<RunIo>,
-    pub state: Arc<Mutex<RunState>>,
-}
-
-impl Journaler {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, RunState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    fn journal_error(&self, detail: String) -> Halt {
-        Halt::Failed(EngineError::Journal {
-            workflow: self.io.workflow,
-            detail,
-        })
-    }
-
-    /// Appends the buffer and `extra` in one append at the exact version last seen.
-    pub(crate) async fn flush(&self, extra: Option<Decision>) -> Result<(), Halt> {
-        let (decisions, expected, causation, correlation) = {
-            let st = self.lock();
-            let mut decisions = st.buffer.clone();
-            decisions.extend(extra);
-            (
-                decisions,
-                st.replay.journal.version,
-                st.replay.journal.last_event_id,
-                st.replay.journal.correlation_id,
-            )
-        };
-        if decisions.is_empty() {
-            return Ok(());
-        }
-        let metadata = EventMetadata {
-            actor: self.io.shared.actor(),
-            causation_id: *causation.as_uuid(),
-            correlation_id: correlation,
-        };
-        let mut events = Vec::with_capacity(decisions.len());
-        let mut last_id = causation;
-        for d in &decisions {
-            let (event_type, schema_version, payload) = d
-                .to_payload()
-                .map_err(|e| self.journal_error(format!("cannot serialize a decision: {e}")))?;
-            last_id = EventId::new_v7();
-            let event = NewEvent::new(
-                last_id,
-                event_type,
-                schema_version,
-                payload,
-                metadata.clone(),
-            )
-            .map_err(|e| self.journal_error(e.to_string()))?;
-            events.push(event);
-        }
-        let appended = self
-            .io
-            .shared
-            .engine
-            .store()
-            .append(
-                self.io.tenant,
-                &self.io.stream,
-                ExpectedVersion::Exact(expected),
-                events,
-            )
-            .await;
-        match appended {
-            Ok(outcome) => {
-                let entries = decisions
-                    .into_iter()
-                    .zip(expected + 1..)
-                    .map(|(decision, version)| Entry { version, decision })
-                    .collect();
-                let mut st = self.lock();
-                st.replay.written(entries, outcome.stream_version, last_id);
-                st.buffer.clear();
-                st.retained.clear();
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Err(self.absorb().await),
-            Err(e) => Err(Halt::Failed(EngineError::store("journal append")(e))),
-        }
-    }
-
-    /// Reads what others appended since the version last seen; `Ok` if nothing.
-    pub(crate) async fn refresh(&self) -> Result<(), Halt> {
-        let since = self.lock().replay.journal.version;
-        let tail = read_tail(
-            &self.io.shared.system,
-            self.io.tenant,
-            &self.io.stream,
-            since,
-        )
-        .await
-        .map_err(Halt::Failed)?;
-        if tail.is_empty() {
-            return Ok(());
-        }
-        Err(self.absorb_tail(&tail))
-    }
-
-    async fn absorb(&self) -> Halt {
-        let since = self.lock().replay.journal.version;
-        match read_tail(
-            &self.io.shared.system,
-            self.io.tenant,
-            &self.io.stream,
-            since,
-        )
-        .await
-        {
-            Ok(tail) => self.absorb_tail(&tail),
-            Err(e) => Halt::Failed(e),
-        }
-    }
-
-    fn absorb_tail(&self, tail: &[netledger_domain::RecordedEvent]) -> Halt {
-        match classify_tail(tail, self.io.attempt) {
-            Tail::Fenced(why) => Halt::Fenced(why),
-            Tail::Signals => {
-                let mut st = self.lock();
-                for e in tail {
-                    if let Err(detail) = st.replay.journal.apply(e) {
-                        drop(st);
-                        return self.journal_error(detail);
-                    }
-                }
-                let buffer = std::mem::take(&mut st.buffer);
-                for d in buffer {
-                    let key = match &d {
-                        Decision::Completed(c) => started_version(&st.replay, &c.step, c.attempt),
-                        Decision::Failed(f) => started_version(&st.replay, &f.step, f.attempt),
-                        _ => None,
-                    };
-                    if let Some(key) = key
-                        && d.is_step_outcome()
-                    {
-                        st.retained.insert(key, d);
-                    }
-                }
-                Halt::Rerun
-            }
-        }
-    }
-}
-
-fn started_version(replay: &Replay, step: &str, attempt: u32) -> Option<u64> {
-    replay
-        .journal
-        .decisions
-        .iter()
-        .rev()
-        .find_map(|e| match &e.decision {
-            Decision::Started(s) if s.step == step && s.attempt == attempt => Some(e.version),
-            _ => None,
-        })
-}
+use crate::journal::{Decision, Entry, failure_is_final};
+use crate::journaler::{Halt, Journaler};
+use crate::shared::Shared;
 
 fn final_error(f: &WorkflowStepFailed) -> StepError {
     match f.class {
@@ -263,6 +48,9 @@ fn final_error(f: &WorkflowStepFailed) -> StepError {
 /// (see [`crate::Definition`]).
 pub struct Ctx {
     j: Journaler,
+    shared: Arc<Shared>,
+    /// Notified when a signal for this workflow is announced.
+    poke: Arc<Notify>,
     halted: Arc<Notify>,
     input: Value,
     kind: String,
@@ -282,7 +70,12 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(j: Journaler, halted: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        j: Journaler,
+        shared: Arc<Shared>,
+        poke: Arc<Notify>,
+        halted: Arc<Notify>,
+    ) -> Self {
         let (input, kind, version, devices, rollout) = {
             let st = j.lock();
             let s = &st.replay.journal.started;
@@ -296,6 +89,8 @@ impl Ctx {
         };
         Self {
             j,
+            shared,
+            poke,
             halted,
             input,
             kind,
@@ -335,8 +130,9 @@ impl Ctx {
         self.rollout
     }
 
-    /// The input it was started with, as `T` (a mismatch is a fatal error).
-    pub fn input<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+    /// The input it was started with, as `T` (a mismatch is a fatal error). Definitions get
+    /// it typed ([`crate::Definition::of`]).
+    pub(crate) fn input<T: DeserializeOwned>(&self) -> Result<T, StepError> {
         serde_json::from_value(self.input.clone()).map_err(|e| {
             StepError::Fatal(format!(
                 "the input does not match what {} v{} expects: {e}",
@@ -477,7 +273,7 @@ impl Ctx {
             }
 
             // Live: the journal has nothing more about this step.
-            let now = self.j.io.shared.engine.clock().now();
+            let now = self.shared.engine.clock().now();
             if let Some(at) = retry_at
                 && now < at
             {
@@ -487,7 +283,7 @@ impl Ctx {
             if self.j.lock().replay.paused() {
                 return self.suspend("pause", None).await;
             }
-            if self.j.io.shared.stopping() {
+            if self.shared.stopping() {
                 return self.suspend("stop", Some(now)).await;
             }
             let attempt = last_attempt + 1;
@@ -535,7 +331,7 @@ impl Ctx {
                             attempt,
                             output,
                         }));
-                        self.j.io.shared.count_step();
+                        self.shared.count_step();
                         return Ok(value);
                     }
                     Err(e) => {
@@ -550,10 +346,8 @@ impl Ctx {
                 },
                 Err(StepError::Retryable(e)) => {
                     if attempt < policy.max_attempts {
-                        let at = now_plus(
-                            self.j.io.shared.engine.clock().now(),
-                            backoff(&policy, attempt),
-                        );
+                        let at =
+                            now_plus(self.shared.engine.clock().now(), backoff(&policy, attempt));
                         let _ = self.fail(name, attempt, e, FailureClass::Retryable, Some(at));
                         retry_at = Some(at);
                         continue;
@@ -617,15 +411,13 @@ impl Ctx {
 
     /// Reports crash point `<at>/<phase>` to the worker's hook (tests only).
     fn crash(&self, at: &str, phase: &str) {
-        self.j
-            .io
-            .shared
+        self.shared
             .crash(self.j.io.workflow, &self.kind, &self.devices, at, phase);
     }
 
     /// What a step body's [`crate::crash_point`] calls report to (`None` without a hook).
     fn step_scope(&self, step: &str) -> Option<crate::crash::StepScope> {
-        let hook = self.j.io.shared.options.crash_points.as_ref()?;
+        let hook = self.shared.options.crash_points.as_ref()?;
         Some(crate::crash::StepScope {
             hook: hook.0.clone(),
             workflow: self.j.io.workflow,
@@ -650,7 +442,7 @@ impl Ctx {
     /// announcement interrupts the wait, and the definition runs again if it brought
     /// signals), otherwise by journaling the buffer and releasing the lease.
     async fn wait_until(&self, what: &str, until: Option<OffsetDateTime>) {
-        let shared = &self.j.io.shared;
+        let shared = &self.shared;
         let now = shared.engine.clock().now();
         let near = until
             .map(|u| u - now)
@@ -667,7 +459,7 @@ impl Ctx {
         let mut stop = shared.stop_signal();
         let woke = tokio::select! {
             _ = tokio::time::sleep(delay) => Woke::Time,
-            _ = self.j.io.poke.notified() => Woke::Poked,
+            _ = self.poke.notified() => Woke::Poked,
             _ = stop.wait_for(|s| *s) => Woke::Stopping,
         };
         match woke {
@@ -700,7 +492,7 @@ impl Ctx {
         name: &str,
         duration: std::time::Duration,
     ) -> Result<(), StepError> {
-        let clock = self.j.io.shared.engine.clock().clone();
+        let clock = self.shared.engine.clock().clone();
         if self.cancel_pending() {
             return Err(StepError::Cancelled);
         }
@@ -764,7 +556,7 @@ impl Ctx {
                         .await;
                 }
                 None => {
-                    let now = self.j.io.shared.engine.clock().now();
+                    let now = self.shared.engine.clock().now();
                     if let Some(at) = fire_at
                         && now >= at
                     {
@@ -798,7 +590,7 @@ impl Ctx {
             None => {
                 let fire_at = match timeout {
                     Some(d) => {
-                        let clock = self.j.io.shared.engine.clock().clone();
+                        let clock = self.shared.engine.clock().clone();
                         Some(self.schedule(&timer, || now_plus(clock.now(), d)).await)
                     }
                     None => None,
@@ -831,32 +623,38 @@ impl Ctx {
         }
     }
 
-    /// Starts a child workflow (as step `name`, with an idempotency key derived from this
-    /// workflow and `name`, so a re-run starts it once). With `notify`, this workflow gets
-    /// signal `child_finished` when the child finishes (wait for it with
+    /// Starts a child workflow of card `C` (as step `name`, with an idempotency key derived
+    /// from this workflow and `name`, so a re-run starts it once). With `notify`, this
+    /// workflow gets signal `child_finished` when the child finishes (wait for it with
     /// [`Ctx::wait_signal`]). A busy device is a fatal error unless `options.queue_if_busy`.
-    pub async fn start_child(
+    pub async fn start_child<C: WorkflowCard>(
         &mut self,
         name: &str,
-        kind: &str,
-        input: Value,
+        input: C::Input,
         options: StartOptions,
         notify: bool,
     ) -> Result<WorkflowId, StepError> {
-        let engine = self.j.io.shared.engine.clone();
+        let engine = self.shared.engine.clone();
         let tenant = self.j.io.tenant;
         let me = self.j.io.workflow;
         let mut options = options.idempotency_key(format!("child:{me}:{name}"));
         if notify {
             options = options.parent(me);
         }
+        options.devices.extend(C::devices(&input));
+        let input = serde_json::to_value(&input).map_err(|e| {
+            StepError::Fatal(format!(
+                "the input of child {} does not serialize: {e}",
+                C::KIND
+            ))
+        })?;
         let options = &options;
         let input = &input;
         self.step(name, || {
             let engine = engine.clone();
             async move {
                 match engine
-                    .start(tenant, kind, input.clone(), options.clone())
+                    .start_kind(tenant, C::KIND, input.clone(), options.clone())
                     .await
                 {
                     Ok(started) => Ok(started.workflow_id),

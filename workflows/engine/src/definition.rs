@@ -1,4 +1,5 @@
-//! Workflow definitions: a kind, a version and an async function of a [`Ctx`]; the
+//! Workflow definitions: a card (kind, version, typed input and output) and an async function
+//! of a [`Ctx`] and the input; the
 //! [`Registry`] of the definitions a process knows; what a definition returns ([`Finish`]);
 //! and per-step options ([`StepOptions`], [`RetryPolicy`]).
 
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netledger_domain::workflow::Outcome;
+use netledger_domain::workflow::card::WorkflowCard;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::ctx::Ctx;
@@ -19,7 +22,7 @@ pub type DefinitionFuture = Pin<Box<dyn Future<Output = Result<Finish, StepError
 
 type RunFn = dyn Fn(Ctx) -> DefinitionFuture + Send + Sync;
 
-/// A workflow definition: `kind` + `version` + the function that runs it.
+/// A workflow definition: a card's `kind` + `version` + the function that runs it.
 ///
 /// The function is run from the top every time a worker picks the workflow up (after a
 /// crash, a timer, a signal): steps already journaled return their journaled output without
@@ -43,21 +46,54 @@ impl std::fmt::Debug for Definition {
 }
 
 impl Definition {
-    /// A definition of `kind` at `version` (from 1) running `f`.
+    /// The definition of card `C` (its kind and version; `card` is the card's unit value)
+    /// running `f` with the workflow's typed input; what `f` finishes with is journaled as
+    /// `C::Output`. An input that does not decode as `C::Input` fails the workflow.
     ///
     /// ```no_run
+    /// use netledger_domain::DeviceId;
+    /// use netledger_domain::workflow::card::WorkflowCard;
     /// use netledger_engine::{Definition, Finish};
     ///
-    /// let noop = Definition::new("noop", 1, |mut ctx| async move {
-    ///     let n: u32 = ctx.input()?;
+    /// struct Noop;
+    /// impl WorkflowCard for Noop {
+    ///     const KIND: &'static str = "noop";
+    ///     const VERSION: u32 = 1;
+    ///     type Input = u32;
+    ///     type Output = u32;
+    ///     fn devices(_: &u32) -> Vec<DeviceId> {
+    ///         Vec::new()
+    ///     }
+    /// }
+    ///
+    /// let noop = Definition::of(Noop, |mut ctx, n| async move {
     ///     for i in 0..n {
     ///         ctx.step(&format!("step-{i}"), || async { Ok(()) }).await?;
     ///     }
-    ///     Ok(Finish::succeeded(serde_json::json!({ "steps": n })))
+    ///     Ok(Finish::succeeded(n))
     /// });
     /// assert_eq!((noop.kind(), noop.version()), ("noop", 1));
     /// ```
-    pub fn new<F, Fut>(kind: &str, version: u32, f: F) -> Self
+    pub fn of<C, F, Fut>(card: C, f: F) -> Self
+    where
+        C: WorkflowCard,
+        F: Fn(Ctx, C::Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Finish<C::Output>, StepError>> + Send + 'static,
+    {
+        let _ = card;
+        let f = Arc::new(f);
+        Self::new(C::KIND, C::VERSION, move |ctx| {
+            let f = f.clone();
+            async move {
+                let input: C::Input = ctx.input()?;
+                f(ctx, input).await?.into_json()
+            }
+        })
+    }
+
+    /// A definition of `kind` at `version` (from 1) running `f` with the untyped journal
+    /// input: the engine's own plumbing; everything else registers cards ([`Definition::of`]).
+    pub(crate) fn new<F, Fut>(kind: &str, version: u32, f: F) -> Self
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Finish, StepError>> + Send + 'static,
@@ -154,20 +190,21 @@ impl Registry {
     }
 }
 
-/// How a definition ends its workflow (journaled as `WorkflowFinished`).
+/// How a definition ends its workflow (journaled as `WorkflowFinished`), with its card's
+/// output type `O` (`Value` once journaled).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finish {
+pub struct Finish<O = Value> {
     /// The outcome.
     pub outcome: Outcome,
     /// Why, for anything but success.
     pub reason: Option<String>,
     /// The definition's result.
-    pub output: Value,
+    pub output: O,
 }
 
-impl Finish {
+impl<O> Finish<O> {
     /// Ended as `outcome`.
-    pub fn new(outcome: Outcome, reason: Option<String>, output: Value) -> Self {
+    pub fn new(outcome: Outcome, reason: Option<String>, output: O) -> Self {
         Self {
             outcome,
             reason,
@@ -176,30 +213,42 @@ impl Finish {
     }
 
     /// Done.
-    pub fn succeeded(output: Value) -> Self {
+    pub fn succeeded(output: O) -> Self {
         Self::new(Outcome::Succeeded, None, output)
     }
 
     /// A change took effect and its safety net was disarmed.
-    pub fn committed(output: Value) -> Self {
+    pub fn committed(output: O) -> Self {
         Self::new(Outcome::Committed, None, output)
     }
 
     /// The device was brought back to its snapshot.
-    pub fn rolled_back(reason: &str, output: Value) -> Self {
+    pub fn rolled_back(reason: &str, output: O) -> Self {
         Self::new(Outcome::RolledBack, Some(reason.to_owned()), output)
     }
 
     /// Cancelled (after whatever unwinding the definition did).
-    pub fn cancelled(reason: &str, output: Value) -> Self {
+    pub fn cancelled(reason: &str, output: O) -> Self {
         Self::new(Outcome::Cancelled, Some(reason.to_owned()), output)
     }
 
     /// Ended with an error.
-    pub fn failed(reason: &str, output: Value) -> Self {
+    pub fn failed(reason: &str, output: O) -> Self {
         Self::new(Outcome::Failed, Some(reason.to_owned()), output)
     }
+}
 
+impl<O: Serialize> Finish<O> {
+    /// The finish with its output as JSON (a fatal error if it does not serialize).
+    fn into_json(self) -> Result<Finish, StepError> {
+        let output = serde_json::to_value(&self.output).map_err(|e| {
+            StepError::Fatal(format!("the workflow's output cannot be journaled: {e}"))
+        })?;
+        Ok(Finish::new(self.outcome, self.reason, output))
+    }
+}
+
+impl Finish {
     /// What a definition's `Err` ends the workflow with.
     pub(crate) fn from_error(error: &StepError) -> Self {
         match error {

@@ -6,6 +6,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use netledger_domain::clock::Clock;
+use netledger_domain::workflow::card::WorkflowCard;
 use netledger_domain::workflow::{Outcome, WorkflowFinished, WorkflowSignalled, WorkflowStarted};
 use netledger_domain::{
     Actor, DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, RolloutId, TenantId,
@@ -199,14 +200,30 @@ impl Engine {
         &self.inner.app
     }
 
-    /// Starts a workflow of `kind` under the newest registered version, with `input`.
+    /// Starts a workflow of card `C` under the newest registered version of its kind, with
+    /// `input`. It owns the devices the card names for this input ([`WorkflowCard::devices`])
+    /// plus any in `options.devices`.
     ///
     /// In one transaction: the task row (refused or answered with the existing workflow when
     /// the idempotency key was used before), the device locks (refused with
     /// [`EngineError::DeviceBusy`] naming the owner, or queued), and `WorkflowStarted` in its
     /// journal. Workers are notified on commit.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, kind = kind))]
-    pub async fn start(
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, kind = C::KIND))]
+    pub async fn start<C: WorkflowCard>(
+        &self,
+        tenant: TenantId,
+        input: C::Input,
+        mut options: StartOptions,
+    ) -> Result<Started, EngineError> {
+        options.devices.extend(C::devices(&input));
+        let input = serde_json::to_value(&input).map_err(|e| {
+            EngineError::Invalid(format!("the input of {} does not serialize: {e}", C::KIND))
+        })?;
+        self.start_kind(tenant, C::KIND, input, options).await
+    }
+
+    /// Starts a workflow of `kind` (untyped: the engine's plumbing behind [`Engine::start`]).
+    pub(crate) async fn start_kind(
         &self,
         tenant: TenantId,
         kind: &str,

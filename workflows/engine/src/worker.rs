@@ -13,14 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, TryStreamExt};
-use netledger_domain::workflow::{
-    FailureClass, WorkflowFinished, WorkflowStepFailed, WorkflowTakenOver,
-};
-use netledger_domain::{
-    Actor, DeviceId, EventId, EventMetadata, ExpectedVersion, RecordedEvent, StreamName, TenantId,
-    WorkflowId,
-};
-use netledger_store::StoreError;
+use netledger_domain::workflow::{FailureClass, WorkflowFinished, WorkflowStepFailed};
+use netledger_domain::{DeviceId, EventId, RecordedEvent, TenantId, WorkflowId};
 use netledger_store::read::decode_row;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
@@ -30,72 +24,14 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::crash::{CrashHook, CrashPoint};
-use crate::ctx::{Ctx, Halt, Journaler, RunIo, RunState, WORKER_COMPONENT};
+use crate::ctx::Ctx;
 use crate::definition::Finish;
 use crate::engine::{Engine, NOTIFY_CHANNEL};
 use crate::error::EngineError;
-use crate::journal::{Decision, Journal, Replay, signals, typed_event};
-
-/// How a worker runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerOptions {
-    /// This worker's name: the lease owner written on claimed tasks (unique per process).
-    pub name: String,
-    /// Workflows in flight at once.
-    pub concurrency: usize,
-    /// How long a claim holds a workflow without a heartbeat; another worker takes it over
-    /// after that.
-    pub lease: Duration,
-    /// How often the leases of in-flight workflows are renewed (well under `lease`).
-    pub heartbeat: Duration,
-    /// Longest wait between looks for runnable work when no notification arrives.
-    pub poll: Duration,
-    /// Timers and retry backoffs due within this are waited for in process, holding the
-    /// lease; longer ones release the lease and set the task's runnable time.
-    pub max_inline_wait: Duration,
-    /// Claim workflows whose definition (kind + version) this worker lacks and fail them
-    /// with an error naming what it has. Only for a worker that is the only one (otherwise
-    /// it would fail workflows another worker can run); by default such workflows are left
-    /// for a worker that has the definition.
-    pub fail_unknown_definitions: bool,
-    /// On shutdown, how long in-flight workflows get to reach their next step boundary
-    /// (where they journal and release their lease) before they are abandoned to lease
-    /// expiry.
-    pub shutdown_grace: Duration,
-    /// After a database error in a run, how long before the workflow is tried again.
-    pub failure_backoff: Duration,
-    /// Called at every crash point (see [`crate::crash`]). Only crash tests set it (their
-    /// worker binaries kill themselves at a planned point); `None` in production.
-    pub crash_points: Option<CrashHook>,
-}
-
-impl WorkerOptions {
-    /// Defaults with this name.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
-    }
-}
-
-impl Default for WorkerOptions {
-    fn default() -> Self {
-        Self {
-            name: format!("worker-{}", Uuid::new_v4().simple()),
-            concurrency: 64,
-            lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(10),
-            poll: Duration::from_secs(1),
-            max_inline_wait: Duration::from_secs(1),
-            fail_unknown_definitions: false,
-            shutdown_grace: Duration::from_secs(10),
-            failure_backoff: Duration::from_secs(1),
-            crash_points: None,
-        }
-    }
-}
+use crate::journal::{Decision, Journal, Replay, signals};
+use crate::journaler::{Halt, Journaler, RunIo, RunState, TakeOverError, event_columns, take_over};
+pub use crate::shared::WorkerOptions;
+use crate::shared::{FinishRequest, Shared};
 
 /// What a worker did, returned when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,79 +53,6 @@ pub struct WorkerReport {
 /// Longest a busy worker leaves a few free slots unclaimed, waiting for more to free up so
 /// that one claim fills several (see `Worker::run`).
 const CLAIM_LINGER: Duration = Duration::from_millis(20);
-
-/// What a worker shares with the runs it drives.
-pub(crate) struct Shared {
-    pub engine: Engine,
-    pub system: PgPool,
-    pub options: WorkerOptions,
-    stop: watch::Sender<bool>,
-    steps: AtomicU64,
-    finisher: mpsc::Sender<FinishRequest>,
-}
-
-/// A task row to finish (after its `WorkflowFinished` was journaled), batched with others.
-struct FinishRequest {
-    tenant: TenantId,
-    workflow: WorkflowId,
-    attempt: u64,
-    outcome: String,
-    /// `true` if finished, `false` if the attempt is stale or it was already finished.
-    reply: oneshot::Sender<Result<bool, String>>,
-}
-
-impl Shared {
-    pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-
-    pub(crate) fn max_inline_wait(&self) -> time::Duration {
-        time::Duration::try_from(self.options.max_inline_wait).unwrap_or(time::Duration::ZERO)
-    }
-
-    /// The actor of what this worker journals: `workflow-worker/<name>`.
-    pub(crate) fn actor(&self) -> Actor {
-        Actor::system(&format!("{WORKER_COMPONENT}/{}", self.options.name))
-    }
-
-    pub(crate) fn count_step(&self) {
-        self.steps.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn now(&self) -> OffsetDateTime {
-        self.engine.clock().now()
-    }
-
-    /// Reports a crash point to the hook, if there is one (tests only).
-    pub(crate) fn crash(
-        &self,
-        workflow: WorkflowId,
-        kind: &str,
-        devices: &[DeviceId],
-        at: &str,
-        phase: &str,
-    ) {
-        if let Some(hook) = &self.options.crash_points {
-            hook.0.reached(&CrashPoint {
-                workflow,
-                kind,
-                devices,
-                at,
-                phase,
-            });
-        }
-    }
-
-    fn later(&self, d: Duration) -> OffsetDateTime {
-        let now = self.now();
-        now.checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO))
-            .unwrap_or(now)
-    }
-}
 
 /// Runs workflows: see the module docs.
 pub struct Worker {
@@ -239,34 +102,6 @@ fn lock_map(map: &InFlightMap) -> std::sync::MutexGuard<'_, HashMap<WorkflowId, 
     map.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-const EVENT_COLUMNS: &str = "e.position, e.tenant_prev_position, e.tenant_id, e.stream, \
-     e.version, e.event_id, e.event_type, e.schema_version, e.payload, e.actor, \
-     e.causation_id, e.correlation_id, e.recorded_at, e.prev_hash, e.hash";
-
-/// Events of `stream` after version `since`, in order (system pool).
-pub(crate) async fn read_tail(
-    system: &PgPool,
-    tenant: TenantId,
-    stream: &StreamName,
-    since: u64,
-) -> Result<Vec<RecordedEvent>, EngineError> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e \
-         WHERE e.tenant_id = $1 AND e.stream = $2 AND e.version > $3 ORDER BY e.version"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(stream.as_str())
-        .bind(i64::try_from(since).unwrap_or(i64::MAX))
-        .fetch_all(system)
-        .await
-        .map_err(EngineError::db("read journal tail"))?;
-    rows.iter()
-        .map(decode_row)
-        .collect::<Result<_, _>>()
-        .map_err(EngineError::store("decode journal"))
-}
-
 /// The journals of several workflows in one query (system pool), by stream name.
 async fn read_journals(
     system: &PgPool,
@@ -278,9 +113,10 @@ async fn read_journals(
         .map(|t| t.workflow.stream().as_str().to_owned())
         .collect();
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, stream) \
+        "SELECT {} FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, stream) \
          JOIN events e ON e.tenant_id = k.tenant_id AND e.stream = k.stream \
-         ORDER BY e.tenant_id, e.stream, e.version"
+         ORDER BY e.tenant_id, e.stream, e.version",
+        event_columns()
     );
     let mut rows = sqlx::query(&sql)
         .bind(&tenants)
@@ -799,27 +635,42 @@ async fn drive_inner(
             return Ended::Failed;
         }
     };
+    let io = Arc::new(RunIo {
+        store: shared.engine.store().clone(),
+        system: shared.system.clone(),
+        actor: shared.actor(),
+        workflow: task.workflow,
+        tenant: task.tenant,
+        stream: task.workflow.stream(),
+        attempt: task.attempt,
+    });
     // A takeover is fenced before anything else is written; a finished journal takes no
     // more events (what is left, the task row and the parent's signal, is conditional on
     // the attempt or idempotent).
     if let Some(previous) = &task.previous_owner {
-        match fence(shared, task, &mut journal, previous).await {
+        match take_over(&io, &mut journal, &shared.options.name, previous).await {
             Ok(()) => {}
-            Err(ended) => return ended,
+            Err(TakeOverError::Fenced) => return Ended::Fenced,
+            Err(TakeOverError::Failed(detail)) => {
+                tracing::warn!(workflow = %task.workflow, %detail, "taking the workflow over failed; retrying later");
+                release(
+                    shared,
+                    task,
+                    Some(shared.later(shared.options.failure_backoff)),
+                )
+                .await;
+                return Ended::Failed;
+            }
+            Err(TakeOverError::Broken(detail)) => {
+                tracing::error!(workflow = %task.workflow, %detail, "taking the workflow over failed");
+                return Ended::Failed;
+            }
         }
     }
     let devices = journal.started.devices.clone();
     if let Some(finished) = journal.finished().cloned() {
         return complete(shared, task, &devices, &finished).await;
     }
-    let io = Arc::new(RunIo {
-        shared: shared.clone(),
-        workflow: task.workflow,
-        tenant: task.tenant,
-        stream: task.workflow.stream(),
-        attempt: task.attempt,
-        poke,
-    });
     let Some(definition) = shared
         .engine
         .registry()
@@ -862,8 +713,13 @@ async fn drive_inner(
         let halted = Arc::new(Notify::new());
         // A panic in the definition or a step fails the workflow (a run that panicked would
         // panic again on every takeover).
-        let run =
-            AssertUnwindSafe(definition.call(Ctx::new(j.clone(), halted.clone()))).catch_unwind();
+        let run = AssertUnwindSafe(definition.call(Ctx::new(
+            j.clone(),
+            shared.clone(),
+            poke.clone(),
+            halted.clone(),
+        )))
+        .catch_unwind();
         let returned = tokio::select! {
             biased;
             _ = halted.notified() => None,
@@ -1102,99 +958,4 @@ async fn complete(
             Ended::Failed
         }
     }
-}
-
-/// After taking over an expired lease, appends `WorkflowTakenOver` before anything else, so
-/// the previous holder's next append conflicts. Events the previous holder appended in the
-/// meantime are absorbed; a newer takeover means this claim is already stale.
-async fn fence(
-    shared: &Arc<Shared>,
-    task: &Claimed,
-    journal: &mut Journal,
-    previous: &str,
-) -> Result<(), Ended> {
-    let stream = task.workflow.stream();
-    let taken = WorkflowTakenOver {
-        attempt: task.attempt,
-        worker: shared.options.name.clone(),
-        previous_worker: previous.to_owned(),
-    };
-    for _ in 0..100 {
-        if journal.finished().is_some() {
-            return Ok(());
-        }
-        let id = EventId::new_v7();
-        let metadata = EventMetadata {
-            actor: shared.actor(),
-            causation_id: *journal.last_event_id.as_uuid(),
-            correlation_id: journal.correlation_id,
-        };
-        let event = match typed_event(&taken, id, metadata) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build a takeover event");
-                return Err(Ended::Failed);
-            }
-        };
-        let appended = shared
-            .engine
-            .store()
-            .append(
-                task.tenant,
-                &stream,
-                ExpectedVersion::Exact(journal.version),
-                vec![event],
-            )
-            .await;
-        match appended {
-            Ok(outcome) => {
-                journal.version = outcome.stream_version;
-                journal.last_event_id = id;
-                journal
-                    .takeovers
-                    .push((outcome.stream_version, task.attempt));
-                return Ok(());
-            }
-            Err(StoreError::Conflict { .. }) => {
-                let tail = match read_tail(&shared.system, task.tenant, &stream, journal.version)
-                    .await
-                {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading the journal during takeover failed");
-                        release(
-                            shared,
-                            task,
-                            Some(shared.later(shared.options.failure_backoff)),
-                        )
-                        .await;
-                        return Err(Ended::Failed);
-                    }
-                };
-                for e in &tail {
-                    if e.event_type == <WorkflowTakenOver as netledger_domain::EventType>::TYPE
-                        && e.decode::<WorkflowTakenOver>()
-                            .is_ok_and(|t| t.attempt > task.attempt)
-                    {
-                        return Err(Ended::Fenced);
-                    }
-                    if let Err(detail) = journal.apply(e) {
-                        tracing::error!(workflow = %task.workflow, %detail, "unreadable journal during takeover");
-                        return Err(Ended::Failed);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "appending the takeover failed");
-                release(
-                    shared,
-                    task,
-                    Some(shared.later(shared.options.failure_backoff)),
-                )
-                .await;
-                return Err(Ended::Failed);
-            }
-        }
-    }
-    Err(Ended::Failed)
 }

@@ -17,7 +17,7 @@ use netledger_domain::workflow::{
 use netledger_domain::{Actor, DeviceId, EventType, RecordedEvent, TenantId, WorkflowId};
 use netledger_engine::{
     Definition, Engine, EngineError, Finish, Registry, RetryPolicy, StartOptions, StepError,
-    StepOptions, TaskState, Worker, WorkerOptions, WorkerReport, WorkflowStatus,
+    StepOptions, TaskState, Worker, WorkerOptions, WorkerReport, WorkflowCard, WorkflowStatus,
 };
 use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
 use serde_json::{Value, json};
@@ -28,6 +28,55 @@ use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------
 // Harness
+
+/// Cards of the test workflows (input and output: any JSON, no owned devices).
+macro_rules! cards {
+    ($($name:ident = ($kind:literal, $v:literal)),* $(,)?) => {$(
+        struct $name;
+        impl WorkflowCard for $name {
+            const KIND: &'static str = $kind;
+            const VERSION: u32 = $v;
+            type Input = Value;
+            type Output = Value;
+            fn devices(_: &Value) -> Vec<DeviceId> {
+                Vec::new()
+            }
+        }
+    )*};
+}
+
+cards! {
+    Approval = ("approval", 1),
+    Chaos = ("chaos", 1),
+    Edited = ("edited", 1),
+    Hang = ("hang", 1),
+    Once = ("once", 1),
+    Panics = ("panics", 1),
+    Parent = ("parent", 1),
+    Paused = ("paused", 1),
+    Plain = ("plain", 1),
+    Push = ("push", 1),
+    Replay = ("replay", 1),
+    Retry = ("retry", 1),
+    Slow = ("slow", 1),
+    Timer = ("timer", 1),
+    Touch = ("touch", 1),
+    X = ("x", 1),
+    EvolvingV1 = ("evolving", 1),
+    EvolvingV2 = ("evolving", 2),
+}
+
+/// A child workflow: doubles its input.
+struct Child;
+impl WorkflowCard for Child {
+    const KIND: &'static str = "child";
+    const VERSION: u32 = 1;
+    type Input = u32;
+    type Output = Value;
+    fn devices(_: &u32) -> Vec<DeviceId> {
+        Vec::new()
+    }
+}
 
 /// Real time plus an offset the test can move forward (timers, lease expiry).
 #[derive(Debug, Default)]
@@ -299,7 +348,7 @@ async fn a_step_completes_once_however_often_the_workflow_is_resumed(pool: PgPoo
     let env = env(pool).await;
     let counts: Counts = Arc::default();
     let c = counts.clone();
-    let def = Definition::new("replay", 1, move |mut ctx| {
+    let def = Definition::of(Replay, move |mut ctx, _: Value| {
         let c = c.clone();
         async move {
             let mut total = 0u64;
@@ -328,7 +377,7 @@ async fn a_step_completes_once_however_often_the_workflow_is_resumed(pool: PgPoo
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let started = engine
-        .start(tenant, "replay", Value::Null, StartOptions::new(actor()))
+        .start::<Replay>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap();
     let worker = env.worker(&reg, fast("w1"));
@@ -354,7 +403,7 @@ async fn a_step_completes_once_however_often_the_workflow_is_resumed(pool: PgPoo
 /// Step `a`, then step `b` which hangs on its first attempt (until `gate` opens), then `c`.
 fn hanging(counts: Counts, entered: Arc<Notify>, gate: Arc<Gate>) -> Definition {
     let first = Arc::new(AtomicU32::new(0));
-    Definition::new("hang", 1, move |mut ctx| {
+    Definition::of(Hang, move |mut ctx, _: Value| {
         let (counts, entered, gate, first) =
             (counts.clone(), entered.clone(), gate.clone(), first.clone());
         async move {
@@ -405,7 +454,7 @@ async fn a_crashed_workers_workflow_is_taken_over_and_resumed_from_the_journal(p
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "hang", Value::Null, StartOptions::new(actor()))
+        .start::<Hang>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -467,7 +516,7 @@ async fn fenced_attempts_ignore_stale_workers(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "hang", Value::Null, StartOptions::new(actor()))
+        .start::<Hang>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -543,7 +592,7 @@ async fn fenced_attempts_ignore_stale_workers(pool: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_durable_timer_fires_on_the_injected_clock(pool: PgPool) {
     let env = env(pool).await;
-    let def = Definition::new("timer", 1, |mut ctx| async move {
+    let def = Definition::of(Timer, |mut ctx, _: Value| async move {
         ctx.sleep("an-hour", Duration::from_secs(3600)).await?;
         let v: u32 = ctx.step("after", || async { Ok(7) }).await?;
         Ok(Finish::succeeded(json!(v)))
@@ -552,7 +601,7 @@ async fn a_durable_timer_fires_on_the_injected_clock(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "timer", Value::Null, StartOptions::new(actor()))
+        .start::<Timer>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -596,7 +645,7 @@ async fn retries_back_off_and_give_up_after_the_maximum_attempts(pool: PgPool) {
         broken_calls.clone(),
         fatal_calls.clone(),
     );
-    let def = Definition::new("retry", 1, move |mut ctx| {
+    let def = Definition::of(Retry, move |mut ctx, _: Value| {
         let (flaky, broken, fatal) = (f1.clone(), b1.clone(), x1.clone());
         async move {
             let policy = RetryPolicy {
@@ -648,7 +697,7 @@ async fn retries_back_off_and_give_up_after_the_maximum_attempts(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "retry", Value::Null, StartOptions::new(actor()))
+        .start::<Retry>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -705,7 +754,7 @@ async fn a_step_attempt_that_outlives_its_timeout_is_abandoned_and_retried(pool:
     let env = env(pool).await;
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
-    let def = Definition::new("slow", 1, move |mut ctx| {
+    let def = Definition::of(Slow, move |mut ctx, _: Value| {
         let c = c.clone();
         async move {
             let opts = StepOptions::default()
@@ -731,7 +780,7 @@ async fn a_step_attempt_that_outlives_its_timeout_is_abandoned_and_retried(pool:
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "slow", Value::Null, StartOptions::new(actor()))
+        .start::<Slow>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -760,7 +809,7 @@ async fn a_step_attempt_that_outlives_its_timeout_is_abandoned_and_retried(pool:
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn signals_wake_a_waiting_workflow_and_a_wait_times_out(pool: PgPool) {
     let env = env(pool).await;
-    let def = Definition::new("approval", 1, |mut ctx| async move {
+    let def = Definition::of(Approval, |mut ctx, _: Value| async move {
         let approved: Option<u32> = ctx
             .wait_signal("approve", Some(Duration::from_secs(600)))
             .await?;
@@ -770,12 +819,12 @@ async fn signals_wake_a_waiting_workflow_and_a_wait_times_out(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let a = engine
-        .start(tenant, "approval", Value::Null, StartOptions::new(actor()))
+        .start::<Approval>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
     let b = engine
-        .start(tenant, "approval", Value::Null, StartOptions::new(actor()))
+        .start::<Approval>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -819,7 +868,7 @@ async fn signals_wake_a_waiting_workflow_and_a_wait_times_out(pool: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn pause_holds_the_next_step_until_resume(pool: PgPool) {
     let env = env(pool).await;
-    let def = Definition::new("paused", 1, |mut ctx| async move {
+    let def = Definition::of(Paused, |mut ctx, _: Value| async move {
         let n: u32 = ctx.wait_signal("go", None).await?.unwrap_or(0);
         let m: u32 = ctx.step("double", || async move { Ok(n * 2) }).await?;
         Ok(Finish::succeeded(json!(m)))
@@ -828,7 +877,7 @@ async fn pause_holds_the_next_step_until_resume(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "paused", Value::Null, StartOptions::new(actor()))
+        .start::<Paused>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -858,7 +907,7 @@ async fn pause_holds_the_next_step_until_resume(pool: PgPool) {
 
 /// `apply`, then wait for approval; a cancel unwinds with `rollback`.
 fn cancellable(rolled_back: Arc<AtomicU32>) -> Definition {
-    Definition::new("push", 1, move |mut ctx| {
+    Definition::of(Push, move |mut ctx, _: Value| {
         let rolled_back = rolled_back.clone();
         async move {
             ctx.step("apply", || async { Ok(()) }).await?;
@@ -886,7 +935,7 @@ fn cancellable(rolled_back: Arc<AtomicU32>) -> Definition {
 async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
     let env = env(pool).await;
     let rolled_back = Arc::new(AtomicU32::new(0));
-    let plain = Definition::new("plain", 1, |mut ctx| async move {
+    let plain = Definition::of(Plain, |mut ctx, _: Value| async move {
         ctx.wait_signal::<Value>("never", Some(Duration::from_secs(3600)))
             .await?;
         ctx.step("after", || async { Ok(()) }).await?;
@@ -896,12 +945,12 @@ async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let push = engine
-        .start(tenant, "push", Value::Null, StartOptions::new(actor()))
+        .start::<Push>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
     let other = engine
-        .start(tenant, "plain", Value::Null, StartOptions::new(actor()))
+        .start::<Plain>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -943,7 +992,7 @@ async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn concurrent_starts_with_one_idempotency_key_give_one_workflow(pool: PgPool) {
     let env = env(pool).await;
-    let reg = registry(vec![Definition::new("once", 1, |_ctx| async {
+    let reg = registry(vec![Definition::of(Once, |_ctx, _: Value| async {
         Ok(Finish::succeeded(Value::Null))
     })]);
     let engine = env.engine(&reg);
@@ -953,9 +1002,8 @@ async fn concurrent_starts_with_one_idempotency_key_give_one_workflow(pool: PgPo
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
             engine
-                .start(
+                .start::<Once>(
                     tenant,
-                    "once",
                     json!({"x": 1}),
                     StartOptions::new(actor()).idempotency_key("request-1"),
                 )
@@ -980,9 +1028,8 @@ async fn concurrent_starts_with_one_idempotency_key_give_one_workflow(pool: PgPo
     assert_eq!(n, 1);
     // The same key in another tenant is another request.
     let elsewhere = engine
-        .start(
+        .start::<Once>(
             TenantId::new_random(),
-            "once",
             Value::Null,
             StartOptions::new(actor()).idempotency_key("request-1"),
         )
@@ -995,18 +1042,20 @@ async fn concurrent_starts_with_one_idempotency_key_give_one_workflow(pool: PgPo
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
     let env = env(pool).await;
-    let reg = registry(vec![Definition::new("touch", 1, |mut ctx| async move {
-        ctx.step("touch", || async { Ok(()) }).await?;
-        Ok(Finish::succeeded(Value::Null))
-    })]);
+    let reg = registry(vec![Definition::of(
+        Touch,
+        |mut ctx, _: Value| async move {
+            ctx.step("touch", || async { Ok(()) }).await?;
+            Ok(Finish::succeeded(Value::Null))
+        },
+    )]);
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let d1 = DeviceId::new_random();
     let d2 = DeviceId::new_random();
     let first = engine
-        .start(
+        .start::<Touch>(
             tenant,
-            "touch",
             Value::Null,
             StartOptions::new(actor()).devices([d1, d2]),
         )
@@ -1014,9 +1063,8 @@ async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
         .unwrap()
         .workflow_id;
     let err = engine
-        .start(
+        .start::<Touch>(
             tenant,
-            "touch",
             Value::Null,
             StartOptions::new(actor()).devices([d2]),
         )
@@ -1042,9 +1090,8 @@ async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
     assert_eq!(rows, 1);
     // Another tenant's device with the same id is another device.
     engine
-        .start(
+        .start::<Touch>(
             TenantId::new_random(),
-            "touch",
             Value::Null,
             StartOptions::new(actor()).devices([d2]),
         )
@@ -1052,9 +1099,8 @@ async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
         .unwrap();
 
     let queued = engine
-        .start(
+        .start::<Touch>(
             tenant,
-            "touch",
             Value::Null,
             StartOptions::new(actor()).devices([d2]).queue_if_busy(true),
         )
@@ -1079,9 +1125,8 @@ async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
     assert_eq!(locks, 0, "finished workflows release their devices");
     // Free again: a new start takes the device.
     engine
-        .start(
+        .start::<Touch>(
             tenant,
-            "touch",
             Value::Null,
             StartOptions::new(actor()).devices([d2]),
         )
@@ -1092,17 +1137,17 @@ async fn a_busy_device_refuses_a_second_workflow_or_queues_it(pool: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_worker_without_the_definition_version_leaves_it_or_fails_it_clearly(pool: PgPool) {
     let env = env(pool).await;
-    let def = |v: u32| {
-        Definition::new("evolving", v, move |_ctx| async move {
+    fn def<C: WorkflowCard<Input = Value, Output = Value>>(card: C, v: u32) -> Definition {
+        Definition::of(card, move |_ctx, _: Value| async move {
             Ok(Finish::succeeded(json!(v)))
         })
-    };
-    let v2 = registry(vec![def(1), def(2)]);
-    let v1_only = registry(vec![def(1)]);
+    }
+    let v2 = registry(vec![def(EvolvingV1, 1), def(EvolvingV2, 2)]);
+    let v1_only = registry(vec![def(EvolvingV1, 1)]);
     let engine = env.engine(&v2);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "evolving", Value::Null, StartOptions::new(actor()))
+        .start::<EvolvingV2>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -1128,7 +1173,7 @@ async fn a_worker_without_the_definition_version_leaves_it_or_fails_it_clearly(p
 
     // A v2 worker finishes a v2 workflow under v2.
     let id = engine
-        .start(tenant, "evolving", Value::Null, StartOptions::new(actor()))
+        .start::<EvolvingV2>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -1141,13 +1186,13 @@ async fn a_worker_without_the_definition_version_leaves_it_or_fails_it_clearly(p
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_definition_changed_in_place_fails_the_workflow_with_the_divergence(pool: PgPool) {
     let env = env(pool).await;
-    let original = Definition::new("edited", 1, |mut ctx| async move {
+    let original = Definition::of(Edited, |mut ctx, _: Value| async move {
         ctx.step("a", || async { Ok(()) }).await?;
         ctx.sleep("wait", Duration::from_secs(3600)).await?;
         ctx.step("b", || async { Ok(()) }).await?;
         Ok(Finish::succeeded(Value::Null))
     });
-    let edited = Definition::new("edited", 1, |mut ctx| async move {
+    let edited = Definition::of(Edited, |mut ctx, _: Value| async move {
         ctx.step("x", || async { Ok(()) }).await?;
         Ok(Finish::succeeded(Value::Null))
     });
@@ -1156,7 +1201,7 @@ async fn a_definition_changed_in_place_fails_the_workflow_with_the_divergence(po
     let engine = env.engine(&before);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "edited", Value::Null, StartOptions::new(actor()))
+        .start::<Edited>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -1184,19 +1229,17 @@ async fn a_definition_changed_in_place_fails_the_workflow_with_the_divergence(po
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_parent_starts_children_once_and_hears_when_they_finish(pool: PgPool) {
     let env = env(pool).await;
-    let child = Definition::new("child", 1, |mut ctx| async move {
-        let n: u32 = ctx.input()?;
+    let child = Definition::of(Child, |mut ctx, n: u32| async move {
         let d: u32 = ctx.step("double", || async move { Ok(n * 2) }).await?;
         Ok(Finish::succeeded(json!(d)))
     });
-    let parent = Definition::new("parent", 1, |mut ctx| async move {
+    let parent = Definition::of(Parent, |mut ctx, _: Value| async move {
         let mut children = Vec::new();
         for i in 1..=3u32 {
             let id = ctx
-                .start_child(
+                .start_child::<Child>(
                     &format!("child-{i}"),
-                    "child",
-                    json!(i),
+                    i,
                     StartOptions::new(Actor::system("parent")),
                     true,
                 )
@@ -1217,7 +1260,7 @@ async fn a_parent_starts_children_once_and_hears_when_they_finish(pool: PgPool) 
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "parent", Value::Null, StartOptions::new(actor()))
+        .start::<Parent>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -1245,15 +1288,14 @@ async fn a_parent_starts_children_once_and_hears_when_they_finish(pool: PgPool) 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn task_rows_are_tenant_scoped_and_the_system_role_can_only_touch_leases(pool: PgPool) {
     let env = env(pool).await;
-    let reg = registry(vec![Definition::new("x", 1, |_ctx| async {
+    let reg = registry(vec![Definition::of(X, |_ctx, _: Value| async {
         Ok(Finish::succeeded(Value::Null))
     })]);
     let engine = env.engine(&reg);
     let (t1, t2) = (TenantId::new_random(), TenantId::new_random());
     let id = engine
-        .start(
+        .start::<X>(
             t1,
-            "x",
             Value::Null,
             StartOptions::new(actor()).devices([DeviceId::new_random()]),
         )
@@ -1332,7 +1374,7 @@ async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(
 
     let env = env(pool).await;
     // This process only starts the workflows; the chaos-worker processes run them.
-    let reg = registry(vec![Definition::new("chaos", 1, |_ctx| async {
+    let reg = registry(vec![Definition::of(Chaos, |_ctx, _: Value| async {
         Ok(Finish::failed(
             "the test process does not run chaos workflows",
             Value::Null,
@@ -1348,9 +1390,8 @@ async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(
             options = options.devices([DeviceId::new_random()]);
         }
         let started = engine
-            .start(
+            .start::<Chaos>(
                 tenant,
-                "chaos",
                 json!({ "steps": STEPS, "max_sleep_ms": 200 }),
                 options,
             )
@@ -1433,7 +1474,7 @@ async fn workers_killed_with_sigkill_leave_every_workflow_finished_exactly_once(
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_worker_killed_at_each_crash_point_leaves_every_workflow_finished_once(pool: PgPool) {
     let env = env(pool).await;
-    let reg = registry(vec![Definition::new("chaos", 1, |_ctx| async {
+    let reg = registry(vec![Definition::of(Chaos, |_ctx, _: Value| async {
         Ok(Finish::failed(
             "the test process does not run chaos workflows",
             Value::Null,
@@ -1467,7 +1508,7 @@ async fn a_worker_killed_at_each_crash_point_leaves_every_workflow_finished_once
     let discovery = dir.join("discovery");
     std::fs::create_dir_all(&discovery).unwrap();
     let first = engine
-        .start(tenant, "chaos", input.clone(), StartOptions::new(actor()))
+        .start::<Chaos>(tenant, input.clone(), StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;
@@ -1494,7 +1535,7 @@ async fn a_worker_killed_at_each_crash_point_leaves_every_workflow_finished_once
     let mut plan = String::new();
     for label in &labels {
         let id = engine
-            .start(tenant, "chaos", input.clone(), StartOptions::new(actor()))
+            .start::<Chaos>(tenant, input.clone(), StartOptions::new(actor()))
             .await
             .unwrap()
             .workflow_id;
@@ -1571,7 +1612,7 @@ async fn a_worker_killed_at_each_crash_point_leaves_every_workflow_finished_once
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_panicking_step_fails_the_workflow_instead_of_looping(pool: PgPool) {
     let env = env(pool).await;
-    let def = Definition::new("panics", 1, |mut ctx| async move {
+    let def = Definition::of(Panics, |mut ctx, _: Value| async move {
         ctx.step("boom", || async {
             let v: Vec<u32> = Vec::new();
             #[allow(clippy::indexing_slicing)]
@@ -1584,7 +1625,7 @@ async fn a_panicking_step_fails_the_workflow_instead_of_looping(pool: PgPool) {
     let engine = env.engine(&reg);
     let tenant = TenantId::new_random();
     let id = engine
-        .start(tenant, "panics", Value::Null, StartOptions::new(actor()))
+        .start::<Panics>(tenant, Value::Null, StartOptions::new(actor()))
         .await
         .unwrap()
         .workflow_id;

@@ -178,43 +178,19 @@ pub fn to_change_lines(message: &str) -> String {
 /// Verbs a change may use: configuration edits and `:log`.
 const CONFIG_VERBS: &[&str] = &["add", "set", "remove", "enable", "disable", "unset"];
 
-/// What a change may do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Policy {
-    /// Menus (API form, e.g. `/ip/service`) a change may not touch, submenus included.
-    pub forbidden_menus: Vec<String>,
-    /// Most commands in one change.
-    pub max_commands: usize,
-    /// Largest change in bytes (`/file add contents=` holds about 60 KB).
-    pub max_bytes: usize,
-}
+/// What a change may do: the `config_push` card's policy (`netledger_domain::workflow::card`).
+pub use netledger_domain::workflow::card::Policy;
 
-impl Default for Policy {
-    /// `/user` and `/ip/service` (management access), `/system/scheduler` (the rollback
-    /// timer lives there), 500 commands, 60 000 bytes.
-    fn default() -> Self {
-        Policy {
-            forbidden_menus: vec![
-                "/user".into(),
-                "/ip/service".into(),
-                "/system/scheduler".into(),
-            ],
-            max_commands: 500,
-            max_bytes: 60_000,
-        }
-    }
-}
-
-impl Policy {
-    fn forbids(&self, path: &MenuPath) -> Option<&str> {
-        self.forbidden_menus
-            .iter()
-            .find(|f| {
-                let f = MenuPath::parse(f);
-                path.segments().starts_with(f.segments())
-            })
-            .map(String::as_str)
-    }
+/// The forbidden menu of `policy` that `path` falls under, if any.
+fn forbids<'p>(policy: &'p Policy, path: &MenuPath) -> Option<&'p str> {
+    policy
+        .forbidden_menus
+        .iter()
+        .find(|f| {
+            let f = MenuPath::parse(f);
+            path.segments().starts_with(f.segments())
+        })
+        .map(String::as_str)
 }
 
 /// One checkable consequence of a change.
@@ -482,7 +458,7 @@ pub fn check_policy(change: &Change, policy: &Policy) -> Result<Vec<ScriptComman
                 ),
             });
         }
-        if let Some(f) = policy.forbids(&c.path) {
+        if let Some(f) = forbids(policy, &c.path) {
             return Err(NetopsError::Policy {
                 change: id,
                 rule: format!(

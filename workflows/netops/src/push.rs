@@ -571,25 +571,8 @@ pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Ap
     })
 }
 
-/// A `/ping` health check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PingCheck {
-    /// Target address (IPv4).
-    pub address: String,
-    /// Probes to send.
-    pub count: u32,
-    /// Answers needed.
-    pub min_received: u32,
-}
-
-/// Optional health checks after a change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthChecks {
-    /// Interfaces (by name) that must be enabled and running.
-    pub interfaces_running: Vec<String>,
-    /// Targets the device must reach with `/ping`.
-    pub ping: Vec<PingCheck>,
-}
+/// The health checks of a change: the `config_push` card's (`netledger_domain::workflow::card`).
+pub use netledger_domain::workflow::card::{HealthChecks, PingCheck};
 
 /// How long [`verify`] tries to reach the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,9 @@
 //! with the crash point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/kinds.rs"]
+mod kinds;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -278,9 +281,7 @@ impl Env {
                 )
             }
         };
-        let wf = self
-            .engine
-            .start(self.tenant, kind, input, options)
+        let wf = kinds::start_kind(&self.engine, self.tenant, kind, input, options)
             .await
             .unwrap()
             .workflow_id;

@@ -43,20 +43,20 @@ impl Env {
         parallelism: u32,
         rollback_on_halt: bool,
     ) -> WorkflowId {
-        self.engine
-            .start(
-                self.tenant,
-                "rollout",
-                json!({
-                    "rollout_id": rid, "name": "halt", "target": target,
-                    "devices": devices, "batch_size": batch_size, "parallelism": parallelism,
-                    "failure_threshold": 2, "rollback_on_halt": rollback_on_halt,
-                }),
-                StartOptions::new(Actor::system("test")).rollout(rid),
-            )
-            .await
-            .unwrap()
-            .workflow_id
+        support::kinds::start_kind(
+            &self.engine,
+            self.tenant,
+            "rollout",
+            json!({
+                "rollout_id": rid, "name": "halt", "target": target,
+                "devices": devices, "batch_size": batch_size, "parallelism": parallelism,
+                "failure_threshold": 2, "rollback_on_halt": rollback_on_halt,
+            }),
+            StartOptions::new(Actor::system("test")).rollout(rid),
+        )
+        .await
+        .unwrap()
+        .workflow_id
     }
 
     async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, Value)>) {

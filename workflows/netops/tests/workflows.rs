@@ -24,16 +24,16 @@ const CHANGE: &str =
 
 impl Env {
     async fn start(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> WorkflowId {
-        self.engine
-            .start(
-                self.tenant,
-                kind,
-                input,
-                StartOptions::new(Actor::system("test")).devices([device]),
-            )
-            .await
-            .unwrap()
-            .workflow_id
+        support::kinds::start_kind(
+            &self.engine,
+            self.tenant,
+            kind,
+            input,
+            StartOptions::new(Actor::system("test")).devices([device]),
+        )
+        .await
+        .unwrap()
+        .workflow_id
     }
 
     async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, serde_json::Value)>) {
@@ -357,21 +357,20 @@ async fn rollout_pushes_canary_then_batches_and_records_its_stream(owner: PgPool
         e.register(2).await,
     ];
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let wf = e
-        .engine
-        .start(
-            e.tenant,
-            "rollout",
-            json!({
-                "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
-                "canaries": [devices[0]], "devices": [devices[1], devices[2]],
-                "batch_size": 2, "parallelism": 2, "failure_threshold": 1,
-            }),
-            StartOptions::new(Actor::system("test")).rollout(rid),
-        )
-        .await
-        .unwrap()
-        .workflow_id;
+    let wf = support::kinds::start_kind(
+        &e.engine,
+        e.tenant,
+        "rollout",
+        json!({
+            "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
+            "canaries": [devices[0]], "devices": [devices[1], devices[2]],
+            "batch_size": 2, "parallelism": 2, "failure_threshold": 1,
+        }),
+        StartOptions::new(Actor::system("test")).rollout(rid),
+    )
+    .await
+    .unwrap()
+    .workflow_id;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
     let stream: Vec<(String, serde_json::Value)> =
@@ -418,21 +417,20 @@ async fn a_failed_canary_halts_the_rollout(owner: PgPool) {
         .unwrap()
         .edit_faults(|x| x.reject_login = true);
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let wf = e
-        .engine
-        .start(
-            e.tenant,
-            "rollout",
-            json!({
-                "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
-                "canaries": [devices[0]], "devices": [devices[1]],
-                "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
-            }),
-            StartOptions::new(Actor::system("test")).rollout(rid),
-        )
-        .await
-        .unwrap()
-        .workflow_id;
+    let wf = support::kinds::start_kind(
+        &e.engine,
+        e.tenant,
+        "rollout",
+        json!({
+            "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
+            "canaries": [devices[0]], "devices": [devices[1]],
+            "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
+        }),
+        StartOptions::new(Actor::system("test")).rollout(rid),
+    )
+    .await
+    .unwrap()
+    .workflow_id;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
     assert!(finished_reason(&journal).contains("threshold 1"));

@@ -2,6 +2,7 @@
 //! progress (read models).
 
 use axum::extract::State;
+use netledger_domain::workflow::card::{self, WorkflowCard};
 use netledger_domain::{DeviceId, RolloutId, WorkflowId};
 use netledger_projections::query;
 use serde::{Deserialize, Serialize};
@@ -43,13 +44,56 @@ fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, s: &str, known: &str)
         .map_err(|_| ApiError::bad_request(format!("{field} `{s}` is unknown: use {known}")))
 }
 
+/// A workflow's kind: one per workflow card (`netledger_domain::workflow::card`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowKind {
+    /// Export of a device's configuration into the config history.
+    Backup,
+    /// Two-phase config push to one device.
+    ConfigPush,
+    /// Restore of a device to its configuration before a committed push.
+    ConfigRestore,
+    /// RouterOS upgrade of one device.
+    FirmwareUpgrade,
+    /// Fleet rollout of a change set or a firmware version.
+    Rollout,
+}
+
+impl WorkflowKind {
+    /// Every kind.
+    pub const ALL: [WorkflowKind; 5] = [
+        Self::Backup,
+        Self::ConfigPush,
+        Self::ConfigRestore,
+        Self::FirmwareUpgrade,
+        Self::Rollout,
+    ];
+
+    /// The card's kind name (`WorkflowStarted.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => card::Backup::KIND,
+            Self::ConfigPush => card::ConfigPush::KIND,
+            Self::ConfigRestore => card::ConfigRestore::KIND,
+            Self::FirmwareUpgrade => card::FirmwareUpgrade::KIND,
+            Self::Rollout => card::Rollout::KIND,
+        }
+    }
+
+    /// The kind named `kind`, if a card has it.
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
 /// A workflow run.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WorkflowRunDto {
     /// Id.
     pub id: Uuid,
-    /// Definition (`backup`, `config_push`, `firmware_upgrade`, `rollout`, …).
-    pub kind: String,
+    /// Definition.
+    pub kind: WorkflowKind,
     /// Definition version.
     pub definition_version: u32,
     /// `running`, `waiting`, `retrying`, `succeeded`, `committed`, `rolled_back`,
@@ -89,11 +133,20 @@ pub struct WorkflowRunDto {
     pub updated_at: OffsetDateTime,
 }
 
-impl From<query::WorkflowRun> for WorkflowRunDto {
-    fn from(r: query::WorkflowRun) -> Self {
-        Self {
+impl TryFrom<query::WorkflowRun> for WorkflowRunDto {
+    type Error = ApiError;
+
+    /// Fails (a server error) for a run of a kind no card names.
+    fn try_from(r: query::WorkflowRun) -> ApiResult<Self> {
+        let kind = WorkflowKind::parse(&r.kind).ok_or_else(|| {
+            ApiError::internal(format!(
+                "workflow {} has kind `{}`, which no workflow card names",
+                r.id, r.kind
+            ))
+        })?;
+        Ok(Self {
             id: *r.id.as_uuid(),
-            kind: r.kind,
+            kind,
             definition_version: r.definition_version,
             state: r.state,
             outcome: r.outcome,
@@ -110,7 +163,7 @@ impl From<query::WorkflowRun> for WorkflowRunDto {
             started_at: r.started_at,
             finished_at: r.finished_at,
             updated_at: r.updated_at,
-        }
+        })
     }
 }
 
@@ -187,7 +240,7 @@ pub struct WorkflowListQuery {
     /// Only runs touching this device.
     pub device_id: Option<Uuid>,
     /// Only this kind.
-    pub kind: Option<String>,
+    pub kind: Option<WorkflowKind>,
     /// Only this state.
     #[param(value_type = Option<query::WorkflowRunState>)]
     pub state: Option<String>,
@@ -228,7 +281,7 @@ pub async fn list_workflows(
         auth.principal().tenant,
         &query::WorkflowRunQuery {
             device: q.device_id.map(DeviceId::from_uuid),
-            kind: q.kind,
+            kind: q.kind.map(|k| k.as_str().to_owned()),
             state: run_state,
             cursor: unwrap_cursor(&q.cursor)?,
             limit: q.limit.map(i64::from),
@@ -236,7 +289,11 @@ pub async fn list_workflows(
     )
     .await?;
     Ok(Json(WorkflowRunPage {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<ApiResult<_>>()?,
         next_cursor: wrap_cursor(page.next_cursor),
     }))
 }
@@ -267,7 +324,7 @@ pub async fn get_workflow(
     .await?
     .ok_or_else(|| ApiError::not_found(format!("workflow {id}")))?;
     Ok(Json(WorkflowRunDetailDto {
-        run: d.run.into(),
+        run: d.run.try_into()?,
         input: d.input,
         output: d.output,
         steps: d.steps.into_iter().map(Into::into).collect(),
@@ -625,35 +682,27 @@ pub struct FirmwareUpgradeRequest {
     pub routerboard: bool,
 }
 
-/// Starts `kind` for one device after checking the device exists in the tenant (from its
-/// event stream, so a device registered a moment ago counts).
-async fn start_for_device(
+/// Starts card `C` for one device after checking the device exists in the tenant (from its
+/// event stream, so a device registered a moment ago counts); the workflow owns the device.
+async fn start_for_device<C: WorkflowCard>(
     state: &ApiState,
     p: &crate::auth::Principal,
     rid: RequestId,
     key: Option<String>,
-    kind: &str,
-    device: Uuid,
-    input: serde_json::Value,
+    device: DeviceId,
+    input: C::Input,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let s = state
-        .devices()?
-        .load(p.tenant, DeviceId::from_uuid(device))
-        .await?;
+    let s = state.devices()?.load(p.tenant, device).await?;
     if s.registration.is_none() || s.removed {
         return Err(ApiError::not_found(format!("device {device}")));
     }
-    let mut options =
-        netledger_engine::StartOptions::new(p.actor()).devices([DeviceId::from_uuid(device)]);
+    let mut options = netledger_engine::StartOptions::new(p.actor());
     options.correlation_id = Some(rid.0);
     if let Some(k) = key {
         options = options.idempotency_key(k);
     }
-    let started = state
-        .engine()?
-        .start(p.tenant, kind, input, options)
-        .await?;
+    let started = state.engine()?.start::<C>(p.tenant, input, options).await?;
     let stream = started.workflow_id.stream();
     let dto = WorkflowStartedDto {
         workflow_id: *started.workflow_id.as_uuid(),
@@ -700,15 +749,14 @@ pub async fn start_backup(
     key: IdempotencyKey,
     Json(body): Json<BackupRequest>,
 ) -> ApiResult<axum::response::Response> {
-    let input = serde_json::json!({ "device_id": body.device_id });
-    start_for_device(
+    let device_id = DeviceId::from_uuid(body.device_id);
+    start_for_device::<card::Backup>(
         &state,
         auth.principal(),
         rid,
         key.0,
-        "backup",
-        body.device_id,
-        input,
+        device_id,
+        card::BackupInput { device_id },
     )
     .await
 }
@@ -758,22 +806,17 @@ pub async fn start_config_push(
         }
         None => format!("chg-{}", Uuid::now_v7().simple()),
     };
-    let input = serde_json::json!({
-        "device_id": body.device_id,
-        "change_id": change_id,
-        "script": body.script,
-        "allow_without_timer": body.allow_without_timer,
-    });
-    start_for_device(
-        &state,
-        auth.principal(),
-        rid,
-        key.0,
-        "config_push",
-        body.device_id,
-        input,
-    )
-    .await
+    let device_id = DeviceId::from_uuid(body.device_id);
+    let input = card::PushInput {
+        device_id,
+        change_id,
+        script: body.script,
+        policy: None,
+        checks: card::HealthChecks::default(),
+        allow_without_timer: body.allow_without_timer,
+    };
+    start_for_device::<card::ConfigPush>(&state, auth.principal(), rid, key.0, device_id, input)
+        .await
 }
 
 /// Upgrade a device's RouterOS from the firmware cache. Accepts `Idempotency-Key`.
@@ -807,18 +850,18 @@ pub async fn start_firmware_upgrade(
             body.version
         )));
     }
-    let input = serde_json::json!({
-        "device_id": body.device_id,
-        "version": body.version,
-        "routerboard": body.routerboard,
-    });
-    start_for_device(
+    let device_id = DeviceId::from_uuid(body.device_id);
+    let input = card::FirmwareInput {
+        device_id,
+        version: body.version,
+        routerboard: body.routerboard,
+    };
+    start_for_device::<card::FirmwareUpgrade>(
         &state,
         auth.principal(),
         rid,
         key.0,
-        "firmware_upgrade",
-        body.device_id,
+        device_id,
         input,
     )
     .await
@@ -1035,17 +1078,30 @@ pub async fn create_rollout(
         }
     }
     let rollout = RolloutId::from_uuid(Uuid::now_v7());
-    let input = serde_json::json!({
-        "rollout_id": rollout,
-        "name": name,
-        "target": target,
-        "canaries": body.canaries,
-        "devices": body.devices,
-        "batch_size": batch_size,
-        "parallelism": parallelism,
-        "failure_threshold": failure_threshold,
-        "rollback_on_halt": body.rollback_on_halt,
-    });
+    let input = card::RolloutInput {
+        rollout_id: rollout,
+        name: name.to_owned(),
+        target,
+        canaries: body
+            .canaries
+            .iter()
+            .copied()
+            .map(DeviceId::from_uuid)
+            .collect(),
+        devices: body
+            .devices
+            .iter()
+            .copied()
+            .map(DeviceId::from_uuid)
+            .collect(),
+        batch_size,
+        parallelism,
+        failure_threshold,
+        rollback_on_halt: body.rollback_on_halt,
+        policy: None,
+        checks: card::HealthChecks::default(),
+        routerboard: false,
+    };
     let mut options = netledger_engine::StartOptions::new(p.actor()).rollout(rollout);
     options.correlation_id = Some(rid.0);
     if let Some(k) = key.0 {
@@ -1053,7 +1109,7 @@ pub async fn create_rollout(
     }
     let started = state
         .engine()?
-        .start(p.tenant, "rollout", input, options)
+        .start::<card::Rollout>(p.tenant, input, options)
         .await?;
     // A replayed start belongs to the rollout of the first request.
     let rollout_id = if started.existed {
@@ -1119,10 +1175,11 @@ async fn rollout_workflow(
     let found: Option<(String,)> = sqlx::query_as(
         "SELECT stream FROM events WHERE tenant_id = $1 AND category = 'workflow' \
          AND event_type = 'WorkflowStarted' AND payload::jsonb ->> 'rollout_id' = $2 \
-         AND payload::jsonb ->> 'kind' = 'rollout' ORDER BY position LIMIT 1",
+         AND payload::jsonb ->> 'kind' = $3 ORDER BY position LIMIT 1",
     )
     .bind(p.tenant.as_uuid())
     .bind(id.to_string())
+    .bind(card::Rollout::KIND)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -1220,4 +1277,23 @@ pub async fn cancel_rollout(
     Json(body): Json<StopRequest>,
 ) -> ApiResult<Json<SignalledDto>> {
     signal_rollout(&state, auth.principal(), id, "cancel", body.reason).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_card_has_a_workflow_kind_named_as_its_card() {
+        let mut names: Vec<&str> = WorkflowKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, card::KINDS);
+        for k in WorkflowKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(WorkflowKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(WorkflowKind::parse("noop"), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! `netledger bench ...`: benchmarks that measure the real components on this machine.
 //! Each takes `--json` and creates what it needs (a scratch database on the given server).
 
+pub mod devsim;
 pub mod eventstore;
 
 use std::str::FromStr;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use netledger_domain::clock::Clock;
 use netledger_engine::{
     CrashHook, CrashPoint, CrashPoints, Definition, Engine, Finish, Registry, RetryPolicy,
-    StepOptions, Worker, WorkerOptions,
+    StepOptions, Worker, WorkerOptions, WorkflowCard,
 };
 use netledger_store::{EventStore, Pools, StoreOptions};
 use sqlx::postgres::PgConnectOptions;
@@ -37,20 +37,34 @@ impl Clock for SystemClock {
     }
 }
 
-/// The chaos definition (shared shape with the test's starter, which only needs its kind).
+/// The chaos card (the test's starter declares the same kind and version).
+struct ChaosCard;
+
+impl WorkflowCard for ChaosCard {
+    const KIND: &'static str = "chaos";
+    const VERSION: u32 = 1;
+    type Input = Input;
+    type Output = serde_json::Value;
+    fn devices(_: &Input) -> Vec<netledger_domain::DeviceId> {
+        Vec::new()
+    }
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Input {
+    steps: u32,
+    max_sleep_ms: u64,
+    #[serde(default = "thirty")]
+    sleep_ms: u64,
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+/// The chaos definition.
 fn chaos() -> Definition {
-    Definition::new("chaos", 1, |mut ctx| async move {
-        #[derive(serde::Deserialize)]
-        struct Input {
-            steps: u32,
-            max_sleep_ms: u64,
-            #[serde(default = "thirty")]
-            sleep_ms: u64,
-        }
-        fn thirty() -> u64 {
-            30
-        }
-        let input: Input = ctx.input()?;
+    Definition::of(ChaosCard, |mut ctx, input: Input| async move {
         // Many attempts: a step may be interrupted by several kills in a row.
         let options = StepOptions::default().retry(RetryPolicy::attempts(1000));
         let mut sum = 0u64;

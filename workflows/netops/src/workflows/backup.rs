@@ -3,24 +3,18 @@
 
 use std::sync::Arc;
 
-use netledger_domain::DeviceId;
 use netledger_domain::device::SnapshotReason;
+use netledger_domain::workflow::card::{BackupInput, BackupOutput};
 use netledger_engine::{Ctx, Finish, StepError};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step};
 use crate::ChangeId;
 
-/// Input of `backup` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupInput {
-    /// The device.
-    pub device_id: DeviceId,
-}
-
-pub(super) async fn backup(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: BackupInput = ctx.input()?;
+pub(super) async fn backup(
+    mut ctx: Ctx,
+    input: BackupInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<BackupOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
@@ -30,8 +24,10 @@ pub(super) async fn backup(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, S
         d.snapshot(tenant, &target, wf, &id, SnapshotReason::OnDemand)
     })
     .await?;
-    Ok(Finish::succeeded(json!({
-        "commit": snap.commit, "sha256": snap.sha256, "changed": snap.changed,
-        "backup_blob": snap.backup_blob,
-    })))
+    Ok(Finish::succeeded(BackupOutput {
+        commit: snap.commit,
+        sha256: snap.sha256,
+        changed: snap.changed,
+        backup_blob: snap.backup_blob,
+    }))
 }

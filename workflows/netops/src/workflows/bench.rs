@@ -9,6 +9,7 @@
 //! of this process and of PostgreSQL. It checks what it measured: every push must have
 //! ended Committed and devsim must have applied each change exactly once.
 
+use netledger_domain::workflow::card;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +27,6 @@ use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
 use netledger_store::{EventStore, Pools, StoreOptions};
 use serde::Serialize;
-use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -408,11 +408,17 @@ pub async fn bench_workflows(
         for (i, d) in run.devices.iter().enumerate() {
             let started = run
                 .engine
-                .start(
+                .start::<card::ConfigPush>(
                     run.tenant,
-                    "config_push",
-                    json!({ "device_id": d, "change_id": format!("bench-{i}"), "script": CHANGE }),
-                    StartOptions::new(Actor::system("bench")).devices([*d]),
+                    card::PushInput {
+                        device_id: *d,
+                        change_id: format!("bench-{i}"),
+                        script: CHANGE.to_owned(),
+                        policy: None,
+                        checks: card::HealthChecks::default(),
+                        allow_without_timer: false,
+                    },
+                    StartOptions::new(Actor::system("bench")),
                 )
                 .await?;
             ids.push(started.workflow_id);
@@ -469,15 +475,24 @@ pub async fn bench_workflows(
         let t = Instant::now();
         let started = run
             .engine
-            .start(
+            .start::<card::Rollout>(
                 run.tenant,
-                "rollout",
-                json!({
-                    "rollout_id": rid, "name": "bench", "target": { "kind": "firmware", "version": TARGET },
-                    "canaries": [canary], "devices": rest,
-                    "batch_size": 50, "parallelism": 50,
-                    "failure_threshold": u32::try_from(run.devices.len()).unwrap_or(u32::MAX),
-                }),
+                card::RolloutInput {
+                    rollout_id: rid,
+                    name: "bench".to_owned(),
+                    target: netledger_domain::workflow::RolloutTarget::Firmware {
+                        version: TARGET.to_owned(),
+                    },
+                    canaries: vec![*canary],
+                    devices: rest.to_vec(),
+                    batch_size: 50,
+                    parallelism: 50,
+                    failure_threshold: u32::try_from(run.devices.len()).unwrap_or(u32::MAX),
+                    rollback_on_halt: false,
+                    policy: None,
+                    checks: card::HealthChecks::default(),
+                    routerboard: false,
+                },
                 StartOptions::new(Actor::system("bench")).rollout(rid),
             )
             .await?;

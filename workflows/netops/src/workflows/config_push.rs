@@ -5,38 +5,15 @@
 
 use std::sync::Arc;
 
-use netledger_domain::DeviceId;
 use netledger_domain::device::SnapshotReason;
+use netledger_domain::workflow::card::{PushInput, PushOutput};
 use netledger_engine::{Ctx, Finish, RetryPolicy, StepError, StepOptions};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::adapter::{NetopsDeps, SnapshotRecorded, Target, device_step, resolve_step, step_error};
 use crate::{
-    Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, HealthChecks, Policy,
-    RolledBack, SchedulerGate, Validated, Verification,
+    Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, RolledBack,
+    SchedulerGate, Validated, Verification,
 };
-
-/// Input of `config_push` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushInput {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Change id (letters, digits, `-`, `_`; at most 64): carried onto the device.
-    pub change_id: String,
-    /// The RouterOS script to apply.
-    pub script: String,
-    /// What the change may do (default policy when absent).
-    #[serde(default)]
-    pub policy: Option<Policy>,
-    /// Health checks after apply.
-    #[serde(default)]
-    pub checks: HealthChecks,
-    /// Push even though device-mode disables the scheduler (no device-side rollback timer).
-    /// Explicit and journaled (step `scheduler_gate`).
-    #[serde(default)]
-    pub allow_without_timer: bool,
-}
 
 /// Why a push ends in a rollback.
 struct RollbackCause {
@@ -44,8 +21,11 @@ struct RollbackCause {
     cancelled: bool,
 }
 
-pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: PushInput = ctx.input()?;
+pub(super) async fn config_push(
+    mut ctx: Ctx,
+    input: PushInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<PushOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let id =
@@ -69,14 +49,16 @@ pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Fini
         Err(reason) => {
             return Ok(Finish::failed(
                 &reason,
-                json!({ "stage": "scheduler_gate" }),
+                PushOutput::Refused {
+                    stage: "scheduler_gate".to_owned(),
+                },
             ));
         }
     };
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
@@ -86,7 +68,7 @@ pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Fini
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let validated: Validated = device_step(&mut ctx, &d, "validate", || async {
@@ -106,7 +88,7 @@ pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Fini
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            PushOutput::NotStarted {},
         ));
     }
     let opts = d.options.clone();
@@ -216,13 +198,16 @@ pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Fini
         match committed {
             Ok(k) => {
                 let post = post_snapshot(&mut ctx, &d, &target, &id).await;
-                return Ok(Finish::committed(json!({
-                    "change_id": id.as_str(),
-                    "pre_commit": snap.commit,
-                    "post_commit": post,
-                    "verified": verified,
-                    "disarmed_now": k.disarmed_now,
-                })));
+                let verified = verified
+                    .map(|v| serde_json::to_value(v).map_err(StepError::fatal))
+                    .transpose()?;
+                return Ok(Finish::committed(PushOutput::Committed {
+                    change_id: id.as_str().to_owned(),
+                    pre_commit: snap.commit,
+                    post_commit: post,
+                    verified,
+                    disarmed_now: k.disarmed_now,
+                }));
             }
             Err(e) => RollbackCause {
                 reason: format!("commit failed: {e}"),
@@ -249,17 +234,20 @@ pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Fini
         Err(e) => {
             return Ok(Finish::failed(
                 &format!("{}; then the rollback failed: {e}", cause.reason),
-                json!({ "change_id": id.as_str(), "pre_commit": snap.commit }),
+                PushOutput::RollbackFailed {
+                    change_id: id.as_str().to_owned(),
+                    pre_commit: snap.commit,
+                },
             ));
         }
     };
     let post = post_snapshot(&mut ctx, &d, &target, &id).await;
-    let output = json!({
-        "change_id": id.as_str(),
-        "pre_commit": snap.commit,
-        "post_commit": post,
-        "rollback": rolled,
-    });
+    let output = PushOutput::RolledBack {
+        change_id: id.as_str().to_owned(),
+        pre_commit: snap.commit,
+        post_commit: post,
+        rollback: serde_json::to_value(rolled).map_err(StepError::fatal)?,
+    };
     if cause.cancelled {
         Ok(Finish::cancelled(
             &format!("{}; rolled back", cause.reason),

@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use netledger_domain::DeviceId;
 use netledger_domain::device::SnapshotReason;
+use netledger_domain::workflow::card::{FirmwareInput, FirmwareOutput};
 use netledger_engine::{Ctx, Finish, StepError};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step, step_error};
 use crate::ChangeId;
@@ -17,23 +15,11 @@ use crate::firmware::{
     RouterboardFirmware,
 };
 
-/// Input of `firmware_upgrade` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirmwareInput {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Target RouterOS version (`7.19.4`).
-    pub version: String,
-    /// Also upgrade the RouterBOARD firmware (a second reboot) when it lags.
-    #[serde(default)]
-    pub routerboard: bool,
-}
-
 pub(super) async fn firmware_upgrade(
     mut ctx: Ctx,
+    input: FirmwareInput,
     d: Arc<NetopsDeps>,
-) -> Result<Finish, StepError> {
-    let input: FirmwareInput = ctx.input()?;
+) -> Result<Finish<FirmwareOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
@@ -46,14 +32,15 @@ pub(super) async fn firmware_upgrade(
     })
     .await?;
     if pre.action == FirmwareAction::AlreadyCurrent {
-        return Ok(Finish::succeeded(
-            json!({ "version": input.version, "already_current": true }),
-        ));
+        return Ok(Finish::succeeded(FirmwareOutput::AlreadyCurrent {
+            version: input.version,
+            already_current: true,
+        }));
     }
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the device was changed",
-            json!({}),
+            FirmwareOutput::NotStarted {},
         ));
     }
     let id = ChangeId::parse(format!("fw-{}", wf.as_uuid().simple()))
@@ -75,7 +62,7 @@ pub(super) async fn firmware_upgrade(
     if ctx.cancelled() {
         return Ok(Finish::cancelled(
             "cancelled before the install (package uploaded)",
-            json!({}),
+            FirmwareOutput::NotStarted {},
         ));
     }
     let started: InstallStarted = device_step(&mut ctx, &d, "install", || {
@@ -95,7 +82,10 @@ pub(super) async fn firmware_upgrade(
         Err(e) => {
             return Ok(Finish::failed(
                 &e.to_string(),
-                json!({ "pre_commit": snap.commit, "target": input.version }),
+                FirmwareOutput::Failed {
+                    pre_commit: snap.commit,
+                    target: input.version,
+                },
             ));
         }
     };
@@ -120,9 +110,12 @@ pub(super) async fn firmware_upgrade(
         };
         rb_out = Some(rb);
     }
-    Ok(Finish::succeeded(json!({
-        "version": back.version,
-        "pre_commit": snap.commit,
-        "routerboard": rb_out,
-    })))
+    let routerboard = rb_out
+        .map(|rb| serde_json::to_value(rb).map_err(StepError::fatal))
+        .transpose()?;
+    Ok(Finish::succeeded(FirmwareOutput::Upgraded {
+        version: back.version,
+        pre_commit: snap.commit,
+        routerboard,
+    }))
 }

@@ -23,18 +23,20 @@ mod rollout;
 use std::future::Future;
 use std::sync::Arc;
 
+use netledger_domain::workflow::card::{
+    Backup, ConfigPush, ConfigRestore, FirmwareUpgrade, Rollout,
+};
 use netledger_engine::{
     Definition, Engine, EngineError, Registry, Worker, WorkerOptions, WorkerReport,
 };
 
 pub use adapter::{NetopsDeps, NetopsOptions, SnapshotRecorded, Target};
-pub use backup::BackupInput;
 pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
-pub use config_push::PushInput;
-pub use firmware_upgrade::FirmwareInput;
-pub use restore::{PushRecord, RESTORE_KIND, RestoreInput};
-pub use rollout::RolloutInput;
+pub use netledger_domain::workflow::card::{
+    BackupInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
+};
+pub use restore::{PushRecord, RESTORE_KIND};
 
 pub(crate) use adapter::step_event_id;
 
@@ -58,20 +60,20 @@ pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
     let deps = Arc::new(deps);
     let (a, b, c, r, x) = (deps.clone(), deps.clone(), deps.clone(), deps.clone(), deps);
     Registry::new()
-        .with(Definition::new("config_push", 1, move |ctx| {
-            config_push::config_push(ctx, a.clone())
+        .with(Definition::of(ConfigPush, move |ctx, input| {
+            config_push::config_push(ctx, input, a.clone())
         }))?
-        .with(Definition::new("firmware_upgrade", 1, move |ctx| {
-            firmware_upgrade::firmware_upgrade(ctx, b.clone())
+        .with(Definition::of(FirmwareUpgrade, move |ctx, input| {
+            firmware_upgrade::firmware_upgrade(ctx, input, b.clone())
         }))?
-        .with(Definition::new("backup", 1, move |ctx| {
-            backup::backup(ctx, c.clone())
+        .with(Definition::of(Backup, move |ctx, input| {
+            backup::backup(ctx, input, c.clone())
         }))?
-        .with(Definition::new("rollout", 1, move |ctx| {
-            rollout::rollout(ctx, r.clone())
+        .with(Definition::of(Rollout, move |ctx, input| {
+            rollout::rollout(ctx, input, r.clone())
         }))?
-        .with(Definition::new(RESTORE_KIND, 1, move |ctx| {
-            restore::config_restore(ctx, x.clone())
+        .with(Definition::of(ConfigRestore, move |ctx, input| {
+            restore::config_restore(ctx, input, x.clone())
         }))
 }
 

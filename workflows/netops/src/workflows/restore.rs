@@ -16,6 +16,9 @@
 use std::sync::Arc;
 
 use netledger_domain::device::SnapshotReason;
+use netledger_domain::workflow::card::{
+    ConfigPush, ConfigRestore, RestoreInput, RestoreOutput, WorkflowCard,
+};
 use netledger_domain::workflow::{
     Outcome, WorkflowFinished, WorkflowStarted, WorkflowStepCompleted,
 };
@@ -25,24 +28,13 @@ use netledger_store::{Direction, EventReader};
 use routeros::Client;
 use routeros::menus::{ExportOptions, Sensitive};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::PushInput;
 use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step, step_error};
 use crate::{Armed, ChangeId, NetopsError, RollbackMethod, RolledBack, Snapshot};
 
-/// The definition's kind.
-pub const RESTORE_KIND: &str = "config_restore";
-
-/// Input of `config_restore` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreInput {
-    /// The device.
-    pub device_id: DeviceId,
-    /// The committed `config_push` whose change is undone; its journal holds the pre-push
-    /// snapshot (archive commit, backup file on the device, hashes).
-    pub push_workflow_id: WorkflowId,
-}
+/// The definition's kind (the card's).
+pub const RESTORE_KIND: &str = ConfigRestore::KIND;
 
 /// What the push journaled that the restore needs (step `push_record`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +129,7 @@ async fn push_record(
         match e.event_type.as_str() {
             WorkflowStarted::TYPE => {
                 let s: WorkflowStarted = decode(push, &e.payload)?;
-                kind_ok = s.kind == "config_push";
+                kind_ok = s.kind == ConfigPush::KIND;
                 device_ok = serde_json::from_value::<PushInput>(s.input)
                     .is_ok_and(|i| i.device_id == device);
             }
@@ -184,6 +176,14 @@ async fn push_record(
     }))
 }
 
+/// The JSON text of a unit-variant enum (`restored_now`).
+fn enum_text<T: Serialize>(v: &T) -> Result<String, StepError> {
+    match serde_json::to_value(v).map_err(StepError::fatal)? {
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(StepError::fatal(format!("not a unit variant: {other}"))),
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(
     push: WorkflowId,
     v: &serde_json::Value,
@@ -213,25 +213,34 @@ async fn configuration_sha256(client: &Client, id: &ChangeId) -> Result<String, 
     Ok(sha)
 }
 
-fn refused(device: DeviceId, push: WorkflowId, reason: &str) -> Finish {
+fn refused(device: DeviceId, push: WorkflowId, reason: &str) -> Finish<RestoreOutput> {
     Finish::failed(
         &format!("restore refused: {reason}"),
-        json!({ "result": "refused", "reason": reason, "device_id": device,
-                "push_workflow_id": push }),
+        RestoreOutput::Refused {
+            reason: reason.to_owned(),
+            device_id: device,
+            push_workflow_id: push,
+        },
     )
 }
 
-fn failed(device: DeviceId, push: WorkflowId, reason: &str) -> Finish {
+fn failed(device: DeviceId, push: WorkflowId, reason: &str) -> Finish<RestoreOutput> {
     Finish::failed(
         &format!("restore failed: {reason}"),
-        json!({ "result": "failed", "reason": reason, "device_id": device,
-                "push_workflow_id": push }),
+        RestoreOutput::Failed {
+            reason: reason.to_owned(),
+            device_id: device,
+            push_workflow_id: push,
+        },
     )
 }
 
 /// The `config_restore` v1 definition's function.
-pub(super) async fn config_restore(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: RestoreInput = ctx.input()?;
+pub(super) async fn config_restore(
+    mut ctx: Ctx,
+    input: RestoreInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<RestoreOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let (device, push) = (input.device_id, input.push_workflow_id);
@@ -331,16 +340,15 @@ pub(super) async fn config_restore(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<F
             "restored to the configuration before push {push} (change {})",
             record.change_id
         ),
-        json!({
-            "result": "restored",
-            "method": method,
-            "device_id": device,
-            "push_workflow_id": push,
-            "change_id": record.change_id,
-            "pre_commit": record.pre_commit,
-            "post_restore_commit": after.commit,
-            "normalised_sha256": after.snapshot.normalised_sha256,
-        }),
+        RestoreOutput::Restored {
+            method: enum_text(&method)?,
+            device_id: device,
+            push_workflow_id: push,
+            change_id: record.change_id.as_str().to_owned(),
+            pre_commit: record.pre_commit,
+            post_restore_commit: after.commit,
+            normalised_sha256: after.snapshot.normalised_sha256,
+        },
     ))
 }
 

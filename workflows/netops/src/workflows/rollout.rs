@@ -12,6 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use netledger_domain::workflow::card::{
+    ConfigPush, ConfigRestore, FirmwareInput, FirmwareUpgrade, PushInput, RestoreInput,
+    RestoreOutput, RolloutDeviceResult, RolloutInput, RolloutOutput,
+};
 use netledger_domain::workflow::{
     Outcome, RestoreResult, RolloutCreated, RolloutDeviceFinished, RolloutDeviceRestored,
     RolloutState, RolloutStateChanged, RolloutTarget, check_rollout,
@@ -21,47 +25,16 @@ use netledger_domain::{
 };
 use netledger_engine::{Ctx, Finish, StartOptions, StepError, signals};
 use netledger_store::StoreError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::COMPONENT;
 use super::adapter::NetopsDeps;
-use super::restore::{RESTORE_KIND, RestoreInput};
-use crate::{HealthChecks, Policy};
 
-/// Input of `rollout` v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutInput {
-    /// The rollout (its stream is `rollout-<id>`).
-    pub rollout_id: RolloutId,
-    /// Operator-facing name.
-    pub name: String,
-    /// What it deploys.
-    pub target: RolloutTarget,
-    /// Canaries, one at a time, first.
-    #[serde(default)]
-    pub canaries: Vec<DeviceId>,
-    /// The other devices, in order.
-    pub devices: Vec<DeviceId>,
-    /// Devices per batch (from 1).
-    pub batch_size: u32,
-    /// Children at once within a batch (from 1).
-    pub parallelism: u32,
-    /// Failed devices at which the rollout halts (from 1).
-    pub failure_threshold: u32,
-    /// A change rollout halted by the threshold restores the devices whose push committed
-    /// (`config_restore`); refused for a firmware rollout (see docs/push.md).
-    #[serde(default)]
-    pub rollback_on_halt: bool,
-    /// Policy of each config push.
-    #[serde(default)]
-    pub policy: Option<Policy>,
-    /// Health checks of each config push.
-    #[serde(default)]
-    pub checks: HealthChecks,
-    /// Firmware: also upgrade RouterBOARD firmware.
-    #[serde(default)]
-    pub routerboard: bool,
+/// The input of one device's child workflow.
+enum Child {
+    Push(PushInput),
+    Firmware(FirmwareInput),
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,8 +91,11 @@ fn state_event(state: RolloutState, reason: Option<String>) -> (&'static str, Va
 }
 
 /// The `rollout` v1 definition's function.
-pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
-    let input: RolloutInput = ctx.input()?;
+pub(super) async fn rollout(
+    mut ctx: Ctx,
+    input: RolloutInput,
+    d: Arc<NetopsDeps>,
+) -> Result<Finish<RolloutOutput>, StepError> {
     check_rollout(
         &input.target,
         input.batch_size,
@@ -166,19 +142,23 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
     }
     let change_id = format!("ro-{}", rid.as_uuid().simple());
     let child_input = |device: DeviceId| match &input.target {
-        RolloutTarget::ChangeSet { script } => (
-            "config_push",
-            json!({ "device_id": device, "change_id": change_id, "script": script,
-                    "policy": input.policy, "checks": input.checks }),
-        ),
-        RolloutTarget::Firmware { version } => (
-            "firmware_upgrade",
-            json!({ "device_id": device, "version": version, "routerboard": input.routerboard }),
-        ),
+        RolloutTarget::ChangeSet { script } => Child::Push(PushInput {
+            device_id: device,
+            change_id: change_id.clone(),
+            script: script.clone(),
+            policy: input.policy.clone(),
+            checks: input.checks.clone(),
+            allow_without_timer: false,
+        }),
+        RolloutTarget::Firmware { version } => Child::Firmware(FirmwareInput {
+            device_id: device,
+            version: version.clone(),
+            routerboard: input.routerboard,
+        }),
     };
 
     let mut failures = 0u32;
-    let mut results: BTreeMap<String, Value> = BTreeMap::new();
+    let mut results: BTreeMap<String, RolloutDeviceResult> = BTreeMap::new();
     // (device, its push) in the order the pushes committed: what a rollback restores
     let mut committed: Vec<(DeviceId, WorkflowId)> = Vec::new();
     let mut stop: Option<(RolloutState, String)> = None;
@@ -194,14 +174,17 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
             }
             while stop.is_none() && in_flight.len() < par {
                 let Some(device) = pending.next() else { break };
-                let (kind, child) = child_input(device);
                 let opts = StartOptions::new(Actor::system(COMPONENT))
-                    .devices([device])
                     .rollout(rid)
                     .queue_if_busy(true);
-                let child_id = ctx
-                    .start_child(&format!("start-{device}"), kind, child, opts, true)
-                    .await?;
+                let name = format!("start-{device}");
+                let child_id = match child_input(device) {
+                    Child::Push(i) => ctx.start_child::<ConfigPush>(&name, i, opts, true).await?,
+                    Child::Firmware(i) => {
+                        ctx.start_child::<FirmwareUpgrade>(&name, i, opts, true)
+                            .await?
+                    }
+                };
                 in_flight.insert(child_id, device);
             }
             if in_flight.is_empty() {
@@ -229,7 +212,11 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
             }
             results.insert(
                 device.to_string(),
-                json!({ "workflow_id": f.workflow_id, "outcome": f.outcome, "reason": f.reason }),
+                RolloutDeviceResult {
+                    workflow_id: f.workflow_id,
+                    outcome: f.outcome,
+                    reason: f.reason.clone(),
+                },
             );
             let ev = vec![(
                 RolloutDeviceFinished::TYPE,
@@ -270,7 +257,11 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
             async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
         })
         .await?;
-        let output = json!({ "failures": failures, "devices": results });
+        let output = RolloutOutput {
+            failures,
+            devices: results,
+            rollback: None,
+        };
         return Ok(match stop {
             None => Finish::succeeded(output),
             Some((RolloutState::Cancelled, r)) => Finish::cancelled(&r, output),
@@ -287,8 +278,13 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
         async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
     })
     .await?;
-    let output = json!({ "failures": failures, "devices": results, "rollback": rolled.devices });
-    Ok(if rolled.all_restored() {
+    let all_restored = rolled.all_restored();
+    let output = RolloutOutput {
+        failures,
+        devices: results,
+        rollback: Some(rolled.devices),
+    };
+    Ok(if all_restored {
         Finish::rolled_back(&reason, output)
     } else {
         Finish::failed(&reason, output)
@@ -297,7 +293,7 @@ pub(super) async fn rollout(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, 
 
 /// What the rollback of a halted rollout did, per device (by device id text).
 struct Rollback {
-    devices: BTreeMap<String, Value>,
+    devices: BTreeMap<String, RolloutDeviceRestored>,
     restored: Vec<DeviceId>,
     refused: Vec<(DeviceId, String)>,
     failed: Vec<(DeviceId, String)>,
@@ -377,17 +373,10 @@ async fn restore_committed(
                 push_workflow_id: push,
             };
             let opts = StartOptions::new(Actor::system(COMPONENT))
-                .devices([device])
                 .rollout(rid)
                 .queue_if_busy(true);
             let child = ctx
-                .start_child(
-                    &format!("restore-{device}"),
-                    RESTORE_KIND,
-                    json!(input),
-                    opts,
-                    true,
-                )
+                .start_child::<ConfigRestore>(&format!("restore-{device}"), input, opts, true)
                 .await?;
             in_flight.insert(child, (device, push));
         }
@@ -405,9 +394,10 @@ async fn restore_committed(
             continue;
         };
         let reason = f.reason.clone().unwrap_or_default();
-        let result = match (f.outcome, f.output.get("result").and_then(Value::as_str)) {
+        let output = RestoreOutput::deserialize(&f.output).ok();
+        let result = match (f.outcome, output) {
             (Outcome::RolledBack, _) => RestoreResult::Restored,
-            (_, Some("refused")) => RestoreResult::Refused,
+            (_, Some(RestoreOutput::Refused { .. })) => RestoreResult::Refused,
             _ => RestoreResult::Failed,
         };
         match result {
@@ -422,7 +412,7 @@ async fn restore_committed(
             result,
             reason: (result != RestoreResult::Restored).then_some(reason),
         };
-        out.devices.insert(device.to_string(), json!(ev));
+        out.devices.insert(device.to_string(), ev.clone());
         let _ = ctx.cancelled();
         ctx.step(&format!("restored-{device}"), || {
             let d = d.clone();
