@@ -842,7 +842,7 @@ export interface components {
         /** @description Who caused an event. */
         ActorDto: {
             /** @description `user`, `api_key` or `system`. */
-            kind: string;
+            kind: components["schemas"]["ActorKind"];
             /**
              * Format: uuid
              * @description User or API key id.
@@ -851,6 +851,11 @@ export interface components {
             /** @description System component name. */
             component?: string | null;
         };
+        /**
+         * @description What kind of actor caused an event.
+         * @enum {string}
+         */
+        ActorKind: "user" | "api_key" | "system";
         /** @description An API key as listed (never the secret). */
         ApiKeyDto: {
             /**
@@ -952,6 +957,11 @@ export interface components {
              */
             device_id: string;
         };
+        /**
+         * @description The poller's circuit breaker for a device.
+         * @enum {string}
+         */
+        BreakerState: "closed" | "open";
         /** @description One readiness check. */
         Check: {
             /** @description What was checked (`database`, `nats`, `lag:<subscriber>`). */
@@ -1059,7 +1069,7 @@ export interface components {
              */
             position: number;
             /** @description `snapshot` or `drift`. */
-            kind: string;
+            kind: components["schemas"]["ConfigVersionKind"];
             /** @description Git commit holding the config. */
             commit: string;
             /** @description SHA-256 of the stored file. */
@@ -1067,7 +1077,7 @@ export interface components {
             /** @description Whether the content differs from the previous snapshot. */
             changed: boolean;
             /** @description Why it was taken. */
-            reason: string;
+            reason: components["schemas"]["SnapshotReason"];
             /** @description RouterOS version it came from. */
             routeros_version?: string | null;
             /**
@@ -1083,6 +1093,11 @@ export interface components {
              */
             recorded_at: string;
         };
+        /**
+         * @description Whether a config version is a snapshot or detected drift.
+         * @enum {string}
+         */
+        ConfigVersionKind: "snapshot" | "drift";
         /** @description A page of config versions. */
         ConfigVersionPage: {
             /** @description Versions, newest first. */
@@ -1129,7 +1144,7 @@ export interface components {
              */
             poll_interval_secs: number;
             /** @description `unknown`, `online` or `offline`. */
-            status: string;
+            status: components["schemas"]["DeviceStatus"];
             /** @description Why it is offline. */
             offline_reason?: string | null;
             /** @description `/system identity`. */
@@ -1143,7 +1158,7 @@ export interface components {
             /** @description RouterBOARD firmware. */
             routerboard_firmware?: string | null;
             /** @description Poller circuit breaker: `closed` or `open`. */
-            breaker: string;
+            breaker: components["schemas"]["BreakerState"];
             /**
              * Format: int32
              * @description Failures that opened the breaker.
@@ -1239,7 +1254,7 @@ export interface components {
              */
             version: number;
             /** @description `unknown`, `online` or `offline`. */
-            status: string;
+            status: components["schemas"]["DeviceStatus"];
             /** @description Why it went offline last. */
             offline_reason?: string | null;
             /** @description `/system identity`. */
@@ -1255,6 +1270,11 @@ export interface components {
             /** @description Last snapshot SHA-256. */
             last_snapshot_sha256?: string | null;
         };
+        /**
+         * @description Reachability of a device as last seen.
+         * @enum {string}
+         */
+        DeviceStatus: "unknown" | "online" | "offline";
         /** @description A device in the list. */
         DeviceSummaryDto: {
             /**
@@ -1272,7 +1292,7 @@ export interface components {
              */
             port: number;
             /** @description `unknown`, `online` or `offline`. */
-            status: string;
+            status: components["schemas"]["DeviceStatus"];
             /** @description Why it is offline. */
             offline_reason?: string | null;
             /** @description RouterOS version it reported. */
@@ -1284,7 +1304,7 @@ export interface components {
             /** @description Tags. */
             tags: string[];
             /** @description Poller circuit breaker: `closed` or `open`. */
-            breaker: string;
+            breaker: components["schemas"]["BreakerState"];
             /**
              * Format: date-time
              * @description Last proof the device answered.
@@ -1326,7 +1346,7 @@ export interface components {
              */
             port: number;
             /** @description `plain`, `tls_pinned` or `tls_verified`. */
-            transport: string;
+            transport: components["schemas"]["TransportKind"];
             /** @description Pinned certificate SHA-256 (hex), for `tls_pinned`. */
             tls_fingerprint?: string | null;
         };
@@ -1394,6 +1414,11 @@ export interface components {
             /** @description Pass as `cursor` for the next page; absent when there is nothing more now. */
             next_cursor?: string | null;
         };
+        /**
+         * @description How a step failure is handled.
+         * @enum {string}
+         */
+        FailureClass: "retryable" | "fatal";
         /** @description The cache's packages. */
         FirmwareList: {
             /** @description Packages by version, then name. */
@@ -1452,7 +1477,7 @@ export interface components {
              */
             tenant_id: string;
             /** @description `user` or `api_key`. */
-            kind: string;
+            kind: components["schemas"]["PrincipalKind"];
             /**
              * Format: uuid
              * @description User id or API key id.
@@ -1471,7 +1496,7 @@ export interface components {
              */
             device_id: string;
             /** @description `raw` or `rollup` (what was used). */
-            resolution: string;
+            resolution: components["schemas"]["MetricsResolution"];
             /**
              * @description Device gauges, oldest first: `{at, samples, cpu_load: {min, avg, max}, memory_used:
              *     {…}, memory_total, hdd_free: {…}, hdd_total, uptime_secs}`.
@@ -1483,6 +1508,11 @@ export interface components {
              */
             interfaces: Record<string, never>[];
         };
+        /**
+         * @description Which telemetry table a read uses (the API's name for the store's resolution).
+         * @enum {string}
+         */
+        MetricsResolution: "auto" | "raw" | "rollup";
         /** @description An API key to issue. */
         NewApiKey: {
             /** @description What it is for. */
@@ -1564,6 +1594,11 @@ export interface components {
             /** @description Initial password (at least 12 characters). */
             password: string;
         };
+        /**
+         * @description How a workflow ended.
+         * @enum {string}
+         */
+        Outcome: "succeeded" | "committed" | "rolled_back" | "cancelled" | "failed";
         /** @description A password change by the user themself. */
         PasswordChange: {
             /** @description The current password. */
@@ -1576,6 +1611,11 @@ export interface components {
             /** @description The new password (at least 12 characters). */
             password: string;
         };
+        /**
+         * @description What kind of principal a caller is.
+         * @enum {string}
+         */
+        PrincipalKind: "user" | "api_key";
         /** @description An error body (RFC 9457 problem details). */
         Problem: {
             /** @description Stable machine-readable error type, `urn:netledger:problem:<code>`. */
@@ -1605,10 +1645,15 @@ export interface components {
         /** @description Readiness with every check. */
         Readiness: {
             /** @description `ready` or `not_ready`. */
-            status: string;
+            status: components["schemas"]["ReadinessStatus"];
             /** @description The checks. */
             checks: components["schemas"]["Check"][];
         };
+        /**
+         * @description Whether the API can serve.
+         * @enum {string}
+         */
+        ReadinessStatus: "ready" | "not_ready";
         /**
          * @description A role, as the API names it.
          * @enum {string}
@@ -1631,8 +1676,7 @@ export interface components {
              * @description Batch (0 = canaries).
              */
             batch: number;
-            /** @description How its workflow ended. */
-            outcome?: string | null;
+            outcome?: components["schemas"]["Outcome"] | null;
             /**
              * Format: uuid
              * @description Its workflow.
@@ -1661,11 +1705,11 @@ export interface components {
             /** @description Name. */
             name: string;
             /** @description `change_set` or `firmware`. */
-            target_kind: string;
+            target_kind: components["schemas"]["RolloutTargetKind"];
             /** @description Target RouterOS version (firmware rollouts). */
             target_version?: string | null;
             /** @description `running`, `paused`, `halted`, `cancelled` or `completed`. */
-            state: string;
+            state: components["schemas"]["RolloutState"];
             /** @description Why it is in that state. */
             reason?: string | null;
             /**
@@ -1780,15 +1824,25 @@ export interface components {
             /** @description The driving workflow's `WorkflowStarted` (the workflow journals `RolloutCreated`). */
             events: components["schemas"]["Written"][];
         };
+        /**
+         * @description A rollout's state.
+         * @enum {string}
+         */
+        RolloutState: "running" | "paused" | "halted" | "cancelled" | "completed";
         /** @description What a rollout deploys. */
         RolloutTargetInput: {
             /** @description `change_set` (a script pushed with the two-phase push) or `firmware`. */
-            kind: string;
+            kind: components["schemas"]["RolloutTargetKind"];
             /** @description For `change_set`: the script. */
             script?: string | null;
             /** @description For `firmware`: the target version. */
             version?: string | null;
         };
+        /**
+         * @description What a rollout deploys.
+         * @enum {string}
+         */
+        RolloutTargetKind: "change_set" | "firmware";
         /** @description A signal delivered to a workflow. */
         SignalledDto: {
             /**
@@ -1799,6 +1853,16 @@ export interface components {
             /** @description The `WorkflowSignalled` event. */
             events: components["schemas"]["Written"][];
         };
+        /**
+         * @description Why a config snapshot was taken.
+         * @enum {string}
+         */
+        SnapshotReason: "initial" | "scheduled" | "on_demand" | "pre_push" | "post_push" | "drift";
+        /**
+         * @description Where a step is.
+         * @enum {string}
+         */
+        StepState: "running" | "completed" | "retrying" | "failed";
         /** @description Why work is stopped. */
         StopRequest: {
             /** @description Recorded with the signal. */
@@ -1886,10 +1950,15 @@ export interface components {
              * @description `plain` (API, port 8728), `tls_pinned` (API-SSL accepting one certificate) or
              *     `tls_verified` (API-SSL verified against the platform's trust roots).
              */
-            mode: string;
+            mode: components["schemas"]["TransportKind"];
             /** @description For `tls_pinned`: lowercase hex SHA-256 of the device certificate (DER). */
             fingerprint_sha256?: string | null;
         };
+        /**
+         * @description How the platform connects to a device.
+         * @enum {string}
+         */
+        TransportKind: "plain" | "tls_pinned" | "tls_verified";
         /** @description A user (never the password hash). */
         UserDto: {
             /**
@@ -2011,9 +2080,8 @@ export interface components {
              * @description `running`, `waiting`, `retrying`, `succeeded`, `committed`, `rolled_back`,
              *     `cancelled` or `failed`.
              */
-            state: string;
-            /** @description How it ended. */
-            outcome?: string | null;
+            state: components["schemas"]["WorkflowRunState"];
+            outcome?: components["schemas"]["Outcome"] | null;
             /** @description Why it ended that way. */
             reason?: string | null;
             /** @description Devices it touches. */
@@ -2069,6 +2137,11 @@ export interface components {
             /** @description Pass as `cursor` for the next page; absent on the last page. */
             next_cursor?: string | null;
         };
+        /**
+         * @description Where a workflow run is.
+         * @enum {string}
+         */
+        WorkflowRunState: "running" | "waiting" | "retrying" | "succeeded" | "committed" | "rolled_back" | "cancelled" | "failed";
         /** @description A started workflow. */
         WorkflowStartedDto: {
             /**
@@ -2093,7 +2166,7 @@ export interface components {
              */
             seq: number;
             /** @description `running`, `completed`, `retrying` or `failed`. */
-            state: string;
+            state: components["schemas"]["StepState"];
             /**
              * Format: int32
              * @description Attempts.
@@ -2111,8 +2184,7 @@ export interface components {
             finished_at?: string | null;
             /** @description Last error. */
             last_error?: string | null;
-            /** @description `retryable` or `fatal`. */
-            failure_class?: string | null;
+            failure_class?: components["schemas"]["FailureClass"] | null;
             /**
              * Format: date-time
              * @description Next attempt.
@@ -2759,7 +2831,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `unknown`, `online` or `offline`. */
-                status?: string;
+                status?: components["schemas"]["DeviceStatus"];
                 /** @description Only devices with this tag. */
                 tag?: string;
                 /** @description Name, host or identity contains this (case-insensitive). */
@@ -3106,7 +3178,7 @@ export interface operations {
                 /** @description End (exclusive, RFC 3339). */
                 to: string;
                 /** @description `auto` (raw up to 6 hours, 5-minute rollups beyond), `raw` or `rollup`. */
-                resolution?: string;
+                resolution?: components["schemas"]["MetricsResolution"];
             };
             header?: never;
             path: {
@@ -3406,7 +3478,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Only this state. */
-                state?: string;
+                state?: components["schemas"]["RolloutState"];
                 /** @description The `next_cursor` of the previous page. */
                 cursor?: string;
                 /** @description Rollouts per page (default 50, at most 500). */
@@ -3926,7 +3998,7 @@ export interface operations {
                 /** @description Only this kind. */
                 kind?: components["schemas"]["WorkflowKind"];
                 /** @description Only this state. */
-                state?: string;
+                state?: components["schemas"]["WorkflowRunState"];
                 /** @description The `next_cursor` of the previous page. */
                 cursor?: string;
                 /** @description Runs per page (default 50, at most 500). */

@@ -5,14 +5,13 @@
 import { useState, type FormEvent } from "react";
 
 import { api, toProblem, type ApiProblem, type Schemas } from "../api/client";
+import { ROLES } from "../api/enums";
 import { useAuth } from "../auth";
 import { useAction, usePaged, useResource } from "../hooks";
 import { Badge, ConfirmButton, Empty, Field, LoadMore, ProblemBox, Section, ShortId, Time, localToIso } from "../ui";
 
 type User = Schemas["UserDto"];
 type Role = Schemas["RoleName"];
-
-export const ROLES: Role[] = ["viewer", "operator", "approver", "auditor", "tenant_admin", "super_admin"];
 
 const ROLE_HELP: Record<Role, string> = {
   viewer: "reads everything but identity and audit",

@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
 import { api, ApiProblem, toProblem, type Schemas } from "../api/client";
+import { RESOLUTION_LABELS, TRANSPORT_LABELS, TRANSPORTS, oneOf, type MetricsResolution } from "../api/enums";
 import { useAuth } from "../auth";
 import { LineChart, type Series } from "../chart";
 import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
@@ -452,7 +453,7 @@ function bps(v: number): string {
 
 function Metrics({ deviceId }: { deviceId: string }) {
   const [range, setRange] = useState(RANGES[1][1]);
-  const [resolution, setResolution] = useState("auto");
+  const [resolution, setResolution] = useState<MetricsResolution>("auto");
   const [iface, setIface] = useState("");
   const [anchor, setAnchor] = useState(() => Date.now());
   const to = anchor;
@@ -538,10 +539,16 @@ function Metrics({ deviceId }: { deviceId: string }) {
               </option>
             ))}
           </select>
-          <select aria-label="Resolution" value={resolution} onChange={(e) => setResolution(e.target.value)}>
-            <option value="auto">auto (raw ≤ 6 h, rollups beyond)</option>
-            <option value="raw">raw samples</option>
-            <option value="rollup">5-minute rollups</option>
+          <select
+            aria-label="Resolution"
+            value={resolution}
+            onChange={(e) => setResolution(e.target.value as MetricsResolution)}
+          >
+            {Object.entries(RESOLUTION_LABELS).map(([v, label]) => (
+              <option key={v} value={v}>
+                {label}
+              </option>
+            ))}
           </select>
           <button type="button" onClick={() => setAnchor(Date.now())} disabled={m.loading}>
             Refresh
@@ -1145,10 +1152,12 @@ function EndpointEdit({
         <input type="number" min={1} max={65535} value={port} onChange={(e) => setPort(e.target.value)} />
       </Field>
       <Field label="Transport">
-        <select value={mode} onChange={(e) => setMode(e.target.value)}>
-          <option value="plain">plain API</option>
-          <option value="tls_pinned">API-SSL, pinned certificate</option>
-          <option value="tls_verified">API-SSL, verified</option>
+        <select value={mode} onChange={(e) => setMode(oneOf(TRANSPORTS, e.target.value) ?? "plain")}>
+          {TRANSPORTS.map((t) => (
+            <option key={t} value={t}>
+              {TRANSPORT_LABELS[t]}
+            </option>
+          ))}
         </select>
       </Field>
       {mode === "tls_pinned" ? (

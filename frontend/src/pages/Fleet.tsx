@@ -4,6 +4,7 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 
 import { api, type Schemas } from "../api/client";
+import { DEVICE_STATUSES, TRANSPORT_LABELS, TRANSPORTS, oneOf, type TransportKind } from "../api/enums";
 import { useAuth } from "../auth";
 import { useAction, useLiveRefresh, usePaged } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
@@ -34,7 +35,7 @@ export function FleetPage() {
       (
         await api("get", "/api/v1/devices", {
           query: {
-            status: status || undefined,
+            status: oneOf(DEVICE_STATUSES, status),
             tag: tag || undefined,
             search: search || undefined,
             include_removed: removed || undefined,
@@ -99,9 +100,11 @@ export function FleetPage() {
         <Field label="Status">
           <select name="status" value={status} onChange={(e) => setQ({ status: e.target.value || null })}>
             <option value="">any</option>
-            <option value="online">online</option>
-            <option value="offline">offline</option>
-            <option value="unknown">unknown</option>
+            {DEVICE_STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
           </select>
         </Field>
         <Field label="Tag">
@@ -204,7 +207,7 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
     name: "",
     host: "",
     port: "",
-    transport: "plain",
+    transport: "plain" as TransportKind,
     fingerprint: "",
     username: "",
     password: "",
@@ -251,10 +254,15 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
           <input type="number" min={1} max={65535} value={form.port} onChange={set("port")} />
         </Field>
         <Field label="Transport">
-          <select value={form.transport} onChange={set("transport")}>
-            <option value="plain">plain API</option>
-            <option value="tls_pinned">API-SSL, pinned certificate</option>
-            <option value="tls_verified">API-SSL, verified</option>
+          <select
+            value={form.transport}
+            onChange={(e) => setForm((f) => ({ ...f, transport: oneOf(TRANSPORTS, e.target.value) ?? "plain" }))}
+          >
+            {TRANSPORTS.map((t) => (
+              <option key={t} value={t}>
+                {TRANSPORT_LABELS[t]}
+              </option>
+            ))}
           </select>
         </Field>
         {form.transport === "tls_pinned" ? (

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 
 import { api, type Schemas } from "../api/client";
+import { ROLLOUT_STATES, ROLLOUT_TARGET_KINDS, ROLLOUT_TARGET_LABELS, oneOf, type RolloutTargetKind } from "../api/enums";
 import { useAuth } from "../auth";
 import { useAction, useDeviceNames, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
@@ -15,8 +16,6 @@ import { RunCard } from "./Workflows";
 type Rollout = Schemas["RolloutDto"];
 type DeviceSummary = Schemas["DeviceSummaryDto"];
 
-const STATES = ["running", "paused", "halted", "cancelled", "completed"];
-
 export function RolloutsPage() {
   const auth = useAuth();
   const [q, setQ] = useQueryState();
@@ -24,7 +23,7 @@ export function RolloutsPage() {
   const [creating, setCreating] = useState(false);
   const rollouts = usePaged<Rollout>(
     async (cursor) =>
-      (await api("get", "/api/v1/rollouts", { query: { state: state || undefined, cursor, limit: 50 } })).data,
+      (await api("get", "/api/v1/rollouts", { query: { state: oneOf(ROLLOUT_STATES, state), cursor, limit: 50 } })).data,
     [state],
   );
   useLiveRefresh(
@@ -49,7 +48,7 @@ export function RolloutsPage() {
         <Field label="State">
           <select value={state} onChange={(e) => setQ({ state: e.target.value || null })}>
             <option value="">any</option>
-            {STATES.map((s) => (
+            {ROLLOUT_STATES.map((s) => (
               <option key={s} value={s}>
                 {s}
               </option>
@@ -147,7 +146,7 @@ async function devicesWithTag(tag: string): Promise<DeviceSummary[]> {
 
 function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
   const [name, setName] = useState("");
-  const [kind, setKind] = useState<"change_set" | "firmware">("change_set");
+  const [kind, setKind] = useState<RolloutTargetKind>("change_set");
   const [script, setScript] = useState("");
   const [version, setVersion] = useState("");
   const [tagText, setTagText] = useState("");
@@ -214,9 +213,12 @@ function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
           <input required value={name} onChange={(e) => setName(e.target.value)} />
         </Field>
         <Field label="Deploys">
-          <select value={kind} onChange={(e) => setKind(e.target.value as "change_set" | "firmware")}>
-            <option value="change_set">a change set (two-phase push)</option>
-            <option value="firmware">a firmware version</option>
+          <select value={kind} onChange={(e) => setKind(oneOf(ROLLOUT_TARGET_KINDS, e.target.value) ?? "change_set")}>
+            {ROLLOUT_TARGET_KINDS.map((k) => (
+              <option key={k} value={k}>
+                {ROLLOUT_TARGET_LABELS[k]}
+              </option>
+            ))}
           </select>
         </Field>
         {kind === "firmware" ? (

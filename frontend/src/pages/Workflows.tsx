@@ -4,6 +4,7 @@
 import { useEffect, useState } from "react";
 
 import { api, type Schemas } from "../api/client";
+import { WORKFLOW_RUN_STATES, isTerminalRunState, oneOf, type WorkflowRunState } from "../api/enums";
 import { useAuth } from "../auth";
 import { useAction, useDeviceNames, useLiveRefresh, useLiveStatus, usePaged, useResource } from "../hooks";
 import { Link, useQueryState } from "../router";
@@ -14,10 +15,8 @@ export type Run = Schemas["WorkflowRunDto"];
 export type RunDetail = Schemas["WorkflowRunDetailDto"];
 type Step = Schemas["WorkflowStepDto"];
 
-const TERMINAL = new Set(["succeeded", "committed", "rolled_back", "cancelled", "failed"]);
-
-export function isTerminal(state: string): boolean {
-  return TERMINAL.has(state);
+export function isTerminal(state: WorkflowRunState): boolean {
+  return isTerminalRunState(state);
 }
 
 export type WorkflowKind = Schemas["WorkflowKind"];
@@ -31,16 +30,6 @@ const KINDS: Record<WorkflowKind, true> = {
   rollout: true,
 };
 export const WORKFLOW_KINDS = Object.keys(KINDS) as WorkflowKind[];
-export const WORKFLOW_STATES = [
-  "running",
-  "waiting",
-  "retrying",
-  "succeeded",
-  "committed",
-  "rolled_back",
-  "cancelled",
-  "failed",
-];
 
 export function WorkflowsPage() {
   const [q, setQ] = useQueryState();
@@ -53,7 +42,7 @@ export function WorkflowsPage() {
         await api("get", "/api/v1/workflows", {
           query: {
             kind: WORKFLOW_KINDS.find((k) => k === kind),
-            state: state || undefined,
+            state: oneOf(WORKFLOW_RUN_STATES, state),
             device_id: device || undefined,
             cursor,
             limit: 50,
@@ -83,7 +72,7 @@ export function WorkflowsPage() {
         <Field label="State">
           <select value={state} onChange={(e) => setQ({ state: e.target.value || null })}>
             <option value="">any</option>
-            {WORKFLOW_STATES.map((k) => (
+            {WORKFLOW_RUN_STATES.map((k) => (
               <option key={k} value={k}>
                 {k.replace(/_/g, " ")}
               </option>

@@ -369,6 +369,7 @@ impl EventType for DevicePollingResumed {
 /// Why a config snapshot was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SnapshotReason {
     /// First snapshot after registration.
     Initial,

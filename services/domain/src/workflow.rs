@@ -67,6 +67,7 @@ impl EventType for WorkflowStepCompleted {
 /// How a step failure is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FailureClass {
     /// Tried again after a backoff.
     Retryable,
@@ -153,6 +154,7 @@ impl EventType for WorkflowTakenOver {
 /// How a workflow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     /// Done (workflows without a commit/rollback notion).
     Succeeded,
@@ -257,6 +259,7 @@ impl EventType for RolloutStateChanged {
 /// A rollout's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RolloutState {
     /// Working through batches.
     Running,

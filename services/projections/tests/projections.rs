@@ -508,7 +508,7 @@ async fn config_versions_are_listed_newest_first(pool: PgPool) {
     );
     assert_eq!(page.items[0].expected_sha256.as_deref(), Some("b"));
     assert_eq!(page.items[1].workflow_id, Some(wf));
-    assert_eq!(page.items[1].reason, "pre_push");
+    assert_eq!(page.items[1].reason, SnapshotReason::PrePush);
     let changed = query::config_versions(
         &db.app,
         t,

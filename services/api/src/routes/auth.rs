@@ -229,13 +229,23 @@ pub async fn logout(
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
 
+/// What kind of principal a caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A user (logged in with a token).
+    User,
+    /// An API key.
+    ApiKey,
+}
+
 /// The caller: tenant, user or API key, role and permissions.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     /// Tenant.
     pub tenant_id: Uuid,
     /// `user` or `api_key`.
-    pub kind: String,
+    pub kind: PrincipalKind,
     /// User id or API key id.
     pub id: Uuid,
     /// The user's role (absent for API keys).
@@ -262,16 +272,16 @@ pub async fn me(
     let p: &Principal = auth.principal();
     let (kind, id, role, user) = match &p.subject {
         Subject::User { id, role, .. } => (
-            "user",
+            PrincipalKind::User,
             *id,
             Some(RoleName::from(*role)),
             Some(accounts::get_user(&state, p.tenant, *id).await?),
         ),
-        Subject::ApiKey { id } => ("api_key", *id, None, None),
+        Subject::ApiKey { id } => (PrincipalKind::ApiKey, *id, None, None),
     };
     Ok(Json(Me {
         tenant_id: *p.tenant.as_uuid(),
-        kind: kind.to_owned(),
+        kind,
         id,
         role,
         user,

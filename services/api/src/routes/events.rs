@@ -25,11 +25,23 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_stream_events))
 }
 
+/// What kind of actor caused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A user.
+    User,
+    /// An API key.
+    ApiKey,
+    /// A platform component.
+    System,
+}
+
 /// Who caused an event.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ActorDto {
     /// `user`, `api_key` or `system`.
-    pub kind: String,
+    pub kind: ActorKind,
     /// User or API key id.
     pub id: Option<Uuid>,
     /// System component name.
@@ -41,17 +53,17 @@ impl From<&netledger_domain::Actor> for ActorDto {
         use netledger_domain::Actor as A;
         match a {
             A::User { id } => Self {
-                kind: "user".into(),
+                kind: ActorKind::User,
                 id: Some(*id),
                 component: None,
             },
             A::ApiKey { id } => Self {
-                kind: "api_key".into(),
+                kind: ActorKind::ApiKey,
                 id: Some(*id),
                 component: None,
             },
             A::System { component } => Self {
-                kind: "system".into(),
+                kind: ActorKind::System,
                 id: None,
                 component: Some(component.clone()),
             },

@@ -55,11 +55,21 @@ pub struct Check {
     pub detail: String,
 }
 
+/// Whether the API can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    /// Every check passed.
+    Ready,
+    /// A check failed.
+    NotReady,
+}
+
 /// Readiness with every check.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     /// `ready` or `not_ready`.
-    pub status: String,
+    pub status: ReadinessStatus,
     /// The checks.
     pub checks: Vec<Check>,
 }
@@ -123,7 +133,11 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
     }
     let ok = checks.iter().all(|c| c.ok);
     let body = Readiness {
-        status: if ok { "ready" } else { "not_ready" }.to_owned(),
+        status: if ok {
+            ReadinessStatus::Ready
+        } else {
+            ReadinessStatus::NotReady
+        },
         checks,
     };
     let status = if ok {

@@ -19,7 +19,7 @@ use crate::error::{
     Validation,
 };
 use crate::http::{IdempotencyKey, Json, Path, Query, RequestId, Written};
-use crate::routes::devices::{enum_text, unwrap_cursor, wrap_cursor};
+use crate::routes::devices::{unwrap_cursor, wrap_cursor};
 use crate::state::ApiState;
 
 pub(crate) fn router() -> OpenApiRouter<ApiState> {
@@ -98,9 +98,9 @@ pub struct WorkflowRunDto {
     pub definition_version: u32,
     /// `running`, `waiting`, `retrying`, `succeeded`, `committed`, `rolled_back`,
     /// `cancelled` or `failed`.
-    pub state: String,
+    pub state: query::WorkflowRunState,
     /// How it ended.
-    pub outcome: Option<String>,
+    pub outcome: Option<netledger_domain::workflow::Outcome>,
     /// Why it ended that way.
     pub reason: Option<String>,
     /// Devices it touches.
@@ -148,8 +148,8 @@ impl TryFrom<query::WorkflowRun> for WorkflowRunDto {
             id: *r.id.as_uuid(),
             kind,
             definition_version: r.definition_version,
-            state: enum_text(&r.state),
-            outcome: r.outcome.as_ref().map(enum_text),
+            state: r.state,
+            outcome: r.outcome,
             reason: r.reason,
             devices: r.devices.iter().map(|d| *d.as_uuid()).collect(),
             rollout_id: r.rollout_id.map(|x| *x.as_uuid()),
@@ -175,7 +175,7 @@ pub struct WorkflowStepDto {
     /// Order of first start.
     pub seq: i64,
     /// `running`, `completed`, `retrying` or `failed`.
-    pub state: String,
+    pub state: query::StepState,
     /// Attempts.
     pub attempts: u32,
     /// First started.
@@ -187,7 +187,7 @@ pub struct WorkflowStepDto {
     /// Last error.
     pub last_error: Option<String>,
     /// `retryable` or `fatal`.
-    pub failure_class: Option<String>,
+    pub failure_class: Option<netledger_domain::workflow::FailureClass>,
     /// Next attempt.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub retry_at: Option<OffsetDateTime>,
@@ -198,12 +198,12 @@ impl From<query::WorkflowStep> for WorkflowStepDto {
         Self {
             step: s.step,
             seq: s.seq,
-            state: enum_text(&s.state),
+            state: s.state,
             attempts: s.attempts,
             started_at: s.started_at,
             finished_at: s.finished_at,
             last_error: s.last_error,
-            failure_class: s.failure_class.as_ref().map(enum_text),
+            failure_class: s.failure_class,
             retry_at: s.retry_at,
         }
     }
@@ -242,6 +242,7 @@ pub struct WorkflowListQuery {
     /// Only this kind.
     pub kind: Option<WorkflowKind>,
     /// Only this state.
+    #[param(value_type = Option<query::WorkflowRunState>)]
     pub state: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -398,11 +399,11 @@ pub struct RolloutDto {
     /// Name.
     pub name: String,
     /// `change_set` or `firmware`.
-    pub target_kind: String,
+    pub target_kind: query::RolloutTargetKind,
     /// Target RouterOS version (firmware rollouts).
     pub target_version: Option<String>,
     /// `running`, `paused`, `halted`, `cancelled` or `completed`.
-    pub state: String,
+    pub state: netledger_domain::workflow::RolloutState,
     /// Why it is in that state.
     pub reason: Option<String>,
     /// The workflow driving it.
@@ -434,9 +435,9 @@ impl From<query::Rollout> for RolloutDto {
         Self {
             id: *r.id.as_uuid(),
             name: r.name,
-            target_kind: enum_text(&r.target_kind),
+            target_kind: r.target_kind,
             target_version: r.target_version,
-            state: enum_text(&r.state),
+            state: r.state,
             reason: r.reason,
             workflow_id: *r.workflow_id.as_uuid(),
             batch_size: r.batch_size,
@@ -475,6 +476,7 @@ pub struct RolloutPage {
 #[into_params(parameter_in = Query)]
 pub struct RolloutListQuery {
     /// Only this state.
+    #[param(value_type = Option<netledger_domain::workflow::RolloutState>)]
     pub state: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -562,7 +564,7 @@ pub struct RolloutDeviceDto {
     /// Batch (0 = canaries).
     pub batch: u32,
     /// How its workflow ended.
-    pub outcome: Option<String>,
+    pub outcome: Option<netledger_domain::workflow::Outcome>,
     /// Its workflow.
     pub workflow_id: Option<Uuid>,
     /// Finished.
@@ -621,7 +623,7 @@ pub async fn list_rollout_devices(
                 device_id: *d.device_id.as_uuid(),
                 ord: d.ord,
                 batch: d.batch,
-                outcome: d.outcome.as_ref().map(enum_text),
+                outcome: d.outcome,
                 workflow_id: d.workflow_id.map(|w| *w.as_uuid()),
                 finished_at: d.finished_at,
             })
@@ -946,6 +948,7 @@ pub async fn cancel_workflow(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RolloutTargetInput {
     /// `change_set` (a script pushed with the two-phase push) or `firmware`.
+    #[schema(value_type = query::RolloutTargetKind)]
     pub kind: String,
     /// For `change_set`: the script.
     pub script: Option<String>,

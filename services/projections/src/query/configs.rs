@@ -1,5 +1,6 @@
 //! A device's config versions, newest first (`rm_config_versions`).
 
+use netledger_domain::device::SnapshotReason;
 use netledger_domain::{DeviceId, TenantId, WorkflowId};
 use netledger_store::begin_tenant;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::error::ProjectionError;
 /// Whether a config version is a snapshot or detected drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConfigVersionKind {
     /// `ConfigSnapshotRecorded`.
     Snapshot,
@@ -37,7 +39,7 @@ pub struct ConfigVersion {
     pub changed: bool,
     /// Snapshot reason (`initial`, `scheduled`, `on_demand`, `pre_push`, `post_push`,
     /// `drift`), or `drift` for detected drift.
-    pub reason: String,
+    pub reason: SnapshotReason,
     /// RouterOS version the export came from (snapshots).
     pub routeros_version: Option<String>,
     /// The workflow that took the snapshot, if any.
@@ -98,7 +100,7 @@ pub async fn config_versions(
             commit: r.try_get("commit").map_err(&e)?,
             sha256: r.try_get("sha256").map_err(&e)?,
             changed: r.try_get("changed").map_err(&e)?,
-            reason: r.try_get("reason").map_err(&e)?,
+            reason: text_enum(r.try_get("reason").map_err(&e)?)?,
             routeros_version: r.try_get("routeros_version").map_err(&e)?,
             workflow_id: workflow.map(WorkflowId::from_uuid),
             expected_sha256: r.try_get("expected_sha256").map_err(&e)?,

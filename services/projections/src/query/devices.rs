@@ -14,6 +14,7 @@ use crate::error::ProjectionError;
 /// Reachability of a device as last seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeviceStatus {
     /// Never polled yet.
     Unknown,
@@ -23,9 +24,21 @@ pub enum DeviceStatus {
     Offline,
 }
 
+impl From<netledger_domain::device::Status> for DeviceStatus {
+    fn from(s: netledger_domain::device::Status) -> Self {
+        use netledger_domain::device::Status;
+        match s {
+            Status::Unknown => Self::Unknown,
+            Status::Online => Self::Online,
+            Status::Offline => Self::Offline,
+        }
+    }
+}
+
 /// The poller's circuit breaker for a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BreakerState {
     /// Polling normally.
     Closed,
@@ -36,6 +49,7 @@ pub enum BreakerState {
 /// How the platform connects to a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TransportKind {
     /// Plain API.
     Plain,

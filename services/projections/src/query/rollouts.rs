@@ -15,6 +15,7 @@ use crate::error::ProjectionError;
 /// What a rollout deploys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RolloutTargetKind {
     /// A RouterOS script pushed with the two-phase push.
     ChangeSet,

@@ -15,6 +15,7 @@ use crate::error::ProjectionError;
 /// Where a workflow run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkflowRunState {
     /// Steps are running.
     Running,
@@ -37,6 +38,7 @@ pub enum WorkflowRunState {
 /// Where a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StepState {
     /// Started, no outcome yet.
     Running,

@@ -25,6 +25,7 @@ use super::live_state;
 pub struct TransportInput {
     /// `plain` (API, port 8728), `tls_pinned` (API-SSL accepting one certificate) or
     /// `tls_verified` (API-SSL verified against the platform's trust roots).
+    #[schema(value_type = netledger_projections::query::TransportKind)]
     pub mode: String,
     /// For `tls_pinned`: lowercase hex SHA-256 of the device certificate (DER).
     pub fingerprint_sha256: Option<String>,

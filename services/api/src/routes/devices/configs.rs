@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, BadRequest, NotFound, Unavailable};
 use crate::http::{Json, Path, Query};
 use crate::state::ApiState;
 
-use super::{device_or_404, enum_text, unwrap_cursor, wrap_cursor};
+use super::{device_or_404, unwrap_cursor, wrap_cursor};
 
 /// One recorded config version (snapshot or drift).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -25,7 +25,7 @@ pub struct ConfigVersionDto {
     /// Global position of that event.
     pub position: i64,
     /// `snapshot` or `drift`.
-    pub kind: String,
+    pub kind: query::ConfigVersionKind,
     /// Git commit holding the config.
     pub commit: String,
     /// SHA-256 of the stored file.
@@ -33,7 +33,7 @@ pub struct ConfigVersionDto {
     /// Whether the content differs from the previous snapshot.
     pub changed: bool,
     /// Why it was taken.
-    pub reason: String,
+    pub reason: netledger_domain::device::SnapshotReason,
     /// RouterOS version it came from.
     pub routeros_version: Option<String>,
     /// The workflow that took it.
@@ -50,7 +50,7 @@ impl From<query::ConfigVersion> for ConfigVersionDto {
         Self {
             stream_version: v.stream_version,
             position: v.position,
-            kind: enum_text(&v.kind),
+            kind: v.kind,
             commit: v.commit,
             sha256: v.sha256,
             changed: v.changed,

@@ -13,7 +13,30 @@ use crate::error::{ApiError, ApiResult, BadRequest, NotFound};
 use crate::http::{Json, Path, Query};
 use crate::state::ApiState;
 
-use super::{device_or_404, enum_text};
+use super::device_or_404;
+
+/// Which telemetry table a read uses (the API's name for the store's resolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsResolution {
+    /// Raw up to 6 hours, 5-minute rollups beyond (asked for only, never answered).
+    Auto,
+    /// One point per poll.
+    Raw,
+    /// One point per 5 minutes.
+    Rollup,
+}
+
+impl From<netledger_store::devices::metrics::Resolution> for MetricsResolution {
+    fn from(r: netledger_store::devices::metrics::Resolution) -> Self {
+        use netledger_store::devices::metrics::Resolution;
+        match r {
+            Resolution::Auto => Self::Auto,
+            Resolution::Raw => Self::Raw,
+            Resolution::Rollup => Self::Rollup,
+        }
+    }
+}
 
 /// A time range of telemetry.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -26,6 +49,7 @@ pub struct MetricsParams {
     #[param(format = DateTime)]
     pub to: String,
     /// `auto` (raw up to 6 hours, 5-minute rollups beyond), `raw` or `rollup`.
+    #[param(value_type = Option<MetricsResolution>)]
     pub resolution: Option<String>,
 }
 
@@ -35,7 +59,7 @@ pub struct MetricsDto {
     /// Device.
     pub device_id: Uuid,
     /// `raw` or `rollup` (what was used).
-    pub resolution: String,
+    pub resolution: MetricsResolution,
     /// Device gauges, oldest first: `{at, samples, cpu_load: {min, avg, max}, memory_used:
     /// {…}, memory_total, hdd_free: {…}, hdd_total, uptime_secs}`.
     #[schema(value_type = Vec<Object>)]
@@ -99,7 +123,7 @@ pub async fn get_device_metrics(
     .await?;
     Ok(Json(MetricsDto {
         device_id: id,
-        resolution: enum_text(&s.resolution),
+        resolution: s.resolution.into(),
         device: to_json(&s.device)?,
         interfaces: to_json(&s.interfaces)?,
     }))

@@ -17,7 +17,6 @@ pub use read::*;
 
 use netledger_domain::{DeviceId, TenantId};
 use netledger_projections::query;
-use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -42,15 +41,6 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(configs::get_config_version))
         .routes(routes!(configs::diff_configs))
         .routes(routes!(configs::config_as_of))
-}
-
-/// The text of a serde enum (`online`), for DTO fields.
-pub(crate) fn enum_text<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 pub(crate) fn wrap_cursor(c: Option<String>) -> Option<String> {

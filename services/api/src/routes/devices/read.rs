@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, BadRequest, NotFound, Unavailable};
 use crate::http::{Json, Path, Query, etag};
 use crate::state::ApiState;
 
-use super::{device_or_404, enum_text, live_state, unwrap_cursor, wrap_cursor};
+use super::{device_or_404, live_state, unwrap_cursor, wrap_cursor};
 
 /// A device in the list.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -29,7 +29,7 @@ pub struct DeviceSummaryDto {
     /// API port.
     pub port: u16,
     /// `unknown`, `online` or `offline`.
-    pub status: String,
+    pub status: query::DeviceStatus,
     /// Why it is offline.
     pub offline_reason: Option<String>,
     /// RouterOS version it reported.
@@ -41,7 +41,7 @@ pub struct DeviceSummaryDto {
     /// Tags.
     pub tags: Vec<String>,
     /// Poller circuit breaker: `closed` or `open`.
-    pub breaker: String,
+    pub breaker: query::BreakerState,
     /// Last proof the device answered.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<OffsetDateTime>,
@@ -60,13 +60,13 @@ impl From<query::DeviceSummary> for DeviceSummaryDto {
             name: d.name,
             host: d.host,
             port: d.port,
-            status: enum_text(&d.status),
+            status: d.status,
             offline_reason: d.offline_reason,
             routeros_version: d.routeros_version,
             identity: d.identity,
             board_name: d.board_name,
             tags: d.tags,
-            breaker: enum_text(&d.breaker),
+            breaker: d.breaker,
             last_seen_at: d.last_seen_at,
             last_event_at: d.last_event_at,
             removed_at: d.removed_at,
@@ -88,6 +88,7 @@ pub struct DevicePage {
 #[into_params(parameter_in = Query)]
 pub struct DeviceListQuery {
     /// `unknown`, `online` or `offline`.
+    #[param(value_type = Option<query::DeviceStatus>)]
     pub status: Option<String>,
     /// Only devices with this tag.
     pub tag: Option<String>,
@@ -156,7 +157,7 @@ pub struct EndpointDto {
     /// API port.
     pub port: u16,
     /// `plain`, `tls_pinned` or `tls_verified`.
-    pub transport: String,
+    pub transport: query::TransportKind,
     /// Pinned certificate SHA-256 (hex), for `tls_pinned`.
     pub tls_fingerprint: Option<String>,
 }
@@ -179,7 +180,7 @@ pub struct DeviceDto {
     /// Poll interval.
     pub poll_interval_secs: u32,
     /// `unknown`, `online` or `offline`.
-    pub status: String,
+    pub status: query::DeviceStatus,
     /// Why it is offline.
     pub offline_reason: Option<String>,
     /// `/system identity`.
@@ -193,7 +194,7 @@ pub struct DeviceDto {
     /// RouterBOARD firmware.
     pub routerboard_firmware: Option<String>,
     /// Poller circuit breaker: `closed` or `open`.
-    pub breaker: String,
+    pub breaker: query::BreakerState,
     /// Failures that opened the breaker.
     pub breaker_failures: Option<u32>,
     /// When polling resumes.
@@ -244,21 +245,21 @@ impl From<query::DeviceDetail> for DeviceDto {
             endpoint: EndpointDto {
                 host: d.endpoint.host,
                 port: d.endpoint.port,
-                transport: enum_text(&d.endpoint.transport),
+                transport: d.endpoint.transport,
                 tls_fingerprint: d.endpoint.tls_fingerprint,
             },
             username: d.username,
             credentials_key_id: d.credentials_key_id,
             tags: d.tags,
             poll_interval_secs: d.poll_interval_secs,
-            status: enum_text(&d.status),
+            status: d.status,
             offline_reason: d.offline_reason,
             identity: facts.identity,
             routeros_version: facts.routeros_version,
             board_name: facts.board_name,
             architecture: facts.architecture,
             routerboard_firmware: facts.routerboard_firmware,
-            breaker: enum_text(&d.breaker.state),
+            breaker: d.breaker.state,
             breaker_failures: d.breaker.consecutive_failures,
             breaker_retry_at: d.breaker.retry_at,
             breaker_last_error: d.breaker.last_error,
@@ -309,7 +310,7 @@ pub struct DeviceStateDto {
     /// Stream version (the `ETag`).
     pub version: u64,
     /// `unknown`, `online` or `offline`.
-    pub status: String,
+    pub status: query::DeviceStatus,
     /// Why it went offline last.
     pub offline_reason: Option<String>,
     /// `/system identity`.
@@ -350,7 +351,7 @@ pub async fn get_device_state(
     let dto = DeviceStateDto {
         device_id: id,
         version: s.version,
-        status: enum_text(&s.status),
+        status: s.status.into(),
         offline_reason: s.offline_reason.clone(),
         identity: s.facts.as_ref().map(|_| facts.identity.clone()),
         routeros_version: s.facts.as_ref().map(|_| facts.version.clone()),
