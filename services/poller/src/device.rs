@@ -13,6 +13,7 @@ use std::time::Duration;
 use netledger_archive::{Archive, Prepared, SnapshotMeta};
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{DeviceFacts, DeviceState, Observation, SnapshotReason, Transport};
+use netledger_domain::errors::error_chain;
 use netledger_domain::{
     Actor, EventId, EventMetadata, ExpectedVersion, NewEvent, TenantId, device::Decided,
 };
@@ -108,17 +109,6 @@ struct Task {
     next_snapshot: Option<OffsetDateTime>,
     export_blocked_until: Option<OffsetDateTime>,
     export_error_logged: bool,
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 fn client_config(
