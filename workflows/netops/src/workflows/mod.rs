@@ -9,7 +9,6 @@
 //! Does not own: the engine, the event store, the archive, credentials (it reads and
 //! decrypts them in memory inside a step). `docs/push.md` ("Workflows") describes them.
 
-pub mod bench;
 mod cache;
 mod restore;
 mod rollout;
@@ -48,7 +47,6 @@ use crate::{
     Verification, VerifyOptions,
 };
 
-pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
 pub use restore::{PushRecord, RESTORE_KIND, RestoreInput};
 pub use rollout::RolloutInput;
@@ -217,10 +215,10 @@ pub struct SnapshotRecorded {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     /// The engine refused the registry or the worker options.
-    #[error("workflow engine: {0}")]
+    #[error("workflow engine")]
     Engine(#[from] EngineError),
     /// The firmware cache server failed.
-    #[error("firmware cache server: {0}; check the listen address and the cache directory")]
+    #[error("firmware cache server failed; check the listen address and the cache directory")]
     Cache(#[from] std::io::Error),
 }
 
