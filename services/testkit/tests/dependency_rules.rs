@@ -81,15 +81,24 @@ struct Metadata {
     normal: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// The host's target triple (`rustc -vV`): metadata is filtered to it, so it needs no
+/// other platform's crates (and no network).
+fn host() -> String {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned()
+}
+
 fn metadata(root: &Path) -> Metadata {
     let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host(), "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .output()
         .expect("cargo metadata runs");
