@@ -1,5 +1,8 @@
 //! Event envelopes: what a caller appends ([`NewEvent`]) and what the store gives back
-//! ([`RecordedEvent`]), with typed payload decoding and upcasting.
+//! ([`RecordedEvent`]), with typed payload decoding and upcasting, and the typed event enum
+//! of an aggregate ([`EventEnum`], declared with `event_enum!`): one variant per event type
+//! of the stream category, decoded by type name and schema version (upcasting older
+//! versions, so stored events read back unchanged) and encoded back to a [`NewEvent`].
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -147,6 +150,18 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// The stored event's type is not one of its stream category's event types (written by
+    /// newer code, or by mistake). Folds that tolerate it (older code reading a newer stream)
+    /// match this variant explicitly; it is never skipped silently.
+    #[error("event at position {position} is `{found}`, not an event type of `{category}` streams")]
+    UnknownType {
+        /// Global position of the event (or its stream version, where no position is known).
+        position: i64,
+        /// The stream category whose enum was asked for.
+        category: &'static str,
+        /// The stored type.
+        found: String,
+    },
     /// A payload could not be serialized.
     #[error("event `{event_type}` could not be serialized")]
     Serialize {
@@ -156,6 +171,13 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl DecodeError {
+    /// Whether this is [`DecodeError::UnknownType`]: a type the asked-for enum does not know.
+    pub fn is_unknown_type(&self) -> bool {
+        matches!(self, Self::UnknownType { .. })
+    }
 }
 
 /// Whether `name` may be used as an event type name.
@@ -281,34 +303,184 @@ impl RecordedEvent {
 
     /// Decodes the payload as `E`, upcasting older schema versions; never panics.
     pub fn decode<E: EventType>(&self) -> Result<E, DecodeError> {
-        if self.event_type != E::TYPE {
-            return Err(DecodeError::WrongType {
-                position: self.position,
-                expected: E::TYPE,
-                found: self.event_type.clone(),
-            });
-        }
-        let unknown = |detail: String| DecodeError::UnknownVersion {
+        decode_payload(self.parts())
+    }
+
+    /// The parts a typed decode needs, borrowed.
+    pub fn parts(&self) -> StoredEvent<'_> {
+        StoredEvent {
             position: self.position,
-            event_type: self.event_type.clone(),
-            found: self.schema_version,
-            supported: E::SCHEMA_VERSION,
-            detail,
-        };
-        if self.schema_version == 0 || self.schema_version > E::SCHEMA_VERSION {
-            return Err(unknown("unknown schema version".to_owned()));
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            payload: &self.payload,
         }
-        let mut payload = self.payload.clone();
-        for from in self.schema_version..E::SCHEMA_VERSION {
-            payload = E::upcast(from, payload).map_err(unknown)?;
-        }
-        serde_json::from_value(payload).map_err(|source| DecodeError::Payload {
-            position: self.position,
-            event_type: self.event_type.clone(),
-            source,
-        })
     }
 }
+
+/// The parts of a stored event that a typed decode needs, borrowed from a [`RecordedEvent`]
+/// or from a row a fold read itself.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEvent<'a> {
+    /// Global position (or the stream version, where the reader has no position), for errors.
+    pub position: i64,
+    /// Type name.
+    pub event_type: &'a str,
+    /// Payload schema version.
+    pub schema_version: u32,
+    /// Payload.
+    pub payload: &'a serde_json::Value,
+}
+
+/// Decodes a stored payload as `E`: refuses another type, a schema version this build does
+/// not know (0 or newer than `E::SCHEMA_VERSION`) and a payload that does not match; upcasts
+/// older versions with [`EventType::upcast`]. A current-version payload is read in place.
+pub fn decode_payload<E: EventType>(e: StoredEvent<'_>) -> Result<E, DecodeError> {
+    if e.event_type != E::TYPE {
+        return Err(DecodeError::WrongType {
+            position: e.position,
+            expected: E::TYPE,
+            found: e.event_type.to_owned(),
+        });
+    }
+    let unknown = |detail: String| DecodeError::UnknownVersion {
+        position: e.position,
+        event_type: e.event_type.to_owned(),
+        found: e.schema_version,
+        supported: E::SCHEMA_VERSION,
+        detail,
+    };
+    if e.schema_version == 0 || e.schema_version > E::SCHEMA_VERSION {
+        return Err(unknown("unknown schema version".to_owned()));
+    }
+    let payload_error = |source| DecodeError::Payload {
+        position: e.position,
+        event_type: e.event_type.to_owned(),
+        source,
+    };
+    if e.schema_version == E::SCHEMA_VERSION {
+        return E::deserialize(e.payload).map_err(payload_error);
+    }
+    let mut payload = e.payload.clone();
+    for from in e.schema_version..E::SCHEMA_VERSION {
+        payload = E::upcast(from, payload).map_err(unknown)?;
+    }
+    serde_json::from_value(payload).map_err(payload_error)
+}
+
+/// The typed events of one stream category: an enum with one variant per [`EventType`],
+/// declared with `event_enum!` (which writes this impl). Decoding is by type name and schema
+/// version; a type the category does not have is [`DecodeError::UnknownType`].
+pub trait EventEnum: Sized {
+    /// The stream category (`device`, `workflow`, ...).
+    const CATEGORY: &'static str;
+    /// Every event type name of the enum, in declaration order.
+    const TYPES: &'static [&'static str];
+
+    /// Decodes a stored event (see [`decode_payload`]); an unknown type is a typed error.
+    fn decode_stored(e: StoredEvent<'_>) -> Result<Self, DecodeError>;
+
+    /// Decodes a recorded event.
+    fn decode(e: &RecordedEvent) -> Result<Self, DecodeError> {
+        Self::decode_stored(e.parts())
+    }
+
+    /// The event's type name.
+    fn event_type(&self) -> &'static str;
+
+    /// The schema version it is written under (the current one of its type).
+    fn schema_version(&self) -> u32;
+
+    /// The payload as JSON.
+    fn payload(&self) -> Result<serde_json::Value, DecodeError>;
+
+    /// The event to append, with this id and metadata.
+    fn to_new_event(
+        &self,
+        event_id: EventId,
+        metadata: EventMetadata,
+    ) -> Result<NewEvent, DecodeError> {
+        NewEvent::new(
+            event_id,
+            self.event_type(),
+            self.schema_version(),
+            self.payload()?,
+            metadata,
+        )
+    }
+}
+
+/// Declares an aggregate's event enum: `enum Name in "category" { Variant(EventType), .. }`
+/// becomes the enum (`Debug, Clone, PartialEq`), its [`EventEnum`] impl and a `From` for each
+/// payload type. Variants carry their doc comments.
+macro_rules! event_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident in $category:literal {
+            $( $(#[$vmeta:meta])* $variant:ident($ty:ty) ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant($ty) ),+
+        }
+
+        impl $crate::event::EventEnum for $name {
+            const CATEGORY: &'static str = $category;
+            const TYPES: &'static [&'static str] =
+                &[$(<$ty as $crate::event::EventType>::TYPE),+];
+
+            fn decode_stored(
+                e: $crate::event::StoredEvent<'_>,
+            ) -> Result<Self, $crate::event::DecodeError> {
+                $(
+                    if e.event_type == <$ty as $crate::event::EventType>::TYPE {
+                        return $crate::event::decode_payload::<$ty>(e).map(Self::$variant);
+                    }
+                )+
+                Err($crate::event::DecodeError::UnknownType {
+                    position: e.position,
+                    category: $category,
+                    found: e.event_type.to_owned(),
+                })
+            }
+
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => <$ty as $crate::event::EventType>::TYPE ),+
+                }
+            }
+
+            fn schema_version(&self) -> u32 {
+                match self {
+                    $( Self::$variant(_) => <$ty as $crate::event::EventType>::SCHEMA_VERSION ),+
+                }
+            }
+
+            fn payload(&self) -> Result<serde_json::Value, $crate::event::DecodeError> {
+                match self {
+                    $(
+                        Self::$variant(e) => serde_json::to_value(e).map_err(|source| {
+                            $crate::event::DecodeError::Serialize {
+                                event_type: <$ty as $crate::event::EventType>::TYPE.to_owned(),
+                                source,
+                            }
+                        }),
+                    )+
+                }
+            }
+        }
+
+        $(
+            impl From<$ty> for $name {
+                fn from(e: $ty) -> Self {
+                    Self::$variant(e)
+                }
+            }
+        )+
+    };
+}
+pub(crate) use event_enum;
 
 /// Serde helper: a 32-byte hash as lowercase hex.
 pub mod hex32 {
@@ -334,7 +506,7 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
     struct Renamed {
         name: String,
         reason: String,
@@ -398,6 +570,55 @@ mod tests {
         let broken = recorded("DeviceRenamed", 2, serde_json::json!({"name": 5}));
         let err = broken.decode::<Renamed>().unwrap_err();
         assert!(err.to_string().contains("position 7"), "{err}");
+    }
+
+    event_enum! {
+        /// A one-type enum over the test payload.
+        enum TestEvent in "device" {
+            /// Renamed.
+            Renamed(Renamed),
+        }
+    }
+
+    #[test]
+    fn event_enums_decode_by_type_and_version_and_refuse_unknown_types() {
+        let current = recorded(
+            "DeviceRenamed",
+            2,
+            serde_json::json!({"name": "r1", "reason": "typo"}),
+        );
+        let TestEvent::Renamed(r) = TestEvent::decode(&current).unwrap();
+        assert_eq!(r.reason, "typo");
+        let old = recorded("DeviceRenamed", 1, serde_json::json!({"name": "r1"}));
+        let TestEvent::Renamed(r) = TestEvent::decode(&old).unwrap();
+        assert_eq!(r.reason, "unspecified");
+        let err =
+            TestEvent::decode(&recorded("DeviceMoved", 1, serde_json::json!({}))).unwrap_err();
+        assert!(err.is_unknown_type(), "{err}");
+        assert!(matches!(
+            TestEvent::decode(&recorded("DeviceRenamed", 3, serde_json::json!({}))),
+            Err(DecodeError::UnknownVersion { found: 3, .. })
+        ));
+        assert_eq!(TestEvent::TYPES, ["DeviceRenamed"]);
+        assert_eq!(TestEvent::CATEGORY, "device");
+    }
+
+    #[test]
+    fn event_enums_encode_what_they_decode() {
+        let e = TestEvent::from(Renamed {
+            name: "r2".into(),
+            reason: "moved".into(),
+        });
+        let meta = EventMetadata::for_command(Actor::system("t"), Uuid::new_v4());
+        let new = e.to_new_event(EventId::new_random(), meta).unwrap();
+        assert_eq!(new.event_type(), "DeviceRenamed");
+        assert_eq!(new.schema_version(), 2);
+        let back = recorded(
+            new.event_type(),
+            new.schema_version(),
+            new.payload().clone(),
+        );
+        assert_eq!(TestEvent::decode(&back).unwrap(), e);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The journal of a durable workflow (stream `workflow-<id>`) and of a fleet rollout (stream
-//! `rollout-<id>`): the event types the engine writes and the projections fold. The engine's
-//! scheduling lives in `workflows/engine`; this module only fixes the recorded shapes.
+//! The journal of a durable workflow (stream `workflow-<id>`, [`WorkflowEvent`]) and of a
+//! fleet rollout (stream `rollout-<id>`, [`RolloutEvent`]): the event types the engine writes
+//! and the projections fold, as typed enums. The engine's scheduling lives in
+//! `workflows/engine`; this module fixes the recorded shapes and the pure rollout rules.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::event::EventType;
+use crate::event::{EventType, event_enum};
 use crate::ids::{DeviceId, RolloutId, WorkflowId};
 
 /// A workflow instance was started.
@@ -295,6 +296,44 @@ pub struct RolloutDeviceRestored {
 impl EventType for RolloutDeviceRestored {
     const TYPE: &'static str = "RolloutDeviceRestored";
     const SCHEMA_VERSION: u32 = 1;
+}
+
+event_enum! {
+    /// Every event of a workflow journal (`workflow-<id>`), by its stored type name.
+    pub enum WorkflowEvent in "workflow" {
+        /// `WorkflowStarted`.
+        Started(WorkflowStarted),
+        /// `WorkflowStepStarted`.
+        StepStarted(WorkflowStepStarted),
+        /// `WorkflowStepCompleted`.
+        StepCompleted(WorkflowStepCompleted),
+        /// `WorkflowStepFailed`.
+        StepFailed(WorkflowStepFailed),
+        /// `WorkflowTimerScheduled`.
+        TimerScheduled(WorkflowTimerScheduled),
+        /// `WorkflowSignalled`.
+        Signalled(WorkflowSignalled),
+        /// `WorkflowTimerFired`.
+        TimerFired(WorkflowTimerFired),
+        /// `WorkflowTakenOver`.
+        TakenOver(WorkflowTakenOver),
+        /// `WorkflowFinished`.
+        Finished(WorkflowFinished),
+    }
+}
+
+event_enum! {
+    /// Every event of a rollout stream (`rollout-<id>`), by its stored type name.
+    pub enum RolloutEvent in "rollout" {
+        /// `RolloutCreated`.
+        Created(RolloutCreated),
+        /// `RolloutDeviceFinished`.
+        DeviceFinished(RolloutDeviceFinished),
+        /// `RolloutStateChanged`.
+        StateChanged(RolloutStateChanged),
+        /// `RolloutDeviceRestored`.
+        DeviceRestored(RolloutDeviceRestored),
+    }
 }
 
 /// Why a rollout is refused before it starts (checked by [`check_rollout`], which the API

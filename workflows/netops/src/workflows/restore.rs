@@ -27,7 +27,8 @@ use routeros::menus::{ExportOptions, Sensitive};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{NetopsDeps, PushInput, SnapshotRecorded, device_step, resolve_step, step_error};
+use super::PushInput;
+use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step, step_error};
 use crate::{Armed, ChangeId, NetopsError, RollbackMethod, RolledBack, Snapshot};
 
 /// The definition's kind.
@@ -252,10 +253,11 @@ pub(super) async fn config_restore(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<F
                 .retry(RetryPolicy::attempts(10))
                 .timeout(opts.step_timeout),
             || async {
-                let (_, c) = d.client(tenant, &target).await?;
-                let sha = configuration_sha256(&c, &id).await;
-                c.close().await;
-                let sha = sha.map_err(step_error)?;
+                let sha = d
+                    .with_client(tenant, &target, async |c| {
+                        configuration_sha256(c, &id).await
+                    })
+                    .await?;
                 match decide(&record, &sha) {
                     Decision::AlreadyAtSnapshot => Ok(RestoreStep::AlreadyAtSnapshot),
                     Decision::Refuse(reason) => Ok(RestoreStep::Refused {

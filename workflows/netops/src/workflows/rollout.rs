@@ -24,8 +24,9 @@ use netledger_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::COMPONENT;
+use super::adapter::NetopsDeps;
 use super::restore::{RESTORE_KIND, RestoreInput};
-use super::{COMPONENT, NetopsDeps};
 use crate::{HealthChecks, Policy};
 
 /// Input of `rollout` v1.

@@ -1,0 +1,452 @@
+//! Device commands: register, update, replace tags or credentials, remove. Each appends to
+//! the device's stream through the store and answers with the events it wrote.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use netledger_domain::DeviceId;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Require;
+use crate::authz::perm;
+use crate::error::{
+    ApiError, ApiResult, Conflict, NotFound, PreconditionFailed, PreconditionRequired, Unavailable,
+    Validation,
+};
+use crate::http::{IdempotencyKey, IfMatch, Json, Path, Query, RequestId, Written, etag};
+use crate::idempotency::{self, Stored};
+use crate::state::ApiState;
+
+use super::live_state;
+
+/// How the platform talks to a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransportInput {
+    /// `plain` (API, port 8728), `tls_pinned` (API-SSL accepting one certificate) or
+    /// `tls_verified` (API-SSL verified against the platform's trust roots).
+    pub mode: String,
+    /// For `tls_pinned`: lowercase hex SHA-256 of the device certificate (DER).
+    pub fingerprint_sha256: Option<String>,
+}
+
+impl TransportInput {
+    fn parse(&self) -> ApiResult<netledger_domain::device::Transport> {
+        use netledger_domain::device::Transport;
+        match (self.mode.as_str(), &self.fingerprint_sha256) {
+            ("plain", None) => Ok(Transport::Plain),
+            ("tls_verified", None) => Ok(Transport::TlsVerified),
+            ("tls_pinned", Some(f))
+                if f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Ok(Transport::TlsPinned {
+                    fingerprint_sha256: f.to_ascii_lowercase(),
+                })
+            }
+            ("tls_pinned", _) => Err(ApiError::validation(
+                "tls_pinned needs fingerprint_sha256: 64 hex digits (SHA-256 of the certificate)",
+            )),
+            ("plain" | "tls_verified", Some(_)) => Err(ApiError::validation(
+                "fingerprint_sha256 is only for mode tls_pinned",
+            )),
+            (other, _) => Err(ApiError::validation(format!(
+                "transport mode `{other}` is unknown: use plain, tls_pinned or tls_verified"
+            ))),
+        }
+    }
+}
+
+/// A device to register. The password is stored encrypted and never returned.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewDevice {
+    /// Name: 1-64 of letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// Hostname or IP address.
+    pub host: String,
+    /// API port (default 8728 for `plain`, 8729 for TLS).
+    pub port: Option<u16>,
+    /// Transport (default `plain`).
+    pub transport: Option<TransportInput>,
+    /// API login name.
+    pub username: String,
+    /// API password (write-only).
+    pub password: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Poll interval in seconds, 5-86400 (default 60).
+    pub poll_interval_secs: Option<u32>,
+}
+
+/// A device after a write (read the device for its full state).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceWritten {
+    /// The device.
+    pub device_id: Uuid,
+    /// Its stream version after the write (the new `ETag`).
+    pub version: u64,
+    /// Events appended (none when nothing changed).
+    pub events: Vec<Written>,
+}
+
+fn parse_tags(
+    tags: &[String],
+) -> ApiResult<std::collections::BTreeSet<netledger_domain::device::Tag>> {
+    tags.iter()
+        .map(|t| {
+            netledger_domain::device::Tag::parse(t).map_err(|e| ApiError::validation(e.to_string()))
+        })
+        .collect()
+}
+
+fn endpoint(
+    host: &str,
+    port: Option<u16>,
+    transport: Option<&TransportInput>,
+) -> ApiResult<netledger_domain::device::Endpoint> {
+    use netledger_domain::device::{Endpoint, Host, Transport};
+    let transport = match transport {
+        Some(t) => t.parse()?,
+        None => Transport::Plain,
+    };
+    let default_port = if transport == Transport::Plain {
+        8728
+    } else {
+        8729
+    };
+    Ok(Endpoint {
+        host: Host::parse(host).map_err(|e| ApiError::validation(e.to_string()))?,
+        port: port.unwrap_or(default_port),
+        transport,
+    })
+}
+
+fn device_written(
+    id: Uuid,
+    outcome: Option<netledger_store::AppendOutcome>,
+    version: u64,
+) -> DeviceWritten {
+    let stream = DeviceId::from_uuid(id).stream();
+    DeviceWritten {
+        device_id: id,
+        version: outcome.map(|o| o.stream_version).unwrap_or(version),
+        events: outcome
+            .map(|o| vec![Written::new(&stream, o)])
+            .into_iter()
+            .flatten()
+            .collect(),
+    }
+}
+
+/// Register a device (accepts `Idempotency-Key`).
+#[utoipa::path(
+    post,
+    path = "/devices",
+    operation_id = "register_device",
+    tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first result.")),
+    request_body = NewDevice,
+    responses(
+        (status = 201, description = "Registered; `ETag` is its stream version.", body = DeviceWritten),
+        (status = 409, response = Conflict),
+        (status = 422, response = Validation),
+        (status = 503, response = Unavailable),
+    )
+)]
+/// With `Idempotency-Key`, a retry with the same body answers with the first result
+/// (`idempotency-replayed: true`); another body under the key is 422
+/// `idempotency-key-reused`; a retry while the first runs is 409 `idempotency-in-progress`.
+pub async fn register_device(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesWrite>,
+    rid: RequestId,
+    key: IdempotencyKey,
+    Json(body): Json<NewDevice>,
+) -> ApiResult<Response> {
+    let p = auth.principal().clone();
+    let st = state.clone();
+    let request = body.clone();
+    idempotency::run(
+        &state,
+        p.tenant,
+        key.0,
+        "register_device",
+        &request,
+        || async move {
+            let cmd = netledger_store::devices::RegisterDevice {
+                device_id: DeviceId::from_uuid(Uuid::now_v7()),
+                name: netledger_domain::device::DeviceName::parse(&body.name)
+                    .map_err(|e| ApiError::validation(e.to_string()))?,
+                endpoint: endpoint(&body.host, body.port, body.transport.as_ref())?,
+                username: body.username.clone(),
+                password: netledger_store::credentials::DevicePassword::new(body.password.clone()),
+                tags: parse_tags(&body.tags)?,
+                poll_interval_secs: body.poll_interval_secs.unwrap_or(60),
+            };
+            let id = *cmd.device_id.as_uuid();
+            let outcome = st
+                .devices()?
+                .register(p.tenant, cmd, rid.metadata(p.actor()))
+                .await?;
+            let w = device_written(id, Some(outcome), 0);
+            Stored::json(axum::http::StatusCode::CREATED, Some(w.version), &w)
+        },
+    )
+    .await
+}
+
+/// Changes to a device; absent fields stay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DevicePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New host.
+    pub host: Option<String>,
+    /// New port.
+    pub port: Option<u16>,
+    /// New transport.
+    pub transport: Option<TransportInput>,
+    /// New poll interval.
+    pub poll_interval_secs: Option<u32>,
+}
+
+/// Update a device's name, endpoint or poll interval (If-Match).
+#[utoipa::path(
+    patch,
+    path = "/devices/{device_id}",
+    operation_id = "update_device",
+    tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(
+        ("device_id" = Uuid, Path, description = "Device id."),
+        ("If-Match" = String, Header, description = "The device's ETag, or `*`."),
+    ),
+    request_body = DevicePatch,
+    responses(
+        (status = 200, description = "Updated (no events when nothing changed).", body = DeviceWritten),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 422, response = Validation),
+        (status = 428, response = PreconditionRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn update_device(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesWrite>,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Json(body): Json<DevicePatch>,
+) -> ApiResult<Response> {
+    let p = auth.principal();
+    let current = live_state(&state, p.tenant, id).await?;
+    let reg = current
+        .registration
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+    let endpoint_changed = body.host.is_some() || body.port.is_some() || body.transport.is_some();
+    let new_endpoint = if endpoint_changed {
+        let host = body
+            .host
+            .clone()
+            .unwrap_or_else(|| reg.endpoint.host.as_str().to_owned());
+        let mut e = endpoint(
+            &host,
+            body.port.or(Some(reg.endpoint.port)),
+            body.transport.as_ref(),
+        )?;
+        if body.transport.is_none() {
+            e.transport = reg.endpoint.transport.clone();
+        }
+        Some(e)
+    } else {
+        None
+    };
+    let changes = netledger_store::devices::UpdateDevice {
+        name: body
+            .name
+            .as_deref()
+            .map(netledger_domain::device::DeviceName::parse)
+            .transpose()
+            .map_err(|e| ApiError::validation(e.to_string()))?,
+        endpoint: new_endpoint,
+        poll_interval_secs: body.poll_interval_secs,
+    };
+    let outcome = state
+        .devices()?
+        .update(
+            p.tenant,
+            DeviceId::from_uuid(id),
+            changes,
+            if_match.version(),
+            rid.metadata(p.actor()),
+        )
+        .await?;
+    let w = device_written(id, outcome, current.version);
+    Ok((etag(w.version), Json(w)).into_response())
+}
+
+/// A device's tags.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TagsInput {
+    /// The whole new tag set.
+    pub tags: Vec<String>,
+}
+
+/// Replace a device's tags (If-Match).
+#[utoipa::path(
+    put,
+    path = "/devices/{device_id}/tags",
+    operation_id = "set_device_tags",
+    tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(
+        ("device_id" = Uuid, Path, description = "Device id."),
+        ("If-Match" = String, Header, description = "The device's ETag, or `*`."),
+    ),
+    request_body = TagsInput,
+    responses(
+        (status = 200, description = "Set (no events when unchanged).", body = DeviceWritten),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 422, response = Validation),
+        (status = 428, response = PreconditionRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn set_device_tags(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesWrite>,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Json(body): Json<TagsInput>,
+) -> ApiResult<Response> {
+    let p = auth.principal();
+    let tags = parse_tags(&body.tags)?;
+    let current = live_state(&state, p.tenant, id).await?;
+    let outcome = state
+        .devices()?
+        .set_tags(
+            p.tenant,
+            DeviceId::from_uuid(id),
+            tags,
+            if_match.version(),
+            rid.metadata(p.actor()),
+        )
+        .await?;
+    let w = device_written(id, outcome, current.version);
+    Ok((etag(w.version), Json(w)).into_response())
+}
+
+/// New device credentials (write-only: never returned).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialsInput {
+    /// API login name.
+    pub username: String,
+    /// API password.
+    pub password: String,
+}
+
+/// Replace a device's login credentials (If-Match; write-only).
+#[utoipa::path(
+    put,
+    path = "/devices/{device_id}/credentials",
+    operation_id = "set_device_credentials",
+    tag = "devices",
+    security(("bearer" = ["devices:credentials"])),
+    params(
+        ("device_id" = Uuid, Path, description = "Device id."),
+        ("If-Match" = String, Header, description = "The device's ETag, or `*`."),
+    ),
+    request_body = CredentialsInput,
+    responses(
+        (status = 200, description = "Stored encrypted.", body = DeviceWritten),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 422, response = Validation),
+        (status = 428, response = PreconditionRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn set_device_credentials(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesCredentials>,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Json(body): Json<CredentialsInput>,
+) -> ApiResult<Response> {
+    let p = auth.principal();
+    let current = live_state(&state, p.tenant, id).await?;
+    let outcome = state
+        .devices()?
+        .change_credentials(
+            p.tenant,
+            DeviceId::from_uuid(id),
+            &body.username,
+            &netledger_store::credentials::DevicePassword::new(body.password),
+            if_match.version(),
+            rid.metadata(p.actor()),
+        )
+        .await?;
+    let w = device_written(id, Some(outcome), current.version);
+    Ok((etag(w.version), Json(w)).into_response())
+}
+
+/// Why a device is removed.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveParams {
+    /// Recorded on the `DeviceRemoved` event.
+    pub reason: Option<String>,
+}
+
+/// Remove a device from management; its credentials are deleted (If-Match).
+#[utoipa::path(
+    delete,
+    path = "/devices/{device_id}",
+    operation_id = "remove_device",
+    tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(
+        ("device_id" = Uuid, Path, description = "Device id."),
+        ("If-Match" = String, Header, description = "The device's ETag, or `*`."),
+        RemoveParams,
+    ),
+    responses(
+        (status = 200, description = "Removed.", body = DeviceWritten),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 428, response = PreconditionRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn remove_device(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesWrite>,
+    rid: RequestId,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Query(q): Query<RemoveParams>,
+) -> ApiResult<Response> {
+    let p = auth.principal();
+    let current = live_state(&state, p.tenant, id).await?;
+    let reason = q
+        .reason
+        .unwrap_or_else(|| "removed through the API".to_owned());
+    let outcome = state
+        .devices()?
+        .remove(
+            p.tenant,
+            DeviceId::from_uuid(id),
+            &reason,
+            if_match.version(),
+            rid.metadata(p.actor()),
+        )
+        .await?;
+    let w = device_written(id, Some(outcome), current.version);
+    Ok((etag(w.version), Json(w)).into_response())
+}

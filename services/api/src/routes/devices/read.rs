@@ -1,0 +1,363 @@
+//! The device list and detail (read models) and a device's state folded from its event
+//! stream right now.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use netledger_projections::query;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Require;
+use crate::authz::perm;
+use crate::error::{ApiError, ApiResult, BadRequest, NotFound, Unavailable};
+use crate::http::{Json, Path, Query, etag};
+use crate::state::ApiState;
+
+use super::{device_or_404, enum_text, live_state, unwrap_cursor, wrap_cursor};
+
+/// A device in the list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceSummaryDto {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Management host.
+    pub host: String,
+    /// API port.
+    pub port: u16,
+    /// `unknown`, `online` or `offline`.
+    pub status: String,
+    /// Why it is offline.
+    pub offline_reason: Option<String>,
+    /// RouterOS version it reported.
+    pub routeros_version: Option<String>,
+    /// `/system identity`.
+    pub identity: Option<String>,
+    /// Board name.
+    pub board_name: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Poller circuit breaker: `closed` or `open`.
+    pub breaker: String,
+    /// Last proof the device answered.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_seen_at: Option<OffsetDateTime>,
+    /// Latest event on its stream.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_event_at: OffsetDateTime,
+    /// Removed at.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub removed_at: Option<OffsetDateTime>,
+}
+
+impl From<query::DeviceSummary> for DeviceSummaryDto {
+    fn from(d: query::DeviceSummary) -> Self {
+        Self {
+            id: *d.id.as_uuid(),
+            name: d.name,
+            host: d.host,
+            port: d.port,
+            status: enum_text(&d.status),
+            offline_reason: d.offline_reason,
+            routeros_version: d.routeros_version,
+            identity: d.identity,
+            board_name: d.board_name,
+            tags: d.tags,
+            breaker: enum_text(&d.breaker),
+            last_seen_at: d.last_seen_at,
+            last_event_at: d.last_event_at,
+            removed_at: d.removed_at,
+        }
+    }
+}
+
+/// A page of devices.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DevicePage {
+    /// Devices by name.
+    pub items: Vec<DeviceSummaryDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of the device list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceListQuery {
+    /// `unknown`, `online` or `offline`.
+    pub status: Option<String>,
+    /// Only devices with this tag.
+    pub tag: Option<String>,
+    /// Name, host or identity contains this (case-insensitive).
+    pub search: Option<String>,
+    /// Include removed devices.
+    #[serde(default)]
+    pub include_removed: bool,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Devices per page (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// List devices, by name (cursor-paginated).
+#[utoipa::path(
+    get,
+    path = "/devices",
+    operation_id = "list_devices",
+    tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(DeviceListQuery),
+    responses((status = 200, description = "A page of devices.", body = DevicePage), (status = 400, response = BadRequest))
+)]
+pub async fn list_devices(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesRead>,
+    Query(q): Query<DeviceListQuery>,
+) -> ApiResult<Json<DevicePage>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            serde_json::from_value::<query::DeviceStatus>(serde_json::Value::String(s.to_owned()))
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "status `{s}` is unknown: use unknown, online or offline"
+                    ))
+                })
+        })
+        .transpose()?;
+    let page = query::list_devices(
+        &state.pools().app,
+        auth.principal().tenant,
+        &query::DeviceQuery {
+            status,
+            tag: q.tag,
+            search: q.search,
+            include_removed: q.include_removed,
+            cursor: unwrap_cursor(&q.cursor)?,
+            limit: q.limit.map(i64::from),
+        },
+    )
+    .await?;
+    Ok(Json(DevicePage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: wrap_cursor(page.next_cursor),
+    }))
+}
+
+/// How the platform connects to a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EndpointDto {
+    /// Hostname or IP address.
+    pub host: String,
+    /// API port.
+    pub port: u16,
+    /// `plain`, `tls_pinned` or `tls_verified`.
+    pub transport: String,
+    /// Pinned certificate SHA-256 (hex), for `tls_pinned`.
+    pub tls_fingerprint: Option<String>,
+}
+
+/// A device's detail (credentials are never returned, only the login name).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceDto {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Endpoint.
+    pub endpoint: EndpointDto,
+    /// API login name.
+    pub username: String,
+    /// Key id that encrypts its credentials.
+    pub credentials_key_id: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Poll interval.
+    pub poll_interval_secs: u32,
+    /// `unknown`, `online` or `offline`.
+    pub status: String,
+    /// Why it is offline.
+    pub offline_reason: Option<String>,
+    /// `/system identity`.
+    pub identity: Option<String>,
+    /// RouterOS version.
+    pub routeros_version: Option<String>,
+    /// Board name.
+    pub board_name: Option<String>,
+    /// Architecture.
+    pub architecture: Option<String>,
+    /// RouterBOARD firmware.
+    pub routerboard_firmware: Option<String>,
+    /// Poller circuit breaker: `closed` or `open`.
+    pub breaker: String,
+    /// Failures that opened the breaker.
+    pub breaker_failures: Option<u32>,
+    /// When polling resumes.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub breaker_retry_at: Option<OffsetDateTime>,
+    /// The poller's last error.
+    pub breaker_last_error: Option<String>,
+    /// Last config snapshot's commit.
+    pub last_snapshot_commit: Option<String>,
+    /// Last config snapshot's SHA-256.
+    pub last_snapshot_sha256: Option<String>,
+    /// Last config snapshot's time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_snapshot_at: Option<OffsetDateTime>,
+    /// Last drift.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_drift_at: Option<OffsetDateTime>,
+    /// Registered at.
+    #[serde(with = "time::serde::rfc3339")]
+    pub registered_at: OffsetDateTime,
+    /// Removed at.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub removed_at: Option<OffsetDateTime>,
+    /// Why it was removed.
+    pub removed_reason: Option<String>,
+    /// Last proof the device answered.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_seen_at: Option<OffsetDateTime>,
+    /// Latest event on its stream.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_event_at: OffsetDateTime,
+    /// The stream version the read model reflects (the `ETag`).
+    pub version: u64,
+}
+
+impl From<query::DeviceDetail> for DeviceDto {
+    fn from(d: query::DeviceDetail) -> Self {
+        let facts = d.facts.unwrap_or(query::FactsView {
+            identity: None,
+            routeros_version: None,
+            board_name: None,
+            architecture: None,
+            routerboard_firmware: None,
+        });
+        Self {
+            id: *d.id.as_uuid(),
+            name: d.name,
+            endpoint: EndpointDto {
+                host: d.endpoint.host,
+                port: d.endpoint.port,
+                transport: enum_text(&d.endpoint.transport),
+                tls_fingerprint: d.endpoint.tls_fingerprint,
+            },
+            username: d.username,
+            credentials_key_id: d.credentials_key_id,
+            tags: d.tags,
+            poll_interval_secs: d.poll_interval_secs,
+            status: enum_text(&d.status),
+            offline_reason: d.offline_reason,
+            identity: facts.identity,
+            routeros_version: facts.routeros_version,
+            board_name: facts.board_name,
+            architecture: facts.architecture,
+            routerboard_firmware: facts.routerboard_firmware,
+            breaker: enum_text(&d.breaker.state),
+            breaker_failures: d.breaker.consecutive_failures,
+            breaker_retry_at: d.breaker.retry_at,
+            breaker_last_error: d.breaker.last_error,
+            last_snapshot_commit: d.last_snapshot.as_ref().map(|s| s.commit.clone()),
+            last_snapshot_sha256: d.last_snapshot.as_ref().map(|s| s.sha256.clone()),
+            last_snapshot_at: d.last_snapshot.as_ref().map(|s| s.recorded_at),
+            last_drift_at: d.last_drift_at,
+            registered_at: d.registered_at,
+            removed_at: d.removed_at,
+            removed_reason: d.removed_reason,
+            last_seen_at: d.last_seen_at,
+            last_event_at: d.last_event_at,
+            version: u64::try_from(d.stream_version).unwrap_or(0),
+        }
+    }
+}
+
+/// Read a device: registration, state and last snapshot (`ETag`: its stream version).
+#[utoipa::path(
+    get,
+    path = "/devices/{device_id}",
+    operation_id = "get_device",
+    tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(("device_id" = Uuid, Path, description = "Device id.")),
+    responses(
+        (status = 200, description = "The device.", body = DeviceDto),
+        (status = 404, response = NotFound),
+    )
+)]
+pub async fn get_device(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesRead>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let d: DeviceDto = device_or_404(&state, auth.principal().tenant, id)
+        .await?
+        .into();
+    Ok((etag(d.version), Json(d)).into_response())
+}
+
+/// A device's state folded from its event stream right now (never behind, unlike the
+/// list's read model).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceStateDto {
+    /// Device.
+    pub device_id: Uuid,
+    /// Stream version (the `ETag`).
+    pub version: u64,
+    /// `unknown`, `online` or `offline`.
+    pub status: String,
+    /// Why it went offline last.
+    pub offline_reason: Option<String>,
+    /// `/system identity`.
+    pub identity: Option<String>,
+    /// RouterOS version.
+    pub routeros_version: Option<String>,
+    /// Board name.
+    pub board_name: Option<String>,
+    /// Whether the poller's breaker suspended polling.
+    pub polling_suspended: bool,
+    /// Last snapshot commit.
+    pub last_snapshot_commit: Option<String>,
+    /// Last snapshot SHA-256.
+    pub last_snapshot_sha256: Option<String>,
+}
+
+/// A device's current state from its event stream.
+#[utoipa::path(
+    get,
+    path = "/devices/{device_id}/state",
+    operation_id = "get_device_state",
+    tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(("device_id" = Uuid, Path, description = "Device id.")),
+    responses(
+        (status = 200, description = "The state; `ETag` is its version.", body = DeviceStateDto),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn get_device_state(
+    State(state): State<ApiState>,
+    auth: Require<perm::DevicesRead>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let s = live_state(&state, auth.principal().tenant, id).await?;
+    let facts = s.facts.clone().unwrap_or_default();
+    let dto = DeviceStateDto {
+        device_id: id,
+        version: s.version,
+        status: enum_text(&s.status),
+        offline_reason: s.offline_reason.clone(),
+        identity: s.facts.as_ref().map(|_| facts.identity.clone()),
+        routeros_version: s.facts.as_ref().map(|_| facts.version.clone()),
+        board_name: s.facts.as_ref().map(|_| facts.board_name.clone()),
+        polling_suspended: s.polling_suspended,
+        last_snapshot_commit: s.last_snapshot.as_ref().map(|x| x.0.clone()),
+        last_snapshot_sha256: s.last_snapshot.as_ref().map(|x| x.1.clone()),
+    };
+    Ok((etag(dto.version), Json(dto)).into_response())
+}

@@ -1,0 +1,120 @@
+//! The audit feed, newest first (`rm_audit_feed`).
+
+use netledger_domain::TenantId;
+use netledger_store::begin_tenant;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Page, decode_err, limit_of, next_page, numeric_cursor, u32_of};
+use crate::error::ProjectionError;
+
+/// One event in the audit feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Global position (the page order, newest first).
+    pub position: i64,
+    /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    /// Its stream.
+    pub stream: String,
+    /// Its stream's category.
+    pub category: String,
+    /// Event type.
+    pub event_type: String,
+    /// Payload schema version.
+    pub schema_version: u32,
+    /// Event id (the full event is in the event store).
+    pub event_id: Uuid,
+    /// Who caused it: `user:<id>`, `api_key:<id>` or `system:<component>`.
+    pub actor: String,
+    /// Correlation id.
+    pub correlation_id: Uuid,
+    /// Causation id.
+    pub causation_id: Uuid,
+    /// One-line summary.
+    pub summary: String,
+}
+
+/// Filters and page of the audit feed. Order: newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only this stream (`device-<id>`, ...).
+    pub stream: Option<String>,
+    /// Only this category (`device`, `workflow`, ...).
+    pub category: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this actor (`user:<id>`, `api_key:<id>`, `system:<component>`).
+    pub actor: Option<String>,
+    /// `next_cursor` of the previous page (a position: entries before it).
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+}
+
+/// A page of the audit feed, newest first.
+pub async fn audit_feed(
+    app: &PgPool,
+    tenant: TenantId,
+    q: &AuditQuery,
+) -> Result<Page<AuditEntry>, ProjectionError> {
+    let limit = limit_of(q.limit);
+    let before = numeric_cursor(&q.cursor)?.unwrap_or(i64::MAX);
+    let columns = "position, recorded_at, stream, category, event_type, schema_version, \
+        event_id, actor, correlation_id, causation_id, summary";
+    let residual = "($3::text IS NULL OR stream = $3) AND ($4::text IS NULL OR category = $4) \
+        AND ($5::text IS NULL OR event_type = $5) AND ($6::text IS NULL OR actor = $6)";
+    // Drive by the most selective filter's index; the others are checked on its rows.
+    let (lead, order) = if q.stream.is_some() {
+        ("stream = $3", "stream, position DESC")
+    } else if q.event_type.is_some() {
+        ("event_type = $5", "event_type, position DESC")
+    } else if q.actor.is_some() {
+        ("actor = $6", "actor, position DESC")
+    } else if q.category.is_some() {
+        ("category = $4", "category, position DESC")
+    } else {
+        ("true", "position DESC")
+    };
+    let sql = format!(
+        "SELECT {columns} FROM rm_audit_feed \
+         WHERE tenant_id = $1 AND {lead} AND position < $2 AND {residual} \
+         ORDER BY {order} LIMIT $7"
+    );
+    let mut tx = begin_tenant(app, tenant).await?;
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(before)
+        .bind(q.stream.as_deref())
+        .bind(q.category.as_deref())
+        .bind(q.event_type.as_deref())
+        .bind(q.actor.as_deref())
+        .bind(limit + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(ProjectionError::db("read audit feed"))?;
+    tx.commit().await.map_err(ProjectionError::db("end read"))?;
+    let e = decode_err("decode audit entry");
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let schema_version: i32 = r.try_get("schema_version").map_err(&e)?;
+        items.push(AuditEntry {
+            position: r.try_get("position").map_err(&e)?,
+            recorded_at: r.try_get("recorded_at").map_err(&e)?,
+            stream: r.try_get("stream").map_err(&e)?,
+            category: r.try_get("category").map_err(&e)?,
+            event_type: r.try_get("event_type").map_err(&e)?,
+            schema_version: u32_of(schema_version),
+            event_id: r.try_get("event_id").map_err(&e)?,
+            actor: r.try_get("actor").map_err(&e)?,
+            correlation_id: r.try_get("correlation_id").map_err(&e)?,
+            causation_id: r.try_get("causation_id").map_err(&e)?,
+            summary: r.try_get("summary").map_err(&e)?,
+        });
+    }
+    let next_cursor = next_page(&mut items, limit, |a| a.position.to_string());
+    Ok(Page { items, next_cursor })
+}

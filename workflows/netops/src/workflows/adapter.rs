@@ -1,0 +1,421 @@
+//! The infrastructure adapter the workflows run their device steps through: the process's
+//! dependencies ([`NetopsDeps`]) and timeouts ([`NetopsOptions`]), where a device is reached
+//! (step `resolve`, [`Target`]), its client configuration with the decrypted password
+//! (memory only), one connect/run/close session per device step ([`NetopsDeps::with_client`]),
+//! the snapshot step (device -> archive -> `ConfigSnapshotRecorded`), and the step helpers the
+//! workflow files share.
+//!
+//! Owns: how a step reaches the device, the store and the archive. Does not own: the order of
+//! steps or the decisions between them (one file per workflow next to this one), the device
+//! operations (`crate::push`, `crate::firmware`).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use netledger_archive::{Archive, SnapshotMeta};
+use netledger_domain::clock::Clock;
+use netledger_domain::device::{ConfigSnapshotRecorded, SnapshotReason, Transport};
+use netledger_domain::{
+    Actor, DeviceId, EventMetadata, ExpectedVersion, NewEvent, TenantId, WorkflowId,
+};
+use netledger_engine::{Ctx, RetryPolicy, StepError, StepOptions};
+use netledger_store::credentials::{self, CredentialKeys};
+use netledger_store::devices::fold_in;
+use netledger_store::{EventStore, begin_tenant};
+use routeros::{Client, Config, Password, TlsPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::COMPONENT;
+use crate::firmware::AwaitOptions;
+use crate::{ChangeId, ErrorClass, NetopsError, RollbackOptions, Snapshot, VerifyOptions};
+
+/// Timeouts and windows of the workflows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetopsOptions {
+    /// TCP/TLS connect timeout to a device.
+    pub connect_timeout: Duration,
+    /// Per-command timeout on a device.
+    pub command_timeout: Duration,
+    /// Verification: how long the device gets to be reachable after apply.
+    pub verify: VerifyOptions,
+    /// Rollback waits.
+    pub rollback: RollbackOptions,
+    /// Margin added to the verify window when arming the rollback timer (apply, commit).
+    pub arm_margin: Duration,
+    /// Verify attempts (each after the first extends the timer first).
+    pub verify_attempts: u32,
+    /// Waiting for a device to come back from a firmware reboot.
+    pub await_reboot: AwaitOptions,
+    /// Bound on the device-side download of a firmware package.
+    pub fetch_timeout: Duration,
+    /// Retries of a device step.
+    pub retry: RetryPolicy,
+    /// Longest time one device step attempt may take.
+    pub step_timeout: Duration,
+}
+
+impl Default for NetopsOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            verify: VerifyOptions {
+                reachable_within: Duration::from_secs(30),
+                retry_every: Duration::from_secs(1),
+            },
+            rollback: RollbackOptions {
+                wait_for_device: Duration::from_secs(180),
+                reboot_wait: Duration::from_secs(120),
+                retry_every: Duration::from_secs(2),
+            },
+            arm_margin: Duration::from_secs(60),
+            verify_attempts: 2,
+            await_reboot: AwaitOptions {
+                within: Duration::from_secs(600),
+                retry_every: Duration::from_secs(5),
+            },
+            fetch_timeout: Duration::from_secs(600),
+            retry: RetryPolicy::attempts(5),
+            step_timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+/// What the workflows need from the process.
+#[derive(Clone)]
+pub struct NetopsDeps {
+    /// App pool (role `netledger_app`): the engine, device folds, credentials.
+    pub app: PgPool,
+    /// System pool (role `netledger_system`): the worker's claims.
+    pub system: PgPool,
+    /// The event store (device `ConfigSnapshotRecorded` events).
+    pub store: EventStore,
+    /// The config archive (exports, encrypted backup blobs).
+    pub archive: Archive,
+    /// Credential keys: decrypt device passwords (in memory, inside a step) and encrypt
+    /// backups before they are stored.
+    pub keys: CredentialKeys,
+    /// Firmware cache directory: `<dir>/<version>/<package file>`.
+    pub firmware_cache: PathBuf,
+    /// Base URL devices fetch packages from (`http://10.0.0.1:8089`, served by
+    /// [`serve_firmware_cache`]).
+    pub firmware_base_url: String,
+    /// Timeouts and windows.
+    pub options: NetopsOptions,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for NetopsDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetopsDeps")
+            .field("firmware_cache", &self.firmware_cache)
+            .field("firmware_base_url", &self.firmware_base_url)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Where a device is reached (journaled by step `resolve`; the password is not in it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Host.
+    pub host: String,
+    /// API port.
+    pub port: u16,
+    /// Plain or TLS.
+    pub transport: Transport,
+    /// Login name.
+    pub username: String,
+}
+
+/// Output of a snapshot step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecorded {
+    /// What the device snapshot took.
+    pub snapshot: Snapshot,
+    /// Archive commit holding the export.
+    pub commit: String,
+    /// SHA-256 of the archived export.
+    pub sha256: String,
+    /// Whether the archive content changed.
+    pub changed: bool,
+    /// SHA-256 of the encrypted backup blob, when the backup could be read back (7.13+).
+    pub backup_blob: Option<String>,
+}
+
+pub(super) fn step_error(e: NetopsError) -> StepError {
+    match e.class() {
+        ErrorClass::Retryable => StepError::retryable(e),
+        _ => StepError::fatal(e),
+    }
+}
+
+impl NetopsDeps {
+    pub(super) fn device_opts(&self) -> StepOptions {
+        StepOptions::default()
+            .retry(self.options.retry)
+            .timeout(self.options.step_timeout)
+    }
+
+    /// Folds the device's stream: where it is reached (no password).
+    pub(super) async fn resolve(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<Target, StepError> {
+        let mut tx = begin_tenant(&self.app, tenant)
+            .await
+            .map_err(StepError::retryable)?;
+        let state = fold_in(&mut tx, tenant, device)
+            .await
+            .map_err(StepError::retryable)?;
+        tx.commit().await.map_err(StepError::retryable)?;
+        let reg = match (&state.registration, state.removed) {
+            (Some(r), false) => r,
+            _ => {
+                return Err(StepError::fatal(format!(
+                    "device {device} is not registered (or was removed); register it first"
+                )));
+            }
+        };
+        Ok(Target {
+            device_id: device,
+            host: reg.endpoint.host.as_str().to_owned(),
+            port: reg.endpoint.port,
+            transport: reg.endpoint.transport.clone(),
+            username: reg.username.clone(),
+        })
+    }
+
+    /// The client configuration with the decrypted password (memory only, never journaled).
+    pub(super) async fn config(
+        &self,
+        tenant: TenantId,
+        target: &Target,
+    ) -> Result<Config, StepError> {
+        let mut tx = begin_tenant(&self.app, tenant)
+            .await
+            .map_err(StepError::retryable)?;
+        let stored = credentials::load_in(&mut tx, tenant, target.device_id)
+            .await
+            .map_err(|e| StepError::fatal(format!("credentials of {}: {e}", target.device_id)))?
+            .ok_or_else(|| {
+                StepError::fatal(format!(
+                    "device {} has no stored credentials; set them with a credentials change",
+                    target.device_id
+                ))
+            })?;
+        tx.commit().await.map_err(StepError::retryable)?;
+        let password = self
+            .keys
+            .open(tenant, target.device_id, &stored.sealed)
+            .map_err(|e| StepError::fatal(format!("credentials of {}: {e}", target.device_id)))?;
+        let mut c = Config::new(
+            target.host.clone(),
+            stored.username.clone(),
+            Password::new(password.expose()),
+        )
+        .with_port(target.port);
+        c.connect_timeout = self.options.connect_timeout;
+        c.command_timeout = self.options.command_timeout;
+        match &target.transport {
+            Transport::Plain => {}
+            Transport::TlsPinned { fingerprint_sha256 } => {
+                let fp: routeros::Fingerprint = fingerprint_sha256.parse().map_err(|_| {
+                    StepError::fatal(format!(
+                        "the pinned fingerprint of {} is not 64 hex digits; update its endpoint",
+                        target.device_id
+                    ))
+                })?;
+                c = c.with_tls(TlsPolicy::PinnedSha256(fp.0));
+            }
+            Transport::TlsVerified => {
+                return Err(StepError::fatal(format!(
+                    "device {} uses TLS verified against CA roots, which the workflows do not \
+                     support yet; pin its certificate fingerprint instead",
+                    target.device_id
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// One device session: connects with the device's client configuration, runs `f` on
+    /// the logged-in client and closes the session whatever `f` returned. Every step that
+    /// needs one session uses it; steps that reconnect themselves (verify, rollback, waiting
+    /// for a reboot) take [`Self::config`] instead.
+    pub(super) async fn with_client<T>(
+        &self,
+        tenant: TenantId,
+        target: &Target,
+        f: impl AsyncFnOnce(&Client) -> Result<T, NetopsError>,
+    ) -> Result<T, StepError> {
+        let cfg = self.config(tenant, target).await?;
+        let client = crate::connect(&cfg).await.map_err(step_error)?;
+        let r = f(&client).await;
+        client.close().await;
+        r.map_err(step_error)
+    }
+
+    /// Device snapshot -> archive record (+ encrypted backup blob) -> `ConfigSnapshotRecorded`.
+    pub(super) async fn snapshot(
+        &self,
+        tenant: TenantId,
+        target: &Target,
+        workflow: WorkflowId,
+        id: &ChangeId,
+        reason: SnapshotReason,
+    ) -> Result<SnapshotRecorded, StepError> {
+        let taken = self
+            .with_client(tenant, target, async |c| crate::snapshot(c, id).await)
+            .await?;
+        let device = target.device_id;
+        let meta = SnapshotMeta {
+            actor: Actor::system(COMPONENT),
+            reason,
+            causation_id: *workflow.as_uuid(),
+            correlation_id: *workflow.as_uuid(),
+            at: self.clock.now(),
+            routeros_version: taken.snapshot.device_version.clone(),
+            workflow_id: Some(workflow),
+        };
+        let sealed = match &taken.backup {
+            Some(bytes) => {
+                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+                let s = self
+                    .keys
+                    .seal(tenant, device, &text)
+                    .map_err(|e| StepError::fatal(format!("encrypt the backup: {e}")))?;
+                Some(
+                    serde_json::to_vec(&json!({
+                        "format": "netledger-backup-v1",
+                        "key_id": s.key_id,
+                        "nonce": hex::encode(s.nonce),
+                        "ciphertext": base64::engine::general_purpose::STANDARD.encode(&s.ciphertext),
+                    }))
+                    .map_err(|e| StepError::fatal(format!("encode the backup blob: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let archive = self.archive.clone();
+        let export = taken.export;
+        let (recorded, blob) = tokio::task::spawn_blocking(move || {
+            let recorded = archive.record(tenant, device, &export, &meta)?;
+            let blob = match sealed {
+                Some(b) => Some(archive.store_blob(tenant, device, &b)?),
+                None => None,
+            };
+            Ok::<_, netledger_archive::ArchiveError>((recorded, blob))
+        })
+        .await
+        .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
+        .map_err(|e| StepError::retryable(format!("archive: {e}")))?;
+        netledger_engine::crash_point("archived");
+        let event = ConfigSnapshotRecorded {
+            commit: recorded.commit.clone(),
+            sha256: recorded.sha256.clone(),
+            changed: recorded.changed,
+            reason,
+            routeros_version: taken.snapshot.device_version.clone(),
+            workflow_id: Some(workflow),
+        };
+        let metadata = EventMetadata {
+            actor: Actor::system(COMPONENT),
+            causation_id: *workflow.as_uuid(),
+            correlation_id: *workflow.as_uuid(),
+        };
+        // A fixed id per (workflow, change, reason): a re-run of this step after a crash
+        // between this append and the step's journal entry is refused as a duplicate, so
+        // the snapshot is recorded once (the chaos test kills a worker right there).
+        use netledger_domain::EventType as _;
+        let event_id = step_event_id(
+            workflow,
+            &[
+                ConfigSnapshotRecorded::TYPE,
+                id.as_str(),
+                &format!("{reason:?}"),
+            ],
+        );
+        let payload = serde_json::to_value(&event)
+            .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
+        let event = NewEvent::new(
+            event_id,
+            ConfigSnapshotRecorded::TYPE,
+            ConfigSnapshotRecorded::SCHEMA_VERSION,
+            payload,
+            metadata,
+        )
+        .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
+        match self
+            .store
+            .append(tenant, &device.stream(), ExpectedVersion::Any, vec![event])
+            .await
+        {
+            Ok(_) | Err(netledger_store::StoreError::DuplicateEvent { .. }) => {}
+            Err(e) => {
+                return Err(StepError::retryable(format!(
+                    "append ConfigSnapshotRecorded: {e}"
+                )));
+            }
+        }
+        netledger_engine::crash_point("recorded");
+        Ok(SnapshotRecorded {
+            snapshot: taken.snapshot,
+            commit: recorded.commit,
+            sha256: recorded.sha256,
+            changed: recorded.changed,
+            backup_blob: blob,
+        })
+    }
+}
+
+/// A fixed event id for an event a step appends outside its journal (`parts` name the
+/// fact within the workflow): a re-run of the step after its worker died between the append
+/// and the step's journal entry appends the same id, which the store refuses as a
+/// duplicate, so the fact is recorded once.
+pub(crate) fn step_event_id(workflow: WorkflowId, parts: &[&str]) -> netledger_domain::EventId {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(workflow.as_uuid().as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    netledger_domain::EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// Runs a device step under the workflow's step options.
+pub(super) async fn device_step<T, F, Fut>(
+    ctx: &mut Ctx,
+    d: &NetopsDeps,
+    name: &str,
+    f: F,
+) -> Result<T, StepError>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    ctx.step_with(name, d.device_opts(), f).await
+}
+
+pub(super) async fn resolve_step(
+    ctx: &mut Ctx,
+    d: &NetopsDeps,
+    device: DeviceId,
+) -> Result<Target, StepError> {
+    let tenant = ctx.tenant();
+    ctx.step("resolve", || d.resolve(tenant, device)).await
+}

@@ -1,0 +1,294 @@
+//! `config_push` v1: one configuration change on one device, two-phase: probe, scheduler
+//! gate, pre-push snapshot, validate, arm the device-side rollback timer, apply, verify
+//! (extending the timer between attempts), then commit or roll back, and a post-push
+//! snapshot. From `arm` on, every way out goes through commit or rollback.
+
+use std::sync::Arc;
+
+use netledger_domain::DeviceId;
+use netledger_domain::device::SnapshotReason;
+use netledger_engine::{Ctx, Finish, RetryPolicy, StepError, StepOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::adapter::{NetopsDeps, SnapshotRecorded, Target, device_step, resolve_step, step_error};
+use crate::{
+    Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, HealthChecks, Policy,
+    RolledBack, SchedulerGate, Validated, Verification,
+};
+
+/// Input of `config_push` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushInput {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Change id (letters, digits, `-`, `_`; at most 64): carried onto the device.
+    pub change_id: String,
+    /// The RouterOS script to apply.
+    pub script: String,
+    /// What the change may do (default policy when absent).
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    /// Health checks after apply.
+    #[serde(default)]
+    pub checks: HealthChecks,
+    /// Push even though device-mode disables the scheduler (no device-side rollback timer).
+    /// Explicit and journaled (step `scheduler_gate`).
+    #[serde(default)]
+    pub allow_without_timer: bool,
+}
+
+/// Why a push ends in a rollback.
+struct RollbackCause {
+    reason: String,
+    cancelled: bool,
+}
+
+pub(super) async fn config_push(mut ctx: Ctx, d: Arc<NetopsDeps>) -> Result<Finish, StepError> {
+    let input: PushInput = ctx.input()?;
+    let tenant = ctx.tenant();
+    let wf = ctx.workflow_id();
+    let id =
+        ChangeId::parse(input.change_id.clone()).map_err(|e| StepError::fatal(e.to_string()))?;
+    let change = Change::new(id.clone(), input.script.clone());
+    let policy = input.policy.clone().unwrap_or_default();
+    let target = resolve_step(&mut ctx, &d, input.device_id).await?;
+    let probe: DeviceProbe = device_step(&mut ctx, &d, "probe", || {
+        d.with_client(tenant, &target, async |c| crate::probe(c).await)
+    })
+    .await?;
+    let allow = input.allow_without_timer;
+    let gate: Result<SchedulerGate, String> = ctx
+        .step("scheduler_gate", || {
+            let probe = probe.clone();
+            async move { Ok(crate::require_scheduler(&probe, allow).map_err(|e| e.to_string())) }
+        })
+        .await?;
+    let gate = match gate {
+        Ok(g) => g,
+        Err(reason) => {
+            return Ok(Finish::failed(
+                &reason,
+                json!({ "stage": "scheduler_gate" }),
+            ));
+        }
+    };
+    if ctx.cancelled() {
+        return Ok(Finish::cancelled(
+            "cancelled before the device was changed",
+            json!({}),
+        ));
+    }
+    let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
+        d.snapshot(tenant, &target, wf, &id, SnapshotReason::PrePush)
+    })
+    .await?;
+    if ctx.cancelled() {
+        return Ok(Finish::cancelled(
+            "cancelled before the device was changed",
+            json!({}),
+        ));
+    }
+    let validated: Validated = device_step(&mut ctx, &d, "validate", || async {
+        let archive = d.archive.clone();
+        let commit = snap.commit.clone();
+        let device = target.device_id;
+        let export = tokio::task::spawn_blocking(move || archive.read(tenant, device, &commit))
+            .await
+            .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
+            .map_err(|e| StepError::retryable(format!("read the snapshot export: {e}")))?;
+        d.with_client(tenant, &target, async |c| {
+            crate::validate(c, &probe, &change, &export, &policy).await
+        })
+        .await
+    })
+    .await?;
+    if ctx.cancelled() {
+        return Ok(Finish::cancelled(
+            "cancelled before the device was changed",
+            json!({}),
+        ));
+    }
+    let opts = d.options.clone();
+    let arm = ArmOptions {
+        window: opts.verify.reachable_within * 2 + opts.arm_margin,
+        allow_without_timer: gate.overridden,
+    };
+    let mut armed: Armed = device_step(&mut ctx, &d, "arm", || {
+        d.with_client(tenant, &target, async |c| {
+            crate::arm(c, &snap.snapshot, &arm).await
+        })
+    })
+    .await?;
+    // From here on, every way out goes through commit or rollback.
+    let cause = 'push: {
+        if ctx.cancelled() {
+            break 'push RollbackCause {
+                reason: "cancelled after arm".into(),
+                cancelled: true,
+            };
+        }
+        let applied: Result<Applied, StepError> = device_step(&mut ctx, &d, "apply", || {
+            d.with_client(tenant, &target, async |c| {
+                crate::apply(c, &change, &armed).await
+            })
+        })
+        .await;
+        if let Err(e) = applied {
+            break 'push RollbackCause {
+                reason: format!("apply failed: {e}"),
+                cancelled: false,
+            };
+        }
+        let mut verified = None;
+        for attempt in 1..=opts.verify_attempts.max(1) {
+            if ctx.cancelled() {
+                break 'push RollbackCause {
+                    reason: "cancelled after apply".into(),
+                    cancelled: true,
+                };
+            }
+            if attempt > 1 {
+                let window = arm.window;
+                let extended: Result<Armed, StepError> =
+                    device_step(&mut ctx, &d, &format!("extend-{attempt}"), || {
+                        d.with_client(tenant, &target, async |c| {
+                            crate::extend(c, &armed, window).await
+                        })
+                    })
+                    .await;
+                match extended {
+                    Ok(a) => armed = a,
+                    Err(e) => {
+                        break 'push RollbackCause {
+                            reason: format!("could not extend the rollback timer: {e}"),
+                            cancelled: false,
+                        };
+                    }
+                }
+            }
+            let v: Result<Verification, StepError> = ctx
+                .step_with(
+                    &format!("verify-{attempt}"),
+                    StepOptions::default()
+                        .retry(RetryPolicy::none())
+                        .timeout(opts.step_timeout),
+                    || async {
+                        let cfg = d.config(tenant, &target).await?;
+                        crate::verify(&cfg, &validated, &input.checks, &opts.verify)
+                            .await
+                            .map_err(step_error)
+                    },
+                )
+                .await;
+            match v {
+                Ok(Verification::Verified(v)) => {
+                    verified = Some(v);
+                    break;
+                }
+                Ok(Verification::Failed(f)) => {
+                    break 'push RollbackCause {
+                        reason: format!("verification failed: {:?}", f.reason),
+                        cancelled: false,
+                    };
+                }
+                Err(e) if attempt == opts.verify_attempts.max(1) => {
+                    break 'push RollbackCause {
+                        reason: format!("verify failed: {e}"),
+                        cancelled: false,
+                    };
+                }
+                Err(_) => {}
+            }
+        }
+        if ctx.cancelled() {
+            break 'push RollbackCause {
+                reason: "cancelled after verify".into(),
+                cancelled: true,
+            };
+        }
+        let committed: Result<Committed, StepError> = device_step(&mut ctx, &d, "commit", || {
+            d.with_client(tenant, &target, async |c| {
+                crate::commit(c, &validated, &armed).await
+            })
+        })
+        .await;
+        match committed {
+            Ok(k) => {
+                let post = post_snapshot(&mut ctx, &d, &target, &id).await;
+                return Ok(Finish::committed(json!({
+                    "change_id": id.as_str(),
+                    "pre_commit": snap.commit,
+                    "post_commit": post,
+                    "verified": verified,
+                    "disarmed_now": k.disarmed_now,
+                })));
+            }
+            Err(e) => RollbackCause {
+                reason: format!("commit failed: {e}"),
+                cancelled: false,
+            },
+        }
+    };
+    let rolled: Result<RolledBack, StepError> = ctx
+        .step_with(
+            "rollback",
+            StepOptions::default()
+                .retry(RetryPolicy::attempts(10))
+                .timeout(opts.step_timeout),
+            || async {
+                let cfg = d.config(tenant, &target).await?;
+                crate::rollback(&cfg, &snap.snapshot, &armed, &opts.rollback)
+                    .await
+                    .map_err(step_error)
+            },
+        )
+        .await;
+    let rolled = match rolled {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Finish::failed(
+                &format!("{}; then the rollback failed: {e}", cause.reason),
+                json!({ "change_id": id.as_str(), "pre_commit": snap.commit }),
+            ));
+        }
+    };
+    let post = post_snapshot(&mut ctx, &d, &target, &id).await;
+    let output = json!({
+        "change_id": id.as_str(),
+        "pre_commit": snap.commit,
+        "post_commit": post,
+        "rollback": rolled,
+    });
+    if cause.cancelled {
+        Ok(Finish::cancelled(
+            &format!("{}; rolled back", cause.reason),
+            output,
+        ))
+    } else {
+        Ok(Finish::rolled_back(&cause.reason, output))
+    }
+}
+
+/// The `post_push` snapshot; its failure does not change the outcome (the commit is named in
+/// the output when it worked).
+async fn post_snapshot(
+    ctx: &mut Ctx,
+    d: &NetopsDeps,
+    target: &Target,
+    id: &ChangeId,
+) -> Option<String> {
+    let tenant = ctx.tenant();
+    let wf = ctx.workflow_id();
+    let Ok(post_id) = ChangeId::parse(format!(
+        "{}-post",
+        &id.as_str()[..id.as_str().len().min(59)]
+    )) else {
+        return None;
+    };
+    let r: Result<SnapshotRecorded, StepError> = device_step(ctx, d, "post_snapshot", || {
+        d.snapshot(tenant, target, wf, &post_id, SnapshotReason::PostPush)
+    })
+    .await;
+    r.ok().map(|s| s.commit)
+}
