@@ -1,16 +1,34 @@
-//! The command side of identity: tenants, users, API keys and sessions. Each command writes
-//! its lookup-table rows and appends its events in one transaction
-//! ([`append_in_transaction`]), so the tables and the streams never disagree. Secrets
-//! (password, key and refresh-token hashes) stay in the tables; events carry none.
+//! The command side of identity, an adapter over the domain's identity aggregates
+//! ([`netledger_domain::identity`]): tenants and their API keys, users, sessions. Each
+//! command loads the aggregate's state from its lookup-table rows (locked `FOR UPDATE`),
+//! asks the aggregate's pure `decide`, and writes the rows and appends the decided events in
+//! one transaction ([`append_in_transaction`]), so the tables and the streams never
+//! disagree. A refusal becomes the problem the API has always answered with
+//! ([`tenant_refused`], [`user_refused`]). What is not the aggregates' to decide stays here:
+//! ids, secrets and time are made here and passed in; passwords are hashed (argon2) after
+//! the decision; an e-mail address taken in any tenant is refused by a unique index;
+//! refresh-token rotation lives in the token table. Secrets (password, key and
+//! refresh-token hashes) stay in the tables; events carry none.
 
 use std::collections::BTreeSet;
 
-use netledger_domain::identity::{
-    ApiKeyCreated, ApiKeyRevoked, DisplayName, Email, Role, SessionEndReason, TenantCreated,
-    TenantRenamed, UserCreated, UserLoggedIn, UserPasswordChanged, UserSessionRevoked, UserUpdated,
-    session_stream, tenant_stream, user_stream,
+use netledger_domain::identity::session::{
+    PresentedToken, RefreshVerdict, Session, SessionCommand, SessionEvent, SessionOwner,
+    judge_refresh,
 };
-use netledger_domain::{EventMetadata, EventType, ExpectedVersion, NewEvent, StreamName, TenantId};
+use netledger_domain::identity::tenant::{
+    ApiKey, IssueApiKey, Tenant, TenantCommand, TenantEvent, TenantProfile, TenantRefusal,
+};
+use netledger_domain::identity::user::{
+    CreateUser, UpdateUser, User, UserCommand, UserEvent, UserProfile, UserRefusal, sessions_to_end,
+};
+use netledger_domain::identity::{
+    DisplayName, Email, Grants, NewPassword, Role, SessionEndReason, session_stream, tenant_stream,
+    user_stream,
+};
+use netledger_domain::{
+    Aggregate, EventEnum, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
+};
 use netledger_store::append::append_in_transaction;
 use netledger_store::{AppendRequest, StoreError, begin_tenant};
 use serde::{Deserialize, Serialize};
@@ -22,9 +40,9 @@ use uuid::Uuid;
 use crate::auth::{
     AccessClaims, api_key_prefix, hash_password, new_api_key, new_refresh_token, sha256,
 };
-use crate::authz::PermissionSet;
-use crate::error::{ApiError, ApiResult};
-use crate::http::Written;
+use crate::authz::{Permission, PermissionSet};
+use crate::error::{ApiError, ApiResult, ProblemKind};
+use crate::http::{IfMatch, Written};
 use crate::state::ApiState;
 
 /// A role, as the API names it.
@@ -142,9 +160,27 @@ pub struct NewUser {
     pub password: String,
 }
 
-pub(crate) fn metadata_event<E: EventType>(e: &E, meta: &EventMetadata) -> ApiResult<NewEvent> {
-    NewEvent::from_typed(e, meta.clone())
-        .map_err(|err| ApiError::internal(format!("build {} event: {err}", E::TYPE)))
+/// Decides `command` on `state` and folds the decided events into it.
+fn decided<A: Aggregate>(
+    mut state: A,
+    command: &A::Command,
+) -> Result<(A, Vec<A::Event>), A::Refusal> {
+    let events = state.decide(command)?;
+    for e in &events {
+        state.evolve(e);
+    }
+    Ok((state, events))
+}
+
+/// The decided events as appends, each with a new id and the command's metadata.
+fn encode<E: EventEnum>(events: &[E], meta: &EventMetadata) -> ApiResult<Vec<NewEvent>> {
+    events
+        .iter()
+        .map(|e| {
+            e.to_new_event(EventId::new_random(), meta.clone())
+                .map_err(|err| ApiError::internal(format!("build {} event: {err}", e.event_type())))
+        })
+        .collect()
 }
 
 fn stream_or_500(s: Result<StreamName, netledger_domain::IdError>) -> ApiResult<StreamName> {
@@ -153,18 +189,19 @@ fn stream_or_500(s: Result<StreamName, netledger_domain::IdError>) -> ApiResult<
 
 /// Appends `events` to `stream` inside `conn`'s transaction. A version conflict on a create
 /// (`NoStream`) is 409; on an update it is 412 with the current version.
-pub(crate) async fn append_tx(
+pub(crate) async fn append_tx<E: EventEnum>(
     conn: &mut PgConnection,
     tenant: TenantId,
     stream: &StreamName,
     expected: ExpectedVersion,
-    events: Vec<NewEvent>,
+    events: &[E],
+    meta: &EventMetadata,
 ) -> ApiResult<Written> {
     let request = AppendRequest {
         tenant,
         stream: stream.clone(),
         expected,
-        events,
+        events: encode(events, meta)?,
     };
     match append_in_transaction(conn, &request).await {
         Ok(outcome) => Ok(Written::new(stream, outcome)),
@@ -180,23 +217,51 @@ fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
         .is_some_and(|d| d.code().as_deref() == Some("23505") && d.constraint() == Some(constraint))
 }
 
-fn parse_email(s: &str) -> ApiResult<Email> {
-    Email::parse(s).map_err(|e| ApiError::validation(e.to_string()))
+/// The roles `granter` may grant: those whose permissions it holds all of (no escalation).
+pub(crate) fn grants_of(granter: PermissionSet) -> Grants {
+    Grants::of(|role| granter.is_superset(crate::authz::role_permissions(role)))
 }
 
-fn parse_name(field: &str, s: &str) -> ApiResult<DisplayName> {
-    DisplayName::parse(s).map_err(|e| ApiError::validation(format!("{field}: {e}")))
+fn version_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Refuses to grant a role with permissions the granter lacks (no escalation).
-pub(crate) fn check_grantable(granter: PermissionSet, role: Role) -> ApiResult<()> {
-    if granter.is_superset(crate::authz::role_permissions(role)) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            crate::error::ProblemKind::Forbidden,
-            format!("you cannot grant the role `{role}`: it has permissions you lack"),
-        ))
+fn stored_name(what: &str, id: Uuid, s: &str) -> ApiResult<DisplayName> {
+    DisplayName::parse(s).map_err(|e| ApiError::internal(format!("stored {what} of {id}: {e}")))
+}
+
+/// The problem a tenant refusal answers with (`tenant` is the tenant commanded).
+pub(crate) fn tenant_refused(tenant: TenantId, r: TenantRefusal) -> ApiError {
+    match r {
+        TenantRefusal::InvalidName(_)
+        | TenantRefusal::ScopesNotHeld(_)
+        | TenantRefusal::ExpiryNotInFuture => ApiError::validation(r.to_string()),
+        TenantRefusal::AlreadyExists => match tenant_stream(tenant) {
+            Ok(stream) => ApiError::conflict(format!("{stream} already exists")),
+            Err(e) => ApiError::internal(format!("stream name: {e}")),
+        },
+        TenantRefusal::NotFound => ApiError::not_found(format!("tenant {tenant}")),
+        TenantRefusal::VersionMismatch { current } => ApiError::precondition_failed(current),
+        TenantRefusal::ApiKeyExists(_) | TenantRefusal::ApiKeyAlreadyRevoked(_) => {
+            ApiError::conflict(r.to_string())
+        }
+        TenantRefusal::ApiKeyNotFound(id) => ApiError::not_found(format!("API key {id}")),
+    }
+}
+
+/// The problem a user refusal answers with (`user` is the user commanded).
+pub(crate) fn user_refused(user: Uuid, r: UserRefusal) -> ApiError {
+    match r {
+        UserRefusal::InvalidEmail(_)
+        | UserRefusal::InvalidDisplayName(_)
+        | UserRefusal::WeakPassword(_) => ApiError::validation(r.to_string()),
+        UserRefusal::RoleNotGrantable(_) => ApiError::new(ProblemKind::Forbidden, r.to_string()),
+        UserRefusal::AlreadyExists => match user_stream(user) {
+            Ok(stream) => ApiError::conflict(format!("{stream} already exists")),
+            Err(e) => ApiError::internal(format!("stream name: {e}")),
+        },
+        UserRefusal::NotFound => ApiError::not_found(format!("user {user}")),
+        UserRefusal::VersionMismatch { current } => ApiError::precondition_failed(current),
     }
 }
 
@@ -242,6 +307,66 @@ pub async fn list_all_tenants(
     Ok(rows.into_iter().map(tenant_dto).collect())
 }
 
+/// Locks the tenant's row and builds its state (without API keys; a key command adds the
+/// key it names). `None` when there is no row.
+async fn load_tenant(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> ApiResult<Option<(Tenant, TenantRow)>> {
+    let row: Option<TenantRow> = sqlx::query_as(
+        "SELECT id, name, version, created_at FROM tenants WHERE id = $1 FOR UPDATE",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        let state = Tenant {
+            profile: Some(TenantProfile {
+                id: tenant,
+                name: stored_name("name", row.0, &row.1)?,
+            }),
+            version: u64::try_from(row.2).unwrap_or(0),
+            api_keys: Default::default(),
+        };
+        Ok((state, row))
+    })
+    .transpose()
+}
+
+/// Inserts a created tenant's row and appends its events.
+async fn insert_tenant(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    meta: &EventMetadata,
+    state: &Tenant,
+    events: &[TenantEvent],
+    now: OffsetDateTime,
+) -> ApiResult<Written> {
+    let name = state
+        .profile
+        .as_ref()
+        .map(|p| p.name.as_str())
+        .ok_or_else(|| ApiError::internal("a created tenant has no name"))?;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $3)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(name)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let stream = stream_or_500(tenant_stream(tenant))?;
+    append_tx(
+        conn,
+        tenant,
+        &stream,
+        ExpectedVersion::NoStream,
+        events,
+        meta,
+    )
+    .await
+}
+
 /// Creates a tenant and, if given, its first user, in one transaction.
 pub async fn create_tenant(
     state: &ApiState,
@@ -249,40 +374,23 @@ pub async fn create_tenant(
     name: &str,
     admin: Option<NewUser>,
 ) -> ApiResult<(TenantDto, Option<UserDto>, Vec<Written>)> {
-    let name = parse_name("name", name)?;
     let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let (created, events) = decided(
+        Tenant::default(),
+        &TenantCommand::Create {
+            tenant_id: tenant,
+            name: name.to_owned(),
+        },
+    )
+    .map_err(|r| tenant_refused(tenant, r))?;
     let now = state.now();
+    // A super admin creates the tenant; its first user may hold any role.
     let admin = match admin {
-        Some(u) => Some(prepare_user(state, u).await?),
+        Some(u) => Some(prepare_user(state, u, Grants::ALL).await?),
         None => None,
     };
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    sqlx::query(
-        "INSERT INTO tenants (id, name, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $3)",
-    )
-    .bind(tenant.as_uuid())
-    .bind(name.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let stream = stream_or_500(tenant_stream(tenant))?;
-    let event = metadata_event(
-        &TenantCreated {
-            tenant_id: tenant,
-            name: name.clone(),
-        },
-        meta,
-    )?;
-    let mut written = vec![
-        append_tx(
-            &mut tx,
-            tenant,
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event],
-        )
-        .await?,
-    ];
+    let mut written = vec![insert_tenant(&mut tx, tenant, meta, &created, &events, now).await?];
     let user = match admin {
         Some(p) => {
             let (user, w) = insert_user(&mut tx, tenant, meta, p, now).await?;
@@ -294,7 +402,10 @@ pub async fn create_tenant(
     tx.commit().await?;
     let dto = TenantDto {
         id: *tenant.as_uuid(),
-        name: name.as_str().to_owned(),
+        name: created
+            .profile
+            .map(|p| String::from(p.name))
+            .unwrap_or_default(),
         version: written[0].stream_version,
         created_at: now,
     };
@@ -306,41 +417,50 @@ pub async fn rename_tenant(
     state: &ApiState,
     meta: &EventMetadata,
     tenant: TenantId,
-    if_match: crate::http::IfMatch,
+    if_match: IfMatch,
     name: &str,
 ) -> ApiResult<(TenantDto, Vec<Written>)> {
-    let name = parse_name("name", name)?;
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    let row: Option<TenantRow> = sqlx::query_as(
-        "SELECT id, name, version, created_at FROM tenants WHERE id = $1 FOR UPDATE",
+    let loaded = load_tenant(&mut tx, tenant).await?;
+    let (current, row) = match loaded {
+        Some((s, row)) => (s, Some(row)),
+        None => (Tenant::default(), None),
+    };
+    let expected = current.version;
+    let (renamed, events) = decided(
+        current,
+        &TenantCommand::Rename {
+            name: name.to_owned(),
+            if_version: if_match.version(),
+        },
     )
-    .bind(tenant.as_uuid())
-    .fetch_optional(&mut *tx)
-    .await?;
+    .map_err(|r| tenant_refused(tenant, r))?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
-    let current = u64::try_from(row.2).unwrap_or(0);
-    if_match.check(current)?;
     let stream = stream_or_500(tenant_stream(tenant))?;
-    let event = metadata_event(&TenantRenamed { name: name.clone() }, meta)?;
     let w = append_tx(
         &mut tx,
         tenant,
         &stream,
-        ExpectedVersion::Exact(current),
-        vec![event],
+        ExpectedVersion::Exact(expected),
+        &events,
+        meta,
     )
     .await?;
+    let name = renamed
+        .profile
+        .map(|p| String::from(p.name))
+        .unwrap_or_default();
     sqlx::query("UPDATE tenants SET name = $2, version = $3, updated_at = $4 WHERE id = $1")
         .bind(tenant.as_uuid())
-        .bind(name.as_str())
-        .bind(i64::try_from(w.stream_version).unwrap_or(i64::MAX))
+        .bind(&name)
+        .bind(version_i64(w.stream_version))
         .bind(state.now())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     let dto = TenantDto {
         id: row.0,
-        name: name.as_str().to_owned(),
+        name,
         version: w.stream_version,
         created_at: row.3,
     };
@@ -355,7 +475,7 @@ async fn sync_tenant_version(
 ) -> ApiResult<()> {
     sqlx::query("UPDATE tenants SET version = $2 WHERE id = $1")
         .bind(tenant.as_uuid())
-        .bind(i64::try_from(w.stream_version).unwrap_or(i64::MAX))
+        .bind(version_i64(w.stream_version))
         .execute(conn)
         .await?;
     Ok(())
@@ -363,25 +483,32 @@ async fn sync_tenant_version(
 
 // ---- users ---------------------------------------------------------------------------------
 
-/// A user with its hash computed, ready to insert.
+/// A user decided and with its hash computed, ready to insert.
 pub(crate) struct PreparedUser {
-    email: Email,
-    display_name: DisplayName,
-    role: Role,
+    user: User,
+    events: Vec<UserEvent>,
     hash: String,
 }
 
-pub(crate) async fn prepare_user(state: &ApiState, u: NewUser) -> ApiResult<PreparedUser> {
-    let email = parse_email(&u.email)?;
-    let display_name = parse_name("display_name", &u.display_name)?;
-    crate::auth::check_password_policy(&u.password)?;
-    let hash = hash_password(state.config().password, u.password).await?;
-    Ok(PreparedUser {
-        email,
-        display_name,
+/// Decides the creation of `u` (the roles `grants` allows, its address, name and password)
+/// and hashes its password.
+pub(crate) async fn prepare_user(
+    state: &ApiState,
+    u: NewUser,
+    grants: Grants,
+) -> ApiResult<PreparedUser> {
+    let id = Uuid::now_v7();
+    let command = UserCommand::Create(CreateUser {
+        user_id: id,
+        email: u.email,
+        display_name: u.display_name,
         role: u.role.into(),
-        hash,
-    })
+        password: NewPassword::new(u.password.clone()),
+        grants,
+    });
+    let (user, events) = decided(User::default(), &command).map_err(|r| user_refused(id, r))?;
+    let hash = hash_password(state.config().password, u.password).await?;
+    Ok(PreparedUser { user, events, hash })
 }
 
 pub(crate) async fn insert_user(
@@ -391,66 +518,71 @@ pub(crate) async fn insert_user(
     p: PreparedUser,
     now: OffsetDateTime,
 ) -> ApiResult<(UserDto, Written)> {
-    let id = Uuid::now_v7();
+    let u = p
+        .user
+        .profile
+        .ok_or_else(|| ApiError::internal("a created user has no profile"))?;
     sqlx::query(
         "INSERT INTO users (id, tenant_id, email, display_name, role, password_hash, disabled, \
          version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, false, 1, $7, $7)",
     )
-    .bind(id)
+    .bind(u.id)
     .bind(tenant.as_uuid())
-    .bind(p.email.as_str())
-    .bind(p.display_name.as_str())
-    .bind(p.role.as_str())
+    .bind(u.email.as_str())
+    .bind(u.display_name.as_str())
+    .bind(u.role.as_str())
     .bind(&p.hash)
     .bind(now)
     .execute(&mut *conn)
     .await
     .map_err(|e| {
         if is_unique_violation(&e, "users_email") {
-            ApiError::conflict(format!("a user with the e-mail address {} exists", p.email))
+            ApiError::conflict(format!("a user with the e-mail address {} exists", u.email))
         } else {
             e.into()
         }
     })?;
-    let stream = stream_or_500(user_stream(id))?;
-    let event = metadata_event(
-        &UserCreated {
-            user_id: id,
-            email: p.email.clone(),
-            display_name: p.display_name.clone(),
-            role: p.role,
-        },
-        meta,
-    )?;
+    let stream = stream_or_500(user_stream(u.id))?;
     let w = append_tx(
         conn,
         tenant,
         &stream,
         ExpectedVersion::NoStream,
-        vec![event],
+        &p.events,
+        meta,
     )
     .await?;
-    let dto = UserDto {
-        id,
-        tenant_id: *tenant.as_uuid(),
-        email: p.email.as_str().to_owned(),
-        display_name: p.display_name.as_str().to_owned(),
-        role: p.role.into(),
-        disabled: false,
-        version: w.stream_version,
-        created_at: now,
-    };
+    let dto = user_dto_of(&u, *tenant.as_uuid(), w.stream_version, now);
     Ok((dto, w))
 }
 
-/// Creates a user in `tenant`.
+fn user_dto_of(
+    u: &UserProfile,
+    tenant_id: Uuid,
+    version: u64,
+    created_at: OffsetDateTime,
+) -> UserDto {
+    UserDto {
+        id: u.id,
+        tenant_id,
+        email: u.email.as_str().to_owned(),
+        display_name: u.display_name.as_str().to_owned(),
+        role: u.role.into(),
+        disabled: u.disabled,
+        version,
+        created_at,
+    }
+}
+
+/// Creates a user in `tenant`; `granter` may grant only roles whose permissions it holds.
 pub async fn create_user(
     state: &ApiState,
+    granter: PermissionSet,
     tenant: TenantId,
     meta: &EventMetadata,
     u: NewUser,
 ) -> ApiResult<(UserDto, Written)> {
-    let p = prepare_user(state, u).await?;
+    let p = prepare_user(state, u, grants_of(granter)).await?;
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
     let out = insert_user(&mut tx, tenant, meta, p, state.now()).await?;
     tx.commit().await?;
@@ -471,10 +603,13 @@ type UserRow = (
 const USER_COLUMNS: &str =
     "id, tenant_id, email, display_name, role, disabled, version, created_at";
 
+fn stored_role(id: Uuid, role: &str) -> ApiResult<Role> {
+    role.parse()
+        .map_err(|e| ApiError::internal(format!("stored role of user {id}: {e}")))
+}
+
 fn user_dto(r: UserRow) -> ApiResult<UserDto> {
-    let role: Role =
-        r.4.parse()
-            .map_err(|e| ApiError::internal(format!("stored role of user {}: {e}", r.0)))?;
+    let role = stored_role(r.0, &r.4)?;
     Ok(UserDto {
         id: r.0,
         tenant_id: r.1,
@@ -485,6 +620,37 @@ fn user_dto(r: UserRow) -> ApiResult<UserDto> {
         version: u64::try_from(r.6).unwrap_or(0),
         created_at: r.7,
     })
+}
+
+/// The user aggregate's state from its row.
+fn user_state(r: &UserRow) -> ApiResult<User> {
+    Ok(User {
+        profile: Some(UserProfile {
+            id: r.0,
+            email: Email::parse(&r.2).map_err(|e| {
+                ApiError::internal(format!("stored e-mail address of user {}: {e}", r.0))
+            })?,
+            display_name: stored_name("display name", r.0, &r.3)?,
+            role: stored_role(r.0, &r.4)?,
+            disabled: r.5,
+        }),
+        version: u64::try_from(r.6).unwrap_or(0),
+    })
+}
+
+/// Locks a user's row and builds their state (the default when there is no row).
+async fn load_user(conn: &mut PgConnection, id: Uuid) -> ApiResult<(User, Option<UserRow>)> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let state = match &row {
+        Some(r) => user_state(r)?,
+        None => User::default(),
+    };
+    Ok((state, row))
 }
 
 /// The tenant's users after `after`, by id.
@@ -537,137 +703,112 @@ pub async fn update_user(
     tenant: TenantId,
     meta: &EventMetadata,
     id: Uuid,
-    if_match: crate::http::IfMatch,
+    if_match: IfMatch,
     patch: UserPatch,
 ) -> ApiResult<(UserDto, Vec<Written>)> {
-    let display_name = patch
-        .display_name
-        .as_deref()
-        .map(|n| parse_name("display_name", n))
-        .transpose()?;
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    let row: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut user = user_dto(row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?)?;
-    if_match.check(user.version)?;
-    // Changing someone who holds more than you, or granting more than you hold, is refused.
-    check_grantable(granter, user.role.into())?;
-    let role = patch.role.map(Role::from);
-    if let Some(r) = role {
-        check_grantable(granter, r)?;
-    }
-    let event = UserUpdated {
-        display_name: display_name.filter(|n| n.as_str() != user.display_name),
-        role: role.filter(|r| RoleName::from(*r) != user.role),
-        disabled: patch.disabled.filter(|d| *d != user.disabled),
-    };
-    if event.display_name.is_none() && event.role.is_none() && event.disabled.is_none() {
+    let (current, row) = load_user(&mut tx, id).await?;
+    let expected = current.version;
+    let command = UserCommand::Update(UpdateUser {
+        display_name: patch.display_name,
+        role: patch.role.map(Role::from),
+        disabled: patch.disabled,
+        if_version: if_match.version(),
+        grants: grants_of(granter),
+    });
+    let (after, events) = decided(current, &command).map_err(|r| user_refused(id, r))?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?;
+    if events.is_empty() {
         tx.commit().await?;
-        return Ok((user, Vec::new()));
+        return Ok((user_dto(row)?, Vec::new()));
     }
     let stream = stream_or_500(user_stream(id))?;
     let w = append_tx(
         &mut tx,
         tenant,
         &stream,
-        ExpectedVersion::Exact(user.version),
-        vec![metadata_event(&event, meta)?],
+        ExpectedVersion::Exact(expected),
+        &events,
+        meta,
     )
     .await?;
-    if let Some(n) = &event.display_name {
-        user.display_name = n.as_str().to_owned();
-    }
-    if let Some(r) = event.role {
-        user.role = r.into();
-    }
-    if let Some(d) = event.disabled {
-        user.disabled = d;
-    }
-    user.version = w.stream_version;
+    let u = after
+        .profile
+        .ok_or_else(|| ApiError::internal("an updated user has no profile"))?;
     sqlx::query(
         "UPDATE users SET display_name = $2, role = $3, disabled = $4, version = $5, \
          updated_at = $6 WHERE id = $1",
     )
     .bind(id)
-    .bind(&user.display_name)
-    .bind(Role::from(user.role).as_str())
-    .bind(user.disabled)
-    .bind(i64::try_from(user.version).unwrap_or(i64::MAX))
+    .bind(u.display_name.as_str())
+    .bind(u.role.as_str())
+    .bind(u.disabled)
+    .bind(version_i64(w.stream_version))
     .bind(state.now())
     .execute(&mut *tx)
     .await?;
+    let user = user_dto_of(&u, row.1, w.stream_version, row.7);
     let mut written = vec![w];
-    if event.disabled == Some(true) {
-        // A disabled user's sessions end at once; a role change applies at the next refresh.
-        written.extend(
-            revoke_user_sessions(
-                &mut tx,
-                state,
-                tenant,
-                meta,
-                id,
-                SessionEndReason::UserDisabled,
-            )
-            .await?,
-        );
+    for reason in events.iter().filter_map(sessions_to_end) {
+        written.extend(end_user_sessions(&mut tx, state, tenant, meta, id, reason).await?);
     }
     tx.commit().await?;
     Ok((user, written))
 }
 
-/// Sets a user's password (If-Match on the user) and revokes every session of theirs.
+/// Sets a user's password (If-Match on the user) and ends every session of theirs. With
+/// `granter`, an administrator sets it and may do so only for roles they may grant; without,
+/// the user changes their own (the caller verified the current password).
 pub async fn set_password(
     state: &ApiState,
+    granter: Option<PermissionSet>,
     tenant: TenantId,
     meta: &EventMetadata,
     id: Uuid,
-    if_match: crate::http::IfMatch,
+    if_match: IfMatch,
     password: String,
 ) -> ApiResult<(UserDto, Vec<Written>)> {
-    crate::auth::check_password_policy(&password)?;
-    let hash = hash_password(state.config().password, password).await?;
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    let row: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut user = user_dto(row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?)?;
-    if_match.check(user.version)?;
+    let (current, row) = load_user(&mut tx, id).await?;
+    let expected = current.version;
+    let new_password = NewPassword::new(password.clone());
+    let command = match granter {
+        Some(g) => UserCommand::ResetPassword {
+            password: new_password,
+            if_version: if_match.version(),
+            grants: grants_of(g),
+        },
+        None => UserCommand::ChangeOwnPassword {
+            password: new_password,
+            if_version: if_match.version(),
+        },
+    };
+    let (_, events) = decided(current, &command).map_err(|r| user_refused(id, r))?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?;
+    let hash = hash_password(state.config().password, password).await?;
     let stream = stream_or_500(user_stream(id))?;
     let w = append_tx(
         &mut tx,
         tenant,
         &stream,
-        ExpectedVersion::Exact(user.version),
-        vec![metadata_event(&UserPasswordChanged {}, meta)?],
+        ExpectedVersion::Exact(expected),
+        &events,
+        meta,
     )
     .await?;
-    user.version = w.stream_version;
     sqlx::query("UPDATE users SET password_hash = $2, version = $3, updated_at = $4 WHERE id = $1")
         .bind(id)
         .bind(&hash)
-        .bind(i64::try_from(user.version).unwrap_or(i64::MAX))
+        .bind(version_i64(w.stream_version))
         .bind(state.now())
         .execute(&mut *tx)
         .await?;
+    let mut user = user_dto(row)?;
+    user.version = w.stream_version;
     let mut written = vec![w];
-    written.extend(
-        revoke_user_sessions(
-            &mut tx,
-            state,
-            tenant,
-            meta,
-            id,
-            SessionEndReason::PasswordChanged,
-        )
-        .await?,
-    );
+    for reason in events.iter().filter_map(sessions_to_end) {
+        written.extend(end_user_sessions(&mut tx, state, tenant, meta, id, reason).await?);
+    }
     tx.commit().await?;
     Ok((user, written))
 }
@@ -689,7 +830,9 @@ pub async fn password_hash(
     Ok((h, u64::try_from(v).unwrap_or(0)))
 }
 
-async fn revoke_user_sessions(
+/// Ends every live session of `user` (a session is live while its family has an unrevoked
+/// refresh token): each one's `End` decision, then the tokens revoked, then the events.
+async fn end_user_sessions(
     tx: &mut PgConnection,
     state: &ApiState,
     tenant: TenantId,
@@ -697,27 +840,37 @@ async fn revoke_user_sessions(
     user: Uuid,
     reason: SessionEndReason,
 ) -> ApiResult<Vec<Written>> {
-    let families: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
-         RETURNING family_id",
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT family_id FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL \
+         FOR UPDATE",
     )
     .bind(user)
-    .bind(state.now())
     .fetch_all(&mut *tx)
     .await?;
-    let families: BTreeSet<Uuid> = families.into_iter().map(|f| f.0).collect();
+    let families: BTreeSet<Uuid> = rows.into_iter().map(|f| f.0).collect();
+    let mut decisions = Vec::new();
+    for family in &families {
+        let events = end_session_events(user, *family, true, reason)?;
+        decisions.push((*family, events));
+    }
+    if families.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = ANY($1) \
+         AND revoked_at IS NULL",
+    )
+    .bind(families.iter().copied().collect::<Vec<_>>())
+    .bind(state.now())
+    .execute(&mut *tx)
+    .await?;
     let mut written = Vec::new();
-    for family in families {
+    for (family, events) in decisions {
+        if events.is_empty() {
+            continue;
+        }
         let stream = stream_or_500(session_stream(family))?;
-        let event = metadata_event(
-            &UserSessionRevoked {
-                user_id: user,
-                session_id: family,
-                reason,
-            },
-            meta,
-        )?;
-        written.push(append_tx(tx, tenant, &stream, ExpectedVersion::Any, vec![event]).await?);
+        written.push(append_tx(tx, tenant, &stream, ExpectedVersion::Any, &events, meta).await?);
     }
     Ok(written)
 }
@@ -766,62 +919,81 @@ pub async fn list_api_keys(
     Ok(rows.into_iter().map(api_key_dto).collect())
 }
 
-/// Issues an API key; returns it with its secret (shown once).
+/// Issues an API key with `scopes`, each of which `issuer` must hold; returns it with its
+/// secret (shown once).
+#[allow(clippy::too_many_arguments)]
 pub async fn create_api_key(
     state: &ApiState,
     tenant: TenantId,
     meta: &EventMetadata,
     created_by: Option<Uuid>,
+    issuer: PermissionSet,
     name: &str,
     scopes: PermissionSet,
     expires_at: Option<OffsetDateTime>,
 ) -> ApiResult<(ApiKeyDto, String, Written)> {
-    let name = parse_name("name", name)?;
     let now = state.now();
-    if expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::validation("expires_at must be in the future"));
-    }
     let id = Uuid::now_v7();
     let secret = new_api_key(id);
-    let prefix = api_key_prefix(&secret);
-    let scope_names = crate::auth::scope_names(scopes);
+    let command = TenantCommand::IssueApiKey(IssueApiKey {
+        key_id: id,
+        name: name.to_owned(),
+        // In declaration order (the order missing scopes are reported in); every caller
+        // holds `authenticated`, and a key's stored scopes leave it out.
+        scopes: scopes
+            .iter()
+            .filter(|p| *p != Permission::Authenticated)
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        held: issuer.iter().map(|s| s.as_str().to_owned()).collect(),
+        prefix: api_key_prefix(&secret),
+        expires_at,
+        now,
+    });
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    let current = load_tenant(&mut tx, tenant)
+        .await?
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let (after, events) = decided(current, &command).map_err(|r| tenant_refused(tenant, r))?;
+    let key = after
+        .api_keys
+        .get(&id)
+        .ok_or_else(|| ApiError::internal("an issued API key is not in the tenant"))?;
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, created_by, \
          created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id)
     .bind(tenant.as_uuid())
-    .bind(name.as_str())
-    .bind(&prefix)
+    .bind(key.name.as_str())
+    .bind(&key.prefix)
     .bind(sha256(secret.as_bytes()))
-    .bind(scope_names.iter().cloned().collect::<Vec<_>>())
+    .bind(key.scopes.iter().cloned().collect::<Vec<_>>())
     .bind(created_by)
     .bind(now)
-    .bind(expires_at)
+    .bind(key.expires_at)
     .execute(&mut *tx)
     .await?;
     let stream = stream_or_500(tenant_stream(tenant))?;
-    let event = metadata_event(
-        &ApiKeyCreated {
-            key_id: id,
-            name: name.clone(),
-            scopes: scope_names.clone(),
-            prefix: prefix.clone(),
-            expires_at,
-        },
+    let w = append_tx(
+        &mut tx,
+        tenant,
+        &stream,
+        ExpectedVersion::Any,
+        &events,
         meta,
-    )?;
-    let w = append_tx(&mut tx, tenant, &stream, ExpectedVersion::Any, vec![event]).await?;
+    )
+    .await?;
     sync_tenant_version(&mut tx, tenant, &w).await?;
     tx.commit().await?;
     let dto = ApiKeyDto {
         id,
-        name: name.as_str().to_owned(),
-        prefix,
-        scopes: scope_names.into_iter().collect(),
+        name: key.name.as_str().to_owned(),
+        prefix: key.prefix.clone(),
+        scopes: key.scopes.iter().cloned().collect(),
         created_at: now,
-        expires_at,
+        expires_at: key.expires_at,
         revoked_at: None,
     };
     Ok((dto, secret, w))
@@ -836,6 +1008,10 @@ pub async fn revoke_api_key(
 ) -> ApiResult<(ApiKeyDto, Written)> {
     let now = state.now();
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    let mut current = load_tenant(&mut tx, tenant)
+        .await?
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let row: Option<ApiKeyRow> = sqlx::query_as(
         "SELECT id, name, prefix, scopes, created_at, expires_at, revoked_at FROM api_keys \
          WHERE id = $1 FOR UPDATE",
@@ -843,20 +1019,36 @@ pub async fn revoke_api_key(
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    let mut key = api_key_dto(row.ok_or_else(|| ApiError::not_found(format!("API key {id}")))?);
-    if key.revoked_at.is_some() {
-        return Err(ApiError::conflict(format!(
-            "API key {id} is already revoked"
-        )));
+    if let Some(r) = &row {
+        current.api_keys.insert(
+            id,
+            ApiKey {
+                name: stored_name("name", id, &r.1)?,
+                scopes: r.3.iter().cloned().collect(),
+                prefix: r.2.clone(),
+                expires_at: r.5,
+                revoked: r.6.is_some(),
+            },
+        );
     }
+    let (_, events) = decided(current, &TenantCommand::RevokeApiKey { key_id: id })
+        .map_err(|r| tenant_refused(tenant, r))?;
+    let mut key = api_key_dto(row.ok_or_else(|| ApiError::not_found(format!("API key {id}")))?);
     sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     let stream = stream_or_500(tenant_stream(tenant))?;
-    let event = metadata_event(&ApiKeyRevoked { key_id: id }, meta)?;
-    let w = append_tx(&mut tx, tenant, &stream, ExpectedVersion::Any, vec![event]).await?;
+    let w = append_tx(
+        &mut tx,
+        tenant,
+        &stream,
+        ExpectedVersion::Any,
+        &events,
+        meta,
+    )
+    .await?;
     sync_tenant_version(&mut tx, tenant, &w).await?;
     tx.commit().await?;
     key.revoked_at = Some(now);
@@ -966,22 +1158,22 @@ pub async fn start_session(
     meta: &EventMetadata,
 ) -> ApiResult<Issued> {
     let family = Uuid::now_v7();
-    let mut tx = begin_tenant(&state.pools().app, user.tenant).await?;
-    let refresh_token = insert_refresh_token(&mut tx, state, user.tenant, user.id, family).await?;
     let stream = stream_or_500(session_stream(family))?;
-    let event = metadata_event(
-        &UserLoggedIn {
+    let events = Session::default()
+        .decide(&SessionCommand::Start(SessionOwner {
             user_id: user.id,
             session_id: family,
-        },
-        meta,
-    )?;
+        }))
+        .map_err(|_| ApiError::conflict(format!("{stream} already exists")))?;
+    let mut tx = begin_tenant(&state.pools().app, user.tenant).await?;
+    let refresh_token = insert_refresh_token(&mut tx, state, user.tenant, user.id, family).await?;
     append_tx(
         &mut tx,
         user.tenant,
         &stream,
         ExpectedVersion::NoStream,
-        vec![event],
+        &events,
+        meta,
     )
     .await?;
     tx.commit().await?;
@@ -1029,23 +1221,33 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
     let tenant = TenantId::from_uuid(tenant);
     let now = state.now();
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
-    let taken: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL \
-         AND revoked_at IS NULL RETURNING id",
-    )
-    .bind(id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if taken.is_none() {
-        // Used or revoked before. A used token presented again means a copy exists: end the
-        // whole family (if it is not ended already) so neither copy works any more.
-        let state_row: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
-            sqlx::query_as("SELECT used_at, revoked_at FROM refresh_tokens WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((Some(_), None)) = state_row {
+    // The token's row, locked: a second exchange of it waits for this one and then sees it
+    // used.
+    let token_row: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT used_at, revoked_at FROM refresh_tokens WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((used_at, revoked_at)) = token_row else {
+        tx.commit().await?;
+        return Err(refresh_invalid());
+    };
+    let user_row: Option<(String, bool)> =
+        sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let verdict = judge_refresh(PresentedToken {
+        used: used_at.is_some(),
+        revoked: revoked_at.is_some(),
+        expired: expires_at <= now,
+        user_disabled: user_row.as_ref().map(|(_, disabled)| *disabled),
+    });
+    let role = match (verdict, user_row) {
+        (RefreshVerdict::Rotate, Some((role, _))) => role,
+        (RefreshVerdict::ReuseDetected, _) => {
+            // A used token presented again means a copy exists: end the whole session (if
+            // it is not ended already) so neither copy works any more.
             revoke_family(
                 &mut tx,
                 state,
@@ -1063,26 +1265,19 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
                 "this refresh token was already used; the session was revoked. Log in again",
             ));
         }
-        tx.commit().await?;
-        return Err(refresh_invalid());
-    }
-    if expires_at <= now {
-        tx.rollback().await?;
-        return Err(refresh_invalid());
-    }
-    let row: Option<(String, bool)> =
-        sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (role, disabled) = row.ok_or_else(refresh_invalid)?;
-    if disabled {
-        tx.rollback().await?;
-        return Err(refresh_invalid());
-    }
+        _ => {
+            tx.rollback().await?;
+            return Err(refresh_invalid());
+        }
+    };
     let role: Role = role
         .parse()
         .map_err(|e| ApiError::internal(format!("stored role of user {user}: {e}")))?;
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     let refresh_token = insert_refresh_token(&mut tx, state, tenant, user, family).await?;
     tx.commit().await?;
     let claims = access_claims(state, user, tenant, role, family);
@@ -1093,6 +1288,28 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
     })
 }
 
+/// What ending the session `family` of `user` writes: one event while it is `live`, none
+/// once it has ended.
+fn end_session_events(
+    user: Uuid,
+    family: Uuid,
+    live: bool,
+    reason: SessionEndReason,
+) -> ApiResult<Vec<SessionEvent>> {
+    let session = Session {
+        started: Some(SessionOwner {
+            user_id: user,
+            session_id: family,
+        }),
+        ended: !live,
+    };
+    session
+        .decide(&SessionCommand::End { reason })
+        .map_err(|r| ApiError::internal(format!("end session {family}: {r}")))
+}
+
+/// Ends the session `family` (live while it has an unrevoked refresh token): revokes its
+/// tokens and appends `UserSessionRevoked`; `None` when it had ended already.
 async fn revoke_family(
     tx: &mut PgConnection,
     state: &ApiState,
@@ -1102,29 +1319,27 @@ async fn revoke_family(
     meta_id: Uuid,
     reason: SessionEndReason,
 ) -> ApiResult<Option<Written>> {
-    let revoked = sqlx::query(
+    let live: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL FOR UPDATE",
+    )
+    .bind(family)
+    .fetch_all(&mut *tx)
+    .await?;
+    let events = end_session_events(user, family, !live.is_empty(), reason)?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
     )
     .bind(family)
     .bind(state.now())
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if revoked == 0 {
-        return Ok(None);
-    }
+    .await?;
     let stream = stream_or_500(session_stream(family))?;
     let meta = EventMetadata::for_command(netledger_domain::Actor::User { id: user }, meta_id);
-    let event = metadata_event(
-        &UserSessionRevoked {
-            user_id: user,
-            session_id: family,
-            reason,
-        },
-        &meta,
-    )?;
     Ok(Some(
-        append_tx(tx, tenant, &stream, ExpectedVersion::Any, vec![event]).await?,
+        append_tx(tx, tenant, &stream, ExpectedVersion::Any, &events, &meta).await?,
     ))
 }
 
@@ -1180,6 +1395,7 @@ pub async fn bootstrap_admin(
     email: &str,
     password: &str,
 ) -> ApiResult<BootstrapOutcome> {
+    // The first user of the first tenant: the system grants any role.
     let prepared = prepare_user(
         state,
         NewUser {
@@ -1188,6 +1404,7 @@ pub async fn bootstrap_admin(
             role: RoleName::SuperAdmin,
             password: password.to_owned(),
         },
+        Grants::ALL,
     )
     .await?;
     let mut lock = state.pools().app.begin().await?;
@@ -1203,33 +1420,19 @@ pub async fn bootstrap_admin(
         return Ok(BootstrapOutcome::AlreadyInitialised);
     }
     let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let (created, events) = decided(
+        Tenant::default(),
+        &TenantCommand::Create {
+            tenant_id: tenant,
+            name: "Default".to_owned(),
+        },
+    )
+    .map_err(|r| tenant_refused(tenant, r))?;
     netledger_store::db::set_tenant(&mut lock, tenant).await?;
     let now = state.now();
     let meta =
         EventMetadata::for_command(netledger_domain::Actor::system("bootstrap"), Uuid::new_v4());
-    sqlx::query(
-        "INSERT INTO tenants (id, name, version, created_at, updated_at) VALUES ($1, 'Default', 1, $2, $2)",
-    )
-    .bind(tenant.as_uuid())
-    .bind(now)
-    .execute(&mut *lock)
-    .await?;
-    let stream = stream_or_500(tenant_stream(tenant))?;
-    let event = metadata_event(
-        &TenantCreated {
-            tenant_id: tenant,
-            name: parse_name("name", "Default")?,
-        },
-        &meta,
-    )?;
-    append_tx(
-        &mut lock,
-        tenant,
-        &stream,
-        ExpectedVersion::NoStream,
-        vec![event],
-    )
-    .await?;
+    insert_tenant(&mut lock, tenant, &meta, &created, &events, now).await?;
     let (user, _) = insert_user(&mut lock, tenant, &meta, prepared, now).await?;
     lock.commit().await?;
     tracing::info!(tenant = %tenant, user = %user.id, email = %user.email, "created the first tenant and its super admin");

@@ -32,10 +32,7 @@ use crate::config::PasswordParams;
 use crate::error::{ApiError, ProblemKind};
 use crate::state::ApiState;
 
-/// The shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 12;
-/// The longest password accepted (argon2 takes any length; this bounds the work).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub use netledger_domain::identity::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 /// The prefix of API keys.
 pub const API_KEY_PREFIX: &str = "nlk_";
 
@@ -383,19 +380,11 @@ impl JwtKeys {
 
 // ---- passwords -----------------------------------------------------------------------------
 
-/// Checks the password policy: 12 to 1024 bytes... of which at least 12 characters.
+/// Checks the password policy (the domain's: at least [`MIN_PASSWORD_CHARS`] characters, at
+/// most [`MAX_PASSWORD_BYTES`] bytes); the user aggregate applies it to every new password.
 pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::validation(format!(
-            "the password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::validation(format!(
-            "the password may have at most {MAX_PASSWORD_BYTES} bytes"
-        )));
-    }
-    Ok(())
+    netledger_domain::identity::check_password_policy(password)
+        .map_err(|e| ApiError::validation(e.to_string()))
 }
 
 fn argon2(params: PasswordParams) -> Result<Argon2<'static>, ApiError> {

@@ -51,6 +51,24 @@ pub enum DevsimError {
         #[source]
         source: rosconfig::ParseError,
     },
+    /// An export file given to load cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest cannot be written.
+    #[error("cannot write the manifest {}", path.display())]
+    Manifest {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Another I/O failure.
     #[error("i/o error")]
     Io(#[from] std::io::Error),

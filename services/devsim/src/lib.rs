@@ -12,12 +12,14 @@
 //!   commands, rejected login, corrupted frames, a change that cuts management access
 //!   until the scheduler reverts, failed upgrade.
 //!
-//! Script interpreter (scheduler `on-event`, `/system/script/run`, `/import`): menu lines,
-//! `add`/`set`/`remove`/`enable`/`disable`/`unset` on configuration menus,
-//! `/system backup load|save name=...`, `/import file-name=...`, `/system reboot`,
-//! `/system script run X`, `/system package update install`, `/file add name=X contents=Y`,
-//! `/file remove X`, `/export file=X`; `:log`, `:put`, `:delay` are accepted and ignored;
-//! anything else stops the script with `bad command name`.
+//! One command executor (`device::exec`) answers API sentences and script lines alike
+//! (scheduler `on-event`, `/system/script/run`, `/import`, `/import dry-run`, the control
+//! API's out-of-band changes): configuration menus (`add`/`set`/`remove`/`enable`/
+//! `disable`/`unset`), `/system backup load|save`, `/import`, `/system reboot`,
+//! `/system script run`, `/system package update check-for-updates|download|install`,
+//! `/system routerboard upgrade`, `/file add|set|remove|read`, `/export`; in scripts
+//! `:log`, `:put`, `:delay` are accepted and ignored, and anything else stops the script
+//! with `bad command name`.
 //!
 //! Change indicator: `/system/history` lists the last 100 configuration changes, whatever
 //! made them (API, console/control API, scheduler, scripts), with `.id`, `action`, `by`,
@@ -30,7 +32,6 @@
 //! and another reboot. `/ping` answers for loopback and connected subnets (the `ping`
 //! module).
 
-pub mod bench;
 mod board;
 mod clock;
 pub mod control;
@@ -50,39 +51,52 @@ pub use fleet::{DevsimError, Fleet, FleetOptions, ManifestEntry};
 pub use state::{CHANGE_MARKER, Faults, change_ids};
 pub use version::{BadVersion, RosVersion};
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Arguments of `netledger devsim`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DevsimArgs {
+/// How [`run`] runs a fleet (`netledger devsim` parses its flags into this).
+#[derive(Debug, Clone)]
+pub struct DevsimOptions {
     /// Number of devices.
-    #[arg(long, default_value_t = 10)]
     pub devices: usize,
     /// Base address: device i gets the API on port+2i and API-SSL on port+2i+1 (port 0:
     /// ephemeral ports, see the manifest).
-    #[arg(long, default_value = "127.0.0.1:18728")]
     pub listen: SocketAddr,
     /// Write the manifest (JSON array) here.
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Serve the HTTP control API here.
-    #[arg(long)]
     pub control: Option<SocketAddr>,
     /// Share of RouterOS 6 devices (0.0-1.0).
-    #[arg(long = "v6-share", default_value_t = 0.3)]
     pub v6_share: f64,
-    /// Seconds a reboot keeps a device offline.
-    #[arg(long, default_value_t = 5)]
-    pub reboot_secs: u64,
+    /// How long a reboot keeps a device offline.
+    pub reboot_time: Duration,
     /// Export files loaded as the configuration of the first devices.
-    #[arg(long = "load")]
     pub load: Vec<PathBuf>,
     /// Seed for passwords, serials and counters.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl DevsimOptions {
+    /// `devices` devices on `127.0.0.1:18728` onwards, 30 % RouterOS 6, 5 s reboots, seed 1,
+    /// no manifest, no control API.
+    pub fn new(devices: usize, clock: Arc<dyn Clock>) -> DevsimOptions {
+        DevsimOptions {
+            devices,
+            listen: SocketAddr::from(([127, 0, 0, 1], 18728)),
+            manifest: None,
+            control: None,
+            v6_share: 0.3,
+            reboot_time: Duration::from_secs(5),
+            load: Vec::new(),
+            seed: 1,
+            clock,
+        }
+    }
 }
 
 /// Raises `RLIMIT_NOFILE` so that every device can hold two listening sockets plus
@@ -102,32 +116,43 @@ pub fn raise_fd_limit(devices: usize) -> u64 {
     rlimit::increase_nofile_limit(want).unwrap_or(0)
 }
 
-/// Runs a fleet until Ctrl-C: writes the manifest, serves the control API.
-pub async fn run(args: DevsimArgs) -> anyhow::Result<()> {
-    let limit = raise_fd_limit(args.devices);
+/// Runs a fleet until `shutdown` completes: raises the descriptor limit, loads the export
+/// files, writes the manifest, serves the control API.
+pub async fn run(
+    opts: DevsimOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DevsimError> {
+    let limit = raise_fd_limit(opts.devices);
     tracing::info!(limit, "file descriptor limit");
-    let mut opts = FleetOptions::new(args.devices, Arc::new(SystemClock::new()));
-    opts.listen = args.listen;
-    opts.v6_share = args.v6_share;
-    opts.reboot_time = Duration::from_secs(args.reboot_secs);
-    opts.seed = args.seed;
-    for p in &args.load {
-        opts.exports.push(std::fs::read_to_string(p)?);
+    let mut fleet_opts = FleetOptions::new(opts.devices, opts.clock.clone());
+    fleet_opts.listen = opts.listen;
+    fleet_opts.v6_share = opts.v6_share;
+    fleet_opts.reboot_time = opts.reboot_time;
+    fleet_opts.seed = opts.seed;
+    for path in &opts.load {
+        let text = std::fs::read_to_string(path).map_err(|source| DevsimError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        fleet_opts.exports.push(text);
     }
-    let fleet = Fleet::start(opts).await?;
+    let fleet = Fleet::start(fleet_opts).await?;
     let manifest = fleet.manifest();
-    if let Some(path) = &args.manifest {
-        std::fs::write(path, serde_json::to_vec_pretty(&manifest)?)?;
+    if let Some(path) = &opts.manifest {
+        let write = serde_json::to_vec_pretty(&manifest)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(path, json));
+        write.map_err(|source| DevsimError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
     }
     tracing::info!(devices = manifest.len(), "devsim fleet running");
-    let control = match args.control {
-        Some(addr) => {
-            let app = control::router(fleet.devices().to_vec(), manifest);
-            Some(tokio::spawn(control::serve(addr, app)))
-        }
-        None => None,
-    };
-    tokio::signal::ctrl_c().await?;
+    let control = opts.control.map(|addr| {
+        let app = control::router(fleet.devices().to_vec(), manifest);
+        tokio::spawn(control::serve(addr, app))
+    });
+    shutdown.await;
     if let Some(c) = control {
         c.abort();
     }

@@ -124,6 +124,18 @@ impl DeviceState {
         }
     }
 
+    /// The throw-away state an `/import dry-run` runs against: configuration, version,
+    /// passwords and files of this one, nothing else (no faults, no history, no log).
+    pub(crate) fn dry_run_copy(&self) -> DeviceState {
+        let mut copy = DeviceState::new(self.config.clone(), self.version, self.boot_at);
+        copy.passwords = self.passwords.clone();
+        copy.files = self.files.clone();
+        copy.next_file_id = self.next_file_id;
+        copy.available_version = self.available_version;
+        copy.scheduler_allowed = self.scheduler_allowed;
+        copy
+    }
+
     /// Records a configuration change in `/system history`.
     pub(crate) fn note_history(&mut self, action: String, by: &str, at: Duration) {
         if self.history.len() >= HISTORY_LIMIT {

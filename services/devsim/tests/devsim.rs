@@ -730,3 +730,43 @@ async fn history_records_changes_from_every_path_and_interface_counters_move() {
     assert!(later[0].tx_error.unwrap() > first[0].tx_error.unwrap());
     assert!(later.iter().any(|i| i.rx_error.unwrap_or(0) > 0));
 }
+
+#[tokio::test]
+async fn backup_default_name_is_the_same_over_the_api_and_in_scripts() {
+    // 1_700_000_000 s = 2023-11-14 22:13:20 UTC
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest()[0].clone();
+    let d = f.device(0).unwrap().clone();
+    let c = connect(&m).await;
+    c.run(Command::new("/system/backup/save")).await.unwrap();
+    assert!(
+        c.file("devsim-00000-20231114-2213.backup")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    clock.advance(Duration::from_secs(60));
+    d.apply_out_of_band("/system backup save").unwrap();
+    let f2 = c
+        .file("devsim-00000-20231114-2214.backup")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f2.kind.as_deref(), Some("backup"));
+    // a script started over the API that reboots: `!done`, then the connection drops
+    c.run(
+        Command::new("/system/script/add")
+            .attr("name", "bounce")
+            .attr("source", "/system reboot"),
+    )
+    .await
+    .unwrap();
+    let r = c
+        .run(Command::new("/system/script/run").attr("number", "bounce"))
+        .await;
+    assert!(r.is_ok() || r.unwrap_err().is_connection_lost());
+    assert!(!d.is_reachable());
+}

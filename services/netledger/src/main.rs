@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use netledger::bench::devsim::DevsimBenchArgs;
 use netledger::bench::eventstore::EventstoreArgs;
 use netledger::config::{Config, Secret};
 use netledger::roles;
@@ -109,7 +111,7 @@ enum Command {
         command: AuditCommand,
     },
     /// Runs a simulated RouterOS fleet.
-    Devsim(devsim::DevsimArgs),
+    Devsim(DevsimArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -150,7 +152,7 @@ enum BenchCommand {
     /// Event store appends, conflicts and subscription reads.
     Eventstore(EventstoreArgs),
     /// Simulated fleet memory and round-trips.
-    Devsim(devsim::bench::BenchArgs),
+    Devsim(DevsimBenchArgs),
     /// REST API latency: device list pages under an open-loop load.
     Api(ApiBenchCli),
     /// Poller CPU, memory and poll latency against a simulated fleet.
@@ -159,6 +161,57 @@ enum BenchCommand {
     Replay(ReplayBenchArgs),
     /// Workflow engine no-op steps, config pushes and a firmware rollout.
     Workflows(WorkflowsBenchCli),
+}
+
+/// Flags of `netledger devsim` (the simulator takes plain [`devsim::DevsimOptions`]).
+#[derive(Debug, Clone, Args)]
+struct DevsimArgs {
+    /// Number of devices.
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Base address: device i gets the API on port+2i and API-SSL on port+2i+1 (port 0:
+    /// ephemeral ports, see the manifest).
+    #[arg(long, default_value = "127.0.0.1:18728")]
+    listen: std::net::SocketAddr,
+    /// Write the manifest (JSON array) here.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Serve the HTTP control API here.
+    #[arg(long)]
+    control: Option<std::net::SocketAddr>,
+    /// Share of RouterOS 6 devices (0.0-1.0).
+    #[arg(long = "v6-share", default_value_t = 0.3)]
+    v6_share: f64,
+    /// Seconds a reboot keeps a device offline.
+    #[arg(long, default_value_t = 5)]
+    reboot_secs: u64,
+    /// Export files loaded as the configuration of the first devices.
+    #[arg(long = "load")]
+    load: Vec<PathBuf>,
+    /// Seed for passwords, serials and counters.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl DevsimArgs {
+    fn options(self) -> devsim::DevsimOptions {
+        let mut o = devsim::DevsimOptions::new(self.devices, Arc::new(devsim::SystemClock::new()));
+        o.listen = self.listen;
+        o.manifest = self.manifest;
+        o.control = self.control;
+        o.v6_share = self.v6_share;
+        o.reboot_time = std::time::Duration::from_secs(self.reboot_secs);
+        o.load = self.load;
+        o.seed = self.seed;
+        o
+    }
+}
+
+/// Completes on Ctrl-C (or at once when the signal cannot be watched).
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot watch for Ctrl-C");
+    }
 }
 
 /// Where the worker serves firmware packages to devices.
@@ -265,22 +318,18 @@ fn start_demo_fleet(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let manifest = config.data_dir.join("demo-fleet.json");
-    let args = devsim::DevsimArgs {
-        devices: n,
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        manifest: Some(manifest.clone()),
-        control: None,
-        v6_share: 0.3,
-        reboot_secs: 5,
-        load: Vec::new(),
-        seed: 1,
-    };
+    let mut opts = devsim::DevsimOptions::new(n, Arc::new(devsim::SystemClock::new()));
+    opts.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    opts.manifest = Some(manifest.clone());
     tracing::info!(
         devices = n,
         manifest = %manifest.display(),
         "starting the simulated fleet"
     );
-    Ok(tokio::spawn(devsim::run(args)))
+    Ok(tokio::spawn(async move {
+        devsim::run(opts, ctrl_c()).await?;
+        Ok(())
+    }))
 }
 
 /// The first administrator from `NETLEDGER_BOOTSTRAP_ADMIN_EMAIL` and
@@ -474,7 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Devsim(args) => {
-            devsim::run(args).await?;
+            devsim::run(args.options(), ctrl_c()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => match command {
@@ -505,7 +554,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             BenchCommand::Devsim(args) => {
-                devsim::bench::run(args).await?;
+                netledger::bench::devsim::run(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
             BenchCommand::Api(cli) => {

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netledger_archive::{Archive, Prepared, SnapshotMeta};
+use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
-use netledger_domain::device::{DeviceFacts, DeviceState, Observation, SnapshotReason, Transport};
+use netledger_domain::device::{DeviceFacts, DeviceState, Observation, SnapshotReason};
 use netledger_domain::errors::error_chain;
 use netledger_domain::{
     Actor, EventId, EventMetadata, ExpectedVersion, NewEvent, TenantId, device::Decided,
@@ -22,7 +23,7 @@ use netledger_store::credentials::{CredentialKeys, DevicePassword};
 use netledger_store::{StoreError, begin_tenant};
 use rand::Rng as _;
 use routeros::menus::{ExportOptions, Interface, Resources};
-use routeros::{Client, Command, Password, TlsPolicy};
+use routeros::{Client, Command, Password};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -111,41 +112,28 @@ struct Task {
     export_error_logged: bool,
 }
 
+/// The device's client configuration: the one endpoint-to-client mapping the netops
+/// workflows use too (`netledger-device-client`), with the poller's timeouts and CA roots.
 fn client_config(
     row: &WorkRow,
     username: &str,
     password: &DevicePassword,
     options: &PollerOptions,
 ) -> Result<routeros::Config, String> {
-    let mut c = routeros::Config::new(
-        row.host.clone(),
-        username.to_owned(),
+    let settings = ClientSettings {
+        connect_timeout: options.connect_timeout,
+        command_timeout: options.poll_timeout,
+        tls_roots: options.tls_roots.clone(),
+    };
+    netledger_device_client::client_config(
+        &row.host,
+        row.port,
+        &row.transport,
+        username,
         Password::new(password.expose()),
+        &settings,
     )
-    .with_port(row.port);
-    c.connect_timeout = options.connect_timeout;
-    c.command_timeout = options.poll_timeout;
-    match &row.transport {
-        Transport::Plain => {}
-        Transport::TlsPinned { fingerprint_sha256 } => {
-            let fp: routeros::Fingerprint = fingerprint_sha256.parse().map_err(|_| {
-                format!(
-                    "the pinned certificate fingerprint `{fingerprint_sha256}` is not 64 hex digits; update the device's endpoint"
-                )
-            })?;
-            c = c.with_tls(TlsPolicy::PinnedSha256(fp.0));
-        }
-        Transport::TlsVerified => match &options.tls_roots {
-            Some(roots) => c = c.with_tls(TlsPolicy::Ca((**roots).clone())),
-            None => {
-                return Err(
-                    "the device uses TLS verified against CA roots, but the poller has no CA roots configured"
-                        .to_owned(),
-                );
-            }
-        },
-    }
-    Ok(c)
+    .map_err(|e| e.to_string())
 }
 
 fn jittered(interval: Duration, jitter: f64) -> Duration {

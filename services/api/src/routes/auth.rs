@@ -337,6 +337,7 @@ pub async fn change_own_password(
     }
     let (user, events) = accounts::set_password(
         &state,
+        None,
         p.tenant,
         &rid.metadata(p.actor()),
         user,

@@ -300,8 +300,14 @@ pub async fn create_user(
     Json(body): Json<NewUser>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
-    accounts::check_grantable(p.permissions, body.role.into())?;
-    let (user, w) = accounts::create_user(&state, p.tenant, &rid.metadata(p.actor()), body).await?;
+    let (user, w) = accounts::create_user(
+        &state,
+        p.permissions,
+        p.tenant,
+        &rid.metadata(p.actor()),
+        body,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         etag(user.version),
@@ -414,10 +420,9 @@ pub async fn set_user_password(
     Json(body): Json<PasswordReset>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
-    let target = accounts::get_user(&state, p.tenant, id).await?;
-    accounts::check_grantable(p.permissions, target.role.into())?;
     let (user, events) = accounts::set_password(
         &state,
+        Some(p.permissions),
         p.tenant,
         &rid.metadata(p.actor()),
         id,
@@ -507,22 +512,12 @@ pub async fn create_api_key(
     let p = auth.principal();
     let scopes: PermissionSet =
         parse_scopes(body.scopes.iter().map(String::as_str)).map_err(ApiError::validation)?;
-    if !p.permissions.is_superset(scopes) {
-        let missing: Vec<&str> = scopes
-            .iter()
-            .filter(|s| !p.can(*s))
-            .map(|s| s.as_str())
-            .collect();
-        return Err(ApiError::validation(format!(
-            "you cannot give a key scopes you do not hold: {}",
-            missing.join(", ")
-        )));
-    }
     let (key, secret, w) = accounts::create_api_key(
         &state,
         p.tenant,
         &rid.metadata(p.actor()),
         p.user_id(),
+        p.permissions,
         &body.name,
         scopes,
         body.expires_at,

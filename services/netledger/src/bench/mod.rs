@@ -4,6 +4,7 @@
 //! crate carries benchmark code or its dependencies (HTTP client, histograms, devsim).
 
 pub mod api;
+pub mod devsim;
 pub mod engine;
 pub mod eventstore;
 pub mod poller;

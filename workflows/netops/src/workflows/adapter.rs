@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use netledger_archive::{Archive, SnapshotMeta};
+use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{ConfigSnapshotRecorded, SnapshotReason, Transport};
 use netledger_domain::{
@@ -25,7 +26,7 @@ use netledger_engine::{Ctx, RetryPolicy, StepError, StepOptions};
 use netledger_store::credentials::{self, CredentialKeys};
 use netledger_store::devices::fold_in;
 use netledger_store::{EventStore, begin_tenant};
-use routeros::{Client, Config, Password, TlsPolicy};
+use routeros::{Client, Config, Password};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
@@ -35,7 +36,7 @@ use crate::firmware::AwaitOptions;
 use crate::{ChangeId, ErrorClass, NetopsError, RollbackOptions, Snapshot, VerifyOptions};
 
 /// Timeouts and windows of the workflows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NetopsOptions {
     /// TCP/TLS connect timeout to a device.
     pub connect_timeout: Duration,
@@ -57,6 +58,10 @@ pub struct NetopsOptions {
     pub retry: RetryPolicy,
     /// Longest time one device step attempt may take.
     pub step_timeout: Duration,
+    /// CA roots for devices registered with verified TLS (`TlsVerified`); without them such
+    /// devices are refused with a clear error (as by the poller, whose mapping this shares:
+    /// `netledger-device-client`).
+    pub tls_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 impl Default for NetopsOptions {
@@ -82,6 +87,7 @@ impl Default for NetopsOptions {
             fetch_timeout: Duration::from_secs(600),
             retry: RetryPolicy::attempts(5),
             step_timeout: Duration::from_secs(900),
+            tls_roots: None,
         }
     }
 }
@@ -218,34 +224,20 @@ impl NetopsDeps {
             .keys
             .open(tenant, target.device_id, &stored.sealed)
             .map_err(|e| StepError::fatal(format!("credentials of {}: {e}", target.device_id)))?;
-        let mut c = Config::new(
-            target.host.clone(),
-            stored.username.clone(),
+        let settings = ClientSettings {
+            connect_timeout: self.options.connect_timeout,
+            command_timeout: self.options.command_timeout,
+            tls_roots: self.options.tls_roots.clone(),
+        };
+        netledger_device_client::client_config(
+            &target.host,
+            target.port,
+            &target.transport,
+            &stored.username,
             Password::new(password.expose()),
+            &settings,
         )
-        .with_port(target.port);
-        c.connect_timeout = self.options.connect_timeout;
-        c.command_timeout = self.options.command_timeout;
-        match &target.transport {
-            Transport::Plain => {}
-            Transport::TlsPinned { fingerprint_sha256 } => {
-                let fp: routeros::Fingerprint = fingerprint_sha256.parse().map_err(|_| {
-                    StepError::fatal(format!(
-                        "the pinned fingerprint of {} is not 64 hex digits; update its endpoint",
-                        target.device_id
-                    ))
-                })?;
-                c = c.with_tls(TlsPolicy::PinnedSha256(fp.0));
-            }
-            Transport::TlsVerified => {
-                return Err(StepError::fatal(format!(
-                    "device {} uses TLS verified against CA roots, which the workflows do not \
-                     support yet; pin its certificate fingerprint instead",
-                    target.device_id
-                )));
-            }
-        }
-        Ok(c)
+        .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))
     }
 
     /// One device session: connects with the device's client configuration, runs `f` on

@@ -61,6 +61,16 @@ pub struct Env {
 /// dirs, `n` devsim RouterOS 7 devices, and a worker named `worker` running every netops
 /// definition.
 pub async fn env(owner: PgPool, n: usize, worker: &str) -> Env {
+    env_with(owner, n, worker, |_| {}).await
+}
+
+/// [`env`] with the workflow options adjusted by `tweak` (CA roots, say).
+pub async fn env_with(
+    owner: PgPool,
+    n: usize,
+    worker: &str,
+    tweak: impl FnOnce(&mut NetopsOptions),
+) -> Env {
     let pools = Pools::connect(&owner.connect_options(), None, None, 8)
         .await
         .unwrap();
@@ -83,7 +93,7 @@ pub async fn env(owner: PgPool, n: usize, worker: &str) -> Env {
     let fleet = Fleet::start(o).await.unwrap();
     let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", cache_listener.local_addr().unwrap());
-    let options = NetopsOptions {
+    let mut options = NetopsOptions {
         connect_timeout: Duration::from_secs(1),
         command_timeout: Duration::from_secs(5),
         verify: VerifyOptions {
@@ -99,6 +109,7 @@ pub async fn env(owner: PgPool, n: usize, worker: &str) -> Env {
         verify_attempts: 1,
         ..NetopsOptions::default()
     };
+    tweak(&mut options);
     let deps = NetopsDeps {
         app: pools.app.clone(),
         system: pools.system.clone(),
@@ -144,6 +155,17 @@ pub async fn env(owner: PgPool, n: usize, worker: &str) -> Env {
 impl Env {
     /// Registers devsim device `i` in the tenant.
     pub async fn register(&self, i: usize) -> DeviceId {
+        let api = self.fleet.manifest()[i].api;
+        let endpoint = Endpoint {
+            host: Host::parse(&api.ip().to_string()).unwrap(),
+            port: api.port(),
+            transport: Transport::Plain,
+        };
+        self.register_at(i, endpoint).await
+    }
+
+    /// Registers devsim device `i` (its credentials) reached at `endpoint`.
+    pub async fn register_at(&self, i: usize, endpoint: Endpoint) -> DeviceId {
         let m: &ManifestEntry = &self.fleet.manifest()[i];
         let device = DeviceId::from_uuid(Uuid::new_v4());
         DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
@@ -152,11 +174,7 @@ impl Env {
                 RegisterDevice {
                     device_id: device,
                     name: DeviceName::parse(&format!("dev-{i}")).unwrap(),
-                    endpoint: Endpoint {
-                        host: Host::parse(&m.api.ip().to_string()).unwrap(),
-                        port: m.api.port(),
-                        transport: Transport::Plain,
-                    },
+                    endpoint,
                     username: m.username.clone(),
                     password: DevicePassword::new(m.password.clone()),
                     tags: BTreeSet::new(),

@@ -1,11 +1,24 @@
-//! Tenants, users and API keys: the events of the streams `tenant-<id>` (the tenant and its
-//! API keys), `user-<id>` (a user and their role) and `session-<id>` (one login session, a
-//! refresh-token family), the roles, and the value objects they carry. Sessions have their
-//! own streams so that a login does not move the user's stream version (the `ETag` that
-//! guards edits of the user).
+//! Tenants, users, API keys and sessions: the events of the streams `tenant-<id>` (the tenant
+//! and its API keys), `user-<id>` (a user and their role) and `session-<id>` (one login
+//! session, a refresh-token family), the roles, and the value objects they carry. Sessions
+//! have their own streams so that a login does not move the user's stream version (the
+//! `ETag` that guards edits of the user).
+//!
+//! Each stream category is an aggregate with a typed event enum, one pure `evolve` and one
+//! pure `decide` (command + state -> events or a typed refusal): [`tenant`] (the tenant and
+//! its API keys), [`user`] and [`session`]. The API's `accounts` module is their adapter: it
+//! loads the state from its lookup rows, decides, appends, and maps refusals to problems.
+//! Rules that span aggregates stay there: e-mail addresses are unique across tenants (a
+//! unique index) and the first super admin is created only when no user exists (bootstrap).
 //!
 //! No event carries a secret: password hashes, API key hashes and refresh-token hashes live
 //! only in the command-side lookup tables written in the same transaction as these events.
+//! A command may carry a new password so that `decide` can apply the password policy;
+//! hashing it (argon2) is the adapter's work, after the decision.
+
+pub mod session;
+pub mod tenant;
+pub mod user;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -206,6 +219,104 @@ pub fn session_stream(session: Uuid) -> Result<StreamName, IdError> {
     StreamName::parse(&format!("session-{session}"))
 }
 
+// ---- grants and passwords ------------------------------------------------------------------
+
+/// The roles an actor may grant: those whose permissions the actor holds all of (no
+/// escalation). The API computes it from its permission table; the aggregates only ask
+/// whether a role is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grants(u8);
+
+impl Grants {
+    /// No role.
+    pub const NONE: Self = Self(0);
+    /// Every role (the system, e.g. a super admin creating a tenant's first user).
+    pub const ALL: Self = Self((1 << Role::ALL.len()) - 1);
+
+    fn bit(role: Role) -> u8 {
+        let index = match role {
+            Role::Viewer => 0,
+            Role::Operator => 1,
+            Role::Approver => 2,
+            Role::Auditor => 3,
+            Role::TenantAdmin => 4,
+            Role::SuperAdmin => 5,
+        };
+        1 << index
+    }
+
+    /// The roles for which `grantable` holds.
+    pub fn of(grantable: impl Fn(Role) -> bool) -> Self {
+        Self(
+            Role::ALL
+                .into_iter()
+                .filter(|r| grantable(*r))
+                .fold(0, |acc, r| acc | Self::bit(r)),
+        )
+    }
+
+    /// Whether `role` may be granted.
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & Self::bit(role) != 0
+    }
+}
+
+/// The fewest characters a password may have.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// The most bytes a password may have (argon2 input stays bounded).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRefused {
+    /// Fewer than [`MIN_PASSWORD_CHARS`] characters.
+    #[error("the password needs at least {MIN_PASSWORD_CHARS} characters")]
+    TooShort,
+    /// More than [`MAX_PASSWORD_BYTES`] bytes.
+    #[error("the password may have at most {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+}
+
+/// The password policy: at least [`MIN_PASSWORD_CHARS`] characters, at most
+/// [`MAX_PASSWORD_BYTES`] bytes.
+pub fn check_password_policy(password: &str) -> Result<(), PasswordRefused> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(PasswordRefused::TooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordRefused::TooLong);
+    }
+    Ok(())
+}
+
+/// A new password in a command, in clear text until the adapter hashes it after the
+/// decision. Its `Debug` never shows the text (commands are printed by failing tests).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewPassword(String);
+
+impl NewPassword {
+    /// Wraps the text; the policy is checked by `decide`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The clear text, for hashing.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+
+    /// Checks the policy.
+    pub fn check(&self) -> Result<(), PasswordRefused> {
+        check_password_policy(&self.0)
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(..)")
+    }
+}
+
 // ---- tenant stream -------------------------------------------------------------------------
 
 /// A tenant was created.
@@ -384,6 +495,105 @@ mod tests {
         for bad in ["", " x", "x ", "a\nb", &"x".repeat(101)] {
             assert!(DisplayName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn grants_hold_exactly_the_roles_given() {
+        let g = Grants::of(|r| r <= Role::Approver);
+        assert!(g.contains(Role::Viewer) && g.contains(Role::Approver));
+        assert!(!g.contains(Role::Auditor) && !g.contains(Role::SuperAdmin));
+        assert!(Role::ALL.into_iter().all(|r| Grants::ALL.contains(r)));
+        assert!(Role::ALL.into_iter().all(|r| !Grants::NONE.contains(r)));
+    }
+
+    #[test]
+    fn the_password_policy_bounds_length() {
+        assert_eq!(
+            check_password_policy("short"),
+            Err(PasswordRefused::TooShort)
+        );
+        assert_eq!(check_password_policy("long enough password"), Ok(()));
+        assert_eq!(
+            check_password_policy(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(PasswordRefused::TooLong)
+        );
+        assert_eq!(
+            format!("{:?}", NewPassword::new("secret")),
+            "NewPassword(..)"
+        );
+    }
+
+    fn stored<E: crate::event::EventEnum>(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<E, crate::event::DecodeError> {
+        E::decode_stored(crate::event::StoredEvent {
+            position: 1,
+            event_type,
+            schema_version: 1,
+            payload: &payload,
+        })
+    }
+
+    /// The enums keep the stored type names and schema versions, read payloads as stored
+    /// (absent optional fields as JSON null) and write them back the same.
+    #[test]
+    fn identity_event_enums_read_and_write_the_stored_format() {
+        use crate::event::EventEnum;
+        use serde_json::json;
+        assert_eq!(
+            tenant::TenantEvent::TYPES,
+            [
+                "TenantCreated",
+                "TenantRenamed",
+                "ApiKeyCreated",
+                "ApiKeyRevoked"
+            ]
+        );
+        assert_eq!(
+            user::UserEvent::TYPES,
+            ["UserCreated", "UserUpdated", "UserPasswordChanged"]
+        );
+        assert_eq!(
+            session::SessionEvent::TYPES,
+            ["UserLoggedIn", "UserSessionRevoked"]
+        );
+        let cases: [(&str, serde_json::Value); 4] = [
+            (
+                "UserUpdated",
+                json!({"display_name": null, "role": "operator", "disabled": null}),
+            ),
+            ("UserPasswordChanged", json!({})),
+            (
+                "UserCreated",
+                json!({"user_id": Uuid::from_u128(1), "email": "a@b.example",
+                       "display_name": "A", "role": "viewer"}),
+            ),
+            ("UserCreated", json!({"user_id": Uuid::from_u128(1)})),
+        ];
+        for (i, (t, payload)) in cases.into_iter().enumerate() {
+            let decoded = stored::<user::UserEvent>(t, payload.clone());
+            if i == 3 {
+                assert!(decoded.is_err(), "a partial payload is refused");
+                continue;
+            }
+            let e = decoded.unwrap();
+            assert_eq!((e.event_type(), e.schema_version()), (t, 1));
+            assert_eq!(e.payload().unwrap(), payload);
+        }
+        let key = json!({"key_id": Uuid::from_u128(2), "name": "ci", "scopes": ["devices:read"],
+                         "prefix": "nlk_ab", "expires_at": null});
+        let e = stored::<tenant::TenantEvent>("ApiKeyCreated", key.clone()).unwrap();
+        assert_eq!(e.payload().unwrap(), key);
+        let revoked = json!({"user_id": Uuid::from_u128(1), "session_id": Uuid::from_u128(3),
+                             "reason": "refresh_token_reused"});
+        let e = stored::<session::SessionEvent>("UserSessionRevoked", revoked.clone()).unwrap();
+        assert_eq!(e.payload().unwrap(), revoked);
+        assert!(
+            stored::<session::SessionEvent>("UserCreated", json!({}))
+                .unwrap_err()
+                .is_unknown_type()
+        );
     }
 
     #[test]

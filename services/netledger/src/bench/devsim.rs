@@ -1,5 +1,5 @@
-//! `netledger bench devsim`: starts a fleet in-process, measures resident memory and
-//! command round-trips per second through the `routeros` client (many connections,
+//! `netledger bench devsim`: starts a simulated fleet in-process, measures resident memory
+//! and command round-trips per second through the `routeros` client (many connections,
 //! pipelined tags).
 
 use std::sync::Arc;
@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use routeros::{Client, Command, Config, Password};
 use serde::Serialize;
 
-use crate::clock::SystemClock;
-use crate::fleet::{Fleet, FleetOptions};
+use devsim::{Fleet, FleetOptions, SystemClock};
 
 /// Benchmark parameters.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub struct DevsimBenchArgs {
     /// Devices to simulate.
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
@@ -28,7 +27,7 @@ pub struct BenchArgs {
 
 /// Benchmark results.
 #[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
+pub struct DevsimBenchReport {
     /// Devices simulated.
     pub devices: usize,
     /// Resident set size after start, MiB.
@@ -49,8 +48,8 @@ pub fn rss_kib() -> Option<u64> {
 }
 
 /// Runs the benchmark and prints its result.
-pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
-    crate::raise_fd_limit(args.devices);
+pub async fn run(args: DevsimBenchArgs) -> anyhow::Result<DevsimBenchReport> {
+    devsim::raise_fd_limit(args.devices);
     let base = rss_kib().unwrap_or(0);
     let mut opts = FleetOptions::new(args.devices, Arc::new(SystemClock::new()));
     opts.tick = Some(Duration::from_secs(1));
@@ -93,7 +92,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let n = args.devices.max(1) as f64;
-    let report = BenchReport {
+    let report = DevsimBenchReport {
         devices: args.devices,
         rss_mib: rss as f64 / 1024.0,
         rss_per_device_kib: rss.saturating_sub(base) as f64 / n,

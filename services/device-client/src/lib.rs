@@ -1,0 +1,159 @@
+//! How the platform reaches a registered device: the one mapping from a device's endpoint
+//! (host, port, [`Transport`]) and login to a RouterOS client configuration
+//! ([`routeros::Config`]), used by every component that connects to devices (the poller and
+//! the netops workflows), so a device that can be polled can also be pushed to, and the
+//! other way round.
+//!
+//! Owns: which [`routeros::TlsPolicy`] each [`Transport`] becomes (plain API, a pinned
+//! certificate fingerprint, CA verification against the process's trust roots), the
+//! timeouts applied, and the refusal when an endpoint cannot be reached as registered.
+//! Does not own: where the password comes from (each caller decrypts it in memory), when to
+//! connect, or the RouterOS protocol (`routeros`).
+//!
+//! Why a crate of its own: the mapping needs both the domain's [`Transport`] and the
+//! client's types. `routeros` depends on nothing of ours and `netledger-domain` is pure (no
+//! network client), so neither may hold it; `netledger-store` and `netledger-archive`, the
+//! other crates both callers share, own persistence and know nothing of device clients.
+//! Depends on `netledger-domain`, `routeros` and `rustls` (the trust-root type) only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netledger_domain::device::Transport;
+use routeros::{Config, Fingerprint, Password, TlsPolicy};
+
+/// What a caller brings besides the endpoint: its timeouts and trust roots.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// Bound on TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// Default bound on one command (login included).
+    pub command_timeout: Duration,
+    /// CA roots for devices registered with verified TLS ([`Transport::TlsVerified`]);
+    /// without them such devices are refused with [`EndpointError::NoCaRoots`].
+    pub tls_roots: Option<Arc<rustls::RootCertStore>>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("tls_roots", &self.tls_roots.as_ref().map(|r| r.len()))
+            .finish()
+    }
+}
+
+/// Why an endpoint cannot be turned into a client configuration (a registration problem,
+/// not a network one: retrying does not help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The pinned fingerprint does not parse.
+    #[error(
+        "the pinned certificate fingerprint `{0}` is not 64 hex digits; update the device's endpoint"
+    )]
+    BadFingerprint(String),
+    /// `TlsVerified` without CA roots configured.
+    #[error("the device uses TLS verified against CA roots, but no CA roots are configured")]
+    NoCaRoots,
+}
+
+/// The client configuration for a device registered at `host:port` over `transport` (the
+/// parts of its `netledger_domain::device::Endpoint`, as the poller's work table and the
+/// workflows' journaled target hold them), logging in as `username` with `password`: plain
+/// API, API-SSL accepting only the pinned certificate, or API-SSL verified against
+/// `settings.tls_roots` (server name: the host).
+pub fn client_config(
+    host: &str,
+    port: u16,
+    transport: &Transport,
+    username: &str,
+    password: Password,
+    settings: &ClientSettings,
+) -> Result<Config, EndpointError> {
+    let mut c = Config::new(host.to_owned(), username.to_owned(), password).with_port(port);
+    c.connect_timeout = settings.connect_timeout;
+    c.command_timeout = settings.command_timeout;
+    match transport {
+        Transport::Plain => {}
+        Transport::TlsPinned { fingerprint_sha256 } => {
+            let fp: Fingerprint = fingerprint_sha256
+                .parse()
+                .map_err(|_| EndpointError::BadFingerprint(fingerprint_sha256.clone()))?;
+            c = c.with_tls(TlsPolicy::PinnedSha256(fp.0));
+        }
+        Transport::TlsVerified => match &settings.tls_roots {
+            Some(roots) => c = c.with_tls(TlsPolicy::Ca((**roots).clone())),
+            None => return Err(EndpointError::NoCaRoots),
+        },
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn settings(roots: bool) -> ClientSettings {
+        ClientSettings {
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(7),
+            tls_roots: roots.then(|| Arc::new(rustls::RootCertStore::empty())),
+        }
+    }
+
+    fn config(t: &Transport, roots: bool) -> Result<Config, EndpointError> {
+        client_config(
+            "10.0.0.1",
+            8729,
+            t,
+            "admin",
+            Password::new("pw"),
+            &settings(roots),
+        )
+    }
+
+    #[test]
+    fn plain_has_no_tls_and_carries_timeouts() {
+        let c = config(&Transport::Plain, false).unwrap();
+        assert!(c.tls.is_none());
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str()),
+            ("10.0.0.1", Some(8729), "admin")
+        );
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.command_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn pinned_parses_the_fingerprint() {
+        let fp = "ab".repeat(32);
+        let c = config(
+            &Transport::TlsPinned {
+                fingerprint_sha256: fp,
+            },
+            false,
+        )
+        .unwrap();
+        assert!(matches!(c.tls, Some(TlsPolicy::PinnedSha256(b)) if b == [0xab; 32]));
+        let bad = Transport::TlsPinned {
+            fingerprint_sha256: "xyz".into(),
+        };
+        assert_eq!(
+            config(&bad, true).unwrap_err(),
+            EndpointError::BadFingerprint("xyz".into())
+        );
+    }
+
+    #[test]
+    fn verified_uses_the_ca_roots_or_is_refused_without() {
+        let c = config(&Transport::TlsVerified, true).unwrap();
+        assert!(matches!(c.tls, Some(TlsPolicy::Ca(_))));
+        assert_eq!(
+            config(&Transport::TlsVerified, false).unwrap_err(),
+            EndpointError::NoCaRoots
+        );
+    }
+}

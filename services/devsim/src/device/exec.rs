@@ -1,0 +1,382 @@
+//! The one command executor. Every RouterOS command devsim simulates is implemented once,
+//! whoever sends it: an API session, a line of a script (`/import`,
+//! `/system/script/run`, a scheduler's `on-event`, the control API's console) or a line of
+//! an `/import dry-run`. The caller says where the command comes from ([`Origin`]); from
+//! that the executor decides what a configuration change records (history `by`, change
+//! counts, the cut-access fault) and whether effects beyond the configuration happen.
+//! The request ([`Request`]) hides whether the words came from an API sentence or a script
+//! line; the answer ([`Done`] or [`Refusal`]) is rendered by the caller: replies on the
+//! wire, or "continue / stop / fail at line N" in a script.
+
+use std::borrow::Cow;
+
+use rosconfig::{MenuPath, ScriptCommand};
+use routeros::{Command, Reply, TrapCategory};
+
+use super::Device;
+use crate::state::DeviceState;
+
+/// Where a command comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A sentence of a logged-in API session.
+    Api,
+    /// A line of a script started over the API (`/import`, `/system/script/run`).
+    Script,
+    /// A line of a script run by `/system/scheduler` (`on-event`).
+    Scheduler,
+    /// A line applied out of band, like a technician on the console (control API).
+    Console,
+    /// A line of `/import dry-run`: runs against a throw-away copy of the state; commands
+    /// whose effect reaches beyond the configuration (files, backups, reboots, upgrades)
+    /// check their arguments and do nothing.
+    DryRun,
+}
+
+impl Origin {
+    /// Origin of the lines of a script that a command of this origin starts.
+    pub(crate) fn of_script_lines(self) -> Origin {
+        match self {
+            Origin::Api => Origin::Script,
+            other => other,
+        }
+    }
+
+    /// Who `/system/history` names for a change (`None`: not recorded).
+    pub(crate) fn history_by(self, api_user: &str) -> Option<&str> {
+        match self {
+            Origin::Api | Origin::Script => Some(api_user),
+            Origin::Scheduler => Some("scheduler"),
+            Origin::Console => Some("console"),
+            Origin::DryRun => None,
+        }
+    }
+
+    /// Whether a configuration change trips the `cut_access_on_change` fault: changes
+    /// netledger makes (API sentences and the scripts it starts), not the scheduler's
+    /// revert, not a technician's.
+    pub(crate) fn trips_cut(self) -> bool {
+        matches!(self, Origin::Api | Origin::Script)
+    }
+
+    /// Whether the change ids in a script source started from here are counted
+    /// ([`crate::change_ids`]; out-of-band and dry runs are not applications).
+    pub(crate) fn counts_changes(self) -> bool {
+        matches!(self, Origin::Api | Origin::Script | Origin::Scheduler)
+    }
+
+    /// A dry run: effects beyond the (copied) configuration are skipped.
+    pub(crate) fn is_dry(self) -> bool {
+        self == Origin::DryRun
+    }
+}
+
+/// The words of a command as they arrived.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Line<'a> {
+    /// An API sentence.
+    Api(&'a Command),
+    /// A parsed script line.
+    Script(&'a ScriptCommand),
+}
+
+/// One command: menu, verb and its arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Request<'a> {
+    pub menu: MenuPath,
+    pub verb: &'a str,
+    pub line: Line<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// An API sentence: `/ip/address/add` is menu `/ip/address`, verb `add`.
+    pub(crate) fn api(cmd: &'a Command) -> Request<'a> {
+        let path = cmd.path();
+        let (menu, verb) = match path.rsplit_once('/') {
+            Some((m, v)) => (if m.is_empty() { "/" } else { m }, v),
+            None => ("/", path),
+        };
+        Request {
+            menu: MenuPath::parse(menu),
+            verb,
+            line: Line::Api(cmd),
+        }
+    }
+
+    /// A script line.
+    pub(crate) fn script(cmd: &'a ScriptCommand) -> Request<'a> {
+        Request {
+            menu: cmd.path.clone(),
+            verb: &cmd.verb,
+            line: Line::Script(cmd),
+        }
+    }
+
+    /// A named argument (`=name=value` word, `name=value` in a script).
+    pub(crate) fn arg(&self, key: &str) -> Option<Cow<'a, str>> {
+        match self.line {
+            Line::Api(c) => c.attrs().get(key).map(|v| String::from_utf8_lossy(v)),
+            Line::Script(c) => c.arg(key).map(Cow::Borrowed),
+        }
+    }
+
+    /// Whether a named argument or flag is present (`=dry-run=`, `dry-run`).
+    pub(crate) fn has(&self, key: &str) -> bool {
+        match self.line {
+            Line::Api(c) => c.attrs().contains(key),
+            Line::Script(c) => c.attrs.iter().any(|a| a.key == key),
+        }
+    }
+
+    /// Names of the named arguments, in order.
+    pub(crate) fn keys(&self) -> Vec<&'a str> {
+        match self.line {
+            Line::Api(c) => c.attrs().iter().map(|(k, _)| k).collect(),
+            Line::Script(c) => c.attrs.iter().map(|a| a.key.as_str()).collect(),
+        }
+    }
+
+    /// The item(s) a command names: `.id`, `numbers` or `number` over the API; the first
+    /// positional word (or `numbers=`/`number=`) in a script.
+    pub(crate) fn target(&self) -> Option<Cow<'a, str>> {
+        if let Line::Script(c) = self.line
+            && let Some(t) = c.positional.first().and_then(|a| a.text())
+        {
+            return Some(Cow::Borrowed(t));
+        }
+        [".id", "numbers", "number"]
+            .iter()
+            .find_map(|k| self.arg(k))
+    }
+}
+
+/// A command that succeeded.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    /// `!re` rows and the final `!done` (a script ignores them).
+    pub replies: Vec<Reply>,
+    /// The device went down (reboot, backup load, upgrade): an API session closes the
+    /// connection after the replies (ROUTEROS-NOTES §5.13); a script stops.
+    pub down: bool,
+}
+
+impl Done {
+    /// Just `!done`.
+    pub(crate) fn ok() -> Done {
+        Done::replies(vec![Reply::done()])
+    }
+
+    /// These replies.
+    pub(crate) fn replies(replies: Vec<Reply>) -> Done {
+        Done {
+            replies,
+            down: false,
+        }
+    }
+
+    /// `!done` with `=ret=`.
+    pub(crate) fn ret(ret: impl Into<String>) -> Done {
+        Done::replies(vec![Reply::done_ret(ret.into())])
+    }
+
+    /// No answer: the device goes down.
+    pub(crate) fn down() -> Done {
+        Done {
+            replies: Vec::new(),
+            down: true,
+        }
+    }
+
+    /// `!done`, and the connection closes when the device is on its way down (a script
+    /// that rebooted or loaded a backup).
+    pub(crate) fn ok_then(st: &DeviceState) -> Done {
+        Done {
+            replies: vec![Reply::done()],
+            down: st.offline_until.is_some(),
+        }
+    }
+}
+
+/// A command that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// One `!trap` (with a category when RouterOS sends one).
+    Trap(Option<u32>, String),
+    /// An unknown command: over the API `no such command or directory (<word>)` and
+    /// `no such command prefix`; in a script `bad command name <verb>`.
+    NoSuchCommand(String),
+    /// A script stopped: the text already names the failing line (category 3 over the
+    /// API).
+    Script(String),
+}
+
+impl Refusal {
+    /// A trap without a category.
+    pub(crate) fn trap(message: impl Into<String>) -> Refusal {
+        Refusal::Trap(None, message.into())
+    }
+
+    /// The replies an API session sends.
+    pub(crate) fn replies(&self) -> Vec<Reply> {
+        match self {
+            Refusal::Trap(cat, msg) => trap(*cat, msg.clone()),
+            Refusal::NoSuchCommand(word) => no_such_command(word),
+            Refusal::Script(msg) => trap(Some(3), msg.clone()),
+        }
+    }
+
+    /// The text a script stops with, naming the failing line.
+    pub(crate) fn script_text(self, line: &ScriptCommand) -> String {
+        let at = |m: String| format!("{m} (line {} column {})", line.line, line.column);
+        match self {
+            Refusal::Trap(_, msg) => at(msg),
+            Refusal::NoSuchCommand(_) => at(format!("bad command name {}", line.verb)),
+            Refusal::Script(msg) => msg,
+        }
+    }
+}
+
+pub(crate) fn trap(cat: Option<u32>, msg: impl Into<String>) -> Vec<Reply> {
+    vec![
+        Reply::trap(cat.map(TrapCategory::from_code), msg),
+        Reply::done(),
+    ]
+}
+
+pub(crate) fn no_such_command(word: &str) -> Vec<Reply> {
+    vec![
+        Reply::trap(
+            Some(TrapCategory::MissingItemOrCommand),
+            format!("no such command or directory ({word})"),
+        ),
+        Reply::trap(None, "no such command prefix"),
+        Reply::done(),
+    ]
+}
+
+impl Device {
+    /// Executes one command (the dispatch table of everything devsim simulates).
+    pub(crate) fn exec(
+        &self,
+        st: &mut DeviceState,
+        origin: Origin,
+        req: &Request<'_>,
+    ) -> Result<Done, Refusal> {
+        let menu = req.menu.to_api();
+        let api_cmd = match req.line {
+            Line::Api(c) => Some(c),
+            Line::Script(_) => None,
+        };
+        match (menu.as_str(), req.verb) {
+            // scripting globals: accepted, no effect in devsim
+            (_, ":log" | ":put" | ":delay") => Ok(Done::ok()),
+            // nothing of this session is running here (the server cancels running fetches)
+            ("/", "cancel") => Ok(Done::ok()),
+            (_, "export") => self.export_cmd(st, origin, req),
+            ("/", "import") => self.import(st, origin, req),
+            ("/system", "reboot" | "shutdown") => Ok(self.reboot_cmd(st, origin)),
+            ("/system/backup", "save") => Ok(self.backup_save(st, origin, req)),
+            ("/system/backup", "load") => self.backup_load(st, origin, req),
+            ("/system/script", "run") => self.script_run(st, origin, req),
+            ("/system/package/update", "check-for-updates") => Ok(self.check_for_updates(st)),
+            ("/system/package/update", "install" | "download") => {
+                self.package_update(st, origin, req.verb)
+            }
+            ("/system/device-mode", "update") => Err(Refusal::trap(
+                "failure: device-mode change requires physical confirmation (use the devsim control API)",
+            )),
+            ("/system/routerboard", "upgrade") if self.board.model.is_some() => {
+                Ok(self.routerboard_upgrade(st, origin))
+            }
+            ("/file", "read") => self.file_read(st, req),
+            ("/file", "add") => self.file_add(st, origin, req),
+            ("/file", "set" | "remove") => self.file_modify(st, req),
+            ("/file", "enable" | "disable" | "unset") => {
+                Err(Refusal::NoSuchCommand(req.verb.to_string()))
+            }
+            ("/", "ping") => match api_cmd {
+                Some(c) => Ok(Done::replies(crate::ping::ping(st, c))),
+                None => Err(Refusal::NoSuchCommand(req.verb.to_string())),
+            },
+            (_, "print" | "getall") => match api_cmd {
+                Some(c) => self.print(st, &req.menu, c),
+                None => Err(Refusal::NoSuchCommand(req.verb.to_string())),
+            },
+            (_, "add" | "set" | "enable" | "disable" | "unset" | "remove") => {
+                self.write(st, origin, req)
+            }
+            (_, "listen") => Err(Refusal::trap("listen is not supported by devsim")),
+            _ => Err(self.unknown(st, req)),
+        }
+    }
+
+    /// An unknown command: a menu without a verb, an unknown verb or an unknown menu.
+    fn unknown(&self, st: &DeviceState, req: &Request<'_>) -> Refusal {
+        let Line::Api(cmd) = req.line else {
+            return Refusal::NoSuchCommand(req.verb.to_string());
+        };
+        if self.menu_kind(st, &MenuPath::parse(cmd.path())).is_some() {
+            // a menu path without a verb
+            return Refusal::trap("no such command");
+        }
+        let word = if self.menu_kind(st, &req.menu).is_some() {
+            req.verb
+        } else {
+            req.menu
+                .segments()
+                .last()
+                .map(String::as_str)
+                .unwrap_or(req.verb)
+        };
+        Refusal::NoSuchCommand(word.to_string())
+    }
+
+    /// `/import file-name=X [dry-run]`: runs a script file; lines before a failing one stay
+    /// applied (ROUTEROS-NOTES §5.11). A dry run runs against a copy of the state.
+    fn import(
+        &self,
+        st: &mut DeviceState,
+        origin: Origin,
+        req: &Request<'_>,
+    ) -> Result<Done, Refusal> {
+        let Some(file) = req.arg("file-name") else {
+            return Err(Refusal::Trap(Some(1), "missing value for file-name".into()));
+        };
+        let dry = req.has("dry-run");
+        if dry && !st.version.has_import_dry_run() {
+            return Err(Refusal::trap("unknown parameter dry-run"));
+        }
+        let Some(f) = st.file(&file).cloned() else {
+            return Err(Refusal::trap(format!("failure: no such file {file}")));
+        };
+        if dry && !origin.is_dry() {
+            let mut copy = st.dry_run_copy();
+            self.run_script(&mut copy, &f.contents, Origin::DryRun)
+                .map_err(Refusal::Script)?;
+            return Ok(Done::ok());
+        }
+        self.run_source(st, origin, &f.contents)
+            .map_err(Refusal::Script)?;
+        if origin == Origin::Scheduler {
+            // a scheduler's import is the revert: management access comes back
+            st.access_cut = false;
+        }
+        Ok(Done::ok_then(st))
+    }
+
+    /// `/system/script/run X` (name or id; `=number=`/`=.id=` over the API): the output of
+    /// `:put` is not simulated, so `!done` carries no `=ret=`.
+    fn script_run(
+        &self,
+        st: &mut DeviceState,
+        origin: Origin,
+        req: &Request<'_>,
+    ) -> Result<Done, Refusal> {
+        let target = req.target().unwrap_or_default();
+        let Some(src) = self.script_source(st, &target) else {
+            return Err(Refusal::trap("no such item"));
+        };
+        self.run_source(st, origin, &src).map_err(Refusal::Script)?;
+        Ok(Done::ok_then(st))
+    }
+}

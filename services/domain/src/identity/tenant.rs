@@ -1,0 +1,463 @@
+//! The tenant aggregate, stream `tenant-<id>`: the tenant's name and its API keys. Its
+//! rules: a tenant is created once and renamed under If-Match; an API key carries only
+//! scopes its issuer holds and an expiry in the future, and is revoked once.
+//!
+//! The key's secret and its hash are the adapter's: the command carries only the key id
+//! and the prefix shown in lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    ApiKeyCreated, ApiKeyRevoked, DisplayName, IdentityError, TenantCreated, TenantRenamed,
+};
+use crate::aggregate::Aggregate;
+use crate::event::event_enum;
+use crate::ids::TenantId;
+
+event_enum! {
+    /// The events of a `tenant-<id>` stream.
+    pub enum TenantEvent in "tenant" {
+        /// The tenant was created.
+        Created(TenantCreated),
+        /// The tenant was renamed.
+        Renamed(TenantRenamed),
+        /// An API key was issued.
+        ApiKeyCreated(ApiKeyCreated),
+        /// An API key was revoked.
+        ApiKeyRevoked(ApiKeyRevoked),
+    }
+}
+
+/// A tenant as its stream has it (the default: no stream yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenant {
+    /// Id and name; `None` before `TenantCreated`.
+    pub profile: Option<TenantProfile>,
+    /// The stream's version (its number of events).
+    pub version: u64,
+    /// Its API keys, by id. An adapter deciding a key command may load only that key.
+    pub api_keys: BTreeMap<Uuid, ApiKey>,
+}
+
+/// What a created tenant is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantProfile {
+    /// Id.
+    pub id: TenantId,
+    /// Name.
+    pub name: DisplayName,
+}
+
+/// An API key of the tenant (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// What it is for.
+    pub name: DisplayName,
+    /// Its permissions.
+    pub scopes: BTreeSet<String>,
+    /// The first characters of the key.
+    pub prefix: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// What may be asked of a tenant. Names arrive as given and are parsed by `decide`, so
+/// refusals come in the order the API has always reported them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCommand {
+    /// Create the tenant.
+    Create {
+        /// Its new id.
+        tenant_id: TenantId,
+        /// Its name.
+        name: String,
+    },
+    /// Rename it.
+    Rename {
+        /// The new name.
+        name: String,
+        /// The version the change is based on (If-Match); `None` for any.
+        if_version: Option<u64>,
+    },
+    /// Issue an API key.
+    IssueApiKey(IssueApiKey),
+    /// Revoke an API key.
+    RevokeApiKey {
+        /// The key.
+        key_id: Uuid,
+    },
+}
+
+/// An API key to issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueApiKey {
+    /// Its new id.
+    pub key_id: Uuid,
+    /// What it is for.
+    pub name: String,
+    /// The scopes asked for, without duplicates, in the order to report missing ones.
+    pub scopes: Vec<String>,
+    /// The scopes the issuer holds.
+    pub held: BTreeSet<String>,
+    /// The first characters of the secret (the adapter made the secret).
+    pub prefix: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The current time.
+    pub now: OffsetDateTime,
+}
+
+/// Why a tenant command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantRefusal {
+    /// The tenant or key name is unusable.
+    #[error("name: {0}")]
+    InvalidName(IdentityError),
+    /// The tenant exists already.
+    #[error("the tenant exists already")]
+    AlreadyExists,
+    /// The tenant does not exist.
+    #[error("the tenant does not exist")]
+    NotFound,
+    /// If-Match named another version.
+    #[error("the tenant is at version {current}")]
+    VersionMismatch {
+        /// The current version.
+        current: u64,
+    },
+    /// The key would carry scopes its issuer lacks (listed in the order asked).
+    #[error("you cannot give a key scopes you do not hold: {}", .0.join(", "))]
+    ScopesNotHeld(Vec<String>),
+    /// The key would expire at once.
+    #[error("expires_at must be in the future")]
+    ExpiryNotInFuture,
+    /// A key with this id exists already.
+    #[error("API key {0} exists already")]
+    ApiKeyExists(Uuid),
+    /// No key with this id.
+    #[error("API key {0} does not exist")]
+    ApiKeyNotFound(Uuid),
+    /// The key is revoked already.
+    #[error("API key {0} is already revoked")]
+    ApiKeyAlreadyRevoked(Uuid),
+}
+
+fn parse_name(name: &str) -> Result<DisplayName, TenantRefusal> {
+    DisplayName::parse(name).map_err(TenantRefusal::InvalidName)
+}
+
+impl Tenant {
+    fn check_version(&self, if_version: Option<u64>) -> Result<(), TenantRefusal> {
+        match if_version {
+            Some(v) if v != self.version => Err(TenantRefusal::VersionMismatch {
+                current: self.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn issue(&self, c: &IssueApiKey) -> Result<Vec<TenantEvent>, TenantRefusal> {
+        let missing: Vec<String> = c
+            .scopes
+            .iter()
+            .filter(|s| !c.held.contains(*s))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(TenantRefusal::ScopesNotHeld(missing));
+        }
+        let name = parse_name(&c.name)?;
+        if c.expires_at.is_some_and(|e| e <= c.now) {
+            return Err(TenantRefusal::ExpiryNotInFuture);
+        }
+        if self.profile.is_none() {
+            return Err(TenantRefusal::NotFound);
+        }
+        if self.api_keys.contains_key(&c.key_id) {
+            return Err(TenantRefusal::ApiKeyExists(c.key_id));
+        }
+        Ok(vec![
+            ApiKeyCreated {
+                key_id: c.key_id,
+                name,
+                scopes: c.scopes.iter().cloned().collect(),
+                prefix: c.prefix.clone(),
+                expires_at: c.expires_at,
+            }
+            .into(),
+        ])
+    }
+}
+
+impl Aggregate for Tenant {
+    type Event = TenantEvent;
+    type Command = TenantCommand;
+    type Refusal = TenantRefusal;
+
+    fn evolve(&mut self, event: &TenantEvent) {
+        self.version += 1;
+        match event {
+            TenantEvent::Created(e) => {
+                self.profile = Some(TenantProfile {
+                    id: e.tenant_id,
+                    name: e.name.clone(),
+                });
+            }
+            TenantEvent::Renamed(e) => {
+                if let Some(p) = &mut self.profile {
+                    p.name = e.name.clone();
+                }
+            }
+            TenantEvent::ApiKeyCreated(e) => {
+                self.api_keys.insert(
+                    e.key_id,
+                    ApiKey {
+                        name: e.name.clone(),
+                        scopes: e.scopes.clone(),
+                        prefix: e.prefix.clone(),
+                        expires_at: e.expires_at,
+                        revoked: false,
+                    },
+                );
+            }
+            TenantEvent::ApiKeyRevoked(e) => {
+                if let Some(k) = self.api_keys.get_mut(&e.key_id) {
+                    k.revoked = true;
+                }
+            }
+        }
+    }
+
+    fn decide(&self, command: &TenantCommand) -> Result<Vec<TenantEvent>, TenantRefusal> {
+        match command {
+            TenantCommand::Create { tenant_id, name } => {
+                let name = parse_name(name)?;
+                if self.profile.is_some() || self.version > 0 {
+                    return Err(TenantRefusal::AlreadyExists);
+                }
+                Ok(vec![
+                    TenantCreated {
+                        tenant_id: *tenant_id,
+                        name,
+                    }
+                    .into(),
+                ])
+            }
+            TenantCommand::Rename { name, if_version } => {
+                let name = parse_name(name)?;
+                if self.profile.is_none() {
+                    return Err(TenantRefusal::NotFound);
+                }
+                self.check_version(*if_version)?;
+                Ok(vec![TenantRenamed { name }.into()])
+            }
+            TenantCommand::IssueApiKey(c) => self.issue(c),
+            TenantCommand::RevokeApiKey { key_id } => match self.api_keys.get(key_id) {
+                None => Err(TenantRefusal::ApiKeyNotFound(*key_id)),
+                Some(k) if k.revoked => Err(TenantRefusal::ApiKeyAlreadyRevoked(*key_id)),
+                Some(_) => Ok(vec![ApiKeyRevoked { key_id: *key_id }.into()]),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::testing::given;
+
+    fn name(s: &str) -> DisplayName {
+        DisplayName::parse(s).unwrap()
+    }
+
+    fn tenant_id() -> TenantId {
+        TenantId::from_uuid(Uuid::from_u128(1))
+    }
+
+    fn created() -> TenantEvent {
+        TenantCreated {
+            tenant_id: tenant_id(),
+            name: name("Acme"),
+        }
+        .into()
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+    fn issue(key: u128) -> IssueApiKey {
+        IssueApiKey {
+            key_id: Uuid::from_u128(key),
+            name: "ci".to_owned(),
+            scopes: vec!["devices:read".to_owned(), "workflows:run".to_owned()],
+            held: ["devices:read", "devices:write", "workflows:run"]
+                .map(str::to_owned)
+                .into(),
+            prefix: "nlk_abc".to_owned(),
+            expires_at: Some(datetime!(2026-02-01 0:00 UTC)),
+            now: NOW,
+        }
+    }
+
+    fn key_created(key: u128) -> TenantEvent {
+        let c = issue(key);
+        ApiKeyCreated {
+            key_id: c.key_id,
+            name: name("ci"),
+            scopes: c.scopes.into_iter().collect(),
+            prefix: c.prefix,
+            expires_at: c.expires_at,
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_tenant_is_created_once() {
+        let after = given::<Tenant>([])
+            .when(TenantCommand::Create {
+                tenant_id: tenant_id(),
+                name: "Acme".to_owned(),
+            })
+            .then([created()]);
+        assert_eq!(after.version, 1);
+        assert_eq!(after.profile.map(|p| p.name), Some(name("Acme")));
+        given::<Tenant>([created()])
+            .when(TenantCommand::Create {
+                tenant_id: tenant_id(),
+                name: "Acme".to_owned(),
+            })
+            .then_refused(TenantRefusal::AlreadyExists);
+    }
+
+    #[test]
+    fn names_are_checked_before_anything_else() {
+        given::<Tenant>([created()])
+            .when(TenantCommand::Create {
+                tenant_id: tenant_id(),
+                name: " Acme".to_owned(),
+            })
+            .then_refused(TenantRefusal::InvalidName(IdentityError::BadName));
+        given::<Tenant>([])
+            .when(TenantCommand::Rename {
+                name: String::new(),
+                if_version: Some(9),
+            })
+            .then_refused(TenantRefusal::InvalidName(IdentityError::BadName));
+    }
+
+    #[test]
+    fn a_rename_needs_the_tenant_and_its_current_version() {
+        let after = given::<Tenant>([created()])
+            .when(TenantCommand::Rename {
+                name: "Acme Networks".to_owned(),
+                if_version: Some(1),
+            })
+            .then([TenantRenamed {
+                name: name("Acme Networks"),
+            }
+            .into()]);
+        assert_eq!(after.profile.map(|p| p.name), Some(name("Acme Networks")));
+        given::<Tenant>([created()])
+            .when(TenantCommand::Rename {
+                name: "Acme".to_owned(),
+                if_version: None,
+            })
+            .then([TenantRenamed { name: name("Acme") }.into()]);
+        given::<Tenant>([created(), key_created(7)])
+            .when(TenantCommand::Rename {
+                name: "Acme".to_owned(),
+                if_version: Some(1),
+            })
+            .then_refused(TenantRefusal::VersionMismatch { current: 2 });
+        given::<Tenant>([])
+            .when(TenantCommand::Rename {
+                name: "Acme".to_owned(),
+                if_version: Some(1),
+            })
+            .then_refused(TenantRefusal::NotFound);
+    }
+
+    #[test]
+    fn an_api_key_is_issued_with_held_scopes_and_a_future_expiry() {
+        let after = given::<Tenant>([created()])
+            .when(TenantCommand::IssueApiKey(issue(7)))
+            .then([key_created(7)]);
+        let key = &after.api_keys[&Uuid::from_u128(7)];
+        assert!(!key.revoked);
+        assert_eq!(after.version, 2);
+
+        let mut never = issue(8);
+        never.expires_at = None;
+        given::<Tenant>([created()])
+            .when(TenantCommand::IssueApiKey(never))
+            .outcome()
+            .unwrap();
+    }
+
+    #[test]
+    fn an_api_key_never_carries_scopes_its_issuer_lacks() {
+        let mut c = issue(7);
+        c.scopes = ["users:write", "devices:read", "audit:read"]
+            .map(str::to_owned)
+            .into();
+        given::<Tenant>([created()])
+            .when(TenantCommand::IssueApiKey(c))
+            .then_refused(TenantRefusal::ScopesNotHeld(vec![
+                "users:write".to_owned(),
+                "audit:read".to_owned(),
+            ]));
+        assert_eq!(
+            TenantRefusal::ScopesNotHeld(vec!["a:b".to_owned(), "c:d".to_owned()]).to_string(),
+            "you cannot give a key scopes you do not hold: a:b, c:d"
+        );
+    }
+
+    #[test]
+    fn an_api_key_refuses_a_bad_name_or_a_past_expiry() {
+        let mut c = issue(7);
+        c.name = "x ".to_owned();
+        given::<Tenant>([created()])
+            .when(TenantCommand::IssueApiKey(c))
+            .then_refused(TenantRefusal::InvalidName(IdentityError::BadName));
+        let mut c = issue(7);
+        c.expires_at = Some(NOW);
+        given::<Tenant>([created()])
+            .when(TenantCommand::IssueApiKey(c))
+            .then_refused(TenantRefusal::ExpiryNotInFuture);
+    }
+
+    #[test]
+    fn an_api_key_needs_its_tenant_and_a_fresh_id() {
+        given::<Tenant>([])
+            .when(TenantCommand::IssueApiKey(issue(7)))
+            .then_refused(TenantRefusal::NotFound);
+        given::<Tenant>([created(), key_created(7)])
+            .when(TenantCommand::IssueApiKey(issue(7)))
+            .then_refused(TenantRefusal::ApiKeyExists(Uuid::from_u128(7)));
+    }
+
+    #[test]
+    fn an_api_key_is_revoked_once() {
+        let id = Uuid::from_u128(7);
+        let after = given::<Tenant>([created(), key_created(7)])
+            .when(TenantCommand::RevokeApiKey { key_id: id })
+            .then([ApiKeyRevoked { key_id: id }.into()]);
+        assert!(after.api_keys[&id].revoked);
+        given::<Tenant>([
+            created(),
+            key_created(7),
+            ApiKeyRevoked { key_id: id }.into(),
+        ])
+        .when(TenantCommand::RevokeApiKey { key_id: id })
+        .then_refused(TenantRefusal::ApiKeyAlreadyRevoked(id));
+        given::<Tenant>([created()])
+            .when(TenantCommand::RevokeApiKey { key_id: id })
+            .then_refused(TenantRefusal::ApiKeyNotFound(id));
+    }
+}
