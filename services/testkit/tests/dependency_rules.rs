@@ -214,7 +214,7 @@ fn violations(root: &Path) -> Vec<String> {
                 "{name} no longer depends on {missing}: update its row in docs/architecture.md"
             ));
         }
-        if row.kind == "library" {
+        if row.kind == "library" || row.kind == "simulator" {
             for (dep, via) in closure(&m, id) {
                 if FORBIDDEN_IN_LIBRARIES.contains(&m.names[&dep].as_str()) {
                     bad.push(format!(
