@@ -455,17 +455,8 @@ impl From<netledger_engine::EngineError> for ApiError {
     }
 }
 
-/// The error and its sources, `: `-separated, for logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+/// The error and its sources, `: `-separated, for logs (the one shared implementation).
+pub use netledger_domain::errors::error_chain;
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -14,7 +14,6 @@
 pub mod accounts;
 pub mod auth;
 pub mod authz;
-pub mod bench;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -42,7 +41,6 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use accounts::{BootstrapOutcome, bootstrap_admin};
-pub use bench::{ApiBenchArgs, ApiBenchReport, bench_api};
 pub use config::ApiConfig;
 pub use error::{ApiError, Problem, ProblemKind};
 pub use state::{ApiDeps, ApiState};

@@ -74,7 +74,7 @@ pub enum ApiStateError {
     #[error(transparent)]
     Config(#[from] ApiConfigError),
     /// The metrics registry refused a collector.
-    #[error("metrics registry: {0}")]
+    #[error("metrics registry")]
     Metrics(#[from] prometheus::Error),
 }
 

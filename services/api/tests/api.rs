@@ -21,21 +21,13 @@ use netledger_api::{ApiConfig, ApiDeps, ApiState, BootstrapOutcome, bootstrap_ad
 use netledger_domain::clock::Clock;
 use netledger_domain::identity::Role;
 use netledger_store::{EventStore, Pools, StoreOptions};
+use netledger_testkit::TestClock;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use tower::ServiceExt;
 
 const ADMIN_EMAIL: &str = "admin@example.net";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// The real clock for tests (the library itself never reads it).
-struct TestClock;
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
 
 struct App {
     router: Router,
@@ -83,7 +75,7 @@ async fn state_with_deps(
         .await
         .unwrap();
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let clock: Arc<dyn Clock> = Arc::new(TestClock);
+    let clock: Arc<dyn Clock> = Arc::new(TestClock::new());
     let mut deps = ApiDeps::new(pools.clone(), store.clone(), clock.clone());
     let keys = netledger_store::credentials::CredentialKeys::new(
         "test-1",
@@ -1510,7 +1502,7 @@ async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
     let mut commits = Vec::new();
     for (i, name) in ["r1", "r2"].iter().enumerate() {
         let export = format!("# by RouterOS 7.16\n/system identity\nset name={name}\n");
-        let at = TestClock.now() - time::Duration::minutes(10 - i as i64);
+        let at = TestClock::new().now() - time::Duration::minutes(10 - i as i64);
         let rec = archive
             .record(
                 tenant,
@@ -1913,33 +1905,6 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
         app.get(&format!("{uri}/state"), a).await.status,
         StatusCode::NOT_FOUND
     );
-}
-
-// ---- benchmark smoke -------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_api_reports_an_open_loop_run() {
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
-    let report = netledger_api::bench_api(netledger_api::ApiBenchArgs {
-        database_url: url,
-        devices: 120,
-        rps: 100,
-        duration: Duration::from_millis(1500),
-        page_size: 50,
-        clock: Arc::new(TestClock),
-    })
-    .await
-    .unwrap();
-    assert_eq!(report.devices, 120);
-    assert_eq!(report.requests, 150);
-    assert_eq!(report.errors, 0);
-    assert!(
-        report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms
-    );
-    let json = serde_json::to_value(&report).unwrap();
-    for field in ["devices", "rps", "p50_ms", "p99_ms"] {
-        assert!(json.get(field).is_some(), "{field}");
-    }
 }
 
 // ---- generated client --------------------------------------------------------------------------

@@ -187,9 +187,8 @@ impl DeviceState {
 /// Most recent commands kept per device.
 pub(crate) const LOG_LIMIT: usize = 512;
 
-/// Marker of a change id in attribute values or scripts: `netledger-change-<id>` where the
-/// id is made of letters, digits, `-` and `_`.
-pub const CHANGE_MARKER: &str = "netledger-change-";
+/// Marker of a change id in attribute values or scripts (the one definition is rosconfig's).
+pub use rosconfig::CHANGE_MARKER;
 
 /// Change ids mentioned in a text.
 pub fn change_ids(text: &str) -> Vec<String> {

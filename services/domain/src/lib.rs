@@ -11,6 +11,7 @@ pub mod audit;
 pub mod canonical;
 pub mod clock;
 pub mod device;
+pub mod errors;
 pub mod event;
 pub mod firmware;
 pub mod identity;

@@ -355,7 +355,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// File path.
         path: PathBuf,

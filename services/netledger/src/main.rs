@@ -156,7 +156,7 @@ enum BenchCommand {
     /// REST API latency: device list pages under an open-loop load.
     Api(ApiBenchCli),
     /// Poller CPU, memory and poll latency against a simulated fleet.
-    Poller(netledger_poller::PollerBenchArgs),
+    Poller(netledger::bench::poller::PollerBenchArgs),
     /// Read-model rebuild from a scratch database of realistic events.
     Replay(ReplayBenchArgs),
     /// Workflow engine no-op steps, config pushes and a firmware rollout.
@@ -558,16 +558,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             BenchCommand::Api(cli) => {
-                let report = netledger_api::bench::bench_api(netledger_api::bench::ApiBenchArgs {
-                    database_url: cli.database_url,
-                    devices: cli.devices,
-                    rps: cli.rps,
-                    duration: cli.duration,
-                    page_size: cli.page_size,
-                    clock: std::sync::Arc::new(netledger::clock::SystemClock),
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("bench api: {}", e.0))?;
+                let report =
+                    netledger::bench::api::bench_api(netledger::bench::api::ApiBenchArgs {
+                        database_url: cli.database_url,
+                        devices: cli.devices,
+                        rps: cli.rps,
+                        duration: cli.duration,
+                        page_size: cli.page_size,
+                        clock: std::sync::Arc::new(netledger::clock::SystemClock),
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("bench api: {}", e.0))?;
                 if cli.json {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
@@ -577,7 +578,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             BenchCommand::Poller(args) => {
                 let json = args.json;
-                let report = netledger_poller::bench_poller(
+                let report = netledger::bench::poller::bench_poller(
                     args,
                     std::sync::Arc::new(netledger::clock::SystemClock),
                 )
@@ -591,7 +592,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             BenchCommand::Replay(args) => {
                 let report =
-                    netledger_projections::bench_replay(&args.database_url, args.events).await?;
+                    netledger::bench::replay::bench_replay(&args.database_url, args.events).await?;
                 if args.json {
                     let mut out = serde_json::to_value(&report)?;
                     if let Some(obj) = out.as_object_mut() {
@@ -621,7 +622,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             BenchCommand::Workflows(cli) => {
                 let scratch_dir = std::env::temp_dir()
                     .join(format!("netledger-bench-workflows-{}", std::process::id()));
-                let args = netledger_netops::workflows::bench::WorkflowsBenchArgs {
+                let args = netledger::bench::workflows::WorkflowsBenchArgs {
                     database_url: cli.database_url,
                     noop_seconds: cli.noop_seconds,
                     push_devices: cli.push_devices,
@@ -630,7 +631,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     scratch_dir,
                     archive_fsync: !cli.no_archive_fsync,
                 };
-                let r = netledger_netops::workflows::bench::bench_workflows(
+                let r = netledger::bench::workflows::bench_workflows(
                     args,
                     std::sync::Arc::new(netledger::clock::SystemClock),
                 )

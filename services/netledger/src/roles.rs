@@ -422,11 +422,11 @@ pub async fn register_demo_fleet(
         pools.app.clone(),
         crate::config::credential_keys(config)?,
     );
-    let ids = netledger_poller::register_demo_fleet(
+    let ids = netledger_testkit::register_demo_fleet(
         &commands,
         netledger_domain::TenantId::from_uuid(tenant),
         &manifest,
-        &netledger_poller::DemoFleet::default(),
+        &netledger_testkit::DemoFleet::default(),
     )
     .await
     .context("registering the demo fleet")?;

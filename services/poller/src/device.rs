@@ -16,6 +16,7 @@ use netledger_domain::clock::Clock;
 use netledger_domain::device::{
     DeviceEvent, DeviceFacts, DeviceState, Observation, SnapshotReason,
 };
+use netledger_domain::errors::error_chain;
 use netledger_domain::{Actor, EventEnum, EventId, EventMetadata, ExpectedVersion, TenantId};
 use netledger_store::append::{AppendRequest, append_in_transaction};
 use netledger_store::credentials::{CredentialKeys, DevicePassword};
@@ -109,17 +110,6 @@ struct Task {
     next_snapshot: Option<OffsetDateTime>,
     export_blocked_until: Option<OffsetDateTime>,
     export_error_logged: bool,
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 /// The device's client configuration: the one endpoint-to-client mapping the netops

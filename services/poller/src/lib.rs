@@ -11,18 +11,14 @@
 //! - [`decide`]: the pure decisions of one poll (status, breaker, snapshot, drift).
 //! - [`breaker`]: the pure per-device circuit breaker.
 //! - [`metrics`]: batched telemetry writes, partitions, rollups.
-//! - [`demo`]: registering a devsim fleet.
-//! - [`bench`]: `netledger bench poller`.
 //!
-//! Depends on the domain, the store (events, credentials), the archive (config history),
-//! the RouterOS client and devsim (manifest type, benchmark). Reads no environment and no
+//! Depends on the domain, the store (events, credentials), the archive (config history)
+//! and the RouterOS client; devsim only in its tests. Reads no environment and no
 //! system clock (a [`netledger_domain::clock::Clock`] is injected); the binary maps its
 //! `[poller]` configuration onto [`PollerOptions`].
 
-pub mod bench;
 pub mod breaker;
 pub mod decide;
-pub mod demo;
 mod device;
 pub mod error;
 pub mod fleet;
@@ -32,8 +28,6 @@ pub mod shards;
 pub mod stats;
 pub mod worktable;
 
-pub use bench::{PollerBenchArgs, PollerReport, bench_poller};
-pub use demo::{DemoFleet, register_demo_fleet};
 pub use error::PollerError;
 pub use fleet::{Poller, PollerDeps, run};
 pub use options::{BreakerOptions, PollerOptions};

@@ -18,28 +18,15 @@ use netledger_domain::device::{
     ConfigDriftDetected, DeviceName, DeviceState, Endpoint, Host, Tag, Transport,
 };
 use netledger_domain::{Actor, DeviceId, EventMetadata, RecordedEvent, TenantId};
-use netledger_poller::demo::demo_device_id;
-use netledger_poller::{
-    BreakerOptions, DemoFleet, Poller, PollerDeps, PollerOptions, register_demo_fleet,
-};
+use netledger_poller::{BreakerOptions, Poller, PollerDeps, PollerOptions};
 use netledger_store::credentials::{CredentialError, CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::metrics::{Resolution, samples};
 use netledger_store::devices::{DeviceCommandError, DeviceCommands, RegisterDevice, UpdateDevice};
 use netledger_store::{Direction, EventReader, Pools};
+use netledger_testkit::{DemoFleet, TestClock, demo_device_id, register_demo_fleet};
 use sqlx::{PgPool, Row};
-use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
-
-#[derive(Debug)]
-struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // tests run against real sockets in real time
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
 
 struct Env {
     owner: PgPool,
@@ -93,7 +80,7 @@ impl Env {
             system: self.pools.system.clone(),
             keys: self.keys.clone(),
             archive: self.archive.clone(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(TestClock::new()),
         }
     }
 
@@ -900,7 +887,7 @@ async fn metrics_are_written_rolled_up_and_read_back_per_tenant(pool: PgPool) {
     let tenant = TenantId::new_random();
     let ids = register_fleet(&env, tenant, &m, false).await;
     let interval = Duration::from_millis(250);
-    let start = SystemClock.now() - time::Duration::seconds(1);
+    let start = TestClock::new().now() - time::Duration::seconds(1);
     let poller = Poller::start(fast("p1", interval), env.deps())
         .await
         .unwrap();
@@ -912,7 +899,7 @@ async fn metrics_are_written_rolled_up_and_read_back_per_tenant(pool: PgPool) {
     })
     .await;
     poller.stop().await.unwrap();
-    let end = SystemClock.now() + time::Duration::seconds(1);
+    let end = TestClock::new().now() + time::Duration::seconds(1);
 
     let raw = samples(&env.pools.app, tenant, ids[0], start, end, Resolution::Auto)
         .await
@@ -978,7 +965,7 @@ async fn metrics_are_written_rolled_up_and_read_back_per_tenant(pool: PgPool) {
     );
 
     // Partitions: created ahead, dropped after retention.
-    let today = SystemClock.now().date();
+    let today = TestClock::new().now().date();
     let opts = PollerOptions {
         raw_retention_days: 2,
         rollup_retention_days: 5,

@@ -51,9 +51,6 @@ pub enum ProjectionError {
     /// A replay stopped before it could commit; every read model is left as it was.
     #[error("replay aborted: {0}")]
     ReplayAborted(String),
-    /// The replay benchmark could not set up or tear down its scratch database.
-    #[error("benchmark setup failed: {0}")]
-    Bench(String),
 }
 
 impl ProjectionError {

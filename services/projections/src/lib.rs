@@ -12,7 +12,6 @@
 //! event types and `netledger-store` for reading events; knows nothing of HTTP. Reads no
 //! environment and no clock (lag uses the database clock).
 
-pub mod bench;
 pub mod error;
 pub mod lag;
 pub mod live;
@@ -20,9 +19,7 @@ pub mod projector;
 pub mod projectors;
 pub mod query;
 pub mod replay;
-pub mod workload;
 
-pub use bench::{BenchReplayReport, ScratchDb, bench_replay, fill_scratch};
 pub use error::ProjectionError;
 pub use lag::{Lag, lag};
 pub use live::{RunOptions, catch_up, run};

@@ -26,12 +26,12 @@ use netledger_projections::query::{
     self, AuditQuery, BreakerState, ConfigVersionKind, ConfigVersionQuery, DeviceQuery,
     DeviceStatus, RolloutDeviceQuery, RolloutQuery, StepState, WorkflowRunQuery, WorkflowRunState,
 };
-use netledger_projections::workload::{WorkloadSpec, fill};
 use netledger_projections::{
     BatchOutcome, PROJECTORS, ProjectionError, ReplayOptions, RunOptions, apply_events, catch_up,
     checkpoint, dump, lag, replay, replay_with,
 };
 use netledger_store::{EventReader, EventStore, Pools, StoreOptions, begin_tenant};
+use netledger_testkit::{WorkloadSpec, fill};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;

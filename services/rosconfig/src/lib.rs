@@ -39,3 +39,8 @@ pub use render::{ExportHeader, HeaderMode, RenderOptions, Wrap, render};
 pub use script::{
     ApplyReport, Arg, ScriptCommand, apply_command, apply_script, dry_run, parse_script,
 };
+
+/// Marker of a change id in device text: `netledger-change-<id>`, the id made of letters,
+/// digits, `-` and `_`. The push writes it into every change it applies (netops) and the
+/// simulator counts applications by it (devsim); both use this one constant.
+pub const CHANGE_MARKER: &str = "netledger-change-";

@@ -45,7 +45,7 @@ pub enum FieldError {
         field: &'static str,
     },
     /// An attribute has an unparseable value.
-    #[error("attribute {field}: {source}")]
+    #[error("attribute {field} has an unexpected value")]
     Invalid {
         /// The attribute name.
         field: &'static str,

@@ -14,7 +14,6 @@
 //! are definitions built on it elsewhere. It depends on the domain types and the event store;
 //! it reads no environment and takes time from an injected [`netledger_domain::clock::Clock`].
 
-pub mod bench;
 pub mod crash;
 mod ctx;
 mod definition;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{NetopsError, Result};
 
 /// Marker of a change id in device text (devsim counts applications by it).
-pub const CHANGE_MARKER: &str = "netledger-change-";
+pub use rosconfig::CHANGE_MARKER;
 
 /// Prefixes of device objects the push machinery owns; a change may not mention them.
 const RESERVED: &[&str] = &[

@@ -43,16 +43,7 @@ pub(crate) async fn connect_within(
 }
 
 /// `error: source: source ...` on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use netledger_domain::errors::error_chain;
 
 /// How the device writes dates: ISO `2024-03-02` (7.10+) or `mar/02/2024` (older).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,10 @@
 //! effect (the change id carried onto the device). Does not own: the journal, retries,
 //! timers or signals (the engine), where snapshots are stored (the config archive: the
 //! snapshot step returns the export text and backup bytes for the caller to store), or
-//! device credentials. Depends on `domain` (failure classes), `routeros`, `rosconfig`; never
-//! on the store, the engine or HTTP.
+//! device credentials. The device steps depend on `domain` (failure classes), `routeros`,
+//! `rosconfig` and the engine only for its crash points; [`workflows`] adds the store, the
+//! engine, the archive and axum (the firmware cache server). devsim, the benchmark and the
+//! chaos worker are not here (tests, `services/netledger/src/bench`, `workflows/chaos`).
 //!
 //! - [`change`]: change ids and device names, the push [`Policy`], the offline plan
 //!   (expectations the running configuration must meet).

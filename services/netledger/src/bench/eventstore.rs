@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::ScratchDb;
+use netledger_testkit::ScratchDb;
 
 /// Options.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,56 +1,12 @@
 //! `netledger bench ...`: benchmarks that measure the real components on this machine.
-//! Each takes `--json` and creates what it needs (a scratch database on the given server).
+//! Each takes `--json` and creates what it needs (a scratch database on the given server,
+//! [`netledger_testkit::ScratchDb`]). They live here, next to the binary, so that no library
+//! crate carries benchmark code or its dependencies (HTTP client, histograms, devsim).
 
+pub mod api;
 pub mod devsim;
+pub mod engine;
 pub mod eventstore;
-
-use std::str::FromStr;
-
-use anyhow::Context as _;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
-
-/// A throw-away database on the server of `url`, migrated, dropped by [`ScratchDb::drop_db`].
-#[derive(Debug)]
-pub struct ScratchDb {
-    admin: PgConnectOptions,
-    /// Owner options pointing at the scratch database.
-    pub owner: PgConnectOptions,
-    /// Its name.
-    pub name: String,
-}
-
-impl ScratchDb {
-    /// Creates and migrates `netledger_bench_<random>` on the server of `url`.
-    pub async fn create(url: &str) -> anyhow::Result<Self> {
-        let base =
-            PgConnectOptions::from_str(url).context("--database-url is not a PostgreSQL URL")?;
-        let admin = base.clone().database("postgres");
-        let name = format!("netledger_bench_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .context("cannot connect to PostgreSQL (is it running? see scripts/services)")?;
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .context("cannot create a scratch database (the user needs CREATEDB)")?;
-        conn.close().await.ok();
-        let owner = base.database(&name);
-        let mut conn = PgConnection::connect_with(&owner).await?;
-        netledger_store::MIGRATOR.run(&mut conn).await?;
-        conn.close().await.ok();
-        Ok(Self { admin, owner, name })
-    }
-
-    /// Drops the scratch database.
-    pub async fn drop_db(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect_with(&self.admin).await?;
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
-    }
-}
+pub mod poller;
+pub mod replay;
+pub mod workflows;

@@ -13,7 +13,6 @@
 
 mod adapter;
 mod backup;
-pub mod bench;
 mod cache;
 mod config_push;
 mod firmware_upgrade;
@@ -31,7 +30,6 @@ use netledger_engine::{
 };
 
 pub use adapter::{NetopsDeps, NetopsOptions, SnapshotRecorded, Target};
-pub use bench::{WorkflowsBenchArgs, WorkflowsBenchReport, bench_workflows};
 pub use cache::serve_firmware_cache;
 pub use netledger_domain::workflow::card::{
     BackupInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
@@ -47,10 +45,10 @@ pub const COMPONENT: &str = "netops-workflow";
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     /// The engine refused the registry or the worker options.
-    #[error("workflow engine: {0}")]
+    #[error("workflow engine")]
     Engine(#[from] EngineError),
     /// The firmware cache server failed.
-    #[error("firmware cache server: {0}; check the listen address and the cache directory")]
+    #[error("firmware cache server failed; check the listen address and the cache directory")]
     Cache(#[from] std::io::Error),
 }
 

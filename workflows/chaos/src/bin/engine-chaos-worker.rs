@@ -1,6 +1,6 @@
 //! `engine-chaos-worker <database-url> <worker-name> [<chaos dir>]`: runs a workflow worker
 //! with the `chaos` definition until it is killed. The engine's SIGKILL crash tests
-//! (`tests/engine.rs`) start and kill these: at random times, or (with a chaos dir) each
+//! (`tests/engine_chaos.rs`) start and kill these: at random times, or (with a chaos dir) each
 //! worker kills itself with SIGKILL at planned crash points (`netledger_engine::crash`).
 //!
 //! With a chaos dir the worker runs one workflow at a time, appends every crash point it
@@ -19,23 +19,13 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use netledger_domain::clock::Clock;
 use netledger_engine::{
     CrashHook, CrashPoint, CrashPoints, Definition, Engine, Finish, Registry, RetryPolicy,
     StepOptions, Worker, WorkerOptions, WorkflowCard,
 };
 use netledger_store::{EventStore, Pools, StoreOptions};
+use netledger_testkit::TestClock;
 use sqlx::postgres::PgConnectOptions;
-use time::OffsetDateTime;
-
-struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // a binary owns the real clock
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
 
 /// The chaos card (the test's starter declares the same kind and version).
 struct ChaosCard;
@@ -153,7 +143,12 @@ async fn main() -> anyhow::Result<()> {
     let pools = Pools::connect(&owner, None, None, 4).await?;
     let store = EventStore::start(pools.app.clone(), StoreOptions::default());
     let registry = Arc::new(Registry::new().with(chaos())?);
-    let engine = Engine::new(pools.app.clone(), store, registry, Arc::new(SystemClock));
+    let engine = Engine::new(
+        pools.app.clone(),
+        store,
+        registry,
+        Arc::new(TestClock::new()),
+    );
     let mut options = WorkerOptions::named(name);
     options.concurrency = 16;
     options.lease = Duration::from_millis(1000);

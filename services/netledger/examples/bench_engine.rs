@@ -1,22 +1,12 @@
-//! Runs `netledger bench workflows` without the netledger binary:
-//! `cargo run --release -p netledger-engine --example bench_workflows -- --seconds 5`.
+//! Runs the engine's no-op figure of `netledger bench workflows` alone:
+//! `cargo run --release -p netledger --example bench_engine -- --seconds 5`.
 //! `--workers N` runs one scenario with N workers instead of the 1 and 4 worker pair.
 
 use std::sync::Arc;
 
 use clap::Parser;
-use netledger_domain::clock::Clock;
-use netledger_engine::bench::{BenchArgs, NoopOptions, bench_noop_with, run};
-use time::OffsetDateTime;
-
-struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // an executable owns the real clock
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+use netledger::bench::engine::{BenchArgs, NoopOptions, bench_noop_with, run};
+use netledger::clock::SystemClock;
 
 #[derive(Parser)]
 struct Cli {

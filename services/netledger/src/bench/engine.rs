@@ -1,4 +1,5 @@
-//! `netledger bench workflows`: journaled no-op steps per second with 1 and 4 workers.
+//! The engine's no-op figure of `netledger bench workflows`: journaled no-op steps per
+//! second with 1 and 4 workers (`examples/bench_engine.rs` runs it alone).
 //!
 //! Each run creates a scratch database with the real migrations and roles, starts a backlog
 //! of `noop` workflows (N no-op steps each) through [`Engine::start`], then runs the workers
@@ -7,7 +8,6 @@
 //! warm-up. Everything goes through the public engine API; nothing is skipped: every step
 //! journals its start and its outcome.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,12 @@ use netledger_domain::clock::Clock;
 use netledger_domain::{Actor, TenantId};
 use netledger_store::{EventStore, Pools, StoreOptions};
 use serde::Serialize;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::{
+use netledger_engine::{
     Definition, Engine, Finish, Registry, StartOptions, Worker, WorkerOptions, WorkflowCard,
 };
+use netledger_testkit::ScratchDb;
 
 /// The bench's workflow kind.
 pub const NOOP_KIND: &str = Noop::KIND;
@@ -420,49 +420,4 @@ pub async fn run(args: BenchArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Workf
         }
     }
     Ok(report)
-}
-
-/// A throw-away database on the server of `url`, migrated, dropped by [`ScratchDb::drop_db`].
-#[derive(Debug)]
-pub struct ScratchDb {
-    admin: PgConnectOptions,
-    /// Owner options pointing at the scratch database.
-    pub owner: PgConnectOptions,
-    /// Its name.
-    pub name: String,
-}
-
-impl ScratchDb {
-    /// Creates and migrates `netledger_bench_<random>` on the server of `url`.
-    pub async fn create(url: &str) -> anyhow::Result<Self> {
-        let base =
-            PgConnectOptions::from_str(url).context("--database-url is not a PostgreSQL URL")?;
-        let admin = base.clone().database("postgres");
-        let name = format!("netledger_bench_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .context("cannot connect to PostgreSQL (is it running? see scripts/services)")?;
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .context("cannot create a scratch database (the user needs CREATEDB)")?;
-        conn.close().await.ok();
-        let owner = base.database(&name);
-        let mut conn = PgConnection::connect_with(&owner).await?;
-        netledger_store::MIGRATOR.run(&mut conn).await?;
-        conn.close().await.ok();
-        Ok(Self { admin, owner, name })
-    }
-
-    /// Drops the scratch database.
-    pub async fn drop_db(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect_with(&self.admin).await?;
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
-    }
 }

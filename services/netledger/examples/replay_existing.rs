@@ -1,5 +1,5 @@
 //! Times `replay` (all projectors, or one) on an existing database, for profiling:
-//! `cargo run --release -p netledger-projections --example replay_existing -- <database-url>
+//! `cargo run --release -p netledger --example replay_existing -- <database-url>
 //! [projector]`. The database must be migrated and hold events (for example a scratch
 //! database kept by the replay benchmark).
 

@@ -35,7 +35,16 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::error::ProjectionError;
+/// Why a workload could not be generated or appended.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// A generated value or event was refused (a generator bug).
+    #[error("building the workload failed: {0}")]
+    Build(String),
+    /// An append failed.
+    #[error("appending the workload failed")]
+    Store(#[from] netledger_store::StoreError),
+}
 
 /// The shape of a workload.
 #[derive(Debug, Clone)]
@@ -136,7 +145,7 @@ struct Gen<'a> {
     fleet: &'a Fleet,
 }
 
-type Built = Result<NewEvent, ProjectionError>;
+type Built = Result<NewEvent, WorkloadError>;
 
 fn event<E: EventType>(payload: &E, actor: &Actor, correlation: Uuid) -> Built {
     NewEvent::from_typed(
@@ -147,11 +156,11 @@ fn event<E: EventType>(payload: &E, actor: &Actor, correlation: Uuid) -> Built {
             correlation_id: correlation,
         },
     )
-    .map_err(|e| ProjectionError::Bench(format!("building an event: {e}")))
+    .map_err(|e| WorkloadError::Build(format!("building an event: {e}")))
 }
 
-fn bad(e: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError::Bench(e.to_string())
+fn bad(e: impl std::fmt::Display) -> WorkloadError {
+    WorkloadError::Build(e.to_string())
 }
 
 impl Gen<'_> {
@@ -159,7 +168,7 @@ impl Gen<'_> {
         items.choose(&mut self.rng)
     }
 
-    fn tags(&mut self) -> Result<BTreeSet<Tag>, ProjectionError> {
+    fn tags(&mut self) -> Result<BTreeSet<Tag>, WorkloadError> {
         let n = self.rng.gen_range(0..=3);
         let mut tags = BTreeSet::new();
         for _ in 0..n {
@@ -180,7 +189,7 @@ impl Gen<'_> {
         }
     }
 
-    fn device(&mut self, tenant: usize, index: usize, len: usize) -> Result<Open, ProjectionError> {
+    fn device(&mut self, tenant: usize, index: usize, len: usize) -> Result<Open, WorkloadError> {
         let device = self.fleet.devices[tenant][index];
         let user = Actor::User {
             id: self.fleet.users[tenant],
@@ -393,7 +402,7 @@ impl Gen<'_> {
         })
     }
 
-    fn workflow(&mut self, tenant: usize) -> Result<Open, ProjectionError> {
+    fn workflow(&mut self, tenant: usize) -> Result<Open, WorkloadError> {
         let id = WorkflowId::from_uuid(random_uuid(&mut self.rng));
         let worker = Actor::system("worker");
         let c = random_uuid(&mut self.rng);
@@ -542,7 +551,7 @@ impl Gen<'_> {
         })
     }
 
-    fn rollout(&mut self, tenant: usize) -> Result<Open, ProjectionError> {
+    fn rollout(&mut self, tenant: usize) -> Result<Open, WorkloadError> {
         let id = RolloutId::from_uuid(random_uuid(&mut self.rng));
         let worker = Actor::system("worker");
         let user = Actor::User {
@@ -659,7 +668,7 @@ impl Gen<'_> {
         })
     }
 
-    fn open(&mut self, job: Job) -> Result<Open, ProjectionError> {
+    fn open(&mut self, job: Job) -> Result<Open, WorkloadError> {
         match job {
             Job::Device { tenant, index, len } => self.device(tenant, index, len),
             Job::Workflow { tenant } => self.workflow(tenant),
@@ -670,7 +679,7 @@ impl Gen<'_> {
 
 /// Appends a generated workload through `store` and reports what it wrote. About 45% of the
 /// events are device events, 45% workflow journals, 10% rollouts.
-pub async fn fill(store: &EventStore, spec: &WorkloadSpec) -> Result<FillReport, ProjectionError> {
+pub async fn fill(store: &EventStore, spec: &WorkloadSpec) -> Result<FillReport, WorkloadError> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let tenants = spec.tenants.max(1);
@@ -759,7 +768,7 @@ async fn write_share(
     share: Vec<Job>,
     seed: u64,
     max_append: usize,
-) -> Result<(u64, u64), ProjectionError> {
+) -> Result<(u64, u64), WorkloadError> {
     let mut generator = Gen {
         rng: StdRng::seed_from_u64(seed),
         fleet,

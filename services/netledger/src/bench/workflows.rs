@@ -1,4 +1,4 @@
-//! `bench_workflows`: engine no-op steps/s (1 and 4 workers, from `netledger_engine::bench`),
+//! `bench_workflows`: engine no-op steps/s (1 and 4 workers, from [`super::engine`]),
 //! config pushes with verify to N devsim devices (RouterOS 7 only: older devices cannot
 //! receive a change file), and a firmware rollout over M devsim devices — each against a
 //! scratch database on the given server, in this process.
@@ -21,7 +21,9 @@ use netledger_archive::{Archive, ArchiveOptions};
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
 use netledger_domain::{Actor, DeviceId, EventMetadata, RolloutId, TenantId, WorkflowId};
-use netledger_engine::bench::{ScratchDb, bench_noop, pid_cpu_s, self_cpu_s, server_pids};
+use netledger_testkit::ScratchDb;
+
+use super::engine::{bench_noop, pid_cpu_s, self_cpu_s, server_pids};
 use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
 use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
@@ -30,8 +32,8 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-use super::{NetopsDeps, NetopsOptions, registry, run_worker};
-use crate::{RollbackOptions, VerifyOptions};
+use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
+use netledger_netops::{RollbackOptions, VerifyOptions};
 
 /// Arguments of [`bench_workflows`].
 #[derive(Debug, Clone)]
@@ -189,7 +191,7 @@ async fn setup(
                 retry_every: Duration::from_millis(200),
             },
             arm_margin: Duration::from_secs(120),
-            await_reboot: crate::firmware::AwaitOptions {
+            await_reboot: netledger_netops::firmware::AwaitOptions {
                 within: Duration::from_secs(60),
                 retry_every: Duration::from_millis(250),
             },
@@ -240,7 +242,7 @@ async fn setup(
         })
         .await
         {
-            tracing::error!(error = %e, "bench worker failed");
+            tracing::error!(error = %netledger_domain::errors::error_chain(&e), "bench worker failed");
         }
     });
     Ok(Run {

@@ -23,12 +23,11 @@ use netledger_store::Pools;
 use netledger_store::credentials::{CredentialKeys, KeyMaterial};
 use netledger_store::devices::DeviceCommands;
 use serde::Serialize;
+use sqlx::ConnectOptions as _;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions as _, Connection, PgConnection};
 
-use crate::demo::{DemoFleet, register_demo_fleet};
-use crate::fleet::{Poller, PollerDeps};
-use crate::options::PollerOptions;
+use netledger_poller::{Poller, PollerDeps, PollerOptions};
+use netledger_testkit::{DemoFleet, ScratchDb, register_demo_fleet};
 
 /// Benchmark parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -142,36 +141,6 @@ pub fn status_kib(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn scratch_db(url: &str) -> anyhow::Result<(PgConnectOptions, PgConnectOptions, String)> {
-    let base: PgConnectOptions = url
-        .parse()
-        .context("--database-url is not a PostgreSQL URL")?;
-    let base = base.disable_statement_logging();
-    let admin = base.clone().database("postgres");
-    let name = format!("netledger_bench_poller_{:016x}", rand::random::<u64>());
-    let mut conn = PgConnection::connect_with(&admin)
-        .await
-        .context("cannot connect to PostgreSQL (is it running? see scripts/services)")?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .context("cannot create a scratch database (the user needs CREATEDB)")?;
-    conn.close().await.ok();
-    let owner = base.database(&name);
-    let mut conn = PgConnection::connect_with(&owner).await?;
-    netledger_store::MIGRATOR.run(&mut conn).await?;
-    conn.close().await.ok();
-    Ok((admin, owner, name))
-}
-
-async fn drop_db(admin: &PgConnectOptions, name: &str) {
-    if let Ok(mut conn) = PgConnection::connect_with(admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
 async fn start_devsim(
     args: &PollerBenchArgs,
     dir: &std::path::Path,
@@ -278,9 +247,10 @@ pub async fn bench_poller(
         ))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (admin, owner, db_name) = scratch_db(&args.database_url).await?;
+    let db = ScratchDb::create(&args.database_url).await?;
+    let owner = db.owner.clone().disable_statement_logging();
     let result = run_bench(&args, clock, &dir, &owner).await;
-    drop_db(&admin, &db_name).await;
+    let _ = db.drop_db().await;
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
     if args.json {

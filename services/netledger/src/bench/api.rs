@@ -24,8 +24,7 @@ use netledger_store::{EventStore, Pools, StoreOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::config::ApiConfig;
-use crate::state::{ApiDeps, ApiState};
+use netledger_api::{ApiConfig, ApiDeps, ApiState};
 
 /// What to run.
 #[derive(Clone)]
@@ -94,7 +93,7 @@ fn fail(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> BenchError 
 /// Runs the benchmark; see the module docs. The scratch database is dropped afterwards
 /// (also when the run fails after creating it).
 pub async fn bench_api(args: ApiBenchArgs) -> Result<ApiBenchReport, BenchError> {
-    let scratch = netledger_projections::bench::ScratchDb::create(&args.database_url)
+    let scratch = netledger_testkit::ScratchDb::create(&args.database_url)
         .await
         .map_err(|e| fail("scratch database")(&e))?;
     let owner = scratch.owner.clone();
@@ -120,12 +119,14 @@ async fn run(
     deps.devices = Some(commands.clone());
     let state = ApiState::new(deps, ApiConfig::development()).map_err(|e| fail("api state")(&e))?;
     let password = format!("bench-{}", Uuid::new_v4());
-    let created = crate::bootstrap_admin(&state, "bench@example.net", &password)
+    let created = netledger_api::bootstrap_admin(&state, "bench@example.net", &password)
         .await
         .map_err(|e| fail("bootstrap admin")(&e))?;
     let tenant = match created {
-        crate::BootstrapOutcome::Created { tenant_id, .. } => TenantId::from_uuid(tenant_id),
-        crate::BootstrapOutcome::AlreadyInitialised => {
+        netledger_api::BootstrapOutcome::Created { tenant_id, .. } => {
+            TenantId::from_uuid(tenant_id)
+        }
+        netledger_api::BootstrapOutcome::AlreadyInitialised => {
             return Err(BenchError(
                 "the scratch database already had users".to_owned(),
             ));
@@ -180,7 +181,7 @@ async fn run(
         .map_err(|e| fail("bind")(&e))?;
     let addr = listener.local_addr().map_err(|e| fail("bind")(&e))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve(listener, state.clone(), async move {
+    let server = tokio::spawn(netledger_api::serve(listener, state.clone(), async move {
         let _ = stop_rx.await;
     }));
     let token = login(&addr, &password).await?;

@@ -1,5 +1,5 @@
 //! A worker process running `netops::workflows::run_worker` (the code `netledger worker`
-//! runs) for the crash test (`tests/chaos.rs`), which makes it kill itself with a real
+//! runs) for the crash test (`tests/netops_chaos.rs`), which makes it kill itself with a real
 //! SIGKILL at planned crash points. Arguments:
 //! `<database url> <archive dir> <credential key base64> <firmware cache dir> <cache base url>
 //! <name> <chaos dir> <concurrency>`.
@@ -24,20 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netledger_archive::{Archive, ArchiveOptions};
-use netledger_domain::clock::Clock;
 use netledger_engine::{CrashHook, CrashPoint, CrashPoints, WorkerOptions};
 use netledger_netops::workflows::{NetopsDeps, NetopsOptions, run_worker};
 use netledger_netops::{RollbackOptions, VerifyOptions};
 use netledger_store::credentials::{CredentialKeys, KeyMaterial};
 use netledger_store::{EventStore, Pools, StoreOptions};
-
-#[derive(Debug)]
-struct RealClock;
-impl Clock for RealClock {
-    fn now(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc()
-    }
-}
+use netledger_testkit::TestClock;
 
 /// Logs every crash point and dies at the planned ones.
 struct Chaos {
@@ -164,7 +156,7 @@ async fn main() {
             },
             ..NetopsOptions::default()
         },
-        clock: Arc::new(RealClock),
+        clock: Arc::new(TestClock::new()),
     };
     let mut o = WorkerOptions::named(a[6].clone());
     o.concurrency = a[8].parse().unwrap();

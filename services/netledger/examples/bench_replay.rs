@@ -1,9 +1,9 @@
-//! Runs the replay benchmark: `cargo run --release -p netledger-projections --example
+//! Runs the replay benchmark: `cargo run --release -p netledger --example
 //! bench_replay -- [events] [database-url] [fill-only]` (defaults: 1,000,000 events, the
 //! local server), printing the report as JSON. `netledger bench replay` is the same
 //! function. With `fill-only`, keeps the filled scratch database and prints its name.
 
-use netledger_projections::{bench_replay, fill_scratch};
+use netledger::bench::replay::{bench_replay, fill_scratch};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

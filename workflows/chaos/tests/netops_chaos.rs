@@ -20,7 +20,7 @@
 //! with the crash point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/kinds.rs"]
+#[path = "../../netops/tests/support/kinds.rs"]
 mod kinds;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +39,7 @@ use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry};
 use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
 use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
+use netledger_testkit::TestClock;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -50,15 +51,6 @@ const FIRMWARE: &str = "7.19.4";
 const WORKERS: usize = 4;
 /// The whole kill phase of one scenario must end within this.
 const LIMIT: Duration = Duration::from_secs(150);
-
-#[derive(Debug)]
-struct RealClock;
-impl netledger_domain::clock::Clock for RealClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc()
-    }
-}
 
 struct Killer(Child);
 impl Drop for Killer {
@@ -168,13 +160,13 @@ async fn env(owner: PgPool) -> Env {
         firmware_cache: dir.join("cache"),
         firmware_base_url: cache_url.clone(),
         options: NetopsOptions::default(),
-        clock: Arc::new(RealClock),
+        clock: Arc::new(TestClock::new()),
     };
     let engine = Engine::new(
         pools.app.clone(),
         store,
         Arc::new(registry(deps).unwrap()),
-        Arc::new(RealClock),
+        Arc::new(TestClock::new()),
     );
     let tenant = TenantId::from_uuid(Uuid::new_v4());
     // device 0 of a default fleet: RouterOS 7.16.2 on an RB5009 (arm64)
