@@ -59,8 +59,10 @@ pub async fn run(args: DevsimBenchArgs) -> anyhow::Result<DevsimBenchReport> {
     let conns = manifest.len().min(64);
     let pipeline = 16usize;
     let count = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let mut tasks = Vec::new();
+    // Connect every client first, then time the round-trips alone: the window starts when
+    // the load starts (connecting inside it counted round-trips against a shorter elapsed
+    // time and overstated the rate, wildly for short runs).
+    let mut clients = Vec::with_capacity(conns);
     for m in manifest.iter().take(conns) {
         let cfg = Config::new(
             m.api.ip().to_string(),
@@ -68,7 +70,12 @@ pub async fn run(args: DevsimBenchArgs) -> anyhow::Result<DevsimBenchReport> {
             Password::new(m.password.clone()),
         )
         .with_port(m.api.port());
-        let client = Client::connect(&cfg).await?;
+        clients.push(Client::connect(&cfg).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for client in &clients {
         for _ in 0..pipeline {
             let client = client.clone();
             let count = count.clone();
@@ -86,7 +93,6 @@ pub async fn run(args: DevsimBenchArgs) -> anyhow::Result<DevsimBenchReport> {
             }));
         }
     }
-    let started = Instant::now();
     for t in tasks {
         let _ = t.await;
     }
