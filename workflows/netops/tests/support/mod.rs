@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
 use netledger_archive::{Archive, ArchiveOptions};
-use netledger_domain::clock::Clock;
 use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
 use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId};
 use netledger_engine::{Engine, WorkerOptions};
@@ -21,18 +20,9 @@ use netledger_netops::{RollbackOptions, VerifyOptions};
 use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
 use netledger_store::{EventStore, Pools, StoreOptions};
+use netledger_testkit::TestClock;
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
-
-#[derive(Debug)]
-pub struct RealClock;
-impl Clock for RealClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
 
 pub struct TempDir(pub PathBuf);
 impl TempDir {
@@ -121,7 +111,7 @@ pub async fn env_with(
         firmware_cache: cache_dir.0.clone(),
         firmware_base_url: base,
         options,
-        clock: Arc::new(RealClock),
+        clock: Arc::new(TestClock::new()),
     };
     let engine = Engine::new(
         pools.app.clone(),
