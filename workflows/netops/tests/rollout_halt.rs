@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use netledger_domain::workflow::{Outcome, RolloutRefused, RolloutTarget, check_rollout};
 use netledger_domain::{Actor, DeviceId, RolloutId, WorkflowId};
-use netledger_engine::{StartOptions, TaskState};
+use netledger_engine::StartOptions;
 use netledger_netops::push::normalised_sha256;
-use netledger_store::{Direction, EventReader};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -57,30 +56,6 @@ impl Env {
         .await
         .unwrap()
         .workflow_id
-    }
-
-    async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, Value)>) {
-        for _ in 0..1200 {
-            let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
-            if s.state == TaskState::Finished {
-                return (s.outcome.unwrap(), self.stream(&wf.stream()).await);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "workflow {wf} did not finish: {:?}",
-            self.stream(&wf.stream()).await
-        );
-    }
-
-    async fn stream(&self, stream: &netledger_domain::StreamName) -> Vec<(String, Value)> {
-        EventReader::tenant(self.pools.app.clone(), self.tenant)
-            .read_stream(stream, 1, Direction::Forward, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event_type.clone(), e.payload.clone()))
-            .collect()
     }
 
     /// `/system/backup/load` commands device `i` received (its recent command log; a push
@@ -143,7 +118,7 @@ async fn a_halted_change_rollout_restores_every_committed_device_once(owner: PgP
     }
     let rid = RolloutId::from_uuid(Uuid::new_v4());
     let wf = e.rollout(rid, change(), &devices, 2, 2, true).await;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = e.finish_within(wf, 1200).await;
     assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
     let reason = finished_reason(&journal);
     assert!(reason.contains("threshold 2"), "{reason}");
@@ -177,9 +152,10 @@ async fn a_halted_change_rollout_restores_every_committed_device_once(owner: PgP
         assert!(r["reason"].is_null(), "{r}");
         // each restore workflow restored once on the device, then verified
         let (o, j) = e
-            .finish(WorkflowId::from_uuid(
-                r["workflow_id"].as_str().unwrap().parse().unwrap(),
-            ))
+            .finish_within(
+                WorkflowId::from_uuid(r["workflow_id"].as_str().unwrap().parse().unwrap()),
+                1200,
+            )
             .await;
         assert_eq!(o, Outcome::RolledBack, "{j:?}");
         let done: Vec<&str> = j
@@ -250,7 +226,7 @@ async fn a_device_changed_out_of_band_after_its_push_is_refused_not_clobbered(ow
         .unwrap();
     let changed = e.normalised(1);
 
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = e.finish_within(wf, 1200).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
     let reason = finished_reason(&journal);
     assert!(reason.contains("rolled back 1 of 2"), "{reason}");
@@ -295,7 +271,7 @@ async fn without_rollback_on_halt_committed_devices_keep_the_change(owner: PgPoo
     }
     let rid = RolloutId::from_uuid(Uuid::new_v4());
     let wf = e.rollout(rid, change(), &devices, 2, 2, false).await;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = e.finish_within(wf, 1200).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
     assert!(finished_reason(&journal).contains("threshold 2"));
     let stream = e.stream(&rid.stream()).await;
@@ -335,7 +311,7 @@ async fn a_firmware_rollout_with_rollback_on_halt_is_refused_at_start(owner: PgP
     // and the workflow itself refuses before creating the rollout or touching a device
     let rid = RolloutId::from_uuid(Uuid::new_v4());
     let wf = e.rollout(rid, json!(target), &devices, 1, 1, true).await;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = e.finish_within(wf, 1200).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
     assert!(
         finished_reason(&journal).contains("rollback_on_halt is not supported for a firmware"),

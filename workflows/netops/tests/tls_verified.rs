@@ -13,18 +13,15 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use netledger_domain::device::{Endpoint, Host, Transport};
 use netledger_domain::workflow::Outcome;
-use netledger_domain::{Actor, DeviceId, WorkflowId};
-use netledger_engine::{StartOptions, TaskState};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{Env, env_with};
+use support::env_with;
 
 const CHANGE: &str = "/system identity\nset name=pushed-over-tls\n";
 
@@ -85,29 +82,6 @@ async fn tls_front(
     addr
 }
 
-impl Env {
-    async fn run(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> Outcome {
-        let wf: WorkflowId = support::kinds::start_kind(
-            &self.engine,
-            self.tenant,
-            kind,
-            input,
-            StartOptions::new(Actor::system("test")).devices([device]),
-        )
-        .await
-        .unwrap()
-        .workflow_id;
-        for _ in 0..600 {
-            let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
-            if s.state == TaskState::Finished {
-                return s.outcome.unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("workflow {wf} did not finish");
-    }
-}
-
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_ca_verified_device_is_pushed_and_backed_up(owner: PgPool) {
     let (ca, chain, key) = ca_issued();
@@ -127,20 +101,22 @@ async fn a_ca_verified_device_is_pushed_and_backed_up(owner: PgPool) {
         )
         .await;
 
-    let outcome = e
-        .run(
+    let wf = e
+        .start(
             "config_push",
             device,
             json!({ "device_id": device, "change_id": "tls-c1", "script": CHANGE }),
         )
         .await;
+    let (outcome, _) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Committed);
     let d = e.fleet.device(0).unwrap();
     assert_eq!(d.change_counts().get("tls-c1").copied(), Some(1));
 
-    let outcome = e
-        .run("backup", device, json!({ "device_id": device }))
+    let wf = e
+        .start("backup", device, json!({ "device_id": device }))
         .await;
+    let (outcome, _) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Succeeded);
     e.stop().await;
 }
@@ -160,9 +136,10 @@ async fn a_ca_verified_device_is_refused_without_ca_roots(owner: PgPool) {
             },
         )
         .await;
-    let outcome = e
-        .run("backup", device, json!({ "device_id": device }))
+    let wf = e
+        .start("backup", device, json!({ "device_id": device }))
         .await;
+    let (outcome, _) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Failed);
     assert!(e.fleet.device(0).unwrap().change_counts().is_empty());
     e.stop().await;

@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use netledger_domain::workflow::Outcome;
-use netledger_domain::{Actor, DeviceId, WorkflowId};
-use netledger_engine::{StartOptions, TaskState};
+use netledger_domain::{Actor, DeviceId};
+use netledger_engine::StartOptions;
 use netledger_store::{Direction, EventReader};
 use serde_json::json;
 use sqlx::PgPool;
@@ -23,40 +23,6 @@ const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
 
 impl Env {
-    async fn start(&self, kind: &str, device: DeviceId, input: serde_json::Value) -> WorkflowId {
-        support::kinds::start_kind(
-            &self.engine,
-            self.tenant,
-            kind,
-            input,
-            StartOptions::new(Actor::system("test")).devices([device]),
-        )
-        .await
-        .unwrap()
-        .workflow_id
-    }
-
-    async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, serde_json::Value)>) {
-        for _ in 0..600 {
-            let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
-            if s.state == TaskState::Finished {
-                return (s.outcome.unwrap(), self.journal(wf).await);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("workflow {wf} did not finish: {:?}", self.journal(wf).await);
-    }
-
-    async fn journal(&self, wf: WorkflowId) -> Vec<(String, serde_json::Value)> {
-        EventReader::tenant(self.pools.app.clone(), self.tenant)
-            .read_stream(&wf.stream(), 1, Direction::Forward, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event_type.clone(), e.payload.clone()))
-            .collect()
-    }
-
     async fn snapshots(&self, device: DeviceId) -> Vec<String> {
         EventReader::tenant(self.pools.app.clone(), self.tenant)
             .read_stream(&device.stream(), 1, Direction::Forward, 10_000)

@@ -13,13 +13,14 @@ use std::time::Duration;
 use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
 use netledger_archive::{Archive, ArchiveOptions};
 use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
-use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId};
-use netledger_engine::{Engine, WorkerOptions};
+use netledger_domain::workflow::Outcome;
+use netledger_domain::{Actor, DeviceId, EventMetadata, StreamName, TenantId, WorkflowId};
+use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
 use netledger_netops::workflows::{NetopsDeps, NetopsOptions, registry, run_worker};
 use netledger_netops::{RollbackOptions, VerifyOptions};
 use netledger_store::credentials::{CredentialKeys, DevicePassword, KeyMaterial};
 use netledger_store::devices::{DeviceCommands, RegisterDevice};
-use netledger_store::{EventStore, Pools, StoreOptions};
+use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
 use netledger_testkit::TestClock;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -146,6 +147,62 @@ pub async fn env_with(
 
 impl Env {
     /// Registers devsim device `i` in the tenant.
+    /// Starts card `kind` with `input` (JSON of its input), owning `device`.
+    pub async fn start(
+        &self,
+        kind: &str,
+        device: DeviceId,
+        input: serde_json::Value,
+    ) -> WorkflowId {
+        kinds::start_kind(
+            &self.engine,
+            self.tenant,
+            kind,
+            input,
+            StartOptions::new(Actor::system("test")).devices([device]),
+        )
+        .await
+        .unwrap()
+        .workflow_id
+    }
+
+    /// Waits (up to 60 s) until `wf` finished: its outcome and journal.
+    pub async fn finish(&self, wf: WorkflowId) -> (Outcome, Vec<(String, serde_json::Value)>) {
+        self.finish_within(wf, 600).await
+    }
+
+    /// Waits up to `polls` × 100 ms until `wf` finished: its outcome and journal.
+    pub async fn finish_within(
+        &self,
+        wf: WorkflowId,
+        polls: u32,
+    ) -> (Outcome, Vec<(String, serde_json::Value)>) {
+        for _ in 0..polls {
+            let s = self.engine.status(self.tenant, wf).await.unwrap().unwrap();
+            if s.state == TaskState::Finished {
+                return (s.outcome.unwrap(), self.journal(wf).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("workflow {wf} did not finish: {:?}", self.journal(wf).await);
+    }
+
+    /// The workflow's journal: (event type, payload) in order.
+    pub async fn journal(&self, wf: WorkflowId) -> Vec<(String, serde_json::Value)> {
+        self.stream(&wf.stream()).await
+    }
+
+    /// A stream of the tenant: (event type, payload) in order.
+    pub async fn stream(&self, stream: &StreamName) -> Vec<(String, serde_json::Value)> {
+        EventReader::tenant(self.pools.app.clone(), self.tenant)
+            .read_stream(stream, 1, Direction::Forward, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_type.clone(), e.payload.clone()))
+            .collect()
+    }
+
     pub async fn register(&self, i: usize) -> DeviceId {
         let api = self.fleet.manifest()[i].api;
         let endpoint = Endpoint {
