@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 
+use netledger_domain::change::ChangeControl;
 use netledger_domain::identity::session::{
     PresentedToken, RefreshVerdict, Session, SessionCommand, SessionEvent, SessionOwner,
     judge_refresh,
@@ -235,7 +236,8 @@ pub(crate) fn tenant_refused(tenant: TenantId, r: TenantRefusal) -> ApiError {
     match r {
         TenantRefusal::InvalidName(_)
         | TenantRefusal::ScopesNotHeld(_)
-        | TenantRefusal::ExpiryNotInFuture => ApiError::validation(r.to_string()),
+        | TenantRefusal::ExpiryNotInFuture
+        | TenantRefusal::InvalidChangePolicy(_) => ApiError::validation(r.to_string()),
         TenantRefusal::AlreadyExists => match tenant_stream(tenant) {
             Ok(stream) => ApiError::conflict(format!("{stream} already exists")),
             Err(e) => ApiError::internal(format!("stream name: {e}")),
@@ -327,6 +329,7 @@ async fn load_tenant(
             }),
             version: u64::try_from(row.2).unwrap_or(0),
             api_keys: Default::default(),
+            change_policy: None,
         };
         Ok((state, row))
     })
@@ -372,6 +375,7 @@ pub async fn create_tenant(
     state: &ApiState,
     meta: &EventMetadata,
     name: &str,
+    change_control: ChangeControl,
     admin: Option<NewUser>,
 ) -> ApiResult<(TenantDto, Option<UserDto>, Vec<Written>)> {
     let tenant = TenantId::from_uuid(Uuid::now_v7());
@@ -380,6 +384,7 @@ pub async fn create_tenant(
         &TenantCommand::Create {
             tenant_id: tenant,
             name: name.to_owned(),
+            change_control,
         },
     )
     .map_err(|r| tenant_refused(tenant, r))?;
@@ -1425,6 +1430,7 @@ pub async fn bootstrap_admin(
         &TenantCommand::Create {
             tenant_id: tenant,
             name: "Default".to_owned(),
+            change_control: ChangeControl::Required,
         },
     )
     .map_err(|r| tenant_refused(tenant, r))?;

@@ -89,6 +89,10 @@ uuid_id!(
     /// A fleet rollout (stream `rollout-<id>`).
     RolloutId
 );
+uuid_id!(
+    /// A change request (stream `change-<id>`).
+    ChangeRequestId
+);
 
 impl DeviceId {
     /// The device's event stream, `device-<id>`.
@@ -116,6 +120,16 @@ impl RolloutId {
         StreamName {
             name: format!("rollout-{}", self.0),
             category_len: "rollout".len(),
+        }
+    }
+}
+
+impl ChangeRequestId {
+    /// The change request's event stream, `change-<id>`.
+    pub fn stream(&self) -> StreamName {
+        StreamName {
+            name: format!("change-{}", self.0),
+            category_len: "change".len(),
         }
     }
 }

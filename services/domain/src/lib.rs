@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod canonical;
+pub mod change;
 pub mod clock;
 pub mod device;
 pub mod errors;
@@ -25,4 +26,7 @@ pub use event::{
     Actor, DecodeError, EventEnum, EventMetadata, EventType, ExpectedVersion, NewEvent,
     RecordedEvent, StoredEvent,
 };
-pub use ids::{Category, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId, WorkflowId};
+pub use ids::{
+    Category, ChangeRequestId, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId,
+    WorkflowId,
+};

@@ -110,6 +110,26 @@ where
         );
     }
 
+    /// Asserts that the command was accepted (whatever its events) and returns the state
+    /// with them folded in, for tests that look at the state rather than spell the events.
+    #[track_caller]
+    pub fn then_ok(self) -> A {
+        match self.outcome {
+            Ok(events) => {
+                let mut state = self.state;
+                for e in &events {
+                    state.evolve(e);
+                }
+                state
+            }
+            #[allow(clippy::panic)] // a test assertion, as assert_eq! above
+            Err(refusal) => panic!(
+                "\ngiven {:#?}\nwhen {:#?}\nthe command was refused: {refusal:?}",
+                self.history, self.command
+            ),
+        }
+    }
+
     /// The raw outcome, for checks the two above do not cover.
     pub fn outcome(self) -> Result<Vec<A::Event>, A::Refusal> {
         self.outcome

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use netledger_domain::TenantId;
+use netledger_domain::change::ChangeControl;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -102,8 +103,16 @@ pub async fn list_tenants(
 pub struct NewTenant {
     /// Name.
     pub name: String,
+    /// Change control: `required` (the default: pushes, upgrades and rollouts only through
+    /// change requests) or `optional` (labs).
+    #[serde(default = "required")]
+    pub change_control: ChangeControl,
     /// The first user (role `tenant_admin` is typical).
     pub admin: Option<NewUser>,
+}
+
+fn required() -> ChangeControl {
+    ChangeControl::Required
 }
 
 /// A created tenant.
@@ -139,7 +148,7 @@ pub async fn create_tenant(
 ) -> ApiResult<Response> {
     let meta = rid.metadata(auth.principal().actor());
     let (tenant, admin, events) =
-        accounts::create_tenant(&state, &meta, &body.name, body.admin).await?;
+        accounts::create_tenant(&state, &meta, &body.name, body.change_control, body.admin).await?;
     let headers = etag(tenant.version);
     Ok((
         StatusCode::CREATED,

@@ -50,6 +50,8 @@ fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, s: &str, known: &str)
 pub enum WorkflowKind {
     /// Export of a device's configuration into the config history.
     Backup,
+    /// The run of an approved change request (window, rollout, outcome).
+    ChangeRequest,
     /// Two-phase config push to one device.
     ConfigPush,
     /// Restore of a device to its configuration before a committed push.
@@ -62,8 +64,9 @@ pub enum WorkflowKind {
 
 impl WorkflowKind {
     /// Every kind.
-    pub const ALL: [WorkflowKind; 5] = [
+    pub const ALL: [WorkflowKind; 6] = [
         Self::Backup,
+        Self::ChangeRequest,
         Self::ConfigPush,
         Self::ConfigRestore,
         Self::FirmwareUpgrade,
@@ -74,6 +77,7 @@ impl WorkflowKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Backup => card::Backup::KIND,
+            Self::ChangeRequest => card::ChangeRun::KIND,
             Self::ConfigPush => card::ConfigPush::KIND,
             Self::ConfigRestore => card::ConfigRestore::KIND,
             Self::FirmwareUpgrade => card::FirmwareUpgrade::KIND,
@@ -1101,6 +1105,9 @@ pub async fn create_rollout(
         policy: None,
         checks: card::HealthChecks::default(),
         routerboard: false,
+        change_id: None,
+        window_end: None,
+        allow_without_timer: false,
     };
     let mut options = netledger_engine::StartOptions::new(p.actor()).rollout(rollout);
     options.correlation_id = Some(rid.0);

@@ -343,6 +343,21 @@ impl EventType for TenantRenamed {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// The tenant's change-control policy was set: whether change requests are required, and how
+/// many approvals each risk level needs. New tenants get one at creation (`required`); a
+/// tenant without one (created before change control) is `optional` with the default counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantChangePolicySet {
+    /// Required or optional.
+    pub change_control: crate::change::ChangeControl,
+    /// Approvals per risk level.
+    pub approvals: crate::change::ApprovalPolicy,
+}
+impl EventType for TenantChangePolicySet {
+    const TYPE: &'static str = "TenantChangePolicySet";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 /// An API key was issued (its secret was shown once and only its hash is stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyCreated {
@@ -547,7 +562,8 @@ mod tests {
                 "TenantCreated",
                 "TenantRenamed",
                 "ApiKeyCreated",
-                "ApiKeyRevoked"
+                "ApiKeyRevoked",
+                "TenantChangePolicySet"
             ]
         );
         assert_eq!(

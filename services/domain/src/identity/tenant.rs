@@ -1,6 +1,8 @@
-//! The tenant aggregate, stream `tenant-<id>`: the tenant's name and its API keys. Its
-//! rules: a tenant is created once and renamed under If-Match; an API key carries only
-//! scopes its issuer holds and an expiry in the future, and is revoked once.
+//! The tenant aggregate, stream `tenant-<id>`: the tenant's name, its API keys and its
+//! change-control policy. Its rules: a tenant is created once (change control `required`
+//! unless the creator asks for `optional`) and renamed under If-Match; an API key carries
+//! only scopes its issuer holds and an expiry in the future, and is revoked once; the change
+//! policy's approval counts are 1-10 and never fall as risk rises.
 //!
 //! The key's secret and its hash are the adapter's: the command carries only the key id
 //! and the prefix shown in lists.
@@ -11,9 +13,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyCreated, ApiKeyRevoked, DisplayName, IdentityError, TenantCreated, TenantRenamed,
+    ApiKeyCreated, ApiKeyRevoked, DisplayName, IdentityError, TenantChangePolicySet, TenantCreated,
+    TenantRenamed,
 };
 use crate::aggregate::Aggregate;
+use crate::change::{ApprovalPolicy, ChangeControl};
 use crate::event::event_enum;
 use crate::ids::TenantId;
 
@@ -28,6 +32,8 @@ event_enum! {
         ApiKeyCreated(ApiKeyCreated),
         /// An API key was revoked.
         ApiKeyRevoked(ApiKeyRevoked),
+        /// The change-control policy was set.
+        ChangePolicySet(TenantChangePolicySet),
     }
 }
 
@@ -40,6 +46,19 @@ pub struct Tenant {
     pub version: u64,
     /// Its API keys, by id. An adapter deciding a key command may load only that key.
     pub api_keys: BTreeMap<Uuid, ApiKey>,
+    /// Its change-control policy; `None`: set never (an `optional` tenant with the default
+    /// approval counts, see [`Tenant::change_policy`]).
+    pub change_policy: Option<TenantChangePolicySet>,
+}
+
+impl Tenant {
+    /// The change-control policy in force.
+    pub fn change_policy(&self) -> TenantChangePolicySet {
+        self.change_policy.clone().unwrap_or(TenantChangePolicySet {
+            change_control: ChangeControl::Optional,
+            approvals: ApprovalPolicy::default(),
+        })
+    }
 }
 
 /// What a created tenant is.
@@ -76,6 +95,8 @@ pub enum TenantCommand {
         tenant_id: TenantId,
         /// Its name.
         name: String,
+        /// Change control for it (`required` is the default for new tenants).
+        change_control: ChangeControl,
     },
     /// Rename it.
     Rename {
@@ -91,6 +112,8 @@ pub enum TenantCommand {
         /// The key.
         key_id: Uuid,
     },
+    /// Set the change-control policy.
+    SetChangePolicy(TenantChangePolicySet),
 }
 
 /// An API key to issue.
@@ -145,6 +168,9 @@ pub enum TenantRefusal {
     /// The key is revoked already.
     #[error("API key {0} is already revoked")]
     ApiKeyAlreadyRevoked(Uuid),
+    /// The change policy is invalid.
+    #[error("{0}")]
+    InvalidChangePolicy(String),
 }
 
 fn parse_name(name: &str) -> Result<DisplayName, TenantRefusal> {
@@ -230,12 +256,17 @@ impl Aggregate for Tenant {
                     k.revoked = true;
                 }
             }
+            TenantEvent::ChangePolicySet(e) => self.change_policy = Some(e.clone()),
         }
     }
 
     fn decide(&self, command: &TenantCommand) -> Result<Vec<TenantEvent>, TenantRefusal> {
         match command {
-            TenantCommand::Create { tenant_id, name } => {
+            TenantCommand::Create {
+                tenant_id,
+                name,
+                change_control,
+            } => {
                 let name = parse_name(name)?;
                 if self.profile.is_some() || self.version > 0 {
                     return Err(TenantRefusal::AlreadyExists);
@@ -246,7 +277,25 @@ impl Aggregate for Tenant {
                         name,
                     }
                     .into(),
+                    TenantChangePolicySet {
+                        change_control: *change_control,
+                        approvals: ApprovalPolicy::default(),
+                    }
+                    .into(),
                 ])
+            }
+            TenantCommand::SetChangePolicy(policy) => {
+                if self.profile.is_none() {
+                    return Err(TenantRefusal::NotFound);
+                }
+                policy
+                    .approvals
+                    .validate()
+                    .map_err(TenantRefusal::InvalidChangePolicy)?;
+                if self.change_policy.as_ref() == Some(policy) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![policy.clone().into()])
             }
             TenantCommand::Rename { name, if_version } => {
                 let name = parse_name(name)?;
@@ -323,16 +372,81 @@ mod tests {
             .when(TenantCommand::Create {
                 tenant_id: tenant_id(),
                 name: "Acme".to_owned(),
+                change_control: ChangeControl::Required,
             })
-            .then([created()]);
-        assert_eq!(after.version, 1);
+            .then([created(), required_policy().into()]);
+        assert_eq!(after.version, 2);
+        assert_eq!(after.change_policy(), required_policy());
         assert_eq!(after.profile.map(|p| p.name), Some(name("Acme")));
         given::<Tenant>([created()])
             .when(TenantCommand::Create {
                 tenant_id: tenant_id(),
                 name: "Acme".to_owned(),
+                change_control: ChangeControl::Optional,
             })
             .then_refused(TenantRefusal::AlreadyExists);
+    }
+
+    fn required_policy() -> TenantChangePolicySet {
+        TenantChangePolicySet {
+            change_control: ChangeControl::Required,
+            approvals: ApprovalPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_without_a_policy_event_is_optional_and_a_policy_is_checked() {
+        // created before change control: optional, default counts
+        let before = given::<Tenant>([created()]);
+        assert_eq!(
+            before.state().change_policy().change_control,
+            ChangeControl::Optional
+        );
+        let p = TenantChangePolicySet {
+            change_control: ChangeControl::Required,
+            approvals: ApprovalPolicy {
+                low: 1,
+                medium: 2,
+                high: 3,
+            },
+        };
+        let after = before
+            .when(TenantCommand::SetChangePolicy(p.clone()))
+            .then([p.clone().into()]);
+        assert_eq!(after.change_policy(), p);
+        // the same policy again changes nothing
+        given::<Tenant>([created(), p.clone().into()])
+            .when(TenantCommand::SetChangePolicy(p.clone()))
+            .then([]);
+        let falling = TenantChangePolicySet {
+            change_control: ChangeControl::Required,
+            approvals: ApprovalPolicy {
+                low: 2,
+                medium: 1,
+                high: 2,
+            },
+        };
+        given::<Tenant>([created()])
+            .when(TenantCommand::SetChangePolicy(falling))
+            .then_refused(TenantRefusal::InvalidChangePolicy(
+                "approvals must not fall as risk rises (low 2, medium 1, high 2)".into(),
+            ));
+        let zero = TenantChangePolicySet {
+            change_control: ChangeControl::Optional,
+            approvals: ApprovalPolicy {
+                low: 0,
+                medium: 1,
+                high: 2,
+            },
+        };
+        given::<Tenant>([created()])
+            .when(TenantCommand::SetChangePolicy(zero))
+            .then_refused(TenantRefusal::InvalidChangePolicy(
+                "approvals.low must be between 1 and 10 (got 0)".into(),
+            ));
+        given::<Tenant>([])
+            .when(TenantCommand::SetChangePolicy(p))
+            .then_refused(TenantRefusal::NotFound);
     }
 
     #[test]
@@ -341,6 +455,7 @@ mod tests {
             .when(TenantCommand::Create {
                 tenant_id: tenant_id(),
                 name: " Acme".to_owned(),
+                change_control: ChangeControl::Required,
             })
             .then_refused(TenantRefusal::InvalidName(IdentityError::BadName));
         given::<Tenant>([])

@@ -17,7 +17,10 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceId, RolloutId, WorkflowId};
+use time::OffsetDateTime;
+
+use crate::change::{ChangeState, MaintenanceWindow, RolloutPlan};
+use crate::ids::{ChangeRequestId, DeviceId, RolloutId, WorkflowId};
 use crate::workflow::{Outcome, RolloutDeviceRestored, RolloutTarget};
 
 /// A workflow kind: what the API starts and the worker runs, typed.
@@ -34,9 +37,78 @@ pub trait WorkflowCard: Send + Sync + 'static {
     fn devices(input: &Self::Input) -> Vec<DeviceId>;
 }
 
+// ---- change_request ------------------------------------------------------------------------
+
+/// `change_request` v1: the run of an approved change request: waits for its window (a
+/// durable timer), starts its rollout, records how it ended on the request's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeRun;
+
+impl WorkflowCard for ChangeRun {
+    const KIND: &'static str = "change_request";
+    const VERSION: u32 = 1;
+    type Input = ChangeRunInput;
+    type Output = ChangeRunOutput;
+    /// None itself: the rollout's children own the devices while they run.
+    fn devices(_input: &ChangeRunInput) -> Vec<DeviceId> {
+        Vec::new()
+    }
+}
+
+/// What a change run deploys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChangeRunAction {
+    /// A script (a change set, or the frozen script of a restore).
+    Script {
+        /// The script.
+        script: String,
+    },
+    /// A firmware version.
+    Firmware {
+        /// Target version.
+        version: String,
+        /// Also RouterBOARD firmware.
+        #[serde(default)]
+        routerboard: bool,
+    },
+}
+
+/// Input of `change_request` v1: the approved request, frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRunInput {
+    /// The request (stream `change-<id>`; also the correlation id of everything it starts).
+    pub change_id: ChangeRequestId,
+    /// Its title (the rollout's name).
+    pub name: String,
+    /// The frozen devices, in rollout order.
+    pub devices: Vec<DeviceId>,
+    /// What to deploy.
+    pub action: ChangeRunAction,
+    /// How.
+    pub plan: RolloutPlan,
+    /// When.
+    pub window: Option<MaintenanceWindow>,
+    /// Approved override: push without the device-side rollback timer where needed.
+    #[serde(default)]
+    pub allow_without_timer: bool,
+}
+
+/// Output of `change_request` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRunOutput {
+    /// How the request ended.
+    pub state: ChangeState,
+    /// Its rollout, if it started one.
+    pub rollout_id: Option<RolloutId>,
+    /// Why, for anything but `completed`.
+    pub reason: Option<String>,
+}
+
 /// Every card's kind, sorted: what a process that registers all cards knows.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     Backup::KIND,
+    ChangeRun::KIND,
     ConfigPush::KIND,
     ConfigRestore::KIND,
     FirmwareUpgrade::KIND,
@@ -335,6 +407,21 @@ pub struct RolloutInput {
     /// Firmware: also upgrade RouterBOARD firmware.
     #[serde(default, skip_serializing_if = "is_false")]
     pub routerboard: bool,
+    /// The change request it runs for (its children's pushes use the request's change id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<ChangeRequestId>,
+    /// The end of the request's maintenance window: at a batch boundary at or after it, the
+    /// rollout pauses (and waits for `window_continue` or a cancel).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub window_end: Option<OffsetDateTime>,
+    /// Each config push runs without the device-side rollback timer where device-mode
+    /// disables the scheduler (an override the change request's approvers accepted).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_without_timer: bool,
 }
 
 /// How one device's child workflow of a rollout ended.

@@ -494,6 +494,9 @@ pub async fn bench_workflows(
                     policy: None,
                     checks: card::HealthChecks::default(),
                     routerboard: false,
+                    change_id: None,
+                    window_end: None,
+                    allow_without_timer: false,
                 },
                 StartOptions::new(Actor::system("bench")).rollout(rid),
             )
