@@ -1,0 +1,317 @@
+//! The platform as real processes for end-to-end tests: `netledger devsim` (a simulated
+//! RouterOS fleet with its HTTP control API) and `netledger all` (API, worker, poller,
+//! projector) on the test's fresh database and a private NATS server, driven over HTTP.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::nats::Nats;
+
+/// The bootstrap administrator's login.
+pub const ADMIN_EMAIL: &str = "e2e-admin@netledger.test";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password-1234";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A JSON-over-HTTP client of one base URL.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+/// What a call answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+}
+
+impl Http {
+    /// A client of `base` (`http://127.0.0.1:8080`).
+    pub fn new(base: String) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            base,
+        }
+    }
+
+    /// `method path` with an optional bearer token, JSON body and extra headers.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&b).unwrap())
+            }
+            None => Bytes::new(),
+        };
+        let res = self
+            .client
+            .request(req.body(Full::new(bytes)).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A call that must answer `expect`; returns the body.
+    pub async fn ok(
+        &self,
+        expect: u16,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let a = self.call(method, path, Some(token), body, &[]).await;
+        assert_eq!(a.status, expect, "{method} {path}: {:#}", a.body);
+        a.body
+    }
+
+    /// Logs in; returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let a = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": password })),
+                &[],
+            )
+            .await;
+        assert_eq!(a.status, 200, "login {email}: {:#}", a.body);
+        a.body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// `netledger devsim` + `netledger all` as child processes (killed on drop).
+pub struct Platform {
+    devsim: Child,
+    all: Child,
+    /// The API.
+    pub api: Http,
+    /// devsim's control API.
+    pub control: Http,
+    /// devsim's manifest (one entry per device).
+    pub manifest: Vec<Value>,
+    _nats: Nats,
+    _work: tempfile::TempDir,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for c in [&mut self.all, &mut self.devsim] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The URL of the test's database (`owner`'s), on the server `DATABASE_URL` names.
+fn database_url(owner: &PgPool) -> String {
+    let db = owner
+        .connect_options()
+        .get_database()
+        .unwrap_or("postgres")
+        .to_owned();
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{db}")
+}
+
+impl Platform {
+    /// Starts `devices` simulated RouterOS 7 devices and the platform on the test database;
+    /// returns once `/health/ready` answers 200.
+    pub async fn start(owner: &PgPool, devices: usize) -> Platform {
+        let bin = env!("CARGO_BIN_EXE_netledger");
+        let work = tempfile::tempdir().unwrap();
+        let nats = Nats::start();
+        let manifest_path: PathBuf = work.path().join("fleet.json");
+        let control_port = free_port();
+        let devsim = Command::new(bin)
+            .args(["devsim", "--devices", &devices.to_string()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--v6-share",
+                "0",
+                "--reboot-secs",
+                "1",
+            ])
+            .arg("--manifest")
+            .arg(&manifest_path)
+            .args(["--control", &format!("127.0.0.1:{control_port}")])
+            .env("NETLEDGER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let manifest: Vec<Value> = loop {
+            if let Ok(text) = std::fs::read_to_string(&manifest_path)
+                && let Ok(m) = serde_json::from_str::<Vec<Value>>(&text)
+                && m.len() == devices
+            {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "devsim wrote no manifest");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let port = free_port();
+        let fw_port = free_port();
+        let config = work.path().join("netledger.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n",
+                work.path().join("data").to_string_lossy()
+            ),
+        )
+        .unwrap();
+        let all = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["all", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--firmware-listen", &format!("127.0.0.1:{fw_port}")])
+            .env("DATABASE_URL", database_url(owner))
+            .env("NATS_URL", nats.url())
+            .env("NETLEDGER_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env(
+                "NETLEDGER_LOG",
+                std::env::var("NETLEDGER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut platform = Platform {
+            devsim,
+            all,
+            api: Http::new(format!("http://127.0.0.1:{port}")),
+            control: Http::new(format!("http://127.0.0.1:{control_port}")),
+            manifest,
+            _nats: nats,
+            _work: work,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = platform.all.try_wait() {
+                panic!("netledger all exited during start: {status}");
+            }
+            let ready = tokio::time::timeout(
+                Duration::from_secs(2),
+                platform.api.call("GET", "/health/ready", None, None, &[]),
+            )
+            .await;
+            if matches!(ready, Ok(Answer { status: 200, .. })) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netledger all was not ready in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        platform
+    }
+
+    /// Registers manifest device `i` as `name`; returns its id.
+    pub async fn register(&self, token: &str, i: usize, name: &str) -> String {
+        let m = &self.manifest[i];
+        let api: std::net::SocketAddr = m["api"].as_str().unwrap().parse().unwrap();
+        let body = self
+            .api
+            .ok(
+                201,
+                "POST",
+                "/api/v1/devices",
+                token,
+                Some(json!({
+                    "name": name, "host": api.ip().to_string(), "port": api.port(),
+                    "username": m["username"], "password": m["password"],
+                    "poll_interval_secs": 5,
+                })),
+            )
+            .await;
+        body["device_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sets device `i`'s fault knobs (all others off).
+    pub async fn faults(&self, i: usize, faults: Value) {
+        let a = self
+            .control
+            .call(
+                "PUT",
+                &format!("/devices/{i}/faults"),
+                None,
+                Some(faults),
+                &[],
+            )
+            .await;
+        assert!(a.status < 300, "set faults: {} {:#}", a.status, a.body);
+    }
+}
+
+/// Polls `f` every 250 ms until it returns `Some`, for at most `within`.
+pub async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
