@@ -1,64 +1,48 @@
-// A unified diff text (the API's `unified` / `diff` fields: `---`/`+++` headers and `@@`
-// hunks) shown side by side with line numbers by react-diff-view. Rows that add or remove
-// lines also carry `d-add` / `d-del`, the classes the UI used before (the browser tests
-// and any user style find them).
+// Unified diffs (the API's `unified` / `diff` fields: `---`/`+++` headers and `@@` hunks).
+// `UnifiedDiff` shows them side by side through react-diff-view, which lives in its own
+// lazily loaded chunk (src/diffview.tsx); until it has loaded (and for text it cannot
+// parse) the plain coloured view shows the same lines, so nothing waits on the chunk.
 
-import { useMemo } from "react";
-import { Diff, Hunk, parseDiff, type ChangeData, type ViewType } from "react-diff-view";
-import "react-diff-view/style/index.css";
+import { lazy, Suspense } from "react";
+import type { ViewType } from "react-diff-view";
 
-/** Parses a unified diff; a diff without `diff --git` headers is fine (one file). */
-function parse(text: string) {
-  try {
-    return parseDiff(text.endsWith("\n") ? text : `${text}\n`);
-  } catch {
-    return null;
-  }
+const SideBySideDiff = lazy(() => import("./diffview"));
+
+/** Starts loading the side-by-side viewer (call where a diff is likely to be shown). */
+export function preloadDiffViewer(): void {
+  void import("./diffview");
 }
 
-function lineClass({ changes }: { changes: ChangeData[] }): string | undefined {
-  const present = changes.filter(Boolean);
-  const cls: string[] = [];
-  if (present.some((c) => c.type === "insert")) cls.push("d-add");
-  if (present.some((c) => c.type === "delete")) cls.push("d-del");
-  return cls.length ? cls.join(" ") : undefined;
-}
-
-/**
- * Side-by-side (or inline) view of a unified diff. Falls back to the raw text when the diff
- * cannot be parsed, so nothing the server sent is hidden.
- */
-export function UnifiedDiff({
-  text,
-  viewType = "split",
-  testId,
-}: {
-  text: string;
-  viewType?: ViewType;
-  testId?: string;
-}) {
-  const files = useMemo(() => parse(text), [text]);
-  if (!files || !files.length || files.every((f) => !f.hunks.length)) {
-    return (
-      <pre className="code diff-text" data-testid={testId}>
-        {text}
-      </pre>
-    );
-  }
+/** The diff as coloured lines (`d-add`, `d-del`, `d-hunk`, `d-file`). */
+export function PlainDiff({ text, testId }: { text: string; testId?: string }) {
   return (
-    <div className="diff-view" data-testid={testId}>
-      {files.map((f, i) => (
-        <div key={`${f.oldPath}-${f.newPath}-${i}`} className="diff-file">
-          {f.oldPath || f.newPath ? (
-            <div className="diff-file-head small muted">
-              <code>{f.oldPath}</code> → <code>{f.newPath}</code>
-            </div>
-          ) : null}
-          <Diff viewType={viewType} diffType={f.type} hunks={f.hunks} generateLineClassName={lineClass}>
-            {(hunks) => hunks.map((h) => <Hunk key={h.content} hunk={h} />)}
-          </Diff>
+    <pre className="code diff-text" data-testid={testId}>
+      {text.split("\n").map((l, i) => (
+        <div
+          key={i}
+          className={
+            l.startsWith("+++") || l.startsWith("---")
+              ? "d-file"
+              : l.startsWith("@@")
+                ? "d-hunk"
+                : l.startsWith("+")
+                  ? "d-add"
+                  : l.startsWith("-")
+                    ? "d-del"
+                    : undefined
+          }
+        >
+          {l || " "}
         </div>
       ))}
-    </div>
+    </pre>
+  );
+}
+
+export function UnifiedDiff({ text, viewType = "split", testId }: { text: string; viewType?: ViewType; testId?: string }) {
+  return (
+    <Suspense fallback={<PlainDiff text={text} testId={testId} />}>
+      <SideBySideDiff text={text} viewType={viewType} testId={testId} />
+    </Suspense>
   );
 }

@@ -9,7 +9,7 @@ import { api, ApiProblem, toProblem, type Schemas } from "../api/client";
 import { RESOLUTION_LABELS, TRANSPORT_LABELS, TRANSPORTS, oneOf, type MetricsResolution } from "../api/enums";
 import { useAuth } from "../auth";
 import { LineChart, type Series } from "../chart";
-import { UnifiedDiff } from "../diff";
+import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate } from "../router";
 import {
@@ -36,6 +36,8 @@ type ConfigVersion = Schemas["ConfigVersionDto"];
 
 export function DevicePage({ id }: { id: string }) {
   const auth = useAuth();
+  // The config history's diff viewer is a separate chunk: fetch it before it is needed.
+  useEffect(() => preloadDiffViewer(), []);
   const device = useResource(
     async () => (await api("get", "/api/v1/devices/{device_id}", { path: { device_id: id } })).data,
     [id],
