@@ -926,9 +926,11 @@ export function ChangePage({ id }: { id: string }) {
       </div>
 
       {rolloutId ? (
-        <Section title="Rollout (live)" id="rollout">
-          <RolloutView id={rolloutId} embedded />
-        </Section>
+        <section className="card" id="rollout" aria-label="Rollout (live)">
+          <div className="card-body">
+            <RolloutView id={rolloutId} embedded />
+          </div>
+        </section>
       ) : c.state === "scheduled" ? (
         <Section title="Rollout">
           <Empty>
@@ -1111,7 +1113,7 @@ function Timeline({ entries }: { entries: TimelineEntry[] }) {
           {e.stream && !e.stream.startsWith("change-") ? <span className="small muted"> · {e.stream}</span> : null}
           {e.summary ? <span> · {e.summary}</span> : null}
           {e.payload !== undefined ? (
-            <button type="button" className="link" onClick={() => setOpen(open === i ? null : i)}>
+            <button type="button" className="link timeline-details" onClick={() => setOpen(open === i ? null : i)}>
               {open === i ? "hide" : "details"}
             </button>
           ) : null}
