@@ -151,9 +151,9 @@ test("an operator writes a change request and submits it", { skip: SKIP }, async
   await operator.getByRole("link", { name: "New change request" }).click();
   const form = operator.locator('form[aria-label="New change request"]');
   await form.waitFor();
-  await form.getByLabel("Title").fill(TITLE);
-  await form.getByLabel("Ticket").fill(`CHG-${RUN}`);
-  await form.getByLabel("Reason").fill("a pool for the browser test of change control");
+  await form.getByLabel(/^Title/).fill(TITLE);
+  await form.getByLabel(/^Ticket/).fill(`CHG-${RUN}`);
+  await form.getByLabel(/^Reason/).fill("a pool for the browser test of change control");
   // The script goes into the CodeMirror editor (line numbers in its gutter).
   const editor = form.locator(".cm-content");
   await editor.waitFor();
@@ -163,9 +163,9 @@ test("an operator writes a change request and submits it", { skip: SKIP }, async
   const devices = (await call(adminToken, "GET", "/api/v1/devices?limit=50")).body.items;
   assert.equal(devices.length, 3, "the demo fleet has 3 devices");
   for (const d of devices) await form.getByLabel(`include ${d.name}`).check();
-  await form.getByLabel("Canaries").fill("1");
-  await form.getByLabel("Batch size").fill("2");
-  await form.getByLabel("Parallelism").fill("2");
+  await form.getByLabel(/^Canaries/).fill("1");
+  await form.getByLabel(/^Batch size/).fill("2");
+  await form.getByLabel(/^Parallelism/).fill("2");
   await shot(operator, "20-changes-new");
   await form.getByRole("button", { name: "Create draft" }).click();
   await operator.locator("[data-testid=change-page]").waitFor();
@@ -204,7 +204,7 @@ test("a second user, an approver, approves it (four eyes)", { skip: SKIP }, asyn
   await row.getByRole("link", { name: TITLE }).click();
   const panel = approver.locator("[data-testid=four-eyes]");
   await panel.waitFor();
-  await panel.getByLabel("Comment").fill("looks right: a pool nobody uses yet");
+  await panel.getByLabel(/^Comment/).fill("looks right: a pool nobody uses yet");
   await panel.getByRole("button", { name: "Approve" }).click();
   await approver.waitForFunction(
     () => document.querySelector("[data-testid=four-eyes]")?.getAttribute("data-missing") === "0",
