@@ -9,6 +9,7 @@ import { useLiveStatus } from "./hooks";
 import { AccountPage } from "./pages/Account";
 import { AdminPage } from "./pages/Admin";
 import { AuditPage } from "./pages/Audit";
+import { ChangeEditPage, ChangePage, ChangesPage } from "./pages/Changes";
 import { DevicePage } from "./pages/Device";
 import { EventsPage } from "./pages/Events";
 import { FirmwarePage } from "./pages/Firmware";
@@ -32,6 +33,10 @@ const ROUTES: RouteDef[] = [
   { pattern: "/workflows/:id", render: (p) => <WorkflowPage id={p.id} /> },
   { pattern: "/rollouts", render: () => <RolloutsPage /> },
   { pattern: "/rollouts/:id", render: (p) => <RolloutPage id={p.id} /> },
+  { pattern: "/changes", render: () => <ChangesPage /> },
+  { pattern: "/changes/new", render: () => <ChangeEditPage /> },
+  { pattern: "/changes/:id", render: (p) => <ChangePage id={p.id} /> },
+  { pattern: "/changes/:id/edit", render: (p) => <ChangeEditPage id={p.id} /> },
   { pattern: "/firmware", render: () => <FirmwarePage /> },
   { pattern: "/events", render: () => <EventsPage /> },
   { pattern: "/audit", render: () => <AuditPage /> },
@@ -112,6 +117,11 @@ export function App() {
           <NavLink to="/rollouts" match={["/rollouts"]}>
             Rollouts
           </NavLink>
+          {auth.can("changes:read") ? (
+            <NavLink to="/changes" match={["/changes"]}>
+              Changes
+            </NavLink>
+          ) : null}
           <NavLink to="/firmware" match={["/firmware"]}>
             Firmware
           </NavLink>

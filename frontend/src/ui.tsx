@@ -107,6 +107,16 @@ const TONES: Record<string, string> = {
   reconnecting: "warn",
   unavailable: "bad",
   idle: "muted",
+  // change requests
+  draft: "muted",
+  submitted: "info",
+  approved: "ok",
+  scheduled: "info",
+  rejected: "bad",
+  withdrawn: "muted",
+  risk_low: "muted",
+  risk_medium: "warn",
+  risk_high: "bad",
 };
 
 export function Badge({ value, label }: { value: string | null | undefined; label?: string }) {

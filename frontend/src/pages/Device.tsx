@@ -9,6 +9,7 @@ import { api, ApiProblem, toProblem, type Schemas } from "../api/client";
 import { RESOLUTION_LABELS, TRANSPORT_LABELS, TRANSPORTS, oneOf, type MetricsResolution } from "../api/enums";
 import { useAuth } from "../auth";
 import { LineChart, type Series } from "../chart";
+import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate } from "../router";
 import {
@@ -35,6 +36,8 @@ type ConfigVersion = Schemas["ConfigVersionDto"];
 
 export function DevicePage({ id }: { id: string }) {
   const auth = useAuth();
+  // The config history's diff viewer is a separate chunk: fetch it before it is needed.
+  useEffect(() => preloadDiffViewer(), []);
   const device = useResource(
     async () => (await api("get", "/api/v1/devices/{device_id}", { path: { device_id: id } })).data,
     [id],
@@ -814,7 +817,6 @@ interface SemanticSection {
 
 function DiffView({ diff }: { diff: Schemas["ConfigDiffDto"] }) {
   const sections = ((diff.semantic as { sections?: SemanticSection[] })?.sections ?? []) as SemanticSection[];
-  const lines = diff.unified ? diff.unified.split("\n") : [];
   return (
     <div className="diff" data-testid="config-diff">
       <div className="small muted">
@@ -830,27 +832,8 @@ function DiffView({ diff }: { diff: Schemas["ConfigDiffDto"] }) {
           ))}
         </ul>
       ) : null}
-      {lines.length ? (
-        <pre className="code diff-text">
-          {lines.map((l, i) => (
-            <div
-              key={i}
-              className={
-                l.startsWith("+++") || l.startsWith("---")
-                  ? "d-file"
-                  : l.startsWith("@@")
-                    ? "d-hunk"
-                    : l.startsWith("+")
-                      ? "d-add"
-                      : l.startsWith("-")
-                        ? "d-del"
-                        : undefined
-              }
-            >
-              {l || " "}
-            </div>
-          ))}
-        </pre>
+      {diff.unified ? (
+        <UnifiedDiff text={diff.unified} testId="config-diff-lines" />
       ) : (
         <Empty>The two versions are identical.</Empty>
       )}

@@ -10,11 +10,11 @@ import { Empty, Field, Json, LoadMore, ProblemBox, Section, Time, isoToLocal, lo
 
 type Ev = Schemas["EventDto"];
 
-export const CATEGORIES = ["device", "workflow", "rollout", "firmware", "tenant", "user", "session"];
+export const CATEGORIES = ["device", "workflow", "rollout", "change", "firmware", "tenant", "user", "session"];
 
 /** Where an event's stream lives in the UI, if anywhere. */
 export function streamLink(stream: string): string | null {
-  const m = /^(device|workflow|rollout)-([0-9a-f-]{36})$/.exec(stream);
+  const m = /^(device|workflow|rollout|change)-([0-9a-f-]{36})$/.exec(stream);
   if (!m) return null;
   return `/${m[1]}s/${m[2]}`;
 }

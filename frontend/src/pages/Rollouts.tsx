@@ -337,6 +337,16 @@ function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
 }
 
 export function RolloutPage({ id }: { id: string }) {
+  return <RolloutView id={id} />;
+}
+
+/**
+ * A rollout live: facts, progress, the driving workflow, per-device outcomes by batch, and
+ * pause / resume / cancel. `embedded` (a change request's page) shows it as a section under
+ * the request's own heading and leaves cancelling to the request (its cancel stops the
+ * rollout through the change run).
+ */
+export function RolloutView({ id, embedded = false }: { id: string; embedded?: boolean }) {
   const auth = useAuth();
   const rollout = useResource(async () => (await api("get", "/api/v1/rollouts/{rollout_id}", { path: { rollout_id: id } })).data, [id]);
   const devices = usePaged(
@@ -379,8 +389,8 @@ export function RolloutPage({ id }: { id: string }) {
 
   if (!rollout.data) {
     return (
-      <div className="page">
-        <h1>Rollout</h1>
+      <div className={embedded ? "rollout-embedded" : "page"}>
+        {embedded ? <h2>Rollout</h2> : <h1>Rollout</h1>}
         <ProblemBox error={rollout.error} />
         {!rollout.error ? <Loading /> : null}
       </div>
@@ -389,14 +399,20 @@ export function RolloutPage({ id }: { id: string }) {
   const r = rollout.data;
   const active = r.state === "running" || r.state === "paused";
   return (
-    <div className="page">
+    <div className={embedded ? "rollout-embedded" : "page"} data-testid="rollout-view" data-state={r.state}>
       <div className="page-head">
-        <h1>
-          <Link to="/rollouts" className="muted">
-            Rollouts
-          </Link>{" "}
-          / {r.name} <Badge value={r.state} />
-        </h1>
+        {embedded ? (
+          <h2>
+            Rollout <Link to={`/rollouts/${r.id}`}>{r.name}</Link> <Badge value={r.state} />
+          </h2>
+        ) : (
+          <h1>
+            <Link to="/rollouts" className="muted">
+              Rollouts
+            </Link>{" "}
+            / {r.name} <Badge value={r.state} />
+          </h1>
+        )}
         <div className="page-actions">
           {active && auth.can("rollouts:stop") && r.state === "running" ? (
             <button type="button" disabled={signal.pending} onClick={() => void signal.run("pause")}>
@@ -414,7 +430,7 @@ export function RolloutPage({ id }: { id: string }) {
               Resume
             </button>
           ) : null}
-          {active && auth.can("rollouts:stop") ? (
+          {active && !embedded && auth.can("rollouts:stop") ? (
             <span className="inline-form">
               <input placeholder="cancel reason" value={reason} onChange={(e) => setReason(e.target.value)} />
               <button type="button" className="danger" disabled={signal.pending} onClick={() => void signal.run("cancel")}>
