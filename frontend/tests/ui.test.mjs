@@ -50,6 +50,19 @@ async function apiToken() {
   return JSON.parse(body).access_token;
 }
 
+/** Sets the admin's tenant's change control (`optional` or `required`). */
+async function setChangeControl(mode) {
+  const token = await apiToken();
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+  const me = await (await fetch(`${BASE}/api/v1/me`, { headers })).json();
+  const res = await fetch(`${BASE}/api/v1/tenants/${me.tenant_id}/change-policy`, {
+    method: "PUT",
+    headers,
+    body: JSON.stringify({ change_control: mode, approvals: { low: 1, medium: 1, high: 2 } }),
+  });
+  assert.equal(res.status, 200, `set change control ${mode}: ${res.status} ${await res.text()}`);
+}
+
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
@@ -75,6 +88,10 @@ before(async () => {
       document.head.append(style);
     });
   });
+  // These tests drive the direct push, upgrade and rollout screens, which a lab tenant keeps:
+  // change control `optional`. (The bootstrap tenant is change-controlled by default;
+  // changes.test.mjs sets it back to `required` and covers that path.)
+  await setChangeControl("optional");
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("console", (m) => {
     // Failed requests are logged by the browser itself; the response listener judges them.
