@@ -89,7 +89,7 @@ type Restore<T> = Result<T, RestoreError>;
 
 /// The RouterOS script that turns the configuration of `current_export` into that of
 /// `target_export` (see the module docs); empty when they are the same configuration.
-pub fn restore_script(current_export: &str, target_export: &str) -> Restore<String> {
+pub fn restore_script(current_export: &str, target_export: &str) -> Result<String, RestoreError> {
     let parse = |text: &str, which: &'static str| {
         rosconfig::parse_export(text).map_err(|e| RestoreError::Export {
             which,
