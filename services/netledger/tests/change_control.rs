@@ -8,6 +8,8 @@
 //! own timer reverts it) -> the threshold halts the rollout -> rollback on halt -> the
 //! request ends `rolled_back`, and its timeline lists the whole chain in order with actors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Windows are planned on the wall clock the platform's processes run on.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 
