@@ -370,10 +370,15 @@ async fn a_change_request_lifecycle_folds_into_its_row(pool: PgPool) {
     let detail = db.row(c).await;
     assert_eq!(detail["pause"], json!(null));
     assert_eq!(detail["final_reason"], json!(null));
-    assert_eq!(
-        detail["submitted_at"].as_str().map(|s| s.len() > 0),
-        Some(true)
-    );
+    // The last submission's time (version 6), not the first's.
+    let submitted_at: Option<OffsetDateTime> = sqlx::query_scalar(
+        "SELECT submitted_at FROM rm_change_requests WHERE change_request_id = $1",
+    )
+    .bind(c.as_uuid())
+    .fetch_one(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(submitted_at, Some(at_of(&events, &s, 6)));
 
     // A rejected request and a withdrawn one; an emergency that ran and is reviewed.
     let rej = ChangeRequestId::new_random();
@@ -917,7 +922,9 @@ async fn the_timeline_holds_the_change_and_its_correlated_events(pool: PgPool) {
 
     // Another tenant sees none of it: only its own event that happens to carry the same
     // correlation id.
-    let theirs = change_timeline(&db.app, other, c, None, None).await.unwrap();
+    let theirs = change_timeline(&db.app, other, c, None, None)
+        .await
+        .unwrap();
     assert_eq!(theirs.items.len(), 1);
     assert!(theirs.items[0].stream.starts_with("rollout-"));
     assert_eq!(theirs.items[0].payload["state"], json!("running"));
