@@ -23,11 +23,12 @@ use netledger_domain::{
     RecordedEvent, RolloutId, StreamName, TenantId, WorkflowId,
 };
 use netledger_projections::query::{
-    ChangeRequestQuery, ChangeRequestSummary, change_timeline, list_change_requests,
+    AuditQuery, ChangeRequestQuery, ChangeRequestSummary, audit_feed, change_timeline,
+    list_change_requests,
 };
 use netledger_projections::{
-    BatchOutcome, CHANGE_REQUESTS, DEVICES, ReplayOptions, apply_events, catch_up, checkpoint,
-    dump, replay, replay_with, wait_for_position,
+    AUDIT, BatchOutcome, CHANGE_REQUESTS, DEVICES, ReplayOptions, apply_events, catch_up,
+    checkpoint, dump, replay, replay_with, wait_for_position,
 };
 use netledger_store::{EventReader, EventStore, Pools, StoreOptions};
 use serde_json::json;
@@ -928,6 +929,29 @@ async fn the_timeline_holds_the_change_and_its_correlated_events(pool: PgPool) {
     assert_eq!(theirs.items.len(), 1);
     assert!(theirs.items[0].stream.starts_with("rollout-"));
     assert_eq!(theirs.items[0].payload["state"], json!("running"));
+    // The audit feed summarises the change events in words.
+    db.project(&[AUDIT]).await;
+    let feed = audit_feed(
+        &db.app,
+        t,
+        &AuditQuery {
+            stream: Some(c.stream().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let summaries: Vec<&str> = feed.items.iter().map(|a| a.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        vec![
+            "change request finished: completed",
+            format!("change request started rollout {r}").as_str(),
+            "change request submitted: 1 devices, 1 approval(s) needed",
+            "change request created: NTP (risk low)",
+        ]
+    );
+
     // c2's timeline is its own two events.
     let c2_page = change_timeline(&db.app, t, c2, None, None).await.unwrap();
     assert_eq!(c2_page.items.len(), 2);
