@@ -23,8 +23,8 @@ use netledger_domain::{
     RecordedEvent, RolloutId, StreamName, TenantId, WorkflowId,
 };
 use netledger_projections::query::{
-    AuditQuery, ChangeRequestQuery, ChangeRequestSummary, audit_feed, change_timeline,
-    list_change_requests,
+    AuditQuery, ChangeRequestQuery, ChangeRequestSummary, audit_feed, change_request_detail,
+    change_timeline, list_change_requests,
 };
 use netledger_projections::{
     AUDIT, BatchOutcome, CHANGE_REQUESTS, DEVICES, ReplayOptions, apply_events, catch_up,
@@ -380,6 +380,44 @@ async fn a_change_request_lifecycle_folds_into_its_row(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(submitted_at, Some(at_of(&events, &s, 6)));
+
+    // The detail holds the whole row.
+    let detail = change_request_detail(&db.app, t, c).await.unwrap().unwrap();
+    assert_eq!(detail.summary, row);
+    assert_eq!(detail.content, second);
+    assert_eq!(detail.device_ids, vec![d2, d1]);
+    assert_eq!(
+        detail
+            .approval_list
+            .iter()
+            .map(|a| (a.by.clone(), a.at))
+            .collect::<Vec<_>>(),
+        vec![
+            (author(2), at_of(&events, &s, 7)),
+            (author(3), at_of(&events, &s, 8))
+        ]
+    );
+    assert_eq!(detail.rejection, None);
+    assert_eq!(detail.pause, None);
+    assert_eq!(detail.submitted_at, Some(at_of(&events, &s, 6)));
+    assert_eq!(
+        detail.updated_position,
+        events
+            .iter()
+            .rev()
+            .find(|e| e.stream == s)
+            .unwrap()
+            .position
+    );
+    let v = serde_json::to_value(&detail).unwrap();
+    assert_eq!(v["state"], json!("completed"));
+    assert_eq!(v["content"]["title"], json!("NTP servers (pool 2)"));
+    assert!(
+        change_request_detail(&db.app, TenantId::new_random(), c)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // A rejected request and a withdrawn one; an emergency that ran and is reviewed.
     let rej = ChangeRequestId::new_random();
