@@ -1,6 +1,6 @@
 //! Read models folded from the event store, for the REST API and the UI: the device list and
 //! detail, config versions per device, workflow runs and their steps, rollouts and their
-//! progress, and the audit feed (`docs/projections.md`).
+//! progress, change requests and their timeline, and the audit feed (`docs/projections.md`).
 //!
 //! Each projector writes its tables and its checkpoint (`subscription_checkpoints`,
 //! `projection.<name>`) in one transaction and skips re-delivered events; [`run`] keeps them
@@ -19,12 +19,14 @@ pub mod projector;
 pub mod projectors;
 pub mod query;
 pub mod replay;
+pub mod wait;
 
 pub use error::ProjectionError;
 pub use lag::{Lag, lag};
 pub use live::{RunOptions, catch_up, run};
 pub use projector::{
-    BatchOutcome, PROJECTORS, Projector, apply_batch, apply_events, checkpoint, checkpoint_name,
-    projector,
+    AUDIT, BatchOutcome, CHANGE_REQUESTS, CONFIG_VERSIONS, DEVICES, PROJECTORS, Projector,
+    ROLLOUTS, WORKFLOWS, apply_batch, apply_events, checkpoint, checkpoint_name, projector,
 };
 pub use replay::{ProjectorReplay, ReplayOptions, ReplayReport, dump, replay, replay_with};
+pub use wait::wait_for_position;

@@ -14,17 +14,32 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::error::ProjectionError;
 use crate::projectors::{
-    audit::AuditProjector, config::ConfigVersionsProjector, devices::DevicesProjector,
-    rollouts::RolloutsProjector, workflows::WorkflowsProjector,
+    audit::AuditProjector, change_requests::ChangeRequestsProjector,
+    config::ConfigVersionsProjector, devices::DevicesProjector, rollouts::RolloutsProjector,
+    workflows::WorkflowsProjector,
 };
+
+/// Projector `devices` (`rm_devices`, `rm_device_tags`).
+pub const DEVICES: &str = "devices";
+/// Projector `config_versions` (`rm_config_versions`).
+pub const CONFIG_VERSIONS: &str = "config_versions";
+/// Projector `workflows` (`rm_workflow_runs`, `rm_workflow_devices`, `rm_workflow_steps`).
+pub const WORKFLOWS: &str = "workflows";
+/// Projector `rollouts` (`rm_rollouts`, `rm_rollout_devices`).
+pub const ROLLOUTS: &str = "rollouts";
+/// Projector `change_requests` (`rm_change_requests`).
+pub const CHANGE_REQUESTS: &str = "change_requests";
+/// Projector `audit` (`rm_audit_feed`).
+pub const AUDIT: &str = "audit";
 
 /// The names of every projector, in the order they are run and reported.
 pub const PROJECTORS: &[&str] = &[
-    "devices",
-    "config_versions",
-    "workflows",
-    "rollouts",
-    "audit",
+    DEVICES,
+    CONFIG_VERSIONS,
+    WORKFLOWS,
+    ROLLOUTS,
+    CHANGE_REQUESTS,
+    AUDIT,
 ];
 
 /// A read model kept up to date from the event store.
@@ -69,11 +84,12 @@ pub trait Projector: Send {
 /// A new projector by name.
 pub fn projector(name: &str) -> Result<Box<dyn Projector>, ProjectionError> {
     Ok(match name {
-        "devices" => Box::new(DevicesProjector::default()),
-        "config_versions" => Box::new(ConfigVersionsProjector::default()),
-        "workflows" => Box::new(WorkflowsProjector::default()),
-        "rollouts" => Box::new(RolloutsProjector::default()),
-        "audit" => Box::new(AuditProjector::default()),
+        DEVICES => Box::new(DevicesProjector::default()),
+        CONFIG_VERSIONS => Box::new(ConfigVersionsProjector::default()),
+        WORKFLOWS => Box::new(WorkflowsProjector::default()),
+        ROLLOUTS => Box::new(RolloutsProjector::default()),
+        CHANGE_REQUESTS => Box::new(ChangeRequestsProjector::default()),
+        AUDIT => Box::new(AuditProjector::default()),
         _ => {
             return Err(ProjectionError::UnknownProjector {
                 name: name.to_owned(),

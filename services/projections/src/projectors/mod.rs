@@ -2,6 +2,7 @@
 //! conversions between events and columns.
 
 pub mod audit;
+pub mod change_requests;
 pub mod config;
 pub mod devices;
 pub mod rollouts;

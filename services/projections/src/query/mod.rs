@@ -7,16 +7,19 @@
 //! `next_cursor` back unchanged to get the next page; `None` means there is no next page.
 //! Limits are clamped to 1..=[`MAX_LIMIT`] (default [`DEFAULT_LIMIT`]).
 //!
-//! One file per resource (devices, config versions, workflow runs, rollouts, the audit feed);
+//! One file per resource (devices, config versions, workflow runs, rollouts, change requests,
+//! the audit feed);
 //! everything is re-exported here, so callers use `query::list_devices` and so on.
 
 mod audit;
+mod changes;
 mod configs;
 mod devices;
 mod rollouts;
 mod workflows;
 
 pub use audit::*;
+pub use changes::*;
 pub use configs::*;
 pub use devices::*;
 pub use rollouts::*;
