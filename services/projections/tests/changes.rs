@@ -1090,3 +1090,61 @@ async fn waiting_for_a_position_sees_the_projectors_pass_it(pool: PgPool) {
             .unwrap()
     );
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_audit_feed_flags_everything_of_an_emergency_change(pool: PgPool) {
+    let db = db(pool).await;
+    let t = TenantId::new_random();
+    let (em, calm) = (ChangeRequestId::new_random(), ChangeRequestId::new_random());
+    let d = DeviceId::new_random();
+    let r = RolloutId::new_random();
+    for (id, emergency) in [(em, true), (calm, false)] {
+        let cu = *id.as_uuid();
+        db.append(
+            t,
+            &id.stream(),
+            vec![
+                ev(
+                    &created(id, 1, content("x", RiskLevel::Low, emergency)),
+                    1,
+                    cu,
+                ),
+                ev(&submitted(&[d], 1), 1, cu),
+            ],
+        )
+        .await;
+    }
+    // the emergency run's rollout: correlated with the request
+    db.append(
+        t,
+        &r.stream(),
+        vec![ev(
+            &RolloutStateChanged {
+                state: RolloutState::Running,
+                reason: None,
+            },
+            9,
+            *em.as_uuid(),
+        )],
+    )
+    .await;
+    db.project(&[CHANGE_REQUESTS, AUDIT]).await;
+    let feed = audit_feed(&db.app, t, &AuditQuery::default())
+        .await
+        .unwrap();
+    let flagged: Vec<(String, bool)> = feed
+        .items
+        .iter()
+        .map(|a| (a.stream.clone(), a.emergency))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            (r.stream().to_string(), true),
+            (calm.stream().to_string(), false),
+            (calm.stream().to_string(), false),
+            (em.stream().to_string(), true),
+            (em.stream().to_string(), true),
+        ]
+    );
+}

@@ -51,6 +51,9 @@ pub struct AuditEntryDto {
     pub causation_id: Uuid,
     /// One-line summary.
     pub summary: String,
+    /// Part of an emergency (break-glass) change request (its own events and everything
+    /// correlated with it).
+    pub emergency: bool,
 }
 
 /// A page of the audit feed.
@@ -124,6 +127,7 @@ pub async fn audit_feed(
                 correlation_id: a.correlation_id,
                 causation_id: a.causation_id,
                 summary: a.summary,
+                emergency: a.emergency,
             })
             .collect(),
         next_cursor: wrap_cursor(page.next_cursor),

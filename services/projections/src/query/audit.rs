@@ -36,6 +36,9 @@ pub struct AuditEntry {
     pub causation_id: Uuid,
     /// One-line summary.
     pub summary: String,
+    /// Part of an emergency (break-glass) change request: the request's own events and
+    /// everything correlated with it (its run, rollout, per-device workflows, device events).
+    pub emergency: bool,
 }
 
 /// Filters and page of the audit feed. Order: newest first.
@@ -96,6 +99,22 @@ pub async fn audit_feed(
         .fetch_all(&mut *tx)
         .await
         .map_err(ProjectionError::db("read audit feed"))?;
+    // Break-glass flag: entries correlated with an emergency change request.
+    let correlations: Vec<Uuid> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<Uuid, _>("correlation_id").ok())
+        .collect();
+    let emergency: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT change_request_id FROM rm_change_requests \
+         WHERE tenant_id = $1 AND emergency AND change_request_id = ANY($2)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&correlations)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(ProjectionError::db("read emergency change requests"))?
+    .into_iter()
+    .collect();
     tx.commit().await.map_err(ProjectionError::db("end read"))?;
     let e = decode_err("decode audit entry");
     let mut items = Vec::with_capacity(rows.len());
@@ -113,6 +132,9 @@ pub async fn audit_feed(
             correlation_id: r.try_get("correlation_id").map_err(&e)?,
             causation_id: r.try_get("causation_id").map_err(&e)?,
             summary: r.try_get("summary").map_err(&e)?,
+            emergency: r
+                .try_get::<Uuid, _>("correlation_id")
+                .is_ok_and(|c| emergency.contains(&c)),
         });
     }
     let next_cursor = next_page(&mut items, limit, |a| a.position.to_string());
