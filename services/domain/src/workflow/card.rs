@@ -91,7 +91,8 @@ pub struct ChangeRunInput {
     pub window: Option<MaintenanceWindow>,
     /// Approved override: push without the device-side rollback timer where needed.
     #[serde(default)]
-    pub allow_without_timer: bool,    /// Who asked for the run (user id): the approver or author who pressed start, or whose
+    pub allow_without_timer: bool,
+    /// Who asked for the run (user id): the approver or author who pressed start, or whose
     /// approval completed a request with a window. Recorded on `ChangeRequestScheduled`.
     pub requested_by: String,
 }
