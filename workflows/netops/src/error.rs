@@ -315,6 +315,29 @@ fn device_class(e: &routeros::Error) -> ErrorClass {
     }
 }
 
+impl From<netledger_changeplan::PlanError> for NetopsError {
+    /// The planning errors keep their variant names and messages.
+    fn from(e: netledger_changeplan::PlanError) -> Self {
+        use netledger_changeplan::PlanError as P;
+        match e {
+            P::InvalidChangeId { id } => NetopsError::InvalidChangeId { id },
+            P::Parse {
+                change,
+                line,
+                message,
+            } => NetopsError::Parse {
+                change,
+                line,
+                message,
+            },
+            P::Policy { change, rule } => NetopsError::Policy { change, rule },
+            P::DoesNotApply { change, message } => NetopsError::DoesNotApply { change, message },
+            P::NoOp { change } => NetopsError::NoOp { change },
+            P::Export { message } => NetopsError::Export { message },
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = NetopsError> = std::result::Result<T, E>;
 

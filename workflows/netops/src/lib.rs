@@ -15,7 +15,8 @@
 //! chaos worker are not here (tests, `services/netledger/src/bench`, `workflows/chaos`).
 //!
 //! - [`change`]: change ids and device names, the push [`Policy`], the offline plan
-//!   (expectations the running configuration must meet).
+//!   (expectations the running configuration must meet); re-exported from the pure
+//!   `netledger-changeplan` crate, which the API shares.
 //! - [`device`]: connecting, the device's own clock, device-mode and capability probe.
 //! - [`push`]: snapshot, validate, arm, extend, apply, verify, commit, rollback, cleanup.
 //! - [`firmware`]: precheck, upload (device-side fetch), install, await, RouterBOARD
