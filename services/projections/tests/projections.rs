@@ -6,6 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use netledger_domain::change::{
+    ChangeAction, ChangeContent, ChangeRequestApproved, ChangeRequestCreated,
+    ChangeRequestFinished, ChangeRequestRejected, ChangeRequestScheduled, ChangeRequestStarted,
+    ChangeRequestSubmitted, ChangeState, ChangeTarget, Overrides, RiskLevel, RolloutPlan,
+};
 use netledger_domain::device::{
     ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCameOnline, DeviceFacts, DeviceName,
     DevicePollingResumed, DevicePollingSuspended, DeviceRegistered, DeviceRemoved, DeviceTagsSet,
@@ -19,8 +24,8 @@ use netledger_domain::workflow::{
     WorkflowStepStarted, WorkflowTimerScheduled,
 };
 use netledger_domain::{
-    Actor, DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, RecordedEvent,
-    RolloutId, StreamName, TenantId, WorkflowId,
+    Actor, ChangeRequestId, DeviceId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent,
+    RecordedEvent, RolloutId, StreamName, TenantId, WorkflowId,
 };
 use netledger_projections::query::{
     self, AuditQuery, BreakerState, ConfigVersionKind, ConfigVersionQuery, DeviceQuery,
@@ -97,6 +102,99 @@ impl Db {
             assert!(matches!(outcome, BatchOutcome::Applied { .. }), "{p}");
         }
     }
+}
+
+/// A few change requests in each tenant (the workload generator writes none): one that ran
+/// to completion, one rejected, one draft. Returns the number of events appended.
+async fn change_requests(db: &Db, tenants: &[TenantId]) -> u64 {
+    let content = |title: &str| ChangeContent {
+        title: title.into(),
+        reason: "maintenance".into(),
+        ticket: None,
+        target: ChangeTarget::Tenant {},
+        action: ChangeAction::Script {
+            script: "/system ntp client\nset enabled=yes\n".into(),
+        },
+        plan: RolloutPlan::default(),
+        risk: RiskLevel::Low,
+        window: None,
+        overrides: Overrides::default(),
+        emergency: false,
+        emergency_reason: None,
+    };
+    let author = Uuid::from_u128(7).to_string();
+    let mut appended = 0;
+    for t in tenants {
+        let (ran, rejected, draft) = (
+            ChangeRequestId::new_random(),
+            ChangeRequestId::new_random(),
+            ChangeRequestId::new_random(),
+        );
+        let created = |id, title: &str| {
+            ev_by(
+                &ChangeRequestCreated {
+                    change_request_id: id,
+                    author: author.clone(),
+                    content: content(title),
+                },
+                user(),
+            )
+        };
+        let submitted = || {
+            ev_by(
+                &ChangeRequestSubmitted {
+                    devices: vec![DeviceId::new_random()],
+                    previews: vec![],
+                    required_approvals: 1,
+                    restore_script: None,
+                },
+                user(),
+            )
+        };
+        let streams = [
+            (
+                ran,
+                vec![
+                    created(ran, "ran"),
+                    submitted(),
+                    ev(&ChangeRequestApproved {
+                        by: "approver".into(),
+                        comment: None,
+                        retrospective: false,
+                    }),
+                    ev(&ChangeRequestScheduled {
+                        workflow_id: WorkflowId::new_random(),
+                        by: author.clone(),
+                        window: None,
+                    }),
+                    ev(&ChangeRequestStarted {
+                        rollout_id: RolloutId::new_random(),
+                    }),
+                    ev(&ChangeRequestFinished {
+                        state: ChangeState::Completed,
+                        reason: None,
+                    }),
+                ],
+            ),
+            (
+                rejected,
+                vec![
+                    created(rejected, "rejected"),
+                    submitted(),
+                    ev(&ChangeRequestRejected {
+                        by: "approver".into(),
+                        comment: "no".into(),
+                    }),
+                ],
+            ),
+            (draft, vec![created(draft, "draft")]),
+        ];
+        for (id, events) in streams {
+            appended += events.len() as u64;
+            db.append(*t, &id.stream(), events).await;
+        }
+    }
+    appended
 }
 
 fn registered(id: DeviceId, name: &str, tags: &[&str]) -> DeviceRegistered {
@@ -1237,7 +1335,8 @@ async fn the_audit_feed_filters_and_pages(pool: PgPool) {
 async fn redelivered_events_change_nothing(pool: PgPool) {
     let db = db(pool).await;
     let spec = WorkloadSpec::small(600, 11);
-    fill(&db.store, &spec).await.unwrap();
+    let filled = fill(&db.store, &spec).await.unwrap();
+    change_requests(&db, &filled.tenants).await;
     let events = db.events().await;
     let (first, second) = events.split_at(events.len() / 2);
     for p in PROJECTORS {
@@ -1367,10 +1466,11 @@ async fn tenants_see_only_their_rows_and_the_app_cannot_write(pool: PgPool) {
         ..WorkloadSpec::small(500, 3)
     };
     let filled = fill(&db.store, &spec).await.unwrap();
+    change_requests(&db, &filled.tenants).await;
     db.project_all().await;
     let (a, b) = (filled.tenants[0], filled.tenants[1]);
     let tables: Vec<String> = dump(&db.system, None).await.unwrap().into_keys().collect();
-    assert_eq!(tables.len(), 9);
+    assert_eq!(tables.len(), 10);
     for table in &tables {
         let mut tx = begin_tenant(&db.app, a).await.unwrap();
         let (mine, others): (i64, i64) = sqlx::query_as(&format!(
@@ -1491,6 +1591,7 @@ async fn replay_gives_the_same_read_models_as_the_live_projectors(pool: PgPool) 
     let spec = WorkloadSpec::small(3_000, 42);
     let filled = fill(&db.store, &spec).await.unwrap();
     assert!(filled.events >= 2_500, "{filled:?}");
+    let changes = change_requests(&db, &filled.tenants).await;
     wait_caught_up(&db.system).await;
     let live_dump = dump(&db.system, None).await.unwrap();
     let counts: Vec<usize> = live_dump.values().map(Vec::len).collect();
@@ -1498,7 +1599,7 @@ async fn replay_gives_the_same_read_models_as_the_live_projectors(pool: PgPool) 
 
     // Replay while the live projectors keep running: they wait for the rebuild to commit.
     let report = replay(&db.system, None).await.unwrap();
-    assert_eq!(report.events, filled.events);
+    assert_eq!(report.events, filled.events + changes);
     assert_eq!(report.per_projector.len(), PROJECTORS.len());
     assert_eq!(dump(&db.system, None).await.unwrap(), live_dump);
     // The rebuilt tables carry the same row-level security and grants.
@@ -1535,7 +1636,7 @@ async fn replay_gives_the_same_read_models_as_the_live_projectors(pool: PgPool) 
     )
     .await
     .unwrap();
-    assert_eq!(small.events, filled.events);
+    assert_eq!(small.events, filled.events + changes);
     assert_eq!(dump(&db.system, None).await.unwrap(), live_dump);
 
     // More events after the replay: the live projectors go on from the replay's checkpoint.
@@ -1547,12 +1648,12 @@ async fn replay_gives_the_same_read_models_as_the_live_projectors(pool: PgPool) 
     let report = replay(&db.system, Some("devices")).await.unwrap();
     assert_eq!(report.per_projector.len(), 1);
     assert!(
-        report.events > 0 && report.events < filled.events + more.events,
+        report.events > 0 && report.events < filled.events + changes + more.events,
         "{report:?}"
     );
     assert_eq!(dump(&db.system, None).await.unwrap(), live_dump);
     let full = replay(&db.system, None).await.unwrap();
-    assert_eq!(full.events, filled.events + more.events);
+    assert_eq!(full.events, filled.events + changes + more.events);
     assert_eq!(dump(&db.system, None).await.unwrap(), live_dump);
 
     stop.send(true).unwrap();

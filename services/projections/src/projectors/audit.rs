@@ -140,6 +140,92 @@ pub fn summary(e: &RecordedEvent) -> String {
             Some(reason) => format!("rollout {}: {reason}", s(p, "state")),
             None => format!("rollout {}", s(p, "state")),
         },
+        "ChangeRequestCreated" => {
+            let content = p.get("content").unwrap_or(&Value::Null);
+            format!(
+                "change request created: {} (risk {}{})",
+                s(content, "title"),
+                s(content, "risk"),
+                if content.get("emergency").and_then(Value::as_bool) == Some(true) {
+                    ", emergency"
+                } else {
+                    ""
+                }
+            )
+        }
+        "ChangeRequestEdited" => {
+            let content = p.get("content").unwrap_or(&Value::Null);
+            format!(
+                "change request edited ({} -> draft): {}",
+                s(p, "previous_state"),
+                s(content, "title")
+            )
+        }
+        "ChangeRequestApprovalsInvalidated" => format!(
+            "{} approval(s) invalidated: {}",
+            p.get("approvers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            s(p, "reason")
+        ),
+        "ChangeRequestSubmitted" => format!(
+            "change request submitted: {} devices, {} approval(s) needed",
+            p.get("devices")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            p.get("required_approvals")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        ),
+        "ChangeRequestApproved" => {
+            let kind = if p.get("retrospective").and_then(Value::as_bool) == Some(true) {
+                "reviewed (retrospective approval)"
+            } else {
+                "approved"
+            };
+            match p.get("comment").and_then(Value::as_str) {
+                Some(comment) => format!("change request {kind} by {}: {comment}", s(p, "by")),
+                None => format!("change request {kind} by {}", s(p, "by")),
+            }
+        }
+        "ChangeRequestRejected" => format!(
+            "change request rejected by {}: {}",
+            s(p, "by"),
+            s(p, "comment")
+        ),
+        "ChangeRequestWithdrawn" => match p.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!("change request withdrawn: {reason}"),
+            None => "change request withdrawn".to_owned(),
+        },
+        "ChangeRequestScheduled" => format!(
+            "change request scheduled by {} (workflow {})",
+            s(p, "by"),
+            s(p, "workflow_id")
+        ),
+        "ChangeRequestStarted" => format!("change request started rollout {}", s(p, "rollout_id")),
+        "ChangeRequestPaused" => format!(
+            "change request paused (pause {}): {}",
+            p.get("pause").and_then(Value::as_u64).unwrap_or(0),
+            s(p, "reason")
+        ),
+        "ChangeRequestResumed" => format!(
+            "change request resumed after pause {}",
+            p.get("pause").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        "ChangeRequestCancelRequested" => format!(
+            "change request cancel requested by {}: {}",
+            s(p, "by"),
+            s(p, "reason")
+        ),
+        "ChangeRequestCancelled" => format!(
+            "change request cancelled by {}: {}",
+            s(p, "by"),
+            s(p, "reason")
+        ),
+        "ChangeRequestFinished" => match p.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!("change request finished: {} ({reason})", s(p, "state")),
+            None => format!("change request finished: {}", s(p, "state")),
+        },
         other => other.to_owned(),
     };
     if text.chars().count() > SUMMARY_MAX {

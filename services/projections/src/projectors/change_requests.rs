@@ -19,7 +19,6 @@ use netledger_domain::change::{
 };
 use netledger_domain::{Aggregate, ChangeRequestId, DeviceId, EventType, RecordedEvent};
 use netledger_domain::{RolloutId, WorkflowId};
-use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -28,34 +27,9 @@ use uuid::Uuid;
 use super::{Rows, enum_text, stream_uuid};
 use crate::error::ProjectionError;
 use crate::projector::{Projector, decode_event};
+use crate::query::{ChangeApproval as ApprovalRow, ChangeRejection as RejectionRow};
 
 type Key = (Uuid, Uuid);
-
-/// One approval as the `approvals` column stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalRow {
-    /// The approver (user id).
-    pub by: String,
-    /// Their comment.
-    pub comment: Option<String>,
-    /// A review after an emergency run.
-    pub retrospective: bool,
-    /// When the approval was recorded.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
-/// The rejection as the `rejection` column stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectionRow {
-    /// The approver (user id).
-    pub by: String,
-    /// Why.
-    pub comment: String,
-    /// When it was recorded.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
 
 #[derive(Debug, Clone)]
 struct ChangeRow {

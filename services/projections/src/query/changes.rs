@@ -1,11 +1,12 @@
 //! Change requests (`rm_change_requests`) and a change request's timeline (the events of
 //! its stream and every event correlated with it, read from the event store).
 
-use netledger_domain::change::{ChangeState, RiskLevel};
+use netledger_domain::change::{ChangeContent, ChangeState, RiskLevel};
 use netledger_domain::{Actor, ChangeRequestId, DeviceId, RolloutId, TenantId, WorkflowId};
 use netledger_store::begin_tenant;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -56,6 +57,57 @@ pub struct ChangeRequestSummary {
     /// When it reached a final state.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One approval that counts, as the read model keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeApproval {
+    /// The approver (user id).
+    pub by: String,
+    /// Their comment.
+    pub comment: Option<String>,
+    /// A review after an emergency run.
+    pub retrospective: bool,
+    /// When the approval was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The last rejection (cleared by an edit or a new submission).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRejection {
+    /// The approver (user id).
+    pub by: String,
+    /// Why.
+    pub comment: String,
+    /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// One change request with everything the read model holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRequestDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub summary: ChangeRequestSummary,
+    /// What the author wrote (the latest edit).
+    pub content: ChangeContent,
+    /// The devices frozen at the last submission, in rollout order (empty before).
+    pub device_ids: Vec<DeviceId>,
+    /// Approvals that count, in order.
+    pub approval_list: Vec<ChangeApproval>,
+    /// The last rejection, while it stands.
+    pub rejection: Option<ChangeRejection>,
+    /// The open pause's number while paused (what `continue` names).
+    pub pause: Option<u32>,
+    /// Why it ended as it did.
+    pub final_reason: Option<String>,
+    /// When it was last submitted.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub submitted_at: Option<OffsetDateTime>,
+    /// Global position of its latest event folded into the row.
+    pub updated_position: i64,
 }
 
 /// Filters and page of the change request list (all filters combine). Order: newest first.
@@ -212,6 +264,48 @@ pub async fn list_change_requests(
         items: items.into_iter().map(|(s, _)| s).collect(),
         next_cursor,
     })
+}
+
+/// One change request with everything the read model holds, or `None` (not created yet, or
+/// not projected yet: wait with [`crate::wait_for_position`] first for read-your-writes).
+pub async fn change_request_detail(
+    app: &PgPool,
+    tenant: TenantId,
+    id: ChangeRequestId,
+) -> Result<Option<ChangeRequestDetail>, ProjectionError> {
+    let mut tx = begin_tenant(app, tenant).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS}, content, devices, approvals, rejection, pause, final_reason, \
+                submitted_at, updated_position \
+         FROM rm_change_requests WHERE tenant_id = $1 AND change_request_id = $2"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(ProjectionError::db("read change request"))?;
+    tx.commit().await.map_err(ProjectionError::db("end read"))?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let e = decode_err("decode change request");
+    let (summary, _) = summary(&r)?;
+    let Json(content): Json<ChangeContent> = r.try_get("content").map_err(&e)?;
+    let devices: Vec<Uuid> = r.try_get("devices").map_err(&e)?;
+    let Json(approval_list): Json<Vec<ChangeApproval>> = r.try_get("approvals").map_err(&e)?;
+    let rejection: Option<Json<ChangeRejection>> = r.try_get("rejection").map_err(&e)?;
+    let pause: Option<i32> = r.try_get("pause").map_err(&e)?;
+    Ok(Some(ChangeRequestDetail {
+        summary,
+        content,
+        device_ids: devices.into_iter().map(DeviceId::from_uuid).collect(),
+        approval_list,
+        rejection: rejection.map(|Json(x)| x),
+        pause: pause.map(u32_of),
+        final_reason: r.try_get("final_reason").map_err(&e)?,
+        submitted_at: r.try_get("submitted_at").map_err(&e)?,
+        updated_position: r.try_get("updated_position").map_err(&e)?,
+    }))
 }
 
 /// A page of a change request's timeline, oldest first: the events of its stream
