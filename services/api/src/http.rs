@@ -194,6 +194,15 @@ impl Written {
 /// latest writes.
 pub const PROJECTION_BEHIND: &str = "netledger-projection-behind";
 
+/// `min_position` of a read of one resource from a read model.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinPosition {
+    /// Read-your-writes: wait (bounded) until the read model has passed this global position
+    /// (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+    pub min_position: Option<i64>,
+}
+
 /// Read-your-writes: waits (bounded by `ApiConfig::projection_wait`) until every projector
 /// in `projectors` has passed `min_position` (the `last_position` a write returned). The
 /// headers to answer with: empty when they did (or no position was asked for), else

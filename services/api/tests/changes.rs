@@ -1058,8 +1058,312 @@ async fn reads_with_min_position_say_when_the_projection_is_behind(pool: PgPool)
         .await;
     assert!(l.headers.get("netledger-projection-behind").is_none());
     assert_eq!(l.body["items"][0]["title"], "later");
+    let d = app
+        .get(&format!("/api/v1/devices/{d1}?min_position={last}"), &op)
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{:?}", d.body);
+    assert!(d.headers.get("netledger-projection-behind").is_none());
     let bad = app
         .get("/api/v1/change-requests?min_position=-1", &op)
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool) {
+    use netledger_domain::change::{ChangeRequestPaused, ChangeRequestResumed};
+    use netledger_domain::workflow::card;
+    let app = app(pool).await;
+    let (_, op) = app.user("olga", Role::Operator).await;
+    let (ann_id, ann) = app.user("ann", Role::Approver).await;
+    let (d1, v1) = app.device("edge-1", Some(EXPORT)).await;
+    let (d2, _) = app.device("edge-2", None).await;
+    let device: DeviceId = d1.parse().unwrap();
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+
+    // Targets by tag (any/all) and the whole tenant resolve from the device read model.
+    let mut by_tag = content("tags", &[&d1], "/system identity\nset name=t", "low");
+    by_tag["target"] = json!({"kind": "tags", "tags": ["edge", "core"], "match": "any"});
+    let id = app
+        .post("/api/v1/change-requests", &op, by_tag.clone())
+        .await
+        .body["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = app
+        .get(&format!("/api/v1/change-requests/{id}/preview"), &op)
+        .await;
+    let listed: Vec<&str> = p.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["edge-1", "edge-2"], "{:?}", p.body);
+    let mut all = by_tag.clone();
+    all["target"] = json!({"kind": "tags", "tags": ["edge", "core"], "match": "all"});
+    let e = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/change-requests/{id}"),
+            &op,
+            Some(all),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(e.status, StatusCode::OK, "{:?}", e.body);
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/submit"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", s.body);
+    assert!(s.detail().contains("matches no device"), "{}", s.detail());
+    let mut tenant = by_tag;
+    tenant["target"] = json!({"kind": "tenant"});
+    app.call(
+        Method::PATCH,
+        &format!("/api/v1/change-requests/{id}"),
+        &op,
+        Some(tenant),
+        &[("if-match", "*")],
+    )
+    .await;
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/submit"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    assert_eq!(s.body["devices"], json!([d1, d2]));
+    assert_eq!(s.body["previews"][1]["device_id"], d2.as_str());
+
+    // Restore as a change: back to the first archived version.
+    let rename = "# by RouterOS 7.16\n/system identity\nset name=r2\n";
+    app.archive
+        .record(
+            app.tenant,
+            device,
+            rename,
+            &netledger_archive::SnapshotMeta {
+                actor: netledger_domain::Actor::system("test"),
+                reason: netledger_domain::device::SnapshotReason::OnDemand,
+                causation_id: uuid::Uuid::new_v4(),
+                correlation_id: uuid::Uuid::new_v4(),
+                at: app.clock.now(),
+                routeros_version: "7.16".into(),
+                workflow_id: None,
+            },
+        )
+        .unwrap();
+    let v1 = v1.unwrap();
+    let mut restore = content("restore", &[&d1], "x", "medium");
+    restore["action"] = json!({"kind": "restore", "device_id": d1, "commit": v1});
+    let rid = app.post("/api/v1/change-requests", &op, restore).await.body["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = app
+        .get(&format!("/api/v1/change-requests/{rid}/preview"), &op)
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
+    let diff = p.body["devices"][0]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-set name=r2") && diff.contains("+set name=r1"),
+        "{:?}",
+        p.body
+    );
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{rid}/submit"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+
+    // A window: the approval that completes it starts the run at once (the run waits for
+    // the window); the author's start afterwards is a retry of the same run.
+    let now = app.clock.now();
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut windowed = content("night", &[&d1], "/system identity\nset name=n", "low");
+    windowed["window"] = json!({
+        "start": fmt(now + time::Duration::hours(1)),
+        "end": fmt(now + time::Duration::hours(3)),
+        "time_zone": "Europe/Amsterdam",
+    });
+    let wid = app
+        .post("/api/v1/change-requests", &op, windowed)
+        .await
+        .body["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/submit"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let a = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/approve"),
+            &ann,
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["change_request"]["state"], "approved");
+    let wf = a.body["run"]["workflow_id"].as_str().unwrap().to_owned();
+    assert_eq!(a.body["run"]["existed"], false);
+    let st = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/start"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st.status, StatusCode::OK, "{:?}", st.body);
+    assert_eq!(st.body["workflow_id"], wf.as_str());
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let run = app.get(&format!("/api/v1/workflows/{wf}"), &op).await;
+    assert_eq!(run.body["input"]["requested_by"], ann_id.as_str());
+    assert_eq!(run.body["input"]["window"]["time_zone"], "Europe/Amsterdam");
+
+    // The run scheduled it and started a rollout, which paused at the window's end.
+    let rollout = RolloutId::new_random();
+    let cid: ChangeRequestId = wid.parse().unwrap();
+    let rollout_wf = app
+        .state
+        .engine()
+        .unwrap()
+        .start::<card::Rollout>(
+            app.tenant,
+            card::RolloutInput {
+                rollout_id: rollout,
+                name: "night".into(),
+                target: netledger_domain::workflow::RolloutTarget::ChangeSet {
+                    script: "/system identity\nset name=n".into(),
+                },
+                canaries: vec![],
+                devices: vec![device],
+                batch_size: 1,
+                parallelism: 1,
+                failure_threshold: 1,
+                rollback_on_halt: false,
+                policy: None,
+                checks: card::HealthChecks::default(),
+                routerboard: false,
+                change_id: Some(cid),
+                window_end: None,
+                allow_without_timer: false,
+            },
+            netledger_engine::StartOptions::new(netledger_domain::Actor::system("test"))
+                .rollout(rollout),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    app.run_steps(
+        &wid,
+        vec![
+            ChangeRequestScheduled {
+                workflow_id: wf.parse().unwrap(),
+                by: ann_id.clone(),
+                window: None,
+            }
+            .into(),
+            ChangeRequestStarted {
+                rollout_id: rollout,
+            }
+            .into(),
+            ChangeRequestPaused {
+                pause: 1,
+                reason: "maintenance window ended".into(),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    let g = app
+        .get(&format!("/api/v1/change-requests/{wid}"), &op)
+        .await;
+    assert_eq!(g.body["paused"], true);
+    assert_eq!(g.body["pause"], 1);
+    let denied = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/continue"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let go = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/continue"),
+            &ann,
+            json!({}),
+        )
+        .await;
+    assert_eq!(go.status, StatusCode::OK, "{:?}", go.body);
+    assert_eq!(go.body["workflow_id"], rollout_wf.to_string().as_str());
+    let journal = EventReader::tenant(app.state.pools().app.clone(), app.tenant)
+        .read_stream(&rollout_wf.stream(), u64::MAX, Direction::Backward, 1)
+        .await
+        .unwrap();
+    assert_eq!(journal[0].event_type, "WorkflowSignalled");
+    assert_eq!(journal[0].payload["signal"], "window_continue");
+    assert_eq!(journal[0].payload["payload"], json!({"pause": 1}));
+    app.run_steps(&wid, vec![ChangeRequestResumed { pause: 1 }.into()])
+        .await;
+    let again = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/continue"),
+            &ann,
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+
+    // Cancel while running: recorded, and the run is told to stop.
+    let c = app
+        .post(
+            &format!("/api/v1/change-requests/{wid}/cancel"),
+            &ann,
+            json!({"reason": "too late"}),
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+    assert_eq!(c.body["change_request"]["state"], "running");
+    assert_eq!(c.body["change_request"]["cancel_requested"], true);
+    assert_eq!(c.body["workflow_id"], wf.as_str());
+    let run_journal = EventReader::tenant(app.state.pools().app.clone(), app.tenant)
+        .read_stream(
+            &wf.parse::<WorkflowId>().unwrap().stream(),
+            u64::MAX,
+            Direction::Backward,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run_journal[0].payload["signal"], "cancel");
+    assert_eq!(
+        run_journal[0].metadata.correlation_id,
+        *cid.as_uuid(),
+        "the run carries the request's id as correlation id"
+    );
 }

@@ -321,7 +321,7 @@ pub async fn list_workflows(
     operation_id = "get_workflow",
     tag = "workflows",
     security(("bearer" = ["workflows:read"])),
-    params(("workflow_id" = Uuid, Path, description = "Workflow id.")),
+    params(("workflow_id" = Uuid, Path, description = "Workflow id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The run.", body = WorkflowRunDetailDto),
         (status = 404, response = NotFound),
@@ -331,7 +331,14 @@ pub async fn get_workflow(
     State(state): State<ApiState>,
     auth: Require<perm::WorkflowsRead>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<WorkflowRunDetailDto>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<WorkflowRunDetailDto>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::WORKFLOWS],
+        mp.min_position,
+    )
+    .await?;
     let d = query::workflow_run_detail(
         &state.pools().app,
         auth.principal().tenant,
@@ -339,12 +346,15 @@ pub async fn get_workflow(
     )
     .await?
     .ok_or_else(|| ApiError::not_found(format!("workflow {id}")))?;
-    Ok(Json(WorkflowRunDetailDto {
-        run: d.run.try_into()?,
-        input: d.input,
-        output: d.output,
-        steps: d.steps.into_iter().map(Into::into).collect(),
-    }))
+    Ok((
+        behind,
+        Json(WorkflowRunDetailDto {
+            run: d.run.try_into()?,
+            input: d.input,
+            output: d.output,
+            steps: d.steps.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 /// A run's steps.
@@ -561,7 +571,7 @@ pub async fn list_rollouts(
     operation_id = "get_rollout",
     tag = "rollouts",
     security(("bearer" = ["rollouts:read"])),
-    params(("rollout_id" = Uuid, Path, description = "Rollout id.")),
+    params(("rollout_id" = Uuid, Path, description = "Rollout id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The rollout.", body = RolloutDto),
         (status = 404, response = NotFound),
@@ -571,7 +581,14 @@ pub async fn get_rollout(
     State(state): State<ApiState>,
     auth: Require<perm::RolloutsRead>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<RolloutDto>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<RolloutDto>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::ROLLOUTS],
+        mp.min_position,
+    )
+    .await?;
     let r = query::rollout_detail(
         &state.pools().app,
         auth.principal().tenant,
@@ -579,7 +596,7 @@ pub async fn get_rollout(
     )
     .await?
     .ok_or_else(|| ApiError::not_found(format!("rollout {id}")))?;
-    Ok(Json(r.into()))
+    Ok((behind, Json(r.into())))
 }
 
 /// One device of a rollout.

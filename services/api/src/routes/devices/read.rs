@@ -296,7 +296,7 @@ impl From<query::DeviceDetail> for DeviceDto {
     operation_id = "get_device",
     tag = "devices",
     security(("bearer" = ["devices:read"])),
-    params(("device_id" = Uuid, Path, description = "Device id.")),
+    params(("device_id" = Uuid, Path, description = "Device id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The device.", body = DeviceDto),
         (status = 404, response = NotFound),
@@ -306,11 +306,18 @@ pub async fn get_device(
     State(state): State<ApiState>,
     auth: Require<perm::DevicesRead>,
     Path(id): Path<Uuid>,
+    Query(mp): Query<crate::http::MinPosition>,
 ) -> ApiResult<Response> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::DEVICES],
+        mp.min_position,
+    )
+    .await?;
     let d: DeviceDto = device_or_404(&state, auth.principal().tenant, id)
         .await?
         .into();
-    Ok((etag(d.version), Json(d)).into_response())
+    Ok((behind, etag(d.version), Json(d)).into_response())
 }
 
 /// A device's state folded from its event stream right now (never behind, unlike the
