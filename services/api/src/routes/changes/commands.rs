@@ -247,8 +247,15 @@ pub async fn approve_change_request(
         .as_ref()
         .is_some_and(|c| c.window.is_some());
     let run = if written.is_some() && after.change.state == ChangeState::Approved && windowed {
-        let started = start_run(&state, p, id, &after.change, who(p)).await?;
-        Some(ChangeRunStartedDto::of(id, &started))
+        // The approval is committed whatever happens here; a run that could not be started
+        // now is started by `start` (the same idempotency key), so `run` is null then.
+        match start_run(&state, p, id, &after.change, who(p)).await {
+            Ok(started) => Some(ChangeRunStartedDto::of(id, &started)),
+            Err(e) => {
+                tracing::warn!(change_request = %id, error = %e, "the approved request's run did not start; `start` starts it");
+                None
+            }
+        }
     } else {
         None
     };

@@ -260,7 +260,8 @@ impl ChangeRunStartedDto {
 pub struct ApprovedDto {
     /// The request after the approval.
     pub change_request: ChangeRequestDto,
-    /// The run started because this approval completed a request with a window.
+    /// The run started because this approval completed a request with a window (null
+    /// when it could not be started now: `start` starts it).
     pub run: Option<ChangeRunStartedDto>,
 }
 
