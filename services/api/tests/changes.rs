@@ -1367,3 +1367,27 @@ async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool
         "the run carries the request's id as correlation id"
     );
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_demo_approver_is_created_once_in_the_first_tenant(pool: PgPool) {
+    use netledger_api::accounts::{DemoUserOutcome, bootstrap_demo_user};
+    let app = app(pool).await;
+    let email = "approver@netledger.local";
+    let created = bootstrap_demo_user(&app.state, email, "Demo approver", Role::Approver, PASSWORD)
+        .await
+        .unwrap();
+    match created {
+        DemoUserOutcome::Created { tenant_id, .. } => {
+            assert_eq!(tenant_id, *app.tenant.as_uuid());
+        }
+        other => panic!("{other:?}"),
+    }
+    let again = bootstrap_demo_user(&app.state, email, "Demo approver", Role::Approver, PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(again, DemoUserOutcome::AlreadyExists);
+    let token = app.login(email).await;
+    let me = app.get("/api/v1/auth/me", &token).await;
+    assert_eq!(me.body["role"], "approver", "{:?}", me.body);
+    assert_eq!(me.body["tenant_id"], app.tenant.to_string().as_str());
+}
