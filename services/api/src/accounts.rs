@@ -24,8 +24,8 @@ use netledger_domain::identity::user::{
     CreateUser, UpdateUser, User, UserCommand, UserEvent, UserProfile, UserRefusal, sessions_to_end,
 };
 use netledger_domain::identity::{
-    DisplayName, Email, Grants, NewPassword, Role, SessionEndReason, session_stream, tenant_stream,
-    user_stream,
+    DisplayName, Email, Grants, NewPassword, Role, SessionEndReason, TenantChangePolicySet,
+    session_stream, tenant_stream, user_stream,
 };
 use netledger_domain::{
     Aggregate, EventEnum, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
@@ -321,19 +321,103 @@ async fn load_tenant(
     .bind(tenant.as_uuid())
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|row| {
-        let state = Tenant {
-            profile: Some(TenantProfile {
-                id: tenant,
-                name: stored_name("name", row.0, &row.1)?,
-            }),
-            version: u64::try_from(row.2).unwrap_or(0),
-            api_keys: Default::default(),
-            change_policy: None,
-        };
-        Ok((state, row))
-    })
-    .transpose()
+    let Some(row) = row else { return Ok(None) };
+    let change_policy = stored_change_policy(conn, tenant).await?;
+    let state = Tenant {
+        profile: Some(TenantProfile {
+            id: tenant,
+            name: stored_name("name", row.0, &row.1)?,
+        }),
+        version: u64::try_from(row.2).unwrap_or(0),
+        api_keys: Default::default(),
+        change_policy,
+    };
+    Ok(Some((state, row)))
+}
+
+/// The tenant's last `TenantChangePolicySet` from its stream (`None`: it never had one,
+/// so it is `optional`, see [`Tenant::change_policy`]).
+async fn stored_change_policy(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> ApiResult<Option<TenantChangePolicySet>> {
+    let stream = stream_or_500(tenant_stream(tenant))?;
+    let payload: Option<(serde_json::Value,)> = sqlx::query_as(
+        "SELECT payload FROM events WHERE tenant_id = $1 AND stream = $2 AND event_type = $3 \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(tenant.as_uuid())
+    .bind(stream.as_str())
+    .bind(<TenantChangePolicySet as netledger_domain::EventType>::TYPE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    payload
+        .map(|(p,)| {
+            serde_json::from_value(p).map_err(|e| {
+                ApiError::internal(format!("stored change policy of tenant {tenant}: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// The tenant's change policy now (`optional` with default approvals when it never had one).
+pub async fn change_policy(
+    state: &ApiState,
+    tenant: TenantId,
+) -> ApiResult<(TenantChangePolicySet, u64)> {
+    let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    let version: Option<(i64,)> = sqlx::query_as("SELECT version FROM tenants WHERE id = $1")
+        .bind(tenant.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((version,)) = version else {
+        tx.commit().await?;
+        return Err(ApiError::not_found(format!("tenant {tenant}")));
+    };
+    let stored = stored_change_policy(&mut tx, tenant).await?;
+    tx.commit().await?;
+    let t = Tenant {
+        change_policy: stored,
+        ..Tenant::default()
+    };
+    Ok((t.change_policy(), u64::try_from(version).unwrap_or(0)))
+}
+
+/// Sets the tenant's change policy (If-Match optional, on the tenant stream's version).
+pub async fn set_change_policy(
+    state: &ApiState,
+    meta: &EventMetadata,
+    tenant: TenantId,
+    if_match: Option<IfMatch>,
+    policy: TenantChangePolicySet,
+) -> ApiResult<(TenantChangePolicySet, u64, Vec<Written>)> {
+    let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    let (current, _) = load_tenant(&mut tx, tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
+    if let Some(m) = if_match {
+        m.check(current.version)?;
+    }
+    let expected = current.version;
+    let (after, events) = decided(current, &TenantCommand::SetChangePolicy(policy))
+        .map_err(|r| tenant_refused(tenant, r))?;
+    if events.is_empty() {
+        tx.commit().await?;
+        return Ok((after.change_policy(), after.version, Vec::new()));
+    }
+    let stream = stream_or_500(tenant_stream(tenant))?;
+    let w = append_tx(
+        &mut tx,
+        tenant,
+        &stream,
+        ExpectedVersion::Exact(expected),
+        &events,
+        meta,
+    )
+    .await?;
+    sync_tenant_version(&mut tx, tenant, &w).await?;
+    tx.commit().await?;
+    Ok((after.change_policy(), w.stream_version, vec![w]))
 }
 
 /// Inserts a created tenant's row and appends its events.
@@ -359,7 +443,7 @@ async fn insert_tenant(
     .execute(&mut *conn)
     .await?;
     let stream = stream_or_500(tenant_stream(tenant))?;
-    append_tx(
+    let w = append_tx(
         conn,
         tenant,
         &stream,
@@ -367,7 +451,11 @@ async fn insert_tenant(
         events,
         meta,
     )
-    .await
+    .await?;
+    // A tenant is created with more than one event (its change policy too): the row's
+    // version is the stream's.
+    sync_tenant_version(conn, tenant, &w).await?;
+    Ok(w)
 }
 
 /// Creates a tenant and, if given, its first user, in one transaction.
@@ -1446,4 +1534,74 @@ pub async fn bootstrap_admin(
         tenant_id: *tenant.as_uuid(),
         user_id: user.id,
     })
+}
+
+/// What [`bootstrap_demo_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoUserOutcome {
+    /// A user with that address exists already; nothing was created.
+    AlreadyExists,
+    /// No first tenant yet (the bootstrap admin creates it); nothing was created.
+    NoTenant,
+    /// The user was created in the first tenant.
+    Created {
+        /// The first tenant.
+        tenant_id: Uuid,
+        /// The new user.
+        user_id: Uuid,
+    },
+}
+
+/// Creates a demo user with `role` in the first tenant (the bootstrap super admin's), only
+/// when no user has that address yet: the demo's second account (an approver), so one person
+/// can walk the whole change-control flow. The binary refuses it in production.
+pub async fn bootstrap_demo_user(
+    state: &ApiState,
+    email: &str,
+    display_name: &str,
+    role: Role,
+    password: &str,
+) -> ApiResult<DemoUserOutcome> {
+    let tenant: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT tenant_id FROM users WHERE role = 'super_admin' ORDER BY created_at, id LIMIT 1",
+    )
+    .fetch_optional(&state.pools().system)
+    .await?;
+    let Some((tenant,)) = tenant else {
+        return Ok(DemoUserOutcome::NoTenant);
+    };
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+        .bind(email.trim().to_lowercase())
+        .fetch_one(&state.pools().system)
+        .await?;
+    if exists {
+        return Ok(DemoUserOutcome::AlreadyExists);
+    }
+    let prepared = prepare_user(
+        state,
+        NewUser {
+            email: email.to_owned(),
+            display_name: display_name.to_owned(),
+            role: role.into(),
+            password: password.to_owned(),
+        },
+        Grants::ALL,
+    )
+    .await?;
+    let tenant = TenantId::from_uuid(tenant);
+    let meta =
+        EventMetadata::for_command(netledger_domain::Actor::system("bootstrap"), Uuid::new_v4());
+    let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    match insert_user(&mut tx, tenant, &meta, prepared, state.now()).await {
+        Ok((user, _)) => {
+            tx.commit().await?;
+            Ok(DemoUserOutcome::Created {
+                tenant_id: *tenant.as_uuid(),
+                user_id: user.id,
+            })
+        }
+        // Another process created it a moment ago.
+        Err(e) if e.kind() == ProblemKind::Conflict => Ok(DemoUserOutcome::AlreadyExists),
+        Err(e) => Err(e),
+    }
 }

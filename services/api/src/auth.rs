@@ -165,6 +165,35 @@ impl<P: PermissionMarker> FromRequestParts<ApiState> for Require<P> {
     }
 }
 
+/// An extractor that authenticates and requires permission `A` or permission `B` (routes
+/// two roles may call for different reasons, e.g. starting a change request: its author
+/// with `changes:write`, or an approver with `changes:approve`). Its OpenAPI security lists
+/// both scopes as alternatives.
+#[derive(Debug, Clone)]
+pub struct RequireAny<A: PermissionMarker, B: PermissionMarker>(
+    pub Principal,
+    std::marker::PhantomData<(A, B)>,
+);
+
+impl<A: PermissionMarker, B: PermissionMarker> RequireAny<A, B> {
+    /// The caller.
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<A: PermissionMarker, B: PermissionMarker> FromRequestParts<ApiState> for RequireAny<A, B> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        if !principal.can(A::PERMISSION) && !principal.can(B::PERMISSION) {
+            return Err(ApiError::forbidden_any(A::PERMISSION, B::PERMISSION));
+        }
+        Ok(Self(principal, std::marker::PhantomData))
+    }
+}
+
 async fn authenticate_api_key(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
     let invalid = || ApiError::unauthenticated("the API key is unknown, revoked or expired");
     let (id, _) = parse_api_key(token).ok_or_else(invalid)?;

@@ -81,6 +81,9 @@ permissions! {
     FirmwareWrite => ("firmware:write", "Upload firmware packages."),
     EventsRead => ("events:read", "Read device, config, workflow and rollout events, live or historic."),
     AuditRead => ("audit:read", "Read identity events (tenants, users, sessions), checkpoints and verify hash chains."),
+    ChangesRead => ("changes:read", "List and read change requests, their previews and timelines."),
+    ChangesWrite => ("changes:write", "Create, edit, submit, withdraw, start and cancel change requests (start without approval only for emergencies)."),
+    ChangesApprove => ("changes:approve", "Approve or reject change requests (never one's own), start and cancel approved ones, continue them after a window pause."),
 }
 
 impl fmt::Display for Permission {
@@ -158,6 +161,7 @@ pub fn role_permissions(role: Role) -> PermissionSet {
         P::RolloutsRead,
         P::FirmwareRead,
         P::EventsRead,
+        P::ChangesRead,
     ];
     let set: PermissionSet = viewer.into_iter().collect();
     match role {
@@ -170,12 +174,18 @@ pub fn role_permissions(role: Role) -> PermissionSet {
             P::RolloutsWrite,
             P::RolloutsStop,
             P::FirmwareWrite,
+            P::ChangesWrite,
         ]
         .into_iter()
         .fold(set, PermissionSet::with),
-        Role::Approver => [P::WorkflowsCancel, P::RolloutsStop, P::RolloutsApprove]
-            .into_iter()
-            .fold(set, PermissionSet::with),
+        Role::Approver => [
+            P::WorkflowsCancel,
+            P::RolloutsStop,
+            P::RolloutsApprove,
+            P::ChangesApprove,
+        ]
+        .into_iter()
+        .fold(set, PermissionSet::with),
         Role::Auditor => [P::UsersRead, P::ApiKeysRead, P::AuditRead]
             .into_iter()
             .fold(set, PermissionSet::with),
@@ -233,6 +243,8 @@ mod tests {
         // Separation of duties: the operator cannot approve, the approver cannot start.
         assert!(!role_permissions(Role::Operator).contains(Permission::RolloutsApprove));
         assert!(!role_permissions(Role::Approver).contains(Permission::RolloutsWrite));
+        assert!(!role_permissions(Role::Operator).contains(Permission::ChangesApprove));
+        assert!(!role_permissions(Role::Approver).contains(Permission::ChangesWrite));
         // The auditor is read-only.
         let auditor = role_permissions(Role::Auditor);
         for p in auditor.iter() {

@@ -111,6 +111,12 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// The built web UI to serve at `/`, if any.
     pub ui: Option<crate::ui::UiDir>,
+    /// How long an emergency change request may have run unreviewed before it shows as
+    /// `review_overdue` (default 24 h).
+    pub change_review_grace: Duration,
+    /// How long a read with `min_position` waits for the projectors before it answers with
+    /// what there is and `Netledger-Projection-Behind: true` (default 5 s).
+    pub projection_wait: Duration,
 }
 
 impl ApiConfig {
@@ -146,6 +152,8 @@ impl ApiConfig {
             firmware_limit_bytes: 128 * 1024 * 1024,
             max_page_size: 500,
             ui: None,
+            change_review_grace: Duration::from_secs(24 * 3600),
+            projection_wait: Duration::from_secs(5),
         }
     }
 

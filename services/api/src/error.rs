@@ -38,6 +38,26 @@ pub struct Problem {
     /// For `forbidden`: the permission the route requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_permission: Option<String>,
+    /// For a change request's illegal transition (`conflict`): its current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// For a change request's illegal transition (`conflict`): the states the command is
+    /// allowed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_states: Option<Vec<String>>,
+    /// For a change request refused for policy violations (`validation`): each device's
+    /// violations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<ViolationDto>>,
+}
+
+/// The push-policy violations found on one device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ViolationDto {
+    /// The device.
+    pub device_id: uuid::Uuid,
+    /// One sentence per violation.
+    pub violations: Vec<String>,
 }
 
 macro_rules! problem_kinds {
@@ -178,6 +198,16 @@ pub struct ApiError {
     retry_after: Option<u64>,
     permission: Option<Permission>,
     www_authenticate: bool,
+    /// Members of change request problems (boxed: rare, and errors stay small).
+    change: Option<Box<ChangeMembers>>,
+}
+
+/// The extension members of a change request's problem.
+#[derive(Debug, Default)]
+struct ChangeMembers {
+    state: Option<String>,
+    allowed_states: Option<Vec<String>>,
+    violations: Option<Vec<ViolationDto>>,
 }
 
 impl ApiError {
@@ -191,6 +221,7 @@ impl ApiError {
             retry_after: None,
             permission: None,
             www_authenticate: false,
+            change: None,
         }
     }
 
@@ -229,6 +260,43 @@ impl ApiError {
         );
         e.permission = Some(permission);
         e
+    }
+    /// The caller holds neither `a` nor `b`.
+    pub fn forbidden_any(a: Permission, b: Permission) -> Self {
+        let mut e = Self::new(
+            ProblemKind::Forbidden,
+            format!(
+                "this route requires the `{}` or the `{}` permission",
+                a.as_str(),
+                b.as_str()
+            ),
+        );
+        e.permission = Some(a);
+        e
+    }
+    /// 403 with a detail of its own (a rule other than a missing permission refuses).
+    pub fn forbidden_because(detail: impl Into<String>) -> Self {
+        Self::new(ProblemKind::Forbidden, detail)
+    }
+    /// A change request command not allowed in its current state: 409 naming the state and
+    /// the allowed ones (also as members `state` and `allowed_states`).
+    pub fn illegal_transition(
+        detail: impl Into<String>,
+        state: impl Into<String>,
+        allowed: Vec<String>,
+    ) -> Self {
+        let mut e = Self::new(ProblemKind::Conflict, detail);
+        e.change = Some(Box::new(ChangeMembers {
+            state: Some(state.into()),
+            allowed_states: Some(allowed),
+            violations: None,
+        }));
+        e
+    }
+    /// Adds the per-device violations (a `validation` problem of a change request).
+    pub fn with_violations(mut self, violations: Vec<ViolationDto>) -> Self {
+        self.change.get_or_insert_with(Default::default).violations = Some(violations);
+        self
     }
     /// Nothing visible under that name.
     pub fn not_found(what: impl std::fmt::Display) -> Self {
@@ -297,6 +365,9 @@ impl ApiError {
             current_version: self.current_version,
             retry_after: self.retry_after,
             required_permission: self.permission.map(|p| p.as_str().to_owned()),
+            state: self.change.as_ref().and_then(|c| c.state.clone()),
+            allowed_states: self.change.as_ref().and_then(|c| c.allowed_states.clone()),
+            violations: self.change.as_ref().and_then(|c| c.violations.clone()),
         }
     }
 }

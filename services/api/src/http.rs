@@ -189,6 +189,49 @@ impl Written {
     }
 }
 
+/// The header a read answers with when the projectors did not reach its `min_position`
+/// within the wait (`ApiConfig::projection_wait`): the read model may miss the caller's
+/// latest writes.
+pub const PROJECTION_BEHIND: &str = "netledger-projection-behind";
+
+/// `min_position` of a read of one resource from a read model.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinPosition {
+    /// Read-your-writes: wait (bounded) until the read model has passed this global position
+    /// (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+    pub min_position: Option<i64>,
+}
+
+/// Read-your-writes: waits (bounded by `ApiConfig::projection_wait`) until every projector
+/// in `projectors` has passed `min_position` (the `last_position` a write returned). The
+/// headers to answer with: empty when they did (or no position was asked for), else
+/// `Netledger-Projection-Behind: true` and the read answers with what there is.
+pub async fn read_your_writes(
+    state: &crate::state::ApiState,
+    projectors: &[&str],
+    min_position: Option<i64>,
+) -> Result<HeaderMap, ApiError> {
+    let mut headers = HeaderMap::new();
+    let Some(min) = min_position else {
+        return Ok(headers);
+    };
+    if min < 0 {
+        return Err(ApiError::bad_request("min_position must be 0 or more"));
+    }
+    let passed = netledger_projections::wait_for_position(
+        &state.pools().system,
+        projectors,
+        min,
+        state.config().projection_wait,
+    )
+    .await?;
+    if !passed {
+        headers.insert(PROJECTION_BEHIND, HeaderValue::from_static("true"));
+    }
+    Ok(headers)
+}
+
 /// Paging parameters of every list.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

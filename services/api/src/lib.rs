@@ -1,6 +1,7 @@
 //! The Netledger REST API (axum + utoipa): tenants, users, roles and API keys; devices,
-//! configs, workflows, rollouts, firmware and events; live events over SSE fed by NATS;
-//! health and Prometheus metrics; the OpenAPI document and interactive docs.
+//! configs, workflows, rollouts, firmware and events; change requests (change control);
+//! live events over SSE fed by NATS; health and Prometheus metrics; the OpenAPI document
+//! and interactive docs.
 //!
 //! Handlers are thin: authenticate and authorize (an extractor, first), parse, call the
 //! command side (this crate's [`accounts`] for identity, the store/engine crates for the
@@ -55,7 +56,8 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .merge(routes::devices::router())
         .merge(routes::workflows::router())
         .merge(routes::audit::router())
-        .merge(routes::firmware::router());
+        .merge(routes::firmware::router())
+        .merge(routes::changes::router());
     OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", v1)
         .merge(routes::health::router())

@@ -31,6 +31,7 @@ version, global positions). Authenticate with `Authorization: Bearer <access tok
         (name = "configs", description = "Config versions, text, diffs and config as of a time."),
         (name = "workflows", description = "Backups, config pushes, firmware upgrades: start, inspect, cancel."),
         (name = "rollouts", description = "Fleet rollouts: create, pause, resume, cancel, progress."),
+        (name = "changes", description = "Change requests: previews, four-eyes approval, maintenance windows, break-glass; the only path to devices in a change-controlled tenant."),
         (name = "firmware", description = "The firmware package cache."),
         (name = "events", description = "Event history and live events (SSE)."),
         (name = "audit", description = "Audit feed, signed checkpoints, hash-chain verification."),

@@ -222,6 +222,23 @@ impl App {
         r.body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Sets the admin's tenant's change control (`required` or `optional`).
+    async fn change_control(&self, mode: &str) {
+        let me = self.get("/api/v1/auth/me", &self.admin).await.body;
+        let tenant = me["tenant_id"].as_str().unwrap().to_owned();
+        let r = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/tenants/{tenant}/change-policy"),
+                Some(&self.admin),
+                Some(json!({"change_control": mode})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["change_control"], mode);
+    }
+
     /// Creates a user with `role` in the admin's tenant and logs them in.
     async fn user(&self, email: &str, role: Role) -> (String, String) {
         let r = self
@@ -646,9 +663,9 @@ async fn api_keys_are_shown_once_scoped_and_revocable(pool: PgPool) {
 
 /// What each operation requires: the expected table, written from the roles' definitions
 /// (docs/api.md), not read from the code.
-fn expected_permissions() -> BTreeMap<&'static str, Option<Permission>> {
+fn expected_permissions() -> BTreeMap<&'static str, Vec<Permission>> {
     use Permission as P;
-    BTreeMap::from([
+    let single: BTreeMap<&'static str, Option<Permission>> = BTreeMap::from([
         ("login", None),
         ("refresh_token", None),
         ("logout", None),
@@ -704,7 +721,35 @@ fn expected_permissions() -> BTreeMap<&'static str, Option<Permission>> {
         ("cancel_rollout", Some(P::RolloutsStop)),
         ("list_firmware", Some(P::FirmwareRead)),
         ("upload_firmware", Some(P::FirmwareWrite)),
-    ])
+        ("get_change_policy", Some(P::TenantsRead)),
+        ("set_change_policy", Some(P::TenantsWrite)),
+        ("list_change_requests", Some(P::ChangesRead)),
+        ("get_change_request", Some(P::ChangesRead)),
+        ("get_change_preview", Some(P::ChangesRead)),
+        ("get_change_timeline", Some(P::ChangesRead)),
+        ("create_change_request", Some(P::ChangesWrite)),
+        ("edit_change_request", Some(P::ChangesWrite)),
+        ("post_change_preview", Some(P::ChangesWrite)),
+        ("submit_change_request", Some(P::ChangesWrite)),
+        ("withdraw_change_request", Some(P::ChangesWrite)),
+        ("approve_change_request", Some(P::ChangesApprove)),
+        ("reject_change_request", Some(P::ChangesApprove)),
+        ("continue_change_request", Some(P::ChangesApprove)),
+    ]);
+    let mut out: BTreeMap<&'static str, Vec<Permission>> = single
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect();
+    // The author (changes:write) or an approver (changes:approve) starts and cancels.
+    out.insert(
+        "start_change_request",
+        vec![P::ChangesWrite, P::ChangesApprove],
+    );
+    out.insert(
+        "cancel_change_request",
+        vec![P::ChangesWrite, P::ChangesApprove],
+    );
+    out
 }
 
 /// Which roles hold each permission: the expected table from docs/api.md.
@@ -720,7 +765,8 @@ fn expected_roles(p: Permission) -> Vec<Role> {
         | P::WorkflowsRead
         | P::RolloutsRead
         | P::FirmwareRead
-        | P::EventsRead => all,
+        | P::EventsRead
+        | P::ChangesRead => all,
         P::TenantsAdmin => vec![R::SuperAdmin],
         P::TenantsWrite | P::UsersWrite | P::ApiKeysWrite => vec![R::TenantAdmin, R::SuperAdmin],
         P::UsersRead | P::ApiKeysRead | P::AuditRead => {
@@ -730,13 +776,14 @@ fn expected_roles(p: Permission) -> Vec<Role> {
         | P::DevicesCredentials
         | P::WorkflowsRun
         | P::RolloutsWrite
-        | P::FirmwareWrite => {
+        | P::FirmwareWrite
+        | P::ChangesWrite => {
             vec![R::Operator, R::TenantAdmin, R::SuperAdmin]
         }
         P::WorkflowsCancel | P::RolloutsStop => {
             vec![R::Operator, R::Approver, R::TenantAdmin, R::SuperAdmin]
         }
-        P::RolloutsApprove => vec![R::Approver, R::TenantAdmin, R::SuperAdmin],
+        P::RolloutsApprove | P::ChangesApprove => vec![R::Approver, R::TenantAdmin, R::SuperAdmin],
     }
 }
 
@@ -830,6 +877,7 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
         ("commit", "abcdef12".to_owned()),
         ("version", "7.19.4".to_owned()),
         ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
+        ("change_request_id", uuid::Uuid::new_v4().to_string()),
     ]);
     let expected = expected_permissions();
     let ops = operations();
@@ -842,14 +890,17 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
     );
     let mut checked = 0;
     for (id, method, path, scopes) in &ops {
-        let need = expected[id.as_str()];
+        let need = &expected[id.as_str()];
         assert_eq!(
             scopes.clone(),
-            need.map(|p| vec![p.as_str().to_owned()])
-                .unwrap_or_default(),
-            "{id}: the OpenAPI scope differs from the expected permission"
+            need.iter()
+                .map(|p| p.as_str().to_owned())
+                .collect::<Vec<_>>(),
+            "{id}: the OpenAPI scopes differ from the expected permissions"
         );
-        let Some(need) = need else { continue };
+        if need.is_empty() {
+            continue;
+        }
         let uri = fill(path, &ids);
         for (role, token) in &tokens {
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
@@ -862,7 +913,7 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
                     &[("if-match", "*")],
                 )
                 .await;
-            if expected_roles(need).contains(role) {
+            if need.iter().any(|p| expected_roles(*p).contains(role)) {
                 assert_ne!(
                     r.status,
                     StatusCode::FORBIDDEN,
@@ -895,7 +946,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         .post(
             "/api/v1/tenants",
             &app.admin,
-            json!({"name": "Tenant B", "admin": {"email": "b-admin@example.net", "display_name": "B", "role": "tenant_admin", "password": PASSWORD}}),
+            json!({"name": "Tenant B", "change_control": "optional", "admin": {"email": "b-admin@example.net", "display_name": "B", "role": "tenant_admin", "password": PASSWORD}}),
         )
         .await;
     assert_eq!(b.status, StatusCode::CREATED, "{:?}", b.body);
@@ -947,6 +998,17 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
+    let b_change = app
+        .post(
+            "/api/v1/change-requests",
+            &b_token,
+            json!({"title": "b-change", "reason": "r", "target": {"kind": "devices", "device_ids": [b_other]}, "action": {"kind": "firmware", "version": "7.19.4"}, "plan": {"canaries": 1, "batch_size": 1, "parallelism": 1, "failure_threshold": 1, "rollback_on_halt": false}, "risk": "low"}),
+        )
+        .await
+        .body["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Tenant A's most privileged tenant-scoped role.
     let (_, a) = app.user("a-admin@example.net", Role::TenantAdmin).await;
     let ids: HashMap<&str, String> = HashMap::from([
@@ -958,6 +1020,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         ("device_id", b_device.clone()),
         ("workflow_id", b_workflow.clone()),
         ("rollout_id", b_rollout.clone()),
+        ("change_request_id", b_change.clone()),
         ("commit", "abcdef12".to_owned()),
         ("version", "7.19.4".to_owned()),
         ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
@@ -970,6 +1033,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         "b-key",
         "b-router",
         "b-rollout",
+        "b-change",
     ];
     let ids_of_b = [
         b_tenant.as_str(),
@@ -978,6 +1042,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         b_device.as_str(),
         b_workflow.as_str(),
         b_rollout.as_str(),
+        b_change.as_str(),
     ];
     let mut by_id = 0;
     for (id, method, path, scopes) in operations() {
@@ -990,7 +1055,9 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
             fill(&path, &ids)
         );
         let body = (method != Method::GET && method != Method::DELETE).then(|| {
-            json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer", "username": "x", "tags": []})
+            json!({"name": "x", "display_name": "x", "password": "long enough password", "role": "viewer", "username": "x", "tags": [],
+                "change_control": "optional", "title": "x", "reason": "x", "target": {"kind": "tenant"},
+                "action": {"kind": "firmware", "version": "7.19.4"}, "risk": "low"})
         });
         let r = app
             .call(method.clone(), &uri, Some(&a), body, &[("if-match", "*")])
@@ -1630,6 +1697,8 @@ fn new_device(name: &str) -> Value {
 async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
     let app = app(pool).await;
     let a = &app.admin;
+    // Direct pushes and rollouts: a lab tenant (change control optional).
+    app.change_control("optional").await;
     let key = [("idempotency-key", "reg-1")];
     let r = app
         .call(

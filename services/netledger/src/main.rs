@@ -356,6 +356,30 @@ fn bootstrap_admin() -> anyhow::Result<Option<roles::Bootstrap>> {
     }
 }
 
+/// The demo's second account, an approver, from `NETLEDGER_DEMO_APPROVER_EMAIL` and
+/// `NETLEDGER_DEMO_APPROVER_PASSWORD` (both or neither; `scripts/run` sets them).
+fn demo_approver() -> anyhow::Result<Option<roles::Bootstrap>> {
+    let mut email = None;
+    let mut password = None;
+    for (name, value) in std::env::vars() {
+        match name.as_str() {
+            "NETLEDGER_DEMO_APPROVER_EMAIL" => email = Some(value),
+            "NETLEDGER_DEMO_APPROVER_PASSWORD" => password = Some(value),
+            _ => {}
+        }
+    }
+    match (email, password) {
+        (Some(email), Some(password)) => Ok(Some(roles::Bootstrap {
+            email,
+            password: Secret::new(password),
+        })),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both NETLEDGER_DEMO_APPROVER_EMAIL and NETLEDGER_DEMO_APPROVER_PASSWORD (or neither)"
+        ),
+    }
+}
+
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NETLEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -442,6 +466,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = shutdown_signal();
             let state = roles::api_state(&config, &pools).await?;
             roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;
+            roles::bootstrap_demo_approver(&state, demo_approver()?.as_ref(), config.production)
+                .await?;
             let fleet = match demo_fleet {
                 Some(n) if n > 0 => {
                     let handle = start_demo_fleet(&config, n)?;
@@ -482,6 +508,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pools = roles::pools(&config).await?;
             let state = roles::api_state(&config, &pools).await?;
             roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;
+            roles::bootstrap_demo_approver(&state, demo_approver()?.as_ref(), config.production)
+                .await?;
             roles::run_api(state, listen.unwrap_or(config.listen), shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -367,6 +367,36 @@ pub async fn bootstrap(
     Ok(())
 }
 
+/// Creates the demo's approver account in the first tenant when no user has its address yet
+/// (the second user a newcomer needs to walk change control alone: create as the admin,
+/// approve as the approver). A demo account has no place in production: refused there.
+pub async fn bootstrap_demo_approver(
+    state: &netledger_api::ApiState,
+    approver: Option<&Bootstrap>,
+    production: bool,
+) -> anyhow::Result<()> {
+    let Some(approver) = approver else {
+        return Ok(());
+    };
+    if production {
+        anyhow::bail!(
+            "NETLEDGER_DEMO_APPROVER_EMAIL/_PASSWORD seed a demo account; production refuses \
+             it (create approvers with POST /api/v1/users)"
+        );
+    }
+    let outcome = netledger_api::accounts::bootstrap_demo_user(
+        state,
+        &approver.email,
+        "Demo approver",
+        netledger_domain::identity::Role::Approver,
+        approver.password.expose(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("demo approver: {e}"))?;
+    tracing::info!(?outcome, email = %approver.email, "demo approver");
+    Ok(())
+}
+
 /// Serves the REST API, live events, OpenAPI and docs on `listen` until `shutdown`.
 pub async fn run_api(
     state: netledger_api::ApiState,

@@ -17,12 +17,13 @@ use netledger_domain::workflow::{
     FailureClass, WorkflowStepCompleted, WorkflowStepFailed, WorkflowStepStarted,
     WorkflowTimerFired, WorkflowTimerScheduled,
 };
-use netledger_domain::{DeviceId, RolloutId, TenantId, WorkflowId};
+use netledger_domain::{DeviceId, EventId, RolloutId, TenantId, WorkflowId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 use crate::definition::{RetryPolicy, StepOptions};
 use crate::engine::StartOptions;
@@ -128,6 +129,14 @@ impl Ctx {
     /// The rollout that started it.
     pub fn rollout_id(&self) -> Option<RolloutId> {
         self.rollout
+    }
+
+    /// Its correlation id (journaled on `WorkflowStarted`): the one its starter gave
+    /// ([`StartOptions::correlation_id`]), its parent's for a child started without one, or
+    /// its own id. Events a definition appends outside its journal carry it, so everything
+    /// one request caused shares one correlation id.
+    pub fn correlation_id(&self) -> Uuid {
+        self.j.lock().replay.journal.correlation_id
     }
 
     /// The input it was started with, as `T` (a mismatch is a fatal error). Definitions get
@@ -627,6 +636,7 @@ impl Ctx {
     /// from this workflow and `name`, so a re-run starts it once). With `notify`, this
     /// workflow gets signal `child_finished` when the child finishes (wait for it with
     /// [`Ctx::wait_signal`]). A busy device is a fatal error unless `options.queue_if_busy`.
+    /// The child shares this workflow's correlation id unless `options` sets one.
     pub async fn start_child<C: WorkflowCard>(
         &mut self,
         name: &str,
@@ -638,6 +648,9 @@ impl Ctx {
         let tenant = self.j.io.tenant;
         let me = self.j.io.workflow;
         let mut options = options.idempotency_key(format!("child:{me}:{name}"));
+        if options.correlation_id.is_none() {
+            options.correlation_id = Some(self.correlation_id());
+        }
         if notify {
             options = options.parent(me);
         }
@@ -670,6 +683,71 @@ impl Ctx {
         })
         .await
     }
+    /// Cancels another workflow of this tenant (typically a child: see [`Ctx::start_child`])
+    /// as step `name`: appends its `cancel` signal with `{"reason": reason}` (what
+    /// [`crate::Engine::cancel`] does), once: the signal's event id is derived from this
+    /// workflow and `name`, so a re-run of the step is a no-op. A workflow that finished
+    /// already is left alone. Returns whether this attempt appended the cancel (`false`: the
+    /// workflow had finished, or an earlier attempt of the step appended it).
+    pub async fn cancel_workflow(
+        &mut self,
+        name: &str,
+        workflow: WorkflowId,
+        reason: &str,
+    ) -> Result<bool, StepError> {
+        let engine = self.shared.engine.clone();
+        let tenant = self.j.io.tenant;
+        let me = self.j.io.workflow;
+        let actor = self.j.io.actor.clone();
+        let id = derived_event_id(me, &format!("cancel:{workflow}:{name}"));
+        let payload = serde_json::json!({ "reason": reason });
+        self.step(name, || {
+            let engine = engine.clone();
+            let actor = actor.clone();
+            let payload = payload.clone();
+            async move {
+                match engine
+                    .append_signal(
+                        tenant,
+                        workflow,
+                        crate::journal::signals::CANCEL,
+                        payload,
+                        actor,
+                        Some(id),
+                    )
+                    .await
+                {
+                    Ok(appended) => Ok(appended.is_some()),
+                    Err(e @ EngineError::NotFound(_)) => Err(StepError::fatal(e)),
+                    Err(e) => Err(StepError::retryable(e)),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A fixed event id for what step `key` of workflow `me` appends elsewhere: the same on every
+/// attempt (FNV-1a over the workflow id and the key, as a version 8 uuid), so the store
+/// refuses a second append as a duplicate.
+fn derived_event_id(me: WorkflowId, key: &str) -> EventId {
+    fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
+        let mut h = seed;
+        for p in parts {
+            for b in *p {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+    let parts: [&[u8]; 2] = [me.as_uuid().as_bytes(), key.as_bytes()];
+    let hi = fnv(0xcbf2_9ce4_8422_2325, &parts);
+    let lo = fnv(0x6c62_272e_07bb_0142, &parts);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    EventId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 fn backoff(policy: &RetryPolicy, attempt: u32) -> std::time::Duration {

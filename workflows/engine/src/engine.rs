@@ -46,7 +46,8 @@ pub struct StartOptions {
     pub parent: Option<WorkflowId>,
     /// Who asked (journaled on `WorkflowStarted`).
     pub actor: Actor,
-    /// Correlation id shared by everything this request causes; `None` = the workflow id.
+    /// Correlation id shared by everything this request causes; `None` = the workflow id
+    /// (for a child started by `Ctx::start_child`: its parent's correlation id).
     pub correlation_id: Option<Uuid>,
 }
 
@@ -91,6 +92,13 @@ impl StartOptions {
     /// Signal `parent` when finished.
     pub fn parent(mut self, parent: WorkflowId) -> Self {
         self.parent = Some(parent);
+        self
+    }
+
+    /// With this correlation id (a child started with `Ctx::start_child` inherits its
+    /// parent's unless this is set).
+    pub fn correlation_id(mut self, correlation: Uuid) -> Self {
+        self.correlation_id = Some(correlation);
         self
     }
 }

@@ -12,7 +12,7 @@ use netledger_domain::clock::Clock;
 use netledger_domain::workflow::{
     FailureClass, Outcome, WorkflowStepFailed, WorkflowStepStarted, WorkflowTakenOver,
 };
-use netledger_domain::{Actor, DeviceId, EventType, TenantId};
+use netledger_domain::{Actor, DeviceId, EventType, TenantId, WorkflowId};
 use netledger_engine::{
     Definition, EngineError, Finish, RetryPolicy, StartOptions, StepError, StepOptions, TaskState,
     WorkflowCard,
@@ -966,6 +966,149 @@ async fn a_parent_starts_children_once_and_hears_when_they_finish(pool: PgPool) 
         .unwrap()
         .get(0);
     assert_eq!(children, 3);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_child_carries_its_parents_correlation_id_unless_told_otherwise(pool: PgPool) {
+    let env = env(pool).await;
+    let own = uuid::Uuid::new_v4();
+    // the child reports the correlation id it sees
+    let child = Definition::of(Child, |mut ctx, _: u32| async move {
+        let seen = ctx.correlation_id();
+        let c: uuid::Uuid = ctx.step("look", || async move { Ok(seen) }).await?;
+        Ok(Finish::succeeded(json!(c)))
+    });
+    let parent = Definition::of(Parent, move |mut ctx, _: Value| async move {
+        let inherited = ctx
+            .start_child::<Child>(
+                "inherits",
+                1,
+                StartOptions::new(Actor::system("parent")),
+                true,
+            )
+            .await?;
+        let set = ctx
+            .start_child::<Child>(
+                "own",
+                2,
+                StartOptions::new(Actor::system("parent")).correlation_id(own),
+                true,
+            )
+            .await?;
+        let mut seen = serde_json::Map::new();
+        for _ in 0..2 {
+            let done: Value = ctx
+                .wait_signal("child_finished", None)
+                .await?
+                .unwrap_or_default();
+            let key = if done["workflow_id"] == json!(inherited) {
+                "inherits"
+            } else if done["workflow_id"] == json!(set) {
+                "own"
+            } else {
+                "other"
+            };
+            seen.insert(key.to_owned(), done["output"].clone());
+        }
+        Ok(Finish::succeeded(Value::Object(seen)))
+    });
+    let reg = registry(vec![child, parent]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let request = uuid::Uuid::new_v4();
+    let id = engine
+        .start::<Parent>(
+            tenant,
+            Value::Null,
+            StartOptions::new(actor()).correlation_id(request),
+        )
+        .await
+        .unwrap()
+        .workflow_id;
+    let w = env.worker(&reg, fast("w"));
+    finished(&engine, tenant, id).await;
+    w.stop().await;
+    let events = env.journal(tenant, id).await;
+    let out = finish_of(&events).output;
+    assert_eq!(out["inherits"], json!(request), "{out}");
+    assert_eq!(out["own"], json!(own), "{out}");
+    assert!(events.iter().all(|e| e.metadata.correlation_id == request));
+    // every event of each child's journal carries the correlation id it was started with
+    let rows = sqlx::query("SELECT workflow_id FROM workflow_tasks WHERE parent_id = $1")
+        .bind(id.as_uuid())
+        .fetch_all(&env.owner)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut correlations = Vec::new();
+    for row in rows {
+        let child = WorkflowId::from_uuid(row.get::<uuid::Uuid, _>(0));
+        let journal = env.journal(tenant, child).await;
+        assert!(journal.len() >= 4, "{:?}", types(&journal));
+        let c = journal[0].metadata.correlation_id;
+        assert!(journal.iter().all(|e| e.metadata.correlation_id == c));
+        correlations.push(c);
+    }
+    correlations.sort();
+    let mut want = vec![request, own];
+    want.sort();
+    assert_eq!(correlations, want);
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_workflow_cancels_its_child_once_from_a_step(pool: PgPool) {
+    let env = env(pool).await;
+    let hang = Definition::of(Hang, |mut ctx, _: Value| async move {
+        match ctx.wait_signal::<Value>("never", None).await {
+            Err(StepError::Cancelled) => {
+                let _ = ctx.cancelled();
+                Ok(Finish::cancelled("told to stop", Value::Null))
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(Finish::succeeded(Value::Null)),
+        }
+    });
+    let parent = Definition::of(Parent, |mut ctx, _: Value| async move {
+        let child = ctx
+            .start_child::<Hang>("hang", Value::Null, StartOptions::new(actor()), true)
+            .await?;
+        let first = ctx
+            .cancel_workflow("stop-hang", child, "no longer needed")
+            .await?;
+        let done: Value = ctx
+            .wait_signal("child_finished", None)
+            .await?
+            .unwrap_or_default();
+        // the child finished: a second cancel appends nothing
+        let again = ctx
+            .cancel_workflow("stop-hang-again", child, "again")
+            .await?;
+        Ok(Finish::succeeded(json!({
+            "first": first, "again": again, "outcome": done["outcome"], "child": child,
+        })))
+    });
+    let reg = registry(vec![hang, parent]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start::<Parent>(tenant, Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let w = env.worker(&reg, fast("w"));
+    finished(&engine, tenant, id).await;
+    w.stop().await;
+    let out = finish_of(&env.journal(tenant, id).await).output;
+    assert_eq!(out["first"], json!(true), "{out}");
+    assert_eq!(out["again"], json!(false), "{out}");
+    assert_eq!(out["outcome"], json!("cancelled"), "{out}");
+    let child = WorkflowId::from_uuid(out["child"].as_str().unwrap().parse().unwrap());
+    let journal = env.journal(tenant, child).await;
+    let cancels = journal
+        .iter()
+        .filter(|e| e.event_type == "WorkflowSignalled" && e.payload["signal"] == "cancel")
+        .count();
+    assert_eq!(cancels, 1, "{:?}", types(&journal));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod devices;
 pub mod events;
 pub mod firmware;

@@ -252,6 +252,9 @@ pub struct WorkflowListQuery {
     pub cursor: Option<String>,
     /// Runs per page (default 50, at most 500).
     pub limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the workflow read model has passed this global
+    /// position (a write's `last_position`).
+    pub min_position: Option<i64>,
 }
 
 /// List workflow runs, newest first.
@@ -268,7 +271,13 @@ pub async fn list_workflows(
     State(state): State<ApiState>,
     auth: Require<perm::WorkflowsRead>,
     Query(q): Query<WorkflowListQuery>,
-) -> ApiResult<Json<WorkflowRunPage>> {
+) -> ApiResult<(axum::http::HeaderMap, Json<WorkflowRunPage>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::WORKFLOWS],
+        q.min_position,
+    )
+    .await?;
     let run_state = q
         .state
         .as_deref()
@@ -292,14 +301,17 @@ pub async fn list_workflows(
         },
     )
     .await?;
-    Ok(Json(WorkflowRunPage {
-        items: page
-            .items
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<ApiResult<_>>()?,
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(WorkflowRunPage {
+            items: page
+                .items
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<ApiResult<_>>()?,
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 /// Inspect a workflow run: input, output and steps.
@@ -309,7 +321,7 @@ pub async fn list_workflows(
     operation_id = "get_workflow",
     tag = "workflows",
     security(("bearer" = ["workflows:read"])),
-    params(("workflow_id" = Uuid, Path, description = "Workflow id.")),
+    params(("workflow_id" = Uuid, Path, description = "Workflow id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The run.", body = WorkflowRunDetailDto),
         (status = 404, response = NotFound),
@@ -319,7 +331,14 @@ pub async fn get_workflow(
     State(state): State<ApiState>,
     auth: Require<perm::WorkflowsRead>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<WorkflowRunDetailDto>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<WorkflowRunDetailDto>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::WORKFLOWS],
+        mp.min_position,
+    )
+    .await?;
     let d = query::workflow_run_detail(
         &state.pools().app,
         auth.principal().tenant,
@@ -327,12 +346,15 @@ pub async fn get_workflow(
     )
     .await?
     .ok_or_else(|| ApiError::not_found(format!("workflow {id}")))?;
-    Ok(Json(WorkflowRunDetailDto {
-        run: d.run.try_into()?,
-        input: d.input,
-        output: d.output,
-        steps: d.steps.into_iter().map(Into::into).collect(),
-    }))
+    Ok((
+        behind,
+        Json(WorkflowRunDetailDto {
+            run: d.run.try_into()?,
+            input: d.input,
+            output: d.output,
+            steps: d.steps.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 /// A run's steps.
@@ -486,6 +508,9 @@ pub struct RolloutListQuery {
     pub cursor: Option<String>,
     /// Rollouts per page (default 50, at most 500).
     pub limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the rollout read model has passed this global
+    /// position (a write's `last_position`).
+    pub min_position: Option<i64>,
 }
 
 /// List rollouts, newest first.
@@ -502,7 +527,13 @@ pub async fn list_rollouts(
     State(state): State<ApiState>,
     auth: Require<perm::RolloutsRead>,
     Query(q): Query<RolloutListQuery>,
-) -> ApiResult<Json<RolloutPage>> {
+) -> ApiResult<(axum::http::HeaderMap, Json<RolloutPage>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::ROLLOUTS],
+        q.min_position,
+    )
+    .await?;
     let rollout_state = q
         .state
         .as_deref()
@@ -524,10 +555,13 @@ pub async fn list_rollouts(
         },
     )
     .await?;
-    Ok(Json(RolloutPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(RolloutPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 /// A rollout and its progress.
@@ -537,7 +571,7 @@ pub async fn list_rollouts(
     operation_id = "get_rollout",
     tag = "rollouts",
     security(("bearer" = ["rollouts:read"])),
-    params(("rollout_id" = Uuid, Path, description = "Rollout id.")),
+    params(("rollout_id" = Uuid, Path, description = "Rollout id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The rollout.", body = RolloutDto),
         (status = 404, response = NotFound),
@@ -547,7 +581,14 @@ pub async fn get_rollout(
     State(state): State<ApiState>,
     auth: Require<perm::RolloutsRead>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<RolloutDto>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<RolloutDto>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::ROLLOUTS],
+        mp.min_position,
+    )
+    .await?;
     let r = query::rollout_detail(
         &state.pools().app,
         auth.principal().tenant,
@@ -555,7 +596,7 @@ pub async fn get_rollout(
     )
     .await?
     .ok_or_else(|| ApiError::not_found(format!("rollout {id}")))?;
-    Ok(Json(r.into()))
+    Ok((behind, Json(r.into())))
 }
 
 /// One device of a rollout.
@@ -785,6 +826,7 @@ fn change_id_ok(c: &str) -> bool {
     responses(
         (status = 201, description = "Started.", body = WorkflowStartedDto),
         (status = 200, description = "Already started with this Idempotency-Key.", body = WorkflowStartedDto),
+        (status = 403, description = "The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission.", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Validation),
@@ -798,6 +840,7 @@ pub async fn start_config_push(
     key: IdempotencyKey,
     Json(body): Json<ConfigPushRequest>,
 ) -> ApiResult<axum::response::Response> {
+    crate::routes::changes::refuse_if_change_controlled(&state, auth.principal().tenant).await?;
     if body.script.trim().is_empty() {
         return Err(ApiError::validation("script is empty"));
     }
@@ -835,6 +878,7 @@ pub async fn start_config_push(
     responses(
         (status = 201, description = "Started.", body = WorkflowStartedDto),
         (status = 200, description = "Already started with this Idempotency-Key.", body = WorkflowStartedDto),
+        (status = 403, description = "The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission.", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Validation),
@@ -848,6 +892,7 @@ pub async fn start_firmware_upgrade(
     key: IdempotencyKey,
     Json(body): Json<FirmwareUpgradeRequest>,
 ) -> ApiResult<axum::response::Response> {
+    crate::routes::changes::refuse_if_change_controlled(&state, auth.principal().tenant).await?;
     if !crate::routes::firmware::version_ok(&body.version) {
         return Err(ApiError::validation(format!(
             "version `{}` is not a RouterOS version like 7.19.4",
@@ -887,7 +932,7 @@ pub struct SignalledDto {
     pub events: Vec<Written>,
 }
 
-async fn signalled(
+pub(crate) async fn signalled(
     state: &ApiState,
     p: &crate::auth::Principal,
     wf: WorkflowId,
@@ -1013,6 +1058,7 @@ pub struct RolloutStartedDto {
     responses(
         (status = 201, description = "Created.", body = RolloutStartedDto),
         (status = 200, description = "Already created with this Idempotency-Key.", body = RolloutStartedDto),
+        (status = 403, description = "The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission.", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, response = NotFound),
         (status = 422, response = Validation),
         (status = 503, response = Unavailable),
@@ -1027,6 +1073,7 @@ pub async fn create_rollout(
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let p = auth.principal();
+    crate::routes::changes::refuse_if_change_controlled(&state, p.tenant).await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::validation("name: 1-200 characters"));
@@ -1167,7 +1214,7 @@ async fn rollout_of(
 
 /// The workflow driving a rollout: the `rollout` workflow started with its id (from the
 /// workflow read model), or 404.
-async fn rollout_workflow(
+pub(crate) async fn rollout_workflow(
     state: &ApiState,
     p: &crate::auth::Principal,
     id: Uuid,

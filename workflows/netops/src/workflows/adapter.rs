@@ -30,6 +30,7 @@ use routeros::{Client, Config, Password};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::COMPONENT;
 use crate::firmware::AwaitOptions;
@@ -257,12 +258,15 @@ impl NetopsDeps {
         r.map_err(step_error)
     }
 
-    /// Device snapshot -> archive record (+ encrypted backup blob) -> `ConfigSnapshotRecorded`.
+    /// Device snapshot -> archive record (+ encrypted backup blob) -> `ConfigSnapshotRecorded`
+    /// (caused by `workflow`, carrying its `correlation` id: see [`Ctx::correlation_id`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn snapshot(
         &self,
         tenant: TenantId,
         target: &Target,
         workflow: WorkflowId,
+        correlation: Uuid,
         id: &ChangeId,
         reason: SnapshotReason,
     ) -> Result<SnapshotRecorded, StepError> {
@@ -274,7 +278,7 @@ impl NetopsDeps {
             actor: Actor::system(COMPONENT),
             reason,
             causation_id: *workflow.as_uuid(),
-            correlation_id: *workflow.as_uuid(),
+            correlation_id: correlation,
             at: self.clock.now(),
             routeros_version: taken.snapshot.device_version.clone(),
             workflow_id: Some(workflow),
@@ -323,7 +327,7 @@ impl NetopsDeps {
         let metadata = EventMetadata {
             actor: Actor::system(COMPONENT),
             causation_id: *workflow.as_uuid(),
-            correlation_id: *workflow.as_uuid(),
+            correlation_id: correlation,
         };
         // A fixed id per (workflow, change, reason): a re-run of this step after a crash
         // between this append and the step's journal entry is refused as a duplicate, so

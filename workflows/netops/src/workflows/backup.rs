@@ -17,11 +17,12 @@ pub(super) async fn backup(
 ) -> Result<Finish<BackupOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let corr = ctx.correlation_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
     let id = ChangeId::parse(format!("bk-{}", wf.as_uuid().simple()))
         .map_err(|e| StepError::fatal(e.to_string()))?;
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
-        d.snapshot(tenant, &target, wf, &id, SnapshotReason::OnDemand)
+        d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::OnDemand)
     })
     .await?;
     Ok(Finish::succeeded(BackupOutput {

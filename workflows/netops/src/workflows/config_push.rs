@@ -28,6 +28,7 @@ pub(super) async fn config_push(
 ) -> Result<Finish<PushOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let corr = ctx.correlation_id();
     let id =
         ChangeId::parse(input.change_id.clone()).map_err(|e| StepError::fatal(e.to_string()))?;
     let change = Change::new(id.clone(), input.script.clone());
@@ -62,7 +63,7 @@ pub(super) async fn config_push(
         ));
     }
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
-        d.snapshot(tenant, &target, wf, &id, SnapshotReason::PrePush)
+        d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PrePush)
     })
     .await?;
     if ctx.cancelled() {
@@ -268,6 +269,7 @@ async fn post_snapshot(
 ) -> Option<String> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let corr = ctx.correlation_id();
     let Ok(post_id) = ChangeId::parse(format!(
         "{}-post",
         &id.as_str()[..id.as_str().len().min(59)]
@@ -275,7 +277,7 @@ async fn post_snapshot(
         return None;
     };
     let r: Result<SnapshotRecorded, StepError> = device_step(ctx, d, "post_snapshot", || {
-        d.snapshot(tenant, target, wf, &post_id, SnapshotReason::PostPush)
+        d.snapshot(tenant, target, wf, corr, &post_id, SnapshotReason::PostPush)
     })
     .await;
     r.ok().map(|s| s.commit)

@@ -22,6 +22,7 @@ pub(super) async fn firmware_upgrade(
 ) -> Result<Finish<FirmwareOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let corr = ctx.correlation_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
     let fw = FirmwareTarget {
         version: input.version.clone(),
@@ -46,7 +47,7 @@ pub(super) async fn firmware_upgrade(
     let id = ChangeId::parse(format!("fw-{}", wf.as_uuid().simple()))
         .map_err(|e| StepError::fatal(e.to_string()))?;
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
-        d.snapshot(tenant, &target, wf, &id, SnapshotReason::PrePush)
+        d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PrePush)
     })
     .await?;
     let source = PackageSource {

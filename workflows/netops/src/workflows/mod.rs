@@ -1,6 +1,7 @@
 //! The durable workflows built on the device steps of this crate and the engine
-//! (`netledger-engine`): `config_push` v1, `firmware_upgrade` v1, `backup` v1, `rollout` v1
-//! and `config_restore` v1 (one file each), the infrastructure adapter their steps reach
+//! (`netledger-engine`): `config_push` v1, `firmware_upgrade` v1, `backup` v1, `rollout` v1,
+//! `config_restore` v1 and `change_request` v1 (one file each; `change_stream` is the one
+//! write path to a change request's stream), the infrastructure adapter their steps reach
 //! devices, the store and the archive through (`adapter`), the firmware cache server
 //! devices fetch packages from ([`serve_firmware_cache`]) and the worker entry point
 //! ([`run_worker`]).
@@ -14,6 +15,8 @@
 mod adapter;
 mod backup;
 mod cache;
+mod change_run;
+mod change_stream;
 mod config_push;
 mod firmware_upgrade;
 mod restore;
@@ -23,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use netledger_domain::workflow::card::{
-    Backup, ConfigPush, ConfigRestore, FirmwareUpgrade, Rollout,
+    Backup, ChangeRun, ConfigPush, ConfigRestore, FirmwareUpgrade, Rollout,
 };
 use netledger_engine::{
     Definition, Engine, EngineError, Registry, Worker, WorkerOptions, WorkerReport,
@@ -32,9 +35,10 @@ use netledger_engine::{
 pub use adapter::{NetopsDeps, NetopsOptions, SnapshotRecorded, Target};
 pub use cache::serve_firmware_cache;
 pub use netledger_domain::workflow::card::{
-    BackupInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
+    BackupInput, ChangeRunInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
 };
 pub use restore::{PushRecord, RESTORE_KIND};
+pub use rollout::WINDOW_CONTINUE;
 
 pub(crate) use adapter::step_event_id;
 
@@ -53,10 +57,16 @@ pub enum WorkflowError {
 }
 
 /// The netops workflow definitions: `config_push` v1, `firmware_upgrade` v1, `backup` v1,
-/// `rollout` v1, `config_restore` v1.
+/// `rollout` v1, `config_restore` v1, `change_request` v1.
 pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
     let deps = Arc::new(deps);
-    let (a, b, c, r, x) = (deps.clone(), deps.clone(), deps.clone(), deps.clone(), deps);
+    let (a, b, c, r, x) = (
+        deps.clone(),
+        deps.clone(),
+        deps.clone(),
+        deps.clone(),
+        deps.clone(),
+    );
     Registry::new()
         .with(Definition::of(ConfigPush, move |ctx, input| {
             config_push::config_push(ctx, input, a.clone())
@@ -72,6 +82,9 @@ pub fn registry(deps: NetopsDeps) -> Result<Registry, EngineError> {
         }))?
         .with(Definition::of(ConfigRestore, move |ctx, input| {
             restore::config_restore(ctx, input, x.clone())
+        }))?
+        .with(Definition::of(ChangeRun, move |ctx, input| {
+            change_run::change_run(ctx, input, deps.clone())
         }))
 }
 

@@ -243,6 +243,7 @@ pub(super) async fn config_restore(
 ) -> Result<Finish<RestoreOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let corr = ctx.correlation_id();
     let (device, push) = (input.device_id, input.push_workflow_id);
     let record: Result<PushRecord, String> = ctx
         .step("push_record", || push_record(&d, tenant, device, push))
@@ -306,7 +307,7 @@ pub(super) async fn config_restore(
     // From a fresh connection: a snapshot of the result, archived like any other, compared
     // with the pre-push snapshot (normalised hash) and its archived text (content hash).
     let after: Result<SnapshotRecorded, StepError> = device_step(&mut ctx, &d, "verify", || {
-        d.snapshot(tenant, &target, wf, &id, SnapshotReason::PostPush)
+        d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PostPush)
     })
     .await;
     let after = match after {

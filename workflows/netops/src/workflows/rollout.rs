@@ -7,11 +7,20 @@
 //! ([`super::restore`]), `parallelism` at once. A firmware rollout with `rollback_on_halt`
 //! is refused before it starts (`check_rollout`, in the domain's [`Rollout`] decision).
 //! Appends `RolloutCreated`, `RolloutDeviceFinished`, `RolloutDeviceRestored`,
-//! `RolloutStateChanged` to `rollout-<id>`.
+//! `RolloutStateChanged` to `rollout-<id>`, with the workflow's correlation id.
+//!
+//! The rollout of a change request (`change_id` set, started by the `change_request`
+//! workflow): its pushes carry the change id `cr-<request uuid, simple>` onto the devices and
+//! its `allow_without_timer`. With `window_end`, at every boundary between batch entries
+//! (canaries included) it checks once, in journaled step `window-check-<n>`, whether the
+//! window is still open; when it is not, it pauses (`RolloutStateChanged` paused, and
+//! `ChangeRequestPaused` on the request's stream) until signal [`WINDOW_CONTINUE`]
+//! `{"pause": n}` or a cancel.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use netledger_domain::change::ChangeCommand;
 use netledger_domain::workflow::card::{
     ConfigPush, ConfigRestore, FirmwareInput, FirmwareUpgrade, PushInput, RestoreInput,
     RestoreOutput, RolloutDeviceResult, RolloutInput, RolloutOutput,
@@ -21,16 +30,28 @@ use netledger_domain::workflow::{
     RolloutDeviceRestored, RolloutState, RolloutStateChanged, RolloutTarget,
 };
 use netledger_domain::{
-    Actor, DecodeError, DeviceId, EventEnum, EventMetadata, EventType, ExpectedVersion, NewEvent,
-    RolloutId, WorkflowId,
+    Actor, ChangeRequestId, DecodeError, DeviceId, EventEnum, EventMetadata, EventType,
+    ExpectedVersion, NewEvent, RolloutId, WorkflowId,
 };
 use netledger_engine::{Ctx, Finish, StartOptions, StepError, signals};
 use netledger_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::COMPONENT;
 use super::adapter::NetopsDeps;
+use super::change_stream::{ChangeWriter, rfc3339};
+
+/// The signal that continues a rollout paused because its maintenance window ended; payload
+/// `{"pause": n}` (the pause's number, from 1; a continue naming another pause is ignored).
+pub const WINDOW_CONTINUE: &str = "window_continue";
+
+#[derive(Debug, Deserialize)]
+struct WindowContinue {
+    pause: u32,
+}
 
 /// The input of one device's child workflow.
 enum Child {
@@ -48,18 +69,27 @@ struct ChildFinished {
     output: Value,
 }
 
+/// Who appends to the rollout stream: the tenant, the rollout workflow (causation) and its
+/// correlation id.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    tenant: netledger_domain::TenantId,
+    wf: WorkflowId,
+    correlation: Uuid,
+}
+
 async fn append(
     d: &NetopsDeps,
-    ctx_tenant: netledger_domain::TenantId,
-    wf: WorkflowId,
+    o: Origin,
     rollout: RolloutId,
     expected: ExpectedVersion,
     events: Vec<(&'static str, Value)>,
 ) -> Result<(), StepError> {
+    let (ctx_tenant, wf) = (o.tenant, o.wf);
     let metadata = EventMetadata {
         actor: Actor::system(COMPONENT),
         causation_id: *wf.as_uuid(),
-        correlation_id: *wf.as_uuid(),
+        correlation_id: o.correlation,
     };
     let mut out = Vec::new();
     for (i, (t, payload)) in events.into_iter().enumerate() {
@@ -84,6 +114,115 @@ async fn append(
     }
 }
 
+/// A change request's maintenance window, as the rollout checks it at batch boundaries.
+struct Window {
+    origin: Origin,
+    rid: RolloutId,
+    end: OffsetDateTime,
+    change: Option<ChangeRequestId>,
+}
+
+impl Window {
+    /// At the boundary before batch entry `index` (`next` names it: `batch 2`, `canary 3`):
+    /// whether the window is still open, decided once in journaled step
+    /// `window-check-<index>` (so a replay sees the same answer whatever the clock says
+    /// then). Closed: the rollout pauses (`RolloutStateChanged` paused; `ChangeRequestPaused`
+    /// on the request's stream) and waits for [`WINDOW_CONTINUE`] naming this pause, then
+    /// records the resume; or a cancel, which ends the rollout `cancelled` (returned as the
+    /// stop).
+    async fn boundary(
+        &self,
+        ctx: &mut Ctx,
+        d: &Arc<NetopsDeps>,
+        index: usize,
+        next: &str,
+        pauses: &mut u32,
+    ) -> Result<Option<(RolloutState, String)>, StepError> {
+        let end = self.end;
+        let open = ctx
+            .step(&format!("window-check-{index}"), || {
+                let clock = d.clock.clone();
+                async move { Ok(clock.now() < end) }
+            })
+            .await?;
+        if open {
+            return Ok(None);
+        }
+        *pauses += 1;
+        let pause = *pauses;
+        let reason = format!(
+            "the maintenance window ended at {}; paused before {next}",
+            rfc3339(end)
+        );
+        let (origin, rid, change) = (self.origin, self.rid, self.change);
+        let paused_key = format!("window-pause-{pause}");
+        ctx.step(&paused_key, || {
+            let d = d.clone();
+            let reason = reason.clone();
+            let key = paused_key.clone();
+            async move {
+                let ev = vec![state_event(RolloutState::Paused, Some(reason.clone()))];
+                append(&d, origin, rid, ExpectedVersion::Any, ev).await?;
+                if let Some(change) = change {
+                    writer(origin, change)
+                        .decide(&d, &key, &ChangeCommand::Pause { reason })
+                        .await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        loop {
+            match ctx
+                .wait_signal::<WindowContinue>(WINDOW_CONTINUE, None)
+                .await
+            {
+                Ok(Some(c)) if c.pause == pause => break,
+                Ok(_) => continue,
+                Err(StepError::Cancelled) => {
+                    ctx.cancelled();
+                    return Ok(Some((
+                        RolloutState::Cancelled,
+                        format!("cancelled by an operator while paused ({reason})"),
+                    )));
+                }
+                // a payload that is not `{"pause": n}`: not a continue of this pause
+                Err(StepError::Fatal(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let resumed_key = format!("window-resume-{pause}");
+        ctx.step(&resumed_key, || {
+            let d = d.clone();
+            let key = resumed_key.clone();
+            async move {
+                let ev = vec![state_event(
+                    RolloutState::Running,
+                    Some(format!("continued after pause {pause}")),
+                )];
+                append(&d, origin, rid, ExpectedVersion::Any, ev).await?;
+                if let Some(change) = change {
+                    writer(origin, change)
+                        .decide(&d, &key, &ChangeCommand::Resume { pause })
+                        .await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(None)
+    }
+}
+
+fn writer(origin: Origin, change: ChangeRequestId) -> ChangeWriter {
+    ChangeWriter {
+        tenant: origin.tenant,
+        workflow: origin.wf,
+        correlation: origin.correlation,
+        change,
+    }
+}
+
 fn state_event(state: RolloutState, reason: Option<String>) -> (&'static str, Value) {
     (
         RolloutStateChanged::TYPE,
@@ -99,6 +238,11 @@ pub(super) async fn rollout(
 ) -> Result<Finish<RolloutOutput>, StepError> {
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
+    let origin = Origin {
+        tenant,
+        wf,
+        correlation: ctx.correlation_id(),
+    };
     let rid = input.rollout_id;
     let created = RolloutCreated {
         name: input.name.clone(),
@@ -123,7 +267,7 @@ pub(super) async fn rollout(
     ctx.step("rollout_created", || {
         let d = d.clone();
         let ev = creation.clone();
-        async move { append(&d, tenant, wf, rid, ExpectedVersion::NoStream, ev).await }
+        async move { append(&d, origin, rid, ExpectedVersion::NoStream, ev).await }
     })
     .await?;
 
@@ -139,7 +283,11 @@ pub(super) async fn rollout(
             par,
         ));
     }
-    let change_id = format!("ro-{}", rid.as_uuid().simple());
+    // the id the pushes carry onto the devices: the change request's when there is one
+    let change_id = match input.change_id {
+        Some(c) => format!("cr-{}", c.as_uuid().simple()),
+        None => format!("ro-{}", rid.as_uuid().simple()),
+    };
     let child_input = |device: DeviceId| match &input.target {
         RolloutTarget::ChangeSet { script } => Child::Push(PushInput {
             device_id: device,
@@ -147,7 +295,7 @@ pub(super) async fn rollout(
             script: script.clone(),
             policy: input.policy.clone(),
             checks: input.checks.clone(),
-            allow_without_timer: false,
+            allow_without_timer: input.allow_without_timer,
         }),
         RolloutTarget::Firmware { version } => Child::Firmware(FirmwareInput {
             device_id: device,
@@ -161,9 +309,36 @@ pub(super) async fn rollout(
     // (device, its push) in the order the pushes committed: what a rollback restores
     let mut committed: Vec<(DeviceId, WorkflowId)> = Vec::new();
     let mut stop: Option<(RolloutState, String)> = None;
-    for (batch, devices, par) in batches {
+    let mut pauses = 0u32;
+    let mut canary = 0u32;
+    for (index, (batch, devices, par)) in batches.into_iter().enumerate() {
+        if batch == 0 {
+            canary += 1;
+        }
+        if stop.is_none() && ctx.cancelled() {
+            stop = Some((RolloutState::Cancelled, "cancelled by an operator".into()));
+        }
         if stop.is_some() {
             break;
+        }
+        if index > 0
+            && let Some(end) = input.window_end
+        {
+            let next = if batch == 0 {
+                format!("canary {canary}")
+            } else {
+                format!("batch {batch}")
+            };
+            let w = Window {
+                origin,
+                rid,
+                end,
+                change: input.change_id,
+            };
+            if let Some(s) = w.boundary(&mut ctx, &d, index, &next, &mut pauses).await? {
+                stop = Some(s);
+                break;
+            }
         }
         let mut pending = devices.into_iter();
         let mut in_flight: BTreeMap<WorkflowId, DeviceId> = BTreeMap::new();
@@ -229,7 +404,7 @@ pub(super) async fn rollout(
             ctx.step(&format!("finished-{device}"), || {
                 let d = d.clone();
                 let ev = ev.clone();
-                async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+                async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
             })
             .await?;
             if stop.is_none() && failures >= input.failure_threshold {
@@ -253,7 +428,7 @@ pub(super) async fn rollout(
         ctx.step("rollout_finished", || {
             let d = d.clone();
             let ev = vec![state_event(state, reason.clone())];
-            async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+            async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
         })
         .await?;
         let output = RolloutOutput {
@@ -274,7 +449,7 @@ pub(super) async fn rollout(
     ctx.step("rollout_finished", || {
         let d = d.clone();
         let ev = vec![state_event(RolloutState::Halted, Some(reason.clone()))];
-        async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+        async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
     })
     .await?;
     let all_restored = rolled.all_restored();
@@ -337,8 +512,11 @@ async fn restore_committed(
     halt: &str,
     committed: &[(DeviceId, WorkflowId)],
 ) -> Result<Rollback, StepError> {
-    let tenant = ctx.tenant();
-    let wf = ctx.workflow_id();
+    let origin = Origin {
+        tenant: ctx.tenant(),
+        wf: ctx.workflow_id(),
+        correlation: ctx.correlation_id(),
+    };
     let mut out = Rollback {
         devices: BTreeMap::new(),
         restored: Vec::new(),
@@ -356,7 +534,7 @@ async fn restore_committed(
     ctx.step("rollout_halted", || {
         let d = d.clone();
         let ev = vec![state_event(RolloutState::Halted, Some(halted.clone()))];
-        async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+        async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
     })
     .await?;
     let mut pending = committed.iter().copied();
@@ -416,7 +594,7 @@ async fn restore_committed(
         ctx.step(&format!("restored-{device}"), || {
             let d = d.clone();
             let ev = vec![(RolloutDeviceRestored::TYPE, json!(ev))];
-            async move { append(&d, tenant, wf, rid, ExpectedVersion::Any, ev).await }
+            async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
         })
         .await?;
     }

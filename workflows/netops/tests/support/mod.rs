@@ -42,6 +42,8 @@ impl Drop for TempDir {
 pub struct Env {
     pub pools: Pools,
     pub deps: NetopsDeps,
+    /// The clock of the workflows and the engine (`deps.clock`): tests move it forward.
+    pub clock: Arc<TestClock>,
     pub engine: Engine,
     pub tenant: TenantId,
     pub fleet: Fleet,
@@ -63,6 +65,18 @@ pub async fn env_with(
     n: usize,
     worker: &str,
     tweak: impl FnOnce(&mut NetopsOptions),
+) -> Env {
+    env_full(owner, n, worker, tweak, |_| {}).await
+}
+
+/// [`env_with`], and the worker's options adjusted by `worker_tweak` (a lease longer than
+/// any clock jump a test makes, say).
+pub async fn env_full(
+    owner: PgPool,
+    n: usize,
+    worker: &str,
+    tweak: impl FnOnce(&mut NetopsOptions),
+    worker_tweak: impl FnOnce(&mut WorkerOptions) + Send + 'static,
 ) -> Env {
     let pools = Pools::connect(&owner.connect_options(), None, None, 8)
         .await
@@ -103,6 +117,7 @@ pub async fn env_with(
         ..NetopsOptions::default()
     };
     tweak(&mut options);
+    let clock = Arc::new(TestClock::new());
     let deps = NetopsDeps {
         app: pools.app.clone(),
         system: pools.system.clone(),
@@ -112,7 +127,7 @@ pub async fn env_with(
         firmware_cache: cache_dir.0.clone(),
         firmware_base_url: base,
         options,
-        clock: Arc::new(TestClock::new()),
+        clock: clock.clone(),
     };
     let engine = Engine::new(
         pools.app.clone(),
@@ -127,6 +142,7 @@ pub async fn env_with(
         let mut opts = WorkerOptions::named(&worker_name);
         opts.poll = Duration::from_millis(100);
         opts.max_inline_wait = Duration::from_secs(5);
+        worker_tweak(&mut opts);
         run_worker(wdeps, opts, Some(cache_listener), async move {
             let _ = stopped.await;
         })
@@ -136,6 +152,7 @@ pub async fn env_with(
     Env {
         pools,
         deps,
+        clock,
         engine,
         tenant: TenantId::from_uuid(Uuid::new_v4()),
         fleet,

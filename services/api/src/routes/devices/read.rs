@@ -101,6 +101,9 @@ pub struct DeviceListQuery {
     pub cursor: Option<String>,
     /// Devices per page (default 50, at most 500).
     pub limit: Option<u32>,
+    /// Read-your-writes: wait (bounded) until the device read model has passed this global
+    /// position (a write's `last_position`).
+    pub min_position: Option<i64>,
 }
 
 /// List devices, by name (cursor-paginated).
@@ -117,7 +120,13 @@ pub async fn list_devices(
     State(state): State<ApiState>,
     auth: Require<perm::DevicesRead>,
     Query(q): Query<DeviceListQuery>,
-) -> ApiResult<Json<DevicePage>> {
+) -> ApiResult<(axum::http::HeaderMap, Json<DevicePage>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::DEVICES],
+        q.min_position,
+    )
+    .await?;
     let status = q
         .status
         .as_deref()
@@ -143,10 +152,13 @@ pub async fn list_devices(
         },
     )
     .await?;
-    Ok(Json(DevicePage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(DevicePage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 /// How the platform connects to a device.
@@ -284,7 +296,7 @@ impl From<query::DeviceDetail> for DeviceDto {
     operation_id = "get_device",
     tag = "devices",
     security(("bearer" = ["devices:read"])),
-    params(("device_id" = Uuid, Path, description = "Device id.")),
+    params(("device_id" = Uuid, Path, description = "Device id."), crate::http::MinPosition),
     responses(
         (status = 200, description = "The device.", body = DeviceDto),
         (status = 404, response = NotFound),
@@ -294,11 +306,18 @@ pub async fn get_device(
     State(state): State<ApiState>,
     auth: Require<perm::DevicesRead>,
     Path(id): Path<Uuid>,
+    Query(mp): Query<crate::http::MinPosition>,
 ) -> ApiResult<Response> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::DEVICES],
+        mp.min_position,
+    )
+    .await?;
     let d: DeviceDto = device_or_404(&state, auth.principal().tenant, id)
         .await?
         .into();
-    Ok((etag(d.version), Json(d)).into_response())
+    Ok((behind, etag(d.version), Json(d)).into_response())
 }
 
 /// A device's state folded from its event stream right now (never behind, unlike the
