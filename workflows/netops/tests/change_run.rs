@@ -3,7 +3,8 @@
 //! matters: a change outside its window waits and never starts once the window passed; a
 //! window that closes mid-rollout pauses it at a batch boundary until `window_continue`; a
 //! halted change rollout restores its committed device and the request ends `rolled_back`,
-//! with every event of the chain correlated to the request.
+//! with every event of the chain correlated to the request; cancelling a running change
+//! cancels its rollout (the device in flight finishes, the next never starts).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -611,6 +612,92 @@ async fn a_halted_change_rolls_back_and_every_event_carries_the_request_id(owner
     assert_eq!(
         e.engine.status(e.tenant, run).await.unwrap().unwrap().state,
         TaskState::Finished
+    );
+    e.stop().await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn cancelling_a_running_change_cancels_its_rollout(owner: PgPool) {
+    let e = env(owner, 2).await;
+    let devices = e.register_all(2).await;
+    e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 60);
+    let p = plan(0, 1, false);
+    let id = e.approved_request(&devices, p, None).await;
+    let run = e.start_run(id, &devices, p, None).await;
+    let started = e
+        .until_stream(&id.stream(), "the rollout started", |s| {
+            s.iter().any(|(t, _)| t == "ChangeRequestStarted")
+        })
+        .await;
+    let rid: RolloutId =
+        serde_json::from_value(started.last().unwrap().1["rollout_id"].clone()).unwrap();
+    let created = e
+        .until_stream(&rid.stream(), "the rollout was created", |s| !s.is_empty())
+        .await;
+    let rollout: WorkflowId = serde_json::from_value(created[0].1["workflow_id"].clone()).unwrap();
+    let first = format!("start-{}", devices[0]);
+    for _ in 0..600 {
+        if steps(&e.journal(rollout).await).contains(&first) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // as the API does: the request records the cancel, then its run is cancelled
+    let state = e.request(id).await;
+    let events = state
+        .decide(&ChangeCommand::Cancel {
+            by: By::user("approver"),
+            reason: "stop".into(),
+        })
+        .unwrap();
+    let metadata = EventMetadata {
+        actor: Actor::system("test"),
+        causation_id: Uuid::new_v4(),
+        correlation_id: *id.as_uuid(),
+    };
+    let new = events
+        .iter()
+        .map(|ev| {
+            ev.to_new_event(EventId::new_v7(), metadata.clone())
+                .unwrap()
+        })
+        .collect();
+    e.deps
+        .store
+        .append(
+            e.tenant,
+            &id.stream(),
+            ExpectedVersion::Exact(state.version),
+            new,
+        )
+        .await
+        .unwrap();
+    e.engine
+        .cancel(e.tenant, run, "stop", Actor::system("test"))
+        .await
+        .unwrap();
+
+    let (outcome, output, reason) = e.output(run).await;
+    assert_eq!(outcome, Outcome::Cancelled, "{reason}");
+    assert_eq!(output["state"], "cancelled");
+    assert_eq!(output["rollout_id"], json!(rid));
+    let journal = e.journal(run).await;
+    assert!(
+        steps(&journal).contains(&"cancel_rollout".to_owned()),
+        "{journal:?}"
+    );
+    let (r_outcome, _) = e.finish(rollout).await;
+    assert_eq!(r_outcome, Outcome::Cancelled);
+    let request = e.request(id).await;
+    assert_eq!(request.state, ChangeState::Cancelled);
+    assert!(request.cancel_requested);
+    // the device in flight finished its push; the other was never started
+    let cr = change_id(id);
+    assert_eq!(e.changes(0, &cr), 1);
+    assert_eq!(e.changes(1, &cr), 0);
+    assert_eq!(
+        e.workflows().await.get("config_push").map_or(0, Vec::len),
+        1
     );
     e.stop().await;
 }
