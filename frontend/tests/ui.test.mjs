@@ -54,7 +54,7 @@ async function apiToken() {
 async function setChangeControl(mode) {
   const token = await apiToken();
   const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-  const me = await (await fetch(`${BASE}/api/v1/me`, { headers })).json();
+  const me = await (await fetch(`${BASE}/api/v1/auth/me`, { headers })).json();
   const res = await fetch(`${BASE}/api/v1/tenants/${me.tenant_id}/change-policy`, {
     method: "PUT",
     headers,

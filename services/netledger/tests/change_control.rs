@@ -75,7 +75,7 @@ async fn a_change_request_goes_from_draft_to_rolled_back_with_its_whole_chain(ow
     let api = &p.api;
     // the author holds approve too (a tenant admin): four-eyes must still refuse them
     let admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let me = api.ok(200, "GET", "/api/v1/me", &admin, None).await;
+    let me = api.ok(200, "GET", "/api/v1/auth/me", &admin, None).await;
     let admin_id = me["id"]
         .as_str()
         .or_else(|| me["user"]["id"].as_str())
@@ -89,7 +89,7 @@ async fn a_change_request_goes_from_draft_to_rolled_back_with_its_whole_chain(ow
     let second = p.register(&admin, 1, "second").await;
     for d in [&canary, &second] {
         api.ok(
-            202,
+            201,
             "POST",
             "/api/v1/workflows/backup",
             &admin,
@@ -132,8 +132,32 @@ async fn a_change_request_goes_from_draft_to_rolled_back_with_its_whole_chain(ow
         direct.body
     );
 
-    // the canary's access is cut by the change: verification fails, its own timer reverts it
-    p.faults(0, json!({ "cut_access_on_change": true })).await;
+    // The canary's access is cut by the change: verification fails, its own timer reverts
+    // it. Replies are slowed so the fault can be set between arm (itself a change on the
+    // device: the rollback timer) and apply, once the timer is there.
+    p.faults(0, json!({ "delay_ms": 100 })).await;
+    let control = p.control.clone();
+    let cut = tokio::spawn(async move {
+        loop {
+            let export = control
+                .call("GET", "/devices/0/export", None, None, &[])
+                .await;
+            if export.status == 200 && export.text.contains("netledger-rollback-cr-") {
+                let set = control
+                    .call(
+                        "PUT",
+                        "/devices/0/faults",
+                        None,
+                        Some(json!({ "delay_ms": 100, "cut_access_on_change": true })),
+                        &[],
+                    )
+                    .await;
+                assert!(set.status < 300, "{set:?}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 
     let now = OffsetDateTime::now_utc();
     let mut content = json!({
@@ -282,6 +306,10 @@ async fn a_change_request_goes_from_draft_to_rolled_back_with_its_whole_chain(ow
 
     // the window opens, the canary fails verification, the rollout halts and rolls back
     let running = wait_state(api, &admin, &id, "running", Duration::from_secs(90)).await;
+    tokio::time::timeout(Duration::from_secs(120), cut)
+        .await
+        .expect("the canary's rollback timer was armed")
+        .unwrap();
     let rollout_id = running["rollout_id"].as_str().unwrap().to_owned();
     let done = until("the request to end", Duration::from_secs(400), || async {
         let cr = get(api, &admin, &id).await;
@@ -289,7 +317,29 @@ async fn a_change_request_goes_from_draft_to_rolled_back_with_its_whole_chain(ow
         (!matches!(s.as_str(), "scheduled" | "running")).then_some(cr)
     })
     .await;
-    assert_eq!(done["state"], "rolled_back", "{done:#}");
+    if done["state"] != "rolled_back" {
+        let timeline = api
+            .ok(
+                200,
+                "GET",
+                &format!("{cr}/timeline?limit=500"),
+                &admin,
+                None,
+            )
+            .await;
+        let lines: Vec<String> = timeline["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {} {}", e["stream"], e["event_type"], e["payload"]))
+            .collect();
+        panic!(
+            "the request ended {} ({}); timeline:\n{}",
+            done["state"],
+            done["reason_final"],
+            lines.join("\n")
+        );
+    }
     let rollout = api
         .ok(
             200,

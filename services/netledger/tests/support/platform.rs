@@ -48,6 +48,8 @@ pub struct Answer {
     pub headers: HeaderMap,
     /// Body as JSON (`Null` when empty or not JSON).
     pub body: Value,
+    /// Body as text.
+    pub text: String,
 }
 
 impl Http {
@@ -68,6 +70,20 @@ impl Http {
         body: Option<Value>,
         headers: &[(&str, String)],
     ) -> Answer {
+        self.try_call(method, path, token, body, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Http::call`], with a connection error as an error (while a server starts).
+    pub async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, String> {
         let mut req = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
             .uri(format!("{}{path}", self.base));
@@ -88,16 +104,23 @@ impl Http {
             .client
             .request(req.body(Full::new(bytes)).unwrap())
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            .map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Answer {
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer {
             status,
             headers,
             body,
-        }
+            text,
+        })
     }
 
     /// A call that must answer `expect`; returns the body.
@@ -248,10 +271,12 @@ impl Platform {
             }
             let ready = tokio::time::timeout(
                 Duration::from_secs(2),
-                platform.api.call("GET", "/health/ready", None, None, &[]),
+                platform
+                    .api
+                    .try_call("GET", "/health/ready", None, None, &[]),
             )
             .await;
-            if matches!(ready, Ok(Answer { status: 200, .. })) {
+            if matches!(ready, Ok(Ok(Answer { status: 200, .. }))) {
                 break;
             }
             assert!(

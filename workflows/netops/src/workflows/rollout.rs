@@ -444,7 +444,11 @@ pub(super) async fn rollout(
     }
     let halt = stop.map(|(_, r)| r).unwrap_or_default();
     let rolled = restore_committed(&mut ctx, &d, rid, par, &halt, &committed).await?;
-    let reason = rolled.summary(&halt);
+    let reverted = results
+        .values()
+        .filter(|r| r.outcome == Outcome::RolledBack)
+        .count();
+    let reason = rolled.summary(&halt, reverted);
     let _ = ctx.cancelled();
     ctx.step("rollout_finished", || {
         let d = d.clone();
@@ -452,7 +456,7 @@ pub(super) async fn rollout(
         async move { append(&d, origin, rid, ExpectedVersion::Any, ev).await }
     })
     .await?;
-    let all_restored = rolled.all_restored();
+    let all_restored = rolled.all_restored(reverted);
     let output = RolloutOutput {
         failures,
         devices: results,
@@ -474,14 +478,27 @@ struct Rollback {
 }
 
 impl Rollback {
-    /// At least one device restored and none refused or failed.
-    fn all_restored(&self) -> bool {
-        !self.restored.is_empty() && self.refused.is_empty() && self.failed.is_empty()
+    /// The change is undone everywhere it took effect: no committed device was refused or
+    /// failed its restore, and something was brought back — a committed device restored, or
+    /// a failed device whose own push rolled it back (`reverted`: a canary that failed
+    /// verification and was reverted by its push, with nothing committed, is a rolled-back
+    /// rollout too).
+    fn all_restored(&self, reverted: usize) -> bool {
+        (!self.restored.is_empty() || reverted > 0)
+            && self.refused.is_empty()
+            && self.failed.is_empty()
     }
 
-    /// The rollout's final reason: the halt, then what the rollback did.
-    fn summary(&self, halt: &str) -> String {
+    /// The rollout's final reason: the halt, then what the rollback did (`reverted`: failed
+    /// devices whose own push rolled back).
+    fn summary(&self, halt: &str, reverted: usize) -> String {
         let total = self.restored.len() + self.refused.len() + self.failed.len();
+        if total == 0 && reverted > 0 {
+            return format!(
+                "{halt}; no device had committed; the push of {reverted} failed device(s) \
+                 rolled back on its own"
+            );
+        }
         if total == 0 {
             return format!("{halt}; no device had committed, nothing to roll back");
         }
