@@ -184,6 +184,236 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/change-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List change requests, newest first. */
+        get: operations["list_change_requests"];
+        put?: never;
+        /** Create a change request (a draft). */
+        post: operations["create_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a change request, folded from its stream (always current; `ETag` is its version). */
+        get: operations["get_change_request"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Edit a change request (its author; `If-Match` required). Allowed in draft, submitted,
+         *     approved and rejected; the request becomes a draft again and every approval it had is
+         *     invalidated (`ChangeRequestApprovalsInvalidated`).
+         */
+        patch: operations["edit_change_request"];
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve a change request (an approver; never its author, nobody twice). The approval
+         *     that completes a request with a maintenance window starts its run at once (the run waits
+         *     for the window); an approval of an emergency request that already ran is its
+         *     retrospective review.
+         */
+        post: operations["approve_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a change request that is approved, scheduled or running. Before its rollout
+         *     started it is `cancelled` at once; while running, the cancel is recorded
+         *     (`ChangeRequestCancelRequested`) and its run is cancelled (it ends `cancelled`, or as its
+         *     rollback ends). The author (with `changes:write`) or an approver may cancel.
+         */
+        post: operations["cancel_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/continue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continue a rollout that paused because its maintenance window ended (an approver): the
+         *     signal `window_continue` with the open pause's number goes to the rollout; the rollout
+         *     records `ChangeRequestResumed`.
+         */
+        post: operations["continue_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Preview a change request: per target device (the target resolved now; after submission
+         *     the frozen devices), the unified diff of its latest archived configuration against the
+         *     expected result, the changed lines and the policy violations. Nothing touches a device.
+         */
+        get: operations["get_change_preview"];
+        put?: never;
+        /**
+         * Preview a change request on demand, optionally with unsaved content (an edit in
+         *     progress). Nothing is stored.
+         */
+        post: operations["post_change_preview"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/reject": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reject a change request (an approver, not its author; a comment is required). An edit
+         *     returns it to draft.
+         */
+        post: operations["reject_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start an approved change request: its run (the `change_request` workflow) is started and
+         *     schedules itself (waiting for the window, if any). Its author (with `changes:write`) or an
+         *     approver may start it; an emergency request starts without approval, by someone with
+         *     `changes:write` only. A second start is a retry: it answers with the same run (200).
+         */
+        post: operations["start_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/submit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a change request for approval (its author): the target is resolved to devices
+         *     (frozen), each device previewed, the tenant's policy sets the approvals its risk needs.
+         *     Policy violations refuse it (422 listing them) unless it is `high` risk and accepts them.
+         */
+        post: operations["submit_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A change request's timeline, oldest first: its own events and every event correlated
+         *     with it (its run, rollout, per-device workflows, device events), with their actors.
+         */
+        get: operations["get_change_timeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/change-requests/{change_request_id}/withdraw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Withdraw a change request (its author, before it is scheduled). */
+        post: operations["withdraw_change_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices": {
         parameters: {
             query?: never;
@@ -620,6 +850,24 @@ export interface paths {
         patch: operations["rename_tenant"];
         trace?: never;
     };
+    "/api/v1/tenants/{tenant_id}/change-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a tenant's change policy (your own; any for a super admin). */
+        get: operations["get_change_policy"];
+        /** Set a tenant's change policy (`If-Match` with the tenant's ETag is optional). */
+        put: operations["set_change_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users": {
         parameters: {
             query?: never;
@@ -899,6 +1147,51 @@ export interface components {
             /** @description Events appended. */
             events: components["schemas"]["Written"][];
         };
+        /** @description One approval that counts. */
+        ApprovalDto: {
+            /** @description The approver (user id). */
+            by: string;
+            /** @description The approver's display name, when the approver is a user. */
+            by_name?: string | null;
+            /** @description Their comment. */
+            comment?: string | null;
+            /**
+             * Format: date-time
+             * @description When they approved.
+             */
+            at?: string | null;
+            /** @description A review after an emergency run. */
+            retrospective: boolean;
+        };
+        /** @description How many approvals each risk level needs (at least 1 each). */
+        ApprovalPolicy: {
+            /**
+             * Format: int32
+             * @description Approvals for `low`.
+             */
+            low: number;
+            /**
+             * Format: int32
+             * @description Approvals for `medium`.
+             */
+            medium: number;
+            /**
+             * Format: int32
+             * @description Approvals for `high`.
+             */
+            high: number;
+        };
+        /** @description An approval. */
+        ApproveBody: {
+            /** @description Optional comment. */
+            comment?: string | null;
+        };
+        /** @description An approval, and the run it started when it completed a request with a window. */
+        ApprovedDto: {
+            /** @description The request after the approval. */
+            change_request: components["schemas"]["ChangeRequestDto"];
+            run?: components["schemas"]["ChangeRunStartedDto"] | null;
+        };
         /** @description One line of the audit feed. */
         AuditEntryDto: {
             /**
@@ -941,6 +1234,11 @@ export interface components {
             causation_id: string;
             /** @description One-line summary. */
             summary: string;
+            /**
+             * @description Part of an emergency (break-glass) change request (its own events and everything
+             *     correlated with it).
+             */
+            emergency: boolean;
         };
         /** @description A page of the audit feed. */
         AuditPage: {
@@ -962,6 +1260,325 @@ export interface components {
          * @enum {string}
          */
         BreakerState: "closed" | "open";
+        /** @description A cancel: the request after it, and the cancel signal sent to its run, if any. */
+        CancelledDto: {
+            /** @description The request after the cancel. */
+            change_request: components["schemas"]["ChangeRequestDto"];
+            /**
+             * Format: uuid
+             * @description The run that was asked to stop.
+             */
+            workflow_id?: string | null;
+            /**
+             * Format: int64
+             * @description The cancel signal's position in the run's journal.
+             */
+            signal_position?: number | null;
+        };
+        /** @description What a request changes. */
+        ChangeAction: {
+            /** @description The script. */
+            script: string;
+            /** @enum {string} */
+            kind: "script";
+        } | {
+            /** @description Target version. */
+            version: string;
+            /** @description Also upgrade the RouterBOARD firmware. */
+            routerboard?: boolean;
+            /** @enum {string} */
+            kind: "firmware";
+        } | {
+            /**
+             * Format: uuid
+             * @description The device (the target must be exactly this device).
+             */
+            device_id: string;
+            /** @description The archived version (config history commit). */
+            commit: string;
+            /** @enum {string} */
+            kind: "restore";
+        };
+        /** @description Everything the author writes (create and edit take the whole of it). */
+        ChangeContent: {
+            /** @description One line (1-200 characters). */
+            title: string;
+            /** @description Why the change is needed. */
+            reason: string;
+            /** @description External ticket reference. */
+            ticket?: string | null;
+            /** @description Which devices. */
+            target: components["schemas"]["ChangeTarget"];
+            /** @description What changes. */
+            action: components["schemas"]["ChangeAction"];
+            /** @description How it rolls out. */
+            plan?: components["schemas"]["RolloutPlan"];
+            /** @description How risky it is. */
+            risk: components["schemas"]["RiskLevel"];
+            window?: components["schemas"]["MaintenanceWindow"] | null;
+            /** @description Overrides the approvers must accept. */
+            overrides?: components["schemas"]["Overrides"];
+            /** @description Break-glass: runs without approval (an operator's call, with a reason), reviewed after. */
+            emergency?: boolean;
+            /** @description Why it is an emergency (required with `emergency`). */
+            emergency_reason?: string | null;
+        };
+        /**
+         * @description Whether a tenant requires change requests for pushes, upgrades and rollouts.
+         * @enum {string}
+         */
+        ChangeControl: "required" | "optional";
+        /** @description A change policy to set. */
+        ChangePolicyBody: {
+            /** @description `required` or `optional`. */
+            change_control: components["schemas"]["ChangeControl"];
+            /** @description Approvals per risk level (default 1/1/2). */
+            approvals?: components["schemas"]["ApprovalPolicy"];
+        };
+        /** @description A tenant's change policy. */
+        ChangePolicyDto: {
+            /**
+             * @description `required`: config pushes, firmware upgrades and rollouts only through change
+             *     requests; `optional`: direct calls work (labs).
+             */
+            change_control: components["schemas"]["ChangeControl"];
+            /** @description Approvals per risk level (1-10 each, never falling as risk rises). */
+            approvals: components["schemas"]["ApprovalPolicy"];
+            /**
+             * Format: int64
+             * @description The tenant's version (its `ETag`).
+             */
+            version?: number;
+            /** @description The events a write appended (absent on reads). */
+            events?: components["schemas"]["Written"][] | null;
+        };
+        /** @description The preview of a change request. */
+        ChangePreviewDto: {
+            /** @description Per device, in rollout order. */
+            devices: components["schemas"]["DevicePreviewDto"][];
+            /** @description Whether the devices are the list frozen at submission (else the target resolved now). */
+            frozen: boolean;
+        };
+        /** @description A change request, folded from its stream `change-<id>` (the `ETag` is `version`). */
+        ChangeRequestDto: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            change_request_id: string;
+            /**
+             * Format: int64
+             * @description The stream's version (its `ETag`; `If-Match` of PATCH).
+             */
+            version: number;
+            /** @description State. */
+            state: components["schemas"]["ChangeState"];
+            /** @description Title. */
+            title: string;
+            /** @description Why the change is needed. */
+            reason: string;
+            /** @description External ticket reference. */
+            ticket?: string | null;
+            /** @description Author (user id). */
+            author: string;
+            /** @description The author's display name. */
+            author_name?: string | null;
+            /** @description Risk. */
+            risk: components["schemas"]["RiskLevel"];
+            /** @description Break-glass. */
+            emergency: boolean;
+            /** @description Why it is an emergency. */
+            emergency_reason?: string | null;
+            /** @description Target as written. */
+            target: components["schemas"]["ChangeTarget"];
+            /** @description What changes. */
+            action: components["schemas"]["ChangeAction"];
+            /** @description How it rolls out. */
+            plan: components["schemas"]["RolloutPlan"];
+            window?: components["schemas"]["MaintenanceWindow"] | null;
+            /** @description Overrides approvers accept. */
+            overrides: components["schemas"]["Overrides"];
+            /** @description The devices frozen at submission, in rollout order (empty before). */
+            devices: string[];
+            /** @description The per-device previews at submission. */
+            previews: components["schemas"]["DevicePreviewSummary"][];
+            /** @description Approvals that count. */
+            approvals: components["schemas"]["ApprovalDto"][];
+            /**
+             * Format: int32
+             * @description Approvals its risk needs (fixed at submission; 0 before).
+             */
+            required_approvals: number;
+            /**
+             * Format: int32
+             * @description Approvals still missing before it is approved.
+             */
+            missing_approvals: number;
+            rejection?: components["schemas"]["RejectionDto"] | null;
+            /**
+             * Format: uuid
+             * @description Its rollout, once started.
+             */
+            rollout_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Its run (the `change_request` workflow), once scheduled.
+             */
+            workflow_id?: string | null;
+            /** @description Whether its rollout is paused at a window's end. */
+            paused: boolean;
+            /**
+             * Format: int32
+             * @description The open pause's number (what `continue` continues).
+             */
+            pause?: number | null;
+            /** @description A cancel was asked while it ran. */
+            cancel_requested: boolean;
+            /** @description Why it ended as it did. */
+            reason_final?: string | null;
+            /** @description An emergency run waits for its retrospective review. */
+            review_pending: boolean;
+            /** @description ... for longer than the review grace period. */
+            review_overdue: boolean;
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Last event.
+             */
+            updated_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When its rollout started.
+             */
+            started_at?: string | null;
+            /** @description The events the write appended (absent on reads; empty when a write changed nothing). */
+            positions?: components["schemas"]["Written"][] | null;
+        };
+        /** @description A page of change requests. */
+        ChangeRequestPage: {
+            /** @description Requests, newest first. */
+            items: components["schemas"]["ChangeRequestSummaryDto"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A list item (from the `change_requests` read model). */
+        ChangeRequestSummaryDto: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            change_request_id: string;
+            /**
+             * Format: int64
+             * @description Stream version.
+             */
+            version: number;
+            /** @description State. */
+            state: components["schemas"]["ChangeState"];
+            /** @description Title. */
+            title: string;
+            /** @description Author (user id). */
+            author: string;
+            /** @description Risk. */
+            risk: components["schemas"]["RiskLevel"];
+            /** @description Break-glass. */
+            emergency: boolean;
+            /** @description An emergency run waits for its review. */
+            review_pending: boolean;
+            /** @description ... for longer than the review grace period. */
+            review_overdue: boolean;
+            /**
+             * Format: int32
+             * @description Devices frozen at submission.
+             */
+            devices: number;
+            /**
+             * Format: int32
+             * @description Approvals that count.
+             */
+            approvals: number;
+            /**
+             * Format: int32
+             * @description Approvals needed.
+             */
+            required_approvals: number;
+            /**
+             * Format: uuid
+             * @description Its run.
+             */
+            workflow_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Its rollout.
+             */
+            rollout_id?: string | null;
+            /** @description Paused at a window's end. */
+            paused: boolean;
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /**
+             * Format: date-time
+             * @description Rollout started.
+             */
+            started_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Ended.
+             */
+            finished_at?: string | null;
+        };
+        /** @description The run a start (or the approval that completed a request with a window) started. */
+        ChangeRunStartedDto: {
+            /**
+             * Format: uuid
+             * @description The request.
+             */
+            change_request_id: string;
+            /**
+             * Format: uuid
+             * @description The run (`change_request` workflow); its first step appends
+             *     `ChangeRequestScheduled`.
+             */
+            workflow_id: string;
+            /** @description Whether it had been started before (a retry: nothing new was written). */
+            existed: boolean;
+            /** @description The run's `WorkflowStarted`. */
+            events: components["schemas"]["Written"][];
+        };
+        /**
+         * @description The state of a change request.
+         * @enum {string}
+         */
+        ChangeState: "draft" | "submitted" | "approved" | "rejected" | "scheduled" | "running" | "completed" | "failed" | "rolled_back" | "cancelled" | "withdrawn";
+        /** @description Which devices a request targets, as written; resolved to a device list at submission. */
+        ChangeTarget: {
+            /** @description The devices, in rollout order. */
+            device_ids: string[];
+            /** @enum {string} */
+            kind: "devices";
+        } | {
+            /** @description Tags (at least one). */
+            tags: string[];
+            /** @description Whether a device needs all of them or any one. */
+            match: components["schemas"]["TagMatch"];
+            /** @enum {string} */
+            kind: "tags";
+        } | {
+            /** @enum {string} */
+            kind: "tenant";
+        };
         /** @description One readiness check. */
         Check: {
             /** @description What was checked (`database`, `nats`, `lag:<subscriber>`). */
@@ -1238,6 +1855,52 @@ export interface components {
              */
             poll_interval_secs?: number | null;
         };
+        /** @description The preview of one device. */
+        DevicePreviewDto: {
+            /**
+             * Format: uuid
+             * @description The device.
+             */
+            device_id: string;
+            /** @description Its name. */
+            device_name?: string | null;
+            /**
+             * @description Unified diff of its normalised configuration (empty when nothing changes or it
+             *     could not be computed).
+             */
+            diff: string;
+            /**
+             * Format: int32
+             * @description Lines added or removed.
+             */
+            changed_lines: number;
+            /** @description Push-policy violations, one sentence each. */
+            violations: string[];
+            /** @description Why the diff could not be computed offline, or what kind of change it is (firmware). */
+            note?: string | null;
+            /** @description The archived version (config history commit) the diff starts from. */
+            base_commit?: string | null;
+        };
+        /** @description The preview of one target device at submission (the diff itself is recomputed on demand). */
+        DevicePreviewSummary: {
+            /**
+             * Format: uuid
+             * @description The device.
+             */
+            device_id: string;
+            /**
+             * Format: int32
+             * @description Lines added or removed in the normalised configuration.
+             */
+            changed_lines: number;
+            /** @description Push-policy violations (forbidden menus, size), one sentence each. */
+            violations: string[];
+            /**
+             * @description Why the expected result could not be computed offline, if it could not (the push's
+             *     own validate step checks it on the device).
+             */
+            note?: string | null;
+        };
         /**
          * @description A device's state folded from its event stream right now (never behind, unlike the
          *     list's read model).
@@ -1469,6 +2132,27 @@ export interface components {
             /** @description Password. */
             password: string;
         };
+        /**
+         * @description When the change may run: it starts at `start` and never after `end`; a rollout still
+         *     running at `end` pauses at its next batch boundary.
+         */
+        MaintenanceWindow: {
+            /**
+             * Format: date-time
+             * @description Opens (RFC 3339).
+             */
+            start: string;
+            /**
+             * Format: date-time
+             * @description Closes (RFC 3339).
+             */
+            end: string;
+            /**
+             * @description The time zone the window was planned in (IANA name, shown to people; the instants
+             *     above are what counts).
+             */
+            time_zone: string;
+        };
         /** @description The caller: tenant, user or API key, role and permissions. */
         Me: {
             /**
@@ -1581,6 +2265,11 @@ export interface components {
         NewTenant: {
             /** @description Name. */
             name: string;
+            /**
+             * @description Change control: `required` (the default: pushes, upgrades and rollouts only through
+             *     change requests) or `optional` (labs).
+             */
+            change_control?: components["schemas"]["ChangeControl"];
             admin?: components["schemas"]["NewUser"] | null;
         };
         /** @description A user to create. */
@@ -1599,6 +2288,13 @@ export interface components {
          * @enum {string}
          */
         Outcome: "succeeded" | "committed" | "rolled_back" | "cancelled" | "failed";
+        /** @description What the request asks approvers to accept beyond the ordinary. */
+        Overrides: {
+            /** @description Push even where device-mode disables the scheduler (no device-side rollback timer). */
+            allow_without_timer?: boolean;
+            /** @description Submit although the preview found policy violations (needs risk `high`). */
+            accept_policy_violations?: boolean;
+        };
         /** @description A password change by the user themself. */
         PasswordChange: {
             /** @description The current password. */
@@ -1610,6 +2306,10 @@ export interface components {
         PasswordReset: {
             /** @description The new password (at least 12 characters). */
             password: string;
+        };
+        /** @description What to preview: the stored request, or unsaved content for it. */
+        PreviewBody: {
+            content?: components["schemas"]["ChangeContent"] | null;
         };
         /**
          * @description What kind of principal a caller is.
@@ -1641,6 +2341,18 @@ export interface components {
             retry_after?: number | null;
             /** @description For `forbidden`: the permission the route requires. */
             required_permission?: string | null;
+            /** @description For a change request's illegal transition (`conflict`): its current state. */
+            state?: string | null;
+            /**
+             * @description For a change request's illegal transition (`conflict`): the states the command is
+             *     allowed in.
+             */
+            allowed_states?: string[] | null;
+            /**
+             * @description For a change request refused for policy violations (`validation`): each device's
+             *     violations.
+             */
+            violations?: components["schemas"]["ViolationDto"][] | null;
         };
         /** @description Readiness with every check. */
         Readiness: {
@@ -1654,6 +2366,35 @@ export interface components {
          * @enum {string}
          */
         ReadinessStatus: "ready" | "not_ready";
+        /** @description A withdrawal or a cancel. */
+        ReasonBody: {
+            /** @description Why (optional). */
+            reason?: string | null;
+        };
+        /** @description A rejection. */
+        RejectBody: {
+            /** @description Why (required, not blank). */
+            comment?: string;
+        };
+        /** @description The last rejection. */
+        RejectionDto: {
+            /** @description The approver (user id). */
+            by: string;
+            /** @description The approver's display name. */
+            by_name?: string | null;
+            /** @description Why. */
+            comment: string;
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            at?: string | null;
+        };
+        /**
+         * @description How risky a change is: sets how many approvals it needs.
+         * @enum {string}
+         */
+        RiskLevel: "low" | "medium" | "high";
         /**
          * @description A role, as the API names it.
          * @enum {string}
@@ -1758,6 +2499,31 @@ export interface components {
             items: components["schemas"]["RolloutDto"][];
             /** @description Pass as `cursor` for the next page; absent on the last page. */
             next_cursor?: string | null;
+        };
+        /** @description How the change is rolled out over the target devices. */
+        RolloutPlan: {
+            /**
+             * Format: int32
+             * @description The first N devices of the frozen list go first, one at a time.
+             */
+            canaries: number;
+            /**
+             * Format: int32
+             * @description Devices per batch after the canaries (at least 1).
+             */
+            batch_size: number;
+            /**
+             * Format: int32
+             * @description Devices at once within a batch (at least 1).
+             */
+            parallelism: number;
+            /**
+             * Format: int32
+             * @description Failed devices that halt the rollout (at least 1).
+             */
+            failure_threshold: number;
+            /** @description Restore every committed device when the threshold halts it (script changes only). */
+            rollback_on_halt: boolean;
         };
         /** @description Counts of a rollout's devices. */
         RolloutProgressDto: {
@@ -1868,6 +2634,11 @@ export interface components {
             /** @description Recorded with the signal. */
             reason?: string | null;
         };
+        /**
+         * @description How a tag target matches.
+         * @enum {string}
+         */
+        TagMatch: "all" | "any";
         /** @description A device's tags. */
         TagsInput: {
             /** @description The whole new tag set. */
@@ -1919,6 +2690,54 @@ export interface components {
             tenant: components["schemas"]["TenantDto"];
             /** @description Events appended. */
             events: components["schemas"]["Written"][];
+        };
+        /**
+         * @description One event of a request's timeline: its own stream's events and every event correlated
+         *     with it (its run, rollout, device workflows and device events), in global order.
+         */
+        TimelineEntryDto: {
+            /**
+             * Format: int64
+             * @description Global position.
+             */
+            position: number;
+            /** @description Stream. */
+            stream: string;
+            /**
+             * Format: int64
+             * @description Version in the stream.
+             */
+            version: number;
+            /** @description Event type. */
+            event_type: string;
+            /**
+             * Format: date-time
+             * @description Recorded.
+             */
+            recorded_at: string;
+            /** @description Who caused it. */
+            actor: Record<string, never>;
+            /** @description The actor's display name, when the actor is a user. */
+            actor_name?: string | null;
+            /**
+             * Format: uuid
+             * @description Causation id.
+             */
+            causation_id: string;
+            /**
+             * Format: uuid
+             * @description Correlation id (the request's id for everything its run started).
+             */
+            correlation_id: string;
+            /** @description Payload. */
+            payload: Record<string, never>;
+        };
+        /** @description A page of a timeline. */
+        TimelinePage: {
+            /** @description Events, oldest first. */
+            items: components["schemas"]["TimelineEntryDto"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            next_cursor?: string | null;
         };
         /** @description A new access token (the refresh token travels in the `nl_refresh` httpOnly cookie). */
         TokenResponse: {
@@ -2046,11 +2865,21 @@ export interface components {
              */
             problem_position?: number | null;
         };
+        /** @description The push-policy violations found on one device. */
+        ViolationDto: {
+            /**
+             * Format: uuid
+             * @description The device.
+             */
+            device_id: string;
+            /** @description One sentence per violation. */
+            violations: string[];
+        };
         /**
          * @description A workflow's kind: one per workflow card (`netledger_domain::workflow::card`).
          * @enum {string}
          */
-        WorkflowKind: "backup" | "config_push" | "config_restore" | "firmware_upgrade" | "rollout";
+        WorkflowKind: "backup" | "change_request" | "config_push" | "config_restore" | "firmware_upgrade" | "rollout";
         /** @description A run with its input, output and steps. */
         WorkflowRunDetailDto: {
             /** @description The run. */
@@ -2827,6 +3656,484 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    list_change_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this state. */
+                state?: components["schemas"]["ChangeState"];
+                /** @description Only by this author (user id). */
+                author?: string;
+                /** @description Only requests whose frozen devices include this one. */
+                device?: string;
+                /** @description Only requests whose frozen devices include one carrying this tag. */
+                tag?: string;
+                /** @description Only emergency (`true`) or ordinary (`false`) requests. */
+                emergency?: boolean;
+                /** @description `true`: only emergency requests whose retrospective review is overdue. */
+                review_overdue?: boolean;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Requests per page (default 50, at most 500). */
+                limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the change request read model has passed
+                 *     this global position (a write's `last_position`).
+                 */
+                min_position?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of requests (`Netledger-Projection-Behind: true` when `min_position` was not reached in time). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    create_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangeContent"];
+            };
+        };
+        responses: {
+            /** @description Created; `Location` names it, `ETag` is its version. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    get_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request; `ETag` is its version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    edit_change_request: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The request's ETag, or `*`. */
+                "If-Match": string;
+            };
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangeContent"];
+            };
+        };
+        responses: {
+            /** @description Edited (a draft again). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            428: components["responses"]["PreconditionRequired"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    approve_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApproveBody"];
+            };
+        };
+        responses: {
+            /** @description Approved. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovedDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    cancel_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonBody"];
+            };
+        };
+        responses: {
+            /** @description Cancelled (or the cancel was asked of its run). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelledDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    continue_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rollout was told to continue. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignalledDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    get_change_preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The preview. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePreviewDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    post_change_preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewBody"];
+            };
+        };
+        responses: {
+            /** @description The preview. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePreviewDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reject_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RejectBody"];
+            };
+        };
+        responses: {
+            /** @description Rejected. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    start_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its run had been started already (a retry). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRunStartedDto"];
+                };
+            };
+            /** @description Its run was started. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRunStartedDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    submit_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Submitted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    get_change_timeline: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Events per page (default 50, at most 500). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the timeline. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelinePage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    withdraw_change_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Change request id. */
+                change_request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonBody"];
+            };
+        };
+        responses: {
+            /** @description Withdrawn. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeRequestDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     list_devices: {
         parameters: {
             query?: {
@@ -2842,6 +4149,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Devices per page (default 50, at most 500). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the device read model has passed this global
+                 *     position (a write's `last_position`).
+                 */
+                min_position?: number;
             };
             header?: never;
             path?: never;
@@ -2900,7 +4212,13 @@ export interface operations {
     };
     get_device: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
+            };
             header?: never;
             path: {
                 /** @description Device id. */
@@ -3483,6 +4801,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Rollouts per page (default 50, at most 500). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the rollout read model has passed this global
+                 *     position (a write's `last_position`).
+                 */
+                min_position?: number;
             };
             header?: never;
             path?: never;
@@ -3541,7 +4864,15 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["Forbidden"];
+            /** @description The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             404: components["responses"]["NotFound"];
             422: components["responses"]["Validation"];
             500: components["responses"]["Internal"];
@@ -3550,7 +4881,13 @@ export interface operations {
     };
     get_rollout: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
+            };
             header?: never;
             path: {
                 /** @description Rollout id. */
@@ -3826,6 +5163,71 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    get_change_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id. */
+                tenant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The policy; `ETag` is the tenant's version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePolicyDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    set_change_policy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The tenant's ETag, or `*` (optional). */
+                "If-Match"?: string | null;
+            };
+            path: {
+                /** @description Tenant id. */
+                tenant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePolicyBody"];
+            };
+        };
+        responses: {
+            /** @description Set. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePolicyDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     list_users: {
         parameters: {
             query?: {
@@ -4003,6 +5405,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Runs per page (default 50, at most 500). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the workflow read model has passed this global
+                 *     position (a write's `last_position`).
+                 */
+                min_position?: number;
             };
             header?: never;
             path?: never;
@@ -4104,7 +5511,15 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["Forbidden"];
+            /** @description The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Validation"];
@@ -4147,7 +5562,15 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["Forbidden"];
+            /** @description The tenant is change-controlled (`change_control: required`): open a change request instead; or the caller lacks the permission. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Validation"];
@@ -4157,7 +5580,13 @@ export interface operations {
     };
     get_workflow: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
+            };
             header?: never;
             path: {
                 /** @description Workflow id. */
