@@ -335,37 +335,25 @@ fn start_demo_fleet(
 /// The first administrator from `NETLEDGER_BOOTSTRAP_ADMIN_EMAIL` and
 /// `NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD` (both or neither).
 fn bootstrap_admin() -> anyhow::Result<Option<roles::Bootstrap>> {
-    let mut email = None;
-    let mut password = None;
-    for (name, value) in std::env::vars() {
-        match name.as_str() {
-            "NETLEDGER_BOOTSTRAP_ADMIN_EMAIL" => email = Some(value),
-            "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD" => password = Some(value),
-            _ => {}
-        }
-    }
-    match (email, password) {
-        (Some(email), Some(password)) => Ok(Some(roles::Bootstrap {
-            email,
-            password: Secret::new(password),
-        })),
-        (None, None) => Ok(None),
-        _ => anyhow::bail!(
-            "set both NETLEDGER_BOOTSTRAP_ADMIN_EMAIL and NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD (or neither)"
-        ),
-    }
+    login_from_env("NETLEDGER_BOOTSTRAP_ADMIN")
 }
 
 /// The demo's second account, an approver, from `NETLEDGER_DEMO_APPROVER_EMAIL` and
 /// `NETLEDGER_DEMO_APPROVER_PASSWORD` (both or neither; `scripts/run` sets them).
 fn demo_approver() -> anyhow::Result<Option<roles::Bootstrap>> {
+    login_from_env("NETLEDGER_DEMO_APPROVER")
+}
+
+/// An account from `<prefix>_EMAIL` and `<prefix>_PASSWORD`: both set, or neither.
+fn login_from_env(prefix: &str) -> anyhow::Result<Option<roles::Bootstrap>> {
+    let (email_var, password_var) = (format!("{prefix}_EMAIL"), format!("{prefix}_PASSWORD"));
     let mut email = None;
     let mut password = None;
     for (name, value) in std::env::vars() {
-        match name.as_str() {
-            "NETLEDGER_DEMO_APPROVER_EMAIL" => email = Some(value),
-            "NETLEDGER_DEMO_APPROVER_PASSWORD" => password = Some(value),
-            _ => {}
+        if name == email_var {
+            email = Some(value);
+        } else if name == password_var {
+            password = Some(value);
         }
     }
     match (email, password) {
@@ -374,9 +362,7 @@ fn demo_approver() -> anyhow::Result<Option<roles::Bootstrap>> {
             password: Secret::new(password),
         })),
         (None, None) => Ok(None),
-        _ => anyhow::bail!(
-            "set both NETLEDGER_DEMO_APPROVER_EMAIL and NETLEDGER_DEMO_APPROVER_PASSWORD (or neither)"
-        ),
+        _ => anyhow::bail!("set both {email_var} and {password_var} (or neither)"),
     }
 }
 
