@@ -1153,8 +1153,8 @@ async fn health_metrics_docs_and_request_ids(pool: PgPool) {
     .unwrap();
     let mut c = config();
     c.max_ready_lag = 0;
-    let strict = setup(&pool, c, |_| {}).await;
-    let strict = netledger_api::router(strict.state.clone()).0;
+    let strict_parts = setup(&pool, c, |_| {}).await;
+    let strict = netledger_api::router(strict_parts.state.clone()).0;
     let res = strict
         .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
         .await
