@@ -7,252 +7,22 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use netledger_api::authz::{Permission, role_permissions};
-use netledger_api::config::PasswordParams;
-use netledger_api::{ApiConfig, ApiDeps, ApiState, BootstrapOutcome, bootstrap_admin};
+use netledger_api::{ApiState, BootstrapOutcome, bootstrap_admin};
 use netledger_domain::clock::Clock;
 use netledger_domain::identity::Role;
-use netledger_store::{EventStore, Pools, StoreOptions};
 use netledger_testkit::TestClock;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-const ADMIN_EMAIL: &str = "admin@example.net";
-const PASSWORD: &str = "correct horse battery staple";
-
-struct App {
-    router: Router,
-    state: ApiState,
-    admin: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn problem_type(&self) -> &str {
-        self.body["type"].as_str().unwrap_or("")
-    }
-    fn is_problem(&self) -> bool {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v == "application/problem+json")
-    }
-}
-
-fn config() -> ApiConfig {
-    let mut c = ApiConfig::development();
-    c.password = PasswordParams::TESTING;
-    c
-}
-
-async fn state_with(
-    pool: &PgPool,
-    config: ApiConfig,
-    nats: Option<async_nats::Client>,
-) -> ApiState {
-    state_with_deps(pool, config, |d| d.nats = nats).await
-}
-
-async fn state_with_deps(
-    pool: &PgPool,
-    config: ApiConfig,
-    tweak: impl FnOnce(&mut ApiDeps),
-) -> ApiState {
-    let pools = Pools::connect(&pool.connect_options(), None, None, 10)
-        .await
-        .unwrap();
-    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let clock: Arc<dyn Clock> = Arc::new(TestClock::new());
-    let mut deps = ApiDeps::new(pools.clone(), store.clone(), clock.clone());
-    let keys = netledger_store::credentials::CredentialKeys::new(
-        "test-1",
-        [(
-            "test-1".to_owned(),
-            netledger_store::credentials::KeyMaterial::generate(),
-        )],
-    )
-    .unwrap();
-    deps.devices = Some(netledger_store::devices::DeviceCommands::new(
-        pools.app.clone(),
-        keys,
-    ));
-    deps.engine = Some(netledger_engine::Engine::new(
-        pools.app.clone(),
-        store,
-        Arc::new(test_registry()),
-        clock,
-    ));
-    deps.firmware_dir = Some(tempfile::tempdir().unwrap().keep());
-    tweak(&mut deps);
-    ApiState::new(deps, config).unwrap()
-}
-
-/// Stand-ins for the netops definitions under the kinds the API starts (no worker runs
-/// them here; the tests look at what starting and signalling journal).
-fn test_registry() -> netledger_engine::Registry {
-    use netledger_domain::workflow::card;
-    use netledger_engine::{Definition, StepError};
-    fn stand_in<C: netledger_engine::WorkflowCard>(c: C) -> Definition {
-        Definition::of(c, |_ctx, _input| async move {
-            Err(StepError::fatal("a stand-in: no worker runs it here"))
-        })
-    }
-    netledger_engine::Registry::new()
-        .with(stand_in(card::Backup))
-        .and_then(|r| r.with(stand_in(card::ConfigPush)))
-        .and_then(|r| r.with(stand_in(card::FirmwareUpgrade)))
-        .and_then(|r| r.with(stand_in(card::Rollout)))
-        .unwrap()
-}
-
-async fn app_with(pool: PgPool, config: ApiConfig, nats: Option<async_nats::Client>) -> App {
-    app_from(state_with(&pool, config, nats).await).await
-}
-
-async fn app_from(state: ApiState) -> App {
-    let outcome = bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
-        .await
-        .unwrap();
-    assert!(matches!(outcome, BootstrapOutcome::Created { .. }));
-    let (router, _) = netledger_api::router(state.clone());
-    let mut app = App {
-        router,
-        state,
-        admin: String::new(),
-    };
-    app.admin = app.login(ADMIN_EMAIL, PASSWORD).await;
-    app
-}
-
-async fn app(pool: PgPool) -> App {
-    app_with(pool, config(), None).await
-}
-
-impl App {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        if headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v == "text/event-stream")
-        {
-            // A live stream never ends: report its head only.
-            return Reply {
-                status,
-                headers,
-                body: Value::Null,
-            };
-        }
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        self.send(req).await
-    }
-
-    async fn get(&self, uri: &str, token: &str) -> Reply {
-        self.call(Method::GET, uri, Some(token), None, &[]).await
-    }
-
-    async fn post(&self, uri: &str, token: &str, body: Value) -> Reply {
-        self.call(Method::POST, uri, Some(token), Some(body), &[])
-            .await
-    }
-
-    async fn login_reply(&self, email: &str, password: &str) -> Reply {
-        self.call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"email": email, "password": password})),
-            &[],
-        )
-        .await
-    }
-
-    async fn login(&self, email: &str, password: &str) -> String {
-        let r = self.login_reply(email, password).await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body["access_token"].as_str().unwrap().to_owned()
-    }
-
-    /// Sets the admin's tenant's change control (`required` or `optional`).
-    async fn change_control(&self, mode: &str) {
-        let me = self.get("/api/v1/auth/me", &self.admin).await.body;
-        let tenant = me["tenant_id"].as_str().unwrap().to_owned();
-        let r = self
-            .call(
-                Method::PUT,
-                &format!("/api/v1/tenants/{tenant}/change-policy"),
-                Some(&self.admin),
-                Some(json!({"change_control": mode})),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        assert_eq!(r.body["change_control"], mode);
-    }
-
-    /// Creates a user with `role` in the admin's tenant and logs them in.
-    async fn user(&self, email: &str, role: Role) -> (String, String) {
-        let r = self
-            .post(
-                "/api/v1/users",
-                &self.admin,
-                json!({"email": email, "display_name": format!("{role} user"), "role": role.as_str(), "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let id = r.body["user"]["id"].as_str().unwrap().to_owned();
-        (id, self.login(email, PASSWORD).await)
-    }
-}
+mod support;
+use support::{ADMIN_EMAIL, App, PASSWORD, Reply, app, app_with, config, setup};
 
 fn refresh_cookie(r: &Reply) -> String {
     let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
@@ -1383,7 +1153,8 @@ async fn health_metrics_docs_and_request_ids(pool: PgPool) {
     .unwrap();
     let mut c = config();
     c.max_ready_lag = 0;
-    let strict = netledger_api::router(state_with(&pool, c, None).await).0;
+    let strict_parts = setup(&pool, c, |_| {}).await;
+    let strict = netledger_api::router(strict_parts.state.clone()).0;
     let res = strict
         .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
         .await
@@ -1533,19 +1304,8 @@ async fn append<E: netledger_domain::EventType>(
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
     use netledger_domain::device::*;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = netledger_archive::Archive::open_with(
-        dir.path(),
-        netledger_archive::ArchiveOptions {
-            fsync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let state = state_with_deps(&pool, config(), |d| d.archive = Some(archive.clone())).await;
-    let app = app_from(state.clone()).await;
-    let me = app.get("/api/v1/auth/me", &app.admin).await.body;
-    let tenant: netledger_domain::TenantId = me["tenant_id"].as_str().unwrap().parse().unwrap();
+    let app = app(pool).await;
+    let (state, archive, tenant) = (app.state.clone(), app.archive.clone(), app.tenant);
     let device = netledger_domain::DeviceId::new_random();
     append(
         &state,
@@ -2035,7 +1795,8 @@ async fn generated_python_client_drives_a_scenario(pool: PgPool) {
     )
     .await;
 
-    let state = state_with(&pool, config(), None).await;
+    let parts = setup(&pool, config(), |_| {}).await;
+    let state = parts.state.clone();
     bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
         .await
         .unwrap();

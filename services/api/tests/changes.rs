@@ -8,218 +8,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::disallowed_methods)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
-use netledger_api::config::PasswordParams;
-use netledger_api::{ApiConfig, ApiDeps, ApiState, BootstrapOutcome, bootstrap_admin};
+use axum::http::{Method, StatusCode, header};
 use netledger_domain::change::{ChangeEvent, ChangeRequestScheduled, ChangeRequestStarted};
 use netledger_domain::clock::Clock;
 use netledger_domain::identity::Role;
 use netledger_domain::{
-    ChangeRequestId, DeviceId, EventEnum, EventMetadata, ExpectedVersion, RolloutId, TenantId,
-    WorkflowId,
+    ChangeRequestId, DeviceId, EventEnum, EventMetadata, ExpectedVersion, RolloutId, WorkflowId,
 };
-use netledger_store::{Direction, EventReader, EventStore, Pools, StoreOptions};
-use netledger_testkit::TestClock;
+use netledger_store::{Direction, EventReader};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tower::ServiceExt;
 
-const ADMIN_EMAIL: &str = "admin@example.net";
-const PASSWORD: &str = "correct horse battery staple";
-
-struct App {
-    router: Router,
-    state: ApiState,
-    clock: Arc<TestClock>,
-    archive: netledger_archive::Archive,
-    _dir: tempfile::TempDir,
-    admin: String,
-    tenant: TenantId,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn is_problem(&self) -> bool {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v == "application/problem+json")
-    }
-    fn detail(&self) -> String {
-        self.body["detail"].as_str().unwrap_or("").to_owned()
-    }
-}
-
-/// Stand-ins for the definitions the API starts (no worker runs them here).
-fn registry() -> netledger_engine::Registry {
-    use netledger_domain::workflow::card;
-    use netledger_engine::{Definition, StepError};
-    fn stand_in<C: netledger_engine::WorkflowCard>(c: C) -> Definition {
-        Definition::of(c, |_ctx, _input| async move {
-            Err(StepError::fatal("a stand-in: no worker runs it here"))
-        })
-    }
-    netledger_engine::Registry::new()
-        .with(stand_in(card::Backup))
-        .and_then(|r| r.with(stand_in(card::ConfigPush)))
-        .and_then(|r| r.with(stand_in(card::FirmwareUpgrade)))
-        .and_then(|r| r.with(stand_in(card::Rollout)))
-        .and_then(|r| r.with(stand_in(card::ChangeRun)))
-        .unwrap()
-}
-
-async fn app_with(pool: PgPool, tweak: impl FnOnce(&mut ApiConfig)) -> App {
-    let mut config = ApiConfig::development();
-    config.password = PasswordParams::TESTING;
-    tweak(&mut config);
-    let pools = Pools::connect(&pool.connect_options(), None, None, 10)
-        .await
-        .unwrap();
-    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
-    let clock = Arc::new(TestClock::new());
-    let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let mut deps = ApiDeps::new(pools.clone(), store.clone(), dyn_clock.clone());
-    let keys = netledger_store::credentials::CredentialKeys::new(
-        "test-1",
-        [(
-            "test-1".to_owned(),
-            netledger_store::credentials::KeyMaterial::generate(),
-        )],
-    )
-    .unwrap();
-    deps.devices = Some(netledger_store::devices::DeviceCommands::new(
-        pools.app.clone(),
-        keys,
-    ));
-    deps.engine = Some(netledger_engine::Engine::new(
-        pools.app.clone(),
-        store,
-        Arc::new(registry()),
-        dyn_clock,
-    ));
-    deps.firmware_dir = Some(tempfile::tempdir().unwrap().keep());
-    let dir = tempfile::tempdir().unwrap();
-    let archive = netledger_archive::Archive::open_with(
-        dir.path(),
-        netledger_archive::ArchiveOptions {
-            fsync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    deps.archive = Some(archive.clone());
-    let state = ApiState::new(deps, config).unwrap();
-    let outcome = bootstrap_admin(&state, ADMIN_EMAIL, PASSWORD)
-        .await
-        .unwrap();
-    assert!(matches!(outcome, BootstrapOutcome::Created { .. }));
-    let (router, _) = netledger_api::router(state.clone());
-    let mut app = App {
-        router,
-        state,
-        clock,
-        archive,
-        _dir: dir,
-        admin: String::new(),
-        tenant: TenantId::from_uuid(uuid::Uuid::nil()),
-    };
-    app.admin = app.login(ADMIN_EMAIL).await;
-    let me = app.get("/api/v1/auth/me", &app.admin).await.body;
-    app.tenant = me["tenant_id"].as_str().unwrap().parse().unwrap();
-    app
-}
-
-async fn app(pool: PgPool) -> App {
-    app_with(pool, |_| {}).await
-}
+mod support;
+use support::{App, PASSWORD, Reply, app, app_with, config};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"));
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, uri: &str, token: &str) -> Reply {
-        self.call(Method::GET, uri, token, None, &[]).await
-    }
-
-    async fn post(&self, uri: &str, token: &str, body: Value) -> Reply {
-        self.call(Method::POST, uri, token, Some(body), &[]).await
-    }
-
-    async fn login(&self, email: &str) -> String {
-        let req = Request::post("/api/v1/auth/login")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({"email": email, "password": PASSWORD}).to_string(),
-            ))
-            .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
-        v["access_token"].as_str().unwrap().to_owned()
-    }
-
-    /// A user with `role` in the admin's tenant: (id, token).
-    async fn user(&self, name: &str, role: Role) -> (String, String) {
-        let email = format!("{name}@example.net");
-        let r = self
-            .post(
-                "/api/v1/users",
-                &self.admin,
-                json!({"email": email, "display_name": name, "role": role.as_str(), "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let id = r.body["user"]["id"].as_str().unwrap().to_owned();
-        (id, self.login(&email).await)
-    }
-
     /// Registers a device (tag `edge`) and, with `config`, archives its export.
     async fn device(&self, name: &str, config: Option<&str>) -> (String, Option<String>) {
         let r = self
@@ -322,10 +127,10 @@ fn assert_illegal(r: &Reply, state: &str, allowed: &[&str]) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn lifecycle_with_previews_four_eyes_and_invalidating_edits(pool: PgPool) {
     let app = app(pool).await;
-    let (author_id, author) = app.user("olga", Role::Operator).await;
-    let (ann_id, ann) = app.user("ann", Role::Approver).await;
-    let (bob_id, bob) = app.user("bob", Role::Approver).await;
-    let (_, viewer) = app.user("vic", Role::Viewer).await;
+    let (author_id, author) = app.named_user("olga", Role::Operator).await;
+    let (ann_id, ann) = app.named_user("ann", Role::Approver).await;
+    let (bob_id, bob) = app.named_user("bob", Role::Approver).await;
+    let (_, viewer) = app.named_user("vic", Role::Viewer).await;
     let (d1, commit) = app.device("edge-1", Some(EXPORT)).await;
     let (d2, _) = app.device("edge-2", None).await;
 
@@ -451,14 +256,20 @@ async fn lifecycle_with_previews_four_eyes_and_invalidating_edits(pool: PgPool) 
     );
     let uri = format!("/api/v1/change-requests/{id}");
     let r = app
-        .call(Method::PATCH, &uri, &author, Some(edited.clone()), &[])
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(&author),
+            Some(edited.clone()),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED, "{:?}", r.body);
     let r = app
         .call(
             Method::PATCH,
             &uri,
-            &author,
+            Some(&author),
             Some(edited.clone()),
             &[("if-match", "\"1\"")],
         )
@@ -471,7 +282,7 @@ async fn lifecycle_with_previews_four_eyes_and_invalidating_edits(pool: PgPool) 
         .call(
             Method::PATCH,
             &uri,
-            &ann,
+            Some(&ann),
             Some(edited.clone()),
             &[("if-match", etag.as_str())],
         )
@@ -481,7 +292,7 @@ async fn lifecycle_with_previews_four_eyes_and_invalidating_edits(pool: PgPool) 
         .call(
             Method::PATCH,
             &uri,
-            &author,
+            Some(&author),
             Some(edited.clone()),
             &[("if-match", etag.as_str())],
         )
@@ -646,8 +457,8 @@ async fn lifecycle_with_previews_four_eyes_and_invalidating_edits(pool: PgPool) 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn policy_violations_block_submission_and_rejection_needs_a_comment(pool: PgPool) {
     let app = app(pool).await;
-    let (_, author) = app.user("olga", Role::Operator).await;
-    let (_, ann) = app.user("ann", Role::Approver).await;
+    let (_, author) = app.named_user("olga", Role::Operator).await;
+    let (_, ann) = app.named_user("ann", Role::Approver).await;
     let (d1, _) = app.device("edge-1", Some(EXPORT)).await;
     let script = "/user\nadd name=backdoor group=full password=x";
     let r = app
@@ -683,7 +494,7 @@ async fn policy_violations_block_submission_and_rejection_needs_a_comment(pool: 
         .call(
             Method::PATCH,
             &format!("/api/v1/change-requests/{id}"),
-            &author,
+            Some(&author),
             Some(high),
             &[("if-match", "*")],
         )
@@ -766,7 +577,7 @@ async fn policy_violations_block_submission_and_rejection_needs_a_comment(pool: 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
     let app = app(pool).await;
-    let (_, op) = app.user("olga", Role::Operator).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
     let uri = format!("/api/v1/tenants/{}/change-policy", app.tenant);
     let p = app.get(&uri, &op).await;
     assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
@@ -809,7 +620,7 @@ async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
         .call(
             Method::PUT,
             &uri,
-            &op,
+            Some(&op),
             Some(json!({"change_control": "optional"})),
             &[],
         )
@@ -819,7 +630,7 @@ async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
         .call(
             Method::PUT,
             &uri,
-            &app.admin,
+            Some(&app.admin),
             Some(json!({"change_control": "required", "approvals": {"low": 2, "medium": 1, "high": 2}})),
             &[],
         )
@@ -834,7 +645,7 @@ async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
         .call(
             Method::PUT,
             &uri,
-            &app.admin,
+            Some(&app.admin),
             Some(json!({"change_control": "optional"})),
             &[("if-match", "\"999\"")],
         )
@@ -845,7 +656,7 @@ async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
         .call(
             Method::PUT,
             &uri,
-            &app.admin,
+            Some(&app.admin),
             Some(json!({"change_control": "optional", "approvals": {"low": 1, "medium": 2, "high": 3}})),
             &[("if-match", etag.as_str())],
         )
@@ -885,9 +696,11 @@ async fn direct_pushes_are_refused_in_a_change_controlled_tenant(pool: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn emergency_runs_without_approval_and_is_overdue_until_reviewed(pool: PgPool) {
-    let app = app_with(pool, |c| c.change_review_grace = Duration::from_secs(3600)).await;
-    let (_, op) = app.user("olga", Role::Operator).await;
-    let (_, ann) = app.user("ann", Role::Approver).await;
+    let mut c = config();
+    c.change_review_grace = Duration::from_secs(3600);
+    let app = app_with(pool, c, None).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
+    let (_, ann) = app.named_user("ann", Role::Approver).await;
     let (d1, _) = app.device("edge-1", Some(EXPORT)).await;
     let mut body = content("hotfix", &[&d1], "/system identity\nset name=hot", "low");
     body["emergency"] = json!(true);
@@ -963,8 +776,8 @@ async fn emergency_runs_without_approval_and_is_overdue_until_reviewed(pool: PgP
 
     app.clock.advance(Duration::from_secs(2 * 3600));
     // Access tokens live 15 minutes: sign in again after the jump.
-    let ann = app.login("ann@example.net").await;
-    let op = app.login("olga@example.net").await;
+    let ann = app.login("ann@example.net", PASSWORD).await;
+    let op = app.login("olga@example.net", PASSWORD).await;
     let g = app
         .get(&format!("/api/v1/change-requests/{id}"), &ann)
         .await;
@@ -1028,8 +841,10 @@ async fn emergency_runs_without_approval_and_is_overdue_until_reviewed(pool: PgP
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn reads_with_min_position_say_when_the_projection_is_behind(pool: PgPool) {
-    let app = app_with(pool, |c| c.projection_wait = Duration::from_millis(100)).await;
-    let (_, op) = app.user("olga", Role::Operator).await;
+    let mut c = config();
+    c.projection_wait = Duration::from_millis(100);
+    let app = app_with(pool, c, None).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
     let (d1, _) = app.device("edge-1", None).await;
     let r = app
         .post(
@@ -1074,8 +889,8 @@ async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool
     use netledger_domain::change::{ChangeRequestPaused, ChangeRequestResumed};
     use netledger_domain::workflow::card;
     let app = app(pool).await;
-    let (_, op) = app.user("olga", Role::Operator).await;
-    let (ann_id, ann) = app.user("ann", Role::Approver).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
+    let (ann_id, ann) = app.named_user("ann", Role::Approver).await;
     let (d1, v1) = app.device("edge-1", Some(EXPORT)).await;
     let (d2, _) = app.device("edge-2", None).await;
     let device: DeviceId = d1.parse().unwrap();
@@ -1109,7 +924,7 @@ async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool
         .call(
             Method::PATCH,
             &format!("/api/v1/change-requests/{id}"),
-            &op,
+            Some(&op),
             Some(all),
             &[("if-match", "*")],
         )
@@ -1129,7 +944,7 @@ async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool
     app.call(
         Method::PATCH,
         &format!("/api/v1/change-requests/{id}"),
-        &op,
+        Some(&op),
         Some(tenant),
         &[("if-match", "*")],
     )
@@ -1386,7 +1201,7 @@ async fn the_demo_approver_is_created_once_in_the_first_tenant(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(again, DemoUserOutcome::AlreadyExists);
-    let token = app.login(email).await;
+    let token = app.login(email, PASSWORD).await;
     let me = app.get("/api/v1/auth/me", &token).await;
     assert_eq!(me.body["role"], "approver", "{:?}", me.body);
     assert_eq!(me.body["tenant_id"], app.tenant.to_string().as_str());
