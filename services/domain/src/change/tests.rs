@@ -442,6 +442,32 @@ fn an_edit_after_an_approval_invalidates_every_approval() {
 }
 
 #[test]
+fn an_edit_of_an_approved_request_returns_it_to_draft_without_its_approvals() {
+    let mut c = content(RiskLevel::Low);
+    c.plan.batch_size = 2;
+    let after = given::<ChangeRequest>(history(ChangeState::Approved))
+        .when(ChangeCommand::Edit {
+            by: By::user(AUTHOR),
+            content: c.clone(),
+            if_version: Some(3),
+        })
+        .then([
+            ChangeRequestEdited {
+                content: c,
+                previous_state: ChangeState::Approved,
+            }
+            .into(),
+            ChangeRequestApprovalsInvalidated {
+                approvers: vec![ANN.into()],
+                reason: "the request was edited after it was approved".into(),
+            }
+            .into(),
+        ]);
+    assert_eq!(after.state, ChangeState::Draft);
+    assert!(after.approvals.is_empty());
+}
+
+#[test]
 fn submit_freezes_the_devices_and_the_required_approvals() {
     let after = given::<ChangeRequest>(history(ChangeState::Draft))
         .when(submit(AUTHOR))
