@@ -4,8 +4,9 @@
 // (script in the CodeMirror editor, the three demo devices, one canary), submits it; a
 // second user, an approver, approves it in their own session (four eyes); the operator
 // starts it and the request's page follows the rollout live to `completed`; the audit feed
-// finds the request's events. An emergency request shows its red banner, and its entries
-// in the audit feed their EMERGENCY badge. Screenshots go to test-results/screenshots/
+// finds the request's events. An emergency request shows its red banner, runs before its
+// approvals (break-glass), gets its retrospective review from the approver, and its entries
+// (and its run's) carry the EMERGENCY badge in the audit feed. Screenshots go to test-results/screenshots/
 // (gitignored), named 2x-changes-*.
 //
 // First the admin's tenant is made change-controlled (`required`; ui.test.mjs, which runs
@@ -37,7 +38,8 @@ const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const OPERATOR = { email: `change-operator-${RUN}@netledger.test`, name: "Olga Operator", password: "operator-password-1234" };
 const APPROVER = { email: `change-approver-${RUN}@netledger.test`, name: "Arne Approver", password: "approver-password-1234" };
 const TITLE = `Add the change pool (${RUN})`;
-const SCRIPT = "/ip pool\nadd name=change-pool ranges=10.98.0.10-10.98.0.20";
+// Pool names unique per run: a second run against the same backend must change something.
+const SCRIPT = `/ip pool\nadd name=change-pool-${process.pid} ranges=10.98.0.10-10.98.0.20`;
 
 async function login(email, password) {
   const res = await fetch(`${BASE}/api/v1/auth/login`, {
@@ -311,7 +313,7 @@ test("the audit feed finds the change request", async () => {
   await admin.context().close();
 });
 
-test("an emergency request is unmistakable", async () => {
+test("an emergency request is unmistakable: break-glass run, retrospective review, flagged audit", async () => {
   const token = await login(OPERATOR.email, OPERATOR.password);
   const devices = (await call(token, "GET", "/api/v1/devices?limit=50")).body.items;
   const r = await call(token, "POST", "/api/v1/change-requests", {
@@ -319,9 +321,9 @@ test("an emergency request is unmistakable", async () => {
     reason: "the browser test's emergency",
     ticket: null,
     target: { kind: "devices", device_ids: [devices[0].id] },
-    action: { kind: "script", script: "/system note set note=emergency" },
+    action: { kind: "script", script: `/ip pool\nadd name=emergency-pool-${process.pid} ranges=10.99.0.10-10.99.0.20` },
     plan: { canaries: 0, batch_size: 1, parallelism: 1, failure_threshold: 1, rollback_on_halt: false },
-    risk: "high",
+    risk: "medium",
     window: null,
     overrides: { allow_without_timer: false, accept_policy_violations: false },
     emergency: true,
@@ -339,22 +341,47 @@ test("an emergency request is unmistakable", async () => {
   assert.match(await banner.innerText(), /EMERGENCY CHANGE/);
   assert.match(await banner.innerText(), /core link down/);
   await shot(operator, "27-changes-emergency");
-  // Withdraw it so it leaves nothing behind for later tests.
-  await operator.getByRole("button", { name: "Withdraw" }).click();
-  await operator.getByRole("button", { name: "Yes" }).click();
-  assert.equal(await waitForState(operator, ["withdrawn"]), "withdrawn");
-  // The audit feed flags every entry of the emergency request, and none of the ordinary one.
+  // Break-glass: the author submits and starts it at once, before any approval.
+  await operator.getByRole("button", { name: "Submit for approval" }).click();
+  assert.equal(await waitForState(operator, ["submitted"]), "submitted");
+  await operator.getByRole("button", { name: "Start" }).click();
+  const final = await waitForState(operator, ["completed", "failed", "rolled_back", "cancelled"], 300_000);
+  assert.equal(final, "completed", `the emergency change ended ${final}: ${await operator.locator("[data-testid=change-page]").innerText()}`);
+  // It ran unapproved: its retrospective review is pending, and an approver gives it.
+  await operator.locator('.badge[data-value="review_pending"]').waitFor({ timeout: 20_000 });
+  assert.match(await banner.innerText(), /retrospective approval/);
+  await shot(operator, "28-changes-emergency-review-pending");
+  await approver.goto(`/changes/${id}`);
+  const panel = approver.locator("[data-testid=four-eyes]");
+  await panel.waitFor();
+  await panel.getByLabel(/^Comment/).fill("reviewed after the fact: the pool was needed");
+  await panel.getByRole("button", { name: "Approve retrospectively" }).click();
+  await approver.waitForFunction(() => document.querySelector("[data-testid=four-eyes]")?.getAttribute("data-missing") === "0", null, {
+    timeout: 20_000,
+  });
+  assert.match(await panel.locator("tbody tr").first().innerText(), /retrospective/);
+  assert.equal(await approver.locator('.badge[data-value="review_pending"]').count(), 0, "the review is done");
+  await shot(approver, "29-changes-emergency-reviewed");
+  // The audit feed flags every entry of the emergency request and of its run, and none of
+  // the ordinary request's.
+  const dto = await call(token, "GET", `/api/v1/change-requests/${id}`);
+  assert.equal(dto.status, 200, dto.text);
+  assert.ok(dto.body.workflow_id, "the emergency request has its run");
   const admin = await newSession({ email: EMAIL, password: PASSWORD });
-  await admin.goto(`/audit?stream=change-${id}`);
-  const rows = admin.locator("[data-testid=audit-table] tbody tr");
-  await rows.first().waitFor();
-  await admin.locator('[data-testid=audit-table] tbody tr[data-event-type="ChangeRequestWithdrawn"]').waitFor();
-  const n = await rows.count();
-  assert.ok(n >= 2, `the emergency request has ${n} audit entries`);
-  assert.equal(await rows.locator('.badge[data-value="emergency"]').count(), n, "every entry has its EMERGENCY badge");
-  assert.equal(await admin.locator('[data-testid=audit-table] tbody tr[data-emergency="true"]').count(), n);
-  assert.match(await rows.first().innerText(), /EMERGENCY/);
-  await shot(admin, "28-changes-audit-emergency");
+  for (const stream of [`change-${id}`, `workflow-${dto.body.workflow_id}`]) {
+    await admin.goto(`/audit?stream=${stream}`);
+    const rows = admin.locator("[data-testid=audit-table] tbody tr");
+    await rows.first().waitFor();
+    if (stream.startsWith("change-")) {
+      await admin.locator('[data-testid=audit-table] tbody tr[data-event-type="ChangeRequestApproved"]').waitFor();
+    }
+    const n = await rows.count();
+    assert.ok(n >= 2, `${stream} has ${n} audit entries`);
+    assert.equal(await rows.locator('.badge[data-value="emergency"]').count(), n, `every entry of ${stream} has its EMERGENCY badge`);
+    assert.equal(await admin.locator('[data-testid=audit-table] tbody tr[data-emergency="true"]').count(), n);
+    assert.match(await rows.first().innerText(), /EMERGENCY/);
+    if (stream.startsWith("change-")) await shot(admin, "30-changes-audit-emergency");
+  }
   assert.ok(changeId, "the ordinary change request was created");
   await admin.goto(`/audit?stream=change-${changeId}`);
   await admin.locator("[data-testid=audit-table] tbody tr").first().waitFor();

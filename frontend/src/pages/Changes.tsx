@@ -8,7 +8,7 @@
 // The calls and types come from `../api/changes`: the generated schema types and the typed
 // `api()` client, like every other page.
 
-import { lazy, Suspense, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
+import { lazy, Suspense, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 
 import { api, etagVersion, type Schemas } from "../api/client";
 import {
@@ -695,6 +695,16 @@ export function ChangePage({ id }: { id: string }) {
     },
     [id, rolloutId, req.reload, timeline.reload],
   );
+  // The preview resolves the target now until submission, then shows the frozen devices:
+  // load it again when the state moves on.
+  const stateNow = c?.state;
+  const reloadPreview = preview.reload;
+  const previewFor = useRef(stateNow);
+  useEffect(() => {
+    if (!stateNow || previewFor.current === stateNow) return;
+    if (previewFor.current !== undefined) void reloadPreview();
+    previewFor.current = stateNow;
+  }, [stateNow, reloadPreview]);
   // A slow safety refresh while something is happening (live events do the real work).
   const activeNow = c?.state === "running" || c?.state === "scheduled";
   useEffect(() => {
@@ -774,7 +784,11 @@ export function ChangePage({ id }: { id: string }) {
   const canWrite = auth.can("changes:write");
   const canApprove = auth.can("changes:approve");
   const final = isFinalChangeState(c.state);
-  const missing = c.missing_approvals;
+  // `missing_approvals` counts before approval (while submitted); an emergency request that
+  // ran needs its risk's approvals again, given retrospectively.
+  const missing = c.review_pending
+    ? Math.max(0, c.required_approvals - c.approvals.filter((a) => a.retrospective).length)
+    : c.missing_approvals;
   const approvedByMe = !!me && c.approvals.some((a) => a.by === me.id || (!!me.user && a.by === me.user.id));
   const selfApprovalNote = mine ? "The author cannot approve their own request (four eyes)" : approvedByMe ? "You approved it already" : undefined;
 
