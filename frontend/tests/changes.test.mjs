@@ -389,6 +389,32 @@ test("an emergency request is unmistakable: break-glass run, retrospective revie
   await admin.context().close();
 });
 
+test("a submission with policy violations is refused and names them", async () => {
+  const token = await login(OPERATOR.email, OPERATOR.password);
+  const devices = (await call(token, "GET", "/api/v1/devices?limit=50")).body.items;
+  const r = await call(token, "POST", "/api/v1/change-requests", {
+    title: `Violating (${RUN})`,
+    reason: "touches a forbidden menu",
+    target: { kind: "devices", device_ids: [devices[1].id] },
+    action: { kind: "script", script: "/user\nadd name=intruder group=full password=intruder-password" },
+    plan: { canaries: 0, batch_size: 1, parallelism: 1, failure_threshold: 1, rollback_on_halt: false },
+    risk: "low",
+  });
+  assert.equal(r.status, 201, `creating a violating request: ${r.status} ${r.text}`);
+  const id = r.body.change_request_id;
+  await operator.goto(`/changes/${id}`);
+  await operator.locator("[data-testid=change-page]").waitFor();
+  await operator.getByRole("button", { name: "Submit for approval" }).click();
+  const box = operator.locator("[data-testid=policy-violations]");
+  await box.waitFor();
+  assert.match(await box.innerText(), new RegExp(devices[1].name), "the refusal names the device");
+  assert.match(await box.innerText(), /user/i, "and its violation");
+  assert.equal(await changeState(operator), "draft", "nothing was submitted");
+  await shot(operator, "31-changes-policy-violations");
+  const w = await call(token, "POST", `/api/v1/change-requests/${id}/withdraw`, { reason: "test done" });
+  assert.equal(w.status, 200, `withdrawing: ${w.status} ${w.text}`);
+});
+
 test("no uncaught page errors and no 5xx answers", () => {
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(failedResponses, []);

@@ -719,6 +719,17 @@ export function ChangePage({ id }: { id: string }) {
   // the aggregate (409 naming the state), and a repeated start answers 200 `existed`.
   const act = useAction(async (_key: string, what: Act): Promise<{ what: Act; note: string }> => {
     let note: string;
+    try {
+      note = await command(what);
+    } finally {
+      // Success or refusal (a 409 means the state moved on): show the request as it is now.
+      void req.reload();
+      void timeline.reload();
+    }
+    return { what, note };
+  });
+  const command = async (what: Act): Promise<string> => {
+    let note: string;
     switch (what) {
       case "submit":
         await changes.submit(id);
@@ -759,10 +770,8 @@ export function ChangePage({ id }: { id: string }) {
         note = "Continued after the window pause.";
         break;
     }
-    void req.reload();
-    void timeline.reload();
-    return { what, note };
-  });
+    return note;
+  };
   const recompute = useAction(async () => {
     const r = await changes.recomputePreview(id);
     void preview.reload();
@@ -877,6 +886,18 @@ export function ChangePage({ id }: { id: string }) {
         </div>
       </div>
       <ProblemBox error={act.error} onDismiss={act.clear} />
+      {act.error?.problem.violations?.length ? (
+        <div className="problem" data-testid="policy-violations">
+          <strong>Policy violations</strong> (submit them only as a high-risk request that accepts them):
+          <ul className="violations">
+            {act.error.problem.violations.map((v) => (
+              <li key={v.device_id}>
+                <Link to={`/devices/${v.device_id}`}>{names.get(v.device_id) ?? <ShortId id={v.device_id} />}</Link>: {v.violations.join("; ")}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
       {act.result ? (
         <div className="notice" data-testid="action-result" data-action={act.result.what}>
           {act.result.note}
@@ -1095,6 +1116,8 @@ function FourEyes({
   const status: ReactNode =
     c.rejection !== null && c.rejection !== undefined ? (
       <span className="bad">rejected</span>
+    ) : c.required_approvals === 0 ? (
+      <span className="muted">the approvals it needs are fixed at submission, by its risk and the tenant's policy</span>
     ) : missing === 0 ? (
       <span className="ok">
         {c.approvals.length}/{c.required_approvals} approvals: complete
