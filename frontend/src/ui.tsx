@@ -128,6 +128,15 @@ export function Badge({ value, label }: { value: string | null | undefined; labe
   );
 }
 
+/** The mark of a break-glass change request and of everything correlated with it. */
+export function EmergencyBadge({ title }: { title?: string }) {
+  return (
+    <span className="badge badge-emergency" data-value="emergency" title={title}>
+      EMERGENCY
+    </span>
+  );
+}
+
 export function Tags({ tags }: { tags: string[] }) {
   if (!tags.length) return <span className="muted">—</span>;
   return (

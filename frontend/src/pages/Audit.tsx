@@ -1,6 +1,7 @@
 // Audit (audit:read): who did what (`GET /audit/feed`, newest first, filter by stream,
-// category, type, actor), the signed checkpoints, and a verification of the tenant's hash
-// chain and signatures (`GET /audit/verify`).
+// category, type, actor; the entries of an emergency change request and everything
+// correlated with it carry a red EMERGENCY badge), the signed checkpoints, and a
+// verification of the tenant's hash chain and signatures (`GET /audit/verify`).
 
 import { Fragment, useState } from "react";
 
@@ -8,7 +9,7 @@ import { api, type Schemas } from "../api/client";
 import { useAuth } from "../auth";
 import { useAction, usePaged, useResource } from "../hooks";
 import { Link, useQueryState } from "../router";
-import { Badge, Empty, Field, Json, LoadMore, ProblemBox, Section, Time } from "../ui";
+import { Badge, EmergencyBadge, Empty, Field, Json, LoadMore, ProblemBox, Section, Time } from "../ui";
 import { CATEGORIES, streamLink } from "./Events";
 
 type Entry = Schemas["AuditEntryDto"];
@@ -116,7 +117,7 @@ export function AuditPage() {
                 {feed.items.map((e) => {
                   const link = streamLink(e.stream);
                   return (
-                    <tr key={e.position}>
+                    <tr key={e.position} data-position={e.position} data-event-type={e.event_type} data-emergency={e.emergency} className={e.emergency ? "row-emergency" : undefined}>
                       <td>
                         <Time at={e.recorded_at} />
                       </td>
@@ -125,7 +126,14 @@ export function AuditPage() {
                           {e.actor}
                         </button>
                       </td>
-                      <td>{e.summary}</td>
+                      <td>
+                        {e.emergency ? (
+                          <>
+                            <EmergencyBadge title="Part of an emergency (break-glass) change request: it ran before its approvals" />{" "}
+                          </>
+                        ) : null}
+                        {e.summary}
+                      </td>
                       <td>
                         <button type="button" className="link" onClick={() => setQ({ event_type: e.event_type })}>
                           {e.event_type}

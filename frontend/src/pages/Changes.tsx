@@ -5,26 +5,28 @@
 // caller's permissions allow, per-device preview diffs side by side, the timeline, and,
 // once started, its rollout live (reusing the rollout view) with pause/resume and cancel.
 //
-// The calls and types come from `../api/changes` (hand-written until openapi.json has
-// them; see the note there).
+// The calls and types come from `../api/changes`: the generated schema types and the typed
+// `api()` client, like every other page.
 
-import { lazy, Suspense, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
+import { lazy, Suspense, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 
 import { api, etagVersion, type Schemas } from "../api/client";
 import {
   CHANGE_STATES,
-  FINAL_CHANGE_STATES,
   RISK_LEVELS,
   changes,
-  timelineItems,
+  isFinalChangeState,
+  timelineActor,
   type ChangeAction,
-  type ChangeContent,
+  type ChangeDraft,
   type ChangeRequestDto,
+  type ChangeRequestSummary,
   type ChangeState,
   type ChangeTarget,
   type RiskLevel,
   type TimelineEntry,
 } from "../api/changes";
+import { oneOf } from "../api/enums";
 import { useAuth } from "../auth";
 import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useDeviceNames, useLiveRefresh, usePaged, useResource } from "../hooks";
@@ -32,6 +34,7 @@ import { Link, navigate, useQueryState } from "../router";
 import {
   Badge,
   ConfirmButton,
+  EmergencyBadge,
   Empty,
   Field,
   LoadMore,
@@ -44,6 +47,7 @@ import {
   isoToLocal,
   localToIso,
 } from "../ui";
+import { actorText, streamLink } from "./Events";
 import { splitTags } from "./Fleet";
 import { RolloutView } from "./Rollouts";
 
@@ -55,14 +59,6 @@ function isChangeEvent(id: string | null) {
   return (e: { stream: string; category: string }) => (id ? e.stream === `change-${id}` : e.category === "change");
 }
 
-function stateOf(v: string): ChangeState | "" {
-  return (CHANGE_STATES as string[]).includes(v) ? (v as ChangeState) : "";
-}
-
-/** Approvals that count now (retrospective ones count too: they are approvals). */
-function approvalsMissing(c: ChangeRequestDto): number {
-  return Math.max(0, c.required_approvals - c.approvals.length);
-}
 
 export function targetText(t: ChangeTarget, names?: Map<string, string>): string {
   switch (t.kind) {
@@ -90,12 +86,16 @@ export function actionText(a: ChangeAction): string {
   }
 }
 
-function EmergencyBadge() {
+function ReviewPendingBadge() {
   return (
-    <span className="badge badge-emergency" data-value="emergency">
-      EMERGENCY
+    <span className="badge badge-warn" data-value="review_pending" title="This emergency change ran before its approvals: it waits for its retrospective review">
+      review pending
     </span>
   );
+}
+
+function ReviewBadge({ c }: { c: { review_pending: boolean; review_overdue: boolean } }) {
+  return c.review_overdue ? <OverdueBadge /> : c.review_pending ? <ReviewPendingBadge /> : null;
 }
 
 function OverdueBadge() {
@@ -112,9 +112,8 @@ function OverdueBadge() {
 export function ChangesPage() {
   const auth = useAuth();
   const [q, setQ] = useQueryState();
-  const state = stateOf(q.get("state") ?? "");
-  const names = useDeviceNames();
-  const list = usePaged<ChangeRequestDto>(async (cursor) => (await changes.list({ state, cursor, limit: 50 })).data, [state]);
+  const state = oneOf(CHANGE_STATES, q.get("state"));
+  const list = usePaged<ChangeRequestSummary>(async (cursor) => (await changes.list({ state, cursor, limit: 50 })).data, [state]);
   useLiveRefresh(isChangeEvent(null), () => void list.reload(), [list.reload]);
   return (
     <div className="page">
@@ -130,7 +129,7 @@ export function ChangesPage() {
       </div>
       <div className="toolbar">
         <Field label="State">
-          <select value={state} onChange={(e) => setQ({ state: e.target.value || null })}>
+          <select value={state ?? ""} onChange={(e) => setQ({ state: e.target.value || null })}>
             <option value="">any</option>
             {CHANGE_STATES.map((s) => (
               <option key={s} value={s}>
@@ -148,10 +147,9 @@ export function ChangesPage() {
               <th>Title</th>
               <th>State</th>
               <th>Risk</th>
-              <th>Target</th>
-              <th>Action</th>
+              <th>Devices</th>
               <th>Approvals</th>
-              <th>Window</th>
+              <th>Started</th>
               <th>Updated</th>
             </tr>
           </thead>
@@ -160,8 +158,7 @@ export function ChangesPage() {
               <tr key={c.change_request_id} data-change={c.change_request_id} data-state={c.state} className={c.emergency ? "row-emergency" : undefined}>
                 <td>
                   <Link to={`/changes/${c.change_request_id}`}>{c.title}</Link>{" "}
-                  {c.emergency ? <EmergencyBadge /> : null} {c.review_overdue ? <OverdueBadge /> : null}
-                  {c.ticket ? <div className="small muted">{c.ticket}</div> : null}
+                  {c.emergency ? <EmergencyBadge /> : null} <ReviewBadge c={c} />
                 </td>
                 <td>
                   <Badge value={c.state} />
@@ -170,12 +167,17 @@ export function ChangesPage() {
                 <td>
                   <Badge value={`risk_${c.risk}`} label={c.risk} />
                 </td>
-                <td>{targetText(c.target, names)}</td>
-                <td>{actionText(c.action)}</td>
+                <td>{c.devices || (c.state === "draft" ? <span className="muted" title="resolved at submission">—</span> : 0)}</td>
                 <td>
-                  {c.approvals.length}/{c.required_approvals}
+                  {c.required_approvals ? (
+                    <>
+                      {c.approvals}/{c.required_approvals}
+                    </>
+                  ) : (
+                    <span className="muted">—</span>
+                  )}
                 </td>
-                <td>{c.window ? <Time at={c.window.start} /> : <span className="muted">—</span>}</td>
+                <td>{c.started_at ? <Time at={c.started_at} /> : <span className="muted">—</span>}</td>
                 <td>
                   <Time at={c.updated_at} relative />
                 </td>
@@ -193,7 +195,7 @@ export function ChangesPage() {
 // ---------------------------------------------------------------------------------------
 // Create / edit
 
-const DEFAULT_CONTENT: ChangeContent = {
+const DEFAULT_CONTENT: ChangeDraft = {
   title: "",
   reason: "",
   ticket: null,
@@ -207,19 +209,22 @@ const DEFAULT_CONTENT: ChangeContent = {
   emergency_reason: null,
 };
 
-function contentOf(c: ChangeRequestDto): ChangeContent {
+function contentOf(c: ChangeRequestDto): ChangeDraft {
   return {
     title: c.title,
     reason: c.reason,
-    ticket: c.ticket,
+    ticket: c.ticket ?? null,
     target: c.target,
     action: c.action,
     plan: c.plan,
     risk: c.risk,
-    window: c.window,
-    overrides: c.overrides,
+    window: c.window ?? null,
+    overrides: {
+      allow_without_timer: c.overrides.allow_without_timer ?? false,
+      accept_policy_violations: c.overrides.accept_policy_violations ?? false,
+    },
     emergency: c.emergency,
-    emergency_reason: c.emergency_reason,
+    emergency_reason: c.emergency_reason ?? null,
   };
 }
 
@@ -284,14 +289,14 @@ function ChangeForm({
   existing,
   onReload,
 }: {
-  initial: ChangeContent;
+  initial: ChangeDraft;
   existing: { id: string; version: number; state: ChangeState } | null;
   onReload: () => void;
 }) {
-  const [c, setC] = useState<ChangeContent>(initial);
+  const [c, setC] = useState<ChangeDraft>(initial);
   const [tagText, setTagText] = useState(initial.target.kind === "tags" ? initial.target.tags.join(", ") : "");
   const [search, setSearch] = useState("");
-  const set = <K extends keyof ChangeContent>(k: K, v: ChangeContent[K]) => setC((o) => ({ ...o, [k]: v }));
+  const set = <K extends keyof ChangeDraft>(k: K, v: ChangeDraft[K]) => setC((o) => ({ ...o, [k]: v }));
 
   const fleet = usePaged<DeviceSummary>(
     async (cursor) => (await api("get", "/api/v1/devices", { query: { search: search || undefined, cursor, limit: 200 } })).data,
@@ -311,8 +316,10 @@ function ChangeForm({
     [restoreDevice],
   );
 
-  const save = useAction(async (key: string, body: ChangeContent) => {
-    const r = existing ? await changes.update(existing.id, body, existing.version) : await changes.create(body, key);
+  // The change-request writes take no Idempotency-Key (create answers a new draft each
+  // time); `useAction` keeps the button disabled while one is in flight.
+  const save = useAction(async (_key: string, body: ChangeDraft) => {
+    const r = existing ? await changes.update(existing.id, body, existing.version) : await changes.create(body);
     return r.data;
   });
 
@@ -329,7 +336,7 @@ function ChangeForm({
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    let body: ChangeContent = {
+    let body: ChangeDraft = {
       ...c,
       title: c.title.trim(),
       reason: c.reason.trim(),
@@ -433,7 +440,7 @@ function ChangeForm({
           <label className="check">
             <input
               type="checkbox"
-              checked={c.action.routerboard}
+              checked={!!c.action.routerboard}
               onChange={(e) => set("action", { ...(c.action as Extract<ChangeAction, { kind: "firmware" }>), routerboard: e.target.checked })}
             />
             also upgrade the RouterBOOT firmware
@@ -506,7 +513,7 @@ function ChangeForm({
           </div>
           {c.target.kind === "tags" ? (
             <div className="grid-3">
-              <Field label="Tags" hint="comma separated; resolved when the change starts">
+              <Field label="Tags" hint="comma separated; resolved to devices at submission">
                 <input value={tagText} placeholder="core, site-a" onChange={(e) => setTagText(e.target.value)} />
               </Field>
               <Field label="Match">
@@ -675,7 +682,7 @@ export function ChangePage({ id }: { id: string }) {
   const auth = useAuth();
   const req = useResource(async () => (await changes.get(id)).data, [id]);
   const preview = useResource(async () => (await changes.preview(id)).data, [id]);
-  const timeline = useResource(async () => timelineItems((await changes.timeline(id)).data), [id]);
+  const timeline = usePaged<TimelineEntry>(async (cursor) => (await changes.timeline(id, cursor)).data, [id]);
   const names = useDeviceNames();
   useEffect(() => preloadDiffViewer(), []);
   const c = req.data;
@@ -688,6 +695,16 @@ export function ChangePage({ id }: { id: string }) {
     },
     [id, rolloutId, req.reload, timeline.reload],
   );
+  // The preview resolves the target now until submission, then shows the frozen devices:
+  // load it again when the state moves on.
+  const stateNow = c?.state;
+  const reloadPreview = preview.reload;
+  const previewFor = useRef(stateNow);
+  useEffect(() => {
+    if (!stateNow || previewFor.current === stateNow) return;
+    if (previewFor.current !== undefined) void reloadPreview();
+    previewFor.current = stateNow;
+  }, [stateNow, reloadPreview]);
   // A slow safety refresh while something is happening (live events do the real work).
   const activeNow = c?.state === "running" || c?.state === "scheduled";
   useEffect(() => {
@@ -698,26 +715,63 @@ export function ChangePage({ id }: { id: string }) {
 
   const [comment, setComment] = useState("");
   const [why, setWhy] = useState("");
-  const act = useAction(async (key: string, what: Act) => {
-    const r =
-      what === "submit"
-        ? await changes.submit(id, key)
-        : what === "approve"
-          ? await changes.approve(id, comment.trim() || null, key)
-          : what === "reject"
-            ? await changes.reject(id, comment.trim(), key)
-            : what === "withdraw"
-              ? await changes.withdraw(id, why.trim() || null, key)
-              : what === "start"
-                ? await changes.start(id, key)
-                : what === "cancel"
-                  ? await changes.cancel(id, why.trim() || null, key)
-                  : await changes.continue(id, key);
-    void req.reload();
-    void timeline.reload();
-    if (what === "approve" || what === "reject") setComment("");
-    return { what, data: r.data };
+  // The change-request commands take no Idempotency-Key: a repeated command is refused by
+  // the aggregate (409 naming the state), and a repeated start answers 200 `existed`.
+  const act = useAction(async (_key: string, what: Act): Promise<{ what: Act; note: string }> => {
+    let note: string;
+    try {
+      note = await command(what);
+    } finally {
+      // Success or refusal (a 409 means the state moved on): show the request as it is now.
+      void req.reload();
+      void timeline.reload();
+    }
+    return { what, note };
   });
+  const command = async (what: Act): Promise<string> => {
+    let note: string;
+    switch (what) {
+      case "submit":
+        await changes.submit(id);
+        note = "Submitted for approval.";
+        break;
+      case "approve": {
+        const r = (await changes.approve(id, comment.trim() || null)).data;
+        const left = r.change_request.missing_approvals;
+        note = r.run
+          ? "Approved: its run is started and waits for the maintenance window."
+          : left > 0
+            ? `Approved; ${left} more approval${left === 1 ? "" : "s"} needed.`
+            : "Approved.";
+        setComment("");
+        break;
+      }
+      case "reject":
+        await changes.reject(id, comment.trim());
+        note = "Rejected.";
+        setComment("");
+        break;
+      case "withdraw":
+        await changes.withdraw(id, why.trim() || null);
+        note = "Withdrawn.";
+        break;
+      case "start": {
+        const r = await changes.start(id);
+        note = r.data.existed ? "It had been started already." : "Started: the run schedules the rollout.";
+        break;
+      }
+      case "cancel": {
+        const r = (await changes.cancel(id, why.trim() || null)).data;
+        note = r.change_request.cancel_requested ? "Cancel requested: the rollout stops at its next step." : "Cancelled.";
+        break;
+      }
+      case "continue":
+        await changes.continue(id);
+        note = "Continued after the window pause.";
+        break;
+    }
+    return note;
+  };
   const recompute = useAction(async () => {
     const r = await changes.recomputePreview(id);
     void preview.reload();
@@ -738,20 +792,27 @@ export function ChangePage({ id }: { id: string }) {
   const mine = !!me && (c.author === me.id || (!!me.user && c.author === me.user.id));
   const canWrite = auth.can("changes:write");
   const canApprove = auth.can("changes:approve");
-  const final = FINAL_CHANGE_STATES.includes(c.state);
-  const missing = approvalsMissing(c);
+  const final = isFinalChangeState(c.state);
+  // `missing_approvals` counts before approval (while submitted); an emergency request that
+  // ran needs its risk's approvals again, given retrospectively.
+  const missing = c.review_pending
+    ? Math.max(0, c.required_approvals - c.approvals.filter((a) => a.retrospective).length)
+    : c.missing_approvals;
   const approvedByMe = !!me && c.approvals.some((a) => a.by === me.id || (!!me.user && a.by === me.user.id));
   const selfApprovalNote = mine ? "The author cannot approve their own request (four eyes)" : approvedByMe ? "You approved it already" : undefined;
 
-  // What each state allows (the server decides; a 409 names the state and what it allows).
+  // What each state allows, and who (docs/change-control.md "States"; the server decides:
+  // a 409 names the state and the allowed ones, a 403 the four-eyes rule).
+  const editable = ["draft", "submitted", "approved", "rejected"].includes(c.state);
   const show = {
-    edit: canWrite && ["draft", "submitted", "approved"].includes(c.state),
-    submit: canWrite && c.state === "draft",
-    approve: canApprove && (c.state === "submitted" || (c.emergency && !final && missing > 0 && c.state !== "draft")),
-    reject: canApprove && c.state === "submitted",
-    withdraw: canWrite && ["draft", "submitted", "approved"].includes(c.state),
-    start: canWrite && (c.state === "approved" || (c.emergency && c.state === "submitted")),
-    cancel: (canWrite || canApprove) && (c.state === "scheduled" || c.state === "running"),
+    edit: mine && canWrite && editable,
+    submit: mine && canWrite && c.state === "draft",
+    approve: canApprove && (c.state === "submitted" || c.review_pending),
+    reject: canApprove && (c.state === "submitted" || c.state === "approved"),
+    withdraw: mine && canWrite && editable,
+    start:
+      (c.state === "approved" && ((mine && canWrite) || canApprove)) || (c.emergency && c.state === "submitted" && mine && canWrite),
+    cancel: (canWrite || canApprove) && ["approved", "scheduled", "running"].includes(c.state) && !c.cancel_requested,
     continue: canApprove && c.state === "running" && c.paused,
   };
 
@@ -761,10 +822,10 @@ export function ChangePage({ id }: { id: string }) {
       {c.emergency ? (
         <div className="emergency-banner" role="alert" data-testid="emergency-banner">
           <strong>EMERGENCY CHANGE</strong> — {c.emergency_reason ?? "no reason given"}
-          {missing > 0 ? (
+          {c.review_pending ? (
             <span>
               {" "}
-              · {missing} retrospective approval{missing === 1 ? "" : "s"} still missing
+              · ran before its approvals: {missing > 0 ? `${missing} retrospective approval${missing === 1 ? "" : "s"} still missing` : "review pending"}
             </span>
           ) : null}
           {c.review_overdue ? <span> · the review is OVERDUE</span> : null}
@@ -777,7 +838,8 @@ export function ChangePage({ id }: { id: string }) {
           </Link>{" "}
           / <span data-testid="change-title">{c.title}</span> <Badge value={c.state} />
           {c.paused ? <Badge value="paused" label="paused (window ended)" /> : null} <Badge value={`risk_${c.risk}`} label={`${c.risk} risk`} />
-          {c.review_overdue ? <OverdueBadge /> : null}
+          <ReviewBadge c={c} />
+          {c.cancel_requested && !final ? <Badge value="cancelling" label="cancel requested" /> : null}
         </h1>
         <div className="page-actions">
           {show.edit ? (
@@ -793,9 +855,9 @@ export function ChangePage({ id }: { id: string }) {
           {show.start ? (
             <button
               type="button"
-              className={c.emergency && missing > 0 ? "danger" : "primary"}
+              className={c.emergency && c.state === "submitted" ? "danger" : "primary"}
               disabled={pending}
-              title={c.emergency && missing > 0 ? "Emergency: starts before its approvals" : undefined}
+              title={c.emergency && c.state === "submitted" ? "Emergency: starts before its approvals" : undefined}
               onClick={() => void act.run("start")}
             >
               {c.window ? "Schedule" : "Start"}
@@ -824,7 +886,23 @@ export function ChangePage({ id }: { id: string }) {
         </div>
       </div>
       <ProblemBox error={act.error} onDismiss={act.clear} />
-      {act.result ? <div className="notice">{act.result.what}: done.</div> : null}
+      {act.error?.problem.violations?.length ? (
+        <div className="problem" data-testid="policy-violations">
+          <strong>Policy violations</strong> (submit them only as a high-risk request that accepts them):
+          <ul className="violations">
+            {act.error.problem.violations.map((v) => (
+              <li key={v.device_id}>
+                <Link to={`/devices/${v.device_id}`}>{names.get(v.device_id) ?? <ShortId id={v.device_id} />}</Link>: {v.violations.join("; ")}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
+      {act.result ? (
+        <div className="notice" data-testid="action-result" data-action={act.result.what}>
+          {act.result.note}
+        </div>
+      ) : null}
       {c.reason_final ? <div className="notice">{c.reason_final}</div> : null}
 
       <div className="grid-2">
@@ -852,7 +930,7 @@ export function ChangePage({ id }: { id: string }) {
                   </span>
                 ))
               ) : (
-                <span className="muted">resolved when it starts</span>
+                <span className="muted">resolved at submission</span>
               )}
             </dd>
             <dt>Action</dt>
@@ -882,6 +960,14 @@ export function ChangePage({ id }: { id: string }) {
                 .filter(Boolean)
                 .join("; ") || <span className="muted">none</span>}
             </dd>
+            {c.started_at ? (
+              <>
+                <dt>Started</dt>
+                <dd>
+                  <Time at={c.started_at} />
+                </dd>
+              </>
+            ) : null}
             <dt>Created</dt>
             <dd>
               <Time at={c.created_at} />
@@ -958,11 +1044,18 @@ export function ChangePage({ id }: { id: string }) {
       >
         <ProblemBox error={recompute.error ?? preview.error} />
         {preview.loading && !preview.data ? <Loading what="the preview" /> : null}
+        {preview.data ? (
+          <p className="small muted" data-testid="preview-frozen" data-frozen={preview.data.frozen}>
+            {preview.data.frozen
+              ? "The devices frozen at submission, in rollout order; each diff is from its latest archived configuration."
+              : "The target resolved now (it is frozen at submission); each diff is from the device's latest archived configuration."}
+          </p>
+        ) : null}
         {preview.data && !preview.data.devices.length ? <Empty>No device to preview (the target matches none yet).</Empty> : null}
         {(preview.data?.devices ?? []).map((d) => (
           <div key={d.device_id} className="preview-device" data-testid="preview-device" data-device-id={d.device_id}>
             <h3>
-              <Link to={`/devices/${d.device_id}`}>{d.device_name}</Link>{" "}
+              <Link to={`/devices/${d.device_id}`}>{d.device_name ?? names.get(d.device_id) ?? <ShortId id={d.device_id} />}</Link>{" "}
               <span className="small muted">
                 {d.changed_lines} changed line{d.changed_lines === 1 ? "" : "s"}
                 {d.base_commit ? (
@@ -990,7 +1083,8 @@ export function ChangePage({ id }: { id: string }) {
 
       <Section title="Timeline" id="timeline">
         <ProblemBox error={timeline.error} />
-        <Timeline entries={timeline.data ?? []} />
+        {timeline.loading && !timeline.items.length ? <Loading what="the timeline" /> : <Timeline entries={timeline.items} />}
+        <LoadMore hasMore={timeline.hasMore} loading={timeline.loading} onMore={() => void timeline.loadMore()} count={timeline.items.length} />
       </Section>
     </div>
   );
@@ -1022,6 +1116,8 @@ function FourEyes({
   const status: ReactNode =
     c.rejection !== null && c.rejection !== undefined ? (
       <span className="bad">rejected</span>
+    ) : c.required_approvals === 0 ? (
+      <span className="muted">the approvals it needs are fixed at submission, by its risk and the tenant's policy</span>
     ) : missing === 0 ? (
       <span className="ok">
         {c.approvals.length}/{c.required_approvals} approvals: complete
@@ -1078,7 +1174,7 @@ function FourEyes({
             <div className="form-actions">
               {canApprove ? (
                 <button type="button" className="primary" disabled={pending || !!blocked} title={blocked} onClick={onApprove}>
-                  {c.emergency && c.state !== "submitted" ? "Approve retrospectively" : "Approve"}
+                  {c.review_pending ? "Approve retrospectively" : "Approve"}
                 </button>
               ) : null}
               {canReject ? (
@@ -1095,11 +1191,10 @@ function FourEyes({
   );
 }
 
-function actorLabel(a: TimelineEntry["actor"]): string {
-  if (!a) return "—";
-  if (a.name) return a.name;
-  if (a.kind === "system") return `system:${a.component ?? "?"}`;
-  return `${a.kind}:${a.id ? a.id.slice(-8) : "?"}`;
+function actorLabel(e: TimelineEntry): string {
+  if (e.actor_name) return e.actor_name;
+  const a = timelineActor(e.actor);
+  return a ? actorText(a) : "—";
 }
 
 function Timeline({ entries }: { entries: TimelineEntry[] }) {
@@ -1107,19 +1202,21 @@ function Timeline({ entries }: { entries: TimelineEntry[] }) {
   if (!entries.length) return <Empty>Nothing yet.</Empty>;
   return (
     <ol className="timeline" data-testid="change-timeline">
-      {entries.map((e, i) => (
-        <li key={`${e.position ?? i}-${e.event_type}`} data-event={e.event_type}>
-          <Time at={e.at ?? e.recorded_at} /> <strong>{e.event_type}</strong> <span className="muted">by {actorLabel(e.actor)}</span>
-          {e.stream && !e.stream.startsWith("change-") ? <span className="small muted"> · {e.stream}</span> : null}
-          {e.summary ? <span> · {e.summary}</span> : null}
-          {e.payload !== undefined ? (
-            <button type="button" className="link timeline-details" onClick={() => setOpen(open === i ? null : i)}>
-              {open === i ? "hide" : "details"}
+      {entries.map((e) => {
+        const link = e.stream.startsWith("change-") ? null : streamLink(e.stream);
+        return (
+          <li key={e.position} data-event={e.event_type} data-position={e.position}>
+            <Time at={e.recorded_at} /> <strong>{e.event_type}</strong> <span className="muted">by {actorLabel(e)}</span>
+            {e.stream.startsWith("change-") ? null : (
+              <span className="small muted"> · {link ? <Link to={link}>{e.stream}</Link> : e.stream}</span>
+            )}
+            <button type="button" className="link timeline-details" onClick={() => setOpen(open === e.position ? null : e.position)}>
+              {open === e.position ? "hide" : "details"}
             </button>
-          ) : null}
-          {open === i ? <pre className="json">{JSON.stringify(e.payload, null, 2)}</pre> : null}
-        </li>
-      ))}
+            {open === e.position ? <pre className="json">{JSON.stringify(e.payload, null, 2)}</pre> : null}
+          </li>
+        );
+      })}
     </ol>
   );
 }

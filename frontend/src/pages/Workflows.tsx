@@ -24,6 +24,7 @@ export type WorkflowKind = Schemas["WorkflowKind"];
 // (or removed from) the API makes tsc fail here until this set follows.
 const KINDS: Record<WorkflowKind, true> = {
   backup: true,
+  change_request: true,
   config_push: true,
   config_restore: true,
   firmware_upgrade: true,
