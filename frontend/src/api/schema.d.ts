@@ -2716,7 +2716,7 @@ export interface components {
              */
             recorded_at: string;
             /** @description Who caused it. */
-            actor: Record<string, never>;
+            actor: components["schemas"]["ActorDto"];
             /** @description The actor's display name, when the actor is a user. */
             actor_name?: string | null;
             /**

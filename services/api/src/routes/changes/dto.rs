@@ -348,8 +348,7 @@ pub struct TimelineEntryDto {
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
     /// Who caused it.
-    #[schema(value_type = Object)]
-    pub actor: netledger_domain::Actor,
+    pub actor: crate::routes::events::ActorDto,
     /// The actor's display name, when the actor is a user.
     pub actor_name: Option<String>,
     /// Causation id.

@@ -240,7 +240,7 @@ pub async fn get_change_timeline(
                 version: e.version,
                 event_type: e.event_type,
                 recorded_at: e.recorded_at,
-                actor: e.actor,
+                actor: (&e.actor).into(),
                 actor_name,
                 causation_id: e.causation_id,
                 correlation_id: e.correlation_id,
