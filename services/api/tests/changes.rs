@@ -1206,3 +1206,69 @@ async fn the_demo_approver_is_created_once_in_the_first_tenant(pool: PgPool) {
     assert_eq!(me.body["role"], "approver", "{:?}", me.body);
     assert_eq!(me.body["tenant_id"], app.tenant.to_string().as_str());
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_request_edited_after_its_run_started_gets_a_new_run_when_approved_again(pool: PgPool) {
+    let app = app(pool).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
+    let (_, ann) = app.named_user("ann", Role::Approver).await;
+    let (d1, _) = app.device("edge-1", Some(EXPORT)).await;
+    let now = app.clock.now();
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut windowed = content("night", &[&d1], "/system identity\nset name=n", "low");
+    windowed["window"] = json!({
+        "start": fmt(now + time::Duration::hours(1)),
+        "end": fmt(now + time::Duration::hours(3)),
+        "time_zone": "UTC",
+    });
+    let id = app
+        .post("/api/v1/change-requests", &op, windowed.clone())
+        .await
+        .body["change_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = approval_round(&app, &op, &ann, &id).await;
+    // Edited before its run scheduled it (no worker runs here): a draft again.
+    windowed["reason"] = json!("the fleet needs it, on the second night");
+    let e = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/change-requests/{id}"),
+            Some(&op),
+            Some(windowed),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(e.status, StatusCode::OK, "{:?}", e.body);
+    assert_eq!(e.body["state"], "draft");
+    // Approved again: a run of its own, not the first round's.
+    let second = approval_round(&app, &op, &ann, &id).await;
+    assert_ne!(first, second);
+}
+
+/// Submits request `id` (as `op`) and approves it (as `ann`); the approval of a request with a
+/// window starts a new run: its workflow id.
+async fn approval_round(app: &support::App, op: &str, ann: &str, id: &str) -> String {
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/submit"),
+            op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let a = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/approve"),
+            ann,
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["run"]["existed"], false, "{:?}", a.body);
+    a.body["run"]["workflow_id"].as_str().unwrap().to_owned()
+}

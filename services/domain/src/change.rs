@@ -643,6 +643,9 @@ pub struct ChangeRequest {
     pub required_approvals: u32,
     /// The frozen restore script, for a restore.
     pub restore_script: Option<String>,
+    /// How many times it was submitted (each submission is its own approval round, so its
+    /// own run: the run's idempotency key names it).
+    pub submissions: u32,
     /// Approvals that count (before the run; retrospective ones after an emergency run).
     pub approvals: Vec<Approval>,
     /// The last rejection: who, why.
@@ -920,6 +923,7 @@ impl Aggregate for ChangeRequest {
                 self.previews = e.previews.clone();
                 self.required_approvals = e.required_approvals;
                 self.restore_script = e.restore_script.clone();
+                self.submissions += 1;
                 self.approvals.clear();
                 self.rejection = None;
                 self.state = ChangeState::Submitted;

@@ -146,7 +146,7 @@ impl Env {
         id
     }
 
-    /// Starts the request's run as the API does: idempotency key `change:<id>:run`,
+    /// Starts the request's run as the API does: idempotency key `change:<id>:run:<submission>`,
     /// correlation id the request's uuid.
     async fn start_run(
         &self,
@@ -172,7 +172,7 @@ impl Env {
                 self.tenant,
                 input,
                 StartOptions::new(Actor::system("test"))
-                    .idempotency_key(format!("change:{id}:run"))
+                    .idempotency_key(format!("change:{id}:run:1"))
                     .correlation_id(*id.as_uuid()),
             )
             .await

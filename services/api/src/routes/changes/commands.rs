@@ -384,7 +384,9 @@ pub async fn start_change_request(
         ));
     }
     let retry = matches!(c.state, ChangeState::Scheduled | ChangeState::Running)
-        && started_run(&state, p.tenant, id).await?.is_some();
+        && started_run(&state, p.tenant, id, c.submissions)
+            .await?
+            .is_some();
     if !retry {
         // Refusals are immediate: the run's own `ChangeRequestScheduled` would be refused
         // for the same reason.
@@ -445,7 +447,7 @@ pub async fn cancel_change_request(
     .await?;
     let workflow = match before.change.workflow_id {
         Some(w) => Some(w),
-        None => started_run(&state, p.tenant, id).await?,
+        None => started_run(&state, p.tenant, id, before.change.submissions).await?,
     };
     let mut signal_position = None;
     if let Some(wf) = workflow {

@@ -275,10 +275,12 @@ pub(crate) async fn display_names(
         .collect())
 }
 
-/// The idempotency key of a request's run: a second start (or the start after an approval
-/// that already started it) answers with the same workflow.
-pub(crate) fn run_key(id: Uuid) -> String {
-    format!("change:{id}:run")
+/// The idempotency key of a request's run for its `submission`-th submission: a second start
+/// (or the start after an approval that already started it) answers with the same workflow,
+/// while a request edited and approved again gets a run of its own (a run started for an
+/// earlier approval round may have ended, having found the request edited).
+pub(crate) fn run_key(id: Uuid, submission: u32) -> String {
+    format!("change:{id}:run:{submission}")
 }
 
 /// The run's workflow if one was started for the request (by its idempotency key).
@@ -286,13 +288,14 @@ pub(crate) async fn started_run(
     state: &ApiState,
     tenant: TenantId,
     id: Uuid,
+    submission: u32,
 ) -> ApiResult<Option<WorkflowId>> {
     let mut tx = netledger_store::begin_tenant(&state.pools().app, tenant).await?;
     let row: Option<(Uuid,)> = sqlx::query_as(
         "SELECT workflow_id FROM workflow_tasks WHERE tenant_id = $1 AND idempotency_key = $2",
     )
     .bind(tenant.as_uuid())
-    .bind(run_key(id))
+    .bind(run_key(id, submission))
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -339,7 +342,8 @@ pub(crate) async fn start_run(
         allow_without_timer: content.overrides.allow_without_timer,
         requested_by: by,
     };
-    let mut options = netledger_engine::StartOptions::new(p.actor()).idempotency_key(run_key(id));
+    let mut options = netledger_engine::StartOptions::new(p.actor())
+        .idempotency_key(run_key(id, change.submissions));
     options.correlation_id = Some(id);
     Ok(state
         .engine()?
