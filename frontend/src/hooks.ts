@@ -106,9 +106,9 @@ export function useAction<A extends unknown[], R>(
 
 /**
  * Calls `onEvent` when live events matching `filter` arrive: once shortly after a burst
- * (at most every `minIntervalMs`, so a busy fleet does not turn into a reload storm), then
- * again 0.8 s and 2.5 s later, because read models are written by the projector shortly
- * after the event and a refetch right on the event may still see the old row.
+ * (at most every `minIntervalMs`, so a busy fleet does not turn into a reload storm). The
+ * refetch sees the event: the client sends the last position it has seen as `min_position`
+ * and the API answers once its projectors have passed it (`api()` in ./api/client).
  */
 export function useLiveRefresh(
   filter: (e: LiveEvent) => boolean,
@@ -121,16 +121,12 @@ export function useLiveRefresh(
   const cbRef = useRef(onEvent);
   cbRef.current = onEvent;
   useEffect(() => {
-    const followUps: ReturnType<typeof setTimeout>[] = [];
     let scheduled: ReturnType<typeof setTimeout> | null = null;
     let last = 0;
     const fire = () => {
       scheduled = null;
       last = Date.now();
       cbRef.current();
-      for (const t of followUps.splice(0)) clearTimeout(t);
-      followUps.push(setTimeout(() => cbRef.current(), 800));
-      followUps.push(setTimeout(() => cbRef.current(), 2500));
     };
     const off = live.subscribe((e) => {
       if (scheduled || !filterRef.current(e)) return;
@@ -139,7 +135,6 @@ export function useLiveRefresh(
     return () => {
       off();
       if (scheduled) clearTimeout(scheduled);
-      for (const t of followUps) clearTimeout(t);
     };
   }, deps);
 }

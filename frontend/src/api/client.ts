@@ -285,13 +285,54 @@ async function send(
   return res;
 }
 
-/** Sends one typed request; throws `ApiProblem` for any non-2xx answer. */
+// Read-your-writes (docs/api.md): the highest global position this tab has seen, from the
+// positions its writes returned and from the live events it received. Reads of the read
+// models that take `min_position` send it, so the server answers once its projectors have
+// passed it: a read right after a write or an event sees what it caused.
+let seenPosition = 0;
+
+/** Notes a global position this tab has seen (a write's, a live event's). */
+export function notePosition(position: number | null | undefined) {
+  if (typeof position === "number" && position > seenPosition) seenPosition = position;
+}
+
+/** The read-model reads, which take `min_position` (the API's OpenAPI document lists them). */
+const WAITING_READS = new RegExp(
+  [
+    "^/api/v1/(devices|workflows|rollouts)(/\\{[a-z_]+\\})?$",
+    "^/api/v1/change-requests$",
+    "^/api/v1/workflows/\\{workflow_id\\}/steps$",
+    "^/api/v1/rollouts/\\{rollout_id\\}/devices$",
+    "^/api/v1/devices/\\{device_id\\}/configs$",
+    "^/api/v1/audit/feed$",
+  ].join("|"),
+);
+
+/** The largest `last_position` in a write's answer (its `events`, `positions`, ...). */
+function lastPosition(v: unknown, depth = 0): number {
+  if (depth > 4 || v === null || typeof v !== "object") return 0;
+  let max = 0;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (k === "last_position" && typeof x === "number") max = Math.max(max, x);
+    else if (typeof x === "object") max = Math.max(max, lastPosition(x, depth + 1));
+  }
+  return max;
+}
+
+/**
+ * Sends one typed request; throws `ApiProblem` for any non-2xx answer. Reads that take
+ * `min_position` carry the highest position seen; a write's positions are noted.
+ */
 export async function api<M extends Method, P extends PathsFor<M>>(
   method: M,
   path: P,
   opts: RequestOptions<Op<P, M>> = {},
 ): Promise<ApiResponse<Success<Op<P, M>>>> {
-  const url = buildUrl(path as string, opts.path as object | undefined, opts.query as object | undefined);
+  let query = opts.query as Record<string, unknown> | undefined;
+  if (method === "get" && seenPosition > 0 && WAITING_READS.test(path as string) && query?.min_position === undefined) {
+    query = { ...(query ?? {}), min_position: seenPosition };
+  }
+  const url = buildUrl(path as string, opts.path as object | undefined, query);
   const res = await send(method, url, opts as RequestOptions<unknown>, false);
   if (!res.ok) throw await problemFrom(res);
   let data: unknown = undefined;
@@ -299,6 +340,7 @@ export async function api<M extends Method, P extends PathsFor<M>>(
     const type = res.headers.get("content-type") || "";
     data = type.includes("json") ? await res.json() : await res.text();
   }
+  if (method !== "get") notePosition(lastPosition(data));
   return {
     data: data as Success<Op<P, M>>,
     status: res.status,

@@ -3,7 +3,7 @@
 // parsed here. Resumes with `Last-Event-ID` after a drop, reconnects with exponential
 // backoff, refreshes the access token on 401. Pages subscribe and filter by stream or type.
 
-import { authorizedFetch, problemFrom, type Schemas } from "./client";
+import { authorizedFetch, notePosition, problemFrom, type Schemas } from "./client";
 
 export type LiveEvent = Schemas["EventDto"];
 export type LiveStatus = "idle" | "connecting" | "live" | "reconnecting" | "unavailable";
@@ -224,6 +224,8 @@ export class LiveEvents {
     } catch {
       return; // not an event (should not happen); the id still advanced
     }
+    // before the listeners: the reads they start wait for the projectors to pass it
+    notePosition(event.position);
     for (const l of [...this.listeners]) {
       try {
         l(event);

@@ -3473,6 +3473,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Entries per page (default 50, at most 500). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
             };
             header?: never;
             path?: never;
@@ -3480,7 +3485,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of entries. */
+            /** @description A page of entries (`Netledger-Projection-Behind: true` when `min_position` was not reached in time). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4359,6 +4364,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Versions per page (default 50, at most 500). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
             };
             header?: never;
             path: {
@@ -4369,7 +4379,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of versions. */
+            /** @description A page of versions (`Netledger-Projection-Behind: true` when `min_position` was not reached in time). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4953,6 +4963,11 @@ export interface operations {
                 cursor?: string;
                 /** @description Items per page (default 50, at most the server's maximum, 500 by default). */
                 limit?: number;
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
             };
             header?: never;
             path: {
@@ -4963,7 +4978,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of devices. */
+            /** @description A page of devices (`Netledger-Projection-Behind: true` when `min_position` was not reached in time). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5647,7 +5662,13 @@ export interface operations {
     };
     list_workflow_steps: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Read-your-writes: wait (bounded) until the read model has passed this global position
+                 *     (a write's `last_position`); `Netledger-Projection-Behind: true` when it did not.
+                 */
+                min_position?: number;
+            };
             header?: never;
             path: {
                 /** @description Workflow id. */
@@ -5657,7 +5678,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The steps. */
+            /** @description The steps (`Netledger-Projection-Behind: true` when `min_position` was not reached in time). */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -878,6 +878,26 @@ async fn reads_with_min_position_say_when_the_projection_is_behind(pool: PgPool)
         .await;
     assert_eq!(d.status, StatusCode::OK, "{:?}", d.body);
     assert!(d.headers.get("netledger-projection-behind").is_none());
+    // Config versions and the audit feed wait too (the admin reads the audit).
+    for (path, token) in [
+        (format!("/api/v1/devices/{d1}/configs"), &op),
+        ("/api/v1/audit/feed".to_owned(), &app.admin),
+    ] {
+        let caught = app.get(&format!("{path}?min_position={last}"), token).await;
+        assert_eq!(caught.status, StatusCode::OK, "{path}: {:?}", caught.body);
+        assert!(
+            caught.headers.get("netledger-projection-behind").is_none(),
+            "{path}"
+        );
+        let ahead = app
+            .get(&format!("{path}?min_position={}", last + 1000), token)
+            .await;
+        assert_eq!(ahead.status, StatusCode::OK, "{path}: {:?}", ahead.body);
+        assert_eq!(
+            ahead.headers["netledger-projection-behind"], "true",
+            "{path}"
+        );
+    }
     let bad = app
         .get("/api/v1/change-requests?min_position=-1", &op)
         .await;

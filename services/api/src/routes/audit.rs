@@ -90,14 +90,25 @@ pub struct AuditParams {
     operation_id = "audit_feed",
     tag = "audit",
     security(("bearer" = ["audit:read"])),
-    params(AuditParams),
-    responses((status = 200, description = "A page of entries.", body = AuditPage), (status = 400, response = BadRequest))
+    params(AuditParams, crate::http::MinPosition),
+    responses((status = 200, description = "A page of entries (`Netledger-Projection-Behind: true` when `min_position` was not reached in time).", body = AuditPage), (status = 400, response = BadRequest))
 )]
 pub async fn audit_feed(
     State(state): State<ApiState>,
     auth: Require<perm::AuditRead>,
     Query(q): Query<AuditParams>,
-) -> ApiResult<Json<AuditPage>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<AuditPage>)> {
+    // the feed and the emergency flags it takes from the change requests
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[
+            netledger_projections::projector::AUDIT,
+            netledger_projections::projector::CHANGE_REQUESTS,
+        ],
+        mp.min_position,
+    )
+    .await?;
     let page = query::audit_feed(
         &state.pools().app,
         auth.principal().tenant,
@@ -111,27 +122,30 @@ pub async fn audit_feed(
         },
     )
     .await?;
-    Ok(Json(AuditPage {
-        items: page
-            .items
-            .into_iter()
-            .map(|a| AuditEntryDto {
-                position: a.position,
-                recorded_at: a.recorded_at,
-                stream: a.stream,
-                category: a.category,
-                event_type: a.event_type,
-                schema_version: a.schema_version,
-                event_id: a.event_id,
-                actor: a.actor,
-                correlation_id: a.correlation_id,
-                causation_id: a.causation_id,
-                summary: a.summary,
-                emergency: a.emergency,
-            })
-            .collect(),
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(AuditPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|a| AuditEntryDto {
+                    position: a.position,
+                    recorded_at: a.recorded_at,
+                    stream: a.stream,
+                    category: a.category,
+                    event_type: a.event_type,
+                    schema_version: a.schema_version,
+                    event_id: a.event_id,
+                    actor: a.actor,
+                    correlation_id: a.correlation_id,
+                    causation_id: a.causation_id,
+                    summary: a.summary,
+                    emergency: a.emergency,
+                })
+                .collect(),
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 /// A signed checkpoint over a range of the tenant's events.

@@ -371,9 +371,9 @@ pub struct WorkflowStepList {
     operation_id = "list_workflow_steps",
     tag = "workflows",
     security(("bearer" = ["workflows:read"])),
-    params(("workflow_id" = Uuid, Path, description = "Workflow id.")),
+    params(("workflow_id" = Uuid, Path, description = "Workflow id."), crate::http::MinPosition),
     responses(
-        (status = 200, description = "The steps.", body = WorkflowStepList),
+        (status = 200, description = "The steps (`Netledger-Projection-Behind: true` when `min_position` was not reached in time).", body = WorkflowStepList),
         (status = 404, response = NotFound),
     )
 )]
@@ -381,15 +381,25 @@ pub async fn list_workflow_steps(
     State(state): State<ApiState>,
     auth: Require<perm::WorkflowsRead>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<WorkflowStepList>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<WorkflowStepList>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::WORKFLOWS],
+        mp.min_position,
+    )
+    .await?;
     let tenant = auth.principal().tenant;
     let wf = WorkflowId::from_uuid(id);
     let d = query::workflow_run_detail(&state.pools().app, tenant, wf)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {id}")))?;
-    Ok(Json(WorkflowStepList {
-        items: d.steps.into_iter().map(Into::into).collect(),
-    }))
+    Ok((
+        behind,
+        Json(WorkflowStepList {
+            items: d.steps.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 // ---- rollouts ------------------------------------------------------------------------------
@@ -633,9 +643,13 @@ pub struct RolloutDevicePage {
     operation_id = "list_rollout_devices",
     tag = "rollouts",
     security(("bearer" = ["rollouts:read"])),
-    params(("rollout_id" = Uuid, Path, description = "Rollout id."), crate::http::PageParams),
+    params(
+        ("rollout_id" = Uuid, Path, description = "Rollout id."),
+        crate::http::PageParams,
+        crate::http::MinPosition
+    ),
     responses(
-        (status = 200, description = "A page of devices.", body = RolloutDevicePage),
+        (status = 200, description = "A page of devices (`Netledger-Projection-Behind: true` when `min_position` was not reached in time).", body = RolloutDevicePage),
         (status = 404, response = NotFound),
     )
 )]
@@ -644,7 +658,14 @@ pub async fn list_rollout_devices(
     auth: Require<perm::RolloutsRead>,
     Path(id): Path<Uuid>,
     Query(q): Query<crate::http::PageParams>,
-) -> ApiResult<Json<RolloutDevicePage>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<RolloutDevicePage>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::ROLLOUTS],
+        mp.min_position,
+    )
+    .await?;
     let tenant = auth.principal().tenant;
     let rid = RolloutId::from_uuid(id);
     query::rollout_detail(&state.pools().app, tenant, rid)
@@ -660,21 +681,24 @@ pub async fn list_rollout_devices(
         },
     )
     .await?;
-    Ok(Json(RolloutDevicePage {
-        items: page
-            .items
-            .into_iter()
-            .map(|d| RolloutDeviceDto {
-                device_id: *d.device_id.as_uuid(),
-                ord: d.ord,
-                batch: d.batch,
-                outcome: d.outcome,
-                workflow_id: d.workflow_id.map(|w| *w.as_uuid()),
-                finished_at: d.finished_at,
-            })
-            .collect(),
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(RolloutDevicePage {
+            items: page
+                .items
+                .into_iter()
+                .map(|d| RolloutDeviceDto {
+                    device_id: *d.device_id.as_uuid(),
+                    ord: d.ord,
+                    batch: d.batch,
+                    outcome: d.outcome,
+                    workflow_id: d.workflow_id.map(|w| *w.as_uuid()),
+                    finished_at: d.finished_at,
+                })
+                .collect(),
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 // ---- starting and stopping work ------------------------------------------------------------

@@ -92,9 +92,13 @@ pub struct ConfigVersionParams {
     operation_id = "list_config_versions",
     tag = "configs",
     security(("bearer" = ["configs:read"])),
-    params(("device_id" = Uuid, Path, description = "Device id."), ConfigVersionParams),
+    params(
+        ("device_id" = Uuid, Path, description = "Device id."),
+        ConfigVersionParams,
+        crate::http::MinPosition
+    ),
     responses(
-        (status = 200, description = "A page of versions.", body = ConfigVersionPage),
+        (status = 200, description = "A page of versions (`Netledger-Projection-Behind: true` when `min_position` was not reached in time).", body = ConfigVersionPage),
         (status = 404, response = NotFound),
     )
 )]
@@ -103,7 +107,14 @@ pub async fn list_config_versions(
     auth: Require<perm::ConfigsRead>,
     Path(id): Path<Uuid>,
     Query(q): Query<ConfigVersionParams>,
-) -> ApiResult<Json<ConfigVersionPage>> {
+    Query(mp): Query<crate::http::MinPosition>,
+) -> ApiResult<(axum::http::HeaderMap, Json<ConfigVersionPage>)> {
+    let behind = crate::http::read_your_writes(
+        &state,
+        &[netledger_projections::projector::CONFIG_VERSIONS],
+        mp.min_position,
+    )
+    .await?;
     let tenant = auth.principal().tenant;
     device_or_404(&state, tenant, id).await?;
     let page = query::config_versions(
@@ -117,10 +128,13 @@ pub async fn list_config_versions(
         },
     )
     .await?;
-    Ok(Json(ConfigVersionPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: wrap_cursor(page.next_cursor),
-    }))
+    Ok((
+        behind,
+        Json(ConfigVersionPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: wrap_cursor(page.next_cursor),
+        }),
+    ))
 }
 
 /// A device's stored configuration (normalised, secrets masked).
