@@ -1291,7 +1291,9 @@ impl Aggregate for ChangeRequest {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// An instant as RFC 3339, as the request's refusals and reasons name times (the workflows
+/// that record its run use it too).
+pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -37,6 +37,18 @@ pub trait WorkflowCard: Send + Sync + 'static {
     fn devices(input: &Self::Input) -> Vec<DeviceId>;
 }
 
+/// The signal that continues a rollout paused because its maintenance window ended
+/// ([`RolloutInput::window_end`]), payload [`WindowContinue`]: sent by the API, waited for by
+/// the rollout workflow, which ignores a continue naming another pause.
+pub const WINDOW_CONTINUE: &str = "window_continue";
+
+/// Payload of [`WINDOW_CONTINUE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowContinue {
+    /// The pause it ends (its number within the run, from 1).
+    pub pause: u32,
+}
+
 // ---- change_request ------------------------------------------------------------------------
 
 /// `change_request` v1: the run of an approved change request: waits for its window (a

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use netledger_domain::change::{By, ChangeCommand, ChangeState};
+use netledger_domain::change::{By, ChangeCommand, ChangeState, rfc3339};
 use netledger_domain::workflow::card::{
     ChangeRunAction, ChangeRunInput, ChangeRunOutput, HealthChecks, Rollout, RolloutInput,
 };
@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::COMPONENT;
 use super::adapter::NetopsDeps;
-use super::change_stream::{ChangeWriter, rfc3339};
+use super::change_stream::ChangeWriter;
 
 /// What step `scheduled` found.
 #[derive(Debug, Clone, Serialize, Deserialize)]

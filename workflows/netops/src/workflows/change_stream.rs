@@ -136,9 +136,3 @@ fn fold(events: &[RecordedEvent]) -> Result<ChangeRequest, StepError> {
         .map_err(|e| StepError::fatal(format!("an event of the change request: {e}")))?;
     Ok(ChangeRequest::fold(&decoded))
 }
-
-/// `t` as RFC 3339 (as the request's reasons name times).
-pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
-}

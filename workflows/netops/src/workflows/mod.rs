@@ -36,9 +36,9 @@ pub use adapter::{NetopsDeps, NetopsOptions, SnapshotRecorded, Target};
 pub use cache::serve_firmware_cache;
 pub use netledger_domain::workflow::card::{
     BackupInput, ChangeRunInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
+    WINDOW_CONTINUE,
 };
 pub use restore::{PushRecord, RESTORE_KIND};
-pub use rollout::WINDOW_CONTINUE;
 
 pub(crate) use adapter::step_event_id;
 

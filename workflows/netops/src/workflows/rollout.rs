@@ -21,9 +21,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use netledger_domain::change::ChangeCommand;
+use netledger_domain::change::rfc3339;
 use netledger_domain::workflow::card::{
     ConfigPush, ConfigRestore, FirmwareInput, FirmwareUpgrade, PushInput, RestoreInput,
-    RestoreOutput, RolloutDeviceResult, RolloutInput, RolloutOutput,
+    RestoreOutput, RolloutDeviceResult, RolloutInput, RolloutOutput, WINDOW_CONTINUE,
+    WindowContinue,
 };
 use netledger_domain::workflow::{
     Outcome, RestoreResult, Rollout, RolloutCommand, RolloutCreated, RolloutDeviceFinished,
@@ -42,16 +44,7 @@ use uuid::Uuid;
 
 use super::COMPONENT;
 use super::adapter::NetopsDeps;
-use super::change_stream::{ChangeWriter, rfc3339};
-
-/// The signal that continues a rollout paused because its maintenance window ended; payload
-/// `{"pause": n}` (the pause's number, from 1; a continue naming another pause is ignored).
-pub const WINDOW_CONTINUE: &str = "window_continue";
-
-#[derive(Debug, Deserialize)]
-struct WindowContinue {
-    pause: u32,
-}
+use super::change_stream::ChangeWriter;
 
 /// The input of one device's child workflow.
 enum Child {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use netledger_domain::change::{By, ChangeCommand, ChangeContent, ChangeRefusal, ChangeState};
+use netledger_domain::workflow::card;
 use netledger_domain::{Aggregate, ChangeRequestId, WorkflowId};
 use uuid::Uuid;
 
@@ -516,8 +517,9 @@ pub async fn continue_change_request(
         .signal(
             p.tenant,
             wf,
-            "window_continue",
-            serde_json::json!({ "pause": pause }),
+            card::WINDOW_CONTINUE,
+            serde_json::to_value(card::WindowContinue { pause })
+                .map_err(|e| ApiError::internal(format!("encode window_continue: {e}")))?,
             p.actor(),
         )
         .await?;
