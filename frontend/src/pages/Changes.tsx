@@ -28,6 +28,7 @@ import {
 } from "../api/changes";
 import { oneOf } from "../api/enums";
 import { useAuth } from "../auth";
+import { DevicePicker } from "../devicepicker";
 import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useDeviceNames, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
@@ -42,7 +43,6 @@ import {
   ProblemBox,
   Section,
   ShortId,
-  Tags,
   Time,
   isoToLocal,
   localToIso,
@@ -539,38 +539,7 @@ function ChangeForm({
                   {c.plan.canaries} {c.plan.canaries === 1 ? "is the canary" : "are canaries"})
                 </span>
               </div>
-              <ProblemBox error={fleet.error} />
-              <div className="table-wrap device-picker">
-                <table className="table">
-                  <thead>
-                    <tr>
-                      <th>In</th>
-                      <th>Name</th>
-                      <th>Status</th>
-                      <th>RouterOS</th>
-                      <th>Tags</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {fleet.items.map((d) => (
-                      <tr key={d.id}>
-                        <td>
-                          <input type="checkbox" aria-label={`include ${d.name}`} checked={selected.includes(d.id)} onChange={() => toggle(d.id)} />
-                        </td>
-                        <td>{d.name}</td>
-                        <td>
-                          <Badge value={d.status} />
-                        </td>
-                        <td>{d.routeros_version ?? "—"}</td>
-                        <td>
-                          <Tags tags={d.tags} />
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-              <LoadMore hasMore={fleet.hasMore} loading={fleet.loading} onMore={() => void fleet.loadMore()} count={fleet.items.length} />
+              <DevicePicker fleet={fleet} selected={selected} onToggle={toggle} />
             </>
           ) : null}
         </>

@@ -7,9 +7,10 @@ import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api, type Schemas } from "../api/client";
 import { ROLLOUT_STATES, ROLLOUT_TARGET_KINDS, ROLLOUT_TARGET_LABELS, oneOf, type RolloutTargetKind } from "../api/enums";
 import { useAuth } from "../auth";
+import { DevicePicker } from "../devicepicker";
 import { useAction, useDeviceNames, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
-import { Badge, Empty, Field, LoadMore, Loading, ProblemBox, Section, ShortId, Tags, Time } from "../ui";
+import { Badge, Empty, Field, LoadMore, Loading, ProblemBox, Section, ShortId, Time } from "../ui";
 import { splitTags } from "./Fleet";
 import { RunCard } from "./Workflows";
 
@@ -277,50 +278,18 @@ function NewRollout({ onCreated }: { onCreated: (id: string) => void }) {
         </Field>
       </div>
       <ProblemBox error={addTags.error} />
-      <ProblemBox error={fleet.error} />
-      <div className="table-wrap device-picker">
-        <table className="table">
-          <thead>
-            <tr>
-              <th>In</th>
-              <th>Canary</th>
-              <th>Name</th>
-              <th>Status</th>
-              <th>RouterOS</th>
-              <th>Tags</th>
-            </tr>
-          </thead>
-          <tbody>
-            {fleet.items.map((d) => (
-              <tr key={d.id}>
-                <td>
-                  <input type="checkbox" aria-label={`include ${d.name}`} checked={selected.includes(d.id)} onChange={() => toggle(d.id)} />
-                </td>
-                <td>
-                  <input
-                    type="checkbox"
-                    aria-label={`canary ${d.name}`}
-                    checked={canaries.includes(d.id)}
-                    onChange={() => {
-                      toggleCanary(d.id);
-                      if (!selected.includes(d.id)) toggle(d.id);
-                    }}
-                  />
-                </td>
-                <td>{d.name}</td>
-                <td>
-                  <Badge value={d.status} />
-                </td>
-                <td>{d.routeros_version ?? "—"}</td>
-                <td>
-                  <Tags tags={d.tags} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-      <LoadMore hasMore={fleet.hasMore} loading={fleet.loading} onMore={() => void fleet.loadMore()} count={fleet.items.length} />
+      <DevicePicker
+        fleet={fleet}
+        selected={selected}
+        onToggle={toggle}
+        canaries={{
+          ids: canaries,
+          onToggle: (d) => {
+            toggleCanary(d);
+            if (!selected.includes(d)) toggle(d);
+          },
+        }}
+      />
       <p className="small">
         <strong>{selected.length}</strong> devices: {canaries.length} canaries (
         {canaries.map((c) => names.get(c) ?? c.slice(0, 8)).join(", ") || "none"}), then {others.length} in {batches}{" "}
