@@ -90,6 +90,42 @@ pub struct Config {
     pub command_timeout: Duration,
     /// Decoder limits for what the router sends.
     pub limits: Limits,
+    /// Bounds on one command's whole reply and on one file read back.
+    pub reply_limits: ReplyLimits,
+}
+
+/// How much one command may return before the client gives up on it: a registered
+/// "device" is not trusted to end its replies, and [`Client::run`] keeps every row in
+/// memory until `!done`. Past a bound the command is cancelled on the router and fails with
+/// [`Error::ReplyTooLarge`]; streams ([`Client::stream`]) are bounded by their consumer
+/// instead (back-pressure), so these bounds do not apply to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// Most `!re` rows in one reply.
+    pub max_rows: usize,
+    /// Most bytes in one reply: the sum of every row's attribute names and values.
+    pub max_bytes: usize,
+    /// Most bytes of one file read back (an export or a backup, see
+    /// [`Client::file_contents`]).
+    pub max_file_bytes: usize,
+}
+
+impl ReplyLimits {
+    /// 50,000 rows and 32 MiB per reply, 64 MiB per file. What the platform reads is far
+    /// smaller (a poll is a handful of rows, a file chunk one row of 32 KiB; exports of the
+    /// largest configurations seen are a few MiB), so the bounds only stop a peer that does
+    /// not stop.
+    pub const DEFAULT: ReplyLimits = ReplyLimits {
+        max_rows: 50_000,
+        max_bytes: 32 << 20,
+        max_file_bytes: 64 << 20,
+    };
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl Config {
@@ -105,6 +141,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
             limits: Limits::DEFAULT,
+            reply_limits: ReplyLimits::DEFAULT,
         }
     }
 
@@ -218,6 +255,7 @@ struct Inner {
     writer: mpsc::UnboundedSender<Bytes>,
     next_tag: AtomicU64,
     command_timeout: Duration,
+    reply_limits: ReplyLimits,
     peer: Option<PeerCertificate>,
     reader: Mutex<Option<JoinHandle<()>>>,
 }
@@ -324,10 +362,16 @@ impl Client {
                 writer,
                 next_tag: AtomicU64::new(1),
                 command_timeout: config.command_timeout,
+                reply_limits: config.reply_limits,
                 peer,
                 reader: Mutex::new(Some(reader)),
             }),
         })
+    }
+
+    /// The bounds this connection applies to replies.
+    pub fn reply_limits(&self) -> ReplyLimits {
+        self.inner.reply_limits
     }
 
     /// The certificate the router presented, on API-SSL connections. With
@@ -357,7 +401,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<Response, Error> {
         let mut pending = self.send(cmd)?;
-        match tokio::time::timeout(timeout, collect(&mut pending)).await {
+        let limits = self.inner.reply_limits;
+        match tokio::time::timeout(timeout, collect(&mut pending, limits)).await {
             Ok(result) => result,
             // Dropping `pending` unfinished sends `/cancel` for its tag.
             Err(_) => Err(Error::Timeout {
@@ -501,12 +546,33 @@ impl Drop for Pending {
     }
 }
 
-async fn collect(pending: &mut Pending) -> Result<Response, Error> {
+/// Collects a command's replies until `!done`, within `limits`; past them the caller drops
+/// `pending`, which cancels the command on the router.
+async fn collect(pending: &mut Pending, limits: ReplyLimits) -> Result<Response, Error> {
     let mut response = Response::default();
     let mut traps: Vec<Trap> = Vec::new();
+    let mut bytes = 0usize;
     while let Some(reply) = pending.next_reply().await {
         match reply?.kind {
-            ReplyKind::Re(row) => response.rows.push(row),
+            ReplyKind::Re(row) => {
+                bytes = row
+                    .iter()
+                    .fold(bytes, |n, (k, v)| n.saturating_add(k.len() + v.len()));
+                let exceeded = if response.rows.len() >= limits.max_rows {
+                    Some(format!("{} rows", limits.max_rows))
+                } else if bytes > limits.max_bytes {
+                    Some(format!("{} bytes", limits.max_bytes))
+                } else {
+                    None
+                };
+                if let Some(limit) = exceeded {
+                    return Err(Error::ReplyTooLarge {
+                        command: pending.path.clone(),
+                        limit,
+                    });
+                }
+                response.rows.push(row);
+            }
             ReplyKind::Empty => response.empty = true,
             ReplyKind::Trap(trap) => traps.push(trap),
             ReplyKind::Fatal(reason) => return Err(Error::Fatal { reason }),

@@ -120,6 +120,15 @@ pub enum Error {
         #[source]
         source: FieldError,
     },
+    /// The command's reply passed a [`crate::ReplyLimits`] bound (rows or bytes in one reply,
+    /// bytes of one file); it was cancelled on the router.
+    #[error("{command}: the router sent more than {limit}; the command was cancelled")]
+    ReplyTooLarge {
+        /// The command path.
+        command: String,
+        /// The bound passed (`50000 rows`, `33554432 bytes`).
+        limit: String,
+    },
     /// The command did not complete within its timeout; it was cancelled on the router.
     #[error("{command} timed out after {after:?}")]
     Timeout {

@@ -548,8 +548,6 @@ impl Default for ExportOptions {
 
 /// Largest `/file/read` chunk RouterOS accepts.
 const READ_CHUNK: usize = 32 * 1024;
-/// Refuse to read back files larger than this (an export is far smaller).
-const MAX_FILE: usize = 64 << 20;
 /// How often to look again for a file `/export` has just written.
 const FILE_APPEAR_TRIES: u32 = 10;
 const FILE_APPEAR_WAIT: Duration = Duration::from_millis(100);
@@ -801,8 +799,15 @@ impl Client {
                 .or_else(|| response.ret())
                 .cloned()
                 .unwrap_or_default();
-            if chunk.len() > READ_CHUNK || out.len() + chunk.len() > MAX_FILE {
-                return Err(unexpected(PATH, "file larger than expected"));
+            if chunk.len() > READ_CHUNK {
+                return Err(unexpected(PATH, "chunk larger than asked for"));
+            }
+            let max = self.reply_limits().max_file_bytes;
+            if out.len() + chunk.len() > max {
+                return Err(Error::ReplyTooLarge {
+                    command: format!("{PATH} {name}"),
+                    limit: format!("{max} bytes"),
+                });
             }
             out.extend_from_slice(&chunk);
             if chunk.len() < READ_CHUNK {

@@ -470,6 +470,131 @@ async fn slow_reply_times_out_and_is_cancelled_on_the_router() {
     server.await.unwrap();
 }
 
+/// A "device" that answers one command with `rows` rows of `value` each and never ends the
+/// reply by itself: only a `/cancel` stops it (then it ends the command as RouterOS does and
+/// serves `/fast`).
+async fn serve_endless(rows: usize, value: Vec<u8>) -> (SocketAddr, JoinHandle<()>) {
+    serve(move |mut c| async move {
+        c.login().await;
+        let print = c.expect("/flood/print").await;
+        for i in 0..rows {
+            let row = Attrs::new()
+                .with(".id", format!("*{i:X}"))
+                .with("v", &value);
+            c.answer(&print, Reply::re(row)).await;
+        }
+        let cancel = c.expect("/cancel").await;
+        assert_eq!(
+            cancel.attrs().get_str("tag"),
+            Some(print.tag().unwrap().as_str())
+        );
+        c.answer(
+            &print,
+            Reply::trap(Some(TrapCategory::Interrupted), "interrupted"),
+        )
+        .await;
+        c.answer(&print, Reply::done()).await;
+        c.answer(&cancel, Reply::done()).await;
+        let next = c.expect("/fast").await;
+        c.answer(&next, Reply::done()).await;
+    })
+    .await
+}
+
+fn limited(addr: SocketAddr, max_rows: usize, max_bytes: usize) -> Config {
+    let mut c = config(addr);
+    c.reply_limits = routeros::ReplyLimits {
+        max_rows,
+        max_bytes,
+        max_file_bytes: 1 << 20,
+    };
+    c
+}
+
+#[tokio::test]
+async fn a_reply_past_the_row_limit_is_cancelled_not_collected() {
+    let (addr, server) = serve_endless(250, b"x".to_vec()).await;
+    let client = Client::connect(&limited(addr, 100, 1 << 20)).await.unwrap();
+    let r = client.run(Command::new("/flood/print")).await;
+    assert!(
+        matches!(&r, Err(Error::ReplyTooLarge { command, limit })
+            if command == "/flood/print" && limit == "100 rows"),
+        "{r:?}"
+    );
+    // The connection stays usable: the flood was cancelled on the router.
+    client.run(Command::new("/fast")).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_past_the_byte_limit_is_cancelled_not_collected() {
+    // Three rows of 400 KB each: the third passes 1 MiB.
+    let (addr, server) = serve_endless(3, vec![b'y'; 400_000]).await;
+    let client = Client::connect(&limited(addr, 1000, 1 << 20))
+        .await
+        .unwrap();
+    let r = client.run(Command::new("/flood/print")).await;
+    assert!(
+        matches!(&r, Err(Error::ReplyTooLarge { limit, .. }) if limit == "1048576 bytes"),
+        "{r:?}"
+    );
+    client.run(Command::new("/fast")).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_past_the_file_limit_is_refused_and_still_removed() {
+    // 7.13+: `/file/read` in 32 KiB chunks; the device offers 70,000 bytes, the client
+    // accepts 50,000: it stops after the second chunk and removes the file.
+    let text: Vec<u8> = vec![b'#'; 70_000];
+    let (addr, server) = serve(move |mut c| async move {
+        c.login().await;
+        let res = c.expect("/system/resource/print").await;
+        c.answer(&res, Reply::re(resource_row("7.15.2 (stable)")))
+            .await;
+        c.answer(&res, Reply::done()).await;
+        let export = c.expect("/export").await;
+        c.answer(&export, Reply::done()).await;
+        let print = c.expect("/file/print").await;
+        let row = Attrs::new()
+            .with(".id", "*2A")
+            .with("name", "netledger-export.rsc")
+            .with("size", text.len().to_string());
+        c.answer(&print, Reply::re(row)).await;
+        c.answer(&print, Reply::done()).await;
+        let mut offset = 0;
+        loop {
+            let cmd = c.recv().await.unwrap();
+            if cmd.path() == "/file/remove" {
+                assert_eq!(cmd.attrs().get_str(".id"), Some("*2A"));
+                c.answer(&cmd, Reply::done()).await;
+                break;
+            }
+            assert_eq!(cmd.path(), "/file/read");
+            let size: usize = cmd.attrs().get_str("chunk-size").unwrap().parse().unwrap();
+            let chunk = &text[offset..(offset + size).min(text.len())];
+            offset += chunk.len();
+            c.answer(&cmd, Reply::re(Attrs::new().with("data", chunk)))
+                .await;
+            c.answer(&cmd, Reply::done()).await;
+        }
+        assert!(offset < text.len(), "the client read the whole file");
+    })
+    .await;
+    let mut cfg = config(addr);
+    cfg.reply_limits.max_file_bytes = 50_000;
+    let client = Client::connect(&cfg).await.unwrap();
+    let r = client
+        .export(&routeros::menus::ExportOptions::default())
+        .await;
+    assert!(
+        matches!(&r, Err(Error::ReplyTooLarge { limit, .. }) if limit == "50000 bytes"),
+        "{:?}",
+        r.as_ref().map(|b| b.len())
+    );
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn corrupted_frame_is_a_typed_codec_error() {
     let (addr, _server) = serve(|mut c| async move {

@@ -293,7 +293,8 @@ impl NetopsError {
 }
 
 /// Connection trouble and timeouts are retryable; a rejected login, a TLS/pinning failure, a
-/// `!trap` or a reply the client cannot use are not.
+/// `!trap` or a reply the client cannot use (malformed, or larger than the client accepts)
+/// are not.
 fn device_class(e: &routeros::Error) -> ErrorClass {
     use routeros::Error as R;
     match e {
@@ -311,6 +312,7 @@ fn device_class(e: &routeros::Error) -> ErrorClass {
         | R::Protocol { .. }
         | R::Encode { .. }
         | R::UnexpectedReply { .. }
+        | R::ReplyTooLarge { .. }
         | R::Field { .. } => ErrorClass::Fatal,
     }
 }
