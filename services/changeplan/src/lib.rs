@@ -7,6 +7,9 @@
 //! - [`preview`](mod@preview): what a change would do to one device, computed from the
 //!   device's latest archived export: the unified diff, the number of changed lines and
 //!   every policy violation ([`DevicePreview`]).
+//! - [`rules`](mod@rules): the policy's per-command rules (the analysable grammar, the
+//!   push machinery's names on decoded text, code on the device, named items in the
+//!   machinery's menus).
 //! - [`restore`](mod@restore): the RouterOS script that brings one configuration to another
 //!   ("restore device X to archived version V" as an ordinary change).
 //!
@@ -17,11 +20,12 @@ pub mod error;
 pub mod plan;
 pub mod preview;
 pub mod restore;
+pub mod rules;
 
 pub use error::{PlanError, Result};
 pub use plan::{
     CHANGE_MARKER, Change, ChangeId, DEVICE_SCRIPT_PREAMBLE_LINES, Expectation, Plan, PolicyCheck,
-    check_policy, parse_export, plan, policy_violations, to_change_lines, unmet,
+    check_policy, expected, parse_export, plan, policy_violations, to_change_lines, unmet,
 };
 pub use preview::{DevicePreview, preview};
 pub use restore::{RestoreError, restore_script};

@@ -23,15 +23,6 @@ use crate::error::{PlanError, Result};
 /// Marker of a change id in device text (devsim counts applications by it).
 pub use rosconfig::CHANGE_MARKER;
 
-/// Prefixes of device objects the push machinery owns; a change may not mention them.
-const RESERVED: &[&str] = &[
-    "netledger-rollback-",
-    "netledger-snap-",
-    "netledger-applied-",
-    "netledger-export-",
-    "netledger-dryrun-",
-];
-
 /// A change id: 1 to 64 ASCII letters, digits, `-` or `_` (so it can be part of device file
 /// and scheduler names, and of the `netledger-change-<id>` marker).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -179,15 +170,12 @@ pub fn to_change_lines(message: &str) -> String {
 /// Verbs a change may use: configuration edits and `:log`.
 const CONFIG_VERBS: &[&str] = &["add", "set", "remove", "enable", "disable", "unset"];
 
-/// The forbidden menu of `policy` that `path` falls under, if any.
+/// The forbidden menu of `policy` that `path` falls under (abbreviations included), if any.
 fn forbids<'p>(policy: &'p Policy, path: &MenuPath) -> Option<&'p str> {
     policy
         .forbidden_menus
         .iter()
-        .find(|f| {
-            let f = MenuPath::parse(f);
-            path.segments().starts_with(f.segments())
-        })
+        .find(|f| crate::rules::under(path, f))
         .map(String::as_str)
 }
 
@@ -419,9 +407,13 @@ pub struct PolicyCheck {
     pub violations: Vec<String>,
 }
 
-/// Checks a script against the policy and collects every violation (size, names the push
-/// machinery owns, number of commands, verbs that are not configuration edits, forbidden
-/// menus with their line).
+/// Checks a script against the policy and collects every violation: size; per command, in
+/// line order: run-time substitutions (only literals and literal `[ find ... ]` are
+/// analysable), names in the push machinery's `netledger-` namespace (on decoded text),
+/// verbs that are not configuration edits, forbidden menus, code-storing menus and script
+/// hooks (unless the policy is elevated), and unnamed items in the machinery's menus (see
+/// [`crate::rules`]); then the number of commands. A script that does not parse is checked
+/// for its size and, on its raw text, for the reserved namespace.
 pub fn policy_violations(script: &str, policy: &Policy) -> PolicyCheck {
     let mut violations = Vec::new();
     if script.len() > policy.max_bytes {
@@ -431,14 +423,18 @@ pub fn policy_violations(script: &str, policy: &Policy) -> PolicyCheck {
             policy.max_bytes
         ));
     }
-    for r in RESERVED.iter().filter(|r| script.contains(*r)) {
-        violations.push(format!(
-            "it mentions {r}..., a name the push machinery owns"
-        ));
-    }
     let cmds = match rosconfig::parse_script(script) {
         Ok(c) => c,
         Err(e) => {
+            if script
+                .to_ascii_lowercase()
+                .contains(crate::rules::RESERVED_NAMESPACE)
+            {
+                violations.push(format!(
+                    "it mentions {}..., names the push machinery owns",
+                    crate::rules::RESERVED_NAMESPACE
+                ));
+            }
             return PolicyCheck {
                 commands: Err((e.line, script_message(&e))),
                 violations,
@@ -453,6 +449,7 @@ pub fn policy_violations(script: &str, policy: &Policy) -> PolicyCheck {
         ));
     }
     for c in &cmds {
+        violations.extend(crate::rules::grammar_violations(c));
         let verb_ok = CONFIG_VERBS.contains(&c.verb.as_str()) || c.verb == ":log";
         if !verb_ok {
             violations.push(format!(
@@ -470,6 +467,7 @@ pub fn policy_violations(script: &str, policy: &Policy) -> PolicyCheck {
                 c.path.to_cli()
             ));
         }
+        violations.extend(crate::rules::code_violations(c, policy.elevated));
     }
     PolicyCheck {
         commands: Ok(cmds),
@@ -478,19 +476,11 @@ pub fn policy_violations(script: &str, policy: &Policy) -> PolicyCheck {
 }
 
 /// Parses a change and checks it against the policy (no device, no snapshot needed); the
-/// first violation (see [`policy_violations`]) refuses it.
+/// first violation (see [`policy_violations`]) refuses it, else a parse error does.
 pub fn check_policy(change: &Change, policy: &Policy) -> Result<Vec<ScriptCommand>> {
     let id = change.id.to_string();
     let check = policy_violations(&change.script, policy);
-    // size and reserved names are checked before parsing, the rest after
-    let early = usize::from(change.script.len() > policy.max_bytes)
-        + RESERVED
-            .iter()
-            .filter(|r| change.script.contains(*r))
-            .count();
-    if (early > 0 || check.commands.is_ok())
-        && let Some(rule) = check.violations.into_iter().next()
-    {
+    if let Some(rule) = check.violations.into_iter().next() {
         return Err(PlanError::Policy { change: id, rule });
     }
     check.commands.map_err(|(line, message)| PlanError::Parse {
@@ -500,12 +490,10 @@ pub fn check_policy(change: &Change, policy: &Policy) -> Result<Vec<ScriptComman
     })
 }
 
-/// The configuration `before` becomes when `cmds` are applied (`:log` lines are skipped);
-/// `Err` names the first command that does not apply: `message (line N column M)`.
-pub(crate) fn expected(
-    before: &Config,
-    cmds: &[ScriptCommand],
-) -> std::result::Result<Config, String> {
+/// The configuration `before` becomes when `cmds` are applied (`:log` lines are skipped):
+/// the dry-run model; `Err` names the first command that does not apply:
+/// `message (line N column M)`.
+pub fn expected(before: &Config, cmds: &[ScriptCommand]) -> std::result::Result<Config, String> {
     let mut after = before.clone();
     for c in cmds.iter().filter(|c| c.verb != ":log") {
         rosconfig::apply_command(&mut after, c)

@@ -65,11 +65,14 @@ fn check_restore(label: &str, current: &str, target: &str) -> Result<String, Res
             .any(|f| api == *f || api.starts_with(&format!("{f}/")))
     });
     if !forbidden_differs {
-        assert!(
-            check.violations.is_empty(),
-            "{label}: {:?}\n{script}",
-            check.violations
-        );
+        // only the rules an approved high-risk request lifts (code on the device): a
+        // restore script never carries a substitution or the machinery's names
+        let hard: Vec<&String> = check
+            .violations
+            .iter()
+            .filter(|v| !v.contains("approved high-risk change request"))
+            .collect();
+        assert!(hard.is_empty(), "{label}: {hard:?}\n{script}");
     }
     Ok(script)
 }

@@ -142,11 +142,24 @@ impl Tok {
     }
 }
 
+/// A character outside any literal that RouterOS evaluates when it runs a line: an unescaped
+/// `$` (variable or `$[...]`/`$(...)` substitution, also inside quotes), and outside quotes
+/// `[`/`]` glued to a word, `(`, `)`, `{`, `}` (expressions and code blocks). The tokens
+/// keep such text as if it were literal; script checks must refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hazard {
+    /// 1-based column.
+    pub col: usize,
+    /// The character.
+    pub ch: char,
+}
+
 struct Cursor<'a> {
     chars: Vec<char>,
     pos: usize,
     line: usize,
     _src: &'a str,
+    hazards: Vec<Hazard>,
 }
 
 impl Cursor<'_> {
@@ -221,6 +234,12 @@ impl Cursor<'_> {
                     self.escape(&mut out)?;
                 }
                 Some(c) => {
+                    if c == '$' {
+                        self.hazards.push(Hazard {
+                            col: self.pos + 1,
+                            ch: c,
+                        });
+                    }
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                     self.pos += 1;
@@ -276,6 +295,12 @@ impl Cursor<'_> {
                 // a quote in the middle of a bare word is not valid RouterOS syntax
                 return Err(self.err(ParseErrorKind::Unexpected("\"".into())));
             }
+            if matches!(c, '$' | '[' | ']' | '(' | ')' | '{' | '}') {
+                self.hazards.push(Hazard {
+                    col: self.pos + 1,
+                    ch: c,
+                });
+            }
             let mut buf = [0u8; 4];
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             self.pos += 1;
@@ -291,11 +316,21 @@ fn is_key_char(c: char) -> bool {
 
 /// Tokenizes one logical line. `line` is used for error positions.
 pub(crate) fn tokenize(text: &str, line: usize) -> Result<Vec<Tok>, ParseError> {
+    tokenize_with_hazards(text, line).map(|(toks, _)| toks)
+}
+
+/// Tokenizes one logical line and reports the [`Hazard`]s in it (inside bracket
+/// expressions too: their inner text is kept raw, so they are scanned here).
+pub(crate) fn tokenize_with_hazards(
+    text: &str,
+    line: usize,
+) -> Result<(Vec<Tok>, Vec<Hazard>), ParseError> {
     let mut cur = Cursor {
         chars: text.chars().collect(),
         pos: 0,
         line,
         _src: text,
+        hazards: Vec::new(),
     };
     let mut toks = Vec::new();
     while let Some(c) = cur.peek() {
@@ -355,7 +390,7 @@ pub(crate) fn tokenize(text: &str, line: usize) -> Result<Vec<Tok>, ParseError> 
             }
         }
     }
-    Ok(toks)
+    Ok((toks, cur.hazards))
 }
 
 /// Characters RouterOS leaves unquoted in values (observed in the corpus).

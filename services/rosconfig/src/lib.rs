@@ -37,7 +37,8 @@ pub use normalize::{MASK, is_secret, mask_secrets, normalise, normalise_masked};
 pub use parse::parse_export;
 pub use render::{ExportHeader, HeaderMode, RenderOptions, Wrap, render};
 pub use script::{
-    ApplyReport, Arg, ScriptCommand, apply_command, apply_script, dry_run, parse_script,
+    ApplyReport, Arg, ScriptCommand, Substitution, apply_command, apply_script, dry_run,
+    parse_script,
 };
 
 /// Marker of a change id in device text: `netledger-change-<id>`, the id made of letters,

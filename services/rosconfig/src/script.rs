@@ -9,7 +9,7 @@
 //! with `bad command name`; the device simulator executes them.
 
 use crate::error::{ModelError, ParseError, ParseErrorKind, ScriptError};
-use crate::lex::{Tok, logical_lines, tokenize};
+use crate::lex::{Hazard, Tok, logical_lines, tokenize_with_hazards};
 use crate::model::{Attr, Config, FindExpr, ItemId, MenuPath, Selector};
 use crate::parse::{
     VERBS, WordMode, collect_attrs, parse_find, selector_from, split_command, tok_text,
@@ -38,6 +38,21 @@ impl Arg {
     }
 }
 
+/// Text of a command that RouterOS evaluates when it runs the line instead of taking it
+/// literally: a bracket expression other than a literal `[ find ... ]` (positional, as a
+/// `key=[...]` value, or nested inside a `find`), an unescaped `$` (variables and
+/// `$[...]`/`$(...)` substitutions, inside quotes too), and outside quotes `[`/`]` glued to a
+/// word, `(`, `)`, `{` or `}`. What such text does cannot be known before the device runs
+/// it, so a check of the command is only complete when there is none
+/// ([`ScriptCommand::is_literal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substitution {
+    /// 1-based column where it starts.
+    pub column: usize,
+    /// The text (`[/system clock get time]`, `$`, `{`).
+    pub text: String,
+}
+
 /// One parsed command of a change script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptCommand {
@@ -53,9 +68,17 @@ pub struct ScriptCommand {
     pub positional: Vec<Arg>,
     /// `key=value` arguments (shorthand expanded).
     pub attrs: Vec<Attr>,
+    /// Everything in the command the device evaluates at run time (see [`Substitution`]);
+    /// empty for a command made of literals and literal `[ find ... ]` expressions.
+    pub substitutions: Vec<Substitution>,
 }
 
 impl ScriptCommand {
+    /// Whether the command is all literal text: no [`Substitution`].
+    pub fn is_literal(&self) -> bool {
+        self.substitutions.is_empty()
+    }
+
     /// Value of a named argument.
     pub fn arg(&self, key: &str) -> Option<&str> {
         self.attrs
@@ -115,12 +138,100 @@ impl ScriptCommand {
     }
 }
 
+/// Whether a bracket's inner text is a `find` expression (its first word is `find`).
+fn is_find(inner: &str) -> bool {
+    let t = inner.trim_start();
+    t.strip_prefix("find")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// The substitutions inside the inner text of a bracket at `col`: none for a literal
+/// `[ find ... ]` (its conditions compare properties with literal values); the whole
+/// bracket when it is anything else or does not tokenize.
+fn bracket_substitutions(inner: &str, line: usize, col: usize) -> Vec<Substitution> {
+    let whole = || {
+        vec![Substitution {
+            column: col,
+            text: format!("[{inner}]"),
+        }]
+    };
+    if !is_find(inner) {
+        return whole();
+    }
+    let Ok((toks, hazards)) = tokenize_with_hazards(inner, line) else {
+        return whole();
+    };
+    let mut out: Vec<Substitution> = hazards
+        .iter()
+        .map(|h| Substitution {
+            column: col + h.col,
+            text: h.ch.to_string(),
+        })
+        .collect();
+    for t in toks {
+        match t {
+            Tok::Bracket { inner: i, col: c } => out.push(Substitution {
+                column: col + c,
+                text: format!("[{i}]"),
+            }),
+            Tok::Pair {
+                value,
+                quoted: false,
+                col: c,
+                ..
+            } if value.starts_with('[') => out.push(Substitution {
+                column: col + c,
+                text: value,
+            }),
+            Tok::Semi { col: c } => out.push(Substitution {
+                column: col + c,
+                text: ";".into(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The substitutions of one statement's tokens (bracket expressions; `hazards` are the
+/// lexer's for the statement's columns).
+fn statement_substitutions(toks: &[Tok], hazards: &[Hazard], line: usize) -> Vec<Substitution> {
+    let mut out: Vec<Substitution> = hazards
+        .iter()
+        .map(|h| Substitution {
+            column: h.col,
+            text: h.ch.to_string(),
+        })
+        .collect();
+    for t in toks {
+        match t {
+            Tok::Bracket { inner, col } => out.extend(bracket_substitutions(inner, line, *col)),
+            Tok::Pair {
+                key,
+                value,
+                quoted: false,
+                col,
+            } if value.starts_with('[') => {
+                let inner = value
+                    .strip_prefix('[')
+                    .and_then(|v| v.strip_suffix(']'))
+                    .unwrap_or(value);
+                let at = col + key.chars().count() + 1;
+                out.extend(bracket_substitutions(inner, line, at));
+            }
+            _ => {}
+        }
+    }
+    out.sort_by_key(|s| s.column);
+    out
+}
+
 fn to_arg(t: Tok, line: usize) -> Result<Arg, ParseError> {
     match t {
         Tok::Word { text, .. } => Ok(Arg::Word(text)),
         Tok::Quoted { text, .. } => Ok(Arg::Quoted(text)),
         Tok::Bracket { inner, col } => {
-            if inner.trim_start().starts_with("find") {
+            if is_find(&inner) {
                 Ok(Arg::Find(parse_find(&inner, line, col)?))
             } else {
                 Ok(Arg::Expr(inner))
@@ -148,21 +259,33 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptCommand>, ScriptError> {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let toks = tokenize(&ll.text, ll.line).map_err(perr)?;
-        // split at `;`
-        let mut stmts: Vec<Vec<Tok>> = vec![Vec::new()];
+        let (toks, hazards) = tokenize_with_hazards(&ll.text, ll.line).map_err(perr)?;
+        // split at `;`, each statement with the lexer hazards of its columns
+        let mut stmts: Vec<(Vec<Tok>, Vec<Hazard>)> = vec![(Vec::new(), Vec::new())];
+        let mut hz = hazards.into_iter().peekable();
         for tk in toks {
             match tk {
-                Tok::Semi { .. } => stmts.push(Vec::new()),
+                Tok::Semi { col } => {
+                    if let Some(last) = stmts.last_mut() {
+                        while let Some(h) = hz.next_if(|h| h.col < col) {
+                            last.1.push(h);
+                        }
+                    }
+                    stmts.push((Vec::new(), Vec::new()));
+                }
                 other => {
                     if let Some(last) = stmts.last_mut() {
-                        last.push(other);
+                        last.0.push(other);
                     }
                 }
             }
         }
-        for st in stmts.into_iter().filter(|s| !s.is_empty()) {
+        if let Some(last) = stmts.last_mut() {
+            last.1.extend(hz);
+        }
+        for (st, hazards) in stmts.into_iter().filter(|s| !s.0.is_empty()) {
             let first_col = st.first().map(Tok::col).unwrap_or(1);
+            let substitutions = statement_substitutions(&st, &hazards, ll.line);
             let raw = split_command(st);
             let path = match &raw.path {
                 Some(p) => p.clone(),
@@ -209,6 +332,7 @@ pub fn parse_script(text: &str) -> Result<Vec<ScriptCommand>, ScriptError> {
                 verb,
                 positional,
                 attrs,
+                substitutions,
             });
         }
     }

@@ -165,6 +165,7 @@ impl Env {
             plan,
             window,
             allow_without_timer: false,
+            elevated: false,
             requested_by: "approver".into(),
         };
         self.engine

@@ -3,6 +3,12 @@
 //! first failing line (the error names it, `... (line N column M)`) or when a line takes
 //! the device down (reboot, backup load, upgrade). Which commands a script may use is the
 //! executor's business, not the runner's.
+//!
+//! Like RouterOS, a line's bracket substitutions (`[/system clock get time]` as an
+//! argument, a `key=[...]` value, or nested in a `find`) run before the line itself, as
+//! lines of the same origin (their value is not simulated, and a failure inside one is
+//! ignored). A literal `[ find ... ]` is a
+//! selector, not a substitution. `$` variables are not simulated.
 
 use super::Device;
 use super::exec::{Origin, Request};
@@ -34,6 +40,13 @@ impl Device {
     ) -> Result<(), String> {
         let cmds = rosconfig::parse_script(source).map_err(|e| e.message)?;
         for c in &cmds {
+            for sub in &c.substitutions {
+                if let Some(inner) = sub.text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                    // its value is not simulated, nor are commands devsim lacks (`get`):
+                    // what it does run, it runs
+                    let _ = self.run_script(st, inner, origin);
+                }
+            }
             match self.exec(st, origin, &Request::script(c)) {
                 Ok(done) if done.down => return Ok(()),
                 Ok(_) => {}

@@ -104,6 +104,10 @@ pub struct ChangeRunInput {
     /// Approved override: push without the device-side rollback timer where needed.
     #[serde(default)]
     pub allow_without_timer: bool,
+    /// Approved at risk `high` with the policy violations accepted (not an emergency): the
+    /// pushes run under an elevated [`Policy`] (`Policy::elevated`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub elevated: bool,
     /// Who asked for the run (user id): the approver or author who pressed start, or whose
     /// approval completed a request with a window. Recorded on `ChangeRequestScheduled`.
     pub requested_by: String,
@@ -160,6 +164,14 @@ pub struct Policy {
     pub max_commands: usize,
     /// Largest change in bytes (`/file add contents=` holds about 60 KB).
     pub max_bytes: usize,
+    /// The change may store and run code on the device: `/file`, `/system/script`,
+    /// `/tool/netwatch`, `/container`, `/disk`, `/system/clock` and script-hook properties
+    /// (`on-event`, `on-up`, `lease-script`, ...). Set only for the pushes of an approved
+    /// change request at risk `high` that accepts policy violations; never for a direct
+    /// push. Forbidden menus, the push machinery's names and run-time substitutions stay
+    /// refused either way.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub elevated: bool,
 }
 
 impl Default for Policy {
@@ -174,6 +186,7 @@ impl Default for Policy {
             ],
             max_commands: 500,
             max_bytes: 60_000,
+            elevated: false,
         }
     }
 }

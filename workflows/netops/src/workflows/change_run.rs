@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use netledger_domain::change::{By, ChangeCommand, ChangeState, rfc3339};
 use netledger_domain::workflow::card::{
-    ChangeRunAction, ChangeRunInput, ChangeRunOutput, HealthChecks, Rollout, RolloutInput,
+    ChangeRunAction, ChangeRunInput, ChangeRunOutput, HealthChecks, Policy, Rollout, RolloutInput,
 };
 use netledger_domain::workflow::{Outcome, RolloutTarget};
 use netledger_domain::{Actor, RolloutId, WorkflowId};
@@ -103,7 +103,11 @@ fn rollout_input(input: &ChangeRunInput, rollout_id: RolloutId) -> RolloutInput 
         parallelism: input.plan.parallelism,
         failure_threshold: input.plan.failure_threshold,
         rollback_on_halt: input.plan.rollback_on_halt,
-        policy: None,
+        // an approved high-risk request that accepted the violations may store and run code
+        policy: input.elevated.then(|| Policy {
+            elevated: true,
+            ..Policy::default()
+        }),
         checks: HealthChecks::default(),
         routerboard,
         change_id: Some(input.change_id),

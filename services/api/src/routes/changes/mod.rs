@@ -340,6 +340,11 @@ pub(crate) async fn start_run(
         plan: content.plan,
         window: content.window.clone(),
         allow_without_timer: content.overrides.allow_without_timer,
+        // code on the device (scripts, hooks, files) only for an approved high-risk request
+        // that accepted the preview's violations; never for a break-glass one
+        elevated: content.risk == netledger_domain::change::RiskLevel::High
+            && content.overrides.accept_policy_violations
+            && !content.emergency,
         requested_by: by,
     };
     let mut options = netledger_engine::StartOptions::new(p.actor())
