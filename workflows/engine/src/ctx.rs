@@ -30,6 +30,7 @@ use crate::engine::StartOptions;
 use crate::error::{EngineError, StepError};
 use crate::journal::{Decision, Entry, failure_is_final};
 use crate::journaler::{Halt, Journaler};
+use crate::lease::LeaseWatch;
 use crate::shared::Shared;
 
 fn final_error(f: &WorkflowStepFailed) -> StepError {
@@ -53,6 +54,7 @@ pub struct Ctx {
     /// Notified when a signal for this workflow is announced.
     poke: Arc<Notify>,
     halted: Arc<Notify>,
+    lease: LeaseWatch,
     input: Value,
     kind: String,
     version: u32,
@@ -76,6 +78,7 @@ impl Ctx {
         shared: Arc<Shared>,
         poke: Arc<Notify>,
         halted: Arc<Notify>,
+        lease: LeaseWatch,
     ) -> Self {
         let (input, kind, version, devices, rollout) = {
             let st = j.lock();
@@ -93,6 +96,7 @@ impl Ctx {
             shared,
             poke,
             halted,
+            lease,
             input,
             kind,
             version,
@@ -137,6 +141,13 @@ impl Ctx {
     /// one request caused shares one correlation id.
     pub fn correlation_id(&self) -> Uuid {
         self.j.lock().replay.journal.correlation_id
+    }
+
+    /// The local lease deadline of this run (see [`crate::lease`]): the expiry of the last
+    /// lease its worker renewed successfully, minus a safety margin. The worker stops the run
+    /// when it passes; a step body reads it with [`crate::lease::deadline`].
+    pub fn lease_deadline(&self) -> OffsetDateTime {
+        self.lease.deadline()
     }
 
     /// The input it was started with, as `T` (a mismatch is a fatal error). Definitions get
@@ -319,7 +330,10 @@ impl Ctx {
                 return self.halt(halt).await;
             }
             self.crash(name, "started");
-            let body = crate::crash::scoped(self.step_scope(name), f());
+            let body = crate::lease::scoped(
+                self.lease.clone(),
+                crate::crash::scoped(self.step_scope(name), f()),
+            );
             let result = match options.timeout {
                 Some(limit) => match tokio::time::timeout(limit, body).await {
                     Ok(r) => r,

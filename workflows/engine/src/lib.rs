@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod journal;
 mod journaler;
+pub mod lease;
 mod shared;
 mod worker;
 

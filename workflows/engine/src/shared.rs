@@ -142,6 +142,14 @@ impl Shared {
         }
     }
 
+    /// The local lease deadline of a lease that expires at `expires` (see [`crate::lease`]).
+    pub(crate) fn lease_deadline(&self, expires: OffsetDateTime) -> OffsetDateTime {
+        let margin = crate::lease::margin(self.options.lease, self.options.heartbeat);
+        expires
+            .checked_sub(time::Duration::try_from(margin).unwrap_or(time::Duration::ZERO))
+            .unwrap_or(expires)
+    }
+
     pub(crate) fn later(&self, d: Duration) -> OffsetDateTime {
         let now = self.now();
         now.checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO))

@@ -30,6 +30,7 @@ use crate::engine::{Engine, NOTIFY_CHANNEL};
 use crate::error::EngineError;
 use crate::journal::{Decision, Journal, Replay, signals};
 use crate::journaler::{Halt, Journaler, RunIo, RunState, TakeOverError, event_columns, take_over};
+use crate::lease::LeaseWatch;
 pub use crate::shared::WorkerOptions;
 use crate::shared::{FinishRequest, Shared};
 
@@ -42,7 +43,8 @@ pub struct WorkerReport {
     pub finished: u64,
     /// Runs that suspended (timer, signal wait, pause, long backoff, shutdown).
     pub suspended: u64,
-    /// Runs stopped because another worker took the workflow over.
+    /// Runs stopped because another worker took the workflow over, or because their local
+    /// lease deadline passed without a successful heartbeat (see [`crate::lease`]).
     pub fenced: u64,
     /// Runs stopped by a database error (retried later).
     pub failed_runs: u64,
@@ -79,6 +81,8 @@ struct Claimed {
     wake_seq: i64,
     parent: Option<WorkflowId>,
     previous_owner: Option<String>,
+    /// The lease expiry this claim wrote (computed before the claim was sent).
+    lease_expires: OffsetDateTime,
 }
 
 /// How a drive ended.
@@ -94,6 +98,8 @@ struct InFlight {
     attempt: u64,
     poke: Arc<Notify>,
     abort: AbortHandle,
+    /// The run's local lease deadline: moved on by every successful heartbeat.
+    deadline: watch::Sender<OffsetDateTime>,
 }
 
 type InFlightMap = Arc<Mutex<HashMap<WorkflowId, InFlight>>>;
@@ -358,13 +364,24 @@ async fn spawn_drivers(
         let poke = Arc::new(Notify::new());
         let workflow = task.workflow;
         let attempt = task.attempt;
-        let abort = drivers.spawn(drive(shared.clone(), task, events, poke.clone()));
+        let (deadline, watch) = watch::channel(shared.lease_deadline(task.lease_expires));
+        let lease = LeaseWatch {
+            clock: shared.engine.clock().clone(),
+            deadline: watch,
+            recheck: shared
+                .options
+                .poll
+                .min(shared.options.heartbeat)
+                .max(Duration::from_millis(10)),
+        };
+        let abort = drivers.spawn(drive(shared.clone(), task, events, poke.clone(), lease));
         lock_map(in_flight).insert(
             workflow,
             InFlight {
                 attempt,
                 poke,
                 abort,
+                deadline,
             },
         );
     }
@@ -423,6 +440,7 @@ async fn claim(shared: &Shared, n: usize) -> Result<Vec<Claimed>, EngineError> {
             wake_seq: row.try_get("wake_seq").map_err(get)?,
             parent: parent.map(WorkflowId::from_uuid),
             previous_owner: row.try_get("previous_owner").map_err(get)?,
+            lease_expires: expires,
         });
     }
     Ok(out)
@@ -585,13 +603,27 @@ async fn heartbeat(shared: Arc<Shared>, in_flight: InFlightMap) {
                 .filter_map(|r| r.try_get::<Uuid, _>("workflow_id").ok())
                 .collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed; leases may expire");
+                // The runs stop on their own once their local lease deadline passes.
+                tracing::warn!(error = %e, "heartbeat failed; runs stop at their local lease deadline unless a later heartbeat succeeds");
                 continue;
             }
         };
+        let deadline = shared.lease_deadline(expires);
         let map = lock_map(&in_flight);
         for (id, attempt) in ids.into_iter().zip(attempts) {
-            if !renewed.contains(&id)
+            if renewed.contains(&id)
+                && let Some(f) = map.get(&WorkflowId::from_uuid(id))
+                && i64::try_from(f.attempt).ok() == Some(attempt)
+            {
+                // Renewed: the run may act until the new lease's local deadline.
+                f.deadline.send_if_modified(|d| {
+                    let later = deadline > *d;
+                    if later {
+                        *d = deadline;
+                    }
+                    later
+                });
+            } else if !renewed.contains(&id)
                 && let Some(f) = map.get(&WorkflowId::from_uuid(id))
                 && i64::try_from(f.attempt).ok() == Some(attempt)
             {
@@ -604,15 +636,31 @@ async fn heartbeat(shared: Arc<Shared>, in_flight: InFlightMap) {
     }
 }
 
-/// Drives one claimed workflow until it finishes, suspends or is fenced.
+/// Drives one claimed workflow until it finishes, suspends or is fenced, or until its local
+/// lease deadline passes (see [`crate::lease`]): then the run is dropped where it is, its
+/// step body included (no further device command is sent), as if the worker had crashed, and
+/// the workflow is left to whoever claims it once the lease has expired.
 async fn drive(
     shared: Arc<Shared>,
     task: Claimed,
     events: Vec<RecordedEvent>,
     poke: Arc<Notify>,
+    lease: LeaseWatch,
 ) -> (WorkflowId, Ended) {
     let workflow = task.workflow;
-    let ended = drive_inner(&shared, &task, events, poke).await;
+    let ended = tokio::select! {
+        biased;
+        () = lease.clone().lapse() => {
+            tracing::warn!(
+                workflow = %workflow,
+                deadline = %lease.deadline(),
+                "local lease deadline passed without a successful heartbeat; stopping the run \
+                 (and its device side effects) and leaving the workflow to the next claim"
+            );
+            Ended::Fenced
+        }
+        ended = drive_inner(&shared, &task, events, poke, lease.clone()) => ended,
+    };
     (workflow, ended)
 }
 
@@ -621,6 +669,7 @@ async fn drive_inner(
     task: &Claimed,
     events: Vec<RecordedEvent>,
     poke: Arc<Notify>,
+    lease: LeaseWatch,
 ) -> Ended {
     let mut journal = match Journal::from_events(&events) {
         Ok(j) => j,
@@ -718,6 +767,7 @@ async fn drive_inner(
             shared.clone(),
             poke.clone(),
             halted.clone(),
+            lease.clone(),
         )))
         .catch_unwind();
         let returned = tokio::select! {

@@ -272,6 +272,151 @@ async fn fenced_attempts_ignore_stale_workers(pool: PgPool) {
     assert_eq!(heartbeat.rows_affected(), 0);
 }
 
+/// Sets a flag and notifies when dropped (a step body's future dropped mid-way).
+struct DropSignal(Arc<Notify>, Arc<std::sync::atomic::AtomicBool>);
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.1.store(true, Ordering::SeqCst);
+        self.0.notify_one();
+    }
+}
+
+/// Issue #15 item 4: a worker whose heartbeats fail (its claim/heartbeat pool is closed: cut
+/// off from PostgreSQL) must stop driving the device once its local lease deadline passes,
+/// while another worker takes the workflow over. On the old code the failed heartbeat only
+/// logged and the first attempt kept sending "device commands" next to the second one.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_worker_whose_heartbeats_fail_stops_its_device_commands_at_its_lease_deadline(
+    pool: PgPool,
+) {
+    let env = env(pool).await;
+    // (invocation of the step body, time) of every "device command"
+    let device: Arc<std::sync::Mutex<Vec<(u32, OffsetDateTime)>>> = Arc::default();
+    let invocations = Arc::new(AtomicU32::new(0));
+    let entered = Arc::new(Notify::new());
+    let dropped = Arc::new(Notify::new());
+    let dropped_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clock = env.clock.clone();
+    let (d, inv, ent, drp, flag) = (
+        device.clone(),
+        invocations.clone(),
+        entered.clone(),
+        dropped.clone(),
+        dropped_flag.clone(),
+    );
+    let def = Definition::of(Lease, move |mut ctx, _: Value| {
+        let (d, inv, ent, drp, flag, clock) = (
+            d.clone(),
+            inv.clone(),
+            ent.clone(),
+            drp.clone(),
+            flag.clone(),
+            clock.clone(),
+        );
+        async move {
+            let n: u32 = ctx
+                .step("drive", move || {
+                    let (d, ent, drp, flag, clock) = (
+                        d.clone(),
+                        ent.clone(),
+                        drp.clone(),
+                        flag.clone(),
+                        clock.clone(),
+                    );
+                    let n = inv.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        if n == 1 {
+                            // The first attempt drives the device until it is stopped.
+                            let _dropped = DropSignal(drp, flag);
+                            ent.notify_one();
+                            loop {
+                                d.lock().unwrap().push((n, clock.now()));
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                        d.lock().unwrap().push((n, clock.now()));
+                        Ok(n)
+                    }
+                })
+                .await?;
+            Ok(Finish::succeeded(json!(n)))
+        }
+    });
+    let reg = registry(vec![def]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start::<Lease>(tenant, Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+
+    // Worker A claims and heartbeats through a pool of its own; its journal appends still work.
+    let a_pools = netledger_store::Pools::connect(&env.owner.connect_options(), None, None, 2)
+        .await
+        .unwrap();
+    let mut o = fast("cut-off");
+    o.lease = Duration::from_millis(1500);
+    o.heartbeat = Duration::from_millis(300);
+    o.concurrency = 1;
+    let a = env.worker_on(&reg, a_pools.system.clone(), o);
+    tokio::time::timeout(Duration::from_secs(20), entered.notified())
+        .await
+        .expect("worker A enters the step");
+    // Cut A off: its heartbeats fail from now on (closing marks the pool closed at once).
+    drop(a_pools.system.close());
+
+    let mut o = fast("rescuer");
+    o.lease = Duration::from_millis(1500);
+    o.heartbeat = Duration::from_millis(300);
+    let b = env.worker(&reg, o);
+    let s = finished(&engine, tenant, id).await;
+    assert_eq!(s.outcome, Some(Outcome::Succeeded));
+    assert_eq!(s.attempt, 2, "claimed by A, then taken over by B");
+
+    // A's attempt must have been stopped (its future dropped) rather than left running.
+    if !dropped_flag.load(Ordering::SeqCst) {
+        tokio::time::timeout(Duration::from_secs(30), dropped.notified())
+            .await
+            .expect("worker A is still driving the device after its lease passed and B took over");
+    }
+    let a_report = a.stop().await;
+    b.stop().await;
+    assert_eq!(a_report.fenced, 1, "{a_report:?}");
+    assert_eq!(a_report.finished, 0, "{a_report:?}");
+
+    let commands = device.lock().unwrap().clone();
+    let last_a = commands
+        .iter()
+        .filter(|(n, _)| *n == 1)
+        .map(|(_, t)| *t)
+        .max();
+    let first_b = commands
+        .iter()
+        .filter(|(n, _)| *n == 2)
+        .map(|(_, t)| *t)
+        .min();
+    let (Some(last_a), Some(first_b)) = (last_a, first_b) else {
+        panic!("both attempts drove the device: {commands:?}");
+    };
+    assert!(
+        last_a < first_b,
+        "A sent a command at {last_a}, after B's first at {first_b}: two workers drove the device"
+    );
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), vec!["drive"]);
+    let takeover = events
+        .iter()
+        .find(|e| e.event_type == WorkflowTakenOver::TYPE)
+        .expect("a takeover event")
+        .decode::<WorkflowTakenOver>()
+        .unwrap();
+    assert_eq!(
+        (takeover.worker.as_str(), takeover.previous_worker.as_str()),
+        ("rescuer", "cut-off")
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Timers, retries, timeouts
 

@@ -11,7 +11,21 @@ use time::{Date, Month, PrimitiveDateTime, Time};
 use crate::error::{NetopsError, Result};
 
 /// Connects and logs in; errors name the step as `connect`.
+///
+/// Every device session of a step starts here, so this is where the step's lease is checked:
+/// once the worker's local lease deadline has passed (its heartbeats failed; another worker
+/// may be running the same step: see `netledger_engine::lease`), no connection is made and no
+/// command is sent; the step fails retryably with [`NetopsError::LeaseLapsed`]. (A session
+/// opened before the deadline sends nothing after it either: the worker drops the step's
+/// future at the deadline.)
 pub async fn connect(config: &Config) -> Result<Client> {
+    if netledger_engine::lease::lapsed() {
+        return Err(NetopsError::LeaseLapsed {
+            deadline: netledger_engine::lease::deadline()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        });
+    }
     Client::connect(config)
         .await
         .map_err(|e| NetopsError::device("connect", e))
@@ -28,7 +42,9 @@ pub(crate) async fn connect_within(
     loop {
         match connect(config).await {
             Ok(c) => return Ok(c),
-            Err(e) if !e.is_retryable() => return Err(e),
+            Err(e) if !e.is_retryable() || matches!(e, NetopsError::LeaseLapsed { .. }) => {
+                return Err(e);
+            }
             Err(e) => {
                 if tokio::time::Instant::now() + every > deadline {
                     return Err(NetopsError::NotBack {
@@ -404,6 +420,32 @@ mod tests {
         let json = format!("\"{t}\"");
         let back: DeviceTime = serde_json_like(&json);
         assert_eq!(back, t);
+    }
+
+    /// Issue #15 item 4: once the worker's local lease deadline has passed, no device session
+    /// starts (nothing is sent), and the step fails retryably.
+    #[tokio::test]
+    async fn no_device_session_starts_after_the_lease_deadline() {
+        use netledger_domain::clock::Clock as _;
+        // A listener that records whether anyone connected.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clock: std::sync::Arc<dyn netledger_domain::clock::Clock> = std::sync::Arc::new(
+            netledger_domain::clock::ManualClock::new(time::OffsetDateTime::UNIX_EPOCH),
+        );
+        let passed = clock.now() - time::Duration::seconds(1);
+        let config = Config::new(addr.ip().to_string(), "u", routeros::Password::new("p"))
+            .with_port(addr.port());
+        let r = netledger_engine::lease::with_deadline(clock, passed, connect(&config)).await;
+        match r {
+            Err(e @ NetopsError::LeaseLapsed { .. }) => assert!(e.is_retryable()),
+            other => panic!(
+                "connected after the lease deadline: {:?}",
+                other.map(|_| ())
+            ),
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection was opened");
     }
 
     fn serde_json_like(s: &str) -> DeviceTime {

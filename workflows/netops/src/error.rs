@@ -237,6 +237,16 @@ pub enum NetopsError {
         /// What differs.
         detail: String,
     },
+    /// The worker's local lease deadline passed (its heartbeats failed): it may no longer own
+    /// the workflow, so it sends the device nothing more. Retryable: the worker that holds
+    /// the lease runs the step again.
+    #[error(
+        "the worker's lease deadline ({deadline}) passed without a successful heartbeat: no device command is sent"
+    )]
+    LeaseLapsed {
+        /// The local deadline that passed.
+        deadline: String,
+    },
     /// The device came back from the upgrade reboot on another version.
     #[error("the device came back on {actual}, not {expected}: the upgrade failed")]
     UpgradeFailed {
@@ -253,9 +263,10 @@ impl NetopsError {
         use NetopsError as E;
         match self {
             E::Device { source, .. } => device_class(source),
-            E::DisarmUnconfirmed { .. } | E::RollbackPending { .. } | E::NotBack { .. } => {
-                ErrorClass::Retryable
-            }
+            E::DisarmUnconfirmed { .. }
+            | E::RollbackPending { .. }
+            | E::NotBack { .. }
+            | E::LeaseLapsed { .. } => ErrorClass::Retryable,
             E::SchedulerDisabled { .. } | E::FetchDisabled { .. } => ErrorClass::Refused,
             E::InvalidChangeId { .. }
             | E::Parse { .. }

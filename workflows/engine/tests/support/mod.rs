@@ -45,6 +45,7 @@ cards! {
     Chaos = ("chaos", 1),
     Edited = ("edited", 1),
     Hang = ("hang", 1),
+    Lease = ("lease", 1),
     Once = ("once", 1),
     Panics = ("panics", 1),
     Parent = ("parent", 1),
@@ -105,6 +106,31 @@ impl Env {
     pub fn worker(&self, registry: &Arc<Registry>, options: WorkerOptions) -> RunningWorker {
         let worker = Worker::new(self.engine(registry), self.pools.system.clone(), options)
             .expect("valid worker options");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        RunningWorker {
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    /// Starts a worker task that claims and heartbeats through `system` (a pool of its own:
+    /// closing it cuts the worker off from the database for claims and heartbeats).
+    pub fn worker_on(
+        &self,
+        registry: &Arc<Registry>,
+        system: PgPool,
+        options: WorkerOptions,
+    ) -> RunningWorker {
+        let worker =
+            Worker::new(self.engine(registry), system, options).expect("valid worker options");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             worker
