@@ -493,6 +493,8 @@ fn expected_permissions() -> BTreeMap<&'static str, Vec<Permission>> {
         ("upload_firmware", Some(P::FirmwareWrite)),
         ("get_change_policy", Some(P::TenantsRead)),
         ("set_change_policy", Some(P::TenantsWrite)),
+        ("get_device_settings", Some(P::TenantsRead)),
+        ("set_device_settings", Some(P::TenantsWrite)),
         ("list_change_requests", Some(P::ChangesRead)),
         ("get_change_request", Some(P::ChangesRead)),
         ("get_change_preview", Some(P::ChangesRead)),
@@ -1451,6 +1453,116 @@ fn new_device(name: &str) -> Value {
         "password": "device-secret-1234",
         "tags": ["edge"],
     })
+}
+
+/// Item 7 of issue 15: device hosts on loopback, link-local, unspecified or multicast
+/// addresses and the platform's own service endpoints are refused (422 naming the rule and
+/// how to allow it); private ranges pass; a tenant admin's allow-list lifts the class rules
+/// but never the service endpoints.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allows_them(
+    pool: PgPool,
+) {
+    let mut c = config();
+    c.device_networks = netledger_domain::device::network::DeviceNetworkPolicy {
+        allowed: Vec::new(),
+        service_endpoints: vec!["10.9.9.9:5432".parse().unwrap()],
+    };
+    let app = app_with(pool, c, None).await;
+    let a = &app.admin;
+    let register = |host: &'static str, port: u16| {
+        let app = &app;
+        async move {
+            let mut body = new_device(&format!("d-{}", host.replace([':', '.'], "-")));
+            body["host"] = json!(host);
+            body["port"] = json!(port);
+            app.post("/api/v1/devices", &app.admin, body).await
+        }
+    };
+    for (host, rule) in [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("localhost", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.5", "multicast/broadcast"),
+    ] {
+        let r = register(host, 8728).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {:?}", r.body);
+        assert!(r.is_problem());
+        let detail = r.detail();
+        assert!(detail.contains(&format!("`{rule}` rule")), "{host}: {detail}");
+        assert!(detail.contains("device-settings"), "{host}: {detail}");
+    }
+    let r = register("10.9.9.9", 5432).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(r.detail().contains("`service-address` rule"), "{}", r.detail());
+    for host in ["10.0.0.1", "172.16.5.5", "192.168.88.1", "fd00::1", "192.0.2.10"] {
+        let r = register(host, 8728).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{host}: {:?}", r.body);
+    }
+    // PATCH to a refused host is refused too.
+    let id = register("10.0.0.2", 8728).await.body["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{id}"),
+            Some(a),
+            Some(json!({"host": "127.0.0.1"})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", patch.body);
+    assert!(patch.detail().contains("`loopback` rule"));
+
+    // The tenant's allow-list: set by a tenant admin only.
+    let settings = format!("/api/v1/tenants/{}/device-settings", app.tenant);
+    let (_, operator) = app.user("op@example.net", Role::Operator).await;
+    let denied = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(&operator),
+            Some(json!({"allowed_networks": ["127.0.0.0/8"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let bad = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(a),
+            Some(json!({"allowed_networks": ["127.0.0.0/33"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let set = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(a),
+            Some(json!({"allowed_networks": ["127.0.0.0/8", "10.9.9.0/24"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
+    let read = app.get(&settings, &operator).await;
+    assert_eq!(read.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
+    assert_eq!(set.body["events"][0]["stream"], format!("tenant-{}", app.tenant));
+    assert_eq!(register("127.0.0.1", 8728).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register("::1", 8728).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = register("10.9.9.9", 5432).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "service endpoints stay refused");
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

@@ -873,5 +873,7 @@ fn version_and_identity_changes(
     }
 }
 
+pub mod network;
+
 #[cfg(test)]
 mod tests;

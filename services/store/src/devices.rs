@@ -7,9 +7,11 @@
 //! append to the same stream makes the command re-read and re-decide (a few times), then fail
 //! with [`DeviceCommandError::Conflict`].
 //!
-//! [`metrics`] holds the read side of the poller's telemetry for the API.
+//! [`metrics`] holds the read side of the poller's telemetry for the API; [`settings`] the
+//! tenant's device settings (allowed device networks).
 
 pub mod metrics;
+pub mod settings;
 
 use std::collections::BTreeSet;
 

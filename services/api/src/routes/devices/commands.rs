@@ -122,6 +122,62 @@ fn endpoint(
     })
 }
 
+/// Refuses a device address the tenant's network policy refuses (loopback, link-local,
+/// unspecified, multicast unless allowed; the platform's own services always): 422 naming
+/// the rule and how to allow the address. A host name is resolved here and every address
+/// checked; one that does not resolve from the API passes (the poller and the workers check
+/// every address they connect to again, `netledger-device-client`).
+pub(crate) async fn check_device_address(
+    state: &ApiState,
+    tenant: netledger_domain::TenantId,
+    endpoint: &netledger_domain::device::Endpoint,
+) -> ApiResult<()> {
+    let policy = {
+        let mut tx = netledger_store::begin_tenant(&state.pools().app, tenant).await?;
+        let p = netledger_store::devices::settings::network_policy(
+            &mut tx,
+            tenant,
+            &state.config().device_networks,
+        )
+        .await?;
+        tx.commit().await?;
+        p
+    };
+    let host = endpoint.host.as_str();
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<std::net::IpAddr> = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let lookup = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                tokio::net::lookup_host((host, endpoint.port)),
+            )
+            .await;
+            match lookup {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                _ => {
+                    tracing::info!(host, "device host does not resolve from the API; checked at connect time");
+                    Vec::new()
+                }
+            }
+        }
+    };
+    for ip in addrs {
+        if let Err(refused) = policy.check(ip, endpoint.port) {
+            tracing::warn!(host, %ip, rule = refused.rule(), "device address refused");
+            return Err(ApiError::validation(if literal == ip.to_string() {
+                refused.to_string()
+            } else {
+                format!("host `{host}` resolves to {ip}: {refused}")
+            }));
+        }
+    }
+    Ok(())
+}
+
 fn device_written(
     id: Uuid,
     outcome: Option<netledger_store::AppendOutcome>,
@@ -185,6 +241,7 @@ pub async fn register_device(
                 tags: parse_tags(&body.tags)?,
                 poll_interval_secs: body.poll_interval_secs.unwrap_or(60),
             };
+            check_device_address(&st, p.tenant, &cmd.endpoint).await?;
             let id = *cmd.device_id.as_uuid();
             let outcome = st
                 .devices()?
@@ -261,6 +318,7 @@ pub async fn update_device(
         if body.transport.is_none() {
             e.transport = reg.endpoint.transport.clone();
         }
+        check_device_address(&state, p.tenant, &e).await?;
         Some(e)
     } else {
         None
