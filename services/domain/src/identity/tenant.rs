@@ -37,6 +37,10 @@ pub struct TenantDeviceSettingsSet {
     /// (loopback, link-local, unspecified, multicast; see [`crate::device::network`]).
     #[serde(default)]
     pub allowed_networks: Vec<Cidr>,
+    /// Whether devices may use the plain (unencrypted) API in production: the login and
+    /// every reply cross the network in clear text. Off unless a tenant admin turns it on.
+    #[serde(default)]
+    pub allow_plain_transport: bool,
 }
 impl EventType for TenantDeviceSettingsSet {
     const TYPE: &'static str = "TenantDeviceSettingsSet";
@@ -422,9 +426,11 @@ mod tests {
         let cidr = |s: &str| Cidr::parse(s).unwrap();
         let asked = TenantDeviceSettingsSet {
             allowed_networks: vec![cidr("127.0.0.0/8"), cidr("::1/128"), cidr("127.0.0.0/8")],
+            allow_plain_transport: false,
         };
         let stored = TenantDeviceSettingsSet {
             allowed_networks: vec![cidr("127.0.0.0/8"), cidr("::1/128")],
+            allow_plain_transport: false,
         };
         let after = given::<Tenant>([created()])
             .when(TenantCommand::SetDeviceSettings(asked.clone()))
@@ -437,6 +443,7 @@ mod tests {
             allowed_networks: (0..=MAX_ALLOWED_NETWORKS)
                 .map(|i| cidr(&format!("10.0.{i}.0/24")))
                 .collect(),
+            allow_plain_transport: false,
         };
         given::<Tenant>([created()])
             .when(TenantCommand::SetDeviceSettings(too_many))

@@ -302,6 +302,7 @@ impl Platform {
                 token,
                 Some(json!({
                     "name": name, "host": api.ip().to_string(), "port": api.port(),
+                    "transport": {"mode": "plain"},
                     "username": m["username"], "password": m["password"],
                     "poll_interval_secs": 5,
                 })),

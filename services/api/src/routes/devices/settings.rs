@@ -1,7 +1,8 @@
 //! `/api/v1/tenants/{tenant_id}/device-settings`: the tenant's device settings
 //! (`TenantDeviceSettingsSet` on the tenant's stream): the networks its devices may be in
 //! although a default rule refuses them (loopback, link-local, unspecified, multicast; see
-//! `netledger_domain::device::network`). Read with `tenants:read`, set by a tenant admin
+//! `netledger_domain::device::network`), and whether production allows the plain
+//! (unencrypted) API for its devices. Read with `tenants:read`, set by a tenant admin
 //! (`tenants:write`).
 
 use axum::extract::State;
@@ -30,6 +31,9 @@ pub struct DeviceSettingsDto {
     /// here. Private and public addresses need no entry; the platform's own service
     /// endpoints are refused whatever this says.
     pub allowed_networks: Vec<String>,
+    /// Whether, in production, devices may be registered with the plain API (the password
+    /// and every reply in clear text). Outside production plain is always allowed.
+    pub allow_plain_transport: bool,
     /// The tenant's version (its `ETag`).
     pub version: u64,
     /// The events a write appended (absent on reads).
@@ -43,6 +47,9 @@ pub struct DeviceSettingsBody {
     /// CIDRs (`127.0.0.0/8`, `fe80::/10`, a bare address for one host), at most 64.
     #[serde(default)]
     pub allowed_networks: Vec<String>,
+    /// Allow the plain API in production (default false).
+    #[serde(default)]
+    pub allow_plain_transport: bool,
 }
 
 fn visible(p: &Principal, id: Uuid) -> ApiResult<TenantId> {
@@ -58,6 +65,7 @@ fn dto(s: &TenantDeviceSettingsSet, version: u64, events: Option<Vec<Written>>) 
         etag(version),
         Json(DeviceSettingsDto {
             allowed_networks: s.allowed_networks.iter().map(|c| c.to_string()).collect(),
+            allow_plain_transport: s.allow_plain_transport,
             version,
             events,
         }),
@@ -171,6 +179,7 @@ pub async fn set_device_settings(
     let events = current
         .decide(&TenantCommand::SetDeviceSettings(TenantDeviceSettingsSet {
             allowed_networks,
+            allow_plain_transport: body.allow_plain_transport,
         }))
         .map_err(|r| crate::accounts::tenant_refused(tenant, r))?;
     let mut after = current;
@@ -193,6 +202,6 @@ pub async fn set_device_settings(
     .await?;
     crate::accounts::sync_tenant_version(&mut tx, tenant, &w).await?;
     tx.commit().await?;
-    tracing::info!(%tenant, networks = ?after.device_settings.allowed_networks, "tenant device settings set");
+    tracing::info!(%tenant, networks = ?after.device_settings.allowed_networks, allow_plain_transport = after.device_settings.allow_plain_transport, "tenant device settings set");
     Ok(dto(&after.device_settings, w.stream_version, Some(vec![w])))
 }
