@@ -280,6 +280,8 @@ test("config as of a time, and a refused registration shows the validation probl
   await page.getByRole("navigation").getByRole("link", { name: "Fleet", exact: true }).click();
   await page.getByRole("button", { name: "Register device" }).click();
   const form = page.locator('form[aria-label="Register device"]');
+  // New devices default to API-SSL (the plain API sends the password in clear text).
+  assert.equal(await form.getByLabel("Transport").inputValue(), "tls_verified");
   await form.getByLabel("Name").fill("not a valid name!");
   await form.getByLabel("Host").fill("192.0.2.10");
   await form.getByLabel("API user").fill("admin");

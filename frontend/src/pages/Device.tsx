@@ -1151,6 +1151,11 @@ function EndpointEdit({
       <Field label="Poll interval (s)">
         <input type="number" min={5} max={86400} value={poll} onChange={(e) => setPoll(e.target.value)} />
       </Field>
+      {host !== device.endpoint.host || Number(port) !== device.endpoint.port || mode !== device.endpoint.transport ? (
+        <p className="hint" data-testid="credentials-cleared-warning">
+          Changing host, port or transport deletes the stored credentials: set them again with Change credentials.
+        </p>
+      ) : null}
       <div className="form-actions">
         <button type="submit" className="primary" disabled={pending}>
           {pending ? "Saving…" : "Save"}

@@ -207,7 +207,8 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
     name: "",
     host: "",
     port: "",
-    transport: "plain" as TransportKind,
+    // API-SSL by default: the plain API sends the password in clear text.
+    transport: "tls_verified" as TransportKind,
     fingerprint: "",
     username: "",
     password: "",
@@ -250,13 +251,13 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
         <Field label="Host">
           <input required value={form.host} onChange={set("host")} placeholder="10.0.0.1" />
         </Field>
-        <Field label="Port" hint="default 8728 plain, 8729 TLS">
+        <Field label="Port" hint="default 8729 TLS, 8728 plain">
           <input type="number" min={1} max={65535} value={form.port} onChange={set("port")} />
         </Field>
         <Field label="Transport">
           <select
             value={form.transport}
-            onChange={(e) => setForm((f) => ({ ...f, transport: oneOf(TRANSPORTS, e.target.value) ?? "plain" }))}
+            onChange={(e) => setForm((f) => ({ ...f, transport: oneOf(TRANSPORTS, e.target.value) ?? "tls_verified" }))}
           >
             {TRANSPORTS.map((t) => (
               <option key={t} value={t}>

@@ -184,7 +184,7 @@ fn encode<E: EventEnum>(events: &[E], meta: &EventMetadata) -> ApiResult<Vec<New
         .collect()
 }
 
-fn stream_or_500(s: Result<StreamName, netledger_domain::IdError>) -> ApiResult<StreamName> {
+pub(crate) fn stream_or_500(s: Result<StreamName, netledger_domain::IdError>) -> ApiResult<StreamName> {
     s.map_err(|e| ApiError::internal(format!("stream name: {e}")))
 }
 
@@ -237,7 +237,8 @@ pub(crate) fn tenant_refused(tenant: TenantId, r: TenantRefusal) -> ApiError {
         TenantRefusal::InvalidName(_)
         | TenantRefusal::ScopesNotHeld(_)
         | TenantRefusal::ExpiryNotInFuture
-        | TenantRefusal::InvalidChangePolicy(_) => ApiError::validation(r.to_string()),
+        | TenantRefusal::InvalidChangePolicy(_)
+        | TenantRefusal::InvalidDeviceSettings(_) => ApiError::validation(r.to_string()),
         TenantRefusal::AlreadyExists => match tenant_stream(tenant) {
             Ok(stream) => ApiError::conflict(format!("{stream} already exists")),
             Err(e) => ApiError::internal(format!("stream name: {e}")),
@@ -331,6 +332,7 @@ async fn load_tenant(
         version: u64::try_from(row.2).unwrap_or(0),
         api_keys: Default::default(),
         change_policy,
+        device_settings: Default::default(),
     };
     Ok(Some((state, row)))
 }
@@ -561,7 +563,7 @@ pub async fn rename_tenant(
 }
 
 /// Bumps the tenant row's version after an event on the tenant stream (API keys).
-async fn sync_tenant_version(
+pub(crate) async fn sync_tenant_version(
     conn: &mut PgConnection,
     tenant: TenantId,
     w: &Written,

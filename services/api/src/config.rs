@@ -117,6 +117,10 @@ pub struct ApiConfig {
     /// How long a read with `min_position` waits for the projectors before it answers with
     /// what there is and `Netledger-Projection-Behind: true` (default 5 s).
     pub projection_wait: Duration,
+    /// The operator's device-network policy (networks allowed for every tenant beyond the
+    /// defaults, the platform's service endpoints); each tenant's allowed networks are added
+    /// when a device's host is registered or changed.
+    pub device_networks: netledger_domain::device::network::DeviceNetworkPolicy,
 }
 
 impl ApiConfig {
@@ -154,6 +158,7 @@ impl ApiConfig {
             ui: None,
             change_review_grace: Duration::from_secs(24 * 3600),
             projection_wait: Duration::from_secs(5),
+            device_networks: Default::default(),
         }
     }
 

@@ -493,6 +493,8 @@ fn expected_permissions() -> BTreeMap<&'static str, Vec<Permission>> {
         ("upload_firmware", Some(P::FirmwareWrite)),
         ("get_change_policy", Some(P::TenantsRead)),
         ("set_change_policy", Some(P::TenantsWrite)),
+        ("get_device_settings", Some(P::TenantsRead)),
+        ("set_device_settings", Some(P::TenantsWrite)),
         ("list_change_requests", Some(P::ChangesRead)),
         ("get_change_request", Some(P::ChangesRead)),
         ("get_change_preview", Some(P::ChangesRead)),
@@ -1453,6 +1455,215 @@ fn new_device(name: &str) -> Value {
     })
 }
 
+/// Item 7 of issue 15: device hosts on loopback, link-local, unspecified or multicast
+/// addresses and the platform's own service endpoints are refused (422 naming the rule and
+/// how to allow it); private ranges pass; a tenant admin's allow-list lifts the class rules
+/// but never the service endpoints.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allows_them(
+    pool: PgPool,
+) {
+    let mut c = config();
+    c.device_networks = netledger_domain::device::network::DeviceNetworkPolicy {
+        allowed: Vec::new(),
+        service_endpoints: vec!["10.9.9.9:5432".parse().unwrap()],
+    };
+    let app = app_with(pool, c, None).await;
+    let a = &app.admin;
+    let register = |host: &'static str, port: u16| {
+        let app = &app;
+        async move {
+            let mut body = new_device(&format!("d-{}", host.replace([':', '.'], "-")));
+            body["host"] = json!(host);
+            body["port"] = json!(port);
+            app.post("/api/v1/devices", &app.admin, body).await
+        }
+    };
+    for (host, rule) in [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("localhost", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.5", "multicast/broadcast"),
+    ] {
+        let r = register(host, 8728).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {:?}", r.body);
+        assert!(r.is_problem());
+        let detail = r.detail();
+        assert!(detail.contains(&format!("`{rule}` rule")), "{host}: {detail}");
+        assert!(detail.contains("device-settings"), "{host}: {detail}");
+    }
+    let r = register("10.9.9.9", 5432).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(r.detail().contains("`service-address` rule"), "{}", r.detail());
+    for host in ["10.0.0.1", "172.16.5.5", "192.168.88.1", "fd00::1", "192.0.2.10"] {
+        let r = register(host, 8728).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{host}: {:?}", r.body);
+    }
+    // PATCH to a refused host is refused too.
+    let id = register("10.0.0.2", 8728).await.body["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{id}"),
+            Some(a),
+            Some(json!({"host": "127.0.0.1"})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", patch.body);
+    assert!(patch.detail().contains("`loopback` rule"));
+
+    // The tenant's allow-list: set by a tenant admin only.
+    let settings = format!("/api/v1/tenants/{}/device-settings", app.tenant);
+    let (_, operator) = app.user("op@example.net", Role::Operator).await;
+    let denied = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(&operator),
+            Some(json!({"allowed_networks": ["127.0.0.0/8"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let bad = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(a),
+            Some(json!({"allowed_networks": ["127.0.0.0/33"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let set = app
+        .call(
+            Method::PUT,
+            &settings,
+            Some(a),
+            Some(json!({"allowed_networks": ["127.0.0.0/8", "10.9.9.0/24"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
+    let read = app.get(&settings, &operator).await;
+    assert_eq!(read.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
+    assert_eq!(set.body["events"][0]["stream"], format!("tenant-{}", app.tenant));
+    assert_eq!(register("127.0.0.1", 8728).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register("::1", 8728).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = register("10.9.9.9", 5432).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "service endpoints stay refused");
+}
+
+/// Item 8 of issue 15: a device's password never follows a changed endpoint. New devices
+/// default to API-SSL; changing host, port or transport deletes the stored credentials
+/// (`DeviceCredentialsCleared`, with the row gone in the same transaction) and new ones need
+/// `devices:credentials`; production refuses the plain API unless the tenant allows it.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn an_endpoint_change_clears_the_credentials_and_new_devices_use_api_ssl(pool: PgPool) {
+    let mut c = config();
+    c.production = true;
+    c.jwt_secret = netledger_api::config::SecretString::new("x".repeat(48));
+    c.cookie_secure = true;
+    c.password = netledger_api::config::PasswordParams::RECOMMENDED;
+    let app = app_with(pool.clone(), c, None).await;
+    let a = &app.admin;
+    let r = app.post("/api/v1/devices", a, new_device("ssl-1")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["device_id"].as_str().unwrap().to_owned();
+    let history = app
+        .get(&format!("/api/v1/events/streams/device-{id}"), a)
+        .await;
+    let registered = &history.body["items"][0]["payload"]["endpoint"];
+    assert_eq!(registered["transport"]["mode"], "tls_verified", "{registered}");
+    assert_eq!(registered["port"], 8729);
+    let stored = |pool: PgPool, id: String| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM device_credentials WHERE device_id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(stored(pool.clone(), id.clone()).await, 1);
+
+    // Production: plain is refused, naming the rule and the tenant setting.
+    let mut plain = new_device("plain-1");
+    plain["transport"] = json!({"mode": "plain"});
+    let refused = app.post("/api/v1/devices", a, plain.clone()).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert!(refused.detail().contains("`plain-transport` rule"), "{}", refused.detail());
+    assert!(refused.detail().contains("allow_plain_transport"));
+
+    // An operator moves the device: the credentials go with the old endpoint.
+    let (_, operator) = app.user("op@example.net", Role::Operator).await;
+    let moved = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{id}"),
+            Some(&operator),
+            Some(json!({"host": "192.0.2.77"})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    assert_eq!(moved.body["version"], 3, "DeviceUpdated and DeviceCredentialsCleared");
+    assert_eq!(stored(pool.clone(), id.clone()).await, 0, "the password row is gone");
+    let history = app
+        .get(&format!("/api/v1/events/streams/device-{id}"), a)
+        .await;
+    assert_eq!(history.body["items"][2]["event_type"], "DeviceCredentialsCleared", "{:?}", history.body);
+    assert_eq!(
+        history.body["items"][2]["payload"]["reason"],
+        "endpoint changed: host"
+    );
+    // Renaming keeps whatever is stored; re-entering credentials needs devices:credentials.
+    let (_, viewer) = app.user("viewer@example.net", Role::Viewer).await;
+    let creds = |token: String| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            app.call(
+                Method::PUT,
+                &format!("/api/v1/devices/{id}/credentials"),
+                Some(&token),
+                Some(json!({"username": "api", "password": "moved-secret-1"})),
+                &[("if-match", "*")],
+            )
+            .await
+        }
+    };
+    assert_eq!(creds(viewer).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(creds(operator.clone()).await.status, StatusCode::OK);
+    assert_eq!(stored(pool.clone(), id.clone()).await, 1);
+
+    // A tenant admin allows plain: then it is accepted.
+    let set = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{}/device-settings", app.tenant),
+            Some(a),
+            Some(json!({"allow_plain_transport": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["allow_plain_transport"], true);
+    let ok = app.post("/api/v1/devices", a, plain).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{:?}", ok.body);
+}
+
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
     let app = app(pool).await;
@@ -1526,24 +1737,26 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
         )
         .await;
     assert_eq!(upd.status, StatusCode::OK, "{:?}", upd.body);
-    assert_eq!(upd.headers[header::ETAG], "\"2\"");
+    assert_eq!(upd.headers[header::ETAG], "\"3\"");
+    // The port changed: the stored credentials were cleared with it (issue 15 item 8).
+    assert_eq!(upd.body["events"][0]["stream_version"], 3, "{:?}", upd.body);
     let tags = app
         .call(
             Method::PUT,
             &format!("{uri}/tags"),
             Some(a),
             Some(json!({"tags": ["core", "lab"]})),
-            &[("if-match", "\"2\"")],
+            &[("if-match", "\"3\"")],
         )
         .await;
-    assert_eq!(tags.body["version"], 3, "{:?}", tags.body);
+    assert_eq!(tags.body["version"], 4, "{:?}", tags.body);
     let creds = app
         .call(
             Method::PUT,
             &format!("{uri}/credentials"),
             Some(a),
             Some(json!({"username": "ops", "password": "new-device-secret-9"})),
-            &[("if-match", "\"3\"")],
+            &[("if-match", "\"4\"")],
         )
         .await;
     assert_eq!(creds.status, StatusCode::OK, "{:?}", creds.body);
@@ -1553,6 +1766,7 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
         .await;
     let text = history.body.to_string();
     assert!(text.contains("DeviceCredentialsChanged"));
+    assert!(text.contains("DeviceCredentialsCleared"));
     assert!(!text.contains("device-secret"), "no password in events");
     let bad = app
         .call(

@@ -6,7 +6,11 @@
 //!
 //! Owns: which [`routeros::TlsPolicy`] each [`Transport`] becomes (plain API, a pinned
 //! certificate fingerprint, CA verification against the process's trust roots), the
-//! timeouts applied, and the refusal when an endpoint cannot be reached as registered.
+//! timeouts applied, the refusal when an endpoint cannot be reached as registered, and the
+//! connect-time address check: every address the host resolves to is checked against the
+//! tenant's [`DeviceNetworkPolicy`] (loopback, link-local, the platform's own services...)
+//! right before the client connects, through [`routeros::AddressGuard`], so a DNS name that
+//! resolves somewhere forbidden after registration is refused too.
 //! Does not own: where the password comes from (each caller decrypts it in memory), when to
 //! connect, or the RouterOS protocol (`routeros`).
 //!
@@ -20,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netledger_domain::device::Transport;
-use routeros::{Config, Fingerprint, Password, TlsPolicy};
+use netledger_domain::device::network::DeviceNetworkPolicy;
+use routeros::{AddressGuard, Config, Fingerprint, Password, TlsPolicy};
 
 /// What a caller brings besides the endpoint: its timeouts and trust roots.
 #[derive(Clone)]
@@ -32,6 +37,9 @@ pub struct ClientSettings {
     /// CA roots for devices registered with verified TLS ([`Transport::TlsVerified`]);
     /// without them such devices are refused with [`EndpointError::NoCaRoots`].
     pub tls_roots: Option<Arc<rustls::RootCertStore>>,
+    /// Where the device may be: checked on every resolved address before each connect (the
+    /// tenant's allowed networks plus the operator's, and the platform's service endpoints).
+    pub device_networks: DeviceNetworkPolicy,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -40,6 +48,7 @@ impl std::fmt::Debug for ClientSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("tls_roots", &self.tls_roots.as_ref().map(|r| r.len()))
+            .field("device_networks", &self.device_networks)
             .finish()
     }
 }
@@ -74,6 +83,8 @@ pub fn client_config(
     let mut c = Config::new(host.to_owned(), username.to_owned(), password).with_port(port);
     c.connect_timeout = settings.connect_timeout;
     c.command_timeout = settings.command_timeout;
+    let policy = settings.device_networks.clone();
+    c.address_guard = Some(address_guard(policy));
     match transport {
         Transport::Plain => {}
         Transport::TlsPinned { fingerprint_sha256 } => {
@@ -90,6 +101,12 @@ pub fn client_config(
     Ok(c)
 }
 
+/// The guard that refuses addresses `policy` refuses (the reason names the rule and how to
+/// allow the address).
+pub fn address_guard(policy: DeviceNetworkPolicy) -> AddressGuard {
+    AddressGuard::new(move |a| policy.check(a.ip(), a.port()).map_err(|e| e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -101,6 +118,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(7),
             tls_roots: roots.then(|| Arc::new(rustls::RootCertStore::empty())),
+            device_networks: DeviceNetworkPolicy::default(),
         }
     }
 
@@ -145,6 +163,54 @@ mod tests {
             config(&bad, true).unwrap_err(),
             EndpointError::BadFingerprint("xyz".into())
         );
+    }
+
+    /// The connect-time check: a host that resolves to loopback (a name, so registration
+    /// could not see it) is refused before any byte is sent; an allowed network lets it in.
+    #[tokio::test]
+    async fn connect_refuses_a_loopback_host_unless_allowed() {
+        use netledger_domain::device::network::Cidr;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut s = settings(false);
+        let c = client_config(
+            "localhost",
+            port,
+            &Transport::Plain,
+            "admin",
+            Password::new("pw"),
+            &s,
+        )
+        .unwrap();
+        let e = routeros::Client::connect(&c).await.unwrap_err();
+        assert!(
+            matches!(&e, routeros::Error::AddressRefused { reason, .. } if reason.contains("`loopback` rule")),
+            "{e}"
+        );
+        // Nothing reached the listener.
+        let accepted =
+            tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "a refused address must not be connected to");
+
+        s.device_networks = DeviceNetworkPolicy::default()
+            .allowing([Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()]);
+        let c = client_config(
+            "localhost",
+            port,
+            &Transport::Plain,
+            "admin",
+            Password::new("pw"),
+            &s,
+        )
+        .unwrap();
+        let server = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        // The login fails (nobody answers RouterOS), but the connection was made.
+        let _ = tokio::time::timeout(Duration::from_secs(5), routeros::Client::connect(&c)).await;
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

@@ -270,6 +270,19 @@ impl EventType for DeviceCredentialsChanged {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// The stored credentials were deleted because the endpoint changed (host, port or
+/// transport): a password is never sent to a host it was not entered for. New ones are set
+/// with a credentials change (`devices:credentials`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCredentialsCleared {
+    /// Why (`endpoint changed: host, port`).
+    pub reason: String,
+}
+impl EventType for DeviceCredentialsCleared {
+    const TYPE: &'static str = "DeviceCredentialsCleared";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 /// The device left management.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRemoved {
@@ -456,6 +469,8 @@ event_enum! {
         SnapshotRecorded(ConfigSnapshotRecorded),
         /// `ConfigDriftDetected`.
         DriftDetected(ConfigDriftDetected),
+        /// `DeviceCredentialsCleared`.
+        CredentialsCleared(DeviceCredentialsCleared),
     }
 }
 
@@ -481,6 +496,9 @@ pub struct DeviceState {
     pub registration: Option<DeviceRegistered>,
     /// Whether the device was removed.
     pub removed: bool,
+    /// Whether credentials are stored (set at registration and by a credentials change,
+    /// cleared when the endpoint changes).
+    pub has_credentials: bool,
     /// Reachability.
     pub status: Status,
     /// Last reason it went offline.
@@ -503,6 +521,7 @@ impl DeviceState {
             DeviceEvent::Registered(r) => {
                 self.registration = Some(r.clone());
                 self.removed = false;
+                self.has_credentials = true;
             }
             DeviceEvent::Updated(u) => {
                 if let Some(r) = self.registration.as_mut() {
@@ -527,6 +546,13 @@ impl DeviceState {
                     r.username = c.username.clone();
                     r.credentials_key_id = c.key_id.clone();
                 }
+                self.has_credentials = true;
+            }
+            DeviceEvent::CredentialsCleared(_) => {
+                if let Some(r) = self.registration.as_mut() {
+                    r.credentials_key_id = String::new();
+                }
+                self.has_credentials = false;
             }
             DeviceEvent::Removed(_) => self.removed = true,
             DeviceEvent::CameOnline(e) => {
@@ -625,7 +651,26 @@ impl DeviceState {
                 {
                     Vec::new()
                 } else {
-                    vec![DeviceEvent::Updated(event)]
+                    let cleared = match &event.endpoint {
+                        Some(new) if self.has_credentials => {
+                            let old = &reg.endpoint;
+                            let changed: Vec<&str> = [
+                                (new.host != old.host, "host"),
+                                (new.port != old.port, "port"),
+                                (new.transport != old.transport, "transport"),
+                            ]
+                            .into_iter()
+                            .filter_map(|(c, what)| c.then_some(what))
+                            .collect();
+                            Some(DeviceEvent::CredentialsCleared(DeviceCredentialsCleared {
+                                reason: format!("endpoint changed: {}", changed.join(", ")),
+                            }))
+                        }
+                        _ => None,
+                    };
+                    std::iter::once(DeviceEvent::Updated(event))
+                        .chain(cleared)
+                        .collect()
                 }
             }
             DeviceCommand::SetTags { tags } => {
@@ -714,7 +759,9 @@ pub enum DeviceCommand {
     /// device may be registered again under the same id.
     Register(RegisterDevice),
     /// Change name, endpoint or poll interval: `DeviceUpdated` with only what differs, or
-    /// nothing when nothing does.
+    /// nothing when nothing does. A changed endpoint (host, port or transport) also clears
+    /// the stored credentials (`DeviceCredentialsCleared`): the password was entered for the
+    /// old endpoint and is never sent to another.
     Update(UpdateDevice),
     /// Replace the tag set: `DeviceTagsSet`, or nothing when it is already this set.
     SetTags {
@@ -872,6 +919,8 @@ fn version_and_identity_changes(
         }));
     }
 }
+
+pub mod network;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,73 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// REST API settings.
     pub api: ApiSettings,
+    /// Device settings (`[devices]`): networks allowed for every tenant.
+    pub devices: DevicesConfig,
+}
+
+/// Device settings (`[devices]`), see docs/devices.md.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Networks every tenant's devices may be in although a default rule refuses them
+    /// (loopback, link-local, unspecified, multicast), as CIDRs; each tenant adds its own
+    /// with `PUT /api/v1/tenants/{id}/device-settings`. Empty by default; `all --demo-fleet` adds
+    /// loopback for its simulated devices.
+    pub allowed_networks: Vec<netledger_domain::device::network::Cidr>,
+}
+
+impl Config {
+    /// The operator's device-network policy: `[devices] allowed_networks`, and this
+    /// configuration's own service endpoints (PostgreSQL, NATS, the API listen address),
+    /// which no device may have. Host names are resolved once, here.
+    pub fn device_network_policy(&self) -> netledger_domain::device::network::DeviceNetworkPolicy {
+        use std::net::ToSocketAddrs as _;
+        let mut endpoints: Vec<SocketAddr> = vec![self.listen];
+        for (url, default_port) in [
+            (self.database_url.expose(), 5432u16),
+            (self.nats_url.as_str(), 4222),
+        ] {
+            let Some((host, port)) = url_host_port(url, default_port) else {
+                continue;
+            };
+            match (host.as_str(), port).to_socket_addrs() {
+                Ok(addrs) => endpoints.extend(addrs),
+                Err(e) => {
+                    tracing::warn!(host = %host, error = %e, "cannot resolve a service host; it is not in the device address check")
+                }
+            }
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        netledger_domain::device::network::DeviceNetworkPolicy {
+            allowed: self.devices.allowed_networks.clone(),
+            service_endpoints: endpoints,
+        }
+    }
+}
+
+/// Host and port of `scheme://[user[:password]@]host[:port][/...]` (IPv6 in brackets).
+fn url_host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((host.to_owned(), port))
 }
 
 /// REST API settings (`[api]`); the rest of the API's knobs keep their defaults
@@ -130,6 +197,7 @@ impl Default for Config {
             poller: PollerConfig::default(),
             secrets: SecretsConfig::default(),
             api: ApiSettings::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -451,6 +519,16 @@ const ENV: &[(&str, Setter)] = &[
         c.secrets.credential_keys = keys;
         Ok(())
     }),
+    ("NETLEDGER_DEVICES_ALLOWED_NETWORKS", |c, v| {
+        // `<cidr>[,<cidr>...]`
+        c.devices.allowed_networks = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| netledger_domain::device::network::Cidr::parse(p).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }),
     ("NETLEDGER_POLLER_SHARDS", |c, v| {
         c.poller.shards = v
             .parse()
@@ -546,6 +624,46 @@ mod tests {
         let config = Config::load(Some(&path), Vec::new()).unwrap();
         assert_eq!(config.relay.stream, "NETLEDGER_EVENTS");
         assert_eq!(config.audit.checkpoint_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_device_policy_holds_the_service_endpoints_and_allowed_networks() {
+        let config = Config::load(
+            None,
+            vec![
+                (
+                    "NETLEDGER_DATABASE_URL".to_owned(),
+                    "postgres://u:p@127.0.0.1:6543/x".to_owned(),
+                ),
+                (
+                    "NETLEDGER_NATS_URL".to_owned(),
+                    "nats://[::1]".to_owned(),
+                ),
+                (
+                    "NETLEDGER_DEVICES_ALLOWED_NETWORKS".to_owned(),
+                    "127.0.0.0/8, ::1".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        let p = config.device_network_policy();
+        let want: Vec<SocketAddr> = vec![
+            "127.0.0.1:6543".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            "[::1]:4222".parse().unwrap(),
+        ];
+        assert_eq!(p.service_endpoints, want);
+        assert_eq!(p.allowed.len(), 2);
+        assert!(p.check("127.0.0.1".parse().unwrap(), 8728).is_ok());
+        assert!(p.check("127.0.0.1".parse().unwrap(), 6543).is_err());
+        let bad = Config::load(
+            None,
+            vec![(
+                "NETLEDGER_DEVICES_ALLOWED_NETWORKS".to_owned(),
+                "127.0.0.0/99".to_owned(),
+            )],
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

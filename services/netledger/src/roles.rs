@@ -225,7 +225,8 @@ pub async fn run_poller(
         archive: archive(config)?,
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     };
-    let options = config.poller.to_options(&process_name("poller"));
+    let mut options = config.poller.to_options(&process_name("poller"));
+    options.device_networks = config.device_network_policy();
     netledger_poller::run(options, deps, shutdown)
         .await
         .context("poller stopped")
@@ -299,7 +300,10 @@ pub fn netops_deps(
         keys: crate::config::credential_keys(config)?,
         firmware_cache: firmware_cache(config)?,
         firmware_base_url,
-        options: netledger_netops::workflows::NetopsOptions::default(),
+        options: netledger_netops::workflows::NetopsOptions {
+            device_networks: config.device_network_policy(),
+            ..netledger_netops::workflows::NetopsOptions::default()
+        },
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     })
 }
@@ -345,6 +349,7 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
     let mut api_config = config.api.to_api_config(config.production);
     api_config.nats_subject_prefix = config.relay.subject_prefix.clone();
     api_config.nats_events_stream = config.relay.stream.clone();
+    api_config.device_networks = config.device_network_policy();
     if let Some(dir) = &config.api.ui_dir {
         api_config.ui = Some(netledger_api::ui::UiDir::new(dir)?);
         tracing::info!(dir = %dir.display(), "serving the web UI");

@@ -80,6 +80,8 @@ pub(crate) struct DeviceSpec {
     pub fence: Fence,
     pub state: DeviceState,
     pub runtime: Option<Runtime>,
+    /// Where the device may be (the operator's policy plus its tenant's allowed networks).
+    pub device_networks: netledger_domain::device::network::DeviceNetworkPolicy,
 }
 
 /// What a successful status poll saw.
@@ -115,15 +117,15 @@ struct Task {
 /// The device's client configuration: the one endpoint-to-client mapping the netops
 /// workflows use too (`netledger-device-client`), with the poller's timeouts and CA roots.
 fn client_config(
-    row: &WorkRow,
-    username: &str,
-    password: &DevicePassword,
+    spec: &DeviceSpec,
     options: &PollerOptions,
 ) -> Result<routeros::Config, String> {
+    let (row, username, password) = (&spec.row, &spec.username, &spec.password);
     let settings = ClientSettings {
         connect_timeout: options.connect_timeout,
         command_timeout: options.poll_timeout,
         tls_roots: options.tls_roots.clone(),
+        device_networks: spec.device_networks.clone(),
     };
     netledger_device_client::client_config(
         &row.host,
@@ -176,7 +178,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
     } else {
         Breaker::new()
     };
-    let config = client_config(&spec.row, &spec.username, &spec.password, options);
+    let config = client_config(&spec, options);
     let jitter_export = |every: Duration| now + jittered(every, 0.5).mul_f64(0.5);
     let mut task = Task {
         tenant: spec.row.tenant,

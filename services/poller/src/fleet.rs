@@ -363,6 +363,25 @@ impl Manager {
                     .map(|c| ((c.tenant, c.device), c))
                     .collect();
             let mut states = load_states(&self.ctx.system, &keys).await?;
+            let mut networks = HashMap::new();
+            for (tenant, _) in &keys {
+                if networks.contains_key(tenant) {
+                    continue;
+                }
+                let mut conn = self
+                    .ctx
+                    .system
+                    .acquire()
+                    .await
+                    .map_err(netledger_store::StoreError::db("acquire"))?;
+                let policy = netledger_store::devices::settings::network_policy(
+                    &mut conn,
+                    *tenant,
+                    &self.ctx.options.device_networks,
+                )
+                .await?;
+                networks.insert(*tenant, policy);
+            }
             let mut runtime = metrics::load_runtime(&self.ctx.system, &keys).await?;
             for row in chunk {
                 let key = (row.tenant, row.device);
@@ -395,6 +414,10 @@ impl Manager {
                     },
                     state,
                     runtime: runtime.remove(&key),
+                    device_networks: networks
+                        .get(&row.tenant)
+                        .cloned()
+                        .unwrap_or_else(|| self.ctx.options.device_networks.clone()),
                 };
                 if let Some(old) = self.devices.remove(&key) {
                     stop(old).await;

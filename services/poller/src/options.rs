@@ -78,6 +78,11 @@ pub struct PollerOptions {
     /// CA roots for devices registered with verified TLS (`TlsVerified`); without them such
     /// devices fail to connect with a clear error.
     pub tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
+    /// The operator's device-network policy: networks allowed for every tenant beyond the
+    /// defaults (a demo fleet on loopback) and the platform's service endpoints; each
+    /// tenant's own allowed networks are added per device. Checked on every address before
+    /// each connect (`netledger-device-client`).
+    pub device_networks: netledger_domain::device::network::DeviceNetworkPolicy,
 }
 
 impl Default for PollerOptions {
@@ -105,6 +110,7 @@ impl Default for PollerOptions {
             rollup_lag: Duration::from_secs(120),
             interval_override: None,
             tls_roots: None,
+            device_networks: Default::default(),
         }
     }
 }

@@ -273,6 +273,7 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
             }
             // Not read from the events table (see `TYPES`): nothing the poller polls by.
             DeviceEvent::TagsSet(_)
+            | DeviceEvent::CredentialsCleared(_)
             | DeviceEvent::CameOnline(_)
             | DeviceEvent::WentOffline(_)
             | DeviceEvent::VersionChanged(_)

@@ -122,6 +122,9 @@ fn fast(name: &str, interval: Duration) -> PollerOptions {
         },
         metrics_flush_interval: Duration::from_millis(150),
         interval_override: Some(interval),
+        // The simulated fleet listens on loopback: this harness's one opt-in.
+        device_networks: netledger_domain::device::network::DeviceNetworkPolicy::default()
+            .with_loopback(),
         ..PollerOptions::default()
     }
 }

@@ -69,6 +69,33 @@ impl fmt::Debug for Password {
     }
 }
 
+/// Decides whether the client may connect to one address its host resolved to: `Err` with
+/// the reason refuses that address. Set by whoever knows which networks devices may be in
+/// (`netledger-device-client`); the client applies it to every address before connecting,
+/// so a host name that resolves somewhere else after it was checked is still caught.
+#[derive(Clone)]
+pub struct AddressGuard(Arc<dyn Fn(std::net::SocketAddr) -> Result<(), String> + Send + Sync>);
+
+impl AddressGuard {
+    /// A guard running `check` on each resolved address.
+    pub fn new(
+        check: impl Fn(std::net::SocketAddr) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(check))
+    }
+
+    /// Runs the check.
+    pub fn check(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+        (self.0)(addr)
+    }
+}
+
+impl fmt::Debug for AddressGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AddressGuard(..)")
+    }
+}
+
 /// How to reach and log in to one router.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +119,8 @@ pub struct Config {
     pub limits: Limits,
     /// Bounds on one command's whole reply and on one file read back.
     pub reply_limits: ReplyLimits,
+    /// Checks every address the host resolves to before connecting; `None` connects to any.
+    pub address_guard: Option<AddressGuard>,
 }
 
 /// How much one command may return before the client gives up on it: a registered
@@ -142,6 +171,7 @@ impl Config {
             command_timeout: Duration::from_secs(30),
             limits: Limits::DEFAULT,
             reply_limits: ReplyLimits::DEFAULT,
+            address_guard: None,
         }
     }
 
@@ -291,12 +321,40 @@ impl Client {
         let port = config.port();
         let addr = format!("{}:{}", config.host, port);
         let connect = async {
-            let tcp = TcpStream::connect((config.host.as_str(), port))
-                .await
-                .map_err(|source| Error::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let tcp = match &config.address_guard {
+                None => TcpStream::connect((config.host.as_str(), port)).await,
+                Some(guard) => {
+                    let resolved: Vec<std::net::SocketAddr> =
+                        tokio::net::lookup_host((config.host.as_str(), port))
+                            .await
+                            .map_err(|source| Error::Connect {
+                                addr: addr.clone(),
+                                source,
+                            })?
+                            .collect();
+                    let mut allowed = Vec::with_capacity(resolved.len());
+                    let mut refused = None;
+                    for a in resolved {
+                        match guard.check(a) {
+                            Ok(()) => allowed.push(a),
+                            Err(reason) => refused = refused.or(Some(reason)),
+                        }
+                    }
+                    if allowed.is_empty() {
+                        return Err(Error::AddressRefused {
+                            addr: addr.clone(),
+                            reason: refused
+                                .unwrap_or_else(|| "the host resolved to no address".to_owned()),
+                        });
+                    }
+                    // Only the checked addresses: no second resolution that could differ.
+                    TcpStream::connect(&allowed[..]).await
+                }
+            }
+            .map_err(|source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
             // Sentences are small; do not let Nagle delay them. Failure only costs latency.
             let _ = tcp.set_nodelay(true);
             match &config.tls {

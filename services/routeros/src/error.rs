@@ -22,6 +22,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The configured [`crate::client::AddressGuard`] refused every address the host resolved
+    /// to; nothing was sent.
+    #[error("connecting to {addr} refused: {reason}")]
+    AddressRefused {
+        /// `host:port` as configured.
+        addr: String,
+        /// The guard's reason (for the first refused address).
+        reason: String,
+    },
     /// TCP connect plus TLS handshake took longer than the connect timeout.
     #[error("connecting to {addr} timed out after {after:?}")]
     ConnectTimeout {

@@ -18,7 +18,7 @@ pub mod proto;
 pub mod tls;
 pub mod types;
 
-pub use client::{Client, Config, Password, ReplyLimits, ReplyStream, Response};
+pub use client::{AddressGuard, Client, Config, Password, ReplyLimits, ReplyStream, Response};
 pub use codec::{CodecError, Decoder, Limits, Sentence};
 pub use error::{Error, Result};
 pub use proto::{Attrs, Command, ProtoError, Query, Reply, ReplyKind, Tag, Trap, TrapCategory};

@@ -7,9 +7,11 @@
 //! append to the same stream makes the command re-read and re-decide (a few times), then fail
 //! with [`DeviceCommandError::Conflict`].
 //!
-//! [`metrics`] holds the read side of the poller's telemetry for the API.
+//! [`metrics`] holds the read side of the poller's telemetry for the API; [`settings`] the
+//! tenant's device settings (allowed device networks).
 
 pub mod metrics;
+pub mod settings;
 
 use std::collections::BTreeSet;
 
@@ -253,7 +255,8 @@ impl DeviceCommands {
     }
 
     /// Changes name, endpoint or poll interval. Returns `None` when nothing differs from the
-    /// current registration (no event is appended).
+    /// current registration (no event is appended). A changed endpoint also deletes the
+    /// stored credentials (`DeviceCredentialsCleared`, same transaction).
     pub async fn update(
         &self,
         tenant: TenantId,
@@ -420,7 +423,16 @@ impl DeviceCommands {
                 tx.rollback().await.map_err(StoreError::db("end command"))?;
                 return Ok(None);
             }
-            match credentials.clone() {
+            // A changed endpoint clears the credentials (the domain decided it): the row
+            // goes in the same transaction as the event.
+            let cleared = decided
+                .iter()
+                .any(|e| matches!(e, domain::DeviceEvent::CredentialsCleared(_)));
+            let credentials = match credentials.clone() {
+                CredentialsWrite::Keep if cleared => CredentialsWrite::Delete,
+                other => other,
+            };
+            match credentials {
                 CredentialsWrite::Keep => {}
                 CredentialsWrite::Store { username, sealed } => {
                     credentials::store(&mut tx, tenant, device, &username, &sealed).await?;

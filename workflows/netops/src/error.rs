@@ -316,6 +316,7 @@ fn device_class(e: &routeros::Error) -> ErrorClass {
         | R::Fatal { .. }
         | R::Codec { .. } => ErrorClass::Retryable,
         R::Tls { .. }
+        | R::AddressRefused { .. }
         | R::PinMismatch { .. }
         | R::InvalidServerName { .. }
         | R::LoginRejected { .. }

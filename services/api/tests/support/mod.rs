@@ -63,10 +63,14 @@ impl Reply {
     }
 }
 
-/// The development configuration with cheap password hashing.
+/// The development configuration with cheap password hashing. Device hosts on loopback are
+/// allowed (`device_networks`: the harness's one opt-in; simulated devices listen on this
+/// host): a test of the default refusal sets `c.device_networks` back to the default.
 pub fn config() -> ApiConfig {
     let mut c = ApiConfig::development();
     c.password = PasswordParams::TESTING;
+    c.device_networks =
+        netledger_domain::device::network::DeviceNetworkPolicy::default().with_loopback();
     c
 }
 

@@ -146,6 +146,76 @@ fn update_records_only_what_differs() {
     assert_eq!((reg.name, reg.poll_interval_secs), (renamed, 300));
 }
 
+/// Item 8 of issue 15: a password is never sent to a host it was not entered for. Changing
+/// host, port or transport clears the stored credentials in the same decision; other changes
+/// keep them; a credentials change sets them again.
+#[test]
+fn an_endpoint_change_clears_the_credentials() {
+    for (new, what) in [
+        (endpoint("10.0.0.99", 8728), "host"),
+        (endpoint("127.0.0.1", 8729), "port"),
+        (
+            Endpoint {
+                transport: Transport::TlsVerified,
+                ..endpoint("127.0.0.1", 8728)
+            },
+            "transport",
+        ),
+    ] {
+        let state = given::<DeviceState>([registered_event()])
+            .when(DeviceCommand::Update(UpdateDevice {
+                endpoint: Some(new.clone()),
+                ..UpdateDevice::default()
+            }))
+            .then([
+                DeviceEvent::Updated(DeviceUpdated {
+                    name: None,
+                    endpoint: Some(new),
+                    poll_interval_secs: None,
+                }),
+                DeviceEvent::CredentialsCleared(DeviceCredentialsCleared {
+                    reason: format!("endpoint changed: {what}"),
+                }),
+            ]);
+        assert!(!state.has_credentials);
+        // Already cleared: a further endpoint change clears nothing more.
+        let again = Endpoint {
+            port: 9999,
+            ..state.registration.clone().unwrap().endpoint
+        };
+        let mut s = state.clone();
+        let events = s
+            .decide(&DeviceCommand::Update(UpdateDevice {
+                endpoint: Some(again),
+                ..UpdateDevice::default()
+            }))
+            .unwrap();
+        assert_eq!(types(&events), ["DeviceUpdated"]);
+        // New credentials set them again.
+        let set = s
+            .decide(&DeviceCommand::ChangeCredentials {
+                username: "ops".into(),
+                key_id: "k2".into(),
+            })
+            .unwrap();
+        apply(&mut s, &set);
+        assert!(s.has_credentials);
+    }
+    // Name and interval changes keep them.
+    let kept = given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            name: Some(DeviceName::parse("core-9").unwrap()),
+            poll_interval_secs: Some(120),
+            ..UpdateDevice::default()
+        }))
+        .then([DeviceEvent::Updated(DeviceUpdated {
+            name: Some(DeviceName::parse("core-9").unwrap()),
+            endpoint: None,
+            poll_interval_secs: Some(120),
+        })]);
+    assert!(kept.has_credentials);
+}
+
 #[test]
 fn an_update_that_changes_nothing_appends_nothing() {
     given::<DeviceState>([registered_event()])
@@ -402,7 +472,7 @@ fn stored_device_events_read_back_unchanged() {
         resumed.unwrap(),
         DeviceEvent::PollingResumed(DevicePollingResumed {})
     );
-    assert_eq!(DeviceEvent::TYPES.len(), 14);
+    assert_eq!(DeviceEvent::TYPES.len(), 15);
     assert_eq!(DeviceEvent::CATEGORY, "device");
 }
 

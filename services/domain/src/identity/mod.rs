@@ -563,7 +563,8 @@ mod tests {
                 "TenantRenamed",
                 "ApiKeyCreated",
                 "ApiKeyRevoked",
-                "TenantChangePolicySet"
+                "TenantChangePolicySet",
+                "TenantDeviceSettingsSet"
             ]
         );
         assert_eq!(

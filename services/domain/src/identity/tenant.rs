@@ -6,9 +6,14 @@
 //!
 //! The key's secret and its hash are the adapter's: the command carries only the key id
 //! and the prefix shown in lists.
+//!
+//! Device settings ([`TenantDeviceSettingsSet`]): the networks the tenant's devices may be
+//! in beyond the defaults of [`crate::device::network`] (at most
+//! [`MAX_ALLOWED_NETWORKS`] CIDRs).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,8 +23,29 @@ use super::{
 };
 use crate::aggregate::Aggregate;
 use crate::change::{ApprovalPolicy, ChangeControl};
-use crate::event::event_enum;
+use crate::device::network::Cidr;
+use crate::event::{EventType, event_enum};
 use crate::ids::TenantId;
+
+/// The most CIDRs a tenant's device allow-list holds.
+pub const MAX_ALLOWED_NETWORKS: usize = 64;
+
+/// The tenant's device settings were set (the whole set, replacing the previous one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDeviceSettingsSet {
+    /// Networks the tenant's devices may be in although a default rule refuses them
+    /// (loopback, link-local, unspecified, multicast; see [`crate::device::network`]).
+    #[serde(default)]
+    pub allowed_networks: Vec<Cidr>,
+    /// Whether devices may use the plain (unencrypted) API in production: the login and
+    /// every reply cross the network in clear text. Off unless a tenant admin turns it on.
+    #[serde(default)]
+    pub allow_plain_transport: bool,
+}
+impl EventType for TenantDeviceSettingsSet {
+    const TYPE: &'static str = "TenantDeviceSettingsSet";
+    const SCHEMA_VERSION: u32 = 1;
+}
 
 event_enum! {
     /// The events of a `tenant-<id>` stream.
@@ -34,6 +60,8 @@ event_enum! {
         ApiKeyRevoked(ApiKeyRevoked),
         /// The change-control policy was set.
         ChangePolicySet(TenantChangePolicySet),
+        /// The device settings were set.
+        DeviceSettingsSet(TenantDeviceSettingsSet),
     }
 }
 
@@ -49,6 +77,8 @@ pub struct Tenant {
     /// Its change-control policy; `None`: set never (an `optional` tenant with the default
     /// approval counts, see [`Tenant::change_policy`]).
     pub change_policy: Option<TenantChangePolicySet>,
+    /// Its device settings (the default: none set).
+    pub device_settings: TenantDeviceSettingsSet,
 }
 
 impl Tenant {
@@ -114,6 +144,8 @@ pub enum TenantCommand {
     },
     /// Set the change-control policy.
     SetChangePolicy(TenantChangePolicySet),
+    /// Set the device settings.
+    SetDeviceSettings(TenantDeviceSettingsSet),
 }
 
 /// An API key to issue.
@@ -171,6 +203,9 @@ pub enum TenantRefusal {
     /// The change policy is invalid.
     #[error("{0}")]
     InvalidChangePolicy(String),
+    /// The device settings are invalid.
+    #[error("{0}")]
+    InvalidDeviceSettings(String),
 }
 
 fn parse_name(name: &str) -> Result<DisplayName, TenantRefusal> {
@@ -257,6 +292,7 @@ impl Aggregate for Tenant {
                 }
             }
             TenantEvent::ChangePolicySet(e) => self.change_policy = Some(e.clone()),
+            TenantEvent::DeviceSettingsSet(e) => self.device_settings = e.clone(),
         }
     }
 
@@ -296,6 +332,24 @@ impl Aggregate for Tenant {
                     return Ok(vec![]);
                 }
                 Ok(vec![policy.clone().into()])
+            }
+            TenantCommand::SetDeviceSettings(settings) => {
+                if self.profile.is_none() {
+                    return Err(TenantRefusal::NotFound);
+                }
+                if settings.allowed_networks.len() > MAX_ALLOWED_NETWORKS {
+                    return Err(TenantRefusal::InvalidDeviceSettings(format!(
+                        "allowed_networks holds at most {MAX_ALLOWED_NETWORKS} CIDRs (got {})",
+                        settings.allowed_networks.len()
+                    )));
+                }
+                let mut settings = settings.clone();
+                settings.allowed_networks.sort();
+                settings.allowed_networks.dedup();
+                if self.device_settings == settings {
+                    return Ok(vec![]);
+                }
+                Ok(vec![settings.into()])
             }
             TenantCommand::Rename { name, if_version } => {
                 let name = parse_name(name)?;
@@ -364,6 +418,41 @@ mod tests {
             expires_at: c.expires_at,
         }
         .into()
+    }
+
+    #[test]
+    fn device_settings_are_set_sorted_bounded_and_only_when_they_change() {
+        use crate::device::network::Cidr;
+        let cidr = |s: &str| Cidr::parse(s).unwrap();
+        let asked = TenantDeviceSettingsSet {
+            allowed_networks: vec![cidr("127.0.0.0/8"), cidr("::1/128"), cidr("127.0.0.0/8")],
+            allow_plain_transport: false,
+        };
+        let stored = TenantDeviceSettingsSet {
+            allowed_networks: vec![cidr("127.0.0.0/8"), cidr("::1/128")],
+            allow_plain_transport: false,
+        };
+        let after = given::<Tenant>([created()])
+            .when(TenantCommand::SetDeviceSettings(asked.clone()))
+            .then([stored.clone().into()]);
+        assert_eq!(after.device_settings, stored);
+        given::<Tenant>([created(), stored.clone().into()])
+            .when(TenantCommand::SetDeviceSettings(asked))
+            .then([]);
+        let too_many = TenantDeviceSettingsSet {
+            allowed_networks: (0..=MAX_ALLOWED_NETWORKS)
+                .map(|i| cidr(&format!("10.0.{i}.0/24")))
+                .collect(),
+            allow_plain_transport: false,
+        };
+        given::<Tenant>([created()])
+            .when(TenantCommand::SetDeviceSettings(too_many))
+            .then_refused(TenantRefusal::InvalidDeviceSettings(
+                "allowed_networks holds at most 64 CIDRs (got 65)".into(),
+            ));
+        given::<Tenant>([])
+            .when(TenantCommand::SetDeviceSettings(stored))
+            .then_refused(TenantRefusal::NotFound);
     }
 
     #[test]

@@ -342,6 +342,9 @@ async fn run_bench(
     tracing::info!(rss_mib = baseline, "before the poller starts");
     let options = PollerOptions {
         name: "bench".to_owned(),
+        // The benchmark's simulated fleet listens on loopback.
+        device_networks: netledger_domain::device::network::DeviceNetworkPolicy::default()
+            .with_loopback(),
         ..PollerOptions::default()
     };
     let poller = Poller::start(

@@ -195,6 +195,9 @@ async fn setup(
                 within: Duration::from_secs(60),
                 retry_every: Duration::from_millis(250),
             },
+            // The benchmark's simulated fleet listens on loopback.
+            device_networks: netledger_domain::device::network::DeviceNetworkPolicy::default()
+                .with_loopback(),
             ..NetopsOptions::default()
         },
         clock: clock.clone(),

@@ -232,8 +232,9 @@ impl Platform {
         let config = work.path().join("netledger.toml");
         std::fs::write(
             &config,
+            // The simulated fleet listens on loopback: this harness's one opt-in.
             format!(
-                "data_dir = \"{}\"\n",
+                "data_dir = \"{}\"\n[devices]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n",
                 work.path().join("data").to_string_lossy()
             ),
         )
@@ -301,6 +302,7 @@ impl Platform {
                 token,
                 Some(json!({
                     "name": name, "host": api.ip().to_string(), "port": api.port(),
+                    "transport": {"mode": "plain"},
                     "username": m["username"], "password": m["password"],
                     "poll_interval_secs": 5,
                 })),

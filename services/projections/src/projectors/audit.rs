@@ -66,6 +66,7 @@ pub fn summary(e: &RecordedEvent) -> String {
             s(p, "username"),
             s(p, "key_id")
         ),
+        "DeviceCredentialsCleared" => format!("credentials cleared: {}", s(p, "reason")),
         "DeviceRemoved" => format!("removed: {}", s(p, "reason")),
         "DeviceCameOnline" => {
             let facts = p.get("facts").unwrap_or(&Value::Null);

@@ -97,6 +97,7 @@ impl Projector for ConfigVersionsProjector {
                 | DeviceEvent::Updated(_)
                 | DeviceEvent::TagsSet(_)
                 | DeviceEvent::CredentialsChanged(_)
+                | DeviceEvent::CredentialsCleared(_)
                 | DeviceEvent::Removed(_)
                 | DeviceEvent::CameOnline(_)
                 | DeviceEvent::WentOffline(_)

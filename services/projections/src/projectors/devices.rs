@@ -169,6 +169,11 @@ impl DeviceRow {
                 self.credentials_key_id = c.key_id;
                 false
             }
+            DeviceEvent::CredentialsCleared(_) => {
+                // No stored credentials: an empty key id (the login name stays for display).
+                self.credentials_key_id = String::new();
+                false
+            }
             DeviceEvent::Removed(r) => {
                 self.removed_at = Some(at);
                 self.removed_reason = Some(r.reason);

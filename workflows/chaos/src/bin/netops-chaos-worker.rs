@@ -154,6 +154,9 @@ async fn main() {
                 max_backoff: Duration::from_secs(1),
                 ..netledger_engine::RetryPolicy::default()
             },
+            // The chaos fleet listens on loopback: this harness's one opt-in.
+            device_networks: netledger_domain::device::network::DeviceNetworkPolicy::default()
+                .with_loopback(),
             ..NetopsOptions::default()
         },
         clock: Arc::new(TestClock::new()),

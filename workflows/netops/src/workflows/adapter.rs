@@ -63,6 +63,11 @@ pub struct NetopsOptions {
     /// devices are refused with a clear error (as by the poller, whose mapping this shares:
     /// `netledger-device-client`).
     pub tls_roots: Option<Arc<rustls::RootCertStore>>,
+    /// The operator's device-network policy (networks allowed for every tenant beyond the
+    /// defaults, the platform's service endpoints); the tenant's own allowed networks are
+    /// added when a step builds its client configuration, and every resolved address is
+    /// checked before each connect.
+    pub device_networks: netledger_domain::device::network::DeviceNetworkPolicy,
 }
 
 impl Default for NetopsOptions {
@@ -89,6 +94,7 @@ impl Default for NetopsOptions {
             retry: RetryPolicy::attempts(5),
             step_timeout: Duration::from_secs(900),
             tls_roots: None,
+            device_networks: Default::default(),
         }
     }
 }
@@ -220,6 +226,13 @@ impl NetopsDeps {
                     target.device_id
                 ))
             })?;
+        let device_networks = netledger_store::devices::settings::network_policy(
+            &mut tx,
+            tenant,
+            &self.options.device_networks,
+        )
+        .await
+        .map_err(StepError::retryable)?;
         tx.commit().await.map_err(StepError::retryable)?;
         let password = self
             .keys
@@ -229,6 +242,7 @@ impl NetopsDeps {
             connect_timeout: self.options.connect_timeout,
             command_timeout: self.options.command_timeout,
             tls_roots: self.options.tls_roots.clone(),
+            device_networks,
         };
         netledger_device_client::client_config(
             &target.host,

@@ -114,6 +114,9 @@ pub async fn env_full(
         },
         arm_margin: Duration::from_secs(1),
         verify_attempts: 1,
+        // The simulated fleet listens on loopback: this harness's one opt-in.
+        device_networks: netledger_domain::device::network::DeviceNetworkPolicy::default()
+            .with_loopback(),
         ..NetopsOptions::default()
     };
     tweak(&mut options);

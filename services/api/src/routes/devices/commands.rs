@@ -66,7 +66,8 @@ pub struct NewDevice {
     pub host: String,
     /// API port (default 8728 for `plain`, 8729 for TLS).
     pub port: Option<u16>,
-    /// Transport (default `plain`).
+    /// Transport (default `tls_verified`: API-SSL verified against the platform's trust
+    /// roots). Production refuses `plain` unless the tenant's device settings allow it.
     pub transport: Option<TransportInput>,
     /// API login name.
     pub username: String,
@@ -108,7 +109,7 @@ fn endpoint(
     use netledger_domain::device::{Endpoint, Host, Transport};
     let transport = match transport {
         Some(t) => t.parse()?,
-        None => Transport::Plain,
+        None => Transport::TlsVerified,
     };
     let default_port = if transport == Transport::Plain {
         8728
@@ -120,6 +121,76 @@ fn endpoint(
         port: port.unwrap_or(default_port),
         transport,
     })
+}
+
+/// Refuses an endpoint the tenant's device settings refuse: in production the plain API
+/// unless the tenant allows it (the password would cross the network in clear text), and an
+/// address the network policy refuses (loopback, link-local, unspecified, multicast unless
+/// allowed; the platform's own services always). Both are 422 naming the rule and how to
+/// allow it. A host name is resolved here and every address checked; one that does not
+/// resolve from the API passes (the poller and the workers check every address they connect
+/// to again, `netledger-device-client`).
+pub(crate) async fn check_device_endpoint(
+    state: &ApiState,
+    tenant: netledger_domain::TenantId,
+    endpoint: &netledger_domain::device::Endpoint,
+) -> ApiResult<()> {
+    let settings = {
+        let mut tx = netledger_store::begin_tenant(&state.pools().app, tenant).await?;
+        let s = netledger_store::devices::settings::device_settings(&mut tx, tenant).await?;
+        tx.commit().await?;
+        s
+    };
+    if state.config().production
+        && endpoint.transport == netledger_domain::device::Transport::Plain
+        && !settings.allow_plain_transport
+    {
+        tracing::warn!(%tenant, "plain transport refused in production");
+        return Err(ApiError::validation(format!(
+            "transport `plain` is refused by the `plain-transport` rule: in production the \
+             device's password and every reply would cross the network in clear text; use \
+             tls_pinned or tls_verified (API-SSL, port 8729), or a tenant admin allows plain \
+             with PUT /api/v1/tenants/{tenant}/device-settings {{\"allow_plain_transport\": true}}"
+        )));
+    }
+    let policy = state
+        .config()
+        .device_networks
+        .clone()
+        .allowing(settings.allowed_networks.iter().copied());
+    let host = endpoint.host.as_str();
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<std::net::IpAddr> = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let lookup = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                tokio::net::lookup_host((host, endpoint.port)),
+            )
+            .await;
+            match lookup {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                _ => {
+                    tracing::info!(host, "device host does not resolve from the API; checked at connect time");
+                    Vec::new()
+                }
+            }
+        }
+    };
+    for ip in addrs {
+        if let Err(refused) = policy.check(ip, endpoint.port) {
+            tracing::warn!(host, %ip, rule = refused.rule(), "device address refused");
+            return Err(ApiError::validation(if literal == ip.to_string() {
+                refused.to_string()
+            } else {
+                format!("host `{host}` resolves to {ip}: {refused}")
+            }));
+        }
+    }
+    Ok(())
 }
 
 fn device_written(
@@ -185,6 +256,7 @@ pub async fn register_device(
                 tags: parse_tags(&body.tags)?,
                 poll_interval_secs: body.poll_interval_secs.unwrap_or(60),
             };
+            check_device_endpoint(&st, p.tenant, &cmd.endpoint).await?;
             let id = *cmd.device_id.as_uuid();
             let outcome = st
                 .devices()?
@@ -212,7 +284,10 @@ pub struct DevicePatch {
     pub poll_interval_secs: Option<u32>,
 }
 
-/// Update a device's name, endpoint or poll interval (If-Match).
+/// Update a device's name, endpoint or poll interval (If-Match). Changing host, port or
+/// transport deletes the stored credentials (`DeviceCredentialsCleared`): the password was
+/// entered for the old endpoint and is never sent to another; set new ones with
+/// `PUT /devices/{id}/credentials` (`devices:credentials`).
 #[utoipa::path(
     patch,
     path = "/devices/{device_id}",
@@ -261,6 +336,7 @@ pub async fn update_device(
         if body.transport.is_none() {
             e.transport = reg.endpoint.transport.clone();
         }
+        check_device_endpoint(&state, p.tenant, &e).await?;
         Some(e)
     } else {
         None

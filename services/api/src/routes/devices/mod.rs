@@ -2,18 +2,21 @@
 //! [`read`] (the device list and detail from the read models, the live state from the
 //! event stream), [`configs`] (config versions, the config text of a version, diffs and the
 //! config as of a time, from the git config history), [`commands`] (register, update, tag,
-//! credentials, remove) and [`metrics`] (telemetry). The handlers and DTOs are re-exported
+//! credentials, remove), [`metrics`] (telemetry) and [`settings`] (the tenant's device
+//! settings: allowed device networks). The handlers and DTOs are re-exported
 //! here.
 
 pub mod commands;
 pub mod configs;
 pub mod metrics;
 pub mod read;
+pub mod settings;
 
 pub use commands::*;
 pub use configs::*;
 pub use metrics::*;
 pub use read::*;
+pub use settings::*;
 
 use netledger_domain::{DeviceId, TenantId};
 use netledger_projections::query;
@@ -41,6 +44,10 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(configs::get_config_version))
         .routes(routes!(configs::diff_configs))
         .routes(routes!(configs::config_as_of))
+        .routes(routes!(
+            settings::get_device_settings,
+            settings::set_device_settings
+        ))
 }
 
 pub(crate) fn wrap_cursor(c: Option<String>) -> Option<String> {
