@@ -2032,3 +2032,50 @@ async fn generated_python_client_drives_a_scenario(pool: PgPool) {
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&gen_dir).ok();
 }
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_direct_push_may_not_choose_a_generated_change_id(pool: PgPool) {
+    let app = app(pool).await;
+    let a = &app.admin;
+    app.change_control("optional").await;
+    // The id is checked before the device: an unknown device shows the id passed.
+    let device = uuid::Uuid::new_v4();
+    let push = |change_id: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/v1/workflows/config-push",
+                a,
+                json!({"device_id": device, "script": "/system identity set name=x", "change_id": change_id}),
+            )
+            .await
+        }
+    };
+    for (id, form) in [
+        ("ro-0190a1b2c3d4", "ro-"),
+        ("BK-1", "bk-"),
+        ("fw-x", "fw-"),
+        ("rs-1", "rs-"),
+        ("cr-1", "cr-"),
+        ("mine-post", "-post"),
+        ("Mine-POST", "-post"),
+    ] {
+        let r = push(id).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{id}: {:?}",
+            r.body
+        );
+        assert!(r.is_problem(), "{id}");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(form) && detail.contains("reserved"),
+            "{id}: {detail}"
+        );
+    }
+    for id in ["change-42", "rollout-1", "post-1", "my_ro-1"] {
+        let r = push(id).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}: {:?}", r.body);
+    }
+}

@@ -10,6 +10,8 @@
 //! - [`rules`](mod@rules): the policy's per-command rules (the analysable grammar, the
 //!   push machinery's names on decoded text, code on the device, named items in the
 //!   machinery's menus).
+//! - [`user_id`](mod@user_id): change ids users choose, kept out of the forms the platform
+//!   generates.
 //! - [`restore`](mod@restore): the RouterOS script that brings one configuration to another
 //!   ("restore device X to archived version V" as an ordinary change).
 //!
@@ -21,6 +23,7 @@ pub mod plan;
 pub mod preview;
 pub mod restore;
 pub mod rules;
+pub mod user_id;
 
 pub use error::{PlanError, Result};
 pub use plan::{
@@ -29,6 +32,7 @@ pub use plan::{
 };
 pub use preview::{DevicePreview, preview};
 pub use restore::{RestoreError, restore_script};
+pub use user_id::{UserChangeId, UserChangeIdError};
 
 /// What a change may do: the `config_push` card's policy (`netledger_domain::workflow::card`).
 pub use netledger_domain::workflow::card::Policy;

@@ -732,7 +732,8 @@ pub struct ConfigPushRequest {
     /// The RouterOS script to apply.
     pub script: String,
     /// Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
-    /// when absent.
+    /// when absent. The platform's generated forms are reserved (422): ids starting with
+    /// `ro-`, `bk-`, `fw-`, `rs-`, `cr-` or ending with `-post` (case-insensitive).
     pub change_id: Option<String>,
     /// Push even when device-mode disables the scheduler (no device-side rollback timer).
     #[serde(default)]
@@ -830,13 +831,6 @@ pub async fn start_backup(
     .await
 }
 
-fn change_id_ok(c: &str) -> bool {
-    !c.is_empty()
-        && c.len() <= 64
-        && c.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-}
-
 /// Push a config change to a device, two-phase with automatic rollback. Accepts
 /// `Idempotency-Key`.
 #[utoipa::path(
@@ -869,12 +863,11 @@ pub async fn start_config_push(
         return Err(ApiError::validation("script is empty"));
     }
     let change_id = match body.change_id {
-        Some(c) if change_id_ok(&c) => c,
-        Some(c) => {
-            return Err(ApiError::validation(format!(
-                "change_id `{c}` is invalid: use 1-64 letters, digits, `-` or `_`"
-            )));
-        }
+        // a user's id may not take a form the platform generates (rollout children, backups,
+        // firmware, restores, change requests, post-change snapshots)
+        Some(c) => netledger_changeplan::UserChangeId::parse(c)
+            .map_err(|e| ApiError::validation(e.to_string()))?
+            .into_string(),
         None => format!("chg-{}", Uuid::now_v7().simple()),
     };
     let device_id = DeviceId::from_uuid(body.device_id);
