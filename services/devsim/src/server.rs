@@ -210,6 +210,14 @@ pub(crate) async fn serve<S>(
                     .insert(key, h);
                 continue;
             }
+            if cmd.path() == "/import"
+                && sess.user.is_some()
+                && !cmd.attrs().contains("dry-run")
+                && let Some(gate) = dev.import_gate()
+            {
+                // test knob (`Device::hold_imports`): wait for the other imports
+                gate.wait().await;
+            }
             let out = dev.handle(&mut sess, &cmd);
             let frames: Vec<Bytes> = if faults.corrupt_frames {
                 vec![Bytes::from_static(&[0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x00])]

@@ -32,6 +32,9 @@ pub struct Faults {
     pub cut_access_on_change: bool,
     /// The next upgrade fails: the device reboots and comes back on its old version.
     pub fail_upgrade: bool,
+    /// Every `/system backup load` fails (`failure: backup file is corrupted`) while set,
+    /// from the API and from scripts (a rollback timer) alike.
+    pub fail_backup_load: bool,
 }
 
 /// A file in `/file`.
@@ -82,6 +85,8 @@ pub(crate) struct DeviceState {
     pub history: VecDeque<HistoryEntry>,
     /// Id of the next history row.
     pub history_next: u32,
+    /// [`crate::Device::hold_imports`]: the barrier and how many imports may still join it.
+    pub import_gate: Option<(Arc<tokio::sync::Barrier>, usize)>,
 }
 
 /// One `/system history` row.
@@ -121,6 +126,7 @@ impl DeviceState {
             rb_upgrade_staged: false,
             history: VecDeque::new(),
             history_next: 1,
+            import_gate: None,
         }
     }
 

@@ -436,6 +436,40 @@ impl EventType for ConfigDriftDetected {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// A device condition an operator resolves: Netledger rollback timers (`netledger-rollback-*`
+/// scheduler entries) are, or may still be, on the device. Such a timer can fire later and
+/// revert whatever another workflow changed since, so pushes refuse to arm while one exists.
+/// Appended by the push that found them (`source: refused_arm`) or whose rollback could not
+/// confirm its own timer gone (`source: rollback_unconfirmed`; that push keeps the device
+/// and retries until the timer is gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRollbackTimersFound {
+    /// The scheduler entries (names) found or not confirmed gone.
+    pub timers: Vec<String>,
+    /// The workflow that found them.
+    pub workflow_id: WorkflowId,
+    /// `refused_arm` or `rollback_unconfirmed`.
+    pub source: String,
+    /// What happened, for the operator.
+    pub detail: String,
+}
+impl EventType for DeviceRollbackTimersFound {
+    const TYPE: &'static str = "DeviceRollbackTimersFound";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The condition of [`DeviceRollbackTimersFound`] is resolved: a workflow saw no Netledger
+/// rollback timer on the device any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRollbackTimersCleared {
+    /// The workflow that confirmed it.
+    pub workflow_id: WorkflowId,
+}
+impl EventType for DeviceRollbackTimersCleared {
+    const TYPE: &'static str = "DeviceRollbackTimersCleared";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 // ---- the event enum ------------------------------------------------------------------------
 
 event_enum! {
@@ -471,6 +505,10 @@ event_enum! {
         DriftDetected(ConfigDriftDetected),
         /// `DeviceCredentialsCleared`.
         CredentialsCleared(DeviceCredentialsCleared),
+        /// `DeviceRollbackTimersFound`.
+        RollbackTimersFound(DeviceRollbackTimersFound),
+        /// `DeviceRollbackTimersCleared`.
+        RollbackTimersCleared(DeviceRollbackTimersCleared),
     }
 }
 
@@ -509,6 +547,9 @@ pub struct DeviceState {
     pub polling_suspended: bool,
     /// Last snapshot: (commit, sha256).
     pub last_snapshot: Option<(String, String)>,
+    /// Condition: Netledger rollback timers found (or not confirmed gone) on the device,
+    /// until a workflow sees none ([`DeviceRollbackTimersFound`]).
+    pub stale_rollback_timers: Vec<String>,
     /// The stream version this state was folded to.
     pub version: u64,
 }
@@ -583,6 +624,10 @@ impl DeviceState {
             DeviceEvent::DriftDetected(e) => {
                 self.last_snapshot = Some((e.commit.clone(), e.found_sha256.clone()));
             }
+            DeviceEvent::RollbackTimersFound(e) => {
+                self.stale_rollback_timers = e.timers.clone();
+            }
+            DeviceEvent::RollbackTimersCleared(_) => self.stale_rollback_timers.clear(),
         }
     }
 

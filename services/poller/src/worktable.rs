@@ -282,7 +282,9 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
             | DeviceEvent::PollingSuspended(_)
             | DeviceEvent::PollingResumed(_)
             | DeviceEvent::SnapshotRecorded(_)
-            | DeviceEvent::DriftDetected(_) => continue,
+            | DeviceEvent::DriftDetected(_)
+            | DeviceEvent::RollbackTimersFound(_)
+            | DeviceEvent::RollbackTimersCleared(_) => continue,
         }
         applied += 1;
         if !changed.contains(&key) {

@@ -401,6 +401,27 @@ pub async fn scheduler_entry(
         .transpose()
 }
 
+/// Prefix of every Netledger rollback timer (`netledger-rollback-<change id>`).
+pub const ROLLBACK_TIMER_PREFIX: &str = "netledger-rollback-";
+
+/// Names of all Netledger rollback timers on the device (any change's), sorted.
+pub async fn rollback_timers(client: &Client) -> Result<Vec<String>> {
+    const PATH: &str = "/system/scheduler/print";
+    let r = client
+        .run(Command::new(PATH).attr(".proplist", "name"))
+        .await
+        .map_err(|e| NetopsError::device(PATH, e))?;
+    let mut names: Vec<String> = r
+        .rows
+        .iter()
+        .filter_map(|row| row.get_str("name"))
+        .filter(|n| n.starts_with(ROLLBACK_TIMER_PREFIX))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,22 @@ pub enum NetopsError {
         /// Why, and what to do.
         reason: String,
     },
+    /// Another change's Netledger rollback timer (`netledger-rollback-*`) is on the device:
+    /// it may still fire and revert whatever is pushed now, and a snapshot would capture it.
+    /// A device condition an operator resolves (roll that change back, or remove the entry
+    /// after checking the device), not something a retry fixes.
+    #[error(
+        "{step} refused for change {change}: Netledger rollback timer(s) of another change are on the device ({}); they could revert this change. Resolve them first (finish or roll back that push, or remove the entry after checking the device)",
+        timers.join(", ")
+    )]
+    ForeignRollbackTimer {
+        /// Step name.
+        step: &'static str,
+        /// This change.
+        change: String,
+        /// The scheduler entries found.
+        timers: Vec<String>,
+    },
     /// The rollback timer is still on the device after it was removed.
     #[error("rollback timer {scheduler} is still on the device after removing it: not committed")]
     DisarmUnconfirmed {
@@ -267,7 +283,9 @@ impl NetopsError {
             | E::RollbackPending { .. }
             | E::NotBack { .. }
             | E::LeaseLapsed { .. } => ErrorClass::Retryable,
-            E::SchedulerDisabled { .. } | E::FetchDisabled { .. } => ErrorClass::Refused,
+            E::SchedulerDisabled { .. }
+            | E::FetchDisabled { .. }
+            | E::ForeignRollbackTimer { .. } => ErrorClass::Refused,
             E::InvalidChangeId { .. }
             | E::Parse { .. }
             | E::Policy { .. }

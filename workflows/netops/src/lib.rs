@@ -38,6 +38,7 @@ pub use error::{ErrorClass, NetopsError, Result};
 pub use push::{
     Applied, ArmOptions, Armed, Cleaned, Committed, DeviceDryRun, HealthChecks, PingCheck,
     RollbackMethod, RollbackOptions, RolledBack, SchedulerGate, Snapshot, SnapshotTaken, Validated,
-    Verification, Verified, VerifyFailed, VerifyFailure, VerifyOptions, apply, arm, cleanup,
-    commit, extend, require_scheduler, rollback, snapshot, validate, verify,
+    Verification, Verified, VerifyFailed, VerifyFailure, VerifyOptions, apply, apply_token_file,
+    arm, arm_with, cleanup, cleanup_changes, commit, extend, require_scheduler, rollback,
+    rollback_with, snapshot, snapshot_with, validate, verify,
 };

@@ -22,15 +22,15 @@ use std::time::Duration;
 
 use netledger_engine::crash_point;
 use routeros::menus::{ExportOptions, NewSchedule, Sensitive};
-use routeros::{Client, Command, Config};
+use routeros::{Client, Command, Config, Password};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::change::{self, Change, ChangeId, Plan, Policy};
 use crate::device::{
     self, DateStyle, DeviceProbe, DeviceTime, connect_within, device_boot_time, device_clock,
-    device_mode, error_chain, file_row, remove_file_named, scheduler_entry, storage_prefix,
-    wait_for_file,
+    device_mode, error_chain, file_row, remove_file_named, rollback_timers, scheduler_entry,
+    storage_prefix, wait_for_file,
 };
 use crate::error::{NetopsError, Result};
 
@@ -98,6 +98,10 @@ pub struct Snapshot {
     pub device_version: String,
     /// Device clock at snapshot time.
     pub taken_at: DeviceTime,
+    /// The backup was saved with a password (`/system/backup/save password=`): loading it
+    /// needs the same password (the caller keeps it sealed, `docs/push.md`).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// What [`snapshot`] returns: the journaled [`Snapshot`] plus the texts the caller stores
@@ -155,6 +159,18 @@ async fn export_text(client: &Client, id: &ChangeId, prefix: &str) -> Result<Str
 /// repeat (it overwrites its own backup file).
 #[tracing::instrument(skip_all, fields(change = %id))]
 pub async fn snapshot(client: &Client, id: &ChangeId) -> Result<SnapshotTaken> {
+    snapshot_with(client, id, None).await
+}
+
+/// [`snapshot`] with the backup encrypted under `backup_password` (RouterOS encrypts a
+/// backup saved with a password, aes-sha256 by default; without one it is stored in clear
+/// since 6.43: ROUTEROS-NOTES §5.10). The workflows always pass a per-push password.
+#[tracing::instrument(skip_all, fields(change = %id))]
+pub async fn snapshot_with(
+    client: &Client,
+    id: &ChangeId,
+    backup_password: Option<&Password>,
+) -> Result<SnapshotTaken> {
     if scheduler_entry(client, &id.scheduler_name())
         .await?
         .is_some()
@@ -168,6 +184,7 @@ pub async fn snapshot(client: &Client, id: &ChangeId) -> Result<SnapshotTaken> {
             ),
         });
     }
+    refuse_foreign_timers(client, id, "snapshot").await?;
     let prefix = storage_prefix(client).await?;
     if file_row(client, &format!("{prefix}{}", id.applied_file()))
         .await?
@@ -189,7 +206,7 @@ pub async fn snapshot(client: &Client, id: &ChangeId) -> Result<SnapshotTaken> {
     let stem = format!("{prefix}{}", id.backup_stem());
     let backup_file = format!("{stem}.backup");
     client
-        .backup_save(&stem, None)
+        .backup_save(&stem, backup_password)
         .await
         .map_err(|e| NetopsError::device("/system/backup/save", e))?;
     crash_point("backup_saved");
@@ -218,6 +235,7 @@ pub async fn snapshot(client: &Client, id: &ChangeId) -> Result<SnapshotTaken> {
             backup_size: file.size,
             device_version: device::version_text(&version),
             taken_at,
+            encrypted: backup_password.is_some(),
         },
         export,
         backup,
@@ -360,6 +378,18 @@ fn schedule_time(s: &routeros::menus::Schedule) -> Option<DeviceTime> {
 /// step) it is read back instead of added again.
 #[tracing::instrument(skip_all, fields(change = %snapshot.change_id))]
 pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Result<Armed> {
+    arm_with(client, snapshot, opts, None).await
+}
+
+/// [`arm`] for an encrypted snapshot: the timer's `on-event` passes `backup_password` to
+/// `/system backup load` (the entry lives only until commit or rollback removes it).
+#[tracing::instrument(skip_all, fields(change = %snapshot.change_id))]
+pub async fn arm_with(
+    client: &Client,
+    snapshot: &Snapshot,
+    opts: &ArmOptions,
+    backup_password: Option<&Password>,
+) -> Result<Armed> {
     let id = &snapshot.change_id;
     let name = id.scheduler_name();
     let mode = device_mode(client).await?;
@@ -373,6 +403,7 @@ pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Res
         let fires = schedule_time(&existing).ok_or_else(|| NetopsError::Unexpected {
             detail: format!("scheduler entry {name} has no readable start date/time"),
         })?;
+        ensure_apply_token(client, id).await?;
         return Ok(Armed {
             change_id: id.clone(),
             scheduler_name: name,
@@ -383,6 +414,7 @@ pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Res
             timer_effective: mode.scheduler,
         });
     }
+    refuse_foreign_timers(client, id, "arm").await?;
     if file_row(client, &snapshot.backup_file).await?.is_none() {
         return Err(NetopsError::WrongState {
             step: "arm",
@@ -396,7 +428,14 @@ pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Res
     let fires = now.plus(opts.window);
     let entry = NewSchedule {
         name: name.clone(),
-        on_event: format!("/system backup load name={}", snapshot.backup_file),
+        on_event: match backup_password {
+            Some(p) => format!(
+                "/system backup load name={} password=\"{}\"",
+                snapshot.backup_file,
+                p.expose()
+            ),
+            None => format!("/system backup load name={}", snapshot.backup_file),
+        },
         start_date: Some(fires.date_text(style)),
         start_time: Some(fires.time_text()),
         interval: None,
@@ -411,21 +450,108 @@ pub async fn arm(client: &Client, snapshot: &Snapshot, opts: &ArmOptions) -> Res
     crash_point("armed");
     let back = scheduler_entry(client, &name).await?;
     match back {
-        Some(s) if !s.disabled && schedule_time(&s) == Some(fires) => Ok(Armed {
-            change_id: id.clone(),
-            scheduler_name: name,
-            backup_file: snapshot.backup_file.clone(),
-            armed_at: now,
-            fires_at_device_time: fires,
-            date_style: style,
-            timer_effective: mode.scheduler,
-        }),
+        Some(s) if !s.disabled && schedule_time(&s) == Some(fires) => {
+            ensure_apply_token(client, id).await?;
+            Ok(Armed {
+                change_id: id.clone(),
+                scheduler_name: name,
+                backup_file: snapshot.backup_file.clone(),
+                armed_at: now,
+                fires_at_device_time: fires,
+                date_style: style,
+                timer_effective: mode.scheduler,
+            })
+        }
         other => Err(NetopsError::Unexpected {
             detail: format!(
                 "scheduler entry {name} read back as {other:?}, expected enabled at {fires}"
             ),
         }),
     }
+}
+
+/// Refuses ([`NetopsError::ForeignRollbackTimer`]) while any Netledger rollback timer
+/// other than `id`'s own is on the device: it could still fire and revert this change, and a
+/// snapshot taken now would capture it (a restore would re-arm it).
+pub async fn refuse_foreign_timers(
+    client: &Client,
+    id: &ChangeId,
+    step: &'static str,
+) -> Result<()> {
+    let own = id.scheduler_name();
+    let timers: Vec<String> = rollback_timers(client)
+        .await?
+        .into_iter()
+        .filter(|t| *t != own)
+        .collect();
+    if timers.is_empty() {
+        return Ok(());
+    }
+    Err(NetopsError::ForeignRollbackTimer {
+        step,
+        change: id.to_string(),
+        timers,
+    })
+}
+
+/// The apply token of a change: `netledger-armed-<id>.txt`, written by [`arm`] once the
+/// timer is confirmed and consumed by the first line of the change file, in the same line
+/// that writes the applied-marker (see [`apply`]).
+pub fn apply_token_file(id: &ChangeId) -> String {
+    format!("netledger-armed-{}.txt", id.as_str())
+}
+
+/// Writes the apply token unless the change already started (marker) or the token is
+/// there. Only [`arm`] writes it: a journaled step that runs before any apply, so a second
+/// (stale) apply cannot bring a consumed token back.
+async fn ensure_apply_token(client: &Client, id: &ChangeId) -> Result<()> {
+    let prefix = storage_prefix(client).await?;
+    let token = format!("{prefix}{}", apply_token_file(id));
+    if file_row(client, &format!("{prefix}{}", id.applied_file()))
+        .await?
+        .is_some()
+        || file_row(client, &token).await?.is_some()
+    {
+        return Ok(());
+    }
+    const PATH: &str = "/file/add";
+    client
+        .run(
+            Command::new(PATH)
+                .attr("name", &token)
+                .attr("contents", "netledger apply token"),
+        )
+        .await
+        .map_err(|e| NetopsError::device(PATH, e))?;
+    Ok(())
+}
+
+/// The file [`apply`] uploads and imports: the change behind a guard line that consumes the
+/// apply token and writes the applied-marker in one device-side line. `/file remove` of a
+/// name that is not there fails (`no such item`, ROUTEROS-NOTES §3) and `/import` stops at
+/// the first failing line (§5.11), so of two imports of the same change only the one that
+/// removed the token goes on: the check and the import are one device-side operation.
+/// Keeps [`change::DEVICE_SCRIPT_PREAMBLE_LINES`] (2) lines before the change.
+pub fn guarded_device_script(change: &Change, token_file: &str, applied_file: &str) -> String {
+    let marker = change.id.marker();
+    let mut s = format!(
+        "# {marker}\n/file remove {token_file}; /file add name={applied_file} contents={marker}\n"
+    );
+    s.push_str(&change.script);
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// The 1-based line a device error message names (`... (line N column M)`).
+fn error_line(message: &str) -> Option<usize> {
+    let pos = message.find("(line ")?;
+    let digits: String = message[pos + "(line ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Moves the rollback timer to device clock + `window` if that is later than it is now
@@ -515,6 +641,13 @@ pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Ap
         change: id.to_string(),
         reason,
     };
+    let token_file = format!("{prefix}{}", apply_token_file(id));
+    let already = |change_file: String, applied_file: String| Applied {
+        already_applied: true,
+        change_file,
+        applied_file,
+        marker_confirmed: true,
+    };
     match scheduler_entry(client, &armed.scheduler_name).await? {
         None => {
             return Err(refuse(format!(
@@ -539,13 +672,38 @@ pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Ap
             }
         }
     }
-    put_file(client, &change_file, &change.device_script(&applied_file)).await?;
+    if file_row(client, &token_file).await?.is_none() {
+        // consumed by another apply of this change (its marker is there by now), or arm
+        // never wrote it
+        if file_row(client, &applied_file).await?.is_some() {
+            return Ok(already(change_file, applied_file));
+        }
+        return Err(refuse(format!(
+            "apply token {token_file} is not on the device: arm again"
+        )));
+    }
+    put_file(
+        client,
+        &change_file,
+        &guarded_device_script(change, &token_file, &applied_file),
+    )
+    .await?;
     crash_point("uploaded");
     match client
         .run(Command::new("/import").attr("file-name", &change_file))
         .await
     {
         Ok(_) => crash_point("imported"),
+        Err(routeros::Error::Trap { trap, .. })
+            if error_line(&trap.message)
+                .is_some_and(|l| l <= change::DEVICE_SCRIPT_PREAMBLE_LINES)
+                && file_row(client, &applied_file).await?.is_some() =>
+        {
+            // the guard line refused: another apply of this change consumed the token
+            // and started the change; nothing of the change ran here
+            tracing::warn!(change = %id, "a concurrent apply of this change ran it; not importing again");
+            return Ok(already(change_file, applied_file));
+        }
         Err(routeros::Error::Trap { trap, .. }) => {
             return Err(NetopsError::ImportFailed {
                 change: id.to_string(),
@@ -859,6 +1017,18 @@ pub async fn rollback(
     armed: &Armed,
     opts: &RollbackOptions,
 ) -> Result<RolledBack> {
+    rollback_with(config, snapshot, armed, opts, None).await
+}
+
+/// [`rollback`] of an encrypted snapshot (`backup_password` loads it).
+#[tracing::instrument(skip_all, fields(change = %snapshot.change_id))]
+pub async fn rollback_with(
+    config: &Config,
+    snapshot: &Snapshot,
+    armed: &Armed,
+    opts: &RollbackOptions,
+    backup_password: Option<&Password>,
+) -> Result<RolledBack> {
     let id = &snapshot.change_id;
     let client = match connect_within(config, opts.wait_for_device, opts.retry_every).await {
         Ok(c) => c,
@@ -914,9 +1084,86 @@ pub async fn rollback(
             ),
         });
     }
+    load_snapshot(config, client, snapshot, opts, backup_password).await
+}
+
+/// Restores a snapshot now, whatever the markers say (the `config_restore` workflow: a
+/// committed push's files were cleaned up): the snapshot backup must be on the device
+/// ([`upload_backup`] puts the archived copy back), `/system/backup/load`, reboot, and the
+/// normalised sha256 must equal the snapshot's.
+pub async fn restore_snapshot(
+    config: &Config,
+    snapshot: &Snapshot,
+    opts: &RollbackOptions,
+    backup_password: Option<&Password>,
+) -> Result<RolledBack> {
+    let client = connect_within(config, opts.wait_for_device, opts.retry_every).await?;
+    if file_row(&client, &snapshot.backup_file).await?.is_none() {
+        client.close().await;
+        return Err(NetopsError::WrongState {
+            step: "restore",
+            change: snapshot.change_id.to_string(),
+            reason: format!(
+                "snapshot backup {} is not on the device: upload the archived copy first",
+                snapshot.backup_file
+            ),
+        });
+    }
+    load_snapshot(config, client, snapshot, opts, backup_password).await
+}
+
+/// Puts a snapshot's backup bytes (the archived copy) back on the device under its name,
+/// unless it is there. The API can write a file only as `/file add contents=` text, capped
+/// near 60 KB (ROUTEROS-NOTES §5.9): bytes that are not UTF-8 text or are larger are refused
+/// ([`NetopsError::WrongState`]): such a backup has to be put back by hand (SFTP).
+pub async fn upload_backup(client: &Client, snapshot: &Snapshot, bytes: &[u8]) -> Result<bool> {
+    if file_row(client, &snapshot.backup_file).await?.is_some() {
+        return Ok(false);
+    }
+    const LIMIT: usize = 60_000;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) if bytes.len() <= LIMIT => t,
+        _ => {
+            return Err(NetopsError::WrongState {
+                step: "restore",
+                change: snapshot.change_id.to_string(),
+                reason: format!(
+                    "snapshot backup {} is not on the device and its archived copy ({} bytes, \
+                     binary or over {LIMIT}) cannot be written over the API: copy it back by \
+                     SFTP, then restore again",
+                    snapshot.backup_file,
+                    bytes.len()
+                ),
+            });
+        }
+    };
+    if let Some(sha) = &snapshot.backup_sha256
+        && sha256_hex(bytes) != *sha
+    {
+        return Err(NetopsError::Unexpected {
+            detail: format!(
+                "the archived backup of {} does not match the snapshot's sha256",
+                snapshot.change_id
+            ),
+        });
+    }
+    put_file(client, &snapshot.backup_file, text).await?;
+    Ok(true)
+}
+
+/// `/system/backup/load` of the snapshot on `client`, then the reboot, then the hash check.
+async fn load_snapshot(
+    config: &Config,
+    client: Client,
+    snapshot: &Snapshot,
+    opts: &RollbackOptions,
+    backup_password: Option<&Password>,
+) -> Result<RolledBack> {
+    let id = &snapshot.change_id;
+    let prefix = storage_prefix(&client).await?;
     let (before, _) = device_clock(&client).await?;
     client
-        .backup_load(&snapshot.backup_file, None)
+        .backup_load(&snapshot.backup_file, backup_password)
         .await
         .map_err(|e| NetopsError::device("/system/backup/load", e))?;
     crash_point("restore_requested");
@@ -980,36 +1227,87 @@ pub(crate) async fn await_reboot(
 pub struct Cleaned {
     /// Files removed.
     pub removed: Vec<String>,
+    /// Files kept because a change's rollback timer is still armed (its snapshot backup,
+    /// applied-marker, apply token and change file): a later cleanup removes them once the
+    /// timer is gone.
+    #[serde(default)]
+    pub kept_for_timer: Vec<String>,
+    /// Files kept because the caller asked (the encrypted pre-push backup of a device whose
+    /// backup could not be read back and archived, RouterOS before 7.13: it is the only
+    /// copy a later `config_restore` can load).
+    #[serde(default)]
+    pub kept: Vec<String>,
 }
 
-/// After commit or rollback: removes the change's files from the device (change file,
-/// applied-marker, dry-run file, temporary export, snapshot backup). Refused while the
-/// rollback timer is still armed. Safe to repeat.
+/// The files a change can leave on the device, by name without the storage prefix: change
+/// file, applied-marker, apply token, snapshot backup (what an armed timer and a rollback
+/// still need), then the dry-run file and the temporary export (needed by nothing once their
+/// step returned).
+fn change_files(id: &ChangeId) -> (Vec<String>, Vec<String>) {
+    (
+        vec![
+            id.change_file(),
+            id.applied_file(),
+            apply_token_file(id),
+            format!("{}.backup", id.backup_stem()),
+        ],
+        vec![id.dry_run_file(), format!("{}.rsc", id.export_stem())],
+    )
+}
+
+/// After commit or rollback: removes what the change put on the device (change file,
+/// applied-marker, apply token, dry-run file, temporary export, snapshot backup). While the
+/// change's rollback timer is still on the device, the files the timer and a rollback need
+/// are kept (listed in `kept_for_timer`). Idempotent: a file already gone is skipped.
 #[tracing::instrument(skip_all, fields(change = %id))]
 pub async fn cleanup(client: &Client, id: &ChangeId) -> Result<Cleaned> {
-    if scheduler_entry(client, &id.scheduler_name())
-        .await?
-        .is_some()
-    {
-        return Err(NetopsError::WrongState {
-            step: "cleanup",
-            change: id.to_string(),
-            reason: "the rollback timer is still armed: commit or roll back first".into(),
-        });
-    }
+    cleanup_changes(client, std::slice::from_ref(id), &[]).await
+}
+
+/// [`cleanup`] of several change ids on one connection (a push's own id and its `-post`
+/// snapshot id), keeping the files named in `keep` (names without the storage prefix).
+pub async fn cleanup_changes(
+    client: &Client,
+    ids: &[ChangeId],
+    keep: &[String],
+) -> Result<Cleaned> {
     let prefix = storage_prefix(client).await?;
-    let mut removed = Vec::new();
-    for name in [
-        id.change_file(),
-        id.applied_file(),
-        id.dry_run_file(),
-        format!("{}.rsc", id.export_stem()),
-        format!("{}.backup", id.backup_stem()),
-    ] {
-        let full = format!("{prefix}{name}");
-        if remove_file_named(client, &full).await? {
-            removed.push(full);
+    let mut out = Cleaned {
+        removed: Vec::new(),
+        kept_for_timer: Vec::new(),
+        kept: Vec::new(),
+    };
+    for id in ids {
+        let armed = scheduler_entry(client, &id.scheduler_name())
+            .await?
+            .is_some();
+        let (timer_needs, others) = change_files(id);
+        for name in others {
+            let full = format!("{prefix}{name}");
+            if remove_file_named(client, &full).await? {
+                out.removed.push(full);
+                if out.removed.len() == 1 {
+                    crash_point("removed");
+                }
+            }
+        }
+        for name in timer_needs {
+            let full = format!("{prefix}{name}");
+            if keep.contains(&name) {
+                if file_row(client, &full).await?.is_some() {
+                    out.kept.push(full);
+                }
+            } else if armed {
+                if file_row(client, &full).await?.is_some() {
+                    out.kept_for_timer.push(full);
+                }
+            } else if remove_file_named(client, &full).await? {
+                out.removed.push(full);
+                if out.removed.len() == 1 {
+                    crash_point("removed");
+                }
+            }
         }
     }
-    Ok(Cleaned { removed })
+    Ok(out)
 }

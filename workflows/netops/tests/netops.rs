@@ -1024,3 +1024,176 @@ async fn firmware_precheck_refusals() {
         .unwrap_err();
     assert!(matches!(e, NetopsError::InsufficientSpace { .. }), "{e:?}");
 }
+
+/// Files and scheduler entries of the push machinery on a devsim device.
+fn netledger_leftovers(d: &Device) -> Vec<String> {
+    d.file_names()
+        .into_iter()
+        .chain(d.scheduler_names())
+        .filter(|n| n.contains("netledger-"))
+        .collect()
+}
+
+/// Issue #15 item 4: two applies of the same change that both passed their own checks
+/// (a worker whose lease expired and the one replaying it) meet at the device: devsim holds
+/// both `/import`s until both arrived. The guard line of the change file (consume the apply
+/// token, write the marker) lets exactly one import run the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_applies_import_once() {
+    let f = fleet(1).await;
+    let m = &f.manifest()[0];
+    let d = f.device(0).unwrap().clone();
+    let c = client(m).await;
+    let change = Change::new(id("twice"), CHANGE);
+    let (_snap, _validated, armed) = prepare(&c, &change, 60).await;
+    let (c1, c2) = (client(m).await, client(m).await);
+    d.hold_imports(2);
+    let (a, b) = tokio::join!(
+        netledger_netops::apply(&c1, &change, &armed),
+        netledger_netops::apply(&c2, &change, &armed)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(applications(&d, "twice"), 1, "{a:?} {b:?}");
+    assert_eq!(
+        u32::from(a.already_applied) + u32::from(b.already_applied),
+        1,
+        "{a:?} {b:?}"
+    );
+    // a third apply (a replay) sees the marker
+    let again = netledger_netops::apply(&c, &change, &armed).await.unwrap();
+    assert!(again.already_applied);
+    assert_eq!(applications(&d, "twice"), 1);
+}
+
+/// Issue #15 item 3: another change's rollback timer on the device (a push whose rollback
+/// failed) refuses snapshot and arm of the next change: that timer could revert it.
+#[tokio::test]
+async fn a_foreign_rollback_timer_refuses_snapshot_and_arm() {
+    let f = fleet(1).await;
+    let m = &f.manifest()[0];
+    let c = client(m).await;
+    let old = Change::new(id("old"), CHANGE);
+    let (old_snap, _, old_armed) = prepare(&c, &old, 600).await;
+    let next = id("next");
+    let e = netledger_netops::snapshot(&c, &next).await.unwrap_err();
+    assert!(
+        matches!(&e, NetopsError::ForeignRollbackTimer { step: "snapshot", timers, .. }
+            if timers == &vec!["netledger-rollback-old".to_owned()]),
+        "{e}"
+    );
+    assert_eq!(e.class(), ErrorClass::Refused);
+    // arm of a snapshot taken before the other timer appeared is refused as well
+    let e = netledger_netops::arm(
+        &c,
+        &netledger_netops::Snapshot {
+            change_id: next.clone(),
+            ..old_snap.snapshot.clone()
+        },
+        &arm_opts(60),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, NetopsError::ForeignRollbackTimer { step: "arm", .. }),
+        "{e}"
+    );
+    // once the old timer is gone (rolled back), the next change may go on
+    netledger_netops::rollback(&cfg(m), &old_snap.snapshot, &old_armed, &rollback_opts())
+        .await
+        .unwrap();
+    let c = client(m).await;
+    netledger_netops::snapshot(&c, &next).await.unwrap();
+}
+
+/// Issue #15 item 2: an encrypted snapshot backup hides the configuration and the user
+/// passwords, needs its password to load (devsim as RouterOS), and after commit or rollback
+/// the cleanup (run twice: idempotent) leaves no Netledger file or timer on the device.
+#[tokio::test]
+async fn cleanup_leaves_nothing_and_backups_are_encrypted() {
+    let f = fleet(1).await;
+    let m = &f.manifest()[0];
+    let d = f.device(0).unwrap().clone();
+    let password = Password::new("s3cret-backup-password");
+    // a push that commits
+    let c = client(m).await;
+    let change = Change::new(id("enc"), CHANGE);
+    let probe = netledger_netops::probe(&c).await.unwrap();
+    let snap = netledger_netops::snapshot_with(&c, &change.id, Some(&password))
+        .await
+        .unwrap();
+    assert!(snap.snapshot.encrypted);
+    let bytes = snap.backup.clone().unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("/ip") && !text.contains("user="), "{text}");
+    let validated =
+        netledger_netops::validate(&c, &probe, &change, &snap.export, &Policy::default())
+            .await
+            .unwrap();
+    let armed = netledger_netops::arm_with(&c, &snap.snapshot, &arm_opts(60), Some(&password))
+        .await
+        .unwrap();
+    let entry = netledger_netops::device::scheduler_entry(&c, &armed.scheduler_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(entry.on_event.contains("password="), "{}", entry.on_event);
+    netledger_netops::apply(&c, &change, &armed).await.unwrap();
+    // while the timer is armed, cleanup keeps what it needs
+    let early = netledger_netops::cleanup(&c, &change.id).await.unwrap();
+    assert!(
+        early
+            .kept_for_timer
+            .contains(&"netledger-snap-enc.backup".to_owned()),
+        "{early:?}"
+    );
+    netledger_netops::commit(&c, &validated, &armed)
+        .await
+        .unwrap();
+    let cl = netledger_netops::cleanup(&c, &change.id).await.unwrap();
+    assert!(cl.kept_for_timer.is_empty(), "{cl:?}");
+    let again = netledger_netops::cleanup(&c, &change.id).await.unwrap();
+    assert!(
+        again.removed.is_empty() && again.kept_for_timer.is_empty(),
+        "{again:?}"
+    );
+    assert!(
+        netledger_leftovers(&d).is_empty(),
+        "{:?}",
+        netledger_leftovers(&d)
+    );
+
+    // a push that rolls back (restore now): the encrypted backup loads only with its password
+    let change = Change::new(id("enc2"), "/system identity\nset name=pushed-again\n");
+    let before = device_sha(&d);
+    let snap = netledger_netops::snapshot_with(&c, &change.id, Some(&password))
+        .await
+        .unwrap();
+    let armed = netledger_netops::arm_with(&c, &snap.snapshot, &arm_opts(60), Some(&password))
+        .await
+        .unwrap();
+    netledger_netops::apply(&c, &change, &armed).await.unwrap();
+    c.close().await;
+    let wrong = netledger_netops::rollback(&cfg(m), &snap.snapshot, &armed, &rollback_opts())
+        .await
+        .unwrap_err();
+    assert!(format!("{wrong:?}").contains("password"), "{wrong:?}");
+    let rb = netledger_netops::rollback_with(
+        &cfg(m),
+        &snap.snapshot,
+        &armed,
+        &rollback_opts(),
+        Some(&password),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rb.method, RollbackMethod::RestoredNow);
+    assert_eq!(device_sha(&d), before);
+    let c = client(m).await;
+    netledger_netops::cleanup(&c, &change.id).await.unwrap();
+    netledger_netops::cleanup(&c, &change.id).await.unwrap();
+    assert!(
+        netledger_leftovers(&d).is_empty(),
+        "{:?}",
+        netledger_leftovers(&d)
+    );
+}

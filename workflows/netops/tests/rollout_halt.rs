@@ -163,7 +163,10 @@ async fn a_halted_change_rollout_restores_every_committed_device_once(owner: PgP
             .filter(|(t, _)| t == "WorkflowStepCompleted")
             .map(|(_, p)| p["step"].as_str().unwrap())
             .collect();
-        assert_eq!(done, ["push_record", "resolve", "restore", "verify"]);
+        assert_eq!(
+            done,
+            ["push_record", "resolve", "restore", "verify", "cleanup"]
+        );
     }
 
     let id = change_id(rid);

@@ -17,7 +17,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use support::{Env, env};
+use support::{Env, env, env_with};
 
 const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
@@ -40,6 +40,15 @@ fn steps(journal: &[(String, serde_json::Value)]) -> Vec<String> {
         .iter()
         .filter(|(t, _)| t == "WorkflowStepCompleted")
         .map(|(_, p)| p["step"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Files and scheduler entries of the push machinery on a devsim device.
+fn leftovers(d: &devsim::Device) -> Vec<String> {
+    d.file_names()
+        .into_iter()
+        .chain(d.scheduler_names())
+        .filter(|n| n.contains("netledger-"))
         .collect()
 }
 
@@ -78,17 +87,21 @@ async fn config_push_commits_once_with_snapshots(owner: PgPool) {
             "resolve",
             "probe",
             "scheduler_gate",
+            "timer_gate",
             "snapshot",
             "validate",
             "arm",
             "apply",
             "verify-1",
             "commit",
-            "post_snapshot"
+            "post_snapshot",
+            "cleanup"
         ]
     );
     let d = e.fleet.device(0).unwrap();
     assert_eq!(d.change_counts().get("wf-c1").copied(), Some(1));
+    // issue #15 item 2: the push leaves nothing on the device
+    assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
     assert_eq!(e.snapshots(device).await, ["pre_push", "post_push"]);
     no_secrets(&journal, &e.fleet.manifest()[0].password);
     e.stop().await;
@@ -141,6 +154,9 @@ async fn failed_verification_is_rolled_back(owner: PgPool) {
     assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
     let before = e.snapshots(device).await;
     assert_eq!(before, ["pre_push", "post_push"]);
+    assert!(steps(&journal).contains(&"cleanup".to_owned()));
+    let d = e.fleet.device(0).unwrap();
+    assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
     e.stop().await;
 }
 
@@ -411,5 +427,147 @@ async fn a_failed_canary_halts_the_rollout(owner: PgPool) {
         e.fleet.device(1).unwrap().change_counts().is_empty(),
         "never started"
     );
+    e.stop().await;
+}
+
+impl Env {
+    /// Event types of the device's stream.
+    async fn device_events(&self, device: DeviceId) -> Vec<String> {
+        self.stream(&device.stream())
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The device's folded state: its open rollback-timer condition.
+    async fn stale_timers(&self, device: DeviceId) -> Vec<String> {
+        let mut tx = netledger_store::begin_tenant(&self.pools.app, self.tenant)
+            .await
+            .unwrap();
+        let st = netledger_store::devices::fold_in(&mut tx, self.tenant, device)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        st.stale_rollback_timers
+    }
+}
+
+/// Issue #15 item 3: a Netledger rollback timer of another change on the device (left by a
+/// push whose rollback failed) refuses the push before anything is written, as a device
+/// condition on the device stream and in its state; once it is gone, the next push clears
+/// the condition and commits.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_foreign_rollback_timer_refuses_the_push_as_a_device_condition(owner: PgPool) {
+    let e = env(owner, 1, "netops-test").await;
+    let device = e.register(0).await;
+    let d = e.fleet.device(0).unwrap().clone();
+    d.apply_out_of_band(
+        "/system scheduler\nadd name=netledger-rollback-lost on-event=\":log info x\" \
+         start-date=2099-01-01 start-time=00:00:00\n",
+    )
+    .unwrap();
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-st1", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    assert!(steps(&journal).contains(&"timer_gate".to_owned()));
+    assert!(!steps(&journal).contains(&"snapshot".to_owned()));
+    assert!(finished_reason(&journal).contains("netledger-rollback-lost"));
+    assert!(d.change_counts().is_empty());
+    assert!(
+        e.device_events(device)
+            .await
+            .contains(&"DeviceRollbackTimersFound".to_owned())
+    );
+    assert_eq!(e.stale_timers(device).await, ["netledger-rollback-lost"]);
+    // the operator resolves it (removes the entry after checking the device)
+    d.apply_out_of_band("/system scheduler\nremove netledger-rollback-lost\n")
+        .unwrap();
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-st2", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Committed, "{journal:?}");
+    assert!(
+        e.device_events(device)
+            .await
+            .contains(&"DeviceRollbackTimersCleared".to_owned())
+    );
+    assert!(e.stale_timers(device).await.is_empty());
+    e.stop().await;
+}
+
+/// Issue #15 item 3: a rollback that fails (the device refuses to load the backup) does not
+/// release the device while the push's timer may still revert it: the push records the
+/// condition, keeps the device (another workflow on it is refused), waits and tries again;
+/// once the device loads the backup, the push rolls back, clears the condition and cleans up.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_failed_rollback_keeps_the_device_until_the_timer_is_gone(owner: PgPool) {
+    let e = env_with(owner, 1, "netops-test", |o| {
+        o.rollback_recheck = Duration::from_secs(3600);
+    })
+    .await;
+    let device = e.register(0).await;
+    let d = e.fleet.device(0).unwrap().clone();
+    d.edit_faults(|x| x.fail_backup_load = true);
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-keep", "script": CHANGE,
+                    "checks": { "interfaces_running": ["ether99"], "ping": [] } }),
+        )
+        .await;
+    let mut finished = false;
+    for _ in 0..1200 {
+        let s = e.engine.status(e.tenant, wf).await.unwrap().unwrap();
+        if s.state == netledger_engine::TaskState::Finished {
+            finished = true;
+            break;
+        }
+        if steps(&e.journal(wf).await).contains(&"timer_condition".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !finished,
+        "the push released the device after a failed rollback: {:?}",
+        e.journal(wf).await
+    );
+    assert_eq!(e.stale_timers(device).await, ["netledger-rollback-wf-keep"]);
+    let other = support::kinds::start_kind(
+        &e.engine,
+        e.tenant,
+        "backup",
+        json!({ "device_id": device }),
+        StartOptions::new(Actor::system("test")).devices([device]),
+    )
+    .await;
+    assert!(
+        matches!(other, Err(netledger_engine::EngineError::DeviceBusy { .. })),
+        "{other:?}"
+    );
+    // the device can load its backup again; the push's wait ends
+    d.edit_faults(|x| x.fail_backup_load = false);
+    e.clock.advance(Duration::from_secs(3601));
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
+    let s = steps(&journal);
+    for step in ["rollback-2", "timer_cleared", "cleanup"] {
+        assert!(s.contains(&step.to_owned()), "{step}: {s:?}");
+    }
+    assert!(e.stale_timers(device).await.is_empty());
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     e.stop().await;
 }

@@ -1,7 +1,11 @@
 //! `/file` (add, set, remove, read), `/export` (to the API: only `!done`; with `file=` a
 //! `.rsc` file) and `/system/backup` save/load (ROUTEROS-NOTES §5.9-§5.11). A devsim
 //! backup is the configuration in faithful export form plus the user passwords, behind a
-//! `DEVSIM-BACKUP 1` header.
+//! `DEVSIM-BACKUP 1` header. A backup saved with `password=` is encrypted (RouterOS:
+//! aes-sha256 by default; without a password it is plain since 6.43, ROUTEROS-NOTES §5.10):
+//! devsim writes `DEVSIM-BACKUP 1 ENCRYPTED`, a password check and the blob XORed with a
+//! SHA-256 key stream of the password (hex), so neither the configuration nor the user
+//! passwords can be read from the file, and `load` needs the same `password=`.
 
 use std::sync::Arc;
 
@@ -228,7 +232,12 @@ impl Device {
             Some(n) => n.into_owned(),
             None => self.default_backup_name(st),
         };
-        let body = self.backup_blob(st);
+        let mut body = self.backup_blob(st);
+        if let Some(p) = req.arg("password").filter(|p| !p.is_empty())
+            && req.arg("dont-encrypt").as_deref() != Some("yes")
+        {
+            body = encrypt_backup(&body, &p);
+        }
         let now = self.now();
         st.put_file(&with_suffix(&name, ".backup"), "backup", body, now);
         Done::ok()
@@ -249,7 +258,9 @@ impl Device {
         if origin.is_dry() {
             return Ok(Done::ok());
         }
-        self.restore_backup(st, &name).map_err(Refusal::trap)?;
+        let password = req.arg("password").map(|p| p.into_owned());
+        self.restore_backup(st, &name, password.as_deref())
+            .map_err(Refusal::trap)?;
         Ok(Done::down())
     }
 
@@ -267,7 +278,12 @@ impl Device {
     }
 
     /// Restores a backup file; the device then reboots.
-    fn restore_backup(&self, st: &mut DeviceState, name: &str) -> Result<(), String> {
+    fn restore_backup(
+        &self,
+        st: &mut DeviceState,
+        name: &str,
+        password: Option<&str>,
+    ) -> Result<(), String> {
         let fname = if name.ends_with(".backup") {
             name.to_string()
         } else {
@@ -276,7 +292,19 @@ impl Device {
         let Some(f) = st.file(&fname).or_else(|| st.file(name)).cloned() else {
             return Err("no such item".into());
         };
-        let Some((head, body)) = f.contents.split_once("--\n") else {
+        if st.faults.fail_backup_load {
+            return Err("failure: backup file is corrupted".into());
+        }
+        let contents = if f.contents.starts_with(ENCRYPTED_HEADER) {
+            // the wording of RouterOS's refusal is unsourced
+            let Some(p) = password.filter(|p| !p.is_empty()) else {
+                return Err("failure: password required for an encrypted backup".into());
+            };
+            decrypt_backup(&f.contents, p).ok_or("failure: wrong password")?
+        } else {
+            f.contents.clone()
+        };
+        let Some((head, body)) = contents.split_once("--\n") else {
             return Err("failure: backup file is corrupted".into());
         };
         if !head.starts_with("DEVSIM-BACKUP 1") {
@@ -296,4 +324,44 @@ impl Device {
         self.begin_reboot(st);
         Ok(())
     }
+}
+
+const ENCRYPTED_HEADER: &str = "DEVSIM-BACKUP 1 ENCRYPTED\n";
+
+/// SHA-256 key stream of `password` XORed over `data`.
+fn xor_stream(data: &[u8], password: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(data.len());
+    for (i, chunk) in data.chunks(32).enumerate() {
+        let mut h = Sha256::new();
+        h.update(password.as_bytes());
+        h.update((i as u64).to_le_bytes());
+        let k = h.finalize();
+        out.extend(chunk.iter().zip(k.iter()).map(|(a, b)| a ^ b));
+    }
+    out
+}
+
+fn password_check(password: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("devsim-backup-check:{password}")))
+}
+
+fn encrypt_backup(body: &str, password: &str) -> String {
+    format!(
+        "{ENCRYPTED_HEADER}check={}\n{}\n",
+        password_check(password),
+        hex::encode(xor_stream(body.as_bytes(), password))
+    )
+}
+
+/// The plain blob, or `None` when `password` is not the one it was saved with.
+fn decrypt_backup(contents: &str, password: &str) -> Option<String> {
+    let rest = contents.strip_prefix(ENCRYPTED_HEADER)?;
+    let (check, data) = rest.split_once('\n')?;
+    if check.strip_prefix("check=")? != password_check(password) {
+        return None;
+    }
+    let bytes = hex::decode(data.trim_end()).ok()?;
+    String::from_utf8(xor_stream(&bytes, password)).ok()
 }

@@ -180,6 +180,43 @@ impl Device {
         self.lock().changes.clone()
     }
 
+    /// Names of the files in `/file` (the control API's view; tests assert what a push
+    /// leaves behind).
+    pub fn file_names(&self) -> Vec<String> {
+        self.lock().files.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// Names of the `/system scheduler` entries.
+    pub fn scheduler_names(&self) -> Vec<String> {
+        let st = self.lock();
+        st.config
+            .entries(&MenuPath::parse("/system scheduler"))
+            .filter_map(|e| e.get("name").map(str::to_string))
+            .collect()
+    }
+
+    /// Test knob: the next `n` `/import` commands sent over the API (not dry runs) are held
+    /// until all `n` have arrived, then run one after the other (in arrival order at the
+    /// device lock). Two workers that both passed their own checks and sent `/import` meet
+    /// here deterministically, without timing.
+    pub fn hold_imports(&self, n: usize) {
+        self.lock().import_gate = if n > 1 {
+            Some((Arc::new(tokio::sync::Barrier::new(n)), n))
+        } else {
+            None
+        };
+    }
+
+    /// Takes a place at the import gate set by [`Device::hold_imports`], if any.
+    pub(crate) fn import_gate(&self) -> Option<Arc<tokio::sync::Barrier>> {
+        let mut st = self.lock();
+        let (barrier, left) = st.import_gate.take()?;
+        if left > 1 {
+            st.import_gate = Some((barrier.clone(), left - 1));
+        }
+        Some(barrier)
+    }
+
     /// A copy of the configuration model.
     pub fn config(&self) -> Config {
         (*self.lock().config).clone()

@@ -16,18 +16,18 @@ use crate::state::DeviceState;
 
 impl Device {
     /// Runs a script source that a command of `origin` starts (`/import`,
-    /// `/system/script/run`, a scheduler entry, the console): counts the change ids it
-    /// carries when the origin counts changes, then runs its lines.
+    /// `/system/script/run`, a scheduler entry, the console), then its lines. When the
+    /// origin counts changes, the change ids the source carries count as applied once its
+    /// first line has run: a script refused at its first line (the push's apply guard,
+    /// `docs/push.md` step 5) changed nothing and is not an application.
     pub(crate) fn run_source(
         &self,
         st: &mut DeviceState,
         origin: Origin,
         source: &str,
     ) -> Result<(), String> {
-        if origin.counts_changes() {
-            super::count_changes(st, source);
-        }
-        self.run_script(st, source, origin.of_script_lines())
+        let count = origin.counts_changes().then_some(source);
+        self.run_lines(st, source, origin.of_script_lines(), count)
     }
 
     /// Runs each line of a script as `origin`. Returns RouterOS-like error text naming the
@@ -38,6 +38,16 @@ impl Device {
         source: &str,
         origin: Origin,
     ) -> Result<(), String> {
+        self.run_lines(st, source, origin, None)
+    }
+
+    fn run_lines(
+        &self,
+        st: &mut DeviceState,
+        source: &str,
+        origin: Origin,
+        mut count: Option<&str>,
+    ) -> Result<(), String> {
         let cmds = rosconfig::parse_script(source).map_err(|e| e.message)?;
         for c in &cmds {
             for sub in &c.substitutions {
@@ -47,7 +57,13 @@ impl Device {
                     let _ = self.run_script(st, inner, origin);
                 }
             }
-            match self.exec(st, origin, &Request::script(c)) {
+            let r = self.exec(st, origin, &Request::script(c));
+            if r.is_ok()
+                && let Some(text) = count.take()
+            {
+                super::count_changes(st, text);
+            }
+            match r {
                 Ok(done) if done.down => return Ok(()),
                 Ok(_) => {}
                 Err(refusal) => return Err(refusal.script_text(c)),

@@ -101,6 +101,19 @@ pub fn summary(e: &RecordedEvent) -> String {
             short(s(p, "commit"))
         ),
         "ConfigDriftDetected" => format!("config drift detected {}", short(s(p, "commit"))),
+        "DeviceRollbackTimersFound" => format!(
+            "rollback timer(s) on the device ({}): {}",
+            s(p, "source"),
+            p.get("timers")
+                .and_then(Value::as_array)
+                .map(|t| t
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        "DeviceRollbackTimersCleared" => "no rollback timer left on the device".to_owned(),
         "WorkflowStarted" => format!("workflow {} started", s(p, "kind")),
         "WorkflowStepStarted" => format!(
             "step {} started (attempt {})",

@@ -105,7 +105,9 @@ impl Projector for ConfigVersionsProjector {
                 | DeviceEvent::IdentityChanged(_)
                 | DeviceEvent::HardwareChanged(_)
                 | DeviceEvent::PollingSuspended(_)
-                | DeviceEvent::PollingResumed(_) => continue,
+                | DeviceEvent::PollingResumed(_)
+                | DeviceEvent::RollbackTimersFound(_)
+                | DeviceEvent::RollbackTimersCleared(_) => continue,
             }
             c.tenant.push(*e.tenant_id.as_uuid());
             c.device.push(device);

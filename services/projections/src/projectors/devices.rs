@@ -235,6 +235,8 @@ impl DeviceRow {
                 self.last_drift_at = Some(at);
                 true
             }
+            // a condition found by a push (the device answered)
+            DeviceEvent::RollbackTimersFound(_) | DeviceEvent::RollbackTimersCleared(_) => true,
         };
         if seen {
             self.last_seen_at = Some(at);

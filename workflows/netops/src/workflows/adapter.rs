@@ -18,7 +18,10 @@ use base64::Engine as _;
 use netledger_archive::{Archive, SnapshotMeta};
 use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
-use netledger_domain::device::{ConfigSnapshotRecorded, SnapshotReason, Transport};
+use netledger_domain::device::{
+    ConfigSnapshotRecorded, DeviceRollbackTimersCleared, DeviceRollbackTimersFound, SnapshotReason,
+    Transport,
+};
 use netledger_domain::{
     Actor, DeviceId, EventMetadata, ExpectedVersion, NewEvent, TenantId, WorkflowId,
 };
@@ -59,6 +62,9 @@ pub struct NetopsOptions {
     pub retry: RetryPolicy,
     /// Longest time one device step attempt may take.
     pub step_timeout: Duration,
+    /// After a push's rollback failed (its timer not confirmed gone), how long it waits
+    /// (durably, lease released, device still owned) before trying again.
+    pub rollback_recheck: Duration,
     /// CA roots for devices registered with verified TLS (`TlsVerified`); without them such
     /// devices are refused with a clear error (as by the poller, whose mapping this shares:
     /// `netledger-device-client`).
@@ -93,6 +99,7 @@ impl Default for NetopsOptions {
             fetch_timeout: Duration::from_secs(600),
             retry: RetryPolicy::attempts(5),
             step_timeout: Duration::from_secs(900),
+            rollback_recheck: Duration::from_secs(300),
             tls_roots: None,
             device_networks: Default::default(),
         }
@@ -162,6 +169,92 @@ pub struct SnapshotRecorded {
     pub changed: bool,
     /// SHA-256 of the encrypted backup blob, when the backup could be read back (7.13+).
     pub backup_blob: Option<String>,
+    /// The per-snapshot password the device encrypted the backup with, sealed like device
+    /// credentials (never journaled in clear); `None` for journals written before backups
+    /// were encrypted.
+    #[serde(default)]
+    pub backup_password: Option<SealedSecret>,
+}
+
+/// A secret sealed with the credential keys (AES-256-GCM, bound to tenant and device), in a
+/// journal-friendly form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Key id.
+    pub key_id: String,
+    /// Nonce, hex.
+    pub nonce: String,
+    /// Ciphertext with its tag, base64.
+    pub ciphertext: String,
+}
+
+impl SealedSecret {
+    fn seal(
+        keys: &CredentialKeys,
+        tenant: TenantId,
+        device: DeviceId,
+        secret: &str,
+    ) -> Result<SealedSecret, StepError> {
+        let s = keys
+            .seal(tenant, device, secret)
+            .map_err(|e| StepError::fatal(format!("seal the backup password: {e}")))?;
+        Ok(SealedSecret {
+            key_id: s.key_id,
+            nonce: hex::encode(s.nonce),
+            ciphertext: base64::engine::general_purpose::STANDARD.encode(&s.ciphertext),
+        })
+    }
+
+    /// Opens the secret (memory only).
+    pub(super) fn open(
+        &self,
+        keys: &CredentialKeys,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<Password, StepError> {
+        let bad = |what: &str| StepError::fatal(format!("sealed backup password: bad {what}"));
+        let nonce: [u8; 12] = hex::decode(&self.nonce)
+            .map_err(|_| bad("nonce"))?
+            .try_into()
+            .map_err(|_| bad("nonce"))?;
+        let ciphertext = base64::engine::general_purpose::STANDARD
+            .decode(&self.ciphertext)
+            .map_err(|_| bad("ciphertext"))?;
+        let sealed = credentials::SealedCredentials {
+            key_id: self.key_id.clone(),
+            nonce,
+            ciphertext,
+        };
+        let p = keys
+            .open(tenant, device, &sealed)
+            .map_err(|e| StepError::fatal(format!("open the backup password: {e}")))?;
+        Ok(Password::new(p.expose()))
+    }
+}
+
+/// A fresh random backup password (two v4 UUIDs: 244 random bits, hex; no character needs
+/// quoting in a RouterOS script).
+fn new_backup_password() -> Password {
+    Password::new(format!(
+        "{}{}",
+        Uuid::new_v4().simple(),
+        Uuid::new_v4().simple()
+    ))
+}
+
+impl SnapshotRecorded {
+    /// The backup password in clear (memory only), when the backup is encrypted.
+    pub(super) fn password(
+        &self,
+        keys: &CredentialKeys,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<Option<Password>, StepError> {
+        self.backup_password
+            .as_ref()
+            .map(|s| s.open(keys, tenant, device))
+            .transpose()
+    }
 }
 
 pub(super) fn step_error(e: NetopsError) -> StepError {
@@ -272,6 +365,113 @@ impl NetopsDeps {
         r.map_err(step_error)
     }
 
+    /// The pre-push backup bytes of a push record from the archive (unsealed, memory
+    /// only); `None` when the push archived none (RouterOS before 7.13).
+    pub(super) async fn archived_backup(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        record: &super::restore::PushRecord,
+    ) -> Result<Option<Vec<u8>>, StepError> {
+        let Some(sha) = record.pre_backup_blob.clone() else {
+            return Ok(None);
+        };
+        let archive = self.archive.clone();
+        let blob = tokio::task::spawn_blocking(move || archive.load_blob(tenant, &sha))
+            .await
+            .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
+            .map_err(|e| StepError::retryable(format!("read the archived backup: {e}")))?;
+        #[derive(Deserialize)]
+        struct Blob {
+            key_id: String,
+            nonce: String,
+            ciphertext: String,
+        }
+        let b: Blob = serde_json::from_slice(&blob)
+            .map_err(|e| StepError::fatal(format!("the archived backup does not decode: {e}")))?;
+        let text = SealedSecret {
+            key_id: b.key_id,
+            nonce: b.nonce,
+            ciphertext: b.ciphertext,
+        }
+        .open(&self.keys, tenant, device)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.expose())
+            .map_err(|e| StepError::fatal(format!("the archived backup does not decode: {e}")))?;
+        Ok(Some(bytes))
+    }
+
+    /// Records the rollback-timer condition of the device (`docs/push.md`, "Stale rollback
+    /// timers"): `timers` found → `DeviceRollbackTimersFound` (with `source`, `detail`);
+    /// none, while the device's state still has the condition → `DeviceRollbackTimersCleared`.
+    /// Event ids are fixed per (workflow, `step`), so a re-run step records it once.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn timer_condition(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        workflow: WorkflowId,
+        correlation: Uuid,
+        step: &str,
+        timers: &[String],
+        source: &str,
+        detail: &str,
+    ) -> Result<(), StepError> {
+        use netledger_domain::EventType as _;
+        let (ty, schema, payload) = if timers.is_empty() {
+            let mut tx = begin_tenant(&self.app, tenant)
+                .await
+                .map_err(StepError::retryable)?;
+            let state = fold_in(&mut tx, tenant, device)
+                .await
+                .map_err(StepError::retryable)?;
+            tx.commit().await.map_err(StepError::retryable)?;
+            if state.stale_rollback_timers.is_empty() {
+                return Ok(());
+            }
+            (
+                DeviceRollbackTimersCleared::TYPE,
+                DeviceRollbackTimersCleared::SCHEMA_VERSION,
+                serde_json::to_value(DeviceRollbackTimersCleared {
+                    workflow_id: workflow,
+                }),
+            )
+        } else {
+            (
+                DeviceRollbackTimersFound::TYPE,
+                DeviceRollbackTimersFound::SCHEMA_VERSION,
+                serde_json::to_value(DeviceRollbackTimersFound {
+                    timers: timers.to_vec(),
+                    workflow_id: workflow,
+                    source: source.to_owned(),
+                    detail: detail.to_owned(),
+                }),
+            )
+        };
+        let payload = payload.map_err(|e| StepError::fatal(format!("encode {ty}: {e}")))?;
+        let metadata = EventMetadata {
+            actor: Actor::system(COMPONENT),
+            causation_id: *workflow.as_uuid(),
+            correlation_id: correlation,
+        };
+        let event = NewEvent::new(
+            step_event_id(workflow, &[ty, step]),
+            ty,
+            schema,
+            payload,
+            metadata,
+        )
+        .map_err(|e| StepError::fatal(format!("encode {ty}: {e}")))?;
+        match self
+            .store
+            .append(tenant, &device.stream(), ExpectedVersion::Any, vec![event])
+            .await
+        {
+            Ok(_) | Err(netledger_store::StoreError::DuplicateEvent { .. }) => Ok(()),
+            Err(e) => Err(StepError::retryable(format!("append {ty}: {e}"))),
+        }
+    }
+
     /// Device snapshot -> archive record (+ encrypted backup blob) -> `ConfigSnapshotRecorded`
     /// (caused by `workflow`, carrying its `correlation` id: see [`Ctx::correlation_id`]).
     #[allow(clippy::too_many_arguments)]
@@ -284,10 +484,15 @@ impl NetopsDeps {
         id: &ChangeId,
         reason: SnapshotReason,
     ) -> Result<SnapshotRecorded, StepError> {
-        let taken = self
-            .with_client(tenant, target, async |c| crate::snapshot(c, id).await)
-            .await?;
         let device = target.device_id;
+        // a fresh password per snapshot: a re-run overwrites the backup under its own
+        let password = new_backup_password();
+        let sealed_password = SealedSecret::seal(&self.keys, tenant, device, password.expose())?;
+        let taken = self
+            .with_client(tenant, target, async |c| {
+                crate::snapshot_with(c, id, Some(&password)).await
+            })
+            .await?;
         let meta = SnapshotMeta {
             actor: Actor::system(COMPONENT),
             reason,
@@ -384,6 +589,7 @@ impl NetopsDeps {
             sha256: recorded.sha256,
             changed: recorded.changed,
             backup_blob: blob,
+            backup_password: Some(sealed_password),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `backup` v1: an on-demand snapshot of one device (export archived, backup encrypted and
-//! stored as a blob, `ConfigSnapshotRecorded` appended).
+//! stored as a blob, `ConfigSnapshotRecorded` appended), then step `cleanup` removes the
+//! device's copy of the (password-encrypted) backup.
 
 use std::sync::Arc;
 
@@ -25,6 +26,14 @@ pub(super) async fn backup(
         d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::OnDemand)
     })
     .await?;
+    // the backup is archived (sealed): the device copy is not needed
+    // (before RouterOS 7.13 the backup could not be read back: the device copy is the only one)
+    let keep: Vec<String> = if snap.backup_blob.is_none() {
+        vec![format!("{}.backup", id.backup_stem())]
+    } else {
+        Vec::new()
+    };
+    super::config_push::cleanup_ids(&mut ctx, &d, &target, std::slice::from_ref(&id), &keep).await;
     Ok(Finish::succeeded(BackupOutput {
         commit: snap.commit,
         sha256: snap.sha256,

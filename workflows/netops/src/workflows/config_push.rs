@@ -62,6 +62,51 @@ pub(super) async fn config_push(
             PushOutput::NotStarted {},
         ));
     }
+    // Any Netledger rollback timer on the device (another push's, left armed by a failed
+    // rollback or a crash) could fire later and revert this change: refuse, and record the
+    // condition on the device stream for an operator to resolve.
+    let timers: Result<(), String> = device_step(&mut ctx, &d, "timer_gate", || async {
+        let own = id.scheduler_name();
+        let found: Vec<String> = d
+            .with_client(tenant, &target, async |c| {
+                crate::device::rollback_timers(c).await
+            })
+            .await?
+            .into_iter()
+            .filter(|t| *t != own)
+            .collect();
+        let reason = crate::NetopsError::ForeignRollbackTimer {
+            step: "arm",
+            change: id.to_string(),
+            timers: found.clone(),
+        }
+        .to_string();
+        d.timer_condition(
+            tenant,
+            target.device_id,
+            wf,
+            corr,
+            "timer_gate",
+            &found,
+            "refused_arm",
+            &reason,
+        )
+        .await?;
+        Ok(if found.is_empty() {
+            Ok(())
+        } else {
+            Err(reason)
+        })
+    })
+    .await?;
+    if let Err(reason) = timers {
+        return Ok(Finish::failed(
+            &reason,
+            PushOutput::Refused {
+                stage: "timer_gate".to_owned(),
+            },
+        ));
+    }
     let snap: SnapshotRecorded = device_step(&mut ctx, &d, "snapshot", || {
         d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PrePush)
     })
@@ -97,10 +142,12 @@ pub(super) async fn config_push(
         window: opts.verify.reachable_within * 2 + opts.arm_margin,
         allow_without_timer: gate.overridden,
     };
-    let mut armed: Armed = device_step(&mut ctx, &d, "arm", || {
+    let mut armed: Armed = device_step(&mut ctx, &d, "arm", || async {
+        let password = snap.password(&d.keys, tenant, target.device_id)?;
         d.with_client(tenant, &target, async |c| {
-            crate::arm(c, &snap.snapshot, &arm).await
+            crate::arm_with(c, &snap.snapshot, &arm, password.as_ref()).await
         })
+        .await
     })
     .await?;
     // From here on, every way out goes through commit or rollback.
@@ -199,6 +246,7 @@ pub(super) async fn config_push(
         match committed {
             Ok(k) => {
                 let post = post_snapshot(&mut ctx, &d, &target, &id).await;
+                cleanup_step(&mut ctx, &d, &target, &id, &snap).await;
                 let verified = verified
                     .map(|v| serde_json::to_value(v).map_err(StepError::fatal))
                     .transpose()?;
@@ -216,33 +264,103 @@ pub(super) async fn config_push(
             },
         }
     };
-    let rolled: Result<RolledBack, StepError> = ctx
-        .step_with(
-            "rollback",
-            StepOptions::default()
-                .retry(RetryPolicy::attempts(10))
-                .timeout(opts.step_timeout),
-            || async {
-                let cfg = d.config(tenant, &target).await?;
-                crate::rollback(&cfg, &snap.snapshot, &armed, &opts.rollback)
+    // The rollback must confirm the timer gone (disarmed, or fired and confirmed) before
+    // the device is released: until then the push keeps owning it (the next queued
+    // workflow would otherwise start while this timer can still revert it). A failed
+    // attempt records the condition on the device stream, waits durably and tries again;
+    // a cancel does not end the wait.
+    let mut attempt = 1u32;
+    let rolled: RolledBack = loop {
+        let name = if attempt == 1 {
+            "rollback".to_owned()
+        } else {
+            format!("rollback-{attempt}")
+        };
+        let r: Result<RolledBack, StepError> = ctx
+            .step_with(
+                &name,
+                StepOptions::default()
+                    .retry(RetryPolicy::attempts(10))
+                    .timeout(opts.step_timeout),
+                || async {
+                    let cfg = d.config(tenant, &target).await?;
+                    let password = snap.password(&d.keys, tenant, target.device_id)?;
+                    crate::rollback_with(
+                        &cfg,
+                        &snap.snapshot,
+                        &armed,
+                        &opts.rollback,
+                        password.as_ref(),
+                    )
                     .await
                     .map_err(step_error)
-            },
-        )
-        .await;
-    let rolled = match rolled {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Finish::failed(
-                &format!("{}; then the rollback failed: {e}", cause.reason),
-                PushOutput::RollbackFailed {
-                    change_id: id.as_str().to_owned(),
-                    pre_commit: snap.commit,
                 },
-            ));
+            )
+            .await;
+        match r {
+            Ok(r) => break r,
+            Err(e) => {
+                let detail = format!(
+                    "{}; then the rollback failed (attempt {attempt}): {e}; the push keeps the \
+                     device until its timer {} is confirmed gone",
+                    cause.reason, armed.scheduler_name
+                );
+                tracing::warn!(change = %id, %detail, "rollback not confirmed; keeping the device");
+                if attempt == 1 {
+                    let timers = vec![armed.scheduler_name.clone()];
+                    ctx.step("timer_condition", || {
+                        d.timer_condition(
+                            tenant,
+                            target.device_id,
+                            wf,
+                            corr,
+                            "timer_condition",
+                            &timers,
+                            "rollback_unconfirmed",
+                            &detail,
+                        )
+                    })
+                    .await?;
+                }
+                // a cancel cannot release the device now: acknowledge it and keep waiting
+                let mut k = 0u32;
+                loop {
+                    let _ = ctx.cancelled();
+                    let timer = if k == 0 {
+                        format!("rollback-wait-{attempt}")
+                    } else {
+                        format!("rollback-wait-{attempt}-{k}")
+                    };
+                    match ctx.sleep(&timer, opts.rollback_recheck).await {
+                        Err(StepError::Cancelled) => k += 1,
+                        r => {
+                            r?;
+                            break;
+                        }
+                    }
+                }
+                attempt += 1;
+            }
         }
     };
+    if attempt > 1 {
+        // the timer is confirmed gone: the condition this push recorded is resolved
+        ctx.step("timer_cleared", || {
+            d.timer_condition(
+                tenant,
+                target.device_id,
+                wf,
+                corr,
+                "timer_cleared",
+                &[],
+                "",
+                "",
+            )
+        })
+        .await?;
+    }
     let post = post_snapshot(&mut ctx, &d, &target, &id).await;
+    cleanup_step(&mut ctx, &d, &target, &id, &snap).await;
     let output = PushOutput::RolledBack {
         change_id: id.as_str().to_owned(),
         pre_commit: snap.commit,
@@ -259,6 +377,67 @@ pub(super) async fn config_push(
     }
 }
 
+/// The change id of a push's `post_push` snapshot (`<id>-post`).
+pub(super) fn post_id(id: &ChangeId) -> Option<ChangeId> {
+    ChangeId::parse(format!(
+        "{}-post",
+        &id.as_str()[..id.as_str().len().min(59)]
+    ))
+    .ok()
+}
+
+/// Step `cleanup` (after commit or rollback, when the push's timer is gone): removes what
+/// the push and its `post_snapshot` put on the device (`crate::push::cleanup_changes`).
+/// Journaled and idempotent (a re-run skips what is gone). Its failure does not change the
+/// push's outcome: it is logged, and the files are encrypted or hold no secret. The
+/// encrypted pre-push backup stays when it could not be archived (RouterOS before 7.13):
+/// it is the only copy `config_restore` can load.
+async fn cleanup_step(
+    ctx: &mut Ctx,
+    d: &NetopsDeps,
+    target: &Target,
+    id: &ChangeId,
+    snap: &SnapshotRecorded,
+) {
+    let mut ids = vec![id.clone()];
+    ids.extend(post_id(id));
+    let keep = if snap.backup_blob.is_none() {
+        vec![format!("{}.backup", id.backup_stem())]
+    } else {
+        Vec::new()
+    };
+    cleanup_ids(ctx, d, target, &ids, &keep).await;
+}
+
+/// Step `cleanup` over `ids` (the first names the log lines), keeping `keep`.
+pub(super) async fn cleanup_ids(
+    ctx: &mut Ctx,
+    d: &NetopsDeps,
+    target: &Target,
+    ids: &[ChangeId],
+    keep: &[String],
+) {
+    let tenant = ctx.tenant();
+    let Some(id) = ids.first() else {
+        return;
+    };
+    let r: Result<crate::Cleaned, StepError> = device_step(ctx, d, "cleanup", || {
+        d.with_client(tenant, target, async |c| {
+            crate::cleanup_changes(c, ids, keep).await
+        })
+    })
+    .await;
+    match r {
+        Ok(c) if !c.kept_for_timer.is_empty() => {
+            tracing::warn!(change = %id, kept = ?c.kept_for_timer, "cleanup kept files a rollback timer still needs");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(change = %id, error = %e, "cleanup of the push's device files failed")
+        }
+    }
+}
+
 /// The `post_push` snapshot; its failure does not change the outcome (the commit is named in
 /// the output when it worked).
 async fn post_snapshot(
@@ -270,12 +449,7 @@ async fn post_snapshot(
     let tenant = ctx.tenant();
     let wf = ctx.workflow_id();
     let corr = ctx.correlation_id();
-    let Ok(post_id) = ChangeId::parse(format!(
-        "{}-post",
-        &id.as_str()[..id.as_str().len().min(59)]
-    )) else {
-        return None;
-    };
+    let post_id = post_id(id)?;
     let r: Result<SnapshotRecorded, StepError> = device_step(ctx, d, "post_snapshot", || {
         d.snapshot(tenant, target, wf, corr, &post_id, SnapshotReason::PostPush)
     })

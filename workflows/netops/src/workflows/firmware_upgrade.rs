@@ -114,6 +114,14 @@ pub(super) async fn firmware_upgrade(
     let routerboard = rb_out
         .map(|rb| serde_json::to_value(rb).map_err(StepError::fatal))
         .transpose()?;
+    // upgraded: the pre-upgrade backup (encrypted, archived) leaves the device
+    // (before RouterOS 7.13 the backup could not be read back: the device copy is the only one)
+    let keep: Vec<String> = if snap.backup_blob.is_none() {
+        vec![format!("{}.backup", id.backup_stem())]
+    } else {
+        Vec::new()
+    };
+    super::config_push::cleanup_ids(&mut ctx, &d, &target, std::slice::from_ref(&id), &keep).await;
     Ok(Finish::succeeded(FirmwareOutput::Upgraded {
         version: back.version,
         pre_commit: snap.commit,

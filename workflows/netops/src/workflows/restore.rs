@@ -30,7 +30,9 @@ use routeros::menus::{ExportOptions, Sensitive};
 use serde::{Deserialize, Serialize};
 
 use super::PushInput;
-use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step, step_error};
+use super::adapter::{
+    NetopsDeps, SealedSecret, SnapshotRecorded, device_step, resolve_step, step_error,
+};
 use crate::{Armed, ChangeId, NetopsError, RollbackMethod, RolledBack, Snapshot};
 
 /// The definition's kind (the card's).
@@ -52,6 +54,13 @@ pub struct PushRecord {
     /// Normalised hash of the configuration the push committed (its `post_snapshot`);
     /// `None` when that snapshot failed.
     pub committed_sha256: Option<String>,
+    /// The archived (sealed) pre-push backup blob: uploaded again when the device's copy was
+    /// cleaned up.
+    #[serde(default)]
+    pub pre_backup_blob: Option<String>,
+    /// The pre-push backup's password, sealed.
+    #[serde(default)]
+    pub pre_backup_password: Option<SealedSecret>,
 }
 
 /// What the restore step should do, given the device's configuration now.
@@ -168,6 +177,8 @@ async fn push_record(
     };
     Ok(Ok(PushRecord {
         change_id: pre.snapshot.change_id.clone(),
+        pre_backup_blob: pre.backup_blob.clone(),
+        pre_backup_password: pre.backup_password.clone(),
         pre_commit: pre.commit,
         pre_archive_sha256: pre.sha256,
         pre: pre.snapshot,
@@ -275,10 +286,29 @@ pub(super) async fn config_restore(
                         current_sha256: sha,
                     }),
                     Decision::Restore => {
+                        // the push cleaned up its files: put the archived backup back
+                        // when the device's copy is gone, then load it
+                        let bytes = d.archived_backup(tenant, device, &record).await?;
+                        if let Some(bytes) = &bytes {
+                            d.with_client(tenant, &target, async |c| {
+                                crate::push::upload_backup(c, &record.pre, bytes).await
+                            })
+                            .await?;
+                        }
+                        let password = record
+                            .pre_backup_password
+                            .as_ref()
+                            .map(|p| p.open(&d.keys, tenant, device))
+                            .transpose()?;
                         let cfg = d.config(tenant, &target).await?;
-                        let r = crate::rollback(&cfg, &record.pre, &record.armed, &opts.rollback)
-                            .await
-                            .map_err(step_error)?;
+                        let r = crate::push::restore_snapshot(
+                            &cfg,
+                            &record.pre,
+                            &opts.rollback,
+                            password.as_ref(),
+                        )
+                        .await
+                        .map_err(step_error)?;
                         Ok(RestoreStep::Restored { rolled_back: r })
                     }
                 }
@@ -309,6 +339,15 @@ pub(super) async fn config_restore(
     let after: Result<SnapshotRecorded, StepError> = device_step(&mut ctx, &d, "verify", || {
         d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PostPush)
     })
+    .await;
+    // the uploaded pre-push backup and this restore's own snapshot leave the device
+    super::config_push::cleanup_ids(
+        &mut ctx,
+        &d,
+        &target,
+        &[record.change_id.clone(), id.clone()],
+        &[],
+    )
     .await;
     let after = match after {
         Ok(a) => a,
@@ -375,6 +414,7 @@ mod tests {
                 backup_size: None,
                 device_version: "7.16.2".into(),
                 taken_at: t,
+                encrypted: false,
             },
             pre_commit: "c".into(),
             pre_archive_sha256: "a".into(),
@@ -388,6 +428,8 @@ mod tests {
                 timer_effective: true,
             },
             committed_sha256: committed.map(str::to_owned),
+            pre_backup_blob: None,
+            pre_backup_password: None,
         }
     }
 
