@@ -113,6 +113,12 @@ pub struct ArchiveOptions {
     /// Time of checkpoint commits; without it they take the time of the branch head (or
     /// the Unix epoch in an empty repository). Snapshots always use [`SnapshotMeta::at`].
     pub clock: Option<Arc<dyn Clock>>,
+    /// Called at the commit's crash points, in order: `objects_written` (the chain's objects
+    /// are written, not yet synced, the branch not moved), `objects_synced` (they are
+    /// durable, the branch not moved) and `branch_moved` (`main` moved, not yet synced).
+    /// Only the kill-mid-commit test sets it (its child process dies at a planned point);
+    /// `None` otherwise, and nothing configures it.
+    pub crash_points: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 impl Default for ArchiveOptions {
@@ -121,6 +127,7 @@ impl Default for ArchiveOptions {
             fsync: true,
             max_attempts: 1000,
             clock: None,
+            crash_points: None,
         }
     }
 }
@@ -131,6 +138,7 @@ impl std::fmt::Debug for ArchiveOptions {
             .field("fsync", &self.fsync)
             .field("max_attempts", &self.max_attempts)
             .field("clock", &self.clock.as_ref().map(|_| "set"))
+            .field("crash_points", &self.crash_points.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -742,6 +750,13 @@ impl Archive {
         }
     }
 
+    /// Reports a commit crash point to the test hook, if any ([`ArchiveOptions::crash_points`]).
+    fn crash_point(&self, label: &str) {
+        if let Some(hook) = &self.inner.options.crash_points {
+            hook(label);
+        }
+    }
+
     /// Builds one commit per job, each on the one before, starting at the branch head;
     /// makes the new objects durable and moves `main` from that head to the last one by
     /// compare-and-swap (rebuilding on the new head when another process moved it). One
@@ -798,9 +813,11 @@ impl Archive {
             let Some(new_head) = new_head.filter(|n| Some(*n) != head) else {
                 return Ok(results);
             };
+            self.crash_point("objects_written");
             if self.inner.options.fsync {
                 repo.sync_objects(&written)?;
             }
+            self.crash_point("objects_synced");
             let moved = match head {
                 None => {
                     repo.git
@@ -816,6 +833,7 @@ impl Archive {
             };
             match moved {
                 Ok(_) => {
+                    self.crash_point("branch_moved");
                     if self.inner.options.fsync {
                         repo.sync_branch()?;
                     }
