@@ -538,7 +538,9 @@ fn expected_roles(p: Permission) -> Vec<Role> {
         | P::EventsRead
         | P::ChangesRead => all,
         P::TenantsAdmin => vec![R::SuperAdmin],
-        P::TenantsWrite | P::UsersWrite | P::ApiKeysWrite => vec![R::TenantAdmin, R::SuperAdmin],
+        P::TenantsWrite | P::UsersWrite | P::ApiKeysWrite | P::WorkflowsWithoutTimer => {
+            vec![R::TenantAdmin, R::SuperAdmin]
+        }
         P::UsersRead | P::ApiKeysRead | P::AuditRead => {
             vec![R::Auditor, R::TenantAdmin, R::SuperAdmin]
         }
