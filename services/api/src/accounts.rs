@@ -44,6 +44,7 @@ use crate::auth::{
 use crate::authz::{Permission, PermissionSet};
 use crate::error::{ApiError, ApiResult, ProblemKind};
 use crate::http::{IfMatch, Written};
+use crate::sessions::Revocation;
 use crate::state::ApiState;
 
 /// A role, as the API names it.
@@ -811,6 +812,7 @@ pub async fn update_user(
         if_version: if_match.version(),
         grants: grants_of(granter),
     });
+    let before = current.profile.clone();
     let (after, events) = decided(current, &command).map_err(|r| user_refused(id, r))?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?;
     if events.is_empty() {
@@ -847,7 +849,15 @@ pub async fn update_user(
     for reason in events.iter().filter_map(sessions_to_end) {
         written.extend(end_user_sessions(&mut tx, state, tenant, meta, id, reason).await?);
     }
+    // A role change or a disable takes effect on the user's access tokens at once.
+    let revoke = before.is_some_and(|b| b.role != u.role || (!b.disabled && u.disabled));
+    if revoke {
+        bump_session_version(&mut tx, id).await?;
+    }
     tx.commit().await?;
+    if revoke {
+        state.revoke(Revocation::User(id)).await;
+    }
     Ok((user, written))
 }
 
@@ -904,7 +914,9 @@ pub async fn set_password(
     for reason in events.iter().filter_map(sessions_to_end) {
         written.extend(end_user_sessions(&mut tx, state, tenant, meta, id, reason).await?);
     }
+    bump_session_version(&mut tx, id).await?;
     tx.commit().await?;
+    state.revoke(Revocation::User(id)).await;
     Ok((user, written))
 }
 
@@ -923,6 +935,33 @@ pub async fn password_hash(
     tx.commit().await?;
     let (h, v) = row.ok_or_else(|| ApiError::not_found(format!("user {id}")))?;
     Ok((h, u64::try_from(v).unwrap_or(0)))
+}
+
+/// Bumps `user`'s session version: every access token issued before stops working (the API
+/// checks the version on every request). Call [`ApiState::revoke`] after the commit.
+async fn bump_session_version(conn: &mut PgConnection, user: Uuid) -> ApiResult<()> {
+    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = $1")
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Logs `user` out everywhere: every session ends (`UserSessionRevoked`, reason `logout`)
+/// and every access token stops working (the session version is bumped).
+pub async fn logout_all(
+    state: &ApiState,
+    tenant: TenantId,
+    meta: &EventMetadata,
+    user: Uuid,
+) -> ApiResult<Vec<Written>> {
+    let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    let written =
+        end_user_sessions(&mut tx, state, tenant, meta, user, SessionEndReason::Logout).await?;
+    bump_session_version(&mut tx, user).await?;
+    tx.commit().await?;
+    state.revoke(Revocation::User(user)).await;
+    Ok(written)
 }
 
 /// Ends every live session of `user` (a session is live while its family has an unrevoked
@@ -1014,6 +1053,27 @@ pub async fn list_api_keys(
     Ok(rows.into_iter().map(api_key_dto).collect())
 }
 
+/// The expiry of a new API key: the requested one, or now plus the default lifetime; a
+/// request past now plus the longest lifetime is refused (422).
+fn api_key_expiry(
+    state: &ApiState,
+    now: OffsetDateTime,
+    requested: Option<OffsetDateTime>,
+) -> ApiResult<OffsetDateTime> {
+    let c = state.config();
+    let max = time::Duration::try_from(c.api_key_max_ttl).unwrap_or(time::Duration::days(365));
+    let default =
+        time::Duration::try_from(c.api_key_default_ttl).unwrap_or(time::Duration::days(90));
+    match requested {
+        None => Ok(now.saturating_add(default.min(max))),
+        Some(e) if e > now.saturating_add(max) => Err(ApiError::validation(format!(
+            "expires_at may be at most {} days from now (api.api_key_max_ttl)",
+            max.whole_days()
+        ))),
+        Some(e) => Ok(e),
+    }
+}
+
 /// Issues an API key with `scopes`, each of which `issuer` must hold; returns it with its
 /// secret (shown once).
 #[allow(clippy::too_many_arguments)]
@@ -1028,6 +1088,7 @@ pub async fn create_api_key(
     expires_at: Option<OffsetDateTime>,
 ) -> ApiResult<(ApiKeyDto, String, Written)> {
     let now = state.now();
+    let expires_at = Some(api_key_expiry(state, now, expires_at)?);
     let id = Uuid::now_v7();
     let secret = new_api_key(id);
     let command = TenantCommand::IssueApiKey(IssueApiKey {
@@ -1146,6 +1207,7 @@ pub async fn revoke_api_key(
     .await?;
     sync_tenant_version(&mut tx, tenant, &w).await?;
     tx.commit().await?;
+    state.revoke(Revocation::ApiKey(id)).await;
     key.revoked_at = Some(now);
     Ok((key, w))
 }
@@ -1164,17 +1226,20 @@ pub struct LoginCandidate {
     pub role: Role,
     /// Disabled.
     pub disabled: bool,
+    /// The session version new access tokens carry.
+    pub session_version: i64,
 }
 
 /// Looks a user up by e-mail across tenants.
 pub async fn find_login(state: &ApiState, email: &Email) -> ApiResult<Option<LoginCandidate>> {
-    let row: Option<(Uuid, Uuid, String, String, bool)> = sqlx::query_as(
-        "SELECT id, tenant_id, password_hash, role, disabled FROM users WHERE email = $1",
+    let row: Option<(Uuid, Uuid, String, String, bool, i64)> = sqlx::query_as(
+        "SELECT id, tenant_id, password_hash, role, disabled, session_version FROM users \
+         WHERE email = $1",
     )
     .bind(email.as_str())
     .fetch_optional(&state.pools().system)
     .await?;
-    row.map(|(id, tenant, hash, role, disabled)| {
+    row.map(|(id, tenant, hash, role, disabled, session_version)| {
         Ok(LoginCandidate {
             id,
             tenant: TenantId::from_uuid(tenant),
@@ -1183,6 +1248,7 @@ pub async fn find_login(state: &ApiState, email: &Email) -> ApiResult<Option<Log
                 .parse()
                 .map_err(|e| ApiError::internal(format!("stored role of user {id}: {e}")))?,
             disabled,
+            session_version,
         })
     })
     .transpose()
@@ -1196,6 +1262,8 @@ pub struct Issued {
     pub claims: AccessClaims,
     /// The refresh token for the cookie.
     pub refresh_token: String,
+    /// When the refresh token (and with it the session, at the latest) expires.
+    pub refresh_expires_at: OffsetDateTime,
 }
 
 fn access_claims(
@@ -1204,6 +1272,7 @@ fn access_claims(
     tenant: TenantId,
     role: Role,
     session: Uuid,
+    version: i64,
 ) -> AccessClaims {
     let now = state.now().unix_timestamp();
     let ttl = i64::try_from(state.config().access_token_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -1213,26 +1282,38 @@ fn access_claims(
         tid: *tenant.as_uuid(),
         role,
         sid: session,
+        sv: version,
         iat: now,
         exp: now.saturating_add(ttl),
     }
 }
 
+/// When a session that began at `started` ends however often it is refreshed.
+fn session_deadline(state: &ApiState, started: OffsetDateTime) -> OffsetDateTime {
+    let max = time::Duration::try_from(state.config().session_max_lifetime)
+        .unwrap_or(time::Duration::hours(12));
+    started.saturating_add(max)
+}
+
+/// Inserts the next refresh token of `family` (a session that began at `started`); it
+/// expires after the refresh lifetime, but never after the session's absolute deadline.
 async fn insert_refresh_token(
     conn: &mut PgConnection,
     state: &ApiState,
     tenant: TenantId,
     user: Uuid,
     family: Uuid,
-) -> ApiResult<String> {
+    started: OffsetDateTime,
+) -> ApiResult<(String, OffsetDateTime)> {
     let id = Uuid::now_v7();
     let token = new_refresh_token(id);
     let now = state.now();
     let ttl = time::Duration::try_from(state.config().refresh_token_ttl)
         .unwrap_or(time::Duration::days(14));
+    let expires_at = now.saturating_add(ttl).min(session_deadline(state, started));
     sqlx::query(
         "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash, issued_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         expires_at, session_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(tenant.as_uuid())
@@ -1240,10 +1321,11 @@ async fn insert_refresh_token(
     .bind(family)
     .bind(sha256(token.as_bytes()))
     .bind(now)
-    .bind(now + ttl)
+    .bind(expires_at)
+    .bind(started)
     .execute(conn)
     .await?;
-    Ok(token)
+    Ok((token, expires_at))
 }
 
 /// Starts a session for a verified user: a refresh-token family, `UserLoggedIn`, tokens.
@@ -1261,7 +1343,8 @@ pub async fn start_session(
         }))
         .map_err(|_| ApiError::conflict(format!("{stream} already exists")))?;
     let mut tx = begin_tenant(&state.pools().app, user.tenant).await?;
-    let refresh_token = insert_refresh_token(&mut tx, state, user.tenant, user.id, family).await?;
+    let (refresh_token, refresh_expires_at) =
+        insert_refresh_token(&mut tx, state, user.tenant, user.id, family, state.now()).await?;
     append_tx(
         &mut tx,
         user.tenant,
@@ -1272,11 +1355,19 @@ pub async fn start_session(
     )
     .await?;
     tx.commit().await?;
-    let claims = access_claims(state, user.id, user.tenant, user.role, family);
+    let claims = access_claims(
+        state,
+        user.id,
+        user.tenant,
+        user.role,
+        family,
+        user.session_version,
+    );
     Ok(Issued {
         access_token: state.jwt().sign(&claims)?,
         claims,
         refresh_token,
+        refresh_expires_at,
     })
 }
 
@@ -1288,12 +1379,13 @@ type RefreshRow = (
     OffsetDateTime,
     Option<OffsetDateTime>,
     Option<OffsetDateTime>,
+    OffsetDateTime,
 );
 
 async fn find_refresh(state: &ApiState, token: &str) -> ApiResult<Option<RefreshRow>> {
     Ok(sqlx::query_as(
-        "SELECT id, tenant_id, user_id, family_id, expires_at, used_at, revoked_at \
-         FROM refresh_tokens WHERE token_hash = $1",
+        "SELECT id, tenant_id, user_id, family_id, expires_at, used_at, revoked_at, \
+         COALESCE(session_started_at, issued_at) FROM refresh_tokens WHERE token_hash = $1",
     )
     .bind(sha256(token.as_bytes()))
     .fetch_optional(&state.pools().system)
@@ -1310,7 +1402,7 @@ fn refresh_invalid() -> ApiError {
 /// Rotates a refresh token: marks it used and issues a new one in the same family. A token
 /// used before revokes its whole family (reuse detection) and fails.
 pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> ApiResult<Issued> {
-    let (id, tenant, user, family, expires_at, _, _) = find_refresh(state, token)
+    let (id, tenant, user, family, expires_at, _, _, started) = find_refresh(state, token)
         .await?
         .ok_or_else(refresh_invalid)?;
     let tenant = TenantId::from_uuid(tenant);
@@ -1327,19 +1419,20 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
         tx.commit().await?;
         return Err(refresh_invalid());
     };
-    let user_row: Option<(String, bool)> =
-        sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
+    let user_row: Option<(String, bool, i64)> =
+        sqlx::query_as("SELECT role, disabled, session_version FROM users WHERE id = $1")
             .bind(user)
             .fetch_optional(&mut *tx)
             .await?;
     let verdict = judge_refresh(PresentedToken {
         used: used_at.is_some(),
         revoked: revoked_at.is_some(),
-        expired: expires_at <= now,
-        user_disabled: user_row.as_ref().map(|(_, disabled)| *disabled),
+        // The token's own lifetime, and the session's absolute one however it slid.
+        expired: expires_at <= now || session_deadline(state, started) <= now,
+        user_disabled: user_row.as_ref().map(|(_, disabled, _)| *disabled),
     });
-    let role = match (verdict, user_row) {
-        (RefreshVerdict::Rotate, Some((role, _))) => role,
+    let (role, session_version) = match (verdict, user_row) {
+        (RefreshVerdict::Rotate, Some((role, _, v))) => (role, v),
         (RefreshVerdict::ReuseDetected, _) => {
             // A used token presented again means a copy exists: end the whole session (if
             // it is not ended already) so neither copy works any more.
@@ -1354,6 +1447,7 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
             )
             .await?;
             tx.commit().await?;
+            state.revoke(Revocation::Session(family)).await;
             tracing::warn!(%tenant, %user, session = %family, "refresh token reused; session revoked");
             return Err(ApiError::new(
                 crate::error::ProblemKind::RefreshTokenReused,
@@ -1373,13 +1467,15 @@ pub async fn refresh_session(state: &ApiState, token: &str, meta_id: Uuid) -> Ap
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let refresh_token = insert_refresh_token(&mut tx, state, tenant, user, family).await?;
+    let (refresh_token, refresh_expires_at) =
+        insert_refresh_token(&mut tx, state, tenant, user, family, started).await?;
     tx.commit().await?;
-    let claims = access_claims(state, user, tenant, role, family);
+    let claims = access_claims(state, user, tenant, role, family, session_version);
     Ok(Issued {
         access_token: state.jwt().sign(&claims)?,
         claims,
         refresh_token,
+        refresh_expires_at,
     })
 }
 
@@ -1444,7 +1540,7 @@ pub async fn end_session(
     token: &str,
     meta_id: Uuid,
 ) -> ApiResult<Option<Written>> {
-    let Some((_, tenant, user, family, _, _, _)) = find_refresh(state, token).await? else {
+    let Some((_, tenant, user, family, _, _, _, _)) = find_refresh(state, token).await? else {
         return Ok(None);
     };
     let tenant = TenantId::from_uuid(tenant);
@@ -1460,6 +1556,7 @@ pub async fn end_session(
     )
     .await?;
     tx.commit().await?;
+    state.revoke(Revocation::Session(family)).await;
     Ok(w)
 }
 

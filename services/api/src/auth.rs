@@ -8,6 +8,11 @@
 //!   constant time.
 //! - Refresh tokens are `<id>.<secret>` with the same storage rule, in an httpOnly cookie.
 //! - Passwords are argon2id PHC strings, hashed and verified on the blocking pool.
+//! - A signature is not enough: every request checks the token against the user's current
+//!   state ([`crate::sessions`]: disabled, session version, live session) and every API
+//!   key against its row and its creator (revoked, expired, older than the longest key
+//!   lifetime, creator disabled or gone: 401). [`principal_ended`] resolves when a caller's
+//!   token expires or is revoked, so live-event streams close then.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +35,7 @@ use uuid::Uuid;
 use crate::authz::{Permission, PermissionMarker, PermissionSet, role_permissions};
 use crate::config::PasswordParams;
 use crate::error::{ApiError, ProblemKind};
+use crate::sessions::SessionFacts;
 use crate::state::ApiState;
 
 pub use netledger_domain::identity::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
@@ -47,6 +53,8 @@ pub enum Subject {
         role: Role,
         /// The session (refresh-token family) the token belongs to.
         session: Uuid,
+        /// The user's session version the token was issued at.
+        version: i64,
     },
     /// An automation client.
     ApiKey {
@@ -64,6 +72,8 @@ pub struct Principal {
     pub subject: Subject,
     /// What it may do.
     pub permissions: PermissionSet,
+    /// When its credential stops working by itself (access token `exp`, API key expiry).
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl Principal {
@@ -127,15 +137,7 @@ impl FromRequestParts<ApiState> for Principal {
                 .jwt()
                 .verify(token, state.now())
                 .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-            Principal {
-                tenant: TenantId::from_uuid(claims.tid),
-                subject: Subject::User {
-                    id: claims.sub,
-                    role: claims.role,
-                    session: claims.sid,
-                },
-                permissions: role_permissions(claims.role),
-            }
+            authenticate_claims(state, &claims, false).await?
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)
@@ -194,37 +196,296 @@ impl<A: PermissionMarker, B: PermissionMarker> FromRequestParts<ApiState> for Re
     }
 }
 
+/// The principal of verified access-token claims, if the token still stands: its user
+/// exists in its tenant, is not disabled, has the token's session version, and its session
+/// is live. The answer comes from the session cache unless `fresh`.
+pub async fn authenticate_claims(
+    state: &ApiState,
+    claims: &AccessClaims,
+    fresh: bool,
+) -> Result<Principal, ApiError> {
+    let facts = session_facts(state, claims.sub, claims.sid, claims.tid, fresh).await?;
+    let role = judge_session(claims, facts.as_ref()).map_err(ApiError::unauthenticated)?;
+    Ok(Principal {
+        tenant: TenantId::from_uuid(claims.tid),
+        subject: Subject::User {
+            id: claims.sub,
+            role,
+            session: claims.sid,
+            version: claims.sv,
+        },
+        permissions: role_permissions(role),
+        expires_at: OffsetDateTime::from_unix_timestamp(claims.exp).ok(),
+    })
+}
+
+/// Whether a token with `claims` stands against its user's and session's `facts` (`None`:
+/// no such user); the role it acts with.
+pub fn judge_session(
+    claims: &AccessClaims,
+    facts: Option<&SessionFacts>,
+) -> Result<Role, &'static str> {
+    const REVOKED: &str =
+        "the access token was revoked (log in again, or refresh with POST /api/v1/auth/refresh)";
+    let Some(f) = facts else {
+        return Err(REVOKED);
+    };
+    if f.user != claims.sub || f.tenant != claims.tid || f.disabled || !f.live {
+        return Err(REVOKED);
+    }
+    if f.version != claims.sv {
+        return Err(REVOKED);
+    }
+    Ok(f.role)
+}
+
+/// The session facts of `user`'s `session` in `tenant`: from the cache, or (on a miss or
+/// with `fresh`) from the users and refresh-token tables through the system pool.
+pub async fn session_facts(
+    state: &ApiState,
+    user: Uuid,
+    session: Uuid,
+    tenant: Uuid,
+    fresh: bool,
+) -> Result<Option<SessionFacts>, ApiError> {
+    if !fresh
+        && let Some(f) = state.sessions().get(session)
+        && f.user == user
+    {
+        return Ok(Some(f));
+    }
+    let row: Option<(Uuid, i64, bool, String, bool)> = sqlx::query_as(
+        "SELECT u.tenant_id, u.session_version, u.disabled, u.role, EXISTS (SELECT 1 FROM \
+         refresh_tokens r WHERE r.tenant_id = $3 AND r.family_id = $2 AND r.user_id = u.id \
+         AND r.revoked_at IS NULL) FROM users u WHERE u.id = $1 AND u.tenant_id = $3",
+    )
+    .bind(user)
+    .bind(session)
+    .bind(tenant)
+    .fetch_optional(&state.pools().system)
+    .await?;
+    let Some((tenant, version, disabled, role, live)) = row else {
+        return Ok(None);
+    };
+    let role: Role = role
+        .parse()
+        .map_err(|e| ApiError::internal(format!("stored role of user {user}: {e}")))?;
+    let facts = SessionFacts {
+        user,
+        tenant,
+        version,
+        disabled,
+        role,
+        live,
+    };
+    state.sessions().put(session, facts);
+    Ok(Some(facts))
+}
+
 async fn authenticate_api_key(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
-    let invalid = || ApiError::unauthenticated("the API key is unknown, revoked or expired");
-    let (id, _) = parse_api_key(token).ok_or_else(invalid)?;
-    type KeyRow = (
+    let (id, _) = parse_api_key(token).ok_or_else(api_key_invalid)?;
+    let row = api_key_row(state, id).await?.ok_or_else(api_key_invalid)?;
+    if !constant_time_eq(&row.secret_hash, &sha256(token.as_bytes())) {
+        return Err(api_key_invalid());
+    }
+    api_key_principal(state, id, &row)
+}
+
+fn api_key_invalid() -> ApiError {
+    ApiError::unauthenticated(
+        "the API key is unknown, revoked or expired, or its creator is disabled",
+    )
+}
+
+/// An API key's row with its creator's state.
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    /// Tenant.
+    pub tenant: Uuid,
+    /// SHA-256 of the key.
+    pub secret_hash: Vec<u8>,
+    /// Stored scopes.
+    pub scopes: Vec<String>,
+    /// Created at.
+    pub created_at: OffsetDateTime,
+    /// Expires at (`None` on keys created before expiry was required).
+    pub expires_at: Option<OffsetDateTime>,
+    /// Revoked at.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The creating user, if a user created it.
+    pub created_by: Option<Uuid>,
+    /// Whether the creator is disabled; `None` when the creator row is gone (or there is
+    /// none).
+    pub creator_disabled: Option<bool>,
+}
+
+async fn api_key_row(state: &ApiState, id: Uuid) -> Result<Option<ApiKeyRow>, ApiError> {
+    type Row = (
         Uuid,
         Vec<u8>,
         Vec<String>,
+        OffsetDateTime,
         Option<OffsetDateTime>,
         Option<OffsetDateTime>,
+        Option<Uuid>,
+        Option<bool>,
     );
-    let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT tenant_id, secret_hash, scopes, expires_at, revoked_at FROM api_keys WHERE id = $1",
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT k.tenant_id, k.secret_hash, k.scopes, k.created_at, k.expires_at, \
+         k.revoked_at, k.created_by, u.disabled FROM api_keys k \
+         LEFT JOIN users u ON u.id = k.created_by AND u.tenant_id = k.tenant_id \
+         WHERE k.id = $1",
     )
     .bind(id)
     .fetch_optional(&state.pools().system)
     .await?;
-    let (tenant, stored, scopes, expires_at, revoked_at) = row.ok_or_else(invalid)?;
-    if !constant_time_eq(&stored, &sha256(token.as_bytes())) {
-        return Err(invalid());
+    Ok(row.map(
+        |(tenant, secret_hash, scopes, created_at, expires_at, revoked_at, created_by, d)| {
+            ApiKeyRow {
+                tenant,
+                secret_hash,
+                scopes,
+                created_at,
+                expires_at,
+                revoked_at,
+                created_by,
+                creator_disabled: d,
+            }
+        },
+    ))
+}
+
+/// The user behind an API key (its creator), if any.
+pub async fn api_key_creator(state: &ApiState, id: Uuid) -> Result<Option<Uuid>, ApiError> {
+    Ok(api_key_row(state, id).await?.and_then(|r| r.created_by))
+}
+
+/// When a key stops working: its `expires_at`, but never later than its creation plus the
+/// longest key lifetime (keys created before expiry was required included).
+pub fn api_key_deadline(state: &ApiState, row: &ApiKeyRow) -> OffsetDateTime {
+    let max = time::Duration::try_from(state.config().api_key_max_ttl)
+        .unwrap_or(time::Duration::days(365));
+    let cap = row.created_at.saturating_add(max);
+    row.expires_at.map_or(cap, |e| e.min(cap))
+}
+
+/// The principal of a key whose secret matched, if it still stands: not revoked, not past
+/// [`api_key_deadline`], and its creator (when a user created it) exists and is enabled.
+fn api_key_principal(state: &ApiState, id: Uuid, row: &ApiKeyRow) -> Result<Principal, ApiError> {
+    let deadline = api_key_deadline(state, row);
+    if row.revoked_at.is_some() || deadline <= state.now() {
+        return Err(api_key_invalid());
     }
-    let now = state.now();
-    if revoked_at.is_some() || expires_at.is_some_and(|e| e <= now) {
-        return Err(invalid());
+    // A key dies with its creator: disabled or gone.
+    if row.created_by.is_some() && row.creator_disabled != Some(false) {
+        return Err(api_key_invalid());
     }
-    let permissions = crate::authz::parse_scopes(scopes.iter().map(String::as_str))
+    let permissions = crate::authz::parse_scopes(row.scopes.iter().map(String::as_str))
         .map_err(|e| ApiError::internal(format!("stored scopes of API key {id}: {e}")))?;
     Ok(Principal {
-        tenant: TenantId::from_uuid(tenant),
+        tenant: TenantId::from_uuid(row.tenant),
         subject: Subject::ApiKey { id },
         permissions,
+        expires_at: Some(deadline),
     })
+}
+
+/// Whether `p`'s credential still stands, checked afresh (no cache).
+async fn still_stands(state: &ApiState, p: &Principal) -> Result<bool, ApiError> {
+    match &p.subject {
+        Subject::User {
+            id,
+            session,
+            role,
+            version,
+        } => {
+            let facts = session_facts(state, *id, *session, *p.tenant.as_uuid(), true).await?;
+            Ok(facts.is_some_and(|f| {
+                !f.disabled
+                    && f.live
+                    && f.role == *role
+                    && f.version == *version
+                    && f.tenant == *p.tenant.as_uuid()
+            }))
+        }
+        Subject::ApiKey { id } => Ok(match api_key_row(state, *id).await? {
+            Some(row) => api_key_principal(state, *id, &row).is_ok(),
+            None => false,
+        }),
+    }
+}
+
+/// Runs `work` (a live-event stream's producer) until it ends or `p`'s credential expires
+/// or is revoked ([`principal_ended`]), whichever comes first; dropping the producer closes
+/// the stream.
+pub fn until_ended<F>(state: &ApiState, p: &Principal, work: F) -> impl Future<Output = ()> + use<F>
+where
+    F: Future<Output = ()>,
+{
+    let ended = principal_ended(state.clone(), p.clone());
+    async move {
+        tokio::select! {
+            _ = work => {}
+            why = ended => tracing::info!(?why, "live-event stream closed: its credential ended"),
+        }
+    }
+}
+
+/// Why [`principal_ended`] resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The token or key reached its expiry.
+    Expired,
+    /// It was revoked (user disabled, role or password changed, logged out, key revoked,
+    /// key's creator disabled).
+    Revoked,
+}
+
+/// Resolves when `p`'s credential stops working: at its expiry (by the state's clock,
+/// looked at every cache lifetime), or when a revocation that concerns it is seen (in this
+/// process, through NATS, or, without NATS, by re-checking every short cache lifetime).
+/// Live-event streams race their output against it and close when it resolves.
+///
+/// The session version of a user is re-checked against the role the stream was opened
+/// with: a role change, disable, password change or logout ends it.
+pub async fn principal_ended(state: ApiState, p: Principal) -> Ended {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut feed = state.sessions().subscribe();
+    let concerns = |r: &crate::sessions::Revocation| -> bool {
+        use crate::sessions::Revocation as R;
+        match (&p.subject, r) {
+            (Subject::User { id, .. }, R::User(u)) => u == id,
+            (Subject::User { session, .. }, R::Session(s)) => s == session,
+            (Subject::ApiKey { id }, R::ApiKey(k)) => k == id,
+            // A user revocation may be the key's creator's.
+            (Subject::ApiKey { .. }, R::User(_)) => true,
+            _ => false,
+        }
+    };
+    loop {
+        if p.expires_at.is_some_and(|e| e <= state.now()) {
+            return Ended::Expired;
+        }
+        // The expiry is looked at on the state's clock (tests move it), so wait at most a
+        // cache lifetime at a time.
+        let wait = state.sessions().ttl().max(std::time::Duration::from_millis(200));
+        let recheck = tokio::select! {
+            r = feed.recv() => match r {
+                Ok(r) => concerns(&r),
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => false,
+            },
+            _ = tokio::time::sleep(wait) => true,
+        };
+        if recheck {
+            match still_stands(&state, &p).await {
+                Ok(true) => {}
+                Ok(false) => return Ended::Revoked,
+                // The database is away: keep the stream (its own reads fail anyway).
+                Err(e) => tracing::warn!(error = %e, "cannot re-check a live-event caller"),
+            }
+        }
+    }
 }
 
 // ---- tokens and keys ---------------------------------------------------------------------
@@ -285,6 +546,10 @@ pub struct AccessClaims {
     pub role: Role,
     /// Session (refresh-token family).
     pub sid: Uuid,
+    /// The user's session version at issue; the token stops working when it changes
+    /// (tokens without it read as 0, which no user has).
+    #[serde(default)]
+    pub sv: i64,
     /// Issued at (unix seconds).
     pub iat: i64,
     /// Expires at (unix seconds).
@@ -481,6 +746,7 @@ mod tests {
             tid: Uuid::new_v4(),
             role: Role::Operator,
             sid: Uuid::new_v4(),
+            sv: 1,
             iat: 0,
             exp,
         }

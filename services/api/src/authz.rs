@@ -73,6 +73,7 @@ permissions! {
     WorkflowsRead => ("workflows:read", "List and inspect workflows and their steps."),
     WorkflowsRun => ("workflows:run", "Start backups, config pushes and firmware upgrades."),
     WorkflowsCancel => ("workflows:cancel", "Cancel running workflows."),
+    WorkflowsWithoutTimer => ("workflows:without_timer", "Switch off the device-side rollback timer (`allow_without_timer` on a config push or a change request's `overrides`); in change-controlled tenants only through an approved change request."),
     RolloutsRead => ("rollouts:read", "List rollouts and their progress."),
     RolloutsWrite => ("rollouts:write", "Create rollouts."),
     RolloutsStop => ("rollouts:stop", "Pause and cancel rollouts."),
@@ -245,6 +246,14 @@ mod tests {
         assert!(!role_permissions(Role::Approver).contains(Permission::RolloutsWrite));
         assert!(!role_permissions(Role::Operator).contains(Permission::ChangesApprove));
         assert!(!role_permissions(Role::Approver).contains(Permission::ChangesWrite));
+        // Switching off the safety net is an administrator's call, not an operator's.
+        for r in [Role::Viewer, Role::Operator, Role::Approver, Role::Auditor] {
+            assert!(
+                !role_permissions(r).contains(Permission::WorkflowsWithoutTimer),
+                "{r}"
+            );
+        }
+        assert!(role_permissions(Role::TenantAdmin).contains(Permission::WorkflowsWithoutTimer));
         // The auditor is read-only.
         let auditor = role_permissions(Role::Auditor);
         for p in auditor.iter() {

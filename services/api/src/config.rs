@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The signing secret used when none is configured. Accepted only outside production.
-pub const DEVELOPMENT_JWT_SECRET: &str = "netledger-development-secret-do-not-use-in-production";
+/// Bytes of a generated token signing secret (hex-encoded: twice as many characters).
+pub const GENERATED_SECRET_BYTES: usize = 32;
 
 /// The shortest signing secret production accepts, in bytes (HS256 wants at least the
 /// hash's 32 bytes of key).
@@ -19,6 +19,13 @@ impl SecretString {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
+    }
+    /// A new random secret: [`GENERATED_SECRET_BYTES`] bytes from the OS, hex-encoded.
+    pub fn random() -> Self {
+        use rand::RngCore as _;
+        let mut bytes = [0u8; GENERATED_SECRET_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(hex::encode(bytes))
     }
     /// The secret itself; call only where it is used.
     pub fn expose(&self) -> &str {
@@ -80,8 +87,24 @@ pub struct ApiConfig {
     pub jwt_issuer: String,
     /// Lifetime of an access token.
     pub access_token_ttl: Duration,
-    /// Lifetime of a refresh token (each refresh issues a new one).
+    /// Lifetime of a refresh token (each refresh issues a new one): the sliding part of a
+    /// session.
     pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a session from its login, however often it is refreshed
+    /// (default 12 h: one working day; log in again after).
+    pub session_max_lifetime: Duration,
+    /// How long a user's session check (disabled, role, session version, live session) is
+    /// cached in-process while NATS carries revocations between API processes (default 30 s;
+    /// a revocation in this process takes effect at once).
+    pub session_cache_ttl: Duration,
+    /// The same cache's lifetime when NATS is not connected (default 2 s): how long another
+    /// API process may still accept a revoked token.
+    pub session_cache_fallback_ttl: Duration,
+    /// Lifetime of an API key created without `expires_at` (default 90 days).
+    pub api_key_default_ttl: Duration,
+    /// Longest lifetime of an API key (default 365 days): a later `expires_at` is refused,
+    /// and a key older than this stops working whatever it was created with.
+    pub api_key_max_ttl: Duration,
     /// Whether the refresh cookie carries `Secure` (HTTPS only).
     pub cookie_secure: bool,
     /// Password hashing cost.
@@ -124,15 +147,21 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// Development defaults: the development secret, recommended password cost, cookies
-    /// without `Secure` (plain HTTP on localhost).
+    /// Development defaults: a random token secret of this process (tokens do not survive a
+    /// restart; the binary passes a configured or per-install secret), recommended password
+    /// cost, cookies without `Secure` (plain HTTP on localhost).
     pub fn development() -> Self {
         Self {
             production: false,
-            jwt_secret: SecretString::new(DEVELOPMENT_JWT_SECRET),
+            jwt_secret: SecretString::random(),
             jwt_issuer: "netledger".to_owned(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
+            session_max_lifetime: Duration::from_secs(12 * 3600),
+            session_cache_ttl: Duration::from_secs(30),
+            session_cache_fallback_ttl: Duration::from_secs(2),
+            api_key_default_ttl: Duration::from_secs(90 * 24 * 3600),
+            api_key_max_ttl: Duration::from_secs(365 * 24 * 3600),
             cookie_secure: false,
             password: PasswordParams::RECOMMENDED,
             login_per_ip: RateLimit {
@@ -168,16 +197,20 @@ impl ApiConfig {
         if self.jwt_secret.expose().is_empty() {
             return Err(ApiConfigError::EmptySecret);
         }
-        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+        if self.access_token_ttl.is_zero()
+            || self.refresh_token_ttl.is_zero()
+            || self.session_max_lifetime.is_zero()
+            || self.api_key_default_ttl.is_zero()
+        {
             return Err(ApiConfigError::ZeroTtl);
         }
         if self.max_page_size == 0 {
             return Err(ApiConfigError::ZeroPageSize);
         }
+        if self.api_key_default_ttl > self.api_key_max_ttl {
+            return Err(ApiConfigError::ApiKeyTtl);
+        }
         if self.production {
-            if self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
-                return Err(ApiConfigError::DefaultSecret);
-            }
             if self.jwt_secret.expose().len() < MIN_PRODUCTION_SECRET_BYTES {
                 return Err(ApiConfigError::ShortSecret {
                     len: self.jwt_secret.expose().len(),
@@ -202,13 +235,6 @@ pub enum ApiConfigError {
     /// No signing secret.
     #[error("the API token signing secret is empty: set api.jwt_secret (NETLEDGER_API_JWT_SECRET)")]
     EmptySecret,
-    /// Production with the built-in development secret.
-    #[error(
-        "production mode refuses the built-in development token secret: set api.jwt_secret \
-         (NETLEDGER_API_JWT_SECRET) to at least {MIN_PRODUCTION_SECRET_BYTES} random bytes, \
-         e.g. `openssl rand -hex 32`"
-    )]
-    DefaultSecret,
     /// Production with a short secret.
     #[error(
         "production mode refuses a {len}-byte token secret: api.jwt_secret \
@@ -230,6 +256,9 @@ pub enum ApiConfigError {
     /// A token lifetime of zero.
     #[error("token lifetimes must be longer than zero")]
     ZeroTtl,
+    /// The default API key lifetime is longer than the maximum.
+    #[error("api_key_default_ttl must not exceed api_key_max_ttl")]
+    ApiKeyTtl,
     /// A page size of zero.
     #[error("max_page_size must be at least 1")]
     ZeroPageSize,
@@ -240,12 +269,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn production_refuses_default_and_short_secrets() {
+    fn production_refuses_short_secrets() {
         let mut c = ApiConfig::development();
         assert_eq!(c.validate(), Ok(()));
         c.production = true;
         c.cookie_secure = true;
-        assert_eq!(c.validate(), Err(ApiConfigError::DefaultSecret));
         c.jwt_secret = SecretString::new("short");
         assert_eq!(c.validate(), Err(ApiConfigError::ShortSecret { len: 5 }));
         c.jwt_secret = SecretString::new("x".repeat(32));
@@ -255,11 +283,17 @@ mod tests {
         c.password = PasswordParams::RECOMMENDED;
         c.cookie_secure = false;
         assert_eq!(c.validate(), Err(ApiConfigError::InsecureCookie));
+        c.cookie_secure = true;
+        c.api_key_default_ttl = c.api_key_max_ttl + Duration::from_secs(1);
+        assert_eq!(c.validate(), Err(ApiConfigError::ApiKeyTtl));
     }
 
     #[test]
-    fn secrets_do_not_print() {
-        let c = ApiConfig::development();
-        assert!(!format!("{c:?}").contains(DEVELOPMENT_JWT_SECRET));
+    fn the_development_secret_is_random_and_does_not_print() {
+        // Issue #15 item 11: no public constant signs development tokens.
+        let (a, b) = (ApiConfig::development(), ApiConfig::development());
+        assert_ne!(a.jwt_secret, b.jwt_secret);
+        assert_eq!(a.jwt_secret.expose().len(), 2 * GENERATED_SECRET_BYTES);
+        assert!(!format!("{a:?}").contains(a.jwt_secret.expose()));
     }
 }

@@ -82,8 +82,9 @@ pub enum ApiStateError {
 #[derive(Clone)]
 pub struct ApiState(Arc<Inner>);
 
-struct Inner {
+pub(crate) struct Inner {
     deps: ApiDeps,
+    sessions: crate::sessions::SessionCache,
     config: ApiConfig,
     jwt: JwtKeys,
     metrics: Metrics,
@@ -102,6 +103,12 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
+impl Inner {
+    pub(crate) fn sessions(&self) -> &crate::sessions::SessionCache {
+        &self.sessions
+    }
+}
+
 impl ApiState {
     /// Builds the state after validating `config` (production refuses default or short
     /// secrets).
@@ -109,7 +116,18 @@ impl ApiState {
         config.validate()?;
         let jwt = JwtKeys::new(config.jwt_secret.expose().as_bytes(), &config.jwt_issuer);
         let clock = deps.clock.clone();
-        Ok(Self(Arc::new(Inner {
+        let sessions = crate::sessions::SessionCache::new(
+            config.session_cache_ttl,
+            config.session_cache_fallback_ttl,
+        );
+        let listen = deps.nats.clone().map(|client| {
+            (
+                client,
+                crate::sessions::subject(&config.nats_subject_prefix),
+            )
+        });
+        let state = Self(Arc::new(Inner {
+            sessions,
             login_ip: Limiter::new(config.login_per_ip, clock.clone()),
             login_account: Limiter::new(config.login_per_account, clock.clone()),
             token_ip: Limiter::new(config.token_per_ip, clock),
@@ -119,7 +137,34 @@ impl ApiState {
             deps,
             dummy_hash: OnceCell::new(),
             shutdown: tokio::sync::watch::channel(false).0,
-        })))
+        }));
+        if let Some((client, subject)) = listen {
+            crate::sessions::spawn_listener(Arc::downgrade(&state.0), client, subject);
+        }
+        Ok(state)
+    }
+
+    /// The session-check cache and revocation feed.
+    pub fn sessions(&self) -> &crate::sessions::SessionCache {
+        &self.0.sessions
+    }
+
+    /// Makes `r` take effect: drops it from this process's cache, tells this process's
+    /// live-event watchers and publishes it to the other API processes (best effort: without
+    /// NATS they notice within the short cache lifetime). Call after the commit.
+    pub async fn revoke(&self, r: crate::sessions::Revocation) {
+        self.0.sessions.apply(r);
+        if let Some(client) = self.nats() {
+            let subject = crate::sessions::subject(&self.0.config.nats_subject_prefix);
+            match serde_json::to_vec(&r) {
+                Ok(payload) => {
+                    if let Err(e) = client.publish(subject, payload.into()).await {
+                        tracing::warn!(error = %e, revocation = ?r, "cannot publish a revocation; other API processes notice it within the short cache lifetime");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot encode a revocation"),
+            }
+        }
     }
 
     /// The pools.

@@ -1292,3 +1292,68 @@ async fn approval_round(app: &support::App, op: &str, ann: &str, id: &str) -> St
     assert_eq!(a.body["run"]["existed"], false, "{:?}", a.body);
     a.body["run"]["workflow_id"].as_str().unwrap().to_owned()
 }
+
+/// Issue #15 item 5: switching off the rollback timer is its own permission
+/// (`workflows:without_timer`, tenant admins), and in a change-controlled tenant only an
+/// approved (never an emergency) change request at risk high carries it.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn switching_off_the_rollback_timer_needs_its_own_permission_and_approval(pool: PgPool) {
+    let app = app(pool).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
+    let (_, ta) = app.named_user("tina", Role::TenantAdmin).await;
+    let (d1, _) = app.device("edge-1", None).await;
+    let (d2, _) = app.device("edge-2", None).await;
+    let without_timer = |d: &str| {
+        json!({"device_id": d, "script": "/system identity set name=x", "allow_without_timer": true})
+    };
+
+    // Change-controlled (the bootstrap tenant): a direct push is refused even to an admin.
+    let r = app
+        .post("/api/v1/workflows/config-push", &ta, without_timer(&d1))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(r.detail().contains("change-controlled"), "{}", r.detail());
+    // A change request with the override: the operator may not write one at all ...
+    let mut high = content("no timer", &[&d1], "/system identity set name=x", "high");
+    high["overrides"] = json!({"allow_without_timer": true});
+    let r = app
+        .post("/api/v1/change-requests", &op, high.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(r.detail().contains("workflows:without_timer"), "{}", r.detail());
+    // ... the admin only at risk high and never as an emergency (that would skip approval).
+    let mut medium = high.clone();
+    medium["risk"] = json!("medium");
+    let r = app.post("/api/v1/change-requests", &ta, medium).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let mut emergency = high.clone();
+    emergency["emergency"] = json!(true);
+    emergency["emergency_reason"] = json!("outage");
+    let r = app.post("/api/v1/change-requests", &ta, emergency).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = app.post("/api/v1/change-requests", &ta, high).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["state"], "draft");
+
+    // Optional change control: the operator still cannot push without the timer; the
+    // tenant admin can; a push with the timer stays the operator's.
+    app.change_control("optional").await;
+    let r = app
+        .post("/api/v1/workflows/config-push", &op, without_timer(&d1))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert_eq!(r.problem_type(), "urn:netledger:problem:forbidden");
+    assert!(r.detail().contains("workflows:without_timer"), "{}", r.detail());
+    let r = app
+        .post("/api/v1/workflows/config-push", &ta, without_timer(&d1))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/v1/workflows/config-push",
+            &op,
+            json!({"device_id": d2, "script": "/system identity set name=x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

@@ -1415,6 +1415,24 @@ pub fn validate_content(c: &ChangeContent) -> Result<(), ChangeRefusal> {
             ));
         }
     }
+    if c.overrides.allow_without_timer {
+        // Switching off the device-side rollback timer is accepted only by approvers, like
+        // accepting policy violations: never in a break-glass run, and only at risk high.
+        if c.emergency {
+            return bad(
+                "overrides.allow_without_timer needs approval before the run: an emergency \
+                 change cannot switch off the rollback timer"
+                    .into(),
+            );
+        }
+        if c.risk != RiskLevel::High {
+            return bad(
+                "overrides.allow_without_timer needs risk high (approvers accept running \
+                 without a rollback timer explicitly)"
+                    .into(),
+            );
+        }
+    }
     if c.emergency {
         if c.emergency_reason
             .as_deref()

@@ -33,6 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(logout_all))
         .routes(routes!(me))
         .routes(routes!(change_own_password))
 }
@@ -86,11 +87,11 @@ fn token_response(state: &ApiState, issued: Issued) -> Response {
         role: issued.claims.role.into(),
     };
     let mut headers = HeaderMap::new();
-    if let Some(c) = refresh_cookie(
-        state,
-        &issued.refresh_token,
-        state.config().refresh_token_ttl.as_secs(),
-    ) {
+    // The cookie lives as long as its token: the refresh lifetime, capped by the session's
+    // absolute deadline.
+    let max_age = u64::try_from((issued.refresh_expires_at - state.now()).whole_seconds())
+        .unwrap_or(0);
+    if let Some(c) = refresh_cookie(state, &issued.refresh_token, max_age) {
         headers.insert(header::SET_COOKIE, c);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -222,6 +223,38 @@ pub async fn logout(
     if let Some(token) = cookie_value(&headers) {
         accounts::end_session(&state, &token, rid.0).await?;
     }
+    let mut out = HeaderMap::new();
+    if let Some(c) = refresh_cookie(&state, "", 0) {
+        out.insert(header::SET_COOKIE, c);
+    }
+    Ok((StatusCode::NO_CONTENT, out).into_response())
+}
+
+/// Log out everywhere: end every session of the calling user and revoke every access token
+/// issued to them (other API processes notice through NATS, or within seconds without it).
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    operation_id = "logout_all",
+    tag = "auth",
+    security(("bearer" = ["authenticated"])),
+    responses(
+        (status = 204, description = "Every session ended; the cookie is cleared."),
+        (status = 422, response = Validation),
+    )
+)]
+pub async fn logout_all(
+    State(state): State<ApiState>,
+    auth: Require<perm::Authenticated>,
+    rid: RequestId,
+) -> ApiResult<Response> {
+    let p = auth.principal();
+    let Some(user) = p.user_id() else {
+        return Err(ApiError::validation(
+            "API keys have no sessions; revoke the key with DELETE /api/v1/api-keys/{key_id}",
+        ));
+    };
+    accounts::logout_all(&state, p.tenant, &rid.metadata(p.actor()), user).await?;
     let mut out = HeaderMap::new();
     if let Some(c) = refresh_cookie(&state, "", 0) {
         out.insert(header::SET_COOKIE, c);

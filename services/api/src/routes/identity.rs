@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::accounts::{self, ApiKeyDto, NewUser, TenantDto, UserDto, UserPatch};
-use crate::auth::Require;
+use crate::auth::{Require, Subject};
 use crate::authz::{Permission, PermissionSet, parse_scopes, perm};
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PreconditionFailed, PreconditionRequired,
@@ -483,7 +483,8 @@ pub struct NewApiKey {
     pub name: String,
     /// Permissions (e.g. `devices:read`, `workflows:run`); each must be one you hold.
     pub scopes: Vec<String>,
-    /// When it stops working (RFC 3339); never if absent.
+    /// When it stops working (RFC 3339): at most `api_key_max_ttl` (default 365 days) from
+    /// now; absent, `api_key_default_ttl` (default 90 days) from now.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -521,11 +522,17 @@ pub async fn create_api_key(
     let p = auth.principal();
     let scopes: PermissionSet =
         parse_scopes(body.scopes.iter().map(String::as_str)).map_err(ApiError::validation)?;
+    // The key dies with the user behind it: the caller, or the user who created the key
+    // that calls.
+    let creator = match &p.subject {
+        Subject::User { id, .. } => Some(*id),
+        Subject::ApiKey { id } => crate::auth::api_key_creator(&state, *id).await?,
+    };
     let (key, secret, w) = accounts::create_api_key(
         &state,
         p.tenant,
         &rid.metadata(p.actor()),
-        p.user_id(),
+        creator,
         p.permissions,
         &body.name,
         scopes,

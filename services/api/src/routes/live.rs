@@ -178,7 +178,8 @@ pub async fn stream_events(
         tx,
         last: after,
     };
-    tokio::spawn(live.run());
+    // The stream closes when the caller's token or key expires or is revoked.
+    tokio::spawn(crate::auth::until_ended(&state, &p, live.run()));
     let keepalive = state.config().sse_keepalive;
     Ok(Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::new().interval(keepalive)))
 }

@@ -736,6 +736,7 @@ pub struct ConfigPushRequest {
     /// `ro-`, `bk-`, `fw-`, `rs-`, `cr-` or ending with `-post` (case-insensitive).
     pub change_id: Option<String>,
     /// Push even when device-mode disables the scheduler (no device-side rollback timer).
+    /// Needs the `workflows:without_timer` permission (403 without).
     #[serde(default)]
     pub allow_without_timer: bool,
 }
@@ -858,6 +859,11 @@ pub async fn start_config_push(
     key: IdempotencyKey,
     Json(body): Json<ConfigPushRequest>,
 ) -> ApiResult<axum::response::Response> {
+    if body.allow_without_timer {
+        // Switching off the rollback timer is its own permission (tenant admins).
+        auth.principal()
+            .require(crate::authz::Permission::WorkflowsWithoutTimer)?;
+    }
     crate::routes::changes::refuse_if_change_controlled(&state, auth.principal().tenant).await?;
     if body.script.trim().is_empty() {
         return Err(ApiError::validation("script is empty"));

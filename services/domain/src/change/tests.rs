@@ -1069,3 +1069,21 @@ fn events_round_trip_through_the_enum() {
         assert_eq!(back, e);
     }
 }
+
+#[test]
+fn switching_off_the_rollback_timer_needs_approval_at_risk_high() {
+    // Issue #15 item 5: the override is for approvers to accept, like policy violations:
+    // never in a break-glass run (which starts without approval), only at risk high.
+    let mut c = content(RiskLevel::Medium);
+    c.overrides.allow_without_timer = true;
+    let e = validate_content(&c).unwrap_err();
+    assert!(e.to_string().contains("needs risk high"), "{e}");
+    c.risk = RiskLevel::High;
+    c.emergency = true;
+    c.emergency_reason = Some("outage".into());
+    let e = validate_content(&c).unwrap_err();
+    assert!(e.to_string().contains("emergency"), "{e}");
+    c.emergency = false;
+    c.emergency_reason = None;
+    assert!(validate_content(&c).is_ok());
+}

@@ -44,6 +44,15 @@ async fn answer(
     Ok((status, etag(dto.version), Json(dto)).into_response())
 }
 
+/// A request that switches off the rollback timer (`overrides.allow_without_timer`) needs
+/// its author to hold `workflows:without_timer` (403 otherwise); approvers then accept it.
+fn require_override_permissions(p: &Principal, content: &ChangeContent) -> ApiResult<()> {
+    if content.overrides.allow_without_timer {
+        p.require(Permission::WorkflowsWithoutTimer)?;
+    }
+    Ok(())
+}
+
 /// Decides `command` on the request and appends what it decided at the version read.
 async fn command(
     state: &ApiState,
@@ -79,6 +88,7 @@ pub async fn create_change_request(
     Json(content): Json<ChangeContent>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
+    require_override_permissions(p, &content)?;
     let id = Uuid::now_v7();
     let cmd = ChangeCommand::Create {
         id: ChangeRequestId::from_uuid(id),
@@ -128,6 +138,7 @@ pub async fn edit_change_request(
     Json(content): Json<ChangeContent>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
+    require_override_permissions(p, &content)?;
     let (_, written) = command(&state, p, rid, id, |_| ChangeCommand::Edit {
         by: By::user(who(p)),
         content,
@@ -188,6 +199,8 @@ pub async fn submit_change_request(
         .content
         .clone()
         .ok_or_else(|| ApiError::internal("a loaded change request has no content"))?;
+    // The author may have lost the permission since writing the request.
+    require_override_permissions(p, &content)?;
     let devices = super::preview::resolve_target(&state, p.tenant, &content.target).await?;
     let (previews, restore_script) =
         super::preview::compute(&state, p.tenant, &content, &devices).await?;
