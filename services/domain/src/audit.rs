@@ -280,19 +280,91 @@ pub fn verify_tenant_history(
     checkpoints: &[Checkpoint],
     key: &VerifyingKey,
 ) -> Result<VerifyReport, Tamper> {
-    // 1. Per-event checks: order, tenant links, per-stream chain, hashes.
-    let mut scratch = Vec::with_capacity(512);
-    let mut last_position = 0i64;
-    let mut before_last = 0i64;
-    let mut streams: BTreeMap<&str, (i64, [u8; 32])> = BTreeMap::new();
+    let mut v = HistoryVerifier::new(checkpoints, key);
     for e in events {
+        v.push(e)?;
+    }
+    v.finish()
+}
+
+/// The last event of a stream seen so far (in the whole history or in one range).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    version: i64,
+    position: i64,
+    hash: [u8; 32],
+}
+
+/// [`verify_tenant_history`] one event at a time, so a history of any length is verified
+/// in memory proportional to its number of streams (one version and hash each) and
+/// checkpoints, not its events: push the events in position order, then
+/// [`HistoryVerifier::finish`].
+///
+/// Findings are the same as the batch verifier's: a problem of the events themselves
+/// (order, hash, links, chains) is returned by the `push` that meets it and wins over any
+/// checkpoint problem; the first checkpoint (by sequence) that does not verify is returned
+/// by `finish`.
+#[derive(Debug)]
+pub struct HistoryVerifier {
+    key: VerifyingKey,
+    checkpoints: Vec<Checkpoint>,
+    /// Index of the checkpoint whose range is being read.
+    current: usize,
+    /// Whether the current checkpoint's chain and signature were checked.
+    opened: bool,
+    /// The first checkpoint problem, once found (no later checkpoint is checked).
+    checkpoint_problem: Option<Tamper>,
+    range: RangeState,
+    prev_digest: [u8; 32],
+    prev_to: i64,
+    signed_through: i64,
+    streams: BTreeMap<String, (i64, [u8; 32])>,
+    scratch: Vec<u8>,
+    count: u64,
+    last_position: i64,
+    before_last: i64,
+}
+
+#[derive(Debug, Default)]
+struct RangeState {
+    heads: BTreeMap<String, Seen>,
+    builder: DigestBuilder,
+    last: Option<i64>,
+}
+
+impl HistoryVerifier {
+    /// A verifier of one tenant's history against `checkpoints` (any order) signed by `key`.
+    pub fn new(checkpoints: &[Checkpoint], key: &VerifyingKey) -> Self {
+        let mut sorted = checkpoints.to_vec();
+        sorted.sort_by_key(|c| c.body.seq);
+        Self {
+            key: *key,
+            checkpoints: sorted,
+            current: 0,
+            opened: false,
+            checkpoint_problem: None,
+            range: RangeState::default(),
+            prev_digest: [0; 32],
+            prev_to: 0,
+            signed_through: 0,
+            streams: BTreeMap::new(),
+            scratch: Vec::with_capacity(512),
+            count: 0,
+            last_position: 0,
+            before_last: 0,
+        }
+    }
+
+    /// Checks the next event (in position order).
+    pub fn push(&mut self, e: &RecordedEvent) -> Result<(), Tamper> {
+        let last_position = self.last_position;
         if e.position <= last_position {
             return Err(Tamper::OutOfPlace {
                 position: e.position,
                 detail: format!("positions must increase, previous was {last_position}"),
             });
         }
-        let hash = event_hash(&e.prev_hash, HashedFields::from(e), &mut scratch);
+        let hash = event_hash(&e.prev_hash, HashedFields::from(e), &mut self.scratch);
         if hash != e.hash {
             return Err(Tamper::Modified {
                 position: e.position,
@@ -307,7 +379,7 @@ pub fn verify_tenant_history(
         if e.tenant_prev_position < last_position {
             // This event skips back over the previous one: if it links to the one before,
             // the previous event is the intruder; otherwise this one is.
-            let (position, intruder) = if e.tenant_prev_position == before_last {
+            let (position, intruder) = if e.tenant_prev_position == self.before_last {
                 (last_position, last_position)
             } else {
                 (e.position, e.position)
@@ -317,7 +389,8 @@ pub fn verify_tenant_history(
                 detail: format!("no later event refers to position {intruder} as its predecessor"),
             });
         }
-        let (prev_version, prev_hash) = streams
+        let (prev_version, prev_hash) = self
+            .streams
             .get(e.stream.as_str())
             .copied()
             .unwrap_or((0, GENESIS_HASH));
@@ -335,18 +408,60 @@ pub fn verify_tenant_history(
                 detail: "previous hash does not match".to_owned(),
             });
         }
-        streams.insert(e.stream.as_str(), (e.version, e.hash));
-        before_last = last_position;
-        last_position = e.position;
+        match self.streams.get_mut(e.stream.as_str()) {
+            Some(s) => *s = (e.version, e.hash),
+            None => {
+                self.streams
+                    .insert(e.stream.as_str().to_owned(), (e.version, e.hash));
+            }
+        }
+        self.before_last = last_position;
+        self.last_position = e.position;
+        self.count += 1;
+        self.checkpoint_event(e);
+        Ok(())
     }
 
-    // 2. Checkpoints: signatures, chain of digests, and the events they commit to.
-    let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
-    sorted.sort_by_key(|c| c.body.seq);
-    let mut prev_digest = [0u8; 32];
-    let mut prev_to = 0i64;
-    let mut signed_through = 0i64;
-    for (i, cp) in sorted.iter().enumerate() {
+    /// Feeds one (already checked) event to the checkpoint whose range holds it, closing
+    /// the checkpoints that end before it.
+    fn checkpoint_event(&mut self, e: &RecordedEvent) {
+        loop {
+            if self.checkpoint_problem.is_some() || !self.open_current() {
+                return;
+            }
+            let b = &self.checkpoints[self.current].body;
+            if e.position > b.to_position {
+                self.close_current();
+                continue;
+            }
+            if e.position >= b.from_position {
+                self.range.builder.push(e.position, &e.hash);
+                let seen = Seen {
+                    version: e.version,
+                    position: e.position,
+                    hash: e.hash,
+                };
+                match self.range.heads.get_mut(e.stream.as_str()) {
+                    Some(s) => *s = seen,
+                    None => {
+                        self.range.heads.insert(e.stream.as_str().to_owned(), seen);
+                    }
+                }
+                self.range.last = Some(e.position);
+            }
+            return;
+        }
+    }
+
+    /// Checks the current checkpoint's place in the chain and its signature (once); false
+    /// when there is no current checkpoint or it failed.
+    fn open_current(&mut self) -> bool {
+        let Some(cp) = self.checkpoints.get(self.current) else {
+            return false;
+        };
+        if self.opened {
+            return true;
+        }
         let b = &cp.body;
         let fail = |position: i64, detail: String| Tamper::Checkpoint {
             seq: b.seq,
@@ -355,36 +470,50 @@ pub fn verify_tenant_history(
             position,
             detail,
         };
-        let expected_seq = i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1);
-        if b.seq != expected_seq || b.prev_digest != prev_digest || b.from_position != prev_to + 1 {
-            return Err(fail(
+        let expected_seq = i64::try_from(self.current)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        if b.seq != expected_seq
+            || b.prev_digest != self.prev_digest
+            || b.from_position != self.prev_to + 1
+        {
+            self.checkpoint_problem = Some(fail(
                 b.from_position,
                 format!(
-                    "checkpoint chain broken (expected seq {expected_seq} starting after {prev_to})"
+                    "checkpoint chain broken (expected seq {expected_seq} starting after {})",
+                    self.prev_to
                 ),
             ));
+            return false;
         }
         let signature_ok = hex::decode(&cp.signature)
             .ok()
             .and_then(|bytes| Signature::from_slice(&bytes).ok())
-            .is_some_and(|sig| key.verify(&cp.digest, &sig).is_ok());
+            .is_some_and(|sig| self.key.verify(&cp.digest, &sig).is_ok());
         if !signature_ok {
-            return Err(fail(
+            self.checkpoint_problem = Some(fail(
                 b.from_position,
                 format!("bad signature (key id {})", cp.key_id),
             ));
+            return false;
         }
-        let in_range: Vec<&RecordedEvent> = events
-            .iter()
-            .filter(|e| e.position >= b.from_position && e.position <= b.to_position)
-            .collect();
+        self.opened = true;
+        true
+    }
+
+    /// Compares the current checkpoint with the events of its range and moves to the next.
+    fn close_current(&mut self) {
+        let range = std::mem::take(&mut self.range);
+        let cp = &self.checkpoints[self.current];
+        let b = &cp.body;
+        let fail = |position: i64, detail: String| Tamper::Checkpoint {
+            seq: b.seq,
+            from_position: b.from_position,
+            to_position: b.to_position,
+            position,
+            detail,
+        };
         // Name the first disagreement: committed heads tell which stream lost or gained events.
-        let mut heads: BTreeMap<&str, &RecordedEvent> = BTreeMap::new();
-        let mut builder = DigestBuilder::new();
-        for e in &in_range {
-            builder.push(e.position, &e.hash);
-            heads.insert(e.stream.as_str(), e);
-        }
         let mut first_bad: Option<(i64, String)> = None;
         let note = |first_bad: &mut Option<(i64, String)>, pos: i64, why: String| {
             if first_bad.as_ref().is_none_or(|(p, _)| pos < *p) {
@@ -392,7 +521,7 @@ pub fn verify_tenant_history(
             }
         };
         for head in &b.heads {
-            match heads.get(head.stream.as_str()) {
+            match range.heads.get(head.stream.as_str()) {
                 Some(e)
                     if e.version == head.version
                         && e.position == head.position
@@ -421,7 +550,7 @@ pub fn verify_tenant_history(
                 ),
             }
         }
-        for (stream, e) in &heads {
+        for (stream, e) in &range.heads {
             if !b.heads.iter().any(|h| h.stream == *stream) {
                 note(
                     &mut first_bad,
@@ -430,38 +559,50 @@ pub fn verify_tenant_history(
                 );
             }
         }
-        if first_bad.is_none() && builder.count() != b.event_count {
-            let last = in_range.last().map_or(b.to_position, |e| e.position);
+        let count = range.builder.count();
+        if first_bad.is_none() && count != b.event_count {
+            let last = range.last.unwrap_or(b.to_position);
             first_bad = Some((
                 last,
-                format!(
-                    "{} events in range, checkpoint says {}",
-                    builder.count(),
-                    b.event_count
-                ),
+                format!("{count} events in range, checkpoint says {}", b.event_count),
             ));
         }
-        let digest = builder.finish(b);
+        let digest = range.builder.finish(b);
         if digest != cp.digest {
             let (position, detail) = first_bad.unwrap_or((
                 b.from_position,
                 "digest does not match the events".to_owned(),
             ));
-            return Err(fail(position, detail));
+            self.checkpoint_problem = Some(fail(position, detail));
+            return;
         }
         if let Some((position, detail)) = first_bad {
-            return Err(fail(position, detail));
+            self.checkpoint_problem = Some(fail(position, detail));
+            return;
         }
-        prev_digest = cp.digest;
-        prev_to = b.to_position;
-        signed_through = b.to_position;
+        self.prev_digest = cp.digest;
+        self.prev_to = b.to_position;
+        self.signed_through = b.to_position;
+        self.current += 1;
+        self.opened = false;
     }
-    Ok(VerifyReport {
-        events: events.len() as u64,
-        checkpoints: sorted.len() as u64,
-        signed_through,
-        last_position,
-    })
+
+    /// Checks the checkpoints whose ranges are still open (events at their end may be
+    /// missing) and reports.
+    pub fn finish(mut self) -> Result<VerifyReport, Tamper> {
+        while self.checkpoint_problem.is_none() && self.open_current() {
+            self.close_current();
+        }
+        if let Some(t) = self.checkpoint_problem {
+            return Err(t);
+        }
+        Ok(VerifyReport {
+            events: self.count,
+            checkpoints: self.checkpoints.len() as u64,
+            signed_through: self.signed_through,
+            last_position: self.last_position,
+        })
+    }
 }
 
 /// Parses a hex-encoded ed25519 public key.

@@ -1,13 +1,13 @@
 //! Live projection: one task per projector, each reading the events after its checkpoint
 //! (its category only, when it has one) and applying them batch by batch
 //! ([`crate::apply_batch`]). `LISTEN netledger_events` only wakes the tasks early; they poll
-//! anyway, so a lost notification or listener costs at most one poll interval.
+//! anyway, so a lost notification or listener costs at most one poll interval. All tasks
+//! share one listener connection ([`netledger_store::Notifier`]).
 
 use std::time::Duration;
 
-use netledger_store::EventReader;
+use netledger_store::{EventReader, Notifier};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::error::ProjectionError;
@@ -94,8 +94,7 @@ pub async fn run(
     options: RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectionError> {
-    let (wake_tx, wake_rx) = watch::channel(0u64);
-    let listener = tokio::spawn(listen(system.clone(), wake_tx, shutdown.clone()));
+    let notifier = Notifier::start(system.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for name in PROJECTORS {
         let p = projector(name)?;
@@ -103,7 +102,7 @@ pub async fn run(
             system.clone(),
             p,
             options.clone(),
-            wake_rx.clone(),
+            notifier.subscribe(),
             shutdown.clone(),
         ));
     }
@@ -112,7 +111,7 @@ pub async fn run(
             tracing::error!(error = %e, "a projector task panicked");
         }
     }
-    listener.abort();
+    drop(notifier);
     Ok(())
 }
 
@@ -120,7 +119,7 @@ async fn run_projector(
     system: PgPool,
     mut p: Box<dyn Projector>,
     options: RunOptions,
-    mut wake: watch::Receiver<u64>,
+    mut wake: watch::Receiver<i64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = p.name();
@@ -171,38 +170,6 @@ async fn run_projector(
         tokio::select! {
             _ = wake.changed() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Forwards `netledger_events` notifications to the projector tasks; reconnects after a
-/// failure. The tasks poll anyway, so this is only a shortcut.
-async fn listen(system: PgPool, wake: watch::Sender<u64>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        match PgListener::connect_with(&system).await {
-            Ok(mut listener) => {
-                if let Err(e) = listener.listen("netledger_events").await {
-                    tracing::debug!(error = %e, "LISTEN failed; projectors poll");
-                } else {
-                    loop {
-                        tokio::select! {
-                            n = listener.recv() => match n {
-                                Ok(_) => wake.send_modify(|v| *v = v.wrapping_add(1)),
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "listener lost; projectors poll");
-                                    break;
-                                }
-                            },
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "listener connection failed; projectors poll"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -9,7 +9,8 @@
 
 use ed25519_dalek::SigningKey;
 use netledger_domain::audit::{
-    Checkpoint, CheckpointBody, CheckpointPlace, StreamHead, make_checkpoint,
+    Checkpoint, CheckpointBody, CheckpointPlace, HistoryVerifier, StreamHead, Tamper, VerifyReport,
+    make_checkpoint,
 };
 use netledger_domain::{RecordedEvent, TenantId};
 use sqlx::{PgPool, Row};
@@ -188,4 +189,41 @@ pub async fn export_tenant(
     let events = read_range(system, tenant, 0, i64::MAX).await?;
     let checkpoints = load_checkpoints(system, Some(tenant)).await?;
     Ok((events, checkpoints))
+}
+
+/// Verifies a tenant's whole history as `reader` sees it (use a tenant-scoped reader) against
+/// `checkpoints`, reading `page` events at a time: memory stays bounded by one page plus one
+/// version and hash per stream, however long the history
+/// ([`netledger_domain::audit::HistoryVerifier`]). Hashing runs on the blocking pool, one
+/// page at a time. The outer error is the store's; the inner one the first tampering found.
+/// `on_page` sees the size of each page read (for tests and progress).
+pub async fn verify_history(
+    reader: &EventReader,
+    checkpoints: &[Checkpoint],
+    key: &ed25519_dalek::VerifyingKey,
+    page: i64,
+    mut on_page: impl FnMut(usize),
+) -> Result<Result<VerifyReport, Tamper>, StoreError> {
+    let mut verifier = HistoryVerifier::new(checkpoints, key);
+    let mut after = 0;
+    loop {
+        let batch = reader.read_all(after, page.max(1)).await?;
+        on_page(batch.len());
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        after = last;
+        let (v, outcome) = tokio::task::spawn_blocking(move || {
+            let mut v = verifier;
+            let outcome = batch.iter().try_for_each(|e| v.push(e));
+            (v, outcome)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("verification task: {e}")))?;
+        if let Err(t) = outcome {
+            return Ok(Err(t));
+        }
+        verifier = v;
+    }
+    Ok(verifier.finish())
 }

@@ -11,12 +11,14 @@ pub mod credentials;
 pub mod db;
 pub mod devices;
 pub mod error;
+pub mod notify;
 pub mod read;
 pub mod subscription;
 
 pub use append::{AppendOutcome, AppendRequest, EventStore, StoreOptions};
 pub use db::{Pools, Role, begin_tenant, connect_options_for};
 pub use error::StoreError;
+pub use notify::Notifier;
 pub use read::{Direction, EventReader, ReadScope};
 pub use subscription::Subscription;
 

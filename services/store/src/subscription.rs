@@ -3,7 +3,10 @@
 //! Correctness rests on the append design (positions become visible in order, see
 //! [`crate::append`]), so the subscription only has to read `position > last_seen` in
 //! order. `LISTEN netledger_events` is a wake-up hint; a periodic poll covers a missed
-//! notification or a dropped listener connection.
+//! notification or a dropped listener connection. A subscription given a process-wide
+//! [`Notifier`] waits on it and holds no connection of its own between reads (live-event
+//! streams do this: one listener per process however many streams are open); without one
+//! it opens its own listener on first wait (tools, replay, benchmarks).
 //!
 //! While catching up (the last batch was full), the subscription reads the next batch in the
 //! background while the caller handles the current one, so reading and handling overlap. A
@@ -17,6 +20,7 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 
 use crate::error::StoreError;
+use crate::notify::Notifier;
 use crate::read::EventReader;
 
 /// A catch-up subscription over an [`EventReader`]'s scope.
@@ -26,6 +30,7 @@ pub struct Subscription {
     after: i64,
     batch: i64,
     listener: Option<PgListener>,
+    notifier: Option<tokio::sync::watch::Receiver<i64>>,
     poll: Duration,
     category: Option<String>,
     ahead: Option<ReadAhead>,
@@ -54,6 +59,7 @@ impl Subscription {
             after,
             batch: batch.max(1),
             listener: None,
+            notifier: None,
             poll: Duration::from_millis(500),
             category: None,
             ahead: None,
@@ -63,6 +69,12 @@ impl Subscription {
     /// Only events of one category.
     pub fn category(mut self, category: &str) -> Self {
         self.category = Some(category.to_owned());
+        self
+    }
+
+    /// Waits on the process-wide `notifier` instead of a listener connection of its own.
+    pub fn notifier(mut self, notifier: &Notifier) -> Self {
+        self.notifier = Some(notifier.subscribe());
         self
     }
 
@@ -135,6 +147,14 @@ impl Subscription {
     }
 
     async fn wait(&mut self, pool: &sqlx::PgPool) {
+        if let Some(rx) = self.notifier.as_mut() {
+            match tokio::time::timeout(self.poll, rx.changed()).await {
+                Ok(Ok(())) | Err(_) => {}
+                // The notifier stopped: poll (never fall back to a connection of our own).
+                Ok(Err(_)) => tokio::time::sleep(self.poll).await,
+            }
+            return;
+        }
         if self.listener.is_none() {
             match PgListener::connect_with(pool).await {
                 Ok(mut l) => match l.listen("netledger_events").await {

@@ -455,7 +455,71 @@ async fn tamper(owner: &PgPool, sql: &str) {
 
 async fn verify(db: &Db, t: TenantId, key: &SigningKey) -> Result<(), Tamper> {
     let (events, cps) = export_tenant(&db.system, t).await.unwrap();
-    verify_tenant_history(&events, &cps, &key.verifying_key()).map(|_| ())
+    let batch = verify_tenant_history(&events, &cps, &key.verifying_key());
+    // The streamed verification (two events at a time) finds exactly the same.
+    let reader = netledger_store::EventReader::system(db.system.clone(), Some(t));
+    let mut pages = 0;
+    let streamed = netledger_store::audit::verify_history(
+        &reader,
+        &cps,
+        &key.verifying_key(),
+        2,
+        |n| {
+            assert!(n <= 2, "a page holds at most two events");
+            pages += 1;
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(streamed, batch, "streamed and whole-history verification agree");
+    if batch.is_ok() {
+        assert!(pages as usize > events.len() / 2, "the history was read page by page");
+    }
+    batch.map(|_| ())
+}
+
+/// Item 18: `/audit/verify` verifies page by page (bounded memory), and finds what the
+/// whole-history verifier finds.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn verification_reads_the_history_page_by_page(pool: PgPool) {
+    let db = db(pool).await;
+    let store = EventStore::start(db.app.clone(), StoreOptions::default());
+    let t = TenantId::new_random();
+    let key = SigningKey::from_bytes(&[5; 32]);
+    for round in 0..3 {
+        for i in 0..40 {
+            store
+                .append(
+                    t,
+                    &stream(&format!("device-{}", i % 7)),
+                    ExpectedVersion::Any,
+                    vec![event("Polled", round * 100 + i)],
+                )
+                .await
+                .unwrap();
+        }
+        checkpoint_all(&db.system, "k1", &key).await.unwrap();
+    }
+    let reader = netledger_store::EventReader::tenant(db.app.clone(), t);
+    let cps = netledger_store::audit::load_checkpoints(&db.system, Some(t))
+        .await
+        .unwrap();
+    assert_eq!(cps.len(), 3);
+    let mut largest = 0;
+    let mut pages = 0;
+    let report = netledger_store::audit::verify_history(&reader, &cps, &key.verifying_key(), 16, |n| {
+        largest = largest.max(n);
+        pages += 1;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.events, 120);
+    assert_eq!(report.checkpoints, 3);
+    assert_eq!(report.signed_through, report.last_position);
+    assert_eq!(largest, 16, "never more than one page in memory");
+    assert_eq!(pages, 120 / 16 + 1 + 1, "full pages, the short last one, and the empty end");
+    verify(&db, t, &key).await.unwrap();
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

@@ -236,6 +236,9 @@ pub struct VerifyResult {
     pub problem_position: Option<i64>,
 }
 
+/// Events read (and held) at a time by `/audit/verify`.
+const VERIFY_PAGE: i64 = 1_000;
+
 /// Verify the tenant's whole history: every hash chain, and the signed checkpoints.
 #[utoipa::path(
     get,
@@ -251,14 +254,6 @@ pub async fn verify_history(
 ) -> ApiResult<Json<VerifyResult>> {
     let tenant = auth.principal().tenant;
     let reader = EventReader::tenant(state.pools().app.clone(), tenant);
-    let mut events = Vec::new();
-    let mut after = 0;
-    loop {
-        let batch = reader.read_all(after, 5_000).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.position;
-        events.extend(batch);
-    }
     let (checkpoints, key, signatures_checked) = match state.audit_key() {
         Some(k) => (
             netledger_store::audit::load_checkpoints(&state.pools().system, Some(tenant)).await?,
@@ -273,11 +268,10 @@ pub async fn verify_history(
             false,
         ),
     };
-    let result = tokio::task::spawn_blocking(move || {
-        netledger_domain::audit::verify_tenant_history(&events, &checkpoints, &key)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("verification task: {e}")))?;
+    // Page by page: memory stays bounded however long the history is.
+    let result =
+        netledger_store::audit::verify_history(&reader, &checkpoints, &key, VERIFY_PAGE, |_| {})
+            .await?;
     Ok(Json(match result {
         Ok(r) => VerifyResult {
             ok: true,
