@@ -452,7 +452,12 @@ export interface paths {
         delete: operations["remove_device"];
         options?: never;
         head?: never;
-        /** Update a device's name, endpoint or poll interval (If-Match). */
+        /**
+         * Update a device's name, endpoint or poll interval (If-Match). Changing host, port or
+         *     transport deletes the stored credentials (`DeviceCredentialsCleared`): the password was
+         *     entered for the old endpoint and is never sent to another; set new ones with
+         *     `PUT /devices/{id}/credentials` (`devices:credentials`).
+         */
         patch: operations["update_device"];
         trace?: never;
     };
@@ -675,7 +680,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the firmware cache. */
+        /** List the tenant's firmware packages (only those its own uploads put there). */
         get: operations["list_firmware"];
         put?: never;
         post?: never;
@@ -694,8 +699,10 @@ export interface paths {
         };
         get?: never;
         /**
-         * Upload a package into the cache (raw bytes, `application/octet-stream`). Uploading the
-         *     same name again replaces it.
+         * Upload a package into the tenant's cache (raw bytes, `application/octet-stream`).
+         *     Uploading the same name again replaces it (for this tenant only); the new SHA-256 is
+         *     pinned by the `FirmwarePackageCached` event. 413 when the package is larger than the
+         *     per-package limit or would take the tenant's packages past its quota.
          */
         put: operations["upload_firmware"];
         post?: never;
@@ -861,6 +868,28 @@ export interface paths {
         get: operations["get_change_policy"];
         /** Set a tenant's change policy (`If-Match` with the tenant's ETag is optional). */
         put: operations["set_change_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tenants/{tenant_id}/device-settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a tenant's device settings (your own; any for a super admin). */
+        get: operations["get_device_settings"];
+        /**
+         * Set a tenant's device settings (`If-Match` with the tenant's ETag is optional). The new
+         *     networks apply to registrations and host changes at once, and to connections as the
+         *     poller and the workers next load the device.
+         */
+        put: operations["set_device_settings"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1900,6 +1929,35 @@ export interface components {
              *     own validate step checks it on the device).
              */
             note?: string | null;
+        };
+        /** @description Device settings to set (the whole set). */
+        DeviceSettingsBody: {
+            /** @description CIDRs (`127.0.0.0/8`, `fe80::/10`, a bare address for one host), at most 64. */
+            allowed_networks?: string[];
+            /** @description Allow the plain API in production (default false). */
+            allow_plain_transport?: boolean;
+        };
+        /** @description A tenant's device settings. */
+        DeviceSettingsDto: {
+            /**
+             * @description Networks (CIDRs) the tenant's devices may be in although a default rule refuses them:
+             *     loopback, link-local, unspecified and multicast addresses are refused unless listed
+             *     here. Private and public addresses need no entry; the platform's own service
+             *     endpoints are refused whatever this says.
+             */
+            allowed_networks: string[];
+            /**
+             * @description Whether, in production, devices may be registered with the plain API (the password
+             *     and every reply in clear text). Outside production plain is always allowed.
+             */
+            allow_plain_transport: boolean;
+            /**
+             * Format: int64
+             * @description The tenant's version (its `ETag`).
+             */
+            version: number;
+            /** @description The events a write appended (absent on reads). */
+            events?: components["schemas"]["Written"][] | null;
         };
         /**
          * @description A device's state folded from its event stream right now (never behind, unlike the
@@ -5232,6 +5290,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ChangePolicyDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            412: components["responses"]["PreconditionFailed"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    get_device_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id. */
+                tenant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings; `ETag` is the tenant's version. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceSettingsDto"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    set_device_settings: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The tenant's ETag, or `*` (optional). */
+                "If-Match"?: string | null;
+            };
+            path: {
+                /** @description Tenant id. */
+                tenant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceSettingsBody"];
+            };
+        };
+        responses: {
+            /** @description Set (no events when unchanged). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceSettingsDto"];
                 };
             };
             401: components["responses"]["Unauthenticated"];

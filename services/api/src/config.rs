@@ -130,6 +130,8 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Largest firmware package in bytes.
     pub firmware_limit_bytes: usize,
+    /// Most bytes one tenant's firmware packages may take together (default 2 GiB).
+    pub firmware_quota_bytes: u64,
     /// Largest page a list returns.
     pub max_page_size: u32,
     /// The built web UI to serve at `/`, if any.
@@ -183,6 +185,7 @@ impl ApiConfig {
             sse_keepalive: Duration::from_secs(15),
             body_limit_bytes: 1024 * 1024,
             firmware_limit_bytes: 128 * 1024 * 1024,
+            firmware_quota_bytes: 2 * 1024 * 1024 * 1024,
             max_page_size: 500,
             ui: None,
             change_review_grace: Duration::from_secs(24 * 3600),

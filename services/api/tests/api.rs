@@ -1461,6 +1461,62 @@ fn new_device(name: &str) -> Value {
     })
 }
 
+/// Item 13 of issue 15: the firmware cache is per tenant. A tenant lists only its own
+/// packages, another tenant's upload of the same name changes nothing of it, and a tenant's
+/// packages together stay under its quota (413).
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_packages_are_per_tenant_and_within_a_quota(pool: PgPool) {
+    let mut c = config();
+    c.firmware_quota_bytes = 10_000;
+    let app = app_with(pool, c, None).await;
+    let a = &app.admin;
+    let b = app
+        .post(
+            "/api/v1/tenants",
+            a,
+            json!({"name": "Tenant B", "change_control": "optional", "admin": {"email": "fw-b@example.net", "display_name": "B", "role": "tenant_admin", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::CREATED, "{:?}", b.body);
+    let b_token = app.login("fw-b@example.net", PASSWORD).await;
+    let put = |token: String, file: &'static str, bytes: Vec<u8>| {
+        let app = &app;
+        async move {
+            app.send(
+                Request::put(format!("/api/v1/firmware/7.19.4/{file}"))
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Body::from(bytes))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let mine = put(a.clone(), "routeros-7.19.4-arm64.npk", vec![1u8; 4000]).await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{:?}", mine.body);
+    // Tenant B sees nothing of A's, and its upload of the same name is its own.
+    let b_list = app.get("/api/v1/firmware", &b_token).await;
+    assert_eq!(b_list.body["items"], json!([]), "{:?}", b_list.body);
+    let theirs = put(b_token.clone(), "routeros-7.19.4-arm64.npk", vec![2u8; 3000]).await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{:?}", theirs.body);
+    let a_list = app.get("/api/v1/firmware", a).await;
+    assert_eq!(a_list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(a_list.body["items"][0]["size"], 4000);
+    assert_eq!(a_list.body["items"][0]["sha256"], mine.body["package"]["sha256"]);
+    let stored = std::fs::read(
+        netledger_store::firmware::tenant_dir(app.state.firmware_dir().unwrap(), app.tenant)
+            .join("7.19.4/routeros-7.19.4-arm64.npk"),
+    )
+    .unwrap();
+    assert_eq!(stored, vec![1u8; 4000], "B's upload did not replace A's package");
+    // The quota: 4000 used, 7000 more is too much; replacing the package itself is not.
+    let over = put(a.clone(), "routeros-7.19.4-mipsbe.npk", vec![3u8; 7000]).await;
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", over.body);
+    assert!(over.detail().contains("quota"), "{}", over.detail());
+    let replaced = put(a.clone(), "routeros-7.19.4-arm64.npk", vec![4u8; 9000]).await;
+    assert_eq!(replaced.status, StatusCode::CREATED, "{:?}", replaced.body);
+}
+
 /// Item 7 of issue 15: device hosts on loopback, link-local, unspecified or multicast
 /// addresses and the platform's own service endpoints are refused (422 naming the rule and
 /// how to allow it); private ranges pass; a tenant admin's allow-list lifts the class rules
@@ -1738,7 +1794,7 @@ async fn device_commands_need_if_match_and_posts_are_idempotent(pool: PgPool) {
             Method::PATCH,
             &uri,
             Some(a),
-            Some(json!({"name": "edge-1b", "port": 8729})),
+            Some(json!({"name": "edge-1b", "port": 8730})),
             &[("if-match", "\"1\"")],
         )
         .await;

@@ -73,6 +73,8 @@ pub struct DevicesConfig {
     /// with `PUT /api/v1/tenants/{id}/device-settings`. Empty by default; `all --demo-fleet` adds
     /// loopback for its simulated devices.
     pub allowed_networks: Vec<netledger_domain::device::network::Cidr>,
+    /// Most bytes one tenant's firmware packages may take together (default 2 GiB).
+    pub firmware_quota_bytes: Option<u64>,
 }
 
 impl Config {
@@ -527,6 +529,11 @@ const ENV: &[(&str, Setter)] = &[
             .filter(|p| !p.is_empty())
             .map(|p| netledger_domain::device::network::Cidr::parse(p).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
+        Ok(())
+    }),
+    ("NETLEDGER_DEVICES_FIRMWARE_QUOTA_BYTES", |c, v| {
+        c.devices.firmware_quota_bytes =
+            Some(v.parse().map_err(|e| format!("not a number of bytes: {e}"))?);
         Ok(())
     }),
     ("NETLEDGER_POLLER_SHARDS", |c, v| {

@@ -350,6 +350,9 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
     api_config.nats_subject_prefix = config.relay.subject_prefix.clone();
     api_config.nats_events_stream = config.relay.stream.clone();
     api_config.device_networks = config.device_network_policy();
+    if let Some(q) = config.devices.firmware_quota_bytes {
+        api_config.firmware_quota_bytes = q;
+    }
     if let Some(dir) = &config.api.ui_dir {
         api_config.ui = Some(netledger_api::ui::UiDir::new(dir)?);
         tracing::info!(dir = %dir.display(), "serving the web UI");

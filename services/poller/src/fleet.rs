@@ -368,14 +368,8 @@ impl Manager {
                 if networks.contains_key(tenant) {
                     continue;
                 }
-                let mut conn = self
-                    .ctx
-                    .system
-                    .acquire()
-                    .await
-                    .map_err(netledger_store::StoreError::db("acquire"))?;
-                let policy = netledger_store::devices::settings::network_policy(
-                    &mut conn,
+                let policy = netledger_store::devices::settings::network_policy_in_pool(
+                    &self.ctx.system,
                     *tenant,
                     &self.ctx.options.device_networks,
                 )

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod db;
 pub mod devices;
 pub mod error;
+pub mod firmware;
 pub mod notify;
 pub mod read;
 pub mod subscription;

@@ -131,20 +131,52 @@ async fn env(owner: PgPool) -> Env {
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let pools = Pools::connect(&opts, None, None, 4).await.unwrap();
     let dir = std::env::temp_dir().join(format!("netops-chaos-{}", Uuid::new_v4().simple()));
-    let version_dir = dir.join("cache").join(FIRMWARE);
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+    // The tenant's part of the cache, each package pinned by the tenant's own upload event.
+    let version_dir =
+        netledger_store::firmware::tenant_dir(&dir.join("cache"), tenant).join(FIRMWARE);
     std::fs::create_dir_all(&version_dir).unwrap();
+    let bytes = vec![b'x'; 3000];
+    let sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let pin_store = EventStore::start(pools.app.clone(), StoreOptions::default());
     for f in [
         "routeros-7.19.4-arm64.npk",
         "routeros-7.19.4-mipsbe.npk",
         "routeros-7.19.4.npk",
     ] {
-        std::fs::write(version_dir.join(f), vec![b'x'; 3000]).unwrap();
+        std::fs::write(version_dir.join(f), &bytes).unwrap();
+        let pin = netledger_domain::NewEvent::from_typed(
+            &netledger_domain::firmware::FirmwarePackageCached {
+                version: FIRMWARE.to_owned(),
+                file_name: f.to_owned(),
+                size: bytes.len() as u64,
+                sha256: sha256.clone(),
+            },
+            netledger_domain::EventMetadata::for_command(
+                netledger_domain::Actor::system("test"),
+                Uuid::new_v4(),
+            ),
+        )
+        .unwrap();
+        pin_store
+            .append(
+                tenant,
+                &netledger_domain::StreamName::parse(&format!("firmware-{FIRMWARE}")).unwrap(),
+                netledger_domain::ExpectedVersion::Any,
+                vec![pin],
+            )
+            .await
+            .unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cache_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(netledger_netops::workflows::serve_firmware_cache(
         dir.join("cache"),
         listener,
+        Arc::new(TestClock::new()),
         std::future::pending(),
     ));
     let material = KeyMaterial::generate();
@@ -168,7 +200,6 @@ async fn env(owner: PgPool) -> Env {
         Arc::new(registry(deps).unwrap()),
         Arc::new(TestClock::new()),
     );
-    let tenant = TenantId::from_uuid(Uuid::new_v4());
     // device 0 of a default fleet: RouterOS 7.16.2 on an RB5009 (arm64)
     let one = Fleet::start(fleet_options(1, Vec::new())).await.unwrap();
     let template = one.device(0).unwrap().export(false);

@@ -216,9 +216,8 @@ async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
 async fn firmware_upgrade_through_the_served_cache(owner: PgPool) {
     let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await; // 7.16.2 arm64
-    let dir = e.deps.firmware_cache.join("7.19.4");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("routeros-7.19.4-arm64.npk"), vec![b'x'; 4000]).unwrap();
+    e.put_firmware("7.19.4", "routeros-7.19.4-arm64.npk", &[b'x'; 4000])
+        .await;
     let wf = e
         .start(
             "firmware_upgrade",
@@ -233,13 +232,73 @@ async fn firmware_upgrade_through_the_served_cache(owner: PgPool) {
     e.stop().await;
 }
 
+/// The status line of `GET <path>` on the firmware server at `base` (`http://host:port`).
+async fn http_status(base: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 64];
+    let n = s.read(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Item 13 of issue 15: a package in the tenant's cache that is not what the tenant's own
+/// upload event pinned (changed on disk, or put there by anything but an upload) is refused
+/// before any device fetches it; the package server serves nothing without a download
+/// token (the old `/<version>/<file>` path is gone) and refuses forged tokens.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_is_served_only_pinned_and_with_a_token(owner: PgPool) {
+    let e = env(owner, 1, "netops-test").await;
+    let device = e.register(0).await; // 7.16.2 arm64
+    let file = "routeros-7.19.4-arm64.npk";
+    e.put_firmware("7.19.4", file, &[b'x'; 4000]).await;
+    let base = e.deps.firmware_base_url.clone();
+    let path = netledger_store::firmware::tenant_dir(&e.deps.firmware_cache, e.tenant)
+        .join("7.19.4")
+        .join(file);
+    // Tampered after the upload: refused at precheck, the device never fetched it.
+    std::fs::write(&path, [b'y'; 4000]).unwrap();
+    let wf = e
+        .start(
+            "firmware_upgrade",
+            device,
+            json!({ "device_id": device, "version": "7.19.4" }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    assert!(
+        finished_reason(&journal).contains("not the"),
+        "{}",
+        finished_reason(&journal)
+    );
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "7.16.2");
+    // No unauthenticated path, no forged token.
+    assert!(http_status(&base, &format!("/7.19.4/{file}")).await.contains("404"));
+    let forged = format!(
+        "/d/{}.{}.{}.99999999999.{}/7.19.4/{file}",
+        e.tenant.as_uuid().simple(),
+        device.as_uuid().simple(),
+        "ab".repeat(32),
+        "00".repeat(32)
+    );
+    assert!(http_status(&base, &forged).await.contains("403"));
+    e.stop().await;
+}
+
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_failed_upgrade_is_failed_with_the_reason(owner: PgPool) {
     let e = env(owner, 1, "netops-test").await;
     let device = e.register(0).await;
-    let dir = e.deps.firmware_cache.join("7.19.4");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("routeros-7.19.4-arm64.npk"), vec![b'x'; 4000]).unwrap();
+    e.put_firmware("7.19.4", "routeros-7.19.4-arm64.npk", &[b'x'; 4000])
+        .await;
     e.fleet
         .device(0)
         .unwrap()

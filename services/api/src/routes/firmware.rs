@@ -1,10 +1,14 @@
-//! `/api/v1/firmware`: the firmware package cache, `<dir>/<version>/<package file>` — the
+//! `/api/v1/firmware`: the tenant's part of the firmware package cache,
+//! `<dir>/tenants/<tenant>/<version>/<package file>` (`netledger_store::firmware`) — the
 //! layout the firmware workflow reads and the package server devices fetch from
-//! (`netledger_netops::serve_firmware_cache`). Uploads stream to a temporary file, are
-//! hashed on the way, and are renamed into place, so a reader never sees half a package; a
-//! `<file>.sha256` beside each package saves re-hashing for the list. Each upload appends
-//! `FirmwarePackageCached` to the stream `firmware-<version>` of the uploader's tenant. The
-//! cache itself is shared by every tenant (packages are MikroTik's public files).
+//! (`netledger_netops::serve_firmware_cache`). A tenant sees and writes only its own
+//! packages: another tenant can neither list nor replace them. Uploads stream to a temporary
+//! file, are hashed on the way, and are renamed into place, so a reader never sees half a
+//! package; a `<file>.sha256` beside each package saves re-hashing for the list. Each upload
+//! appends `FirmwarePackageCached` (with the SHA-256) to the stream `firmware-<version>` of
+//! the uploader's tenant: the pin a firmware workflow checks the cached file against before a
+//! device may fetch it. The tenant's packages together may take at most
+//! `ApiConfig::firmware_quota_bytes` (a replaced package's old size does not count).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -85,14 +89,41 @@ pub struct FirmwareList {
     pub items: Vec<FirmwarePackage>,
 }
 
-fn dir(state: &ApiState) -> ApiResult<std::path::PathBuf> {
+fn dir(state: &ApiState, tenant: netledger_domain::TenantId) -> ApiResult<std::path::PathBuf> {
     state
         .firmware_dir()
-        .map(|d| d.to_path_buf())
+        .map(|d| netledger_store::firmware::tenant_dir(d, tenant))
         .ok_or_else(|| ApiError::unavailable("the firmware cache directory is not configured"))
 }
 
-/// List the firmware cache.
+/// Bytes the tenant's packages take in `root` (its part of the cache), leaving out
+/// `except` (`version`, `file`: the package an upload replaces).
+fn usage(root: &std::path::Path, except: (&str, &str)) -> std::io::Result<u64> {
+    let mut total = 0;
+    let Ok(versions) = std::fs::read_dir(root) else {
+        return Ok(0);
+    };
+    for v in versions {
+        let v = v?;
+        let version = v.file_name().to_string_lossy().into_owned();
+        if !v.file_type()?.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(v.path())? {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".npk") || (version.as_str(), name.as_str()) == except {
+                continue;
+            }
+            if f.file_type()?.is_file() {
+                total += f.metadata()?.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// List the tenant's firmware packages (only those its own uploads put there).
 #[utoipa::path(
     get,
     path = "/firmware",
@@ -106,9 +137,9 @@ fn dir(state: &ApiState) -> ApiResult<std::path::PathBuf> {
 )]
 pub async fn list_firmware(
     State(state): State<ApiState>,
-    _auth: Require<perm::FirmwareRead>,
+    auth: Require<perm::FirmwareRead>,
 ) -> ApiResult<Json<FirmwareList>> {
-    let root = dir(&state)?;
+    let root = dir(&state, auth.principal().tenant)?;
     let items = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<FirmwarePackage>> {
         let mut out = Vec::new();
         let Ok(versions) = std::fs::read_dir(&root) else {
@@ -156,8 +187,10 @@ pub struct FirmwareUploaded {
     pub events: Vec<Written>,
 }
 
-/// Upload a package into the cache (raw bytes, `application/octet-stream`). Uploading the
-/// same name again replaces it.
+/// Upload a package into the tenant's cache (raw bytes, `application/octet-stream`).
+/// Uploading the same name again replaces it (for this tenant only); the new SHA-256 is
+/// pinned by the `FirmwarePackageCached` event. 413 when the package is larger than the
+/// per-package limit or would take the tenant's packages past its quota.
 #[utoipa::path(
     put,
     path = "/firmware/{version}/{file_name}",
@@ -194,7 +227,15 @@ pub async fn upload_firmware(
             "`{file_name}` is not a package file name (letters, digits, `.`, `_`, `-`, `+`, ending in .npk)"
         )));
     }
-    let root = dir(&state)?;
+    let root = dir(&state, p.tenant)?;
+    let used = {
+        let (root, v, f) = (root.clone(), version.clone(), file_name.clone());
+        tokio::task::spawn_blocking(move || usage(&root, (&v, &f)))
+            .await
+            .map_err(|e| ApiError::internal(format!("firmware usage task: {e}")))?
+            .map_err(|e| ApiError::internal(format!("read the firmware cache: {e}")))?
+    };
+    let quota = state.config().firmware_quota_bytes;
     let vdir = root.join(&version);
     tokio::fs::create_dir_all(&vdir)
         .await
@@ -204,6 +245,7 @@ pub async fn upload_firmware(
         uuid::Uuid::new_v4().simple()
     ));
     let limit = state.config().firmware_limit_bytes as u64;
+    let room = quota.saturating_sub(used);
     let result = async {
         let mut file = tokio::fs::File::create(&tmp)
             .await
@@ -219,6 +261,16 @@ pub async fn upload_firmware(
                 return Err(ApiError::new(
                     crate::error::ProblemKind::PayloadTooLarge,
                     format!("packages may have at most {limit} bytes"),
+                ));
+            }
+            if size > room {
+                return Err(ApiError::new(
+                    crate::error::ProblemKind::PayloadTooLarge,
+                    format!(
+                        "the tenant's firmware quota is {quota} bytes and its other packages \
+                         take {used}: remove or replace packages, or ask the operator for a \
+                         larger firmware_quota_bytes"
+                    ),
                 ));
             }
             hasher.update(&chunk);

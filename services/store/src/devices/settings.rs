@@ -49,3 +49,16 @@ pub async fn network_policy(
         .clone()
         .allowing(settings.allowed_networks.iter().copied().collect::<Vec<Cidr>>()))
 }
+
+/// [`network_policy`] over a connection of `pool` (the poller's system pool).
+pub async fn network_policy_in_pool(
+    pool: &sqlx::PgPool,
+    tenant: TenantId,
+    base: &DeviceNetworkPolicy,
+) -> Result<DeviceNetworkPolicy, StoreError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(StoreError::db("acquire a connection"))?;
+    network_policy(&mut conn, tenant, base).await
+}

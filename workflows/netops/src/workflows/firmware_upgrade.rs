@@ -15,6 +15,74 @@ use crate::firmware::{
     RouterboardFirmware,
 };
 
+/// Refuses a package the tenant's own events did not pin: its last `FirmwarePackageCached`
+/// for the version and file must carry the SHA-256 precheck computed from the cached file
+/// (a file put there by anything but the tenant's upload, or changed since, is refused before
+/// any device fetches or installs it).
+async fn check_pinned(
+    d: &NetopsDeps,
+    tenant: netledger_domain::TenantId,
+    pre: &FirmwarePrecheck,
+) -> Result<(), StepError> {
+    let Some(pkg) = &pre.package else {
+        return Ok(());
+    };
+    let mut tx = netledger_store::begin_tenant(&d.app, tenant)
+        .await
+        .map_err(StepError::retryable)?;
+    let pin =
+        netledger_store::firmware::pinned(&mut tx, tenant, &pre.target_version, &pkg.file_name)
+            .await
+            .map_err(StepError::retryable)?;
+    tx.commit().await.map_err(StepError::retryable)?;
+    match pin {
+        None => Err(StepError::fatal(format!(
+            "{} of RouterOS {} was never uploaded by this tenant: upload it with PUT \
+             /api/v1/firmware/{}/{}",
+            pkg.file_name, pre.target_version, pre.target_version, pkg.file_name
+        ))),
+        Some(p) if p.sha256 != pkg.sha256 => {
+            tracing::warn!(%tenant, file = %pkg.file_name, pinned = %p.sha256, found = %pkg.sha256, "cached firmware does not match its pin");
+            Err(StepError::fatal(format!(
+                "the cached {} has SHA-256 {}, not the {} this tenant uploaded: refusing to \
+                 install it (upload the package again)",
+                pkg.file_name, pkg.sha256, p.sha256
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// `<firmware_base_url>/d/<token>`: where `device` may fetch the prechecked package.
+async fn download_base(
+    d: &NetopsDeps,
+    tenant: netledger_domain::TenantId,
+    device: netledger_domain::DeviceId,
+    pre: &FirmwarePrecheck,
+) -> Result<String, StepError> {
+    let Some(pkg) = &pre.package else {
+        return Ok(d.firmware_base_url.clone());
+    };
+    let key = super::DownloadKey::load_or_create(&d.firmware_cache)
+        .await
+        .map_err(StepError::retryable)?;
+    let ttl = i64::try_from(d.options.fetch_timeout.as_secs()).unwrap_or(i64::MAX / 2) + 120;
+    let token = key
+        .mint(&super::DownloadGrant {
+        tenant,
+        device,
+        version: pre.target_version.clone(),
+        file_name: pkg.file_name.clone(),
+        sha256: pkg.sha256.clone(),
+            expires: d.clock.now().unix_timestamp().saturating_add(ttl),
+        })
+        .ok_or_else(|| StepError::fatal("cannot sign a firmware download token"))?;
+    Ok(format!(
+        "{}/d/{token}",
+        d.firmware_base_url.trim_end_matches('/')
+    ))
+}
+
 pub(super) async fn firmware_upgrade(
     mut ctx: Ctx,
     input: FirmwareInput,
@@ -24,12 +92,17 @@ pub(super) async fn firmware_upgrade(
     let wf = ctx.workflow_id();
     let corr = ctx.correlation_id();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
+    // Only the tenant's own part of the cache, and only what its own upload event pinned.
     let fw = FirmwareTarget {
         version: input.version.clone(),
-        cache_dir: d.firmware_cache.clone(),
+        cache_dir: netledger_store::firmware::tenant_dir(&d.firmware_cache, tenant),
     };
-    let pre: FirmwarePrecheck = device_step(&mut ctx, &d, "precheck", || {
-        d.with_client(tenant, &target, async |c| firmware::precheck(c, &fw).await)
+    let pre: FirmwarePrecheck = device_step(&mut ctx, &d, "precheck", || async {
+        let pre = d
+            .with_client(tenant, &target, async |c| firmware::precheck(c, &fw).await)
+            .await?;
+        check_pinned(&d, tenant, &pre).await?;
+        Ok(pre)
     })
     .await?;
     if pre.action == FirmwareAction::AlreadyCurrent {
@@ -50,14 +123,17 @@ pub(super) async fn firmware_upgrade(
         d.snapshot(tenant, &target, wf, corr, &id, SnapshotReason::PrePush)
     })
     .await?;
-    let source = PackageSource {
-        base_url: d.firmware_base_url.clone(),
-        timeout: d.options.fetch_timeout,
-    };
-    let _: firmware::Uploaded = device_step(&mut ctx, &d, "upload", || {
+    let _: firmware::Uploaded = device_step(&mut ctx, &d, "upload", || async {
+        // A download token for this device and package, minted per attempt and valid a
+        // little longer than the fetch may take: the package server refuses anything else.
+        let source = PackageSource {
+            base_url: download_base(&d, tenant, target.device_id, &pre).await?,
+            timeout: d.options.fetch_timeout,
+        };
         d.with_client(tenant, &target, async |c| {
             firmware::upload(c, &pre, &source).await
         })
+        .await
     })
     .await?;
     if ctx.cancelled() {

@@ -33,7 +33,7 @@ use netledger_engine::{
 };
 
 pub use adapter::{NetopsDeps, NetopsOptions, SnapshotRecorded, Target};
-pub use cache::serve_firmware_cache;
+pub use cache::{DownloadGrant, DownloadKey, serve_firmware_cache};
 pub use netledger_domain::workflow::card::{
     BackupInput, ChangeRunInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
     WINDOW_CONTINUE,
@@ -108,7 +108,7 @@ pub async fn run_worker(
     let server = cache.map(|listener| {
         let mut rx = stop_rx.clone();
         let dir = deps.firmware_cache.clone();
-        tokio::spawn(serve_firmware_cache(dir, listener, async move {
+        tokio::spawn(serve_firmware_cache(dir, listener, deps.clock.clone(), async move {
             let _ = rx.wait_for(|s| *s).await;
         }))
     });

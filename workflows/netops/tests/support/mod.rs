@@ -256,6 +256,36 @@ impl Env {
         device
     }
 
+    /// Puts `bytes` as `<version>/<file>` into the tenant's part of the firmware cache and
+    /// pins it with the tenant's `FirmwarePackageCached`, as an upload through the API does.
+    pub async fn put_firmware(&self, version: &str, file: &str, bytes: &[u8]) {
+        use sha2::Digest as _;
+        let dir = netledger_store::firmware::tenant_dir(&self.deps.firmware_cache, self.tenant)
+            .join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), bytes).unwrap();
+        let pin = netledger_domain::NewEvent::from_typed(
+            &netledger_domain::firmware::FirmwarePackageCached {
+                version: version.to_owned(),
+                file_name: file.to_owned(),
+                size: bytes.len() as u64,
+                sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            },
+            EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+        )
+        .unwrap();
+        self.deps
+            .store
+            .append(
+                self.tenant,
+                &StreamName::parse(&format!("firmware-{version}")).unwrap(),
+                netledger_domain::ExpectedVersion::Any,
+                vec![pin],
+            )
+            .await
+            .unwrap();
+    }
+
     /// Stops the worker (waits up to 20 s).
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
