@@ -67,13 +67,65 @@ enum Scenario {
     Firmware,
     Backup,
     Rollout,
+    /// A rollout whose second batch runs two child pushes in parallel.
+    RolloutParallel,
+    /// `config_restore` of a committed push (the push runs first, without kills).
+    Restore,
+    /// A push cancelled right after apply: it rolls back and ends cancelled.
+    Cancel,
+    /// A push paused right after apply (its lease released), resumed by the test.
+    Pause,
+    /// A push killed at two crash points in a row (the second kill hits the worker that
+    /// took the workflow over after the first).
+    PushTwice,
 }
 
 impl Scenario {
     /// Devices per workflow.
     fn devices(self) -> usize {
-        if self == Scenario::Rollout { 2 } else { 1 }
+        match self {
+            Scenario::Rollout => 2,
+            Scenario::RolloutParallel => 3,
+            _ => 1,
+        }
     }
+
+    fn rollout(self) -> bool {
+        matches!(self, Scenario::Rollout | Scenario::RolloutParallel)
+    }
+
+    /// A signal the worker delivers when the workflow first reaches a crash point live
+    /// (`(label, signal)`): it is journaled right after that point.
+    fn signal(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Scenario::Cancel => Some(("apply/returned", "cancel")),
+            Scenario::Pause => Some(("apply/returned", "pause")),
+            _ => None,
+        }
+    }
+
+    fn expected(self) -> Outcome {
+        match self {
+            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice => Outcome::Committed,
+            // a restore that put the snapshot back ends rolled back
+            Scenario::PushRollback | Scenario::Restore => Outcome::RolledBack,
+            Scenario::Cancel => Outcome::Cancelled,
+            Scenario::Firmware
+            | Scenario::Backup
+            | Scenario::Rollout
+            | Scenario::RolloutParallel => Outcome::Succeeded,
+        }
+    }
+
+    /// Whether the scenario's change is applied on its devices (exactly once).
+    fn applies(self) -> bool {
+        !matches!(self, Scenario::Firmware | Scenario::Backup)
+    }
+}
+
+/// The file under `killed/` that records a kill of `key` at `label` (the worker's `marker`).
+fn marker(key: &str, label: &str) -> String {
+    format!("{key}#{}", label.replace('/', "|"))
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
@@ -99,6 +151,40 @@ async fn backup_killed_at_every_crash_point(owner: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn rollout_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Rollout).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+#[ignore = "too slow as it stands: ~40 rollouts of four workflows each on four one-workflow \
+            worker processes do not finish within the kill phase's 150 s limit; needs more \
+            workers (or a subset of the points) before it can run in CI"]
+async fn rollout_with_parallel_children_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::RolloutParallel).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn config_restore_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Restore).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+#[ignore = "finds a bug (issue #15 item 21): a cancel that arrives while a step attempt is \
+            interrupted (killed at apply/returned, verify-1/before_start, \
+            rollback/before_start) makes the re-run step return Cancelled without an outcome \
+            for the open attempt, and config_push then rolls back without acknowledging the \
+            cancel, so the rollback is refused: the push ends failed with its change and \
+            rollback timer left on the device"]
+async fn push_cancelled_after_apply_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Cancel).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn push_paused_and_resumed_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::Pause).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn push_killed_at_two_crash_points_in_a_row(owner: PgPool) {
+    run(owner, Scenario::PushTwice).await;
 }
 
 /// One started workflow.
@@ -262,12 +348,29 @@ impl Env {
         (fleet, devices)
     }
 
-    /// Starts the scenario's workflow on `devices` (fleet indexes `first..`).
-    async fn start(&self, sc: Scenario, devices: &[DeviceId], first: usize) -> Instance {
+    /// Starts the scenario's workflow on `devices` (fleet indexes `first..`); a restore
+    /// undoes `push` (committed on `devices[0]`, change id `push_change`).
+    async fn start(
+        &self,
+        sc: Scenario,
+        devices: &[DeviceId],
+        first: usize,
+        push: Option<(WorkflowId, String)>,
+    ) -> Instance {
         let opts = || StartOptions::new(Actor::system("test")).devices([devices[0]]);
-        let change = format!("chaos-{}", Uuid::new_v4().simple());
+        let mut change = format!("chaos-{}", Uuid::new_v4().simple());
         let (kind, input, options, rollout) = match sc {
-            Scenario::PushCommit => (
+            Scenario::Restore => {
+                let (push_wf, push_change) = push.expect("a restore needs its push");
+                change = push_change;
+                (
+                    "config_restore",
+                    json!({ "device_id": devices[0], "push_workflow_id": push_wf }),
+                    opts(),
+                    None,
+                )
+            }
+            Scenario::PushCommit | Scenario::Cancel | Scenario::Pause | Scenario::PushTwice => (
                 "config_push",
                 json!({ "device_id": devices[0], "change_id": change, "script": CHANGE }),
                 opts(),
@@ -289,15 +392,18 @@ impl Env {
                 None,
             ),
             Scenario::Backup => ("backup", json!({ "device_id": devices[0] }), opts(), None),
-            Scenario::Rollout => {
+            Scenario::Rollout | Scenario::RolloutParallel => {
                 let rid = RolloutId::from_uuid(Uuid::new_v4());
+                // the canary first, then the others in one batch, all at once
+                let others = &devices[1..];
+                let n = u32::try_from(others.len()).unwrap();
                 (
                     "rollout",
                     json!({
                         "rollout_id": rid, "name": "chaos",
                         "target": { "kind": "change_set", "script": CHANGE },
-                        "canaries": [devices[0]], "devices": [devices[1]],
-                        "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
+                        "canaries": [devices[0]], "devices": others,
+                        "batch_size": n, "parallelism": n, "failure_threshold": 1,
                     }),
                     StartOptions::new(Actor::system("test")).rollout(rid),
                     Some(rid),
@@ -342,6 +448,7 @@ impl Env {
     /// Keeps `workers` worker processes running (replacing killed ones) until every
     /// workflow of the tenant finished; returns the number of SIGKILLed workers.
     async fn run_until_finished(&self, chaos: &Path, workers: usize) -> Result<usize, String> {
+        let mut resumed: BTreeSet<Uuid> = BTreeSet::new();
         let mut spawned = 0;
         let mut running: Vec<Killer> = Vec::new();
         let mut kills = 0;
@@ -389,6 +496,30 @@ impl Env {
                 running.push(self.spawn(chaos, spawned));
                 spawned += 1;
             }
+            // a paused push waits for a signal with its lease released: resume it (once)
+            let paused: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT workflow_id FROM workflow_tasks WHERE tenant_id = $1 \
+                 AND state = 'runnable' AND runnable_at IS NULL AND lease_owner IS NULL \
+                 AND kind = 'config_push'",
+            )
+            .bind(self.tenant.as_uuid())
+            .fetch_all(&self.owner)
+            .await
+            .unwrap();
+            for wf in paused {
+                if resumed.insert(wf) {
+                    self.engine
+                        .signal(
+                            self.tenant,
+                            WorkflowId::from_uuid(wf),
+                            "resume",
+                            json!({}),
+                            Actor::system("test"),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if odd.is_empty() {
@@ -427,13 +558,15 @@ impl Env {
     /// Everything that must hold for a finished instance; the problems found.
     async fn check(&self, sc: Scenario, inst: &Instance, fleet: &Fleet) -> Vec<String> {
         let mut bad = Vec::new();
-        let expected = match sc {
-            Scenario::PushCommit => Outcome::Committed,
-            Scenario::PushRollback => Outcome::RolledBack,
-            _ => Outcome::Succeeded,
-        };
         let journal = self.journal(inst.wf).await;
         let outcome = self.outcome(inst.wf).await;
+        // Two kills may both hit a verify attempt (verify is not retried across crashes:
+        // each interrupted attempt uses one up): then the push rolls back, which is safe.
+        let expected = if sc == Scenario::PushTwice && outcome == Some(Outcome::RolledBack) {
+            Outcome::RolledBack
+        } else {
+            sc.expected()
+        };
         if outcome != Some(expected) {
             let last = journal.last().map(|e| e.payload.to_string());
             bad.push(format!(
@@ -443,10 +576,14 @@ impl Env {
         if let Err(e) = well_formed(&journal) {
             bad.push(format!("journal: {e}"));
         }
-        if sc == Scenario::Rollout {
+        if sc.rollout() {
             let children = self.children(inst.wf).await;
-            if children.len() != 2 {
-                bad.push(format!("{} children, expected 2", children.len()));
+            if children.len() != inst.devices.len() {
+                bad.push(format!(
+                    "{} children, expected {}",
+                    children.len(),
+                    inst.devices.len()
+                ));
             }
             for c in &children {
                 let o = self.outcome(*c).await;
@@ -460,10 +597,7 @@ impl Env {
         }
         for (device, index) in inst.devices.iter().zip(&inst.fleet_index) {
             let d = fleet.device(*index).unwrap();
-            if matches!(
-                sc,
-                Scenario::PushCommit | Scenario::PushRollback | Scenario::Rollout
-            ) {
+            if sc.applies() {
                 let n = d.change_counts().get(&inst.change).copied();
                 if n != Some(1) {
                     bad.push(format!("device {device} applied the change {n:?} times"));
@@ -471,6 +605,26 @@ impl Env {
             }
             if d.export(false).contains("netledger-rollback-") {
                 bad.push(format!("device {device} still has a rollback timer"));
+            }
+            if (matches!(sc, Scenario::Cancel | Scenario::Restore)
+                || expected == Outcome::RolledBack)
+                && d.export(false).contains("pool-nl")
+            {
+                bad.push(format!("device {device} still has the change"));
+            }
+            if expected == Outcome::Committed && !d.export(false).contains("pool-nl") {
+                bad.push(format!("device {device} lost the committed change"));
+            }
+            if sc == Scenario::Restore {
+                // the snapshot backup is loaded once (a re-run finds the device restored)
+                let loads = d
+                    .command_log()
+                    .iter()
+                    .filter(|l| l.split_whitespace().nth(1) == Some("/system/backup/load"))
+                    .count();
+                if loads != 1 {
+                    bad.push(format!("device {device}: {loads} backup loads"));
+                }
             }
             if sc == Scenario::Firmware {
                 let log = d.command_log();
@@ -512,8 +666,10 @@ impl Env {
                 }
             }
             let expected_snaps = match sc {
-                Scenario::PushCommit | Scenario::PushRollback | Scenario::Rollout => 2,
                 Scenario::Firmware | Scenario::Backup => 1,
+                // the push's two, and the restore's own
+                Scenario::Restore => 3,
+                _ => 2,
             };
             if snaps.len() != expected_snaps {
                 bad.push(format!(
@@ -535,13 +691,23 @@ impl Env {
                     t => t.to_owned(),
                 })
                 .collect();
-            let want = vec![
+            let mut want = vec![
                 "RolloutCreated".to_owned(),
                 "state \"running\"".to_owned(),
                 format!("finished \"{}\"", inst.devices[0]),
-                format!("finished \"{}\"", inst.devices[1]),
-                "state \"completed\"".to_owned(),
             ];
+            // the devices after the canary finish in any order (parallel children)
+            let mut rest: Vec<String> = inst.devices[1..]
+                .iter()
+                .map(|d| format!("finished \"{d}\""))
+                .collect();
+            rest.sort();
+            want.extend(rest);
+            want.push("state \"completed\"".to_owned());
+            let mut seen = seen;
+            if seen.len() == want.len() {
+                seen[3..want.len() - 1].sort();
+            }
             if seen != want {
                 bad.push(format!("rollout stream {seen:?}, expected {want:?}"));
             }
@@ -630,16 +796,47 @@ fn labels(log: &str, filter: impl Fn(&str, &str, &str) -> bool) -> Vec<String> {
     out
 }
 
+/// For a restore: commits a push on each of `devices` (first worker run, no kills) and
+/// returns (push workflow, change id) per device.
+async fn setup_pushes(
+    env: &Env,
+    sc: Scenario,
+    devices: &[DeviceId],
+    dir: &Path,
+) -> Vec<Option<(WorkflowId, String)>> {
+    if sc != Scenario::Restore {
+        return vec![None; devices.len()];
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let mut pushes = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let p = env.start(Scenario::PushCommit, &[*d], i, None).await;
+        pushes.push(Some((p.wf, p.change)));
+    }
+    env.run_until_finished(dir, WORKERS).await.unwrap();
+    for (wf, _) in pushes.iter().flatten() {
+        assert_eq!(env.outcome(*wf).await, Some(Outcome::Committed));
+    }
+    pushes
+}
+
 async fn run(owner: PgPool, sc: Scenario) {
     let env = env(owner).await;
     let per = sc.devices();
+    let signal_line = |key: &str| {
+        sc.signal()
+            .map(|(label, signal)| format!("{key}\t{label}\t{signal}\n"))
+            .unwrap_or_default()
+    };
 
     // 1. discovery: no kills
     let t0 = Instant::now();
     let discovery = env.dir.join("discovery");
     std::fs::create_dir_all(&discovery).unwrap();
     let (fleet0, devices0) = env.fleet(per).await;
-    let inst0 = env.start(sc, &devices0, 0).await;
+    let push0 = setup_pushes(&env, sc, &devices0[..1], &env.dir.join("setup0")).await;
+    let inst0 = env.start(sc, &devices0, 0, push0[0].clone()).await;
+    std::fs::write(discovery.join("plan"), signal_line(&inst0.wf.to_string())).unwrap();
     env.run_until_finished(&discovery, 1).await.unwrap();
     let bad = env.check(sc, &inst0, &fleet0).await;
     assert!(bad.is_empty(), "{sc:?} without kills: {bad:?}");
@@ -647,7 +844,7 @@ async fn run(owner: PgPool, sc: Scenario) {
     let wf0 = inst0.wf.to_string();
     let parent = labels(&log, |wf, _, _| wf == wf0);
     let d0 = devices0[0].to_string();
-    let child = if sc == Scenario::Rollout {
+    let child = if sc.rollout() {
         labels(&log, |_, kind, device| {
             kind == "config_push" && device == d0
         })
@@ -655,37 +852,62 @@ async fn run(owner: PgPool, sc: Scenario) {
         Vec::new()
     };
     assert!(!parent.is_empty(), "no crash points in {log}");
+    if let Some((label, _)) = sc.signal() {
+        assert!(
+            parent.iter().any(|l| l == label),
+            "the signal point {label} was not reached: {parent:?}"
+        );
+    }
     let discovery_time = t0.elapsed();
 
-    // 2. one workflow per crash point, each killed at its point once
+    // 2. one workflow per crash point, each killed at its point once (PushTwice: at its
+    // point and at the next one)
     let t1 = Instant::now();
     let n = parent.len().max(child.len());
     let (fleet, devices) = env.fleet(n * per).await;
+    let firsts: Vec<DeviceId> = devices.iter().step_by(per).copied().collect();
+    let pushes = setup_pushes(&env, sc, &firsts, &env.dir.join("setup")).await;
     let killing = env.dir.join("kills");
     std::fs::create_dir_all(&killing).unwrap();
     let mut instances = Vec::new();
     let mut plan = String::new();
-    // (key, label) planned for instance i
+    // (key, label) planned for instance i; the kills that must happen come first
     let mut planned: Vec<Vec<(String, String)>> = Vec::new();
+    let mut optional: Vec<Vec<(String, String)>> = Vec::new();
     for i in 0..n {
         let devs = &devices[i * per..(i + 1) * per];
-        let inst = env.start(sc, devs, i * per).await;
+        let inst = env.start(sc, devs, i * per, pushes[i].clone()).await;
         let mut keys = Vec::new();
+        let mut maybe = Vec::new();
         if i < parent.len() {
             // rollout step names carry device ids: the discovery's become this instance's
-            let mut label = parent[i].clone();
-            for (a, b) in devices0.iter().zip(devs) {
-                label = label.replace(&a.to_string(), &b.to_string());
+            let rename = |l: &str| {
+                let mut label = l.to_owned();
+                for (a, b) in devices0.iter().zip(devs) {
+                    label = label.replace(&a.to_string(), &b.to_string());
+                }
+                label
+            };
+            keys.push((inst.wf.to_string(), rename(&parent[i])));
+            if sc == Scenario::PushTwice && i + 1 < parent.len() {
+                // the next point may not be passed live again after the first kill (a
+                // replayed step reports none): planned, reported, not required
+                maybe.push((inst.wf.to_string(), rename(&parent[i + 1])));
             }
-            keys.push((inst.wf.to_string(), label));
         }
         if i < child.len() {
+            // the canary's push, and (parallel children) one of the batch run beside another
             keys.push((format!("config_push@{}", devs[0]), child[i].clone()));
+            if sc == Scenario::RolloutParallel {
+                keys.push((format!("config_push@{}", devs[1]), child[i].clone()));
+            }
         }
-        for (k, l) in &keys {
+        for (k, l) in keys.iter().chain(&maybe) {
             plan.push_str(&format!("{k}\t{l}\n"));
         }
+        plan.push_str(&signal_line(&inst.wf.to_string()));
         planned.push(keys);
+        optional.push(maybe);
         instances.push(inst);
     }
     std::fs::write(killing.join("plan"), plan).unwrap();
@@ -696,22 +918,32 @@ async fn run(owner: PgPool, sc: Scenario) {
     if let Err(e) = &kills {
         failures.push(e.clone());
     }
-    for (inst, keys) in instances.iter().zip(&planned) {
-        let at: Vec<&str> = keys.iter().map(|(_, l)| l.as_str()).collect();
+    let mut second_kills = 0;
+    for ((inst, keys), maybe) in instances.iter().zip(&planned).zip(&optional) {
+        let at: Vec<&str> = keys.iter().chain(maybe).map(|(_, l)| l.as_str()).collect();
         for (key, label) in keys {
-            if !killing.join("killed").join(key).exists() {
+            if !killing.join("killed").join(marker(key, label)).exists() {
                 failures.push(format!(
                     "{at:?}: the planned kill at {label} ({key}) never happened"
                 ));
             }
         }
+        second_kills += maybe
+            .iter()
+            .filter(|(k, l)| killing.join("killed").join(marker(k, l)).exists())
+            .count();
         for b in env.check(sc, inst, &fleet).await {
             failures.push(format!("killed at {at:?}: {b}"));
         }
     }
+    if sc == Scenario::PushTwice && second_kills * 2 < n {
+        failures.push(format!(
+            "only {second_kills} of {n} workflows were killed a second time"
+        ));
+    }
     eprintln!(
-        "{sc:?}: {} crash points ({} parent, {} child), {n} workflows, {:?} workers killed; \
-         discovery {discovery_time:?}, kill phase {kill_time:?}",
+        "{sc:?}: {} crash points ({} parent, {} child), {n} workflows, {:?} workers killed \
+         ({second_kills} second kills); discovery {discovery_time:?}, kill phase {kill_time:?}",
         parent.len() + child.len(),
         parent.len(),
         child.len(),

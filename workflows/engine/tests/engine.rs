@@ -364,7 +364,7 @@ async fn a_worker_whose_heartbeats_fail_stops_its_device_commands_at_its_lease_d
         .await
         .expect("worker A enters the step");
     // Cut A off: its heartbeats fail from now on (closing marks the pool closed at once).
-    drop(a_pools.system.close());
+    let _closing = a_pools.system.close();
 
     let mut o = fast("rescuer");
     o.lease = Duration::from_millis(1500);
