@@ -1310,7 +1310,9 @@ async fn insert_refresh_token(
     let now = state.now();
     let ttl = time::Duration::try_from(state.config().refresh_token_ttl)
         .unwrap_or(time::Duration::days(14));
-    let expires_at = now.saturating_add(ttl).min(session_deadline(state, started));
+    let expires_at = now
+        .saturating_add(ttl)
+        .min(session_deadline(state, started));
     sqlx::query(
         "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash, issued_at, \
          expires_at, session_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -468,7 +468,10 @@ pub async fn principal_ended(state: ApiState, p: Principal) -> Ended {
         }
         // The expiry is looked at on the state's clock (tests move it), so wait at most a
         // cache lifetime at a time.
-        let wait = state.sessions().ttl().max(std::time::Duration::from_millis(200));
+        let wait = state
+            .sessions()
+            .ttl()
+            .max(std::time::Duration::from_millis(200));
         let recheck = tokio::select! {
             r = feed.recv() => match r {
                 Ok(r) => concerns(&r),

@@ -162,7 +162,11 @@ pub fn subject(prefix: &str) -> String {
 
 /// Applies revocations other API processes publish, until the state is dropped. The cache's
 /// long lifetime applies only while this subscription is up.
-pub(crate) fn spawn_listener(state: std::sync::Weak<crate::state::Inner>, client: async_nats::Client, subject: String) {
+pub(crate) fn spawn_listener(
+    state: std::sync::Weak<crate::state::Inner>,
+    client: async_nats::Client,
+    subject: String,
+) {
     use futures::StreamExt as _;
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;

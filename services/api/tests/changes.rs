@@ -1303,9 +1303,7 @@ async fn switching_off_the_rollback_timer_needs_its_own_permission_and_approval(
     let (_, ta) = app.named_user("tina", Role::TenantAdmin).await;
     let (d1, _) = app.device("edge-1", None).await;
     let (d2, _) = app.device("edge-2", None).await;
-    let without_timer = |d: &str| {
-        json!({"device_id": d, "script": "/system identity set name=x", "allow_without_timer": true})
-    };
+    let without_timer = |d: &str| json!({"device_id": d, "script": "/system identity set name=x", "allow_without_timer": true});
 
     // Change-controlled (the bootstrap tenant): a direct push is refused even to an admin.
     let r = app
@@ -1316,11 +1314,13 @@ async fn switching_off_the_rollback_timer_needs_its_own_permission_and_approval(
     // A change request with the override: the operator may not write one at all ...
     let mut high = content("no timer", &[&d1], "/system identity set name=x", "high");
     high["overrides"] = json!({"allow_without_timer": true});
-    let r = app
-        .post("/api/v1/change-requests", &op, high.clone())
-        .await;
+    let r = app.post("/api/v1/change-requests", &op, high.clone()).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
-    assert!(r.detail().contains("workflows:without_timer"), "{}", r.detail());
+    assert!(
+        r.detail().contains("workflows:without_timer"),
+        "{}",
+        r.detail()
+    );
     // ... the admin only at risk high and never as an emergency (that would skip approval).
     let mut medium = high.clone();
     medium["risk"] = json!("medium");
@@ -1343,7 +1343,11 @@ async fn switching_off_the_rollback_timer_needs_its_own_permission_and_approval(
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     assert_eq!(r.problem_type(), "urn:netledger:problem:forbidden");
-    assert!(r.detail().contains("workflows:without_timer"), "{}", r.detail());
+    assert!(
+        r.detail().contains("workflows:without_timer"),
+        "{}",
+        r.detail()
+    );
     let r = app
         .post("/api/v1/workflows/config-push", &ta, without_timer(&d1))
         .await;

@@ -133,19 +133,53 @@ fn url_host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
 
 /// REST API settings (`[api]`); the rest of the API's knobs keep their defaults
 /// (`netledger_api::ApiConfig::development`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
-    /// HS256 key for access tokens (at least 32 bytes); production refuses to start without.
+    /// HS256 key for access tokens (at least 32 bytes); production, and any listen address
+    /// other than loopback, refuse to start without. Outside production a random
+    /// per-install secret is generated under `data_dir` when none is configured.
     pub jwt_secret: Option<Secret>,
+    /// Absolute lifetime of a login session however often it is refreshed (default 12h).
+    #[serde(with = "humantime_serde_compat")]
+    pub session_max_lifetime: Duration,
+    /// How long a session check is cached while NATS carries revocations (default 30s).
+    #[serde(with = "humantime_serde_compat")]
+    pub session_cache_ttl: Duration,
+    /// How long a session check is cached while NATS is away (default 2s).
+    #[serde(with = "humantime_serde_compat")]
+    pub session_cache_fallback_ttl: Duration,
+    /// Lifetime of an API key created without `expires_at` (default 90d).
+    #[serde(with = "humantime_serde_compat")]
+    pub api_key_default_ttl: Duration,
+    /// Longest API key lifetime (default 365d); older keys stop working.
+    #[serde(with = "humantime_serde_compat")]
+    pub api_key_max_ttl: Duration,
     /// Mark the refresh cookie `Secure` (HTTPS only); production forces it on.
     pub cookie_secure: bool,
     /// Folder of the built web UI (`frontend/dist`) to serve at `/`; `--ui-dir` overrides.
     pub ui_dir: Option<PathBuf>,
 }
 
+impl Default for ApiSettings {
+    fn default() -> Self {
+        let d = netledger_api::ApiConfig::development();
+        Self {
+            jwt_secret: None,
+            session_max_lifetime: d.session_max_lifetime,
+            session_cache_ttl: d.session_cache_ttl,
+            session_cache_fallback_ttl: d.session_cache_fallback_ttl,
+            api_key_default_ttl: d.api_key_default_ttl,
+            api_key_max_ttl: d.api_key_max_ttl,
+            cookie_secure: false,
+            ui_dir: None,
+        }
+    }
+}
+
 impl ApiSettings {
-    /// The API configuration these settings give.
+    /// The API configuration these settings give (with the configured token secret, if any;
+    /// [`api_config`] supplies the per-install one otherwise).
     pub fn to_api_config(&self, production: bool) -> netledger_api::ApiConfig {
         let mut c = netledger_api::ApiConfig::development();
         c.production = production;
@@ -153,8 +187,73 @@ impl ApiSettings {
             c.jwt_secret = netledger_api::config::SecretString::new(secret.expose().to_owned());
         }
         c.cookie_secure = self.cookie_secure || production;
+        c.session_max_lifetime = self.session_max_lifetime;
+        c.session_cache_ttl = self.session_cache_ttl;
+        c.session_cache_fallback_ttl = self.session_cache_fallback_ttl;
+        c.api_key_default_ttl = self.api_key_default_ttl;
+        c.api_key_max_ttl = self.api_key_max_ttl;
         c
     }
+}
+
+/// File (under `data_dir`) of the per-install token signing secret generated outside
+/// production when `api.jwt_secret` is not configured.
+pub const DEV_JWT_SECRET_FILE: &str = "jwt-secret.dev";
+
+/// The API configuration of `config`. The token signing secret is `api.jwt_secret` when
+/// configured; otherwise production refuses to start, and development generates a random
+/// secret once under `data_dir` (`jwt-secret.dev`, mode 0600) and reuses it across
+/// restarts (no public constant signs tokens). A listen address other than loopback is
+/// refused without a configured secret of at least 32 bytes: a generated development setup
+/// is for this machine only.
+pub fn api_config(config: &Config) -> anyhow::Result<netledger_api::ApiConfig> {
+    use anyhow::Context as _;
+    let mut c = config.api.to_api_config(config.production);
+    let min = netledger_api::config::MIN_PRODUCTION_SECRET_BYTES;
+    let configured = config
+        .api
+        .jwt_secret
+        .as_ref()
+        .filter(|s| !s.expose().is_empty());
+    if !config.listen.ip().is_loopback() && configured.is_none_or(|s| s.expose().len() < min) {
+        anyhow::bail!(
+            "refusing to listen on {} (not loopback) without a production-grade token secret: \
+             set api.jwt_secret (NETLEDGER_API_JWT_SECRET) to at least {min} random bytes, e.g. \
+             `openssl rand -hex 32` (the generated development secret is for 127.0.0.1 only)",
+            config.listen
+        );
+    }
+    if configured.is_some() {
+        return Ok(c);
+    }
+    if config.production {
+        anyhow::bail!(
+            "production mode needs api.jwt_secret (NETLEDGER_API_JWT_SECRET): at least {min} \
+             random bytes, e.g. `openssl rand -hex 32`"
+        );
+    }
+    let path = config.data_dir.join(DEV_JWT_SECRET_FILE);
+    if !path.exists() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        write_private(
+            &path,
+            netledger_api::config::SecretString::random().expose(),
+        )?;
+        tracing::warn!(path = %path.display(), "generated a development token signing secret (refused in production and on non-loopback addresses)");
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let secret = text.trim();
+    if secret.len() < min {
+        anyhow::bail!(
+            "{} holds a {}-byte secret; it needs at least {min} (delete it to generate a new one)",
+            path.display(),
+            secret.len()
+        );
+    }
+    c.jwt_secret = netledger_api::config::SecretString::new(secret.to_owned());
+    Ok(c)
 }
 
 /// Audit checkpoint settings.
@@ -458,6 +557,26 @@ const ENV: &[(&str, Setter)] = &[
         c.api.jwt_secret = Some(Secret::new(v));
         Ok(())
     }),
+    ("NETLEDGER_API_SESSION_MAX_LIFETIME", |c, v| {
+        c.api.session_max_lifetime = parse_duration(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_SESSION_CACHE_TTL", |c, v| {
+        c.api.session_cache_ttl = parse_duration(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_SESSION_CACHE_FALLBACK_TTL", |c, v| {
+        c.api.session_cache_fallback_ttl = parse_duration(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_API_KEY_DEFAULT_TTL", |c, v| {
+        c.api.api_key_default_ttl = parse_duration(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_API_KEY_MAX_TTL", |c, v| {
+        c.api.api_key_max_ttl = parse_duration(v)?;
+        Ok(())
+    }),
     ("NETLEDGER_DATABASE_URL", |c, v| {
         c.database_url = Secret::new(v);
         Ok(())
@@ -553,6 +672,10 @@ const ENV_ALLOWED_ELSEWHERE: &[&str] = &[
     "NETLEDGER_DEMO_APPROVER_EMAIL",
     "NETLEDGER_DEMO_APPROVER_PASSWORD",
 ];
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v).map_err(|e| format!("{e} (e.g. 30s, 12h, 90d)"))
+}
 
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
@@ -715,6 +838,100 @@ mod tests {
         assert_eq!(options.breaker.max_backoff, Duration::from_secs(1800));
         assert_eq!(options.snapshot_interval, Duration::from_secs(86_400));
         assert!(config.secrets.credential_keys.is_empty());
+    }
+
+    #[test]
+    fn the_token_secret_is_generated_per_install_and_refused_off_loopback() {
+        // Issue #15 item 11: no public constant signs tokens, and a generated secret never
+        // serves beyond this machine.
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let first = api_config(&config).unwrap();
+        let file = config.data_dir.join(DEV_JWT_SECRET_FILE);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(first.jwt_secret.expose(), text.trim());
+        assert!(text.trim().len() >= netledger_api::config::MIN_PRODUCTION_SECRET_BYTES);
+        assert_ne!(
+            first.jwt_secret.expose(),
+            "netledger-development-secret-do-not-use-in-production"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Reused across restarts.
+        assert_eq!(api_config(&config).unwrap().jwt_secret, first.jwt_secret);
+        // Another install has another secret.
+        let other = Config {
+            data_dir: dir.path().join("other"),
+            ..Config::default()
+        };
+        assert_ne!(api_config(&other).unwrap().jwt_secret, first.jwt_secret);
+
+        // Not loopback: a configured secret of 32 bytes or more, nothing less.
+        let mut exposed = Config {
+            data_dir: dir.path().join("exposed"),
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = api_config(&exposed).unwrap_err().to_string();
+        assert!(err.contains("not loopback"), "{err}");
+        assert!(!exposed.data_dir.join(DEV_JWT_SECRET_FILE).exists());
+        exposed.api.jwt_secret = Some(Secret::new("too-short"));
+        assert!(api_config(&exposed).is_err());
+        exposed.api.jwt_secret = Some(Secret::new("x".repeat(32)));
+        assert_eq!(
+            api_config(&exposed).unwrap().jwt_secret.expose(),
+            "x".repeat(32)
+        );
+
+        // Production: configured or nothing.
+        let prod = Config {
+            production: true,
+            data_dir: dir.path().join("prod"),
+            ..Config::default()
+        };
+        let err = api_config(&prod).unwrap_err().to_string();
+        assert!(err.contains("api.jwt_secret"), "{err}");
+    }
+
+    #[test]
+    fn session_and_api_key_lifetimes_are_configurable() {
+        let config = Config::load(
+            None,
+            vec![
+                (
+                    "NETLEDGER_API_SESSION_MAX_LIFETIME".to_owned(),
+                    "7d".to_owned(),
+                ),
+                (
+                    "NETLEDGER_API_API_KEY_DEFAULT_TTL".to_owned(),
+                    "30d".to_owned(),
+                ),
+                ("NETLEDGER_API_API_KEY_MAX_TTL".to_owned(), "60d".to_owned()),
+            ],
+        )
+        .unwrap();
+        let api = config.api.to_api_config(false);
+        assert_eq!(api.session_max_lifetime, Duration::from_secs(7 * 86_400));
+        assert_eq!(api.api_key_default_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(api.api_key_max_ttl, Duration::from_secs(60 * 86_400));
+        let toml = Config::from_toml(
+            "[api]\nsession_max_lifetime = \"8h\"\napi_key_max_ttl = \"180d\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(toml.api.session_max_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(toml.api.api_key_max_ttl, Duration::from_secs(180 * 86_400));
+        assert_eq!(
+            toml.api.api_key_default_ttl,
+            ApiSettings::default().api_key_default_ttl
+        );
     }
 
     #[test]

@@ -497,12 +497,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ui_dir.is_some() {
                 config.api.ui_dir = ui_dir;
             }
+            // The API's settings are checked against the address it really listens on.
+            if let Some(l) = listen {
+                config.listen = l;
+            }
             let pools = roles::pools(&config).await?;
             let state = roles::api_state(&config, &pools).await?;
             roles::bootstrap(&state, bootstrap_admin()?.as_ref()).await?;
             roles::bootstrap_demo_approver(&state, demo_approver()?.as_ref(), config.production)
                 .await?;
-            roles::run_api(state, listen.unwrap_or(config.listen), shutdown_signal()).await?;
+            roles::run_api(state, config.listen, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {

@@ -346,7 +346,7 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
         crate::config::credential_keys(config)?,
     ));
     deps.engine = Some(engine);
-    let mut api_config = config.api.to_api_config(config.production);
+    let mut api_config = crate::config::api_config(config)?;
     api_config.nats_subject_prefix = config.relay.subject_prefix.clone();
     api_config.nats_events_stream = config.relay.stream.clone();
     api_config.device_networks = config.device_network_policy();

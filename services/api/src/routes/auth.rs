@@ -89,8 +89,8 @@ fn token_response(state: &ApiState, issued: Issued) -> Response {
     let mut headers = HeaderMap::new();
     // The cookie lives as long as its token: the refresh lifetime, capped by the session's
     // absolute deadline.
-    let max_age = u64::try_from((issued.refresh_expires_at - state.now()).whole_seconds())
-        .unwrap_or(0);
+    let max_age =
+        u64::try_from((issued.refresh_expires_at - state.now()).whole_seconds()).unwrap_or(0);
     if let Some(c) = refresh_cookie(state, &issued.refresh_token, max_age) {
         headers.insert(header::SET_COOKIE, c);
     }
