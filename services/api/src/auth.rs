@@ -131,7 +131,11 @@ impl FromRequestParts<ApiState> for Principal {
             .ok_or_else(|| ApiError::unauthenticated("the Authorization scheme must be Bearer"))?
             .trim();
         let principal = if token.starts_with(API_KEY_PREFIX) {
-            authenticate_api_key(state, token).await?
+            let client = crate::ratelimit::client_ip(parts, &state.config().trusted_proxies);
+            state
+                .key_cache()
+                .authenticate(token, &client, authenticate_api_key(state, token))
+                .await?
         } else {
             let claims = state
                 .jwt()
@@ -697,7 +701,10 @@ fn argon2(params: PasswordParams) -> Result<Argon2<'static>, ApiError> {
 
 /// An argon2id PHC string for `password` (on the blocking pool).
 pub async fn hash_password(params: PasswordParams, password: String) -> Result<String, ApiError> {
+    // Held by the blocking task: it runs to the end even if the request is dropped.
+    let permit = crate::ratelimit::password_permit().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         argon2(params)?
             .hash_password(password.as_bytes(), &salt)
@@ -711,7 +718,9 @@ pub async fn hash_password(params: PasswordParams, password: String) -> Result<S
 /// Whether `password` matches the PHC string `hash` (on the blocking pool; parameters come
 /// from the hash).
 pub async fn verify_password(hash: String, password: String) -> Result<bool, ApiError> {
+    let permit = crate::ratelimit::password_permit().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ApiError::internal(format!("stored password hash unreadable: {e}")))?;
         Ok(Argon2::default()

@@ -115,17 +115,42 @@ pub struct ApiConfig {
     pub login_per_account: RateLimit,
     /// Refresh and logout calls per client address.
     pub token_per_ip: RateLimit,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy
-    /// that sets it).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs): the client address is the
+    /// right-most entry that is not one of them ([`crate::ratelimit::client_ip`]). Empty:
+    /// the connection's peer address is the client.
+    pub trusted_proxies: Vec<crate::ratelimit::Cidr>,
+    /// Serve `/metrics` on this address only ([`crate::serve`] binds it), not on the API's.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    pub metrics_token: Option<SecretString>,
+    /// Open TCP connections [`crate::serve`] accepts at once; more wait in the backlog.
+    pub max_connections: usize,
+    /// Time a client has to send the request head (then the connection is closed).
+    pub header_timeout: Duration,
+    /// Time a client has to send the request body (then 408).
+    pub body_timeout: Duration,
+    /// Password hashes (argon2id) computed at once in this process; as many more wait,
+    /// beyond that 429 ([`crate::ratelimit::PasswordGate`]).
+    pub max_concurrent_password_hashes: usize,
+    /// How long an API-key lookup's result (valid or not) is cached.
+    pub api_key_cache_ttl: Duration,
+    /// API-key lookups that reach the database per client address (cache misses).
+    pub api_key_lookups: RateLimit,
     /// First token of the NATS subjects the relay publishes (`<prefix>.<tenant>.<category>.<type>`).
     pub nats_subject_prefix: String,
     /// JetStream stream the relay publishes events to.
     pub nats_events_stream: String,
     /// `/health/ready` fails when a subscriber (projector, relay) is more events behind.
     pub max_ready_lag: i64,
-    /// Comment lines sent on idle live-event connections.
+    /// Comment lines sent on idle live-event connections (an idle connection also reads the
+    /// store once per interval).
     pub sse_keepalive: Duration,
+    /// Open live-event streams allowed per user or API key in this process (default 8).
+    pub sse_max_per_principal: usize,
+    /// Open live-event streams allowed per tenant in this process (default 200).
+    pub sse_max_per_tenant: usize,
+    /// Open live-event streams this process serves (default 2000).
+    pub sse_max_streams: usize,
     /// Largest request body in bytes (firmware uploads have their own limit).
     pub body_limit_bytes: usize,
     /// Largest firmware package in bytes.
@@ -178,11 +203,25 @@ impl ApiConfig {
                 max: 60,
                 window: Duration::from_secs(60),
             },
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
+            metrics_token: None,
+            max_connections: 4_096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_concurrent_password_hashes: crate::ratelimit::DEFAULT_PASSWORD_HASHES,
+            api_key_cache_ttl: Duration::from_secs(5),
+            api_key_lookups: RateLimit {
+                max: 120,
+                window: Duration::from_secs(60),
+            },
             nats_subject_prefix: "netledger".to_owned(),
             nats_events_stream: "NETLEDGER_EVENTS".to_owned(),
             max_ready_lag: 10_000,
             sse_keepalive: Duration::from_secs(15),
+            sse_max_per_principal: 8,
+            sse_max_per_tenant: 200,
+            sse_max_streams: 2_000,
             body_limit_bytes: 1024 * 1024,
             firmware_limit_bytes: 128 * 1024 * 1024,
             firmware_quota_bytes: 2 * 1024 * 1024 * 1024,

@@ -335,6 +335,12 @@ impl ApiError {
         e.retry_after = Some(retry_after);
         e
     }
+    /// Too many of something (named in `detail`); retry after `retry_after` seconds.
+    pub fn rate_limited_because(retry_after: u64, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(ProblemKind::RateLimited, detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
     /// A dependency is unavailable.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(ProblemKind::Unavailable, detail)

@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod keycache;
 pub mod metrics;
 mod openapi;
 pub mod ratelimit;
@@ -28,7 +29,7 @@ pub mod state;
 pub mod ui;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -90,7 +91,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let json = openapi_json_of(&doc);
     let body_limit = state.config().body_limit_bytes;
     let ui = state.config().ui.clone();
-    let app = routes
+    let mut app = routes
         .route(
             "/openapi.json",
             get(move || {
@@ -98,8 +99,11 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
                 async move { ([(header::CONTENT_TYPE, "application/json")], json) }
             }),
         )
-        .route("/docs", get(routes::docs))
-        .route("/metrics", get(routes::health::metrics))
+        .route("/docs", get(routes::docs));
+    if state.config().metrics_listen.is_none() {
+        app = app.route("/metrics", get(routes::health::metrics));
+    }
+    let app = app
         .fallback(move |req: Request| {
             let ui = ui.clone();
             async move {
@@ -114,6 +118,9 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config().body_timeout,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([
@@ -164,22 +171,122 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then live-event connections are
-/// closed and in-flight requests finish.
+/// closed and in-flight requests finish. With `ApiConfig::metrics_listen`, `/metrics` is
+/// served on that address instead (bound here).
+///
+/// Connections are HTTP/1.1 with a header read timeout (`ApiConfig::header_timeout`: a
+/// client that does not send its request head in time is disconnected) and at most
+/// `ApiConfig::max_connections` open at once (further connections wait in the listen
+/// backlog until one closes). Request bodies time out separately (`body_timeout`, a layer
+/// of [`router`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (app, _) = router(state.clone());
+    let config = state.config().clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopping = state.clone();
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown.await;
         stopping.begin_shutdown();
+        let _ = stop_tx.send(true);
+    });
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(address = %l.local_addr()?, "metrics listening");
+            let app = metrics_router(state.clone());
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(serve_connections(
+                l,
+                app,
+                64,
+                config.header_timeout,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
     };
-    axum::serve(
+    let mut stop = stop_rx;
+    let result = serve_connections(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        config.max_connections,
+        config.header_timeout,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
     )
-    .with_graceful_shutdown(signal)
-    .await
+    .await;
+    if let Some(m) = metrics {
+        m.await.map_err(std::io::Error::other)??;
+    }
+    result
+}
+
+/// `/metrics` alone (for `ApiConfig::metrics_listen`).
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .with_state(state)
+}
+
+/// The accept loop: at most `max_connections` open, each with a header read timeout;
+/// graceful shutdown when `shutdown` resolves.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    max_connections: usize,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.map_err(std::io::Error::other)?,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: let it pass rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -24,6 +24,7 @@ pub struct Metrics {
     sse_clients: IntGauge,
     sse_events: IntCounterVec,
     sse_nats: IntCounterVec,
+    sse_wakeups: IntCounterVec,
     lag: IntGaugeVec,
 }
 
@@ -61,9 +62,17 @@ impl Metrics {
         let sse_events = IntCounterVec::new(
             Opts::new(
                 "netledger_sse_events_total",
-                "Events read for live-event connections, by where they came from: `nats` \
-                 (the relay's JetStream stream) or `store` (catch-up, gap filling and the \
-                 fallback when NATS is unavailable).",
+                "Events sent to live-event connections, by where they were read: always \
+                 `store` (the event store, tenant-scoped; NATS only wakes the reader up).",
+            ),
+            &["source"],
+        )?;
+        let sse_wakeups = IntCounterVec::new(
+            Opts::new(
+                "netledger_sse_wakeups_total",
+                "Reads of the event store by live-event connections, by what woke them: `nats` \
+                 (a message on the tenant's subjects), `database` (the process's shared \
+                 LISTEN, when NATS is unavailable) or `poll` (idle interval).",
             ),
             &["source"],
         )?;
@@ -87,6 +96,7 @@ impl Metrics {
         registry.register(Box::new(sse_clients.clone()))?;
         registry.register(Box::new(sse_events.clone()))?;
         registry.register(Box::new(sse_nats.clone()))?;
+        registry.register(Box::new(sse_wakeups.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         Ok(Self {
             registry,
@@ -95,6 +105,7 @@ impl Metrics {
             sse_clients,
             sse_events,
             sse_nats,
+            sse_wakeups,
             lag,
         })
     }
@@ -109,9 +120,14 @@ impl Metrics {
         &self.sse_clients
     }
 
-    /// Counts one event read for a live connection from `source` (`nats` or `store`).
+    /// Counts one event sent to a live connection, read from `source` (`store`).
     pub fn sse_event_from(&self, source: &str) {
         self.sse_events.with_label_values(&[source]).inc();
+    }
+
+    /// Counts one wake-up of a live connection by `source` (`nats`, `database`, `poll`).
+    pub fn sse_wakeup(&self, source: &str) {
+        self.sse_wakeups.with_label_values(&[source]).inc();
     }
 
     /// Counts one attempt of a live connection to subscribe to NATS (`ok` or `failed`).
@@ -143,10 +159,28 @@ impl Metrics {
     }
 }
 
+/// The method as a label: the standard methods by name, anything else `other` (a client
+/// choosing the method must not be able to grow the label set).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware recording each request's count and latency under its route template.
 pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -154,7 +188,7 @@ pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(req).await;
     state.metrics().observe(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

@@ -93,6 +93,10 @@ pub(crate) struct Inner {
     token_ip: Limiter,
     dummy_hash: OnceCell<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    live_limits: Arc<crate::routes::live::LiveLimits>,
+    key_cache: crate::keycache::KeyCache,
+    health_cache: crate::routes::health::HealthCache,
+    notifier: std::sync::OnceLock<netledger_store::Notifier>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -114,6 +118,7 @@ impl ApiState {
     /// secrets).
     pub fn new(deps: ApiDeps, config: ApiConfig) -> Result<Self, ApiStateError> {
         config.validate()?;
+        crate::ratelimit::PasswordGate::process(config.max_concurrent_password_hashes);
         let jwt = JwtKeys::new(config.jwt_secret.expose().as_bytes(), &config.jwt_issuer);
         let clock = deps.clock.clone();
         let sessions = crate::sessions::SessionCache::new(
@@ -126,6 +131,11 @@ impl ApiState {
                 crate::sessions::subject(&config.nats_subject_prefix),
             )
         });
+        let key_cache = crate::keycache::KeyCache::new(
+            config.api_key_cache_ttl,
+            config.api_key_lookups,
+            clock.clone(),
+        );
         let state = Self(Arc::new(Inner {
             sessions,
             login_ip: Limiter::new(config.login_per_ip, clock.clone()),
@@ -133,10 +143,18 @@ impl ApiState {
             token_ip: Limiter::new(config.token_per_ip, clock),
             metrics: Metrics::new()?,
             jwt,
-            config,
             deps,
             dummy_hash: OnceCell::new(),
             shutdown: tokio::sync::watch::channel(false).0,
+            live_limits: crate::routes::live::LiveLimits::new(
+                config.sse_max_per_principal,
+                config.sse_max_per_tenant,
+                config.sse_max_streams,
+            ),
+            notifier: std::sync::OnceLock::new(),
+            key_cache,
+            health_cache: Default::default(),
+            config,
         }));
         if let Some((client, subject)) = listen {
             crate::sessions::spawn_listener(Arc::downgrade(&state.0), client, subject);
@@ -236,6 +254,29 @@ impl ApiState {
     /// Refresh/logout calls per client address.
     pub fn token_ip_limiter(&self) -> &Limiter {
         &self.0.token_ip
+    }
+
+    /// API-key authentication results (cached, lookups rate-limited).
+    pub fn key_cache(&self) -> &crate::keycache::KeyCache {
+        &self.0.key_cache
+    }
+
+    /// The last readiness result and lag figures.
+    pub fn health_cache(&self) -> &crate::routes::health::HealthCache {
+        &self.0.health_cache
+    }
+
+    /// The limits of open live-event streams.
+    pub fn live_limits(&self) -> &Arc<crate::routes::live::LiveLimits> {
+        &self.0.live_limits
+    }
+
+    /// The process's one shared `LISTEN netledger_events` (on one system-pool connection),
+    /// started on first use (call inside the runtime).
+    pub fn notifier(&self) -> &netledger_store::Notifier {
+        self.0
+            .notifier
+            .get_or_init(|| netledger_store::Notifier::start(self.0.deps.pools.system.clone()))
     }
 
     /// Tells long-lived responses (live events) to end: the server is shutting down.

@@ -1043,6 +1043,156 @@ async fn live_events_resume_from_last_event_id_without_nats(pool: PgPool) {
     assert!(seen.iter().all(|s| s.1 == "UserCreated"));
 }
 
+/// Reads SSE events until `n` arrived, with a generous safety net (many clients share two
+/// loaded cores here).
+async fn read_sse_patiently(body: Body, n: usize) -> Vec<(i64, String)> {
+    tokio::time::timeout(Duration::from_secs(300), async move {
+        let mut stream = body.into_data_stream();
+        let mut buf = String::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let chunk = stream.next().await.expect("stream open").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let id = frame.lines().find_map(|l| l.strip_prefix("id:"));
+                let ty = frame.lines().find_map(|l| l.strip_prefix("event:"));
+                if let (Some(i), Some(t)) = (id, ty) {
+                    out.push((i.trim().parse().unwrap(), t.trim().to_owned()));
+                }
+            }
+        }
+        out
+    })
+    .await
+    .expect("live events arrived")
+}
+
+/// Item 15: 200 live-event clients without NATS (the fallback path) while events are
+/// appended. Each open stream used to hold a LISTEN connection of the pool (10 here), so the
+/// 11th stream on waited for a connection and every other request (the appends included)
+/// starved. Now one shared listener serves them all: every client gets every event, and
+/// other requests are served meanwhile.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn two_hundred_live_clients_without_nats_do_not_exhaust_the_pool(pool: PgPool) {
+    let mut c = config();
+    c.login_per_ip.max = 10_000; // 200 logins from one (in-process) address
+    let app = app_with(pool, c, None).await;
+    let mut tokens = Vec::new();
+    for i in 0..200 {
+        tokens.push(
+            app.user(&format!("watcher{i}@example.net"), Role::Auditor)
+                .await
+                .1,
+        );
+    }
+    let start: i64 = *user_positions(&app).await.last().unwrap();
+    let mut readers = Vec::new();
+    for t in &tokens {
+        let body = open_live(&app, t, "?topics=user", Some(start)).await;
+        readers.push(tokio::spawn(read_sse_patiently(body, 3)));
+    }
+    // Other requests are served while the streams are open and waiting (bounded only as a
+    // safety net: the old code never answered).
+    for i in 0..3 {
+        let created = tokio::time::timeout(
+            Duration::from_secs(120),
+            app.user(&format!("late{i}@example.net"), Role::Viewer),
+        )
+        .await;
+        assert!(
+            created.is_ok(),
+            "appends are served while 200 streams are open"
+        );
+    }
+    let me = tokio::time::timeout(
+        Duration::from_secs(120),
+        app.get("/api/v1/auth/me", &app.admin),
+    )
+    .await
+    .expect("reads are served while 200 streams are open");
+    assert_eq!(me.status, StatusCode::OK);
+    let expected: Vec<i64> = user_positions(&app)
+        .await
+        .into_iter()
+        .filter(|p| *p > start)
+        .collect();
+    assert_eq!(expected.len(), 3);
+    for r in readers {
+        let seen = r.await.unwrap();
+        assert_gapless(&seen, &expected);
+    }
+}
+
+/// Item 15: open streams are limited per principal, per tenant and per process.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn live_streams_are_limited_per_principal_tenant_and_process(pool: PgPool) {
+    let mut c = config();
+    c.sse_max_per_principal = 2;
+    c.sse_max_per_tenant = 3;
+    c.sse_max_streams = 4;
+    let app = app_with(pool, c, None).await;
+    let (_, other) = app.user("other@example.net", Role::Viewer).await;
+    let get = |token: &str| {
+        let req = Request::get("/api/v1/events/stream")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        app.router.clone().oneshot(req)
+    };
+    let a1 = get(&app.admin).await.unwrap();
+    let a2 = get(&app.admin).await.unwrap();
+    assert_eq!((a1.status(), a2.status()), (StatusCode::OK, StatusCode::OK));
+    let refused = get(&app.admin).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "per principal"
+    );
+    assert_eq!(
+        refused.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let o1 = get(&other).await.unwrap();
+    assert_eq!(o1.status(), StatusCode::OK);
+    let refused = get(&other).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "per tenant"
+    );
+    // Closing a stream gives its place back.
+    drop(a1);
+    let mut again = None;
+    for _ in 0..100 {
+        let r = get(&other).await.unwrap();
+        if r.status() == StatusCode::OK {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "a closed stream's place is given back");
+    // The process limit: another tenant's admin.
+    let t = app
+        .post(
+            "/api/v1/tenants",
+            &app.admin,
+            json!({"name": "Other", "admin": {"email": "boss@example.org", "display_name": "Boss", "role": "tenant_admin", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{:?}", t.body);
+    let boss = app.login("boss@example.org", PASSWORD).await;
+    let b1 = get(&boss).await.unwrap();
+    assert_eq!(b1.status(), StatusCode::OK);
+    let refused = get(&boss).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "per process"
+    );
+}
+
 /// A stand-in for the relay of `services/netledger/src/relay.rs`: the same subjects,
 /// payload (the recorded event as JSON) and `Nats-Msg-Id`, on a stream of this test's own.
 async fn test_relay(system: PgPool, js: async_nats::jetstream::Context, prefix: String, skip: i64) {
@@ -1139,7 +1289,220 @@ async fn live_events_come_through_nats_and_fill_gaps_from_the_store(pool: PgPool
     js.delete_stream(&stream).await.unwrap();
 }
 
+/// Item 16: NATS is only a wake-up. A message published on the tenant's subject by anyone
+/// (forged payload, plausible position and chain link) never reaches the client; what it
+/// gets is read from the store.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn forged_nats_messages_never_reach_live_clients(pool: PgPool) {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let client = async_nats::connect(&url)
+        .await
+        .expect("NATS at NATS_URL (scripts/services starts it)");
+    let js = async_nats::jetstream::new(client.clone());
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("f{}", &tag[..12]);
+    let stream = format!("FORGE_{}", &tag[..12]);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{prefix}.*.*.*")],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config();
+    c.nats_subject_prefix = prefix.clone();
+    c.nats_events_stream = stream.clone();
+    c.sse_keepalive = Duration::from_secs(1);
+    let app = app_with(pool.clone(), c, Some(client)).await;
+    let head: i64 = sqlx::query_scalar("SELECT last_position FROM event_log_head")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let body = open_live(&app, &app.admin, "?topics=user", Some(head)).await;
+    let reader = tokio::spawn(read_sse(body, 1));
+    // Wait until the connection's consumer exists, so the forged message is delivered to it.
+    let mut s = js.get_stream(&stream).await.unwrap();
+    while s.info().await.unwrap().state.consumer_count == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A forged event: a real one of the tenant, renamed and moved to the next position,
+    // linked to the client's last position.
+    let real = netledger_store::EventReader::system(app.state.pools().system.clone(), None)
+        .read_all(0, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut forged = serde_json::to_value(&real).unwrap();
+    forged["position"] = json!(head + 1);
+    forged["tenant_prev_position"] = json!(head);
+    forged["event_type"] = json!("Forged");
+    let subject = format!("{prefix}.{}.user.Forged", app.tenant);
+    js.publish(subject, serde_json::to_vec(&forged).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Then a real event, relayed.
+    let relay = tokio::spawn(test_relay(
+        app.state.pools().system.clone(),
+        js.clone(),
+        prefix.clone(),
+        -1,
+    ));
+    app.user("real@example.net", Role::Viewer).await;
+    let seen = reader.await.unwrap();
+    relay.abort();
+    let real_positions: Vec<i64> = user_positions(&app)
+        .await
+        .into_iter()
+        .filter(|p| *p > head)
+        .collect();
+    assert_eq!(
+        seen[0].1, "UserCreated",
+        "the forged event was sent: {seen:?}"
+    );
+    assert_eq!(seen[0].0, real_positions[0]);
+    js.delete_stream(&stream).await.unwrap();
+}
+
 // ---- health, metrics, docs -------------------------------------------------------------------
+
+/// Item 17: methods outside the standard set share one metrics label, and `/metrics` can
+/// require a bearer token.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn metrics_collapse_odd_methods_and_can_require_a_token(pool: PgPool) {
+    let app = app(pool.clone()).await;
+    for m in ["FOO", "BAR", "PURGE"] {
+        app.call(
+            Method::from_bytes(m.as_bytes()).unwrap(),
+            "/health/live",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    }
+    let text = app
+        .call(Method::GET, "/metrics", None, None, &[])
+        .await
+        .body;
+    let text = text.as_str().unwrap();
+    assert!(text.contains("method=\"other\""), "{text}");
+    for m in ["FOO", "BAR", "PURGE"] {
+        assert!(!text.contains(&format!("method=\"{m}\"")), "{text}");
+    }
+
+    let mut c = config();
+    c.metrics_token = Some(netledger_api::config::SecretString::new("scrape-secret"));
+    let guarded = setup(&pool, c, |_| {}).await;
+    let router = netledger_api::router(guarded.state.clone()).0;
+    let get = |auth: Option<&str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        router.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let none = get(None).await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        none.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(
+        get(Some("Bearer wrong")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(Some("Bearer scrape-secret")).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// Item 17: readiness names the failing check, never the error text.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn readiness_reports_status_not_error_text(pool: PgPool) {
+    let parts = setup(&pool, config(), |_| {}).await;
+    let router = netledger_api::router(parts.state.clone()).0;
+    parts.state.pools().app.close().await;
+    let res = router
+        .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    let db = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "database")
+        .unwrap();
+    assert_eq!(db["ok"], false);
+    assert_eq!(db["detail"], "failed", "{body}");
+    let text = body.to_string();
+    assert!(!text.to_lowercase().contains("pool"), "{text}");
+}
+
+/// Item 17: API-key lookups are cached (valid and refused keys) and the lookups that reach
+/// the database are rate-limited per client address.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn api_key_lookups_are_cached_and_rate_limited(pool: PgPool) {
+    let mut c = config();
+    c.api_key_lookups = netledger_api::config::RateLimit {
+        max: 3,
+        window: Duration::from_secs(60),
+    };
+    let app = app_with(pool, c, None).await;
+    let r = app
+        .post(
+            "/api/v1/api-keys",
+            &app.admin,
+            json!({"name": "ci", "scopes": ["events:read"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    // One lookup, then the cache: ten requests stay within a limit of three lookups.
+    for _ in 0..10 {
+        assert_eq!(
+            app.get("/api/v1/events", &secret).await.status,
+            StatusCode::OK
+        );
+    }
+    // A refused key is cached too: asking again costs no lookup.
+    let bogus = |i: u32| format!("nlk_{:032x}_{}", i, "0".repeat(64));
+    for _ in 0..5 {
+        assert_eq!(
+            app.get("/api/v1/events", &bogus(1)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.get("/api/v1/events", &bogus(2)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The fourth lookup from this address within the minute is refused before the database.
+    let limited = app.get("/api/v1/events", &bogus(3)).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        limited.body
+    );
+    assert!(limited.headers.get(header::RETRY_AFTER).is_some());
+    // The cached valid key still works.
+    assert_eq!(
+        app.get("/api/v1/events", &secret).await.status,
+        StatusCode::OK
+    );
+}
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn health_metrics_docs_and_request_ids(pool: PgPool) {
@@ -2140,4 +2503,105 @@ async fn a_direct_push_may_not_choose_a_generated_change_id(pool: PgPool) {
         let r = push(id).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}: {:?}", r.body);
     }
+}
+
+// ---- the HTTP edge: header timeout, connection cap, metrics address --------------------------
+
+async fn http_get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = auth
+        .map(|a| format!("authorization: Bearer {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut out))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Item 18: a client that never finishes its request head is disconnected after the header
+/// timeout, and while it holds the only connection slot the next connection waits (it is
+/// served only after the first was closed).
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn slow_request_heads_are_cut_off_and_connections_are_capped(pool: PgPool) {
+    use tokio::io::AsyncWriteExt;
+    let mut c = config();
+    c.max_connections = 1;
+    c.header_timeout = Duration::from_millis(300);
+    let parts = setup(&pool, c, |_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(netledger_api::serve(
+        listener,
+        parts.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // A slow client: half a request head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // A normal client behind it in the backlog.
+    let answer = http_get(addr, "/health/live", None).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // By the time the second was answered, the slow one had been closed by the server
+    // (a direct, non-blocking read: end of stream or a final answer, not "would block").
+    let mut slow = slow.into_std().unwrap();
+    slow.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 512];
+    match std::io::Read::read(&mut slow, &mut buf) {
+        Ok(_) => {}
+        Err(e) => panic!("the slow connection is still open while another was served: {e}"),
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Item 17: `/metrics` on its own address (with a token), not on the API's.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn metrics_can_live_on_their_own_address(pool: PgPool) {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_addr = free.local_addr().unwrap();
+    drop(free);
+    let mut c = config();
+    c.metrics_listen = Some(metrics_addr);
+    c.metrics_token = Some(netledger_api::config::SecretString::new("scrape"));
+    let parts = setup(&pool, c, |_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(netledger_api::serve(
+        listener,
+        parts.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let on_api = http_get(addr, "/metrics", Some("scrape")).await;
+    assert!(on_api.starts_with("HTTP/1.1 404"), "{on_api}");
+    let mut served = None;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(metrics_addr).await.is_ok() {
+            served = Some(http_get(metrics_addr, "/metrics", Some("scrape")).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let served = served.expect("the metrics address listens");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert!(served.contains("netledger_http_requests_total"), "{served}");
+    let refused = http_get(metrics_addr, "/metrics", None).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

@@ -62,6 +62,101 @@ pub struct Config {
     pub api: ApiSettings,
     /// Device settings (`[devices]`): networks allowed for every tenant.
     pub devices: DevicesConfig,
+    /// NATS credentials per role.
+    pub nats: NatsConfig,
+    /// The HTTP edge: trusted proxies, connection and stream limits, timeouts, metrics access.
+    pub edge: EdgeConfig,
+}
+
+/// NATS credentials (`[nats.api]`, `[nats.projector]`): each role that connects to NATS
+/// presents its own. Set at most one of user + password, token or creds file per role;
+/// none connects without credentials (a server without authorization accepts that).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// The API (subscribes to the events stream for live-event wake-ups).
+    pub api: NatsAuth,
+    /// The projector (the outbox relay and the checkpointer publish).
+    pub projector: NatsAuth,
+}
+
+/// One role's NATS credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsAuth {
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<Secret>,
+    /// Authentication token.
+    pub token: Option<Secret>,
+    /// A NATS credentials file (user JWT + nkey seed, `nsc generate creds`).
+    pub creds_file: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    /// Whether any credential is set.
+    pub fn is_set(&self) -> bool {
+        self.user.is_some()
+            || self.password.is_some()
+            || self.token.is_some()
+            || self.creds_file.is_some()
+    }
+}
+
+/// The HTTP edge (`[edge]`); defaults are those of `netledger_api::ApiConfig::development`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed: the client is the
+    /// right-most address not in this list. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Serve `/metrics` on this address only (not on the API's listener).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    pub metrics_token: Option<Secret>,
+    /// Open TCP connections the API accepts at once.
+    pub max_connections: usize,
+    /// Time a client has to send the request head.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+    /// Time a client has to send the request body.
+    #[serde(with = "humantime_serde_compat")]
+    pub body_timeout: Duration,
+    /// Password hashes (argon2id) computed at once; more wait, beyond a queue of as many
+    /// again they are refused (503).
+    pub max_concurrent_password_hashes: usize,
+    /// Live-event streams per user or API key, per tenant and per process.
+    pub sse_max_per_principal: usize,
+    /// See `sse_max_per_principal`.
+    pub sse_max_per_tenant: usize,
+    /// See `sse_max_per_principal`.
+    pub sse_max_streams: usize,
+    /// How long an API-key lookup (valid or not) is cached.
+    #[serde(with = "humantime_serde_compat")]
+    pub api_key_cache_ttl: Duration,
+    /// API-key lookups that reach the database, per client address per minute.
+    pub api_key_lookups_per_minute: u32,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        let a = netledger_api::ApiConfig::development();
+        Self {
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
+            metrics_token: None,
+            max_connections: a.max_connections,
+            header_timeout: a.header_timeout,
+            body_timeout: a.body_timeout,
+            max_concurrent_password_hashes: a.max_concurrent_password_hashes,
+            sse_max_per_principal: a.sse_max_per_principal,
+            sse_max_per_tenant: a.sse_max_per_tenant,
+            sse_max_streams: a.sse_max_streams,
+            api_key_cache_ttl: a.api_key_cache_ttl,
+            api_key_lookups_per_minute: a.api_key_lookups.max,
+        }
+    }
 }
 
 /// Device settings (`[devices]`), see docs/devices.md.
@@ -129,6 +224,35 @@ fn url_host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
         None => default_port,
     };
     Some((host.to_owned(), port))
+}
+
+impl EdgeConfig {
+    /// Writes these settings into the API's configuration; refuses a bad proxy CIDR.
+    pub fn apply(&self, c: &mut netledger_api::ApiConfig) -> anyhow::Result<()> {
+        c.trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|t| {
+                netledger_api::ratelimit::Cidr::parse(t)
+                    .map_err(|e| anyhow::anyhow!("edge.trusted_proxies: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        c.metrics_listen = self.metrics_listen;
+        c.metrics_token = self
+            .metrics_token
+            .as_ref()
+            .map(|t| netledger_api::config::SecretString::new(t.expose().to_owned()));
+        c.max_connections = self.max_connections;
+        c.header_timeout = self.header_timeout;
+        c.body_timeout = self.body_timeout;
+        c.max_concurrent_password_hashes = self.max_concurrent_password_hashes;
+        c.sse_max_per_principal = self.sse_max_per_principal;
+        c.sse_max_per_tenant = self.sse_max_per_tenant;
+        c.sse_max_streams = self.sse_max_streams;
+        c.api_key_cache_ttl = self.api_key_cache_ttl;
+        c.api_key_lookups.max = self.api_key_lookups_per_minute;
+        Ok(())
+    }
 }
 
 /// REST API settings (`[api]`); the rest of the API's knobs keep their defaults
@@ -299,6 +423,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             api: ApiSettings::default(),
             devices: DevicesConfig::default(),
+            nats: NatsConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -653,6 +779,64 @@ const ENV: &[(&str, Setter)] = &[
     ("NETLEDGER_DEVICES_FIRMWARE_QUOTA_BYTES", |c, v| {
         c.devices.firmware_quota_bytes =
             Some(v.parse().map_err(|e| format!("not a number of bytes: {e}"))?);
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_API_USER", |c, v| {
+        c.nats.api.user = Some(v.to_owned());
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_API_PASSWORD", |c, v| {
+        c.nats.api.password = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_API_TOKEN", |c, v| {
+        c.nats.api.token = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_API_CREDS_FILE", |c, v| {
+        c.nats.api.creds_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_PROJECTOR_USER", |c, v| {
+        c.nats.projector.user = Some(v.to_owned());
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_PROJECTOR_PASSWORD", |c, v| {
+        c.nats.projector.password = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_PROJECTOR_TOKEN", |c, v| {
+        c.nats.projector.token = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_NATS_PROJECTOR_CREDS_FILE", |c, v| {
+        c.nats.projector.creds_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_EDGE_TRUSTED_PROXIES", |c, v| {
+        c.edge.trusted_proxies = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(())
+    }),
+    ("NETLEDGER_EDGE_METRICS_LISTEN", |c, v| {
+        c.edge.metrics_listen = Some(
+            v.parse()
+                .map_err(|e| format!("not a socket address like 127.0.0.1:9100: {e}"))?,
+        );
+        Ok(())
+    }),
+    ("NETLEDGER_EDGE_METRICS_TOKEN", |c, v| {
+        c.edge.metrics_token = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_EDGE_MAX_CONNECTIONS", |c, v| {
+        c.edge.max_connections = v
+            .parse()
+            .map_err(|e| format!("not a positive number: {e}"))?;
         Ok(())
     }),
     ("NETLEDGER_POLLER_SHARDS", |c, v| {

@@ -59,6 +59,65 @@ pub enum RelayError {
     Archive(String),
 }
 
+/// Connects to NATS as `role` (`api`, `projector`) with that role's credentials
+/// (`[nats.<role>]`: user + password, token, or a creds file; at most one). Without
+/// credentials it connects anonymously, which a server with authorization refuses; in
+/// production that is logged as a warning.
+pub async fn connect_nats(
+    url: &str,
+    role: &str,
+    auth: &crate::config::NatsAuth,
+    production: bool,
+) -> anyhow::Result<async_nats::Client> {
+    use anyhow::Context as _;
+    let options = nats_options(role, auth).await?;
+    if !auth.is_set() && production {
+        tracing::warn!(
+            role,
+            "connecting to NATS without credentials: set [nats.{role}] (user + password, token or creds_file)"
+        );
+    }
+    options
+        .name(format!("netledger-{role}"))
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url} as {role}"))
+}
+
+/// The connect options for one role's credentials.
+pub async fn nats_options(
+    role: &str,
+    auth: &crate::config::NatsAuth,
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    use anyhow::Context as _;
+    let kinds = [
+        auth.user.is_some() || auth.password.is_some(),
+        auth.token.is_some(),
+        auth.creds_file.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        anyhow::bail!("[nats.{role}]: set only one of user + password, token or creds_file");
+    }
+    let options = async_nats::ConnectOptions::new();
+    Ok(
+        match (&auth.user, &auth.password, &auth.token, &auth.creds_file) {
+            (Some(user), Some(password), _, _) => {
+                options.user_and_password(user.clone(), password.expose().to_owned())
+            }
+            (Some(_), None, _, _) | (None, Some(_), _, _) => {
+                anyhow::bail!("[nats.{role}]: user and password go together")
+            }
+            (_, _, Some(token), _) => options.token(token.expose().to_owned()),
+            (_, _, _, Some(path)) => options
+                .credentials_file(path)
+                .await
+                .with_context(|| format!("[nats.{role}] creds_file {}", path.display()))?,
+            _ => options,
+        },
+    )
+}
+
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {

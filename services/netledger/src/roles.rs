@@ -160,11 +160,13 @@ pub async fn run_projector(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let key = signing_key(config)?;
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let client = crate::relay::connect_nats(
+        &config.nats_url,
+        "projector",
+        &config.nats.projector,
+        config.production,
+    )
+    .await?;
     let js = async_nats::jetstream::new(client);
     let relay = Relay::new(
         pools.system.clone(),
@@ -327,11 +329,9 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
         pools.app.clone(),
         netledger_store::StoreOptions::default(),
     );
-    let nats = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+    let nats =
+        crate::relay::connect_nats(&config.nats_url, "api", &config.nats.api, config.production)
+            .await?;
     let netops = netops_deps(config, pools, String::new())?;
     let registry = std::sync::Arc::new(netledger_netops::workflows::registry(netops)?);
     let engine =
@@ -353,6 +353,7 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
     if let Some(q) = config.devices.firmware_quota_bytes {
         api_config.firmware_quota_bytes = q;
     }
+    config.edge.apply(&mut api_config)?;
     if let Some(dir) = &config.api.ui_dir {
         api_config.ui = Some(netledger_api::ui::UiDir::new(dir)?);
         tracing::info!(dir = %dir.display(), "serving the web UI");

@@ -283,3 +283,57 @@ async fn checkpoints_are_published_once(owner: PgPool) {
         .collect();
     assert_eq!(in_git, [2, 1]);
 }
+
+/// Item 16: each role connects to NATS with its own credentials from the configuration;
+/// a server with authorization refuses a connection without them or with wrong ones.
+#[tokio::test]
+async fn nats_connections_present_the_roles_credentials() {
+    use netledger::config::{NatsAuth, Secret};
+    let nats = Nats::start_with(&["--user", "relay", "--pass", "relay-secret"]);
+    let good = NatsAuth {
+        user: Some("relay".to_owned()),
+        password: Some(Secret::new("relay-secret")),
+        ..NatsAuth::default()
+    };
+    let client = netledger::relay::nats_options("projector", &good)
+        .await
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .expect("the right user and password connect");
+    client.flush().await.unwrap();
+    let wrong = NatsAuth {
+        password: Some(Secret::new("guess")),
+        ..good.clone()
+    };
+    for auth in [NatsAuth::default(), wrong] {
+        let refused = netledger::relay::nats_options("projector", &auth)
+            .await
+            .unwrap()
+            .max_reconnects(1)
+            .connect(nats.url())
+            .await;
+        assert!(refused.is_err(), "connected with {auth:?}");
+    }
+    drop(nats);
+
+    let nats = Nats::start_with(&["--auth", "api-token-1"]);
+    let token = NatsAuth {
+        token: Some(Secret::new("api-token-1")),
+        ..NatsAuth::default()
+    };
+    netledger::relay::nats_options("api", &token)
+        .await
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .expect("the token connects");
+    // Two kinds of credentials at once are a configuration error.
+    let both = NatsAuth {
+        token: Some(Secret::new("t")),
+        user: Some("u".to_owned()),
+        password: Some(Secret::new("p")),
+        ..NatsAuth::default()
+    };
+    assert!(netledger::relay::nats_options("api", &both).await.is_err());
+}

@@ -459,21 +459,22 @@ async fn verify(db: &Db, t: TenantId, key: &SigningKey) -> Result<(), Tamper> {
     // The streamed verification (two events at a time) finds exactly the same.
     let reader = netledger_store::EventReader::system(db.system.clone(), Some(t));
     let mut pages = 0;
-    let streamed = netledger_store::audit::verify_history(
-        &reader,
-        &cps,
-        &key.verifying_key(),
-        2,
-        |n| {
+    let streamed =
+        netledger_store::audit::verify_history(&reader, &cps, &key.verifying_key(), 2, |n| {
             assert!(n <= 2, "a page holds at most two events");
             pages += 1;
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(streamed, batch, "streamed and whole-history verification agree");
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed, batch,
+        "streamed and whole-history verification agree"
+    );
     if batch.is_ok() {
-        assert!(pages as usize > events.len() / 2, "the history was read page by page");
+        assert!(
+            pages as usize > events.len() / 2,
+            "the history was read page by page"
+        );
     }
     batch.map(|_| ())
 }
@@ -507,18 +508,23 @@ async fn verification_reads_the_history_page_by_page(pool: PgPool) {
     assert_eq!(cps.len(), 3);
     let mut largest = 0;
     let mut pages = 0;
-    let report = netledger_store::audit::verify_history(&reader, &cps, &key.verifying_key(), 16, |n| {
-        largest = largest.max(n);
-        pages += 1;
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let report =
+        netledger_store::audit::verify_history(&reader, &cps, &key.verifying_key(), 16, |n| {
+            largest = largest.max(n);
+            pages += 1;
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.events, 120);
     assert_eq!(report.checkpoints, 3);
     assert_eq!(report.signed_through, report.last_position);
     assert_eq!(largest, 16, "never more than one page in memory");
-    assert_eq!(pages, 120 / 16 + 1 + 1, "full pages, the short last one, and the empty end");
+    assert_eq!(
+        pages,
+        120 / 16 + 1 + 1,
+        "full pages, the short last one, and the empty end"
+    );
     verify(&db, t, &key).await.unwrap();
 }
 

@@ -3,8 +3,15 @@
 //! Ready means: the database answers (as the app role), NATS is connected (when
 //! configured), and no subscriber (relay, projectors: rows of `subscription_checkpoints`)
 //! is more than `max_ready_lag` events behind the newest position.
+//!
+//! Both routes are unauthenticated, so neither may let a caller drive the pools (which
+//! also carry the workers' lease heartbeats): the readiness result is computed at most
+//! once per second whatever the request rate (concurrent callers wait for the one
+//! computation), and a failing check says only `failed` or `timeout`; the error itself is
+//! logged. `/metrics` (one small query per scrape) can require a bearer token
+//! (`ApiConfig::metrics_token`) or live on its own address (`ApiConfig::metrics_listen`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -51,7 +58,8 @@ pub struct Check {
     pub name: String,
     /// Whether it passed.
     pub ok: bool,
-    /// Details (error text, lag in events).
+    /// `ok`, `failed`, `timeout`, a NATS connection state, or the lag in events; never
+    /// error text (that is logged).
     pub detail: String,
 }
 
@@ -76,12 +84,22 @@ pub struct Readiness {
 
 /// Lag per subscriber: newest position minus its checkpoint.
 pub async fn subscriber_lag(state: &ApiState) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    let lags: Vec<(String, i64)> = sqlx::query_as(
         "SELECT c.name, greatest(h.last_position - c.position, 0) \
          FROM subscription_checkpoints c CROSS JOIN event_log_head h WHERE h.id ORDER BY c.name",
     )
     .fetch_all(&state.pools().system)
-    .await
+    .await?;
+    Ok(lags)
+}
+
+/// How long a readiness result and the lag figures are reused.
+const RECOMPUTE_AFTER: Duration = Duration::from_secs(1);
+
+/// The last readiness result (see the module doc).
+#[derive(Debug, Default)]
+pub struct HealthCache {
+    ready: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
 /// The process can serve requests: database, NATS and subscriber lag.
@@ -96,6 +114,25 @@ pub async fn subscriber_lag(state: &ApiState) -> Result<Vec<(String, i64)>, sqlx
     )
 )]
 pub async fn ready(State(state): State<ApiState>) -> Response {
+    let mut last = state.health_cache().ready.lock().await;
+    let body = match last.as_ref() {
+        Some((at, body)) if at.elapsed() < RECOMPUTE_AFTER => body.clone(),
+        _ => {
+            let body = readiness(&state).await;
+            *last = Some((Instant::now(), body.clone()));
+            body
+        }
+    };
+    drop(last);
+    let status = if body.status == ReadinessStatus::Ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn readiness(state: &ApiState) -> Readiness {
     let mut checks = Vec::new();
     let db = tokio::time::timeout(
         Duration::from_secs(2),
@@ -104,8 +141,11 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
     .await;
     checks.push(match db {
         Ok(Ok(_)) => check("database", true, "ok".to_owned()),
-        Ok(Err(e)) => check("database", false, e.to_string()),
-        Err(_) => check("database", false, "no answer within 2 s".to_owned()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            check("database", false, "failed".to_owned())
+        }
+        Err(_) => check("database", false, "timeout".to_owned()),
     });
     if let Some(client) = state.nats() {
         let s = client.connection_state();
@@ -115,7 +155,7 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
             s.to_string(),
         ));
     }
-    match subscriber_lag(&state).await {
+    match subscriber_lag(state).await {
         Ok(lags) => {
             for (name, lag) in lags {
                 state.metrics().set_lag(&name, lag);
@@ -129,23 +169,20 @@ pub async fn ready(State(state): State<ApiState>) -> Response {
                 ));
             }
         }
-        Err(e) => checks.push(check("lag", false, e.to_string())),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: lag check failed");
+            checks.push(check("lag", false, "failed".to_owned()))
+        }
     }
     let ok = checks.iter().all(|c| c.ok);
-    let body = Readiness {
+    Readiness {
         status: if ok {
             ReadinessStatus::Ready
         } else {
             ReadinessStatus::NotReady
         },
         checks,
-    };
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    }
 }
 
 fn check(name: &str, ok: bool, detail: String) -> Check {
@@ -156,8 +193,23 @@ fn check(name: &str, ok: bool, detail: String) -> Check {
     }
 }
 
-/// Prometheus text exposition (not part of the OpenAPI document).
-pub async fn metrics(State(state): State<ApiState>) -> Response {
+/// Prometheus text exposition (not part of the OpenAPI document); with
+/// `ApiConfig::metrics_token`, only for `Authorization: Bearer <token>`.
+pub async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.config().metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let expected = crate::auth::sha256(token.expose().as_bytes());
+        if !crate::auth::constant_time_eq(&crate::auth::sha256(presented.as_bytes()), &expected) {
+            return crate::ApiError::unauthenticated(
+                "/metrics needs `Authorization: Bearer <metrics token>`",
+            )
+            .into_response();
+        }
+    }
     if let Ok(lags) = subscriber_lag(&state).await {
         for (name, lag) in lags {
             state.metrics().set_lag(&name, lag);

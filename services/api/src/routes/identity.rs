@@ -582,6 +582,7 @@ pub async fn revoke_api_key(
 ) -> ApiResult<Json<ApiKeyWritten>> {
     let p = auth.principal();
     let (key, w) = accounts::revoke_api_key(&state, p.tenant, &rid.metadata(p.actor()), id).await?;
+    state.key_cache().forget_key(id);
     Ok(Json(ApiKeyWritten {
         key,
         events: vec![w],

@@ -1,35 +1,35 @@
 //! `GET /api/v1/events/stream`: live events as Server-Sent Events, for one tenant, filtered
-//! by topic, fed by NATS so any API process serves any client, resumable with
-//! `Last-Event-ID` (a global position).
+//! by topic, resumable with `Last-Event-ID` (a global position).
 //!
-//! How a connection stays gap- and duplicate-free:
-//! 1. An ordered JetStream consumer on `<prefix>.<tenant>.*.*` (the relay's subjects are
-//!    `<prefix>.<tenant>.<category>.<type>`; a consumer's filter must lie inside the stream's
-//!    `<prefix>.*.*.*`, so `<prefix>.<tenant>.>` would be refused; delivering only new messages)
-//!    is created first, so everything the relay publishes from then on reaches us.
-//! 2. The event store is read from the client's position up to its end (catch-up). Events
-//!    the relay had published before step 1 are in there.
-//! 3. Live messages at or below the last position sent are dropped (already sent). Every
-//!    event names its tenant's previous position (`tenant_prev_position`); when a live event
-//!    does not follow the last one sent, the store is read again to fill the hole before it
-//!    is sent. NATS carries every event of the tenant (topic filtering happens here), so the
-//!    chain is complete.
-//! 4. When no message arrives for a keep-alive interval, the tenant's newest position in the
-//!    store is compared with the last one sent, so a lost final message is noticed too.
+//! Every event a client receives is read from the event store through the tenant's
+//! row-level-security scope, in global order after the last position sent: the stream is a
+//! catch-up read that is repeated whenever something says there may be more. NATS is only
+//! such a wake-up: an ordered JetStream consumer on `<prefix>.<tenant>.*.*` (the relay's
+//! subjects are `<prefix>.<tenant>.<category>.<type>`) makes the connection read the store
+//! again; what a message carries is never sent, so a message published on the subject by
+//! anyone else cannot inject content. Without NATS (not configured, refused, or failed
+//! mid-stream) the wake-up is the process's one shared `LISTEN netledger_events`
+//! ([`netledger_store::Notifier`]): an open stream holds no database connection while it
+//! waits, so open streams cannot exhaust the pool. Either way an idle connection reads the
+//! store once per keep-alive interval, so a lost wake-up costs at most that.
 //!
-//! Without NATS (not configured, or it fails mid-stream) the connection falls back to a
-//! catch-up subscription on the event store (LISTEN/NOTIFY plus polling).
+//! Open streams are limited per principal (user or API key), per tenant and per process
+//! ([`LiveLimits`]); over a limit the request is refused (429 for the principal and tenant
+//! limits, 503 for the process limit) before anything is read.
 
 use std::convert::Infallible;
 use std::time::Duration;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use netledger_domain::{RecordedEvent, TenantId};
-use netledger_store::{EventReader, Subscription};
+use netledger_store::EventReader;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -37,9 +37,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Require;
+use crate::auth::{Principal, Require, Subject};
 use crate::authz::{Permission, perm, permission_for_category};
-use crate::error::{ApiError, ApiResult, BadRequest};
+use crate::error::{ApiError, ApiResult, BadRequest, RateLimited};
 use crate::http::Query;
 use crate::routes::events::EventDto;
 use crate::state::ApiState;
@@ -154,6 +154,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     responses(
         (status = 200, description = "A `text/event-stream` of events; each `data` is an `EventDto`.", content_type = "text/event-stream", body = String),
         (status = 400, response = BadRequest),
+        (status = 429, response = RateLimited),
     )
 )]
 pub async fn stream_events(
@@ -164,6 +165,7 @@ pub async fn stream_events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let p = auth.principal().clone();
     let filter = parse_topics(q.topics.as_deref(), p.can(Permission::AuditRead))?;
+    let slot = state.live_limits().open(&p)?;
     let reader = EventReader::tenant(state.pools().app.clone(), p.tenant);
     let after = match last_event_id(&headers)?.or(q.after) {
         Some(a) => a,
@@ -177,6 +179,7 @@ pub async fn stream_events(
         filter,
         tx,
         last: after,
+        _slot: slot,
     };
     // The stream closes when the caller's token or key expires or is revoked.
     tokio::spawn(crate::auth::until_ended(&state, &p, live.run()));
@@ -193,6 +196,8 @@ struct Live {
     tx: mpsc::Sender<Event>,
     /// The last tenant position delivered or skipped by the filter.
     last: i64,
+    /// This stream's place in the limits, given back when the stream ends.
+    _slot: LiveSlot,
 }
 
 /// The client went away.
@@ -222,7 +227,7 @@ impl Live {
     }
 
     async fn serve(mut self) {
-        let messages = match self.state.nats().cloned() {
+        let mut nats = match self.state.nats().cloned() {
             Some(client) => match self.subscribe(&client).await {
                 Ok(m) => {
                     self.state.metrics().sse_nats_subscription("ok");
@@ -230,24 +235,45 @@ impl Live {
                 }
                 Err(e) => {
                     self.state.metrics().sse_nats_subscription("failed");
-                    tracing::warn!(error = %e, "live events: NATS subscription failed; reading the event store instead");
+                    tracing::warn!(error = %e, "live events: NATS subscription failed; waking on the database's notifications instead");
                     None
                 }
             },
             None => None,
         };
-        if self.catch_up().await.is_err() {
-            return;
-        }
-        if let Some(messages) = messages {
-            match self.follow_nats(messages).await {
-                Ok(()) | Err(FollowEnd::Gone) => return,
-                Err(FollowEnd::Nats(e)) => {
-                    tracing::warn!(error = %e, "live events: NATS stream failed; reading the event store instead");
+        let mut notified = None;
+        let idle = self.state.config().sse_keepalive;
+        loop {
+            if self.catch_up().await.is_err() {
+                return;
+            }
+            if nats.is_none() && notified.is_none() {
+                notified = Some(self.state.notifier().subscribe());
+            }
+            tokio::select! {
+                m = next_message(&mut nats) => match m {
+                    Ok(()) => {
+                        self.state.metrics().sse_wakeup("nats");
+                        // Coalesce the messages that are already here: one read covers them.
+                        while let Some(Some(Ok(_))) = nats.as_mut().and_then(|n| n.next().now_or_never()) {}
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live events: NATS stream failed; waking on the database's notifications instead");
+                        nats = None;
+                    }
+                },
+                r = changed(&mut notified) => {
+                    if r.is_err() {
+                        // The notifier is gone (shutting down): keep polling.
+                        notified = None;
+                        tokio::time::sleep(idle).await;
+                    }
+                    self.state.metrics().sse_wakeup("database");
                 }
+                _ = tokio::time::sleep(idle) => self.state.metrics().sse_wakeup("poll"),
+                _ = self.tx.closed() => return,
             }
         }
-        let _ = self.follow_store().await;
     }
 
     async fn subscribe(&self, client: &async_nats::Client) -> Result<push::Ordered, String> {
@@ -278,9 +304,10 @@ impl Live {
             return Ok(());
         }
         self.last = e.position;
-        if !self.filter.admits(e) {
+        if e.tenant_id != self.tenant || !self.filter.admits(e) {
             return Ok(());
         }
+        self.state.metrics().sse_event_from("store");
         let event = Event::default()
             .id(e.position.to_string())
             .event(e.event_type.clone())
@@ -312,7 +339,6 @@ impl Live {
                 return Ok(());
             }
             for e in &batch {
-                self.state.metrics().sse_event_from("store");
                 self.send(e).await?;
             }
             if i64::try_from(batch.len()).unwrap_or(0) < CATCH_UP_BATCH {
@@ -320,76 +346,134 @@ impl Live {
             }
         }
     }
+}
 
-    async fn follow_nats(&mut self, mut messages: push::Ordered) -> Result<(), FollowEnd> {
-        let idle = self.state.config().sse_keepalive;
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = tokio::time::sleep(idle) => {
-                    // Nothing for a while: make sure nothing was missed at the tail.
-                    match self.reader.head_position().await {
-                        Ok(head) if head > self.last => self.catch_up().await.map_err(|_| FollowEnd::Gone)?,
-                        _ => {}
-                    }
-                    continue;
-                }
-                _ = self.tx.closed() => return Err(FollowEnd::Gone),
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(FollowEnd::Nats(e.to_string())),
-                None => return Err(FollowEnd::Nats("consumer ended".to_owned())),
-            };
-            let event: RecordedEvent = match serde_json::from_slice(&msg.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, subject = %msg.subject, "live events: undecodable message");
-                    continue;
-                }
-            };
-            if event.tenant_id != self.tenant || event.position <= self.last {
-                continue;
-            }
-            self.state.metrics().sse_event_from("nats");
-            if event.tenant_prev_position > self.last {
-                // Something between the last event sent and this one did not arrive (or
-                // arrived before the consumer existed): the store has it.
-                self.catch_up().await.map_err(|_| FollowEnd::Gone)?;
-            }
-            self.send(&event).await.map_err(|_| FollowEnd::Gone)?;
-        }
-    }
-
-    async fn follow_store(&mut self) -> Result<(), Gone> {
-        let mut sub = Subscription::new(self.reader.clone(), self.last, CATCH_UP_BATCH)
-            .poll_interval(Duration::from_millis(500));
-        let pool = self.state.pools().app.clone();
-        loop {
-            let batch = tokio::select! {
-                b = sub.next_batch(&pool) => b,
-                _ = self.tx.closed() => return Err(Gone),
-            };
-            match batch {
-                Ok(events) => {
-                    for e in &events {
-                        self.state.metrics().sse_event_from("store");
-                        self.send(e).await?;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "live events: store subscription failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    sub = Subscription::new(self.reader.clone(), self.last, CATCH_UP_BATCH);
-                }
-            }
-        }
+/// The next NATS message's arrival (its content is ignored); pending forever without NATS.
+async fn next_message(nats: &mut Option<push::Ordered>) -> Result<(), String> {
+    match nats.as_mut() {
+        Some(n) => match n.next().await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("consumer ended".to_owned()),
+        },
+        None => std::future::pending().await,
     }
 }
 
-enum FollowEnd {
-    Gone,
-    Nats(String),
+/// The shared notifier's next wake-up; pending forever when not waiting on it.
+async fn changed(
+    rx: &mut Option<tokio::sync::watch::Receiver<i64>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match rx.as_mut() {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Limits of open live-event streams: per principal (user or API key), per tenant and per
+/// process. Counted in this process's memory (N API processes allow N times the principal
+/// and tenant limits).
+#[derive(Debug)]
+pub struct LiveLimits {
+    per_principal: usize,
+    per_tenant: usize,
+    per_process: usize,
+    open: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    process: usize,
+    tenants: HashMap<TenantId, usize>,
+    principals: HashMap<String, usize>,
+}
+
+/// One open stream's place in the [`LiveLimits`]; given back on drop.
+#[derive(Debug)]
+pub struct LiveSlot {
+    limits: Arc<LiveLimits>,
+    tenant: TenantId,
+    principal: String,
+}
+
+/// Why a stream was refused.
+fn over(limit: &str, max: usize) -> ApiError {
+    ApiError::rate_limited_because(
+        5,
+        format!(
+            "too many open live-event streams ({limit} limit {max}); close one or retry in 5 s"
+        ),
+    )
+}
+
+fn principal_key(p: &Principal) -> String {
+    match &p.subject {
+        Subject::User { id, .. } => format!("user:{id}"),
+        Subject::ApiKey { id } => format!("api_key:{id}"),
+    }
+}
+
+impl LiveLimits {
+    /// Limits from the API's settings.
+    pub fn new(per_principal: usize, per_tenant: usize, per_process: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_principal,
+            per_tenant,
+            per_process,
+            open: Mutex::new(Counts::default()),
+        })
+    }
+
+    /// Takes a place for a new stream of `p`, or refuses: 503 at the process limit, 429 at
+    /// the tenant or principal limit.
+    pub fn open(self: &Arc<Self>, p: &Principal) -> ApiResult<LiveSlot> {
+        let key = principal_key(p);
+        let mut c = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if c.process >= self.per_process {
+            return Err(ApiError::unavailable(format!(
+                "this API process serves its maximum of {} live-event streams; retry later or on another process",
+                self.per_process
+            )));
+        }
+        if c.tenants.get(&p.tenant).copied().unwrap_or(0) >= self.per_tenant {
+            return Err(over("per-tenant", self.per_tenant));
+        }
+        if c.principals.get(&key).copied().unwrap_or(0) >= self.per_principal {
+            return Err(over("per-user or per-API-key", self.per_principal));
+        }
+        c.process += 1;
+        *c.tenants.entry(p.tenant).or_default() += 1;
+        *c.principals.entry(key.clone()).or_default() += 1;
+        Ok(LiveSlot {
+            limits: self.clone(),
+            tenant: p.tenant,
+            principal: key,
+        })
+    }
+
+    /// Streams open in this process.
+    pub fn open_streams(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).process
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut c = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        c.process = c.process.saturating_sub(1);
+        if let Some(n) = c.tenants.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                c.tenants.remove(&self.tenant);
+            }
+        }
+        if let Some(n) = c.principals.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                c.principals.remove(&self.principal);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

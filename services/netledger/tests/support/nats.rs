@@ -11,11 +11,17 @@ pub struct Nats {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Nats {
     /// Starts it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts it with extra command-line arguments (e.g. `--user u --pass p`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,6 +32,7 @@ impl Nats {
             child: None,
             port,
             dir,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         nats.restart();
         nats
@@ -47,6 +54,7 @@ impl Nats {
                 "-sd",
             ])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
