@@ -117,6 +117,10 @@ pub struct ApiConfig {
     /// How long a read with `min_position` waits for the projectors before it answers with
     /// what there is and `Netledger-Projection-Behind: true` (default 5 s).
     pub projection_wait: Duration,
+    /// How long an `Idempotency-Key` is remembered (default 24 h): a retry within it
+    /// replays the first answer; rows older than it are purged (on every keyed request of
+    /// the tenant, and by [`crate::idempotency::purge_expired`]), and the key may be reused.
+    pub idempotency_window: Duration,
 }
 
 impl ApiConfig {
@@ -154,6 +158,7 @@ impl ApiConfig {
             ui: None,
             change_review_grace: Duration::from_secs(24 * 3600),
             projection_wait: Duration::from_secs(5),
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 

@@ -175,10 +175,26 @@ pub async fn serve(
         shutdown.await;
         stopping.begin_shutdown();
     };
-    axum::serve(
+    // Expired idempotency keys of every tenant, hourly (a tenant's own keyed requests purge
+    // its rows too); ends with the server.
+    let purging = state.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match idempotency::purge_expired(&purging).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired idempotency keys purged"),
+                Err(e) => tracing::warn!(error = %e, "purging expired idempotency keys failed"),
+            }
+        }
+    });
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(signal)
-    .await
+    .await;
+    purge.abort();
+    served
 }

@@ -91,6 +91,7 @@ struct Inner {
     login_account: Limiter,
     token_ip: Limiter,
     dummy_hash: OnceCell<String>,
+    idempotency_key: crate::idempotency::HashKey,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -115,6 +116,9 @@ impl ApiState {
             token_ip: Limiter::new(config.token_per_ip, clock),
             metrics: Metrics::new()?,
             jwt,
+            idempotency_key: crate::idempotency::HashKey::derive(
+                config.jwt_secret.expose().as_bytes(),
+            ),
             config,
             deps,
             dummy_hash: OnceCell::new(),
@@ -175,6 +179,10 @@ impl ApiState {
     /// The access-token keys.
     pub fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
+    }
+    /// The key of idempotency request hashes (derived from the token secret).
+    pub fn idempotency_key(&self) -> &crate::idempotency::HashKey {
+        &self.0.idempotency_key
     }
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
