@@ -86,7 +86,10 @@ impl HashKey {
     /// the secret makes keys stored before it answer "used for a different request" until
     /// they expire.
     pub fn derive(server_secret: &[u8]) -> Self {
-        Self(mac(server_secret, &[b"netledger/idempotency-request-hash/v1"]))
+        Self(mac(
+            server_secret,
+            &[b"netledger/idempotency-request-hash/v1"],
+        ))
     }
 }
 
@@ -123,12 +126,11 @@ fn window(state: &ApiState) -> time::Duration {
 /// app pool (row-level security).
 pub async fn purge_expired(state: &ApiState) -> ApiResult<u64> {
     let cutoff = state.now() - window(state);
-    let tenants: Vec<(uuid::Uuid,)> = sqlx::query_as(
-        "SELECT DISTINCT tenant_id FROM idempotency_keys WHERE created_at < $1",
-    )
-    .bind(cutoff)
-    .fetch_all(&state.pools().system)
-    .await?;
+    let tenants: Vec<(uuid::Uuid,)> =
+        sqlx::query_as("SELECT DISTINCT tenant_id FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff)
+            .fetch_all(&state.pools().system)
+            .await?;
     let mut purged = 0;
     for (tenant,) in tenants {
         let tenant = TenantId::from_uuid(tenant);

@@ -23,6 +23,7 @@ pub mod metrics;
 mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod scripts;
 pub mod state;
 pub mod ui;
 

@@ -12,6 +12,7 @@ pub mod db;
 pub mod devices;
 pub mod error;
 pub mod read;
+pub mod sealed;
 pub mod subscription;
 
 pub use append::{AppendOutcome, AppendRequest, EventStore, StoreOptions};
