@@ -171,6 +171,10 @@ pub struct ApiConfig {
     /// defaults, the platform's service endpoints); each tenant's allowed networks are added
     /// when a device's host is registered or changed.
     pub device_networks: netledger_domain::device::network::DeviceNetworkPolicy,
+    /// How long an `Idempotency-Key` is remembered (default 24 h): a retry within it
+    /// replays the first answer; rows older than it are purged (on every keyed request of
+    /// the tenant, and by [`crate::idempotency::purge_expired`]), and the key may be reused.
+    pub idempotency_window: Duration,
 }
 
 impl ApiConfig {
@@ -230,6 +234,7 @@ impl ApiConfig {
             change_review_grace: Duration::from_secs(24 * 3600),
             projection_wait: Duration::from_secs(5),
             device_networks: Default::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 

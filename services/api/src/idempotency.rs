@@ -6,6 +6,17 @@
 //! process that dies mid-request leaves a row whose lock expires after [`LOCK`], after
 //! which a retry takes it over. Workflow starts also pass the key to the engine, whose own
 //! per-tenant key makes the start itself exactly-once even across that takeover.
+//!
+//! The stored request hash is an HMAC-SHA256 of (operation, body) under a server key
+//! ([`HashKey`], derived from the token secret that every API process shares and the
+//! database does not hold): bodies carry device passwords (`POST /devices`), and a plain
+//! SHA-256 of a body whose other fields are guessable is a dictionary-attack target for
+//! anyone who reads the table. The whole body is MACed (not the body with its secret
+//! fields left out): a retry that differs only in the password must still count as a
+//! different request, and no per-route list of secret fields can fall out of date. Keys are
+//! remembered for `ApiConfig::idempotency_window`: older rows of the tenant are purged on
+//! each keyed request (the key may then be used again), and [`purge_expired`] sweeps every
+//! tenant (the API process runs it periodically).
 
 use std::future::Future;
 
@@ -59,13 +70,91 @@ impl Stored {
     }
 }
 
-fn request_hash(operation: &str, request: &impl Serialize) -> ApiResult<Vec<u8>> {
+/// The key request hashes are MACed with. Never printed.
+#[derive(Clone)]
+pub struct HashKey([u8; 32]);
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(***)")
+    }
+}
+
+impl HashKey {
+    /// Derives the key from a server secret (HMAC-SHA256 of a fixed label under the
+    /// secret, so the stored MACs reveal nothing about the secret's other uses). Rotating
+    /// the secret makes keys stored before it answer "used for a different request" until
+    /// they expire.
+    pub fn derive(server_secret: &[u8]) -> Self {
+        Self(mac(
+            server_secret,
+            &[b"netledger/idempotency-request-hash/v1"],
+        ))
+    }
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length; the error arm cannot happen.
+    let Ok(mut m) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// The stored hash of a request: HMAC-SHA256 under `key` of the operation, a NUL and the
+/// JSON body.
+pub fn request_hash(
+    key: &HashKey,
+    operation: &str,
+    request: &impl Serialize,
+) -> ApiResult<Vec<u8>> {
     let body = serde_json::to_vec(request)
         .map_err(|e| ApiError::internal(format!("encode request for idempotency: {e}")))?;
-    let mut bytes = operation.as_bytes().to_vec();
-    bytes.push(0);
-    bytes.extend(body);
-    Ok(crate::auth::sha256(&bytes))
+    Ok(mac(&key.0, &[operation.as_bytes(), b"\0", &body]).to_vec())
+}
+
+fn window(state: &ApiState) -> time::Duration {
+    time::Duration::try_from(state.config().idempotency_window).unwrap_or(time::Duration::DAY)
+}
+
+/// Deletes every tenant's keys older than `ApiConfig::idempotency_window`; returns how many.
+/// Tenants are found with the system pool (read-only), rows deleted per tenant through the
+/// app pool (row-level security).
+pub async fn purge_expired(state: &ApiState) -> ApiResult<u64> {
+    let cutoff = state.now() - window(state);
+    let tenants: Vec<(uuid::Uuid,)> =
+        sqlx::query_as("SELECT DISTINCT tenant_id FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff)
+            .fetch_all(&state.pools().system)
+            .await?;
+    let mut purged = 0;
+    for (tenant,) in tenants {
+        let tenant = TenantId::from_uuid(tenant);
+        let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+        purged += purge_tenant(&mut tx, tenant, cutoff).await?;
+        tx.commit().await?;
+    }
+    Ok(purged)
+}
+
+async fn purge_tenant(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    cutoff: time::OffsetDateTime,
+) -> ApiResult<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND created_at < $2 \
+         AND (locked_until < $2 OR status IS NOT NULL)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(cutoff)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 type Row = (
@@ -93,9 +182,10 @@ where
     let Some(key) = key else {
         return Ok(work().await?.into_response(false));
     };
-    let hash = request_hash(operation, request)?;
+    let hash = request_hash(state.idempotency_key(), operation, request)?;
     let now = state.now();
     let mut tx = begin_tenant(&state.pools().app, tenant).await?;
+    purge_tenant(&mut tx, tenant, now - window(state)).await?;
     let inserted: Option<(bool,)> = sqlx::query_as(
         "INSERT INTO idempotency_keys (tenant_id, key, operation, request_hash, created_at, \
          locked_until) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",

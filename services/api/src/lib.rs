@@ -24,6 +24,7 @@ pub mod metrics;
 mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod scripts;
 pub mod sessions;
 pub mod state;
 pub mod ui;
@@ -211,6 +212,20 @@ pub async fn serve(
         }
         None => None,
     };
+    // Expired idempotency keys of every tenant, hourly (a tenant's own keyed requests purge
+    // its rows too); ends with the server.
+    let purging = state.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match idempotency::purge_expired(&purging).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired idempotency keys purged"),
+                Err(e) => tracing::warn!(error = %e, "purging expired idempotency keys failed"),
+            }
+        }
+    });
     let mut stop = stop_rx;
     let result = serve_connections(
         listener,
@@ -222,6 +237,7 @@ pub async fn serve(
         },
     )
     .await;
+    purge.abort();
     if let Some(m) = metrics {
         m.await.map_err(std::io::Error::other)??;
     }

@@ -92,6 +92,7 @@ pub(crate) struct Inner {
     login_account: Limiter,
     token_ip: Limiter,
     dummy_hash: OnceCell<String>,
+    idempotency_key: crate::idempotency::HashKey,
     shutdown: tokio::sync::watch::Sender<bool>,
     live_limits: Arc<crate::routes::live::LiveLimits>,
     key_cache: crate::keycache::KeyCache,
@@ -143,6 +144,9 @@ impl ApiState {
             token_ip: Limiter::new(config.token_per_ip, clock),
             metrics: Metrics::new()?,
             jwt,
+            idempotency_key: crate::idempotency::HashKey::derive(
+                config.jwt_secret.expose().as_bytes(),
+            ),
             deps,
             dummy_hash: OnceCell::new(),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -238,6 +242,10 @@ impl ApiState {
     /// The access-token keys.
     pub fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
+    }
+    /// The key of idempotency request hashes (derived from the token secret).
+    pub fn idempotency_key(&self) -> &crate::idempotency::HashKey {
+        &self.0.idempotency_key
     }
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {

@@ -1093,6 +1093,7 @@ async fn windows_restores_targets_by_tag_and_continue_after_a_pause(pool: PgPool
                 name: "night".into(),
                 target: netledger_domain::workflow::RolloutTarget::ChangeSet {
                     script: "/system identity\nset name=n".into(),
+                    sealed_script: None,
                 },
                 canaries: vec![],
                 devices: vec![device],

@@ -393,8 +393,12 @@ pub struct ChangeRequestCreated {
     pub change_request_id: ChangeRequestId,
     /// Who wrote it (user id, as in the event's actor).
     pub author: String,
-    /// What it says.
+    /// What it says (a script action's secret values masked).
     pub content: ChangeContent,
+    /// The real script of a script action, sealed (store `sealed_scripts`), when masking
+    /// changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_script: Option<uuid::Uuid>,
 }
 impl EventType for ChangeRequestCreated {
     const TYPE: &'static str = "ChangeRequestCreated";
@@ -404,10 +408,14 @@ impl EventType for ChangeRequestCreated {
 /// The author edited the request; it is a draft again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRequestEdited {
-    /// The whole new content.
+    /// The whole new content (a script action's secret values masked).
     pub content: ChangeContent,
     /// The state it was edited in.
     pub previous_state: ChangeState,
+    /// The real script of a script action, sealed (store `sealed_scripts`), when masking
+    /// changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_script: Option<uuid::Uuid>,
 }
 impl EventType for ChangeRequestEdited {
     const TYPE: &'static str = "ChangeRequestEdited";
@@ -635,6 +643,8 @@ pub struct ChangeRequest {
     pub author: String,
     /// Content (meaningless before creation).
     pub content: Option<ChangeContent>,
+    /// The sealed real script of the content's script action, if it has secret values.
+    pub sealed_script: Option<uuid::Uuid>,
     /// The devices frozen at the last submission.
     pub devices: Vec<DeviceId>,
     /// The previews at the last submission.
@@ -718,8 +728,10 @@ pub enum ChangeCommand {
         id: ChangeRequestId,
         /// The author.
         by: By,
-        /// Content.
+        /// Content (a script action's secret values masked).
         content: ChangeContent,
+        /// The sealed real script, when masking changed it.
+        sealed_script: Option<uuid::Uuid>,
     },
     /// Edit it (author only; returns it to draft, invalidating approvals).
     Edit {
@@ -729,6 +741,8 @@ pub enum ChangeCommand {
         content: ChangeContent,
         /// If-Match: the version the edit is based on.
         if_version: Option<u64>,
+        /// The sealed real script of the new content, when masking changed it.
+        sealed_script: Option<uuid::Uuid>,
     },
     /// Submit it for approval (author only). The adapter resolved the target and previewed.
     Submit {
@@ -910,10 +924,12 @@ impl Aggregate for ChangeRequest {
                 self.id = Some(e.change_request_id);
                 self.author = e.author.clone();
                 self.content = Some(e.content.clone());
+                self.sealed_script = e.sealed_script;
                 self.state = ChangeState::Draft;
             }
             ChangeEvent::Edited(e) => {
                 self.content = Some(e.content.clone());
+                self.sealed_script = e.sealed_script;
                 self.state = ChangeState::Draft;
                 self.rejection = None;
             }
@@ -971,7 +987,13 @@ impl Aggregate for ChangeRequest {
 
     fn decide(&self, command: &ChangeCommand) -> Result<Vec<ChangeEvent>, ChangeRefusal> {
         use ChangeState as S;
-        if let ChangeCommand::Create { id, by, content } = command {
+        if let ChangeCommand::Create {
+            id,
+            by,
+            content,
+            sealed_script,
+        } = command
+        {
             if self.id.is_some() {
                 return Err(ChangeRefusal::AlreadyExists);
             }
@@ -981,6 +1003,7 @@ impl Aggregate for ChangeRequest {
                     change_request_id: *id,
                     author: by.user.clone(),
                     content: content.clone(),
+                    sealed_script: *sealed_script,
                 }
                 .into(),
             ]);
@@ -1012,6 +1035,7 @@ impl Aggregate for ChangeRequest {
                 by,
                 content: new,
                 if_version,
+                sealed_script,
             } => {
                 allowed(&[S::Draft, S::Submitted, S::Approved, S::Rejected])?;
                 author_only(by, "edit")?;
@@ -1023,13 +1047,17 @@ impl Aggregate for ChangeRequest {
                     });
                 }
                 validate_content(new)?;
-                if new == content && self.state == S::Draft {
+                // The same masked content with another sealed script is a change (the secret
+                // values differ).
+                if new == content && *sealed_script == self.sealed_script && self.state == S::Draft
+                {
                     return Ok(vec![]);
                 }
                 let mut out: Vec<ChangeEvent> = vec![
                     ChangeRequestEdited {
                         content: new.clone(),
                         previous_state: self.state,
+                        sealed_script: *sealed_script,
                     }
                     .into(),
                 ];

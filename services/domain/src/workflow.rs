@@ -189,8 +189,12 @@ impl EventType for WorkflowFinished {
 pub enum RolloutTarget {
     /// A RouterOS script (change set) pushed with the two-phase push.
     ChangeSet {
-        /// The script.
+        /// The script, secret values masked (`rosconfig::mask_script`).
         script: String,
+        /// The real script, sealed (store `sealed_scripts`), when masking changed it; each
+        /// push of the rollout decrypts it in memory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_script: Option<uuid::Uuid>,
     },
     /// A RouterOS version from the firmware cache.
     Firmware {
@@ -560,6 +564,7 @@ mod tests {
             name: "r".into(),
             target: RolloutTarget::ChangeSet {
                 script: "/system identity set name=x".into(),
+                sealed_script: None,
             },
             canaries: vec![dev(1)],
             devices: vec![dev(2), dev(3)],
@@ -702,6 +707,7 @@ mod tests {
         };
         let change = RolloutTarget::ChangeSet {
             script: "/system identity set name=x".into(),
+            sealed_script: None,
         };
         assert_eq!(
             check_rollout(&fw, 1, 1, 1, true),

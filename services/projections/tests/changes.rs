@@ -175,6 +175,7 @@ fn created(id: ChangeRequestId, by: u128, c: ChangeContent) -> ChangeRequestCrea
         change_request_id: id,
         author: author(by),
         content: c,
+        sealed_script: None,
     }
 }
 
@@ -267,6 +268,7 @@ async fn a_change_request_lifecycle_folds_into_its_row(pool: PgPool) {
                 &ChangeRequestEdited {
                     content: second.clone(),
                     previous_state: ChangeState::Submitted,
+                    sealed_script: None,
                 },
                 1,
             ),

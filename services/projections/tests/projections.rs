@@ -136,6 +136,7 @@ async fn change_requests(db: &Db, tenants: &[TenantId]) -> u64 {
                     change_request_id: id,
                     author: author.clone(),
                     content: content(title),
+                    sealed_script: None,
                 },
                 user(),
             )
@@ -964,6 +965,7 @@ async fn rollouts_track_progress_per_device(pool: PgPool) {
             name: "second".into(),
             target: RolloutTarget::ChangeSet {
                 script: "/system identity set name=x".into(),
+                sealed_script: None,
             },
             canaries: vec![],
             devices: devices[..1].to_vec(),
@@ -1107,6 +1109,7 @@ async fn a_rolled_back_rollout_shows_its_restored_devices(pool: PgPool) {
                 name: "undo".into(),
                 target: RolloutTarget::ChangeSet {
                     script: "/system identity set name=x".into(),
+                    sealed_script: None,
                 },
                 canaries: vec![],
                 devices: d.clone(),

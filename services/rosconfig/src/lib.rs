@@ -8,7 +8,8 @@
 //! * [`render`] writes export text in RouterOS's format, wrapped like a terminal of a given
 //!   width ([`Wrap`]) or unwrapped, with the original or a generated header.
 //! * [`normalise`] gives canonical text for hashing and diffing; [`mask_secrets`] replaces
-//!   secret values with `MASKED` before text leaves the platform (git).
+//!   secret values with `MASKED` before text leaves the platform (git);
+//!   [`mask_script`] masks the secret values of change scripts (what is journaled and shown).
 //! * [`unified_diff`] and [`semantic_diff`] compare configurations.
 //! * [`parse_script`] / [`apply_script`] handle change scripts (`/import` semantics).
 //!
@@ -18,6 +19,7 @@
 mod diff;
 mod error;
 mod lex;
+mod mask;
 mod model;
 mod normalize;
 mod parse;
@@ -29,11 +31,12 @@ pub use diff::{
 };
 pub use error::{ModelError, ParseError, ParseErrorKind, ScriptError};
 pub use lex::{LineEnding, encode_value, needs_quotes};
+pub use mask::{MASK, MaskedScript, is_secret, is_secret_key, mask_script, redact};
 pub use model::{
     Attr, BadItemId, Config, Entry, FindExpr, FindTerm, Header, ItemId, MenuPath, Section,
     Selector, SetStmt, Stmt, get_attr,
 };
-pub use normalize::{MASK, is_secret, mask_secrets, normalise, normalise_masked};
+pub use normalize::{mask_secrets, normalise, normalise_masked};
 pub use parse::parse_export;
 pub use render::{ExportHeader, HeaderMode, RenderOptions, Wrap, render};
 pub use script::{

@@ -6,62 +6,16 @@
 //! continuations and uses LF. It is stable: normalising normalised text returns it unchanged.
 
 use crate::error::ParseError;
-use crate::model::{Attr, Config, MenuPath, Stmt};
+use crate::model::{Attr, Config, Stmt};
 use crate::parse::parse_export;
 use crate::render::{RenderOptions, render};
 
-/// The mask written in place of secret values (the corpus convention).
-pub const MASK: &str = "MASKED";
-
-/// Property names whose values are secrets (matched on the last dotted segment).
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "authentication-password",
-    "encryption-password",
-    "mschapv2-password",
-    "radius-password",
-    "sae-password",
-    "passphrase",
-    "private-passphrase",
-    "secret",
-    "secrets",
-    "ipsec-secret",
-    "nv2-sync-secret",
-    "private-key",
-    "preshared-key",
-    "pre-shared-key",
-    "wpa-pre-shared-key",
-    "wpa2-pre-shared-key",
-    "nv2-preshared-key",
-    "authentication-key",
-    "auth-key",
-    "management-protection-key",
-    "static-key-0",
-    "static-key-1",
-    "static-key-2",
-    "static-key-3",
-    "static-sta-private-key",
-    "wireless-enc-key",
-    "trap-community",
-    "tcp-md5-key",
-    "key",
-];
-
-/// Values that are enum settings rather than secrets and are left alone.
-const NON_SECRET_VALUES: &[&str] = &["", "none", "empty", "disabled"];
-
-/// Whether a property of a menu holds a secret.
-pub fn is_secret(path: &MenuPath, key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    if SECRET_KEYS.contains(&last) {
-        return true;
-    }
-    // SNMP community names are the community secret
-    path.to_api() == "/snmp/community" && key == "name"
-}
+use crate::mask::NON_SECRET_VALUES;
+use crate::mask::{MASK, is_secret};
 
 /// Replaces secret values with [`MASK`] in place; returns how many values were masked.
-/// Scripts' sources are not inspected (a password inside a script body stays).
+/// Scripts' sources are not inspected here (a password inside a `/system script` source
+/// stays; [`crate::mask_script`] masks change scripts).
 pub fn mask_secrets(cfg: &mut Config) -> usize {
     let mut n = 0;
     for sec in &mut cfg.sections {
@@ -121,6 +75,18 @@ mod tests {
         assert!(n.contains("public-key=\"def=\""));
         assert!(n.contains("add auth-key=none password=\"\""));
         assert!(!n.contains("hunter2"));
+    }
+
+    #[test]
+    fn masks_the_keys_the_old_list_missed() {
+        // issue #15 item 9: these reached git unmasked
+        let t = "/ip ipsec identity\nadd peer=p private-pre-shared-key=ppsk-1\n/radius\nadd address=10.0.0.1 shared-secret=rad-1\n/interface wireless security-profiles\nadd name=p1 wireless-psk=wpsk-1\n/x\nadd psk=psk-1 eap-password=eap-1\n";
+        let mut c = parse_export(t).unwrap();
+        assert_eq!(mask_secrets(&mut c), 5);
+        let n = c.normalised();
+        for s in ["ppsk-1", "rad-1", "wpsk-1", "psk-1", "eap-1"] {
+            assert!(!n.contains(s), "{s} unmasked in {n}");
+        }
     }
 
     #[test]

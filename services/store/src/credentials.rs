@@ -345,6 +345,70 @@ impl CredentialKeys {
     }
 }
 
+impl CredentialKeys {
+    /// Encrypts `clear` under the current key with a fresh nonce, the associated data being
+    /// `tag`, the tenant, `subject` and the key id (the same construction as a device
+    /// password, under another tag, so one kind of ciphertext cannot be opened as another).
+    pub(crate) fn seal_bytes(
+        &self,
+        tag: &[u8],
+        tenant: TenantId,
+        subject: &[u8],
+        clear: &[u8],
+    ) -> Option<SealedCredentials> {
+        let cipher = self.keys.get(&self.current)?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = aad_for(tag, tenant, subject, &self.current);
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: clear,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        Some(SealedCredentials {
+            key_id: self.current.clone(),
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// Decrypts what [`CredentialKeys::seal_bytes`] sealed; `Err(None)`: the key id is not
+    /// configured; `Err(Some(()))`: it does not decrypt (another key, tenant or subject, or
+    /// altered).
+    pub(crate) fn open_bytes(
+        &self,
+        tag: &[u8],
+        tenant: TenantId,
+        subject: &[u8],
+        sealed: &SealedCredentials,
+    ) -> Result<Vec<u8>, Option<()>> {
+        let cipher = self.keys.get(&sealed.key_id).ok_or(None)?;
+        let aad = aad_for(tag, tenant, subject, &sealed.key_id);
+        cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Some(()))
+    }
+}
+
+fn aad_for(tag: &[u8], tenant: TenantId, subject: &[u8], key_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(tag.len() + 16 + subject.len() + key_id.len());
+    aad.extend_from_slice(tag);
+    aad.extend_from_slice(tenant.as_uuid().as_bytes());
+    aad.extend_from_slice(subject);
+    aad.extend_from_slice(key_id.as_bytes());
+    aad
+}
+
 fn known(keys: &BTreeMap<String, Aes256Gcm>) -> String {
     if keys.is_empty() {
         return "none".to_owned();

@@ -202,6 +202,12 @@ impl DeviceCommands {
         }
     }
 
+    /// The credential keys (they also seal change scripts with secrets:
+    /// [`crate::sealed`]).
+    pub fn keys(&self) -> &CredentialKeys {
+        &self.keys
+    }
+
     /// The device's state folded from its stream.
     pub async fn load(
         &self,

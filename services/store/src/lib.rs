@@ -14,6 +14,7 @@ pub mod error;
 pub mod firmware;
 pub mod notify;
 pub mod read;
+pub mod sealed;
 pub mod subscription;
 
 pub use append::{AppendOutcome, AppendRequest, EventStore, StoreOptions};

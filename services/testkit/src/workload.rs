@@ -574,6 +574,7 @@ impl Gen<'_> {
                 } else {
                     RolloutTarget::ChangeSet {
                         script: "/ip dns set servers=10.0.0.53".to_owned(),
+                        sealed_script: None,
                     }
                 },
                 canaries: canaries.to_vec(),

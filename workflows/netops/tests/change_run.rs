@@ -102,6 +102,7 @@ impl Env {
                 id,
                 by: By::user("author"),
                 content,
+                sealed_script: None,
             },
             ChangeCommand::Submit {
                 by: By::user("author"),

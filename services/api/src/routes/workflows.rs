@@ -877,10 +877,14 @@ pub async fn start_config_push(
         None => format!("chg-{}", Uuid::now_v7().simple()),
     };
     let device_id = DeviceId::from_uuid(body.device_id);
+    // Journaled and shown masked; the real script is sealed for the push's steps.
+    let script = crate::scripts::Accepted::of(&body.script)?;
+    script.seal(&state, auth.principal().tenant).await?;
     let input = card::PushInput {
         device_id,
         change_id,
-        script: body.script,
+        script: script.masked,
+        sealed_script: script.sealed,
         policy: None,
         checks: card::HealthChecks::default(),
         allow_without_timer: body.allow_without_timer,
@@ -1107,8 +1111,12 @@ pub async fn create_rollout(
         &body.target.version,
     ) {
         ("change_set", Some(script), None) if !script.trim().is_empty() => {
+            // Journaled and shown masked; the real script is sealed for the pushes.
+            let script = crate::scripts::Accepted::of(script)?;
+            script.seal(&state, p.tenant).await?;
             netledger_domain::workflow::RolloutTarget::ChangeSet {
-                script: script.clone(),
+                script: script.masked,
+                sealed_script: script.sealed,
             }
         }
         ("firmware", None, Some(v)) if crate::routes::firmware::version_ok(v) => {

@@ -55,6 +55,7 @@ fn created(risk: RiskLevel) -> ChangeEvent {
         change_request_id: id(),
         author: AUTHOR.into(),
         content: content(risk),
+        sealed_script: None,
     }
     .into()
 }
@@ -182,6 +183,7 @@ fn create_once_with_valid_content() {
             id: id(),
             by: By::user(AUTHOR),
             content: content(RiskLevel::Low),
+            sealed_script: None,
         })
         .then([created(RiskLevel::Low)]);
     assert_eq!(after.state, ChangeState::Draft);
@@ -191,6 +193,7 @@ fn create_once_with_valid_content() {
             id: id(),
             by: By::user(AUTHOR),
             content: content(RiskLevel::Low),
+            sealed_script: None,
         })
         .then_refused(ChangeRefusal::AlreadyExists);
     let mut c = content(RiskLevel::Low);
@@ -200,6 +203,7 @@ fn create_once_with_valid_content() {
             id: id(),
             by: By::user(AUTHOR),
             content: c,
+            sealed_script: None,
         })
         .then_refused(ChangeRefusal::Invalid(
             "title must be 1-200 characters".into(),
@@ -318,10 +322,12 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
             by: By::user(AUTHOR),
             content: c.clone(),
             if_version: Some(1),
+            sealed_script: None,
         })
         .then([ChangeRequestEdited {
             content: c.clone(),
             previous_state: ChangeState::Draft,
+            sealed_script: None,
         }
         .into()]);
     assert_eq!(
@@ -334,6 +340,7 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
             by: By::user(AUTHOR),
             content: content(RiskLevel::Low),
             if_version: None,
+            sealed_script: None,
         })
         .then([]);
     given::<ChangeRequest>(history(ChangeState::Draft))
@@ -341,6 +348,7 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
             by: By::user(ANN),
             content: c.clone(),
             if_version: None,
+            sealed_script: None,
         })
         .then_refused(ChangeRefusal::NotAuthor("edit"));
     given::<ChangeRequest>(history(ChangeState::Draft))
@@ -348,6 +356,7 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
             by: By::user(AUTHOR),
             content: c.clone(),
             if_version: Some(5),
+            sealed_script: None,
         })
         .then_refused(ChangeRefusal::VersionMismatch { current: 1 });
     // a rejected request: edited back to draft, the rejection cleared
@@ -356,10 +365,12 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
             by: By::user(AUTHOR),
             content: c.clone(),
             if_version: None,
+            sealed_script: None,
         })
         .then([ChangeRequestEdited {
             content: c.clone(),
             previous_state: ChangeState::Rejected,
+            sealed_script: None,
         }
         .into()]);
     assert_eq!((after.state, after.rejection), (ChangeState::Draft, None));
@@ -374,6 +385,7 @@ fn only_the_author_edits_and_an_edit_returns_to_draft() {
                 by: By::user(AUTHOR),
                 content: c.clone(),
                 if_version: None,
+                sealed_script: None,
             })
             .then_refused(illegal(
                 "edit",
@@ -398,11 +410,13 @@ fn an_edit_after_an_approval_invalidates_every_approval() {
             by: By::user(AUTHOR),
             content: c.clone(),
             if_version: None,
+            sealed_script: None,
         })
         .then([
             ChangeRequestEdited {
                 content: c.clone(),
                 previous_state: ChangeState::Submitted,
+                sealed_script: None,
             }
             .into(),
             ChangeRequestApprovalsInvalidated {
@@ -418,6 +432,7 @@ fn an_edit_after_an_approval_invalidates_every_approval() {
         ChangeRequestEdited {
             content: c,
             previous_state: ChangeState::Submitted,
+            sealed_script: None,
         }
         .into(),
         ChangeRequestApprovalsInvalidated {
@@ -450,11 +465,13 @@ fn an_edit_of_an_approved_request_returns_it_to_draft_without_its_approvals() {
             by: By::user(AUTHOR),
             content: c.clone(),
             if_version: Some(3),
+            sealed_script: None,
         })
         .then([
             ChangeRequestEdited {
                 content: c,
                 previous_state: ChangeState::Approved,
+                sealed_script: None,
             }
             .into(),
             ChangeRequestApprovalsInvalidated {
@@ -527,6 +544,7 @@ fn submit_refusals() {
         change_request_id: id(),
         author: AUTHOR.into(),
         content: c,
+        sealed_script: None,
     }
     .into()])
     .when(with(vec![dev(1)]))
@@ -579,6 +597,7 @@ fn policy_violations_block_submission_unless_accepted_at_high_risk() {
                 change_request_id: id(),
                 author: AUTHOR.into(),
                 content: c,
+                sealed_script: None,
             }
             .into(),
         ]
@@ -605,6 +624,7 @@ fn a_restore_needs_its_computed_script() {
         change_request_id: id(),
         author: AUTHOR.into(),
         content: c,
+        sealed_script: None,
     })];
     let submit = |script: Option<&str>, note: Option<&str>| ChangeCommand::Submit {
         by: By::user(AUTHOR),
@@ -974,6 +994,7 @@ fn break_glass_runs_without_approval_and_is_reviewed_after() {
             change_request_id: id(),
             author: AUTHOR.into(),
             content: c,
+            sealed_script: None,
         }),
         submitted(2),
     ];

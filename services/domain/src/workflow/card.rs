@@ -73,8 +73,11 @@ impl WorkflowCard for ChangeRun {
 pub enum ChangeRunAction {
     /// A script (a change set, or the frozen script of a restore).
     Script {
-        /// The script.
+        /// The script, secret values masked (`rosconfig::mask_script`).
         script: String,
+        /// The real script, sealed (store `sealed_scripts`), when masking changed it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_script: Option<uuid::Uuid>,
     },
     /// A firmware version.
     Firmware {
@@ -225,8 +228,14 @@ pub struct PushInput {
     pub device_id: DeviceId,
     /// Change id (letters, digits, `-`, `_`; at most 64): carried onto the device.
     pub change_id: String,
-    /// The RouterOS script to apply.
+    /// The RouterOS script to apply, secret values masked (`rosconfig::mask_script`): this
+    /// input is journaled (`WorkflowStarted`), projected and published.
     pub script: String,
+    /// The real script, sealed (store `sealed_scripts`), when masking changed it: the steps
+    /// that validate and apply the change decrypt it in memory. `None`: `script` is the
+    /// real script (it has no secret values, or the input predates sealing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_script: Option<uuid::Uuid>,
     /// What the change may do (default policy when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,

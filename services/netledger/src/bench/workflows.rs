@@ -422,6 +422,7 @@ pub async fn bench_workflows(
                         policy: None,
                         checks: card::HealthChecks::default(),
                         allow_without_timer: false,
+                        sealed_script: None,
                     },
                     StartOptions::new(Actor::system("bench")),
                 )

@@ -119,6 +119,8 @@ impl ChangeRequestsProjector {
                 previews: Vec::new(),
                 required_approvals: u32_of(required),
                 restore_script: None,
+                // not in the read model: the run reads it from the stream
+                sealed_script: None,
                 // not in the read model (like the previews and the script): the API's run
                 // key reads it from the stream
                 submissions: 0,

@@ -257,6 +257,25 @@ impl SnapshotRecorded {
     }
 }
 
+/// The real script of a push, decrypted in memory, and its secret values (for
+/// [`redact_step_error`]).
+pub(super) struct RealScript {
+    /// The script as the operator wrote it.
+    pub script: String,
+    /// Its secret values (`rosconfig::mask_script`).
+    pub secrets: Vec<String>,
+}
+
+/// `e` with every secret value replaced by the mask: a step's error is journaled, projected
+/// and shown, and parse, policy and device messages may quote the script.
+pub(super) fn redact_step_error(e: StepError, secrets: &[String]) -> StepError {
+    match e {
+        StepError::Retryable(m) => StepError::Retryable(rosconfig::redact(&m, secrets)),
+        StepError::Fatal(m) => StepError::Fatal(rosconfig::redact(&m, secrets)),
+        StepError::Cancelled => StepError::Cancelled,
+    }
+}
+
 pub(super) fn step_error(e: NetopsError) -> StepError {
     match e.class() {
         ErrorClass::Retryable => StepError::retryable(e),
@@ -269,6 +288,46 @@ impl NetopsDeps {
         StepOptions::default()
             .retry(self.options.retry)
             .timeout(self.options.step_timeout)
+    }
+
+    /// The real script of a push whose input carries `masked` and, when masking changed
+    /// it, the id of the sealed real script: decrypted in memory (store `sealed_scripts`),
+    /// and refused unless masking it gives exactly the journaled text.
+    pub(super) async fn real_script(
+        &self,
+        tenant: TenantId,
+        masked: &str,
+        sealed: Option<Uuid>,
+    ) -> Result<RealScript, StepError> {
+        let Some(id) = sealed else {
+            return Ok(RealScript {
+                script: masked.to_owned(),
+                secrets: rosconfig::mask_script(masked).secrets,
+            });
+        };
+        let mut tx = begin_tenant(&self.app, tenant)
+            .await
+            .map_err(StepError::retryable)?;
+        let real = netledger_store::sealed::open(&mut tx, &self.keys, tenant, id)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    StepError::retryable(e)
+                } else {
+                    StepError::fatal(e)
+                }
+            })?;
+        tx.commit().await.map_err(StepError::retryable)?;
+        let m = rosconfig::mask_script(&real);
+        if m.text != masked {
+            return Err(StepError::fatal(format!(
+                "sealed script {id} does not match the workflow's (masked) script; start the push again"
+            )));
+        }
+        Ok(RealScript {
+            script: real,
+            secrets: m.secrets,
+        })
     }
 
     /// Folds the device's stream: where it is reached (no password).

@@ -77,9 +77,13 @@ fn rollout_input(input: &ChangeRunInput, rollout_id: RolloutId) -> RolloutInput 
         .unwrap_or(usize::MAX)
         .min(input.devices.len());
     let (target, routerboard) = match &input.action {
-        ChangeRunAction::Script { script } => (
+        ChangeRunAction::Script {
+            script,
+            sealed_script,
+        } => (
             RolloutTarget::ChangeSet {
                 script: script.clone(),
+                sealed_script: *sealed_script,
             },
             false,
         ),

@@ -9,7 +9,9 @@ use netledger_domain::device::SnapshotReason;
 use netledger_domain::workflow::card::{PushInput, PushOutput};
 use netledger_engine::{Ctx, Finish, RetryPolicy, StepError, StepOptions};
 
-use super::adapter::{NetopsDeps, SnapshotRecorded, Target, device_step, resolve_step, step_error};
+use super::adapter::{
+    NetopsDeps, SnapshotRecorded, Target, device_step, redact_step_error, resolve_step, step_error,
+};
 use crate::{
     Applied, ArmOptions, Armed, Change, ChangeId, Committed, DeviceProbe, RolledBack,
     SchedulerGate, Validated, Verification,
@@ -31,7 +33,12 @@ pub(super) async fn config_push(
     let corr = ctx.correlation_id();
     let id =
         ChangeId::parse(input.change_id.clone()).map_err(|e| StepError::fatal(e.to_string()))?;
-    let change = Change::new(id.clone(), input.script.clone());
+    // The input's script is masked (it is journaled); the steps that need the real one
+    // (validate, apply) decrypt it in memory and keep its secrets out of their errors.
+    let real = async || {
+        d.real_script(tenant, &input.script, input.sealed_script)
+            .await
+    };
     let policy = input.policy.clone().unwrap_or_default();
     let target = resolve_step(&mut ctx, &d, input.device_id).await?;
     let probe: DeviceProbe = device_step(&mut ctx, &d, "probe", || {
@@ -125,10 +132,13 @@ pub(super) async fn config_push(
             .await
             .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
             .map_err(|e| StepError::retryable(format!("read the snapshot export: {e}")))?;
+        let real = real().await?;
+        let change = Change::new(id.clone(), real.script.as_str());
         d.with_client(tenant, &target, async |c| {
             crate::validate(c, &probe, &change, &export, &policy).await
         })
         .await
+        .map_err(|e| redact_step_error(e, &real.secrets))
     })
     .await?;
     if ctx.cancelled() {
@@ -158,10 +168,14 @@ pub(super) async fn config_push(
                 cancelled: true,
             };
         }
-        let applied: Result<Applied, StepError> = device_step(&mut ctx, &d, "apply", || {
+        let applied: Result<Applied, StepError> = device_step(&mut ctx, &d, "apply", || async {
+            let real = real().await?;
+            let change = Change::new(id.clone(), real.script.as_str());
             d.with_client(tenant, &target, async |c| {
                 crate::apply(c, &change, &armed).await
             })
+            .await
+            .map_err(|e| redact_step_error(e, &real.secrets))
         })
         .await;
         if let Err(e) = applied {

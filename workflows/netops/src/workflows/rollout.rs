@@ -282,10 +282,14 @@ pub(super) async fn rollout(
         None => format!("ro-{}", rid.as_uuid().simple()),
     };
     let child_input = |device: DeviceId| match &input.target {
-        RolloutTarget::ChangeSet { script } => Child::Push(PushInput {
+        RolloutTarget::ChangeSet {
+            script,
+            sealed_script,
+        } => Child::Push(PushInput {
             device_id: device,
             change_id: change_id.clone(),
             script: script.clone(),
+            sealed_script: *sealed_script,
             policy: input.policy.clone(),
             checks: input.checks.clone(),
             allow_without_timer: input.allow_without_timer,

@@ -5,7 +5,9 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use netledger_domain::change::{By, ChangeCommand, ChangeContent, ChangeRefusal, ChangeState};
+use netledger_domain::change::{
+    By, ChangeAction, ChangeCommand, ChangeContent, ChangeRefusal, ChangeState,
+};
 use netledger_domain::workflow::card;
 use netledger_domain::{Aggregate, ChangeRequestId, WorkflowId};
 use uuid::Uuid;
@@ -68,6 +70,21 @@ async fn command(
     Ok((loaded, written))
 }
 
+/// `content` with its script action's secret values masked, and the script as accepted
+/// (`None` for other actions). `previous`: the stored masked script and its sealed id, for
+/// an edit.
+fn masked_content(
+    mut content: ChangeContent,
+    previous: Option<(&str, Option<Uuid>)>,
+) -> ApiResult<(ChangeContent, Option<crate::scripts::Accepted>)> {
+    let ChangeAction::Script { script } = &mut content.action else {
+        return Ok((content, None));
+    };
+    let accepted = crate::scripts::Accepted::edited(script, previous)?;
+    script.clone_from(&accepted.masked);
+    Ok((content, Some(accepted)))
+}
+
 /// Create a change request (a draft).
 #[utoipa::path(
     post,
@@ -90,14 +107,19 @@ pub async fn create_change_request(
     let p = auth.principal();
     require_override_permissions(p, &content)?;
     let id = Uuid::now_v7();
+    let (content, script) = masked_content(content, None)?;
     let cmd = ChangeCommand::Create {
         id: ChangeRequestId::from_uuid(id),
         by: By::user(who(p)),
         content,
+        sealed_script: script.as_ref().and_then(|s| s.sealed),
     };
     let events = netledger_domain::change::ChangeRequest::default()
         .decide(&cmd)
         .map_err(|r| refused(r, &[]))?;
+    if let Some(s) = &script {
+        s.seal(&state, p.tenant).await?;
+    }
     let written = append(&state, p, rid, id, None, &events).await?;
     let mut res = answer(&state, p, id, written, StatusCode::CREATED).await?;
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/change-requests/{id}")) {
@@ -139,10 +161,26 @@ pub async fn edit_change_request(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     require_override_permissions(p, &content)?;
+    // The masked script sent back unchanged keeps the sealed script it stands for.
+    let before = load(&state, p.tenant, id).await?;
+    let previous = before
+        .change
+        .content
+        .as_ref()
+        .and_then(|c| match &c.action {
+            ChangeAction::Script { script } => Some((script.as_str(), before.change.sealed_script)),
+            _ => None,
+        });
+    let (content, script) = masked_content(content, previous)?;
+    if let Some(s) = &script {
+        s.seal(&state, p.tenant).await?;
+    }
+    let sealed_script = script.and_then(|s| s.sealed);
     let (_, written) = command(&state, p, rid, id, |_| ChangeCommand::Edit {
         by: By::user(who(p)),
         content,
         if_version: if_match.version(),
+        sealed_script,
     })
     .await?;
     answer(&state, p, id, written, StatusCode::OK).await

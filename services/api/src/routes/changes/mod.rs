@@ -318,6 +318,7 @@ pub(crate) async fn start_run(
     let action = match &content.action {
         ChangeAction::Script { script } => ChangeRunAction::Script {
             script: script.clone(),
+            sealed_script: change.sealed_script,
         },
         ChangeAction::Firmware {
             version,
@@ -330,6 +331,8 @@ pub(crate) async fn start_run(
             script: change.restore_script.clone().ok_or_else(|| {
                 ApiError::conflict("the restore script was not frozen at submission; submit again")
             })?,
+            // derived from the archive, whose exports are masked
+            sealed_script: None,
         },
     };
     let input = ChangeRunInput {

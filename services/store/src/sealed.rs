@@ -1,0 +1,170 @@
+//! Change scripts sealed for the workflows that push them (DESIGN invariant 13, extended to
+//! scripts by issue #15): a script with secret values (`password=...` of a `/ppp secret`,
+//! an IPsec `secret`, a Wi-Fi passphrase) is journaled, projected, published and shown only
+//! masked (`rosconfig::mask_script`); the real text is encrypted here, in
+//! `sealed_scripts`, outside the event stream, under the device-credential keys
+//! (AES-256-GCM, random nonce, associated data binding tenant, script id and key id), and
+//! decrypted only in memory by the workflow step that validates or applies it.
+//!
+//! The id is chosen by the writer (a fresh UUID per script the API accepts) and carried in
+//! the workflow input or the change request's events next to the masked text. Rows are
+//! never updated; a new script is a new row.
+
+use netledger_domain::TenantId;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::credentials::{CredentialKeys, SealedCredentials};
+
+/// Associated-data tag of a sealed script.
+const AAD_TAG: &[u8] = b"netledger-sealed-script/v1\0";
+
+/// Why a script could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SealedScriptError {
+    /// Encryption failed (absurd size) or no current key.
+    #[error("sealing script {id} failed")]
+    Seal {
+        /// The script id.
+        id: Uuid,
+    },
+    /// No row (another tenant's id, or never written).
+    #[error("no sealed script {id} in this tenant")]
+    NotFound {
+        /// The script id.
+        id: Uuid,
+    },
+    /// The row is encrypted under a key id that is not configured.
+    #[error(
+        "sealed script {id} is encrypted with key `{key_id}`, which is not configured; add that key to [secrets] credential_keys"
+    )]
+    UnknownKey {
+        /// The script id.
+        id: Uuid,
+        /// Its key id.
+        key_id: String,
+    },
+    /// It does not decrypt (altered, or copied from another tenant or id).
+    #[error("sealed script {id} does not decrypt with key `{key_id}`")]
+    Decrypt {
+        /// The script id.
+        id: Uuid,
+        /// Its key id.
+        key_id: String,
+    },
+    /// The database refused or failed.
+    #[error("database error during {operation}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl SealedScriptError {
+    /// Whether trying again may help (a database error).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SealedScriptError::Database { .. })
+    }
+}
+
+/// Encrypts `script` and stores it as `id` of `tenant`, inside the caller's transaction
+/// scoped to that tenant (role `netledger_app`).
+pub async fn seal(
+    conn: &mut PgConnection,
+    keys: &CredentialKeys,
+    tenant: TenantId,
+    id: Uuid,
+    script: &str,
+) -> Result<(), SealedScriptError> {
+    let sealed = keys
+        .seal_bytes(AAD_TAG, tenant, id.as_bytes(), script.as_bytes())
+        .ok_or(SealedScriptError::Seal { id })?;
+    sqlx::query(
+        "INSERT INTO sealed_scripts (tenant_id, id, key_id, nonce, ciphertext) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .bind(&sealed.key_id)
+    .bind(sealed.nonce.as_slice())
+    .bind(&sealed.ciphertext)
+    .execute(conn)
+    .await
+    .map_err(|source| SealedScriptError::Database {
+        operation: "store a sealed script",
+        source,
+    })?;
+    Ok(())
+}
+
+/// Loads and decrypts script `id` of `tenant` inside the caller's transaction scoped to it.
+pub async fn open(
+    conn: &mut PgConnection,
+    keys: &CredentialKeys,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<String, SealedScriptError> {
+    let db = |source| SealedScriptError::Database {
+        operation: "load a sealed script",
+        source,
+    };
+    let row = sqlx::query(
+        "SELECT key_id, nonce, ciphertext FROM sealed_scripts WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(db)?
+    .ok_or(SealedScriptError::NotFound { id })?;
+    let key_id: String = row.try_get("key_id").map_err(db)?;
+    let nonce: Vec<u8> = row.try_get("nonce").map_err(db)?;
+    let decrypt = SealedScriptError::Decrypt {
+        id,
+        key_id: key_id.clone(),
+    };
+    let Ok(nonce) = <[u8; 12]>::try_from(nonce.as_slice()) else {
+        return Err(decrypt);
+    };
+    let sealed = SealedCredentials {
+        key_id: key_id.clone(),
+        nonce,
+        ciphertext: row.try_get("ciphertext").map_err(db)?,
+    };
+    match keys.open_bytes(AAD_TAG, tenant, id.as_bytes(), &sealed) {
+        Ok(clear) => String::from_utf8(clear).map_err(|_| decrypt),
+        Err(None) => Err(SealedScriptError::UnknownKey { id, key_id }),
+        Err(Some(())) => Err(decrypt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::credentials::KeyMaterial;
+
+    #[test]
+    fn sealed_bytes_are_bound_to_tag_tenant_and_subject() {
+        let k = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
+        let (t, id) = (TenantId::new_random(), Uuid::now_v7());
+        let s = k
+            .seal_bytes(AAD_TAG, t, id.as_bytes(), b"password=canary")
+            .unwrap();
+        assert!(!s.ciphertext.windows(6).any(|w| w == b"canary"));
+        assert_eq!(
+            k.open_bytes(AAD_TAG, t, id.as_bytes(), &s).unwrap(),
+            b"password=canary"
+        );
+        let other = Uuid::now_v7();
+        assert!(k.open_bytes(AAD_TAG, t, other.as_bytes(), &s).is_err());
+        assert!(
+            k.open_bytes(AAD_TAG, TenantId::new_random(), id.as_bytes(), &s)
+                .is_err()
+        );
+        assert!(k.open_bytes(b"other\0", t, id.as_bytes(), &s).is_err());
+    }
+}
