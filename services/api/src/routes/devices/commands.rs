@@ -61,10 +61,17 @@ impl TransportInput {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewDevice {
     /// Name: 1-64 of letters, digits, `.`, `_`, `-`.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// Hostname or IP address.
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9.:_-]{1,253}$"
+    )]
     pub host: String,
     /// API port (default 8728 for `plain`, 8729 for TLS).
+    #[schema(minimum = 1)]
     pub port: Option<u16>,
     /// Transport (default `plain`).
     pub transport: Option<TransportInput>,
@@ -76,6 +83,7 @@ pub struct NewDevice {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Poll interval in seconds, 5-86400 (default 60).
+    #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
 }
 
