@@ -29,10 +29,32 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// Query parameters; a bad one is a problem+json 400.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query parameters; a bad one is a problem+json 400. The shared `limit` parameter's
+/// documented minimum (1) is enforced here for every list, whatever its handler does with it.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let zero_limit = parts.uri.query().is_some_and(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .any(|(k, v)| k == "limit" && v.parse::<u64>() == Ok(0))
+        });
+        if zero_limit {
+            return Err(ApiError::bad_request("limit must be at least 1"));
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
 
 /// The `If-Match` precondition of an update: the stream version the client last saw, or
 /// `*` for "whatever is current". Missing is 428: updates never overwrite silently.

@@ -202,6 +202,9 @@ fn constrain_shared_parameters(op: &mut Operation) {
                 schema.minimum = Some(utoipa::Number::UInt(1));
                 schema.maximum = Some(utoipa::Number::UInt(u32::MAX as usize));
             }
+            (ParameterIn::Header, "last-event-id") => {
+                schema.minimum = Some(utoipa::Number::UInt(0));
+            }
             (ParameterIn::Query, "min_position") => {
                 schema.minimum = Some(utoipa::Number::UInt(0));
             }

@@ -76,6 +76,11 @@ pub struct NewDevice {
     /// Transport (default `plain`).
     pub transport: Option<TransportInput>,
     /// API login name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
+    )]
     pub username: String,
     /// API password (write-only).
     pub password: String,
@@ -354,6 +359,11 @@ pub async fn set_device_tags(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsInput {
     /// API login name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
+    )]
     pub username: String,
     /// API password.
     pub password: String,
