@@ -153,12 +153,22 @@ pub struct ApiKeyDto {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewUser {
     /// Login e-mail address (unique across tenants).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!-?A-~]+@[!-\-/-?A-~]([!-?A-~]*\.[!-?A-~]*)?\.[!-\-/-?A-~]+$"
+    )]
     pub email: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub display_name: String,
     /// Role.
     pub role: RoleName,
     /// Initial password (at least 12 characters).
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
 }
 

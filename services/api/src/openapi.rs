@@ -1,10 +1,15 @@
 //! The OpenAPI document: generated from the handlers' `#[utoipa::path]` attributes and the
 //! DTOs' `ToSchema` derives, then completed here with the security scheme, the reusable
-//! problem responses (from [`ProblemKind`]) and the errors every secured operation can
-//! return. Committed as `openapi/openapi.json`; `tests/api.rs` fails when it drifts.
+//! problem responses (from [`ProblemKind`]), the errors the shared extractors of
+//! [`crate::http`] return on every operation that uses them, and the constraints those
+//! extractors enforce on the shared parameters (`If-Match`, `Idempotency-Key`, `limit`,
+//! `min_position`). Committed as `openapi/openapi.json`; `tests/api.rs` fails when it drifts,
+//! and `scripts/fuzz-http` checks the running server against it.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Doc, RefOr, Response};
+use utoipa::openapi::{OpenApi as Doc, RefOr, Required, Response};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::error::{Problem, ProblemKind};
@@ -77,11 +82,6 @@ pub(crate) fn finish(doc: &mut Doc) {
             RefOr::T(kind.openapi_response()),
         );
     }
-    let reference = |kind: ProblemKind| -> RefOr<Response> {
-        RefOr::Ref(utoipa::openapi::Ref::from_response_name(
-            kind.response_name(),
-        ))
-    };
     for item in doc.paths.paths.values_mut() {
         for op in [
             item.get.as_mut(),
@@ -93,22 +93,137 @@ pub(crate) fn finish(doc: &mut Doc) {
         .into_iter()
         .flatten()
         {
-            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-            let responses = &mut op.responses.responses;
-            if secured {
-                responses
-                    .entry("401".to_owned())
-                    .or_insert_with(|| reference(ProblemKind::Unauthenticated));
-                responses
-                    .entry("403".to_owned())
-                    .or_insert_with(|| reference(ProblemKind::Forbidden));
-            }
-            responses
-                .entry("500".to_owned())
-                .or_insert_with(|| reference(ProblemKind::Internal));
-            responses
-                .entry("503".to_owned())
-                .or_insert_with(|| reference(ProblemKind::Unavailable));
+            constrain_shared_parameters(op);
+            add_common_problems(op);
         }
     }
+}
+
+fn reference(kind: ProblemKind) -> RefOr<Response> {
+    RefOr::Ref(utoipa::openapi::Ref::from_response_name(
+        kind.response_name(),
+    ))
+}
+
+/// The problems an operation can get from the framework and the shared extractors, added
+/// where the operation does not list its own response for the status:
+/// - 400 `bad-request`: any path, query or header parameter that does not parse, or a body
+///   that is not JSON ([`crate::http::Path`], [`crate::http::Query`], [`crate::http::Json`],
+///   [`crate::http::IfMatch`], [`crate::http::IdempotencyKey`]);
+/// - 404 `not-found`: the resource a path names does not exist (or is another tenant's);
+/// - 413 `payload-too-large` and 422 `validation`: a body over the limit, or JSON of the
+///   wrong shape;
+/// - 412 `precondition-failed` and 428 `precondition-required`: a stale or missing `If-Match`;
+/// - 409 `idempotency-in-progress` and 422 `idempotency-key-reused`: an `Idempotency-Key`
+///   still running, or reused for another request;
+/// - 401/403 on secured operations, 500 and 503 everywhere.
+fn add_common_problems(op: &mut Operation) {
+    let params: Vec<(ParameterIn, String, bool)> = op
+        .parameters
+        .iter()
+        .flatten()
+        .filter_map(|p| match p {
+            RefOr::T(p) => Some((
+                p.parameter_in.clone(),
+                p.name.to_ascii_lowercase(),
+                matches!(p.required, Required::True),
+            )),
+            RefOr::Ref(_) => None,
+        })
+        .collect();
+    let has = |place: ParameterIn| params.iter().any(|(p, _, _)| *p == place);
+    let header = |name: &str| {
+        params
+            .iter()
+            .find(|(p, n, _)| *p == ParameterIn::Header && n == name)
+    };
+    let has_body = op.request_body.is_some();
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut add = Vec::new();
+    if has(ParameterIn::Path) || has(ParameterIn::Query) || has(ParameterIn::Header) || has_body {
+        add.push(("400", ProblemKind::BadRequest));
+    }
+    if has(ParameterIn::Path) {
+        add.push(("404", ProblemKind::NotFound));
+    }
+    if has_body {
+        add.push(("413", ProblemKind::PayloadTooLarge));
+        add.push(("422", ProblemKind::Validation));
+    }
+    if let Some((_, _, required)) = header("if-match") {
+        add.push(("412", ProblemKind::PreconditionFailed));
+        if *required {
+            add.push(("428", ProblemKind::PreconditionRequired));
+        }
+    }
+    if header("idempotency-key").is_some() {
+        add.push(("409", ProblemKind::IdempotencyInProgress));
+        add.push(("422", ProblemKind::IdempotencyKeyReused));
+    }
+    if secured {
+        add.push(("401", ProblemKind::Unauthenticated));
+        add.push(("403", ProblemKind::Forbidden));
+    }
+    add.push(("500", ProblemKind::Internal));
+    add.push(("503", ProblemKind::Unavailable));
+    let responses = &mut op.responses.responses;
+    for (status, kind) in add {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| reference(kind));
+    }
+}
+
+/// `If-Match` as [`crate::http::IfMatch::parse`] accepts it: `*`, or a (weak) ETag of a
+/// stream version.
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]{1,19}")$"#;
+/// `Idempotency-Key` as [`crate::http::IdempotencyKey`] accepts it: 1-200 visible ASCII
+/// characters.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,200}$";
+
+/// Writes into the shared parameters' schemas what their one extractor enforces, so that
+/// every operation using them states the same rule.
+fn constrain_shared_parameters(op: &mut Operation) {
+    for p in op.parameters.iter_mut().flatten() {
+        let RefOr::T(p) = p else { continue };
+        let Some(RefOr::T(Schema::Object(schema))) = p.schema.as_mut() else {
+            continue;
+        };
+        match (&p.parameter_in, p.name.to_ascii_lowercase().as_str()) {
+            (ParameterIn::Header, "if-match") => {
+                schema.pattern = Some(IF_MATCH_PATTERN.to_owned());
+            }
+            (ParameterIn::Header, "idempotency-key") => {
+                schema.min_length = Some(1);
+                schema.max_length = Some(200);
+                schema.pattern = Some(IDEMPOTENCY_KEY_PATTERN.to_owned());
+            }
+            (ParameterIn::Query, "limit") => {
+                schema.minimum = Some(utoipa::Number::UInt(1));
+                schema.maximum = Some(utoipa::Number::UInt(u32::MAX as usize));
+            }
+            (ParameterIn::Header, "last-event-id") => {
+                schema.minimum = Some(utoipa::Number::UInt(0));
+            }
+            (ParameterIn::Query, "min_position") => {
+                schema.minimum = Some(utoipa::Number::UInt(0));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One event of the live stream (`GET /api/v1/events/stream`, `text/event-stream`): in
+/// OpenAPI 3.1 the schema of an event-stream response describes each event by its fields.
+/// Keep-alive comments carry no event.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only: the handler writes these fields with axum's `Event`.
+pub struct LiveEventFrame {
+    /// The event's global position; send it back as `Last-Event-ID` to resume.
+    id: String,
+    /// The event type (`DeviceRegistered`, `WorkflowCompleted`, ...).
+    event: String,
+    /// The event as JSON: an `EventDto`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }

@@ -36,9 +36,25 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// PostgreSQL URL of the schema owner (runs migrations). May carry a password.
+    /// PostgreSQL URL of the schema owner. May carry a password. Read only by the roles
+    /// that migrate (`migrate`, `all`, `replay`), and by the others only to derive the
+    /// application roles' URLs when `app_database_url`/`system_database_url` are not set.
     pub database_url: Secret,
-    /// Password of the `netledger_app` role (none with trust or peer auth).
+    /// File holding the owner URL (wins over `database_url`; read only when the URL is
+    /// needed, so a process that does not need it may have no access to the file).
+    pub database_url_file: Option<PathBuf>,
+    /// PostgreSQL URL of the `netledger_app` role (user, password, host, database). When
+    /// absent it is derived from the owner URL: the role's name, `app_db_password`, and never
+    /// the owner's password.
+    pub app_database_url: Option<Secret>,
+    /// File holding `app_database_url` (wins over it).
+    pub app_database_url_file: Option<PathBuf>,
+    /// PostgreSQL URL of the `netledger_system` role (as `app_database_url`).
+    pub system_database_url: Option<Secret>,
+    /// File holding `system_database_url` (wins over it).
+    pub system_database_url_file: Option<PathBuf>,
+    /// Password of the `netledger_app` role (none with trust or peer auth); `migrate` sets
+    /// it, the other roles use it when `app_database_url` is not given.
     pub app_db_password: Option<Secret>,
     /// Password of the `netledger_system` role.
     pub system_db_password: Option<Secret>,
@@ -384,8 +400,16 @@ pub fn api_config(config: &Config) -> anyhow::Result<netledger_api::ApiConfig> {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// File holding the hex ed25519 signing key; generated under `data_dir` outside production.
+    /// File holding the hex ed25519 signing key; generated under `data_dir` outside
+    /// production. Read only by the checkpointer (`projector`, `all`).
     pub signing_key_file: Option<PathBuf>,
+    /// The hex ed25519 public (verifying) key the API checks checkpoints with. The API never
+    /// reads the signing key when this or `verifying_key_file` is set; production requires
+    /// one of them for `api`.
+    pub verifying_key: Option<String>,
+    /// File holding the hex public key (wins over `verifying_key`). Outside production the
+    /// default is `<data_dir>/audit-signing.pub`, written next to the generated signing key.
+    pub verifying_key_file: Option<PathBuf>,
     /// Identifier recorded with each checkpoint (for key rotation).
     pub key_id: String,
     /// How often new events are covered by a checkpoint.
@@ -411,6 +435,11 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: Secret::new("postgres://postgres@127.0.0.1:5432/netledger"),
+            database_url_file: None,
+            app_database_url: None,
+            app_database_url_file: None,
+            system_database_url: None,
+            system_database_url_file: None,
             app_db_password: None,
             system_db_password: None,
             nats_url: "nats://127.0.0.1:4222".to_owned(),
@@ -433,6 +462,8 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             signing_key_file: None,
+            verifying_key: None,
+            verifying_key_file: None,
             key_id: "dev-1".to_owned(),
             checkpoint_interval: Duration::from_secs(30),
         }
@@ -707,6 +738,26 @@ const ENV: &[(&str, Setter)] = &[
         c.database_url = Secret::new(v);
         Ok(())
     }),
+    ("NETLEDGER_DATABASE_URL_FILE", |c, v| {
+        c.database_url_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_APP_DATABASE_URL", |c, v| {
+        c.app_database_url = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_APP_DATABASE_URL_FILE", |c, v| {
+        c.app_database_url_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_SYSTEM_DATABASE_URL", |c, v| {
+        c.system_database_url = Some(Secret::new(v));
+        Ok(())
+    }),
+    ("NETLEDGER_SYSTEM_DATABASE_URL_FILE", |c, v| {
+        c.system_database_url_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
     ("NETLEDGER_APP_DB_PASSWORD", |c, v| {
         c.app_db_password = Some(Secret::new(v));
         Ok(())
@@ -735,6 +786,14 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("NETLEDGER_AUDIT_SIGNING_KEY_FILE", |c, v| {
         c.audit.signing_key_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_AUDIT_VERIFYING_KEY", |c, v| {
+        c.audit.verifying_key = Some(v.to_owned());
+        Ok(())
+    }),
+    ("NETLEDGER_AUDIT_VERIFYING_KEY_FILE", |c, v| {
+        c.audit.verifying_key_file = Some(PathBuf::from(v));
         Ok(())
     }),
     ("NETLEDGER_AUDIT_KEY_ID", |c, v| {
@@ -912,6 +971,91 @@ impl Config {
             set(&mut config, &value).map_err(|message| ConfigError::Env { name, message })?;
         }
         Ok(config)
+    }
+}
+
+/// A database role's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbRole {
+    /// `netledger_app`: tenant-scoped reads and appends under row-level security.
+    App,
+    /// `netledger_system`: cross-tenant reads (relay, projectors, checkpointer, poller).
+    System,
+}
+
+impl DbRole {
+    /// The PostgreSQL role name.
+    pub fn role_name(self) -> &'static str {
+        match self {
+            Self::App => "netledger_app",
+            Self::System => "netledger_system",
+        }
+    }
+}
+
+/// A secret given inline or as a file (the file wins; surrounding whitespace is trimmed).
+fn inline_or_file(
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<Option<Secret>> {
+    use anyhow::Context as _;
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {what} from {}", path.display()))?;
+            Ok(Some(Secret::new(text.trim())))
+        }
+        None => Ok(inline.cloned()),
+    }
+}
+
+impl Config {
+    /// The owner's URL (`database_url_file`, else `database_url`). Only the roles that
+    /// migrate need it; the others call it only to derive a role URL that is not configured.
+    pub fn owner_url(&self) -> anyhow::Result<Secret> {
+        Ok(inline_or_file(
+            Some(&self.database_url),
+            self.database_url_file.as_deref(),
+            "the owner's database URL",
+        )?
+        .unwrap_or_default())
+    }
+
+    /// The configured URL of `role` (`<role>_database_url_file`, else
+    /// `<role>_database_url`), or `None` to derive it from the owner's URL.
+    pub fn role_url(&self, role: DbRole) -> anyhow::Result<Option<Secret>> {
+        let (inline, file) = match role {
+            DbRole::App => (&self.app_database_url, &self.app_database_url_file),
+            DbRole::System => (&self.system_database_url, &self.system_database_url_file),
+        };
+        inline_or_file(
+            inline.as_ref(),
+            file.as_deref(),
+            &format!("the {} database URL", role.role_name()),
+        )
+    }
+
+    /// The password configured for `role` (used only when its URL is derived).
+    pub fn role_password(&self, role: DbRole) -> Option<&Secret> {
+        match role {
+            DbRole::App => self.app_db_password.as_ref(),
+            DbRole::System => self.system_db_password.as_ref(),
+        }
+    }
+}
+
+/// `url` without its user information (`postgres://user:pw@host/db` -> `postgres://host/db`):
+/// a role URL derived from the owner's must not carry the owner's name or password.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}{tail}", &authority[at + 1..]),
+        None => url.to_owned(),
     }
 }
 

@@ -384,6 +384,7 @@ fn load_config(path: Option<&std::path::Path>, conn: Option<&Conn>) -> anyhow::R
     if let Some(conn) = conn {
         if let Some(url) = &conn.database_url {
             config.database_url = Secret::new(url.clone());
+            config.database_url_file = None;
         }
         if let Some(url) = &conn.nats_url {
             config.nats_url = url.clone();

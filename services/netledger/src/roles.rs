@@ -1,24 +1,53 @@
 //! Process roles: migrations, and the long-running roles that exist so far (the outbox relay
 //! and the audit checkpointer, which make up the `projector` role for now).
+//!
+//! Each role loads only its own credentials: the owner's URL only where migrations run
+//! ([`owner_options`], [`migrate`]); the application roles' URLs ([`role_options`]) never
+//! carry the owner's password; the audit signing key only in the checkpointer
+//! ([`signing_key`]), the API gets the public key ([`verifying_key`]).
 
 use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Context as _;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use netledger_store::Pools;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, DbRole};
 use crate::relay::{Checkpointer, Relay, RelayOptions};
 
-/// Owner connect options from the configured URL.
+/// Owner connect options from the configured URL (for migrations only).
 pub fn owner_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(config.database_url.expose()).context(
+    PgConnectOptions::from_str(config.owner_url()?.expose()).context(
         "database URL is not a valid PostgreSQL URL (postgres://user[:password]@host:port/db)",
     )
+}
+
+/// Connect options of `role`: its configured URL, or else the owner's server and database
+/// with the role's name and its own password (`<role>_db_password`), never the owner's. The
+/// owner's URL is not read when the role's URL is configured.
+pub fn role_options(config: &Config, role: DbRole) -> anyhow::Result<PgConnectOptions> {
+    if let Some(url) = config.role_url(role)? {
+        return PgConnectOptions::from_str(url.expose()).with_context(|| {
+            format!(
+                "the {} database URL is not a valid PostgreSQL URL",
+                role.role_name()
+            )
+        });
+    }
+    let owner = config.owner_url()?;
+    let mut options = PgConnectOptions::from_str(&crate::config::without_userinfo(owner.expose()))
+        .context(
+            "database URL is not a valid PostgreSQL URL (postgres://user[:password]@host:port/db)",
+        )?
+        .username(role.role_name());
+    if let Some(password) = config.role_password(role) {
+        options = options.password(password.expose());
+    }
+    Ok(options)
 }
 
 /// Creates the database if it does not exist yet (connecting to `postgres` on the same
@@ -91,17 +120,65 @@ async fn create_database_if_missing(owner: &PgConnectOptions) -> anyhow::Result<
     Ok(())
 }
 
-/// Connects the app and system pools.
+/// Connects the app and system pools, each with its own role's credentials
+/// ([`role_options`]).
 pub async fn pools(config: &Config) -> anyhow::Result<Pools> {
-    let owner = owner_options(config)?.log_statements(tracing::log::LevelFilter::Trace);
-    Pools::connect(
-        &owner,
-        config.app_db_password.as_ref().map(|s| s.expose()),
-        config.system_db_password.as_ref().map(|s| s.expose()),
-        16,
-    )
-    .await
-    .context("cannot connect as the application roles; run `netledger migrate` first")
+    let trace = tracing::log::LevelFilter::Trace;
+    let app = role_options(config, DbRole::App)?.log_statements(trace);
+    let system = role_options(config, DbRole::System)?.log_statements(trace);
+    // The same pool settings as `Pools::connect` (no ping before each acquire).
+    let max_connections = 16;
+    let app = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .connect_with(app)
+        .await
+        .context("cannot connect as netledger_app; run `netledger migrate` first")?;
+    let system = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections.clamp(2, 8))
+        .test_before_acquire(false)
+        .connect_with(system)
+        .await
+        .context("cannot connect as netledger_system; run `netledger migrate` first")?;
+    Ok(Pools { app, system })
+}
+
+/// The development public key file next to the generated signing key.
+const DEV_VERIFYING_KEY_FILE: &str = "audit-signing.pub";
+
+/// The audit public key the API verifies checkpoints with: `audit.verifying_key_file`, else
+/// `audit.verifying_key`; outside production `<data_dir>/audit-signing.pub` (written with the
+/// generated development key), generating that key first when there is none yet. Never reads
+/// the signing key when a public key is configured; production refuses to fall back.
+pub fn verifying_key(config: &Config) -> anyhow::Result<VerifyingKey> {
+    let audit = &config.audit;
+    let text = if let Some(path) = &audit.verifying_key_file {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading audit public key {}", path.display()))?
+    } else if let Some(hex) = &audit.verifying_key {
+        hex.clone()
+    } else if config.production {
+        anyhow::bail!(
+            "production mode needs the audit public key for the API: set audit.verifying_key              (NETLEDGER_AUDIT_VERIFYING_KEY, hex; print it with `netledger audit public-key`              where the signing key is) or audit.verifying_key_file              (NETLEDGER_AUDIT_VERIFYING_KEY_FILE)"
+        )
+    } else {
+        let dev = config.data_dir.join(DEV_VERIFYING_KEY_FILE);
+        if audit.signing_key_file.is_none() && dev.exists() {
+            std::fs::read_to_string(&dev)
+                .with_context(|| format!("reading audit public key {}", dev.display()))?
+        } else {
+            // Development without a public key yet: derive it (and write it for next time).
+            return Ok(signing_key(config)?.verifying_key());
+        }
+    };
+    parse_verifying_key(&text)
+}
+
+fn parse_verifying_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .context("the audit public key must be 64 hex characters (an ed25519 public key)")?;
+    VerifyingKey::from_bytes(&bytes).context("the audit public key is not a valid ed25519 key")
 }
 
 /// Loads the audit signing key, generating one under `data_dir` outside production.
@@ -120,6 +197,9 @@ pub fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         write_private(&path, &hex::encode(key.to_bytes()))?;
+        let public = config.data_dir.join(DEV_VERIFYING_KEY_FILE);
+        std::fs::write(&public, hex::encode(key.verifying_key().to_bytes()))
+            .with_context(|| format!("writing {}", public.display()))?;
         tracing::warn!(path = %path.display(), public_key = %hex::encode(key.verifying_key().to_bytes()), "generated a development audit signing key");
     }
     read_key(&path)
@@ -340,7 +420,7 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
     deps.nats = Some(nats);
     deps.archive = Some(archive(config)?);
     deps.firmware_dir = Some(firmware_cache(config)?);
-    deps.audit_key = Some(signing_key(config)?.verifying_key());
+    deps.audit_key = Some(verifying_key(config)?);
     deps.devices = Some(netledger_store::devices::DeviceCommands::new(
         pools.app.clone(),
         crate::config::credential_keys(config)?,
@@ -470,4 +550,133 @@ pub async fn register_demo_fleet(
     .await
     .context("registering the demo fleet")?;
     Ok(ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::ConnectOptions as _;
+
+    use super::*;
+    use crate::config::Secret;
+
+    fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    /// Issue #15 item 12: what the `api` role loads (pool credentials, audit key) comes from
+    /// its own settings; the owner's URL and the signing key are never read (their files do
+    /// not exist here, so reading them would fail).
+    #[test]
+    fn the_api_role_never_reads_the_owner_url_or_the_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let system_url = dir.path().join("system-url");
+        std::fs::write(
+            &system_url,
+            "postgres://netledger_system:systempw@db.example:5433/nl\n",
+        )
+        .unwrap();
+        let public = dir.path().join("audit.pub");
+        std::fs::write(&public, hex::encode(key.verifying_key().to_bytes())).unwrap();
+        let config = Config::load(
+            None,
+            env(&[
+                ("NETLEDGER_PRODUCTION", "true".into()),
+                (
+                    "NETLEDGER_DATABASE_URL_FILE",
+                    dir.path().join("missing-owner-url").display().to_string(),
+                ),
+                (
+                    "NETLEDGER_AUDIT_SIGNING_KEY_FILE",
+                    dir.path().join("missing-signing-key").display().to_string(),
+                ),
+                (
+                    "NETLEDGER_APP_DATABASE_URL",
+                    "postgres://netledger_app:apppw@db.example:5433/nl".into(),
+                ),
+                (
+                    "NETLEDGER_SYSTEM_DATABASE_URL_FILE",
+                    system_url.display().to_string(),
+                ),
+                (
+                    "NETLEDGER_AUDIT_VERIFYING_KEY_FILE",
+                    public.display().to_string(),
+                ),
+                (
+                    "NETLEDGER_DATA_DIR",
+                    dir.path().join("data").display().to_string(),
+                ),
+            ]),
+        )
+        .unwrap();
+        // The owner's URL and the signing key are out of reach of this process.
+        assert!(owner_options(&config).is_err());
+        assert!(signing_key(&config).is_err());
+        // Yet everything the API loads is there.
+        let app = role_options(&config, DbRole::App).unwrap();
+        assert_eq!(app.get_username(), "netledger_app");
+        assert_eq!((app.get_host(), app.get_port()), ("db.example", 5433));
+        assert!(app.to_url_lossy().to_string().contains("apppw"));
+        let system = role_options(&config, DbRole::System).unwrap();
+        assert_eq!(system.get_username(), "netledger_system");
+        assert!(system.to_url_lossy().to_string().contains("systempw"));
+        assert_eq!(verifying_key(&config).unwrap(), key.verifying_key());
+        assert!(!config.data_dir.exists(), "nothing was generated");
+
+        // Production without a public key: refused, even with a signing key configured.
+        let mut no_public = config.clone();
+        no_public.audit.verifying_key_file = None;
+        let err = verifying_key(&no_public).unwrap_err().to_string();
+        assert!(err.contains("verifying_key"), "{err}");
+    }
+
+    /// Issue #15 item 12: without role URLs, the application roles' options are derived from
+    /// the owner's server and database with the role's own password, never the owner's.
+    #[test]
+    fn derived_role_options_never_carry_the_owner_password() {
+        let mut config = Config {
+            database_url: Secret::new("postgres://owner:hunter2@db.example:5432/nl"),
+            ..Config::default()
+        };
+        for role in [DbRole::App, DbRole::System] {
+            let o = role_options(&config, role).unwrap();
+            assert_eq!(o.get_username(), role.role_name());
+            assert_eq!(o.get_database(), Some("nl"));
+            let url = o.to_url_lossy().to_string();
+            assert!(!url.contains("hunter2"), "{role:?}: {url}");
+            assert!(!url.contains("owner"), "{role:?}: {url}");
+        }
+        config.app_db_password = Some(Secret::new("appsecret"));
+        let url = role_options(&config, DbRole::App)
+            .unwrap()
+            .to_url_lossy()
+            .to_string();
+        assert!(
+            url.contains("appsecret") && !url.contains("hunter2"),
+            "{url}"
+        );
+        assert_eq!(
+            crate::config::without_userinfo("postgres://a:b%40c@h:1/d?sslmode=require"),
+            "postgres://h:1/d?sslmode=require"
+        );
+    }
+
+    /// Outside production the API reads the public key written next to the generated
+    /// development signing key, not the signing key itself.
+    #[test]
+    fn development_api_reads_the_generated_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let key = signing_key(&config).unwrap();
+        std::fs::remove_file(config.data_dir.join("audit-signing.key")).unwrap();
+        assert_eq!(verifying_key(&config).unwrap(), key.verifying_key());
+    }
 }

@@ -337,3 +337,88 @@ async fn nats_connections_present_the_roles_credentials() {
     };
     assert!(netledger::relay::nats_options("api", &both).await.is_err());
 }
+
+/// Issue #15 item 12: `netledger api` runs with only its own credentials. The application
+/// roles' URLs and the audit PUBLIC key are configured; the owner's URL and the signing key
+/// are configured as files that do not exist, so any attempt to read them stops the process.
+/// It must start, log the bootstrap admin in and serve reads.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_api_runs_with_only_the_role_urls_and_the_public_key(owner: PgPool) {
+    use support::platform::{Answer, Http, free_port};
+    let work = tempfile::tempdir().unwrap();
+    let nats = Nats::start();
+    let opts = owner.connect_options();
+    let role_url = |role: &str| {
+        format!(
+            "postgres://{role}@{}:{}/{}",
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap()
+        )
+    };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let port = free_port();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("DATABASE_URL")
+        .env("NATS_URL", nats.url())
+        .env("NETLEDGER_DATA_DIR", work.path().join("data"))
+        .env(
+            "NETLEDGER_DATABASE_URL_FILE",
+            work.path().join("no-owner-url"),
+        )
+        .env(
+            "NETLEDGER_AUDIT_SIGNING_KEY_FILE",
+            work.path().join("no-signing-key"),
+        )
+        .env("NETLEDGER_APP_DATABASE_URL", role_url("netledger_app"))
+        .env(
+            "NETLEDGER_SYSTEM_DATABASE_URL",
+            role_url("netledger_system"),
+        )
+        .env(
+            "NETLEDGER_AUDIT_VERIFYING_KEY",
+            hex::encode(key.verifying_key().to_bytes()),
+        )
+        .env(
+            "NETLEDGER_BOOTSTRAP_ADMIN_EMAIL",
+            "roles-admin@netledger.test",
+        )
+        .env(
+            "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD",
+            "roles-admin-password-1234",
+        )
+        .env("NETLEDGER_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Http::new(format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = api.try_wait() {
+            panic!("netledger api exited during start: {status}");
+        }
+        let ready = tokio::time::timeout(
+            Duration::from_secs(2),
+            http.try_call("GET", "/health/ready", None, None, &[]),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(Answer { status: 200, .. }))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "netledger api was not ready in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let token = http
+        .login("roles-admin@netledger.test", "roles-admin-password-1234")
+        .await;
+    http.ok(200, "GET", "/api/v1/devices", &token, None).await;
+    http.ok(200, "GET", "/api/v1/audit/checkpoints", &token, None)
+        .await;
+    let _ = api.kill();
+    let _ = api.wait();
+    assert!(!work.path().join("data/audit-signing.key").exists());
+}

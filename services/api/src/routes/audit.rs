@@ -78,6 +78,7 @@ pub struct AuditParams {
     /// Only this actor (as shown in entries).
     pub actor: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Entries per page (default 50, at most 500).
     pub limit: Option<u32>,

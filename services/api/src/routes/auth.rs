@@ -369,7 +369,7 @@ pub async fn change_own_password(
 ) -> ApiResult<Json<UserWritten>> {
     let p = auth.principal();
     let Some(user) = p.user_id() else {
-        return Err(ApiError::validation(
+        return Err(ApiError::forbidden_because(
             "API keys have no password; this route is for signed-in users",
         ));
     };

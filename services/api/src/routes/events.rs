@@ -144,6 +144,7 @@ pub struct EventPage {
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// The `next_cursor` of the previous page; absent for the first page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Events per page (default 100, at most the server's maximum).
     pub limit: Option<u32>,
@@ -157,7 +158,7 @@ impl EventQuery {
     fn limit(&self, max: u32) -> ApiResult<i64> {
         match self.limit {
             None => Ok(i64::from(100.min(max))),
-            Some(0) => Err(ApiError::validation("limit must be at least 1")),
+            Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
             Some(n) => Ok(i64::from(n.min(max))),
         }
     }
@@ -254,7 +255,7 @@ pub async fn list_events(
     tag = "events",
     security(("bearer" = ["events:read"])),
     params(
-        ("category" = String, Path, description = "Category: lowercase letters (`device`). `tenant`, `user` and `session` need `audit:read`."),
+        ("category" = String, Path, description = "Category: lowercase letters (`device`). `tenant`, `user` and `session` need `audit:read`.", pattern = r"^[a-z]{1,40}$"),
         EventQuery,
     ),
     responses((status = 200, description = "A page of events.", body = EventPage), (status = 400, response = BadRequest))
@@ -292,7 +293,7 @@ pub async fn list_category_events(
     tag = "events",
     security(("bearer" = ["events:read"])),
     params(
-        ("stream" = String, Path, description = "Stream name `<category>-<id>`."),
+        ("stream" = String, Path, description = "Stream name `<category>-<id>`.", max_length = 200, pattern = r"^[a-z]{1,40}-[A-Za-z0-9._-]+$"),
         EventQuery,
     ),
     responses(

@@ -198,8 +198,8 @@ pub struct FirmwareUploaded {
     tag = "firmware",
     security(("bearer" = ["firmware:write"])),
     params(
-        ("version" = String, Path, description = "RouterOS version (`7.19.4`)."),
-        ("file_name" = String, Path, description = "Package file as MikroTik names it (`routeros-7.19.4-arm64.npk`)."),
+        ("version" = String, Path, description = "RouterOS version (`7.19.4`).", max_length = 20, pattern = r"^[0-9]{1,4}(\.[0-9]{1,4}){1,3}((beta|rc)[0-9]{1,3})?$"),
+        ("file_name" = String, Path, description = "Package file as MikroTik names it (`routeros-7.19.4-arm64.npk`).", max_length = 200, pattern = r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*\.npk$"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The package bytes."),
     responses(

@@ -102,6 +102,11 @@ pub async fn list_tenants(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewTenant {
     /// Name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub name: String,
     /// Change control: `required` (the default: pushes, upgrades and rollouts only through
     /// change requests) or `optional` (labs).
@@ -480,6 +485,11 @@ pub async fn list_api_keys(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewApiKey {
     /// What it is for.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub name: String,
     /// Permissions (e.g. `devices:read`, `workflows:run`); each must be one you hold.
     pub scopes: Vec<String>,

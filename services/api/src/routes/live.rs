@@ -152,7 +152,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this global position."),
     ),
     responses(
-        (status = 200, description = "A `text/event-stream` of events; each `data` is an `EventDto`.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream` of events; each `data` is an `EventDto`.", content_type = "text/event-stream", body = crate::openapi::LiveEventFrame),
         (status = 400, response = BadRequest),
         (status = 429, response = RateLimited),
     )

@@ -249,6 +249,7 @@ pub struct WorkflowListQuery {
     #[param(value_type = Option<query::WorkflowRunState>)]
     pub state: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Runs per page (default 50, at most 500).
     pub limit: Option<u32>,
@@ -515,6 +516,7 @@ pub struct RolloutListQuery {
     #[param(value_type = Option<netledger_domain::workflow::RolloutState>)]
     pub state: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Rollouts per page (default 50, at most 500).
     pub limit: Option<u32>,
@@ -645,7 +647,7 @@ pub struct RolloutDevicePage {
     security(("bearer" = ["rollouts:read"])),
     params(
         ("rollout_id" = Uuid, Path, description = "Rollout id."),
-        crate::http::PageParams,
+        crate::http::PositionPageParams,
         crate::http::MinPosition
     ),
     responses(
@@ -657,7 +659,7 @@ pub async fn list_rollout_devices(
     State(state): State<ApiState>,
     auth: Require<perm::RolloutsRead>,
     Path(id): Path<Uuid>,
-    Query(q): Query<crate::http::PageParams>,
+    Query(q): Query<crate::http::PositionPageParams>,
     Query(mp): Query<crate::http::MinPosition>,
 ) -> ApiResult<(axum::http::HeaderMap, Json<RolloutDevicePage>)> {
     let behind = crate::http::read_your_writes(

@@ -177,7 +177,7 @@ impl Drop for Platform {
 }
 
 /// The URL of the test's database (`owner`'s), on the server `DATABASE_URL` names.
-fn database_url(owner: &PgPool) -> String {
+pub fn database_url(owner: &PgPool) -> String {
     let db = owner
         .connect_options()
         .get_database()

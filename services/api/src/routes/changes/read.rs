@@ -41,6 +41,7 @@ pub struct ChangeListQuery {
     /// `true`: only emergency requests whose retrospective review is overdue.
     pub review_overdue: Option<bool>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Requests per page (default 50, at most 500).
     pub limit: Option<u32>,
@@ -171,6 +172,7 @@ pub async fn get_change_request(
 #[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Events per page (default 50, at most 500).
     pub limit: Option<u32>,

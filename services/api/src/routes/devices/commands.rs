@@ -61,15 +61,27 @@ impl TransportInput {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewDevice {
     /// Name: 1-64 of letters, digits, `.`, `_`, `-`.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// Hostname or IP address.
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9.:_-]{1,253}$"
+    )]
     pub host: String,
     /// API port (default 8728 for `plain`, 8729 for TLS).
+    #[schema(minimum = 1)]
     pub port: Option<u16>,
     /// Transport (default `tls_verified`: API-SSL verified against the platform's trust
     /// roots). Production refuses `plain` unless the tenant's device settings allow it.
     pub transport: Option<TransportInput>,
     /// API login name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
+    )]
     pub username: String,
     /// API password (write-only).
     pub password: String,
@@ -77,6 +89,7 @@ pub struct NewDevice {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Poll interval in seconds, 5-86400 (default 60).
+    #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
 }
 
@@ -422,6 +435,11 @@ pub async fn set_device_tags(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsInput {
     /// API login name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
+    )]
     pub username: String,
     /// API password.
     pub password: String,

@@ -80,6 +80,7 @@ pub struct ConfigVersionParams {
     #[serde(default)]
     pub changed_only: bool,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Versions per page (default 50, at most 500).
     pub limit: Option<u32>,
@@ -186,7 +187,7 @@ fn check_commit(c: &str) -> ApiResult<()> {
     security(("bearer" = ["configs:read"])),
     params(
         ("device_id" = Uuid, Path, description = "Device id."),
-        ("commit" = String, Path, description = "Commit id (4-40 hex digits)."),
+        ("commit" = String, Path, description = "Commit id (4-40 hex digits).", pattern = r"^[0-9a-fA-F]{4,40}$"),
     ),
     responses(
         (status = 200, description = "The config.", body = ConfigText),
@@ -221,8 +222,10 @@ pub async fn get_config_version(
 #[into_params(parameter_in = Query)]
 pub struct DiffParams {
     /// The older commit.
+    #[param(pattern = r"^[0-9a-fA-F]{4,40}$")]
     pub from: String,
     /// The newer commit.
+    #[param(pattern = r"^[0-9a-fA-F]{4,40}$")]
     pub to: String,
 }
 

@@ -98,6 +98,9 @@ pub struct DeviceListQuery {
     #[serde(default)]
     pub include_removed: bool,
     /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:"
+    )]
     pub cursor: Option<String>,
     /// Devices per page (default 50, at most 500).
     pub limit: Option<u32>,
