@@ -128,6 +128,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Log out everywhere: end every session of the calling user and revoke every access token
+         *     issued to them (other API processes notice through NATS, or within seconds without it).
+         */
+        post: operations["logout_all"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/me": {
         parameters: {
             query?: never;
@@ -1614,7 +1634,10 @@ export interface components {
             name: string;
             /** @description Whether it passed. */
             ok: boolean;
-            /** @description Details (error text, lag in events). */
+            /**
+             * @description `ok`, `failed`, `timeout`, a NATS connection state, or the lag in events; never
+             *     error text (that is logged).
+             */
             detail: string;
         };
         /** @description A signed checkpoint over a range of the tenant's events. */
@@ -1682,10 +1705,14 @@ export interface components {
             script: string;
             /**
              * @description Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
-             *     when absent.
+             *     when absent. The platform's generated forms are reserved (422): ids starting with
+             *     `ro-`, `bk-`, `fw-`, `rs-`, `cr-` or ending with `-post` (case-insensitive).
              */
             change_id?: string | null;
-            /** @description Push even when device-mode disables the scheduler (no device-side rollback timer). */
+            /**
+             * @description Push even when device-mode disables the scheduler (no device-side rollback timer).
+             *     Needs the `workflows:without_timer` permission (403 without).
+             */
             allow_without_timer?: boolean;
         };
         /** @description A device's stored configuration (normalised, secrets masked). */
@@ -2276,7 +2303,8 @@ export interface components {
             scopes: string[];
             /**
              * Format: date-time
-             * @description When it stops working (RFC 3339); never if absent.
+             * @description When it stops working (RFC 3339): at most `api_key_max_ttl` (default 365 days) from
+             *     now; absent, `api_key_default_ttl` (default 90 days) from now.
              */
             expires_at?: string | null;
         };
@@ -3654,6 +3682,29 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    logout_all: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session ended; the cookie is cleared. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     get_me: {
         parameters: {
             query?: never;
@@ -4811,6 +4862,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -5393,6 +5445,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeviceSettingsDto"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
@@ -5428,10 +5481,12 @@ export interface operations {
                     "application/json": components["schemas"]["DeviceSettingsDto"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Validation"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];

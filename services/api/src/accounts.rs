@@ -195,7 +195,9 @@ fn encode<E: EventEnum>(events: &[E], meta: &EventMetadata) -> ApiResult<Vec<New
         .collect()
 }
 
-pub(crate) fn stream_or_500(s: Result<StreamName, netledger_domain::IdError>) -> ApiResult<StreamName> {
+pub(crate) fn stream_or_500(
+    s: Result<StreamName, netledger_domain::IdError>,
+) -> ApiResult<StreamName> {
     s.map_err(|e| ApiError::internal(format!("stream name: {e}")))
 }
 
@@ -860,13 +862,20 @@ pub async fn update_user(
         written.extend(end_user_sessions(&mut tx, state, tenant, meta, id, reason).await?);
     }
     // A role change or a disable takes effect on the user's access tokens at once.
-    let revoke = before.is_some_and(|b| b.role != u.role || (!b.disabled && u.disabled));
+    let revoke = before
+        .as_ref()
+        .is_some_and(|b| b.role != u.role || (!b.disabled && u.disabled));
     if revoke {
         bump_session_version(&mut tx, id).await?;
     }
     tx.commit().await?;
     if revoke {
         state.revoke(Revocation::User(id)).await;
+    }
+    // Re-enabled: the keys this user created work again, here at once (other API processes
+    // refuse them until their cached refusal expires, `api_key_cache_ttl`).
+    if before.is_some_and(|b| b.disabled && !u.disabled) {
+        state.key_cache().clear();
     }
     Ok((user, written))
 }

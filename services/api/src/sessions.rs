@@ -204,7 +204,7 @@ pub(crate) fn spawn_listener(
                     match serde_json::from_slice::<Revocation>(&m.payload) {
                         Ok(r) => {
                             if let Some(inner) = state.upgrade() {
-                                inner.sessions().apply(r);
+                                inner.apply_revocation(r);
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "unreadable revocation message"),

@@ -112,6 +112,18 @@ impl Inner {
     pub(crate) fn sessions(&self) -> &crate::sessions::SessionCache {
         &self.sessions
     }
+
+    /// Drops what `r` ends from this process's caches: sessions, and the API-key lookups it
+    /// concerns (a user's revocation ends the keys that user created, so every cached key
+    /// lookup goes: the cache does not know the creators).
+    pub(crate) fn apply_revocation(&self, r: crate::sessions::Revocation) {
+        self.sessions.apply(r);
+        match r {
+            crate::sessions::Revocation::User(_) => self.key_cache.clear(),
+            crate::sessions::Revocation::ApiKey(id) => self.key_cache.forget_key(id),
+            crate::sessions::Revocation::Session(_) => {}
+        }
+    }
 }
 
 impl ApiState {
@@ -175,7 +187,7 @@ impl ApiState {
     /// live-event watchers and publishes it to the other API processes (best effort: without
     /// NATS they notice within the short cache lifetime). Call after the commit.
     pub async fn revoke(&self, r: crate::sessions::Revocation) {
-        self.0.sessions.apply(r);
+        self.0.apply_revocation(r);
         if let Some(client) = self.nats() {
             let subject = crate::sessions::subject(&self.0.config.nats_subject_prefix);
             match serde_json::to_vec(&r) {

@@ -1860,21 +1860,38 @@ async fn firmware_packages_are_per_tenant_and_within_a_quota(pool: PgPool) {
     // Tenant B sees nothing of A's, and its upload of the same name is its own.
     let b_list = app.get("/api/v1/firmware", &b_token).await;
     assert_eq!(b_list.body["items"], json!([]), "{:?}", b_list.body);
-    let theirs = put(b_token.clone(), "routeros-7.19.4-arm64.npk", vec![2u8; 3000]).await;
+    let theirs = put(
+        b_token.clone(),
+        "routeros-7.19.4-arm64.npk",
+        vec![2u8; 3000],
+    )
+    .await;
     assert_eq!(theirs.status, StatusCode::CREATED, "{:?}", theirs.body);
     let a_list = app.get("/api/v1/firmware", a).await;
     assert_eq!(a_list.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(a_list.body["items"][0]["size"], 4000);
-    assert_eq!(a_list.body["items"][0]["sha256"], mine.body["package"]["sha256"]);
+    assert_eq!(
+        a_list.body["items"][0]["sha256"],
+        mine.body["package"]["sha256"]
+    );
     let stored = std::fs::read(
         netledger_store::firmware::tenant_dir(app.state.firmware_dir().unwrap(), app.tenant)
             .join("7.19.4/routeros-7.19.4-arm64.npk"),
     )
     .unwrap();
-    assert_eq!(stored, vec![1u8; 4000], "B's upload did not replace A's package");
+    assert_eq!(
+        stored,
+        vec![1u8; 4000],
+        "B's upload did not replace A's package"
+    );
     // The quota: 4000 used, 7000 more is too much; replacing the package itself is not.
     let over = put(a.clone(), "routeros-7.19.4-mipsbe.npk", vec![3u8; 7000]).await;
-    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", over.body);
+    assert_eq!(
+        over.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        over.body
+    );
     assert!(over.detail().contains("quota"), "{}", over.detail());
     let replaced = put(a.clone(), "routeros-7.19.4-arm64.npk", vec![4u8; 9000]).await;
     assert_eq!(replaced.status, StatusCode::CREATED, "{:?}", replaced.body);
@@ -1914,16 +1931,34 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
         ("224.0.0.5", "multicast/broadcast"),
     ] {
         let r = register(host, 8728).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{host}: {:?}",
+            r.body
+        );
         assert!(r.is_problem());
         let detail = r.detail();
-        assert!(detail.contains(&format!("`{rule}` rule")), "{host}: {detail}");
+        assert!(
+            detail.contains(&format!("`{rule}` rule")),
+            "{host}: {detail}"
+        );
         assert!(detail.contains("device-settings"), "{host}: {detail}");
     }
     let r = register("10.9.9.9", 5432).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
-    assert!(r.detail().contains("`service-address` rule"), "{}", r.detail());
-    for host in ["10.0.0.1", "172.16.5.5", "192.168.88.1", "fd00::1", "192.0.2.10"] {
+    assert!(
+        r.detail().contains("`service-address` rule"),
+        "{}",
+        r.detail()
+    );
+    for host in [
+        "10.0.0.1",
+        "172.16.5.5",
+        "192.168.88.1",
+        "fd00::1",
+        "192.0.2.10",
+    ] {
         let r = register(host, 8728).await;
         assert_eq!(r.status, StatusCode::CREATED, "{host}: {:?}", r.body);
     }
@@ -1941,7 +1976,12 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
             &[("if-match", "*")],
         )
         .await;
-    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", patch.body);
+    assert_eq!(
+        patch.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        patch.body
+    );
     assert!(patch.detail().contains("`loopback` rule"));
 
     // The tenant's allow-list: set by a tenant admin only.
@@ -1977,17 +2017,33 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
         )
         .await;
     assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
-    assert_eq!(set.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
+    assert_eq!(
+        set.body["allowed_networks"],
+        json!(["10.9.9.0/24", "127.0.0.0/8"])
+    );
     let read = app.get(&settings, &operator).await;
-    assert_eq!(read.body["allowed_networks"], json!(["10.9.9.0/24", "127.0.0.0/8"]));
-    assert_eq!(set.body["events"][0]["stream"], format!("tenant-{}", app.tenant));
-    assert_eq!(register("127.0.0.1", 8728).await.status, StatusCode::CREATED);
+    assert_eq!(
+        read.body["allowed_networks"],
+        json!(["10.9.9.0/24", "127.0.0.0/8"])
+    );
+    assert_eq!(
+        set.body["events"][0]["stream"],
+        format!("tenant-{}", app.tenant)
+    );
+    assert_eq!(
+        register("127.0.0.1", 8728).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(
         register("::1", 8728).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let r = register("10.9.9.9", 5432).await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "service endpoints stay refused");
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "service endpoints stay refused"
+    );
 }
 
 /// Item 8 of issue 15: a device's password never follows a changed endpoint. New devices
@@ -2010,7 +2066,10 @@ async fn an_endpoint_change_clears_the_credentials_and_new_devices_use_api_ssl(p
         .get(&format!("/api/v1/events/streams/device-{id}"), a)
         .await;
     let registered = &history.body["items"][0]["payload"]["endpoint"];
-    assert_eq!(registered["transport"]["mode"], "tls_verified", "{registered}");
+    assert_eq!(
+        registered["transport"]["mode"], "tls_verified",
+        "{registered}"
+    );
     assert_eq!(registered["port"], 8729);
     let stored = |pool: PgPool, id: String| async move {
         sqlx::query_scalar::<_, i64>(
@@ -2027,8 +2086,17 @@ async fn an_endpoint_change_clears_the_credentials_and_new_devices_use_api_ssl(p
     let mut plain = new_device("plain-1");
     plain["transport"] = json!({"mode": "plain"});
     let refused = app.post("/api/v1/devices", a, plain.clone()).await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
-    assert!(refused.detail().contains("`plain-transport` rule"), "{}", refused.detail());
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.detail().contains("`plain-transport` rule"),
+        "{}",
+        refused.detail()
+    );
     assert!(refused.detail().contains("allow_plain_transport"));
 
     // An operator moves the device: the credentials go with the old endpoint.
@@ -2043,12 +2111,23 @@ async fn an_endpoint_change_clears_the_credentials_and_new_devices_use_api_ssl(p
         )
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
-    assert_eq!(moved.body["version"], 3, "DeviceUpdated and DeviceCredentialsCleared");
-    assert_eq!(stored(pool.clone(), id.clone()).await, 0, "the password row is gone");
+    assert_eq!(
+        moved.body["version"], 3,
+        "DeviceUpdated and DeviceCredentialsCleared"
+    );
+    assert_eq!(
+        stored(pool.clone(), id.clone()).await,
+        0,
+        "the password row is gone"
+    );
     let history = app
         .get(&format!("/api/v1/events/streams/device-{id}"), a)
         .await;
-    assert_eq!(history.body["items"][2]["event_type"], "DeviceCredentialsCleared", "{:?}", history.body);
+    assert_eq!(
+        history.body["items"][2]["event_type"], "DeviceCredentialsCleared",
+        "{:?}",
+        history.body
+    );
     assert_eq!(
         history.body["items"][2]["payload"]["reason"],
         "endpoint changed: host"

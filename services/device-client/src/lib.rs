@@ -188,12 +188,16 @@ mod tests {
             "{e}"
         );
         // Nothing reached the listener.
-        let accepted =
-            tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
-        assert!(accepted.is_err(), "a refused address must not be connected to");
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        assert!(
+            accepted.is_err(),
+            "a refused address must not be connected to"
+        );
 
-        s.device_networks = DeviceNetworkPolicy::default()
-            .allowing([Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1").unwrap()]);
+        s.device_networks = DeviceNetworkPolicy::default().allowing([
+            Cidr::parse("127.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap(),
+        ]);
         let c = client_config(
             "localhost",
             port,

@@ -836,8 +836,10 @@ const ENV: &[(&str, Setter)] = &[
         Ok(())
     }),
     ("NETLEDGER_DEVICES_FIRMWARE_QUOTA_BYTES", |c, v| {
-        c.devices.firmware_quota_bytes =
-            Some(v.parse().map_err(|e| format!("not a number of bytes: {e}"))?);
+        c.devices.firmware_quota_bytes = Some(
+            v.parse()
+                .map_err(|e| format!("not a number of bytes: {e}"))?,
+        );
         Ok(())
     }),
     ("NETLEDGER_NATS_API_USER", |c, v| {
@@ -1093,10 +1095,7 @@ mod tests {
                     "NETLEDGER_DATABASE_URL".to_owned(),
                     "postgres://u:p@127.0.0.1:6543/x".to_owned(),
                 ),
-                (
-                    "NETLEDGER_NATS_URL".to_owned(),
-                    "nats://[::1]".to_owned(),
-                ),
+                ("NETLEDGER_NATS_URL".to_owned(), "nats://[::1]".to_owned()),
                 (
                     "NETLEDGER_DEVICES_ALLOWED_NETWORKS".to_owned(),
                     "127.0.0.0/8, ::1".to_owned(),

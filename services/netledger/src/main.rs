@@ -450,9 +450,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if demo_fleet.is_some_and(|n| n > 0) {
                 // The demo fleet's simulated devices listen on loopback: its one opt-in.
-                config.devices.allowed_networks.extend(
-                    netledger_domain::device::network::loopback_networks(),
-                );
+                config
+                    .devices
+                    .allowed_networks
+                    .extend(netledger_domain::device::network::loopback_networks());
             }
             roles::migrate(&config).await?;
             let pools = roles::pools(&config).await?;

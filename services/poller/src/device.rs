@@ -116,10 +116,7 @@ struct Task {
 
 /// The device's client configuration: the one endpoint-to-client mapping the netops
 /// workflows use too (`netledger-device-client`), with the poller's timeouts and CA roots.
-fn client_config(
-    spec: &DeviceSpec,
-    options: &PollerOptions,
-) -> Result<routeros::Config, String> {
+fn client_config(spec: &DeviceSpec, options: &PollerOptions) -> Result<routeros::Config, String> {
     let (row, username, password) = (&spec.row, &spec.username, &spec.password);
     let settings = ClientSettings {
         connect_timeout: options.connect_timeout,

@@ -447,7 +447,6 @@ mod tests {
     /// starts (nothing is sent), and the step fails retryably.
     #[tokio::test]
     async fn no_device_session_starts_after_the_lease_deadline() {
-        use netledger_domain::clock::Clock as _;
         // A listener that records whether anyone connected.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -162,6 +162,7 @@ impl Env {
             devices: devices.to_vec(),
             action: ChangeRunAction::Script {
                 script: CHANGE.into(),
+                sealed_script: None,
             },
             plan,
             window,

@@ -281,7 +281,11 @@ async fn firmware_is_served_only_pinned_and_with_a_token(owner: PgPool) {
     );
     assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "7.16.2");
     // No unauthenticated path, no forged token.
-    assert!(http_status(&base, &format!("/7.19.4/{file}")).await.contains("404"));
+    assert!(
+        http_status(&base, &format!("/7.19.4/{file}"))
+            .await
+            .contains("404")
+    );
     let forged = format!(
         "/d/{}.{}.{}.99999999999.{}/7.19.4/{file}",
         e.tenant.as_uuid().simple(),

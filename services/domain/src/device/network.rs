@@ -76,7 +76,9 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(a) & mask == u32::from(net)
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
@@ -350,7 +352,15 @@ mod tests {
         assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
         assert!(Cidr::parse("fe80::/10").unwrap().contains(ip("fe80::abcd")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("127.0.0.1")));
-        for bad in ["", "10.0.0.0/33", "10.0.0.0/", "10.0.0/8", "x/1", "::/129", "1.2.3.4/+1"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "x/1",
+            "::/129",
+            "1.2.3.4/+1",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }

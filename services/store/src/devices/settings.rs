@@ -45,9 +45,13 @@ pub async fn network_policy(
     base: &DeviceNetworkPolicy,
 ) -> Result<DeviceNetworkPolicy, StoreError> {
     let settings = device_settings(conn, tenant).await?;
-    Ok(base
-        .clone()
-        .allowing(settings.allowed_networks.iter().copied().collect::<Vec<Cidr>>()))
+    Ok(base.clone().allowing(
+        settings
+            .allowed_networks
+            .iter()
+            .copied()
+            .collect::<Vec<Cidr>>(),
+    ))
 }
 
 /// [`network_policy`] over a connection of `pool` (the poller's system pool).

@@ -170,7 +170,9 @@ impl DownloadKey {
         let mac = hex::decode(parts.next()?).ok()?;
         if parts.next().is_some()
             || sha256.len() != 64
-            || !sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            || !sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return None;
         }
@@ -211,10 +213,7 @@ async fn package(
     match open_verified(&path, &grant.sha256).await {
         Ok(Some((f, len))) => {
             tracing::info!(tenant = %grant.tenant, device = %grant.device, %version, %file, "firmware download");
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                f,
-                64 * 1024,
-            ));
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024));
             (
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
@@ -275,10 +274,7 @@ pub async fn serve_firmware_cache(
 ) -> std::io::Result<()> {
     let key = DownloadKey::load_or_create(&dir).await?;
     let app = axum::Router::new()
-        .route(
-            "/d/{token}/{version}/{file}",
-            axum::routing::get(package),
-        )
+        .route("/d/{token}/{version}/{file}", axum::routing::get(package))
         .with_state(Arc::new(Server {
             root: dir,
             key,
@@ -320,21 +316,33 @@ mod tests {
         let key = DownloadKey::from_bytes([7; 32]);
         let g = grant();
         let t = key.mint(&g).unwrap();
-        assert_eq!(key.check(&t, &g.version, &g.file_name, 1_000), Some(g.clone()));
+        assert_eq!(
+            key.check(&t, &g.version, &g.file_name, 1_000),
+            Some(g.clone())
+        );
         // expired
         assert_eq!(key.check(&t, &g.version, &g.file_name, 1_001), None);
         // another package or version under the same token
         assert_eq!(key.check(&t, "7.19.5", &g.file_name, 10), None);
-        assert_eq!(key.check(&t, &g.version, "routeros-7.19.4-mipsbe.npk", 10), None);
+        assert_eq!(
+            key.check(&t, &g.version, "routeros-7.19.4-mipsbe.npk", 10),
+            None
+        );
         // another key, or a token edited to another device or a later expiry
-        assert_eq!(DownloadKey::from_bytes([8; 32]).check(&t, &g.version, &g.file_name, 10), None);
+        assert_eq!(
+            DownloadKey::from_bytes([8; 32]).check(&t, &g.version, &g.file_name, 10),
+            None
+        );
         let other_device = t.replacen(
             &uuid::Uuid::from_u128(2).simple().to_string(),
             &uuid::Uuid::from_u128(3).simple().to_string(),
             1,
         );
         assert_eq!(key.check(&other_device, &g.version, &g.file_name, 10), None);
-        assert_eq!(key.check(&t.replace(".1000.", ".9999."), &g.version, &g.file_name, 10), None);
+        assert_eq!(
+            key.check(&t.replace(".1000.", ".9999."), &g.version, &g.file_name, 10),
+            None
+        );
         assert_eq!(key.check("garbage", &g.version, &g.file_name, 10), None);
     }
 }

@@ -69,11 +69,11 @@ async fn download_base(
     let ttl = i64::try_from(d.options.fetch_timeout.as_secs()).unwrap_or(i64::MAX / 2) + 120;
     let token = key
         .mint(&super::DownloadGrant {
-        tenant,
-        device,
-        version: pre.target_version.clone(),
-        file_name: pkg.file_name.clone(),
-        sha256: pkg.sha256.clone(),
+            tenant,
+            device,
+            version: pre.target_version.clone(),
+            file_name: pkg.file_name.clone(),
+            sha256: pkg.sha256.clone(),
             expires: d.clock.now().unix_timestamp().saturating_add(ttl),
         })
         .ok_or_else(|| StepError::fatal("cannot sign a firmware download token"))?;

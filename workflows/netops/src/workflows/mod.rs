@@ -108,9 +108,14 @@ pub async fn run_worker(
     let server = cache.map(|listener| {
         let mut rx = stop_rx.clone();
         let dir = deps.firmware_cache.clone();
-        tokio::spawn(serve_firmware_cache(dir, listener, deps.clock.clone(), async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(serve_firmware_cache(
+            dir,
+            listener,
+            deps.clock.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
     });
     let report = worker
         .run(async move {

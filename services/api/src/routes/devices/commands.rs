@@ -187,7 +187,10 @@ pub(crate) async fn check_device_endpoint(
             match lookup {
                 Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
                 _ => {
-                    tracing::info!(host, "device host does not resolve from the API; checked at connect time");
+                    tracing::info!(
+                        host,
+                        "device host does not resolve from the API; checked at connect time"
+                    );
                     Vec::new()
                 }
             }
