@@ -118,8 +118,11 @@ pub struct ArchiveOptions {
     /// durable, the branch not moved) and `branch_moved` (`main` moved, not yet synced).
     /// Only the kill-mid-commit test sets it (its child process dies at a planned point);
     /// `None` otherwise, and nothing configures it.
-    pub crash_points: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub crash_points: Option<CrashHook>,
 }
+
+/// A test's hook at the commit's crash points (see [`ArchiveOptions::crash_points`]).
+pub type CrashHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Default for ArchiveOptions {
     fn default() -> Self {

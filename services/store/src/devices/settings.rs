@@ -3,7 +3,7 @@
 //! device's host, and by the poller and the netops workers before they connect.
 
 use netledger_domain::TenantId;
-use netledger_domain::device::network::{Cidr, DeviceNetworkPolicy};
+use netledger_domain::device::network::DeviceNetworkPolicy;
 use netledger_domain::identity::tenant::TenantDeviceSettingsSet;
 use netledger_domain::identity::tenant_stream;
 use sqlx::PgConnection;
@@ -48,9 +48,7 @@ pub async fn network_policy(
     Ok(base.clone().allowing(
         settings
             .allowed_networks
-            .iter()
-            .copied()
-            .collect::<Vec<Cidr>>(),
+            .to_vec(),
     ))
 }
 
