@@ -45,11 +45,7 @@ pub async fn network_policy(
     base: &DeviceNetworkPolicy,
 ) -> Result<DeviceNetworkPolicy, StoreError> {
     let settings = device_settings(conn, tenant).await?;
-    Ok(base.clone().allowing(
-        settings
-            .allowed_networks
-            .to_vec(),
-    ))
+    Ok(base.clone().allowing(settings.allowed_networks.to_vec()))
 }
 
 /// [`network_policy`] over a connection of `pool` (the poller's system pool).
