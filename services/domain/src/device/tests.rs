@@ -472,7 +472,7 @@ fn stored_device_events_read_back_unchanged() {
         resumed.unwrap(),
         DeviceEvent::PollingResumed(DevicePollingResumed {})
     );
-    assert_eq!(DeviceEvent::TYPES.len(), 18);
+    assert_eq!(DeviceEvent::TYPES.len(), 17);
     assert_eq!(DeviceEvent::CATEGORY, "device");
 }
 
