@@ -1858,6 +1858,7 @@ export interface components {
              * @description Last drift.
              */
             last_drift_at?: string | null;
+            rollback_timers?: components["schemas"]["RollbackTimersDto"] | null;
             /**
              * Format: date-time
              * @description Registered at.
@@ -2499,6 +2500,35 @@ export interface components {
          * @enum {string}
          */
         RoleName: "viewer" | "operator" | "approver" | "auditor" | "tenant_admin" | "super_admin";
+        /**
+         * @description A device condition an operator resolves (issue #15 item 3, docs/push.md step 1b):
+         *     Netledger rollback timers (`netledger-rollback-*` scheduler entries) are, or may still be,
+         *     on the device. Such a timer can fire later and revert whatever was changed since, so
+         *     config pushes refuse to arm while it stands. Resolve it by finishing or rolling back the
+         *     push that armed the timer, or by removing the entry after checking the device; the next
+         *     push that finds no timer clears the condition.
+         */
+        RollbackTimersDto: {
+            /** @description The scheduler entries found (or not confirmed gone). */
+            timers: string[];
+            /**
+             * @description `refused_arm` (a push found them and refused to arm) or `rollback_unconfirmed` (a
+             *     rollback could not confirm its own timer gone; that push keeps the device and retries).
+             */
+            source: string;
+            /** @description What happened, for the operator. */
+            detail: string;
+            /**
+             * Format: uuid
+             * @description The workflow that found them.
+             */
+            workflow_id: string;
+            /**
+             * Format: date-time
+             * @description When the condition was first recorded.
+             */
+            since: string;
+        };
         /** @description One device of a rollout. */
         RolloutDeviceDto: {
             /**

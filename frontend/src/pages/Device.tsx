@@ -93,9 +93,11 @@ export function DevicePage({ id }: { id: string }) {
           </Link>{" "}
           / <span data-testid="device-name">{d.name}</span> <Badge value={removed ? "removed" : d.status} />{" "}
           {d.breaker === "open" ? <Badge value="open" label="breaker open" /> : null}
+          {d.rollback_timers ? <Badge value="open" label="rollback timer left" /> : null}
         </h1>
       </div>
       <ProblemBox error={device.error} />
+      {d.rollback_timers ? <RollbackTimersCondition c={d.rollback_timers} /> : null}
       {removed ? (
         <div className="notice">
           Removed <Time at={d.removed_at} />
@@ -143,6 +145,30 @@ export function DevicePage({ id }: { id: string }) {
           <Settings device={d} onChanged={reloadAll} />
         </Section>
       ) : null}
+    </div>
+  );
+}
+
+// A device condition an operator resolves: Netledger rollback timers are (or may still be) on
+// the device, and pushes refuse to arm until a workflow sees none (docs/push.md, step 1b).
+function RollbackTimersCondition({ c }: { c: NonNullable<Device["rollback_timers"]> }) {
+  return (
+    <div className="problem" role="alert" data-testid="rollback-timers">
+      <strong>Rollback timer left on the device.</strong>{" "}
+      {c.source === "rollback_unconfirmed"
+        ? "A rollback could not confirm its timer gone; that push keeps the device and retries."
+        : "A push found it and refused to arm its own."}{" "}
+      Such a timer can fire later and revert whatever was changed since, so config pushes are refused until it is
+      gone. Finish or roll back the push that armed it, or remove the entry after checking the device; the next push
+      that finds none clears this.
+      <div className="small">
+        Entries: {c.timers.map((t) => <code key={t}>{t} </code>)} · found by workflow{" "}
+        <Link to={`/workflows/${c.workflow_id}`}>
+          <ShortId id={c.workflow_id} />
+        </Link>{" "}
+        · since <Time at={c.since} relative />
+      </div>
+      <div className="small">{c.detail}</div>
     </div>
   );
 }

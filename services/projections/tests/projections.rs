@@ -13,9 +13,9 @@ use netledger_domain::change::{
 };
 use netledger_domain::device::{
     ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCameOnline, DeviceFacts, DeviceName,
-    DevicePollingResumed, DevicePollingSuspended, DeviceRegistered, DeviceRemoved, DeviceTagsSet,
-    DeviceUpdated, DeviceVersionChanged, DeviceWentOffline, Endpoint, Host, SnapshotReason, Tag,
-    Transport,
+    DevicePollingResumed, DevicePollingSuspended, DeviceRegistered, DeviceRemoved,
+    DeviceRollbackTimersCleared, DeviceRollbackTimersFound, DeviceTagsSet, DeviceUpdated,
+    DeviceVersionChanged, DeviceWentOffline, Endpoint, Host, SnapshotReason, Tag, Transport,
 };
 use netledger_domain::workflow::{
     FailureClass, Outcome, RestoreResult, RolloutCreated, RolloutDeviceFinished,
@@ -242,6 +242,86 @@ fn recorded_at(events: &[RecordedEvent], stream: &StreamName, event_type: &str) 
         .find(|e| &e.stream == stream && e.event_type == event_type)
         .unwrap()
         .recorded_at
+}
+
+/// Issue #15 item 3: the rollback-timer condition is a field of the device's detail from
+/// `DeviceRollbackTimersFound` (first time kept, latest details) until
+/// `DeviceRollbackTimersCleared`, and a replay folds the same.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_rollback_timer_condition_folds_into_the_detail(pool: PgPool) {
+    let db = db(pool).await;
+    let t = TenantId::new_random();
+    let d = DeviceId::new_random();
+    let (w1, w2) = (WorkflowId::new_random(), WorkflowId::new_random());
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev_by(&registered(d, "core-1", &[]), user())],
+    )
+    .await;
+    db.project_all().await;
+    let fresh = query::device_detail(&db.app, t, d).await.unwrap().unwrap();
+    assert_eq!(fresh.rollback_timers, None);
+
+    let found = |w: WorkflowId, timers: &[&str], source: &str| DeviceRollbackTimersFound {
+        timers: timers.iter().map(|s| (*s).to_owned()).collect(),
+        workflow_id: w,
+        source: source.to_owned(),
+        detail: format!("found by {w}"),
+    };
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev(&found(
+            w1,
+            &["netledger-rollback-a"],
+            "rollback_unconfirmed",
+        ))],
+    )
+    .await;
+    db.project_all().await;
+    let first = query::device_detail(&db.app, t, d)
+        .await
+        .unwrap()
+        .unwrap()
+        .rollback_timers
+        .expect("the condition is in the detail");
+    assert_eq!(first.timers, ["netledger-rollback-a"]);
+    assert_eq!(first.source, "rollback_unconfirmed");
+    assert_eq!(first.workflow_id, *w1.as_uuid());
+
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev(&found(
+            w2,
+            &["netledger-rollback-a", "netledger-rollback-b"],
+            "refused_arm",
+        ))],
+    )
+    .await;
+    db.project_all().await;
+    let second = query::device_detail(&db.app, t, d)
+        .await
+        .unwrap()
+        .unwrap()
+        .rollback_timers
+        .unwrap();
+    assert_eq!(second.timers.len(), 2);
+    assert_eq!(second.source, "refused_arm");
+    assert_eq!(second.workflow_id, *w2.as_uuid());
+    assert_eq!(second.since, first.since, "since: when it was first found");
+
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev(&DeviceRollbackTimersCleared { workflow_id: w2 })],
+    )
+    .await;
+    db.project_all().await;
+    let cleared = query::device_detail(&db.app, t, d).await.unwrap().unwrap();
+    assert_eq!(cleared.rollback_timers, None);
+    assert_eq!(cleared.stream_version, 4);
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

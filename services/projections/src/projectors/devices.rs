@@ -6,7 +6,9 @@
 //! registration are skipped. `last_seen_at` is the time of the latest event that proves the
 //! device answered (it came online, the poller saw a change while it was online, the breaker
 //! closed after a successful poll, a config export was read from it); `last_event_at` is the
-//! time of the latest event of any type on its stream.
+//! time of the latest event of any type on its stream. `rollback_timers` holds the
+//! rollback-timer device condition (issue #15 item 3) from `DeviceRollbackTimersFound` until
+//! `DeviceRollbackTimersCleared`.
 
 use std::collections::BTreeSet;
 
@@ -50,6 +52,8 @@ pub(crate) struct DeviceRow {
     last_snapshot_sha256: Option<String>,
     last_snapshot_at: Option<OffsetDateTime>,
     last_drift_at: Option<OffsetDateTime>,
+    /// The rollback-timer condition (`rollback_timers` column), while the device has it.
+    rollback_timers: Option<serde_json::Value>,
     registered_at: OffsetDateTime,
     removed_at: Option<OffsetDateTime>,
     removed_reason: Option<String>,
@@ -119,6 +123,7 @@ impl DeviceRow {
             last_snapshot_sha256: None,
             last_snapshot_at: None,
             last_drift_at: None,
+            rollback_timers: None,
             registered_at: at,
             removed_at: None,
             removed_reason: None,
@@ -236,12 +241,36 @@ impl DeviceRow {
                 true
             }
             // a condition found by a push (the device answered)
-            DeviceEvent::RollbackTimersFound(_) | DeviceEvent::RollbackTimersCleared(_) => true,
+            DeviceEvent::RollbackTimersFound(f) => {
+                let since = self
+                    .rollback_timers
+                    .as_ref()
+                    .and_then(|c| c.get("since").cloned())
+                    .unwrap_or_else(|| serde_json::Value::String(rfc3339(at)));
+                self.rollback_timers = Some(serde_json::json!({
+                    "timers": f.timers,
+                    "source": f.source,
+                    "detail": f.detail,
+                    "workflow_id": f.workflow_id,
+                    "since": since,
+                }));
+                true
+            }
+            DeviceEvent::RollbackTimersCleared(_) => {
+                self.rollback_timers = None;
+                true
+            }
         };
         if seen {
             self.last_seen_at = Some(at);
         }
     }
+}
+
+/// `at` as RFC 3339 (a recorded time always formats; the fallback is never used).
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn tag_texts(tags: &BTreeSet<Tag>) -> Vec<String> {
@@ -261,7 +290,7 @@ const COLUMNS: &str = "tenant_id, device_id, name, host, port, transport, tls_fi
     routeros_version, board_name, architecture, routerboard_firmware, breaker, breaker_failures, \
     breaker_retry_at, breaker_last_error, last_snapshot_commit, last_snapshot_sha256, \
     last_snapshot_at, last_drift_at, registered_at, removed_at, removed_reason, last_seen_at, \
-    last_event_at, stream_version, last_position";
+    last_event_at, stream_version, last_position, rollback_timers";
 
 impl DevicesProjector {
     async fn load(
@@ -326,6 +355,7 @@ impl DevicesProjector {
                 last_event_at: r.try_get(30).map_err(get)?,
                 stream_version: r.try_get(31).map_err(get)?,
                 last_position: r.try_get(32).map_err(get)?,
+                rollback_timers: r.try_get(33).map_err(get)?,
             };
             self.rows.loaded(key, row);
         }
@@ -499,6 +529,7 @@ struct Columns {
     last_event_at: Vec<OffsetDateTime>,
     stream_version: Vec<i64>,
     last_position: Vec<i64>,
+    rollback_timers: Vec<Option<serde_json::Value>>,
 }
 
 impl Columns {
@@ -548,6 +579,7 @@ impl Columns {
         self.last_event_at.push(r.last_event_at);
         self.stream_version.push(r.stream_version);
         self.last_position.push(r.last_position);
+        self.rollback_timers.push(r.rollback_timers.clone());
     }
 
     async fn upsert(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
@@ -556,16 +588,16 @@ impl Columns {
              SELECT t, d, n, h, p, tr, tf, un, ck, \
                     CASE WHEN tg = '' THEN '{{}}'::text[] ELSE string_to_array(tg, ',') END, \
                     pi, st, orr, idn, rv, bn, ar, rf, br, bf, bra, ble, lsc, lss, lsa, lda, ra, \
-                    rma, rmr, lse, lev, sv, lp \
+                    rma, rmr, lse, lev, sv, lp, rbt \
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[], \
                          $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
                          $18::text[], $19::text[], $20::int[], $21::timestamptz[], $22::text[], \
                          $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], \
                          $27::timestamptz[], $28::timestamptz[], $29::text[], $30::timestamptz[], \
-                         $31::timestamptz[], $32::bigint[], $33::bigint[]) \
+                         $31::timestamptz[], $32::bigint[], $33::bigint[], $34::jsonb[]) \
                   AS u(t, d, n, h, p, tr, tf, un, ck, tg, pi, st, orr, idn, rv, bn, ar, rf, br, \
-                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp) \
+                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp, rbt) \
              ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
                 name = EXCLUDED.name, host = EXCLUDED.host, port = EXCLUDED.port, \
                 transport = EXCLUDED.transport, tls_fingerprint = EXCLUDED.tls_fingerprint, \
@@ -584,7 +616,8 @@ impl Columns {
                 last_drift_at = EXCLUDED.last_drift_at, registered_at = EXCLUDED.registered_at, \
                 removed_at = EXCLUDED.removed_at, removed_reason = EXCLUDED.removed_reason, \
                 last_seen_at = EXCLUDED.last_seen_at, last_event_at = EXCLUDED.last_event_at, \
-                stream_version = EXCLUDED.stream_version, last_position = EXCLUDED.last_position"
+                stream_version = EXCLUDED.stream_version, last_position = EXCLUDED.last_position, \
+                rollback_timers = EXCLUDED.rollback_timers"
         );
         sqlx::query(&sql)
             .bind(self.tenant)
@@ -620,6 +653,7 @@ impl Columns {
             .bind(self.last_event_at)
             .bind(self.stream_version)
             .bind(self.last_position)
+            .bind(self.rollback_timers)
             .execute(conn)
             .await
             .map_err(ProjectionError::db("upsert devices"))?;

@@ -167,6 +167,25 @@ pub struct SnapshotView {
     pub recorded_at: OffsetDateTime,
 }
 
+/// The rollback-timer condition of a device (issue #15 item 3, `docs/push.md` step 1b):
+/// Netledger rollback timers are, or may still be, on it, and pushes refuse to arm until
+/// an operator resolves it and a workflow sees none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackTimersView {
+    /// The scheduler entries found (or not confirmed gone).
+    pub timers: Vec<String>,
+    /// `refused_arm` (a push found them) or `rollback_unconfirmed` (a rollback could not
+    /// confirm its own timer gone).
+    pub source: String,
+    /// What happened, for the operator.
+    pub detail: String,
+    /// The workflow that found them.
+    pub workflow_id: uuid::Uuid,
+    /// When the condition was first recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
 /// Everything the read model knows about one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceDetail {
@@ -197,6 +216,8 @@ pub struct DeviceDetail {
     /// When drift was last detected.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_drift_at: Option<OffsetDateTime>,
+    /// The rollback-timer condition, while the device has it.
+    pub rollback_timers: Option<RollbackTimersView>,
     /// When it was (last) registered.
     #[serde(with = "time::serde::rfc3339")]
     pub registered_at: OffsetDateTime,
@@ -337,7 +358,7 @@ pub async fn device_detail(
                 routeros_version, board_name, architecture, routerboard_firmware, breaker, \
                 breaker_failures, breaker_retry_at, breaker_last_error, last_snapshot_commit, \
                 last_snapshot_sha256, last_snapshot_at, last_drift_at, registered_at, removed_at, \
-                removed_reason, last_seen_at, last_event_at, stream_version \
+                removed_reason, last_seen_at, last_event_at, stream_version, rollback_timers \
          FROM rm_devices WHERE tenant_id = $1 AND device_id = $2",
     )
     .bind(tenant.as_uuid())
@@ -403,6 +424,15 @@ pub async fn device_detail(
         },
         last_snapshot,
         last_drift_at: r.try_get("last_drift_at").map_err(&e)?,
+        rollback_timers: r
+            .try_get::<Option<serde_json::Value>, _>("rollback_timers")
+            .map_err(&e)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|source| ProjectionError::Database {
+                operation: "decode rm_devices.rollback_timers",
+                source: sqlx::Error::Decode(Box::new(source)),
+            })?,
         registered_at: r.try_get("registered_at").map_err(&e)?,
         removed_at: r.try_get("removed_at").map_err(&e)?,
         removed_reason: r.try_get("removed_reason").map_err(&e)?,

@@ -177,6 +177,28 @@ pub struct EndpointDto {
     pub tls_fingerprint: Option<String>,
 }
 
+/// A device condition an operator resolves (issue #15 item 3, docs/push.md step 1b):
+/// Netledger rollback timers (`netledger-rollback-*` scheduler entries) are, or may still be,
+/// on the device. Such a timer can fire later and revert whatever was changed since, so
+/// config pushes refuse to arm while it stands. Resolve it by finishing or rolling back the
+/// push that armed the timer, or by removing the entry after checking the device; the next
+/// push that finds no timer clears the condition.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackTimersDto {
+    /// The scheduler entries found (or not confirmed gone).
+    pub timers: Vec<String>,
+    /// `refused_arm` (a push found them and refused to arm) or `rollback_unconfirmed` (a
+    /// rollback could not confirm its own timer gone; that push keeps the device and retries).
+    pub source: String,
+    /// What happened, for the operator.
+    pub detail: String,
+    /// The workflow that found them.
+    pub workflow_id: Uuid,
+    /// When the condition was first recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
 /// A device's detail (credentials are never returned, only the login name).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceDto {
@@ -227,6 +249,8 @@ pub struct DeviceDto {
     /// Last drift.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_drift_at: Option<OffsetDateTime>,
+    /// The rollback-timer condition, while the device has it (`null` otherwise).
+    pub rollback_timers: Option<RollbackTimersDto>,
     /// Registered at.
     #[serde(with = "time::serde::rfc3339")]
     pub registered_at: OffsetDateTime,
@@ -282,6 +306,13 @@ impl From<query::DeviceDetail> for DeviceDto {
             last_snapshot_sha256: d.last_snapshot.as_ref().map(|s| s.sha256.clone()),
             last_snapshot_at: d.last_snapshot.as_ref().map(|s| s.recorded_at),
             last_drift_at: d.last_drift_at,
+            rollback_timers: d.rollback_timers.map(|c| RollbackTimersDto {
+                timers: c.timers,
+                source: c.source,
+                detail: c.detail,
+                workflow_id: c.workflow_id,
+                since: c.since,
+            }),
             registered_at: d.registered_at,
             removed_at: d.removed_at,
             removed_reason: d.removed_reason,
