@@ -61,6 +61,11 @@ impl Http {
         }
     }
 
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `method path` with an optional bearer token, JSON body and extra headers.
     pub async fn call(
         &self,
@@ -189,10 +194,24 @@ pub fn database_url(owner: &PgPool) -> String {
     format!("{server}/{db}")
 }
 
+/// How [`Platform::start_with`] runs `netledger all`.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Where its stderr (the log) goes; inherited when `None`.
+    pub log_file: Option<PathBuf>,
+    /// Its `NETLEDGER_LOG` (the test environment's, else `warn`, when `None`).
+    pub log_filter: Option<String>,
+}
+
 impl Platform {
     /// Starts `devices` simulated RouterOS 7 devices and the platform on the test database;
     /// returns once `/health/ready` answers 200.
     pub async fn start(owner: &PgPool, devices: usize) -> Platform {
+        Self::start_with(owner, devices, Options::default()).await
+    }
+
+    /// [`Platform::start`] with [`Options`].
+    pub async fn start_with(owner: &PgPool, devices: usize, options: Options) -> Platform {
         let bin = env!("CARGO_BIN_EXE_netledger");
         let work = tempfile::tempdir().unwrap();
         let nats = Nats::start();
@@ -250,10 +269,15 @@ impl Platform {
             .env("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env(
                 "NETLEDGER_LOG",
-                std::env::var("NETLEDGER_LOG").unwrap_or_else(|_| "warn".into()),
+                options.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("NETLEDGER_LOG").unwrap_or_else(|_| "warn".into())
+                }),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(match &options.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .unwrap();
         let mut platform = Platform {
@@ -287,6 +311,16 @@ impl Platform {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         platform
+    }
+
+    /// The private NATS server's URL.
+    pub fn nats_url(&self) -> String {
+        self._nats.url()
+    }
+
+    /// The platform's data directory (`data_dir` of its configuration).
+    pub fn data_dir(&self) -> PathBuf {
+        self._work.path().join("data")
     }
 
     /// Registers manifest device `i` as `name`; returns its id.
