@@ -166,13 +166,11 @@ async fn config_restore_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Restore).await;
 }
 
+/// Killed at `apply/returned`, `verify-1/before_start` or `rollback/before_start`, the cancel
+/// arrives while the `apply` attempt is interrupted (issue #15 item 21): the re-run step is
+/// refused with `Cancelled`, the engine closes the open attempt, and the push acknowledges
+/// the cancel before it rolls back.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-#[ignore = "finds a bug (issue #15 item 21): a cancel that arrives while a step attempt is \
-            interrupted (killed at apply/returned, verify-1/before_start, \
-            rollback/before_start) makes the re-run step return Cancelled without an outcome \
-            for the open attempt, and config_push then rolls back without acknowledging the \
-            cancel, so the rollback is refused: the push ends failed with its change and \
-            rollback timer left on the device"]
 async fn push_cancelled_after_apply_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Cancel).await;
 }
