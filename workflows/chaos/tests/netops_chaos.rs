@@ -15,7 +15,8 @@
 //! Then for every workflow: the planned kill happened, it ended with its expected outcome,
 //! its journal is complete and ordered, devsim saw its change applied exactly once (a
 //! firmware upgrade, with the RouterBOARD firmware: one package fetch and two reboots), no
-//! rollback timer is left on the device, and every event it appends elsewhere (config
+//! Netledger file (`netledger-*`) and no rollback timer (`netledger-rollback-*`) is left on
+//! the device, and every event it appends elsewhere (config
 //! snapshots, rollout progress) is there exactly once. All failures are reported together,
 //! with the crash point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -604,6 +605,9 @@ impl Env {
             if d.export(false).contains("netledger-rollback-") {
                 bad.push(format!("device {device} still has a rollback timer"));
             }
+            if let Some(left) = leftovers(d) {
+                bad.push(format!("device {device} keeps {left}"));
+            }
             if (matches!(sc, Scenario::Cancel | Scenario::Restore)
                 || expected == Outcome::RolledBack)
                 && d.export(false).contains("pool-nl")
@@ -711,6 +715,29 @@ impl Env {
             }
         }
         bad
+    }
+}
+
+/// What Netledger left on a device that reached a terminal state: files whose name (in any
+/// folder) starts with `netledger-`, and `netledger-rollback-*` scheduler entries; `None`
+/// when there is nothing (issue #15 item 2).
+fn leftovers(d: &devsim::Device) -> Option<String> {
+    let files: Vec<String> = d
+        .file_names()
+        .into_iter()
+        .filter(|f| f.rsplit('/').next().unwrap_or(f).starts_with("netledger-"))
+        .collect();
+    let timers: Vec<String> = d
+        .scheduler_names()
+        .into_iter()
+        .filter(|n| n.starts_with(netledger_netops::device::ROLLBACK_TIMER_PREFIX))
+        .collect();
+    if files.is_empty() && timers.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "Netledger files {files:?} and rollback timers {timers:?}"
+        ))
     }
 }
 
