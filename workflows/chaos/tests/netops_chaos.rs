@@ -81,6 +81,11 @@ enum Scenario {
     /// A push killed at two crash points in a row (the second kill hits the worker that
     /// took the workflow over after the first).
     PushTwice,
+    /// A push whose `arm` fails once with a transient device error (devsim's
+    /// `Faults::fail_next`: the scheduler entry's `add` is answered `!fatal`, the connection
+    /// closed) and is retried after a backoff that releases the lease (workers with no
+    /// inline waits): the `retry:arm` suspension points are killed too.
+    PushRetry,
 }
 
 impl Scenario {
@@ -109,7 +114,9 @@ impl Scenario {
 
     fn expected(self) -> Outcome {
         match self {
-            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice => Outcome::Committed,
+            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice | Scenario::PushRetry => {
+                Outcome::Committed
+            }
             // a restore that put the snapshot back ends rolled back
             Scenario::PushRollback | Scenario::Restore => Outcome::RolledBack,
             Scenario::Cancel => Outcome::Cancelled,
@@ -234,6 +241,11 @@ async fn push_killed_at_two_crash_points_in_a_row(owner: PgPool) {
     run(owner, Scenario::PushTwice).await;
 }
 
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn push_retried_after_a_transient_failure_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::PushRetry).await;
+}
+
 /// One started workflow.
 struct Instance {
     wf: WorkflowId,
@@ -256,9 +268,11 @@ struct Env {
     cmds: DeviceCommands,
     /// Every device starts from this export (same model and version: same crash points).
     template: String,
+    /// The scenario.
+    sc: Scenario,
 }
 
-async fn env(owner: PgPool) -> Env {
+async fn env(owner: PgPool, sc: Scenario) -> Env {
     let opts = owner.connect_options();
     let db = opts.get_database().unwrap().to_owned();
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
@@ -348,6 +362,7 @@ async fn env(owner: PgPool) -> Env {
         reader: EventReader::tenant(pools.app.clone(), tenant),
         cmds: DeviceCommands::new(pools.app.clone(), keys),
         template,
+        sc,
     }
 }
 
@@ -366,6 +381,17 @@ impl Env {
         let fleet = Fleet::start(fleet_options(n, vec![self.template.clone(); n]))
             .await
             .unwrap();
+        if self.sc == Scenario::PushRetry {
+            for d in fleet.devices() {
+                d.edit_faults(|f| {
+                    f.fail_next = Some(devsim::FailNext {
+                        path: "/system/scheduler/add".into(),
+                        count: 1,
+                        message: "chaos: transient failure".into(),
+                    });
+                });
+            }
+        }
         let mut devices = Vec::new();
         for (i, m) in fleet.manifest().iter().enumerate() {
             let device = DeviceId::from_uuid(Uuid::new_v4());
@@ -417,7 +443,11 @@ impl Env {
                     None,
                 )
             }
-            Scenario::PushCommit | Scenario::Cancel | Scenario::Pause | Scenario::PushTwice => (
+            Scenario::PushCommit
+            | Scenario::Cancel
+            | Scenario::Pause
+            | Scenario::PushTwice
+            | Scenario::PushRetry => (
                 "config_push",
                 json!({ "device_id": devices[0], "change_id": change, "script": CHANGE }),
                 opts(),
@@ -486,6 +516,12 @@ impl Env {
                     &format!("chaos-{}-{n}", chaos.file_name().unwrap().to_str().unwrap()),
                     chaos.to_str().unwrap(),
                     "1",
+                    // no inline waits: a retry's backoff suspends the push
+                    if self.sc == Scenario::PushRetry {
+                        "0"
+                    } else {
+                        "5000"
+                    },
                 ])
                 .spawn()
                 .unwrap(),
@@ -894,7 +930,7 @@ async fn setup_pushes(
 }
 
 async fn run(owner: PgPool, sc: Scenario) {
-    let env = env(owner).await;
+    let env = env(owner, sc).await;
     let per = sc.devices();
     let signal_line = |key: &str| {
         sc.signal()
@@ -925,6 +961,12 @@ async fn run(owner: PgPool, sc: Scenario) {
         Vec::new()
     };
     assert!(!parent.is_empty(), "no crash points in {log}");
+    if sc == Scenario::PushRetry {
+        assert!(
+            parent.iter().any(|l| l == "retry:arm/suspended"),
+            "the retry suspension was not reached: {parent:?}"
+        );
+    }
     if let Some((label, _)) = sc.signal() {
         assert!(
             parent.iter().any(|l| l == label),
