@@ -48,7 +48,7 @@ pub use board::{BOARDS, Board, VERSIONS};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::Device;
 pub use fleet::{DevsimError, Fleet, FleetOptions, ManifestEntry};
-pub use state::{CHANGE_MARKER, Faults, change_ids};
+pub use state::{CHANGE_MARKER, FailNext, Faults, change_ids};
 pub use version::{BadVersion, RosVersion};
 
 use std::future::Future;

@@ -179,6 +179,14 @@ pub(crate) async fn serve<S>(
                 break 'conn;
             }
             let tag = cmd.tag().cloned();
+            if sess.user.is_some()
+                && let Some(message) = dev.take_failure(cmd.path())
+            {
+                dev.log_command(&cmd);
+                let _ = tx.send(encode(&Reply::fatal(message)));
+                let _ = tx.send(None);
+                break 'conn;
+            }
             if cmd.path() == "/cancel" {
                 cancel(&running, &cmd, tag.clone(), &tx);
                 continue;

@@ -35,6 +35,22 @@ pub struct Faults {
     /// Every `/system backup load` fails (`failure: backup file is corrupted`) while set,
     /// from the API and from scripts (a rollback timer) alike.
     pub fail_backup_load: bool,
+    /// A transient failure on cue: the next commands whose path starts with
+    /// [`FailNext::path`] are answered `!fatal` (as RouterOS does when it ends a session) and
+    /// the connection is closed, without running them.
+    pub fail_next: Option<FailNext>,
+}
+
+/// [`Faults::fail_next`]: which commands fail, and how many more times.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailNext {
+    /// An API path or a prefix of one (`/system/scheduler/add`, `/system/scheduler`).
+    pub path: String,
+    /// How many more commands fail (the knob clears itself at 0).
+    pub count: u32,
+    /// The `!fatal` message.
+    pub message: String,
 }
 
 /// A file in `/file`.

@@ -459,6 +459,31 @@ async fn faults_as_the_client_sees_them() {
         .unwrap_err();
     assert!(e.is_connection_lost(), "{e}");
     d.edit_faults(|x| x.drop_after_commands = None);
+    // the next command of a path fails once (`!fatal`, connection closed), without effect
+    d.edit_faults(|x| {
+        x.fail_next = Some(devsim::FailNext {
+            path: "/system/identity/set".into(),
+            count: 1,
+            message: "transient".into(),
+        })
+    });
+    let c = connect(&m).await;
+    c.run(Command::new("/system/identity/print")).await.unwrap();
+    let e = c
+        .run(Command::new("/system/identity/set").attr("name", "failed"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Fatal { reason } if reason == "transient"),
+        "{e}"
+    );
+    assert_eq!(d.faults().fail_next, None, "spent");
+    let c = connect(&m).await;
+    c.run(Command::new("/system/identity/set").attr("name", "second"))
+        .await
+        .unwrap();
+    assert!(d.export(false).contains("name=second"));
+    assert!(!d.export(false).contains("name=failed"));
     // corrupted frames
     let c = connect(&m).await;
     d.edit_faults(|x| x.corrupt_frames = true);

@@ -8,14 +8,17 @@
 //! 1. discovery: one workflow runs without kills; the crash-point labels it passes through
 //!    (`<step>/<phase>`, in order) are read from the workers' log;
 //! 2. one workflow per label, each on its own device, all at once: workflow i is killed at
-//!    label i (a rollout: its parent at parent label i, its canary child at child label i).
+//!    label i (a rollout: its parent at parent label i, its canary child at child label i;
+//!    the rollout with parallel children plans one label per kind of point, see
+//!    `Scenario::sample`).
 //!    Workers run one workflow at a time, so a kill interrupts exactly the planned workflow;
 //!    a killed worker is replaced, and the workflow is taken over when its lease expires.
 //!
 //! Then for every workflow: the planned kill happened, it ended with its expected outcome,
 //! its journal is complete and ordered, devsim saw its change applied exactly once (a
 //! firmware upgrade, with the RouterBOARD firmware: one package fetch and two reboots), no
-//! rollback timer is left on the device, and every event it appends elsewhere (config
+//! Netledger file (`netledger-*`) and no rollback timer (`netledger-rollback-*`) is left on
+//! the device, and every event it appends elsewhere (config
 //! snapshots, rollout progress) is there exactly once. All failures are reported together,
 //! with the crash point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -78,6 +81,11 @@ enum Scenario {
     /// A push killed at two crash points in a row (the second kill hits the worker that
     /// took the workflow over after the first).
     PushTwice,
+    /// A push whose `arm` fails once with a transient device error (devsim's
+    /// `Faults::fail_next`: the scheduler entry's `add` is answered `!fatal`, the connection
+    /// closed) and is retried after a backoff that releases the lease (workers with no
+    /// inline waits): the `retry:arm` suspension points are killed too.
+    PushRetry,
 }
 
 impl Scenario {
@@ -106,7 +114,9 @@ impl Scenario {
 
     fn expected(self) -> Outcome {
         match self {
-            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice => Outcome::Committed,
+            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice | Scenario::PushRetry => {
+                Outcome::Committed
+            }
             // a restore that put the snapshot back ends rolled back
             Scenario::PushRollback | Scenario::Restore => Outcome::RolledBack,
             Scenario::Cancel => Outcome::Cancelled,
@@ -115,6 +125,53 @@ impl Scenario {
             | Scenario::Rollout
             | Scenario::RolloutParallel => Outcome::Succeeded,
         }
+    }
+
+    /// The crash points the kill phase plans, from those the discovery run reached
+    /// (`devices`: the discovery's, which rollout step names carry). Every scenario but one
+    /// plans all of them. `RolloutParallel` plans a deterministic subset that still covers
+    /// every kind of point once: its children's points (config pushes) are covered one by
+    /// one by `PushCommit` and by `Rollout`'s canary, so here one point per phase
+    /// (`before_start`, `started`, `returned`, `armed`, `imported`, `suspended`, ...) of the
+    /// child run beside another; for the parent, one point per step and phase with device ids
+    /// and numbers taken out (`start-<device>/started`, `signal:child_finished:<n>/suspended`),
+    /// the last one reached, so the one in the parallel batch.
+    fn sample(self, labels: &[String], parent: bool, devices: &[DeviceId]) -> Vec<String> {
+        if self != Scenario::RolloutParallel {
+            return labels.to_vec();
+        }
+        let kind = |label: &str| -> String {
+            if !parent {
+                return label.rsplit('/').next().unwrap_or(label).to_owned();
+            }
+            let mut l = label.to_owned();
+            for d in devices {
+                l = l.replace(&d.to_string(), "<device>");
+            }
+            let mut out = String::new();
+            for c in l.chars() {
+                if c.is_ascii_digit() {
+                    if !out.ends_with('#') {
+                        out.push('#');
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        let mut last: BTreeMap<String, usize> = BTreeMap::new();
+        let mut first: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, l) in labels.iter().enumerate() {
+            last.insert(kind(l), i);
+            first.entry(kind(l)).or_insert(i);
+        }
+        let keep: BTreeSet<usize> = if parent {
+            last.into_values().collect()
+        } else {
+            first.into_values().collect()
+        };
+        keep.into_iter().map(|i| labels[i].clone()).collect()
     }
 
     /// Whether the scenario's change is applied on its devices (exactly once).
@@ -153,10 +210,9 @@ async fn rollout_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Rollout).await;
 }
 
+/// Every crash point *kind* rather than every point (see [`Scenario::sample`]): all of them
+/// (~40 rollouts of four workflows each) do not finish in CI time on one-workflow workers.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-#[ignore = "too slow as it stands: ~40 rollouts of four workflows each on four one-workflow \
-            worker processes do not finish within the kill phase's 150 s limit; needs more \
-            workers (or a subset of the points) before it can run in CI"]
 async fn rollout_with_parallel_children_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::RolloutParallel).await;
 }
@@ -166,13 +222,11 @@ async fn config_restore_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Restore).await;
 }
 
+/// Killed at `apply/returned`, `verify-1/before_start` or `rollback/before_start`, the cancel
+/// arrives while the `apply` attempt is interrupted (issue #15 item 21): the re-run step is
+/// refused with `Cancelled`, the engine closes the open attempt, and the push acknowledges
+/// the cancel before it rolls back.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
-#[ignore = "finds a bug (issue #15 item 21): a cancel that arrives while a step attempt is \
-            interrupted (killed at apply/returned, verify-1/before_start, \
-            rollback/before_start) makes the re-run step return Cancelled without an outcome \
-            for the open attempt, and config_push then rolls back without acknowledging the \
-            cancel, so the rollback is refused: the push ends failed with its change and \
-            rollback timer left on the device"]
 async fn push_cancelled_after_apply_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::Cancel).await;
 }
@@ -185,6 +239,11 @@ async fn push_paused_and_resumed_killed_at_every_crash_point(owner: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn push_killed_at_two_crash_points_in_a_row(owner: PgPool) {
     run(owner, Scenario::PushTwice).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn push_retried_after_a_transient_failure_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::PushRetry).await;
 }
 
 /// One started workflow.
@@ -209,9 +268,11 @@ struct Env {
     cmds: DeviceCommands,
     /// Every device starts from this export (same model and version: same crash points).
     template: String,
+    /// The scenario.
+    sc: Scenario,
 }
 
-async fn env(owner: PgPool) -> Env {
+async fn env(owner: PgPool, sc: Scenario) -> Env {
     let opts = owner.connect_options();
     let db = opts.get_database().unwrap().to_owned();
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
@@ -301,6 +362,7 @@ async fn env(owner: PgPool) -> Env {
         reader: EventReader::tenant(pools.app.clone(), tenant),
         cmds: DeviceCommands::new(pools.app.clone(), keys),
         template,
+        sc,
     }
 }
 
@@ -319,6 +381,17 @@ impl Env {
         let fleet = Fleet::start(fleet_options(n, vec![self.template.clone(); n]))
             .await
             .unwrap();
+        if self.sc == Scenario::PushRetry {
+            for d in fleet.devices() {
+                d.edit_faults(|f| {
+                    f.fail_next = Some(devsim::FailNext {
+                        path: "/system/scheduler/add".into(),
+                        count: 1,
+                        message: "chaos: transient failure".into(),
+                    });
+                });
+            }
+        }
         let mut devices = Vec::new();
         for (i, m) in fleet.manifest().iter().enumerate() {
             let device = DeviceId::from_uuid(Uuid::new_v4());
@@ -370,7 +443,11 @@ impl Env {
                     None,
                 )
             }
-            Scenario::PushCommit | Scenario::Cancel | Scenario::Pause | Scenario::PushTwice => (
+            Scenario::PushCommit
+            | Scenario::Cancel
+            | Scenario::Pause
+            | Scenario::PushTwice
+            | Scenario::PushRetry => (
                 "config_push",
                 json!({ "device_id": devices[0], "change_id": change, "script": CHANGE }),
                 opts(),
@@ -439,6 +516,12 @@ impl Env {
                     &format!("chaos-{}-{n}", chaos.file_name().unwrap().to_str().unwrap()),
                     chaos.to_str().unwrap(),
                     "1",
+                    // no inline waits: a retry's backoff suspends the push
+                    if self.sc == Scenario::PushRetry {
+                        "0"
+                    } else {
+                        "5000"
+                    },
                 ])
                 .spawn()
                 .unwrap(),
@@ -606,6 +689,9 @@ impl Env {
             if d.export(false).contains("netledger-rollback-") {
                 bad.push(format!("device {device} still has a rollback timer"));
             }
+            if let Some(left) = leftovers(d) {
+                bad.push(format!("device {device} keeps {left}"));
+            }
             if (matches!(sc, Scenario::Cancel | Scenario::Restore)
                 || expected == Outcome::RolledBack)
                 && d.export(false).contains("pool-nl")
@@ -716,6 +802,29 @@ impl Env {
     }
 }
 
+/// What Netledger left on a device that reached a terminal state: files whose name (in any
+/// folder) starts with `netledger-`, and `netledger-rollback-*` scheduler entries; `None`
+/// when there is nothing (issue #15 item 2).
+fn leftovers(d: &devsim::Device) -> Option<String> {
+    let files: Vec<String> = d
+        .file_names()
+        .into_iter()
+        .filter(|f| f.rsplit('/').next().unwrap_or(f).starts_with("netledger-"))
+        .collect();
+    let timers: Vec<String> = d
+        .scheduler_names()
+        .into_iter()
+        .filter(|n| n.starts_with(netledger_netops::device::ROLLBACK_TIMER_PREFIX))
+        .collect();
+    if files.is_empty() && timers.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "Netledger files {files:?} and rollback timers {timers:?}"
+        ))
+    }
+}
+
 /// Complete and ordered: `WorkflowStarted` first, `WorkflowFinished` once and last; a
 /// started step gets exactly one outcome of that attempt before any other step starts,
 /// except an attempt interrupted by a crash, which is followed (after the takeover) by the
@@ -821,7 +930,7 @@ async fn setup_pushes(
 }
 
 async fn run(owner: PgPool, sc: Scenario) {
-    let env = env(owner).await;
+    let env = env(owner, sc).await;
     let per = sc.devices();
     let signal_line = |key: &str| {
         sc.signal()
@@ -852,6 +961,12 @@ async fn run(owner: PgPool, sc: Scenario) {
         Vec::new()
     };
     assert!(!parent.is_empty(), "no crash points in {log}");
+    if sc == Scenario::PushRetry {
+        assert!(
+            parent.iter().any(|l| l == "retry:arm/suspended"),
+            "the retry suspension was not reached: {parent:?}"
+        );
+    }
     if let Some((label, _)) = sc.signal() {
         assert!(
             parent.iter().any(|l| l == label),
@@ -859,6 +974,9 @@ async fn run(owner: PgPool, sc: Scenario) {
         );
     }
     let discovery_time = t0.elapsed();
+    let all_points = (parent.len(), child.len());
+    let parent = sc.sample(&parent, true, &devices0);
+    let child = sc.sample(&child, false, &devices0);
 
     // 2. one workflow per crash point, each killed at its point once (PushTwice: at its
     // point and at the next one)
@@ -942,8 +1060,9 @@ async fn run(owner: PgPool, sc: Scenario) {
         ));
     }
     eprintln!(
-        "{sc:?}: {} crash points ({} parent, {} child), {n} workflows, {:?} workers killed \
-         ({second_kills} second kills); discovery {discovery_time:?}, kill phase {kill_time:?}",
+        "{sc:?}: {} crash points planned ({} parent, {} child; reached: {all_points:?}), {n} \
+         workflows, {:?} workers killed ({second_kills} second kills); discovery \
+         {discovery_time:?}, kill phase {kill_time:?}",
         parent.len() + child.len(),
         parent.len(),
         child.len(),

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::definition::{RetryPolicy, StepOptions};
 use crate::engine::StartOptions;
 use crate::error::{EngineError, StepError};
-use crate::journal::{Decision, Entry, failure_is_final};
+use crate::journal::{Decision, Entry, cancelled_attempt, failure_is_final, is_cancelled_attempt};
 use crate::journaler::{Halt, Journaler};
 use crate::lease::LeaseWatch;
 use crate::shared::Shared;
@@ -220,7 +220,10 @@ impl Ctx {
     ///   backoff, durably (a long backoff releases the lease and sets a timer); when no
     ///   attempt is left the step returns [`StepError::Fatal`] naming the last error.
     /// - Once the workflow is cancelled and the definition has not called
-    ///   [`Ctx::cancelled`], returns [`StepError::Cancelled`] without running.
+    ///   [`Ctx::cancelled`], returns [`StepError::Cancelled`] without running. If an attempt
+    ///   of the step was interrupted (journaled start, no outcome), that attempt gets a fatal
+    ///   outcome saying the cancel stopped the step, so the journal has no open attempt and
+    ///   a replay returns `Cancelled` again.
     /// - While the workflow is paused, waits (lease released) before starting an attempt.
     pub async fn step_with<T, F, Fut>(
         &mut self,
@@ -236,8 +239,16 @@ impl Ctx {
         let policy = options.retry;
         let mut last_attempt: u32 = 0;
         let mut retry_at: Option<OffsetDateTime> = None;
+        // The journal's last attempt of this step was interrupted (its start is journaled,
+        // no outcome) and the run is at the head: live, the step would start the next one.
+        let mut interrupted = false;
         loop {
             if self.cancel_pending() {
+                if interrupted {
+                    // The attempt stays open no longer: the step will not run again. Its
+                    // outcome says so (and makes a replay return `Cancelled` here too).
+                    self.push(Decision::Failed(cancelled_attempt(name, last_attempt)));
+                }
                 return Err(StepError::Cancelled);
             }
             if let Some(entry) = self.peek() {
@@ -250,6 +261,7 @@ impl Ctx {
                 self.advance();
                 last_attempt = started.attempt;
                 retry_at = None;
+                interrupted = false;
                 let outcome = match self.peek() {
                     // The attempt was interrupted and the next one started.
                     Some(Entry {
@@ -277,12 +289,18 @@ impl Ctx {
                                 self.push(outcome.clone());
                                 outcome
                             }
-                            None => continue,
+                            None => {
+                                interrupted = true;
+                                continue;
+                            }
                         }
                     }
                 };
                 match outcome {
                     Decision::Completed(c) => return self.decode_output(name, c.output).await,
+                    Decision::Failed(f) if is_cancelled_attempt(&f) => {
+                        return Err(StepError::Cancelled);
+                    }
                     Decision::Failed(f) if failure_is_final(&f) => return Err(final_error(&f)),
                     Decision::Failed(f) => {
                         retry_at = f.retry_at;

@@ -362,6 +362,29 @@ pub(crate) fn typed_event<E: EventType>(
     NewEvent::new(id, E::TYPE, E::SCHEMA_VERSION, value, metadata)
 }
 
+/// The error of the outcome journaled for an interrupted step attempt (journaled start, no
+/// outcome) when a cancel the definition has not acknowledged stops the step from running
+/// again: the attempt is closed, and a replay that reads it returns `StepError::Cancelled`
+/// as the live run did (see `Ctx::step_with`).
+pub(crate) const CANCELLED_ATTEMPT: &str =
+    "the attempt was interrupted and the workflow was cancelled before it could run again";
+
+/// The outcome of interrupted attempt `attempt` of `step` that a cancel ends.
+pub(crate) fn cancelled_attempt(step: &str, attempt: u32) -> WorkflowStepFailed {
+    WorkflowStepFailed {
+        step: step.to_owned(),
+        attempt,
+        error: CANCELLED_ATTEMPT.to_owned(),
+        class: FailureClass::Fatal,
+        retry_at: None,
+    }
+}
+
+/// Whether `f` is the outcome [`cancelled_attempt`] journals.
+pub(crate) fn is_cancelled_attempt(f: &WorkflowStepFailed) -> bool {
+    f.class == FailureClass::Fatal && f.retry_at.is_none() && f.error == CANCELLED_ATTEMPT
+}
+
 /// Whether a step failure ends its retries (fatal, or retryable with no attempt left).
 pub(crate) fn failure_is_final(f: &WorkflowStepFailed) -> bool {
     f.class == FailureClass::Fatal || f.retry_at.is_none()

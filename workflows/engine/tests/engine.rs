@@ -817,6 +817,111 @@ async fn a_cancel_is_observed_and_the_definition_unwinds(pool: PgPool) {
     assert_eq!(assert_well_formed(&events), Vec::<String>::new());
 }
 
+/// Step `apply` (its first attempt hangs until `gate` opens); a cancel unwinds with
+/// `rollback`, then a sleep, so the unwinding is replayed from the top.
+fn cancelled_in_flight(counts: Counts, entered: Arc<Notify>, gate: Arc<Gate>) -> Definition {
+    let first = Arc::new(AtomicU32::new(0));
+    Definition::of(CancelledInFlight, move |mut ctx, _: Value| {
+        let (counts, entered, gate, first) =
+            (counts.clone(), entered.clone(), gate.clone(), first.clone());
+        async move {
+            let c = counts.clone();
+            let applied = ctx
+                .step("apply", move || {
+                    let (c, entered, gate, first) =
+                        (c.clone(), entered.clone(), gate.clone(), first.clone());
+                    async move {
+                        bump(&c, "apply");
+                        if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                            entered.notify_one();
+                            gate.wait().await;
+                        }
+                        Ok(())
+                    }
+                })
+                .await;
+            match applied {
+                Ok(()) => Ok(Finish::committed(Value::Null)),
+                Err(StepError::Cancelled) => {
+                    assert!(ctx.cancelled());
+                    let c = counts.clone();
+                    ctx.step("rollback", move || {
+                        let c = c.clone();
+                        async move {
+                            bump(&c, "rollback");
+                            Ok(())
+                        }
+                    })
+                    .await?;
+                    ctx.sleep("settle", Duration::from_millis(20)).await?;
+                    Ok(Finish::cancelled("operator", Value::Null))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    })
+}
+
+/// Issue #15 item 21: a cancel that arrives while a step attempt is interrupted (its worker
+/// died inside it) stops the step from running again; the interrupted attempt gets an
+/// outcome (the journal has no open attempt when the unwinding starts), and a replay of the
+/// journal returns `Cancelled` from the step again.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_cancel_during_an_interrupted_attempt_closes_it_and_the_definition_unwinds(pool: PgPool) {
+    let env = env(pool).await;
+    let counts: Counts = Arc::default();
+    let entered = Arc::new(Notify::new());
+    let gate = Arc::new(Gate::default());
+    let reg = registry(vec![cancelled_in_flight(
+        counts.clone(),
+        entered.clone(),
+        gate,
+    )]);
+    let engine = env.engine(&reg);
+    let tenant = TenantId::new_random();
+    let id = engine
+        .start::<CancelledInFlight>(tenant, Value::Null, StartOptions::new(actor()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let mut short = fast("doomed");
+    short.lease = Duration::from_millis(800);
+    short.heartbeat = Duration::from_millis(200);
+    let doomed = env.worker(&reg, short.clone());
+    tokio::time::timeout(Duration::from_secs(10), entered.notified())
+        .await
+        .expect("the first worker enters step apply");
+    doomed.crash().await;
+    engine
+        .cancel(tenant, id, "changed my mind", actor())
+        .await
+        .unwrap();
+
+    short.name = "rescuer".into();
+    let rescuer = env.worker(&reg, short);
+    let s = finished(&engine, tenant, id).await;
+    let report = rescuer.stop().await;
+
+    assert_eq!(s.outcome, Some(Outcome::Cancelled), "{s:?}");
+    assert!(report.suspended >= 1, "the sleep suspended: {report:?}");
+    let counts = counts.lock().unwrap().clone();
+    assert_eq!(counts.get("apply"), Some(&1), "apply does not run again");
+    assert_eq!(counts.get("rollback"), Some(&1));
+    let events = env.journal(tenant, id).await;
+    assert_eq!(assert_well_formed(&events), vec!["rollback"]);
+    let failed: Vec<WorkflowStepFailed> = events
+        .iter()
+        .filter(|e| e.event_type == WorkflowStepFailed::TYPE)
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", types(&events));
+    assert_eq!(
+        (failed[0].step.as_str(), failed[0].attempt, failed[0].class),
+        ("apply", 1, FailureClass::Fatal)
+    );
+    assert!(failed[0].error.contains("cancelled"), "{:?}", failed[0]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Starting: idempotency, devices, versions, children
 

@@ -208,6 +208,22 @@ impl Device {
     }
 
     /// Takes a place at the import gate set by [`Device::hold_imports`], if any.
+    /// [`crate::Faults::fail_next`]: the `!fatal` message if the command at `path` is one
+    /// that must fail (counted down).
+    pub(crate) fn take_failure(&self, path: &str) -> Option<String> {
+        let mut st = self.lock();
+        let f = st.faults.fail_next.as_mut()?;
+        if f.count == 0 || !path.starts_with(f.path.as_str()) {
+            return None;
+        }
+        f.count -= 1;
+        let message = f.message.clone();
+        if f.count == 0 {
+            st.faults.fail_next = None;
+        }
+        Some(message)
+    }
+
     pub(crate) fn import_gate(&self) -> Option<Arc<tokio::sync::Barrier>> {
         let mut st = self.lock();
         let (barrier, left) = st.import_gate.take()?;

@@ -2,7 +2,9 @@
 //! runs) for the crash test (`tests/netops_chaos.rs`), which makes it kill itself with a real
 //! SIGKILL at planned crash points. Arguments:
 //! `<database url> <archive dir> <credential key base64> <firmware cache dir> <cache base url>
-//! <name> <chaos dir> <concurrency>`.
+//! <name> <chaos dir> <concurrency> [<max inline wait ms>]` (default 5000; 0 makes every
+//! wait, a retry's backoff included, release the lease: its `<what>/suspending` and
+//! `<what>/suspended` points are reached).
 //!
 //! The chaos dir holds:
 //! - `plan` (read at start): lines `<key>\t<label>`, key = a workflow id, or
@@ -268,7 +270,7 @@ async fn main() {
     o.lease = Duration::from_millis(1500);
     o.heartbeat = Duration::from_millis(300);
     o.poll = Duration::from_millis(100);
-    o.max_inline_wait = Duration::from_secs(5);
+    o.max_inline_wait = Duration::from_millis(a.get(9).map_or(5000, |ms| ms.parse().unwrap()));
     o.crash_points = Some(CrashHook(Arc::new(Chaos::open(
         PathBuf::from(&a[7]),
         a[1].clone(),

@@ -42,6 +42,7 @@ macro_rules! cards {
 
 cards! {
     Approval = ("approval", 1),
+    CancelledInFlight = ("cancelled_in_flight", 1),
     Chaos = ("chaos", 1),
     Edited = ("edited", 1),
     Hang = ("hang", 1),

@@ -23,6 +23,24 @@ struct RollbackCause {
     cancelled: bool,
 }
 
+impl RollbackCause {
+    /// Step `step` failed with `e`: a [`StepError::Cancelled`] is a cancel the push had not
+    /// seen yet (it arrived while the step's attempt was interrupted by a crash, and the
+    /// engine refused to run the step again), so the push unwinds as cancelled.
+    fn failed(step: &str, e: &StepError) -> Self {
+        match e {
+            StepError::Cancelled => Self {
+                reason: format!("cancelled during {step}"),
+                cancelled: true,
+            },
+            e => Self {
+                reason: format!("{step} failed: {e}"),
+                cancelled: false,
+            },
+        }
+    }
+}
+
 pub(super) async fn config_push(
     mut ctx: Ctx,
     input: PushInput,
@@ -179,10 +197,7 @@ pub(super) async fn config_push(
         })
         .await;
         if let Err(e) = applied {
-            break 'push RollbackCause {
-                reason: format!("apply failed: {e}"),
-                cancelled: false,
-            };
+            break 'push RollbackCause::failed("apply", &e);
         }
         let mut verified = None;
         for attempt in 1..=opts.verify_attempts.max(1) {
@@ -203,6 +218,9 @@ pub(super) async fn config_push(
                     .await;
                 match extended {
                     Ok(a) => armed = a,
+                    Err(e @ StepError::Cancelled) => {
+                        break 'push RollbackCause::failed("extend", &e);
+                    }
                     Err(e) => {
                         break 'push RollbackCause {
                             reason: format!("could not extend the rollback timer: {e}"),
@@ -237,10 +255,7 @@ pub(super) async fn config_push(
                     };
                 }
                 Err(e) if attempt == opts.verify_attempts.max(1) => {
-                    break 'push RollbackCause {
-                        reason: format!("verify failed: {e}"),
-                        cancelled: false,
-                    };
+                    break 'push RollbackCause::failed("verify", &e);
                 }
                 Err(_) => {}
             }
@@ -272,12 +287,13 @@ pub(super) async fn config_push(
                     disarmed_now: k.disarmed_now,
                 }));
             }
-            Err(e) => RollbackCause {
-                reason: format!("commit failed: {e}"),
-                cancelled: false,
-            },
+            Err(e) => RollbackCause::failed("commit", &e),
         }
     };
+    // Acknowledge any cancel before unwinding: a cancel the push has not looked at yet (one
+    // that made a step above return `Cancelled`, or one that arrived with a failure) would
+    // otherwise refuse the rollback, and the change and its timer would stay on the device.
+    let _ = ctx.cancelled();
     // The rollback must confirm the timer gone (disarmed, or fired and confirmed) before
     // the device is released: until then the push keeps owning it (the next queued
     // workflow would otherwise start while this timer can still revert it). A failed
