@@ -1701,7 +1701,7 @@ export interface components {
              * @description The device.
              */
             device_id: string;
-            /** @description The RouterOS script to apply. */
+            /** @description The RouterOS script to apply (not only white space). */
             script: string;
             /**
              * @description Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
@@ -2882,7 +2882,7 @@ export interface components {
             mode: components["schemas"]["TransportKind"];
             /** @description For `tls_pinned`: lowercase hex SHA-256 of the device certificate (DER). */
             fingerprint_sha256?: string | null;
-        };
+        } & unknown;
         /**
          * @description How the platform connects to a device.
          * @enum {string}

@@ -327,6 +327,25 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
             "allOf", rules,
         )]));
     }
+    // A transport: the fingerprint with `tls_pinned` only (`TransportInput::parse`).
+    if let Some(RefOr::T(Schema::Object(transport))) = schemas.get_mut("TransportInput") {
+        let rules = serde_json::json!([
+            {
+                "if": { "properties": { "mode": { "const": "tls_pinned" } } },
+                "then": {
+                    "required": ["fingerprint_sha256"],
+                    "properties": { "fingerprint_sha256": {
+                        "type": "string",
+                        "pattern": "^[0-9A-Fa-f]{64}$",
+                    } },
+                },
+                "else": { "properties": { "fingerprint_sha256": { "type": "null" } } },
+            },
+        ]);
+        transport.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf", rules,
+        )]));
+    }
     // A rollout: some device; a firmware rollout cannot roll back (`create_rollout`).
     if let Some(RefOr::T(Schema::Object(rollout))) = schemas.get_mut("NewRollout") {
         let rules = serde_json::json!([

@@ -731,7 +731,8 @@ pub struct BackupRequest {
 pub struct ConfigPushRequest {
     /// The device.
     pub device_id: Uuid,
-    /// The RouterOS script to apply.
+    /// The RouterOS script to apply (not only white space).
+    #[schema(pattern = r"\S|[\x1c-\x1f]")]
     pub script: String,
     /// Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
     /// when absent. The platform's generated forms are reserved (422): ids starting with
