@@ -1326,12 +1326,12 @@ export interface components {
         };
         /** @description What a request changes. */
         ChangeAction: {
-            /** @description The script. */
+            /** @description The script: a visible character, at most 200000 characters. */
             script: string;
             /** @enum {string} */
             kind: "script";
         } | {
-            /** @description Target version. */
+            /** @description Target version (like `7.16.2`). */
             version: string;
             /** @description Also upgrade the RouterBOARD firmware. */
             routerboard?: boolean;
@@ -1343,18 +1343,18 @@ export interface components {
              * @description The device (the target must be exactly this device).
              */
             device_id: string;
-            /** @description The archived version (config history commit). */
+            /** @description The archived version (config history commit: 7-64 hex digits). */
             commit: string;
             /** @enum {string} */
             kind: "restore";
         };
         /** @description Everything the author writes (create and edit take the whole of it). */
         ChangeContent: {
-            /** @description One line (1-200 characters). */
+            /** @description One line (1-200 characters, a visible one, no control character). */
             title: string;
-            /** @description Why the change is needed. */
+            /** @description Why the change is needed (a visible character, at most 4000 characters). */
             reason: string;
-            /** @description External ticket reference. */
+            /** @description External ticket reference (at most 200 characters, no control character). */
             ticket?: string | null;
             /** @description Which devices. */
             target: components["schemas"]["ChangeTarget"];
@@ -1369,9 +1369,9 @@ export interface components {
             overrides?: components["schemas"]["Overrides"];
             /** @description Break-glass: runs without approval (an operator's call, with a reason), reviewed after. */
             emergency?: boolean;
-            /** @description Why it is an emergency (required with `emergency`). */
+            /** @description Why it is an emergency (required with `emergency`; at most 4000 characters). */
             emergency_reason?: string | null;
-        };
+        } & (unknown & unknown & unknown);
         /**
          * @description Whether a tenant requires change requests for pushes, upgrades and rollouts.
          * @enum {string}
@@ -1613,17 +1613,17 @@ export interface components {
         ChangeState: "draft" | "submitted" | "approved" | "rejected" | "scheduled" | "running" | "completed" | "failed" | "rolled_back" | "cancelled" | "withdrawn";
         /** @description Which devices a request targets, as written; resolved to a device list at submission. */
         ChangeTarget: {
-            /** @description The devices, in rollout order. */
+            /** @description The devices, in rollout order (1-10000). */
             device_ids: string[];
             /** @enum {string} */
             kind: "devices";
         } | {
-            /** @description Tags (at least one). */
-            tags: string[];
-            /** @description Whether a device needs all of them or any one. */
-            match: components["schemas"]["TagMatch"];
             /** @enum {string} */
             kind: "tags";
+            /** @description Whether a device needs all of them or any one. */
+            match: components["schemas"]["TagMatch"];
+            /** @description Tags (at least one), each 1-100 characters with a visible one. */
+            tags: string[];
         } | {
             /** @enum {string} */
             kind: "tenant";
@@ -1701,7 +1701,7 @@ export interface components {
              * @description The device.
              */
             device_id: string;
-            /** @description The RouterOS script to apply. */
+            /** @description The RouterOS script to apply (not only white space). */
             script: string;
             /**
              * @description Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
@@ -1791,7 +1791,7 @@ export interface components {
         CredentialsInput: {
             /** @description API login name. */
             username: string;
-            /** @description API password. */
+            /** @description API password: not empty, no NUL character. */
             password: string;
         };
         /** @description A device's detail (credentials are never returned, only the login name). */
@@ -1896,9 +1896,9 @@ export interface components {
         };
         /** @description Changes to a device; absent fields stay. */
         DevicePatch: {
-            /** @description New name. */
+            /** @description New name (as at registration). */
             name?: string | null;
-            /** @description New host. */
+            /** @description New host (as at registration). */
             host?: string | null;
             /**
              * Format: int32
@@ -1908,7 +1908,7 @@ export interface components {
             transport?: components["schemas"]["TransportInput"] | null;
             /**
              * Format: int32
-             * @description New poll interval.
+             * @description New poll interval in seconds, 5-86400.
              */
             poll_interval_secs?: number | null;
         };
@@ -2304,44 +2304,48 @@ export interface components {
             scopes: string[];
             /**
              * Format: date-time
-             * @description When it stops working (RFC 3339): at most `api_key_max_ttl` (default 365 days) from
-             *     now; absent, `api_key_default_ttl` (default 90 days) from now.
+             * @description When it stops working (RFC 3339); absent, `api_key_default_ttl` (default 90 days) from
+             *     now. Never later than `api_key_max_ttl` (default 365 days) from now: a later time is
+             *     shortened to that maximum, and the response's `key.expires_at` is the expiry granted.
              */
             expires_at?: string | null;
         };
         /** @description A device to register. The password is stored encrypted and never returned. */
         NewDevice: {
-            /** @description Name: 1-64 of letters, digits, `.`, `_`, `-`. */
-            name: string;
             /** @description Hostname or IP address. */
             host: string;
-            /**
-             * Format: int32
-             * @description API port (default 8728 for `plain`, 8729 for TLS).
-             */
-            port?: number | null;
-            transport?: components["schemas"]["TransportInput"] | null;
-            /** @description API login name. */
-            username: string;
-            /** @description API password (write-only). */
+            /** @description Name: 1-64 of letters, digits, `.`, `_`, `-`. */
+            name: string;
+            /** @description API password (write-only): not empty, no NUL character. */
             password: string;
-            /** @description Tags. */
-            tags?: string[];
             /**
              * Format: int32
              * @description Poll interval in seconds, 5-86400 (default 60).
              */
             poll_interval_secs?: number | null;
+            /**
+             * Format: int32
+             * @description API port (default 8728 for `plain`, 8729 for TLS).
+             */
+            port?: number | null;
+            /** @description Tags: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`. */
+            tags?: string[];
+            transport?: components["schemas"]["TransportInput"] | null;
+            /** @description API login name. */
+            username: string;
         };
         /** @description A rollout to create. */
         NewRollout: {
-            /** @description Name. */
+            /** @description Name: 1-200 characters, not only white space. */
             name: string;
             /** @description What it deploys. */
             target: components["schemas"]["RolloutTargetInput"];
-            /** @description Canary devices, done first, one at a time. */
+            /**
+             * @description Canary devices, done first, one at a time (no device twice in `canaries` and
+             *     `devices` together).
+             */
             canaries?: string[];
-            /** @description The other devices, in order. */
+            /** @description The other devices, in order (with `canaries`, at least one). */
             devices: string[];
             /**
              * Format: int32
@@ -2360,7 +2364,11 @@ export interface components {
             failure_threshold?: number | null;
             /** @description Whether a halt rolls back the devices already changed (default false). */
             rollback_on_halt?: boolean;
-        };
+        } & (({
+            devices?: unknown;
+        } | {
+            canaries: unknown;
+        }) & unknown);
         /** @description A tenant to create, optionally with its first administrator. */
         NewTenant: {
             /** @description Name. */
@@ -2380,7 +2388,7 @@ export interface components {
             display_name: string;
             /** @description Role. */
             role: components["schemas"]["RoleName"];
-            /** @description Initial password (at least 12 characters). */
+            /** @description Initial password (12-256 characters). */
             password: string;
         };
         /**
@@ -2399,12 +2407,12 @@ export interface components {
         PasswordChange: {
             /** @description The current password. */
             current_password: string;
-            /** @description The new password (at least 12 characters). */
+            /** @description The new password (12-256 characters). */
             new_password: string;
         };
         /** @description A new password set by an administrator. */
         PasswordReset: {
-            /** @description The new password (at least 12 characters). */
+            /** @description The new password (12-256 characters). */
             password: string;
         };
         /** @description What to preview: the stored request, or unsaved content for it. */
@@ -2638,12 +2646,12 @@ export interface components {
             canaries: number;
             /**
              * Format: int32
-             * @description Devices per batch after the canaries (at least 1).
+             * @description Devices per batch after the canaries (1-1000).
              */
             batch_size: number;
             /**
              * Format: int32
-             * @description Devices at once within a batch (at least 1).
+             * @description Devices at once within a batch (1-100).
              */
             parallelism: number;
             /**
@@ -2651,7 +2659,10 @@ export interface components {
              * @description Failed devices that halt the rollout (at least 1).
              */
             failure_threshold: number;
-            /** @description Restore every committed device when the threshold halts it (script changes only). */
+            /**
+             * @description Restore every committed device when the threshold halts it (script changes only: a
+             *     firmware change must set it to false).
+             */
             rollback_on_halt: boolean;
         };
         /** @description Counts of a rollout's devices. */
@@ -2732,7 +2743,7 @@ export interface components {
             script?: string | null;
             /** @description For `firmware`: the target version. */
             version?: string | null;
-        };
+        } & (unknown & unknown);
         /**
          * @description What a rollout deploys.
          * @enum {string}
@@ -2770,7 +2781,7 @@ export interface components {
         TagMatch: "all" | "any";
         /** @description A device's tags. */
         TagsInput: {
-            /** @description The whole new tag set. */
+            /** @description The whole new tag set: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`. */
             tags: string[];
         };
         /** @description A created tenant. */
@@ -2901,7 +2912,7 @@ export interface components {
             mode: components["schemas"]["TransportKind"];
             /** @description For `tls_pinned`: lowercase hex SHA-256 of the device certificate (DER). */
             fingerprint_sha256?: string | null;
-        };
+        } & unknown;
         /**
          * @description How the platform connects to a device.
          * @enum {string}
@@ -3721,7 +3732,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every session ended; the cookie is cleared. */
+            /** @description Every session ended; the cookie is cleared (403 for an API key, which has no sessions). */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -3730,7 +3741,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
-            422: components["responses"]["Validation"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -4364,7 +4374,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Makes retries safe: the same key and body return the first result. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -4873,7 +4883,7 @@ export interface operations {
             };
             header?: {
                 /** @description Resume after this global position. */
-                "Last-Event-ID"?: number | null;
+                "Last-Event-ID"?: number;
             };
             path?: never;
             cookie?: never;
@@ -5037,7 +5047,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The same key (per tenant) gives the same rollout. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5420,7 +5430,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The tenant's ETag, or `*` (optional). */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 /** @description Tenant id. */
@@ -5488,7 +5498,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The tenant's ETag, or `*` (optional). */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 /** @description Tenant id. */
@@ -5739,7 +5749,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The same key (per tenant) gives the same workflow. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5784,7 +5794,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The same key (per tenant) gives the same workflow. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5837,7 +5847,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description The same key (per tenant) gives the same workflow. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;

@@ -167,7 +167,7 @@ pub struct NewUser {
     pub display_name: String,
     /// Role.
     pub role: RoleName,
-    /// Initial password (at least 12 characters).
+    /// Initial password (12-256 characters).
     #[schema(min_length = 12, max_length = 256)]
     pub password: String,
 }
@@ -1072,25 +1072,23 @@ pub async fn list_api_keys(
     Ok(rows.into_iter().map(api_key_dto).collect())
 }
 
-/// The expiry of a new API key: the requested one, or now plus the default lifetime; a
-/// request past now plus the longest lifetime is refused (422).
+/// The expiry of a new API key: the requested one, or now plus the default lifetime; never
+/// later than now plus the longest lifetime (a later request is shortened to it, as
+/// [`crate::auth::api_key_deadline`] would cut the key off there anyway, and the response
+/// states the expiry granted).
 fn api_key_expiry(
     state: &ApiState,
     now: OffsetDateTime,
     requested: Option<OffsetDateTime>,
-) -> ApiResult<OffsetDateTime> {
+) -> OffsetDateTime {
     let c = state.config();
     let max = time::Duration::try_from(c.api_key_max_ttl).unwrap_or(time::Duration::days(365));
     let default =
         time::Duration::try_from(c.api_key_default_ttl).unwrap_or(time::Duration::days(90));
-    match requested {
-        None => Ok(now.saturating_add(default.min(max))),
-        Some(e) if e > now.saturating_add(max) => Err(ApiError::validation(format!(
-            "expires_at may be at most {} days from now (api.api_key_max_ttl)",
-            max.whole_days()
-        ))),
-        Some(e) => Ok(e),
-    }
+    let latest = now.saturating_add(max);
+    requested
+        .unwrap_or_else(|| now.saturating_add(default))
+        .min(latest)
 }
 
 /// Issues an API key with `scopes`, each of which `issuer` must hold; returns it with its
@@ -1107,7 +1105,7 @@ pub async fn create_api_key(
     expires_at: Option<OffsetDateTime>,
 ) -> ApiResult<(ApiKeyDto, String, Written)> {
     let now = state.now();
-    let expires_at = Some(api_key_expiry(state, now, expires_at)?);
+    let expires_at = Some(api_key_expiry(state, now, expires_at));
     let id = Uuid::now_v7();
     let secret = new_api_key(id);
     let command = TenantCommand::IssueApiKey(IssueApiKey {

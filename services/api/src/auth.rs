@@ -38,7 +38,7 @@ use crate::error::{ApiError, ProblemKind};
 use crate::sessions::SessionFacts;
 use crate::state::ApiState;
 
-pub use netledger_domain::identity::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+pub use netledger_domain::identity::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 /// The prefix of API keys.
 pub const API_KEY_PREFIX: &str = "nlk_";
 
@@ -681,8 +681,8 @@ impl JwtKeys {
 
 // ---- passwords -----------------------------------------------------------------------------
 
-/// Checks the password policy (the domain's: at least [`MIN_PASSWORD_CHARS`] characters, at
-/// most [`MAX_PASSWORD_BYTES`] bytes); the user aggregate applies it to every new password.
+/// Checks the password policy (the domain's: [`MIN_PASSWORD_CHARS`] to
+/// [`MAX_PASSWORD_CHARS`] characters); the user aggregate applies it to every new password.
 pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
     netledger_domain::identity::check_password_policy(password)
         .map_err(|e| ApiError::validation(e.to_string()))

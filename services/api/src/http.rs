@@ -2,7 +2,7 @@
 //! `If-Match`/`ETag` carrying stream versions, opaque cursors, and the `Written` record of
 //! the events a write produced.
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -112,17 +112,35 @@ impl IfMatch {
     }
 }
 
+impl IfMatch {
+    /// The header of a request: `None` when absent; a malformed one is a 400.
+    fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        headers
+            .get(header::IF_MATCH)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("If-Match is not text"))
+                    .and_then(IfMatch::parse)
+            })
+            .transpose()
+    }
+}
+
+/// Required: a missing header is 428 Precondition Required.
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::IF_MATCH)
-            .ok_or_else(ApiError::precondition_required)?
-            .to_str()
-            .map_err(|_| ApiError::bad_request("If-Match is not text"))?;
-        IfMatch::parse(value)
+        IfMatch::from_headers(&parts.headers)?.ok_or_else(ApiError::precondition_required)
+    }
+}
+
+/// Optional (`Option<IfMatch>`): a missing header is `None`, a malformed one still a 400.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, ApiError> {
+        IfMatch::from_headers(&parts.headers)
     }
 }
 

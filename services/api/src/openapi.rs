@@ -7,7 +7,9 @@
 //! and `scripts/fuzz-http` checks the running server against it.
 
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::Schema;
+use utoipa::openapi::schema::{
+    ArrayItems, KnownFormat, Object, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Doc, RefOr, Required, Response};
 use utoipa::{OpenApi, ToSchema};
@@ -75,6 +77,10 @@ pub(crate) fn finish(doc: &mut Doc) {
     );
     for (name, schema) in schemas {
         components.schemas.insert(name, schema);
+    }
+    state_change_content_rules(&mut components.schemas);
+    for schema in components.schemas.values_mut() {
+        state_date_time_pattern(schema);
     }
     for kind in ProblemKind::ALL {
         components.responses.insert(
@@ -189,6 +195,19 @@ fn constrain_shared_parameters(op: &mut Operation) {
         let Some(RefOr::T(Schema::Object(schema))) = p.schema.as_mut() else {
             continue;
         };
+        // A header is text or absent, never JSON null: an optional one is not nullable.
+        if p.parameter_in == ParameterIn::Header
+            && let SchemaType::Array(types) = &schema.schema_type
+            && let [one] = types
+                .iter()
+                .filter(|t| **t != Type::Null)
+                .cloned()
+                .collect::<Vec<_>>()
+                .as_slice()
+        {
+            schema.schema_type = SchemaType::Type(one.clone());
+        }
+        date_time_pattern(schema);
         match (&p.parameter_in, p.name.to_ascii_lowercase().as_str()) {
             (ParameterIn::Header, "if-match") => {
                 schema.pattern = Some(IF_MATCH_PATTERN.to_owned());
@@ -199,6 +218,8 @@ fn constrain_shared_parameters(op: &mut Operation) {
                 schema.pattern = Some(IDEMPOTENCY_KEY_PATTERN.to_owned());
             }
             (ParameterIn::Query, "limit") => {
+                // A u32: `int32` (signed) would bound it at 2^31 - 1, which the server exceeds.
+                schema.format = Some(SchemaFormat::KnownFormat(KnownFormat::Int64));
                 schema.minimum = Some(utoipa::Number::UInt(1));
                 schema.maximum = Some(utoipa::Number::UInt(u32::MAX as usize));
             }
@@ -226,4 +247,226 @@ pub struct LiveEventFrame {
     /// The event as JSON: an `EventDto`.
     #[schema(content_media_type = "application/json")]
     data: String,
+}
+
+/// Text with a visible character (neither white space nor a control character), as
+/// `netledger_domain::change::validate_content` requires of a tag or a reason.
+const VISIBLE: &str = r"[^\s\x00-\x1f\x7f-\x9f]";
+
+/// States the rules that the derives cannot: the items of tag lists (a device's tags, a tag
+/// target), and the rules between fields that `validate_content` enforces (422 otherwise):
+/// - `emergency: true` needs an `emergency_reason` with a visible character;
+/// - `overrides.allow_without_timer: true` needs `risk: high` and no `emergency`;
+/// - a firmware action needs a `plan` with `rollback_on_halt: false`.
+///
+/// JSON Schema says each as an `if`/`then` under `allOf` (which TypeScript generators pass
+/// over, so the generated types stay those of the fields). utoipa has no field for it, so it
+/// travels as a key of the schema's extensions, which serialize their keys verbatim when
+/// built with `from_iter`. Rules that compare two values (a window's end
+/// after its start, a restore's target being the device it restores) have no JSON Schema;
+/// they stay 422 `validation` as documented.
+fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, RefOr<Schema>>) {
+    // A device's tag as `netledger_domain::device::Tag::parse` accepts it.
+    let device_tag = serde_json::json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "pattern": "^[A-Za-z0-9._:/-]{1,64}$",
+    });
+    if let Some(target) = schemas.get_mut("ChangeTarget")
+        && let Ok(mut value) = serde_json::to_value(&*target)
+    {
+        if let Some(variants) = value.get_mut("oneOf").and_then(|v| v.as_array_mut()) {
+            for variant in variants {
+                if let Some(items) = variant.pointer_mut("/properties/tags/items") {
+                    *items = serde_json::json!({
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 100,
+                        "pattern": VISIBLE,
+                    });
+                }
+            }
+        }
+        if let Ok(constrained) = serde_json::from_value(value) {
+            *target = constrained;
+        }
+    }
+    for name in ["NewDevice", "TagsInput"] {
+        constrain_at(schemas, name, "/properties/tags/items", device_tag.clone());
+    }
+    // A rollout's target: each kind with its one field (`create_rollout`).
+    if let Some(RefOr::T(Schema::Object(target))) = schemas.get_mut("RolloutTargetInput") {
+        let rules = serde_json::json!([
+            {
+                "if": { "properties": { "kind": { "const": "change_set" } } },
+                "then": {
+                    "required": ["script"],
+                    "properties": {
+                        "script": { "type": "string", "pattern": r"\S|[\x1c-\x1f]" },
+                        "version": { "type": "null" },
+                    },
+                },
+            },
+            {
+                "if": { "properties": { "kind": { "const": "firmware" } } },
+                "then": {
+                    "required": ["version"],
+                    "properties": {
+                        "version": {
+                            "type": "string",
+                            "maxLength": 20,
+                            "pattern": r"^[0-9]{1,4}(\.[0-9]{1,4}){1,3}((beta|rc)[0-9]{1,3})?$",
+                        },
+                        "script": { "type": "null" },
+                    },
+                },
+            },
+        ]);
+        target.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf", rules,
+        )]));
+    }
+    // A transport: the fingerprint with `tls_pinned` only (`TransportInput::parse`).
+    if let Some(RefOr::T(Schema::Object(transport))) = schemas.get_mut("TransportInput") {
+        let rules = serde_json::json!([
+            {
+                "if": { "properties": { "mode": { "const": "tls_pinned" } } },
+                "then": {
+                    "required": ["fingerprint_sha256"],
+                    "properties": { "fingerprint_sha256": {
+                        "type": "string",
+                        "pattern": "^[0-9A-Fa-f]{64}$",
+                    } },
+                },
+                "else": { "properties": { "fingerprint_sha256": { "type": "null" } } },
+            },
+        ]);
+        transport.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf", rules,
+        )]));
+    }
+    // A rollout: some device; a firmware rollout cannot roll back (`create_rollout`).
+    if let Some(RefOr::T(Schema::Object(rollout))) = schemas.get_mut("NewRollout") {
+        let rules = serde_json::json!([
+            { "anyOf": [
+                { "properties": { "devices": { "minItems": 1 } } },
+                { "required": ["canaries"], "properties": { "canaries": { "minItems": 1 } } },
+            ] },
+            {
+                "if": {
+                    "required": ["target"],
+                    "properties": { "target": {
+                        "required": ["kind"],
+                        "properties": { "kind": { "const": "firmware" } },
+                    } },
+                },
+                "then": { "properties": { "rollback_on_halt": { "const": false } } },
+            },
+        ]);
+        rollout.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf", rules,
+        )]));
+    }
+    let Some(RefOr::T(Schema::Object(content))) = schemas.get_mut("ChangeContent") else {
+        return;
+    };
+    let rules = serde_json::json!([
+        {
+            "if": { "required": ["emergency"], "properties": { "emergency": { "const": true } } },
+            "then": {
+                "required": ["emergency_reason"],
+                "properties": { "emergency_reason": { "type": "string", "pattern": VISIBLE } },
+            },
+        },
+        {
+            "if": {
+                "required": ["overrides"],
+                "properties": { "overrides": {
+                    "required": ["allow_without_timer"],
+                    "properties": { "allow_without_timer": { "const": true } },
+                } },
+            },
+            "then": {
+                "required": ["risk"],
+                "properties": { "risk": { "const": "high" }, "emergency": { "const": false } },
+            },
+        },
+        {
+            "if": {
+                "required": ["action"],
+                "properties": { "action": {
+                    "required": ["kind"],
+                    "properties": { "kind": { "const": "firmware" } },
+                } },
+            },
+            "then": {
+                "required": ["plan"],
+                "properties": { "plan": {
+                    "required": ["rollback_on_halt"],
+                    "properties": { "rollback_on_halt": { "const": false } },
+                } },
+            },
+        },
+    ]);
+    content.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+        "allOf", rules,
+    )]));
+}
+
+/// An instant as the API parses it (RFC 3339 with the `time` crate: a four-digit year, `T`
+/// and `Z` in either case, optional fractions, offsets up to 25 hours). The `date-time`
+/// format alone is an annotation in JSON Schema 2020-12, which accepts any string.
+pub const DATE_TIME_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]\
+     ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-5]):[0-5][0-9])$";
+
+/// Gives a `date-time` string its [`DATE_TIME_PATTERN`].
+fn date_time_pattern(schema: &mut Object) {
+    if matches!(
+        schema.format,
+        Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))
+    ) {
+        schema.pattern = Some(DATE_TIME_PATTERN.to_owned());
+    }
+}
+
+/// [`date_time_pattern`] on every `date-time` string in `schema`, however deep.
+fn state_date_time_pattern(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(o) => {
+            date_time_pattern(o);
+            o.properties.values_mut().for_each(state_date_time_pattern);
+        }
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(items) = &mut a.items {
+                state_date_time_pattern(items);
+            }
+        }
+        Schema::OneOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
+        Schema::AllOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
+        Schema::AnyOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
+        _ => {}
+    }
+}
+
+/// Replaces the sub-schema at `pointer` (JSON pointer) of component `name` with `schema`.
+fn constrain_at(
+    schemas: &mut std::collections::BTreeMap<String, RefOr<Schema>>,
+    name: &str,
+    pointer: &str,
+    schema: serde_json::Value,
+) {
+    let Some(component) = schemas.get_mut(name) else {
+        return;
+    };
+    let Ok(mut value) = serde_json::to_value(&*component) else {
+        return;
+    };
+    if let Some(at) = value.pointer_mut(pointer) {
+        *at = schema;
+        if let Ok(constrained) = serde_json::from_value(value) {
+            *component = constrained;
+        }
+    }
 }

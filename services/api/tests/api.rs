@@ -1898,7 +1898,7 @@ async fn firmware_packages_are_per_tenant_and_within_a_quota(pool: PgPool) {
 }
 
 /// Item 7 of issue 15: device hosts on loopback, link-local, unspecified or multicast
-/// addresses and the platform's own service endpoints are refused (422 naming the rule and
+/// addresses and the platform's own service endpoints are refused (403 naming the rule and
 /// how to allow it); private ranges pass; a tenant admin's allow-list lifts the class rules
 /// but never the service endpoints.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
@@ -1931,12 +1931,7 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
         ("224.0.0.5", "multicast/broadcast"),
     ] {
         let r = register(host, 8728).await;
-        assert_eq!(
-            r.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{host}: {:?}",
-            r.body
-        );
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{host}: {:?}", r.body);
         assert!(r.is_problem());
         let detail = r.detail();
         assert!(
@@ -1946,7 +1941,7 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
         assert!(detail.contains("device-settings"), "{host}: {detail}");
     }
     let r = register("10.9.9.9", 5432).await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     assert!(
         r.detail().contains("`service-address` rule"),
         "{}",
@@ -1976,12 +1971,7 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
             &[("if-match", "*")],
         )
         .await;
-    assert_eq!(
-        patch.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{:?}",
-        patch.body
-    );
+    assert_eq!(patch.status, StatusCode::FORBIDDEN, "{:?}", patch.body);
     assert!(patch.detail().contains("`loopback` rule"));
 
     // The tenant's allow-list: set by a tenant admin only.
@@ -2034,14 +2024,11 @@ async fn device_hosts_outside_device_networks_are_refused_unless_the_tenant_allo
         register("127.0.0.1", 8728).await.status,
         StatusCode::CREATED
     );
-    assert_eq!(
-        register("::1", 8728).await.status,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(register("::1", 8728).await.status, StatusCode::FORBIDDEN);
     let r = register("10.9.9.9", 5432).await;
     assert_eq!(
         r.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::FORBIDDEN,
         "service endpoints stay refused"
     );
 }
@@ -2086,12 +2073,7 @@ async fn an_endpoint_change_clears_the_credentials_and_new_devices_use_api_ssl(p
     let mut plain = new_device("plain-1");
     plain["transport"] = json!({"mode": "plain"});
     let refused = app.post("/api/v1/devices", a, plain.clone()).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{:?}",
-        refused.body
-    );
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
     assert!(
         refused.detail().contains("`plain-transport` rule"),
         "{}",

@@ -34,10 +34,17 @@ mod tests;
 pub const MAX_TITLE: usize = 200;
 /// Longest reason, comment or emergency reason, in characters.
 pub const MAX_TEXT: usize = 4000;
-/// Longest script, in bytes (the push's own limit is lower and is checked by the preview).
+/// Longest script, in characters (the push's own limit is lower and is checked by the
+/// preview).
 pub const MAX_SCRIPT: usize = 200_000;
 /// Most devices one request may target.
 pub const MAX_DEVICES: usize = 10_000;
+
+/// Whether `text` has a visible character (neither white space nor a control character):
+/// what the API's schema states as the pattern `[^\s\x00-\x1f\x7f-\x9f]`.
+fn has_visible(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace() && !c.is_control())
+}
 
 /// How risky a change is: sets how many approvals it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,13 +66,17 @@ pub enum RiskLevel {
 pub enum ChangeTarget {
     /// These devices.
     Devices {
-        /// The devices, in rollout order.
-        #[cfg_attr(feature = "openapi", schema(value_type = Vec<uuid::Uuid>))]
+        /// The devices, in rollout order (1-10000).
+        #[cfg_attr(
+            feature = "openapi",
+            schema(value_type = Vec<uuid::Uuid>, min_items = 1, max_items = 10000)
+        )]
         device_ids: Vec<DeviceId>,
     },
     /// The devices carrying these tags.
     Tags {
-        /// Tags (at least one).
+        /// Tags (at least one), each 1-100 characters with a visible one.
+        #[cfg_attr(feature = "openapi", schema(min_items = 1))]
         tags: Vec<String>,
         /// Whether a device needs all of them or any one.
         #[serde(rename = "match")]
@@ -93,12 +104,20 @@ pub enum TagMatch {
 pub enum ChangeAction {
     /// A RouterOS script (a change set), pushed with the two-phase push.
     Script {
-        /// The script.
+        /// The script: a visible character, at most 200000 characters.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(max_length = 200000, pattern = r"[^\s\x00-\x1f\x7f-\x9f]")
+        )]
         script: String,
     },
     /// A RouterOS version from the firmware cache.
     Firmware {
-        /// Target version.
+        /// Target version (like `7.16.2`).
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, max_length = 32, pattern = r"^[A-Za-z0-9.-]{1,32}$")
+        )]
         version: String,
         /// Also upgrade the RouterBOARD firmware.
         #[serde(default)]
@@ -110,7 +129,11 @@ pub enum ChangeAction {
         /// The device (the target must be exactly this device).
         #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
         device_id: DeviceId,
-        /// The archived version (config history commit).
+        /// The archived version (config history commit: 7-64 hex digits).
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 7, max_length = 64, pattern = r"^[0-9A-Fa-f]{7,64}$")
+        )]
         commit: String,
     },
 }
@@ -121,13 +144,17 @@ pub enum ChangeAction {
 pub struct RolloutPlan {
     /// The first N devices of the frozen list go first, one at a time.
     pub canaries: u32,
-    /// Devices per batch after the canaries (at least 1).
+    /// Devices per batch after the canaries (1-1000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub batch_size: u32,
-    /// Devices at once within a batch (at least 1).
+    /// Devices at once within a batch (1-100).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub parallelism: u32,
     /// Failed devices that halt the rollout (at least 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub failure_threshold: u32,
-    /// Restore every committed device when the threshold halts it (script changes only).
+    /// Restore every committed device when the threshold halts it (script changes only: a
+    /// firmware change must set it to false).
     pub rollback_on_halt: bool,
 }
 
@@ -157,6 +184,10 @@ pub struct MaintenanceWindow {
     pub end: OffsetDateTime,
     /// The time zone the window was planned in (IANA name, shown to people; the instants
     /// above are what counts).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9/_+-]{1,64}$")
+    )]
     pub time_zone: String,
 }
 
@@ -183,12 +214,32 @@ impl Overrides {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeContent {
-    /// One line (1-200 characters).
+    /// One line (1-200 characters, a visible one, no control character).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub title: String,
-    /// Why the change is needed.
+    /// Why the change is needed (a visible character, at most 4000 characters).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 4000,
+            pattern = r"[^\s\x00-\x1f\x7f-\x9f]"
+        )
+    )]
     pub reason: String,
-    /// External ticket reference.
+    /// External ticket reference (at most 200 characters, no control character).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub ticket: Option<String>,
     /// Which devices.
     pub target: ChangeTarget,
@@ -208,8 +259,9 @@ pub struct ChangeContent {
     /// Break-glass: runs without approval (an operator's call, with a reason), reviewed after.
     #[serde(default)]
     pub emergency: bool,
-    /// Why it is an emergency (required with `emergency`).
+    /// Why it is an emergency (required with `emergency`; at most 4000 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     pub emergency_reason: Option<String>,
 }
 
@@ -1338,11 +1390,15 @@ fn check_text(field: &str, text: Option<&str>) -> Result<(), ChangeRefusal> {
 /// Checks what an author wrote (the rules that need no outside knowledge).
 pub fn validate_content(c: &ChangeContent) -> Result<(), ChangeRefusal> {
     let bad = |m: String| Err(ChangeRefusal::Invalid(m));
-    let title = c.title.trim();
-    if title.is_empty() || c.title.chars().count() > MAX_TITLE {
-        return bad(format!("title must be 1-{MAX_TITLE} characters"));
+    if !has_visible(&c.title)
+        || c.title.chars().count() > MAX_TITLE
+        || c.title.chars().any(char::is_control)
+    {
+        return bad(format!(
+            "title must be one line of 1-{MAX_TITLE} characters (no control characters)"
+        ));
     }
-    if c.reason.trim().is_empty() {
+    if !has_visible(&c.reason) {
         return bad("reason is required: say why the change is needed".into());
     }
     check_text("reason", Some(&c.reason))?;
@@ -1364,19 +1420,25 @@ pub fn validate_content(c: &ChangeContent) -> Result<(), ChangeRefusal> {
             }
         }
         ChangeTarget::Tags { tags, .. } => {
-            if tags.is_empty() || tags.iter().any(|t| t.trim().is_empty() || t.len() > 100) {
-                return bad("target.tags must list 1 or more tags of 1-100 bytes".into());
+            if tags.is_empty()
+                || tags
+                    .iter()
+                    .any(|t| !has_visible(t) || t.chars().count() > 100)
+            {
+                return bad("target.tags must list 1 or more tags of 1-100 characters".into());
             }
         }
         ChangeTarget::Tenant {} => {}
     }
     match &c.action {
         ChangeAction::Script { script } => {
-            if script.trim().is_empty() {
+            if !has_visible(script) {
                 return bad("action.script is empty".into());
             }
-            if script.len() > MAX_SCRIPT {
-                return bad(format!("action.script is larger than {MAX_SCRIPT} bytes"));
+            if script.chars().count() > MAX_SCRIPT {
+                return bad(format!(
+                    "action.script is longer than {MAX_SCRIPT} characters"
+                ));
             }
         }
         ChangeAction::Firmware { version, .. } => {
@@ -1464,7 +1526,7 @@ pub fn validate_content(c: &ChangeContent) -> Result<(), ChangeRefusal> {
     if c.emergency {
         if c.emergency_reason
             .as_deref()
-            .is_none_or(|r| r.trim().is_empty())
+            .is_none_or(|r| !has_visible(r))
         {
             return bad("an emergency change needs emergency_reason".into());
         }

@@ -239,8 +239,7 @@ pub async fn logout(
     tag = "auth",
     security(("bearer" = ["authenticated"])),
     responses(
-        (status = 204, description = "Every session ended; the cookie is cleared."),
-        (status = 422, response = Validation),
+        (status = 204, description = "Every session ended; the cookie is cleared (403 for an API key, which has no sessions)."),
     )
 )]
 pub async fn logout_all(
@@ -250,7 +249,7 @@ pub async fn logout_all(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let Some(user) = p.user_id() else {
-        return Err(ApiError::validation(
+        return Err(ApiError::forbidden_because(
             "API keys have no sessions; revoke the key with DELETE /api/v1/api-keys/{key_id}",
         ));
     };
@@ -331,7 +330,8 @@ pub async fn me(
 pub struct PasswordChange {
     /// The current password.
     pub current_password: String,
-    /// The new password (at least 12 characters).
+    /// The new password (12-256 characters).
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 

@@ -401,7 +401,8 @@ pub async fn update_user(
 /// A new password set by an administrator.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct PasswordReset {
-    /// The new password (at least 12 characters).
+    /// The new password (12-256 characters).
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
 }
 
@@ -493,8 +494,9 @@ pub struct NewApiKey {
     pub name: String,
     /// Permissions (e.g. `devices:read`, `workflows:run`); each must be one you hold.
     pub scopes: Vec<String>,
-    /// When it stops working (RFC 3339): at most `api_key_max_ttl` (default 365 days) from
-    /// now; absent, `api_key_default_ttl` (default 90 days) from now.
+    /// When it stops working (RFC 3339); absent, `api_key_default_ttl` (default 90 days) from
+    /// now. Never later than `api_key_max_ttl` (default 365 days) from now: a later time is
+    /// shortened to that maximum, and the response's `key.expires_at` is the expiry granted.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }

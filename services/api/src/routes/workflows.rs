@@ -731,7 +731,8 @@ pub struct BackupRequest {
 pub struct ConfigPushRequest {
     /// The device.
     pub device_id: Uuid,
-    /// The RouterOS script to apply.
+    /// The RouterOS script to apply (not only white space).
+    #[schema(pattern = r"\S|[\x1c-\x1f]")]
     pub script: String,
     /// Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
     /// when absent. The platform's generated forms are reserved (422): ids starting with
@@ -1037,14 +1038,16 @@ pub struct RolloutTargetInput {
 /// A rollout to create.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewRollout {
-    /// Name.
+    /// Name: 1-200 characters, not only white space.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S|[\x1c-\x1f]")]
     pub name: String,
     /// What it deploys.
     pub target: RolloutTargetInput,
-    /// Canary devices, done first, one at a time.
+    /// Canary devices, done first, one at a time (no device twice in `canaries` and
+    /// `devices` together).
     #[serde(default)]
     pub canaries: Vec<Uuid>,
-    /// The other devices, in order.
+    /// The other devices, in order (with `canaries`, at least one).
     pub devices: Vec<Uuid>,
     /// Devices per batch (default 10).
     pub batch_size: Option<u32>,
@@ -1104,7 +1107,7 @@ pub async fn create_rollout(
     let p = auth.principal();
     crate::routes::changes::refuse_if_change_controlled(&state, p.tenant).await?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || body.name.chars().count() > 200 {
         return Err(ApiError::validation("name: 1-200 characters"));
     }
     let target = match (

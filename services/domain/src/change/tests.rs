@@ -206,7 +206,7 @@ fn create_once_with_valid_content() {
             sealed_script: None,
         })
         .then_refused(ChangeRefusal::Invalid(
-            "title must be 1-200 characters".into(),
+            "title must be one line of 1-200 characters (no control characters)".into(),
         ));
 }
 

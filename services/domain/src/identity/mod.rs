@@ -263,8 +263,8 @@ impl Grants {
 
 /// The fewest characters a password may have.
 pub const MIN_PASSWORD_CHARS: usize = 12;
-/// The most bytes a password may have (argon2 input stays bounded).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The most characters a password may have (so argon2's input stays within 1024 bytes).
+pub const MAX_PASSWORD_CHARS: usize = 256;
 
 /// Why a new password was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -272,18 +272,19 @@ pub enum PasswordRefused {
     /// Fewer than [`MIN_PASSWORD_CHARS`] characters.
     #[error("the password needs at least {MIN_PASSWORD_CHARS} characters")]
     TooShort,
-    /// More than [`MAX_PASSWORD_BYTES`] bytes.
-    #[error("the password may have at most {MAX_PASSWORD_BYTES} bytes")]
+    /// More than [`MAX_PASSWORD_CHARS`] characters.
+    #[error("the password may have at most {MAX_PASSWORD_CHARS} characters")]
     TooLong,
 }
 
-/// The password policy: at least [`MIN_PASSWORD_CHARS`] characters, at most
-/// [`MAX_PASSWORD_BYTES`] bytes.
+/// The password policy: [`MIN_PASSWORD_CHARS`] to [`MAX_PASSWORD_CHARS`] characters (the
+/// API's schemas state the same bounds).
 pub fn check_password_policy(password: &str) -> Result<(), PasswordRefused> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
         return Err(PasswordRefused::TooShort);
     }
-    if password.len() > MAX_PASSWORD_BYTES {
+    if chars > MAX_PASSWORD_CHARS {
         return Err(PasswordRefused::TooLong);
     }
     Ok(())
@@ -529,8 +530,13 @@ mod tests {
         );
         assert_eq!(check_password_policy("long enough password"), Ok(()));
         assert_eq!(
-            check_password_policy(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
+            check_password_policy(&"x".repeat(MAX_PASSWORD_CHARS + 1)),
             Err(PasswordRefused::TooLong)
+        );
+        // Characters, not bytes: 256 four-byte characters are allowed.
+        assert_eq!(
+            check_password_policy(&"\u{1F511}".repeat(MAX_PASSWORD_CHARS)),
+            Ok(())
         );
         assert_eq!(
             format!("{:?}", NewPassword::new("secret")),

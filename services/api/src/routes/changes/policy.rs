@@ -3,7 +3,6 @@
 //! stream; a tenant that never had one is `optional` with the default counts).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use netledger_domain::TenantId;
 use netledger_domain::change::{ApprovalPolicy, ChangeControl};
@@ -108,19 +107,11 @@ pub async fn set_change_policy(
     auth: Require<perm::TenantsWrite>,
     rid: RequestId,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
+    if_match: Option<IfMatch>,
     Json(body): Json<ChangePolicyBody>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let tenant = visible(p, id)?;
-    let if_match = headers
-        .get(axum::http::header::IF_MATCH)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("If-Match is not text"))
-                .and_then(IfMatch::parse)
-        })
-        .transpose()?;
     let (policy, version, events) = crate::accounts::set_change_policy(
         &state,
         &rid.metadata(p.actor()),

@@ -83,9 +83,10 @@ pub struct NewDevice {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
     )]
     pub username: String,
-    /// API password (write-only).
+    /// API password (write-only): not empty, no NUL character.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub password: String,
-    /// Tags.
+    /// Tags: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Poll interval in seconds, 5-86400 (default 60).
@@ -139,8 +140,8 @@ fn endpoint(
 /// Refuses an endpoint the tenant's device settings refuse: in production the plain API
 /// unless the tenant allows it (the password would cross the network in clear text), and an
 /// address the network policy refuses (loopback, link-local, unspecified, multicast unless
-/// allowed; the platform's own services always). Both are 422 naming the rule and how to
-/// allow it. A host name is resolved here and every address checked; one that does not
+/// allowed; the platform's own services always). Both are 403 naming the rule and how to
+/// allow it: the request is well formed, the tenant's policy refuses it. A host name is resolved here and every address checked; one that does not
 /// resolve from the API passes (the poller and the workers check every address they connect
 /// to again, `netledger-device-client`).
 pub(crate) async fn check_device_endpoint(
@@ -159,7 +160,7 @@ pub(crate) async fn check_device_endpoint(
         && !settings.allow_plain_transport
     {
         tracing::warn!(%tenant, "plain transport refused in production");
-        return Err(ApiError::validation(format!(
+        return Err(ApiError::forbidden_because(format!(
             "transport `plain` is refused by the `plain-transport` rule: in production the \
              device's password and every reply would cross the network in clear text; use \
              tls_pinned or tls_verified (API-SSL, port 8729), or a tenant admin allows plain \
@@ -199,7 +200,7 @@ pub(crate) async fn check_device_endpoint(
     for ip in addrs {
         if let Err(refused) = policy.check(ip, endpoint.port) {
             tracing::warn!(host, %ip, rule = refused.rule(), "device address refused");
-            return Err(ApiError::validation(if literal == ip.to_string() {
+            return Err(ApiError::forbidden_because(if literal == ip.to_string() {
                 refused.to_string()
             } else {
                 format!("host `{host}` resolves to {ip}: {refused}")
@@ -288,15 +289,23 @@ pub async fn register_device(
 /// Changes to a device; absent fields stay.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct DevicePatch {
-    /// New name.
+    /// New name (as at registration).
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub name: Option<String>,
-    /// New host.
+    /// New host (as at registration).
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9.:_-]{1,253}$"
+    )]
     pub host: Option<String>,
     /// New port.
+    #[schema(minimum = 1)]
     pub port: Option<u16>,
     /// New transport.
     pub transport: Option<TransportInput>,
-    /// New poll interval.
+    /// New poll interval in seconds, 5-86400.
+    #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
 }
 
@@ -384,7 +393,7 @@ pub async fn update_device(
 /// A device's tags.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TagsInput {
-    /// The whole new tag set.
+    /// The whole new tag set: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`.
     pub tags: Vec<String>,
 }
 
@@ -444,7 +453,8 @@ pub struct CredentialsInput {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$"
     )]
     pub username: String,
-    /// API password.
+    /// API password: not empty, no NUL character.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub password: String,
 }
 

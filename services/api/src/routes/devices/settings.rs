@@ -6,7 +6,6 @@
 //! (`tenants:write`).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use netledger_domain::identity::tenant::{
     Tenant, TenantCommand, TenantDeviceSettingsSet, TenantProfile,
@@ -131,19 +130,11 @@ pub async fn set_device_settings(
     auth: Require<perm::TenantsWrite>,
     rid: RequestId,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
+    if_match: Option<IfMatch>,
     Json(body): Json<DeviceSettingsBody>,
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let tenant = visible(p, id)?;
-    let if_match = headers
-        .get(axum::http::header::IF_MATCH)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("If-Match is not text"))
-                .and_then(IfMatch::parse)
-        })
-        .transpose()?;
     let allowed_networks = body
         .allowed_networks
         .iter()
