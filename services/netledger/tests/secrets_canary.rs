@@ -111,6 +111,40 @@ fn now_rfc3339() -> String {
         .unwrap()
 }
 
+/// Registers manifest device `i` as `canary-<i>` with `password`; returns its id.
+async fn register(
+    p: &Platform,
+    admin: &str,
+    i: usize,
+    password: &str,
+    idempotency_key: Option<&str>,
+    answers: &mut Answers,
+) -> String {
+    let m = &p.manifest[i];
+    let addr: std::net::SocketAddr = m["api"].as_str().unwrap().parse().unwrap();
+    let headers: Vec<(&str, String)> = idempotency_key
+        .map(|k| ("idempotency-key", k.to_owned()))
+        .into_iter()
+        .collect();
+    let registered = p
+        .api
+        .call(
+            "POST",
+            "/api/v1/devices",
+            Some(admin),
+            Some(json!({
+                "name": format!("canary-{i}"), "host": addr.ip().to_string(),
+                "port": addr.port(), "transport": {"mode": "plain"},
+                "username": m["username"], "password": password, "poll_interval_secs": 5,
+            })),
+            &headers,
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:#}", registered.body);
+    answers.keep("POST /devices", &registered.text, None);
+    registered.body["device_id"].as_str().unwrap().to_owned()
+}
+
 async fn user(api: &Http, admin: &str, email: &str, role: &str, password: &str) -> String {
     api.ok(
         201,
@@ -213,48 +247,20 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
     answers.keep("GET /devices with the key", &listed.to_string(), None);
 
     // device 0 with its real password, through an idempotent registration
-    let m0 = &p.manifest[0];
-    let device_password = m0["password"].as_str().unwrap().to_owned();
-    let a0: std::net::SocketAddr = m0["api"].as_str().unwrap().parse().unwrap();
-    let registered = api
-        .call(
-            "POST",
-            "/api/v1/devices",
-            Some(&admin),
-            Some(json!({
-                "name": "canary-0", "host": a0.ip().to_string(), "port": a0.port(),
-                "transport": {"mode": "plain"},
-                "username": m0["username"], "password": device_password,
-                "poll_interval_secs": 5,
-            })),
-            &[("idempotency-key", "canary-register-0".to_owned())],
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:#}", registered.body);
-    answers.keep("POST /devices", &registered.text, None);
-    let d0 = registered.body["device_id"].as_str().unwrap().to_owned();
-
+    let device_password = p.manifest[0]["password"].as_str().unwrap().to_owned();
+    let d0 = register(
+        &p,
+        &admin,
+        0,
+        &device_password,
+        Some("canary-register-0"),
+        &mut answers,
+    )
+    .await;
     // device 1 with a wrong password (its logins fail: the errors must not carry it), then
     // another one through a credentials update
     let wrong_password = "canary-wrongpw-0c4f19e2";
-    let m1 = &p.manifest[1];
-    let a1: std::net::SocketAddr = m1["api"].as_str().unwrap().parse().unwrap();
-    let registered = api
-        .call(
-            "POST",
-            "/api/v1/devices",
-            Some(&admin),
-            Some(json!({
-                "name": "canary-1", "host": a1.ip().to_string(), "port": a1.port(),
-                "transport": {"mode": "plain"},
-                "username": m1["username"], "password": wrong_password,
-                "poll_interval_secs": 5,
-            })),
-            &[],
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:#}", registered.body);
-    let d1 = registered.body["device_id"].as_str().unwrap().to_owned();
+    let d1 = register(&p, &admin, 1, wrong_password, None, &mut answers).await;
     let updated_password = "canary-credpw-77ab2e51";
     let etag = until(
         "device 1 in the read model",
@@ -281,7 +287,7 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
             "PUT",
             &format!("/api/v1/devices/{d1}/credentials"),
             Some(&admin),
-            Some(json!({ "username": m1["username"], "password": updated_password })),
+            Some(json!({ "username": p.manifest[1]["username"], "password": updated_password })),
             &[("if-match", etag)],
         )
         .await;
