@@ -207,7 +207,6 @@ impl Device {
         };
     }
 
-    /// Takes a place at the import gate set by [`Device::hold_imports`], if any.
     /// [`crate::Faults::fail_next`]: the `!fatal` message if the command at `path` is one
     /// that must fail (counted down).
     pub(crate) fn take_failure(&self, path: &str) -> Option<String> {
@@ -224,6 +223,7 @@ impl Device {
         Some(message)
     }
 
+    /// Takes a place at the import gate set by [`Device::hold_imports`], if any.
     pub(crate) fn import_gate(&self) -> Option<Arc<tokio::sync::Barrier>> {
         let mut st = self.lock();
         let (barrier, left) = st.import_gate.take()?;
