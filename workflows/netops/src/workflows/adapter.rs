@@ -23,7 +23,7 @@ use netledger_domain::device::{
     Transport,
 };
 use netledger_domain::{
-    Actor, DeviceId, EventMetadata, ExpectedVersion, NewEvent, TenantId, WorkflowId,
+    Actor, DeviceId, EventMetadata, EventType, ExpectedVersion, NewEvent, TenantId, WorkflowId,
 };
 use netledger_engine::{Ctx, RetryPolicy, StepError, StepOptions};
 use netledger_store::credentials::{self, CredentialKeys};
@@ -476,8 +476,7 @@ impl NetopsDeps {
         source: &str,
         detail: &str,
     ) -> Result<(), StepError> {
-        use netledger_domain::EventType as _;
-        let (ty, schema, payload) = if timers.is_empty() {
+        if timers.is_empty() {
             let mut tx = begin_tenant(&self.app, tenant)
                 .await
                 .map_err(StepError::retryable)?;
@@ -488,46 +487,62 @@ impl NetopsDeps {
             if state.stale_rollback_timers.is_empty() {
                 return Ok(());
             }
-            (
-                DeviceRollbackTimersCleared::TYPE,
-                DeviceRollbackTimersCleared::SCHEMA_VERSION,
-                serde_json::to_value(DeviceRollbackTimersCleared {
-                    workflow_id: workflow,
-                }),
-            )
+            let cleared = DeviceRollbackTimersCleared {
+                workflow_id: workflow,
+            };
+            self.append_once(tenant, device, workflow, correlation, &[step], &cleared)
+                .await
         } else {
-            (
-                DeviceRollbackTimersFound::TYPE,
-                DeviceRollbackTimersFound::SCHEMA_VERSION,
-                serde_json::to_value(DeviceRollbackTimersFound {
-                    timers: timers.to_vec(),
-                    workflow_id: workflow,
-                    source: source.to_owned(),
-                    detail: detail.to_owned(),
-                }),
-            )
-        };
-        let payload = payload.map_err(|e| StepError::fatal(format!("encode {ty}: {e}")))?;
+            let found = DeviceRollbackTimersFound {
+                timers: timers.to_vec(),
+                workflow_id: workflow,
+                source: source.to_owned(),
+                detail: detail.to_owned(),
+            };
+            self.append_once(tenant, device, workflow, correlation, &[step], &found)
+                .await
+        }
+    }
+
+    /// Appends `event` to `device`'s stream, caused by `workflow`, once: its id is
+    /// [`step_event_id`] of the event type and `parts`, so a re-run of the step after a crash
+    /// between this append and the step's journal entry is refused as a duplicate and the
+    /// fact is recorded once (the chaos test kills a worker right there).
+    async fn append_once<E: EventType>(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        workflow: WorkflowId,
+        correlation: Uuid,
+        parts: &[&str],
+        event: &E,
+    ) -> Result<(), StepError> {
+        let encode =
+            |e: &dyn std::fmt::Display| StepError::fatal(format!("encode {}: {e}", E::TYPE));
+        let payload = serde_json::to_value(event).map_err(|e| encode(&e))?;
+        let id_parts: Vec<&str> = std::iter::once(E::TYPE)
+            .chain(parts.iter().copied())
+            .collect();
         let metadata = EventMetadata {
             actor: Actor::system(COMPONENT),
             causation_id: *workflow.as_uuid(),
             correlation_id: correlation,
         };
         let event = NewEvent::new(
-            step_event_id(workflow, &[ty, step]),
-            ty,
-            schema,
+            step_event_id(workflow, &id_parts),
+            E::TYPE,
+            E::SCHEMA_VERSION,
             payload,
             metadata,
         )
-        .map_err(|e| StepError::fatal(format!("encode {ty}: {e}")))?;
+        .map_err(|e| encode(&e))?;
         match self
             .store
             .append(tenant, &device.stream(), ExpectedVersion::Any, vec![event])
             .await
         {
             Ok(_) | Err(netledger_store::StoreError::DuplicateEvent { .. }) => Ok(()),
-            Err(e) => Err(StepError::retryable(format!("append {ty}: {e}"))),
+            Err(e) => Err(StepError::retryable(format!("append {}: {e}", E::TYPE))),
         }
     }
 
@@ -602,45 +617,16 @@ impl NetopsDeps {
             routeros_version: taken.snapshot.device_version.clone(),
             workflow_id: Some(workflow),
         };
-        let metadata = EventMetadata {
-            actor: Actor::system(COMPONENT),
-            causation_id: *workflow.as_uuid(),
-            correlation_id: correlation,
-        };
-        // A fixed id per (workflow, change, reason): a re-run of this step after a crash
-        // between this append and the step's journal entry is refused as a duplicate, so
-        // the snapshot is recorded once (the chaos test kills a worker right there).
-        use netledger_domain::EventType as _;
-        let event_id = step_event_id(
+        // Recorded once per (workflow, change, reason).
+        self.append_once(
+            tenant,
+            device,
             workflow,
-            &[
-                ConfigSnapshotRecorded::TYPE,
-                id.as_str(),
-                &format!("{reason:?}"),
-            ],
-        );
-        let payload = serde_json::to_value(&event)
-            .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
-        let event = NewEvent::new(
-            event_id,
-            ConfigSnapshotRecorded::TYPE,
-            ConfigSnapshotRecorded::SCHEMA_VERSION,
-            payload,
-            metadata,
+            correlation,
+            &[id.as_str(), &format!("{reason:?}")],
+            &event,
         )
-        .map_err(|e| StepError::fatal(format!("encode ConfigSnapshotRecorded: {e}")))?;
-        match self
-            .store
-            .append(tenant, &device.stream(), ExpectedVersion::Any, vec![event])
-            .await
-        {
-            Ok(_) | Err(netledger_store::StoreError::DuplicateEvent { .. }) => {}
-            Err(e) => {
-                return Err(StepError::retryable(format!(
-                    "append ConfigSnapshotRecorded: {e}"
-                )));
-            }
-        }
+        .await?;
         netledger_engine::crash_point("recorded");
         Ok(SnapshotRecorded {
             snapshot: taken.snapshot,
