@@ -287,6 +287,17 @@ pub fn verify_tenant_history(
     v.finish()
 }
 
+/// The finding that checkpoint `b` does not verify, at `position`.
+fn checkpoint_tamper(b: &CheckpointBody, position: i64, detail: String) -> Tamper {
+    Tamper::Checkpoint {
+        seq: b.seq,
+        from_position: b.from_position,
+        to_position: b.to_position,
+        position,
+        detail,
+    }
+}
+
 /// The last event of a stream seen so far (in the whole history or in one range).
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -463,13 +474,7 @@ impl HistoryVerifier {
             return true;
         }
         let b = &cp.body;
-        let fail = |position: i64, detail: String| Tamper::Checkpoint {
-            seq: b.seq,
-            from_position: b.from_position,
-            to_position: b.to_position,
-            position,
-            detail,
-        };
+        let fail = |position: i64, detail: String| checkpoint_tamper(b, position, detail);
         let expected_seq = i64::try_from(self.current)
             .unwrap_or(i64::MAX)
             .saturating_add(1);
@@ -506,13 +511,7 @@ impl HistoryVerifier {
         let range = std::mem::take(&mut self.range);
         let cp = &self.checkpoints[self.current];
         let b = &cp.body;
-        let fail = |position: i64, detail: String| Tamper::Checkpoint {
-            seq: b.seq,
-            from_position: b.from_position,
-            to_position: b.to_position,
-            position,
-            detail,
-        };
+        let fail = |position: i64, detail: String| checkpoint_tamper(b, position, detail);
         // Name the first disagreement: committed heads tell which stream lost or gained events.
         let mut first_bad: Option<(i64, String)> = None;
         let note = |first_bad: &mut Option<(i64, String)>, pos: i64, why: String| {
