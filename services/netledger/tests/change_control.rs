@@ -26,24 +26,8 @@ const CHANGE: &str =
     "/ip pool\nadd name=pool-cr ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=changed\n";
 
 async fn user(api: &Http, admin: &str, email: &str, role: &str) -> (String, String) {
-    let password = format!("{role}-password-1234");
-    let body = api
-        .ok(
-            201,
-            "POST",
-            "/api/v1/users",
-            admin,
-            Some(json!({
-                "email": email, "display_name": email, "role": role, "password": password,
-            })),
-        )
-        .await;
-    let id = body["user"]["id"]
-        .as_str()
-        .or_else(|| body["id"].as_str())
-        .unwrap()
-        .to_owned();
-    (id, api.login(email, &password).await)
+    api.new_user(admin, email, role, &format!("{role}-password-1234"))
+        .await
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

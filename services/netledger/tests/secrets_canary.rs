@@ -27,7 +27,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
-use support::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, Options, Platform, until};
+use support::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Options, Platform, until};
 
 /// The non-secret marker: a name that travels with the secrets through every channel.
 const MARKER: &str = "nlcanaryuser";
@@ -145,20 +145,6 @@ async fn register(
     registered.body["device_id"].as_str().unwrap().to_owned()
 }
 
-async fn user(api: &Http, admin: &str, email: &str, role: &str, password: &str) -> String {
-    api.ok(
-        201,
-        "POST",
-        "/api/v1/users",
-        admin,
-        Some(json!({
-            "email": email, "display_name": email, "role": role, "password": password,
-        })),
-    )
-    .await;
-    api.login(email, password).await
-}
-
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(owner: PgPool) {
     let work = tempfile::tempdir().unwrap();
@@ -215,14 +201,14 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
 
     // --- planting -----------------------------------------------------------------------
     let user_password = "canary-userpw-5d1e0b7a93";
-    let approver = user(
-        api,
-        &admin,
-        "canary-approver@netledger.test",
-        "approver",
-        user_password,
-    )
-    .await;
+    let (_, approver) = api
+        .new_user(
+            &admin,
+            "canary-approver@netledger.test",
+            "approver",
+            user_password,
+        )
+        .await;
 
     let key = api
         .call(

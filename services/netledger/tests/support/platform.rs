@@ -142,6 +142,33 @@ impl Http {
         a.body
     }
 
+    /// Creates a user as `admin` (a token) and logs them in; returns (id, access token).
+    pub async fn new_user(
+        &self,
+        admin: &str,
+        email: &str,
+        role: &str,
+        password: &str,
+    ) -> (String, String) {
+        let body = self
+            .ok(
+                201,
+                "POST",
+                "/api/v1/users",
+                admin,
+                Some(json!({
+                    "email": email, "display_name": email, "role": role, "password": password,
+                })),
+            )
+            .await;
+        let id = body["user"]["id"]
+            .as_str()
+            .or_else(|| body["id"].as_str())
+            .unwrap()
+            .to_owned();
+        (id, self.login(email, password).await)
+    }
+
     /// Logs in; returns the access token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let a = self
