@@ -1229,7 +1229,7 @@ export interface components {
              * @description Approvals for `high`.
              */
             high: number;
-        };
+        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description An approval. */
         ApproveBody: {
             /** @description Optional comment. */
@@ -1960,10 +1960,10 @@ export interface components {
         };
         /** @description Device settings to set (the whole set). */
         DeviceSettingsBody: {
-            /** @description CIDRs (`127.0.0.0/8`, `fe80::/10`, a bare address for one host), at most 64. */
-            allowed_networks?: string[];
             /** @description Allow the plain API in production (default false). */
             allow_plain_transport?: boolean;
+            /** @description CIDRs (`127.0.0.0/8`, `fe80::/10`, a bare address for one host). */
+            allowed_networks?: string[];
         };
         /** @description A tenant's device settings. */
         DeviceSettingsDto: {
@@ -2364,7 +2364,10 @@ export interface components {
             failure_threshold?: number | null;
             /** @description Whether a halt rolls back the devices already changed (default false). */
             rollback_on_halt?: boolean;
-        } & (({
+        } & ({
+            canaries?: unknown;
+            devices: unknown;
+        } & ({
             devices?: unknown;
         } | {
             canaries: unknown;

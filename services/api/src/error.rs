@@ -437,6 +437,14 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 ApiError::unavailable("the database is unavailable").with_private(err.to_string())
             }
+            // Text PostgreSQL cannot hold (a NUL; the extractors refuse it first, this is the
+            // net under any path they do not see): the input's fault, not the server's.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                ApiError::bad_request("the request has text the database cannot store (U+0000)")
+                    .with_private(err.to_string())
+            }
             _ => ApiError::internal(error_chain(&err)),
         }
     }

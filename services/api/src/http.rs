@@ -14,9 +14,304 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 
 /// A JSON body; a bad body is a problem+json 400/422.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+///
+/// Numbers follow JSON Schema, which the OpenAPI document speaks: an `integer` is any number
+/// with a zero fractional part, so `3.0` and `3e0` are the integer 3 (serde alone refuses
+/// them for integer fields). Duplicate object keys stay an error on every path.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        if !json_content_type(req.headers()) {
+            return Err(JsonRejection::from(
+                axum::extract::rejection::MissingJsonContentType::default(),
+            )
+            .into());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(JsonRejection::from)?;
+        decode_json(&bytes).map(Json)
+    }
+}
+
+/// `application/json` or any `application/*+json`, parameters ignored (axum's rule).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Decodes a body: strictly first (the common case, with serde's path in the error); only
+/// when that fails on the data, once more with integral numbers written as floats read as
+/// integers. The first error is the one reported when the second attempt fails too. A body
+/// that may carry U+0000 is read through [`NulChecked`], which refuses it in every string
+/// the target type reads (unknown fields stay ignored, whatever they hold).
+fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    use axum::extract::rejection::JsonRejection;
+    // JSON writes U+0000 only as this escape (the six characters may also be text after an
+    // escaped backslash: the checked read below tells).
+    let may_hold_nul = bytes.windows(6).any(|w| w == br"\u0000");
+    let checked = |value: serde_json::Value| T::deserialize(NulChecked(value));
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) if !may_hold_nul => Ok(value),
+        Ok(_) => serde_json::from_slice(bytes)
+            .and_then(checked)
+            .map_err(|e| ApiError::validation(e.to_string())),
+        Err(JsonRejection::JsonDataError(first)) => {
+            match serde_json::from_slice::<IntegralJson>(bytes) {
+                Ok(v) if v.normalized || may_hold_nul => match checked(v.value) {
+                    Ok(value) => Ok(value),
+                    Err(e) if e.to_string() == NUL_REFUSED => {
+                        Err(ApiError::validation(NUL_REFUSED))
+                    }
+                    Err(_) => Err(JsonRejection::JsonDataError(first).into()),
+                },
+                _ => Err(JsonRejection::JsonDataError(first).into()),
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Why text with U+0000 is refused: PostgreSQL's `text` and `jsonb` cannot hold it, so no
+/// value the API reads may carry it (stated on every string of the OpenAPI document).
+const NUL_REFUSED: &str =
+    "text must not contain the NUL character (U+0000, %00 in a query): remove it";
+
+/// A JSON value read by a type's `Deserialize`, refusing U+0000 in every string the type
+/// asks for; what it ignores (unknown fields) is not looked at. Numbers, booleans and nulls
+/// are `serde_json::Value`'s own. (Internally tagged enums buffer their whole object before
+/// they know their fields, so there an unknown field with U+0000 is refused too.)
+struct NulChecked(serde_json::Value);
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for NulChecked {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl NulChecked {
+    fn entries(
+        map: serde_json::Map<String, serde_json::Value>,
+    ) -> serde::de::value::MapDeserializer<
+        'static,
+        impl Iterator<Item = (NulChecked, NulChecked)>,
+        serde_json::Error,
+    > {
+        serde::de::value::MapDeserializer::new(
+            map.into_iter()
+                .map(|(k, v)| (NulChecked(serde_json::Value::String(k)), NulChecked(v))),
+        )
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for NulChecked {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde_json::Value as J;
+        match self.0 {
+            J::String(s) if s.contains('\0') => Err(serde::de::Error::custom(NUL_REFUSED)),
+            J::Array(items) => {
+                let mut seq =
+                    serde::de::value::SeqDeserializer::new(items.into_iter().map(NulChecked));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            J::Object(map) => {
+                let mut entries = Self::entries(map);
+                let value = visitor.visit_map(&mut entries)?;
+                entries.end()?;
+                Ok(value)
+            }
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        if self.0.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::IntoDeserializer as _;
+        use serde_json::Value as J;
+        match self.0 {
+            J::String(s) if !s.contains('\0') => visitor.visit_enum(s.into_deserializer()),
+            J::Object(map) if map.len() == 1 => visitor.visit_enum(
+                serde::de::value::MapAccessDeserializer::new(Self::entries(map)),
+            ),
+            other => NulChecked(other)
+                .deserialize_any(visitor)
+                .and(Err(serde::de::Error::custom(format_args!(
+                    "expected an enum {name} (one of {variants:?})"
+                )))),
+        }
+    }
+
+    /// A field name is not checked: with U+0000 it names no field, so it is an unknown one.
+    fn deserialize_identifier<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::String(s) => visitor.visit_string(s),
+            other => NulChecked(other).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_ignored_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct
+    }
+}
+
+/// A JSON document read with integral floats (`2.0`, `1e3`) as integers and duplicate object
+/// keys refused; `normalized` says whether any number was rewritten.
+struct IntegralJson {
+    value: serde_json::Value,
+    normalized: bool,
+}
+
+impl<'de> Deserialize<'de> for IntegralJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::DeserializeSeed as _;
+        let mut normalized = false;
+        let value = IntegralSeed(&mut normalized).deserialize(deserializer)?;
+        Ok(Self { value, normalized })
+    }
+}
+
+/// Builds one value; sets the flag when it rewrites a float.
+struct IntegralSeed<'a>(&'a mut bool);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IntegralSeed<'_> {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IntegralSeed<'_> {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // 2^63 and 2^64 are exact in f64; every integral float strictly inside is exact too.
+        const I64_MIN: f64 = -9_223_372_036_854_775_808.0;
+        const U64_END: f64 = 18_446_744_073_709_551_616.0;
+        if v.fract() == 0.0 && (I64_MIN..U64_END).contains(&v) {
+            *self.0 = true;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            return Ok(if v < 0.0 {
+                (v as i64).into()
+            } else {
+                (v as u64).into()
+            });
+        }
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(IntegralSeed(&mut *self.0))? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{key}`"
+                )));
+            }
+            let value = map.next_value_seed(IntegralSeed(&mut *self.0))?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -49,6 +344,10 @@ where
         });
         if zero_limit {
             return Err(ApiError::bad_request("limit must be at least 1"));
+        }
+        // `%00` is the only way a NUL reaches a decoded value (percent-decoding is one pass).
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::bad_request(NUL_REFUSED));
         }
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state).await?;
@@ -322,6 +621,7 @@ pub struct PositionPageParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ProblemKind;
 
     #[test]
     fn if_match_parses_strong_weak_and_star() {
@@ -331,6 +631,125 @@ mod tests {
         assert!(IfMatch::parse("7").is_err());
         assert!(IfMatch::Version(3).check(4).is_err());
         assert!(IfMatch::Any.check(4).is_ok());
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        count: u32,
+        delta: i64,
+        ratio: f64,
+        #[serde(default)]
+        tags: Vec<u16>,
+    }
+
+    #[test]
+    fn integral_floats_are_integers_as_json_schema_says() {
+        let body: Body =
+            decode_json(br#"{"count": 3.0, "delta": -2e0, "ratio": 2.0, "tags": [1.0, 7]}"#)
+                .unwrap();
+        assert_eq!(
+            body,
+            Body {
+                count: 3,
+                delta: -2,
+                ratio: 2.0,
+                tags: vec![1, 7]
+            }
+        );
+        // Plain integers and real fractions take the strict path unchanged.
+        let body: Body = decode_json(br#"{"count": 3, "delta": 0, "ratio": 0.5}"#).unwrap();
+        assert_eq!(body.ratio, 0.5);
+    }
+
+    #[test]
+    fn the_fallback_refuses_what_the_strict_decoder_refuses() {
+        let status = |bytes: &[u8]| {
+            decode_json::<Body>(bytes)
+                .unwrap_err()
+                .kind()
+                .status()
+                .as_u16()
+        };
+        // A real fraction for an integer, out of range, a wrong type: 422 with serde's error.
+        assert_eq!(status(br#"{"count": 3.5, "delta": 0, "ratio": 1}"#), 422);
+        assert_eq!(
+            status(br#"{"count": 4294967296.0, "delta": 0, "ratio": 1}"#),
+            422
+        );
+        assert_eq!(status(br#"{"count": "3", "delta": 0, "ratio": 1}"#), 422);
+        // Duplicate keys stay refused even when the float rewrite would otherwise apply.
+        assert_eq!(
+            status(br#"{"count": 1.0, "count": 2, "delta": 0, "ratio": 1}"#),
+            422
+        );
+        assert_eq!(
+            status(br#"{"count": 1, "delta": 0, "ratio": 1, "tags": [1.0], "x": 1}"#),
+            422
+        );
+        // Not JSON at all is a 400.
+        assert_eq!(status(br#"{"count": 1"#), 400);
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_and_only_that() {
+        let status = |bytes: &[u8]| decode_json::<serde_json::Value>(bytes).map_err(|e| e.kind());
+        assert_eq!(
+            status(br#"{"a": "x\u0000y"}"#),
+            Err(ProblemKind::Validation)
+        );
+        assert_eq!(status(br#"{"a\u0000": 1}"#), Err(ProblemKind::Validation));
+        assert_eq!(status(br#"[["\u0000"]]"#), Err(ProblemKind::Validation));
+        // The six characters as text (after an escaped backslash) are not a NUL.
+        assert!(status(br#"{"a": "\\u0000"}"#).is_ok());
+        assert!(status(br#"{"a": "\u0001"}"#).is_ok());
+        // Only what the type reads: an unknown field may hold anything (it is ignored).
+        let body = |bytes: &[u8]| decode_json::<Body>(bytes).map_err(|e| e.kind());
+        let ok = br#"{"count": 1, "delta": 0, "ratio": 1, "x\u0000": ["\u0000"], "y": "\u0000"}"#;
+        assert!(
+            body(ok).is_err(),
+            "deny_unknown_fields still refuses unknown fields"
+        );
+        #[derive(Debug, Deserialize)]
+        struct Named {
+            name: String,
+            #[serde(default)]
+            tags: Vec<String>,
+            n: Option<u8>,
+        }
+        let named = |bytes: &[u8]| decode_json::<Named>(bytes).map_err(|e| e.kind());
+        let read = named(br#"{"name": "a", "x\u0000": {"y": "\u0000"}, "n": 2.0}"#).unwrap();
+        assert_eq!(
+            (read.name.as_str(), read.n, read.tags.len()),
+            ("a", Some(2), 0)
+        );
+        assert_eq!(
+            named(br#"{"name": "a\u0000"}"#).unwrap_err(),
+            ProblemKind::Validation
+        );
+        assert_eq!(
+            named(br#"{"name": "a", "tags": ["\u0000"]}"#).unwrap_err(),
+            ProblemKind::Validation
+        );
+        // With a float to normalize too, the NUL is what is reported.
+        let e = decode_json::<Named>(br#"{"name": "\u0000", "n": 2.0}"#).unwrap_err();
+        assert_eq!(e.kind(), ProblemKind::Validation);
+    }
+
+    #[test]
+    fn json_content_types_follow_axum() {
+        let ok = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            json_content_type(&h)
+        };
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(ok("Application/JSON"));
+        assert!(!ok("text/json"));
+        assert!(!ok("application/jsonx"));
+        assert!(!json_content_type(&HeaderMap::new()));
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) fn finish(doc: &mut Doc) {
     state_change_content_rules(&mut components.schemas);
     for schema in components.schemas.values_mut() {
         state_date_time_pattern(schema);
+        forbid_nul(schema);
     }
     for kind in ProblemKind::ALL {
         components.responses.insert(
@@ -229,8 +230,105 @@ fn constrain_shared_parameters(op: &mut Operation) {
             (ParameterIn::Query, "min_position") => {
                 schema.minimum = Some(utoipa::Number::UInt(0));
             }
+            (ParameterIn::Query, _)
+                if schema.pattern.is_none()
+                    && schema.format.is_none()
+                    && schema.enum_values.is_none()
+                    && matches!(&schema.schema_type, SchemaType::Type(Type::String)) =>
+            {
+                // `Query` refuses `%00` in every parameter.
+                schema.pattern = Some(NO_NUL_PATTERN.to_owned());
+            }
             _ => {}
         }
+    }
+}
+
+/// Text without U+0000, which the extractors refuse in every body and query (PostgreSQL's
+/// `text` and `jsonb` cannot hold it).
+pub const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
+
+/// States the NUL rule on every string of `schema` (properties, items, variants and the
+/// `then`/`else` of content rules, never an `if`): a string without a pattern, format or enum
+/// gets [`NO_NUL_PATTERN`]; an unanchored pattern `P` ("contains P") becomes
+/// `^[^\x00]*(?:P)[^\x00]*$` (each such `P` here matches no NUL itself). Anchored patterns
+/// state their whole alphabet already, none with NUL.
+fn forbid_nul(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(o) => {
+            let is_string = match &o.schema_type {
+                SchemaType::Type(t) => *t == Type::String,
+                SchemaType::Array(ts) => ts.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            if is_string && o.format.is_none() && o.enum_values.is_none() {
+                o.pattern = Some(nul_free(o.pattern.as_deref()));
+            }
+            o.properties.values_mut().for_each(forbid_nul);
+            if let Some(extra) = o.additional_properties.as_deref_mut()
+                && let utoipa::openapi::schema::AdditionalProperties::RefOr(extra) = extra
+            {
+                forbid_nul(extra);
+            }
+            // The content rules (`allOf` of `if`/`then`) travel as extensions.
+            if let Some(rules) = o.extensions.as_mut() {
+                rules.values_mut().for_each(forbid_nul_json);
+            }
+        }
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(items) = &mut a.items {
+                forbid_nul(items);
+            }
+        }
+        Schema::OneOf(o) => o.items.iter_mut().for_each(forbid_nul),
+        Schema::AllOf(o) => o.items.iter_mut().for_each(forbid_nul),
+        Schema::AnyOf(o) => o.items.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
+}
+
+/// [`forbid_nul`] on a schema written as JSON (the content rules).
+fn forbid_nul_json(v: &mut serde_json::Value) {
+    if let Some(rules) = v.as_array_mut() {
+        rules.iter_mut().for_each(forbid_nul_json);
+        return;
+    }
+    let Some(o) = v.as_object_mut() else { return };
+    let is_string = match o.get("type") {
+        Some(serde_json::Value::String(t)) => t == "string",
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if is_string
+        && !["format", "enum", "const"]
+            .iter()
+            .any(|k| o.contains_key(*k))
+    {
+        let pattern = nul_free(o.get("pattern").and_then(|p| p.as_str()));
+        o.insert("pattern".into(), pattern.into());
+    }
+    for (k, child) in o.iter_mut() {
+        match k.as_str() {
+            "properties" => child
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+                .for_each(forbid_nul_json),
+            "items" | "additionalProperties" | "then" | "else" | "oneOf" | "anyOf" | "allOf" => {
+                forbid_nul_json(child)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The pattern of a string that must not contain NUL, given its own pattern.
+fn nul_free(pattern: Option<&str>) -> String {
+    match pattern {
+        None => NO_NUL_PATTERN.to_owned(),
+        Some(p) if p.starts_with('^') && p.ends_with('$') => p.to_owned(),
+        Some(p) => format!(r"^[^\x00]*(?:{p})[^\x00]*$"),
     }
 }
 
@@ -278,6 +376,13 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
     {
         if let Some(variants) = value.get_mut("oneOf").and_then(|v| v.as_array_mut()) {
             for variant in variants {
+                // `validate`: no device twice.
+                if let Some(ids) = variant
+                    .pointer_mut("/properties/device_ids")
+                    .and_then(|v| v.as_object_mut())
+                {
+                    ids.insert("uniqueItems".into(), true.into());
+                }
                 if let Some(items) = variant.pointer_mut("/properties/tags/items") {
                     *items = serde_json::json!({
                         "type": "string",
@@ -295,6 +400,21 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
     for name in ["NewDevice", "TagsInput"] {
         constrain_at(schemas, name, "/properties/tags/items", device_tag.clone());
     }
+    // A tenant's allowed device networks as `Cidr::parse` reads them, as many as it keeps.
+    constrain_at(
+        schemas,
+        "DeviceSettingsBody",
+        "/properties/allowed_networks",
+        serde_json::json!({
+            "description": "CIDRs (`127.0.0.0/8`, `fe80::/10`, a bare address for one host).",
+            "type": "array",
+            "maxItems": netledger_domain::identity::tenant::MAX_ALLOWED_NETWORKS,
+            "items": {
+                "type": "string",
+                "pattern": netledger_domain::device::network::CIDR_PATTERN,
+            },
+        }),
+    );
     // A rollout's target: each kind with its one field (`create_rollout`).
     if let Some(RefOr::T(Schema::Object(target))) = schemas.get_mut("RolloutTargetInput") {
         let rules = serde_json::json!([
@@ -303,7 +423,7 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
                 "then": {
                     "required": ["script"],
                     "properties": {
-                        "script": { "type": "string", "pattern": r"\S|[\x1c-\x1f]" },
+                        "script": { "type": "string", "pattern": r"[^\s\x00]|[\x1c-\x1f]" },
                         "version": { "type": "null" },
                     },
                 },
@@ -346,9 +466,31 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
             "allOf", rules,
         )]));
     }
+    // A change policy's approvals never fall as risk rises (`ApprovalPolicy::validate`):
+    // with every level in 1..=MAX, "medium >= low" is one if/then per value of low.
+    if let Some(RefOr::T(Schema::Object(policy))) = schemas.get_mut("ApprovalPolicy") {
+        let rule = |lower: &str, higher: &str, k: u32| {
+            serde_json::json!({
+                "if": { "properties": { lower: { "minimum": k } } },
+                "then": { "properties": { higher: { "minimum": k } } },
+            })
+        };
+        let rules: Vec<serde_json::Value> = (2..=netledger_domain::change::ApprovalPolicy::MAX)
+            .flat_map(|k| [rule("low", "medium", k), rule("medium", "high", k)])
+            .collect();
+        policy.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf",
+            serde_json::Value::Array(rules),
+        )]));
+    }
     // A rollout: some device; a firmware rollout cannot roll back (`create_rollout`).
     if let Some(RefOr::T(Schema::Object(rollout))) = schemas.get_mut("NewRollout") {
         let rules = serde_json::json!([
+            // No device twice within a list (across the two lists has no JSON Schema: 422).
+            { "properties": {
+                "canaries": { "uniqueItems": true },
+                "devices": { "uniqueItems": true },
+            } },
             { "anyOf": [
                 { "properties": { "devices": { "minItems": 1 } } },
                 { "required": ["canaries"], "properties": { "canaries": { "minItems": 1 } } },

@@ -1366,6 +1366,47 @@ async fn forged_nats_messages_never_reach_live_clients(pool: PgPool) {
     js.delete_stream(&stream).await.unwrap();
 }
 
+/// Text with U+0000 never reaches PostgreSQL (whose `text` and `jsonb` cannot hold it; a
+/// search with `%00` was a 500): 400 in a query, 422 in a body, each saying why.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn nul_characters_are_refused_before_the_database(pool: PgPool) {
+    let app = app(pool).await;
+    let r = app.get("/api/v1/devices?search=a%00b", &app.admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("U+0000"),
+        "{}",
+        r.body
+    );
+    let r = app.get("/api/v1/audit/feed?actor=%00", &app.admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let cr = uuid::Uuid::now_v7();
+    let r = app
+        .post(
+            &format!("/api/v1/change-requests/{cr}/approve"),
+            &app.admin,
+            json!({ "comment": "looks fine\u{0}" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    // The same text without the NUL is judged on its merits (no such request: 404).
+    let r = app
+        .post(
+            &format!("/api/v1/change-requests/{cr}/approve"),
+            &app.admin,
+            json!({ "comment": "looks fine" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = app.get("/api/v1/devices?search=a%2500b", &app.admin).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a literal `%00` is text: {}",
+        r.body
+    );
+}
+
 // ---- health, metrics, docs -------------------------------------------------------------------
 
 /// Item 17: methods outside the standard set share one metrics label, and `/metrics` can

@@ -364,10 +364,13 @@ pub enum ChangeControl {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalPolicy {
     /// Approvals for `low`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub low: u32,
     /// Approvals for `medium`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub medium: u32,
     /// Approvals for `high`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub high: u32,
 }
 

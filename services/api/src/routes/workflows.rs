@@ -732,7 +732,7 @@ pub struct ConfigPushRequest {
     /// The device.
     pub device_id: Uuid,
     /// The RouterOS script to apply (not only white space).
-    #[schema(pattern = r"\S|[\x1c-\x1f]")]
+    #[schema(pattern = r"[^\s\x00]|[\x1c-\x1f]")]
     pub script: String,
     /// Change id carried onto the device (letters, digits, `-`, `_`; at most 64); generated
     /// when absent. The platform's generated forms are reserved (422): ids starting with
@@ -1039,7 +1039,7 @@ pub struct RolloutTargetInput {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewRollout {
     /// Name: 1-200 characters, not only white space.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S|[\x1c-\x1f]")]
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\x00]|[\x1c-\x1f]")]
     pub name: String,
     /// What it deploys.
     pub target: RolloutTargetInput,
@@ -1050,10 +1050,13 @@ pub struct NewRollout {
     /// The other devices, in order (with `canaries`, at least one).
     pub devices: Vec<Uuid>,
     /// Devices per batch (default 10).
+    #[schema(minimum = 1)]
     pub batch_size: Option<u32>,
     /// Devices at once within a batch (default 1).
+    #[schema(minimum = 1)]
     pub parallelism: Option<u32>,
     /// Failures at which it halts (default 1).
+    #[schema(minimum = 1)]
     pub failure_threshold: Option<u32>,
     /// Whether a halt rolls back the devices already changed (default false).
     #[serde(default)]

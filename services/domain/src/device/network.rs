@@ -32,6 +32,13 @@ pub struct Cidr {
 #[error("`{0}` is not a CIDR: give an address and a prefix length, e.g. 127.0.0.0/8 or fe80::/10")]
 pub struct BadCidr(pub String);
 
+/// What [`Cidr::parse`] accepts, as an anchored regular expression (the `pattern` of a CIDR
+/// in the OpenAPI document): a dotted IPv4 address (no leading zeros) with an optional
+/// `/0`-`/32`, or an IPv6 address in any of its textual forms (full, `::`-compressed, with a
+/// trailing dotted IPv4) with an optional `/0`-`/128`; a prefix may have leading zeros.
+/// A test checks both directions against the parser.
+pub const CIDR_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(/0*(3[0-2]|[12]?[0-9]))?|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,6})?|[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,5})?|([0-9a-fA-F]{1,4}:){1}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,4})?|([0-9a-fA-F]{1,4}:){2}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,3})?|([0-9a-fA-F]{1,4}:){3}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,2})?|([0-9a-fA-F]{1,4}:){4}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}(:[0-9a-fA-F]{1,4}){0,1})?|([0-9a-fA-F]{1,4}:){5}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4})?|([0-9a-fA-F]{1,4}:){6}[0-9a-fA-F]{1,4}::|([0-9a-fA-F]{1,4}:){6}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|::([0-9a-fA-F]{1,4}:){0,5}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}:){0,4}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){1}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}:){0,3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){2}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}:){0,2}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){3}[0-9a-fA-F]{1,4}::([0-9a-fA-F]{1,4}:){0,1}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|([0-9a-fA-F]{1,4}:){4}[0-9a-fA-F]{1,4}::(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})(/0*(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$";
+
 impl Cidr {
     /// The network of `addr` with `prefix` bits (host bits cleared), or `None` when the
     /// prefix is longer than the address.
@@ -279,6 +286,63 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    proptest::proptest! {
+        /// Every string the pattern describes parses (the fuzzer generates from the pattern).
+        #[test]
+        fn what_the_pattern_describes_parses(
+            s in proptest::string::string_regex(
+                CIDR_PATTERN.trim_start_matches('^').trim_end_matches('$')
+            ).unwrap()
+        ) {
+            proptest::prop_assert!(Cidr::parse(&s).is_ok(), "{s}");
+        }
+
+        /// Every form the parser reads matches the pattern: each address as Rust and as the
+        /// long form print it, with and without a prefix (leading zeros included).
+        #[test]
+        fn what_parses_matches_the_pattern(
+            bits in proptest::prelude::any::<u128>(),
+            zeros in 0u32..128,
+            prefix in 0u8..=128,
+            pad in 0usize..3,
+        ) {
+            let re = regex::Regex::new(CIDR_PATTERN).unwrap();
+            let v6 = Ipv6Addr::from(bits >> zeros << zeros);
+            let v4 = Ipv4Addr::from(u32::try_from(bits >> 96).unwrap());
+            let long = v6.segments().map(|g| format!("{g:x}")).join(":");
+            let mapped = format!("::ffff:{v4}");
+            let mut forms = vec![v6.to_string(), long, v4.to_string(), mapped];
+            forms.push(format!("{v6}/{}{prefix}", "0".repeat(pad)));
+            forms.push(format!("{v4}/{}{}", "0".repeat(pad), prefix % 33));
+            for form in forms {
+                proptest::prop_assert!(Cidr::parse(&form).is_ok(), "{form}");
+                proptest::prop_assert!(re.is_match(&form), "{form} parses but does not match");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pattern_refuses_what_the_parser_refuses() {
+        let re = regex::Regex::new(CIDR_PATTERN).unwrap();
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "01.2.3.4",
+            "1.2.3",
+            "::/129",
+            "1:::2",
+            "1:2:3:4:5:6:7:8:9",
+            "fe80::1%eth0",
+            " 10.0.0.0/8",
+            "10.0.0.0/-1",
+            "::g",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 
     #[test]

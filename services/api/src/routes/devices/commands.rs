@@ -71,7 +71,7 @@ pub struct NewDevice {
     )]
     pub host: String,
     /// API port (default 8728 for `plain`, 8729 for TLS).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     /// Transport (default `tls_verified`: API-SSL verified against the platform's trust
     /// roots). Production refuses `plain` unless the tenant's device settings allow it.
@@ -300,7 +300,7 @@ pub struct DevicePatch {
     )]
     pub host: Option<String>,
     /// New port.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     /// New transport.
     pub transport: Option<TransportInput>,
