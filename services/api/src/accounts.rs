@@ -796,6 +796,11 @@ pub async fn get_user(state: &ApiState, tenant: TenantId, id: Uuid) -> ApiResult
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct UserPatch {
     /// New display name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub display_name: Option<String>,
     /// New role.
     pub role: Option<RoleName>,

@@ -400,6 +400,12 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
     for name in ["NewDevice", "TagsInput"] {
         constrain_at(schemas, name, "/properties/tags/items", device_tag.clone());
     }
+    // A push's own change id as `UserChangeId::parse` reads it (the generated forms reserved).
+    if let Some(RefOr::T(Schema::Object(push))) = schemas.get_mut("ConfigPushRequest")
+        && let Some(RefOr::T(Schema::Object(id))) = push.properties.get_mut("change_id")
+    {
+        id.pattern = Some(netledger_changeplan::user_change_id_pattern());
+    }
     // A tenant's allowed device networks as `Cidr::parse` reads them, as many as it keeps.
     constrain_at(
         schemas,

@@ -425,10 +425,19 @@ mod tests {
         let g = gate.clone();
         let queued = tokio::spawn(async move { g.enter().await.map(|_| ()) });
         // Wait until the second one is queued (holds an admission place).
-        while gate.admission.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
-        let refused = gate.enter().await.unwrap_err();
+        let limit = std::time::Duration::from_secs(10);
+        tokio::time::timeout(limit, async {
+            while gate.admission.available_permits() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the second hash waits in the queue, holding its admission place");
+        // A third is answered at once: refused, not queued behind the others.
+        let refused = tokio::time::timeout(limit, gate.enter())
+            .await
+            .expect("a third hash is answered at once")
+            .unwrap_err();
         assert_eq!(refused.kind(), crate::ProblemKind::RateLimited);
         drop(running);
         queued.await.unwrap().unwrap();

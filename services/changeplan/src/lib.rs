@@ -32,7 +32,7 @@ pub use plan::{
 };
 pub use preview::{DevicePreview, preview};
 pub use restore::{RestoreError, restore_script};
-pub use user_id::{UserChangeId, UserChangeIdError};
+pub use user_id::{UserChangeId, UserChangeIdError, user_change_id_pattern};
 
 /// What a change may do: the `config_push` card's policy (`netledger_domain::workflow::card`).
 pub use netledger_domain::workflow::card::Policy;

@@ -15,6 +15,30 @@ pub const GENERATED_PREFIXES: &[&str] = &["ro-", "bk-", "fw-", "rs-", "cr-"];
 /// Suffix of generated change ids (the post-change snapshot of a push).
 pub const GENERATED_SUFFIX: &str = "-post";
 
+/// What [`UserChangeId::parse`] accepts, as an anchored regular expression with lookaheads
+/// (ECMA-262 and Python both read it; the OpenAPI document states it): 1-64 ASCII letters,
+/// digits, `-` or `_`, not starting with a [`GENERATED_PREFIXES`] entry nor ending with
+/// [`GENERATED_SUFFIX`], case-insensitively.
+pub fn user_change_id_pattern() -> String {
+    let either_case = |form: &str| -> String {
+        form.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
+    let prefixes: Vec<String> = GENERATED_PREFIXES.iter().map(|p| either_case(p)).collect();
+    format!(
+        "^(?!{})(?![A-Za-z0-9_-]*{}$)[A-Za-z0-9_-]{{1,64}}$",
+        prefixes.join("|"),
+        either_case(GENERATED_SUFFIX)
+    )
+}
+
 /// Why a user's change id is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserChangeIdError {
@@ -92,6 +116,15 @@ impl fmt::Display for UserChangeId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pattern_spells_every_generated_form() {
+        assert_eq!(
+            user_change_id_pattern(),
+            "^(?![Rr][Oo]-|[Bb][Kk]-|[Ff][Ww]-|[Rr][Ss]-|[Cc][Rr]-)\
+             (?![A-Za-z0-9_-]*-[Pp][Oo][Ss][Tt]$)[A-Za-z0-9_-]{1,64}$"
+        );
+    }
 
     #[test]
     fn generated_forms_are_reserved_for_the_platform() {

@@ -207,6 +207,11 @@ pub async fn get_tenant(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TenantPatch {
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     pub name: String,
 }
 

@@ -750,6 +750,10 @@ pub struct FirmwareUpgradeRequest {
     /// The device.
     pub device_id: Uuid,
     /// Target RouterOS version (`7.19.4`), present in the firmware cache.
+    #[schema(
+        max_length = 20,
+        pattern = r"^[0-9]{1,4}(\.[0-9]{1,4}){1,3}((beta|rc)[0-9]{1,3})?$"
+    )]
     pub version: String,
     /// Also upgrade the RouterBOARD firmware when it lags (a second reboot).
     #[serde(default)]
