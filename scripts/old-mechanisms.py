@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reinstates, in a clean checkout, the old mechanism each test of issue #15's items 13 and
-15-18 guards, so the tests can be shown to fail on it (docs/security.md, "Shown failing on
+"""Reinstates, in a clean checkout, the old mechanism each test of issue #15's items 12, 13
+and 15-18 guards, so the tests can be shown to fail on it (docs/security.md, "Shown failing on
 the old mechanisms"). Each edit below puts back what the code did before the fix, in the
 current code's shape (the old files do not build against today's interfaces). Then run:
 
@@ -10,12 +10,22 @@ current code's shape (the old files do not build against today's interfaces). Th
     | test(two_hundred_live_clients) | test(live_streams_are_limited_per_principal)
     | test(forged_nats_messages) | test(readiness_reports_status_not_error_text)
     | test(metrics_collapse_odd_methods) | test(api_key_lookups_are_cached_and_rate_limited)
-    | test(firmware_packages_are_per_tenant) | test(firmware_is_served_only_pinned)'
+    | test(firmware_packages_are_per_tenant) | test(firmware_is_served_only_pinned)
+    | test(the_api_role_never_reads_the_owner_url_or_the_signing_key)
+    | test(derived_role_options_never_carry_the_owner_password)'
 
 every one of them fails; `git checkout -- services workflows` restores the tree.
 """
 import os
+import subprocess
+import sys
 R = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..') + '/'
+# Restoring is `git checkout`, which would also discard uncommitted work: refuse a dirty tree.
+dirty = subprocess.run(['git', '-C', R, 'status', '--porcelain', '--', 'services', 'workflows'],
+                       capture_output=True, text=True, check=True).stdout
+if dirty:
+    sys.exit('old-mechanisms: services/ or workflows/ has uncommitted changes (restoring with '
+             '`git checkout` would lose them); commit or stash them first:\n' + dirty)
 def sub(path, old, new):
     p = R + path
     s = open(p).read()
@@ -108,3 +118,13 @@ sub('services/api/src/keycache.rs', '''        let k = digest(token);
 # 18e: verification reads the whole history at once (old `/audit/verify`).
 sub('services/store/src/audit.rs', '''        let batch = reader.read_all(after, page.max(1)).await?;''', '''        let _ = page;
         let batch = reader.read_all(after, i64::MAX).await?;''')
+# 12a: the API derives its public key from the signing key (old: every process loaded it).
+sub('services/netledger/src/roles.rs', '''pub fn verifying_key(config: &Config) -> anyhow::Result<VerifyingKey> {
+    let audit = &config.audit;''', '''pub fn verifying_key(config: &Config) -> anyhow::Result<VerifyingKey> {
+    if std::hint::black_box(true) {
+        return Ok(signing_key(config)?.verifying_key());
+    }
+    let audit = &config.audit;''')
+# 12b: a role without its own URL connects with the owner's password (old: reused it).
+sub('services/netledger/src/roles.rs', '''    let mut options = PgConnectOptions::from_str(&crate::config::without_userinfo(owner.expose()))''',
+    '''    let mut options = PgConnectOptions::from_str(owner.expose())''')

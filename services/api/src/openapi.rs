@@ -80,8 +80,10 @@ pub(crate) fn finish(doc: &mut Doc) {
     }
     state_change_content_rules(&mut components.schemas);
     for schema in components.schemas.values_mut() {
-        state_date_time_pattern(schema);
-        forbid_nul(schema);
+        each_object(schema, &mut |o| {
+            date_time_pattern(o);
+            forbid_nul(o);
+        });
     }
     for kind in ProblemKind::ALL {
         components.responses.insert(
@@ -248,43 +250,23 @@ fn constrain_shared_parameters(op: &mut Operation) {
 /// `text` and `jsonb` cannot hold it).
 pub const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
 
-/// States the NUL rule on every string of `schema` (properties, items, variants and the
-/// `then`/`else` of content rules, never an `if`): a string without a pattern, format or enum
+/// States the NUL rule on an object schema and the `then`/`else` of its content rules
+/// (never an `if`; [`each_object`] reaches the nested ones): a string without a pattern, format or enum
 /// gets [`NO_NUL_PATTERN`]; an unanchored pattern `P` ("contains P") becomes
 /// `^[^\x00]*(?:P)[^\x00]*$` (each such `P` here matches no NUL itself). Anchored patterns
 /// state their whole alphabet already, none with NUL.
-fn forbid_nul(schema: &mut RefOr<Schema>) {
-    let RefOr::T(schema) = schema else { return };
-    match schema {
-        Schema::Object(o) => {
-            let is_string = match &o.schema_type {
-                SchemaType::Type(t) => *t == Type::String,
-                SchemaType::Array(ts) => ts.contains(&Type::String),
-                SchemaType::AnyValue => false,
-            };
-            if is_string && o.format.is_none() && o.enum_values.is_none() {
-                o.pattern = Some(nul_free(o.pattern.as_deref()));
-            }
-            o.properties.values_mut().for_each(forbid_nul);
-            if let Some(extra) = o.additional_properties.as_deref_mut()
-                && let utoipa::openapi::schema::AdditionalProperties::RefOr(extra) = extra
-            {
-                forbid_nul(extra);
-            }
-            // The content rules (`allOf` of `if`/`then`) travel as extensions.
-            if let Some(rules) = o.extensions.as_mut() {
-                rules.values_mut().for_each(forbid_nul_json);
-            }
-        }
-        Schema::Array(a) => {
-            if let ArrayItems::RefOrSchema(items) = &mut a.items {
-                forbid_nul(items);
-            }
-        }
-        Schema::OneOf(o) => o.items.iter_mut().for_each(forbid_nul),
-        Schema::AllOf(o) => o.items.iter_mut().for_each(forbid_nul),
-        Schema::AnyOf(o) => o.items.iter_mut().for_each(forbid_nul),
-        _ => {}
+fn forbid_nul(o: &mut Object) {
+    let is_string = match &o.schema_type {
+        SchemaType::Type(t) => *t == Type::String,
+        SchemaType::Array(ts) => ts.contains(&Type::String),
+        SchemaType::AnyValue => false,
+    };
+    if is_string && o.format.is_none() && o.enum_values.is_none() {
+        o.pattern = Some(nul_free(o.pattern.as_deref()));
+    }
+    // The content rules (`allOf` of `if`/`then`) travel as extensions.
+    if let Some(rules) = o.extensions.as_mut() {
+        rules.values_mut().for_each(forbid_nul_json);
     }
 }
 
@@ -578,22 +560,31 @@ fn date_time_pattern(schema: &mut Object) {
     }
 }
 
-/// [`date_time_pattern`] on every `date-time` string in `schema`, however deep.
-fn state_date_time_pattern(schema: &mut RefOr<Schema>) {
+/// Calls `f` on every object schema in `schema`, however deep: properties, additional
+/// properties, array items and the variants of `oneOf`/`allOf`/`anyOf` (references are
+/// components of their own, visited as such).
+fn each_object(schema: &mut RefOr<Schema>, f: &mut impl FnMut(&mut Object)) {
     let RefOr::T(schema) = schema else { return };
     match schema {
         Schema::Object(o) => {
-            date_time_pattern(o);
-            o.properties.values_mut().for_each(state_date_time_pattern);
+            f(o);
+            for p in o.properties.values_mut() {
+                each_object(p, f);
+            }
+            if let Some(extra) = o.additional_properties.as_deref_mut()
+                && let utoipa::openapi::schema::AdditionalProperties::RefOr(extra) = extra
+            {
+                each_object(extra, f);
+            }
         }
         Schema::Array(a) => {
             if let ArrayItems::RefOrSchema(items) = &mut a.items {
-                state_date_time_pattern(items);
+                each_object(items, f);
             }
         }
-        Schema::OneOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
-        Schema::AllOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
-        Schema::AnyOf(o) => o.items.iter_mut().for_each(state_date_time_pattern),
+        Schema::OneOf(o) => o.items.iter_mut().for_each(|s| each_object(s, f)),
+        Schema::AllOf(o) => o.items.iter_mut().for_each(|s| each_object(s, f)),
+        Schema::AnyOf(o) => o.items.iter_mut().for_each(|s| each_object(s, f)),
         _ => {}
     }
 }
