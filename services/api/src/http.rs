@@ -74,18 +74,24 @@ fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr
     // escaped backslash: the checked read below tells).
     let may_hold_nul = bytes.windows(6).any(|w| w == br"\u0000");
     let checked = |value: serde_json::Value| T::deserialize(NulChecked(value));
+    let is_nul = |e: &serde_json::Error| e.to_string() == NUL_REFUSED;
     match axum::Json::<T>::from_bytes(bytes) {
-        Ok(axum::Json(value)) if !may_hold_nul => Ok(value),
-        Ok(_) => serde_json::from_slice(bytes)
-            .and_then(checked)
-            .map_err(|e| ApiError::validation(e.to_string())),
+        Ok(axum::Json(value)) => {
+            // The strict value is the one used; the checked read only looks for U+0000.
+            if may_hold_nul
+                && serde_json::from_slice(bytes)
+                    .and_then(checked)
+                    .is_err_and(|e| is_nul(&e))
+            {
+                return Err(ApiError::validation(NUL_REFUSED));
+            }
+            Ok(value)
+        }
         Err(JsonRejection::JsonDataError(first)) => {
             match serde_json::from_slice::<IntegralJson>(bytes) {
                 Ok(v) if v.normalized || may_hold_nul => match checked(v.value) {
                     Ok(value) => Ok(value),
-                    Err(e) if e.to_string() == NUL_REFUSED => {
-                        Err(ApiError::validation(NUL_REFUSED))
-                    }
+                    Err(e) if is_nul(&e) => Err(ApiError::validation(NUL_REFUSED)),
                     Err(_) => Err(JsonRejection::JsonDataError(first).into()),
                 },
                 _ => Err(JsonRejection::JsonDataError(first).into()),
@@ -731,9 +737,11 @@ mod tests {
             named(br#"{"name": "a", "tags": ["\u0000"]}"#).unwrap_err(),
             ProblemKind::Validation
         );
+        let e = decode_json::<Named>(br#"{"name": "a\u0000"}"#).unwrap_err();
+        assert!(e.detail().contains("U+0000"), "{}", e.detail());
         // With a float to normalize too, the NUL is what is reported.
         let e = decode_json::<Named>(br#"{"name": "\u0000", "n": 2.0}"#).unwrap_err();
-        assert_eq!(e.kind(), ProblemKind::Validation);
+        assert!(e.detail().contains("U+0000"), "{}", e.detail());
     }
 
     #[test]

@@ -251,8 +251,8 @@ fn constrain_shared_parameters(op: &mut Operation) {
 pub const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
 
 /// States the NUL rule on an object schema and the `then`/`else` of its content rules
-/// (never an `if`; [`each_object`] reaches the nested ones): a string without a pattern, format or enum
-/// gets [`NO_NUL_PATTERN`]; an unanchored pattern `P` ("contains P") becomes
+/// (never an `if`; [`each_object`] reaches the nested schemas): a string without a pattern,
+/// format or enum gets [`NO_NUL_PATTERN`]; an unanchored pattern `P` ("contains P") becomes
 /// `^[^\x00]*(?:P)[^\x00]*$` (each such `P` here matches no NUL itself). Anchored patterns
 /// state their whole alphabet already, none with NUL.
 fn forbid_nul(o: &mut Object) {
