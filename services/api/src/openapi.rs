@@ -399,7 +399,7 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
             "maxItems": netledger_domain::identity::tenant::MAX_ALLOWED_NETWORKS,
             "items": {
                 "type": "string",
-                "pattern": netledger_domain::device::network::CIDR_PATTERN,
+                "pattern": netledger_domain::device::network::cidr_pattern(),
             },
         }),
     );
