@@ -43,9 +43,12 @@ pub struct Config {
     /// File holding the owner URL (wins over `database_url`; read only when the URL is
     /// needed, so a process that does not need it may have no access to the file).
     pub database_url_file: Option<PathBuf>,
-    /// PostgreSQL URL of the `netledger_app` role (user, password, host, database). When
-    /// absent it is derived from the owner URL: the role's name, `app_db_password`, and never
-    /// the owner's password.
+    /// The owner's password when its URL carries none (a URL in plain configuration, the
+    /// password in a secret file: `NETLEDGER_DATABASE_PASSWORD_FILE`).
+    pub database_password: Option<Secret>,
+    /// PostgreSQL URL of the `netledger_app` role (user, password, host, database); without
+    /// a password in it, `app_db_password` is used. When absent it is derived from the owner
+    /// URL: the role's name, `app_db_password`, and never the owner's password.
     pub app_database_url: Option<Secret>,
     /// File holding `app_database_url` (wins over it).
     pub app_database_url_file: Option<PathBuf>,
@@ -82,6 +85,40 @@ pub struct Config {
     pub nats: NatsConfig,
     /// The HTTP edge: trusted proxies, connection and stream limits, timeouts, metrics access.
     pub edge: EdgeConfig,
+    /// Health endpoints of the roles without an API (`[health]`).
+    pub health: HealthConfig,
+    /// Workflow workers (`[worker]`): the firmware package server devices fetch from.
+    pub worker: WorkerConfig,
+}
+
+/// Health endpoints (`[health]`) of `worker`, `poller` and `projector`: `GET /health/live`
+/// and `GET /health/ready` on `listen` (the API serves its own on its listener).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Address of the health endpoints; none by default (`netledger healthcheck` then has
+    /// nothing to ask for these roles).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Workflow worker settings (`[worker]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Listen address of the read-only firmware package server devices fetch from.
+    pub firmware_listen: SocketAddr,
+    /// URL devices use to reach that server (default `http://<firmware_listen>`): behind
+    /// NAT, a load balancer or in a container, the address devices see.
+    pub firmware_base_url: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            firmware_listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            firmware_base_url: None,
+        }
+    }
 }
 
 /// NATS credentials (`[nats.api]`, `[nats.projector]`): each role that connects to NATS
@@ -436,6 +473,7 @@ impl Default for Config {
         Self {
             database_url: Secret::new("postgres://postgres@127.0.0.1:5432/netledger"),
             database_url_file: None,
+            database_password: None,
             app_database_url: None,
             app_database_url_file: None,
             system_database_url: None,
@@ -454,6 +492,8 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             nats: NatsConfig::default(),
             edge: EdgeConfig::default(),
+            health: HealthConfig::default(),
+            worker: WorkerConfig::default(),
         }
     }
 }
@@ -742,6 +782,10 @@ const ENV: &[(&str, Setter)] = &[
         c.database_url_file = Some(PathBuf::from(v));
         Ok(())
     }),
+    ("NETLEDGER_DATABASE_PASSWORD", |c, v| {
+        c.database_password = Some(Secret::new(v));
+        Ok(())
+    }),
     ("NETLEDGER_APP_DATABASE_URL", |c, v| {
         c.app_database_url = Some(Secret::new(v));
         Ok(())
@@ -900,6 +944,31 @@ const ENV: &[(&str, Setter)] = &[
             .map_err(|e| format!("not a positive number: {e}"))?;
         Ok(())
     }),
+    ("NETLEDGER_API_COOKIE_SECURE", |c, v| {
+        c.api.cookie_secure = parse_bool(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_UI_DIR", |c, v| {
+        c.api.ui_dir = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_HEALTH_LISTEN", |c, v| {
+        c.health.listen = Some(
+            v.parse()
+                .map_err(|e| format!("not a socket address like 0.0.0.0:8081: {e}"))?,
+        );
+        Ok(())
+    }),
+    ("NETLEDGER_WORKER_FIRMWARE_LISTEN", |c, v| {
+        c.worker.firmware_listen = v
+            .parse()
+            .map_err(|e| format!("not a socket address like 0.0.0.0:8089: {e}"))?;
+        Ok(())
+    }),
+    ("NETLEDGER_WORKER_FIRMWARE_BASE_URL", |c, v| {
+        c.worker.firmware_base_url = Some(v.to_owned());
+        Ok(())
+    }),
     ("NETLEDGER_POLLER_SHARDS", |c, v| {
         c.poller.shards = v
             .parse()
@@ -912,11 +981,45 @@ const ENV: &[(&str, Setter)] = &[
 const ENV_ALLOWED_ELSEWHERE: &[&str] = &[
     "NETLEDGER_CONFIG",
     "NETLEDGER_LOG",
+    "NETLEDGER_LOG_JSON",
     "NETLEDGER_BOOTSTRAP_ADMIN_EMAIL",
     "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD",
+    "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD_FILE",
     "NETLEDGER_DEMO_APPROVER_EMAIL",
     "NETLEDGER_DEMO_APPROVER_PASSWORD",
+    "NETLEDGER_DEMO_APPROVER_PASSWORD_FILE",
 ];
+
+/// Variables the command line reads (`#[arg(env = ...)]` in `main.rs`), listed so that the
+/// deployment documents can be checked against everything the binary reads.
+pub const CLI_ENV: &[&str] = &[
+    "NETLEDGER_CONFIG",
+    "NETLEDGER_LOG_JSON",
+    "DATABASE_URL",
+    "NATS_URL",
+];
+
+/// Every variable the binary reads, by name: the `NETLEDGER_*` table, the launcher's and the
+/// command line's. Each `NETLEDGER_*` one of the table may also be given as `<NAME>_FILE`
+/// (the value read from that file), see [`Config::load`].
+pub fn known_variables() -> Vec<&'static str> {
+    ENV.iter()
+        .map(|(n, _)| *n)
+        .chain(ENV_ALLOWED_ELSEWHERE.iter().copied())
+        .chain(CLI_ENV.iter().copied())
+        .collect()
+}
+
+/// A value given through a `<NAME>_FILE` variable: the file's text without its trailing
+/// line break (a secret written by `echo` or an editor), refused when empty.
+pub fn read_value_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(value.to_owned())
+}
 
 fn parse_duration(v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v).map_err(|e| format!("{e} (e.g. 30s, 12h, 90d)"))
@@ -955,10 +1058,32 @@ impl Config {
             }
             None => Self::default(),
         };
-        for (name, value) in env {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (name, value) in &env {
             if !name.starts_with("NETLEDGER_") || ENV_ALLOWED_ELSEWHERE.contains(&name.as_str()) {
                 continue;
             }
+            // `<NAME>_FILE`: the value of `<NAME>` read from a file (Docker and Kubernetes
+            // secrets), for every variable without a `_FILE` twin of its own.
+            let (name, value) = match name.strip_suffix("_FILE") {
+                Some(base)
+                    if !ENV.iter().any(|(n, _)| n == name)
+                        && ENV.iter().any(|(n, _)| *n == base) =>
+                {
+                    if env.iter().any(|(n, _)| n == base) {
+                        return Err(ConfigError::Env {
+                            name: name.clone(),
+                            message: format!("{base} is set too; set one of the two"),
+                        });
+                    }
+                    let value = read_value_file(value).map_err(|message| ConfigError::Env {
+                        name: name.clone(),
+                        message,
+                    })?;
+                    (base.to_owned(), value)
+                }
+                _ => (name.clone(), value.clone()),
+            };
             let Some((_, set)) = ENV.iter().find(|(n, _)| *n == name) else {
                 let known: Vec<&str> = ENV
                     .iter()
@@ -1328,5 +1453,97 @@ mod tests {
             .insert("k2".to_owned(), Secret::new(key));
         let err = credential_keys(&two).unwrap_err().to_string();
         assert!(err.contains("current_credential_key"), "{err}");
+    }
+
+    /// Every `NETLEDGER_*` variable may come from a file (`<NAME>_FILE`): the file's text
+    /// without its line break; both forms at once, an empty file or a missing one are
+    /// refused with the variable's name.
+    #[test]
+    fn any_variable_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("jwt");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let listen = dir.path().join("listen");
+        std::fs::write(&listen, "0.0.0.0:9000").unwrap();
+        let env = |pairs: &[(&str, &std::path::Path)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.display().to_string()))
+                .collect()
+        };
+        let config = Config::load(
+            None,
+            env(&[
+                ("NETLEDGER_API_JWT_SECRET_FILE", &secret),
+                ("NETLEDGER_LISTEN_FILE", &listen),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.api.jwt_secret.unwrap().expose(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(config.listen.port(), 9000);
+        // A variable with its own `_FILE` twin keeps it (read lazily, by path).
+        let config = Config::load(None, env(&[("NETLEDGER_DATABASE_URL_FILE", &secret)])).unwrap();
+        assert_eq!(config.database_url_file.as_deref(), Some(secret.as_path()));
+
+        let mut both = env(&[("NETLEDGER_API_JWT_SECRET_FILE", &secret)]);
+        both.push(("NETLEDGER_API_JWT_SECRET".into(), "x".repeat(40)));
+        let err = Config::load(None, both).unwrap_err().to_string();
+        assert!(
+            err.contains("NETLEDGER_API_JWT_SECRET_FILE") && err.contains("one of"),
+            "{err}"
+        );
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = Config::load(None, env(&[("NETLEDGER_API_JWT_SECRET_FILE", &empty)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is empty"), "{err}");
+        let missing = dir.path().join("missing");
+        let err = Config::load(None, env(&[("NETLEDGER_API_JWT_SECRET_FILE", &missing)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NETLEDGER_API_JWT_SECRET_FILE") && err.contains("cannot read"),
+            "{err}"
+        );
+        // `_FILE` of an unknown variable is an unknown variable.
+        let err = Config::load(None, env(&[("NETLEDGER_NOPE_FILE", &secret)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variable"), "{err}");
+    }
+
+    /// Issue #16: every variable the binary reads is explained in compose/.env.example and
+    /// docs/deployment.md (a new variable fails here until it is documented).
+    #[test]
+    fn every_variable_the_binary_reads_is_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let main = std::fs::read_to_string(root.join("services/netledger/src/main.rs")).unwrap();
+        // The command line's variables are all in CLI_ENV.
+        for part in main.split("env = \"").skip(1) {
+            let name = part.split('"').next().unwrap();
+            assert!(
+                CLI_ENV.contains(&name),
+                "main.rs reads {name}: add it to CLI_ENV"
+            );
+        }
+        let mut missing = Vec::new();
+        for doc in ["compose/.env.example", "docs/deployment.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for name in known_variables() {
+                let listed = text.match_indices(name).any(|(i, _)| {
+                    let next = text[i + name.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                });
+                if !listed {
+                    missing.push(format!("{doc}: {name}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not documented: {missing:#?}");
     }
 }

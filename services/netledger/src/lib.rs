@@ -6,5 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod keys;
 pub mod relay;
 pub mod roles;
+pub mod supervise;

@@ -25,7 +25,7 @@ struct Cli {
     #[arg(long, global = true, env = "NETLEDGER_CONFIG")]
     config: Option<PathBuf>,
     /// Log as JSON lines (for log shippers) instead of human-readable text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "NETLEDGER_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -112,10 +112,58 @@ enum Command {
     },
     /// Runs a simulated RouterOS fleet.
     Devsim(DevsimArgs),
+    /// Registers a simulated fleet (a `netledger devsim` manifest) in the first tenant: the
+    /// demo fleet of a deployment whose simulator runs in another process or container.
+    RegisterFleet {
+        #[command(flatten)]
+        conn: Conn,
+        /// The manifest `netledger devsim --manifest` wrote.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Reach the devices at this host instead of the manifest's addresses (the
+        /// simulator's container name when it listens on 0.0.0.0); ports are kept.
+        #[arg(long)]
+        host: Option<String>,
+        /// Poll interval of the registered devices (default 60).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        poll_interval_secs: Option<u32>,
+        /// How long to wait for the manifest and the first tenant.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// Secrets of a production installation.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Asks a role's health endpoint (for container health checks: the image has no shell);
+    /// exit 0 when it answers 200.
+    Healthcheck {
+        /// Address to ask (default: `health.listen` when set, else the API's `listen`).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Path to ask.
+        #[arg(long, default_value = "/health/ready")]
+        path: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Writes every secret a production installation needs into a folder, one file each
+    /// (0600; never overwrites), and prints which variable reads which file.
+    Init {
+        /// The folder (created 0700 if missing).
+        #[arg(long)]
+        out_dir: PathBuf,
     },
 }
 
@@ -214,23 +262,29 @@ async fn ctrl_c() {
     }
 }
 
-/// Where the worker serves firmware packages to devices.
+/// Where the worker serves firmware packages to devices (flags over `[worker]`).
 #[derive(Debug, Args, Clone)]
 struct FirmwareArgs {
-    /// Listen address of the read-only firmware package server devices fetch from.
-    #[arg(long, default_value = "127.0.0.1:8089")]
-    firmware_listen: std::net::SocketAddr,
-    /// URL devices use to reach it (default `http://<firmware-listen>`).
+    /// Listen address of the read-only firmware package server devices fetch from
+    /// (default `worker.firmware_listen`, 127.0.0.1:8089).
+    #[arg(long)]
+    firmware_listen: Option<std::net::SocketAddr>,
+    /// URL devices use to reach it (default `worker.firmware_base_url`, else
+    /// `http://<firmware-listen>`).
     #[arg(long)]
     firmware_base_url: Option<String>,
 }
 
 impl FirmwareArgs {
-    fn serving(&self) -> roles::FirmwareServing {
-        roles::FirmwareServing {
-            listen: self.firmware_listen,
-            base_url: self.firmware_base_url.clone(),
+    fn serving(&self, config: &Config) -> roles::FirmwareServing {
+        let mut serving = roles::FirmwareServing::from_config(config);
+        if let Some(listen) = self.firmware_listen {
+            serving.listen = listen;
         }
+        if let Some(url) = &self.firmware_base_url {
+            serving.base_url = Some(url.clone());
+        }
+        serving
     }
 }
 
@@ -344,17 +398,31 @@ fn demo_approver() -> anyhow::Result<Option<roles::Bootstrap>> {
     login_from_env("NETLEDGER_DEMO_APPROVER")
 }
 
-/// An account from `<prefix>_EMAIL` and `<prefix>_PASSWORD`: both set, or neither.
+/// An account from `<prefix>_EMAIL` and `<prefix>_PASSWORD` (or `<prefix>_PASSWORD_FILE`):
+/// both set, or neither.
 fn login_from_env(prefix: &str) -> anyhow::Result<Option<roles::Bootstrap>> {
     let (email_var, password_var) = (format!("{prefix}_EMAIL"), format!("{prefix}_PASSWORD"));
+    let password_file_var = format!("{password_var}_FILE");
     let mut email = None;
     let mut password = None;
+    let mut password_file = None;
     for (name, value) in std::env::vars() {
         if name == email_var {
             email = Some(value);
         } else if name == password_var {
             password = Some(value);
+        } else if name == password_file_var {
+            password_file = Some(value);
         }
+    }
+    if let Some(path) = password_file {
+        if password.is_some() {
+            anyhow::bail!("set {password_var} or {password_file_var}, not both");
+        }
+        password = Some(
+            netledger::config::read_value_file(&path)
+                .map_err(|e| anyhow::anyhow!("{password_file_var}: {e}"))?,
+        );
     }
     match (email, password) {
         (Some(email), Some(password)) => Ok(Some(roles::Bootstrap {
@@ -476,17 +544,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => None,
             };
-            let serving = firmware.serving();
-            let (api, projector, poller, worker) = tokio::join!(
-                roles::run_api(state, config.listen, shutdown.clone()),
-                roles::run_projector(&config, &pools, shutdown.clone()),
-                roles::run_poller(&config, &pools, shutdown.clone()),
-                roles::run_worker(&config, &pools, &serving, shutdown),
+            let serving = firmware.serving(&config);
+            // Every role under one supervisor: one that stops on its own ends the process.
+            let mut tasks = netledger::supervise::Tasks::new();
+            let listen = config.listen;
+            tasks.spawn("api", roles::run_api(state, listen, tasks.stop_signal()));
+            let (c, p, stop) = (config.clone(), pools.clone(), tasks.stop_signal());
+            tasks.spawn("projector", async move {
+                roles::run_projector(&c, &p, stop).await
+            });
+            let (c, p, stop) = (config.clone(), pools.clone(), tasks.stop_signal());
+            tasks.spawn(
+                "poller",
+                async move { roles::run_poller(&c, &p, stop).await },
             );
+            let (c, p, stop) = (config.clone(), pools.clone(), tasks.stop_signal());
+            tasks.spawn("worker", async move {
+                roles::run_worker(&c, &p, &serving, stop).await
+            });
+            let result = netledger::supervise::supervise(shutdown, tasks).await;
             if let Some(f) = fleet {
                 f.abort();
             }
-            let result = api.and(projector).and(poller).and(worker);
             result?;
             Ok(ExitCode::SUCCESS)
         }
@@ -518,7 +597,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker { conn, firmware } => {
             let config = load_config(cfg, Some(&conn))?;
             let pools = roles::pools(&config).await?;
-            roles::run_worker(&config, &pools, &firmware.serving(), shutdown_signal()).await?;
+            let serving = firmware.serving(&config);
+            roles::run_worker(&config, &pools, &serving, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Poller { conn } => {
@@ -551,6 +631,61 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devsim(args) => {
             devsim::run(args.options(), ctrl_c()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::RegisterFleet {
+            conn,
+            manifest,
+            host,
+            poll_interval_secs,
+            wait,
+        } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let pools = roles::pools(&config).await?;
+            let n = roles::register_fleet(
+                &config,
+                &pools,
+                &manifest,
+                host.as_deref(),
+                poll_interval_secs,
+                wait,
+            )
+            .await?;
+            println!("registered {n} devices");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Init { out_dir },
+        } => {
+            let written = netledger::keys::init(&out_dir)?;
+            println!("wrote {} files to {}:", written.len(), out_dir.display());
+            for f in netledger::keys::FILES {
+                println!("  {:<20} {:<48} {}", f.name, f.variable, f.roles);
+            }
+            println!(
+                "Point each variable at its file (as a Docker/Kubernetes secret), readable by \
+                 the container user (uid 10001). Keep audit-signing.pub with your auditors."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck {
+            addr,
+            path,
+            timeout,
+        } => {
+            let addr = match addr {
+                Some(a) => a,
+                None => {
+                    let config = load_config(cfg, None)?;
+                    config.health.listen.unwrap_or(config.listen)
+                }
+            };
+            let (code, body) = netledger::supervise::healthcheck(addr, &path, timeout).await?;
+            println!("{code} {}", body.trim());
+            Ok(if code == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Audit { command } => match command {
             AuditCommand::Export { conn, tenant, out } => {

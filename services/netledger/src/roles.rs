@@ -18,25 +18,41 @@ use tokio::sync::watch;
 
 use crate::config::{Config, DbRole};
 use crate::relay::{Checkpointer, Relay, RelayOptions};
+use crate::supervise::{HealthDeps, Tasks, serve_health, supervise};
 
 /// Owner connect options from the configured URL (for migrations only).
+/// The password comes from `database_password` when the URL carries none.
 pub fn owner_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(config.owner_url()?.expose()).context(
+    let options = PgConnectOptions::from_str(config.owner_url()?.expose()).context(
         "database URL is not a valid PostgreSQL URL (postgres://user[:password]@host:port/db)",
-    )
+    )?;
+    Ok(with_password(options, config.database_password.as_ref()))
+}
+
+/// `options` with `password` when they carry none of their own.
+fn with_password(
+    options: PgConnectOptions,
+    password: Option<&crate::config::Secret>,
+) -> PgConnectOptions {
+    match password {
+        Some(p) if options.to_url_lossy().password().is_none() => options.password(p.expose()),
+        _ => options,
+    }
 }
 
 /// Connect options of `role`: its configured URL, or else the owner's server and database
 /// with the role's name and its own password (`<role>_db_password`), never the owner's. The
-/// owner's URL is not read when the role's URL is configured.
+/// owner's URL is not read when the role's URL is configured; a configured URL without a
+/// password takes the role's password.
 pub fn role_options(config: &Config, role: DbRole) -> anyhow::Result<PgConnectOptions> {
     if let Some(url) = config.role_url(role)? {
-        return PgConnectOptions::from_str(url.expose()).with_context(|| {
+        let options = PgConnectOptions::from_str(url.expose()).with_context(|| {
             format!(
                 "the {} database URL is not a valid PostgreSQL URL",
                 role.role_name()
             )
-        });
+        })?;
+        return Ok(with_password(options, config.role_password(role)));
     }
     let owner = config.owner_url()?;
     let mut options = PgConnectOptions::from_str(&crate::config::without_userinfo(owner.expose()))
@@ -54,6 +70,9 @@ pub fn role_options(config: &Config, role: DbRole) -> anyhow::Result<PgConnectOp
 /// server), then applies every migration. Sets the role passwords when configured.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let owner = owner_options(config)?;
+    if config.production {
+        refuse_passwordless(&owner, "database_url (the schema owner, for migrate)")?;
+    }
     create_database_if_missing(&owner).await?;
     let mut conn = PgConnection::connect_with(&owner).await.context(
         "cannot connect to PostgreSQL as the owner; is it running and is the URL right?",
@@ -120,12 +139,33 @@ async fn create_database_if_missing(owner: &PgConnectOptions) -> anyhow::Result<
     Ok(())
 }
 
+/// Production refuses a TCP connection without a password: it can only work against a
+/// server that trusts the network (`trust` in `pg_hba.conf`), where anyone reaching the port
+/// is the owner. A Unix socket (peer authentication) is the exception.
+pub fn refuse_passwordless(options: &PgConnectOptions, what: &str) -> anyhow::Result<()> {
+    let socket = options.get_socket().is_some() || options.get_host().starts_with('/');
+    let url = options.to_url_lossy();
+    if socket || url.password().is_some_and(|p| !p.is_empty()) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "production mode refuses {what} without a password: a password-less TCP connection \
+         only works where PostgreSQL trusts the network. Give the role a password (set it in \
+         the URL, postgres://user:PASSWORD@host/db, or app_db_password/system_db_password, \
+         which `netledger migrate` sets) and use scram-sha-256 in pg_hba.conf"
+    )
+}
+
 /// Connects the app and system pools, each with its own role's credentials
 /// ([`role_options`]).
 pub async fn pools(config: &Config) -> anyhow::Result<Pools> {
     let trace = tracing::log::LevelFilter::Trace;
     let app = role_options(config, DbRole::App)?.log_statements(trace);
     let system = role_options(config, DbRole::System)?.log_statements(trace);
+    if config.production {
+        refuse_passwordless(&app, "app_database_url (role netledger_app)")?;
+        refuse_passwordless(&system, "system_database_url (role netledger_system)")?;
+    }
     // The same pool settings as `Pools::connect` (no ping before each acquire).
     let max_connections = 16;
     let app = sqlx::postgres::PgPoolOptions::new()
@@ -233,7 +273,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the read-model projectors, the relay and the checkpointer until `shutdown`.
+/// Runs the read-model projectors, the relay and the checkpointer (and the health endpoints
+/// when `health.listen` is set) until `shutdown`; the first of them to stop on its own ends
+/// the role with an error ([`supervise`]).
 pub async fn run_projector(
     config: &Config,
     pools: &Pools,
@@ -247,7 +289,7 @@ pub async fn run_projector(
         config.production,
     )
     .await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     let relay = Relay::new(
         pools.system.clone(),
         js.clone(),
@@ -266,18 +308,43 @@ pub async fn run_projector(
         interval: config.audit.checkpoint_interval,
         archive: Some(archive(config)?),
     };
-    let projections_task = tokio::spawn(netledger_projections::run(
-        pools.system.clone(),
-        netledger_projections::RunOptions::default(),
-        shutdown.clone(),
-    ));
-    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-    let checkpoint_task = tokio::spawn(checkpointer.run(shutdown));
-    let (p, r, c) = tokio::join!(projections_task, relay_task, checkpoint_task);
-    p.context("projections task panicked")??;
-    r.context("relay task panicked")??;
-    c.context("checkpointer task panicked")??;
-    Ok(())
+    let mut tasks = Tasks::new();
+    let system = pools.system.clone();
+    let stop = tasks.stop_signal();
+    tasks.spawn("projections", async move {
+        netledger_projections::run(system, netledger_projections::RunOptions::default(), stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    let stop = tasks.stop_signal();
+    tasks.spawn("relay", async move {
+        relay.run(stop).await.map_err(anyhow::Error::from)
+    });
+    let stop = tasks.stop_signal();
+    tasks.spawn("checkpointer", async move {
+        checkpointer.run(stop).await.map_err(anyhow::Error::from)
+    });
+    spawn_health(config, &mut tasks, "projector", pools, Some(client));
+    supervise(shutdown, tasks).await
+}
+
+/// Adds the health endpoints to `tasks` when `health.listen` is configured.
+fn spawn_health(
+    config: &Config,
+    tasks: &mut Tasks,
+    role: &'static str,
+    pools: &Pools,
+    nats: Option<async_nats::Client>,
+) {
+    if let Some(listen) = config.health.listen {
+        let deps = HealthDeps {
+            role,
+            pool: pools.system.clone(),
+            nats,
+        };
+        let stop = tasks.stop_signal();
+        tasks.spawn("health endpoints", serve_health(listen, deps, stop));
+    }
 }
 
 /// The config-history store under `<data_dir>/config-history`.
@@ -309,9 +376,15 @@ pub async fn run_poller(
     };
     let mut options = config.poller.to_options(&process_name("poller"));
     options.device_networks = config.device_network_policy();
-    netledger_poller::run(options, deps, shutdown)
-        .await
-        .context("poller stopped")
+    let mut tasks = Tasks::new();
+    let stop = tasks.stop_signal();
+    tasks.spawn("poller", async move {
+        netledger_poller::run(options, deps, stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    spawn_health(config, &mut tasks, "poller", pools, None);
+    supervise(shutdown, tasks).await
 }
 
 /// Where the worker serves the firmware cache that devices fetch packages from.
@@ -323,12 +396,22 @@ pub struct FirmwareServing {
     pub base_url: Option<String>,
 }
 
+impl FirmwareServing {
+    /// The configured `[worker]` settings.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            listen: config.worker.firmware_listen,
+            base_url: config.worker.firmware_base_url.clone(),
+        }
+    }
+}
+
 /// Runs a workflow worker (push, firmware, backup, rollout definitions) until `shutdown`.
 pub async fn run_worker(
     config: &Config,
     pools: &Pools,
     firmware: &FirmwareServing,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(firmware.listen)
         .await
@@ -348,14 +431,19 @@ pub async fn run_worker(
             .unwrap_or_else(|| format!("http://{bound}")),
     )?;
     let options = netledger_engine::WorkerOptions::named(process_name("worker"));
-    let report =
-        netledger_netops::workflows::run_worker(deps, options, Some(listener), async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("worker stopped")?;
-    tracing::info!(?report, "worker stopped");
-    Ok(())
+    let mut tasks = Tasks::new();
+    let mut stop = tasks.stop_signal();
+    tasks.spawn("worker", async move {
+        let report =
+            netledger_netops::workflows::run_worker(deps, options, Some(listener), async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await?;
+        tracing::info!(?report, "worker stopped");
+        Ok(())
+    });
+    spawn_health(config, &mut tasks, "worker", pools, None);
+    supervise(shutdown, tasks).await
 }
 
 /// The firmware cache directory, `<data_dir>/firmware` (created if missing).
@@ -403,6 +491,7 @@ pub struct Bootstrap {
 /// Builds the API state: pools, event store, NATS, archive, firmware cache, audit key, device
 /// commands and the engine with the workflow definitions.
 pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledger_api::ApiState> {
+    refuse_development_keys_off_loopback(config)?;
     let clock: std::sync::Arc<dyn netledger_domain::clock::Clock> =
         std::sync::Arc::new(crate::clock::SystemClock);
     let store = netledger_store::EventStore::start(
@@ -439,6 +528,34 @@ pub async fn api_state(config: &Config, pools: &Pools) -> anyhow::Result<netledg
         tracing::info!(dir = %dir.display(), "serving the web UI");
     }
     netledger_api::ApiState::new(deps, api_config).context("API settings refused")
+}
+
+/// An API listening beyond this machine must not run on keys generated for development
+/// (they live unencrypted under `data_dir` and nobody outside holds them): the device
+/// credential keys and the audit public key must be configured. (The token secret has the
+/// same rule in [`crate::config::api_config`].)
+pub fn refuse_development_keys_off_loopback(config: &Config) -> anyhow::Result<()> {
+    if config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.secrets.credential_keys.is_empty() {
+        anyhow::bail!(
+            "refusing to listen on {} (not loopback) with the generated development credential \
+             key: set secrets.credential_keys (NETLEDGER_SECRETS_CREDENTIAL_KEYS or \
+             NETLEDGER_SECRETS_CREDENTIAL_KEYS_FILE, `<id>=<base64 of 32 bytes>`; \
+             `netledger keys init` writes one) and secrets.current_credential_key",
+            config.listen
+        );
+    }
+    if config.audit.verifying_key.is_none() && config.audit.verifying_key_file.is_none() {
+        anyhow::bail!(
+            "refusing to listen on {} (not loopback) with the generated development audit key: \
+             set audit.verifying_key_file (NETLEDGER_AUDIT_VERIFYING_KEY_FILE) to the public key \
+             of the projector's audit.signing_key_file (`netledger keys init` writes both)",
+            config.listen
+        );
+    }
+    Ok(())
 }
 
 /// Creates the first tenant and admin when no user exists yet.
@@ -510,45 +627,95 @@ pub async fn register_demo_fleet(
     pools: &Pools,
     manifest_path: &std::path::Path,
 ) -> anyhow::Result<usize> {
-    let mut waited = 0;
+    register_fleet(
+        config,
+        pools,
+        manifest_path,
+        None,
+        None,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Registers every device of a simulator manifest into the first tenant, waiting up to
+/// `wait` for the manifest and for the first tenant (an API's bootstrap creates it). With
+/// `host`, the devices are reached at that host's address (resolved once) on the manifest's
+/// ports. `poll_interval_secs` overrides the demo default (60 s). Registering again (a
+/// restarted one-shot) updates the same devices: their ids are derived from the tenant and
+/// the manifest.
+pub async fn register_fleet(
+    config: &Config,
+    pools: &Pools,
+    manifest_path: &std::path::Path,
+    host: Option<&str>,
+    poll_interval_secs: Option<u32>,
+    wait: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let pause = std::time::Duration::from_millis(200);
     while !manifest_path.exists() {
-        if waited > 300 {
+        if tokio::time::Instant::now() > deadline {
             anyhow::bail!(
-                "the demo fleet's manifest {} did not appear",
+                "the fleet's manifest {} did not appear within {wait:?}",
                 manifest_path.display()
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        waited += 1;
+        tokio::time::sleep(pause).await;
     }
     let text = tokio::fs::read_to_string(manifest_path)
         .await
         .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest: Vec<devsim::ManifestEntry> = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
-    let tenant: Option<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(&pools.system)
+    let mut manifest: Vec<devsim::ManifestEntry> =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "parsing {} (a netledger devsim manifest)",
+                manifest_path.display()
+            )
+        })?;
+    if let Some(host) = host {
+        let ip = tokio::net::lookup_host((host, 0))
             .await
-            .context("looking up the first tenant")?;
-    let Some(tenant) = tenant else {
-        anyhow::bail!(
-            "no tenant to register the demo fleet in: set NETLEDGER_BOOTSTRAP_ADMIN_EMAIL and \
-             NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD so that the first start creates one"
-        );
+            .with_context(|| format!("cannot resolve {host}"))?
+            .next()
+            .with_context(|| format!("{host} has no address"))?
+            .ip();
+        for entry in &mut manifest {
+            entry.api.set_ip(ip);
+            entry.api_ssl.set_ip(ip);
+        }
+    }
+    let tenant = loop {
+        let tenant: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id LIMIT 1")
+                .fetch_optional(&pools.system)
+                .await
+                .context("looking up the first tenant")?;
+        match tenant {
+            Some(t) => break t,
+            None if tokio::time::Instant::now() > deadline => anyhow::bail!(
+                "no tenant to register the fleet in: set NETLEDGER_BOOTSTRAP_ADMIN_EMAIL and \
+                 NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD for the API so that its first start creates one"
+            ),
+            None => tokio::time::sleep(pause).await,
+        }
     };
     let commands = netledger_store::devices::DeviceCommands::new(
         pools.app.clone(),
         crate::config::credential_keys(config)?,
     );
+    let mut fleet = netledger_testkit::DemoFleet::default();
+    if let Some(secs) = poll_interval_secs {
+        fleet.poll_interval_secs = secs;
+    }
     let ids = netledger_testkit::register_demo_fleet(
         &commands,
         netledger_domain::TenantId::from_uuid(tenant),
         &manifest,
-        &netledger_testkit::DemoFleet::default(),
+        &fleet,
     )
     .await
-    .context("registering the demo fleet")?;
+    .context("registering the fleet")?;
     Ok(ids.len())
 }
 
@@ -678,5 +845,109 @@ mod tests {
         let key = signing_key(&config).unwrap();
         std::fs::remove_file(config.data_dir.join("audit-signing.key")).unwrap();
         assert_eq!(verifying_key(&config).unwrap(), key.verifying_key());
+    }
+
+    /// Issue #16: production refuses password-less TCP database connections (trust
+    /// authentication) for the owner and for both roles, saying how to fix it; a password
+    /// from its own setting, or a Unix socket, is accepted.
+    #[test]
+    fn production_refuses_passwordless_database_urls() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("NETLEDGER_PRODUCTION", "true".into()),
+                (
+                    "NETLEDGER_DATABASE_URL",
+                    "postgres://postgres@db.example/nl".into(),
+                ),
+                (
+                    "NETLEDGER_APP_DATABASE_URL",
+                    "postgres://netledger_app@db.example/nl".into(),
+                ),
+            ]),
+        )
+        .unwrap();
+        let err = refuse_passwordless(&owner_options(&config).unwrap(), "database_url")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("database_url without a password") && err.contains("scram-sha-256"),
+            "{err}"
+        );
+        for role in [DbRole::App, DbRole::System] {
+            let err = refuse_passwordless(&role_options(&config, role).unwrap(), role.role_name())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("app_db_password/system_db_password"), "{err}");
+        }
+        // Passwords from their own settings (files in a deployment) make them acceptable.
+        let mut fixed = config.clone();
+        fixed.database_password = Some(Secret::new("ownerpw"));
+        fixed.app_db_password = Some(Secret::new("apppw"));
+        fixed.system_db_password = Some(Secret::new("systempw"));
+        refuse_passwordless(&owner_options(&fixed).unwrap(), "database_url").unwrap();
+        for role in [DbRole::App, DbRole::System] {
+            let o = role_options(&fixed, role).unwrap();
+            refuse_passwordless(&o, role.role_name()).unwrap();
+            assert!(!o.to_url_lossy().to_string().contains("ownerpw"));
+        }
+        // A password in the URL wins over the setting.
+        let mut in_url = fixed.clone();
+        in_url.app_database_url = Some(Secret::new("postgres://netledger_app:urlpw@db.example/nl"));
+        let url = role_options(&in_url, DbRole::App)
+            .unwrap()
+            .to_url_lossy()
+            .to_string();
+        assert!(url.contains("urlpw") && !url.contains("apppw"), "{url}");
+        // A Unix socket (peer authentication) needs none.
+        let mut socket = config.clone();
+        socket.app_database_url = Some(Secret::new(
+            "postgres://netledger_app@%2Fvar%2Frun%2Fpostgresql/nl",
+        ));
+        refuse_passwordless(&role_options(&socket, DbRole::App).unwrap(), "app").unwrap();
+    }
+
+    /// Issue #16: an API listening beyond loopback refuses the generated development keys
+    /// (credential key, audit key), each with the setting that fixes it.
+    #[test]
+    fn an_exposed_api_refuses_development_keys() {
+        let mut config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = refuse_development_keys_off_loopback(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("development credential key")
+                && err.contains("NETLEDGER_SECRETS_CREDENTIAL_KEYS"),
+            "{err}"
+        );
+        config.secrets.credential_keys.insert(
+            "k1".into(),
+            Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        );
+        let err = refuse_development_keys_off_loopback(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("development audit key")
+                && err.contains("NETLEDGER_AUDIT_VERIFYING_KEY_FILE"),
+            "{err}"
+        );
+        config.audit.verifying_key = Some("ab".repeat(32));
+        refuse_development_keys_off_loopback(&config).unwrap();
+        // On loopback the development keys are fine.
+        let local = Config::default();
+        refuse_development_keys_off_loopback(&local).unwrap();
+        // The token secret has the same rule (config::api_config).
+        let mut exposed = Config {
+            listen: "[::]:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = crate::config::api_config(&exposed).unwrap_err().to_string();
+        assert!(err.contains("NETLEDGER_API_JWT_SECRET"), "{err}");
+        exposed.api.jwt_secret = Some(Secret::new("x".repeat(40)));
+        crate::config::api_config(&exposed).unwrap();
     }
 }

@@ -1,0 +1,236 @@
+//! `netledger keys init`: generates every secret a production installation needs, one file
+//! per secret, each read by its role through a `*_FILE` variable (Docker and Kubernetes
+//! secrets). Nothing is overwritten: an existing file is an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use rand::RngCore as _;
+
+/// One generated file: its name, what it is, the variable that reads it and the roles that
+/// need it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFile {
+    /// File name inside the output folder.
+    pub name: &'static str,
+    /// The variable that reads it (`<VAR>` = the path).
+    pub variable: &'static str,
+    /// The roles that need it.
+    pub roles: &'static str,
+}
+
+/// The files `keys init` writes, in order.
+pub const FILES: &[KeyFile] = &[
+    KeyFile {
+        name: "jwt-secret",
+        variable: "NETLEDGER_API_JWT_SECRET_FILE",
+        roles: "api",
+    },
+    KeyFile {
+        name: "credential-keys",
+        variable: "NETLEDGER_SECRETS_CREDENTIAL_KEYS_FILE",
+        roles: "api, worker, poller",
+    },
+    KeyFile {
+        name: "credential-key-id",
+        variable: "NETLEDGER_SECRETS_CURRENT_CREDENTIAL_KEY_FILE",
+        roles: "api, worker, poller",
+    },
+    KeyFile {
+        name: "audit-signing.key",
+        variable: "NETLEDGER_AUDIT_SIGNING_KEY_FILE",
+        roles: "projector",
+    },
+    KeyFile {
+        name: "audit-signing.pub",
+        variable: "NETLEDGER_AUDIT_VERIFYING_KEY_FILE",
+        roles: "api (and your auditors)",
+    },
+    KeyFile {
+        name: "audit-key-id",
+        variable: "NETLEDGER_AUDIT_KEY_ID_FILE",
+        roles: "projector",
+    },
+    KeyFile {
+        name: "database-password",
+        variable: "NETLEDGER_DATABASE_PASSWORD_FILE",
+        roles: "migrate (the schema owner; also the PostgreSQL server's POSTGRES_PASSWORD_FILE)",
+    },
+    KeyFile {
+        name: "app-db-password",
+        variable: "NETLEDGER_APP_DB_PASSWORD_FILE",
+        roles: "migrate (sets it), and the URL of api, worker, poller",
+    },
+    KeyFile {
+        name: "system-db-password",
+        variable: "NETLEDGER_SYSTEM_DB_PASSWORD_FILE",
+        roles: "migrate (sets it), and the URL of api, worker, poller, projector",
+    },
+    KeyFile {
+        name: "bootstrap-admin-password",
+        variable: "NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD_FILE",
+        roles: "api (the first administrator, created at the first start)",
+    },
+];
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// The texts of every file of [`FILES`], freshly generated (key ids carry a random suffix
+/// so that a later rotation never reuses one).
+pub fn generate() -> Vec<(&'static KeyFile, String)> {
+    let mut credential = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut credential);
+    let credential_id = format!("cred-{}", random_hex(4));
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let texts = [
+        random_hex(32),
+        format!(
+            "{credential_id}={}",
+            base64::engine::general_purpose::STANDARD.encode(credential)
+        ),
+        credential_id,
+        hex::encode(signing.to_bytes()),
+        hex::encode(signing.verifying_key().to_bytes()),
+        format!("audit-{}", random_hex(4)),
+        // Hex: safe inside a PostgreSQL URL without escaping.
+        random_hex(24),
+        random_hex(24),
+        random_hex(24),
+        random_hex(12),
+    ];
+    FILES.iter().zip(texts).collect()
+}
+
+/// Writes every file of [`FILES`] into `dir` (created 0700 if missing; files 0600, newline
+/// terminated). Refuses before writing anything when one of them exists already.
+pub fn init(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if let Some(existing) = FILES.iter().map(|f| dir.join(f.name)).find(|p| p.exists()) {
+        anyhow::bail!(
+            "{} exists already; keys init never overwrites a key (move the folder away, or \
+             rotate keys instead)",
+            existing.display()
+        );
+    }
+    create_private_dir(dir)?;
+    let mut written = Vec::new();
+    for (file, text) in generate() {
+        let path = dir.join(file.name);
+        write_private(&path, &format!("{text}\n"))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    let created = {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    };
+    #[cfg(not(unix))]
+    let created = std::fs::create_dir_all(dir);
+    created.with_context(|| format!("creating {}", dir.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The generated files are what a production configuration reads: loading them through
+    /// their `*_FILE` variables gives a configuration whose keys work together.
+    #[test]
+    fn init_writes_keys_a_production_config_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("secrets");
+        let written = init(&out).unwrap();
+        assert_eq!(written.len(), FILES.len());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for p in &written {
+                let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", p.display());
+            }
+        }
+        let mut env: Vec<(String, String)> = FILES
+            .iter()
+            .map(|f| {
+                (
+                    f.variable.to_owned(),
+                    out.join(f.name).display().to_string(),
+                )
+            })
+            .collect();
+        env.push(("NETLEDGER_PRODUCTION".into(), "true".into()));
+        env.push(("NETLEDGER_LISTEN".into(), "0.0.0.0:8080".into()));
+        let config = Config::load(None, env).unwrap();
+        // The token secret is long enough for a non-loopback listener in production.
+        crate::config::api_config(&config).unwrap();
+        let keys = crate::config::credential_keys(&config).unwrap();
+        assert!(keys.current_key_id().starts_with("cred-"));
+        let (tenant, device) = (
+            netledger_domain::TenantId::new_random(),
+            netledger_domain::DeviceId::new_random(),
+        );
+        let sealed = keys.seal(tenant, device, "device password").unwrap();
+        assert_eq!(
+            keys.open(tenant, device, &sealed).unwrap().expose(),
+            "device password"
+        );
+        let signing = crate::roles::signing_key(&config).unwrap();
+        assert_eq!(
+            crate::roles::verifying_key(&config).unwrap(),
+            signing.verifying_key()
+        );
+        assert!(config.audit.key_id.starts_with("audit-"));
+        assert_eq!(config.app_db_password.as_ref().unwrap().expose().len(), 48);
+        crate::roles::refuse_development_keys_off_loopback(&config).unwrap();
+        // A second run refuses, naming the file, and changes nothing.
+        let before = std::fs::read(out.join("jwt-secret")).unwrap();
+        let err = init(&out).unwrap_err().to_string();
+        assert!(
+            err.contains("jwt-secret") && err.contains("never overwrites"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(out.join("jwt-secret")).unwrap(), before);
+    }
+
+    /// Two runs never share a key or a key id.
+    #[test]
+    fn every_run_is_fresh() {
+        let (a, b) = (generate(), generate());
+        for ((fa, ta), (_, tb)) in a.iter().zip(&b) {
+            assert_ne!(ta, tb, "{}", fa.name);
+        }
+    }
+}
