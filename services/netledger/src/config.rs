@@ -466,6 +466,9 @@ pub struct RelayConfig {
     pub checkpoint_stream: String,
     /// Events read and published per round.
     pub batch: i64,
+    /// Retention of the events stream in bytes (oldest discarded; -1: none). Default 1 GiB:
+    /// the stream feeds live consumers, PostgreSQL is the record.
+    pub stream_max_bytes: i64,
 }
 
 impl Default for Config {
@@ -517,6 +520,7 @@ impl Default for RelayConfig {
             subject_prefix: "netledger".to_owned(),
             checkpoint_stream: "NETLEDGER_CHECKPOINTS".to_owned(),
             batch: 1_000,
+            stream_max_bytes: 1 << 30,
         }
     }
 }
@@ -851,6 +855,15 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("NETLEDGER_RELAY_STREAM", |c, v| {
         c.relay.stream = v.to_owned();
+        Ok(())
+    }),
+    ("NETLEDGER_RELAY_STREAM_MAX_BYTES", |c, v| {
+        c.relay.stream_max_bytes = v
+            .parse()
+            .map_err(|e| format!("not a number of bytes (-1: no limit): {e}"))?;
+        if c.relay.stream_max_bytes == 0 || c.relay.stream_max_bytes < -1 {
+            return Err("must be positive, or -1 for no limit".to_owned());
+        }
         Ok(())
     }),
     ("NETLEDGER_SECRETS_CURRENT_CREDENTIAL_KEY", |c, v| {

@@ -127,6 +127,11 @@ pub struct RelayOptions {
     pub subject_prefix: String,
     /// Events per round.
     pub batch: i64,
+    /// Retention of the events stream: its size in bytes, beyond which the oldest messages
+    /// are discarded (-1: no limit). The newest message always stays, and the relay reads
+    /// its position back from it, so a limit never costs exactly-once ordering; PostgreSQL
+    /// remains the record, the stream only feeds live consumers.
+    pub max_bytes: i64,
 }
 
 /// The subject of an event: `<prefix>.<tenant>.<category>.<event_type>`.
@@ -134,20 +139,51 @@ pub fn subject_for(prefix: &str, e: &RecordedEvent) -> String {
     format!("{prefix}.{}.{}.{}", e.tenant_id, e.category(), e.event_type)
 }
 
-/// Creates the events stream if it does not exist.
+/// Creates the events stream if it does not exist, and gives an existing one the configured
+/// retention (`max_bytes`, discarding the oldest) without touching its other settings (an
+/// operator may have created it with replicas or placement of their own).
 pub async fn ensure_event_stream(
     js: &jetstream::Context,
     opts: &RelayOptions,
 ) -> Result<stream::Stream, RelayError> {
-    js.get_or_create_stream(stream::Config {
-        name: opts.stream.clone(),
-        subjects: vec![format!("{}.*.*.*", opts.subject_prefix)],
-        storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| RelayError::Nats(format!("create stream {}: {e}", opts.stream)))
+    let mut stream = js
+        .get_or_create_stream(stream::Config {
+            name: opts.stream.clone(),
+            subjects: vec![format!("{}.*.*.*", opts.subject_prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            max_bytes: opts.max_bytes,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| RelayError::Nats(format!("create stream {}: {e}", opts.stream)))?;
+    let config = stream
+        .info()
+        .await
+        .map_err(|e| RelayError::Nats(format!("stream info: {e}")))?
+        .config
+        .clone();
+    if config.max_bytes != opts.max_bytes || config.discard != stream::DiscardPolicy::Old {
+        tracing::info!(
+            stream = %opts.stream,
+            from = config.max_bytes,
+            to = opts.max_bytes,
+            "setting the events stream's retention"
+        );
+        js.update_stream(stream::Config {
+            max_bytes: opts.max_bytes,
+            discard: stream::DiscardPolicy::Old,
+            ..config
+        })
+        .await
+        .map_err(|e| RelayError::Nats(format!("update stream {}: {e}", opts.stream)))?;
+        stream = js
+            .get_stream(&opts.stream)
+            .await
+            .map_err(|e| RelayError::Nats(format!("get stream {}: {e}", opts.stream)))?;
+    }
+    Ok(stream)
 }
 
 /// Publishes events to JetStream in order; see the module docs.
@@ -307,12 +343,13 @@ impl Relay {
 
     /// Runs until `shutdown` turns true: holds the relay lock (one relay per database), wakes on
     /// new events, backs off on errors.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
         let mut lock_conn = self
             .system
             .acquire()
             .await
             .map_err(|e| RelayError::Database("acquire", e))?;
+        let mut waiting = shutdown.clone();
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(RELAY_LOCK)
@@ -324,10 +361,30 @@ impl Relay {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = shutdown.changed() => return Ok(()),
+                _ = waiting.changed() => return Ok(()),
             }
         }
         tracing::info!(stream = %self.opts.stream, "relay holds the lock; publishing");
+        let result = self.publish_until(shutdown).await;
+        // Hand the lock over at once (the connection goes back to the pool, where a session
+        // lock would otherwise stay held): a standby takes over within its next try.
+        let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *lock_conn)
+            .await;
+        if !matches!(unlocked, Ok(true)) {
+            // Not released: close the connection, which releases it.
+            let _ = lock_conn.detach();
+        }
+        tracing::info!(published = ?self.published, "relay stopped");
+        result
+    }
+
+    /// Publishes until `shutdown` (after the last acknowledged round) or a fatal error.
+    async fn publish_until(
+        &mut self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), RelayError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.system)
             .await
             .map_err(|e| RelayError::Database("listen", e))?;
@@ -489,8 +546,17 @@ impl Checkpointer {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => break,
             }
         }
+        // Hand the lock over at once (see `Relay::run`); each round took it once more.
+        if sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *lock_conn)
+            .await
+            .is_err()
+        {
+            let _ = lock_conn.detach();
+        }
+        Ok(())
     }
 }

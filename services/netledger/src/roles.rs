@@ -297,6 +297,7 @@ pub async fn run_projector(
             stream: config.relay.stream.clone(),
             subject_prefix: config.relay.subject_prefix.clone(),
             batch: config.relay.batch,
+            max_bytes: config.relay.stream_max_bytes,
         },
     );
     let checkpointer = Checkpointer {

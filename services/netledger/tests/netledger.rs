@@ -91,6 +91,7 @@ async fn relay_survives_nats_restarts_without_loss_or_duplicates(owner: PgPool) 
         stream: name.clone(),
         subject_prefix: "nltest".to_owned(),
         batch: 50,
+        max_bytes: -1,
     };
     let (stop, shutdown) = watch::channel(false);
     let relay = tokio::spawn(Relay::new(system.clone(), js.clone(), opts).run(shutdown));
@@ -154,6 +155,146 @@ async fn relay_survives_nats_restarts_without_loss_or_duplicates(owner: PgPool) 
     relay.await.unwrap().unwrap();
 }
 
+/// Issue #16: the events stream has a size limit; the oldest messages go, the newest always
+/// stays, so a relay that starts over reads its position back and continues exactly once and
+/// in order. An existing stream without the limit gets it, its other settings untouched.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_events_stream_is_bounded_and_the_relay_keeps_its_order(owner: PgPool) {
+    let (app, system) = pools(&owner).await;
+    let store = EventStore::start(app, StoreOptions::default());
+    let tenants = [TenantId::new_random()];
+    let nats = Nats::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let name = format!("T{}", Uuid::new_v4().simple());
+    let unbounded = RelayOptions {
+        stream: name.clone(),
+        subject_prefix: "nltest".to_owned(),
+        batch: 50,
+        max_bytes: -1,
+    };
+    // Created by an older version (or by hand) without a limit, with a setting of its own.
+    netledger::relay::ensure_event_stream(&js, &unbounded)
+        .await
+        .unwrap();
+    let mut info = js
+        .get_stream(&name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    info.config.description = Some("operator's".to_owned());
+    js.update_stream(info.config).await.unwrap();
+
+    let limit = 32 * 1024;
+    let opts = RelayOptions {
+        max_bytes: limit,
+        ..unbounded
+    };
+    let run = |opts: RelayOptions| {
+        let (stop, shutdown) = watch::channel(false);
+        let relay = tokio::spawn(Relay::new(system.clone(), js.clone(), opts).run(shutdown));
+        (stop, relay)
+    };
+    let (stop, relay) = run(opts.clone());
+    append_n(&store, &tenants, 0, 300).await;
+    let last_id = |js: jetstream::Context| {
+        let name = name.clone();
+        async move {
+            let mut stream = js.get_stream(&name).await.unwrap();
+            let state = stream.info().await.unwrap().state.clone();
+            if state.messages == 0 {
+                return (state, 0);
+            }
+            let msg = stream.get_raw_message(state.last_sequence).await.unwrap();
+            let id: i64 = msg
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .unwrap()
+                .as_str()
+                .parse()
+                .unwrap();
+            (state, id)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while last_id(js.clone()).await.1 < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    relay.await.unwrap().unwrap();
+    let (state, id) = last_id(js.clone()).await;
+    let config = js
+        .get_stream(&name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(
+        config.max_bytes, limit,
+        "the limit was set on the existing stream"
+    );
+    assert_eq!(
+        config.description.as_deref(),
+        Some("operator's"),
+        "other settings kept"
+    );
+    assert!(
+        state.bytes <= limit as u64,
+        "{} bytes over the {limit} limit",
+        state.bytes
+    );
+    assert!(
+        state.messages < 300,
+        "nothing was discarded: {}",
+        state.messages
+    );
+    assert_eq!(id, 300, "the newest message stays");
+
+    // Events while no relay runs; a new relay continues from the stream's newest message.
+    append_n(&store, &tenants, 300, 40).await;
+    let (stop, relay) = run(opts);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while last_id(js.clone()).await.1 < 340 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new relay did not continue"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    relay.await.unwrap().unwrap();
+    let mut stream = js.get_stream(&name).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    // What the stream holds is a contiguous run of positions ending at 340: no duplicate,
+    // no gap, in order.
+    let mut expected = None;
+    for seq in state.first_sequence..=state.last_sequence {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        let id: i64 = msg
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        if let Some(e) = expected {
+            assert_eq!(id, e, "sequence {seq}");
+        }
+        expected = Some(id + 1);
+    }
+    assert_eq!(expected, Some(341));
+}
+
 /// A relay pointed at a stream that already holds more than this database produced refuses
 /// to publish instead of silently skipping events.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
@@ -167,6 +308,7 @@ async fn relay_refuses_a_stream_from_another_database(owner: PgPool) {
         stream: name.clone(),
         subject_prefix: "nltest".to_owned(),
         batch: 50,
+        max_bytes: -1,
     };
     netledger::relay::ensure_event_stream(&js, &opts)
         .await
