@@ -125,7 +125,7 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
         /// Poll interval of the registered devices (default 60).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(5..=86_400))]
         poll_interval_secs: Option<u32>,
         /// How long to wait for the manifest and the first tenant.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]

@@ -5,5 +5,6 @@
 // NETLEDGER_LOG on to them.
 #![allow(clippy::disallowed_methods)]
 
+pub mod cluster;
 pub mod nats;
 pub mod platform;
