@@ -156,6 +156,7 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
             log_file: Some(log_path.clone()),
             // everything Netledger's own crates log, and the libraries' info
             log_filter: Some("info,netledger=debug".to_owned()),
+            ..Options::default()
         },
     )
     .await;

@@ -228,6 +228,9 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// Its `NETLEDGER_LOG` (the test environment's, else `warn`, when `None`).
     pub log_filter: Option<String>,
+    /// More TOML appended to its configuration file (after its own keys, so `[section]`
+    /// tables other than `[devices]`).
+    pub extra_toml: Option<String>,
 }
 
 impl Platform {
@@ -280,8 +283,9 @@ impl Platform {
             &config,
             // The simulated fleet listens on loopback: this harness's one opt-in.
             format!(
-                "data_dir = \"{}\"\n[devices]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n",
-                work.path().join("data").to_string_lossy()
+                "data_dir = \"{}\"\n[devices]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n{}",
+                work.path().join("data").to_string_lossy(),
+                options.extra_toml.as_deref().unwrap_or("")
             ),
         )
         .unwrap();
@@ -343,6 +347,12 @@ impl Platform {
     /// The private NATS server's URL.
     pub fn nats_url(&self) -> String {
         self._nats.url()
+    }
+
+    /// Stops `netledger all` (SIGKILL) and keeps the simulated fleet running.
+    pub fn kill_platform(&mut self) {
+        let _ = self.all.kill();
+        let _ = self.all.wait();
     }
 
     /// The platform's data directory (`data_dir` of its configuration).
