@@ -105,7 +105,8 @@ pub struct ApiConfig {
     /// Longest lifetime of an API key (default 365 days): a later `expires_at` is refused,
     /// and a key older than this stops working whatever it was created with.
     pub api_key_max_ttl: Duration,
-    /// Whether the refresh cookie carries `Secure` (HTTPS only).
+    /// Whether the refresh cookie carries `Secure` (HTTPS only). The binary sets it when
+    /// [`Self::tls`] is set.
     pub cookie_secure: bool,
     /// Password hashing cost.
     pub password: PasswordParams,
@@ -123,6 +124,10 @@ pub struct ApiConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Require `Authorization: Bearer <token>` on `/metrics`.
     pub metrics_token: Option<SecretString>,
+    /// Serve HTTPS with this certificate and key ([`crate::serve`]; the metrics address
+    /// stays plain HTTP). None (the default): plain HTTP, e.g. behind a TLS-terminating
+    /// reverse proxy.
+    pub tls: Option<crate::tls::TlsServerConfig>,
     /// Open TCP connections [`crate::serve`] accepts at once; more wait in the backlog.
     pub max_connections: usize,
     /// Time a client has to send the request head (then the connection is closed).
@@ -210,6 +215,7 @@ impl ApiConfig {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             metrics_token: None,
+            tls: None,
             max_connections: 4_096,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

@@ -27,6 +27,7 @@ pub mod routes;
 pub mod scripts;
 pub mod sessions;
 pub mod state;
+pub mod tls;
 pub mod ui;
 
 use std::future::Future;
@@ -48,6 +49,7 @@ pub use accounts::{BootstrapOutcome, bootstrap_admin};
 pub use config::ApiConfig;
 pub use error::{ApiError, Problem, ProblemKind};
 pub use state::{ApiDeps, ApiState};
+pub use tls::{TlsError, TlsFiles, TlsServerConfig};
 
 /// Every route with its OpenAPI operation, before state and middleware.
 fn api_router() -> OpenApiRouter<ApiState> {
@@ -180,6 +182,12 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// `ApiConfig::max_connections` open at once (further connections wait in the listen
 /// backlog until one closes). Request bodies time out separately (`body_timeout`, a layer
 /// of [`router`]).
+///
+/// With `ApiConfig::tls`, every connection is HTTPS: the TLS handshake uses the
+/// configuration current when the connection is accepted (a
+/// [`TlsServerConfig::reload`] applies to new connections), must finish within the header
+/// timeout, and a failed handshake drops the connection. The metrics address stays plain
+/// HTTP.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -205,6 +213,7 @@ pub async fn serve(
                 app,
                 64,
                 config.header_timeout,
+                None,
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },
@@ -232,6 +241,7 @@ pub async fn serve(
         app,
         config.max_connections,
         config.header_timeout,
+        config.tls.clone(),
         async move {
             let _ = stop.wait_for(|s| *s).await;
         },
@@ -251,20 +261,22 @@ pub fn metrics_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// The accept loop: at most `max_connections` open, each with a header read timeout;
-/// graceful shutdown when `shutdown` resolves.
+/// The accept loop: at most `max_connections` open, each with a header read timeout (and,
+/// with `tls`, a TLS handshake within the same timeout first); graceful shutdown when
+/// `shutdown` resolves.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: Router,
     max_connections: usize,
     header_timeout: std::time::Duration,
+    tls: Option<tls::TlsServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt as _;
-
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Ends TLS handshakes still under way at shutdown (as a plain connection that has not
+    // sent a request is closed at once).
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -284,25 +296,59 @@ async fn serve_connections(
             _ = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            app.clone().oneshot(req)
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        // Taken here, before the task runs: a shutdown from now on reaches the connection.
+        let watcher = graceful.watcher();
+        // The configuration current at accept time.
+        let handshake = tls.as_ref().map(|t| (t.acceptor(), stopping_rx.clone()));
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            let Some((acceptor, mut stopping)) = handshake else {
+                return serve_connection(stream, peer, app, header_timeout, watcher).await;
+            };
+            let accepted = tokio::select! {
+                r = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => r,
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            match accepted {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, peer, app, header_timeout, watcher).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
+    let _ = stopping_tx.send(true);
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one accepted connection (TCP or TLS over it) until the client closes
+/// it, the header read timeout cuts it off, or the server stops (`watcher`).
+async fn serve_connection<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    app: Router,
+    header_timeout: std::time::Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        app.clone().oneshot(req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
 }

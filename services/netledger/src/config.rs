@@ -336,6 +336,11 @@ pub struct ApiSettings {
     pub cookie_secure: bool,
     /// Folder of the built web UI (`frontend/dist`) to serve at `/`; `--ui-dir` overrides.
     pub ui_dir: Option<PathBuf>,
+    /// Serve HTTPS: the PEM certificate chain (leaf first). With `tls_key_file`; reloaded
+    /// on SIGHUP (new connections get the new certificate; a bad pair keeps the old one).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -350,6 +355,8 @@ impl Default for ApiSettings {
             api_key_max_ttl: d.api_key_max_ttl,
             cookie_secure: false,
             ui_dir: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -386,6 +393,22 @@ pub const DEV_JWT_SECRET_FILE: &str = "jwt-secret.dev";
 pub fn api_config(config: &Config) -> anyhow::Result<netledger_api::ApiConfig> {
     use anyhow::Context as _;
     let mut c = config.api.to_api_config(config.production);
+    c.tls = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            netledger_api::TlsServerConfig::load(netledger_api::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .context("api.tls_cert_file / api.tls_key_file")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "set both api.tls_cert_file and api.tls_key_file (NETLEDGER_API_TLS_CERT_FILE, \
+             NETLEDGER_API_TLS_KEY_FILE) to serve HTTPS, or neither"
+        ),
+    };
+    // Served over HTTPS, the refresh cookie is HTTPS-only.
+    c.cookie_secure |= c.tls.is_some();
     let min = netledger_api::config::MIN_PRODUCTION_SECRET_BYTES;
     let configured = config
         .api
@@ -959,6 +982,14 @@ const ENV: &[(&str, Setter)] = &[
     }),
     ("NETLEDGER_API_COOKIE_SECURE", |c, v| {
         c.api.cookie_secure = parse_bool(v)?;
+        Ok(())
+    }),
+    ("NETLEDGER_API_TLS_CERT_FILE", |c, v| {
+        c.api.tls_cert_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("NETLEDGER_API_TLS_KEY_FILE", |c, v| {
+        c.api.tls_key_file = Some(PathBuf::from(v));
         Ok(())
     }),
     ("NETLEDGER_API_UI_DIR", |c, v| {
@@ -1558,5 +1589,41 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "not documented: {missing:#?}");
+    }
+
+    /// HTTPS takes both files or neither, a pair that does not load is refused at start
+    /// naming the file, and over HTTPS the refresh cookie is `Secure`.
+    #[test]
+    fn https_needs_both_files_that_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let plain = api_config(&config).unwrap();
+        assert!(plain.tls.is_none() && !plain.cookie_secure);
+
+        config.api.tls_cert_file = Some(cert_file.clone());
+        let err = api_config(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("set both api.tls_cert_file and api.tls_key_file"),
+            "{err}"
+        );
+
+        config.api.tls_key_file = Some(dir.path().join("missing.key"));
+        let err = format!("{:#}", api_config(&config).unwrap_err());
+        assert!(err.contains("missing.key"), "{err}");
+
+        config.api.tls_key_file = Some(key_file);
+        let https = api_config(&config).unwrap();
+        assert!(https.tls.is_some());
+        assert!(
+            https.cookie_secure,
+            "the refresh cookie is HTTPS-only over HTTPS"
+        );
     }
 }

@@ -672,14 +672,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             timeout,
         } => {
-            let addr = match addr {
-                Some(a) => a,
-                None => {
-                    let config = load_config(cfg, None)?;
-                    config.health.listen.unwrap_or(config.listen)
-                }
+            let config = load_config(cfg, None)?;
+            // The API's own listener speaks HTTPS when it has a certificate; the roles'
+            // health address is always plain HTTP.
+            let api_tls = config.api.tls_cert_file.is_some();
+            let (addr, tls) = match (addr, config.health.listen) {
+                (Some(a), _) => (a, api_tls && a == config.listen),
+                (None, Some(health)) => (health, false),
+                (None, None) => (config.listen, api_tls),
             };
-            let (code, body) = netledger::supervise::healthcheck(addr, &path, timeout).await?;
+            let (code, body) = netledger::supervise::healthcheck(addr, &path, timeout, tls).await?;
             println!("{code} {}", body.trim());
             Ok(if code == 200 {
                 ExitCode::SUCCESS

@@ -613,12 +613,48 @@ pub async fn run_api(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (pass --listen ADDR)"))?;
-    tracing::info!(address = %listener.local_addr()?, "API listening");
-    netledger_api::serve(listener, state, async move {
+    let tls = state.config().tls.clone();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        https = tls.is_some(),
+        "API listening"
+    );
+    #[cfg(unix)]
+    let reloader = tls.map(|tls| tokio::spawn(reload_on_sighup(tls)));
+    let served = netledger_api::serve(listener, state, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     })
     .await
-    .context("API server stopped")
+    .context("API server stopped");
+    #[cfg(unix)]
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    served
+}
+
+/// Reloads the API's certificate and key from their files on every SIGHUP; a pair that
+/// does not load keeps the current one (and says why).
+#[cfg(unix)]
+async fn reload_on_sighup(tls: netledger_api::TlsServerConfig) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGHUP; the TLS certificate will not reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %tls.files().cert.display(), "TLS certificate reloaded")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the current certificate")
+            }
+        }
+    }
 }
 
 /// Registers every device of the demo fleet's manifest into the first tenant (the one the

@@ -564,3 +564,151 @@ async fn the_api_runs_with_only_the_role_urls_and_the_public_key(owner: PgPool) 
     let _ = api.wait();
     assert!(!work.path().join("data/audit-signing.key").exists());
 }
+
+/// Issue #16: `netledger api` serves HTTPS from its certificate files and reloads them on
+/// SIGHUP: new connections get the new certificate, a pair that does not load keeps the
+/// current one, and `netledger healthcheck` probes it over HTTPS.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_api_serves_https_and_reloads_its_certificate_on_sighup(owner: PgPool) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    struct Ca(rcgen::Certificate, KeyPair);
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        Ca(p.self_signed(&key).unwrap(), key)
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (work.path().join("tls.crt"), work.path().join("tls.key"));
+    let issue = |ca: &Ca| {
+        let p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.0, &ca.1).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    };
+    let (a, b) = (ca("A"), ca("B"));
+    let first = issue(&a);
+    // A client trusting both CAs: which certificate it sees, and the status of /health/live.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(a.0.der().clone()).unwrap();
+    roots.add(b.0.der().clone()).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let port = support::platform::free_port();
+    let get = |client: Arc<rustls::ClientConfig>| async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let mut tls = tokio_rustls::TlsConnector::from(client)
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .ok()?;
+        let cert = tls.get_ref().1.peer_certificates()?[0].to_vec();
+        tls.write_all(b"GET /health/live HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text.split_whitespace().nth(1).map(str::to_owned);
+        Some((cert, status.as_deref() == Some("200")))
+    };
+
+    let nats = Nats::start();
+    let bin = env!("CARGO_BIN_EXE_netledger");
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", support::platform::database_url(&owner)),
+        (
+            "NETLEDGER_DATA_DIR",
+            work.path().join("data").display().to_string(),
+        ),
+        (
+            "NETLEDGER_API_TLS_CERT_FILE",
+            cert_file.display().to_string(),
+        ),
+        ("NETLEDGER_API_TLS_KEY_FILE", key_file.display().to_string()),
+        ("NETLEDGER_LISTEN", format!("127.0.0.1:{port}")),
+        ("NETLEDGER_LOG", "warn".to_owned()),
+    ];
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut api = KillOnDrop(
+        Command::new(bin)
+            .arg("api")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let healthcheck = || {
+        Command::new(bin)
+            .args(["healthcheck", "--path", "/health/live"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !healthcheck().status.success() {
+        assert!(api.0.try_wait().unwrap().is_none(), "netledger api exited");
+        assert!(Instant::now() < deadline, "not ready over HTTPS");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(client.clone()).await, Some((first.clone(), true)));
+
+    let hup = |api: &std::process::Child| {
+        let s = Command::new("kill")
+            .args(["-HUP", &api.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    let second = issue(&b);
+    hup(&api.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = get(client.clone()).await;
+        if seen == Some((second.clone(), true)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {seen:?} after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A key that does not load: the current certificate stays, the process too.
+    std::fs::write(&key_file, "not a key").unwrap();
+    hup(&api.0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        api.0.try_wait().unwrap().is_none(),
+        "SIGHUP with a bad key ended the API"
+    );
+    assert_eq!(get(client.clone()).await, Some((second, true)));
+    let probe = healthcheck();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    drop(api);
+}
