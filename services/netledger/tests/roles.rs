@@ -24,9 +24,11 @@ use support::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, until};
 const RELAY_LOCK: i64 = 0x6e6c_7265_6c61_7900;
 
 async fn relay_lock_holders(owner: &PgPool) -> i64 {
-    // A bigint advisory key is split into classid (high 32 bits) and objid (low 32 bits).
+    // A bigint advisory key is split into classid (high 32 bits) and objid (low 32 bits);
+    // advisory locks are per database (other tests' relays hold the same key elsewhere).
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1",
     )
     .bind(RELAY_LOCK)
