@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::keys::write_private;
+
 /// A value that must never appear in logs or debug output.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -726,22 +728,6 @@ pub fn credential_keys(
         ),
     };
     Ok(CredentialKeys::new(&current, keys)?)
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Why the configuration could not be built.

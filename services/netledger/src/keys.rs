@@ -141,7 +141,9 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     created.with_context(|| format!("creating {}", dir.display()))
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a new file readable by its owner only (0600); refuses to replace an existing one.
+/// Synced before it returns. Every key and secret this binary writes goes through here.
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt as _;

@@ -17,6 +17,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::watch;
 
 use crate::config::{Config, DbRole};
+use crate::keys::write_private;
 use crate::relay::{Checkpointer, Relay, RelayOptions};
 use crate::supervise::{HealthDeps, Tasks, serve_health, supervise};
 
@@ -256,21 +257,6 @@ fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
         )
     })?;
     Ok(SigningKey::from_bytes(&bytes))
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Runs the read-model projectors, the relay and the checkpointer (and the health endpoints

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use super::nats::Nats;
-use super::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, database_url, free_port};
+use super::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, database_url, free_port, start_devsim};
 
 /// One role process.
 pub struct Proc {
@@ -90,30 +90,7 @@ impl Cluster {
         let bin = env!("CARGO_BIN_EXE_netledger");
         let work = tempfile::tempdir().unwrap();
         let nats = Nats::start();
-        let manifest_path = work.path().join("fleet.json");
-        let control_port = free_port();
-        let devsim = Command::new(bin)
-            .args(["devsim", "--devices", &devices.to_string()])
-            .args(["--listen", "127.0.0.1:0", "--v6-share", "0"])
-            .arg("--manifest")
-            .arg(&manifest_path)
-            .args(["--control", &format!("127.0.0.1:{control_port}")])
-            .env("NETLEDGER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let manifest: Vec<Value> = loop {
-            if let Ok(text) = std::fs::read_to_string(&manifest_path)
-                && let Ok(m) = serde_json::from_str::<Vec<Value>>(&text)
-                && m.len() == devices
-            {
-                break m;
-            }
-            assert!(Instant::now() < deadline, "devsim wrote no manifest");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (devsim, manifest, control_port) = start_devsim(work.path(), devices).await;
         let config = work.path().join("netledger.toml");
         std::fs::write(
             &config,

@@ -185,6 +185,44 @@ impl Http {
     }
 }
 
+/// `netledger devsim` with `devices` RouterOS 7 devices on ephemeral loopback ports (reboots
+/// take 1 s), its manifest in `dir`; returns once the manifest lists them all: the process,
+/// the manifest and the control API's port.
+pub async fn start_devsim(dir: &std::path::Path, devices: usize) -> (Child, Vec<Value>, u16) {
+    let manifest_path: PathBuf = dir.join("fleet.json");
+    let control_port = free_port();
+    let devsim = Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["devsim", "--devices", &devices.to_string()])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--v6-share",
+            "0",
+            "--reboot-secs",
+            "1",
+        ])
+        .arg("--manifest")
+        .arg(&manifest_path)
+        .args(["--control", &format!("127.0.0.1:{control_port}")])
+        .env("NETLEDGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let manifest: Vec<Value> = loop {
+        if let Ok(text) = std::fs::read_to_string(&manifest_path)
+            && let Ok(m) = serde_json::from_str::<Vec<Value>>(&text)
+            && m.len() == devices
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "devsim wrote no manifest");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (devsim, manifest, control_port)
+}
+
 /// `netledger devsim` + `netledger all` as child processes (killed on drop).
 pub struct Platform {
     devsim: Child,
@@ -245,37 +283,7 @@ impl Platform {
         let bin = env!("CARGO_BIN_EXE_netledger");
         let work = tempfile::tempdir().unwrap();
         let nats = Nats::start();
-        let manifest_path: PathBuf = work.path().join("fleet.json");
-        let control_port = free_port();
-        let devsim = Command::new(bin)
-            .args(["devsim", "--devices", &devices.to_string()])
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--v6-share",
-                "0",
-                "--reboot-secs",
-                "1",
-            ])
-            .arg("--manifest")
-            .arg(&manifest_path)
-            .args(["--control", &format!("127.0.0.1:{control_port}")])
-            .env("NETLEDGER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let manifest: Vec<Value> = loop {
-            if let Ok(text) = std::fs::read_to_string(&manifest_path)
-                && let Ok(m) = serde_json::from_str::<Vec<Value>>(&text)
-                && m.len() == devices
-            {
-                break m;
-            }
-            assert!(Instant::now() < deadline, "devsim wrote no manifest");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (devsim, manifest, control_port) = start_devsim(work.path(), devices).await;
         let port = free_port();
         let fw_port = free_port();
         let config = work.path().join("netledger.toml");
