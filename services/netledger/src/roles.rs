@@ -664,7 +664,8 @@ pub async fn register_demo_fleet(
 /// Registers every device of a simulator manifest into the first tenant, waiting up to
 /// `wait` for the manifest and for the first tenant (an API's bootstrap creates it). With
 /// `host`, the devices are reached at that host's address (resolved once) on the manifest's
-/// ports. `poll_interval_secs` overrides the demo default (60 s). Registering again (a
+/// ports; in production mode over API-SSL with the manifest's certificate fingerprints pinned.
+/// `poll_interval_secs` overrides the demo default (60 s). Registering again (a
 /// restarted one-shot) updates the same devices: their ids are derived from the tenant and
 /// the manifest.
 pub async fn register_fleet(
@@ -731,6 +732,9 @@ pub async fn register_fleet(
     if let Some(secs) = poll_interval_secs {
         fleet.poll_interval_secs = secs;
     }
+    // Production refuses the plain API transport for devices registered through the API;
+    // the demo fleet keeps to that rule: API-SSL with each device's certificate pinned.
+    fleet.tls = config.production;
     let ids = netledger_testkit::register_demo_fleet(
         &commands,
         netledger_domain::TenantId::from_uuid(tenant),
