@@ -366,16 +366,7 @@ impl Relay {
         }
         tracing::info!(stream = %self.opts.stream, "relay holds the lock; publishing");
         let result = self.publish_until(shutdown).await;
-        // Hand the lock over at once (the connection goes back to the pool, where a session
-        // lock would otherwise stay held): a standby takes over within its next try.
-        let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-            .bind(RELAY_LOCK)
-            .fetch_one(&mut *lock_conn)
-            .await;
-        if !matches!(unlocked, Ok(true)) {
-            // Not released: close the connection, which releases it.
-            let _ = lock_conn.detach();
-        }
+        release_locks(lock_conn).await;
         tracing::info!(published = ?self.published, "relay stopped");
         result
     }
@@ -549,14 +540,21 @@ impl Checkpointer {
                 _ = shutdown.changed() => break,
             }
         }
-        // Hand the lock over at once (see `Relay::run`); each round took it once more.
-        if sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *lock_conn)
-            .await
-            .is_err()
-        {
-            let _ = lock_conn.detach();
-        }
+        // Each round took the lock once more: all of it goes.
+        release_locks(lock_conn).await;
         Ok(())
+    }
+}
+
+/// Hands a leader's advisory locks over at once: `lock_conn` goes back to the pool, where a
+/// session lock would otherwise stay held, so a standby takes over within its next try.
+/// When the unlock fails, the connection is closed instead, which releases them too.
+async fn release_locks(mut lock_conn: sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    if sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *lock_conn)
+        .await
+        .is_err()
+    {
+        let _ = lock_conn.detach();
     }
 }

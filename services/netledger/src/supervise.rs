@@ -265,7 +265,7 @@ pub async fn healthcheck(
             .with_context(|| format!("cannot connect to {addr}"))?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         let answer = if tls {
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(probe_tls_config()));
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(probe_tls_config()?));
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
             let stream = connector
                 .connect(name, tcp)
@@ -312,22 +312,15 @@ where
 /// chain and name are not. The probe asks its own process on loopback whether it answers;
 /// who it is, is not the question (its certificate names the public host, and may be signed
 /// by a CA this image does not carry).
-fn probe_tls_config() -> rustls::ClientConfig {
+fn probe_tls_config() -> anyhow::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyCertificate(provider.clone()));
-    let builder =
-        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions();
-    match builder {
-        Ok(b) => b
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-        // The ring provider supports the default versions; this cannot happen.
-        Err(_) => rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS settings of the probe")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
 }
 
 #[derive(Debug)]

@@ -126,13 +126,7 @@ async fn relay_survives_nats_restarts_without_loss_or_duplicates(owner: PgPool) 
     assert_eq!(info.state.messages, 600, "exactly once");
     for seq in 1..=600u64 {
         let msg = stream.get_raw_message(seq).await.unwrap();
-        let id: i64 = msg
-            .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
+        let id = support::nats::message_position(&msg);
         assert_eq!(
             id, seq as i64,
             "JetStream sequence {seq} holds position {id}: out of order"
@@ -209,13 +203,7 @@ async fn the_events_stream_is_bounded_and_the_relay_keeps_its_order(owner: PgPoo
                 return (state, 0);
             }
             let msg = stream.get_raw_message(state.last_sequence).await.unwrap();
-            let id: i64 = msg
-                .headers
-                .get(async_nats::header::NATS_MESSAGE_ID)
-                .unwrap()
-                .as_str()
-                .parse()
-                .unwrap();
+            let id = support::nats::message_position(&msg);
             (state, id)
         }
     };
@@ -280,13 +268,7 @@ async fn the_events_stream_is_bounded_and_the_relay_keeps_its_order(owner: PgPoo
     let mut expected = None;
     for seq in state.first_sequence..=state.last_sequence {
         let msg = stream.get_raw_message(seq).await.unwrap();
-        let id: i64 = msg
-            .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
+        let id = support::nats::message_position(&msg);
         if let Some(e) = expected {
             assert_eq!(id, e, "sequence {seq}");
         }

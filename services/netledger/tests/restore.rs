@@ -15,12 +15,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::PgPool;
 
 use support::nats::Nats;
 use support::platform::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Answer, Http, Options, Platform, database_url, free_port, until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Answer, Http, Options, Platform, database_url, free_port,
+    start_backup, until,
 };
 
 /// A child process killed when the test ends, passed or not.
@@ -63,17 +63,7 @@ fn export_and_verify(url: &str, data: &Path, tenant: &str, out: &Path) -> String
 }
 
 async fn backup_succeeds(api: &Http, token: &str, device: &str, key: &str) {
-    let a = api
-        .call(
-            "POST",
-            "/api/v1/workflows/backup",
-            Some(token),
-            Some(json!({ "device_id": device })),
-            &[("idempotency-key", key.to_owned())],
-        )
-        .await;
-    assert_eq!(a.status, 201, "{:#}", a.body);
-    let id = a.body["workflow_id"].as_str().unwrap().to_owned();
+    let id = start_backup(api, token, device, key).await;
     let outcome = until("the backup ended", Duration::from_secs(60), || async {
         // 404 until the read model has it.
         let w = api

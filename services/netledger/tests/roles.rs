@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use support::cluster::Cluster;
-use support::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, until};
+use support::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, start_backup as backup, until};
 
 /// The relay's advisory lock key ("nlrelay", services/netledger/src/relay.rs).
 const RELAY_LOCK: i64 = 0x6e6c_7265_6c61_7900;
@@ -53,21 +53,6 @@ async fn register_fleet(cluster: &Cluster, apis: &[Http], token: &str) -> Vec<St
     })
     .await;
     ids
-}
-
-/// Starts a backup of `device` through `api`; its workflow id.
-async fn backup(api: &Http, token: &str, device: &str, key: &str) -> String {
-    let a = api
-        .call(
-            "POST",
-            "/api/v1/workflows/backup",
-            Some(token),
-            Some(json!({ "device_id": device })),
-            &[("idempotency-key", key.to_owned())],
-        )
-        .await;
-    assert_eq!(a.status, 201, "backup: {:#}", a.body);
-    a.body["workflow_id"].as_str().unwrap().to_owned()
 }
 
 /// Waits until every workflow ended; returns their outcomes.
@@ -107,14 +92,8 @@ async fn stream_matches_the_store(owner: &PgPool, nats_url: &str) {
     assert_eq!(state.first_sequence, 1);
     for seq in 1..=state.last_sequence {
         let msg = stream.get_raw_message(seq).await.unwrap();
-        let id: u64 = msg
-            .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
-        assert_eq!(id, seq, "stream message {seq} carries position {id}");
+        let id = support::nats::message_position(&msg);
+        assert_eq!(id, seq as i64, "stream message {seq} carries position {id}");
     }
     assert!(state.last_sequence as i64 >= head);
 }

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 
 use super::nats::Nats;
-use super::platform::{ADMIN_EMAIL, ADMIN_PASSWORD, Http, database_url, free_port, start_devsim};
+use super::platform::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Http, database_url, free_port, register_device, start_devsim,
+};
 
 /// One role process.
 pub struct Proc {
@@ -234,22 +236,13 @@ impl Cluster {
 
     /// Registers manifest device `i` through `api` (poll interval `poll_secs`); its id.
     pub async fn register(&self, api: &Http, token: &str, i: usize, poll_secs: u32) -> String {
-        let m = &self.manifest[i];
-        let addr: std::net::SocketAddr = m["api"].as_str().unwrap().parse().unwrap();
-        let body = api
-            .ok(
-                201,
-                "POST",
-                "/api/v1/devices",
-                token,
-                Some(json!({
-                    "name": format!("dev-{i}"), "host": addr.ip().to_string(),
-                    "port": addr.port(), "transport": {"mode": "plain"},
-                    "username": m["username"], "password": m["password"],
-                    "poll_interval_secs": poll_secs,
-                })),
-            )
-            .await;
-        body["device_id"].as_str().unwrap().to_owned()
+        register_device(
+            api,
+            token,
+            &self.manifest[i],
+            &format!("dev-{i}"),
+            poll_secs,
+        )
+        .await
     }
 }

@@ -86,3 +86,13 @@ impl Drop for Nats {
         self.kill();
     }
 }
+
+/// The event-store position a relayed message carries (its `Nats-Msg-Id`).
+pub fn message_position(msg: &async_nats::jetstream::message::StreamMessage) -> i64 {
+    msg.headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .expect("a relayed message carries Nats-Msg-Id")
+        .as_str()
+        .parse()
+        .expect("Nats-Msg-Id is a position")
+}

@@ -223,6 +223,48 @@ pub async fn start_devsim(dir: &std::path::Path, devices: usize) -> (Child, Vec<
     (devsim, manifest, control_port)
 }
 
+/// Registers the devsim device of manifest entry `m` as `name` through `api` (plain API,
+/// `poll_secs` interval); returns its id.
+pub async fn register_device(
+    api: &Http,
+    token: &str,
+    m: &Value,
+    name: &str,
+    poll_secs: u32,
+) -> String {
+    let addr: std::net::SocketAddr = m["api"].as_str().unwrap().parse().unwrap();
+    let body = api
+        .ok(
+            201,
+            "POST",
+            "/api/v1/devices",
+            token,
+            Some(json!({
+                "name": name, "host": addr.ip().to_string(), "port": addr.port(),
+                "transport": {"mode": "plain"},
+                "username": m["username"], "password": m["password"],
+                "poll_interval_secs": poll_secs,
+            })),
+        )
+        .await;
+    body["device_id"].as_str().unwrap().to_owned()
+}
+
+/// Starts a backup of `device` through `api` with `Idempotency-Key: key`; its workflow id.
+pub async fn start_backup(api: &Http, token: &str, device: &str, key: &str) -> String {
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/workflows/backup",
+            Some(token),
+            Some(json!({ "device_id": device })),
+            &[("idempotency-key", key.to_owned())],
+        )
+        .await;
+    assert_eq!(a.status, 201, "backup: {:#}", a.body);
+    a.body["workflow_id"].as_str().unwrap().to_owned()
+}
+
 /// `netledger devsim` + `netledger all` as child processes (killed on drop).
 pub struct Platform {
     devsim: Child,
@@ -370,24 +412,7 @@ impl Platform {
 
     /// Registers manifest device `i` as `name`; returns its id.
     pub async fn register(&self, token: &str, i: usize, name: &str) -> String {
-        let m = &self.manifest[i];
-        let api: std::net::SocketAddr = m["api"].as_str().unwrap().parse().unwrap();
-        let body = self
-            .api
-            .ok(
-                201,
-                "POST",
-                "/api/v1/devices",
-                token,
-                Some(json!({
-                    "name": name, "host": api.ip().to_string(), "port": api.port(),
-                    "transport": {"mode": "plain"},
-                    "username": m["username"], "password": m["password"],
-                    "poll_interval_secs": 5,
-                })),
-            )
-            .await;
-        body["device_id"].as_str().unwrap().to_owned()
+        register_device(&self.api, token, &self.manifest[i], name, 5).await
     }
 
     /// Sets device `i`'s fault knobs (all others off).
