@@ -82,3 +82,20 @@ pub(crate) fn load(dir: &Path, sha256: &str) -> Result<Result<Vec<u8>, PathBuf>,
     }
     Ok(Ok(bytes))
 }
+
+/// Deletes `dir/<sha256>`; `Ok(false)` when it does not exist.
+pub(crate) fn remove(dir: &Path, sha256: &str, fsync: bool) -> Result<bool, ArchiveError> {
+    check_sha256(sha256)?;
+    let path = dir.join(sha256);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("remove blob", &path)(e)),
+    }
+    if fsync {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync directory", dir))?;
+    }
+    Ok(true)
+}

@@ -1270,6 +1270,12 @@ impl Archive {
         Ok(sha)
     }
 
+    /// Deletes a blob (key rotation deletes the file it superseded); `false` when there
+    /// was none.
+    pub fn remove_blob(&self, tenant: TenantId, sha256: &str) -> Result<bool, ArchiveError> {
+        blob::remove(&self.blob_dir(tenant), sha256, self.inner.options.fsync)
+    }
+
     /// Loads a blob and checks that its content hashes to `sha256`.
     pub fn load_blob(&self, tenant: TenantId, sha256: &str) -> Result<Vec<u8>, ArchiveError> {
         match blob::load(&self.blob_dir(tenant), sha256)? {

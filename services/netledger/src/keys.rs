@@ -1,6 +1,7 @@
-//! `netledger keys init`: generates every secret a production installation needs, one file
-//! per secret, each read by its role through a `*_FILE` variable (Docker and Kubernetes
-//! secrets). Nothing is overwritten: an existing file is an error naming it.
+//! `netledger keys ...`: `init` generates every secret a production installation needs, one
+//! file per secret, each read by its role through a `*_FILE` variable (Docker and Kubernetes
+//! secrets; nothing is overwritten: an existing file is an error naming it);
+//! `rotate-credentials` re-encrypts what the credential keys sealed under the current key.
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,23 @@ pub fn init(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// `keys rotate-credentials`: everything sealed with the credential keys re-encrypted under
+/// the current one (`netledger_netops::workflows::rotate_all`), as actor `system:keys`.
+pub async fn rotate_credentials(
+    pools: &netledger_store::Pools,
+    archive: &netledger_archive::Archive,
+    keys: &netledger_store::credentials::CredentialKeys,
+) -> anyhow::Result<netledger_netops::workflows::KeyRotation> {
+    let meta = netledger_domain::EventMetadata::for_command(
+        netledger_domain::Actor::system("keys"),
+        uuid::Uuid::new_v4(),
+    );
+    Ok(
+        netledger_netops::workflows::rotate_all(&pools.app, &pools.system, archive, keys, meta)
+            .await?,
+    )
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

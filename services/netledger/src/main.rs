@@ -165,6 +165,14 @@ enum KeysCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Re-encrypts every device credential, sealed change script and backup under the
+    /// current credential key (`[secrets] current_credential_key`), online. Make the new key
+    /// current and keep the old ones listed on every role first; when this reports nothing
+    /// failed, remove the old keys. Exit 1 when something could not be rotated.
+    RotateCredentials {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -666,6 +674,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                  the container user (uid 10001). Keep audit-signing.pub with your auditors."
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::RotateCredentials { conn },
+        } => {
+            let config = load_config(cfg, Some(&conn))?;
+            let keys = netledger::config::credential_keys(&config)?;
+            let pools = roles::pools(&config).await?;
+            let archive = roles::archive(&config)?;
+            let r = netledger::keys::rotate_credentials(&pools, &archive, &keys).await?;
+            println!("{r}");
+            Ok(if r.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Healthcheck {
             addr,

@@ -7,6 +7,7 @@
 
 pub mod append;
 pub mod audit;
+pub mod backups;
 pub mod credentials;
 pub mod db;
 pub mod devices;

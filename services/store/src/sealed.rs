@@ -7,11 +7,12 @@
 //! decrypted only in memory by the workflow step that validates or applies it.
 //!
 //! The id is chosen by the writer (a fresh UUID per script the API accepts) and carried in
-//! the workflow input or the change request's events next to the masked text. Rows are
-//! never updated; a new script is a new row.
+//! the workflow input or the change request's events next to the masked text. A new script
+//! is a new row; a row changes only when key rotation ([`rotate`]) re-encrypts it under the
+//! current key (same id, same text).
 
 use netledger_domain::TenantId;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::credentials::{CredentialKeys, SealedCredentials};
@@ -61,12 +62,18 @@ pub enum SealedScriptError {
         #[source]
         source: sqlx::Error,
     },
+    /// The store failed (opening the tenant's transaction).
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
 }
 
 impl SealedScriptError {
     /// Whether trying again may help (a database error).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SealedScriptError::Database { .. })
+        matches!(
+            self,
+            SealedScriptError::Database { .. } | SealedScriptError::Store(_)
+        )
     }
 }
 
@@ -139,6 +146,87 @@ pub async fn open(
         Err(None) => Err(SealedScriptError::UnknownKey { id, key_id }),
         Err(Some(())) => Err(decrypt),
     }
+}
+
+/// What [`rotate`] did.
+#[derive(Debug, Default)]
+pub struct ScriptRotation {
+    /// Scripts re-encrypted under the current key.
+    pub rotated: usize,
+    /// Scripts that could not be (tenant, id, why); they stay as they were.
+    pub failed: Vec<(TenantId, Uuid, SealedScriptError)>,
+}
+
+/// Re-encrypts, under the current key, every sealed script (of every tenant) stored under
+/// another key id: `system_pool` lists them, each is opened and re-sealed in its own
+/// transaction of the app role scoped to its tenant (the row is locked, so a concurrent
+/// rotation re-seals it once).
+pub async fn rotate(
+    system_pool: &PgPool,
+    app_pool: &PgPool,
+    keys: &CredentialKeys,
+) -> Result<ScriptRotation, SealedScriptError> {
+    let db = |operation| move |source| SealedScriptError::Database { operation, source };
+    let rows = sqlx::query(
+        "SELECT tenant_id, id FROM sealed_scripts WHERE key_id <> $1 ORDER BY tenant_id, id",
+    )
+    .bind(keys.current_key_id())
+    .fetch_all(system_pool)
+    .await
+    .map_err(db("list sealed scripts under old keys"))?;
+    let mut report = ScriptRotation::default();
+    for row in rows {
+        let tenant = TenantId::from_uuid(row.try_get("tenant_id").map_err(db("read a row"))?);
+        let id: Uuid = row.try_get("id").map_err(db("read a row"))?;
+        match reseal(app_pool, keys, tenant, id).await {
+            Ok(true) => report.rotated += 1,
+            Ok(false) => {}
+            Err(e) => report.failed.push((tenant, id, e)),
+        }
+    }
+    Ok(report)
+}
+
+/// Re-seals script `id` of `tenant` under the current key; `false` when it already is.
+async fn reseal(
+    app_pool: &PgPool,
+    keys: &CredentialKeys,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<bool, SealedScriptError> {
+    let db = |operation| move |source| SealedScriptError::Database { operation, source };
+    let mut tx = crate::begin_tenant(app_pool, tenant).await?;
+    let locked: Option<String> = sqlx::query_scalar(
+        "SELECT key_id FROM sealed_scripts WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db("lock a sealed script"))?;
+    match locked {
+        None => return Err(SealedScriptError::NotFound { id }),
+        Some(k) if k == keys.current_key_id() => return Ok(false),
+        Some(_) => {}
+    }
+    let script = open(&mut tx, keys, tenant, id).await?;
+    let sealed = keys
+        .seal_bytes(AAD_TAG, tenant, id.as_bytes(), script.as_bytes())
+        .ok_or(SealedScriptError::Seal { id })?;
+    sqlx::query(
+        "UPDATE sealed_scripts SET key_id = $3, nonce = $4, ciphertext = $5 \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .bind(&sealed.key_id)
+    .bind(sealed.nonce.as_slice())
+    .bind(&sealed.ciphertext)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("re-seal a sealed script"))?;
+    tx.commit().await.map_err(db("commit a re-sealed script"))?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ use netledger_store::devices::fold_in;
 use netledger_store::{EventStore, begin_tenant};
 use routeros::{Client, Config, Password};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -198,21 +197,12 @@ impl SealedSecret {
         let s = keys
             .seal(tenant, device, secret)
             .map_err(|e| StepError::fatal(format!("seal the backup password: {e}")))?;
-        Ok(SealedSecret {
-            key_id: s.key_id,
-            nonce: hex::encode(s.nonce),
-            ciphertext: base64::engine::general_purpose::STANDARD.encode(&s.ciphertext),
-        })
+        Ok(SealedSecret::from(s))
     }
 
-    /// Opens the secret (memory only).
-    pub(super) fn open(
-        &self,
-        keys: &CredentialKeys,
-        tenant: TenantId,
-        device: DeviceId,
-    ) -> Result<Password, StepError> {
-        let bad = |what: &str| StepError::fatal(format!("sealed backup password: bad {what}"));
+    /// The stored form (hex nonce and base64 ciphertext decoded).
+    pub(super) fn to_sealed(&self) -> Result<credentials::SealedCredentials, String> {
+        let bad = |what: &str| format!("sealed backup secret: bad {what}");
         let nonce: [u8; 12] = hex::decode(&self.nonce)
             .map_err(|_| bad("nonce"))?
             .try_into()
@@ -220,15 +210,24 @@ impl SealedSecret {
         let ciphertext = base64::engine::general_purpose::STANDARD
             .decode(&self.ciphertext)
             .map_err(|_| bad("ciphertext"))?;
-        let sealed = credentials::SealedCredentials {
+        Ok(credentials::SealedCredentials {
             key_id: self.key_id.clone(),
             nonce,
             ciphertext,
-        };
+        })
+    }
+
+    /// Opens the secret (memory only); the error says which key and why.
+    pub(super) fn open_secret(
+        &self,
+        keys: &CredentialKeys,
+        tenant: TenantId,
+        device: DeviceId,
+    ) -> Result<String, String> {
         let p = keys
-            .open(tenant, device, &sealed)
-            .map_err(|e| StepError::fatal(format!("open the backup password: {e}")))?;
-        Ok(Password::new(p.expose()))
+            .open(tenant, device, &self.to_sealed()?)
+            .map_err(|e| format!("open the sealed backup secret: {e}"))?;
+        Ok(p.expose().to_owned())
     }
 }
 
@@ -243,17 +242,21 @@ fn new_backup_password() -> Password {
 }
 
 impl SnapshotRecorded {
-    /// The backup password in clear (memory only), when the backup is encrypted.
-    pub(super) fn password(
+    /// The backup password in clear (memory only), when the backup is encrypted: the
+    /// journaled one, or where a key rotation re-sealed it.
+    pub(super) async fn password(
         &self,
-        keys: &CredentialKeys,
+        d: &NetopsDeps,
         tenant: TenantId,
         device: DeviceId,
     ) -> Result<Option<Password>, StepError> {
-        self.backup_password
-            .as_ref()
-            .map(|s| s.open(keys, tenant, device))
-            .transpose()
+        d.backup_password(
+            tenant,
+            device,
+            self.backup_blob.as_deref(),
+            self.backup_password.as_ref(),
+        )
+        .await
     }
 }
 
@@ -425,14 +428,23 @@ impl NetopsDeps {
     }
 
     /// The pre-push backup bytes of a push record from the archive (unsealed, memory
-    /// only); `None` when the push archived none (RouterOS before 7.13).
+    /// only); `None` when the push archived none (RouterOS before 7.13). Reads the file a
+    /// key rotation re-encrypted, if one did.
     pub(super) async fn archived_backup(
         &self,
         tenant: TenantId,
         device: DeviceId,
         record: &super::restore::PushRecord,
     ) -> Result<Option<Vec<u8>>, StepError> {
-        let Some(sha) = record.pre_backup_blob.clone() else {
+        let current = super::rekey::current(
+            &self.app,
+            tenant,
+            record.pre_backup_blob.as_deref(),
+            record.pre_backup_password.as_ref(),
+        )
+        .await
+        .map_err(StepError::retryable)?;
+        let Some(sha) = current.blob else {
             return Ok(None);
         };
         let archive = self.archive.clone();
@@ -440,24 +452,34 @@ impl NetopsDeps {
             .await
             .map_err(|e| StepError::retryable(format!("archive task: {e}")))?
             .map_err(|e| StepError::retryable(format!("read the archived backup: {e}")))?;
-        #[derive(Deserialize)]
-        struct Blob {
-            key_id: String,
-            nonce: String,
-            ciphertext: String,
+        super::rekey::open_blob(&self.keys, tenant, device, &blob)
+            .map(Some)
+            .map_err(StepError::fatal)
+    }
+
+    /// The password of a journaled backup (`blob`, `password` as journaled) in clear
+    /// (memory only): the journal's, or the one a key rotation re-sealed.
+    pub(super) async fn backup_password(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        blob: Option<&str>,
+        password: Option<&SealedSecret>,
+    ) -> Result<Option<Password>, StepError> {
+        if password.is_none() {
+            return Ok(None);
         }
-        let b: Blob = serde_json::from_slice(&blob)
-            .map_err(|e| StepError::fatal(format!("the archived backup does not decode: {e}")))?;
-        let text = SealedSecret {
-            key_id: b.key_id,
-            nonce: b.nonce,
-            ciphertext: b.ciphertext,
-        }
-        .open(&self.keys, tenant, device)?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.expose())
-            .map_err(|e| StepError::fatal(format!("the archived backup does not decode: {e}")))?;
-        Ok(Some(bytes))
+        let current = super::rekey::current(&self.app, tenant, blob, password)
+            .await
+            .map_err(StepError::retryable)?;
+        current
+            .password
+            .map(|p| {
+                p.open_secret(&self.keys, tenant, device)
+                    .map(Password::new)
+                    .map_err(StepError::fatal)
+            })
+            .transpose()
     }
 
     /// Records the rollback-timer condition of the device (`docs/push.md`, "Stale rollback
@@ -577,22 +599,10 @@ impl NetopsDeps {
             workflow_id: Some(workflow),
         };
         let sealed = match &taken.backup {
-            Some(bytes) => {
-                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-                let s = self
-                    .keys
-                    .seal(tenant, device, &text)
-                    .map_err(|e| StepError::fatal(format!("encrypt the backup: {e}")))?;
-                Some(
-                    serde_json::to_vec(&json!({
-                        "format": "netledger-backup-v1",
-                        "key_id": s.key_id,
-                        "nonce": hex::encode(s.nonce),
-                        "ciphertext": base64::engine::general_purpose::STANDARD.encode(&s.ciphertext),
-                    }))
-                    .map_err(|e| StepError::fatal(format!("encode the backup blob: {e}")))?,
-                )
-            }
+            Some(bytes) => Some(
+                super::rekey::seal_blob(&self.keys, tenant, device, bytes)
+                    .map_err(StepError::fatal)?,
+            ),
             None => None,
         };
         let archive = self.archive.clone();

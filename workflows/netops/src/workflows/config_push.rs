@@ -171,7 +171,7 @@ pub(super) async fn config_push(
         allow_without_timer: gate.overridden,
     };
     let mut armed: Armed = device_step(&mut ctx, &d, "arm", || async {
-        let password = snap.password(&d.keys, tenant, target.device_id)?;
+        let password = snap.password(&d, tenant, target.device_id).await?;
         d.with_client(tenant, &target, async |c| {
             crate::arm_with(c, &snap.snapshot, &arm, password.as_ref()).await
         })
@@ -314,7 +314,7 @@ pub(super) async fn config_push(
                     .timeout(opts.step_timeout),
                 || async {
                     let cfg = d.config(tenant, &target).await?;
-                    let password = snap.password(&d.keys, tenant, target.device_id)?;
+                    let password = snap.password(&d, tenant, target.device_id).await?;
                     crate::rollback_with(
                         &cfg,
                         &snap.snapshot,

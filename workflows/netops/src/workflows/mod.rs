@@ -19,6 +19,7 @@ mod change_run;
 mod change_stream;
 mod config_push;
 mod firmware_upgrade;
+mod rekey;
 mod restore;
 mod rollout;
 
@@ -38,6 +39,7 @@ pub use netledger_domain::workflow::card::{
     BackupInput, ChangeRunInput, FirmwareInput, PushInput, RestoreInput, RolloutInput,
     WINDOW_CONTINUE,
 };
+pub use rekey::{BackupRotation, KeyRotation, RekeyError, rotate_all, rotate_backups};
 pub use restore::{PushRecord, RESTORE_KIND};
 
 pub(crate) use adapter::step_event_id;

@@ -295,11 +295,14 @@ pub(super) async fn config_restore(
                             })
                             .await?;
                         }
-                        let password = record
-                            .pre_backup_password
-                            .as_ref()
-                            .map(|p| p.open(&d.keys, tenant, device))
-                            .transpose()?;
+                        let password = d
+                            .backup_password(
+                                tenant,
+                                device,
+                                record.pre_backup_blob.as_deref(),
+                                record.pre_backup_password.as_ref(),
+                            )
+                            .await?;
                         let cfg = d.config(tenant, &target).await?;
                         let r = crate::push::restore_snapshot(
                             &cfg,

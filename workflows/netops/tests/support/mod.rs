@@ -50,7 +50,11 @@ pub struct Env {
     pub _dirs: (TempDir, TempDir),
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub worker: Option<tokio::task::JoinHandle<()>>,
+    pub worker_name: String,
 }
+
+/// The bytes of the harness's credential key `k1`.
+pub const K1: [u8; 32] = [0x11; 32];
 
 /// A fresh environment: pools on the test database, an archive and firmware cache in temp
 /// dirs, `n` devsim RouterOS 7 devices, and a worker named `worker` running every netops
@@ -92,7 +96,7 @@ pub async fn env_full(
         },
     )
     .unwrap();
-    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::generate())]).unwrap();
+    let keys = CredentialKeys::new("k1", [("k1".to_owned(), KeyMaterial::from_bytes(K1))]).unwrap();
     let mut o = FleetOptions::new(n, Arc::new(SystemClock::new()));
     o.v6_share = 0.0;
     o.reboot_time = Duration::from_secs(1);
@@ -138,20 +142,8 @@ pub async fn env_full(
         Arc::new(registry(deps.clone()).unwrap()),
         deps.clock.clone(),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wdeps = deps.clone();
     let worker_name = worker.to_owned();
-    let worker = tokio::spawn(async move {
-        let mut opts = WorkerOptions::named(&worker_name);
-        opts.poll = Duration::from_millis(100);
-        opts.max_inline_wait = Duration::from_secs(5);
-        worker_tweak(&mut opts);
-        run_worker(wdeps, opts, Some(cache_listener), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let (stop, worker) = spawn_worker(deps.clone(), worker, Some(cache_listener), worker_tweak);
     Env {
         pools,
         deps,
@@ -162,7 +154,34 @@ pub async fn env_full(
         _dirs: (archive_dir, cache_dir),
         stop: Some(stop),
         worker: Some(worker),
+        worker_name,
     }
+}
+
+/// Runs a worker named `name` on `deps` until the returned sender fires.
+fn spawn_worker(
+    deps: NetopsDeps,
+    name: &str,
+    cache_listener: Option<tokio::net::TcpListener>,
+    worker_tweak: impl FnOnce(&mut WorkerOptions) + Send + 'static,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker_name = name.to_owned();
+    let worker = tokio::spawn(async move {
+        let mut opts = WorkerOptions::named(&worker_name);
+        opts.poll = Duration::from_millis(100);
+        opts.max_inline_wait = Duration::from_secs(5);
+        worker_tweak(&mut opts);
+        run_worker(deps, opts, cache_listener, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, worker)
 }
 
 impl Env {
@@ -288,11 +307,25 @@ impl Env {
 
     /// Stops the worker (waits up to 20 s).
     pub async fn stop(mut self) {
+        self.stop_worker().await;
+    }
+
+    async fn stop_worker(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(w) = self.worker.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), w).await;
         }
+    }
+
+    /// Stops the worker and starts it again with `keys` as its credential keys (the
+    /// firmware cache server is not started again).
+    pub async fn restart_worker_with(&mut self, keys: CredentialKeys) {
+        self.stop_worker().await;
+        self.deps.keys = keys;
+        let (stop, worker) = spawn_worker(self.deps.clone(), &self.worker_name, None, |_| {});
+        self.stop = Some(stop);
+        self.worker = Some(worker);
     }
 }
