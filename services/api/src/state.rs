@@ -32,7 +32,7 @@ pub struct ApiDeps {
     pub firmware_dir: Option<std::path::PathBuf>,
     /// The audit checkpoint verifying key, for `/audit/verify`; without it only the hash
     /// chains are verified.
-    pub audit_key: Option<ed25519_dalek::VerifyingKey>,
+    pub audit_key: Option<netledger_domain::audit::TrustedKeys>,
     /// Device commands (register, update, tags, credentials, remove); `None` makes the
     /// device write routes 503.
     pub devices: Option<netledger_store::devices::DeviceCommands>,
@@ -222,7 +222,7 @@ impl ApiState {
         self.0.deps.firmware_dir.as_deref()
     }
     /// The audit verifying key, if configured.
-    pub fn audit_key(&self) -> Option<&ed25519_dalek::VerifyingKey> {
+    pub fn audit_key(&self) -> Option<&netledger_domain::audit::TrustedKeys> {
         self.0.deps.audit_key.as_ref()
     }
     /// The device commands, or 503.

@@ -3,8 +3,10 @@
 //! A checkpoint commits, for one tenant, to every event of that tenant in a range of global
 //! positions: its digest covers the previous checkpoint's digest, the range, the count, each
 //! event's `(position, hash)` and the head `(stream, version, position, hash)` of every stream
-//! touched in the range. It is signed with ed25519. The verifier needs only the events, the
-//! checkpoints and the public key, so an auditor can run it offline on an exported bundle.
+//! touched in the range. It is signed with ed25519 and names its signing key by id. The
+//! verifier needs only the events, the checkpoints and the public keys ([`TrustedKeys`]: one
+//! key for every checkpoint, or one per key id, so checkpoints signed before a key rotation
+//! stay verifiable), so an auditor can run it offline on an exported bundle.
 
 use std::collections::BTreeMap;
 
@@ -274,13 +276,13 @@ pub struct VerifyReport {
 ///
 /// `events` must be in the order the store returned them (position order); the verifier
 /// itself checks that positions increase. Checkpoints may come from anywhere (the database,
-/// JetStream, git); they must all be signed by `key`.
+/// JetStream, git); each must be signed by the key `keys` trusts for its key id.
 pub fn verify_tenant_history(
     events: &[RecordedEvent],
     checkpoints: &[Checkpoint],
-    key: &VerifyingKey,
+    keys: impl Into<TrustedKeys>,
 ) -> Result<VerifyReport, Tamper> {
-    let mut v = HistoryVerifier::new(checkpoints, key);
+    let mut v = HistoryVerifier::new(checkpoints, keys);
     for e in events {
         v.push(e)?;
     }
@@ -317,7 +319,7 @@ struct Seen {
 /// by `finish`.
 #[derive(Debug)]
 pub struct HistoryVerifier {
-    key: VerifyingKey,
+    keys: TrustedKeys,
     checkpoints: Vec<Checkpoint>,
     /// Index of the checkpoint whose range is being read.
     current: usize,
@@ -344,12 +346,13 @@ struct RangeState {
 }
 
 impl HistoryVerifier {
-    /// A verifier of one tenant's history against `checkpoints` (any order) signed by `key`.
-    pub fn new(checkpoints: &[Checkpoint], key: &VerifyingKey) -> Self {
+    /// A verifier of one tenant's history against `checkpoints` (any order), each signed by
+    /// the key `keys` trusts for its key id.
+    pub fn new(checkpoints: &[Checkpoint], keys: impl Into<TrustedKeys>) -> Self {
         let mut sorted = checkpoints.to_vec();
         sorted.sort_by_key(|c| c.body.seq);
         Self {
-            key: *key,
+            keys: keys.into(),
             checkpoints: sorted,
             current: 0,
             opened: false,
@@ -491,10 +494,22 @@ impl HistoryVerifier {
             ));
             return false;
         }
+        let Some(key) = self.keys.get(&cp.key_id) else {
+            let trusted = self.keys.ids().collect::<Vec<_>>().join(", ");
+            self.checkpoint_problem = Some(fail(
+                b.from_position,
+                format!(
+                    "signed with key id `{}`, which is not among the trusted keys ({trusted}); \
+                     get that key's public key from the operator",
+                    cp.key_id
+                ),
+            ));
+            return false;
+        };
         let signature_ok = hex::decode(&cp.signature)
             .ok()
             .and_then(|bytes| Signature::from_slice(&bytes).ok())
-            .is_some_and(|sig| self.key.verify(&cp.digest, &sig).is_ok());
+            .is_some_and(|sig| key.verify(&cp.digest, &sig).is_ok());
         if !signature_ok {
             self.checkpoint_problem = Some(fail(
                 b.from_position,
@@ -601,6 +616,147 @@ impl HistoryVerifier {
             signed_through: self.signed_through,
             last_position: self.last_position,
         })
+    }
+}
+
+/// The public keys checkpoints are verified with: one key trusted for every key id (a
+/// history signed by one key), and/or keys by id (a history that spans key rotations: each
+/// checkpoint is verified with the key its `key_id` names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedKeys {
+    any: Option<VerifyingKey>,
+    by_id: BTreeMap<String, VerifyingKey>,
+}
+
+impl TrustedKeys {
+    /// One key for every checkpoint, whatever key id it names.
+    pub fn any(key: VerifyingKey) -> Self {
+        Self {
+            any: Some(key),
+            by_id: BTreeMap::new(),
+        }
+    }
+
+    /// Keys by id.
+    pub fn by_id(keys: impl IntoIterator<Item = (String, VerifyingKey)>) -> Self {
+        Self {
+            any: None,
+            by_id: keys.into_iter().collect(),
+        }
+    }
+
+    /// Parses `hex` (one key for every id) or `id=hex` entries separated by commas, spaces
+    /// or new lines (`#` starts a comment line). Key ids are 1-100 characters of letters,
+    /// digits, `.`, `_` or `-`; an id given twice is an error.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut keys = Self::default();
+        let entries = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.split([',', ' ', '\t']))
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        for entry in entries {
+            match entry.split_once('=') {
+                None if keys.any.is_none() && keys.by_id.is_empty() => {
+                    keys.any = Some(parse_public_key(entry)?);
+                }
+                None => {
+                    return Err(
+                        "a bare public key must be the only entry; name each key of a list \
+                         as <key id>=<hex>"
+                            .to_owned(),
+                    );
+                }
+                Some((id, hex_text)) => {
+                    let id = id.trim();
+                    let ok = !id.is_empty()
+                        && id.len() <= 100
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                    if !ok {
+                        return Err(format!(
+                            "bad key id `{id}`: 1-100 letters, digits, `.`, `_` or `-`"
+                        ));
+                    }
+                    if keys.any.is_some() {
+                        return Err(
+                            "a bare public key must be the only entry; name each key of a \
+                             list as <key id>=<hex>"
+                                .to_owned(),
+                        );
+                    }
+                    let key = parse_public_key(hex_text).map_err(|e| format!("key `{id}`: {e}"))?;
+                    if keys.by_id.insert(id.to_owned(), key).is_some() {
+                        return Err(format!("key id `{id}` is given twice"));
+                    }
+                }
+            }
+        }
+        if keys.any.is_none() && keys.by_id.is_empty() {
+            return Err("no public key given".to_owned());
+        }
+        Ok(keys)
+    }
+
+    /// Adds `key` under `id`; an id already trusted is an error.
+    pub fn with(mut self, id: &str, key: VerifyingKey) -> Result<Self, String> {
+        if self.by_id.contains_key(id) {
+            return Err(format!("key id `{id}` is trusted already"));
+        }
+        self.by_id.insert(id.to_owned(), key);
+        Ok(self)
+    }
+
+    /// The same keys with the key trusted for every id (if any) named `id` instead: a
+    /// single-key set becomes the first entry of a list.
+    pub fn naming_any(mut self, id: &str) -> Self {
+        if let Some(k) = self.any.take() {
+            self.by_id.entry(id.to_owned()).or_insert(k);
+        }
+        self
+    }
+
+    /// The key that verifies a checkpoint naming `key_id`.
+    pub fn get(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.by_id.get(key_id).or(self.any.as_ref())
+    }
+
+    /// The key ids trusted by name (empty when one key is trusted for every id).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
+    /// `id=hex` lines (a bare hex first, if any): what [`TrustedKeys::parse`] reads back.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        if let Some(k) = &self.any {
+            out.push_str(&hex::encode(k.to_bytes()));
+            out.push('\n');
+        }
+        for (id, k) in &self.by_id {
+            out.push_str(&format!("{id}={}\n", hex::encode(k.to_bytes())));
+        }
+        out
+    }
+}
+
+impl From<VerifyingKey> for TrustedKeys {
+    fn from(key: VerifyingKey) -> Self {
+        Self::any(key)
+    }
+}
+
+impl From<&VerifyingKey> for TrustedKeys {
+    fn from(key: &VerifyingKey) -> Self {
+        Self::any(*key)
+    }
+}
+
+impl From<&TrustedKeys> for TrustedKeys {
+    fn from(keys: &TrustedKeys) -> Self {
+        keys.clone()
     }
 }
 
@@ -762,5 +918,79 @@ mod tests {
             verify_tenant_history(&events, &cps, &other),
             Err(Tamper::Checkpoint { .. })
         ));
+    }
+
+    /// Checkpoint 1 signed by key `k1`, checkpoint 2 by `k2` (a rotation between them).
+    fn rotated(t: TenantId, events: &[RecordedEvent]) -> (Vec<Checkpoint>, SigningKey) {
+        let place = |seq, from_position, to_position, prev_digest| CheckpointPlace {
+            tenant_id: t,
+            seq,
+            from_position,
+            to_position,
+            prev_digest,
+        };
+        let k2 = SigningKey::from_bytes(&[8u8; 32]);
+        let a = make_checkpoint(place(1, 1, 10, [0; 32]), &events[..5], "k1", &key());
+        let b = make_checkpoint(place(2, 11, 20, a.digest), &events[5..10], "k2", &k2);
+        (vec![a, b], k2)
+    }
+
+    #[test]
+    fn checkpoints_of_rotated_keys_verify_by_their_key_id() {
+        let t = TenantId::new_random();
+        let events = history(t, 12);
+        let (cps, k2) = rotated(t, &events);
+        let both = TrustedKeys::by_id([
+            ("k1".to_owned(), key().verifying_key()),
+            ("k2".to_owned(), k2.verifying_key()),
+        ]);
+        let report = verify_tenant_history(&events, &cps, &both).unwrap();
+        assert_eq!(report.signed_through, 20);
+        // The text form reads back to the same keys.
+        assert_eq!(TrustedKeys::parse(&both.to_text()).unwrap(), both);
+        // Without the old key, the old checkpoint names the key id it needs.
+        let new_only = TrustedKeys::by_id([("k2".to_owned(), k2.verifying_key())]);
+        let err = verify_tenant_history(&events, &cps, &new_only).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 1, .. }), "{err}");
+        assert!(err.to_string().contains("key id `k1`"), "{err}");
+        // Keys swapped between ids: the signatures do not verify.
+        let swapped = TrustedKeys::by_id([
+            ("k1".to_owned(), k2.verifying_key()),
+            ("k2".to_owned(), key().verifying_key()),
+        ]);
+        let err = verify_tenant_history(&events, &cps, &swapped).unwrap_err();
+        assert!(err.to_string().contains("bad signature"), "{err}");
+        // A relabelled checkpoint (key id changed to the other trusted key) fails too.
+        let mut relabelled = cps.clone();
+        relabelled[1].key_id = "k1".to_owned();
+        let err = verify_tenant_history(&events, &relabelled, &both).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn trusted_keys_parse_a_bare_key_or_named_keys_and_refuse_mixtures() {
+        let pk = hex::encode(key().verifying_key().to_bytes());
+        let other = hex::encode(
+            SigningKey::from_bytes(&[8u8; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        let bare = TrustedKeys::parse(&format!(" {pk}\n")).unwrap();
+        assert_eq!(bare.get("anything"), Some(&key().verifying_key()));
+        let list = TrustedKeys::parse(&format!("# rotated 2026-12\na={pk},b={other}\n")).unwrap();
+        assert_eq!(list.ids().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(list.get("c"), None);
+        for (bad, why) in [
+            (format!("{pk},a={other}"), "only entry"),
+            (format!("a={pk}\n{other}"), "only entry"),
+            (format!("a={pk},a={other}"), "twice"),
+            (format!("a b={pk}"), "64 hex"),
+            (format!("a/b={pk}"), "bad key id"),
+            ("a=00".to_owned(), "key `a`"),
+            ("# nothing\n".to_owned(), "no public key"),
+        ] {
+            let err = TrustedKeys::parse(&bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 }

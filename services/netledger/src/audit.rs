@@ -1,10 +1,10 @@
 //! `netledger audit ...`: export a tenant's history as a bundle, and verify a bundle offline
-//! with the public key alone.
+//! with the public keys alone (one key, or one per key id after rotations).
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use netledger_domain::audit::{Checkpoint, parse_public_key, verify_tenant_history};
+use netledger_domain::audit::{Checkpoint, TrustedKeys, verify_tenant_history};
 use netledger_domain::{RecordedEvent, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -45,13 +45,14 @@ pub async fn export(system: &sqlx::PgPool, tenant: TenantId, out: &Path) -> anyh
 }
 
 /// Verifies a bundle; `extra_checkpoints` are checkpoints obtained elsewhere (JetStream, git)
-/// as a JSON array. Returns the process exit code: 0 verified, 1 tampering found.
+/// as a JSON array; `public_keys` is a hex key or `<key id>=<hex>` entries
+/// ([`TrustedKeys::parse`]). Returns the process exit code: 0 verified, 1 tampering found.
 pub fn verify(
     bundle: &Path,
-    public_key_hex: &str,
+    public_keys: &str,
     extra_checkpoints: Option<&Path>,
 ) -> anyhow::Result<i32> {
-    let key = parse_public_key(public_key_hex).map_err(anyhow::Error::msg)?;
+    let key = TrustedKeys::parse(public_keys).map_err(anyhow::Error::msg)?;
     let text = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let mut b: Bundle = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a netledger audit bundle", bundle.display()))?;

@@ -1,7 +1,9 @@
 //! `netledger keys ...`: `init` generates every secret a production installation needs, one
 //! file per secret, each read by its role through a `*_FILE` variable (Docker and Kubernetes
 //! secrets; nothing is overwritten: an existing file is an error naming it);
-//! `rotate-credentials` re-encrypts what the credential keys sealed under the current key.
+//! `rotate-credentials` re-encrypts what the credential keys sealed under the current key;
+//! `rotate-audit-key` replaces the checkpoint signing key in such a folder, keeping every
+//! earlier public key trusted by its key id.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +91,7 @@ pub fn generate() -> Vec<(&'static KeyFile, String)> {
     rand::rngs::OsRng.fill_bytes(&mut credential);
     let credential_id = format!("cred-{}", random_hex(4));
     let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let audit_id = format!("audit-{}", random_hex(4));
     let texts = [
         random_hex(32),
         format!(
@@ -97,8 +100,12 @@ pub fn generate() -> Vec<(&'static KeyFile, String)> {
         ),
         credential_id,
         hex::encode(signing.to_bytes()),
-        hex::encode(signing.verifying_key().to_bytes()),
-        format!("audit-{}", random_hex(4)),
+        // Named by its key id: rotation adds the next key beside it.
+        format!(
+            "{audit_id}={}",
+            hex::encode(signing.verifying_key().to_bytes())
+        ),
+        audit_id,
         // Hex: safe inside a PostgreSQL URL without escaping.
         random_hex(24),
         random_hex(24),
@@ -143,6 +150,78 @@ pub async fn rotate_credentials(
         netledger_netops::workflows::rotate_all(&pools.app, &pools.system, archive, keys, meta)
             .await?,
     )
+}
+
+/// What [`rotate_audit_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyRotation {
+    /// The key id checkpoints were signed with until now.
+    pub old_id: String,
+    /// The new key id.
+    pub new_id: String,
+    /// Every key id `audit-signing.pub` trusts now.
+    pub trusted: Vec<String>,
+}
+
+/// `keys rotate-audit-key`: in a folder `keys init` wrote, generates a new audit signing key
+/// and key id, replaces `audit-signing.key` and `audit-key-id` with them and adds the new
+/// public key to `audit-signing.pub` next to every earlier one, each as `<key id>=<hex>`
+/// (a bare key from before is named by the old key id). Each file is replaced atomically
+/// (written 0600 beside it, then renamed); the old private key is gone afterwards.
+/// Checkpoints already signed keep their key id and verify with the list.
+pub fn rotate_audit_key(dir: &Path) -> anyhow::Result<AuditKeyRotation> {
+    use netledger_domain::audit::TrustedKeys;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}; rotate-audit-key works on the folder `netledger keys init` wrote",
+                path.display()
+            )
+        })
+    };
+    let old_id = read("audit-key-id")?.trim().to_owned();
+    let old_key = crate::roles::signing_key_from_text(&read("audit-signing.key")?)
+        .context("audit-signing.key")?;
+    let trusted = TrustedKeys::parse(&read("audit-signing.pub")?)
+        .map_err(|e| anyhow::anyhow!("audit-signing.pub: {e}"))?
+        .naming_any(&old_id);
+    if trusted.get(&old_id) != Some(&old_key.verifying_key()) {
+        anyhow::bail!(
+            "audit-signing.pub does not trust the public key of audit-signing.key under the key \
+             id `{old_id}` (audit-key-id); the folder is inconsistent: fix it before rotating"
+        );
+    }
+    let new_id = loop {
+        let id = format!("audit-{}", random_hex(4));
+        if trusted.get(&id).is_none() && id != old_id {
+            break id;
+        }
+    };
+    let new_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let trusted = trusted
+        .with(&new_id, new_key.verifying_key())
+        .map_err(anyhow::Error::msg)?;
+    // Trust first (harmless on its own), then the key, then its id.
+    replace_private(&dir.join("audit-signing.pub"), &trusted.to_text())?;
+    replace_private(
+        &dir.join("audit-signing.key"),
+        &format!("{}\n", hex::encode(new_key.to_bytes())),
+    )?;
+    replace_private(&dir.join("audit-key-id"), &format!("{new_id}\n"))?;
+    Ok(AuditKeyRotation {
+        old_id,
+        new_id,
+        trusted: trusted.ids().map(str::to_owned).collect(),
+    })
+}
+
+/// Replaces `path` atomically with a new 0600 file holding `text`.
+fn replace_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", random_hex(4)));
+    write_private(&tmp, text)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -229,8 +308,10 @@ mod tests {
         );
         let signing = crate::roles::signing_key(&config).unwrap();
         assert_eq!(
-            crate::roles::verifying_key(&config).unwrap(),
-            signing.verifying_key()
+            crate::roles::verifying_key(&config)
+                .unwrap()
+                .get(&config.audit.key_id),
+            Some(&signing.verifying_key())
         );
         assert!(config.audit.key_id.starts_with("audit-"));
         assert_eq!(config.app_db_password.as_ref().unwrap().expose().len(), 48);
@@ -243,6 +324,77 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read(out.join("jwt-secret")).unwrap(), before);
+    }
+
+    /// Rotation in a `keys init` folder: a new key and id; the public list keeps the old key
+    /// under its id and adds the new one; production configuration loads the result; a
+    /// folder whose list does not hold the signing key's public half is refused untouched.
+    #[test]
+    fn rotate_audit_key_replaces_the_key_and_keeps_the_old_one_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("secrets");
+        init(&out).unwrap();
+        let old_key = std::fs::read_to_string(out.join("audit-signing.key")).unwrap();
+        let old_public = crate::roles::signing_key_from_text(&old_key)
+            .unwrap()
+            .verifying_key();
+        let r = rotate_audit_key(&out).unwrap();
+        assert_ne!(r.old_id, r.new_id);
+        assert_eq!(r.trusted.len(), 2, "{r:?}");
+        assert!(r.trusted.contains(&r.old_id) && r.trusted.contains(&r.new_id));
+        assert_ne!(
+            std::fs::read_to_string(out.join("audit-signing.key")).unwrap(),
+            old_key
+        );
+        let env: Vec<(String, String)> = FILES
+            .iter()
+            .map(|f| {
+                (
+                    f.variable.to_owned(),
+                    out.join(f.name).display().to_string(),
+                )
+            })
+            .chain([("NETLEDGER_PRODUCTION".to_owned(), "true".to_owned())])
+            .collect();
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.audit.key_id, r.new_id);
+        let trusted = crate::roles::verifying_key(&config).unwrap();
+        assert_eq!(trusted.get(&r.old_id), Some(&old_public));
+        assert_eq!(
+            trusted.get(&r.new_id),
+            Some(&crate::roles::signing_key(&config).unwrap().verifying_key())
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for name in ["audit-signing.key", "audit-signing.pub", "audit-key-id"] {
+                let mode = std::fs::metadata(out.join(name))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{name}");
+            }
+        }
+        // a second rotation keeps all three
+        let again = rotate_audit_key(&out).unwrap();
+        assert_eq!(again.old_id, r.new_id);
+        assert_eq!(again.trusted.len(), 3);
+        // inconsistent folder: refused, nothing changed
+        let other = SigningKey::from_bytes(&[5; 32]);
+        std::fs::write(out.join("audit-signing.key"), hex::encode(other.to_bytes())).unwrap();
+        let before = std::fs::read(out.join("audit-signing.pub")).unwrap();
+        let err = rotate_audit_key(&out).unwrap_err().to_string();
+        assert!(err.contains("inconsistent"), "{err}");
+        assert_eq!(
+            std::fs::read(out.join("audit-signing.pub")).unwrap(),
+            before
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     /// Two runs never share a key or a key id.

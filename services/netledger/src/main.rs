@@ -173,6 +173,14 @@ enum KeysCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Replaces the audit signing key in a folder `keys init` wrote (new key and key id;
+    /// `audit-signing.pub` keeps every earlier public key by its key id, so checkpoints
+    /// signed before stay verifiable). Then restart the API processes, then the projectors.
+    RotateAuditKey {
+        /// The folder (`audit-signing.key`, `audit-signing.pub`, `audit-key-id`).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,9 +200,18 @@ enum AuditCommand {
     Verify {
         /// The bundle file.
         bundle: PathBuf,
-        /// Hex ed25519 public key of the platform (`netledger audit public-key`).
+        /// The platform's public key: 64 hex characters (`netledger audit public-key`), or
+        /// `<key id>=<hex>` entries, one per signing key (after key rotations).
+        #[arg(
+            long,
+            required_unless_present = "trusted_keys",
+            conflicts_with = "trusted_keys"
+        )]
+        public_key: Option<String>,
+        /// A file of public keys as `<key id>=<hex>` lines (the installation's
+        /// `audit-signing.pub`).
         #[arg(long)]
-        public_key: String,
+        trusted_keys: Option<PathBuf>,
         /// Checkpoints obtained independently (JetStream, git), as a JSON array.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
@@ -690,6 +707,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Keys {
+            command: KeysCommand::RotateAuditKey { dir },
+        } => {
+            let r = netledger::keys::rotate_audit_key(&dir)?;
+            println!(
+                "audit signing key rotated in {}: `{}` -> `{}`",
+                dir.display(),
+                r.old_id,
+                r.new_id
+            );
+            println!(
+                "audit-signing.pub now trusts {} (give it to your auditors: audit verify \
+                 --trusted-keys audit-signing.pub)",
+                r.trusted.join(", ")
+            );
+            println!(
+                "next: restart the API processes (they read audit-signing.pub at start), then \
+                 the projectors (they sign with the new key from their next start); checkpoints \
+                 signed with `{}` stay verifiable by their key id",
+                r.old_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Healthcheck {
             addr,
             path,
@@ -722,9 +762,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             AuditCommand::Verify {
                 bundle,
                 public_key,
+                trusted_keys,
                 checkpoints,
             } => {
-                let code = netledger::audit::verify(&bundle, &public_key, checkpoints.as_deref())?;
+                let keys = match (public_key, trusted_keys) {
+                    (Some(text), _) => text,
+                    (None, Some(path)) => std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                    (None, None) => anyhow::bail!("give --public-key or --trusted-keys"),
+                };
+                let code = netledger::audit::verify(&bundle, &keys, checkpoints.as_deref())?;
                 Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
             }
             AuditCommand::PublicKey => {

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Context as _;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
+use netledger_domain::audit::TrustedKeys;
 use netledger_store::Pools;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -187,11 +188,13 @@ pub async fn pools(config: &Config) -> anyhow::Result<Pools> {
 /// The development public key file next to the generated signing key.
 const DEV_VERIFYING_KEY_FILE: &str = "audit-signing.pub";
 
-/// The audit public key the API verifies checkpoints with: `audit.verifying_key_file`, else
-/// `audit.verifying_key`; outside production `<data_dir>/audit-signing.pub` (written with the
-/// generated development key), generating that key first when there is none yet. Never reads
-/// the signing key when a public key is configured; production refuses to fall back.
-pub fn verifying_key(config: &Config) -> anyhow::Result<VerifyingKey> {
+/// The audit public keys the API verifies checkpoints with: `audit.verifying_key_file`, else
+/// `audit.verifying_key` (a hex key, or `<key id>=<hex>` entries: every key a checkpoint of
+/// this installation was signed with, after rotations); outside production
+/// `<data_dir>/audit-signing.pub` (written with the generated development key), generating
+/// that key first when there is none yet. Never reads the signing key when a public key is
+/// configured; production refuses to fall back.
+pub fn verifying_key(config: &Config) -> anyhow::Result<TrustedKeys> {
     let audit = &config.audit;
     let text = if let Some(path) = &audit.verifying_key_file {
         std::fs::read_to_string(path)
@@ -209,17 +212,15 @@ pub fn verifying_key(config: &Config) -> anyhow::Result<VerifyingKey> {
                 .with_context(|| format!("reading audit public key {}", dev.display()))?
         } else {
             // Development without a public key yet: derive it (and write it for next time).
-            return Ok(signing_key(config)?.verifying_key());
+            return Ok(TrustedKeys::any(signing_key(config)?.verifying_key()));
         }
     };
-    parse_verifying_key(&text)
-}
-
-fn parse_verifying_key(text: &str) -> anyhow::Result<VerifyingKey> {
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .context("the audit public key must be 64 hex characters (an ed25519 public key)")?;
-    VerifyingKey::from_bytes(&bytes).context("the audit public key is not a valid ed25519 key")
+    TrustedKeys::parse(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the audit public key is unusable: {e}; give 64 hex characters (an ed25519 public \
+             key, `netledger audit public-key`) or <key id>=<hex> entries, one per signing key"
+        )
+    })
 }
 
 /// Loads the audit signing key, generating one under `data_dir` outside production.
@@ -249,13 +250,14 @@ pub fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
 fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading signing key {}", path.display()))?;
+    signing_key_from_text(&text).with_context(|| path.display().to_string())
+}
+
+/// An audit signing key from its file's text (64 hex characters).
+pub fn signing_key_from_text(text: &str) -> anyhow::Result<SigningKey> {
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes).with_context(|| {
-        format!(
-            "{} must hold 64 hex characters (an ed25519 secret key)",
-            path.display()
-        )
-    })?;
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .context("an audit signing key file must hold 64 hex characters (an ed25519 secret key)")?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 
@@ -819,7 +821,10 @@ mod tests {
         let system = role_options(&config, DbRole::System).unwrap();
         assert_eq!(system.get_username(), "netledger_system");
         assert!(system.to_url_lossy().to_string().contains("systempw"));
-        assert_eq!(verifying_key(&config).unwrap(), key.verifying_key());
+        assert_eq!(
+            verifying_key(&config).unwrap(),
+            TrustedKeys::any(key.verifying_key())
+        );
         assert!(!config.data_dir.exists(), "nothing was generated");
 
         // Production without a public key: refused, even with a signing key configured.
@@ -871,7 +876,10 @@ mod tests {
         };
         let key = signing_key(&config).unwrap();
         std::fs::remove_file(config.data_dir.join("audit-signing.key")).unwrap();
-        assert_eq!(verifying_key(&config).unwrap(), key.verifying_key());
+        assert_eq!(
+            verifying_key(&config).unwrap(),
+            TrustedKeys::any(key.verifying_key())
+        );
     }
 
     /// Issue #16: production refuses password-less TCP database connections (trust

@@ -370,6 +370,104 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
     assert!(String::from_utf8_lossy(&wrong_key.stderr).contains("64 hex characters"));
 }
 
+/// Audit signing key rotation (issue #16): checkpoints signed before `keys rotate-audit-key`
+/// keep their key id and verify, next to the ones signed after, with the rotated
+/// `audit-signing.pub`; without the old key the old checkpoint is named with the id it needs.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn rotated_audit_keys_keep_old_checkpoints_verifiable(owner: PgPool) {
+    let (app, system) = pools(&owner).await;
+    let store = EventStore::start(app, StoreOptions::default());
+    let tenant = TenantId::new_random();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    let netledger = || Command::new(env!("CARGO_BIN_EXE_netledger"));
+    let init = netledger()
+        .args(["keys", "init", "--out-dir"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let signing = |secrets: &Path| {
+        let text = std::fs::read_to_string(secrets.join("audit-signing.key")).unwrap();
+        let id = std::fs::read_to_string(secrets.join("audit-key-id")).unwrap();
+        (
+            id.trim().to_owned(),
+            netledger::roles::signing_key_from_text(&text).unwrap(),
+        )
+    };
+    let (old_id, old_key) = signing(&secrets);
+    append_n(&store, &[tenant], 0, 20).await;
+    netledger_store::audit::checkpoint_all(&system, &old_id, &old_key)
+        .await
+        .unwrap();
+
+    let rotate = netledger()
+        .args(["keys", "rotate-audit-key", "--dir"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&rotate.stdout);
+    assert!(rotate.status.success(), "{rotate:?}");
+    let (new_id, new_key) = signing(&secrets);
+    assert_ne!(new_id, old_id);
+    assert!(
+        stdout.contains(&format!("`{old_id}` -> `{new_id}`")),
+        "{stdout}"
+    );
+    append_n(&store, &[tenant], 20, 20).await;
+    netledger_store::audit::checkpoint_all(&system, &new_id, &new_key)
+        .await
+        .unwrap();
+
+    let bundle = dir.path().join("bundle.json");
+    netledger::audit::export(&system, tenant, &bundle)
+        .await
+        .unwrap();
+    let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(&bundle).unwrap(),
+    )
+    .unwrap()["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, [old_id.clone(), new_id.clone()]);
+    let verify = |keys: &[&str]| {
+        netledger()
+            .args(["audit", "verify"])
+            .arg(&bundle)
+            .args(keys)
+            .output()
+            .unwrap()
+    };
+    let trusted = secrets.join("audit-signing.pub");
+    let ok = verify(&["--trusted-keys", trusted.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(stdout.contains("OK: 40 events, 2 checkpoints"), "{stdout}");
+    // the same list given inline
+    let list = std::fs::read_to_string(&trusted)
+        .unwrap()
+        .replace('\n', ",");
+    assert!(verify(&["--public-key", &list]).status.success());
+    // the new key alone: the first checkpoint names the key id it needs
+    let new_only = format!(
+        "{new_id}={}",
+        hex::encode(new_key.verifying_key().to_bytes())
+    );
+    let bad = verify(&["--public-key", &new_only]);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("checkpoint 1") && stdout.contains(&format!("key id `{old_id}`")),
+        "{stdout}"
+    );
+    // one bare key for every checkpoint (the old way) cannot verify a rotated history
+    let bare = hex::encode(new_key.verifying_key().to_bytes());
+    assert_eq!(verify(&["--public-key", &bare]).status.code(), Some(1));
+}
+
 /// Checkpoints are published to JetStream once each: a restarted checkpointer (empty backlog)
 /// finds them there and sends nothing again; new events give exactly the new checkpoints.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

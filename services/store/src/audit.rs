@@ -200,11 +200,11 @@ pub async fn export_tenant(
 pub async fn verify_history(
     reader: &EventReader,
     checkpoints: &[Checkpoint],
-    key: &ed25519_dalek::VerifyingKey,
+    keys: impl Into<netledger_domain::audit::TrustedKeys>,
     page: i64,
     mut on_page: impl FnMut(usize),
 ) -> Result<Result<VerifyReport, Tamper>, StoreError> {
-    let mut verifier = HistoryVerifier::new(checkpoints, key);
+    let mut verifier = HistoryVerifier::new(checkpoints, keys);
     let mut after = 0;
     loop {
         let batch = reader.read_all(after, page.max(1)).await?;
