@@ -465,14 +465,16 @@ pub struct AuditConfig {
     /// File holding the hex ed25519 signing key; generated under `data_dir` outside
     /// production. Read only by the checkpointer (`projector`, `all`).
     pub signing_key_file: Option<PathBuf>,
-    /// The hex ed25519 public (verifying) key the API checks checkpoints with. The API never
-    /// reads the signing key when this or `verifying_key_file` is set; production requires
-    /// one of them for `api`.
+    /// The public (verifying) keys the API checks checkpoints with: one hex ed25519 key, or
+    /// `<key id>=<hex>` entries, one per signing key after rotations. The API never reads
+    /// the signing key when this or `verifying_key_file` is set; production requires one of
+    /// them for `api`.
     pub verifying_key: Option<String>,
-    /// File holding the hex public key (wins over `verifying_key`). Outside production the
+    /// File holding the public keys, in the same form (wins over `verifying_key`; `keys
+    /// init` and `keys rotate-audit-key` write `audit-signing.pub`). Outside production the
     /// default is `<data_dir>/audit-signing.pub`, written next to the generated signing key.
     pub verifying_key_file: Option<PathBuf>,
-    /// Identifier recorded with each checkpoint (for key rotation).
+    /// Identifier recorded with each checkpoint: the verifier picks the public key by it.
     pub key_id: String,
     /// How often new events are covered by a checkpoint.
     #[serde(with = "humantime_serde_compat")]

@@ -19,8 +19,8 @@ use sqlx::PgPool;
 
 use support::nats::Nats;
 use support::platform::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Answer, Http, Options, Platform, database_url, free_port,
-    start_backup, until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Answer, Http, Options, Platform, backup_succeeds, database_url,
+    free_port, until,
 };
 
 /// A child process killed when the test ends, passed or not.
@@ -60,25 +60,6 @@ fn export_and_verify(url: &str, data: &Path, tenant: &str, out: &Path) -> String
         .arg(out)
         .args(["--public-key", key.trim()])
         .env("NETLEDGER_LOG", "warn"))
-}
-
-async fn backup_succeeds(api: &Http, token: &str, device: &str, key: &str) {
-    let id = start_backup(api, token, device, key).await;
-    let outcome = until("the backup ended", Duration::from_secs(60), || async {
-        // 404 until the read model has it.
-        let w = api
-            .call(
-                "GET",
-                &format!("/api/v1/workflows/{id}"),
-                Some(token),
-                None,
-                &[],
-            )
-            .await;
-        w.body["run"]["outcome"].as_str().map(str::to_owned)
-    })
-    .await;
-    assert_eq!(outcome, "succeeded");
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]

@@ -265,6 +265,27 @@ pub async fn start_backup(api: &Http, token: &str, device: &str, key: &str) -> S
     a.body["workflow_id"].as_str().unwrap().to_owned()
 }
 
+/// Starts a backup of `device` (idempotency key `key`) and waits (up to 60 s) until its
+/// workflow ends `succeeded`.
+pub async fn backup_succeeds(api: &Http, token: &str, device: &str, key: &str) {
+    let id = start_backup(api, token, device, key).await;
+    let outcome = until("the backup ended", Duration::from_secs(60), || async {
+        // 404 until the read model has it.
+        let w = api
+            .call(
+                "GET",
+                &format!("/api/v1/workflows/{id}"),
+                Some(token),
+                None,
+                &[],
+            )
+            .await;
+        w.body["run"]["outcome"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(outcome, "succeeded");
+}
+
 /// `netledger devsim` + `netledger all` as child processes (killed on drop).
 pub struct Platform {
     devsim: Child,
@@ -275,6 +296,7 @@ pub struct Platform {
     pub control: Http,
     /// devsim's manifest (one entry per device).
     pub manifest: Vec<Value>,
+    launch: Launch,
     _nats: Nats,
     _work: tempfile::TempDir,
 }
@@ -313,6 +335,64 @@ pub struct Options {
     pub extra_toml: Option<String>,
 }
 
+/// How `netledger all` is started (again, by [`Platform::restart_with`]).
+struct Launch {
+    config: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+    firmware_port: u16,
+    database_url: String,
+    nats_url: String,
+    options: Options,
+}
+
+impl Launch {
+    /// Writes the configuration file and starts `netledger all`.
+    fn spawn(&self) -> Child {
+        std::fs::write(
+            &self.config,
+            // The simulated fleet listens on loopback: this harness's one opt-in.
+            format!(
+                "data_dir = \"{}\"\n[devices]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n{}",
+                self.data_dir.to_string_lossy(),
+                self.options.extra_toml.as_deref().unwrap_or("")
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_netledger"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["all", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args([
+                "--firmware-listen",
+                &format!("127.0.0.1:{}", self.firmware_port),
+            ])
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", &self.nats_url)
+            .env("NETLEDGER_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env(
+                "NETLEDGER_LOG",
+                self.options.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("NETLEDGER_LOG").unwrap_or_else(|_| "warn".into())
+                }),
+            )
+            .stdout(Stdio::null())
+            .stderr(match &self.options.log_file {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                None => Stdio::inherit(),
+            })
+            .spawn()
+            .unwrap()
+    }
+}
+
 impl Platform {
     /// Starts `devices` simulated RouterOS 7 devices and the platform on the test database;
     /// returns once `/health/ready` answers 200.
@@ -322,64 +402,44 @@ impl Platform {
 
     /// [`Platform::start`] with [`Options`].
     pub async fn start_with(owner: &PgPool, devices: usize, options: Options) -> Platform {
-        let bin = env!("CARGO_BIN_EXE_netledger");
         let work = tempfile::tempdir().unwrap();
         let nats = Nats::start();
         let (devsim, manifest, control_port) = start_devsim(work.path(), devices).await;
         let port = free_port();
-        let fw_port = free_port();
-        let config = work.path().join("netledger.toml");
-        std::fs::write(
-            &config,
-            // The simulated fleet listens on loopback: this harness's one opt-in.
-            format!(
-                "data_dir = \"{}\"\n[devices]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n{}",
-                work.path().join("data").to_string_lossy(),
-                options.extra_toml.as_deref().unwrap_or("")
-            ),
-        )
-        .unwrap();
-        let all = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["all", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--firmware-listen", &format!("127.0.0.1:{fw_port}")])
-            .env("DATABASE_URL", database_url(owner))
-            .env("NATS_URL", nats.url())
-            .env("NETLEDGER_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("NETLEDGER_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env(
-                "NETLEDGER_LOG",
-                options.log_filter.clone().unwrap_or_else(|| {
-                    std::env::var("NETLEDGER_LOG").unwrap_or_else(|_| "warn".into())
-                }),
-            )
-            .stdout(Stdio::null())
-            .stderr(match &options.log_file {
-                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-                None => Stdio::inherit(),
-            })
-            .spawn()
-            .unwrap();
+        let launch = Launch {
+            config: work.path().join("netledger.toml"),
+            data_dir: work.path().join("data"),
+            port,
+            firmware_port: free_port(),
+            database_url: database_url(owner),
+            nats_url: nats.url(),
+            options,
+        };
+        let all = launch.spawn();
         let mut platform = Platform {
             devsim,
             all,
             api: Http::new(format!("http://127.0.0.1:{port}")),
             control: Http::new(format!("http://127.0.0.1:{control_port}")),
             manifest,
+            launch,
             _nats: nats,
             _work: work,
         };
+        platform.wait_ready().await;
+        platform
+    }
+
+    /// Waits (up to 120 s) until `/health/ready` answers 200.
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(Some(status)) = platform.all.try_wait() {
+            if let Ok(Some(status)) = self.all.try_wait() {
                 panic!("netledger all exited during start: {status}");
             }
             let ready = tokio::time::timeout(
                 Duration::from_secs(2),
-                platform
-                    .api
-                    .try_call("GET", "/health/ready", None, None, &[]),
+                self.api.try_call("GET", "/health/ready", None, None, &[]),
             )
             .await;
             if matches!(ready, Ok(Ok(Answer { status: 200, .. }))) {
@@ -391,7 +451,25 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        platform
+    }
+
+    /// Stops `netledger all` (SIGTERM, then waits) and starts it again on the same database,
+    /// NATS server, data folder and port with `extra_toml` in place of the configuration's
+    /// extra part; returns once it is ready.
+    pub async fn restart_with(&mut self, extra_toml: &str) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.all.id().to_string()])
+            .status();
+        let _ = self.all.wait();
+        self.launch.options.extra_toml = Some(extra_toml.to_owned());
+        self.all = self.launch.spawn();
+        self.wait_ready().await;
+    }
+
+    /// The configuration file `netledger all` runs with (for other commands on the same
+    /// installation).
+    pub fn config_file(&self) -> &std::path::Path {
+        &self.launch.config
     }
 
     /// The private NATS server's URL.
@@ -407,7 +485,7 @@ impl Platform {
 
     /// The platform's data directory (`data_dir` of its configuration).
     pub fn data_dir(&self) -> PathBuf {
-        self._work.path().join("data")
+        self.launch.data_dir.clone()
     }
 
     /// Registers manifest device `i` as `name`; returns its id.
