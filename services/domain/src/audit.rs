@@ -835,7 +835,7 @@ mod tests {
         let t = TenantId::new_random();
         let events = history(t, 12);
         let cps = checkpoints(t, &events);
-        let report = verify_tenant_history(&events, &cps, &key().verifying_key()).unwrap();
+        let report = verify_tenant_history(&events, &cps, key().verifying_key()).unwrap();
         assert_eq!(report.signed_through, 20);
         assert_eq!(report.last_position, 23);
     }
@@ -850,14 +850,14 @@ mod tests {
         let mut modified = events.clone();
         modified[4].payload = serde_json::json!({"i": 99});
         assert_eq!(
-            verify_tenant_history(&modified, &cps, &pk).unwrap_err(),
+            verify_tenant_history(&modified, &cps, pk).unwrap_err(),
             Tamper::Modified { position: 9 }
         );
 
         let mut removed = events.clone();
         removed.remove(3);
         assert_eq!(
-            verify_tenant_history(&removed, &cps, &pk)
+            verify_tenant_history(&removed, &cps, pk)
                 .unwrap_err()
                 .position(),
             7
@@ -866,7 +866,7 @@ mod tests {
         let mut reordered = events.clone();
         reordered.swap(2, 3);
         assert_eq!(
-            verify_tenant_history(&reordered, &cps, &pk)
+            verify_tenant_history(&reordered, &cps, pk)
                 .unwrap_err()
                 .position(),
             5
@@ -878,7 +878,7 @@ mod tests {
         extra.position = 14;
         inserted.insert(7, extra.clone());
         assert_eq!(
-            verify_tenant_history(&inserted, &cps, &pk)
+            verify_tenant_history(&inserted, &cps, pk)
                 .unwrap_err()
                 .position(),
             14
@@ -895,7 +895,7 @@ mod tests {
         );
         forged.insert(7, extra);
         assert_eq!(
-            verify_tenant_history(&forged, &cps, &pk)
+            verify_tenant_history(&forged, &cps, pk)
                 .unwrap_err()
                 .position(),
             14
@@ -903,7 +903,7 @@ mod tests {
 
         // Removing the tenant's newest signed event: only the checkpoint can tell.
         let truncated = events[..9].to_vec();
-        let err = verify_tenant_history(&truncated, &cps, &pk).unwrap_err();
+        let err = verify_tenant_history(&truncated, &cps, pk).unwrap_err();
         assert_eq!(err.position(), 19, "{err}");
     }
 
@@ -915,7 +915,7 @@ mod tests {
         cps.truncate(1);
         let other = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
         assert!(matches!(
-            verify_tenant_history(&events, &cps, &other),
+            verify_tenant_history(&events, &cps, other),
             Err(Tamper::Checkpoint { .. })
         ));
     }

@@ -226,7 +226,7 @@ async fn reads_streams_categories_and_history_as_of_a_time(pool: PgPool) {
     // Payloads come back byte-for-byte canonical (the hash chain verifies).
     let (events, _) = export_tenant(&db.system, t).await.unwrap();
     let key = SigningKey::from_bytes(&[1; 32]);
-    verify_tenant_history(&events, &[], &key.verifying_key()).unwrap();
+    verify_tenant_history(&events, &[], key.verifying_key()).unwrap();
 }
 
 /// DESIGN invariant 4: with many concurrent writers committing out of order, a live
@@ -455,7 +455,7 @@ async fn tamper(owner: &PgPool, sql: &str) {
 
 async fn verify(db: &Db, t: TenantId, key: &SigningKey) -> Result<(), Tamper> {
     let (events, cps) = export_tenant(&db.system, t).await.unwrap();
-    let batch = verify_tenant_history(&events, &cps, &key.verifying_key());
+    let batch = verify_tenant_history(&events, &cps, key.verifying_key());
     // The streamed verification (two events at a time) finds exactly the same.
     let reader = netledger_store::EventReader::system(db.system.clone(), Some(t));
     let mut pages = 0;
