@@ -112,6 +112,11 @@ pub struct WorkerConfig {
     /// URL devices use to reach that server (default `http://<firmware_listen>`): behind
     /// NAT, a load balancer or in a container, the address devices see.
     pub firmware_base_url: Option<String>,
+    /// On SIGTERM, how long running steps may take to reach a step boundary before the
+    /// worker abandons them to lease expiry (keep it below the supervisor's stop timeout:
+    /// compose `stop_grace_period`, Kubernetes `terminationGracePeriodSeconds`).
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -119,6 +124,7 @@ impl Default for WorkerConfig {
         Self {
             firmware_listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
             firmware_base_url: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -1001,6 +1007,11 @@ const ENV: &[(&str, Setter)] = &[
         c.worker.firmware_base_url = Some(v.to_owned());
         Ok(())
     }),
+    ("NETLEDGER_WORKER_SHUTDOWN_GRACE", |c, v| {
+        c.worker.shutdown_grace =
+            humantime::parse_duration(v).map_err(|e| format!("{e} (e.g. 10s, 45s)"))?;
+        Ok(())
+    }),
     ("NETLEDGER_POLLER_SHARDS", |c, v| {
         c.poller.shards = v
             .parse()
@@ -1042,6 +1053,36 @@ pub fn known_variables() -> Vec<&'static str> {
         .collect()
 }
 
+/// The process environment as text for [`Config::load`] (`std::env::vars` panics on a value
+/// that is not UTF-8): a variable the binary reads (`NETLEDGER_*`, `DATABASE_URL`,
+/// `NATS_URL`) that is not UTF-8 is an error naming it; any other such variable is skipped.
+pub fn environment() -> anyhow::Result<Vec<(String, String)>> {
+    utf8_environment(std::env::vars_os())
+}
+
+fn utf8_environment(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let read = |n: &str| n.starts_with("NETLEDGER_") || n == "DATABASE_URL" || n == "NATS_URL";
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => out.push((name, value)),
+            (Ok(name), Err(_)) if read(&name) => {
+                anyhow::bail!(
+                    "environment variable {name} is not valid UTF-8; set it to UTF-8 text"
+                )
+            }
+            (Err(name), _) if read(&name.to_string_lossy()) => anyhow::bail!(
+                "an environment variable named like {} is not valid UTF-8; unset it",
+                name.to_string_lossy()
+            ),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A value given through a `<NAME>_FILE` variable: the file's text without its trailing
 /// line break (a secret written by `echo` or an editor), refused when empty.
 pub fn read_value_file(path: &str) -> Result<String, String> {
@@ -1075,7 +1116,7 @@ impl Config {
     }
 
     /// Builds the configuration: defaults, then `file` if given, then the `env` pairs
-    /// (normally `std::env::vars()`).
+    /// (normally [`environment`]).
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -1233,6 +1274,62 @@ mod humantime_serde_compat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker's shutdown grace is configurable (it was fixed at 10 s).
+    #[test]
+    fn worker_shutdown_grace_is_configurable() {
+        let config = Config::load(None, Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(config.worker.shutdown_grace, Duration::from_secs(10));
+        let config = Config::load(
+            None,
+            [(
+                "NETLEDGER_WORKER_SHUTDOWN_GRACE".to_owned(),
+                "45s".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.worker.shutdown_grace, Duration::from_secs(45));
+        let err = Config::load(
+            None,
+            [(
+                "NETLEDGER_WORKER_SHUTDOWN_GRACE".to_owned(),
+                "soon".to_owned(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("NETLEDGER_WORKER_SHUTDOWN_GRACE"), "{err}");
+    }
+
+    /// A non-UTF-8 value of a variable the binary reads is an error naming it (not a
+    /// panic); other non-UTF-8 variables are skipped.
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_environment_is_an_error_for_our_variables_only() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = || OsString::from_vec(vec![0x66, 0xff, 0x6f]);
+        let ok = utf8_environment([
+            (OsString::from("LANG"), bad()),
+            (
+                OsString::from("NETLEDGER_LISTEN"),
+                OsString::from("127.0.0.1:1"),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok,
+            [("NETLEDGER_LISTEN".to_owned(), "127.0.0.1:1".to_owned())]
+        );
+        let err = utf8_environment([(OsString::from("NETLEDGER_DATA_DIR"), bad())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NETLEDGER_DATA_DIR") && err.contains("UTF-8"),
+            "{err}"
+        );
+        assert!(utf8_environment([(OsString::from("DATABASE_URL"), bad())]).is_err());
+    }
 
     #[test]
     fn the_example_config_parses() {

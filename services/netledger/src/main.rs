@@ -431,7 +431,7 @@ fn login_from_env(prefix: &str) -> anyhow::Result<Option<roles::Bootstrap>> {
     let mut email = None;
     let mut password = None;
     let mut password_file = None;
-    for (name, value) in std::env::vars() {
+    for (name, value) in netledger::config::environment()? {
         if name == email_var {
             email = Some(value);
         } else if name == password_var {
@@ -473,7 +473,7 @@ fn init_tracing(json: bool) {
 }
 
 fn load_config(path: Option<&std::path::Path>, conn: Option<&Conn>) -> anyhow::Result<Config> {
-    let mut config = Config::load(path, std::env::vars())?;
+    let mut config = Config::load(path, netledger::config::environment()?)?;
     if let Some(conn) = conn {
         if let Some(url) = &conn.database_url {
             config.database_url = Secret::new(url.clone());

@@ -419,7 +419,8 @@ pub async fn run_worker(
             .clone()
             .unwrap_or_else(|| format!("http://{bound}")),
     )?;
-    let options = netledger_engine::WorkerOptions::named(process_name("worker"));
+    let mut options = netledger_engine::WorkerOptions::named(process_name("worker"));
+    options.shutdown_grace = config.worker.shutdown_grace;
     let mut tasks = Tasks::new();
     let mut stop = tasks.stop_signal();
     tasks.spawn("worker", async move {
