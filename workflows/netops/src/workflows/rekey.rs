@@ -10,8 +10,9 @@
 //! Rotation of a backup: read its current state (row, else journal), open what is under
 //! another key, seal it under the current one, write the new blob (atomic, content
 //! addressed), then the row (one transaction, the row locked), then delete the superseded
-//! blob file. A crash between leaves an unreferenced file at worst; running the rotation
-//! again finishes the rest. Journals are never changed.
+//! blob file. A crash in between leaves one file no row or journal names (the new one, if
+//! before the commit; the superseded one, still under its old key, if after): nothing reads
+//! it, and a later rotation does not revisit it. Journals are never changed.
 
 use std::collections::HashSet;
 
