@@ -670,12 +670,7 @@ impl TrustedKeys {
                 }
                 Some((id, hex_text)) => {
                     let id = id.trim();
-                    let ok = !id.is_empty()
-                        && id.len() <= 100
-                        && id
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-                    if !ok {
+                    if !crate::ids::is_key_id(id) {
                         return Err(format!(
                             "bad key id `{id}`: 1-100 letters, digits, `.`, `_` or `-`"
                         ));

@@ -28,5 +28,5 @@ pub use event::{
 };
 pub use ids::{
     Category, ChangeRequestId, DeviceId, EventId, IdError, RolloutId, StreamName, TenantId,
-    WorkflowId,
+    WorkflowId, is_key_id,
 };

@@ -226,12 +226,7 @@ impl CredentialKeys {
     ) -> Result<Self, CredentialError> {
         let mut map = BTreeMap::new();
         for (id, material) in keys {
-            let ok = !id.is_empty()
-                && id.len() <= 100
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !ok {
+            if !netledger_domain::is_key_id(&id) {
                 return Err(CredentialError::BadKey {
                     key_id: id,
                     reason: "key ids are 1-100 characters of letters, digits, `.`, `_` or `-`"
