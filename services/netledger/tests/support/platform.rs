@@ -269,7 +269,12 @@ pub async fn start_backup(api: &Http, token: &str, device: &str, key: &str) -> S
 /// workflow ends `succeeded`.
 pub async fn backup_succeeds(api: &Http, token: &str, device: &str, key: &str) {
     let id = start_backup(api, token, device, key).await;
-    let outcome = until("the backup ended", Duration::from_secs(60), || async {
+    workflow_succeeds(api, token, &id).await;
+}
+
+/// Waits (up to 60 s) until workflow `id` ends `succeeded`.
+pub async fn workflow_succeeds(api: &Http, token: &str, id: &str) {
+    let outcome = until("the workflow ended", Duration::from_secs(60), || async {
         // 404 until the read model has it.
         let w = api
             .call(
