@@ -51,9 +51,7 @@ pub(crate) fn store(dir: &Path, bytes: &[u8], fsync: bool) -> Result<String, Arc
         }
         fs::rename(&tmp, &dest).map_err(io("rename blob into place", &dest))?;
         if fsync {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync directory", dir))?;
+            sync_dir(dir)?;
         }
         Ok(())
     };
@@ -93,9 +91,14 @@ pub(crate) fn remove(dir: &Path, sha256: &str, fsync: bool) -> Result<bool, Arch
         Err(e) => return Err(io("remove blob", &path)(e)),
     }
     if fsync {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync directory", dir))?;
+        sync_dir(dir)?;
     }
     Ok(true)
+}
+
+/// Syncs `dir` itself, so a rename or removal in it is durable.
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync directory", dir))
 }

@@ -656,31 +656,21 @@ impl TrustedKeys {
             .flat_map(|l| l.split([',', ' ', '\t']))
             .map(str::trim)
             .filter(|e| !e.is_empty());
+        const MIXED: &str =
+            "a bare public key must be the only entry; name each key of a list as <key id>=<hex>";
         for entry in entries {
+            if keys.any.is_some() {
+                return Err(MIXED.to_owned());
+            }
             match entry.split_once('=') {
-                None if keys.any.is_none() && keys.by_id.is_empty() => {
-                    keys.any = Some(parse_public_key(entry)?);
-                }
-                None => {
-                    return Err(
-                        "a bare public key must be the only entry; name each key of a list \
-                         as <key id>=<hex>"
-                            .to_owned(),
-                    );
-                }
+                None if keys.by_id.is_empty() => keys.any = Some(parse_public_key(entry)?),
+                None => return Err(MIXED.to_owned()),
                 Some((id, hex_text)) => {
                     let id = id.trim();
                     if !crate::ids::is_key_id(id) {
                         return Err(format!(
                             "bad key id `{id}`: 1-100 letters, digits, `.`, `_` or `-`"
                         ));
-                    }
-                    if keys.any.is_some() {
-                        return Err(
-                            "a bare public key must be the only entry; name each key of a \
-                             list as <key id>=<hex>"
-                                .to_owned(),
-                        );
                     }
                     let key = parse_public_key(hex_text).map_err(|e| format!("key `{id}`: {e}"))?;
                     if keys.by_id.insert(id.to_owned(), key).is_some() {

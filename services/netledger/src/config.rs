@@ -1063,9 +1063,9 @@ pub fn environment() -> anyhow::Result<Vec<(String, String)>> {
 fn utf8_environment(
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    let read = |n: &str| n.starts_with("NETLEDGER_") || CLI_ENV.contains(&n);
     let mut out = Vec::new();
     for (name, value) in vars {
-        let read = |n: &str| n.starts_with("NETLEDGER_") || n == "DATABASE_URL" || n == "NATS_URL";
         match (name.into_string(), value.into_string()) {
             (Ok(name), Ok(value)) => out.push((name, value)),
             (Ok(name), Err(_)) if read(&name) => {

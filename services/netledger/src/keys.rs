@@ -194,7 +194,7 @@ pub fn rotate_audit_key(dir: &Path) -> anyhow::Result<AuditKeyRotation> {
     }
     let new_id = loop {
         let id = format!("audit-{}", random_hex(4));
-        if trusted.get(&id).is_none() && id != old_id {
+        if trusted.get(&id).is_none() {
             break id;
         }
     };
@@ -265,6 +265,20 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Each file of [`FILES`] in `dir` given through its variable, in production mode.
+    fn production_env(dir: &Path) -> Vec<(String, String)> {
+        FILES
+            .iter()
+            .map(|f| {
+                (
+                    f.variable.to_owned(),
+                    dir.join(f.name).display().to_string(),
+                )
+            })
+            .chain([("NETLEDGER_PRODUCTION".to_owned(), "true".to_owned())])
+            .collect()
+    }
+
     /// The generated files are what a production configuration reads: loading them through
     /// their `*_FILE` variables gives a configuration whose keys work together.
     #[test]
@@ -281,16 +295,7 @@ mod tests {
                 assert_eq!(mode, 0o600, "{}", p.display());
             }
         }
-        let mut env: Vec<(String, String)> = FILES
-            .iter()
-            .map(|f| {
-                (
-                    f.variable.to_owned(),
-                    out.join(f.name).display().to_string(),
-                )
-            })
-            .collect();
-        env.push(("NETLEDGER_PRODUCTION".into(), "true".into()));
+        let mut env = production_env(&out);
         env.push(("NETLEDGER_LISTEN".into(), "0.0.0.0:8080".into()));
         let config = Config::load(None, env).unwrap();
         // The token secret is long enough for a non-loopback listener in production.
@@ -346,17 +351,7 @@ mod tests {
             std::fs::read_to_string(out.join("audit-signing.key")).unwrap(),
             old_key
         );
-        let env: Vec<(String, String)> = FILES
-            .iter()
-            .map(|f| {
-                (
-                    f.variable.to_owned(),
-                    out.join(f.name).display().to_string(),
-                )
-            })
-            .chain([("NETLEDGER_PRODUCTION".to_owned(), "true".to_owned())])
-            .collect();
-        let config = Config::load(None, env).unwrap();
+        let config = Config::load(None, production_env(&out)).unwrap();
         assert_eq!(config.audit.key_id, r.new_id);
         let trusted = crate::roles::verifying_key(&config).unwrap();
         assert_eq!(trusted.get(&r.old_id), Some(&old_public));

@@ -19,8 +19,8 @@ use sqlx::PgPool;
 
 use support::nats::Nats;
 use support::platform::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Answer, Http, Options, Platform, backup_succeeds, database_url,
-    free_port, until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Http, Options, Platform, backup_succeeds, database_url, free_port,
+    until, wait_ready,
 };
 
 /// A child process killed when the test ends, passed or not.
@@ -179,24 +179,7 @@ async fn a_restored_backup_verifies_and_the_platform_resumes(owner: PgPool) {
             .unwrap(),
     );
     let api = Http::new(format!("http://127.0.0.1:{port}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        assert!(
-            all.0.try_wait().unwrap().is_none(),
-            "netledger all exited on the restored pair"
-        );
-        if matches!(
-            api.try_call("GET", "/health/ready", None, None, &[]).await,
-            Ok(Answer { status: 200, .. })
-        ) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restored platform was not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&mut all.0, &api, Duration::from_secs(90)).await;
     let restart = time::OffsetDateTime::now_utc();
     let token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     // Polled again: new telemetry after the restart, every device online.

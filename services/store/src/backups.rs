@@ -48,10 +48,6 @@ pub struct JournaledBackup {
     pub password: Option<serde_json::Value>,
 }
 
-fn db(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |source| StoreError::db(operation)(source)
-}
-
 /// The row of `reference`, inside the caller's transaction scoped to `tenant` (role
 /// `netledger_app`).
 pub async fn load(
@@ -67,11 +63,11 @@ pub async fn load(
     .bind(reference)
     .fetch_optional(conn)
     .await
-    .map_err(db("load a backup secret"))?;
+    .map_err(StoreError::db("load a backup secret"))?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let get = db("read a backup secret");
+    let get = StoreError::db("read a backup secret");
     let key_id: Option<String> = row.try_get("password_key_id").map_err(&get)?;
     let nonce: Option<Vec<u8>> = row.try_get("password_nonce").map_err(&get)?;
     let ciphertext: Option<Vec<u8>> = row.try_get("password_ciphertext").map_err(&get)?;
@@ -125,7 +121,7 @@ pub async fn store(
     .bind(blob_key)
     .execute(conn)
     .await
-    .map_err(db("store a backup secret"))?;
+    .map_err(StoreError::db("store a backup secret"))?;
     Ok(())
 }
 
@@ -146,8 +142,8 @@ pub async fn journaled(system_pool: &PgPool) -> Result<Vec<JournaledBackup>, Sto
     )
     .fetch_all(system_pool)
     .await
-    .map_err(db("list journaled backups"))?;
-    let get = db("read a journaled backup");
+    .map_err(StoreError::db("list journaled backups"))?;
+    let get = StoreError::db("read a journaled backup");
     rows.iter()
         .map(|r| {
             let devices: Vec<Uuid> = r.try_get("devices").map_err(&get)?;

@@ -47,7 +47,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+    pub(crate) fn db(operation: &'static str) -> impl Fn(sqlx::Error) -> Self {
         move |source| Self::Database { operation, source }
     }
 }

@@ -100,10 +100,7 @@ pub async fn seal(
     .bind(&sealed.ciphertext)
     .execute(conn)
     .await
-    .map_err(|source| SealedScriptError::Database {
-        operation: "store a sealed script",
-        source,
-    })?;
+    .map_err(db("store a sealed script"))?;
     Ok(())
 }
 
@@ -114,10 +111,7 @@ pub async fn open(
     tenant: TenantId,
     id: Uuid,
 ) -> Result<String, SealedScriptError> {
-    let db = |source| SealedScriptError::Database {
-        operation: "load a sealed script",
-        source,
-    };
+    let load = db("load a sealed script");
     let row = sqlx::query(
         "SELECT key_id, nonce, ciphertext FROM sealed_scripts WHERE tenant_id = $1 AND id = $2",
     )
@@ -125,10 +119,10 @@ pub async fn open(
     .bind(id)
     .fetch_optional(conn)
     .await
-    .map_err(db)?
+    .map_err(&load)?
     .ok_or(SealedScriptError::NotFound { id })?;
-    let key_id: String = row.try_get("key_id").map_err(db)?;
-    let nonce: Vec<u8> = row.try_get("nonce").map_err(db)?;
+    let key_id: String = row.try_get("key_id").map_err(&load)?;
+    let nonce: Vec<u8> = row.try_get("nonce").map_err(&load)?;
     let decrypt = SealedScriptError::Decrypt {
         id,
         key_id: key_id.clone(),
@@ -139,13 +133,17 @@ pub async fn open(
     let sealed = SealedCredentials {
         key_id: key_id.clone(),
         nonce,
-        ciphertext: row.try_get("ciphertext").map_err(db)?,
+        ciphertext: row.try_get("ciphertext").map_err(&load)?,
     };
     match keys.open_bytes(AAD_TAG, tenant, id.as_bytes(), &sealed) {
         Ok(clear) => String::from_utf8(clear).map_err(|_| decrypt),
         Err(None) => Err(SealedScriptError::UnknownKey { id, key_id }),
         Err(Some(())) => Err(decrypt),
     }
+}
+
+fn db(operation: &'static str) -> impl Fn(sqlx::Error) -> SealedScriptError {
+    move |source| SealedScriptError::Database { operation, source }
 }
 
 /// What [`rotate`] did.
@@ -166,7 +164,6 @@ pub async fn rotate(
     app_pool: &PgPool,
     keys: &CredentialKeys,
 ) -> Result<ScriptRotation, SealedScriptError> {
-    let db = |operation| move |source| SealedScriptError::Database { operation, source };
     let rows = sqlx::query(
         "SELECT tenant_id, id FROM sealed_scripts WHERE key_id <> $1 ORDER BY tenant_id, id",
     )
@@ -194,7 +191,6 @@ async fn reseal(
     tenant: TenantId,
     id: Uuid,
 ) -> Result<bool, SealedScriptError> {
-    let db = |operation| move |source| SealedScriptError::Database { operation, source };
     let mut tx = crate::begin_tenant(app_pool, tenant).await?;
     let locked: Option<String> = sqlx::query_scalar(
         "SELECT key_id FROM sealed_scripts WHERE tenant_id = $1 AND id = $2 FOR UPDATE",

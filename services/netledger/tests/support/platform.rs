@@ -340,6 +340,30 @@ pub struct Options {
     pub extra_toml: Option<String>,
 }
 
+/// Waits (up to `within`) until `api`'s `/health/ready` answers 200; panics if `all` exits
+/// first.
+pub async fn wait_ready(all: &mut Child, api: &Http, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = all.try_wait() {
+            panic!("netledger all exited during start: {status}");
+        }
+        let ready = tokio::time::timeout(
+            Duration::from_secs(2),
+            api.try_call("GET", "/health/ready", None, None, &[]),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(Answer { status: 200, .. }))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "netledger all was not ready in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How `netledger all` is started (again, by [`Platform::restart_with`]).
 struct Launch {
     config: PathBuf,
@@ -437,25 +461,7 @@ impl Platform {
 
     /// Waits (up to 120 s) until `/health/ready` answers 200.
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(Some(status)) = self.all.try_wait() {
-                panic!("netledger all exited during start: {status}");
-            }
-            let ready = tokio::time::timeout(
-                Duration::from_secs(2),
-                self.api.try_call("GET", "/health/ready", None, None, &[]),
-            )
-            .await;
-            if matches!(ready, Ok(Ok(Answer { status: 200, .. }))) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "netledger all was not ready in 120 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_ready(&mut self.all, &self.api, Duration::from_secs(120)).await;
     }
 
     /// Stops `netledger all` (SIGTERM, then waits) and starts it again on the same database,

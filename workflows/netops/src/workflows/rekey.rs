@@ -209,6 +209,24 @@ enum Rotated {
     Done { removed: bool },
 }
 
+/// A backup file as rotation finds it: its name, the key it is sealed with and its bytes
+/// once read (each file is read at most once per rotation).
+struct BlobState {
+    sha: String,
+    key_id: String,
+    file: Option<Vec<u8>>,
+}
+
+/// Runs archive I/O on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, netledger_archive::ArchiveError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("archive task: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
 async fn rotate_one(
     app: &PgPool,
     archive: &Archive,
@@ -230,14 +248,28 @@ async fn rotate_one(
     let row = backups::load(&mut tx, tenant, reference)
         .await
         .map_err(|e| e.to_string())?;
+    // the journal's file: its key id is inside it, so it is read here (and kept)
     let journal_blob = async || match &j.blob {
-        Some(sha) => Ok::<_, String>(Some((sha.clone(), blob_key(archive, tenant, sha).await?))),
+        Some(sha) => {
+            let (a, name) = (archive.clone(), sha.clone());
+            let file = blocking(move || a.load_blob(tenant, &name)).await?;
+            let key_id = parse_blob(&file)?.key_id;
+            Ok::<_, String>(Some(BlobState {
+                sha: sha.clone(),
+                key_id,
+                file: Some(file),
+            }))
+        }
         None => Ok(None),
     };
     let (device, password, blob) = match row {
         Some(r) => {
             let blob = match r.blob {
-                Some(b) => Some(b),
+                Some((sha, key_id)) => Some(BlobState {
+                    sha,
+                    key_id,
+                    file: None,
+                }),
                 None => journal_blob().await?,
             };
             let password = r.password.map(SealedSecret::from).or(journal_password);
@@ -245,12 +277,13 @@ async fn rotate_one(
         }
         None => {
             let blob = journal_blob().await?;
-            let device = owner(archive, keys, j, journal_password.as_ref(), blob.as_ref()).await?;
+            let file = blob.as_ref().and_then(|b| b.file.as_deref());
+            let device = owner(keys, j, journal_password.as_ref(), file)?;
             (device, journal_password, blob)
         }
     };
     let password_stale = password.as_ref().is_some_and(|p| p.key_id != current_key);
-    let blob_stale = blob.as_ref().is_some_and(|(_, k)| k != current_key);
+    let blob_stale = blob.as_ref().is_some_and(|b| b.key_id != current_key);
     if !password_stale && !blob_stale {
         return Ok(Rotated::Already);
     }
@@ -267,23 +300,22 @@ async fn rotate_one(
     };
     let mut superseded = None;
     let blob = match blob {
-        Some((sha, _)) if blob_stale => {
+        Some(b) if blob_stale => {
+            let file = match b.file {
+                Some(f) => f,
+                None => {
+                    let (a, name) = (archive.clone(), b.sha.clone());
+                    blocking(move || a.load_blob(tenant, &name)).await?
+                }
+            };
+            let bytes = open_blob(keys, tenant, device, &file)?;
+            let sealed = seal_blob(keys, tenant, device, &bytes)?;
             let a = archive.clone();
-            let k = keys.clone();
-            let old = sha.clone();
-            let new = tokio::task::spawn_blocking(move || {
-                let file = a.load_blob(tenant, &old).map_err(|e| e.to_string())?;
-                let bytes = open_blob(&k, tenant, device, &file)?;
-                let sealed = seal_blob(&k, tenant, device, &bytes)?;
-                a.store_blob(tenant, device, &sealed)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| format!("archive task: {e}"))??;
-            superseded = Some(sha);
+            let new = blocking(move || a.store_blob(tenant, device, &sealed)).await?;
+            superseded = Some(b.sha);
             Some((new, current_key.to_owned()))
         }
-        other => other,
+        other => other.map(|b| (b.sha, b.key_id)),
     };
     let secret = BackupSecret {
         reference: reference.to_owned(),
@@ -300,65 +332,33 @@ async fn rotate_one(
     let removed = match superseded {
         Some(old) => {
             let a = archive.clone();
-            let r = tokio::task::spawn_blocking(move || a.remove_blob(tenant, &old)).await;
-            match r {
-                Ok(Ok(removed)) => removed,
-                Ok(Err(e)) => {
+            blocking(move || a.remove_blob(tenant, &old))
+                .await
+                .unwrap_or_else(|e| {
                     tracing::warn!(%tenant, error = %e, "superseded backup file not removed");
                     false
-                }
-                Err(e) => {
-                    tracing::warn!(%tenant, error = %e, "superseded backup file not removed");
-                    false
-                }
-            }
+                })
         }
         None => false,
     };
     Ok(Rotated::Done { removed })
 }
 
-/// The key id an archived backup file is sealed with (read from the file, not decrypted).
-async fn blob_key(archive: &Archive, tenant: TenantId, sha: &str) -> Result<String, String> {
-    let a = archive.clone();
-    let sha = sha.to_owned();
-    let file = tokio::task::spawn_blocking(move || a.load_blob(tenant, &sha))
-        .await
-        .map_err(|e| format!("archive task: {e}"))?
-        .map_err(|e| e.to_string())?;
-    Ok(parse_blob(&file)?.key_id)
-}
-
 /// The device a journaled backup belongs to: the workflow's device; of several, the one
-/// whose associated data opens the password (or the file).
-async fn owner(
-    archive: &Archive,
+/// whose associated data opens the password (or, without one, the backup `file`).
+fn owner(
     keys: &CredentialKeys,
     j: &backups::JournaledBackup,
     password: Option<&SealedSecret>,
-    blob: Option<&(String, String)>,
+    file: Option<&[u8]>,
 ) -> Result<DeviceId, String> {
     if let [one] = j.devices.as_slice() {
         return Ok(*one);
     }
-    let file = match blob {
-        Some((sha, _)) if password.is_none() => {
-            let a = archive.clone();
-            let sha = sha.clone();
-            let tenant = j.tenant;
-            Some(
-                tokio::task::spawn_blocking(move || a.load_blob(tenant, &sha))
-                    .await
-                    .map_err(|e| format!("archive task: {e}"))?
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        _ => None,
-    };
     j.devices
         .iter()
         .copied()
-        .find(|d| match (password, &file) {
+        .find(|d| match (password, file) {
             (Some(p), _) => p.open_secret(keys, j.tenant, *d).is_ok(),
             (None, Some(f)) => open_blob(keys, j.tenant, *d, f).is_ok(),
             (None, None) => false,
