@@ -15,6 +15,7 @@
 //! See `docs/config-history.md`.
 
 mod blob;
+mod bundle;
 mod diff;
 mod error;
 mod message;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::bundle::{BadBundle, GitBundle};
 pub use crate::diff::{AttrChange, Change, ConfigDiff, MenuChanges, SemanticDiff};
 pub use crate::error::{ArchiveError, Mismatch};
 

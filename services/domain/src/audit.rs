@@ -7,6 +7,11 @@
 //! verifier needs only the events, the checkpoints and the public keys ([`TrustedKeys`]: one
 //! key for every checkpoint, or one per key id, so checkpoints signed before a key rotation
 //! stay verifiable), so an auditor can run it offline on an exported bundle.
+//!
+//! Key rotation hands the signing role over: the first checkpoint a new key signs carries a
+//! [`Handover`] signed by the old and the new key, so an auditor who pins one key
+//! ([`KeyChain`]) trusts the others through the hand-overs, and a retired key signing again
+//! is caught. `docs/auditing.md` specifies every byte.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +70,288 @@ pub struct Checkpoint {
     pub key_id: String,
     /// ed25519 signature of `digest`, hex.
     pub signature: String,
+    /// On the first checkpoint a new key signs: the old key's hand-over to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// The statement that the old audit signing key passes the signing role to a new one,
+/// signed by both (`docs/auditing.md` §6). `netledger keys rotate-audit-key` makes it; the
+/// checkpointer attaches it to the first checkpoint of each tenant the new key signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// When the key was rotated (microsecond precision).
+    #[serde(with = "crate::canonical::micros_time")]
+    pub at: time::OffsetDateTime,
+    /// The retiring key's id.
+    pub from_key_id: String,
+    /// The retiring key.
+    #[serde(with = "hex32")]
+    pub from_public_key: [u8; 32],
+    /// ed25519 signature of [`Handover::message`] by the retiring key, hex.
+    pub from_signature: String,
+    /// The new key's id.
+    pub to_key_id: String,
+    /// The new key.
+    #[serde(with = "hex32")]
+    pub to_public_key: [u8; 32],
+    /// ed25519 signature of [`Handover::message`] by the new key, hex.
+    pub to_signature: String,
+}
+
+impl Handover {
+    /// The hand-over from `from` to `to` at `at` (truncated to microseconds), signed by both.
+    pub fn sign(
+        from_key_id: &str,
+        from: &SigningKey,
+        to_key_id: &str,
+        to: &SigningKey,
+        at: time::OffsetDateTime,
+    ) -> Self {
+        let micros = crate::canonical::unix_micros(at);
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+            .unwrap_or(at);
+        let mut h = Self {
+            at,
+            from_key_id: from_key_id.to_owned(),
+            from_public_key: from.verifying_key().to_bytes(),
+            from_signature: String::new(),
+            to_key_id: to_key_id.to_owned(),
+            to_public_key: to.verifying_key().to_bytes(),
+            to_signature: String::new(),
+        };
+        let message = h.message();
+        h.from_signature = hex::encode(from.sign(&message).to_bytes());
+        h.to_signature = hex::encode(to.sign(&message).to_bytes());
+        h
+    }
+
+    /// The signed bytes: `"NLHO1" | str from_key_id | 32 from_public_key | str to_key_id |
+    /// 32 to_public_key | i64 at_micros`.
+    pub fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(128);
+        m.extend_from_slice(b"NLHO1");
+        crate::canonical::put_str(&mut m, self.from_key_id.as_bytes());
+        m.extend_from_slice(&self.from_public_key);
+        crate::canonical::put_str(&mut m, self.to_key_id.as_bytes());
+        m.extend_from_slice(&self.to_public_key);
+        m.extend_from_slice(&crate::canonical::unix_micros(self.at).to_be_bytes());
+        m
+    }
+
+    /// Checks both signatures; the error says which does not verify.
+    pub fn verify(&self) -> Result<(), String> {
+        let message = self.message();
+        for (who, public, signature) in [
+            ("retiring", &self.from_public_key, &self.from_signature),
+            ("new", &self.to_public_key, &self.to_signature),
+        ] {
+            let ok = VerifyingKey::from_bytes(public).ok().is_some_and(|key| {
+                hex::decode(signature)
+                    .ok()
+                    .and_then(|b| Signature::from_slice(&b).ok())
+                    .is_some_and(|sig| key.verify(&message, &sig).is_ok())
+            });
+            if !ok {
+                return Err(format!(
+                    "the hand-over from `{}` to `{}` is not signed by the {who} key",
+                    self.from_key_id, self.to_key_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `SHA256:` and the lowercase hex SHA-256 of the 32 public key bytes: how an auditor pins
+/// a key obtained out of band.
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    format!("SHA256:{}", hex::encode(Sha256::digest(key.to_bytes())))
+}
+
+/// Parses a key an auditor pins: 64 hex (the public key), `SHA256:<64 hex>` (its
+/// [`fingerprint`]) or `<key id>=<64 hex>` (a line of `audit-signing.pub`; the id is
+/// informational).
+pub fn parse_pinned_key(text: &str) -> Result<PinnedKey, String> {
+    let text = text.trim();
+    if let Some(fp) = text.strip_prefix("SHA256:") {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(fp, &mut bytes)
+            .map_err(|e| format!("a fingerprint is SHA256: and 64 hex characters: {e}"))?;
+        return Ok(PinnedKey::Fingerprint(bytes));
+    }
+    let hex_text = text.split_once('=').map_or(text, |(_, k)| k);
+    parse_public_key(hex_text).map(PinnedKey::Key)
+}
+
+/// A key an auditor trusts: the key itself, or its fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinnedKey {
+    /// The public key.
+    Key(VerifyingKey),
+    /// SHA-256 of the public key bytes.
+    Fingerprint([u8; 32]),
+}
+
+impl PinnedKey {
+    /// Whether `key` is this pinned key.
+    pub fn matches(&self, key: &VerifyingKey) -> bool {
+        match self {
+            Self::Key(k) => k == key,
+            Self::Fingerprint(fp) => <[u8; 32]>::from(Sha256::digest(key.to_bytes())) == *fp,
+        }
+    }
+}
+
+/// One key's use in a tenant's checkpoint chain: the run of checkpoints it signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// Key id.
+    pub key_id: String,
+    /// First checkpoint it signed.
+    pub first_seq: i64,
+    /// Last checkpoint it signed before handing over (`None`: still in use).
+    pub last_seq: Option<i64>,
+    /// The hand-over that made it current (`None` for the first key).
+    pub valid_from: Option<time::OffsetDateTime>,
+    /// The hand-over that retired it.
+    pub valid_until: Option<time::OffsetDateTime>,
+}
+
+/// The keys of a checkpoint chain (sorted by `seq`) in order of first use, with their runs.
+pub fn key_uses(sorted: &[Checkpoint]) -> Vec<KeyUse> {
+    let mut out: Vec<KeyUse> = Vec::new();
+    for cp in sorted {
+        if out.last().is_some_and(|u| u.key_id == cp.key_id) {
+            continue;
+        }
+        let at = cp.handover.as_ref().map(|h| h.at);
+        if let Some(prev) = out.last_mut() {
+            prev.last_seq = Some(cp.body.seq - 1);
+            prev.valid_until = at;
+        }
+        if out.iter().all(|u| u.key_id != cp.key_id) {
+            out.push(KeyUse {
+                key_id: cp.key_id.clone(),
+                first_seq: cp.body.seq,
+                last_seq: None,
+                valid_from: at,
+                valid_until: None,
+            });
+        }
+    }
+    out
+}
+
+/// Which keys of a bundle an auditor trusts, and what is wrong with each checkpoint's key
+/// (`docs/auditing.md` §7.2): a key is trusted when it is pinned or linked to a trusted key
+/// by a valid hand-over; a key change needs a hand-over; a retired key never signs again.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChain {
+    trusted: TrustedKeys,
+    /// Per checkpoint (in the verifier's sorted order): its key problem, if any.
+    problems: Vec<Option<String>>,
+}
+
+impl KeyChain {
+    /// Walks `sorted` (checkpoints sorted by seq) with the bundle's `keys` by id and the
+    /// auditor's `pinned` keys.
+    pub fn new(
+        sorted: &[Checkpoint],
+        keys: &BTreeMap<String, VerifyingKey>,
+        pinned: &[PinnedKey],
+    ) -> Self {
+        let mut problems = Vec::with_capacity(sorted.len());
+        let mut links: Vec<(String, String)> = Vec::new();
+        let mut current: Option<&str> = None;
+        let mut retired: BTreeMap<&str, i64> = BTreeMap::new();
+        for cp in sorted {
+            let k = cp.key_id.as_str();
+            let problem = (|| {
+                if !keys.contains_key(k) {
+                    return Some(format!(
+                        "signed with key id `{k}`, which keys.json does not hold"
+                    ));
+                }
+                let Some(cur) = current else {
+                    return cp
+                        .handover
+                        .as_ref()
+                        .map(|_| "the first checkpoint carries a hand-over".to_owned());
+                };
+                if k == cur {
+                    return cp.handover.as_ref().map(|_| {
+                        format!("a hand-over, but key `{k}` signed the checkpoint before too")
+                    });
+                }
+                if let Some(seq) = retired.get(k) {
+                    return Some(format!(
+                        "signed with key `{k}` outside its validity: it handed over at checkpoint {seq}"
+                    ));
+                }
+                let Some(h) = &cp.handover else {
+                    return Some(format!(
+                        "the signing key changes from `{cur}` to `{k}` without a hand-over"
+                    ));
+                };
+                let same_key = |id: &str, public: &[u8; 32]| {
+                    keys.get(id).is_some_and(|key| key.as_bytes() == public)
+                };
+                if h.from_key_id != cur
+                    || h.to_key_id != k
+                    || !same_key(cur, &h.from_public_key)
+                    || !same_key(k, &h.to_public_key)
+                {
+                    return Some(format!(
+                        "the hand-over names `{}` -> `{}` (keys of its own), but the key changes from `{cur}` to `{k}`",
+                        h.from_key_id, h.to_key_id
+                    ));
+                }
+                if let Err(e) = h.verify() {
+                    return Some(e);
+                }
+                links.push((cur.to_owned(), k.to_owned()));
+                None
+            })();
+            if let Some(cur) = current
+                && cur != k
+            {
+                retired.entry(cur).or_insert(cp.body.seq);
+            }
+            current = Some(k);
+            problems.push(problem);
+        }
+        let mut trusted: std::collections::BTreeSet<&str> = keys
+            .iter()
+            .filter(|(_, key)| pinned.iter().any(|p| p.matches(key)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        loop {
+            let before = trusted.len();
+            for (a, b) in &links {
+                if trusted.contains(a.as_str()) || trusted.contains(b.as_str()) {
+                    trusted.insert(a);
+                    trusted.insert(b);
+                }
+            }
+            if trusted.len() == before {
+                break;
+            }
+        }
+        Self {
+            trusted: TrustedKeys::by_id(
+                trusted
+                    .into_iter()
+                    .filter_map(|id| keys.get(id).map(|k| (id.to_owned(), *k))),
+            ),
+            problems,
+        }
+    }
+
+    /// The trusted keys by id.
+    pub fn trusted(&self) -> &TrustedKeys {
+        &self.trusted
+    }
 }
 
 /// Computes a checkpoint digest incrementally over the events of its range.
@@ -186,6 +473,7 @@ pub fn make_checkpoint(
         digest,
         key_id: key_id.to_owned(),
         signature: hex::encode(signature.to_bytes()),
+        handover: None,
     }
 }
 
@@ -300,6 +588,36 @@ fn checkpoint_tamper(b: &CheckpointBody, position: i64, detail: String) -> Tampe
     }
 }
 
+/// What the verifier checks of an event besides its content: where it sits and its links.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLink<'a> {
+    /// Global position.
+    pub position: i64,
+    /// The tenant's previous position.
+    pub tenant_prev_position: i64,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Version in the stream.
+    pub version: i64,
+    /// The stream's previous hash.
+    pub prev_hash: [u8; 32],
+    /// The hash the event claims.
+    pub hash: [u8; 32],
+}
+
+impl<'a> From<&'a RecordedEvent> for EventLink<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        Self {
+            position: e.position,
+            tenant_prev_position: e.tenant_prev_position,
+            stream: e.stream.as_str(),
+            version: e.version,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
 /// The last event of a stream seen so far (in the whole history or in one range).
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -320,6 +638,8 @@ struct Seen {
 #[derive(Debug)]
 pub struct HistoryVerifier {
     keys: TrustedKeys,
+    /// Per checkpoint, its key problem ([`KeyChain`]); empty when keys are trusted by id.
+    key_problems: Vec<Option<String>>,
     checkpoints: Vec<Checkpoint>,
     /// Index of the checkpoint whose range is being read.
     current: usize,
@@ -353,6 +673,7 @@ impl HistoryVerifier {
         sorted.sort_by_key(|c| c.body.seq);
         Self {
             keys: keys.into(),
+            key_problems: Vec::new(),
             checkpoints: sorted,
             current: 0,
             opened: false,
@@ -369,8 +690,59 @@ impl HistoryVerifier {
         }
     }
 
+    /// A verifier of a bundle's checkpoints (any order; sorted by seq, stably) whose keys
+    /// are the bundle's `keys` by id, trusted as far as they chain to `pinned`
+    /// ([`KeyChain`]).
+    pub fn with_key_chain(
+        checkpoints: &[Checkpoint],
+        keys: &BTreeMap<String, VerifyingKey>,
+        pinned: &[PinnedKey],
+    ) -> Self {
+        let mut v = Self::new(checkpoints, TrustedKeys::default());
+        let chain = KeyChain::new(&v.checkpoints, keys, pinned);
+        v.keys = chain.trusted;
+        v.key_problems = chain.problems;
+        v
+    }
+
+    /// For a bundle whose events start at `from_position` (the start of a checkpoint's
+    /// range): verifies the checkpoints that end before it (chain, key, signature; their
+    /// events are not in the bundle) and takes each stream's head and the tenant's last
+    /// position from them, so the first events of the range link to what they commit to.
+    /// Call before the first [`HistoryVerifier::push`].
+    pub fn start_at(&mut self, from_position: i64) {
+        while self.checkpoint_problem.is_none()
+            && self
+                .checkpoints
+                .get(self.current)
+                .is_some_and(|c| c.body.to_position < from_position)
+        {
+            if !self.open_current() {
+                return;
+            }
+            let cp = &self.checkpoints[self.current];
+            for h in &cp.body.heads {
+                self.streams.insert(h.stream.clone(), (h.version, h.hash));
+            }
+            self.last_position = cp.body.heads.iter().map(|h| h.position).max().unwrap_or(0);
+            self.prev_digest = cp.digest;
+            self.prev_to = cp.body.to_position;
+            self.signed_through = cp.body.to_position;
+            self.current += 1;
+            self.opened = false;
+        }
+    }
+
     /// Checks the next event (in position order).
     pub fn push(&mut self, e: &RecordedEvent) -> Result<(), Tamper> {
+        let hash = event_hash(&e.prev_hash, HashedFields::from(e), &mut self.scratch);
+        self.push_link(&EventLink::from(e), &hash)
+    }
+
+    /// Checks the next event (in position order) given its links and the hash its content
+    /// hashes to (`computed`; a bundle verifier hashes the metadata exactly as written).
+    pub fn push_link(&mut self, e: &EventLink<'_>, computed: &[u8; 32]) -> Result<(), Tamper> {
+        let hash = *computed;
         let last_position = self.last_position;
         if e.position <= last_position {
             return Err(Tamper::OutOfPlace {
@@ -378,7 +750,6 @@ impl HistoryVerifier {
                 detail: format!("positions must increase, previous was {last_position}"),
             });
         }
-        let hash = event_hash(&e.prev_hash, HashedFields::from(e), &mut self.scratch);
         if hash != e.hash {
             return Err(Tamper::Modified {
                 position: e.position,
@@ -405,28 +776,28 @@ impl HistoryVerifier {
         }
         let (prev_version, prev_hash) = self
             .streams
-            .get(e.stream.as_str())
+            .get(e.stream)
             .copied()
             .unwrap_or((0, GENESIS_HASH));
         if e.version != prev_version + 1 {
             return Err(Tamper::BrokenChain {
                 position: e.position,
-                stream: e.stream.as_str().to_owned(),
+                stream: e.stream.to_owned(),
                 detail: format!("version {} follows version {prev_version}", e.version),
             });
         }
         if e.prev_hash != prev_hash {
             return Err(Tamper::BrokenChain {
                 position: e.position,
-                stream: e.stream.as_str().to_owned(),
+                stream: e.stream.to_owned(),
                 detail: "previous hash does not match".to_owned(),
             });
         }
-        match self.streams.get_mut(e.stream.as_str()) {
+        match self.streams.get_mut(e.stream) {
             Some(s) => *s = (e.version, e.hash),
             None => {
                 self.streams
-                    .insert(e.stream.as_str().to_owned(), (e.version, e.hash));
+                    .insert(e.stream.to_owned(), (e.version, e.hash));
             }
         }
         self.before_last = last_position;
@@ -438,7 +809,7 @@ impl HistoryVerifier {
 
     /// Feeds one (already checked) event to the checkpoint whose range holds it, closing
     /// the checkpoints that end before it.
-    fn checkpoint_event(&mut self, e: &RecordedEvent) {
+    fn checkpoint_event(&mut self, e: &EventLink<'_>) {
         loop {
             if self.checkpoint_problem.is_some() || !self.open_current() {
                 return;
@@ -455,10 +826,10 @@ impl HistoryVerifier {
                     position: e.position,
                     hash: e.hash,
                 };
-                match self.range.heads.get_mut(e.stream.as_str()) {
+                match self.range.heads.get_mut(e.stream) {
                     Some(s) => *s = seen,
                     None => {
-                        self.range.heads.insert(e.stream.as_str().to_owned(), seen);
+                        self.range.heads.insert(e.stream.to_owned(), seen);
                     }
                 }
                 self.range.last = Some(e.position);
@@ -494,16 +865,26 @@ impl HistoryVerifier {
             ));
             return false;
         }
+        if let Some(Some(problem)) = self.key_problems.get(self.current) {
+            self.checkpoint_problem = Some(fail(b.from_position, problem.clone()));
+            return false;
+        }
         let Some(key) = self.keys.get(&cp.key_id) else {
             let trusted = self.keys.ids().collect::<Vec<_>>().join(", ");
-            self.checkpoint_problem = Some(fail(
-                b.from_position,
+            let detail = if self.key_problems.is_empty() {
                 format!(
                     "signed with key id `{}`, which is not among the trusted keys ({trusted}); \
                      get that key's public key from the operator",
                     cp.key_id
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "signed with key `{}`, which is neither a pinned key nor handed over from \
+                     one (trusted: {trusted})",
+                    cp.key_id
+                )
+            };
+            self.checkpoint_problem = Some(fail(b.from_position, detail));
             return false;
         };
         let signature_ok = hex::decode(&cp.signature)
@@ -977,5 +1358,155 @@ mod tests {
             let err = TrustedKeys::parse(&bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    /// Checkpoints 1-2 by k1, 3-4 by k2, 5-6 by k3, with hand-overs at 3 and 5.
+    fn rotated_twice(t: TenantId, events: &[RecordedEvent]) -> (Vec<Checkpoint>, [SigningKey; 3]) {
+        let keys = [
+            key(),
+            SigningKey::from_bytes(&[8u8; 32]),
+            SigningKey::from_bytes(&[9u8; 32]),
+        ];
+        let ids = ["k1", "k2", "k3"];
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let mut out: Vec<Checkpoint> = Vec::new();
+        for seq in 1..=6i64 {
+            let i = usize::try_from((seq - 1) / 2).unwrap();
+            let n = usize::try_from(seq - 1).unwrap() * 2;
+            let place = CheckpointPlace {
+                tenant_id: t,
+                seq,
+                from_position: out.last().map_or(1, |c| c.body.to_position + 1),
+                to_position: events[n + 1].position,
+                prev_digest: out.last().map_or([0; 32], |c| c.digest),
+            };
+            let mut cp = make_checkpoint(place, &events[n..n + 2], ids[i], &keys[i]);
+            if seq == 3 || seq == 5 {
+                cp.handover = Some(Handover::sign(
+                    ids[i - 1],
+                    &keys[i - 1],
+                    ids[i],
+                    &keys[i],
+                    at,
+                ));
+            }
+            out.push(cp);
+        }
+        (out, keys)
+    }
+
+    fn bundle_keys(keys: &[SigningKey; 3]) -> BTreeMap<String, VerifyingKey> {
+        ["k1", "k2", "k3"]
+            .iter()
+            .zip(keys)
+            .map(|(id, k)| ((*id).to_owned(), k.verifying_key()))
+            .collect()
+    }
+
+    fn verify_chain(
+        events: &[RecordedEvent],
+        cps: &[Checkpoint],
+        keys: &BTreeMap<String, VerifyingKey>,
+        pinned: &[PinnedKey],
+    ) -> Result<VerifyReport, Tamper> {
+        let mut v = HistoryVerifier::with_key_chain(cps, keys, pinned);
+        for e in events {
+            v.push(e)?;
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn keys_rotated_twice_chain_to_any_pinned_key_through_hand_overs() {
+        let t = TenantId::new_random();
+        let events = history(t, 14);
+        let (cps, keys) = rotated_twice(t, &events);
+        let by_id = bundle_keys(&keys);
+        for pinned in [
+            PinnedKey::Key(keys[0].verifying_key()),
+            PinnedKey::Key(keys[2].verifying_key()),
+            parse_pinned_key(&fingerprint(&keys[1].verifying_key())).unwrap(),
+        ] {
+            let report = verify_chain(&events, &cps, &by_id, &[pinned]).unwrap();
+            assert_eq!((report.checkpoints, report.signed_through), (6, 23));
+        }
+        let uses = key_uses(&cps);
+        assert_eq!(
+            uses.iter()
+                .map(|u| (u.key_id.as_str(), u.first_seq, u.last_seq))
+                .collect::<Vec<_>>(),
+            [("k1", 1, Some(2)), ("k2", 3, Some(4)), ("k3", 5, None)]
+        );
+        // A key that signs nothing here and was never handed over is not trusted.
+        let stranger = SigningKey::from_bytes(&[11u8; 32]).verifying_key();
+        let err = verify_chain(&events, &cps, &by_id, &[PinnedKey::Key(stranger)]).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 1, .. }), "{err}");
+        assert!(err.to_string().contains("neither a pinned key"), "{err}");
+    }
+
+    #[test]
+    fn a_retired_key_signing_again_or_a_missing_hand_over_fails_at_that_checkpoint() {
+        let t = TenantId::new_random();
+        let events = history(t, 14);
+        let (cps, keys) = rotated_twice(t, &events);
+        let by_id = bundle_keys(&keys);
+        let pinned = [PinnedKey::Key(keys[0].verifying_key())];
+        // Checkpoint 6 re-signed by k1, retired at checkpoint 3 (say its key leaked).
+        let mut retired = cps.clone();
+        let place = CheckpointPlace {
+            tenant_id: t,
+            seq: 6,
+            from_position: cps[5].body.from_position,
+            to_position: cps[5].body.to_position,
+            prev_digest: cps[4].digest,
+        };
+        retired[5] = make_checkpoint(place, &events[10..12], "k1", &keys[0]);
+        let err = verify_chain(&events, &retired, &by_id, &pinned).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 6, .. }), "{err}");
+        assert_eq!(err.position(), cps[5].body.from_position);
+        assert!(err.to_string().contains("outside its validity"), "{err}");
+        // The hand-over removed: the key change is not trusted.
+        let mut bare = cps.clone();
+        bare[2].handover = None;
+        let err = verify_chain(&events, &bare, &by_id, &pinned).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 3, .. }), "{err}");
+        assert!(err.to_string().contains("without a hand-over"), "{err}");
+        // A hand-over whose new-key signature was forged.
+        let mut forged = cps.clone();
+        if let Some(h) = forged[4].handover.as_mut() {
+            h.to_signature = h.from_signature.clone();
+        }
+        let err = verify_chain(&events, &forged, &by_id, &pinned).unwrap_err();
+        assert!(matches!(err, Tamper::Checkpoint { seq: 5, .. }), "{err}");
+        assert!(
+            err.to_string().contains("not signed by the new key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_range_starting_at_a_checkpoint_links_to_the_prior_checkpoints_heads() {
+        let t = TenantId::new_random();
+        let events = history(t, 14);
+        let (cps, keys) = rotated_twice(t, &events);
+        let by_id = bundle_keys(&keys);
+        let pinned = [PinnedKey::Key(keys[2].verifying_key())];
+        let from = cps[3].body.from_position;
+        let tail: Vec<_> = events
+            .iter()
+            .filter(|e| e.position >= from)
+            .cloned()
+            .collect();
+        let mut v = HistoryVerifier::with_key_chain(&cps, &by_id, &pinned);
+        v.start_at(from);
+        for e in &tail {
+            v.push(e).unwrap();
+        }
+        assert_eq!(v.finish().unwrap().signed_through, 23);
+        // Dropping the range's first event is caught against the prior checkpoint.
+        let mut v = HistoryVerifier::with_key_chain(&cps, &by_id, &pinned);
+        v.start_at(from);
+        let err = tail[1..].iter().try_for_each(|e| v.push(e)).unwrap_err();
+        assert_eq!(err.position(), tail[0].position, "{err}");
     }
 }

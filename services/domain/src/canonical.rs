@@ -141,7 +141,7 @@ pub fn unix_micros(t: OffsetDateTime) -> i64 {
     i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
 }
 
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     // Lengths above u32::MAX cannot occur for stored events (PostgreSQL caps a field at 1 GB).
     let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
@@ -183,21 +183,136 @@ impl<'a> From<HashedFields<'a>> for Content<'a> {
 
 /// SHA-256 of an event's canonical content bytes; `scratch` is reused between calls.
 pub fn content_hash(c: Content<'_>, scratch: &mut Vec<u8>) -> [u8; 32] {
-    scratch.clear();
-    scratch.extend_from_slice(b"NLEC1");
-    scratch.extend_from_slice(c.tenant_id.as_uuid().as_bytes());
-    put_str(scratch, c.stream.as_str().as_bytes());
-    scratch.extend_from_slice(c.event_id.as_uuid().as_bytes());
-    put_str(scratch, c.event_type.as_bytes());
-    scratch.extend_from_slice(&c.schema_version.to_be_bytes());
     let meta = serde_json::to_value(c.metadata).unwrap_or(Value::Null);
+    content_hash_json(
+        ContentJson {
+            tenant_id: c.tenant_id,
+            stream: c.stream.as_str(),
+            event_id: c.event_id,
+            event_type: c.event_type,
+            schema_version: c.schema_version,
+            metadata: &meta,
+            payload: c.payload,
+        },
+        scratch,
+    )
+}
+
+/// [`Content`] with the metadata as JSON, exactly as an audit bundle holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct ContentJson<'a> {
+    /// Owning tenant.
+    pub tenant_id: &'a TenantId,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Event id.
+    pub event_id: &'a EventId,
+    /// Type name.
+    pub event_type: &'a str,
+    /// Schema version.
+    pub schema_version: u32,
+    /// Metadata.
+    pub metadata: &'a Value,
+    /// Payload.
+    pub payload: &'a Value,
+}
+
+/// The canonical content bytes of an event (`docs/auditing.md` §4), into `out`.
+pub fn content_bytes(c: ContentJson<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"NLEC1");
+    out.extend_from_slice(c.tenant_id.as_uuid().as_bytes());
+    put_str(out, c.stream.as_bytes());
+    out.extend_from_slice(c.event_id.as_uuid().as_bytes());
+    put_str(out, c.event_type.as_bytes());
+    out.extend_from_slice(&c.schema_version.to_be_bytes());
     let mut json = Vec::with_capacity(256);
-    write_canonical_json(&meta, &mut json);
-    put_str(scratch, &json);
+    write_canonical_json(c.metadata, &mut json);
+    put_str(out, &json);
     json.clear();
     write_canonical_json(c.payload, &mut json);
-    put_str(scratch, &json);
+    put_str(out, &json);
+}
+
+/// SHA-256 of [`content_bytes`]; `scratch` is reused between calls.
+pub fn content_hash_json(c: ContentJson<'_>, scratch: &mut Vec<u8>) -> [u8; 32] {
+    content_bytes(c, scratch);
     Sha256::digest(&scratch[..]).into()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: UTC with exactly six fraction digits, the time format of
+/// audit bundles.
+pub fn format_micros(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses exactly the [`format_micros`] form (years 0000-9999).
+pub fn parse_micros(s: &str) -> Option<OffsetDateTime> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() != 27
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[26] != b'Z'
+    {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(digits(5..7)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(digits(0..4)?).ok()?,
+        month,
+        u8::try_from(digits(8..10)?).ok()?,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms_micro(
+        u8::try_from(digits(11..13)?).ok()?,
+        u8::try_from(digits(14..16)?).ok()?,
+        u8::try_from(digits(17..19)?).ok()?,
+        digits(20..26)?,
+    )
+    .ok()?;
+    Some(date.with_time(clock).assume_utc())
+}
+
+/// Serde for a time in the [`format_micros`] form (sub-microsecond digits dropped).
+pub mod micros_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    /// Serialises `t` as [`super::format_micros`].
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_micros(*t))
+    }
+
+    /// Parses the [`super::format_micros`] form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_micros(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a UTC time as YYYY-MM-DDTHH:MM:SS.ffffffZ"
+            ))
+        })
+    }
 }
 
 /// Where an event landed: the inputs of its chain hash besides the content.

@@ -1,5 +1,6 @@
-//! `netledger audit ...`: export a tenant's history as a bundle, and verify a bundle offline
-//! with the public keys alone (one key, or one per key id after rotations).
+//! `netledger audit verify` for both bundle formats: v2 tars ([`crate::bundle`]) and the
+//! v1 JSON bundles earlier versions exported (events and checkpoints only, verified with the
+//! public keys alone: one key, or one per key id after rotations). New exports are v2.
 
 use std::path::Path;
 
@@ -24,8 +25,9 @@ pub struct Bundle {
     pub checkpoints: Vec<Checkpoint>,
 }
 
-/// Writes the bundle of `tenant` to `out`.
-pub async fn export(system: &sqlx::PgPool, tenant: TenantId, out: &Path) -> anyhow::Result<()> {
+/// Writes the v1 bundle of `tenant` to `out` (kept for tests of v1 verification; the CLI
+/// exports v2).
+pub async fn export_v1(system: &sqlx::PgPool, tenant: TenantId, out: &Path) -> anyhow::Result<()> {
     let (events, checkpoints) = netledger_store::audit::export_tenant(system, tenant).await?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
@@ -44,7 +46,35 @@ pub async fn export(system: &sqlx::PgPool, tenant: TenantId, out: &Path) -> anyh
     Ok(())
 }
 
-/// Verifies a bundle; `extra_checkpoints` are checkpoints obtained elsewhere (JetStream, git)
+/// Verifies a bundle of either format with the keys an auditor trusts (`--trusted-key`
+/// values and key files' text); prints the verdict line. Returns the exit code: 0 verified,
+/// 1 tampering found.
+pub fn verify_any(
+    bundle: &Path,
+    trusted: &[String],
+    extra_checkpoints: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let mut file =
+        std::fs::File::open(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    if !crate::bundle::looks_like_v2(&mut file)? {
+        return verify(bundle, &trusted.join("\n"), extra_checkpoints);
+    }
+    if extra_checkpoints.is_some() {
+        anyhow::bail!(
+            "--checkpoints is for v1 bundles; a v2 bundle carries the checkpoint published \
+             outside PostgreSQL itself"
+        );
+    }
+    let pinned = crate::bundle::parse_pinned(trusted)?;
+    let verdict = crate::bundle::verify(bundle, &pinned)?;
+    println!("{}", verdict.line());
+    Ok(match verdict {
+        crate::bundle::Verdict::Ok(_) => 0,
+        crate::bundle::Verdict::Tampered(..) => 1,
+    })
+}
+
+/// Verifies a v1 bundle; `extra_checkpoints` are checkpoints obtained elsewhere (JetStream, git)
 /// as a JSON array; `public_keys` is a hex key or `<key id>=<hex>` entries
 /// ([`TrustedKeys::parse`]). Returns the process exit code: 0 verified, 1 tampering found.
 pub fn verify(

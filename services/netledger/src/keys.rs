@@ -166,7 +166,8 @@ pub struct AuditKeyRotation {
 /// `keys rotate-audit-key`: in a folder `keys init` wrote, generates a new audit signing key
 /// and key id, replaces `audit-signing.key` and `audit-key-id` with them and adds the new
 /// public key to `audit-signing.pub` next to every earlier one, each as `<key id>=<hex>`
-/// (a bare key from before is named by the old key id). Each file is replaced atomically
+/// (a bare key from before is named by the old key id), and writes the old key's hand-over
+/// to the new one into the new key file (`docs/auditing.md` §6). Each file is replaced atomically
 /// (written 0600 beside it, then renamed); the old private key is gone afterwards.
 /// Checkpoints already signed keep their key id and verify with the list.
 pub fn rotate_audit_key(dir: &Path) -> anyhow::Result<AuditKeyRotation> {
@@ -204,9 +205,20 @@ pub fn rotate_audit_key(dir: &Path) -> anyhow::Result<AuditKeyRotation> {
         .map_err(anyhow::Error::msg)?;
     // Trust first (harmless on its own), then the key, then its id.
     replace_private(&dir.join("audit-signing.pub"), &trusted.to_text())?;
+    // The new key file carries the old key's hand-over to it (signed by both; the old
+    // private key is gone afterwards): the checkpointer attaches it to the first checkpoint
+    // the new key signs, so auditors who pinned the old key trust the new one.
+    let handover = netledger_domain::audit::Handover::sign(
+        &old_id,
+        &old_key,
+        &new_id,
+        &new_key,
+        netledger_domain::clock::Clock::now(&crate::clock::SystemClock),
+    );
+    let handover = serde_json::to_string(&handover).context("encoding the hand-over")?;
     replace_private(
         &dir.join("audit-signing.key"),
-        &format!("{}\n", hex::encode(new_key.to_bytes())),
+        &format!("{}\nhandover={handover}\n", hex::encode(new_key.to_bytes())),
     )?;
     replace_private(&dir.join("audit-key-id"), &format!("{new_id}\n"))?;
     Ok(AuditKeyRotation {

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod keys;

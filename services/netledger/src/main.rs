@@ -185,39 +185,52 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Writes one tenant's events and signed checkpoints to a bundle file.
+    /// Writes one tenant's audit bundle (format v2, docs/auditing.md): events of the range,
+    /// every checkpoint through it, the keys with their hand-overs, the newest checkpoint
+    /// published outside PostgreSQL and the config history as a git bundle, in one tar.
     Export {
         #[command(flatten)]
         conn: Conn,
         /// Tenant id.
         #[arg(long)]
         tenant: TenantId,
-        /// Output file.
+        /// Start of the range: a global position or an RFC 3339 time (widened to the start
+        /// of the checkpoint that covers it). Default: the tenant's first event.
+        #[arg(long)]
+        from: Option<netledger::bundle::Bound>,
+        /// End of the range: a position or a time (widened to the end of its checkpoint).
+        /// Default: the newest event.
+        #[arg(long)]
+        to: Option<netledger::bundle::Bound>,
+        /// Output file (`.nlaudit.tar`).
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verifies a bundle offline with the public key alone.
+    /// Verifies a bundle offline, with no database and no network: exit 0 `OK`, exit 1
+    /// `TAMPERED at position N` or `TAMPERED in member NAME`, exit 2 when it cannot run.
     Verify {
-        /// The bundle file.
+        /// The bundle file (v2 tar, or a v1 JSON bundle).
         bundle: PathBuf,
-        /// The platform's public key: 64 hex characters (`netledger audit public-key`), or
-        /// `<key id>=<hex>` entries, one per signing key (after key rotations).
-        #[arg(
-            long,
-            required_unless_present = "trusted_keys",
-            conflicts_with = "trusted_keys"
-        )]
-        public_key: Option<String>,
-        /// A file of public keys as `<key id>=<hex>` lines (the installation's
-        /// `audit-signing.pub`).
+        /// A key you trust, obtained from the operator out of band: 64 hex characters (the
+        /// public key), `SHA256:<64 hex>` (its fingerprint) or `<key id>=<hex>`. Repeat for
+        /// several. Keys in the bundle count only when they chain to one of these through
+        /// signed hand-overs.
+        #[arg(long = "trusted-key", visible_alias = "public-key")]
+        trusted_key: Vec<String>,
+        /// A file of trusted keys (one per line, e.g. the installation's `audit-signing.pub`).
         #[arg(long)]
         trusted_keys: Option<PathBuf>,
-        /// Checkpoints obtained independently (JetStream, git), as a JSON array.
+        /// v1 bundles: checkpoints obtained independently (JetStream, git), as a JSON array.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
-    /// Prints the public key of the configured audit signing key.
-    PublicKey,
+    /// Prints the public key of the configured audit signing key (64 hex); with `--all`
+    /// also its key id and fingerprint, what an auditor pins.
+    PublicKey {
+        /// Print `key id`, `public key` and `fingerprint` lines.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -753,31 +766,82 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Audit { command } => match command {
-            AuditCommand::Export { conn, tenant, out } => {
+            AuditCommand::Export {
+                conn,
+                tenant,
+                from,
+                to,
+                out,
+            } => {
                 let config = load_config(cfg, Some(&conn))?;
                 let pools = roles::pools(&config).await?;
-                netledger::audit::export(&pools.system, tenant, &out).await?;
+                let archive = roles::archive(&config)?;
+                let keys = roles::verifying_key(&config)?;
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(&out)
+                        .with_context(|| format!("creating {}", out.display()))?,
+                );
+                let req = netledger::bundle::ExportRequest {
+                    tenant,
+                    from,
+                    to,
+                    created_at: netledger_domain::clock::Clock::now(&netledger::clock::SystemClock),
+                };
+                let s = netledger::bundle::export(&pools.system, &archive, &keys, req, &mut file)
+                    .await?;
+                std::io::Write::flush(&mut file)?;
+                println!(
+                    "exported {} events (positions {}..{}) and {} checkpoints of tenant {tenant}{} to {}",
+                    s.events,
+                    s.from_position,
+                    s.to_position.map_or("newest".to_owned(), |t| t.to_string()),
+                    s.checkpoints,
+                    if s.config {
+                        " with its config history"
+                    } else {
+                        ""
+                    },
+                    out.display()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Verify {
                 bundle,
-                public_key,
+                mut trusted_key,
                 trusted_keys,
                 checkpoints,
             } => {
-                let keys = match (public_key, trusted_keys) {
-                    (Some(text), _) => text,
-                    (None, Some(path)) => std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                    (None, None) => anyhow::bail!("give --public-key or --trusted-keys"),
-                };
-                let code = netledger::audit::verify(&bundle, &keys, checkpoints.as_deref())?;
-                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+                // Exit 2 when verification cannot run (docs/auditing.md): 1 means tampering.
+                let outcome = (|| {
+                    if let Some(path) = trusted_keys {
+                        trusted_key.push(
+                            std::fs::read_to_string(&path)
+                                .with_context(|| format!("reading {}", path.display()))?,
+                        );
+                    }
+                    netledger::audit::verify_any(&bundle, &trusted_key, checkpoints.as_deref())
+                })();
+                Ok(match outcome {
+                    Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(2)
+                    }
+                })
             }
-            AuditCommand::PublicKey => {
+            AuditCommand::PublicKey { all } => {
                 let config = load_config(cfg, None)?;
-                let key = roles::signing_key(&config)?;
-                println!("{}", hex::encode(key.verifying_key().to_bytes()));
+                let key = roles::signing_key(&config)?.verifying_key();
+                if all {
+                    println!("key id       {}", config.audit.key_id);
+                    println!("public key   {}", hex::encode(key.to_bytes()));
+                    println!(
+                        "fingerprint  {}",
+                        netledger_domain::audit::fingerprint(&key)
+                    );
+                } else {
+                    println!("{}", hex::encode(key.to_bytes()));
+                }
                 Ok(ExitCode::SUCCESS)
             }
         },

@@ -18,7 +18,7 @@ use async_nats::jetstream::{self, stream};
 use ed25519_dalek::SigningKey;
 use netledger_domain::RecordedEvent;
 use netledger_domain::audit::Checkpoint;
-use netledger_store::audit::{checkpoint_all, load_checkpoints};
+use netledger_store::audit::{checkpoint_all_with, load_checkpoints};
 use netledger_store::{EventReader, StoreError};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -429,6 +429,8 @@ pub struct Checkpointer {
     pub key: SigningKey,
     /// Key id recorded with each checkpoint.
     pub key_id: String,
+    /// The previous key's hand-over to `key` (after `keys rotate-audit-key`).
+    pub handover: Option<netledger_domain::audit::Handover>,
     /// How often to run.
     pub interval: Duration,
     /// The config-history store: each checkpoint is also committed into its tenant's git
@@ -468,7 +470,12 @@ impl Checkpointer {
         &self,
         backlog: &mut Option<Vec<Checkpoint>>,
     ) -> Result<usize, RelayError> {
-        let written = match checkpoint_all(&self.system, &self.key_id, &self.key).await {
+        let signer = netledger_store::audit::CheckpointSigner {
+            key_id: &self.key_id,
+            key: &self.key,
+            handover: self.handover.as_ref(),
+        };
+        let written = match checkpoint_all_with(&self.system, &signer).await {
             Ok(written) => written,
             Err(err) => {
                 *backlog = None;

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
-use netledger_domain::audit::TrustedKeys;
+use netledger_domain::audit::{Handover, TrustedKeys};
 use netledger_store::Pools;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -248,17 +248,73 @@ pub fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
-    signing_key_from_text(&text).with_context(|| path.display().to_string())
+    Ok(read_key_file(path)?.0)
 }
 
-/// An audit signing key from its file's text (64 hex characters).
+fn read_key_file(path: &Path) -> anyhow::Result<(SigningKey, Option<Handover>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    audit_key_from_text(&text).with_context(|| path.display().to_string())
+}
+
+/// The audit signing key and the previous key's hand-over to it, checked against the
+/// configured key id: what the checkpointer signs with. Outside production without a key
+/// file, a development key is generated as by [`signing_key`].
+pub fn checkpoint_signer(config: &Config) -> anyhow::Result<(SigningKey, Option<Handover>)> {
+    let key = signing_key(config)?;
+    let path = config
+        .audit
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("audit-signing.key"));
+    let (_, handover) = read_key_file(&path)?;
+    if let Some(h) = &handover {
+        let id = &config.audit.key_id;
+        if h.to_key_id != *id || h.to_public_key != key.verifying_key().to_bytes() {
+            anyhow::bail!(
+                "{}: its hand-over is to key `{}`, but this key is `{id}` (audit.key_id) with \
+                 another public key; the key file and audit.key_id do not belong together",
+                path.display(),
+                h.to_key_id
+            );
+        }
+        h.verify()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok((key, handover))
+}
+
+/// An audit signing key from its file's text (64 hex characters, then optionally a
+/// `handover=<json>` line written by `keys rotate-audit-key`).
 pub fn signing_key_from_text(text: &str) -> anyhow::Result<SigningKey> {
+    Ok(audit_key_from_text(text)?.0)
+}
+
+/// An audit key file's key and hand-over ([`signing_key_from_text`]).
+pub fn audit_key_from_text(text: &str) -> anyhow::Result<(SigningKey, Option<Handover>)> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .context("an audit signing key file must hold 64 hex characters (an ed25519 secret key)")?;
-    Ok(SigningKey::from_bytes(&bytes))
+    hex::decode_to_slice(lines.next().unwrap_or_default(), &mut bytes).context(
+        "an audit signing key file must start with 64 hex characters (an ed25519 secret key)",
+    )?;
+    let mut handover = None;
+    for line in lines {
+        let Some(json) = line.strip_prefix("handover=") else {
+            anyhow::bail!(
+                "an audit signing key file holds the key and at most a `handover=` line; found \
+                 `{}`",
+                line.chars().take(20).collect::<String>()
+            );
+        };
+        if handover.is_some() {
+            anyhow::bail!("an audit signing key file holds one `handover=` line");
+        }
+        handover = Some(
+            serde_json::from_str::<Handover>(json)
+                .context("the `handover=` line is not a hand-over")?,
+        );
+    }
+    Ok((SigningKey::from_bytes(&bytes), handover))
 }
 
 /// Runs the read-model projectors, the relay and the checkpointer (and the health endpoints
@@ -269,7 +325,7 @@ pub async fn run_projector(
     pools: &Pools,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let key = signing_key(config)?;
+    let (key, handover) = checkpoint_signer(config)?;
     let client = crate::relay::connect_nats(
         &config.nats_url,
         "projector",
@@ -294,6 +350,7 @@ pub async fn run_projector(
         stream: config.relay.checkpoint_stream.clone(),
         key,
         key_id: config.audit.key_id.clone(),
+        handover,
         interval: config.audit.checkpoint_interval,
         archive: Some(archive(config)?),
     };

@@ -328,7 +328,7 @@ async fn audit_bundles_verify_offline_and_name_tampering(owner: PgPool) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle.json");
-    netledger::audit::export(&system, tenant, &bundle)
+    netledger::audit::export_v1(&system, tenant, &bundle)
         .await
         .unwrap();
     let public = hex::encode(key.verifying_key().to_bytes());
@@ -420,7 +420,7 @@ async fn rotated_audit_keys_keep_old_checkpoints_verifiable(owner: PgPool) {
         .unwrap();
 
     let bundle = dir.path().join("bundle.json");
-    netledger::audit::export(&system, tenant, &bundle)
+    netledger::audit::export_v1(&system, tenant, &bundle)
         .await
         .unwrap();
     let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(
@@ -484,6 +484,7 @@ async fn checkpoints_are_published_once(owner: PgPool) {
         js: js.clone(),
         stream: name.clone(),
         key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        handover: None,
         key_id: "k1".to_owned(),
         interval: Duration::from_secs(30),
         archive: Some(netledger_archive::Archive::open(archive_dir.path()).unwrap()),

@@ -9,8 +9,8 @@
 
 use ed25519_dalek::SigningKey;
 use netledger_domain::audit::{
-    Checkpoint, CheckpointBody, CheckpointPlace, HistoryVerifier, StreamHead, Tamper, VerifyReport,
-    make_checkpoint,
+    Checkpoint, CheckpointBody, CheckpointPlace, Handover, HistoryVerifier, StreamHead, Tamper,
+    VerifyReport, make_checkpoint,
 };
 use netledger_domain::{RecordedEvent, TenantId};
 use sqlx::{PgPool, Row};
@@ -25,7 +25,7 @@ pub async fn load_checkpoints(
 ) -> Result<Vec<Checkpoint>, StoreError> {
     let rows = sqlx::query(
         "SELECT tenant_id, seq, from_position, to_position, event_count, prev_digest, digest, heads, \
-                key_id, signature \
+                key_id, signature, handover \
          FROM audit_checkpoints WHERE ($1::uuid IS NULL OR tenant_id = $1) ORDER BY tenant_id, seq",
     )
     .bind(tenant.map(|t| *t.as_uuid()))
@@ -49,6 +49,12 @@ pub async fn load_checkpoints(
             let heads: serde_json::Value = row.try_get("heads").map_err(|e| bad(e.to_string()))?;
             let heads: Vec<StreamHead> =
                 serde_json::from_value(heads).map_err(|e| bad(e.to_string()))?;
+            let handover: Option<serde_json::Value> =
+                row.try_get("handover").map_err(|e| bad(e.to_string()))?;
+            let handover: Option<Handover> = handover
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| bad(format!("hand-over: {e}")))?;
             Ok(Checkpoint {
                 body: CheckpointBody {
                     tenant_id: TenantId::from_uuid(
@@ -66,27 +72,63 @@ pub async fn load_checkpoints(
                 digest: digest32("digest")?,
                 key_id: row.try_get("key_id").map_err(|e| bad(e.to_string()))?,
                 signature: row.try_get("signature").map_err(|e| bad(e.to_string()))?,
+                handover,
             })
         })
         .collect()
+}
+
+/// The checkpointer's key: its id, the private key, and the hand-over from the previous key
+/// (`keys rotate-audit-key` writes it next to the new key).
+#[derive(Debug, Clone)]
+pub struct CheckpointSigner<'a> {
+    /// Key id recorded with each checkpoint.
+    pub key_id: &'a str,
+    /// The signing key.
+    pub key: &'a SigningKey,
+    /// The previous key's hand-over to this one, if the key was rotated.
+    pub handover: Option<&'a Handover>,
+}
+
+/// [`checkpoint_all_with`] for a key that was never rotated (no hand-over).
+pub async fn checkpoint_all(
+    system: &PgPool,
+    key_id: &str,
+    key: &SigningKey,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    checkpoint_all_with(
+        system,
+        &CheckpointSigner {
+            key_id,
+            key,
+            handover: None,
+        },
+    )
+    .await
 }
 
 /// Covers every tenant's events up to the current head with a new signed checkpoint
 /// (tenants with no new events get none). Returns the checkpoints written. Run it from one
 /// process at a time (the caller holds a lease); a concurrent duplicate fails on the primary
 /// key and writes nothing.
-pub async fn checkpoint_all(
+///
+/// When a tenant's last checkpoint was signed by another key, the new one carries the
+/// signer's hand-over if it hands over from that key; otherwise it is written without one
+/// and a warning is logged (an auditor who pins the old key then cannot trust the new one
+/// through the chain and must pin it as well).
+pub async fn checkpoint_all_with(
     system: &PgPool,
-    key_id: &str,
-    key: &SigningKey,
+    signer: &CheckpointSigner<'_>,
 ) -> Result<Vec<Checkpoint>, StoreError> {
+    let CheckpointSigner { key_id, key, .. } = *signer;
     let head = EventReader::system(system.clone(), None)
         .head_position()
         .await?;
     let tenants = sqlx::query(
-        "SELECT t.tenant_id, coalesce(c.seq, 0) AS seq, coalesce(c.to_position, 0) AS to_position, c.digest \
+        "SELECT t.tenant_id, coalesce(c.seq, 0) AS seq, coalesce(c.to_position, 0) AS to_position, \
+                c.digest, c.key_id \
          FROM (SELECT DISTINCT tenant_id FROM events) t \
-         LEFT JOIN LATERAL (SELECT seq, to_position, digest FROM audit_checkpoints a \
+         LEFT JOIN LATERAL (SELECT seq, to_position, digest, key_id FROM audit_checkpoints a \
                             WHERE a.tenant_id = t.tenant_id ORDER BY seq DESC LIMIT 1) c ON true",
     )
     .fetch_all(system)
@@ -115,7 +157,8 @@ pub async fn checkpoint_all(
         if events.is_empty() {
             continue;
         }
-        let cp = make_checkpoint(
+        let last_key: Option<String> = row.try_get("key_id").map_err(StoreError::db("decode"))?;
+        let mut cp = make_checkpoint(
             CheckpointPlace {
                 tenant_id: tenant,
                 seq: seq + 1,
@@ -127,6 +170,20 @@ pub async fn checkpoint_all(
             key_id,
             key,
         );
+        if let Some(last) = last_key.filter(|k| k != key_id) {
+            match signer.handover {
+                Some(h) if h.from_key_id == last && h.to_key_id == key_id => {
+                    cp.handover = Some(h.clone());
+                }
+                _ => tracing::warn!(
+                    %tenant,
+                    from = %last,
+                    to = %key_id,
+                    "the audit signing key changed without a hand-over from the previous key; \
+                     auditors must pin the new key as well (rotate with `netledger keys rotate-audit-key`)"
+                ),
+            }
+        }
         insert_checkpoint(system, &cp).await?;
         written.push(cp);
     }
@@ -162,8 +219,8 @@ async fn insert_checkpoint(system: &PgPool, cp: &Checkpoint) -> Result<(), Store
         serde_json::to_value(&cp.body.heads).map_err(|e| StoreError::Invalid(e.to_string()))?;
     sqlx::query(
         "INSERT INTO audit_checkpoints (tenant_id, seq, from_position, to_position, event_count, \
-             prev_digest, digest, heads, key_id, signature) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             prev_digest, digest, heads, key_id, signature, handover) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(cp.body.tenant_id.as_uuid())
     .bind(cp.body.seq)
@@ -175,6 +232,13 @@ async fn insert_checkpoint(system: &PgPool, cp: &Checkpoint) -> Result<(), Store
     .bind(heads)
     .bind(&cp.key_id)
     .bind(&cp.signature)
+    .bind(
+        cp.handover
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+    )
     .execute(system)
     .await
     .map_err(StoreError::db("insert checkpoint"))?;

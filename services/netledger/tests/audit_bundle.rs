@@ -1,0 +1,484 @@
+//! Issue #14, the audit bundle (format v2, docs/auditing.md) end to end: a platform with a
+//! polled fleet, an out-of-band change (drift) and a backup; `netledger audit export`; both
+//! verifiers (`netledger audit verify` and `tools/audit-verify.py`, written from the format
+//! document alone) pass the bundle and fail every tampered copy at the same position or
+//! member; the config history in it clones with git; a range export verifies on its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The harness runs real processes (netledger, python3, git) and reads the clock.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use netledger_domain::canonical::canonical_json;
+use support::platform::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Options, Platform, backup_succeeds, database_url, until,
+};
+
+type Members = Vec<(String, Vec<u8>)>;
+
+fn read_tar(path: &Path) -> Members {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = String::from_utf8(e.path_bytes().to_vec()).unwrap();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// Writes `members` as a bundle; with `forge_manifest` the manifest's sizes and hashes are
+/// recomputed, as a forger would.
+fn write_tar(members: &Members, path: &Path, forge_manifest: bool) {
+    let mut members = members.clone();
+    if forge_manifest {
+        let listed: Vec<Value> = members[1..]
+            .iter()
+            .map(|(name, bytes)| {
+                json!({"bytes": bytes.len(), "name": name, "sha256": hex::encode(Sha256::digest(bytes))})
+            })
+            .collect();
+        let mut manifest: Value = serde_json::from_slice(&members[0].1).unwrap();
+        manifest["members"] = Value::Array(listed);
+        members[0].1 = canonical_json(&manifest);
+    }
+    let mut tar = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, bytes) in &members {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, name, bytes.as_slice()).unwrap();
+    }
+    tar.finish().unwrap();
+}
+
+fn member<'a>(members: &'a Members, name: &str) -> &'a [u8] {
+    &members.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+fn set_member(members: &mut Members, name: &str, bytes: Vec<u8>) {
+    members.iter_mut().find(|(n, _)| n == name).unwrap().1 = bytes;
+}
+
+fn jsonl(bytes: &[u8]) -> Vec<Value> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+fn to_jsonl(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(&canonical_json(v));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The verdict's finding: `OK`, `TAMPERED at position N` or `TAMPERED in member NAME`,
+/// and the exit code.
+fn verdict(out: &std::process::Output) -> (Option<i32>, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    let finding = first.split(':').next().unwrap_or_default().to_owned();
+    assert!(
+        finding == "OK" || finding.starts_with("TAMPERED "),
+        "no verdict line: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), finding)
+}
+
+fn python_verifier() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tools/audit-verify.py"
+    ))
+}
+
+/// Both verifiers on `path` with `key` pinned; asserts they agree and returns the finding.
+fn verify_both(path: &Path, key: &str) -> (Option<i32>, String) {
+    let rust = Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["audit", "verify"])
+        .arg(path)
+        .args(["--trusted-key", key])
+        .env("NETLEDGER_LOG", "warn")
+        .output()
+        .unwrap();
+    let python = std::env::var("NETLEDGER_AUDIT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let py = Command::new(python)
+        .arg(python_verifier())
+        .arg(path)
+        .args(["--trusted-key", key])
+        .output()
+        .unwrap();
+    let (r, p) = (verdict(&rust), verdict(&py));
+    assert_eq!(
+        r,
+        p,
+        "the verifiers disagree on {}:\nrust: {}\npython: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&rust.stdout),
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    r
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_same_place(
+    owner: PgPool,
+) {
+    let p = Platform::start_with(
+        &owner,
+        2,
+        Options {
+            extra_toml: Some("[audit]\ncheckpoint_interval = \"1s\"\n".to_owned()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let token = p.api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let devices = [
+        p.register(&token, 0, "edge-0").await,
+        p.register(&token, 1, "edge-1").await,
+    ];
+    until("both devices online", Duration::from_secs(60), || async {
+        let page = p.api.ok(200, "GET", "/api/v1/devices", &token, None).await;
+        let items = page["items"].as_array().unwrap().clone();
+        (items.len() == 2 && items.iter().all(|d| d["status"] == "online")).then_some(())
+    })
+    .await;
+    // An out-of-band change: the poller records drift with a new archived config.
+    run(Command::new("curl")
+        .args(["-sSf", "-X", "POST", "--data-binary"])
+        .arg("/system identity set name=changed-out-of-band\n")
+        .arg(format!("{}/devices/0/config", p.control.base())));
+    until("drift recorded", Duration::from_secs(60), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE event_type = 'ConfigDriftDetected'",
+        )
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+        (n > 0).then_some(())
+    })
+    .await;
+    backup_succeeds(&p.api, &token, &devices[1], "audit-1").await;
+    let me = p.api.ok(200, "GET", "/api/v1/auth/me", &token, None).await;
+    let tenant = me["tenant_id"].as_str().unwrap().to_owned();
+    // Every event signed, and the newest checkpoint published to git (outside PostgreSQL).
+    until(
+        "the history signed and published",
+        Duration::from_secs(60),
+        || async {
+            let (head, signed, seq): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT (SELECT max(position) FROM events WHERE tenant_id = $1::uuid), \
+                    (SELECT max(to_position) FROM audit_checkpoints WHERE tenant_id = $1::uuid), \
+                    (SELECT max(seq) FROM audit_checkpoints WHERE tenant_id = $1::uuid)",
+            )
+            .bind(&tenant)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+            let published = p
+                .data_dir()
+                .join("config-history")
+                .join(format!("{tenant}.git"));
+            let in_git = seq.is_some_and(|s| {
+                Command::new("git")
+                    .arg("--git-dir")
+                    .arg(&published)
+                    .args(["cat-file", "-e", &format!("main:checkpoints/{s:012}.json")])
+                    .status()
+                    .is_ok_and(|st| st.success())
+            });
+            (signed == Some(head) && seq >= Some(2) && in_git).then_some(())
+        },
+    )
+    .await;
+
+    let work = tempfile::tempdir().unwrap();
+    let url = database_url(&owner);
+    let export = |args: &[&str], out: &Path| {
+        run(Command::new(env!("CARGO_BIN_EXE_netledger"))
+            .arg("--config")
+            .arg(p.config_file())
+            .args(["audit", "export", "--tenant", &tenant])
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .env("DATABASE_URL", &url)
+            .env("NETLEDGER_LOG", "warn"))
+    };
+    let bundle = work.path().join("t.nlaudit.tar");
+    let said = export(&[], &bundle);
+    assert!(said.contains("with its config history"), "{said}");
+    let key = std::fs::read_to_string(p.data_dir().join("audit-signing.pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Intact: both verifiers pass.
+    assert_eq!(verify_both(&bundle, &key), (Some(0), "OK".to_owned()));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["audit", "verify"])
+        .arg(&bundle)
+        .args(["--trusted-key", &key]));
+    assert!(!out.contains(" 0 config references"), "{out}");
+
+    let members = read_tar(&bundle);
+    assert_eq!(
+        members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        [
+            "manifest.json",
+            "events.jsonl",
+            "checkpoints.jsonl",
+            "keys.json",
+            "external-checkpoint.json",
+            "config.bundle"
+        ]
+    );
+    // The config history is an ordinary git bundle: git clones it.
+    let git_bundle = work.path().join("config.bundle");
+    std::fs::write(&git_bundle, member(&members, "config.bundle")).unwrap();
+    let clone = work.path().join("config");
+    run(Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&git_bundle)
+        .arg(&clone));
+    for d in &devices {
+        assert!(clone.join("devices").join(format!("{d}.rsc")).exists());
+    }
+
+    let events = jsonl(member(&members, "events.jsonl"));
+    let checkpoints = jsonl(member(&members, "checkpoints.jsonl"));
+    let external: Value =
+        serde_json::from_slice(member(&members, "external-checkpoint.json")).unwrap();
+    let pos = |e: &Value| e["position"].as_i64().unwrap();
+    let k = events.len() / 2;
+    let tampered = work.path().join("tampered.nlaudit.tar");
+    let check = |what: &str, forged: Members, forge_manifest: bool, expected: &str| {
+        write_tar(&forged, &tampered, forge_manifest);
+        let (code, finding) = verify_both(&tampered, &key);
+        assert_eq!(code, Some(1), "{what}: {finding}");
+        assert_eq!(finding, expected, "{what}");
+        eprintln!("{what}: both verifiers say {finding}");
+    };
+
+    // A modified payload.
+    let mut forged = members.clone();
+    let mut ev = events.clone();
+    ev[k]["payload"]["tampered"] = json!(true);
+    set_member(&mut forged, "events.jsonl", to_jsonl(&ev));
+    check(
+        "modified payload",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", pos(&events[k])),
+    );
+
+    // A removed event.
+    let mut forged = members.clone();
+    let mut ev = events.clone();
+    ev.remove(k);
+    set_member(&mut forged, "events.jsonl", to_jsonl(&ev));
+    check(
+        "removed event",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", pos(&events[k])),
+    );
+
+    // Two events swapped.
+    let mut forged = members.clone();
+    let mut ev = events.clone();
+    ev.swap(k, k + 1);
+    set_member(&mut forged, "events.jsonl", to_jsonl(&ev));
+    check(
+        "swapped events",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", pos(&events[k])),
+    );
+
+    // An inserted event (a copy of one, after it).
+    let mut forged = members.clone();
+    let mut ev = events.clone();
+    ev.insert(k + 1, events[k].clone());
+    set_member(&mut forged, "events.jsonl", to_jsonl(&ev));
+    check(
+        "inserted event",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", pos(&events[k])),
+    );
+
+    // The tail cut off: the newest checkpoint and its events gone; the copy published
+    // outside PostgreSQL still names them.
+    let ext_seq = external["checkpoint"]["seq"].as_i64().unwrap();
+    let ext_from = external["checkpoint"]["from_position"].as_i64().unwrap();
+    let mut forged = members.clone();
+    let ev: Vec<Value> = events
+        .iter()
+        .filter(|e| pos(e) < ext_from)
+        .cloned()
+        .collect();
+    let cps: Vec<Value> = checkpoints
+        .iter()
+        .filter(|c| c["seq"].as_i64().unwrap() < ext_seq)
+        .cloned()
+        .collect();
+    set_member(&mut forged, "events.jsonl", to_jsonl(&ev));
+    set_member(&mut forged, "checkpoints.jsonl", to_jsonl(&cps));
+    write_tar(&forged, &tampered, true);
+    let (code, finding) = verify_both(&tampered, &key);
+    assert_eq!(code, Some(1), "truncated tail: {finding}");
+    let at: i64 = finding
+        .strip_prefix("TAMPERED at position ")
+        .unwrap_or_else(|| panic!("truncated tail: {finding}"))
+        .parse()
+        .unwrap();
+    let ext_to = external["checkpoint"]["to_position"].as_i64().unwrap();
+    assert!(
+        (ext_from..=ext_to).contains(&at),
+        "truncated tail: {finding}"
+    );
+    eprintln!("truncated tail: both verifiers say {finding}");
+
+    // An altered checkpoint signature.
+    let mut forged = members.clone();
+    let mut cps = checkpoints.clone();
+    let sig = cps[1]["signature"].as_str().unwrap().to_owned();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    cps[1]["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    set_member(&mut forged, "checkpoints.jsonl", to_jsonl(&cps));
+    check(
+        "altered checkpoint signature",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", cps[1]["from_position"]),
+    );
+
+    // An altered config text: the newest commit an event names gets a changed file, and
+    // the history after it is replayed on the forged commit.
+    let last_ref = events
+        .iter()
+        .rev()
+        .find(|e| e["payload"]["commit"].is_string())
+        .expect("an event names a config commit");
+    let commit = last_ref["payload"]["commit"].as_str().unwrap().to_owned();
+    let device = last_ref["stream"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("device-")
+        .unwrap();
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args([
+                "-c",
+                "user.name=forger",
+                "-c",
+                "user.email=f@example.invalid",
+            ])
+            .args(args))
+    };
+    git(&["checkout", "-q", &commit]);
+    let file = clone.join("devices").join(format!("{device}.rsc"));
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("/ip service set telnet disabled=no\n");
+    std::fs::write(&file, text).unwrap();
+    git(&["commit", "-q", "-a", "--amend", "--no-edit"]);
+    let forged_commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    git(&["rebase", "-q", "--onto", &forged_commit, &commit, "main"]);
+    let forged_git = work.path().join("forged.bundle");
+    git(&[
+        "bundle",
+        "create",
+        "-q",
+        forged_git.to_str().unwrap(),
+        "main",
+    ]);
+    let first_ref = events
+        .iter()
+        .find(|e| e["payload"]["commit"] == commit.as_str())
+        .map(pos)
+        .unwrap();
+    let mut forged = members.clone();
+    set_member(
+        &mut forged,
+        "config.bundle",
+        std::fs::read(&forged_git).unwrap(),
+    );
+    check(
+        "altered config text in the git bundle",
+        forged,
+        true,
+        &format!("TAMPERED at position {first_ref}"),
+    );
+
+    // A member changed without the manifest: the manifest names it.
+    let mut forged = members.clone();
+    let mut keys = member(&members, "keys.json").to_vec();
+    keys.extend_from_slice(b" ");
+    set_member(&mut forged, "keys.json", keys);
+    check(
+        "manifest mismatch",
+        forged,
+        false,
+        "TAMPERED in member keys.json",
+    );
+
+    // A key the bundle does not hold.
+    let stranger = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    assert_eq!(
+        verify_both(&bundle, &stranger),
+        (Some(1), "TAMPERED in member keys.json".to_owned())
+    );
+
+    // A range from the second checkpoint on verifies on its own against the first's heads.
+    let ranged = work.path().join("range.nlaudit.tar");
+    let from = checkpoints[1]["from_position"].as_i64().unwrap();
+    let said = export(&["--from", &(from + 1).to_string()], &ranged);
+    assert!(said.contains(&format!("positions {from}..")), "{said}");
+    assert_eq!(verify_both(&ranged, &key), (Some(0), "OK".to_owned()));
+    let ranged_events = jsonl(member(&read_tar(&ranged), "events.jsonl"));
+    assert_eq!(
+        pos(&ranged_events[0]),
+        events.iter().map(pos).find(|p| *p >= from).unwrap()
+    );
+}
