@@ -56,6 +56,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download the tenant's audit bundle (format v2, a tar file: docs/auditing.md): events of
+         *     the range in canonical form, every checkpoint through it, the signing keys with their
+         *     hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
+         *     a git bundle. Verify it offline with `netledger audit verify FILE --trusted-key KEY`.
+         *     The download is recorded (`AuditBundleExported`, with the file's SHA-256, which the
+         *     `Netledger-Bundle-Sha256` header repeats).
+         */
+        get: operations["export_audit_bundle"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/feed": {
         parameters: {
             query?: never;
@@ -3602,6 +3626,50 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    export_audit_bundle: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Start: a global position or an RFC 3339 time, widened to the start of the checkpoint
+                 *     that covers it. Default: the tenant's first event.
+                 */
+                from?: string;
+                /**
+                 * @description End: a position or a time, widened to the end of its checkpoint. Default: the newest
+                 *     event.
+                 */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bundle, streamed (`Content-Disposition: attachment`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-tar": number[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["Internal"];
+            /** @description This API process has no config archive or no audit public key to build a bundle with. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     audit_feed: {

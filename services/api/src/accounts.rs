@@ -1356,15 +1356,19 @@ async fn insert_refresh_token(
 pub async fn start_session(
     state: &ApiState,
     user: &LoginCandidate,
+    source: &str,
     meta: &EventMetadata,
 ) -> ApiResult<Issued> {
     let family = Uuid::now_v7();
     let stream = stream_or_500(session_stream(family))?;
     let events = Session::default()
-        .decide(&SessionCommand::Start(SessionOwner {
-            user_id: user.id,
-            session_id: family,
-        }))
+        .decide(&SessionCommand::Start(
+            SessionOwner {
+                user_id: user.id,
+                session_id: family,
+            },
+            Some(source.to_owned()),
+        ))
         .map_err(|_| ApiError::conflict(format!("{stream} already exists")))?;
     let mut tx = begin_tenant(&state.pools().app, user.tenant).await?;
     let (refresh_token, refresh_expires_at) =

@@ -24,6 +24,7 @@ use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use netledger_domain::event::EventMetadata;
 use netledger_domain::identity::Role;
 use netledger_domain::{Actor, TenantId};
 use rand::RngCore;
@@ -132,10 +133,12 @@ impl FromRequestParts<ApiState> for Principal {
             .trim();
         let principal = if token.starts_with(API_KEY_PREFIX) {
             let client = crate::ratelimit::client_ip(parts, &state.config().trusted_proxies);
-            state
+            let principal = state
                 .key_cache()
                 .authenticate(token, &client, authenticate_api_key(state, token))
-                .await?
+                .await?;
+            record_key_use(state, &principal, client).await?;
+            principal
         } else {
             let claims = state
                 .jwt()
@@ -284,6 +287,30 @@ pub async fn session_facts(
     };
     state.sessions().put(session, facts);
     Ok(Some(facts))
+}
+
+/// Records an API key's first use of the UTC day (once per key, day and API process).
+async fn record_key_use(
+    state: &ApiState,
+    principal: &Principal,
+    source: String,
+) -> Result<(), ApiError> {
+    let Subject::ApiKey { id } = principal.subject else {
+        return Ok(());
+    };
+    let day = state.now().date();
+    if !state.key_use_days().is_new(id, day) {
+        return Ok(());
+    }
+    let event = netledger_domain::identity::security::ApiKeyUsed {
+        key_id: id,
+        day: day.to_string(),
+        source,
+    };
+    let meta = EventMetadata::for_command(principal.actor(), Uuid::now_v7());
+    crate::security::record(state, principal.tenant, event.into(), &meta).await?;
+    state.key_use_days().recorded(id, day);
+    Ok(())
 }
 
 async fn authenticate_api_key(state: &ApiState, token: &str) -> Result<Principal, ApiError> {

@@ -81,7 +81,8 @@ permissions! {
     FirmwareRead => ("firmware:read", "List cached firmware packages."),
     FirmwareWrite => ("firmware:write", "Upload firmware packages."),
     EventsRead => ("events:read", "Read device, config, workflow and rollout events, live or historic."),
-    AuditRead => ("audit:read", "Read identity events (tenants, users, sessions), checkpoints and verify hash chains."),
+    AuditRead => ("audit:read", "Read identity and security events (tenants, users, sessions, failed logins, key use, audit downloads), checkpoints and verify hash chains (the run is recorded)."),
+    AuditExport => ("audit:export", "Download the tenant's audit bundle (the download is recorded as a security event)."),
     ChangesRead => ("changes:read", "List and read change requests, their previews and timelines."),
     ChangesWrite => ("changes:write", "Create, edit, submit, withdraw, start and cancel change requests (start without approval only for emergencies)."),
     ChangesApprove => ("changes:approve", "Approve or reject change requests (never one's own), start and cancel approved ones, continue them after a window pause."),
@@ -187,7 +188,7 @@ pub fn role_permissions(role: Role) -> PermissionSet {
         ]
         .into_iter()
         .fold(set, PermissionSet::with),
-        Role::Auditor => [P::UsersRead, P::ApiKeysRead, P::AuditRead]
+        Role::Auditor => [P::UsersRead, P::ApiKeysRead, P::AuditRead, P::AuditExport]
             .into_iter()
             .fold(set, PermissionSet::with),
         Role::TenantAdmin => Permission::ALL
@@ -214,8 +215,8 @@ pub fn parse_scopes<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Perm
 }
 
 /// Event categories whose events need [`Permission::AuditRead`] rather than
-/// [`Permission::EventsRead`]: identity and sessions.
-pub const AUDIT_CATEGORIES: &[&str] = &["tenant", "user", "session"];
+/// [`Permission::EventsRead`]: identity, sessions and security events.
+pub const AUDIT_CATEGORIES: &[&str] = &["tenant", "user", "session", "security"];
 
 /// The permission needed to read events of `category`.
 pub fn permission_for_category(category: &str) -> Permission {
@@ -254,11 +255,13 @@ mod tests {
             );
         }
         assert!(role_permissions(Role::TenantAdmin).contains(Permission::WorkflowsWithoutTimer));
-        // The auditor is read-only.
+        // The auditor is read-only (downloading the audit bundle reads; it is recorded).
         let auditor = role_permissions(Role::Auditor);
         for p in auditor.iter() {
             assert!(
-                p.as_str().ends_with(":read") || p == Permission::Authenticated,
+                p.as_str().ends_with(":read")
+                    || p == Permission::Authenticated
+                    || p == Permission::AuditExport,
                 "{p}"
             );
         }

@@ -25,6 +25,7 @@ mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod scripts;
+pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod tls;

@@ -96,6 +96,7 @@ pub(crate) struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     live_limits: Arc<crate::routes::live::LiveLimits>,
     key_cache: crate::keycache::KeyCache,
+    key_use_days: crate::security::KeyUseDays,
     health_cache: crate::routes::health::HealthCache,
     notifier: std::sync::OnceLock<netledger_store::Notifier>,
 }
@@ -169,6 +170,7 @@ impl ApiState {
             ),
             notifier: std::sync::OnceLock::new(),
             key_cache,
+            key_use_days: Default::default(),
             health_cache: Default::default(),
             config,
         }));
@@ -274,6 +276,11 @@ impl ApiState {
     /// Refresh/logout calls per client address.
     pub fn token_ip_limiter(&self) -> &Limiter {
         &self.0.token_ip
+    }
+
+    /// Which API keys' first use today this process has recorded.
+    pub fn key_use_days(&self) -> &crate::security::KeyUseDays {
+        &self.0.key_use_days
     }
 
     /// API-key authentication results (cached, lookups rate-limited).

@@ -475,6 +475,7 @@ fn expected_permissions() -> BTreeMap<&'static str, Vec<Permission>> {
         ("audit_feed", Some(P::AuditRead)),
         ("list_checkpoints", Some(P::AuditRead)),
         ("verify_history", Some(P::AuditRead)),
+        ("export_audit_bundle", Some(P::AuditExport)),
         ("register_device", Some(P::DevicesWrite)),
         ("update_device", Some(P::DevicesWrite)),
         ("remove_device", Some(P::DevicesWrite)),
@@ -544,7 +545,7 @@ fn expected_roles(p: Permission) -> Vec<Role> {
         P::TenantsWrite | P::UsersWrite | P::ApiKeysWrite | P::WorkflowsWithoutTimer => {
             vec![R::TenantAdmin, R::SuperAdmin]
         }
-        P::UsersRead | P::ApiKeysRead | P::AuditRead => {
+        P::UsersRead | P::ApiKeysRead | P::AuditRead | P::AuditExport => {
             vec![R::Auditor, R::TenantAdmin, R::SuperAdmin]
         }
         P::DevicesWrite

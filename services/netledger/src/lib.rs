@@ -4,7 +4,9 @@
 
 pub mod audit;
 pub mod bench;
-pub mod bundle;
+/// Audit bundles v2 (export and offline verification) live in their own crate, shared with
+/// the API's download.
+pub use netledger_audit as bundle;
 pub mod clock;
 pub mod config;
 pub mod keys;

@@ -18,7 +18,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use netledger_domain::audit::{Handover, TrustedKeys};
 use netledger_domain::canonical::canonical_json;
+use netledger_domain::event::{Actor, EventMetadata, ExpectedVersion, NewEvent};
+use netledger_domain::ids::{EventId, StreamName, TenantId};
+use netledger_store::audit::{CheckpointSigner, checkpoint_all, checkpoint_all_with};
+use netledger_store::{EventStore, StoreOptions};
 use support::platform::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Options, Platform, backup_succeeds, database_url, until,
 };
@@ -248,6 +253,15 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
 
     // Intact: both verifiers pass.
     assert_eq!(verify_both(&bundle, &key), (Some(0), "OK".to_owned()));
+    // The same from the API's download (streamed), as an auditor gets it in the web UI.
+    let downloaded = work.path().join("downloaded.nlaudit.tar");
+    run(Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(&downloaded)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("{}/api/v1/audit/export", p.api.base())));
+    assert_eq!(verify_both(&downloaded, &key), (Some(0), "OK".to_owned()));
     let out = run(Command::new(env!("CARGO_BIN_EXE_netledger"))
         .args(["audit", "verify"])
         .arg(&bundle)
@@ -481,4 +495,145 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
         pos(&ranged_events[0]),
         events.iter().map(pos).find(|p| *p >= from).unwrap()
     );
+}
+
+async fn append_n(store: &EventStore, tenant: TenantId, from: usize, n: usize) {
+    for i in from..from + n {
+        let e = NewEvent::new(
+            EventId::new_v7(),
+            "DeviceOnline",
+            1,
+            json!({"i": i, "ratio": 0.25}),
+            EventMetadata::for_command(Actor::system("test"), uuid::Uuid::new_v4()),
+        )
+        .unwrap();
+        let stream = StreamName::parse(&format!("device-{}", i % 3)).unwrap();
+        store
+            .append(tenant, &stream, ExpectedVersion::Any, vec![e])
+            .await
+            .unwrap();
+    }
+}
+
+/// The key in a `keys init` folder: its id, the private key and its hand-over.
+fn folder_key(dir: &Path) -> (String, ed25519_dalek::SigningKey, Option<Handover>) {
+    let text = std::fs::read_to_string(dir.join("audit-signing.key")).unwrap();
+    let id = std::fs::read_to_string(dir.join("audit-key-id")).unwrap();
+    let (key, handover) = netledger::roles::audit_key_from_text(&text).unwrap();
+    (id.trim().to_owned(), key, handover)
+}
+
+async fn export_to(system: &PgPool, keys: &TrustedKeys, tenant: TenantId, out: &Path) {
+    let archive = netledger_archive::Archive::open(out.with_extension("archive")).unwrap();
+    let mut file = std::fs::File::create(out).unwrap();
+    let req = netledger::bundle::ExportRequest {
+        tenant,
+        from: None,
+        to: None,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    netledger::bundle::export(system, &archive, keys, req, &mut file)
+        .await
+        .unwrap();
+}
+
+/// Signing keys over time: `keys rotate-audit-key` twice; each new key's file carries the
+/// old key's hand-over and the checkpointer attaches it. A bundle spanning all three keys
+/// verifies with any one of them pinned (the others chain through the hand-overs), by key
+/// or by fingerprint, in both verifiers; a checkpoint signed afterwards by a retired key
+/// fails at that checkpoint, in both.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn keys_rotated_twice_verify_through_hand_overs_and_a_retired_key_fails(owner: PgPool) {
+    let pools = netledger_store::Pools::connect(&owner.connect_options(), None, None, 10)
+        .await
+        .unwrap();
+    let store = EventStore::start(pools.app.clone(), StoreOptions::default());
+    let system = pools.system.clone();
+    let tenant = TenantId::new_random();
+    let work = tempfile::tempdir().unwrap();
+    let secrets = work.path().join("secrets");
+    let netledger = || Command::new(env!("CARGO_BIN_EXE_netledger"));
+    run(netledger()
+        .args(["keys", "init", "--out-dir"])
+        .arg(&secrets));
+    let mut used = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            run(netledger()
+                .args(["keys", "rotate-audit-key", "--dir"])
+                .arg(&secrets));
+        }
+        let (id, key, handover) = folder_key(&secrets);
+        assert_eq!(handover.is_some(), round > 0);
+        append_n(&store, tenant, round * 12, 12).await;
+        let signer = CheckpointSigner {
+            key_id: &id,
+            key: &key,
+            handover: handover.as_ref(),
+        };
+        let written = checkpoint_all_with(&system, &signer).await.unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].handover.is_some(), round > 0);
+        used.push((id, key));
+    }
+    let trusted =
+        TrustedKeys::parse(&std::fs::read_to_string(secrets.join("audit-signing.pub")).unwrap())
+            .unwrap();
+    let bundle = work.path().join("rotated.nlaudit.tar");
+    export_to(&system, &trusted, tenant, &bundle).await;
+    let keys_json: Value = serde_json::from_slice(member(&read_tar(&bundle), "keys.json")).unwrap();
+    let listed: Vec<(String, Option<i64>)> = keys_json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap().to_owned(),
+                k["last_seq"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (used[0].0.clone(), Some(1)),
+            (used[1].0.clone(), Some(2)),
+            (used[2].0.clone(), None)
+        ]
+    );
+    for (_, key) in &used {
+        let public = key.verifying_key();
+        assert_eq!(
+            verify_both(&bundle, &hex::encode(public.to_bytes())),
+            (Some(0), "OK".to_owned())
+        );
+        let fp = netledger_domain::audit::fingerprint(&public);
+        assert_eq!(verify_both(&bundle, &fp), (Some(0), "OK".to_owned()));
+    }
+
+    // The first key, retired two rotations ago, signs again (say it leaked).
+    append_n(&store, tenant, 36, 5).await;
+    let forged = checkpoint_all(&system, &used[0].0, &used[0].1)
+        .await
+        .unwrap();
+    let forged_from = forged[0].body.from_position;
+    let bad = work.path().join("retired.nlaudit.tar");
+    export_to(&system, &trusted, tenant, &bad).await;
+    let pinned = hex::encode(used[2].1.verifying_key().to_bytes());
+    assert_eq!(
+        verify_both(&bad, &pinned),
+        (Some(1), format!("TAMPERED at position {forged_from}"))
+    );
+    let out = run_status(
+        netledger()
+            .args(["audit", "verify"])
+            .arg(&bad)
+            .args(["--trusted-key", &pinned]),
+    );
+    assert!(out.contains("outside its validity"), "{out}");
+}
+
+fn run_status(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

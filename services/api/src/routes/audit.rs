@@ -1,5 +1,6 @@
 //! `/api/v1/audit`: the audit feed (one line per event, newest first), the tenant's signed
-//! checkpoints, and verification of its hash chains against them.
+//! checkpoints, verification of its hash chains against them, and the audit bundle download
+//! (format v2, `docs/auditing.md`). Downloads and verification runs are security events.
 
 use axum::extract::State;
 use netledger_domain::audit::TrustedKeys;
@@ -12,10 +13,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use netledger_domain::identity::security::{AuditBundleExported, AuditVerificationRun};
+use sha2::Digest as _;
+
 use crate::auth::Require;
 use crate::authz::perm;
 use crate::error::{ApiError, ApiResult, BadRequest};
-use crate::http::{Json, Query};
+use crate::http::{Json, Query, RequestId};
+use crate::ratelimit::ClientIp;
 use crate::routes::devices::{unwrap_cursor, wrap_cursor};
 use crate::state::ApiState;
 
@@ -24,6 +29,7 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(audit_feed))
         .routes(routes!(list_checkpoints))
         .routes(routes!(verify_history))
+        .routes(routes!(export_bundle))
 }
 
 /// One line of the audit feed.
@@ -253,6 +259,8 @@ const VERIFY_PAGE: i64 = 1_000;
 pub async fn verify_history(
     State(state): State<ApiState>,
     auth: Require<perm::AuditRead>,
+    ClientIp(ip): ClientIp,
+    rid: RequestId,
 ) -> ApiResult<Json<VerifyResult>> {
     let tenant = auth.principal().tenant;
     let reader = EventReader::tenant(state.pools().app.clone(), tenant);
@@ -270,7 +278,7 @@ pub async fn verify_history(
     let result =
         netledger_store::audit::verify_history(&reader, &checkpoints, key, VERIFY_PAGE, |_| {})
             .await?;
-    Ok(Json(match result {
+    let result = match result {
         Ok(r) => VerifyResult {
             ok: true,
             events: r.events,
@@ -291,5 +299,139 @@ pub async fn verify_history(
             problem: Some(t.to_string()),
             problem_position: Some(t.position()),
         },
-    }))
+    };
+    let run = AuditVerificationRun {
+        ok: result.ok,
+        events: result.events,
+        checkpoints: result.checkpoints,
+        signed_through: result.signed_through,
+        problem_position: result.problem_position,
+        source: ip,
+    };
+    let meta = rid.metadata(auth.principal().actor());
+    crate::security::record(&state, tenant, run.into(), &meta).await?;
+    Ok(Json(result))
+}
+
+/// The range of an audit bundle download.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Start: a global position or an RFC 3339 time, widened to the start of the checkpoint
+    /// that covers it. Default: the tenant's first event.
+    #[param(pattern = r"^\S{1,64}$")]
+    pub from: Option<String>,
+    /// End: a position or a time, widened to the end of its checkpoint. Default: the newest
+    /// event.
+    #[param(pattern = r"^\S{1,64}$")]
+    pub to: Option<String>,
+}
+
+fn bound(name: &str, text: Option<&str>) -> ApiResult<Option<netledger_audit::Bound>> {
+    text.map(|t| {
+        t.parse()
+            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+    })
+    .transpose()
+}
+
+/// Download the tenant's audit bundle (format v2, a tar file: docs/auditing.md): events of
+/// the range in canonical form, every checkpoint through it, the signing keys with their
+/// hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
+/// a git bundle. Verify it offline with `netledger audit verify FILE --trusted-key KEY`.
+/// The download is recorded (`AuditBundleExported`, with the file's SHA-256, which the
+/// `Netledger-Bundle-Sha256` header repeats).
+#[utoipa::path(
+    get,
+    path = "/audit/export",
+    operation_id = "export_audit_bundle",
+    tag = "audit",
+    security(("bearer" = ["audit:export"])),
+    params(ExportParams),
+    responses(
+        (status = 200, description = "The bundle, streamed (`Content-Disposition: attachment`).", content_type = "application/x-tar", body = Vec<u8>),
+        (status = 400, response = BadRequest),
+        (status = 503, description = "This API process has no config archive or no audit public key to build a bundle with.", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn export_bundle(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditExport>,
+    ClientIp(ip): ClientIp,
+    rid: RequestId,
+    Query(q): Query<ExportParams>,
+) -> ApiResult<axum::response::Response> {
+    use std::io::{Seek as _, Write as _};
+    let tenant = auth.principal().tenant;
+    let req = netledger_audit::ExportRequest {
+        tenant,
+        from: bound("from", q.from.as_deref())?,
+        to: bound("to", q.to.as_deref())?,
+        created_at: state.now(),
+    };
+    let archive = state
+        .archive()
+        .ok_or_else(|| ApiError::unavailable("this API process has no config archive (data_dir)"))?
+        .clone();
+    let keys = state.audit_key().cloned().unwrap_or_default();
+    // Spooled to an unnamed temporary file (memory stays bounded), then streamed.
+    let spool = tempfile::tempfile().map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let mut out = std::io::BufWriter::new(spool);
+    let summary = netledger_audit::export(&state.pools().system, &archive, &keys, req, &mut out)
+        .await
+        .map_err(|e| {
+            let text = format!("{e:#}");
+            if text.contains("the range is empty") {
+                ApiError::bad_request(text)
+            } else if text.contains("no public key is known") {
+                ApiError::unavailable(text)
+            } else {
+                ApiError::internal(format!("audit export: {text}"))
+            }
+        })?;
+    out.flush()
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let mut spool = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    spool
+        .rewind()
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let mut hasher = sha2::Sha256::new();
+    let bytes = std::io::copy(&mut spool, &mut hasher)
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let sha256 = hex::encode(sha2::Digest::finalize(hasher));
+    spool
+        .rewind()
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let exported = AuditBundleExported {
+        from_position: summary.from_position,
+        to_position: summary.to_position,
+        events: summary.events,
+        checkpoints: u64::try_from(summary.checkpoints).unwrap_or(u64::MAX),
+        bytes,
+        sha256: sha256.clone(),
+        source: ip,
+    };
+    let meta = rid.metadata(auth.principal().actor());
+    crate::security::record(&state, tenant, exported.into(), &meta).await?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(spool),
+    ));
+    let name = format!(
+        "netledger-audit-{tenant}-{}.nlaudit.tar",
+        summary
+            .to_position
+            .map_or("newest".to_owned(), |t| t.to_string())
+    );
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-tar")
+        .header(axum::http::header::CONTENT_LENGTH, bytes)
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .header("netledger-bundle-sha256", sha256)
+        .body(body)
+        .map_err(|e| ApiError::internal(format!("response: {e}")))
 }

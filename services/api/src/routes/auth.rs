@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use netledger_domain::identity::Email;
+use netledger_domain::identity::security::{LoginFailed, LoginFailure};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -156,14 +157,31 @@ pub async fn login(
     let ok = verify_password(hash, body.password).await?;
     let user = match candidate {
         Some(c) if ok && !c.disabled => c,
-        _ => {
-            tracing::info!(client = %ip, "login refused");
+        Some(c) => {
+            // A known account: the refusal is a security event of its tenant.
+            let reason = if ok {
+                LoginFailure::Disabled
+            } else {
+                LoginFailure::BadPassword
+            };
+            tracing::info!(client = %ip, user = %c.id, ?reason, "login refused");
+            let failed = LoginFailed {
+                user_id: c.id,
+                reason,
+                source: ip,
+            };
+            let meta = rid.metadata(netledger_domain::Actor::system("api"));
+            crate::security::record(&state, c.tenant, failed.into(), &meta).await?;
+            return Err(invalid_credentials());
+        }
+        None => {
+            tracing::info!(client = %ip, "login refused: no such account");
             return Err(invalid_credentials());
         }
     };
     state.login_account_limiter().reset(&account_key);
     let meta = rid.metadata(netledger_domain::Actor::User { id: user.id });
-    let issued = accounts::start_session(&state, &user, &meta).await?;
+    let issued = accounts::start_session(&state, &user, &ip, &meta).await?;
     Ok(token_response(&state, issued))
 }
 

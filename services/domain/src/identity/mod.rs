@@ -16,6 +16,7 @@
 //! A command may carry a new password so that `decide` can apply the password policy;
 //! hashing it (argon2) is the adapter's work, after the decision.
 
+pub mod security;
 pub mod session;
 pub mod tenant;
 pub mod user;
@@ -442,6 +443,9 @@ pub struct UserLoggedIn {
     pub user_id: Uuid,
     /// The session's refresh-token family (also in the stream name).
     pub session_id: Uuid,
+    /// The client address the login came from (absent on logins recorded before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 impl EventType for UserLoggedIn {
     const TYPE: &'static str = "UserLoggedIn";

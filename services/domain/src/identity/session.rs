@@ -46,8 +46,8 @@ pub struct SessionOwner {
 /// What may be asked of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCommand {
-    /// Start it for a user whose credentials the adapter verified.
-    Start(SessionOwner),
+    /// Start it for a user whose credentials the adapter verified, from a client address.
+    Start(SessionOwner, Option<String>),
     /// End it.
     End {
         /// Why.
@@ -82,7 +82,7 @@ impl Aggregate for Session {
 
     fn decide(&self, command: &SessionCommand) -> Result<Vec<SessionEvent>, SessionRefusal> {
         match command {
-            SessionCommand::Start(owner) => {
+            SessionCommand::Start(owner, source) => {
                 if self.started.is_some() {
                     return Err(SessionRefusal::AlreadyStarted);
                 }
@@ -90,6 +90,7 @@ impl Aggregate for Session {
                     UserLoggedIn {
                         user_id: owner.user_id,
                         session_id: owner.session_id,
+                        source: source.clone(),
                     }
                     .into(),
                 ])
@@ -166,6 +167,7 @@ mod tests {
         UserLoggedIn {
             user_id: OWNER.user_id,
             session_id: OWNER.session_id,
+            source: None,
         }
         .into()
     }
@@ -182,11 +184,11 @@ mod tests {
     #[test]
     fn a_session_starts_once() {
         let after = given::<Session>([])
-            .when(SessionCommand::Start(OWNER))
+            .when(SessionCommand::Start(OWNER, None))
             .then([logged_in()]);
         assert_eq!((after.started, after.ended), (Some(OWNER), false));
         given::<Session>([logged_in()])
-            .when(SessionCommand::Start(OWNER))
+            .when(SessionCommand::Start(OWNER, None))
             .then_refused(SessionRefusal::AlreadyStarted);
     }
 

@@ -114,6 +114,44 @@ pub fn summary(e: &RecordedEvent) -> String {
                 .unwrap_or_default()
         ),
         "DeviceRollbackTimersCleared" => "no rollback timer left on the device".to_owned(),
+        "UserLoggedIn" => match p.get("source").and_then(Value::as_str) {
+            Some(source) => format!("logged in from {source}"),
+            None => "logged in".to_owned(),
+        },
+        "LoginFailed" => format!(
+            "login refused ({}) from {}",
+            s(p, "reason").replace('_', " "),
+            s(p, "source")
+        ),
+        "ApiKeyUsed" => format!(
+            "API key {} used on {} (first use that day) from {}",
+            s(p, "key_id"),
+            s(p, "day"),
+            s(p, "source")
+        ),
+        "AuditBundleExported" => format!(
+            "audit bundle downloaded: {} events from position {}, SHA-256 {}, from {}",
+            p.get("events").and_then(Value::as_u64).unwrap_or(0),
+            p.get("from_position").and_then(Value::as_i64).unwrap_or(0),
+            short(s(p, "sha256")),
+            s(p, "source")
+        ),
+        "AuditVerificationRun" => {
+            if p.get("ok").and_then(Value::as_bool) == Some(true) {
+                format!(
+                    "history verified: {} events, signed through position {}",
+                    p.get("events").and_then(Value::as_u64).unwrap_or(0),
+                    p.get("signed_through").and_then(Value::as_i64).unwrap_or(0)
+                )
+            } else {
+                format!(
+                    "history verification FAILED at position {}",
+                    p.get("problem_position")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                )
+            }
+        }
         "WorkflowStarted" => format!("workflow {} started", s(p, "kind")),
         "WorkflowStepStarted" => format!(
             "step {} started (attempt {})",

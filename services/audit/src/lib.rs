@@ -1,4 +1,4 @@
-//! Audit bundles, format v2 (`docs/auditing.md`): a tar of a manifest, the tenant's events
+//! Audit bundles, format v2 (`docs/auditing.md`), for the CLI and the API: a tar of a manifest, the tenant's events
 //! of a range in canonical form, every checkpoint through the range, the keys with their
 //! hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
 //! a git bundle; [`export`] writes one (events streamed page by page), [`verify`] checks one
