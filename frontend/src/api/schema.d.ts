@@ -97,6 +97,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit/feed.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit feed as CSV (same filters as the feed; newest first; at most 100 000 rows, the
+         *     last line says when the view was cut). Columns: position, recorded_at, event_type,
+         *     stream, category, actor, summary, correlation_id, causation_id, event_id, emergency.
+         */
+        get: operations["audit_feed_csv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/verify": {
         parameters: {
             query?: never;
@@ -505,6 +526,27 @@ export interface paths {
         patch: operations["update_device"];
         trace?: never;
     };
+    "/api/v1/devices/{device_id}/as-of": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A device as it was at a time: registration, state (from its events up to then) and
+         *     config (the text from git, checked against the event), with the position and commit
+         *     behind each part and the versions known by then. Also for removed devices.
+         */
+        get: operations["device_as_of"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{device_id}/config": {
         parameters: {
             query?: never;
@@ -749,6 +791,26 @@ export interface paths {
          *     per-package limit or would take the tenant's packages past its quota.
          */
         put: operations["upload_firmware"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fleet/as-of": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet as it was at a time: the devices registered then (from the events), by id,
+         *     paginated.
+         */
+        get: operations["fleet_as_of"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1739,6 +1801,25 @@ export interface components {
              */
             allow_without_timer?: boolean;
         };
+        /** @description A config version as the events know it. */
+        ConfigRefDto: {
+            /** @description Git commit holding the text. */
+            commit: string;
+            /** @description SHA-256 of the text (the event's; the text from git matches it). */
+            sha256: string;
+            /**
+             * Format: date-time
+             * @description When the event was recorded.
+             */
+            recorded_at: string;
+            /**
+             * Format: int64
+             * @description The event's global position.
+             */
+            position: number;
+            /** @description `ConfigSnapshotRecorded` or `ConfigDriftDetected`. */
+            event_type: string;
+        };
         /** @description A device's stored configuration (normalised, secrets masked). */
         ConfigText: {
             /** @description The commit it was read from. */
@@ -1817,6 +1898,61 @@ export interface components {
             username: string;
             /** @description API password: not empty, no NUL character. */
             password: string;
+        };
+        /** @description A device as it was at an instant. */
+        DeviceAsOfDto: {
+            /**
+             * Format: uuid
+             * @description The device.
+             */
+            device_id: string;
+            /**
+             * Format: date-time
+             * @description The instant asked for.
+             */
+            at: string;
+            /**
+             * Format: int64
+             * @description Position of the device's last event at or before `at` (what the state is folded to).
+             */
+            position: number;
+            /**
+             * Format: int64
+             * @description Its stream version then.
+             */
+            stream_version: number;
+            /** @description Registered (and not removed) then. */
+            registered: boolean;
+            /** @description Removed by then. */
+            removed: boolean;
+            /** @description Name then. */
+            name?: string | null;
+            /** @description Management address then. */
+            host?: string | null;
+            /**
+             * Format: int32
+             * @description API port then.
+             */
+            port?: number | null;
+            /** @description Tags then. */
+            tags: string[];
+            /** @description `online`, `offline` or `unknown`. */
+            status: string;
+            /** @description Why it was offline. */
+            offline_reason?: string | null;
+            /** @description RouterOS identity then. */
+            identity?: string | null;
+            /** @description RouterOS version then. */
+            routeros_version?: string | null;
+            /** @description Board then. */
+            board_name?: string | null;
+            /** @description Whether the breaker had suspended polling. */
+            polling_suspended: boolean;
+            config?: components["schemas"]["ConfigRefDto"] | null;
+            /** @description Its text, from git at `config.commit`. */
+            config_text?: string | null;
+            /** @description Every config version known by then, newest first. */
+            versions: components["schemas"]["ConfigRefDto"][];
         };
         /** @description A device's detail (credentials are never returned, only the login name). */
         DeviceDto: {
@@ -2229,6 +2365,44 @@ export interface components {
             package: components["schemas"]["FirmwarePackage"];
             /** @description Events appended. */
             events: components["schemas"]["Written"][];
+        };
+        /** @description One device of the fleet then. */
+        FleetAsOfEntry: {
+            /**
+             * Format: uuid
+             * @description The device.
+             */
+            device_id: string;
+            /** @description Its name then. */
+            name: string;
+            /** @description `online`, `offline` or `unknown`. */
+            status: string;
+            /** @description RouterOS version then. */
+            routeros_version?: string | null;
+            /** @description Its config then (commit). */
+            config_commit?: string | null;
+            /**
+             * Format: int64
+             * @description Position of its last event at or before the instant.
+             */
+            position: number;
+        };
+        /** @description A page of the fleet as it was. */
+        FleetAsOfPage: {
+            /**
+             * Format: date-time
+             * @description The instant.
+             */
+            at: string;
+            /**
+             * Format: int64
+             * @description The tenant's last event position at or before it.
+             */
+            position: number;
+            /** @description Devices registered (and not removed) then, by id. */
+            items: components["schemas"]["FleetAsOfEntry"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            next_cursor?: string | null;
         };
         /**
          * @description One event of the live stream (`GET /api/v1/events/stream`, `text/event-stream`): in
@@ -3683,6 +3857,17 @@ export interface operations {
                 event_type?: string;
                 /** @description Only this actor (as shown in entries). */
                 actor?: string;
+                /** @description Only this device (its stream `device-<id>`). */
+                device?: string;
+                /**
+                 * @description Only this correlation id: a change request's id gives the request, its approvals,
+                 *     run, rollout, per-device workflows and device events.
+                 */
+                correlation_id?: string;
+                /** @description Only entries recorded at or after this time (RFC 3339). */
+                from?: string;
+                /** @description Only entries recorded at or before this time (RFC 3339). */
+                to?: string;
                 /** @description The `next_cursor` of the previous page. */
                 cursor?: string;
                 /** @description Entries per page (default 50, at most 500). */
@@ -3706,6 +3891,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    audit_feed_csv: {
+        parameters: {
+            query?: {
+                /** @description Only this stream. */
+                stream?: string;
+                /** @description Only this category. */
+                category?: string;
+                /** @description Only this event type. */
+                event_type?: string;
+                /** @description Only this actor (as shown in entries). */
+                actor?: string;
+                /** @description Only this device (its stream `device-<id>`). */
+                device?: string;
+                /**
+                 * @description Only this correlation id: a change request's id gives the request, its approvals,
+                 *     run, rollout, per-device workflows and device events.
+                 */
+                correlation_id?: string;
+                /** @description Only entries recorded at or after this time (RFC 3339). */
+                from?: string;
+                /** @description Only entries recorded at or before this time (RFC 3339). */
+                to?: string;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Entries per page (default 50, at most 500). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The filtered view as CSV (`text/csv`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4587,6 +4821,38 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    device_as_of: {
+        parameters: {
+            query: {
+                /** @description RFC 3339 time. */
+                at: string;
+            };
+            header?: never;
+            path: {
+                /** @description Device id. */
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The device then. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceAsOfDto"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     config_as_of: {
         parameters: {
             query: {
@@ -5072,6 +5338,38 @@ export interface operations {
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Validation"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    fleet_as_of: {
+        parameters: {
+            query: {
+                /** @description RFC 3339 time. */
+                at: string;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Devices per page (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the fleet then. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FleetAsOfPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

@@ -355,3 +355,93 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
     assert_eq!(runs[0]["ok"], true);
     assert_eq!(runs[0]["source"], CLIENT);
 }
+
+/// The audit feed's filters (correlation id, time range, device) and its CSV export of the
+/// same view.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_audit_feed_filters_by_correlation_and_time_and_exports_csv(pool: PgPool) {
+    let app = app(pool).await;
+    let (_, _) = app.user("ops@example.net", Role::Operator).await;
+    for _ in 0..2 {
+        let bad = app
+            .login_reply("ops@example.net", "not-the-password-1")
+            .await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    }
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let all = app.get("/api/v1/audit/feed?limit=500", &app.admin).await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    let items = all.body["items"].as_array().unwrap().clone();
+    let failed: Vec<&Value> = items
+        .iter()
+        .filter(|e| e["event_type"] == "LoginFailed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(
+        failed[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("login refused (bad password)")
+    );
+
+    // One correlation id: exactly the entries that share it.
+    let corr = failed[0]["correlation_id"].as_str().unwrap();
+    let by_corr = app
+        .get(
+            &format!("/api/v1/audit/feed?correlation_id={corr}"),
+            &app.admin,
+        )
+        .await;
+    let got = by_corr.body["items"].as_array().unwrap();
+    assert!(!got.is_empty());
+    assert!(got.iter().all(|e| e["correlation_id"] == corr));
+    let expected = items.iter().filter(|e| e["correlation_id"] == corr).count();
+    assert_eq!(got.len(), expected);
+
+    // A time range ending before the newest failure leaves it out.
+    let newest = failed[0]["recorded_at"].as_str().unwrap();
+    let older = failed[1]["recorded_at"].as_str().unwrap();
+    let range = app
+        .get(
+            &format!(
+                "/api/v1/audit/feed?event_type=LoginFailed&to={}",
+                older.replace(':', "%3A").replace('+', "%2B")
+            ),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(range.status, StatusCode::OK, "{:?}", range.body);
+    let got = range.body["items"].as_array().unwrap();
+    assert_eq!(got.len(), 1, "{newest} {older}: {got:?}");
+    assert_eq!(got[0]["position"], failed[1]["position"]);
+    let bad = app
+        .get("/api/v1/audit/feed?from=yesterday", &app.admin)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // The same view as CSV.
+    let csv = app
+        .get("/api/v1/audit/feed.csv?event_type=LoginFailed", &app.admin)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.body.as_str().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "position,recorded_at,event_type,stream,category,actor,summary,correlation_id,causation_id,event_id,emergency"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].contains(",LoginFailed,security-"), "{text}");
+    assert!(
+        lines[1].contains(",login refused (bad password) from unknown,"),
+        "{text}"
+    );
+}

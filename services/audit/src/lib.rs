@@ -2,7 +2,10 @@
 //! of a range in canonical form, every checkpoint through the range, the keys with their
 //! hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
 //! a git bundle; [`export`] writes one (events streamed page by page), [`verify`] checks one
-//! offline against pinned keys and names the first bad position or member.
+//! offline against pinned keys and names the first bad position or member. [`as_of`]
+//! answers what a device and the fleet were at an instant.
+
+pub mod as_of;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

@@ -224,6 +224,21 @@ enum AuditCommand {
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
+    /// A device (`--device`) or the whole fleet as it was at `--at`, folded from the events
+    /// up to then, with the config text from git checked against them; JSON on stdout.
+    AsOf {
+        #[command(flatten)]
+        conn: Conn,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: TenantId,
+        /// One device (default: the fleet).
+        #[arg(long)]
+        device: Option<uuid::Uuid>,
+        /// The instant (RFC 3339).
+        #[arg(long, value_parser = parse_rfc3339)]
+        at: time::OffsetDateTime,
+    },
     /// Prints the public key of the configured audit signing key (64 hex); with `--all`
     /// also its key id and fingerprint, what an auditor pins.
     PublicKey {
@@ -829,6 +844,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 })
             }
+            AuditCommand::AsOf {
+                conn,
+                tenant,
+                device,
+                at,
+            } => {
+                let config = load_config(cfg, Some(&conn))?;
+                let pools = roles::pools(&config).await?;
+                let archive = roles::archive(&config)?;
+                let reader =
+                    netledger_store::EventReader::system(pools.system.clone(), Some(tenant));
+                let out = match device {
+                    Some(id) => {
+                        let d = netledger::bundle::as_of::device_as_of(
+                            &reader,
+                            &archive,
+                            tenant,
+                            netledger_domain::DeviceId::from_uuid(id),
+                            at,
+                        )
+                        .await?
+                        .with_context(|| format!("device {id} has no event at or before {at}"))?;
+                        serde_json::to_value(d)?
+                    }
+                    None => {
+                        let mut all = Vec::new();
+                        let mut after = None;
+                        loop {
+                            let (page, next) = netledger::bundle::as_of::fleet_as_of(
+                                &reader, &archive, tenant, at, after, 200,
+                            )
+                            .await?;
+                            all.extend(page);
+                            match next {
+                                Some(n) => after = Some(n),
+                                None => break,
+                            }
+                        }
+                        serde_json::json!({ "at": at.format(&time::format_description::well_known::Rfc3339)?, "devices": all })
+                    }
+                };
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(ExitCode::SUCCESS)
+            }
             AuditCommand::PublicKey { all } => {
                 let config = load_config(cfg, None)?;
                 let key = roles::signing_key(&config)?.verifying_key();
@@ -955,6 +1014,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time (2026-12-07T10:00:00Z): {e}"))
 }
 
 fn main() -> ExitCode {

@@ -199,6 +199,7 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
     backup_succeeds(&p.api, &token, &devices[1], "audit-1").await;
     let me = p.api.ok(200, "GET", "/api/v1/auth/me", &token, None).await;
     let tenant = me["tenant_id"].as_str().unwrap().to_owned();
+    let url = database_url(&owner);
     // Every event signed, and the newest checkpoint published to git (outside PostgreSQL).
     until(
         "the history signed and published",
@@ -231,7 +232,6 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
     .await;
 
     let work = tempfile::tempdir().unwrap();
-    let url = database_url(&owner);
     let export = |args: &[&str], out: &Path| {
         run(Command::new(env!("CARGO_BIN_EXE_netledger"))
             .arg("--config")
@@ -294,6 +294,72 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
     }
 
     let events = jsonl(member(&members, "events.jsonl"));
+
+    // Time travel through the API: just before and at the drift, the device's config is the
+    // one its events named then, and git's text for it hashes to the event's SHA-256.
+    let drift = events
+        .iter()
+        .find(|e| e["event_type"] == "ConfigDriftDetected")
+        .unwrap();
+    let drift_at = drift["recorded_at"].as_str().unwrap();
+    let device = drift["stream"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("device-")
+        .unwrap();
+    let before_drift = events
+        .iter()
+        .rfind(|e| {
+            e["stream"] == drift["stream"]
+                && e["position"].as_i64() < drift["position"].as_i64()
+                && e["payload"]["commit"].is_string()
+        })
+        .unwrap();
+    let as_of = |at: &str| {
+        let url = format!(
+            "/api/v1/devices/{device}/as-of?at={}",
+            at.replace(':', "%3A")
+        );
+        let api = p.api.clone();
+        let token = token.clone();
+        async move { api.ok(200, "GET", &url, &token, None).await }
+    };
+    let then = as_of(before_drift["recorded_at"].as_str().unwrap()).await;
+    assert_eq!(then["config"]["sha256"], before_drift["payload"]["sha256"]);
+    assert_eq!(then["position"], before_drift["position"]);
+    let now = as_of(drift_at).await;
+    assert_eq!(now["config"]["sha256"], drift["payload"]["found_sha256"]);
+    assert_eq!(now["config"]["event_type"], "ConfigDriftDetected");
+    assert!(
+        now["config_text"]
+            .as_str()
+            .unwrap()
+            .contains("changed-out-of-band")
+    );
+    assert_eq!(now["name"], "edge-0");
+    let fleet = p
+        .api
+        .ok(
+            200,
+            "GET",
+            &format!("/api/v1/fleet/as-of?at={}", drift_at.replace(':', "%3A")),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(fleet["items"].as_array().unwrap().len(), 2, "{fleet:#}");
+    // The same from the CLI.
+    let cli: Value = serde_json::from_str(&run(Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .arg("--config")
+        .arg(p.config_file())
+        .args([
+            "audit", "as-of", "--tenant", &tenant, "--device", device, "--at", drift_at,
+        ])
+        .env("DATABASE_URL", &url)
+        .env("NETLEDGER_LOG", "warn")))
+    .unwrap();
+    assert_eq!(cli["config"]["sha256"], now["config"]["sha256"]);
+    assert_eq!(cli["position"], now["position"]);
     let checkpoints = jsonl(member(&members, "checkpoints.jsonl"));
     let external: Value =
         serde_json::from_slice(member(&members, "external-checkpoint.json")).unwrap();

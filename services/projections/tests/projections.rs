@@ -1388,6 +1388,38 @@ async fn the_audit_feed_filters_and_pages(pool: PgPool) {
         .await,
         ["DeviceWentOffline"]
     );
+    // A correlation id: what one command caused; a time range: what was recorded in it.
+    assert_eq!(
+        by(AuditQuery {
+            correlation_id: Some(feed.items[0].correlation_id),
+            ..Default::default()
+        })
+        .await,
+        ["UserInvited"]
+    );
+    let until_first = by(AuditQuery {
+        to: Some(feed.items[4].recorded_at),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        until_first.last().map(String::as_str),
+        Some("DeviceRegistered")
+    );
+    assert!(
+        !until_first.iter().any(|t| t == "UserInvited"),
+        "{until_first:?}"
+    );
+    let since_last = by(AuditQuery {
+        from: Some(feed.items[0].recorded_at),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(since_last.first().map(String::as_str), Some("UserInvited"));
+    assert!(
+        !since_last.iter().any(|t| t == "DeviceRegistered"),
+        "{since_last:?}"
+    );
     let first = query::audit_feed(
         &db.app,
         t,

@@ -221,6 +221,39 @@ impl EventReader {
             .await
     }
 
+    /// The streams of `category` with an event recorded at or before `at`, by name after
+    /// `after`, at most `limit` (keyset pages of the streams that existed then).
+    pub async fn streams_as_of(
+        &self,
+        category: &str,
+        at: OffsetDateTime,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = sqlx::query(
+            "SELECT DISTINCT stream FROM events \
+             WHERE ($1::uuid IS NULL OR tenant_id = $1) AND category = $2 AND recorded_at <= $3 \
+               AND ($4::text IS NULL OR stream > $4) \
+             ORDER BY stream LIMIT $5",
+        );
+        let rows = self
+            .run(
+                query
+                    .bind(self.filter())
+                    .bind(category)
+                    .bind(at)
+                    .bind(after)
+                    .bind(limit),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                sqlx::Row::try_get::<String, _>(r, "stream")
+                    .map_err(|e| StoreError::Invalid(format!("stream name: {e}")))
+            })
+            .collect()
+    }
+
     /// The last global position recorded at or before `at` (0 if none): reading up to it gives
     /// the history as of that time, since recorded-at never decreases with position.
     pub async fn position_as_of(&self, at: OffsetDateTime) -> Result<i64, StoreError> {

@@ -27,6 +27,7 @@ use crate::state::ApiState;
 pub(crate) fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(audit_feed))
+        .routes(routes!(audit_feed_csv))
         .routes(routes!(list_checkpoints))
         .routes(routes!(verify_history))
         .routes(routes!(export_bundle))
@@ -84,11 +85,138 @@ pub struct AuditParams {
     pub event_type: Option<String>,
     /// Only this actor (as shown in entries).
     pub actor: Option<String>,
+    /// Only this device (its stream `device-<id>`).
+    pub device: Option<Uuid>,
+    /// Only this correlation id: a change request's id gives the request, its approvals,
+    /// run, rollout, per-device workflows and device events.
+    pub correlation_id: Option<Uuid>,
+    /// Only entries recorded at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// Only entries recorded at or before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
     /// The `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Entries per page (default 50, at most 500).
     pub limit: Option<u32>,
+}
+
+fn feed_query(q: AuditParams) -> ApiResult<query::AuditQuery> {
+    let stream = match (q.stream, q.device) {
+        (Some(s), Some(d)) if s != format!("device-{d}") => {
+            return Err(ApiError::bad_request(
+                "`stream` and `device` name different streams; give one of them",
+            ));
+        }
+        (s, d) => s.or(d.map(|d| format!("device-{d}"))),
+    };
+    Ok(query::AuditQuery {
+        stream,
+        category: q.category,
+        event_type: q.event_type,
+        actor: q.actor,
+        correlation_id: q.correlation_id,
+        from: q.from,
+        to: q.to,
+        cursor: unwrap_cursor(&q.cursor)?,
+        limit: q.limit.map(i64::from),
+    })
+}
+
+/// Rows at most in one CSV export.
+const CSV_MAX_ROWS: usize = 100_000;
+
+/// The audit feed as CSV (same filters as the feed; newest first; at most 100 000 rows, the
+/// last line says when the view was cut). Columns: position, recorded_at, event_type,
+/// stream, category, actor, summary, correlation_id, causation_id, event_id, emergency.
+#[utoipa::path(
+    get,
+    path = "/audit/feed.csv",
+    operation_id = "audit_feed_csv",
+    tag = "audit",
+    security(("bearer" = ["audit:read"])),
+    params(AuditParams),
+    responses((status = 200, description = "The filtered view as CSV (`text/csv`).", content_type = "text/csv", body = String), (status = 400, response = BadRequest))
+)]
+pub async fn audit_feed_csv(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditRead>,
+    Query(q): Query<AuditParams>,
+) -> ApiResult<axum::response::Response> {
+    let tenant = auth.principal().tenant;
+    let mut query = feed_query(q)?;
+    query.limit = Some(500);
+    let csv_err = |e: csv::Error| ApiError::internal(format!("csv: {e}"));
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    w.write_record([
+        "position",
+        "recorded_at",
+        "event_type",
+        "stream",
+        "category",
+        "actor",
+        "summary",
+        "correlation_id",
+        "causation_id",
+        "event_id",
+        "emergency",
+    ])
+    .map_err(csv_err)?;
+    let mut rows = 0usize;
+    let mut cut = false;
+    loop {
+        let page = query::audit_feed(&state.pools().app, tenant, &query).await?;
+        for a in &page.items {
+            if rows == CSV_MAX_ROWS {
+                cut = true;
+                break;
+            }
+            let at = a
+                .recorded_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::internal(format!("time: {e}")))?;
+            w.write_record([
+                a.position.to_string(),
+                at,
+                a.event_type.clone(),
+                a.stream.clone(),
+                a.category.clone(),
+                a.actor.clone(),
+                a.summary.clone(),
+                a.correlation_id.to_string(),
+                a.causation_id.to_string(),
+                a.event_id.to_string(),
+                a.emergency.to_string(),
+            ])
+            .map_err(csv_err)?;
+            rows += 1;
+        }
+        match page.next_cursor {
+            Some(c) if !cut => query.cursor = Some(c),
+            _ => break,
+        }
+    }
+    if cut {
+        w.write_record([format!("# cut at {CSV_MAX_ROWS} rows: narrow the filters")])
+            .map_err(csv_err)?;
+    }
+    let body = w
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("csv: {e}")))?;
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"netledger-audit-feed.csv\"",
+        )
+        .body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::internal(format!("response: {e}")))
 }
 
 /// The audit feed: who did what, newest first.
@@ -117,19 +245,8 @@ pub async fn audit_feed(
         mp.min_position,
     )
     .await?;
-    let page = query::audit_feed(
-        &state.pools().app,
-        auth.principal().tenant,
-        &query::AuditQuery {
-            stream: q.stream,
-            category: q.category,
-            event_type: q.event_type,
-            actor: q.actor,
-            cursor: unwrap_cursor(&q.cursor)?,
-            limit: q.limit.map(i64::from),
-        },
-    )
-    .await?;
+    let page =
+        query::audit_feed(&state.pools().app, auth.principal().tenant, &feed_query(q)?).await?;
     Ok((
         behind,
         Json(AuditPage {

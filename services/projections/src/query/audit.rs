@@ -52,6 +52,15 @@ pub struct AuditQuery {
     pub event_type: Option<String>,
     /// Only this actor (`user:<id>`, `api_key:<id>`, `system:<component>`).
     pub actor: Option<String>,
+    /// Only this correlation id (a change request id gives the request and everything it
+    /// caused).
+    pub correlation_id: Option<Uuid>,
+    /// Only entries recorded at or after this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    /// Only entries recorded at or before this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
     /// `next_cursor` of the previous page (a position: entries before it).
     pub cursor: Option<String>,
     /// Page size.
@@ -69,9 +78,14 @@ pub async fn audit_feed(
     let columns = "position, recorded_at, stream, category, event_type, schema_version, \
         event_id, actor, correlation_id, causation_id, summary";
     let residual = "($3::text IS NULL OR stream = $3) AND ($4::text IS NULL OR category = $4) \
-        AND ($5::text IS NULL OR event_type = $5) AND ($6::text IS NULL OR actor = $6)";
+        AND ($5::text IS NULL OR event_type = $5) AND ($6::text IS NULL OR actor = $6) \
+        AND ($8::uuid IS NULL OR correlation_id = $8) \
+        AND ($9::timestamptz IS NULL OR recorded_at >= $9) \
+        AND ($10::timestamptz IS NULL OR recorded_at <= $10)";
     // Drive by the most selective filter's index; the others are checked on its rows.
-    let (lead, order) = if q.stream.is_some() {
+    let (lead, order) = if q.correlation_id.is_some() {
+        ("correlation_id = $8", "correlation_id, position DESC")
+    } else if q.stream.is_some() {
         ("stream = $3", "stream, position DESC")
     } else if q.event_type.is_some() {
         ("event_type = $5", "event_type, position DESC")
@@ -96,6 +110,9 @@ pub async fn audit_feed(
         .bind(q.event_type.as_deref())
         .bind(q.actor.as_deref())
         .bind(limit + 1)
+        .bind(q.correlation_id)
+        .bind(q.from)
+        .bind(q.to)
         .fetch_all(&mut *tx)
         .await
         .map_err(ProjectionError::db("read audit feed"))?;

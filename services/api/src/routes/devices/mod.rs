@@ -2,16 +2,19 @@
 //! [`read`] (the device list and detail from the read models, the live state from the
 //! event stream), [`configs`] (config versions, the config text of a version, diffs and the
 //! config as of a time, from the git config history), [`commands`] (register, update, tag,
-//! credentials, remove), [`metrics`] (telemetry) and [`settings`] (the tenant's device
+//! credentials, remove), [`as_of`] (a device and the fleet as they were at an instant),
+//! [`metrics`] (telemetry) and [`settings`] (the tenant's device
 //! settings: allowed device networks). The handlers and DTOs are re-exported
 //! here.
 
+pub mod as_of;
 pub mod commands;
 pub mod configs;
 pub mod metrics;
 pub mod read;
 pub mod settings;
 
+pub use as_of::*;
 pub use commands::*;
 pub use configs::*;
 pub use metrics::*;
@@ -44,6 +47,8 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(configs::get_config_version))
         .routes(routes!(configs::diff_configs))
         .routes(routes!(configs::config_as_of))
+        .routes(routes!(as_of::device_as_of))
+        .routes(routes!(as_of::fleet_as_of))
         .routes(routes!(
             settings::get_device_settings,
             settings::set_device_settings
