@@ -479,6 +479,7 @@ fn expected_permissions() -> BTreeMap<&'static str, Vec<Permission>> {
         ("list_checkpoints", Some(P::AuditRead)),
         ("verify_history", Some(P::AuditRead)),
         ("export_audit_bundle", Some(P::AuditExport)),
+        ("audit_report", Some(P::AuditRead)),
         ("register_device", Some(P::DevicesWrite)),
         ("update_device", Some(P::DevicesWrite)),
         ("remove_device", Some(P::DevicesWrite)),
@@ -657,6 +658,7 @@ async fn every_route_allows_and_denies_every_role_as_the_table_says(pool: PgPool
         ("version", "7.19.4".to_owned()),
         ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
         ("change_request_id", uuid::Uuid::new_v4().to_string()),
+        ("kind", "change-log".to_owned()),
     ]);
     let expected = expected_permissions();
     let ops = operations();
@@ -805,6 +807,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         ("commit", "abcdef12".to_owned()),
         ("version", "7.19.4".to_owned()),
         ("file_name", "routeros-7.19.4-arm64.npk".to_owned()),
+        ("kind", "change-log".to_owned()),
     ]);
     // What A never sent and must never see: B's e-mail, names, and (in responses to
     // routes without ids in their path) B's ids.
@@ -856,6 +859,7 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         // The firmware cache is shared by every tenant (MikroTik's public packages).
         if path.contains('{')
             && path != "/api/v1/events/categories/{category}"
+            && path != "/api/v1/audit/reports/{kind}"
             && !path.starts_with("/api/v1/firmware")
         {
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{id} on B's ids: {text}");
@@ -863,6 +867,17 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         }
     }
     assert!(by_id >= 7, "{by_id}");
+    // A's reports hold nothing of B.
+    for kind in ["change-log", "inventory", "verification"] {
+        let r = app
+            .get(&format!("/api/v1/audit/reports/{kind}?format=csv"), &a)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}");
+        let text = r.body.to_string();
+        for s in names.iter().chain(ids_of_b.iter()) {
+            assert!(!text.contains(s), "report {kind} as tenant A leaked {s}: {text}");
+        }
+    }
     // B's data is intact and visible to B.
     assert_eq!(
         app.get(&format!("/api/v1/users/{b_user}"), &b_token)

@@ -3,9 +3,11 @@
 //! hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
 //! a git bundle; [`export`] writes one (events streamed page by page), [`verify`] checks one
 //! offline against pinned keys and names the first bad position or member. [`as_of`]
-//! answers what a device and the fleet were at an instant.
+//! answers what a device and the fleet were at an instant; [`reports`] builds the
+//! auditors' CSV and PDF reports.
 
 pub mod as_of;
+pub mod reports;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

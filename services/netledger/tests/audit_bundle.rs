@@ -348,6 +348,57 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
         )
         .await;
     assert_eq!(fleet["items"].as_array().unwrap().len(), 2, "{fleet:#}");
+    // Reports: the change log names the drift on edge-0, as CSV and as a PDF that renders.
+    let report = |kind: &str, format: &str| {
+        let out = work.path().join(format!("{kind}.{format}"));
+        run(Command::new("curl")
+            .args(["-sSf", "-o"])
+            .arg(&out)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!(
+                "{}/api/v1/audit/reports/{kind}?format={format}",
+                p.api.base()
+            )));
+        out
+    };
+    let csv = std::fs::read_to_string(report("change-log", "csv")).unwrap();
+    assert!(csv.starts_with("# Change log\n"), "{csv}");
+    let drift_row = csv
+        .lines()
+        .find(|l| l.contains("drift (out of band)"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(drift_row.contains("edge-0"), "{drift_row}");
+    for (kind, expect) in [
+        ("change-log", "drift (out of band)"),
+        ("inventory", "edge-1"),
+        ("verification", "result: OK"),
+    ] {
+        let pdf = report(kind, "pdf");
+        let text = run(Command::new("pdftotext").arg(&pdf).arg("-"));
+        assert!(text.contains(expect), "{kind}: {text}");
+        // Rendered (pdftoppm, grey levels): the first page has ink on it.
+        let page = work.path().join(kind);
+        run(Command::new("pdftoppm")
+            .args(["-gray", "-r", "72", "-f", "1", "-l", "1", "-singlefile"])
+            .arg(&pdf)
+            .arg(&page));
+        let pgm = std::fs::read(page.with_extension("pgm")).unwrap();
+        // P5 <width> <height> 255, then one byte per pixel.
+        let header_end = pgm
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(2)
+            .map(|(i, _)| i + 1)
+            .unwrap();
+        let dark = pgm[header_end..].iter().filter(|v| **v < 128).count();
+        assert!(pgm.starts_with(b"P5"), "{kind}");
+        assert!(
+            dark > 500,
+            "{kind}: {dark} dark pixels on the rendered page"
+        );
+    }
     // The same from the CLI.
     let cli: Value = serde_json::from_str(&run(Command::new(env!("CARGO_BIN_EXE_netledger"))
         .arg("--config")

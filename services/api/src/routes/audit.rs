@@ -31,6 +31,133 @@ pub(crate) fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_checkpoints))
         .routes(routes!(verify_history))
         .routes(routes!(export_bundle))
+        .routes(routes!(audit_report))
+}
+
+/// The query of a report.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportParams {
+    /// Start of the range (RFC 3339; default: the first event).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// End of the range (RFC 3339; default: now). The inventory is the fleet as of it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+    /// `csv` (default) or `pdf`.
+    pub format: Option<ReportFormat>,
+}
+
+/// A report's file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// Comma-separated values.
+    Csv,
+    /// A PDF document.
+    Pdf,
+}
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportKind {
+    /// What changed on which device, when, by whom, under which change request and
+    /// approvals.
+    ChangeLog,
+    /// The fleet as of the range's end.
+    Inventory,
+    /// The history verified now, and the checkpoints of the range.
+    Verification,
+}
+
+/// An auditor's report for a time range, as CSV or PDF: `change-log` (every config change
+/// of a device: when, which device, push/drift/restore, the commit, who, the change request,
+/// its author and approvers), `inventory` (the fleet as of `to`, from the events) or
+/// `verification` (the history verified now, and the checkpoints of the range).
+#[utoipa::path(
+    get,
+    path = "/audit/reports/{kind}",
+    operation_id = "audit_report",
+    tag = "audit",
+    security(("bearer" = ["audit:read"])),
+    params(("kind" = ReportKind, Path, description = "`change-log`, `inventory` or `verification`."), ReportParams),
+    responses(
+        (status = 200, description = "The report (`text/csv` or `application/pdf`, as an attachment).", content_type = "application/pdf", body = Vec<u8>),
+        (status = 400, response = BadRequest),
+        (status = 503, response = crate::error::Unavailable),
+    )
+)]
+pub async fn audit_report(
+    State(state): State<ApiState>,
+    auth: Require<perm::AuditRead>,
+    crate::http::Path(kind): crate::http::Path<ReportKind>,
+    Query(q): Query<ReportParams>,
+) -> ApiResult<axum::response::Response> {
+    use netledger_audit::reports;
+    let tenant = auth.principal().tenant;
+    if let (Some(f), Some(t)) = (q.from, q.to)
+        && t < f
+    {
+        return Err(ApiError::bad_request("`to` is before `from`"));
+    }
+    let now = state.now();
+    let report_err = |e: reports::ReportError| match e {
+        reports::ReportError::Store(e) => ApiError::from(e),
+        other => ApiError::internal(other.to_string()),
+    };
+    let app = &state.pools().app;
+    let (report, name) = match kind {
+        ReportKind::ChangeLog => (
+            reports::change_log(app, tenant, q.from, q.to)
+                .await
+                .map_err(report_err)?,
+            "change-log",
+        ),
+        ReportKind::Inventory => {
+            let archive = state.archive().cloned().ok_or_else(|| {
+                ApiError::unavailable("the config history (archive) is not configured")
+            })?;
+            (
+                reports::inventory(app, &archive, tenant, q.to.unwrap_or(now))
+                    .await
+                    .map_err(report_err)?,
+                "inventory",
+            )
+        }
+        ReportKind::Verification => (
+            reports::verification(
+                app,
+                &state.pools().system,
+                tenant,
+                state.audit_key(),
+                q.from,
+                q.to,
+                now,
+            )
+            .await
+            .map_err(report_err)?,
+            "verification",
+        ),
+    };
+    let (bytes, content_type, ext) = match q.format.unwrap_or(ReportFormat::Csv) {
+        ReportFormat::Csv => (
+            report.to_csv().map_err(report_err)?,
+            "text/csv; charset=utf-8",
+            "csv",
+        ),
+        ReportFormat::Pdf => (report.to_pdf(now), "application/pdf", "pdf"),
+    };
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, content_type)
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"netledger-{name}.{ext}\""),
+        )
+        .body(axum::body::Body::from(bytes))
+        .map_err(|e| ApiError::internal(format!("response: {e}")))
 }
 
 /// One line of the audit feed.
