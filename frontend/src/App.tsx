@@ -40,6 +40,7 @@ const ROUTES: RouteDef[] = [
   { pattern: "/firmware", render: () => <FirmwarePage /> },
   { pattern: "/events", render: () => <EventsPage /> },
   { pattern: "/audit", render: () => <AuditPage /> },
+  { pattern: "/audit/:view", render: (p) => <AuditPage view={p.view} /> },
   { pattern: "/admin", render: () => <AdminPage /> },
   { pattern: "/account", render: () => <AccountPage /> },
 ];

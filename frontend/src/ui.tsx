@@ -264,6 +264,15 @@ export function isoToLocal(iso: string | null | undefined): string {
   )}:${pad(d.getSeconds())}`;
 }
 
+/** "UTC+01:00" for the browser's time zone now. */
+export function timeZoneLabel(at = new Date()): string {
+  const off = -at.getTimezoneOffset();
+  const sign = off >= 0 ? "+" : "-";
+  const abs = Math.abs(off);
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return `${zone ? `${zone}, ` : ""}UTC${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
 /** A button that asks "Sure?" inline before running. */
 export function ConfirmButton({
   onConfirm,

@@ -216,7 +216,8 @@ export async function logout(): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // Requests
 
-function buildUrl(template: string, path?: object, query?: object): string {
+/** `/api/v1/x/{id}` with its path parameters filled in and the query string appended. */
+export function buildUrl(template: string, path?: object, query?: object): string {
   let url = template.replace(/\{([^}]+)\}/g, (_, name: string) => {
     const v = path ? (path as Record<string, unknown>)[name] : undefined;
     if (v === undefined || v === null) throw new Error(`missing path parameter ${name}`);

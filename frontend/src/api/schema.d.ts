@@ -118,6 +118,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit/reports/{kind}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An auditor's report for a time range, as CSV or PDF: `change-log` (every config change
+         *     of a device: when, which device, push/drift/restore, the commit, who, the change request,
+         *     its author and approvers), `inventory` (the fleet as of `to`, from the events) or
+         *     `verification` (the history verified now, and the checkpoints of the range).
+         */
+        get: operations["audit_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/verify": {
         parameters: {
             query?: never;
@@ -3945,6 +3967,42 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    audit_report: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (RFC 3339; default: the first event). */
+                from?: string;
+                /** @description End of the range (RFC 3339; default: now). The inventory is the fleet as of it. */
+                to?: string;
+                /** @description `csv` (default) or `pdf`. */
+                format?: "csv" | "pdf";
+            };
+            header?: never;
+            path: {
+                /** @description `change-log`, `inventory` or `verification`. */
+                kind: "change-log" | "inventory" | "verification";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report (`text/csv` or `application/pdf`, as an attachment). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/pdf": number[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

@@ -875,7 +875,10 @@ async fn tenant_a_sees_none_of_tenant_b(pool: PgPool) {
         assert_eq!(r.status, StatusCode::OK, "{kind}");
         let text = r.body.to_string();
         for s in names.iter().chain(ids_of_b.iter()) {
-            assert!(!text.contains(s), "report {kind} as tenant A leaked {s}: {text}");
+            assert!(
+                !text.contains(s),
+                "report {kind} as tenant A leaked {s}: {text}"
+            );
         }
     }
     // B's data is intact and visible to B.

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use anyhow::Context as _;
 use ed25519_dalek::VerifyingKey;
 use netledger_archive::{Archive, GitBundle};
 use netledger_domain::audit::{
@@ -30,6 +29,58 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::OffsetDateTime;
+
+/// Why an export or a verification could not run (a tampered bundle is not an error: it is
+/// a [`Verdict::Tampered`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The requested range ends before it starts.
+    #[error("the range is empty: it ends before it starts")]
+    EmptyRange,
+    /// No public key is known for a key id the checkpoints name.
+    #[error(
+        "no public key is known for audit key id `{0}`: configure the API's \
+         audit.verifying_key_file with <key id>=<hex> entries for every key used"
+    )]
+    NoPublicKey(String),
+    /// Anything else, with what was being done.
+    #[error("{0}")]
+    Other(String),
+}
+
+macro_rules! from_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BundleError {
+            fn from(e: $t) -> Self {
+                Self::Other(e.to_string())
+            }
+        }
+    )*};
+}
+from_error!(
+    std::io::Error,
+    serde_json::Error,
+    sqlx::Error,
+    netledger_store::StoreError,
+    netledger_archive::ArchiveError,
+    tokio::task::JoinError
+);
+
+/// `.context("what was being done")` for results whose error displays.
+trait Context<T> {
+    fn context(self, what: &str) -> Result<T, BundleError>;
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, BundleError>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn context(self, what: &str) -> Result<T, BundleError> {
+        self.map_err(|e| BundleError::Other(format!("{what}: {e}")))
+    }
+
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, BundleError> {
+        self.map_err(|e| BundleError::Other(format!("{}: {e}", what())))
+    }
+}
 
 /// Format tag of a v2 bundle.
 pub const FORMAT: &str = "netledger-audit-bundle/2";
@@ -149,13 +200,21 @@ pub async fn export(
     keys: &TrustedKeys,
     req: ExportRequest,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<ExportSummary> {
+) -> Result<ExportSummary, BundleError> {
     let ExportRequest {
         tenant,
         from,
         to,
         created_at,
     } = req;
+    // The copy published outside PostgreSQL first: it is written after its database row,
+    // so the checkpoints and events read next cover it (a live system keeps writing).
+    let archive1 = archive.clone();
+    let external = tokio::task::spawn_blocking(move || archive1.checkpoints(tenant))
+        .await
+        .context("config history task")??
+        .into_iter()
+        .max_by_key(|c| c.body.seq);
     let mut checkpoints = netledger_store::audit::load_checkpoints(system, Some(tenant)).await?;
     checkpoints.sort_by_key(|c| c.body.seq);
     let from_position = match from {
@@ -173,7 +232,7 @@ pub async fn export(
         }
     };
     if to_position.is_some_and(|t| t < from_position) {
-        anyhow::bail!("the range is empty: it ends before it starts");
+        return Err(BundleError::EmptyRange);
     }
     checkpoints.retain(|c| to_position.is_none_or(|t| c.body.from_position <= t));
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
@@ -214,15 +273,11 @@ pub async fn export(
     members.push(("keys.json", keys_json(&checkpoints, keys)?));
 
     let (archive2, scratch) = (archive.clone(), dir.path().join("config.bundle"));
-    let (external, config) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let external = archive2
-            .checkpoints(tenant)?
-            .into_iter()
-            .max_by_key(|c| c.body.seq);
+    let config = tokio::task::spawn_blocking(move || -> Result<_, BundleError> {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&scratch)?);
         let head = archive2.write_bundle(tenant, &mut file)?;
         file.flush()?;
-        Ok((external, head.map(|_| scratch)))
+        Ok(head.map(|_| scratch))
     })
     .await
     .context("config bundle task")??;
@@ -236,7 +291,7 @@ pub async fn export(
 
     // Manifest: sizes and hashes of every member, in archive order.
     let mut listed = Vec::new();
-    let file_entry = |name: &str, path: &Path| -> anyhow::Result<Value> {
+    let file_entry = |name: &str, path: &Path| -> Result<Value, BundleError> {
         let (bytes, sha) = hash_file(path)?;
         Ok(json!({"bytes": bytes, "name": name, "sha256": sha}))
     };
@@ -262,7 +317,7 @@ pub async fn export(
     });
 
     let mut tar = tar::Builder::new(out);
-    let mut add = |name: &str, data: &mut dyn Read, size: u64| -> anyhow::Result<()> {
+    let mut add = |name: &str, data: &mut dyn Read, size: u64| -> Result<(), BundleError> {
         let mut header = tar::Header::new_ustar();
         header.set_size(size);
         header.set_mode(0o644);
@@ -306,7 +361,7 @@ async fn resolve(
     tenant: TenantId,
     bound: Bound,
     start: bool,
-) -> anyhow::Result<i64> {
+) -> Result<i64, BundleError> {
     let t = match bound {
         Bound::Position(p) => return Ok(p),
         Bound::Time(t) => t,
@@ -346,7 +401,7 @@ fn range_end(sorted: &[Checkpoint], p: i64) -> i64 {
         .map_or(p, |c| c.body.to_position)
 }
 
-fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
+fn hash_file(path: &Path) -> Result<(u64, String), BundleError> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h)?;
@@ -354,7 +409,7 @@ fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
 }
 
 /// One line of `events.jsonl`: the event's canonical JSON (`docs/auditing.md` §3).
-pub fn event_line(e: &RecordedEvent) -> anyhow::Result<Vec<u8>> {
+pub fn event_line(e: &RecordedEvent) -> Result<Vec<u8>, BundleError> {
     let value = json!({
         "event_id": e.event_id,
         "event_type": e.event_type,
@@ -373,7 +428,7 @@ pub fn event_line(e: &RecordedEvent) -> anyhow::Result<Vec<u8>> {
     Ok(canonical_json(&value))
 }
 
-fn keys_json(sorted: &[Checkpoint], keys: &TrustedKeys) -> anyhow::Result<Vec<u8>> {
+fn keys_json(sorted: &[Checkpoint], keys: &TrustedKeys) -> Result<Vec<u8>, BundleError> {
     let mut public: BTreeMap<&str, [u8; 32]> = BTreeMap::new();
     for c in sorted {
         if let Some(h) = &c.handover {
@@ -395,12 +450,7 @@ fn keys_json(sorted: &[Checkpoint], keys: &TrustedKeys) -> anyhow::Result<Vec<u8
                     Some(k) => VerifyingKey::from_bytes(k).ok(),
                     None => keys.get(&key_id).copied(),
                 }
-                .with_context(|| {
-                    format!(
-                        "no public key is known for audit key id `{key_id}`: configure the API's \
-                     audit.verifying_key_file with <key id>=<hex> entries for every key used"
-                    )
-                })?;
+                .ok_or_else(|| BundleError::NoPublicKey(key_id.clone()))?;
                 Ok(json!({
                     "fingerprint": fingerprint(&key),
                     "first_seq": first_seq,
@@ -412,7 +462,7 @@ fn keys_json(sorted: &[Checkpoint], keys: &TrustedKeys) -> anyhow::Result<Vec<u8
                 }))
             },
         )
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, BundleError>>()?;
     Ok(canonical_json(&json!({ "keys": entries })))
 }
 
@@ -465,7 +515,7 @@ pub fn looks_like_v2(file: &mut std::fs::File) -> std::io::Result<bool> {
 /// Verifies the v2 bundle at `path` against the auditor's `pinned` keys
 /// (`docs/auditing.md` §7). `Err` only when the file cannot be read at all or is not a v2
 /// bundle (exit 2); every finding is a [`Verdict::Tampered`].
-pub fn verify(path: &Path, pinned: &[PinnedKey]) -> anyhow::Result<Verdict> {
+pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError> {
     // Pass 1: member names, sizes and hashes; small members kept.
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut archive = tar::Archive::new(BufReader::new(file));
@@ -502,21 +552,21 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> anyhow::Result<Verdict> {
         found.push((name, n, hex::encode(h.finalize())));
     }
     if found.first().map(|f| f.0.as_str()) != Some("manifest.json") {
-        anyhow::bail!(
+        return Err(BundleError::Other(format!(
             "{} is not an audit bundle: its first member is not manifest.json",
             path.display()
-        );
+        )));
     }
     let member_bytes = |name: &str| small.get(name).map(Vec::as_slice).unwrap_or_default();
     let manifest: Value = serde_json::from_slice(member_bytes("manifest.json"))
-        .map_err(|e| anyhow::anyhow!("manifest.json is not JSON: {e}"))?;
+        .map_err(|e| BundleError::Other(format!("manifest.json is not JSON: {e}")))?;
     let Some(format) = manifest.get("format").and_then(Value::as_str) else {
         return Ok(member("manifest.json", "no `format`"));
     };
     if format != FORMAT {
-        anyhow::bail!(
+        return Err(BundleError::Other(format!(
             "unsupported bundle format `{format}` (this build reads {FORMAT} and netledger-audit-bundle/1)"
-        );
+        )));
     }
     if let Some(v) = check_members(&manifest, &found) {
         return Ok(v);
@@ -773,7 +823,7 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|_| !bytes.is_empty())
 }
 
-fn open_member(path: &Path, name: &str) -> anyhow::Result<Box<dyn BufRead>> {
+fn open_member(path: &Path, name: &str) -> Result<Box<dyn BufRead>, BundleError> {
     let file = std::fs::File::open(path)?;
     let mut archive = tar::Archive::new(file);
     // The entries borrow the archive: read the member's offset, then reopen at it.
@@ -786,11 +836,13 @@ fn open_member(path: &Path, name: &str) -> anyhow::Result<Box<dyn BufRead>> {
             return Ok(Box::new(BufReader::with_capacity(256 * 1024, f.take(size))));
         }
     }
-    anyhow::bail!("member {name} disappeared while reading")
+    Err(BundleError::Other(format!(
+        "member {name} disappeared while reading"
+    )))
 }
 
 /// §7.1 step 4 for `events.jsonl`: every line parses.
-fn scan_events(path: &Path) -> anyhow::Result<Option<Verdict>> {
+fn scan_events(path: &Path) -> Result<Option<Verdict>, BundleError> {
     let mut events = open_member(path, "events.jsonl")?;
     let mut line = Vec::new();
     let mut n = 0u64;
@@ -1020,7 +1072,7 @@ fn config_reference(e: &LineEvent) -> Option<Result<(&str, &str, String), String
 
 /// Parses the keys an auditor pins (`--trusted-key` values, or a file's entries: one per
 /// line or separated by commas or spaces; `#` starts a comment line).
-pub fn parse_pinned(entries: &[String]) -> anyhow::Result<Vec<PinnedKey>> {
+pub fn parse_pinned(entries: &[String]) -> Result<Vec<PinnedKey>, BundleError> {
     let mut out = Vec::new();
     for text in entries {
         for entry in text
@@ -1032,15 +1084,16 @@ pub fn parse_pinned(entries: &[String]) -> anyhow::Result<Vec<PinnedKey>> {
         {
             out.push(
                 netledger_domain::audit::parse_pinned_key(entry)
-                    .map_err(|e| anyhow::anyhow!("trusted key `{entry}`: {e}"))?,
+                    .map_err(|e| BundleError::Other(format!("trusted key `{entry}`: {e}")))?,
             );
         }
     }
     if out.is_empty() {
-        anyhow::bail!(
+        return Err(BundleError::Other(
             "give the platform's key: --trusted-key <64 hex or SHA256:fingerprint> (from the \
              operator: `netledger audit public-key --all`)"
-        );
+                .to_owned(),
+        ));
     }
     Ok(out)
 }

@@ -561,6 +561,7 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
             ("{commit}", commit.as_str()),
             ("{stream}", &format!("workflow-{wf}")),
             ("{category}", "workflow"),
+            ("{kind}", "change-log"),
         ] {
             out = out.replace(param, value);
         }
@@ -575,7 +576,9 @@ async fn no_canary_secret_reaches_events_read_models_nats_git_logs_or_answers(ow
             panic!("the canary sweep does not know a parameter of GET {path}");
         };
         let url = match path.as_str() {
-            "/api/v1/devices/{device_id}/config" => format!("{url}?at={}", now_rfc3339()),
+            "/api/v1/devices/{device_id}/config"
+            | "/api/v1/devices/{device_id}/as-of"
+            | "/api/v1/fleet/as-of" => format!("{url}?at={}", now_rfc3339()),
             "/api/v1/devices/{device_id}/configs/diff" => {
                 format!("{url}?from={commit}&to={commit}")
             }

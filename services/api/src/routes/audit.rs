@@ -47,6 +47,7 @@ pub struct ReportParams {
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
     /// `csv` (default) or `pdf`.
+    #[param(inline)]
     pub format: Option<ReportFormat>,
 }
 
@@ -83,7 +84,7 @@ pub enum ReportKind {
     operation_id = "audit_report",
     tag = "audit",
     security(("bearer" = ["audit:read"])),
-    params(("kind" = ReportKind, Path, description = "`change-log`, `inventory` or `verification`."), ReportParams),
+    params(("kind" = inline(ReportKind), Path, description = "`change-log`, `inventory` or `verification`."), ReportParams),
     responses(
         (status = 200, description = "The report (`text/csv` or `application/pdf`, as an attachment).", content_type = "application/pdf", body = Vec<u8>),
         (status = 400, response = BadRequest),
@@ -623,15 +624,10 @@ pub async fn export_bundle(
     let mut out = std::io::BufWriter::new(spool);
     let summary = netledger_audit::export(&state.pools().system, &archive, &keys, req, &mut out)
         .await
-        .map_err(|e| {
-            let text = format!("{e:#}");
-            if text.contains("the range is empty") {
-                ApiError::bad_request(text)
-            } else if text.contains("no public key is known") {
-                ApiError::unavailable(text)
-            } else {
-                ApiError::internal(format!("audit export: {text}"))
-            }
+        .map_err(|e| match e {
+            netledger_audit::BundleError::EmptyRange => ApiError::bad_request(e.to_string()),
+            netledger_audit::BundleError::NoPublicKey(_) => ApiError::unavailable(e.to_string()),
+            other => ApiError::internal(format!("audit export: {other}")),
         })?;
     out.flush()
         .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
