@@ -427,6 +427,11 @@ async fn a_window_closing_mid_rollout_pauses_it_at_the_next_batch_boundary(owner
             && reason.ends_with("; paused before batch 2"),
         "{reason}"
     );
+    // The run records the request's pause after it sees the rollout's: wait for it.
+    e.until_stream(&id.stream(), "the request paused", |s| {
+        s.last().is_some_and(|(t, _)| t == "ChangeRequestPaused")
+    })
+    .await;
     let request = e.request(id).await;
     assert_eq!(request.state, ChangeState::Running);
     assert_eq!(request.paused, Some(1));
