@@ -3828,15 +3828,16 @@ export interface operations {
         parameters: {
             query?: {
                 /**
-                 * @description Start: a global position or an RFC 3339 time, widened to the start of the checkpoint
-                 *     that covers it. Default: the tenant's first event.
+                 * @description Start: a global position, widened to the start of the checkpoint that covers it.
+                 *     Default: the tenant's first event.
                  */
-                from?: string;
-                /**
-                 * @description End: a position or a time, widened to the end of its checkpoint. Default: the newest
-                 *     event.
-                 */
-                to?: string;
+                from?: number;
+                /** @description End: a global position, widened to the end of its checkpoint. Default: the newest. */
+                to?: number;
+                /** @description Start as a time (RFC 3339): the first event recorded at or after it. */
+                from_time?: string;
+                /** @description End as a time (RFC 3339): the last event recorded at or before it. */
+                to_time?: string;
             };
             header?: never;
             path?: never;
@@ -3996,6 +3997,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "text/csv": string;
                     "application/pdf": number[];
                 };
             };
@@ -5405,7 +5407,7 @@ export interface operations {
             query: {
                 /** @description RFC 3339 time. */
                 at: string;
-                /** @description The `next_cursor` of the previous page. */
+                /** @description The `next_cursor` of the previous page (a device id: the page starts after it). */
                 cursor?: string;
                 /** @description Devices per page (default 50, at most 200). */
                 limit?: number;

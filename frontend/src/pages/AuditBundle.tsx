@@ -86,7 +86,15 @@ export function AuditBundleView() {
     setError(null);
     try {
       const requested = { from: normaliseBound(from), to: normaliseBound(to) };
-      const d = await fetchDownload("/api/v1/audit/export", requested, "netledger-audit.nlaudit.tar");
+      // A position goes as `from`/`to`, a time as `from_time`/`to_time`.
+      const isPos = (v?: string) => v !== undefined && /^\d+$/.test(v);
+      const query = {
+        from: isPos(requested.from) ? Number(requested.from) : undefined,
+        from_time: requested.from !== undefined && !isPos(requested.from) ? requested.from : undefined,
+        to: isPos(requested.to) ? Number(requested.to) : undefined,
+        to_time: requested.to !== undefined && !isPos(requested.to) ? requested.to : undefined,
+      };
+      const d = await fetchDownload("/api/v1/audit/export", query, "netledger-audit.nlaudit.tar");
       const first = await readFirstMember(d.blob);
       if (urlRef.current) URL.revokeObjectURL(urlRef.current);
       const url = URL.createObjectURL(d.blob);

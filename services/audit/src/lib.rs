@@ -231,9 +231,9 @@ pub async fn export(
             Some(range_end(&checkpoints, p))
         }
     };
-    if to_position.is_some_and(|t| t < from_position) {
-        return Err(BundleError::EmptyRange);
-    }
+    // A range that ends before it starts holds no events (its earlier checkpoints still
+    // come along, as for any range).
+    let to_position = to_position.map(|t| t.max(from_position - 1));
     checkpoints.retain(|c| to_position.is_none_or(|t| c.body.from_position <= t));
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
 

@@ -86,7 +86,7 @@ pub enum ReportKind {
     security(("bearer" = ["audit:read"])),
     params(("kind" = inline(ReportKind), Path, description = "`change-log`, `inventory` or `verification`."), ReportParams),
     responses(
-        (status = 200, description = "The report (`text/csv` or `application/pdf`, as an attachment).", content_type = "application/pdf", body = Vec<u8>),
+        (status = 200, description = "The report (`text/csv` or `application/pdf`, as an attachment).", content((String = "text/csv"), (Vec<u8> = "application/pdf"))),
         (status = 400, response = BadRequest),
         (status = 503, response = crate::error::Unavailable),
     )
@@ -233,16 +233,14 @@ pub struct AuditParams {
     pub limit: Option<u32>,
 }
 
-fn feed_query(q: AuditParams) -> ApiResult<query::AuditQuery> {
+/// The feed query of the parameters; `None` when they cannot match anything (`stream` and
+/// `device` naming different streams).
+fn feed_query(q: AuditParams) -> ApiResult<Option<query::AuditQuery>> {
     let stream = match (q.stream, q.device) {
-        (Some(s), Some(d)) if s != format!("device-{d}") => {
-            return Err(ApiError::bad_request(
-                "`stream` and `device` name different streams; give one of them",
-            ));
-        }
+        (Some(s), Some(d)) if s != format!("device-{d}") => return Ok(None),
         (s, d) => s.or(d.map(|d| format!("device-{d}"))),
     };
-    Ok(query::AuditQuery {
+    Ok(Some(query::AuditQuery {
         stream,
         category: q.category,
         event_type: q.event_type,
@@ -252,7 +250,7 @@ fn feed_query(q: AuditParams) -> ApiResult<query::AuditQuery> {
         to: q.to,
         cursor: unwrap_cursor(&q.cursor)?,
         limit: q.limit.map(i64::from),
-    })
+    }))
 }
 
 /// Rows at most in one CSV export.
@@ -276,8 +274,30 @@ pub async fn audit_feed_csv(
     Query(q): Query<AuditParams>,
 ) -> ApiResult<axum::response::Response> {
     let tenant = auth.principal().tenant;
-    let mut query = feed_query(q)?;
+    let Some(mut query) = feed_query(q)? else {
+        return csv_response(Vec::new(), false);
+    };
     query.limit = Some(500);
+    let mut entries = Vec::new();
+    let mut cut = false;
+    loop {
+        let page = query::audit_feed(&state.pools().app, tenant, &query).await?;
+        for a in page.items {
+            if entries.len() == CSV_MAX_ROWS {
+                cut = true;
+                break;
+            }
+            entries.push(a);
+        }
+        match page.next_cursor {
+            Some(c) if !cut => query.cursor = Some(c),
+            _ => break,
+        }
+    }
+    csv_response(entries, cut)
+}
+
+fn csv_response(entries: Vec<query::AuditEntry>, cut: bool) -> ApiResult<axum::response::Response> {
     let csv_err = |e: csv::Error| ApiError::internal(format!("csv: {e}"));
     let mut w = csv::WriterBuilder::new()
         .flexible(true)
@@ -296,39 +316,25 @@ pub async fn audit_feed_csv(
         "emergency",
     ])
     .map_err(csv_err)?;
-    let mut rows = 0usize;
-    let mut cut = false;
-    loop {
-        let page = query::audit_feed(&state.pools().app, tenant, &query).await?;
-        for a in &page.items {
-            if rows == CSV_MAX_ROWS {
-                cut = true;
-                break;
-            }
-            let at = a
-                .recorded_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .map_err(|e| ApiError::internal(format!("time: {e}")))?;
-            w.write_record([
-                a.position.to_string(),
-                at,
-                a.event_type.clone(),
-                a.stream.clone(),
-                a.category.clone(),
-                a.actor.clone(),
-                a.summary.clone(),
-                a.correlation_id.to_string(),
-                a.causation_id.to_string(),
-                a.event_id.to_string(),
-                a.emergency.to_string(),
-            ])
-            .map_err(csv_err)?;
-            rows += 1;
-        }
-        match page.next_cursor {
-            Some(c) if !cut => query.cursor = Some(c),
-            _ => break,
-        }
+    for a in &entries {
+        let at = a
+            .recorded_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| ApiError::internal(format!("time: {e}")))?;
+        w.write_record([
+            a.position.to_string(),
+            at,
+            a.event_type.clone(),
+            a.stream.clone(),
+            a.category.clone(),
+            a.actor.clone(),
+            a.summary.clone(),
+            a.correlation_id.to_string(),
+            a.causation_id.to_string(),
+            a.event_id.to_string(),
+            a.emergency.to_string(),
+        ])
+        .map_err(csv_err)?;
     }
     if cut {
         w.write_record([format!("# cut at {CSV_MAX_ROWS} rows: narrow the filters")])
@@ -373,8 +379,15 @@ pub async fn audit_feed(
         mp.min_position,
     )
     .await?;
-    let page =
-        query::audit_feed(&state.pools().app, auth.principal().tenant, &feed_query(q)?).await?;
+    let page = match feed_query(q)? {
+        Some(query) => {
+            query::audit_feed(&state.pools().app, auth.principal().tenant, &query).await?
+        }
+        None => query::Page {
+            items: Vec::new(),
+            next_cursor: None,
+        },
+    };
     Ok((
         behind,
         Json(AuditPage {
@@ -558,26 +571,34 @@ pub async fn verify_history(
     Ok(Json(result))
 }
 
-/// The range of an audit bundle download.
+/// The range of an audit bundle download: a position or a time for each end (a position
+/// wins when both are given).
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// Start: a global position or an RFC 3339 time, widened to the start of the checkpoint
-    /// that covers it. Default: the tenant's first event.
-    #[param(pattern = r"^\S{1,64}$")]
-    pub from: Option<String>,
-    /// End: a position or a time, widened to the end of its checkpoint. Default: the newest
-    /// event.
-    #[param(pattern = r"^\S{1,64}$")]
-    pub to: Option<String>,
+    /// Start: a global position, widened to the start of the checkpoint that covers it.
+    /// Default: the tenant's first event.
+    #[param(minimum = 0)]
+    pub from: Option<i64>,
+    /// End: a global position, widened to the end of its checkpoint. Default: the newest.
+    #[param(minimum = 0)]
+    pub to: Option<i64>,
+    /// Start as a time (RFC 3339): the first event recorded at or after it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from_time: Option<OffsetDateTime>,
+    /// End as a time (RFC 3339): the last event recorded at or before it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to_time: Option<OffsetDateTime>,
 }
 
-fn bound(name: &str, text: Option<&str>) -> ApiResult<Option<netledger_audit::Bound>> {
-    text.map(|t| {
-        t.parse()
-            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
-    })
-    .transpose()
+fn bound(position: Option<i64>, time: Option<OffsetDateTime>) -> Option<netledger_audit::Bound> {
+    match (position, time) {
+        (Some(p), _) => Some(netledger_audit::Bound::Position(p.max(0))),
+        (None, Some(t)) => Some(netledger_audit::Bound::Time(t)),
+        (None, None) => None,
+    }
 }
 
 /// Download the tenant's audit bundle (format v2, a tar file: docs/auditing.md): events of
@@ -610,8 +631,8 @@ pub async fn export_bundle(
     let tenant = auth.principal().tenant;
     let req = netledger_audit::ExportRequest {
         tenant,
-        from: bound("from", q.from.as_deref())?,
-        to: bound("to", q.to.as_deref())?,
+        from: bound(q.from, q.from_time),
+        to: bound(q.to, q.to_time),
         created_at: state.now(),
     };
     let archive = state

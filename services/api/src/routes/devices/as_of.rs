@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::Require;
 use crate::authz::perm;
 use crate::error::{ApiError, ApiResult, BadRequest, NotFound, Unavailable};
-use crate::http::{Json, Path, Query, decode_cursor, encode_cursor};
+use crate::http::{Json, Path, Query};
 use crate::state::ApiState;
 
 use super::configs::AsOfParams;
@@ -169,9 +169,8 @@ pub struct FleetAsOfParams {
     #[serde(with = "time::serde::rfc3339")]
     #[param(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
-    /// The `next_cursor` of the previous page.
-    #[param(pattern = r"^[A-Za-z0-9_-]{1,200}$")]
-    pub cursor: Option<String>,
+    /// The `next_cursor` of the previous page (a device id: the page starts after it).
+    pub cursor: Option<Uuid>,
     /// Devices per page (default 50, at most 200).
     pub limit: Option<u32>,
 }
@@ -228,15 +227,7 @@ pub async fn fleet_as_of(
     Query(q): Query<FleetAsOfParams>,
 ) -> ApiResult<Json<FleetAsOfPage>> {
     let tenant = auth.principal().tenant;
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            decode_cursor(c)?
-                .parse::<Uuid>()
-                .map(DeviceId::from_uuid)
-                .map_err(|_| ApiError::bad_request("`cursor` is not a cursor of this list"))?,
-        ),
-    };
+    let after = q.cursor.map(DeviceId::from_uuid);
     let limit = q.limit.unwrap_or(50).clamp(1, 200) as usize;
     let reader = EventReader::tenant(state.pools().app.clone(), tenant);
     let archive = archive(&state)?;
@@ -258,6 +249,6 @@ pub async fn fleet_as_of(
                 position: e.position,
             })
             .collect(),
-        next_cursor: next.map(|d| encode_cursor(&d.to_string())),
+        next_cursor: next.map(|d| d.to_string()),
     }))
 }
