@@ -99,11 +99,7 @@ pub async fn audit_report(
 ) -> ApiResult<axum::response::Response> {
     use netledger_audit::reports;
     let tenant = auth.principal().tenant;
-    if let (Some(f), Some(t)) = (q.from, q.to)
-        && t < f
-    {
-        return Err(ApiError::bad_request("`to` is before `from`"));
-    }
+    // A range that ends before it starts is an empty range (no rows), not an error.
     let now = state.now();
     let report_err = |e: reports::ReportError| match e {
         reports::ReportError::Store(e) => ApiError::from(e),
@@ -593,11 +589,18 @@ pub struct ExportParams {
     pub to_time: Option<OffsetDateTime>,
 }
 
-fn bound(position: Option<i64>, time: Option<OffsetDateTime>) -> Option<netledger_audit::Bound> {
+fn bound(
+    name: &str,
+    position: Option<i64>,
+    time: Option<OffsetDateTime>,
+) -> ApiResult<Option<netledger_audit::Bound>> {
     match (position, time) {
-        (Some(p), _) => Some(netledger_audit::Bound::Position(p.max(0))),
-        (None, Some(t)) => Some(netledger_audit::Bound::Time(t)),
-        (None, None) => None,
+        (Some(p), _) if p < 0 => Err(ApiError::bad_request(format!(
+            "`{name}` is a position: 0 or more"
+        ))),
+        (Some(p), _) => Ok(Some(netledger_audit::Bound::Position(p))),
+        (None, Some(t)) => Ok(Some(netledger_audit::Bound::Time(t))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -631,8 +634,8 @@ pub async fn export_bundle(
     let tenant = auth.principal().tenant;
     let req = netledger_audit::ExportRequest {
         tenant,
-        from: bound(q.from, q.from_time),
-        to: bound(q.to, q.to_time),
+        from: bound("from", q.from, q.from_time)?,
+        to: bound("to", q.to, q.to_time)?,
         created_at: state.now(),
     };
     let archive = state
