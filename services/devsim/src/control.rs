@@ -8,7 +8,7 @@
 //! | PUT | `/devices/{id}/faults` | [`Faults`] JSON (replaces all knobs) |
 //! | GET | `/devices/{id}/log` | recent API commands |
 //! | GET | `/devices/{id}/changes` | `{change id: times applied}` |
-//! | POST | `/devices/{id}/config` | RouterOS script text, applied out of band; 400 + error text of the failing line |
+//! | POST | `/devices/{id}/config[?user=NAME]` | RouterOS script text, applied out of band by RouterOS user `NAME` (default [`crate::CONSOLE_USER`], `admin`; `/system/history` names it as `by`); 400 + error text of the failing line |
 //! | GET | `/devices/{id}/export` | export text (sensitive values shown) |
 //! | POST | `/devices/{id}/reboot` | starts a reboot |
 //! | PUT | `/devices/{id}/available-version` | `{"version": "7.19.4"}` |
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -56,6 +56,11 @@ pub struct DeviceStatus {
 #[derive(Deserialize)]
 struct VersionBody {
     version: String,
+}
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,9 +125,10 @@ pub fn router(devices: Vec<Arc<Device>>, manifest: Vec<ManifestEntry>) -> Router
         )
         .route(
             "/devices/{id}/config",
-            post(|State(c): State<Ctl>, Path(id): Path<usize>, body: String| async move {
+            post(|State(c): State<Ctl>, Path(id): Path<usize>, Query(q): Query<ConfigQuery>, body: String| async move {
                 let Some(d) = c.dev(id) else { return not_found() };
-                match d.apply_out_of_band(&body) {
+                let user = q.user.as_deref().filter(|u| !u.is_empty()).unwrap_or(crate::CONSOLE_USER);
+                match d.apply_out_of_band_as(user, &body) {
                     Ok(()) => StatusCode::NO_CONTENT.into_response(),
                     Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
                 }

@@ -21,9 +21,14 @@
 //! `:log`, `:put`, `:delay` are accepted and ignored, and anything else stops the script
 //! with `bad command name`.
 //!
-//! Change indicator: `/system/history` lists the last 100 configuration changes, whatever
-//! made them (API, console/control API, scheduler, scripts), with `.id`, `action`, `by`,
-//! `time`; it survives reboots here (on RouterOS that is unsourced). Interface rows carry
+//! Who changed the device: `/system/history` lists the last 100 configuration changes,
+//! newest first, whatever made them (API sentences, `/import` and scripts an API user
+//! starts, `/system backup load`, the control API's out-of-band changes, the scheduler),
+//! with `.id`, `action`, `by` (the RouterOS user: the API session's login name, the name
+//! the control API is given, `scheduler`), `policy`, `time` (the version's date format) and
+//! the `undoable`/`redoable` flags; it survives reboots here (on RouterOS that is
+//! unsourced). `/user/active` lists the live API sessions. What of it is sourced and what
+//! guessed is in the `device::history` module. Interface rows carry
 //! `rx-byte`/`tx-byte`/`rx-error`/`tx-error` counters that grow with uptime.
 //!
 //! Firmware: `/tool/fetch url=http://...` downloads into `/file` (the `fetch` module);
@@ -46,7 +51,7 @@ mod version;
 
 pub use board::{BOARDS, Board, VERSIONS};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use device::Device;
+pub use device::{CONSOLE_USER, Device};
 pub use fleet::{DevsimError, Fleet, FleetOptions, ManifestEntry};
 pub use state::{CHANGE_MARKER, FailNext, Faults, change_ids};
 pub use version::{BadVersion, RosVersion};

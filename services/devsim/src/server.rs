@@ -85,19 +85,21 @@ pub(crate) async fn device_task(
                 s = accept_opt(&api_l) => {
                     if let Some(s) = s {
                         let _ = s.set_nodelay(true);
-                        tokio::spawn(serve(dev.clone(), s, link.epoch, link_rx.clone()));
+                        let peer = s.peer_addr().ok();
+                        tokio::spawn(serve(dev.clone(), s, peer, link.epoch, link_rx.clone()));
                     }
                 }
                 s = accept_opt(&ssl_l) => {
                     if let Some(s) = s {
                         let _ = s.set_nodelay(true);
+                        let peer = s.peer_addr().ok();
                         let dev = dev.clone();
                         let rx = link_rx.clone();
                         tokio::spawn(async move {
                             let Some(cfg) = tls_config(&dev) else { return };
                             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                             if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
-                                serve(dev, tls, link.epoch, rx).await;
+                                serve(dev, tls, peer, link.epoch, rx).await;
                             }
                         });
                     }
@@ -119,10 +121,12 @@ fn encode(reply: &Reply) -> Option<Bytes> {
     reply.to_bytes().ok()
 }
 
-/// Serves one connection until the client leaves, the device goes down or a fault ends it.
+/// Serves one connection until the client leaves, the device goes down or a fault ends it;
+/// its login session is in `/user active` until then.
 pub(crate) async fn serve<S>(
     dev: Arc<Device>,
     stream: S,
+    peer: Option<SocketAddr>,
     epoch: u32,
     mut link_rx: watch::Receiver<Link>,
 ) where
@@ -145,7 +149,10 @@ pub(crate) async fn serve<S>(
     });
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     let mut decoder = Decoder::new(Limits::DEFAULT);
-    let mut sess = Session::default();
+    let mut sess = Session {
+        peer,
+        ..Session::default()
+    };
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
         let n = tokio::select! {
@@ -280,6 +287,7 @@ pub(crate) async fn serve<S>(
     {
         h.abort();
     }
+    dev.end_session(&sess);
     let _ = tx.send(None);
     let _ = writer.await;
 }

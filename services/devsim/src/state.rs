@@ -97,15 +97,20 @@ pub(crate) struct DeviceState {
     /// `/system routerboard upgrade` ran: the next reboot brings the firmware up to date.
     pub rb_upgrade_staged: bool,
     /// `/system history`: the most recent configuration changes (any path: API, console,
-    /// scheduler), oldest first, at most [`HISTORY_LIMIT`].
+    /// scheduler), oldest first (`print` lists them newest first), at most
+    /// [`HISTORY_LIMIT`]; the oldest is dropped.
     pub history: VecDeque<HistoryEntry>,
     /// Id of the next history row.
     pub history_next: u32,
+    /// `/user active`: the logged-in API sessions, in login order.
+    pub sessions: Vec<crate::device::ActiveSession>,
+    /// Id of the next `/user active` row.
+    pub next_session: u32,
     /// [`crate::Device::hold_imports`]: the barrier and how many imports may still join it.
     pub import_gate: Option<(Arc<tokio::sync::Barrier>, usize)>,
 }
 
-/// One `/system history` row.
+/// One `/system history` row (what `print` shows of it: `crate::device::history`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HistoryEntry {
     pub id: u32,
@@ -142,6 +147,8 @@ impl DeviceState {
             rb_upgrade_staged: false,
             history: VecDeque::new(),
             history_next: 1,
+            sessions: Vec::new(),
+            next_session: 1,
             import_gate: None,
         }
     }

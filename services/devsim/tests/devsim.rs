@@ -745,7 +745,10 @@ async fn history_records_changes_from_every_path_and_interface_counters_move() {
         .unwrap();
     let rows = history(c.clone()).await;
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1].get_str("by"), Some("console"));
+    // newest first; a console change is made as RouterOS's factory user by default
+    assert_eq!(rows[0].get_str("by"), Some(devsim::CONSOLE_USER));
+    assert_eq!(rows[0].get_str("action"), Some("address added"));
+    assert_eq!(rows[1].get_str("action"), Some("identity changed"));
     assert_ne!(rows[0].get_str(".id"), rows[1].get_str(".id"));
     // counters grow with uptime, errors included
     let first = c.interfaces().await.unwrap();
@@ -754,6 +757,155 @@ async fn history_records_changes_from_every_path_and_interface_counters_move() {
     assert!(later[0].rx_byte.unwrap() > first[0].rx_byte.unwrap());
     assert!(later[0].tx_error.unwrap() > first[0].tx_error.unwrap());
     assert!(later.iter().any(|i| i.rx_error.unwrap_or(0) > 0));
+}
+
+/// A client logged in as `user` with `password`.
+async fn connect_as(m: &ManifestEntry, user: &str, password: &str) -> Client {
+    let mut c = cfg(m);
+    c.user = user.to_owned();
+    c.password = Password::new(password.to_owned());
+    Client::connect(&c).await.unwrap()
+}
+
+#[tokio::test]
+async fn system_history_names_the_routeros_user_of_every_change_and_user_active_the_sessions() {
+    // 1_700_000_000 s = 2023-11-14 22:13:20 UTC
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(2, clock.clone());
+    opts.v6_share = 0.5;
+    opts.tick = None;
+    let f = Fleet::start(opts).await.unwrap();
+    let m = f.manifest();
+    // device 0 runs 7.16.2 (ISO dates), device 1 6.49.7 (`mmm/dd/yyyy`, ROUTEROS-NOTES §4.3)
+    for (i, when) in [(0, "2023-11-14 22:13:20"), (1, "nov/14/2023 22:13:20")] {
+        let admin = connect(&m[i]).await;
+        admin
+            .run(
+                Command::new("/user/add")
+                    .attr("name", "bob")
+                    .attr("group", "full")
+                    .attr("password", "bob-secret"),
+            )
+            .await
+            .unwrap();
+        let bob = connect_as(&m[i], "bob", "bob-secret").await;
+        bob.run(
+            Command::new("/ip/firewall/filter/add")
+                .attr("chain", "forward")
+                .attr("action", "drop"),
+        )
+        .await
+        .unwrap();
+        bob.run(Command::new("/ip/route/add").attr("gateway", "192.0.2.1"))
+            .await
+            .unwrap();
+        // a script bob starts changes the configuration as bob
+        bob.run(
+            Command::new("/file/add")
+                .attr("name", "bob.rsc")
+                .attr("contents", "/system identity set name=by-bob\n"),
+        )
+        .await
+        .unwrap();
+        bob.run(Command::new("/import").attr("file-name", "bob.rsc"))
+            .await
+            .unwrap();
+        // prints and file writes are not configuration changes
+        bob.run(Command::new("/ip/address/print")).await.unwrap();
+        // out of band, by a named RouterOS user
+        f.device(i)
+            .unwrap()
+            .apply_out_of_band_as(
+                "carol",
+                "/ip address add address=10.8.8.1/24 interface=ether2",
+            )
+            .unwrap();
+        let rows = admin
+            .run(Command::new("/system/history/print"))
+            .await
+            .unwrap()
+            .rows;
+        let seen: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.get_str("action").unwrap(), r.get_str("by").unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("address added", "carol"),
+                ("identity changed", "bob"),
+                ("route 0.0.0.0/0 added", "bob"),
+                ("filter rule added", "bob"),
+                ("user added", "admin"),
+            ],
+            "device {i}"
+        );
+        for r in &rows {
+            assert!(r.get_str(".id").unwrap().starts_with('*'), "{r:?}");
+            assert_eq!(r.get_str("policy"), Some("write"));
+            assert_eq!(r.get_str("time"), Some(when), "device {i}");
+            assert_eq!(r.get_str("undoable"), Some("true"));
+            assert_eq!(r.get_str("redoable"), Some("false"));
+        }
+        // read-only
+        let e = admin
+            .run(Command::new("/system/history/remove").attr(".id", "*1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Trap { .. }), "{e}");
+
+        // the logged-in API sessions
+        let active = |c: Client| async move {
+            c.run(Command::new("/user/active/print"))
+                .await
+                .unwrap()
+                .rows
+        };
+        let rows = active(admin.clone()).await;
+        let names: Vec<&str> = rows.iter().map(|r| r.get_str("name").unwrap()).collect();
+        assert_eq!(names, ["admin", "bob"], "device {i}");
+        for r in &rows {
+            assert!(r.get_str(".id").unwrap().starts_with('*'));
+            assert_eq!(r.get_str("address"), Some("127.0.0.1"));
+            assert_eq!(r.get_str("via"), Some("api"));
+            assert_eq!(r.get_str("group"), Some("full"));
+            assert_eq!(r.get_str("when"), Some(when));
+        }
+        bob.close().await;
+        let mut left = Vec::new();
+        for _ in 0..50 {
+            left = active(admin.clone()).await;
+            if left.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].get_str("name"), Some("admin"));
+    }
+}
+
+#[tokio::test]
+async fn system_history_keeps_the_newest_100_actions() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_700_000_000)));
+    let mut opts = FleetOptions::new(1, clock.clone());
+    opts.tick = None;
+    let f = Fleet::start(opts).await.unwrap();
+    let c = connect(&f.manifest()[0]).await;
+    for k in 0..105 {
+        clock.advance(Duration::from_secs(1));
+        c.set_identity(&format!("r{k}")).await.unwrap();
+    }
+    let rows = c
+        .run(Command::new("/system/history/print"))
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(rows.len(), 100);
+    // newest first: the 105th change (*69) down to the 6th (*6)
+    assert_eq!(rows[0].get_str(".id"), Some("*69"));
+    assert_eq!(rows[99].get_str(".id"), Some("*6"));
+    assert_eq!(rows[0].get_str("time"), Some("2023-11-14 22:15:05"));
 }
 
 #[tokio::test]

@@ -422,7 +422,13 @@ impl EventType for ConfigSnapshotRecorded {
 
 /// The running config no longer matches the last known snapshot and no workflow of ours
 /// changed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Who changed it, as the device itself recorded it, rides along: the device's change
+/// history (RouterOS `/system/history`) and the RouterOS users logged in at the time
+/// (`/user/active`). These fields were added later, optional and left out of the payload
+/// when absent, so events recorded before them read back and serialise byte for byte as
+/// they were stored (same schema version: nothing to upcast).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ConfigDriftDetected {
     /// SHA-256 of the last known snapshot.
     pub expected_sha256: String,
@@ -430,10 +436,165 @@ pub struct ConfigDriftDetected {
     pub found_sha256: String,
     /// The commit that now holds the drifted config.
     pub commit: String,
+    /// What the device's own change history (`/system/history`) says, newest first: the
+    /// actions recorded since the previous snapshot when the poller could tell, otherwise
+    /// the newest ones; a bounded number of rows. `None`: not read (events recorded before
+    /// this field existed, or the read failed: [`Self::device_history_error`]); empty: read,
+    /// nothing recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_history: Option<Vec<DeviceHistoryEntry>>,
+    /// Why the device's history could not be read (a timeout, a refusal, a dropped
+    /// session); the drift is recorded all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_history_error: Option<String>,
+    /// The RouterOS users logged in when the drift was seen (`/user/active`; Netledger's
+    /// own API sessions included). `None`: not read, or the read failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_users: Option<Vec<ActiveUser>>,
 }
 impl EventType for ConfigDriftDetected {
     const TYPE: &'static str = "ConfigDriftDetected";
     const SCHEMA_VERSION: u32 = 1;
+}
+
+impl ConfigDriftDetected {
+    /// The RouterOS accounts the device's history names (`by`), newest first, each once.
+    pub fn changed_by(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for h in self.device_history.iter().flatten() {
+            if !h.by.is_empty() && !out.contains(&h.by.as_str()) {
+                out.push(&h.by);
+            }
+        }
+        out
+    }
+}
+
+/// One row of a device's change history (RouterOS `/system/history`), as the device
+/// printed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHistoryEntry {
+    /// What was done, in the device's words (`filter rule added`).
+    pub action: String,
+    /// The RouterOS user who did it.
+    pub by: String,
+    /// When, in the device's clock and format (`jun/01/2023 12:11:25` before RouterOS 7.10,
+    /// `2023-06-01 12:11:25` from 7.10); not converted, since the device's clock and time
+    /// zone are its own.
+    pub time: String,
+    /// The policy the action needed (`write`), when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// A RouterOS user logged in on the device (a `/user/active` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveUser {
+    /// Login name.
+    pub name: String,
+    /// Where from (an IP address; empty for the console).
+    pub address: String,
+    /// How (`api`, `winbox`, `ssh`, `console`, ...).
+    pub via: String,
+    /// Since when, in the device's clock and format, when the device said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+#[cfg(test)]
+mod drift_payload_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::canonical::canonical_json;
+
+    #[test]
+    fn a_drift_recorded_before_the_history_fields_reads_back_and_serialises_unchanged() {
+        // As the store holds it (written before the fields existed).
+        let stored = serde_json::json!({
+            "expected_sha256": "aa",
+            "found_sha256": "bb",
+            "commit": "c0ffee"
+        });
+        let e: ConfigDriftDetected = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(e.device_history, None);
+        assert_eq!(e.device_history_error, None);
+        assert_eq!(e.active_users, None);
+        assert!(e.changed_by().is_empty());
+        let again = serde_json::to_value(&e).unwrap();
+        assert_eq!(canonical_json(&again), canonical_json(&stored));
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"expected_sha256":"aa","found_sha256":"bb","commit":"c0ffee"}"#
+        );
+        let decoded = DeviceEvent::decode_stored(StoredEvent {
+            position: 1,
+            event_type: ConfigDriftDetected::TYPE,
+            schema_version: 1,
+            payload: &stored,
+        });
+        assert_eq!(decoded.unwrap().payload().unwrap(), stored);
+    }
+
+    #[test]
+    fn a_drift_with_the_devices_history_round_trips_and_names_who() {
+        let e = ConfigDriftDetected {
+            expected_sha256: "aa".into(),
+            found_sha256: "bb".into(),
+            commit: "c0ffee".into(),
+            device_history: Some(vec![
+                DeviceHistoryEntry {
+                    action: "filter rule added".into(),
+                    by: "bob".into(),
+                    time: "2023-06-01 12:11:25".into(),
+                    policy: Some("write".into()),
+                },
+                DeviceHistoryEntry {
+                    action: "address added".into(),
+                    by: "carol".into(),
+                    time: "2023-06-01 12:10:00".into(),
+                    policy: None,
+                },
+                DeviceHistoryEntry {
+                    action: "route 0.0.0.0/0 added".into(),
+                    by: "bob".into(),
+                    time: "2023-06-01 12:09:00".into(),
+                    policy: None,
+                },
+            ]),
+            device_history_error: None,
+            active_users: Some(vec![ActiveUser {
+                name: "bob".into(),
+                address: "192.0.2.7".into(),
+                via: "winbox".into(),
+                when: None,
+            }]),
+        };
+        assert_eq!(e.changed_by(), ["bob", "carol"]);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["device_history"][0]["by"], "bob");
+        assert!(v["device_history"][1].get("policy").is_none());
+        assert!(v.get("device_history_error").is_none());
+        assert!(v["active_users"][0].get("when").is_none());
+        let back: ConfigDriftDetected = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        // read but empty stays distinguishable from not read
+        let empty = ConfigDriftDetected {
+            device_history: Some(Vec::new()),
+            active_users: None,
+            ..e.clone()
+        };
+        let v = serde_json::to_value(&empty).unwrap();
+        assert_eq!(v["device_history"], serde_json::json!([]));
+        let failed = ConfigDriftDetected {
+            device_history: None,
+            device_history_error: Some("timed out".into()),
+            active_users: None,
+            ..e
+        };
+        let v = serde_json::to_value(&failed).unwrap();
+        assert!(v.get("device_history").is_none());
+        assert_eq!(v["device_history_error"], "timed out");
+    }
 }
 
 /// A device condition an operator resolves: Netledger rollback timers (`netledger-rollback-*`

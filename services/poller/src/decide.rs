@@ -4,8 +4,9 @@
 //! decision is never made on stale state.
 
 use netledger_domain::device::{
-    ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCommand, DeviceEvent, DevicePollingResumed,
-    DevicePollingSuspended, DeviceState, Observation, SnapshotReason,
+    ActiveUser, ConfigDriftDetected, ConfigSnapshotRecorded, DeviceCommand, DeviceEvent,
+    DeviceHistoryEntry, DevicePollingResumed, DevicePollingSuspended, DeviceState, Observation,
+    SnapshotReason,
 };
 use time::OffsetDateTime;
 
@@ -22,6 +23,22 @@ pub struct RecordedSnapshot {
     pub changed: bool,
     /// RouterOS version the export came from.
     pub routeros_version: String,
+    /// For drift: what the device itself recorded about who changed it.
+    pub device: DeviceAccount,
+}
+
+/// What a device itself recorded about changes to it, read when drift is found: its change
+/// history (`/system/history`, newest first, bounded) and who was logged in
+/// (`/user/active`). Each part is `None` when it was not read or the read failed; a failed
+/// history read says why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceAccount {
+    /// The history rows.
+    pub history: Option<Vec<DeviceHistoryEntry>>,
+    /// Why the history could not be read.
+    pub history_error: Option<String>,
+    /// The logged-in users.
+    pub active_users: Option<Vec<ActiveUser>>,
 }
 
 /// The breaker's view for this decision.
@@ -95,6 +112,9 @@ pub fn snapshot_events(state: &DeviceState, s: &RecordedSnapshot) -> Vec<DeviceE
                 expected_sha256: expected.to_owned(),
                 found_sha256: s.sha256.clone(),
                 commit: s.commit.clone(),
+                device_history: s.device.history.clone(),
+                device_history_error: s.device.history_error.clone(),
+                active_users: s.device.active_users.clone(),
             })]
         }
         (SnapshotReason::Scheduled, Some(last)) if s.changed && last == s.sha256 => {
@@ -106,7 +126,7 @@ pub fn snapshot_events(state: &DeviceState, s: &RecordedSnapshot) -> Vec<DeviceE
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use std::collections::BTreeSet;
 
     use netledger_domain::device::{
@@ -170,6 +190,7 @@ mod tests {
             sha256: sha.into(),
             changed,
             routeros_version: "7.16.2".into(),
+            device: DeviceAccount::default(),
         }
     }
 
@@ -230,6 +251,49 @@ mod tests {
         assert!(decide(&pushed, &seen, &closed(), Some(&drift)).is_empty());
         apply(&mut s, &out);
         assert_eq!(s.last_snapshot, Some(("c-b".into(), "b".into())));
+    }
+
+    #[test]
+    fn drift_carries_what_the_device_recorded_and_a_failed_read_does_not_stop_it() {
+        let mut s = registered();
+        let seen = Observation::Reachable(facts());
+        let first = decide(
+            &s,
+            &seen,
+            &closed(),
+            Some(&snap(SnapshotReason::Initial, "a", true)),
+        );
+        apply(&mut s, &first);
+        let bob = DeviceHistoryEntry {
+            action: "filter rule added".into(),
+            by: "bob".into(),
+            time: "2023-06-01 12:11:25".into(),
+            policy: Some("write".into()),
+        };
+        let mut drift = snap(SnapshotReason::Drift, "b", true);
+        drift.device = DeviceAccount {
+            history: Some(vec![bob.clone()]),
+            history_error: None,
+            active_users: Some(Vec::new()),
+        };
+        let out = decide(&s, &seen, &closed(), Some(&drift));
+        let [DeviceEvent::DriftDetected(d)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(d.device_history.as_deref(), Some(&[bob][..]));
+        assert_eq!(d.changed_by(), ["bob"]);
+        // The read failed: the drift is recorded all the same, saying why.
+        drift.device = DeviceAccount {
+            history: None,
+            history_error: Some("timed out".into()),
+            active_users: None,
+        };
+        let out = decide(&s, &seen, &closed(), Some(&drift));
+        let [DeviceEvent::DriftDetected(d)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(d.device_history, None);
+        assert_eq!(d.device_history_error.as_deref(), Some("timed out"));
     }
 
     #[test]

@@ -32,8 +32,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::account;
 use crate::breaker::{Breaker, Transition};
-use crate::decide::{BreakerView, RecordedSnapshot, decide};
+use crate::decide::{BreakerView, DeviceAccount, RecordedSnapshot, decide};
 use crate::error::PollerError;
 use crate::metrics::{InterfaceCounters, Record, Runtime, Sample};
 use crate::options::PollerOptions;
@@ -91,6 +92,9 @@ struct Polled {
     interfaces: Vec<Interface>,
     /// Fingerprint of `/system/history` (None where the menu is missing).
     indicator: Option<String>,
+    /// The newest `/system/history` id it read (`Some(0)`: none), when known
+    /// ([`account::head`]).
+    history_head: Option<u64>,
     at: OffsetDateTime,
 }
 
@@ -108,6 +112,9 @@ struct Task {
     last_uptime: Option<Duration>,
     /// The change indicator the configuration was last compared at.
     checked_indicator: Option<String>,
+    /// The newest `/system/history` id known to be in the last snapshot (the mark of
+    /// [`account::select`]); `None` until an export matched the snapshot in this task.
+    history_mark: Option<u64>,
     next_export_check: Option<OffsetDateTime>,
     next_snapshot: Option<OffsetDateTime>,
     export_blocked_until: Option<OffsetDateTime>,
@@ -188,6 +195,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
         routerboard_firmware: None,
         last_uptime: None,
         checked_indicator: spec.runtime.and_then(|r| r.checked_indicator),
+        history_mark: None,
         next_export_check: Some(jitter_export(options.export_check_interval)),
         next_snapshot: Some(jitter_export(options.snapshot_interval)),
         export_blocked_until: None,
@@ -400,9 +408,17 @@ impl Task {
                 command: "/interface/print".into(),
                 source,
             })?;
+        let mut history_head = None;
         let indicator = match h {
             None => None,
             Some(Ok(resp)) => {
+                history_head = account::head(
+                    &resp
+                        .rows
+                        .iter()
+                        .map(account::history_row)
+                        .collect::<Vec<_>>(),
+                );
                 let mut hash = Sha256::new();
                 hash.update((resp.rows.len() as u64).to_be_bytes());
                 for row in &resp.rows {
@@ -452,6 +468,7 @@ impl Task {
             resources,
             interfaces,
             indicator,
+            history_head,
             at: self.ctx.clock.now(),
         })
     }
@@ -556,12 +573,13 @@ impl Task {
             Some(_) => None,
         };
         let result = match reason {
-            Some(reason) => {
-                self.record(prepared, reason, &p.facts.version, correlation)
-                    .await
-            }
+            Some(reason) => self.record(&client, p, prepared, reason, correlation).await,
             None => None,
         };
+        if reason != Some(SnapshotReason::Drift) {
+            // The configuration matches (or now is) the snapshot as of that history.
+            self.history_mark = p.history_head;
+        }
         drop(permit);
         self.ctx.stats.export(true);
         self.export_error_logged = false;
@@ -583,13 +601,21 @@ impl Task {
         None
     }
 
+    /// Records a snapshot in the archive. For drift, first makes sure it still is drift,
+    /// then reads who changed the device ([`account::read`], bounded by `history_timeout`;
+    /// its failure only leaves the event without it) and moves the history mark once the
+    /// drift is recorded.
     async fn record(
         &mut self,
+        client: &Client,
+        p: &Polled,
         prepared: Prepared,
         reason: SnapshotReason,
-        version: &str,
         correlation: Uuid,
     ) -> Option<RecordedSnapshot> {
+        let version = p.facts.version.as_str();
+        let mut who = DeviceAccount::default();
+        let mut drift_head = None;
         if reason == SnapshotReason::Drift {
             // Make sure the difference is not just a stale view (a workflow may have recorded
             // this content after our last read).
@@ -603,8 +629,22 @@ impl Task {
                 .as_ref()
                 .is_some_and(|(_, sha)| *sha == prepared.sha256)
             {
+                self.history_mark = p.history_head;
                 return None;
             }
+            let options = &self.ctx.options;
+            let read = account::read(
+                client,
+                options.history_timeout,
+                self.history_mark,
+                options.history_rows,
+            )
+            .await;
+            if let Some(e) = &read.account.history_error {
+                tracing::warn!(device = %self.row.device, error = %e, "reading the device's history for the drift event failed; recording the drift without it");
+            }
+            drift_head = read.head.or(p.history_head);
+            who = read.account;
         }
         let meta = SnapshotMeta {
             actor: Actor::system("poller"),
@@ -623,13 +663,19 @@ impl Task {
         })
         .await;
         match recorded {
-            Ok(Ok(r)) => Some(RecordedSnapshot {
-                reason,
-                commit: r.commit,
-                sha256: sha,
-                changed: r.changed,
-                routeros_version: version.to_owned(),
-            }),
+            Ok(Ok(r)) => {
+                if reason == SnapshotReason::Drift {
+                    self.history_mark = drift_head;
+                }
+                Some(RecordedSnapshot {
+                    reason,
+                    commit: r.commit,
+                    sha256: sha,
+                    changed: r.changed,
+                    routeros_version: version.to_owned(),
+                    device: who,
+                })
+            }
             Ok(Err(e)) => {
                 tracing::warn!(device = %device, error = %error_chain(&e), "recording the snapshot in the archive failed");
                 None

@@ -9,6 +9,8 @@
 //! - [`shards`]: shard leases with heartbeat, expiry, fencing attempts and fair rebalancing.
 //! - [`device`] (private): one device's poll cycle, session, exports and fenced appends.
 //! - [`decide`]: the pure decisions of one poll (status, breaker, snapshot, drift).
+//! - [`account`]: who changed a drifted device, as its `/system/history` and `/user/active`
+//!   say.
 //! - [`breaker`]: the pure per-device circuit breaker.
 //! - [`metrics`]: batched telemetry writes, partitions, rollups.
 //!
@@ -17,6 +19,7 @@
 //! system clock (a [`netledger_domain::clock::Clock`] is injected); the binary maps its
 //! `[poller]` configuration onto [`PollerOptions`].
 
+pub mod account;
 pub mod breaker;
 pub mod decide;
 mod device;

@@ -59,6 +59,12 @@ pub struct PollerOptions {
     /// A full export to check for drift at least this often, even when the device's change
     /// indicator did not move (the indicator is not a complete record; see docs/poller.md).
     pub export_check_interval: Duration,
+    /// Bound on reading who changed a drifted device (`/system/history` and `/user/active`,
+    /// read together right after the export that found the drift). When it passes, or the
+    /// read fails, the drift is recorded without them and says why.
+    pub history_timeout: Duration,
+    /// At most this many `/system/history` rows go into a drift event (newest first).
+    pub history_rows: usize,
     /// Metric samples are written at least this often.
     pub metrics_flush_interval: Duration,
     /// Or as soon as this many rows are waiting.
@@ -102,6 +108,8 @@ impl Default for PollerOptions {
             breaker: BreakerOptions::default(),
             snapshot_interval: Duration::from_secs(24 * 3600),
             export_check_interval: Duration::from_secs(6 * 3600),
+            history_timeout: Duration::from_secs(5),
+            history_rows: 20,
             metrics_flush_interval: Duration::from_secs(2),
             metrics_batch_rows: 20_000,
             partitions_ahead_days: 3,

@@ -1134,3 +1134,178 @@ async fn a_concurrent_append_makes_the_poller_re_read_and_re_decide(pool: PgPool
         "{types:?}"
     );
 }
+
+// ---- who changed the device ------------------------------------------------------------------
+
+/// The first `ConfigDriftDetected` of a device, once there is one.
+async fn first_drift(env: &Env, tenant: TenantId, device: DeviceId) -> ConfigDriftDetected {
+    wait_until(Duration::from_secs(30), "drift", || async {
+        env.types(tenant, device)
+            .await
+            .contains(&"ConfigDriftDetected".to_owned())
+    })
+    .await;
+    env.events(tenant, device)
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "ConfigDriftDetected")
+        .unwrap()
+        .decode()
+        .unwrap()
+}
+
+async fn initial_snapshots(env: &Env, tenant: TenantId, ids: &[DeviceId]) {
+    for d in ids {
+        wait_until(Duration::from_secs(30), "initial snapshot", || async {
+            env.types(tenant, *d)
+                .await
+                .contains(&"ConfigSnapshotRecorded".to_owned())
+        })
+        .await;
+    }
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn drift_names_the_routeros_user_the_devices_history_records(pool: PgPool) {
+    let env = env(pool).await;
+    // Device 0: RouterOS 7.16.2 (ISO times); device 1: 6.49.7 (`mmm/dd/yyyy`).
+    let f = fleet(2, 0.5).await;
+    let ctl = control(&f).await;
+    let m = f.manifest();
+    // A change before Netledger knows the device: in the initial snapshot, so not part of
+    // the drift's account below.
+    for i in 0..2 {
+        f.device(i)
+            .unwrap()
+            .apply_out_of_band_as("alice", "/system note set note=before")
+            .unwrap();
+    }
+    let tenant = TenantId::new_random();
+    let ids = register_fleet(&env, tenant, &m, true).await;
+    let poller = Poller::start(fast("p1", Duration::from_millis(300)), env.deps())
+        .await
+        .unwrap();
+    initial_snapshots(&env, tenant, &ids).await;
+
+    // Out of band, by RouterOS user bob (a firewall rule) and carol (an address, on v6).
+    let (status, body) = http(
+        ctl,
+        "POST",
+        "/devices/0/config?user=bob",
+        "/ip firewall filter add chain=forward action=drop comment=oob-bob",
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = http(
+        ctl,
+        "POST",
+        "/devices/1/config?user=carol",
+        "/ip address add address=10.66.1.1/24 interface=ether2",
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+
+    let drift = first_drift(&env, tenant, ids[0]).await;
+    assert_eq!(drift.device_history_error, None);
+    let history = drift.device_history.clone().unwrap();
+    assert_eq!(
+        history.len(),
+        1,
+        "only what happened since the snapshot: {history:?}"
+    );
+    assert_eq!(history[0].action, "filter rule added");
+    assert_eq!(history[0].by, "bob");
+    assert_eq!(history[0].policy.as_deref(), Some("write"));
+    let t = &history[0].time;
+    assert!(
+        t.len() == 19 && t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b' ',
+        "ISO time on 7.16: {t}"
+    );
+    assert_eq!(drift.changed_by(), ["bob"]);
+    // The poller's own session is among the logged-in users.
+    let users = drift.active_users.clone().unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.name == m[0].username && u.via == "api" && u.address == "127.0.0.1"),
+        "{users:?}"
+    );
+
+    let drift = first_drift(&env, tenant, ids[1]).await;
+    let history = drift.device_history.clone().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        (history[0].action.as_str(), history[0].by.as_str()),
+        ("address added", "carol")
+    );
+    let t = &history[0].time;
+    assert!(
+        t.len() == 20 && t.as_bytes()[3] == b'/' && t.as_bytes()[6] == b'/',
+        "v6 time: {t}"
+    );
+    // As stored: the fields in the payload, for the auditor's tools.
+    let stored = env
+        .events(tenant, ids[1])
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "ConfigDriftDetected")
+        .unwrap();
+    assert_eq!(stored.payload["device_history"][0]["by"], "carol");
+    assert!(stored.payload.get("device_history_error").is_none());
+    poller.stop().await.unwrap();
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn drift_is_recorded_without_the_devices_history_when_reading_it_times_out(pool: PgPool) {
+    let env = env(pool).await;
+    let f = fleet(1, 0.0).await;
+    let ctl = control(&f).await;
+    let m = f.manifest();
+    let tenant = TenantId::new_random();
+    let ids = register_fleet(&env, tenant, &m, true).await;
+    let options = PollerOptions {
+        history_timeout: Duration::from_millis(150),
+        ..fast("p1", Duration::from_millis(300))
+    };
+    let poller = Poller::start(options, env.deps()).await.unwrap();
+    initial_snapshots(&env, tenant, &ids).await;
+
+    // Every reply now takes 400 ms: polls and exports still fit their bounds, the read of
+    // who changed the device does not.
+    let (status, _) = http(ctl, "PUT", "/devices/0/faults", r#"{"delay_ms": 400}"#).await;
+    assert_eq!(status, 204);
+    let (status, body) = http(
+        ctl,
+        "POST",
+        "/devices/0/config?user=bob",
+        "/ip address add address=10.66.2.1/24 interface=ether2",
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let drift = first_drift(&env, tenant, ids[0]).await;
+    assert_eq!(drift.device_history, None);
+    assert_eq!(drift.active_users, None);
+    let error = drift.device_history_error.clone().unwrap();
+    assert!(
+        error.contains("/system/history/print") && error.contains("timed out"),
+        "{error}"
+    );
+    assert!(drift.changed_by().is_empty());
+    let stored = env.archive.read(tenant, ids[0], &drift.commit).unwrap();
+    assert!(stored.contains("10.66.2.1/24"), "{stored}");
+    // Reported once, and the device keeps being polled normally.
+    let (status, _) = http(ctl, "PUT", "/devices/0/faults", "{}").await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let types = env.types(tenant, ids[0]).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "ConfigDriftDetected").count(),
+        1,
+        "{types:?}"
+    );
+    assert!(
+        !types.contains(&"DeviceWentOffline".to_owned()),
+        "{types:?}"
+    );
+    poller.stop().await.unwrap();
+}

@@ -351,6 +351,7 @@ impl Gen<'_> {
                                 expected_sha256: expected,
                                 found_sha256: found,
                                 commit: format!("{:040x}", self.rng.r#gen::<u128>()),
+                                ..Default::default()
                             },
                             &poller,
                             c,

@@ -11,20 +11,18 @@ use routeros::Command;
 
 use super::Device;
 use super::exec::{Done, Line, Origin, Refusal, Request};
+use super::history;
 use super::menus::ItemRef;
 use super::values::cfg_value;
 use crate::query::get;
 use crate::state::DeviceState;
-
-/// Action text of a change made by an API sentence in `/system history`.
-const API_ACTION: &str = "configuration changed over the api";
 
 impl Device {
     /// A configuration write, whatever sent it.
     pub(super) fn write(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         match req.line {
@@ -37,13 +35,19 @@ impl Device {
     /// Records a configuration change: the change ids of an API sentence (a script's are
     /// counted once per run, [`Device::run_source`]), a `/system history` row, and the
     /// cut-access fault.
-    fn changed(&self, st: &mut DeviceState, origin: Origin, action: String, text: Option<&str>) {
-        if origin == Origin::Api
+    fn changed(
+        &self,
+        st: &mut DeviceState,
+        origin: Origin<'_>,
+        action: String,
+        text: Option<&str>,
+    ) {
+        if origin.is_api()
             && let Some(text) = text
         {
             super::count_changes(st, text);
         }
-        if let Some(by) = origin.history_by(&self.shared.username) {
+        if let Some(by) = origin.history_by() {
             let now = self.now();
             st.note_history(action, by, now);
         }
@@ -71,7 +75,7 @@ impl Device {
     fn api_add(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         menu: &MenuPath,
         cmd: &Command,
     ) -> Result<Done, Refusal> {
@@ -127,6 +131,7 @@ impl Device {
             .map(str::to_owned)
             .unwrap_or_default();
         let text = format!("{cmd:?}");
+        let action = history::action(menu, "add", rosconfig::get_attr(&attrs, "dst-address"));
         match st.config_mut().add_checked(menu, attrs) {
             Ok(id) => {
                 if let Some(pw) = password {
@@ -135,7 +140,7 @@ impl Device {
                 if api == "/system/scheduler" {
                     st.sched.remove(&id);
                 }
-                self.changed(st, origin, API_ACTION.into(), Some(&text));
+                self.changed(st, origin, action, Some(&text));
                 Ok(Done::ret(id.to_string()))
             }
             Err(e) => Err(Refusal::trap(e.to_string())),
@@ -145,7 +150,7 @@ impl Device {
     fn api_modify(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         menu: &MenuPath,
         verb: &str,
         cmd: &Command,
@@ -189,7 +194,7 @@ impl Device {
             } else {
                 st.config_mut().set_settings(menu, attrs);
             }
-            self.changed(st, origin, API_ACTION.into(), Some(&text));
+            self.changed(st, origin, history::action(menu, verb, None), Some(&text));
             return Ok(Done::ok());
         }
         let Some(ids_word) = cmd
@@ -227,6 +232,12 @@ impl Device {
         } else {
             attrs
         };
+        // a route is named by its destination (the first one, when several are named)
+        let dst = targets
+            .first()
+            .and_then(|t| get(&t.row, "dst-address"))
+            .map(str::to_owned);
+        let action = history::action(menu, verb, dst.as_deref());
         for t in targets {
             let r = match (&t.r, verb) {
                 (ItemRef::Entry(p, id), "remove") => {
@@ -258,7 +269,7 @@ impl Device {
                 return Err(Refusal::trap(e.to_string()));
             }
         }
-        self.changed(st, origin, API_ACTION.into(), Some(&text));
+        self.changed(st, origin, action, Some(&text));
         Ok(Done::ok())
     }
 
@@ -268,7 +279,7 @@ impl Device {
     fn script_write(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         line: &ScriptCommand,
     ) -> Result<Done, Refusal> {
         let api = line.path.to_api();
@@ -279,6 +290,17 @@ impl Device {
             pw
         } else {
             None
+        };
+        let dst = match line.arg("dst-address") {
+            Some(d) => Some(d.to_owned()),
+            None if line.verb != "add" => st
+                .config
+                .resolve(&line.path, &line.selector())
+                .ok()
+                .and_then(|ids| ids.first().copied())
+                .and_then(|id| st.config.entry(&line.path, id))
+                .and_then(|e| e.get("dst-address").map(str::to_owned)),
+            None => None,
         };
         let ids = rosconfig::apply_command(st.config_mut(), &cmd)
             .map_err(|e| Refusal::trap(e.to_string()))?;
@@ -301,7 +323,8 @@ impl Device {
                 st.sched.remove(id);
             }
         }
-        self.changed(st, origin, format!("{} {}", line.verb, line.path), None);
+        let action = history::action(&line.path, &line.verb, dst.as_deref());
+        self.changed(st, origin, action, None);
         Ok(Done::ok())
     }
 }

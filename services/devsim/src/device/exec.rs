@@ -16,38 +16,44 @@ use routeros::{Command, Reply, TrapCategory};
 use super::Device;
 use crate::state::DeviceState;
 
-/// Where a command comes from.
+/// Where a command comes from, and for the ones a RouterOS user sends, which user: the
+/// name `/system/history` records as `by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// A sentence of a logged-in API session.
-    Api,
-    /// A line of a script started over the API (`/import`, `/system/script/run`).
-    Script,
+pub(crate) enum Origin<'u> {
+    /// A sentence of a logged-in API session (the session's login name).
+    Api(&'u str),
+    /// A line of a script started over the API (`/import`, `/system/script/run`), run for
+    /// the session's user.
+    Script(&'u str),
     /// A line of a script run by `/system/scheduler` (`on-event`).
     Scheduler,
-    /// A line applied out of band, like a technician on the console (control API).
-    Console,
+    /// A line applied out of band, like a technician logged in on the console as this user
+    /// (control API).
+    Console(&'u str),
     /// A line of `/import dry-run`: runs against a throw-away copy of the state; commands
     /// whose effect reaches beyond the configuration (files, backups, reboots, upgrades)
     /// check their arguments and do nothing.
     DryRun,
 }
 
-impl Origin {
+/// `by` of the `/system/history` rows that scheduler scripts make. What RouterOS records
+/// there (the entry's owner?) is unsourced; devsim says `scheduler`.
+pub(crate) const SCHEDULER_BY: &str = "scheduler";
+
+impl<'u> Origin<'u> {
     /// Origin of the lines of a script that a command of this origin starts.
-    pub(crate) fn of_script_lines(self) -> Origin {
+    pub(crate) fn of_script_lines(self) -> Origin<'u> {
         match self {
-            Origin::Api => Origin::Script,
+            Origin::Api(user) => Origin::Script(user),
             other => other,
         }
     }
 
     /// Who `/system/history` names for a change (`None`: not recorded).
-    pub(crate) fn history_by(self, api_user: &str) -> Option<&str> {
+    pub(crate) fn history_by(self) -> Option<&'u str> {
         match self {
-            Origin::Api | Origin::Script => Some(api_user),
-            Origin::Scheduler => Some("scheduler"),
-            Origin::Console => Some("console"),
+            Origin::Api(user) | Origin::Script(user) | Origin::Console(user) => Some(user),
+            Origin::Scheduler => Some(SCHEDULER_BY),
             Origin::DryRun => None,
         }
     }
@@ -56,13 +62,18 @@ impl Origin {
     /// netledger makes (API sentences and the scripts it starts), not the scheduler's
     /// revert, not a technician's.
     pub(crate) fn trips_cut(self) -> bool {
-        matches!(self, Origin::Api | Origin::Script)
+        matches!(self, Origin::Api(_) | Origin::Script(_))
     }
 
     /// Whether the change ids in a script source started from here are counted
     /// ([`crate::change_ids`]; out-of-band and dry runs are not applications).
     pub(crate) fn counts_changes(self) -> bool {
-        matches!(self, Origin::Api | Origin::Script | Origin::Scheduler)
+        matches!(self, Origin::Api(_) | Origin::Script(_) | Origin::Scheduler)
+    }
+
+    /// An API sentence (not a script line).
+    pub(crate) fn is_api(self) -> bool {
+        matches!(self, Origin::Api(_))
     }
 
     /// A dry run: effects beyond the (copied) configuration are skipped.
@@ -259,7 +270,7 @@ impl Device {
     pub(crate) fn exec(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let menu = req.menu.to_api();
@@ -302,6 +313,11 @@ impl Device {
                 Some(c) => self.print(st, &req.menu, c),
                 None => Err(Refusal::NoSuchCommand(req.verb.to_string())),
             },
+            // read-only lists: what the device records, not configuration
+            (
+                "/system/history" | "/user/active",
+                "add" | "set" | "enable" | "disable" | "unset" | "remove",
+            ) => Err(Refusal::NoSuchCommand(req.verb.to_string())),
             (_, "add" | "set" | "enable" | "disable" | "unset" | "remove") => {
                 self.write(st, origin, req)
             }
@@ -336,7 +352,7 @@ impl Device {
     fn import(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let Some(file) = req.arg("file-name") else {
@@ -369,7 +385,7 @@ impl Device {
     fn script_run(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let target = req.target().unwrap_or_default();

@@ -32,7 +32,7 @@ impl Device {
     pub(super) fn file_add(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let Some(name) = req.arg("name") else {
@@ -170,7 +170,7 @@ impl Device {
     pub(super) fn export_cmd(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let v7 = st.version.major >= 7;
@@ -222,7 +222,7 @@ impl Device {
     pub(super) fn backup_save(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Done {
         if origin.is_dry() {
@@ -249,7 +249,7 @@ impl Device {
     pub(super) fn backup_load(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
         let Some(name) = req.arg("name") else {
@@ -261,6 +261,10 @@ impl Device {
         let password = req.arg("password").map(|p| p.into_owned());
         self.restore_backup(st, &name, password.as_deref())
             .map_err(Refusal::trap)?;
+        if let Some(by) = origin.history_by() {
+            let now = self.now();
+            st.note_history(super::history::restore_action(&name), by, now);
+        }
         Ok(Done::down())
     }
 

@@ -1,6 +1,6 @@
 //! What `print` shows: which menus exist (singleton, list, unknown), the built-in items of
 //! list menus (ethernet ports, `/ip service`, `/file`, `/system/package`, `/system/history`,
-//! the API user) next to the configuration's `add` entries, singleton rows
+//! `/user/active`, the API user) next to the configuration's `add` entries, singleton rows
 //! (`/system/resource`, `/system/routerboard`, `/system/clock`, ...), and `print` itself
 //! with `.proplist`, `from`, `count-only`, queries and `!empty` (ROUTEROS-NOTES §4.2, §5).
 
@@ -78,7 +78,7 @@ impl Device {
         {
             return Some(true);
         }
-        if api == "/system/history" {
+        if api == "/system/history" || api == "/user/active" {
             return Some(false);
         }
         if KNOWN_MENUS.contains(&api.as_str()) || st.config.paths().contains(&menu) {
@@ -289,20 +289,17 @@ impl Device {
                 }
                 return items;
             }
-            "/system/history" => {
-                for h in &st.history {
-                    let (d, t) = fmt_date_time(h.at, st.version);
+            "/system/history" | "/user/active" => {
+                let rows = if api == "/user/active" {
+                    self.active_rows(st)
+                } else {
+                    self.history_rows(st)
+                };
+                for (id, row) in rows {
                     items.push(Item {
-                        id: ItemId(h.id),
-                        r: ItemRef::Builtin(menu.clone(), Selector::Id(ItemId(h.id))),
-                        row: vec![
-                            (".id".into(), ItemId(h.id).to_string()),
-                            ("action".into(), h.action.clone()),
-                            ("by".into(), h.by.clone()),
-                            ("policy".into(), "write".into()),
-                            ("time".into(), format!("{d} {t}")),
-                            ("undoable".into(), "true".into()),
-                        ],
+                        id,
+                        r: ItemRef::Builtin(menu.clone(), Selector::Id(id)),
+                        row,
                     });
                 }
                 return items;

@@ -9,7 +9,8 @@
 //! | `exec` | the one command executor: [`exec::Origin`] (API, script, scheduler, console, dry run), the request, the dispatch table, `/import`, `/system/script/run` |
 //! | `script` | the script runner: parses a source and feeds its lines to the executor |
 //! | `menus` | what `print` shows: menu kinds, built-in items, singleton rows, `print` |
-//! | `config` | configuration writes (`add`/`set`/`enable`/`disable`/`unset`/`remove`), passwords, history, the cut-access fault |
+//! | `config` | configuration writes (`add`/`set`/`enable`/`disable`/`unset`/`remove`), passwords, the cut-access fault |
+//! | `history` | who changed the device: `/system/history` rows and action texts (what is sourced, what guessed), `/user/active` sessions |
 //! | `files` | `/file`, `/export`, `/system/backup` |
 //! | `system` | reboot, `/system/package/update`, RouterBOARD firmware, the boot sequence ([`Device::tick`]) |
 //! | `scheduler` | `/system/scheduler` runs |
@@ -18,6 +19,7 @@
 mod config;
 mod exec;
 mod files;
+mod history;
 mod menus;
 mod scheduler;
 mod script;
@@ -38,6 +40,7 @@ use crate::clock::Clock;
 use crate::state::{CHANGE_MARKER, DeviceState, Faults, change_ids};
 use crate::version::RosVersion;
 use exec::Origin;
+pub(crate) use history::ActiveSession;
 
 /// Reachability of a device's two listeners; `epoch` changes on every reboot so that
 /// sessions of a previous boot end.
@@ -47,6 +50,10 @@ pub(crate) struct Link {
     pub ssl: bool,
     pub epoch: u32,
 }
+
+/// The RouterOS user an out-of-band change is made as unless the caller names one
+/// ([`Device::apply_out_of_band_as`]): RouterOS's factory user.
+pub const CONSOLE_USER: &str = "admin";
 
 /// Fleet-wide settings every device reads.
 #[derive(Debug)]
@@ -76,6 +83,10 @@ pub(crate) struct Session {
     pub user: Option<String>,
     pub challenge: Option<[u8; 16]>,
     pub commands: u32,
+    /// The client's address (`/user active` `address`).
+    pub peer: Option<std::net::SocketAddr>,
+    /// Its `/user active` row once logged in.
+    pub active: Option<u32>,
 }
 
 /// What the connection must do with a command's result.
@@ -245,11 +256,18 @@ impl Device {
     }
 
     /// Applies a change out of band (not through the API, not logged as API commands),
-    /// like a technician on the console. Returns the error text of the first failing line.
+    /// like a technician on the console logged in as [`CONSOLE_USER`]. Returns the error
+    /// text of the first failing line.
     pub fn apply_out_of_band(&self, script: &str) -> Result<(), String> {
+        self.apply_out_of_band_as(CONSOLE_USER, script)
+    }
+
+    /// [`Device::apply_out_of_band`] by RouterOS user `user`: `/system/history` names
+    /// `user` as `by` of every change the script makes.
+    pub fn apply_out_of_band_as(&self, user: &str, script: &str) -> Result<(), String> {
         let r = {
             let mut st = self.lock();
-            self.run_source(&mut st, Origin::Console, script)
+            self.run_source(&mut st, Origin::Console(user), script)
         };
         self.after_change();
         r

@@ -23,7 +23,7 @@ impl Device {
     pub(crate) fn run_source(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         source: &str,
     ) -> Result<(), String> {
         let count = origin.counts_changes().then_some(source);
@@ -36,7 +36,7 @@ impl Device {
         &self,
         st: &mut DeviceState,
         source: &str,
-        origin: Origin,
+        origin: Origin<'_>,
     ) -> Result<(), String> {
         self.run_lines(st, source, origin, None)
     }
@@ -45,7 +45,7 @@ impl Device {
         &self,
         st: &mut DeviceState,
         source: &str,
-        origin: Origin,
+        origin: Origin<'_>,
         mut count: Option<&str>,
     ) -> Result<(), String> {
         let cmds = rosconfig::parse_script(source).map_err(|e| e.message)?;

@@ -1,6 +1,7 @@
 //! An API session: the command log, `/login` (plain since 6.43, the MD5 challenge
-//! before; ROUTEROS-NOTES §2), `/quit`, and "not logged in" before login. Every other
-//! sentence goes to the executor as [`Origin::Api`].
+//! before; ROUTEROS-NOTES §2), `/quit`, and "not logged in" before login. A login adds the
+//! session to `/user active` until its connection ends. Every other sentence goes to the
+//! executor as [`Origin::Api`] with the session's user.
 
 use routeros::{Command, Reply};
 use sha2::{Digest, Sha256};
@@ -54,13 +55,13 @@ impl Device {
             }
             _ => {}
         }
-        if sess.user.is_none() {
+        let Some(user) = sess.user.as_deref() else {
             // unsourced: what a router says to commands before login
             return Outcome::replies(trap(None, "not logged in"));
-        }
+        };
         let out = {
             let mut st = self.lock();
-            match self.exec(&mut st, Origin::Api, &Request::api(cmd)) {
+            match self.exec(&mut st, Origin::Api(user), &Request::api(cmd)) {
                 Ok(done) => Outcome {
                     replies: done.replies,
                     close: done.down,
@@ -72,8 +73,26 @@ impl Device {
         out
     }
 
+    /// The connection of a session ended (its `/user active` row goes).
+    pub(crate) fn end_session(&self, sess: &Session) {
+        if let Some(id) = sess.active {
+            self.session_ended(id);
+        }
+    }
+
+    /// A login succeeded: the session is `name`'s and shows in `/user active`.
+    fn logged_in(&self, st: &mut DeviceState, sess: &mut Session, name: String) -> Vec<Reply> {
+        if let Some(id) = sess.active.take() {
+            // a second /login on the same connection replaces the first
+            st.sessions.retain(|s| s.id != id);
+        }
+        sess.active = Some(self.session_started(st, &name, sess.peer));
+        sess.user = Some(name);
+        vec![Reply::done()]
+    }
+
     fn login(&self, sess: &mut Session, cmd: &Command) -> Vec<Reply> {
-        let st = self.lock();
+        let mut st = self.lock();
         if st.faults.reject_login {
             return trap(None, "invalid user name or password (6)");
         }
@@ -106,8 +125,7 @@ impl Device {
                     format!("00{}", hex::encode(h.finalize())) == resp
                 });
                 if good {
-                    sess.user = Some(name);
-                    return vec![Reply::done()];
+                    return self.logged_in(&mut st, sess, name);
                 }
                 return trap(None, "cannot log in");
             }
@@ -123,8 +141,7 @@ impl Device {
         }
         let pw = cmd.attrs().get_str("password").unwrap_or("");
         if ok_pw(pw) {
-            sess.user = Some(name);
-            vec![Reply::done()]
+            self.logged_in(&mut st, sess, name)
         } else {
             trap(None, "invalid user name or password (6)")
         }

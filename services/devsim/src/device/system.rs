@@ -20,7 +20,7 @@ impl Device {
 
     /// `/system/reboot`, `/system/shutdown` (a shutdown comes back like a reboot in
     /// devsim). A dry run stops there without rebooting.
-    pub(super) fn reboot_cmd(&self, st: &mut DeviceState, origin: Origin) -> Done {
+    pub(super) fn reboot_cmd(&self, st: &mut DeviceState, origin: Origin<'_>) -> Done {
         if !origin.is_dry() {
             self.begin_reboot(st);
         }
@@ -49,7 +49,7 @@ impl Device {
     pub(super) fn package_update(
         &self,
         st: &mut DeviceState,
-        origin: Origin,
+        origin: Origin<'_>,
         verb: &str,
     ) -> Result<Done, Refusal> {
         let Some(newer) = st.available_version.filter(|v| *v > st.version) else {
@@ -69,7 +69,7 @@ impl Device {
     }
 
     /// `/system/routerboard/upgrade`: the next reboot brings the firmware up to date.
-    pub(super) fn routerboard_upgrade(&self, st: &mut DeviceState, origin: Origin) -> Done {
+    pub(super) fn routerboard_upgrade(&self, st: &mut DeviceState, origin: Origin<'_>) -> Done {
         if !origin.is_dry() {
             st.rb_upgrade_staged = true;
         }
