@@ -107,7 +107,8 @@ export interface paths {
         /**
          * The audit feed as CSV (same filters as the feed; newest first; at most 100 000 rows, the
          *     last line says when the view was cut). Columns: position, recorded_at, event_type,
-         *     stream, category, actor, summary, correlation_id, causation_id, event_id, emergency.
+         *     stream, category, actor, actor_name, subject, subject_name, summary, correlation_id,
+         *     causation_id, event_id, emergency (names as they were at the event).
          */
         get: operations["audit_feed_csv"];
         put?: never;
@@ -1379,6 +1380,18 @@ export interface components {
             event_id: string;
             /** @description Actor (`user:<id>`, `api_key:<id>`, `system:<component>`). */
             actor: string;
+            /**
+             * @description The actor's name as it was at the event (`Name <e-mail>` for a user, the key's name
+             *     for an API key); absent for system components.
+             */
+            actor_name?: string | null;
+            /**
+             * @description What the event is about (`device:<id>`, `user:<id>`, `api_key:<id>`,
+             *     `change_request:<id>`, `rollout:<id>`); absent when it names none.
+             */
+            subject?: string | null;
+            /** @description The subject's name as it was at the event. */
+            subject_name?: string | null;
             /**
              * Format: uuid
              * @description Correlation id.
@@ -3878,8 +3891,16 @@ export interface operations {
                 category?: string;
                 /** @description Only this event type. */
                 event_type?: string;
-                /** @description Only this actor (as shown in entries). */
+                /**
+                 * @description Only this actor (as shown in entries: `user:<id>`, `api_key:<id>`,
+                 *     `system:<component>`): what a user or an API key did.
+                 */
                 actor?: string;
+                /**
+                 * @description Only events about this subject (as shown in entries: `device:<id>`, `user:<id>`,
+                 *     `api_key:<id>`, `change_request:<id>`, `rollout:<id>`): what was done to it.
+                 */
+                subject?: string;
                 /** @description Only this device (its stream `device-<id>`). */
                 device?: string;
                 /**
@@ -3932,8 +3953,16 @@ export interface operations {
                 category?: string;
                 /** @description Only this event type. */
                 event_type?: string;
-                /** @description Only this actor (as shown in entries). */
+                /**
+                 * @description Only this actor (as shown in entries: `user:<id>`, `api_key:<id>`,
+                 *     `system:<component>`): what a user or an API key did.
+                 */
                 actor?: string;
+                /**
+                 * @description Only events about this subject (as shown in entries: `device:<id>`, `user:<id>`,
+                 *     `api_key:<id>`, `change_request:<id>`, `rollout:<id>`): what was done to it.
+                 */
+                subject?: string;
                 /** @description Only this device (its stream `device-<id>`). */
                 device?: string;
                 /**

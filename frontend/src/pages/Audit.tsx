@@ -135,11 +135,15 @@ function useChangeRequests(): { list: Schemas["ChangeRequestSummaryDto"][]; erro
   return { list: r.data ?? [], error: r.error };
 }
 
-export function Actor({ actor, names }: { actor: string; names: Map<string, string> }) {
-  const name = names.get(actor);
+/** An actor by name: the name it had at the event (`asThen`, from the feed) before today's
+ * (`names`), the id one hover away; a system component by its id. */
+export function Actor({ actor, names, asThen }: { actor: string; names: Map<string, string>; asThen?: string | null }) {
+  const now = names.get(actor);
+  const name = asThen ?? now;
+  const title = asThen && now && now !== asThen ? `${actor} (today: ${now})` : actor;
   return name ? (
-    <span title={actor}>
-      {name} <span className="muted small">{actor.startsWith("api_key:") ? "" : actor.split(":")[0]}</span>
+    <span title={title}>
+      {name} <span className="muted small">{actor.startsWith("api_key:") ? "API key" : actor.split(":")[0]}</span>
     </span>
   ) : (
     <span className="mono">{actor}</span>
@@ -149,7 +153,7 @@ export function Actor({ actor, names }: { actor: string; names: Map<string, stri
 // ---------------------------------------------------------------------------------------
 // Timeline explorer
 
-const FILTER_KEYS = ["from", "to", "actor", "device", "stream", "event_type", "category", "correlation_id"] as const;
+const FILTER_KEYS = ["from", "to", "actor", "subject", "device", "stream", "event_type", "category", "correlation_id"] as const;
 type FilterKey = (typeof FILTER_KEYS)[number];
 type Filters = Record<FilterKey, string>;
 
@@ -212,6 +216,7 @@ function Timeline() {
             </option>
           ))}
         </datalist>
+        {text("subject", "Subject", "device:<id>, user:<id>, api_key:<id>, change_request:<id>")}
         <Field label="Device">
           <select value={f.device} onChange={(e) => setQ({ device: e.target.value || null })}>
             <option value="">all</option>
@@ -360,6 +365,9 @@ function EntryRow({
         data-correlation={e.correlation_id}
         data-stream={e.stream}
         data-actor={e.actor}
+        data-actor-name={e.actor_name ?? undefined}
+        data-subject={e.subject ?? undefined}
+        data-subject-name={e.subject_name ?? undefined}
         className={e.emergency ? "row-emergency" : undefined}
       >
         <td className="nowrap">
@@ -367,7 +375,7 @@ function EntryRow({
         </td>
         <td className="small">
           <button type="button" className="link" title={`only ${e.actor}`} onClick={() => onFilter("actor", e.actor)}>
-            <Actor actor={e.actor} names={names} />
+            <Actor actor={e.actor} names={names} asThen={e.actor_name} />
           </button>
         </td>
         <td>
@@ -378,7 +386,18 @@ function EntryRow({
         </td>
         <td className="small">
           {link ? <Link to={link}>{e.stream}</Link> : <span className="mono">{e.stream}</span>}
-          {device && deviceNames.get(device) ? <div className="muted">{deviceNames.get(device)}</div> : null}
+          {e.subject && (e.subject_name || (device && deviceNames.get(device))) ? (
+            <div>
+              <button
+                type="button"
+                className="link muted"
+                title={`only events about ${e.subject} (named as it was then)`}
+                onClick={() => onFilter("subject", e.subject ?? "")}
+              >
+                {e.subject_name ?? deviceNames.get(device ?? "")}
+              </button>
+            </div>
+          ) : null}
           {device ? (
             <div>
               <Link to={`/audit/as-of?device=${device}&at=${encodeURIComponent(e.recorded_at)}`} title="the device as it was right after this event">

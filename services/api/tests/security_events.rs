@@ -436,12 +436,148 @@ async fn the_audit_feed_filters_by_correlation_and_time_and_exports_csv(pool: Pg
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "position,recorded_at,event_type,stream,category,actor,summary,correlation_id,causation_id,event_id,emergency"
+        "position,recorded_at,event_type,stream,category,actor,actor_name,subject,subject_name,summary,correlation_id,causation_id,event_id,emergency"
     );
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[1].contains(",LoginFailed,security-"), "{text}");
+    // The refused account, by name as it was then.
+    assert!(
+        lines[1].contains(",operator user <ops@example.net>,"),
+        "{text}"
+    );
     assert!(
         lines[1].contains(",login refused (bad password) from unknown,"),
         "{text}"
     );
+}
+
+/// A refresh token presented twice ends the session with `refresh_token_reused`, after the
+/// reuse and not before.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_refresh_token_reused_is_an_event(pool: PgPool) {
+    let app = app(pool).await;
+    let (_, _) = app.user("ops@example.net", Role::Operator).await;
+    let login = app.login_reply("ops@example.net", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let cookie = |r: &Reply| {
+        r.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .find_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+            .unwrap()
+    };
+    let first = cookie(&login);
+    let refresh = |c: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/api/v1/auth/refresh",
+                None,
+                None,
+                &[("cookie", &c)],
+            )
+            .await
+        }
+    };
+    let ok = refresh(first.clone()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let revoked = |events: &[(String, Value)]| {
+        of_type(events, "UserSessionRevoked")
+            .into_iter()
+            .filter(|p| p["reason"] == "refresh_token_reused")
+            .count()
+    };
+    assert_eq!(revoked(&events(&app, "session").await), 0);
+    let again = refresh(first).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        again.problem_type(),
+        "urn:netledger:problem:refresh-token-reused"
+    );
+    assert_eq!(revoked(&events(&app, "session").await), 1);
+}
+
+/// Break-glass use: an emergency change request started without approval is in the audit
+/// feed with its reason, flagged `emergency`, with the operator's name as it was.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn break_glass_use_is_in_the_feed_flagged_and_named(pool: PgPool) {
+    let app = app(pool).await;
+    let (_, op) = app.named_user("olga", Role::Operator).await;
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &app.admin,
+            json!({"name": "edge-1", "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
+        )
+        .await;
+    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
+    let d = device.body["device_id"].as_str().unwrap();
+    let body = json!({
+        "title": "hotfix",
+        "reason": "core link down",
+        "ticket": "INC-7",
+        "target": {"kind": "devices", "device_ids": [d]},
+        "action": {"kind": "script", "script": "/system identity\nset name=hot"},
+        "plan": {"canaries": 1, "batch_size": 10, "parallelism": 2, "failure_threshold": 1, "rollback_on_halt": true},
+        "risk": "low",
+        "emergency": true,
+        "emergency_reason": "core link down",
+    });
+    let r = app.post("/api/v1/change-requests", &op, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["change_request_id"].as_str().unwrap().to_owned();
+    let s = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/submit"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
+    let st = app
+        .post(
+            &format!("/api/v1/change-requests/{id}/start"),
+            &op,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st.status, StatusCode::ACCEPTED, "{:?}", st.body);
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let feed = app
+        .get(
+            &format!("/api/v1/audit/feed?correlation_id={id}&limit=500"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(feed.status, StatusCode::OK, "{:?}", feed.body);
+    let items = feed.body["items"].as_array().unwrap();
+    assert!(items.len() >= 3, "{items:?}");
+    assert!(items.iter().all(|e| e["emergency"] == true), "{items:?}");
+    let created = items
+        .iter()
+        .find(|e| e["event_type"] == "ChangeRequestCreated")
+        .unwrap();
+    assert!(
+        created["summary"].as_str().unwrap().contains("emergency"),
+        "{created:?}"
+    );
+    assert_eq!(created["actor_name"], "olga <olga@example.net>");
+    assert_eq!(created["subject"], format!("change_request:{id}"));
+    assert_eq!(created["subject_name"], "hotfix");
+    // The start is the break-glass act: by the operator, with no approval before it.
+    let types: Vec<&str> = items
+        .iter()
+        .rev()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(!types.contains(&"ChangeRequestApproved"), "{types:?}");
+    let started_by_olga = items.iter().any(|e| {
+        e["event_type"] != "ChangeRequestCreated"
+            && e["event_type"] != "ChangeRequestSubmitted"
+            && e["actor_name"] == "olga <olga@example.net>"
+    });
+    assert!(started_by_olga, "{types:?}");
 }

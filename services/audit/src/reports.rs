@@ -62,30 +62,65 @@ fn range_text(from: Option<OffsetDateTime>, to: Option<OffsetDateTime>) -> Strin
     )
 }
 
-/// User and API key names of the tenant, by actor text (`user:<id>`, `api_key:<id>`).
-async fn actor_names(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-) -> Result<HashMap<String, String>, sqlx::Error> {
-    let mut names = HashMap::new();
-    for row in sqlx::query("SELECT id, email FROM users WHERE tenant_id = $1")
+/// The tenant's name histories (`rm_audit_names`, kept by the audit projector): subject
+/// (`user:<id>`, `api_key:<id>`, `device:<id>`, ...) to its names, oldest first, each with
+/// the position it was given at.
+struct NameHistory(HashMap<String, Vec<(i64, String)>>);
+
+impl NameHistory {
+    async fn load(tx: &mut sqlx::PgConnection, tenant: TenantId) -> Result<Self, sqlx::Error> {
+        let mut names: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT subject, from_position, name, email FROM rm_audit_names \
+             WHERE tenant_id = $1 ORDER BY from_position",
+        )
         .bind(tenant.as_uuid())
         .fetch_all(&mut *tx)
         .await?
-    {
-        let id: Uuid = row.try_get("id")?;
-        names.insert(format!("user:{id}"), row.try_get::<String, _>("email")?);
+        {
+            let name: String = row.try_get("name")?;
+            let email: Option<String> = row.try_get("email")?;
+            let shown = match email {
+                Some(email) => format!("{name} <{email}>"),
+                None => name,
+            };
+            names
+                .entry(row.try_get("subject")?)
+                .or_default()
+                .push((row.try_get("from_position")?, shown));
+        }
+        Ok(Self(names))
     }
-    for row in sqlx::query("SELECT id, name FROM api_keys WHERE tenant_id = $1")
-        .bind(tenant.as_uuid())
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        let id: Uuid = row.try_get("id")?;
-        let name: String = row.try_get("name")?;
-        names.insert(format!("api_key:{id}"), format!("API key {name}"));
+
+    /// The subject's name as of `position`.
+    fn at(&self, subject: &str, position: i64) -> Option<&str> {
+        self.0
+            .get(subject)?
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= position)
+            .map(|(_, name)| name.as_str())
     }
-    Ok(names)
+
+    /// A user's or an API key's name as of `position`, from its bare id (how change
+    /// requests record authors and approvers); the id when it was never named.
+    fn person(&self, id: &str, position: i64) -> String {
+        self.at(&format!("user:{id}"), position)
+            .map(str::to_owned)
+            .or_else(|| {
+                self.at(&format!("api_key:{id}"), position)
+                    .map(|name| format!("API key {name}"))
+            })
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    /// An actor's (`user:<id>`, `api_key:<id>`, `system:<c>`) name as of `position`.
+    fn actor(&self, actor: &str, position: i64) -> String {
+        match actor.split_once(':') {
+            Some(("user" | "api_key", id)) => self.person(id, position),
+            _ => actor.to_owned(),
+        }
+    }
 }
 
 fn actor_text(actor: &serde_json::Value) -> String {
@@ -103,7 +138,8 @@ fn actor_text(actor: &serde_json::Value) -> String {
 
 /// The change log: every config change of a device in the range (snapshots whose content
 /// changed, drift), with who caused it, the change request it belongs to (by correlation)
-/// and that request's author and approvers. Names are today's (users, API keys, devices).
+/// and that request's author and approvers. Names (users, API keys, devices) are as they
+/// were at each change.
 pub async fn change_log(
     app: &PgPool,
     tenant: TenantId,
@@ -111,15 +147,14 @@ pub async fn change_log(
     to: Option<OffsetDateTime>,
 ) -> Result<Report, ReportError> {
     let mut tx = begin_tenant(app, tenant).await?;
-    let names = actor_names(&mut tx, tenant).await?;
+    let names = NameHistory::load(&mut tx, tenant).await?;
     let rows = sqlx::query(
         "SELECT e.position, e.recorded_at, e.stream, e.event_type, e.actor, \
                 e.payload->>'commit' AS commit, \
                 coalesce(e.payload->>'sha256', e.payload->>'found_sha256') AS sha256, \
                 e.payload->>'reason' AS reason, e.correlation_id, \
-                d.name AS device_name, cr.change_request_id, cr.title, cr.author, cr.approvals \
+                cr.change_request_id, cr.title, cr.author, cr.approvals \
          FROM events e \
-         LEFT JOIN rm_devices d ON d.tenant_id = e.tenant_id AND e.stream = 'device-' || d.device_id::text \
          LEFT JOIN rm_change_requests cr ON cr.tenant_id = e.tenant_id \
                                         AND cr.change_request_id = e.correlation_id \
          WHERE e.tenant_id = $1 AND e.category = 'device' \
@@ -136,15 +171,10 @@ pub async fn change_log(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let name_of = |actor: &str| {
-        names
-            .get(actor)
-            .cloned()
-            .unwrap_or_else(|| actor.to_owned())
-    };
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let stream: String = r.try_get("stream")?;
+        let position: i64 = r.try_get("position")?;
         let device_id = stream.strip_prefix("device-").unwrap_or(&stream).to_owned();
         let actor: serde_json::Value = r.try_get("actor")?;
         let approvals: Option<serde_json::Value> = r.try_get("approvals")?;
@@ -154,7 +184,7 @@ pub async fn change_log(
             .map(|list| {
                 list.iter()
                     .filter_map(|a| a.get("by").and_then(serde_json::Value::as_str))
-                    .map(|by| name_of(&format!("user:{by}")))
+                    .map(|by| names.person(by, position))
                     .collect::<Vec<_>>()
                     .join(" ")
             })
@@ -171,20 +201,21 @@ pub async fn change_log(
         };
         out.push(vec![
             time_text(r.try_get("recorded_at")?),
-            r.try_get::<Option<String>, _>("device_name")?
-                .unwrap_or_else(|| device_id.clone()),
+            names
+                .at(&format!("device:{device_id}"), position)
+                .map_or_else(|| device_id.clone(), str::to_owned),
             device_id,
             what,
             r.try_get::<Option<String>, _>("commit")?
                 .unwrap_or_default(),
-            name_of(&actor_text(&actor)),
+            names.actor(&actor_text(&actor), position),
             change.map(|c| c.to_string()).unwrap_or_default(),
             r.try_get::<Option<String>, _>("title")?.unwrap_or_default(),
             author
-                .map(|a| name_of(&format!("user:{a}")))
+                .map(|a| names.person(&a, position))
                 .unwrap_or_default(),
             approvers,
-            r.try_get::<i64, _>("position")?.to_string(),
+            position.to_string(),
         ]);
     }
     Ok(Report {

@@ -370,6 +370,7 @@ async fn device_events_fold_into_the_list_and_the_detail(pool: PgPool) {
                 expected_sha256: "s1".into(),
                 found_sha256: "s2".into(),
                 commit: "commit-s2".into(),
+                ..Default::default()
             }),
         ],
     )
@@ -663,6 +664,7 @@ async fn config_versions_are_listed_newest_first(pool: PgPool) {
                 expected_sha256: "b".into(),
                 found_sha256: "c".into(),
                 commit: "commit-c".into(),
+                ..Default::default()
             }),
         ],
     )
@@ -1585,7 +1587,7 @@ async fn tenants_see_only_their_rows_and_the_app_cannot_write(pool: PgPool) {
     db.project_all().await;
     let (a, b) = (filled.tenants[0], filled.tenants[1]);
     let tables: Vec<String> = dump(&db.system, None).await.unwrap().into_keys().collect();
-    assert_eq!(tables.len(), 10);
+    assert_eq!(tables.len(), 11);
     for table in &tables {
         let mut tx = begin_tenant(&db.app, a).await.unwrap();
         let (mine, others): (i64, i64) = sqlx::query_as(&format!(
@@ -1834,4 +1836,183 @@ async fn lag_counts_events_and_seconds_behind(pool: PgPool) {
         behind.iter().all(|l| l.events_behind == 1 && l.head == 4),
         "{behind:?}"
     );
+}
+
+/// Names in the audit feed are as they were at each event: a user, an API key and a device
+/// renamed later keep their old names on earlier entries, in the live fold (names given in
+/// an earlier batch and in the same batch) and after a replay.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn the_audit_feed_names_actors_and_subjects_as_they_were(pool: PgPool) {
+    let db = db(pool).await;
+    let t = TenantId::new_random();
+    let d = DeviceId::new_random();
+    let ana = Uuid::new_v4();
+    let key = Uuid::new_v4();
+    let as_ana = Actor::User { id: ana };
+    let identity = |ty: &str, payload: serde_json::Value, actor: Actor| {
+        NewEvent::new(
+            EventId::new_random(),
+            ty,
+            1,
+            payload,
+            EventMetadata::for_command(actor, Uuid::new_v4()),
+        )
+        .unwrap()
+    };
+    let user_stream = StreamName::parse(&format!("user-{ana}")).unwrap();
+    let tenant_stream = StreamName::parse(&format!("tenant-{t}")).unwrap();
+    db.append(
+        t,
+        &user_stream,
+        vec![identity(
+            "UserCreated",
+            serde_json::json!({"user_id": ana, "email": "ana@example.org",
+                               "display_name": "Ana", "role": "operator"}),
+            Actor::system("bootstrap"),
+        )],
+    )
+    .await;
+    db.append(
+        t,
+        &tenant_stream,
+        vec![identity(
+            "ApiKeyCreated",
+            serde_json::json!({"key_id": key, "name": "ci-pipeline", "scopes": ["devices:read"],
+                               "prefix": "nl_abc", "expires_at": null}),
+            as_ana.clone(),
+        )],
+    )
+    .await;
+    // First batch: the names above, then a registration by Ana.
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev_by(&registered(d, "edge-1", &[]), as_ana.clone())],
+    )
+    .await;
+    db.project_all().await;
+    // Second batch: renames and events on both sides of them (names from the table and
+    // from the batch itself).
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev_by(
+            &DeviceTagsSet {
+                tags: BTreeSet::new(),
+            },
+            Actor::ApiKey { id: key },
+        )],
+    )
+    .await;
+    db.append(
+        t,
+        &user_stream,
+        vec![identity(
+            "UserUpdated",
+            serde_json::json!({"display_name": "Ana Lopez", "role": null, "disabled": null}),
+            as_ana.clone(),
+        )],
+    )
+    .await;
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev_by(
+            &DeviceUpdated {
+                name: Some(DeviceName::parse("edge-9").unwrap()),
+                endpoint: None,
+                poll_interval_secs: None,
+            },
+            as_ana.clone(),
+        )],
+    )
+    .await;
+    db.append(
+        t,
+        &d.stream(),
+        vec![ev(&DeviceWentOffline {
+            reason: "timeout".into(),
+        })],
+    )
+    .await;
+    db.project_all().await;
+
+    let entries = |db: &Db| {
+        let app = db.app.clone();
+        async move {
+            let mut items = query::audit_feed(&app, t, &AuditQuery::default())
+                .await
+                .unwrap()
+                .items;
+            items.reverse();
+            items
+                .into_iter()
+                .map(|e| (e.event_type, e.actor_name, e.subject, e.subject_name))
+                .collect::<Vec<_>>()
+        }
+    };
+    let device = Some(format!("device:{d}"));
+    let s = |v: &str| Some(v.to_owned());
+    let expected = vec![
+        (
+            "UserCreated".to_owned(),
+            None,
+            s(&format!("user:{ana}")),
+            s("Ana <ana@example.org>"),
+        ),
+        (
+            "ApiKeyCreated".to_owned(),
+            s("Ana <ana@example.org>"),
+            s(&format!("api_key:{key}")),
+            s("ci-pipeline"),
+        ),
+        (
+            "DeviceRegistered".to_owned(),
+            s("Ana <ana@example.org>"),
+            device.clone(),
+            s("edge-1"),
+        ),
+        (
+            "DeviceTagsSet".to_owned(),
+            s("ci-pipeline"),
+            device.clone(),
+            s("edge-1"),
+        ),
+        (
+            "UserUpdated".to_owned(),
+            s("Ana Lopez <ana@example.org>"),
+            s(&format!("user:{ana}")),
+            s("Ana Lopez <ana@example.org>"),
+        ),
+        (
+            "DeviceUpdated".to_owned(),
+            s("Ana Lopez <ana@example.org>"),
+            device.clone(),
+            s("edge-9"),
+        ),
+        (
+            "DeviceWentOffline".to_owned(),
+            None,
+            device.clone(),
+            s("edge-9"),
+        ),
+    ];
+    assert_eq!(entries(&db).await, expected);
+
+    // The subject filter gives what was done to the device, whoever did it.
+    let about = query::audit_feed(
+        &db.app,
+        t,
+        &AuditQuery {
+            subject: device.clone(),
+            ..AuditQuery::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(about.items.len(), 4);
+
+    // A replay folds the same names.
+    replay(&db.system, Some("audit")).await.unwrap();
+    assert_eq!(entries(&db).await, expected);
 }

@@ -177,6 +177,14 @@ pub struct AuditEntryDto {
     pub event_id: Uuid,
     /// Actor (`user:<id>`, `api_key:<id>`, `system:<component>`).
     pub actor: String,
+    /// The actor's name as it was at the event (`Name <e-mail>` for a user, the key's name
+    /// for an API key); absent for system components.
+    pub actor_name: Option<String>,
+    /// What the event is about (`device:<id>`, `user:<id>`, `api_key:<id>`,
+    /// `change_request:<id>`, `rollout:<id>`); absent when it names none.
+    pub subject: Option<String>,
+    /// The subject's name as it was at the event.
+    pub subject_name: Option<String>,
     /// Correlation id.
     pub correlation_id: Uuid,
     /// Causation id.
@@ -207,8 +215,12 @@ pub struct AuditParams {
     pub category: Option<String>,
     /// Only this event type.
     pub event_type: Option<String>,
-    /// Only this actor (as shown in entries).
+    /// Only this actor (as shown in entries: `user:<id>`, `api_key:<id>`,
+    /// `system:<component>`): what a user or an API key did.
     pub actor: Option<String>,
+    /// Only events about this subject (as shown in entries: `device:<id>`, `user:<id>`,
+    /// `api_key:<id>`, `change_request:<id>`, `rollout:<id>`): what was done to it.
+    pub subject: Option<String>,
     /// Only this device (its stream `device-<id>`).
     pub device: Option<Uuid>,
     /// Only this correlation id: a change request's id gives the request, its approvals,
@@ -241,6 +253,7 @@ fn feed_query(q: AuditParams) -> ApiResult<Option<query::AuditQuery>> {
         category: q.category,
         event_type: q.event_type,
         actor: q.actor,
+        subject: q.subject,
         correlation_id: q.correlation_id,
         from: q.from,
         to: q.to,
@@ -254,7 +267,8 @@ const CSV_MAX_ROWS: usize = 100_000;
 
 /// The audit feed as CSV (same filters as the feed; newest first; at most 100 000 rows, the
 /// last line says when the view was cut). Columns: position, recorded_at, event_type,
-/// stream, category, actor, summary, correlation_id, causation_id, event_id, emergency.
+/// stream, category, actor, actor_name, subject, subject_name, summary, correlation_id,
+/// causation_id, event_id, emergency (names as they were at the event).
 #[utoipa::path(
     get,
     path = "/audit/feed.csv",
@@ -305,6 +319,9 @@ fn csv_response(entries: Vec<query::AuditEntry>, cut: bool) -> ApiResult<axum::r
         "stream",
         "category",
         "actor",
+        "actor_name",
+        "subject",
+        "subject_name",
         "summary",
         "correlation_id",
         "causation_id",
@@ -324,6 +341,9 @@ fn csv_response(entries: Vec<query::AuditEntry>, cut: bool) -> ApiResult<axum::r
             a.stream.clone(),
             a.category.clone(),
             a.actor.clone(),
+            a.actor_name.clone().unwrap_or_default(),
+            a.subject.clone().unwrap_or_default(),
+            a.subject_name.clone().unwrap_or_default(),
             a.summary.clone(),
             a.correlation_id.to_string(),
             a.causation_id.to_string(),
@@ -399,6 +419,9 @@ pub async fn audit_feed(
                     schema_version: a.schema_version,
                     event_id: a.event_id,
                     actor: a.actor,
+                    actor_name: a.actor_name,
+                    subject: a.subject,
+                    subject_name: a.subject_name,
                     correlation_id: a.correlation_id,
                     causation_id: a.causation_id,
                     summary: a.summary,

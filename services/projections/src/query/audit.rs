@@ -30,6 +30,14 @@ pub struct AuditEntry {
     pub event_id: Uuid,
     /// Who caused it: `user:<id>`, `api_key:<id>` or `system:<component>`.
     pub actor: String,
+    /// The actor's name as of the event (`Name <e-mail>` for a user, the key's name for an
+    /// API key); absent for system components and actors never named.
+    pub actor_name: Option<String>,
+    /// What the event is about: `device:<id>`, `user:<id>`, `api_key:<id>`,
+    /// `change_request:<id>` or `rollout:<id>`; absent when it names none.
+    pub subject: Option<String>,
+    /// The subject's name as of the event.
+    pub subject_name: Option<String>,
     /// Correlation id.
     pub correlation_id: Uuid,
     /// Causation id.
@@ -52,6 +60,9 @@ pub struct AuditQuery {
     pub event_type: Option<String>,
     /// Only this actor (`user:<id>`, `api_key:<id>`, `system:<component>`).
     pub actor: Option<String>,
+    /// Only events about this subject (`device:<id>`, `user:<id>`, `api_key:<id>`,
+    /// `change_request:<id>`, `rollout:<id>`).
+    pub subject: Option<String>,
     /// Only this correlation id (a change request id gives the request and everything it
     /// caused).
     pub correlation_id: Option<Uuid>,
@@ -76,17 +87,20 @@ pub async fn audit_feed(
     let limit = limit_of(q.limit);
     let before = numeric_cursor(&q.cursor)?.unwrap_or(i64::MAX);
     let columns = "position, recorded_at, stream, category, event_type, schema_version, \
-        event_id, actor, correlation_id, causation_id, summary";
+        event_id, actor, correlation_id, causation_id, summary, actor_name, subject, subject_name";
     let residual = "($3::text IS NULL OR stream = $3) AND ($4::text IS NULL OR category = $4) \
         AND ($5::text IS NULL OR event_type = $5) AND ($6::text IS NULL OR actor = $6) \
         AND ($8::uuid IS NULL OR correlation_id = $8) \
         AND ($9::timestamptz IS NULL OR recorded_at >= $9) \
-        AND ($10::timestamptz IS NULL OR recorded_at <= $10)";
+        AND ($10::timestamptz IS NULL OR recorded_at <= $10) \
+        AND ($11::text IS NULL OR subject = $11)";
     // Drive by the most selective filter's index; the others are checked on its rows.
     let (lead, order) = if q.correlation_id.is_some() {
         ("correlation_id = $8", "correlation_id, position DESC")
     } else if q.stream.is_some() {
         ("stream = $3", "stream, position DESC")
+    } else if q.subject.is_some() {
+        ("subject = $11", "subject, position DESC")
     } else if q.event_type.is_some() {
         ("event_type = $5", "event_type, position DESC")
     } else if q.actor.is_some() {
@@ -113,6 +127,7 @@ pub async fn audit_feed(
         .bind(q.correlation_id)
         .bind(q.from)
         .bind(q.to)
+        .bind(q.subject.as_deref())
         .fetch_all(&mut *tx)
         .await
         .map_err(ProjectionError::db("read audit feed"))?;
@@ -146,6 +161,9 @@ pub async fn audit_feed(
             schema_version: u32_of(schema_version),
             event_id: r.try_get("event_id").map_err(&e)?,
             actor: r.try_get("actor").map_err(&e)?,
+            actor_name: r.try_get("actor_name").map_err(&e)?,
+            subject: r.try_get("subject").map_err(&e)?,
+            subject_name: r.try_get("subject_name").map_err(&e)?,
             correlation_id: r.try_get("correlation_id").map_err(&e)?,
             causation_id: r.try_get("causation_id").map_err(&e)?,
             summary: r.try_get("summary").map_err(&e)?,
