@@ -6,7 +6,7 @@ its agreement with `netledger audit verify` shows the document is complete. Sect
 numbers in names and comments (§4.1, §7.3, ...) refer to that document.
 
     audit-verify.py BUNDLE --trusted-key KEY [--trusted-key KEY]... [--trusted-keys FILE]
-    audit-verify.py --self-test      # checks the §4.2 worked example of the document
+    audit-verify.py --self-test      # checks the §4.2 worked example and the §3.1 stub example
 
 KEY is a 64-hex ed25519 public key, `SHA256:<64 hex>` or `<key id>=<64 hex>`. Exit status:
 0 `OK: ...`, 1 `TAMPERED at position N: ...` / `TAMPERED in member NAME: ...`, 2 error.
@@ -215,8 +215,22 @@ def event_hash_parts(e):
     return content_bytes, content_hash, chain_bytes, hashlib.sha256(chain_bytes).hexdigest()
 
 
+def chain_hash(e, content_hash: bytes) -> str:
+    """§4 hash from an event's placement and a content hash (for a §3.1 stub: its own)."""
+    chain_bytes = (b"NLEV2" + hex32(e["prev_hash"]) + i64(e["position"]) + i64(e["tenant_prev_position"])
+                   + i64(e["version"]) + i64(micros(e["recorded_at"])) + content_hash)
+    return hashlib.sha256(chain_bytes).hexdigest()
+
+
 def event_hash(e) -> str:
+    if is_stub(e):
+        return chain_hash(e, hex32(e["content_hash"]))
     return event_hash_parts(e)[3]
+
+
+def is_stub(e) -> bool:
+    """§3: a line with `content_hash` is a hash-only stub (§3.1)."""
+    return "content_hash" in e
 
 
 # ---------------------------------------------------------------- §3, §5, §6 shapes
@@ -263,6 +277,11 @@ EVENT_FIELDS = {  # §3
     "metadata": lambda v: isinstance(v, dict), "payload": lambda v: True, "position": is_int,
     "prev_hash": matches(HEX64), "recorded_at": is_time, "schema_version": lambda v: is_int(v, 0, 2**32 - 1),
     "stream": is_str, "tenant_id": matches(UUID_RE), "tenant_prev_position": is_int, "version": is_int,
+}
+STUB_FIELDS = {  # §3.1
+    "content_hash": matches(LOWER_HEX64), "hash": matches(LOWER_HEX64), "position": is_int,
+    "prev_hash": matches(HEX64), "recorded_at": is_time, "stream": is_str, "tenant_prev_position": is_int,
+    "version": is_int,
 }
 HEAD_FIELDS = {"hash": matches(HEX64), "position": is_int, "stream": is_str, "version": is_int}
 HANDOVER_FIELDS = {  # §6
@@ -481,10 +500,26 @@ def parse_event(n, line):
         e = parse_canonical(line)
     except NotCanonical as err:
         raise Tampered(f"line {n}: {err}", member="events.jsonl") from err
-    problem = check_shape(e, EVENT_FIELDS)
+    problem = check_shape(e, STUB_FIELDS if isinstance(e, dict) and is_stub(e) else EVENT_FIELDS)
     if problem:
         raise Tampered(f"line {n}: {problem}", member="events.jsonl")
     return e
+
+
+def device_filter(manifest):
+    """§2/§7.1 step 3: the manifest's `devices` as a set of ids, or None without a filter."""
+    devices = manifest.get("devices")
+    if devices is None:
+        return None
+    if not isinstance(devices, list) or not all(matches(LOWER_UUID_RE)(d) for d in devices):
+        raise Tampered("devices is not null or an array of lowercase hyphenated UUIDs", member="manifest.json")
+    return set(devices)
+
+
+def withheld(stream, devices):
+    """§3.1: the filter withholds `device-<lowercase uuid>` streams of devices it does not list."""
+    m = WITHHELD_STREAM.fullmatch(stream)
+    return devices is not None and m is not None and m[1] not in devices
 
 
 def check_events_parse(ar):
@@ -563,6 +598,7 @@ class ConfigHistory:
 
 CONFIG_EVENTS = {"ConfigSnapshotRecorded": "sha256", "ConfigDriftDetected": "found_sha256"}
 DEVICE_STREAM = re.compile(r"device-(" + UUID_RE.pattern + ")")
+WITHHELD_STREAM = re.compile(r"device-(" + LOWER_UUID_RE.pattern + ")")
 
 
 def check_config_reference(e, config):
@@ -669,9 +705,9 @@ class Range:
 class History:
     """§7.3 state and its rules."""
 
-    def __init__(self, checkpoints, key_problems, trusted, keys, manifest, config):
+    def __init__(self, checkpoints, key_problems, trusted, keys, manifest, config, devices):
         self.cps, self.key_problems, self.trusted, self.keys = checkpoints, key_problems, trusted, keys
-        self.tenant, self.config = manifest["tenant_id"], config
+        self.tenant, self.config, self.devices, self.stubs = manifest["tenant_id"], config, devices, 0
         self.streams = {}
         self.last = self.before_last = 0
         self.cursor, self.opened, self.range = 0, -1, None
@@ -745,9 +781,12 @@ class History:
             self.checked += 1
 
     def event(self, e):
-        pos, tpp = e["position"], e["tenant_prev_position"]
-        if e["tenant_id"] != self.tenant:
+        pos, tpp, stub = e["position"], e["tenant_prev_position"], is_stub(e)
+        if not stub and e["tenant_id"] != self.tenant:
             raise Tampered(f"event of another tenant {e['tenant_id']}", position=pos)
+        if stub != withheld(e["stream"], self.devices):                        # §3.1 filter
+            raise Tampered(f"{'stub' if stub else 'full event'} of stream {e['stream']}, which the device filter "
+                           f"{'does not withhold' if stub else 'withholds'}", position=pos)
         if pos <= self.last:                                                    # 1
             raise Tampered(f"out of place (after position {self.last})", position=pos)
         if event_hash(e) != e["hash"]:                                          # 2
@@ -773,7 +812,10 @@ class History:
             if pos >= c["from_position"]:
                 self.range.add(e)
             break
-        check_config_reference(e, self.config)                                  # 8
+        if stub:
+            self.stubs += 1
+        else:
+            check_config_reference(e, self.config)                              # 8
         self.events += 1
 
     def end(self):
@@ -784,8 +826,11 @@ class History:
             raise Tampered(self.problem[1], position=self.problem[0])
         unsigned = "every event is signed" if self.last <= self.signed_through else \
             f"events after position {self.signed_through} are hash-chained but not yet signed"
+        withheld_ = "" if self.devices is None else \
+            (f"; device filter [{', '.join(sorted(self.devices))}]: {self.stubs} events of other devices withheld "
+             f"as hash-only stubs (their content is not checked)")
         return (f"OK: {self.events} events and {self.checked} checkpoints verified; signed through position "
-                f"{self.signed_through}, last position {self.last}; {unsigned}")
+                f"{self.signed_through}, last position {self.last}; {unsigned}{withheld_}")
 
 
 # ---------------------------------------------------------------- §7 verification
@@ -796,6 +841,7 @@ def verify(path, pins):
         manifest = check_manifest(ar)                                     # §7.1 step 1
         check_listed_members(ar, manifest)                                # step 2
         check_archive_members(ar, manifest)                               # step 3
+        devices = device_filter(manifest)
         keys = parse_keys(ar)                                             # step 4
         checkpoints = parse_checkpoints(ar)
         external = parse_external(ar)
@@ -805,7 +851,7 @@ def verify(path, pins):
             check_pins(keys, pins)                                        # step 5
             checkpoints = external_checkpoint(external, checkpoints, manifest)  # §7.4
             problems, trusted = key_problems(checkpoints, keys, pins)     # §7.2
-            history = History(checkpoints, problems, trusted, keys, manifest, config)  # §7.3
+            history = History(checkpoints, problems, trusted, keys, manifest, config, devices)  # §7.3
             history.prior_checkpoints(manifest["range"]["from_position"])
             for n, line in ar.lines("events.jsonl"):
                 history.event(parse_event(n, line))
@@ -866,6 +912,27 @@ def self_test():
         failures.append(f"recorded_at_micros: document {m[1]}, computed {micros(e['recorded_at'])}")
     if e.get("hash") != hash_:
         failures.append(f"the example's hash field is {e.get('hash')}, computed {hash_}")
+    # §3.1: the same event as a hash-only stub.
+    stub_block = re.search(r"<!-- stub-example:begin -->(.*?)<!-- stub-example:end -->", doc, re.S)
+    stub_line = re.search(r"^[ \t]*(\{.*\})[ \t]*$", stub_block[1], re.M) if stub_block else None
+    if stub_line is None:
+        failures.append("no stub example line in §3.1")
+    else:
+        raw = stub_line[1].encode("utf-8")
+        stub = parse_json(raw)
+        if canonical(stub) != raw:
+            failures.append("the stub example is not canonical JSON (§4.1)")
+        elif not is_stub(stub) or check_shape(stub, STUB_FIELDS):
+            failures.append(f"the stub example is not a §3.1 stub: {check_shape(stub, STUB_FIELDS)}")
+        else:
+            if stub["content_hash"] != content_hash.hex():
+                failures.append(f"the stub's content_hash is {stub['content_hash']}, §4.2 computes {content_hash.hex()}")
+            if event_hash(stub) != stub["hash"] or stub["hash"] != hash_:
+                failures.append(f"the stub hashes to {event_hash(stub)}, its hash field is {stub['hash']}, "
+                                f"§4.2's event hash is {hash_}")
+            for k in ("position", "prev_hash", "recorded_at", "stream", "tenant_prev_position", "version"):
+                if stub[k] != e[k]:
+                    failures.append(f"the stub's {k} differs from §4.2's event")
     if failures:
         raise Fatal("self-test FAILED:\n" + "\n".join(failures))
     print("self-test OK")

@@ -3851,6 +3851,12 @@ export interface operations {
                 from_time?: string;
                 /** @description End as a time (RFC 3339): the last event recorded at or before it. */
                 to_time?: string;
+                /**
+                 * @description Only these devices (comma-separated ids): the events of every other device's stream
+                 *     are hash-only stubs, so the bundle still verifies (docs/auditing.md §3.1). The config
+                 *     history stays whole. A device without events in the tenant: 404.
+                 */
+                devices?: string;
             };
             header?: never;
             path?: never;
@@ -3870,6 +3876,15 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["Forbidden"];
+            /** @description A device of `devices` has no events in this tenant. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             500: components["responses"]["Internal"];
             /** @description This API process has no config archive or no audit public key to build a bundle with. */
             503: {

@@ -329,6 +329,34 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{:?}", bad.body);
 
+    // A bundle of one device: downloaded, and recorded with its filter; a device with no
+    // events in the tenant is not found (and records nothing).
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &app.admin,
+            json!({"name": "edge-1", "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
+        )
+        .await;
+    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
+    let d = device.body["device_id"].as_str().unwrap().to_owned();
+    let one = app
+        .get(&format!("/api/v1/audit/export?devices={d}"), &auditor)
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    let stranger = app
+        .get(
+            &format!("/api/v1/audit/export?devices={d},{}", uuid::Uuid::new_v4()),
+            &auditor,
+        )
+        .await;
+    assert_eq!(
+        stranger.status,
+        StatusCode::NOT_FOUND,
+        "{:?}",
+        stranger.body
+    );
+
     let verify = from_client(
         &app,
         Method::GET,
@@ -344,9 +372,11 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
     let exported = of_type(&security, "AuditBundleExported");
     assert_eq!(
         exported.len(),
-        1,
-        "the refused and malformed requests record nothing"
+        2,
+        "the refused, malformed and not-found requests record nothing"
     );
+    assert!(exported[0].get("devices").is_none(), "{:?}", exported[0]);
+    assert_eq!(exported[1]["devices"], json!([d]));
     assert_eq!(exported[0]["sha256"], header_sha.as_str());
     assert_eq!(exported[0]["bytes"], body.len() as u64);
     assert_eq!(exported[0]["source"], CLIENT);

@@ -1,13 +1,18 @@
 //! Audit bundles, format v2 (`docs/auditing.md`), for the CLI and the API: a tar of a manifest, the tenant's events
 //! of a range in canonical form, every checkpoint through the range, the keys with their
 //! hand-overs, the newest checkpoint published outside PostgreSQL and the config history as
-//! a git bundle; [`export`] writes one (events streamed page by page), [`verify`] checks one
-//! offline against pinned keys and names the first bad position or member. [`as_of`]
+//! a git bundle; [`export`] writes one (events streamed page by page; [`export_with`] with
+//! a [`DeviceFilter`] writes the streams of unlisted devices as hash-only stubs),
+//! [`verify`] checks one offline against pinned keys and names the first bad position or
+//! member. [`as_of`]
 //! answers what a device and the fleet were at an instant; [`reports`] builds the
 //! auditors' CSV and PDF reports.
 
 pub mod as_of;
+pub mod filter;
 pub mod reports;
+
+pub use filter::DeviceFilter;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -23,7 +28,7 @@ use netledger_domain::canonical::{
     ContentJson, Placement, canonical_json, chain_hash, content_hash_json, format_micros,
     parse_micros, unix_micros,
 };
-use netledger_domain::ids::EventId;
+use netledger_domain::ids::{DeviceId, EventId};
 use netledger_domain::{RecordedEvent, TenantId};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -37,6 +42,10 @@ pub enum BundleError {
     /// The requested range ends before it starts.
     #[error("the range is empty: it ends before it starts")]
     EmptyRange,
+    /// A device the filter lists has no events in the tenant (a mistyped id, or another
+    /// tenant's device).
+    #[error("device {0} has no events in this tenant: check the id (`--devices`)")]
+    UnknownDevice(DeviceId),
     /// No public key is known for a key id the checkpoints name.
     #[error(
         "no public key is known for audit key id `{0}`: configure the API's \
@@ -111,6 +120,18 @@ const EVENT_KEYS: [&str; 13] = [
     "version",
 ];
 
+/// The keys of a hash-only stub line (`docs/auditing.md` §3.1).
+const STUB_KEYS: [&str; 8] = [
+    "content_hash",
+    "hash",
+    "position",
+    "prev_hash",
+    "recorded_at",
+    "stream",
+    "tenant_prev_position",
+    "version",
+];
+
 const CHECKPOINT_KEYS: [&str; 10] = [
     "digest",
     "event_count",
@@ -167,8 +188,10 @@ impl Bound {
 /// What [`export`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSummary {
-    /// Events written.
+    /// Events written (stubs included).
     pub events: u64,
+    /// Of those, events of devices the filter does not list, written as hash-only stubs.
+    pub withheld: u64,
     /// Checkpoints written.
     pub checkpoints: usize,
     /// First position of the range.
@@ -192,13 +215,38 @@ pub struct ExportRequest {
     pub created_at: OffsetDateTime,
 }
 
+/// What to export beyond the tenant and the range ([`export_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// The device filter (`--devices`): `None` holds every event in full; `Some(f)` holds
+    /// the events of every stream `device-<id>` of a device `f` does not list as hash-only
+    /// stubs (`docs/auditing.md` §3.1) and records `f` in the manifest. Other streams and
+    /// `config.bundle` are unaffected.
+    pub devices: Option<DeviceFilter>,
+}
+
 /// Writes the v2 bundle `req` asks for to `out`. `keys` gives the public key of each key
-/// id the checkpoints name (hand-overs supply the rest).
+/// id the checkpoints name (hand-overs supply the rest). Every event in full: see
+/// [`export_with`] for a device filter.
 pub async fn export(
     system: &PgPool,
     archive: &Archive,
     keys: &TrustedKeys,
     req: ExportRequest,
+    out: &mut (dyn Write + Send),
+) -> Result<ExportSummary, BundleError> {
+    export_with(system, archive, keys, req, &ExportOptions::default(), out).await
+}
+
+/// [`export`] with `options`: with a device filter, the events of other devices' streams
+/// are hash-only stubs. A listed device without any event in the tenant is refused
+/// ([`BundleError::UnknownDevice`]).
+pub async fn export_with(
+    system: &PgPool,
+    archive: &Archive,
+    keys: &TrustedKeys,
+    req: ExportRequest,
+    options: &ExportOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<ExportSummary, BundleError> {
     let ExportRequest {
@@ -207,6 +255,21 @@ pub async fn export(
         to,
         created_at,
     } = req;
+    if let Some(filter) = &options.devices {
+        for d in filter.devices() {
+            let known: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1 AND stream = $2 AND version = 1)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(format!("device-{d}"))
+            .fetch_one(system)
+            .await
+            .context("looking up the filter's devices")?;
+            if !known {
+                return Err(BundleError::UnknownDevice(*d));
+            }
+        }
+    }
     // The copy published outside PostgreSQL first: it is written after its database row,
     // so the checkpoints and events read next cover it (a live system keeps writing).
     let archive1 = archive.clone();
@@ -245,6 +308,7 @@ pub async fn export(
     let reader = netledger_store::EventReader::system(system.clone(), Some(tenant));
     let mut after = from_position - 1;
     let mut count = 0u64;
+    let mut withheld = 0u64;
     'pages: loop {
         let page = reader.read_all(after, 5_000).await?;
         let Some(last) = page.last().map(|e| e.position) else {
@@ -254,7 +318,14 @@ pub async fn export(
             if to_position.is_some_and(|t| e.position > t) {
                 break 'pages;
             }
-            events_file.write_all(&event_line(e)?)?;
+            let line = match &options.devices {
+                Some(f) if f.withholds(e.stream.as_str()) => {
+                    withheld += 1;
+                    stub_line(e)?
+                }
+                _ => event_line(e)?,
+            };
+            events_file.write_all(&line)?;
             events_file.write_all(b"\n")?;
             count += 1;
         }
@@ -304,6 +375,7 @@ pub async fn export(
     }
     let manifest = json!({
         "created_at": format_micros(created_at),
+        "devices": options.devices.as_ref().map(DeviceFilter::manifest_value),
         "format": FORMAT,
         "members": listed,
         "producer": concat!("netledger ", env!("CARGO_PKG_VERSION")),
@@ -347,6 +419,7 @@ pub async fn export(
     tar.into_inner().context("finishing the archive")?.flush()?;
     Ok(ExportSummary {
         events: count,
+        withheld,
         checkpoints: checkpoints.len(),
         from_position,
         to_position,
@@ -422,6 +495,36 @@ pub fn event_line(e: &RecordedEvent) -> Result<Vec<u8>, BundleError> {
         "schema_version": e.schema_version,
         "stream": e.stream.as_str(),
         "tenant_id": e.tenant_id,
+        "tenant_prev_position": e.tenant_prev_position,
+        "version": e.version,
+    });
+    Ok(canonical_json(&value))
+}
+
+/// One hash-only stub line of `events.jsonl` (`docs/auditing.md` §3.1): where the event
+/// sits, its content hash and its hash; no id, type, metadata or payload.
+pub fn stub_line(e: &RecordedEvent) -> Result<Vec<u8>, BundleError> {
+    // The content hash exactly as a verifier computes it from the event's full line.
+    let metadata = serde_json::to_value(&e.metadata)?;
+    let content = content_hash_json(
+        ContentJson {
+            tenant_id: &e.tenant_id,
+            stream: e.stream.as_str(),
+            event_id: &e.event_id,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            metadata: &metadata,
+            payload: &e.payload,
+        },
+        &mut Vec::new(),
+    );
+    let value = json!({
+        "content_hash": hex::encode(content),
+        "hash": hex::encode(e.hash),
+        "position": e.position,
+        "prev_hash": hex::encode(e.prev_hash),
+        "recorded_at": format_micros(e.recorded_at),
+        "stream": e.stream.as_str(),
         "tenant_prev_position": e.tenant_prev_position,
         "version": e.version,
     });
@@ -579,6 +682,10 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError>
         Some(t) => TenantId::from_uuid(t),
         None => return Ok(member("manifest.json", "tenant_id is not a UUID")),
     };
+    let filter = match DeviceFilter::from_manifest(manifest.get("devices")) {
+        Ok(f) => f,
+        Err(d) => return Ok(member("manifest.json", d)),
+    };
     let range = manifest.get("range");
     let from_position = range
         .and_then(|r| r.get("from_position"))
@@ -674,6 +781,7 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError>
     verifier.start_at(from_position);
     let mut scratch = Vec::with_capacity(1024);
     let mut config_refs = 0u64;
+    let mut stubs = 0u64;
     let mut events = open_member(path, "events.jsonl")?;
     let mut line = Vec::new();
     loop {
@@ -687,21 +795,52 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError>
             // scan_events parsed every line already.
             Err(d) => return Ok(member("events.jsonl", d)),
         };
-        if e.tenant_id != tenant {
+        if let LineContent::Full(f) = &e.content
+            && f.tenant_id != tenant
+        {
             return Ok(at(e.position, "the event belongs to another tenant"));
         }
-        let content = content_hash_json(
-            ContentJson {
-                tenant_id: &e.tenant_id,
-                stream: &e.stream,
-                event_id: &e.event_id,
-                event_type: &e.event_type,
-                schema_version: e.schema_version,
-                metadata: &e.metadata,
-                payload: &e.payload,
-            },
-            &mut scratch,
-        );
+        // §3.1: a line is a stub exactly when the device filter withholds its stream.
+        let withheld = filter.as_ref().is_some_and(|f| f.withholds(&e.stream));
+        match (&e.content, withheld) {
+            (LineContent::Stub(_), false) => {
+                return Ok(at(
+                    e.position,
+                    format!(
+                        "a hash-only stub of stream {}, which the bundle's device filter does not withhold",
+                        e.stream
+                    ),
+                ));
+            }
+            (LineContent::Full(_), true) => {
+                return Ok(at(
+                    e.position,
+                    format!(
+                        "a full event of stream {}, which the bundle's device filter withholds (it must be a hash-only stub)",
+                        e.stream
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let content = match &e.content {
+            LineContent::Full(f) => content_hash_json(
+                ContentJson {
+                    tenant_id: &f.tenant_id,
+                    stream: &e.stream,
+                    event_id: &f.event_id,
+                    event_type: &f.event_type,
+                    schema_version: f.schema_version,
+                    metadata: &f.metadata,
+                    payload: &f.payload,
+                },
+                &mut scratch,
+            ),
+            LineContent::Stub(content_hash) => {
+                stubs += 1;
+                *content_hash
+            }
+        };
         let computed = chain_hash(
             &e.prev_hash,
             Placement {
@@ -723,7 +862,12 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError>
         if let Err(t) = verifier.push_link(&link, &computed) {
             return Ok(at(t.position(), t.to_string()));
         }
-        if let Some(reference) = config_reference(&e) {
+        let reference = match &e.content {
+            LineContent::Full(f) => config_reference(f, &e.stream),
+            // Its content is withheld: nothing to check it against.
+            LineContent::Stub(_) => None,
+        };
+        if let Some(reference) = reference {
             config_refs += 1;
             let outcome = match (reference, &config) {
                 (Err(d), _) => Err(d),
@@ -751,6 +895,13 @@ pub fn verify(path: &Path, pinned: &[PinnedKey]) -> Result<Verdict, BundleError>
                 summary.push_str(&format!(
                     " (events after position {} are hash-chained but not yet covered by a signed checkpoint)",
                     r.signed_through
+                ));
+            }
+            if let Some(f) = &filter {
+                let listed = f.devices().map(ToString::to_string).collect::<Vec<_>>();
+                summary.push_str(&format!(
+                    "; device filter [{}]: {stubs} events of other devices withheld as hash-only stubs (their content is not checked)",
+                    listed.join(", ")
                 ));
             }
             Ok(Verdict::Ok(summary))
@@ -864,22 +1015,38 @@ fn scan_events(path: &Path) -> Result<Option<Verdict>, BundleError> {
     }
 }
 
-/// An event as a bundle line holds it.
+/// An event as a bundle line holds it: where it sits, and its content or (a hash-only
+/// stub) only its content hash.
 #[derive(Debug)]
 struct LineEvent {
-    event_id: EventId,
-    event_type: String,
     hash: [u8; 32],
-    metadata: Value,
-    payload: Value,
     position: i64,
     prev_hash: [u8; 32],
     recorded_at_micros: i64,
-    schema_version: u32,
     stream: String,
-    tenant_id: TenantId,
     tenant_prev_position: i64,
     version: i64,
+    content: LineContent,
+}
+
+/// What a line shows of an event's content.
+#[derive(Debug)]
+enum LineContent {
+    /// The full event (§3).
+    Full(Box<FullContent>),
+    /// A hash-only stub (§3.1): the content hash alone.
+    Stub([u8; 32]),
+}
+
+/// The content fields of a full event line.
+#[derive(Debug)]
+struct FullContent {
+    event_id: EventId,
+    event_type: String,
+    metadata: Value,
+    payload: Value,
+    schema_version: u32,
+    tenant_id: TenantId,
 }
 
 /// Parses a line that must be the canonical JSON of an object with exactly `keys`.
@@ -888,6 +1055,12 @@ fn canonical_object(
     keys: &[&str],
     optional: &[&str],
 ) -> Result<serde_json::Map<String, Value>, String> {
+    let map = canonical_map(text)?;
+    exact_keys(map, keys, optional)
+}
+
+/// Parses a line that must be the canonical JSON of an object.
+fn canonical_map(text: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
     let value: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
     if canonical_json(&value) != text {
         return Err("not in canonical form (docs/auditing.md §4.1)".to_owned());
@@ -895,6 +1068,15 @@ fn canonical_object(
     let Value::Object(map) = value else {
         return Err("not a JSON object".to_owned());
     };
+    Ok(map)
+}
+
+/// `map` when it has every one of `keys` and no key outside `keys` and `optional`.
+fn exact_keys(
+    map: serde_json::Map<String, Value>,
+    keys: &[&str],
+    optional: &[&str],
+) -> Result<serde_json::Map<String, Value>, String> {
     for k in keys {
         if !map.contains_key(*k) {
             return Err(format!("no `{k}`"));
@@ -909,11 +1091,25 @@ fn canonical_object(
     Ok(map)
 }
 
+/// Parses a line of `events.jsonl`: a full event (§3), or a hash-only stub (§3.1) when it
+/// has the key `content_hash`.
 fn parse_event(text: &[u8]) -> Result<LineEvent, String> {
-    let mut m = canonical_object(text, &EVENT_KEYS, &[])?;
-    let metadata = m.remove("metadata").unwrap_or(Value::Null);
-    let payload = m.remove("payload").unwrap_or(Value::Null);
-    if !metadata.is_object() {
+    let map = canonical_map(text)?;
+    let stub = map.contains_key("content_hash");
+    let mut m = if stub {
+        exact_keys(map, &STUB_KEYS, &[])
+    } else {
+        exact_keys(map, &EVENT_KEYS, &[])
+    }?;
+    let (metadata, payload) = if stub {
+        (Value::Null, Value::Null)
+    } else {
+        (
+            m.remove("metadata").unwrap_or(Value::Null),
+            m.remove("payload").unwrap_or(Value::Null),
+        )
+    };
+    if !stub && !metadata.is_object() {
         return Err("`metadata` is not an object".to_owned());
     }
     let string = |m: &serde_json::Map<String, Value>, k: &str| -> Result<String, String> {
@@ -938,25 +1134,32 @@ fn parse_event(text: &[u8]) -> Result<LineEvent, String> {
     let recorded_at = string(&m, "recorded_at")?;
     let recorded_at = parse_micros(&recorded_at)
         .ok_or_else(|| "`recorded_at` is not YYYY-MM-DDTHH:MM:SS.ffffffZ".to_owned())?;
-    let schema_version = m
-        .get("schema_version")
-        .and_then(Value::as_u64)
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| "`schema_version` is not an integer 0..2^32-1".to_owned())?;
+    let content = if stub {
+        LineContent::Stub(hex32("content_hash")?)
+    } else {
+        let schema_version = m
+            .get("schema_version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| "`schema_version` is not an integer 0..2^32-1".to_owned())?;
+        LineContent::Full(Box::new(FullContent {
+            event_id: EventId::from_uuid(uuid("event_id")?),
+            event_type: string(&m, "event_type")?,
+            schema_version,
+            tenant_id: TenantId::from_uuid(uuid("tenant_id")?),
+            metadata,
+            payload,
+        }))
+    };
     Ok(LineEvent {
-        event_id: EventId::from_uuid(uuid("event_id")?),
-        event_type: string(&m, "event_type")?,
         hash: hex32("hash")?,
         position: int("position")?,
         prev_hash: hex32("prev_hash")?,
         recorded_at_micros: unix_micros(recorded_at),
-        schema_version,
         stream: string(&m, "stream")?,
-        tenant_id: TenantId::from_uuid(uuid("tenant_id")?),
         tenant_prev_position: int("tenant_prev_position")?,
         version: int("version")?,
-        metadata,
-        payload,
+        content,
     })
 }
 
@@ -973,7 +1176,8 @@ fn lower_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn canonical_uuid(s: &str) -> Option<uuid::Uuid> {
+/// `s` as a UUID when it is one in lowercase hyphenated form.
+pub(crate) fn canonical_uuid(s: &str) -> Option<uuid::Uuid> {
     let u = uuid::Uuid::parse_str(s).ok()?;
     (u.hyphenated().to_string() == s).then_some(u)
 }
@@ -1046,13 +1250,16 @@ fn parse_keys(bytes: &[u8]) -> Result<BTreeMap<String, VerifyingKey>, String> {
 
 /// The config reference an event carries (§7.3 step 8): commit, SHA-256 and file path, or
 /// what is malformed about it.
-fn config_reference(e: &LineEvent) -> Option<Result<(&str, &str, String), String>> {
+fn config_reference<'a>(
+    e: &'a FullContent,
+    stream: &str,
+) -> Option<Result<(&'a str, &'a str, String), String>> {
     let sha_key = match e.event_type.as_str() {
         "ConfigSnapshotRecorded" => "sha256",
         "ConfigDriftDetected" => "found_sha256",
         _ => return None,
     };
-    let device = e.stream.strip_prefix("device-").and_then(canonical_uuid)?;
+    let device = stream.strip_prefix("device-").and_then(canonical_uuid)?;
     let text = |k: &str| e.payload.get(k).and_then(Value::as_str);
     Some(match (text("commit"), text(sha_key)) {
         (Some(commit), Some(sha))
@@ -1112,8 +1319,8 @@ mod tests {
         uuid::Uuid::parse_str(s).unwrap()
     }
 
-    /// The worked example of docs/auditing.md §4.2, as the code computes it.
-    fn worked_example() -> String {
+    /// The event of the worked example of docs/auditing.md §4.2.
+    fn example_event() -> RecordedEvent {
         let mut e = RecordedEvent {
             position: 42,
             tenant_prev_position: 40,
@@ -1144,6 +1351,12 @@ mod tests {
             hash: [0; 32],
         };
         e.hash = event_hash(&e.prev_hash, HashedFields::from(&e), &mut Vec::new());
+        e
+    }
+
+    /// The worked example of docs/auditing.md §4.2, as the code computes it.
+    fn worked_example() -> String {
+        let e = example_event();
         let metadata = serde_json::to_value(&e.metadata).unwrap();
         let mut bytes = Vec::new();
         content_bytes(
@@ -1204,6 +1417,62 @@ mod tests {
         let line = expected.lines().nth(1).unwrap();
         let e = parse_event(line.as_bytes()).unwrap();
         assert_eq!(e.position, 42);
+    }
+
+    /// The block between `<!-- {name}:begin -->` and `<!-- {name}:end -->` of docs/auditing.md.
+    fn doc_block(name: &str) -> String {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/auditing.md"
+        ))
+        .unwrap();
+        let begin = format!("<!-- {name}:begin -->\n");
+        let start = doc.find(&begin).unwrap() + begin.len();
+        let end = doc.find(&format!("\n<!-- {name}:end -->")).unwrap();
+        doc[start..end].to_owned()
+    }
+
+    /// §3.1: the worked example's event as a hash-only stub is the documented line, and it
+    /// hashes to the event's hash from its content hash alone.
+    #[test]
+    fn the_documented_stub_example_is_what_the_code_computes() {
+        let e = example_event();
+        let line = String::from_utf8(stub_line(&e).unwrap()).unwrap();
+        let expected = format!("```json\n{line}\n```");
+        assert_eq!(
+            doc_block("stub-example"),
+            expected,
+            "docs/auditing.md §3.1 is out of date; the block should read:\n{expected}"
+        );
+        let parsed = parse_event(line.as_bytes()).unwrap();
+        let LineContent::Stub(content) = parsed.content else {
+            panic!("not read as a stub: {line}");
+        };
+        let placement = Placement {
+            position: parsed.position,
+            tenant_prev_position: parsed.tenant_prev_position,
+            version: parsed.version,
+            recorded_at_micros: parsed.recorded_at_micros,
+        };
+        assert_eq!(chain_hash(&parsed.prev_hash, placement, &content), e.hash);
+        // A stub with a key of the full form, or without one of its own, is refused.
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let mut extra = v.as_object().unwrap().clone();
+        extra.insert("event_id".to_owned(), json!("x"));
+        let extra = canonical_json(&Value::Object(extra));
+        assert!(
+            parse_event(&extra)
+                .unwrap_err()
+                .contains("unexpected key `event_id`")
+        );
+        let mut missing = v.as_object().unwrap().clone();
+        missing.remove("recorded_at");
+        let missing = canonical_json(&Value::Object(missing));
+        assert!(
+            parse_event(&missing)
+                .unwrap_err()
+                .contains("no `recorded_at`")
+        );
     }
 
     #[test]

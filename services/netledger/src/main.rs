@@ -202,6 +202,15 @@ enum AuditCommand {
         /// Default: the newest event.
         #[arg(long)]
         to: Option<netledger::bundle::Bound>,
+        /// Restrict the bundle to these devices (device ids; repeat the option or separate
+        /// ids with commas). The events of every other device's own stream `device-<id>`
+        /// become hash-only stubs (position, stream, version, time, content hash and hash:
+        /// no type, metadata or payload), so chains and checkpoints still verify offline.
+        /// Fleet-level streams (change requests, rollouts, workflows, users, sessions,
+        /// security) stay in full, and config.bundle stays whole: `--devices` withholds
+        /// other devices' event payloads, not their config texts (docs/auditing.md §3.1).
+        #[arg(long, value_name = "ID", value_delimiter = ',')]
+        devices: Vec<netledger_domain::ids::DeviceId>,
         /// Output file (`.nlaudit.tar`).
         #[arg(long)]
         out: PathBuf,
@@ -786,6 +795,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tenant,
                 from,
                 to,
+                devices,
                 out,
             } => {
                 let config = load_config(cfg, Some(&conn))?;
@@ -802,11 +812,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     to,
                     created_at: netledger_domain::clock::Clock::now(&netledger::clock::SystemClock),
                 };
-                let s = netledger::bundle::export(&pools.system, &archive, &keys, req, &mut file)
-                    .await?;
+                let options = netledger::bundle::ExportOptions {
+                    devices: (!devices.is_empty())
+                        .then(|| netledger::bundle::DeviceFilter::new(devices)),
+                };
+                let s = netledger::bundle::export_with(
+                    &pools.system,
+                    &archive,
+                    &keys,
+                    req,
+                    &options,
+                    &mut file,
+                )
+                .await?;
                 std::io::Write::flush(&mut file)?;
+                let withheld = if options.devices.is_some() {
+                    format!(
+                        "; device filter: {} events of other devices written as hash-only stubs \
+                         (the config history stays whole)",
+                        s.withheld
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "exported {} events (positions {}..{}) and {} checkpoints of tenant {tenant}{} to {}",
+                    "exported {} events (positions {}..{}) and {} checkpoints of tenant {tenant}{} to {}{withheld}",
                     s.events,
                     s.from_position,
                     s.to_position.map_or("newest".to_owned(), |t| t.to_string()),

@@ -2,7 +2,9 @@
 //! polled fleet, an out-of-band change (drift) and a backup; `netledger audit export`; both
 //! verifiers (`netledger audit verify` and `tools/audit-verify.py`, written from the format
 //! document alone) pass the bundle and fail every tampered copy at the same position or
-//! member; the config history in it clones with git; a range export verifies on its own.
+//! member; the config history in it clones with git; a range export verifies on its own; an
+//! export restricted to one device (`--devices`) holds the other device's events as
+//! hash-only stubs, verifies in both, and fails in both where a stub is tampered with.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // The harness runs real processes (netledger, python3, git) and reads the clock.
 #![allow(clippy::disallowed_methods)]
@@ -19,7 +21,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use netledger_domain::audit::{Handover, TrustedKeys};
-use netledger_domain::canonical::canonical_json;
+use netledger_domain::canonical::{
+    ContentJson, Placement, canonical_json, chain_hash, content_hash_json, parse_micros,
+    unix_micros,
+};
 use netledger_domain::event::{Actor, EventMetadata, ExpectedVersion, NewEvent};
 use netledger_domain::ids::{EventId, StreamName, TenantId};
 use netledger_store::audit::{CheckpointSigner, checkpoint_all, checkpoint_all_with};
@@ -144,6 +149,55 @@ fn verify_both(path: &Path, key: &str) -> (Option<i32>, String) {
         String::from_utf8_lossy(&py.stderr)
     );
     r
+}
+
+/// The content hash (docs/auditing.md §4) of a full event line.
+fn content_hash_of(e: &Value) -> [u8; 32] {
+    let tenant: TenantId = e["tenant_id"].as_str().unwrap().parse().unwrap();
+    let event_id: EventId = e["event_id"].as_str().unwrap().parse().unwrap();
+    content_hash_json(
+        ContentJson {
+            tenant_id: &tenant,
+            stream: e["stream"].as_str().unwrap(),
+            event_id: &event_id,
+            event_type: e["event_type"].as_str().unwrap(),
+            schema_version: u32::try_from(e["schema_version"].as_u64().unwrap()).unwrap(),
+            metadata: &e["metadata"],
+            payload: &e["payload"],
+        },
+        &mut Vec::new(),
+    )
+}
+
+/// A full event line as the hash-only stub of §3.1.
+fn stub_of(e: &Value) -> Value {
+    json!({
+        "content_hash": hex::encode(content_hash_of(e)),
+        "hash": e["hash"],
+        "position": e["position"],
+        "prev_hash": e["prev_hash"],
+        "recorded_at": e["recorded_at"],
+        "stream": e["stream"],
+        "tenant_prev_position": e["tenant_prev_position"],
+        "version": e["version"],
+    })
+}
+
+/// The §4 hash of a stub line, from its own fields.
+fn stub_hash(stub: &Value) -> String {
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(stub["prev_hash"].as_str().unwrap(), &mut prev).unwrap();
+    let mut content = [0u8; 32];
+    hex::decode_to_slice(stub["content_hash"].as_str().unwrap(), &mut content).unwrap();
+    let placement = Placement {
+        position: stub["position"].as_i64().unwrap(),
+        tenant_prev_position: stub["tenant_prev_position"].as_i64().unwrap(),
+        version: stub["version"].as_i64().unwrap(),
+        recorded_at_micros: unix_micros(
+            parse_micros(stub["recorded_at"].as_str().unwrap()).unwrap(),
+        ),
+    };
+    hex::encode(chain_hash(&prev, placement, &content))
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -611,6 +665,216 @@ async fn bundles_verify_with_both_verifiers_and_every_tampering_fails_at_the_sam
     assert_eq!(
         pos(&ranged_events[0]),
         events.iter().map(pos).find(|p| *p >= from).unwrap()
+    );
+
+    // Restricted to edge-0 (docs/auditing.md §3.1): edge-1's own stream becomes hash-only
+    // stubs, everything else stays in full, and the bundle verifies offline in both.
+    let (listed, other) = (devices[0].as_str(), devices[1].as_str());
+    let other_stream = format!("device-{other}");
+    let filtered = work.path().join("edge-0.nlaudit.tar");
+    let said = export(&["--devices", listed], &filtered);
+    assert!(said.contains("hash-only stubs"), "{said}");
+    assert_eq!(verify_both(&filtered, &key), (Some(0), "OK".to_owned()));
+    let fmembers = read_tar(&filtered);
+    assert_eq!(
+        fmembers.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>()
+    );
+    let manifest: Value = serde_json::from_slice(member(&fmembers, "manifest.json")).unwrap();
+    assert_eq!(manifest["devices"], json!([listed]));
+    let fevents_bytes = member(&fmembers, "events.jsonl");
+    let fevents = jsonl(fevents_bytes);
+    let stubs: Vec<&Value> = fevents
+        .iter()
+        .filter(|e| e.get("content_hash").is_some())
+        .collect();
+    let others_full: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["stream"] == other_stream.as_str() && pos(e) >= pos(&fevents[0]))
+        .collect();
+    assert!(others_full.len() >= 2, "edge-1 has events");
+    // Exactly edge-1's events are stubs, each the stub of the event the platform recorded
+    // (its content hash is the one the full event hashes to).
+    assert_eq!(stubs.len(), others_full.len());
+    for (stub, full) in stubs.iter().zip(&others_full) {
+        assert_eq!(**stub, stub_of(full));
+    }
+    for (f, e) in fevents
+        .iter()
+        .zip(events.iter().filter(|e| pos(e) >= pos(&fevents[0])))
+    {
+        if f["stream"] != other_stream.as_str() {
+            assert_eq!(f, e, "a full event differs from the unfiltered bundle's");
+        }
+    }
+    // Nothing of edge-1's own stream is left: not its name, not its endpoint. (edge-0,
+    // listed, still shows both.) Its endpoint appears only where §3.1 says it may: in the
+    // fleet-level stream of the backup workflow that ran on it, which stays in full.
+    let fevents_text = String::from_utf8(fevents_bytes.to_vec()).unwrap();
+    let registered = |stream: &str| {
+        events
+            .iter()
+            .find(|e| e["stream"] == stream && e["event_type"] == "DeviceRegistered")
+            .unwrap()
+            .clone()
+    };
+    let other_registration = registered(&other_stream);
+    let other_port = other_registration["payload"]["endpoint"]["port"].clone();
+    assert!(other_port.is_u64(), "{other_registration}");
+    let listed_registration = registered(&format!("device-{listed}"));
+    assert!(fevents_text.contains("\"edge-0\""));
+    assert!(
+        !fevents_text.contains("\"edge-1\""),
+        "edge-1's name is in the events"
+    );
+    assert!(fevents_text.contains(&format!(
+        "\"port\":{}",
+        listed_registration["payload"]["endpoint"]["port"]
+    )));
+    for line in fevents_text
+        .lines()
+        .filter(|l| l.contains(&format!("\"port\":{other_port}")))
+    {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            e["stream"].as_str().unwrap().starts_with("workflow-"),
+            "edge-1's endpoint is in a device's events: {line}"
+        );
+    }
+    // The verdict says what was withheld; edge-0's config references are still checked.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["audit", "verify"])
+        .arg(&filtered)
+        .args(["--trusted-key", &key]));
+    assert!(
+        out.contains(&format!(
+            "device filter [{listed}]: {} events of other devices withheld as hash-only stubs",
+            stubs.len()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(" 0 config references"), "{out}");
+    eprintln!("filtered bundle, netledger audit verify: {}", out.trim());
+    let py = run(Command::new("python3")
+        .arg(python_verifier())
+        .arg(&filtered)
+        .args(["--trusted-key", &key]));
+    assert!(
+        py.contains(&format!(
+            "{} events of other devices withheld as hash-only stubs",
+            stubs.len()
+        )),
+        "{py}"
+    );
+    eprintln!("filtered bundle, tools/audit-verify.py: {}", py.trim());
+    // The unfiltered bundle's verdict says nothing of a filter.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .args(["audit", "verify"])
+        .arg(&bundle)
+        .args(["--trusted-key", &key]));
+    assert!(!out.contains("device filter"), "{out}");
+
+    let index = |p: i64| fevents.iter().position(|e| pos(e) == p).unwrap();
+    // A stub followed by another event of its stream, for the tampering below.
+    let k = index(pos(stubs[0]));
+    let next_in_stream = pos(stubs[1]);
+    let fcheck = |what: &str, forged_events: Vec<Value>, expected: i64| {
+        let mut forged = fmembers.clone();
+        set_member(&mut forged, "events.jsonl", to_jsonl(&forged_events));
+        check(
+            what,
+            forged,
+            true,
+            &format!("TAMPERED at position {expected}"),
+        );
+    };
+
+    // A stub's content hash altered: its hash no longer follows.
+    let mut ev = fevents.clone();
+    let content = ev[k]["content_hash"].as_str().unwrap().to_owned();
+    let flipped = if content.starts_with('0') { "1" } else { "0" };
+    ev[k]["content_hash"] = json!(format!("{flipped}{}", &content[1..]));
+    fcheck("altered stub content hash", ev, pos(&fevents[k]));
+
+    // The same with its hash recomputed, as a forger would: the stream's next event no
+    // longer links to it.
+    let mut ev = fevents.clone();
+    ev[k]["content_hash"] = json!(format!("{flipped}{}", &content[1..]));
+    ev[k]["hash"] = json!(stub_hash(&ev[k]));
+    fcheck("altered stub, hash recomputed", ev, next_in_stream);
+
+    // A stub put back in full (the platform's event, intact): the filter withholds it.
+    let mut ev = fevents.clone();
+    ev[k] = (*events.iter().find(|e| pos(e) == pos(&fevents[k])).unwrap()).clone();
+    fcheck("withheld event in full", ev, pos(&fevents[k]));
+
+    // A listed device's event turned into its (correct) stub: the filter does not withhold
+    // it, so its content must be shown.
+    let mut ev = fevents.clone();
+    let j = fevents
+        .iter()
+        .position(|e| e["stream"] == format!("device-{listed}").as_str())
+        .unwrap();
+    ev[j] = stub_of(&fevents[j]);
+    fcheck("listed device's event as a stub", ev, pos(&fevents[j]));
+
+    // A stub moved to the listed device's stream.
+    let mut ev = fevents.clone();
+    ev[k]["stream"] = json!(format!("device-{listed}"));
+    fcheck("stub moved to a listed stream", ev, pos(&fevents[k]));
+
+    // The filter removed from the manifest: stubs are then out of place.
+    let mut forged = fmembers.clone();
+    let mut m = manifest.clone();
+    m["devices"] = Value::Null;
+    forged[0].1 = canonical_json(&m);
+    check(
+        "filter removed from the manifest",
+        forged,
+        true,
+        &format!("TAMPERED at position {}", pos(stubs[0])),
+    );
+    // A malformed filter.
+    let mut forged = fmembers.clone();
+    let mut m = manifest.clone();
+    m["devices"] = json!([listed.to_uppercase()]);
+    forged[0].1 = canonical_json(&m);
+    check(
+        "malformed device filter",
+        forged,
+        true,
+        "TAMPERED in member manifest.json",
+    );
+
+    // Both devices listed (comma-separated): nothing is withheld. A range with the filter
+    // verifies on its own. An id the tenant has no device for is refused.
+    let both = work.path().join("both.nlaudit.tar");
+    let said = export(&["--devices", &format!("{listed},{other}")], &both);
+    assert!(said.contains(": 0 events of other devices"), "{said}");
+    assert_eq!(verify_both(&both, &key), (Some(0), "OK".to_owned()));
+    let ranged = work.path().join("range-edge-0.nlaudit.tar");
+    export(
+        &["--from", &(from + 1).to_string(), "--devices", listed],
+        &ranged,
+    );
+    assert_eq!(verify_both(&ranged, &key), (Some(0), "OK".to_owned()));
+    let stranger_device = uuid::Uuid::new_v4().to_string();
+    let refused = Command::new(env!("CARGO_BIN_EXE_netledger"))
+        .arg("--config")
+        .arg(p.config_file())
+        .args(["audit", "export", "--tenant", &tenant])
+        .args(["--devices", &stranger_device])
+        .arg("--out")
+        .arg(work.path().join("refused.nlaudit.tar"))
+        .env("DATABASE_URL", &url)
+        .env("NETLEDGER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&stranger_device),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
 

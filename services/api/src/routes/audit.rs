@@ -610,6 +610,13 @@ pub struct ExportParams {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub to_time: Option<OffsetDateTime>,
+    /// Only these devices (comma-separated ids): the events of every other device's stream
+    /// are hash-only stubs, so the bundle still verifies (docs/auditing.md §3.1). The config
+    /// history stays whole. A device without events in the tenant: 404.
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})*$"
+    )]
+    pub devices: Option<String>,
 }
 
 fn bound(
@@ -643,6 +650,7 @@ fn bound(
     responses(
         (status = 200, description = "The bundle, streamed (`Content-Disposition: attachment`).", content_type = "application/x-tar", body = Vec<u8>),
         (status = 400, response = BadRequest),
+        (status = 404, description = "A device of `devices` has no events in this tenant.", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "This API process has no config archive or no audit public key to build a bundle with.", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -669,13 +677,31 @@ pub async fn export_bundle(
     // Spooled to an unnamed temporary file (memory stays bounded), then streamed.
     let spool = tempfile::tempfile().map_err(|e| ApiError::internal(format!("spool: {e}")))?;
     let mut out = std::io::BufWriter::new(spool);
-    let summary = netledger_audit::export(&state.pools().system, &archive, &keys, req, &mut out)
-        .await
-        .map_err(|e| match e {
-            netledger_audit::BundleError::EmptyRange => ApiError::bad_request(e.to_string()),
-            netledger_audit::BundleError::NoPublicKey(_) => ApiError::unavailable(e.to_string()),
-            other => ApiError::internal(format!("audit export: {other}")),
-        })?;
+    let devices = match q.devices.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(list) => Some(
+            list.parse::<netledger_audit::DeviceFilter>()
+                .map_err(|e| ApiError::bad_request(format!("`devices`: {e}")))?,
+        ),
+    };
+    let options = netledger_audit::ExportOptions { devices };
+    let summary = netledger_audit::export_with(
+        &state.pools().system,
+        &archive,
+        &keys,
+        req,
+        &options,
+        &mut out,
+    )
+    .await
+    .map_err(|e| match e {
+        netledger_audit::BundleError::UnknownDevice(d) => {
+            ApiError::not_found(format!("device {d} (no events in this tenant)"))
+        }
+        netledger_audit::BundleError::EmptyRange => ApiError::bad_request(e.to_string()),
+        netledger_audit::BundleError::NoPublicKey(_) => ApiError::unavailable(e.to_string()),
+        other => ApiError::internal(format!("audit export: {other}")),
+    })?;
     out.flush()
         .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
     let mut spool = out
@@ -699,6 +725,10 @@ pub async fn export_bundle(
         bytes,
         sha256: sha256.clone(),
         source: ip,
+        devices: options
+            .devices
+            .as_ref()
+            .map(|f| f.devices().copied().collect()),
     };
     let meta = rid.metadata(auth.principal().actor());
     crate::security::record(&state, tenant, exported.into(), &meta).await?;

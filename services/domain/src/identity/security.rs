@@ -73,6 +73,10 @@ pub struct AuditBundleExported {
     pub sha256: String,
     /// The client address.
     pub source: String,
+    /// The device filter of a bundle restricted to some devices (other devices' events as
+    /// hash-only stubs); absent for a whole-tenant bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<crate::DeviceId>>,
 }
 impl EventType for AuditBundleExported {
     const TYPE: &'static str = "AuditBundleExported";

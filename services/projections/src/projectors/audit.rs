@@ -190,9 +190,13 @@ pub fn summary_named(e: &RecordedEvent, name: &dyn Fn(&str) -> Option<String>) -
             s(p, "source")
         ),
         "AuditBundleExported" => format!(
-            "audit bundle downloaded: {} events from position {}, SHA-256 {}, from {}",
+            "audit bundle downloaded: {} events from position {}{}, SHA-256 {}, from {}",
             p.get("events").and_then(Value::as_u64).unwrap_or(0),
             p.get("from_position").and_then(Value::as_i64).unwrap_or(0),
+            match p.get("devices").and_then(Value::as_array) {
+                Some(d) => format!(" ({} device(s); others as hash-only stubs)", d.len()),
+                None => String::new(),
+            },
             short(s(p, "sha256")),
             s(p, "source")
         ),
