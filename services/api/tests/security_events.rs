@@ -73,6 +73,19 @@ async fn events_as(app: &App, token: &str, category: &str) -> Vec<(String, Value
         .collect()
 }
 
+/// Registers a device called `name` as the admin: its id.
+async fn register_device(app: &App, name: &str) -> String {
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &app.admin,
+            json!({"name": name, "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
+        )
+        .await;
+    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
+    device.body["device_id"].as_str().unwrap().to_owned()
+}
+
 fn of_type<'a>(events: &'a [(String, Value)], t: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -331,15 +344,7 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
 
     // A bundle of one device: downloaded, and recorded with its filter; a device with no
     // events in the tenant is not found (and records nothing).
-    let device = app
-        .post(
-            "/api/v1/devices",
-            &app.admin,
-            json!({"name": "edge-1", "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
-        )
-        .await;
-    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
-    let d = device.body["device_id"].as_str().unwrap().to_owned();
+    let d = register_device(&app, "edge-1").await;
     let one = app
         .get(&format!("/api/v1/audit/export?devices={d}"), &auditor)
         .await;
@@ -534,15 +539,7 @@ async fn a_refresh_token_reused_is_an_event(pool: PgPool) {
 async fn break_glass_use_is_in_the_feed_flagged_and_named(pool: PgPool) {
     let app = app(pool).await;
     let (_, op) = app.named_user("olga", Role::Operator).await;
-    let device = app
-        .post(
-            "/api/v1/devices",
-            &app.admin,
-            json!({"name": "edge-1", "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
-        )
-        .await;
-    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
-    let d = device.body["device_id"].as_str().unwrap();
+    let d = register_device(&app, "edge-1").await;
     let body = json!({
         "title": "hotfix",
         "reason": "core link down",
