@@ -22,20 +22,12 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 mod support;
-use support::{App, PASSWORD, Reply, app, app_with, config};
+use support::{App, PASSWORD, Reply, app, app_with, change_content as content, config};
 
 impl App {
     /// Registers a device (tag `edge`) and, with `config`, archives its export.
     async fn device(&self, name: &str, config: Option<&str>) -> (String, Option<String>) {
-        let r = self
-            .post(
-                "/api/v1/devices",
-                &self.admin,
-                json!({"name": name, "host": "192.0.2.10", "username": "api", "password": "device-secret-1234", "tags": ["edge"]}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let id = r.body["device_id"].as_str().unwrap().to_owned();
+        let id = self.register_device(name).await;
         let commit = config.map(|export| {
             self.archive
                 .record(
@@ -99,18 +91,6 @@ impl App {
 }
 
 const EXPORT: &str = "# by RouterOS 7.16\n/system identity\nset name=r1\n";
-
-fn content(title: &str, devices: &[&str], script: &str, risk: &str) -> Value {
-    json!({
-        "title": title,
-        "reason": "the fleet needs it",
-        "ticket": "CHG-1",
-        "target": {"kind": "devices", "device_ids": devices},
-        "action": {"kind": "script", "script": script},
-        "plan": {"canaries": 1, "batch_size": 10, "parallelism": 2, "failure_threshold": 1, "rollback_on_halt": true},
-        "risk": risk,
-    })
-}
 
 fn assert_illegal(r: &Reply, state: &str, allowed: &[&str]) {
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 
 mod support;
-use support::{ADMIN_EMAIL, App, PASSWORD, Reply, app};
+use support::{ADMIN_EMAIL, App, PASSWORD, Reply, app, change_content};
 
 const CLIENT: &str = "198.51.100.7";
 
@@ -71,19 +71,6 @@ async fn events_as(app: &App, token: &str, category: &str) -> Vec<(String, Value
             )
         })
         .collect()
-}
-
-/// Registers a device called `name` as the admin: its id.
-async fn register_device(app: &App, name: &str) -> String {
-    let device = app
-        .post(
-            "/api/v1/devices",
-            &app.admin,
-            json!({"name": name, "host": "192.0.2.10", "username": "api", "password": "device-secret-1234"}),
-        )
-        .await;
-    assert_eq!(device.status, StatusCode::CREATED, "{:?}", device.body);
-    device.body["device_id"].as_str().unwrap().to_owned()
 }
 
 fn of_type<'a>(events: &'a [(String, Value)], t: &str) -> Vec<&'a Value> {
@@ -344,7 +331,7 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
 
     // A bundle of one device: downloaded, and recorded with its filter; a device with no
     // events in the tenant is not found (and records nothing).
-    let d = register_device(&app, "edge-1").await;
+    let d = app.register_device("edge-1").await;
     let one = app
         .get(&format!("/api/v1/audit/export?devices={d}"), &auditor)
         .await;
@@ -539,18 +526,15 @@ async fn a_refresh_token_reused_is_an_event(pool: PgPool) {
 async fn break_glass_use_is_in_the_feed_flagged_and_named(pool: PgPool) {
     let app = app(pool).await;
     let (_, op) = app.named_user("olga", Role::Operator).await;
-    let d = register_device(&app, "edge-1").await;
-    let body = json!({
-        "title": "hotfix",
-        "reason": "core link down",
-        "ticket": "INC-7",
-        "target": {"kind": "devices", "device_ids": [d]},
-        "action": {"kind": "script", "script": "/system identity\nset name=hot"},
-        "plan": {"canaries": 1, "batch_size": 10, "parallelism": 2, "failure_threshold": 1, "rollback_on_halt": true},
-        "risk": "low",
-        "emergency": true,
-        "emergency_reason": "core link down",
-    });
+    let d = app.register_device("edge-1").await;
+    let mut body = change_content(
+        "hotfix",
+        &[d.as_str()],
+        "/system identity\nset name=hot",
+        "low",
+    );
+    body["emergency"] = json!(true);
+    body["emergency_reason"] = json!("core link down");
     let r = app.post("/api/v1/change-requests", &op, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let id = r.body["change_request_id"].as_str().unwrap().to_owned();

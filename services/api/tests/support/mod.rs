@@ -278,6 +278,19 @@ impl App {
         assert_eq!(r.body["change_control"], mode);
     }
 
+    /// Registers a device called `name` (tag `edge`) as the admin: its id.
+    pub async fn register_device(&self, name: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/devices",
+                &self.admin,
+                json!({"name": name, "host": "192.0.2.10", "username": "api", "password": "device-secret-1234", "tags": ["edge"]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["device_id"].as_str().unwrap().to_owned()
+    }
+
     /// Creates a user with `role` in the admin's tenant (display name "`role` user") and
     /// logs them in: (id, token).
     pub async fn user(&self, email: &str, role: Role) -> (String, String) {
@@ -303,4 +316,18 @@ impl App {
         let id = r.body["user"]["id"].as_str().unwrap().to_owned();
         (id, self.login(email, PASSWORD).await)
     }
+}
+
+/// The content of a script change request on `devices` (a plan of one canary, batches of
+/// ten), as `POST /change-requests` takes it.
+pub fn change_content(title: &str, devices: &[&str], script: &str, risk: &str) -> Value {
+    json!({
+        "title": title,
+        "reason": "the fleet needs it",
+        "ticket": "CHG-1",
+        "target": {"kind": "devices", "device_ids": devices},
+        "action": {"kind": "script", "script": script},
+        "plan": {"canaries": 1, "batch_size": 10, "parallelism": 2, "failure_threshold": 1, "rollback_on_halt": true},
+        "risk": risk,
+    })
 }
