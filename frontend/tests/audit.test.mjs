@@ -19,22 +19,11 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
-const BASE = process.env.NL_UI_BASE_URL;
-const EMAIL = process.env.NL_UI_ADMIN_EMAIL;
-const PASSWORD = process.env.NL_UI_ADMIN_PASSWORD;
-if (!BASE || !EMAIL || !PASSWORD) {
-  throw new Error("set NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL and NL_UI_ADMIN_PASSWORD (scripts/test-frontend does)");
-}
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = process.env.NL_UI_SCREENSHOTS ?? path.join(here, "..", "test-results", "screenshots");
-mkdirSync(SHOTS, { recursive: true });
+import { BASE, EMAIL, PASSWORD, SHOTS, launchChromium, call, login } from "./harness.mjs";
 
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const AUDITOR = { email: `auditor-${RUN}@netledger.test`, name: "Ada Auditor", password: "auditor-password-1234" };
@@ -43,33 +32,6 @@ const TITLE = `Audit trail pool (${RUN})`;
 // A pool name unique per run: the config after the change differs from the one at T0.
 const POOL = `audit-pool-${process.pid}`;
 const SCRIPT = `/ip pool\nadd name=${POOL} ranges=10.96.0.10-10.96.0.20`;
-
-async function login(email, password) {
-  const res = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  const body = await res.text();
-  assert.equal(res.status, 200, `API login of ${email}: ${res.status} ${body}`);
-  return JSON.parse(body).access_token;
-}
-
-async function call(token, method, p, body) {
-  const res = await fetch(`${BASE}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed = null;
-  try {
-    parsed = text ? JSON.parse(text) : null;
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed, text };
-}
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -240,19 +202,7 @@ before(async () => {
     await sleep(1500);
   }
 
-  browser = await chromium.launch({
-    executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, baseURL: BASE, acceptDownloads: true });
   context.setDefaultTimeout(20_000);
   await context.addInitScript(() => {

@@ -17,22 +17,10 @@
 // NL_UI_CHROMIUM (default /usr/bin/chromium), NL_UI_SCREENSHOTS.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
-const BASE = process.env.NL_UI_BASE_URL;
-const EMAIL = process.env.NL_UI_ADMIN_EMAIL;
-const PASSWORD = process.env.NL_UI_ADMIN_PASSWORD;
-if (!BASE || !EMAIL || !PASSWORD) {
-  throw new Error("set NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL and NL_UI_ADMIN_PASSWORD (scripts/test-frontend does)");
-}
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = process.env.NL_UI_SCREENSHOTS ?? path.join(here, "..", "test-results", "screenshots");
-mkdirSync(SHOTS, { recursive: true });
+import { BASE, EMAIL, PASSWORD, SHOTS, launchChromium, call, login } from "./harness.mjs";
 
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const OPERATOR = { email: `change-operator-${RUN}@netledger.test`, name: "Olga Operator", password: "operator-password-1234" };
@@ -40,27 +28,6 @@ const APPROVER = { email: `change-approver-${RUN}@netledger.test`, name: "Arne A
 const TITLE = `Add the change pool (${RUN})`;
 // Pool names unique per run: a second run against the same backend must change something.
 const SCRIPT = `/ip pool\nadd name=change-pool-${process.pid} ranges=10.98.0.10-10.98.0.20`;
-
-async function login(email, password) {
-  const res = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  const body = await res.text();
-  assert.equal(res.status, 200, `API login of ${email}: ${res.status} ${body}`);
-  return JSON.parse(body).access_token;
-}
-
-async function call(token, method, p, body) {
-  const res = await fetch(`${BASE}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
 
 const adminToken = await login(EMAIL, PASSWORD);
 
@@ -138,19 +105,7 @@ before(async () => {
       await new Promise((ok) => setTimeout(ok, 1000));
     }
   }
-  browser = await chromium.launch({
-    executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

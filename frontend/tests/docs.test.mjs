@@ -4,41 +4,17 @@
 // tests (same environment variables).
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
-const BASE = process.env.NL_UI_BASE_URL;
-const EMAIL = process.env.NL_UI_ADMIN_EMAIL;
-const PASSWORD = process.env.NL_UI_ADMIN_PASSWORD;
-if (!BASE || !EMAIL || !PASSWORD) {
-  throw new Error("set NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL and NL_UI_ADMIN_PASSWORD (scripts/test-frontend does)");
-}
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = process.env.NL_UI_SCREENSHOTS ?? path.join(here, "..", "test-results", "screenshots");
-mkdirSync(SHOTS, { recursive: true });
+import { BASE, EMAIL, PASSWORD, SHOTS, launchChromium } from "./harness.mjs";
 
 let browser;
 let page;
 const pageErrors = [];
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("console", (m) => {

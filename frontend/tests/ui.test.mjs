@@ -7,22 +7,10 @@
 // NL_UI_CHROMIUM (default /usr/bin/chromium), NL_UI_SCREENSHOTS.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
-const BASE = process.env.NL_UI_BASE_URL;
-const EMAIL = process.env.NL_UI_ADMIN_EMAIL;
-const PASSWORD = process.env.NL_UI_ADMIN_PASSWORD;
-if (!BASE || !EMAIL || !PASSWORD) {
-  throw new Error("set NL_UI_BASE_URL, NL_UI_ADMIN_EMAIL and NL_UI_ADMIN_PASSWORD (scripts/test-frontend does)");
-}
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = process.env.NL_UI_SCREENSHOTS ?? path.join(here, "..", "test-results", "screenshots");
-mkdirSync(SHOTS, { recursive: true });
+import { BASE, EMAIL, PASSWORD, SHOTS, launchChromium } from "./harness.mjs";
 
 const PUSH_SCRIPT = "/ip pool\nadd name=ui-pool ranges=10.99.0.10-10.99.0.20";
 
@@ -64,19 +52,7 @@ async function setChangeControl(mode) {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.NL_UI_CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, baseURL: BASE });
   context.setDefaultTimeout(20_000);
   page = await context.newPage();
