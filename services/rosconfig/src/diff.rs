@@ -426,6 +426,13 @@ pub fn semantic_diff(old: &Config, new: &Config) -> SemanticDiff {
     d
 }
 
+/// [`semantic_diff`] of two configurations with their known defaults dropped
+/// ([`Config::drop_known_defaults`]): compares a `verbose` export with a compact one without
+/// reporting the defaults the verbose one spells out (where they are known).
+pub fn semantic_diff_known_defaults(old: &Config, new: &Config) -> SemanticDiff {
+    semantic_diff(&old.without_known_defaults(), &new.without_known_defaults())
+}
+
 fn fmt_changes(f: &mut fmt::Formatter<'_>, changes: &[AttrChange]) -> fmt::Result {
     for c in changes {
         writeln!(

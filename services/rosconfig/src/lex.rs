@@ -17,6 +17,8 @@ pub(crate) struct LogicalLine {
     pub line: usize,
     /// Number of physical lines it spans.
     pub span: usize,
+    /// The text ended inside this line's continuation (its last physical line ends in `\`).
+    pub open: bool,
 }
 
 /// Line terminator style of a text.
@@ -97,6 +99,7 @@ pub(crate) fn logical_lines(text: &str) -> Vec<LogicalLine> {
             text: String::new(),
             line: lineno,
             span: 0,
+            open: false,
         });
         ll.text.push_str(body);
         ll.span += 1;
@@ -104,7 +107,8 @@ pub(crate) fn logical_lines(text: &str) -> Vec<LogicalLine> {
             out.push(done);
         }
     }
-    if let Some(done) = cur.take() {
+    if let Some(mut done) = cur.take() {
+        done.open = true;
         out.push(done);
     }
     out
@@ -483,6 +487,11 @@ mod tests {
         assert_eq!(ll[0].text, "add a=\"x\\_y\" b=1");
         assert_eq!(ll[0].span, 2);
         assert_eq!(ll[1].line, 3);
+        assert!(!ll[1].open);
+        let ll = logical_lines("add a=b \\\n    c=d \\");
+        assert_eq!(ll.len(), 1);
+        assert!(ll[0].open);
+        assert_eq!(ll[0].text, "add a=b c=d ");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! RouterOS runtime remark comments (`# managed by CAPsMAN`, `# channel: ...`, `# disabled`,
 //! `# Firmware upgraded successfully ...`) and a trailing captured prompt, unwraps
 //! continuations and uses LF. It is stable: normalising normalised text returns it unchanged.
+//! Terse text normalises like its compact twin; [`normalise_with`] can also drop known
+//! default values so verbose and compact exports compare.
 
 use crate::error::ParseError;
 use crate::model::{Attr, Config, Stmt};
@@ -55,6 +57,31 @@ pub fn normalise(text: &str) -> Result<String, ParseError> {
 pub fn normalise_masked(text: &str) -> Result<String, ParseError> {
     let mut c = parse_export(text)?;
     mask_secrets(&mut c);
+    Ok(c.normalised())
+}
+
+/// What [`normalise_with`] does besides [`normalise`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NormaliseOptions {
+    /// Drop properties equal to their known default ([`Config::drop_known_defaults`]), so a
+    /// `verbose` export normalises like a compact export of the same configuration as far
+    /// as the defaults are known. Use it on both sides of a comparison.
+    pub drop_known_defaults: bool,
+    /// Mask secret values ([`mask_secrets`], as [`normalise_masked`]).
+    pub mask_secrets: bool,
+}
+
+/// Parses and normalises export text of any form (compact, `terse`, `verbose`): with
+/// default options the same text as [`normalise`] (terse text normalises like its compact
+/// twin either way).
+pub fn normalise_with(text: &str, opts: NormaliseOptions) -> Result<String, ParseError> {
+    let mut c = parse_export(text)?;
+    if opts.drop_known_defaults {
+        c.drop_known_defaults();
+    }
+    if opts.mask_secrets {
+        mask_secrets(&mut c);
+    }
     Ok(c.normalised())
 }
 

@@ -2,10 +2,11 @@
 //! header comments, menu path lines (also one-line `terse` commands with a path), `add`,
 //! `set`, `remove`, selectors, quoting and escapes, continuations, CRLF/LF, RouterOS remark
 //! comments, v7 dotted properties with leading-dot shorthand, verbose `!name` markers and a
-//! trailing captured CLI prompt.
+//! trailing captured CLI prompt; and refuses what is not export syntax, naming the line
+//! (see [`parse_export`]).
 
 use crate::error::{ParseError, ParseErrorKind};
-use crate::lex::{LineEnding, Tok, logical_lines, tokenize};
+use crate::lex::{LineEnding, LogicalLine, Tok, logical_lines, tokenize};
 use crate::model::{
     Attr, Config, Entry, FindExpr, FindTerm, Header, ItemId, MenuPath, Section, Selector, SetStmt,
     Stmt,
@@ -288,99 +289,215 @@ fn parse_header_line(h: &mut Header, text: &str) {
     h.lines.push(text.to_string());
 }
 
-/// Parses a whole export.
+/// The first character of `text` that no export contains: a control character other than
+/// tab, or U+FFFD (what lossy UTF-8 decoding leaves of invalid bytes). Returns its 1-based
+/// column.
+fn forbidden_char(text: &str) -> Option<(usize, char)> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| (c.is_control() && *c != '\t') || *c == '\u{FFFD}')
+        .map(|(i, c)| (i + 1, c))
+}
+
+/// Whether `seg` can be a RouterOS menu name: lowercase letters, digits and `-`, starting
+/// with a letter or digit (every menu of the corpus and of the notes).
+fn is_menu_name(seg: &str) -> bool {
+    seg.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && seg
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Whether `key` can be a RouterOS property name: lowercase letters, digits, `-`, `.`
+/// (v7 sub-properties) and `/` (`basic-rates-a/g`), starting with a letter or digit.
+pub(crate) fn is_property_name(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '/'))
+}
+
+/// A token for an error message, cut to 40 characters (the line itself is in the excerpt).
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Export commands: what `/export` writes (other verbs are `bad command name`).
+const EXPORT_VERBS: &[&str] = &["add", "set", "remove"];
+
+/// Parses a whole export: the compact (default), `terse` (every command on one line after
+/// its full menu path; a menu path line on its own may appear too) and `verbose` forms,
+/// which all give the same kind of model (terse and compact text of one configuration give
+/// equal models).
+///
+/// Text that is not RouterOS export syntax is an error naming the line and showing it
+/// ([`ParseError::excerpt`]): a command that is not `add`/`set`/`remove` (a stray
+/// `Uploaded by ...` or `HTTP/1.1 200 OK` line), a menu path or property name RouterOS
+/// cannot have, control characters (binary data), an unterminated quote, a line
+/// continuation at the end of the text, or a captured CLI prompt with more text after it
+/// (a trailing prompt, as in a captured session, is kept as [`Config::trailer`]).
 pub fn parse_export(text: &str) -> Result<Config, ParseError> {
     let mut cfg = Config::new();
     cfg.line_ending = LineEnding::detect(text);
     let mut in_header = true;
     let mut current: Option<usize> = None; // index of current section
+    let mut prompt_at: Option<(usize, String)> = None; // first trailing prompt line
     for ll in logical_lines(text) {
-        let trimmed = ll.text.trim_start();
-        if trimmed.trim_end().is_empty() {
-            continue;
-        }
-        if !cfg.trailer.is_empty() {
-            return Err(ParseError::new(
-                ll.line,
-                1,
-                ParseErrorKind::Unexpected(trimmed.to_string()),
-            ));
-        }
-        if let Some(rest) = trimmed.strip_prefix('#') {
-            if in_header {
-                parse_header_line(&mut cfg.header, trimmed);
-            } else {
-                let idx = ensure_section(&mut cfg, current, &MenuPath::root());
-                current = Some(idx);
-                if let Some(sec) = cfg.sections.get_mut(idx) {
-                    sec.stmts.push(Stmt::Remark(rest.to_string()));
-                }
-            }
-            continue;
-        }
-        if is_prompt(trimmed) {
-            cfg.trailer.push(ll.text.clone());
-            continue;
-        }
-        in_header = false;
-        let toks = tokenize(&ll.text, ll.line)?;
-        if let Some(t) = toks.iter().find(|t| matches!(t, Tok::Semi { .. })) {
-            return Err(ParseError::new(
-                ll.line,
-                t.col(),
-                ParseErrorKind::ExpectedEndOfCommand,
-            ));
-        }
-        let raw = split_command(toks);
-        if let Some(path) = &raw.path {
-            // a menu line (possibly with a one-line command)
-            let reuse = current
-                .and_then(|i| cfg.sections.get(i))
-                .is_some_and(|s| &s.path == path && raw.verb.is_some() && !s.stmts.is_empty());
-            if !reuse {
-                cfg.sections.push(Section {
-                    path: path.clone(),
-                    stmts: Vec::new(),
-                });
-                current = Some(cfg.sections.len() - 1);
-            }
-            if raw.verb.is_none() {
-                if let Some(t) = raw.args.first() {
-                    return Err(ParseError::new(
-                        ll.line,
-                        t.col(),
-                        ParseErrorKind::Unexpected(tok_text(t)),
-                    ));
-                }
-                continue;
-            }
-        }
-        let Some(idx) = current else {
-            return Err(ParseError::new(
-                ll.line,
-                1,
-                ParseErrorKind::CommandOutsideMenu,
-            ));
-        };
-        let Some((verb, vcol)) = raw.verb else {
-            let col = raw.args.first().map(Tok::col).unwrap_or(1);
-            return Err(ParseError::new(
-                ll.line,
-                col,
-                ParseErrorKind::Unexpected(trimmed.to_string()),
-            ));
-        };
-        let path = cfg
-            .sections
-            .get(idx)
-            .map(|s| s.path.clone())
-            .unwrap_or_default();
-        let stmt = build_stmt(&mut cfg, &path, &verb, vcol, raw.args, ll.line)?;
-        if let Some(sec) = cfg.sections.get_mut(idx) {
-            sec.stmts.push(stmt);
-        }
+        parse_line(&mut cfg, &ll, &mut in_header, &mut current, &mut prompt_at)
+            .map_err(|e| e.with_line(&ll.text))?;
     }
     Ok(cfg)
+}
+
+/// Parses one logical line into `cfg`.
+fn parse_line(
+    cfg: &mut Config,
+    ll: &LogicalLine,
+    in_header: &mut bool,
+    current: &mut Option<usize>,
+    prompt_at: &mut Option<(usize, String)>,
+) -> Result<(), ParseError> {
+    let trimmed = ll.text.trim_start();
+    let blank = trimmed.trim_end().is_empty();
+    if let Some((line, prompt)) = prompt_at
+        && !blank
+        && !is_prompt(trimmed)
+    {
+        return Err(ParseError::new(*line, 1, ParseErrorKind::PromptNotAtEnd).with_line(prompt));
+    }
+    if let Some((col, c)) = forbidden_char(&ll.text) {
+        return Err(ParseError::new(
+            ll.line,
+            col,
+            ParseErrorKind::ControlCharacter(c),
+        ));
+    }
+    if ll.open {
+        return Err(ParseError::new(
+            ll.line,
+            ll.text.chars().count().max(1),
+            ParseErrorKind::ContinuationAtEnd,
+        ));
+    }
+    if blank {
+        return Ok(());
+    }
+    if is_prompt(trimmed) {
+        prompt_at.get_or_insert_with(|| (ll.line, ll.text.clone()));
+        cfg.trailer.push(ll.text.clone());
+        return Ok(());
+    }
+    if let Some(rest) = trimmed.strip_prefix('#') {
+        if *in_header {
+            parse_header_line(&mut cfg.header, trimmed);
+        } else {
+            let idx = ensure_section(cfg, *current, &MenuPath::root());
+            *current = Some(idx);
+            if let Some(sec) = cfg.sections.get_mut(idx) {
+                sec.stmts.push(Stmt::Remark(rest.to_string()));
+            }
+        }
+        return Ok(());
+    }
+    *in_header = false;
+    let toks = tokenize(&ll.text, ll.line)?;
+    if let Some(t) = toks.iter().find(|t| matches!(t, Tok::Semi { .. })) {
+        return Err(ParseError::new(
+            ll.line,
+            t.col(),
+            ParseErrorKind::ExpectedEndOfCommand,
+        ));
+    }
+    let path_col = toks.first().map(Tok::col).unwrap_or(1);
+    let raw = split_command(toks);
+    if let Some(path) = &raw.path {
+        if let Some(bad) = path.segments().iter().find(|s| !is_menu_name(s)) {
+            return Err(ParseError::new(
+                ll.line,
+                path_col,
+                ParseErrorKind::BadMenuPath(bad.clone()),
+            ));
+        }
+        if raw.verb.is_none() {
+            if let Some(t) = raw.args.first() {
+                return Err(ParseError::new(
+                    ll.line,
+                    t.col(),
+                    ParseErrorKind::Unexpected(tok_text(t)),
+                ));
+            }
+            // a menu path line: it always starts a section
+            cfg.sections.push(Section {
+                path: path.clone(),
+                stmts: Vec::new(),
+            });
+            *current = Some(cfg.sections.len() - 1);
+            return Ok(());
+        }
+    }
+    let Some((verb, vcol)) = raw.verb else {
+        // the line is in the error's excerpt; the kind names the first token only
+        let (col, what) = raw
+            .args
+            .first()
+            .map(|t| (t.col(), tok_text(t)))
+            .unwrap_or((1, String::new()));
+        return Err(ParseError::new(
+            ll.line,
+            col,
+            ParseErrorKind::Unexpected(cut(&what)),
+        ));
+    };
+    if !EXPORT_VERBS.contains(&verb.as_str()) {
+        return Err(ParseError::new(
+            ll.line,
+            vcol,
+            ParseErrorKind::BadCommand(cut(&verb)),
+        ));
+    }
+    if let Some(path) = raw.path {
+        // a one-line (terse) command: it continues the current section when that is of
+        // the same menu (consecutive terse lines, or a menu line just before), else it
+        // starts one
+        let same = current
+            .and_then(|i| cfg.sections.get(i))
+            .is_some_and(|s| s.path == path);
+        if !same {
+            cfg.sections.push(Section {
+                path,
+                stmts: Vec::new(),
+            });
+            *current = Some(cfg.sections.len() - 1);
+        }
+    }
+    let Some(idx) = *current else {
+        return Err(ParseError::new(
+            ll.line,
+            1,
+            ParseErrorKind::CommandOutsideMenu,
+        ));
+    };
+    let path = cfg
+        .sections
+        .get(idx)
+        .map(|s| s.path.clone())
+        .unwrap_or_default();
+    if path.is_root() {
+        // `/` alone is a menu line, but the root menu has no items to add, set or remove
+        return Err(ParseError::new(
+            ll.line,
+            1,
+            ParseErrorKind::BadMenuPath("/".into()),
+        ));
+    }
+    let stmt = build_stmt(cfg, &path, &verb, vcol, raw.args, ll.line)?;
+    if let Some(sec) = cfg.sections.get_mut(idx) {
+        sec.stmts.push(stmt);
+    }
+    Ok(())
 }
 
 fn ensure_section(cfg: &mut Config, current: Option<usize>, root: &MenuPath) -> usize {
@@ -410,6 +527,13 @@ fn build_stmt(
         WordMode::SelectorThenFlags
     };
     let (attrs, positional, shorthand) = collect_attrs(args, mode);
+    if let Some(a) = attrs.iter().find(|a| !is_property_name(&a.key)) {
+        return Err(ParseError::new(
+            line,
+            vcol,
+            ParseErrorKind::BadProperty(a.key.clone()),
+        ));
+    }
     if shorthand {
         cfg.dotted_shorthand = Some(true);
     }
@@ -496,6 +620,157 @@ mod tests {
         let e = parse_export("/ip address\nfrobnicate x=1\n").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::BadCommand("frobnicate".into()));
         assert_eq!(e.line, 2);
+    }
+
+    /// A hand-written v7 export and its terse twin (quoting, escapes, a continuation inside
+    /// a quoted value, `[ find ... ]` selectors, dotted shorthand, remarks, `remove`, a menu
+    /// line on its own, two sections of one menu).
+    const COMPACT: &str = "# 2025-03-24 14:13:48 by RouterOS 7.18.2\n# software id = D555\n#\n\
+        /interface bridge\nadd admin-mac=AA:BB:CC:00:00:01 auto-mac=no comment=\"LAN \\\"main\\\" \\$x\" name=bridge\n\
+        /interface wifi\n# managed by CAPsMAN\nset [ find default-name=wifi1 ] configuration.country=\"United Kingdom\" .mode=ap .ssid=\"Home \\\n    \\_Net\"\n\
+        /interface list\n\
+        /ip firewall filter\nadd action=accept chain=input comment=\"defconf: accept ICMP\" protocol=icmp\n# disabled\nadd action=drop chain=input disabled=yes in-interface-list=!LAN\n\
+        /routing bgp connection\nadd as=65001 local.role=ebgp name=up1 remote.address=192.0.2.1 .as=65002\n\
+        /ip firewall filter\nremove [ find where comment=old and !dynamic ]\n\
+        /system identity\nset name=r1\n";
+
+    const TERSE: &str = "# 2025-03-24 14:13:48 by RouterOS 7.18.2\n# software id = D555\n#\n\
+        /interface bridge add admin-mac=AA:BB:CC:00:00:01 auto-mac=no comment=\"LAN \\\"main\\\" \\$x\" name=bridge\n\
+        /interface wifi\n# managed by CAPsMAN\n/interface wifi set [ find default-name=wifi1 ] configuration.country=\"United Kingdom\" \\\n    .mode=ap .ssid=\"Home \\_Net\"\n\
+        /interface list\n\
+        /ip firewall filter add action=accept chain=input comment=\"defconf: accept ICMP\" protocol=icmp\n# disabled\n/ip firewall filter add action=drop chain=input disabled=yes in-interface-list=!LAN\n\
+        /routing bgp connection add as=65001 local.role=ebgp name=up1 remote.address=192.0.2.1 .as=65002\n\
+        /ip/firewall/filter remove [ find where comment=old and !dynamic ]\n\
+        /system identity set name=r1\n";
+
+    #[test]
+    fn hand_written_terse_parses_like_its_compact_twin() {
+        let c = parse_export(COMPACT).unwrap();
+        let t = parse_export(TERSE).unwrap();
+        assert_eq!(t, c);
+        assert_eq!(c.sections.len(), 7);
+        let wifi = MenuPath::parse("/interface wifi");
+        let set = c.set_stmts(&wifi).next().unwrap();
+        assert_eq!(set.get("configuration.ssid"), Some("Home  Net"));
+        assert_eq!(set.get("configuration.mode"), Some("ap"));
+        let bridge = c
+            .entries(&MenuPath::parse("/interface bridge"))
+            .next()
+            .unwrap();
+        assert_eq!(bridge.get("comment"), Some("LAN \"main\" $x"));
+        let bgp = c
+            .entries(&MenuPath::parse("/routing bgp connection"))
+            .next()
+            .unwrap();
+        assert_eq!(bgp.get("remote.as"), Some("65002"));
+        assert!(crate::detect_form(TERSE).terse);
+        assert!(!crate::detect_form(COMPACT).terse);
+        assert_eq!(
+            crate::render_terse(&c, &crate::RenderOptions::faithful(crate::Wrap::None))
+                .lines()
+                .filter(|l| l.starts_with("/ip firewall filter"))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn not_export_syntax_is_an_error_with_the_line() {
+        let cases: &[(&str, usize, ParseErrorKind)] = &[
+            (
+                "HTTP/1.1 200 OK\n/ip address\n",
+                1,
+                ParseErrorKind::BadCommand("HTTP/1.1".into()),
+            ),
+            (
+                "/ip address\nadd address=1.1.1.1/32\nUploaded by oxidized at 2026-03-01\n",
+                3,
+                ParseErrorKind::BadCommand("Uploaded".into()),
+            ),
+            (
+                "[admin@MikroTik] > /export\n/ip address\n",
+                1,
+                ParseErrorKind::PromptNotAtEnd,
+            ),
+            (
+                "/ip address\n[admin@MikroTik] > \nadd address=1.1.1.1/32\n",
+                2,
+                ParseErrorKind::PromptNotAtEnd,
+            ),
+            (
+                "/ip address\nadd comment=\"x\n",
+                2,
+                ParseErrorKind::UnterminatedQuote,
+            ),
+            (
+                "/ip address\nadd comment=x \\\n",
+                2,
+                ParseErrorKind::ContinuationAtEnd,
+            ),
+            (
+                "/ip address\nadd comment=x \\\n    y=1 \\",
+                2,
+                ParseErrorKind::ContinuationAtEnd,
+            ),
+            (
+                "/ip address\nadd a=\u{0}\n",
+                2,
+                ParseErrorKind::ControlCharacter('\u{0}'),
+            ),
+            (
+                "/ip address\nadd a=b\r\r\n",
+                2,
+                ParseErrorKind::ControlCharacter('\r'),
+            ),
+            (
+                "/ip Address\n",
+                1,
+                ParseErrorKind::BadMenuPath("Address".into()),
+            ),
+            (
+                "/ip address\nadd Address=1\n",
+                2,
+                ParseErrorKind::BadProperty("Address".into()),
+            ),
+            (
+                "/ip address\nadd Uploaded\n",
+                2,
+                ParseErrorKind::BadProperty("Uploaded".into()),
+            ),
+            (
+                "/ip address\nadd .as=1\n",
+                2,
+                ParseErrorKind::BadProperty(".as".into()),
+            ),
+            (
+                "/ip address\nprint\n",
+                2,
+                ParseErrorKind::BadCommand("print".into()),
+            ),
+            (
+                "/\nset name=x\n",
+                2,
+                ParseErrorKind::BadMenuPath("/".into()),
+            ),
+            (
+                "/ip address\n/ set =\n",
+                2,
+                ParseErrorKind::BadMenuPath("/".into()),
+            ),
+        ];
+        for (text, line, kind) in cases {
+            let e = parse_export(text).unwrap_err();
+            assert_eq!((&e.line, &e.kind), (line, kind), "{text:?}: {e}");
+            assert!(!e.excerpt.is_empty(), "{text:?}");
+            assert!(
+                e.to_string().starts_with(&format!("line {line} column ")),
+                "{e}"
+            );
+        }
+        // a trailing prompt is kept, as in a captured session
+        let c =
+            parse_export("/ip address\nadd address=1.1.1.1/32\n[admin@MikroTik] > \n\n").unwrap();
+        assert_eq!(c.trailer, vec!["[admin@MikroTik] > ".to_string()]);
     }
 
     #[test]

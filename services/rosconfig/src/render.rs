@@ -306,6 +306,79 @@ pub fn render(cfg: &Config, opts: &RenderOptions) -> String {
     out
 }
 
+/// Renders a configuration as `/export terse` does: every command on one line after its
+/// full menu path (`/ip firewall filter add action=accept chain=input`), in the order of
+/// [`render`]; header, remarks, trailer, line endings and wrapping follow `opts` as there.
+///
+/// A menu path line on its own is written where the model needs it to read back the same
+/// ([`crate::parse_export`] of the result equals the configuration): for a section without
+/// commands, for a section that starts with a remark (so the remark stays in its menu), and
+/// for a section right after another of the same menu (so the two stay apart).
+pub fn render_terse(cfg: &Config, opts: &RenderOptions) -> String {
+    let eol = opts.line_ending.unwrap_or(cfg.line_ending).as_str();
+    let shorthand = opts
+        .dotted_shorthand
+        .or(cfg.dotted_shorthand)
+        .unwrap_or_else(|| cfg.header.major_version().is_some_and(|m| m >= 7));
+    let mut out = String::new();
+    let mut push = |l: &str| {
+        out.push_str(l);
+        out.push_str(eol);
+    };
+    match &opts.header {
+        HeaderMode::Omit => {}
+        HeaderMode::Original => cfg.header.lines.iter().for_each(|l| push(l)),
+        HeaderMode::Generated(h) => h.lines().iter().for_each(|l| push(l)),
+    }
+    let mut prev: Option<&crate::model::MenuPath> = None;
+    for sec in &cfg.sections {
+        let visible: Vec<&Stmt> = sec
+            .stmts
+            .iter()
+            .filter(|s| opts.remarks || !matches!(s, Stmt::Remark(_)))
+            .collect();
+        let commands = visible.iter().any(|s| !matches!(s, Stmt::Remark(_)));
+        let bare_line = if sec.path.is_root() {
+            // remarks before any menu, as parsed; the root has no commands in an export
+            false
+        } else {
+            !commands
+                || visible
+                    .first()
+                    .is_some_and(|s| matches!(s, Stmt::Remark(_)))
+                || prev == Some(&sec.path)
+        };
+        if bare_line {
+            push(&sec.path.to_cli());
+        }
+        if commands || bare_line {
+            prev = Some(&sec.path);
+        }
+        for st in visible {
+            let lines = match st {
+                Stmt::Remark(_) => render_stmt(st, shorthand, Wrap::None),
+                _ => {
+                    let mut pieces = vec![(String::new(), sec.path.to_cli())];
+                    pieces.extend(stmt_pieces(st, shorthand));
+                    match opts.wrap {
+                        Wrap::None => vec![join_unwrapped(&pieces)],
+                        Wrap::Terminal(cols) => wrap_pieces(&pieces, cols),
+                    }
+                }
+            };
+            for l in lines {
+                push(&l);
+            }
+        }
+    }
+    if opts.trailer {
+        for l in &cfg.trailer {
+            push(l);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
