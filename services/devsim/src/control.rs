@@ -1,5 +1,5 @@
 //! HTTP control API on loopback (JSON): fault knobs, command log, change counts,
-//! out-of-band configuration changes, reboots, available upgrades, device-mode.
+//! out-of-band configuration changes, reboots, available upgrades, device-mode, SSH keys.
 //!
 //! | method | path | body / answer |
 //! |---|---|---|
@@ -13,6 +13,7 @@
 //! | POST | `/devices/{id}/reboot` | starts a reboot |
 //! | PUT | `/devices/{id}/available-version` | `{"version": "7.19.4"}` |
 //! | PUT | `/devices/{id}/device-mode` | `{"scheduler": false}` |
+//! | POST | `/devices/{id}/ssh-keys` | `{"user": "admin", "key": "ssh-ed25519 AAAA... comment"}`: authorizes the key for SSH logins as `user` (`/user ssh-keys import`); 400 + error text |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +67,12 @@ struct ConfigQuery {
 #[derive(Deserialize)]
 struct ModeBody {
     scheduler: bool,
+}
+
+#[derive(Deserialize)]
+struct SshKeyBody {
+    user: String,
+    key: String,
 }
 
 fn not_found() -> Response {
@@ -168,6 +175,16 @@ pub fn router(devices: Vec<Arc<Device>>, manifest: Vec<ManifestEntry>) -> Router
                 let Some(d) = c.dev(id) else { return not_found() };
                 d.set_scheduler_allowed(b.scheduler);
                 StatusCode::NO_CONTENT.into_response()
+            }),
+        )
+        .route(
+            "/devices/{id}/ssh-keys",
+            post(|State(c): State<Ctl>, Path(id): Path<usize>, Json(b): Json<SshKeyBody>| async move {
+                let Some(d) = c.dev(id) else { return not_found() };
+                match d.authorize_ssh_key(&b.user, &b.key) {
+                    Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                    Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+                }
             }),
         )
         .with_state(ctl)

@@ -13,7 +13,8 @@
 //! the `package-*` properties. At the end of the next reboot the newest package for the
 //! board's architecture that is newer than the running version is installed (the
 //! `fail_upgrade` knob still applies) and the package files for that architecture are
-//! removed. Bytes are stored as text (lossy): devsim models a package by name and size.
+//! removed. Files keep the fetched bytes exactly (devsim models a package by name and
+//! size; an SFTP upload of a `.npk` lands in `/file` the same way).
 
 use std::time::Duration;
 
@@ -241,12 +242,7 @@ pub(crate) async fn fetch(dev: &Device, cmd: &Command) -> Vec<Reply> {
     {
         let mut st = dev.lock();
         let now = dev.shared.clock.now();
-        st.put_file(
-            &dst,
-            file_kind(&dst),
-            String::from_utf8_lossy(&body).into_owned(),
-            now,
-        );
+        st.put_file(&dst, file_kind(&dst), body, now);
     }
     vec![
         status(&[("status", "connecting".into())]),

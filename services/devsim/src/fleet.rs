@@ -1,7 +1,12 @@
 //! A fleet of devices on loopback: port scheme, certificates, manifest, timers.
 //!
-//! Port scheme: device `i` listens for the API on `base + 2i` and for API-SSL on
-//! `base + 2i + 1`. With base port 0 every listener gets an ephemeral port (tests).
+//! Port scheme: device `i` listens for the API on `base + 2i`, for API-SSL on
+//! `base + 2i + 1` and for SSH on `base + 2n + i` (`n` devices; after all the API ports).
+//! With base port 0 every listener gets an ephemeral port (tests).
+//!
+//! SSH host keys are Ed25519 keys derived from the fleet seed and the device index (the
+//! 32-byte seed is SHA-256 of `devsim-ssh-host-key/<seed>/<index>`), so a fleet restarted
+//! with the same seed keeps its host keys and pinned fingerprints stay valid.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,10 +102,14 @@ pub struct FleetOptions {
     /// Background timer period (`None`: only [`Fleet::tick`] advances timers, for tests
     /// with a manual clock).
     pub tick: Option<Duration>,
+    /// Serve SSH (exec, shell, SFTP) on every device (default `true`). Off: no SSH
+    /// listeners; the manifest's `ssh` is then `0.0.0.0:0`.
+    pub ssh: bool,
 }
 
 impl FleetOptions {
-    /// Defaults: loopback ephemeral ports, 30 % v6, 5 s reboots, user `admin`, 1 s ticks.
+    /// Defaults: loopback ephemeral ports, 30 % v6, 5 s reboots, user `admin`, 250 ms
+    /// ticks, SSH on.
     pub fn new(devices: usize, clock: Arc<dyn Clock>) -> FleetOptions {
         FleetOptions {
             devices,
@@ -112,6 +121,7 @@ impl FleetOptions {
             seed: 1,
             exports: Vec::new(),
             tick: Some(Duration::from_millis(250)),
+            ssh: true,
         }
     }
 }
@@ -129,6 +139,14 @@ pub struct ManifestEntry {
     pub api_ssl: SocketAddr,
     /// SHA-256 of the API-SSL certificate (lowercase hex).
     pub tls_sha256: String,
+    /// SSH address (exec, interactive shell, SFTP); `0.0.0.0:0` when the fleet runs
+    /// without SSH ([`FleetOptions::ssh`]).
+    #[serde(default = "no_ssh")]
+    pub ssh: SocketAddr,
+    /// SHA-256 of the SSH host public key in SSH wire encoding (lowercase hex; OpenSSH's
+    /// `SHA256:` fingerprint is the unpadded base64 of the same 32 bytes).
+    #[serde(default)]
+    pub ssh_host_key_sha256: String,
     /// API user.
     pub username: String,
     /// API password.
@@ -139,11 +157,15 @@ pub struct ManifestEntry {
     pub board: String,
 }
 
+fn no_ssh() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
 /// A running fleet.
 #[derive(Debug)]
 pub struct Fleet {
     devices: Vec<Arc<Device>>,
-    addrs: Vec<(SocketAddr, SocketAddr)>,
+    addrs: Vec<(SocketAddr, SocketAddr, SocketAddr)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -219,6 +241,22 @@ impl Fleet {
             };
             let (api_l, api_addr) = listen(api_addr).await?;
             let (ssl_l, ssl_addr) = listen(ssl_addr).await?;
+            let ssh = if opts.ssh {
+                let mut a = opts.listen;
+                if a.port() != 0 {
+                    let p = usize::from(a.port()) + 2 * opts.devices + i;
+                    let Ok(p) = u16::try_from(p) else {
+                        return Err(DevsimError::Ports {
+                            base: opts.listen,
+                            devices: opts.devices,
+                        });
+                    };
+                    a.set_port(p);
+                }
+                Some(listen(a).await?)
+            } else {
+                None
+            };
             let (board, version, config) = match opts.exports.get(i) {
                 Some(text) => {
                     let cfg = rosconfig::parse_export(text)
@@ -259,6 +297,7 @@ impl Fleet {
             let (link, _) = watch::channel(Link {
                 api: true,
                 ssl: true,
+                ssh: true,
                 epoch: 0,
             });
             let dev = Arc::new(Device {
@@ -266,6 +305,7 @@ impl Fleet {
                 board,
                 fingerprint,
                 cert,
+                ssh_key: Arc::new(crate::ssh::host_key(opts.seed, i as u32)),
                 shared: shared.clone(),
                 state: std::sync::Mutex::new(DeviceState::new(config, version, now)),
                 link,
@@ -280,8 +320,15 @@ impl Fleet {
                 api_addr,
                 ssl_addr,
             )));
+            let ssh_addr = match ssh {
+                Some((l, a)) => {
+                    tasks.push(tokio::spawn(crate::ssh::listener_task(dev.clone(), l, a)));
+                    a
+                }
+                None => no_ssh(),
+            };
             devices.push(dev);
-            addrs.push((api_addr, ssl_addr));
+            addrs.push((api_addr, ssl_addr, ssh_addr));
         }
         let mut fleet = Fleet {
             devices,
@@ -306,7 +353,7 @@ impl Fleet {
         self.devices
             .iter()
             .zip(&self.addrs)
-            .map(|(d, (api, ssl))| {
+            .map(|(d, (api, ssl, ssh))| {
                 let identity = {
                     let st = d.lock();
                     d.identity(&st)
@@ -317,6 +364,8 @@ impl Fleet {
                     api: *api,
                     api_ssl: *ssl,
                     tls_sha256: hex::encode(d.fingerprint()),
+                    ssh: *ssh,
+                    ssh_host_key_sha256: hex::encode(d.ssh_host_key_sha256()),
                     username: d.username().to_string(),
                     password: d.password(),
                     version: d.version().to_string(),

@@ -3,8 +3,14 @@
 //! `sp-sim`: tests, the demo and compose all use it. Depends on `routeros` and `rosconfig`,
 //! nothing else of ours.
 //!
-//! * [`Fleet::start`] binds device `i`'s API on `base + 2i` and API-SSL on `base + 2i + 1`
-//!   (ephemeral ports with base port 0) and returns the [`ManifestEntry`] list.
+//! * [`Fleet::start`] binds device `i`'s API on `base + 2i`, API-SSL on `base + 2i + 1` and
+//!   SSH on `base + 2n + i` for `n` devices (ephemeral ports with base port 0) and returns
+//!   the [`ManifestEntry`] list (addresses, TLS and SSH host key fingerprints, login).
+//! * SSH (the `ssh` and `sftp` modules): password and `/user ssh-keys` logins, `exec` and
+//!   an interactive shell running RouterOS console lines through the same executor
+//!   (`/export [terse]`, `/system backup save`, `/import`, `/file print|remove`, ...), and
+//!   an SFTP subsystem over the device's `/file` (byte-exact; an uploaded `*.auto.rsc`
+//!   runs). What is sourced and what guessed is in `device::console`.
 //! * Each device keeps its configuration in a [`rosconfig::Config`] (shared factory
 //!   template until first write), answers `print`/`add`/`set`/`remove` with RouterOS's
 //!   replies and trap texts, exports, imports, saves/loads backups, runs its scheduler.
@@ -12,14 +18,15 @@
 //!   commands, rejected login, corrupted frames, a change that cuts management access
 //!   until the scheduler reverts, failed upgrade.
 //!
-//! One command executor (`device::exec`) answers API sentences and script lines alike
-//! (scheduler `on-event`, `/system/script/run`, `/import`, `/import dry-run`, the control
-//! API's out-of-band changes): configuration menus (`add`/`set`/`remove`/`enable`/
-//! `disable`/`unset`), `/system backup load|save`, `/import`, `/system reboot`,
-//! `/system script run`, `/system package update check-for-updates|download|install`,
-//! `/system routerboard upgrade`, `/file add|set|remove|read`, `/export`; in scripts
-//! `:log`, `:put`, `:delay` are accepted and ignored, and anything else stops the script
-//! with `bad command name`.
+//! One command executor (`device::exec`) answers API sentences, SSH console lines and
+//! script lines alike (scheduler `on-event`, `/system/script/run`, `/import`,
+//! `/import dry-run`, an uploaded `*.auto.rsc`, the control API's out-of-band changes):
+//! configuration menus (`add`/`set`/`remove`/`enable`/`disable`/`unset`),
+//! `/system backup load|save`, `/import`, `/system reboot`, `/system script run`,
+//! `/system package update check-for-updates|download|install`,
+//! `/system routerboard upgrade`, `/file add|set|remove|read` (and `print` on a console),
+//! `/export [terse]`, `/user ssh-keys import`; in scripts `:log`, `:put`, `:delay` are
+//! accepted and ignored, and anything else stops the script with `bad command name`.
 //!
 //! Who changed the device: `/system/history` lists the last 100 configuration changes,
 //! newest first, whatever made them (API sentences, `/import` and scripts an API user
@@ -46,6 +53,8 @@ mod fleet;
 mod ping;
 mod query;
 mod server;
+mod sftp;
+mod ssh;
 mod state;
 mod version;
 
@@ -67,9 +76,11 @@ use std::time::Duration;
 pub struct DevsimOptions {
     /// Number of devices.
     pub devices: usize,
-    /// Base address: device i gets the API on port+2i and API-SSL on port+2i+1 (port 0:
-    /// ephemeral ports, see the manifest).
+    /// Base address: device i gets the API on port+2i, API-SSL on port+2i+1 and SSH on
+    /// port+2n+i for n devices (port 0: ephemeral ports, see the manifest).
     pub listen: SocketAddr,
+    /// Serve SSH and SFTP on every device.
+    pub ssh: bool,
     /// Write the manifest (JSON array) here.
     pub manifest: Option<PathBuf>,
     /// Serve the HTTP control API here.
@@ -88,11 +99,12 @@ pub struct DevsimOptions {
 
 impl DevsimOptions {
     /// `devices` devices on `127.0.0.1:18728` onwards, 30 % RouterOS 6, 5 s reboots, seed 1,
-    /// no manifest, no control API.
+    /// SSH on, no manifest, no control API.
     pub fn new(devices: usize, clock: Arc<dyn Clock>) -> DevsimOptions {
         DevsimOptions {
             devices,
             listen: SocketAddr::from(([127, 0, 0, 1], 18728)),
+            ssh: true,
             manifest: None,
             control: None,
             v6_share: 0.3,
@@ -104,12 +116,12 @@ impl DevsimOptions {
     }
 }
 
-/// Raises `RLIMIT_NOFILE` so that every device can hold two listening sockets plus
-/// connections: `3 * devices + 1024` descriptors. The hard limit is raised too when the
+/// Raises `RLIMIT_NOFILE` so that every device can hold three listening sockets (API,
+/// API-SSL, SSH) plus connections: `4 * devices + 1024` descriptors. The hard limit is raised too when the
 /// process may (root / CAP_SYS_RESOURCE); otherwise the soft limit goes up to the hard one.
 /// Returns the soft limit in force afterwards.
 pub fn raise_fd_limit(devices: usize) -> u64 {
-    let want = (devices as u64) * 3 + 1024;
+    let want = (devices as u64) * 4 + 1024;
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
         if hard < want && rlimit::Resource::NOFILE.set(want, want).is_ok() {
             return want;
@@ -134,6 +146,7 @@ pub async fn run(
     fleet_opts.v6_share = opts.v6_share;
     fleet_opts.reboot_time = opts.reboot_time;
     fleet_opts.seed = opts.seed;
+    fleet_opts.ssh = opts.ssh;
     for path in &opts.load {
         let text = std::fs::read_to_string(path).map_err(|source| DevsimError::Read {
             path: path.clone(),

@@ -39,7 +39,7 @@ fn tls_config(dev: &Device) -> Option<Arc<rustls::ServerConfig>> {
     Some(Arc::new(cfg))
 }
 
-async fn bind(addr: SocketAddr) -> Option<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> Option<TcpListener> {
     for _ in 0..50 {
         if let Ok(l) = TcpListener::bind(addr).await {
             return Some(l);
@@ -50,7 +50,7 @@ async fn bind(addr: SocketAddr) -> Option<TcpListener> {
     None
 }
 
-async fn accept_opt(l: &Option<TcpListener>) -> Option<TcpStream> {
+pub(crate) async fn accept_opt(l: &Option<TcpListener>) -> Option<TcpStream> {
     match l {
         Some(l) => l.accept().await.ok().map(|(s, _)| s),
         None => std::future::pending().await,

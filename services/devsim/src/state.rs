@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rosconfig::{Config, ItemId};
 use serde::{Deserialize, Serialize};
 
@@ -15,14 +16,16 @@ use crate::version::RosVersion;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Listeners closed: connections are refused.
+    /// Listeners closed (API, API-SSL, SSH): connections are refused, open ones end.
     pub unreachable: bool,
-    /// Every reply is delayed by this many milliseconds.
+    /// Every reply is delayed by this many milliseconds (API replies, SSH command output
+    /// and prompts, SFTP replies).
     pub delay_ms: u64,
     /// The connection is dropped (no reply) when a session sends its (N+1)th command,
     /// counting `/login`.
     pub drop_after_commands: Option<u32>,
-    /// `/login` is answered `invalid user name or password (6)`.
+    /// `/login` is answered `invalid user name or password (6)`; SSH logins (password and
+    /// key) are refused.
     pub reject_login: bool,
     /// Replies are replaced by bytes that are not valid framing (reserved control byte).
     pub corrupt_frames: bool,
@@ -53,14 +56,33 @@ pub struct FailNext {
     pub message: String,
 }
 
-/// A file in `/file`.
+/// A file in `/file`: its bytes exactly as written (an SFTP upload, a fetch, `/file add`,
+/// an export or a backup), so binary files (`.npk`, `.backup`) round-trip byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SimFile {
     pub id: u32,
     pub name: String,
     pub kind: &'static str,
-    pub contents: String,
+    pub contents: Bytes,
     pub created: Duration,
+}
+
+impl SimFile {
+    /// The contents as text (lossy: RouterOS scripts and exports are text).
+    pub(crate) fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.contents)
+    }
+}
+
+/// An SSH public key authorized for a RouterOS user (`/user ssh-keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SshKey {
+    /// The RouterOS user the key logs in as.
+    pub user: String,
+    /// The key.
+    pub key: russh::keys::ssh_key::public::KeyData,
+    /// The comment of the OpenSSH line (`/user ssh-keys` `key-owner`).
+    pub comment: String,
 }
 
 /// Runtime of one scheduler entry.
@@ -84,6 +106,9 @@ pub(crate) struct DeviceState {
     pub files: Vec<SimFile>,
     pub next_file_id: u32,
     pub passwords: Vec<(String, String)>,
+    /// `/user ssh-keys`: public keys that log in over SSH (kept beside the configuration
+    /// like passwords; an export omits them, MT-CFG).
+    pub ssh_keys: Vec<SshKey>,
     pub sched: BTreeMap<ItemId, SchedRun>,
     pub scheduler_allowed: bool,
     pub changes: BTreeMap<String, u32>,
@@ -136,6 +161,7 @@ impl DeviceState {
             files: Vec::new(),
             next_file_id: 1,
             passwords: Vec::new(),
+            ssh_keys: Vec::new(),
             sched: BTreeMap::new(),
             scheduler_allowed: true,
             changes: BTreeMap::new(),
@@ -158,6 +184,7 @@ impl DeviceState {
     pub(crate) fn dry_run_copy(&self) -> DeviceState {
         let mut copy = DeviceState::new(self.config.clone(), self.version, self.boot_at);
         copy.passwords = self.passwords.clone();
+        copy.ssh_keys = self.ssh_keys.clone();
         copy.files = self.files.clone();
         copy.next_file_id = self.next_file_id;
         copy.available_version = self.available_version;
@@ -193,9 +220,10 @@ impl DeviceState {
         &mut self,
         name: &str,
         kind: &'static str,
-        contents: String,
+        contents: impl Into<Bytes>,
         now: Duration,
     ) {
+        let contents = contents.into();
         if let Some(f) = self.files.iter_mut().find(|f| f.name == name) {
             f.contents = contents;
             f.kind = kind;

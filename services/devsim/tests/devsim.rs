@@ -7,6 +7,8 @@ use std::time::Duration;
 use devsim::{Fleet, FleetOptions, ManifestEntry, ManualClock, RosVersion, SystemClock};
 use routeros::{Client, Command, Config, Error, Password, Query, TlsPolicy};
 
+mod ssh;
+
 async fn fleet(n: usize) -> Fleet {
     Fleet::start(FleetOptions::new(n, Arc::new(SystemClock::new())))
         .await

@@ -279,10 +279,13 @@ struct DevsimArgs {
     /// Number of devices.
     #[arg(long, default_value_t = 10)]
     devices: usize,
-    /// Base address: device i gets the API on port+2i and API-SSL on port+2i+1 (port 0:
-    /// ephemeral ports, see the manifest).
+    /// Base address: device i gets the API on port+2i, API-SSL on port+2i+1 and SSH on
+    /// port+2n+i for n devices (port 0: ephemeral ports, see the manifest).
     #[arg(long, default_value = "127.0.0.1:18728")]
     listen: std::net::SocketAddr,
+    /// Serve no SSH/SFTP (the manifest's `ssh` is then `0.0.0.0:0`).
+    #[arg(long = "no-ssh")]
+    no_ssh: bool,
     /// Write the manifest (JSON array) here.
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -307,6 +310,7 @@ impl DevsimArgs {
     fn options(self) -> devsim::DevsimOptions {
         let mut o = devsim::DevsimOptions::new(self.devices, Arc::new(devsim::SystemClock::new()));
         o.listen = self.listen;
+        o.ssh = !self.no_ssh;
         o.manifest = self.manifest;
         o.control = self.control;
         o.v6_share = self.v6_share;

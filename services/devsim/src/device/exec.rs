@@ -1,12 +1,14 @@
 //! The one command executor. Every RouterOS command devsim simulates is implemented once,
-//! whoever sends it: an API session, a line of a script (`/import`,
-//! `/system/script/run`, a scheduler's `on-event`, the control API's console) or a line of
-//! an `/import dry-run`. The caller says where the command comes from ([`Origin`]); from
-//! that the executor decides what a configuration change records (history `by`, change
+//! whoever sends it: an API session, a line typed on an SSH console (`ssh dev '/export'`,
+//! the interactive shell), a line of a script (`/import`, `/system/script/run`, a
+//! scheduler's `on-event`, the control API's console) or a line of an `/import dry-run`.
+//! The caller says where the command comes from ([`Origin`]); from that the executor
+//! decides what a configuration change records (history `by`, change
 //! counts, the cut-access fault) and whether effects beyond the configuration happen.
 //! The request ([`Request`]) hides whether the words came from an API sentence or a script
 //! line; the answer ([`Done`] or [`Refusal`]) is rendered by the caller: replies on the
-//! wire, or "continue / stop / fail at line N" in a script.
+//! wire, the text a console prints ([`Done::output`]), or "continue / stop / fail at line
+//! N" in a script.
 
 use std::borrow::Cow;
 
@@ -22,9 +24,13 @@ use crate::state::DeviceState;
 pub(crate) enum Origin<'u> {
     /// A sentence of a logged-in API session (the session's login name).
     Api(&'u str),
-    /// A line of a script started over the API (`/import`, `/system/script/run`), run for
-    /// the session's user.
+    /// A line of a script started over the API or an SSH console (`/import`,
+    /// `/system/script/run`), run for the session's user.
     Script(&'u str),
+    /// A line typed on a logged-in SSH console (an `exec` request or a line of the
+    /// interactive shell) by this user. Netledger's own SSH sessions come here, so it
+    /// records, counts and cuts like [`Origin::Api`].
+    Ssh(&'u str),
     /// A line of a script run by `/system/scheduler` (`on-event`).
     Scheduler,
     /// A line applied out of band, like a technician logged in on the console as this user
@@ -36,6 +42,9 @@ pub(crate) enum Origin<'u> {
     DryRun,
 }
 
+/// What the CLI prints after a successful `/import` (MT-CFG, ROUTEROS-NOTES §5.11).
+pub(crate) const IMPORT_OK: &str = "Script file loaded and executed successfully";
+
 /// `by` of the `/system/history` rows that scheduler scripts make. What RouterOS records
 /// there (the entry's owner?) is unsourced; devsim says `scheduler`.
 pub(crate) const SCHEDULER_BY: &str = "scheduler";
@@ -44,7 +53,7 @@ impl<'u> Origin<'u> {
     /// Origin of the lines of a script that a command of this origin starts.
     pub(crate) fn of_script_lines(self) -> Origin<'u> {
         match self {
-            Origin::Api(user) => Origin::Script(user),
+            Origin::Api(user) | Origin::Ssh(user) => Origin::Script(user),
             other => other,
         }
     }
@@ -52,23 +61,29 @@ impl<'u> Origin<'u> {
     /// Who `/system/history` names for a change (`None`: not recorded).
     pub(crate) fn history_by(self) -> Option<&'u str> {
         match self {
-            Origin::Api(user) | Origin::Script(user) | Origin::Console(user) => Some(user),
+            Origin::Api(user)
+            | Origin::Script(user)
+            | Origin::Ssh(user)
+            | Origin::Console(user) => Some(user),
             Origin::Scheduler => Some(SCHEDULER_BY),
             Origin::DryRun => None,
         }
     }
 
     /// Whether a configuration change trips the `cut_access_on_change` fault: changes
-    /// netledger makes (API sentences and the scripts it starts), not the scheduler's
-    /// revert, not a technician's.
+    /// netledger makes (API sentences, SSH console lines and the scripts they start), not
+    /// the scheduler's revert, not a technician's.
     pub(crate) fn trips_cut(self) -> bool {
-        matches!(self, Origin::Api(_) | Origin::Script(_))
+        matches!(self, Origin::Api(_) | Origin::Script(_) | Origin::Ssh(_))
     }
 
     /// Whether the change ids in a script source started from here are counted
     /// ([`crate::change_ids`]; out-of-band and dry runs are not applications).
     pub(crate) fn counts_changes(self) -> bool {
-        matches!(self, Origin::Api(_) | Origin::Script(_) | Origin::Scheduler)
+        matches!(
+            self,
+            Origin::Api(_) | Origin::Script(_) | Origin::Ssh(_) | Origin::Scheduler
+        )
     }
 
     /// An API sentence (not a script line).
@@ -139,6 +154,25 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Names of the named arguments and, on a script or console line, the bare words among
+    /// the positional arguments (`/export terse` names `terse`: the script parser keeps
+    /// the words of commands other than `add`/`set`/... positional).
+    pub(crate) fn words(&self) -> Vec<&'a str> {
+        let mut out = self.keys();
+        if let Line::Script(c) = self.line {
+            out.extend(c.positional.iter().filter_map(|a| match a {
+                rosconfig::Arg::Word(w) => Some(w.as_str()),
+                _ => None,
+            }));
+        }
+        out
+    }
+
+    /// Whether a flag is given as a named argument or as a bare word ([`Request::words`]).
+    pub(crate) fn has_word(&self, key: &str) -> bool {
+        self.words().contains(&key)
+    }
+
     /// Names of the named arguments, in order.
     pub(crate) fn keys(&self) -> Vec<&'a str> {
         match self.line {
@@ -169,6 +203,10 @@ pub(crate) struct Done {
     /// The device went down (reboot, backup load, upgrade): an API session closes the
     /// connection after the replies (ROUTEROS-NOTES §5.13); a script stops.
     pub down: bool,
+    /// What the command prints on a console (an SSH session; a line break is added when it
+    /// does not end with one): the export text, `Configuration backup saved`, a
+    /// `/file print` table. The API and scripts ignore it.
+    pub output: Option<String>,
 }
 
 impl Done {
@@ -182,7 +220,14 @@ impl Done {
         Done {
             replies,
             down: false,
+            output: None,
         }
+    }
+
+    /// The same answer, printing `text` on a console.
+    pub(crate) fn with_output(mut self, text: impl Into<String>) -> Done {
+        self.output = Some(text.into());
+        self
     }
 
     /// `!done` with `=ret=`.
@@ -195,6 +240,7 @@ impl Done {
         Done {
             replies: Vec::new(),
             down: true,
+            output: None,
         }
     }
 
@@ -204,6 +250,7 @@ impl Done {
         Done {
             replies: vec![Reply::done()],
             down: st.offline_until.is_some(),
+            output: None,
         }
     }
 }
@@ -219,6 +266,11 @@ pub(crate) enum Refusal {
     /// A script stopped: the text already names the failing line (category 3 over the
     /// API).
     Script(String),
+    /// An argument the command does not take: over the API `unknown parameter <name>`
+    /// (ROUTEROS-NOTES §3); on a console or in a script the CLI's parse error
+    /// `expected end of command (line N column M)` at the word (TIK findings-cli §10.9
+    /// sources the text; that RouterOS answers an unknown argument with it is inferred).
+    UnknownArgument(String),
 }
 
 impl Refusal {
@@ -233,18 +285,48 @@ impl Refusal {
             Refusal::Trap(cat, msg) => trap(*cat, msg.clone()),
             Refusal::NoSuchCommand(word) => no_such_command(word),
             Refusal::Script(msg) => trap(Some(3), msg.clone()),
+            Refusal::UnknownArgument(name) => trap(None, format!("unknown parameter {name}")),
         }
     }
 
-    /// The text a script stops with, naming the failing line.
-    pub(crate) fn script_text(self, line: &ScriptCommand) -> String {
+    /// The text a script stops with, naming the failing line (`source`: the script, to
+    /// find the column of an unknown argument).
+    pub(crate) fn script_text(self, line: &ScriptCommand, source: &str) -> String {
         let at = |m: String| format!("{m} (line {} column {})", line.line, line.column);
         match self {
             Refusal::Trap(_, msg) => at(msg),
             Refusal::NoSuchCommand(_) => at(format!("bad command name {}", line.verb)),
             Refusal::Script(msg) => msg,
+            Refusal::UnknownArgument(name) => format!(
+                "expected end of command (line {} column {})",
+                line.line,
+                word_column(source, line, &name)
+            ),
         }
     }
+}
+
+/// The 1-based column of argument `word` (`word` or `word=...`) after the verb on the
+/// command's line; the verb's column when it cannot be found.
+fn word_column(source: &str, line: &ScriptCommand, word: &str) -> usize {
+    let Some(text) = source.lines().nth(line.line.saturating_sub(1)) else {
+        return line.column;
+    };
+    let bytes = text.as_bytes();
+    let mut from = line.column.saturating_sub(1).min(text.len());
+    while let Some(pos) = text.get(from..).and_then(|t| t.find(word)) {
+        let at = from + pos;
+        let end = at + word.len();
+        let before = at == 0 || bytes.get(at - 1).is_some_and(u8::is_ascii_whitespace);
+        let after = bytes
+            .get(end)
+            .is_none_or(|b| b.is_ascii_whitespace() || *b == b'=' || *b == b';');
+        if before && after {
+            return at + 1;
+        }
+        from = end;
+    }
+    line.column
 }
 
 pub(crate) fn trap(cat: Option<u32>, msg: impl Into<String>) -> Vec<Reply> {
@@ -300,6 +382,8 @@ impl Device {
                 Ok(self.routerboard_upgrade(st, origin))
             }
             ("/file", "read") => self.file_read(st, req),
+            ("/file", "print") if api_cmd.is_none() => Ok(self.file_table(st)),
+            ("/user/ssh-keys", "import") => self.ssh_keys_import(st, origin, req),
             ("/file", "add") => self.file_add(st, origin, req),
             ("/file", "set" | "remove") => self.file_modify(st, req),
             ("/file", "enable" | "disable" | "unset") => {
@@ -311,6 +395,9 @@ impl Device {
             },
             (_, "print" | "getall") => match api_cmd {
                 Some(c) => self.print(st, &req.menu, c),
+                None if matches!(origin, Origin::Ssh(_)) => Err(Refusal::trap(
+                    "devsim: print on a console is simulated for /file only",
+                )),
                 None => Err(Refusal::NoSuchCommand(req.verb.to_string())),
             },
             // read-only lists: what the device records, not configuration
@@ -367,17 +454,19 @@ impl Device {
         };
         if dry && !origin.is_dry() {
             let mut copy = st.dry_run_copy();
-            self.run_script(&mut copy, &f.contents, Origin::DryRun)
+            self.run_script(&mut copy, &f.text(), Origin::DryRun)
                 .map_err(Refusal::Script)?;
             return Ok(Done::ok());
         }
-        self.run_source(st, origin, &f.contents)
+        self.run_source(st, origin, &f.text())
             .map_err(Refusal::Script)?;
         if origin == Origin::Scheduler {
             // a scheduler's import is the revert: management access comes back
             st.access_cut = false;
         }
-        Ok(Done::ok_then(st))
+        // the CLI's answer (MT-CFG); `verbose=yes` runs the same lines here (devsim always
+        // stops at the first failing line and names it)
+        Ok(Done::ok_then(st).with_output(IMPORT_OK))
     }
 
     /// `/system/script/run X` (name or id; `=number=`/`=.id=` over the API): the output of

@@ -26,9 +26,10 @@
 //!   example, and whether RouterOS clears the history at reboot (devsim keeps it).
 //!
 //! `/user/active` rows (`.id`, `when`, `name`, `address`, `via`, `group`, `radius`: the
-//! property names are sourced, MT-REST §5.1) are the device's live API sessions: added at a
-//! successful login, gone when the connection ends. `via` is `api` for API and API-SSL
-//! sessions alike (whether RouterOS names API-SSL sessions differently is unsourced);
+//! property names are sourced, MT-REST §5.1) are the device's live API and SSH sessions:
+//! added at a successful login, gone when the connection ends. `via` is `api` for API and
+//! API-SSL sessions alike (whether RouterOS names API-SSL sessions differently is
+//! unsourced) and `ssh` for SSH sessions (unsourced value);
 //! `when` is the login time in the version's date format.
 
 use std::net::SocketAddr;
@@ -142,12 +143,14 @@ impl Device {
             .collect()
     }
 
-    /// A login succeeded: the session appears in `/user active`. Returns its row id.
+    /// A login succeeded: the session appears in `/user active` (`via`: `api` or `ssh`).
+    /// Returns its row id.
     pub(super) fn session_started(
         &self,
         st: &mut DeviceState,
         name: &str,
         peer: Option<SocketAddr>,
+        via: &'static str,
     ) -> u32 {
         let id = st.next_session;
         st.next_session = st.next_session.wrapping_add(1);
@@ -155,7 +158,7 @@ impl Device {
             id,
             name: name.to_owned(),
             address: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-            via: "api",
+            via,
             since: self.now(),
         });
         id

@@ -321,7 +321,7 @@ impl Device {
                     };
                     r.push((key.into(), format!("{d} {t}")));
                     if f.kind != "backup" && f.kind != "package" && f.contents.len() <= limit {
-                        r.push(("contents".into(), f.contents.clone()));
+                        r.push(("contents".into(), f.text().into_owned()));
                     }
                     if let Some(p) = crate::fetch::parse_package(&f.name) {
                         r.push(("package-name".into(), "routeros".into()));

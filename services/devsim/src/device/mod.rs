@@ -5,8 +5,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `session` | an API session: login (plain, and the pre-6.43 challenge), `/quit`, the command log; every other sentence goes to the executor |
-//! | `exec` | the one command executor: [`exec::Origin`] (API, script, scheduler, console, dry run), the request, the dispatch table, `/import`, `/system/script/run` |
+//! | `session` | an API session: login (plain, and the pre-6.43 challenge), `/quit`, the command log; every other sentence goes to the executor; the password check SSH logins share |
+//! | `console` | the RouterOS CLI over SSH: a console line run through the executor as [`exec::Origin::Ssh`], its output text, `/user ssh-keys` |
+//! | `exec` | the one command executor: [`exec::Origin`] (API, SSH console, script, scheduler, console, dry run), the request, the dispatch table, `/import`, `/system/script/run` |
 //! | `script` | the script runner: parses a source and feeds its lines to the executor |
 //! | `menus` | what `print` shows: menu kinds, built-in items, singleton rows, `print` |
 //! | `config` | configuration writes (`add`/`set`/`enable`/`disable`/`unset`/`remove`), passwords, the cut-access fault |
@@ -17,6 +18,7 @@
 //! | `values` | value formats: booleans, durations, dates, the seeded mixer |
 
 mod config;
+mod console;
 mod exec;
 mod files;
 mod history;
@@ -42,12 +44,13 @@ use crate::version::RosVersion;
 use exec::Origin;
 pub(crate) use history::ActiveSession;
 
-/// Reachability of a device's two listeners; `epoch` changes on every reboot so that
-/// sessions of a previous boot end.
+/// Reachability of a device's listeners (API, API-SSL, SSH); `epoch` changes on every
+/// reboot so that sessions of a previous boot end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Link {
     pub api: bool,
     pub ssl: bool,
+    pub ssh: bool,
     pub epoch: u32,
 }
 
@@ -71,6 +74,9 @@ pub struct Device {
     pub(crate) board: &'static Board,
     pub(crate) fingerprint: [u8; 32],
     pub(crate) cert: Arc<rustls::sign::CertifiedKey>,
+    /// The SSH host key (Ed25519, derived from the fleet seed and the index, so a restarted
+    /// fleet keeps its keys).
+    pub(crate) ssh_key: Arc<russh::keys::PrivateKey>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) state: Mutex<DeviceState>,
     pub(crate) link: watch::Sender<Link>,
@@ -111,7 +117,7 @@ impl Device {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         self.shared.clock.now()
     }
 
@@ -144,6 +150,42 @@ impl Device {
         self.fingerprint
     }
 
+    /// SHA-256 of the SSH host public key in SSH wire encoding: the bytes behind OpenSSH's
+    /// `SHA256:` fingerprint (which is their unpadded base64).
+    pub fn ssh_host_key_sha256(&self) -> [u8; 32] {
+        let fp = self
+            .ssh_key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256);
+        let mut out = [0u8; 32];
+        let bytes = fp.as_bytes();
+        if bytes.len() == out.len() {
+            out.copy_from_slice(bytes);
+        }
+        out
+    }
+
+    /// The SSH host public key as an OpenSSH line (`ssh-ed25519 AAAA... devsim-00003`), for
+    /// a `known_hosts` entry.
+    pub fn ssh_host_public_key(&self) -> String {
+        let mut key = self.ssh_key.public_key().clone();
+        key.set_comment(self.default_identity());
+        key.to_openssh().unwrap_or_default()
+    }
+
+    /// Authorizes an SSH public key (an OpenSSH line, `ssh-ed25519 AAAA... comment`) to log
+    /// in as RouterOS user `user`, like `/user ssh-keys import` (which the executor also
+    /// runs, reading the line from a file). Errors: an unknown user, a line that is not an
+    /// OpenSSH public key.
+    pub fn authorize_ssh_key(
+        &self,
+        user: &str,
+        openssh_public_key_line: &str,
+    ) -> Result<(), String> {
+        let mut st = self.lock();
+        self.import_ssh_key(&mut st, user, openssh_public_key_line)
+    }
+
     /// Current RouterOS version.
     pub fn version(&self) -> RosVersion {
         self.lock().version
@@ -174,6 +216,11 @@ impl Device {
     /// Allows or forbids scheduler actions (device-mode `scheduler`).
     pub fn set_scheduler_allowed(&self, allowed: bool) {
         self.lock().scheduler_allowed = allowed;
+    }
+
+    /// Whether the device is up and its SSH listener open (`/ip service ssh` enabled).
+    pub fn is_ssh_reachable(&self) -> bool {
+        self.link.borrow().ssh
     }
 
     /// Whether the device is up and its API listener open.
@@ -290,7 +337,7 @@ impl Device {
 
     /// Recomputes listener reachability from state and notifies the server.
     pub(crate) fn update_link(&self) {
-        let (api, ssl, reboot) = {
+        let (api, ssl, ssh, reboot) = {
             let st = self.lock();
             let up = st.offline_until.is_none() && !st.faults.unreachable && !st.access_cut;
             let svc = |name: &str| {
@@ -307,16 +354,22 @@ impl Device {
             (
                 up && svc("api"),
                 up && svc("api-ssl"),
+                up && svc("ssh"),
                 st.offline_until.is_some(),
             )
         };
         self.link.send_if_modified(|l| {
-            let epoch = if reboot && (l.api || l.ssl) {
+            let epoch = if reboot && (l.api || l.ssl || l.ssh) {
                 l.epoch.wrapping_add(1)
             } else {
                 l.epoch
             };
-            let new = Link { api, ssl, epoch };
+            let new = Link {
+                api,
+                ssl,
+                ssh,
+                epoch,
+            };
             let changed = *l != new;
             *l = new;
             changed

@@ -27,7 +27,20 @@ impl Device {
         source: &str,
     ) -> Result<(), String> {
         let count = origin.counts_changes().then_some(source);
-        self.run_lines(st, source, origin.of_script_lines(), count)
+        self.run_lines(st, source, origin.of_script_lines(), count, None)
+    }
+
+    /// Runs a line typed on an SSH console by `user` (lines as [`Origin::Ssh`], change ids
+    /// counted like a script's), appending what each command prints to `out` (one line
+    /// break after each output). The error names the failing command like a script's.
+    pub(crate) fn run_console_line(
+        &self,
+        st: &mut DeviceState,
+        user: &str,
+        line: &str,
+        out: &mut String,
+    ) -> Result<(), String> {
+        self.run_lines(st, line, Origin::Ssh(user), Some(line), Some(out))
     }
 
     /// Runs each line of a script as `origin`. Returns RouterOS-like error text naming the
@@ -38,7 +51,7 @@ impl Device {
         source: &str,
         origin: Origin<'_>,
     ) -> Result<(), String> {
-        self.run_lines(st, source, origin, None)
+        self.run_lines(st, source, origin, None, None)
     }
 
     fn run_lines(
@@ -47,6 +60,7 @@ impl Device {
         source: &str,
         origin: Origin<'_>,
         mut count: Option<&str>,
+        mut out: Option<&mut String>,
     ) -> Result<(), String> {
         let cmds = rosconfig::parse_script(source).map_err(|e| e.message)?;
         for c in &cmds {
@@ -63,10 +77,18 @@ impl Device {
             {
                 super::count_changes(st, text);
             }
+            if let (Ok(done), Some(out)) = (&r, out.as_deref_mut())
+                && let Some(text) = &done.output
+            {
+                out.push_str(text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
             match r {
                 Ok(done) if done.down => return Ok(()),
                 Ok(_) => {}
-                Err(refusal) => return Err(refusal.script_text(c)),
+                Err(refusal) => return Err(refusal.script_text(c, source)),
             }
         }
         Ok(())

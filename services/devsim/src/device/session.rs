@@ -86,9 +86,16 @@ impl Device {
             // a second /login on the same connection replaces the first
             st.sessions.retain(|s| s.id != id);
         }
-        sess.active = Some(self.session_started(st, &name, sess.peer));
+        sess.active = Some(self.session_started(st, &name, sess.peer, "api"));
         sess.user = Some(name);
         vec![Reply::done()]
+    }
+
+    /// Whether `password` is `name`'s: the fleet's API user with the derived password, or a
+    /// `/user` with the password it was given (API and SSH logins alike).
+    pub(crate) fn password_ok(&self, st: &DeviceState, name: &str, password: &str) -> bool {
+        (name == self.shared.username && password == self.password())
+            || st.passwords.iter().any(|(n, p)| n == name && p == password)
     }
 
     fn login(&self, sess: &mut Session, cmd: &Command) -> Vec<Reply> {
@@ -98,10 +105,6 @@ impl Device {
         }
         let name = cmd.attrs().get_str("name").unwrap_or("").to_string();
         let legacy = st.version.legacy_login();
-        let ok_pw = |pw: &str| -> bool {
-            (name == self.shared.username && pw == self.password())
-                || st.passwords.iter().any(|(n, p)| *n == name && p == pw)
-        };
         if legacy {
             // pre-6.43: first /login gets a challenge, second carries the response
             if let Some(resp) = cmd.attrs().get_str("response") {
@@ -140,7 +143,7 @@ impl Device {
             return vec![Reply::done_ret(hex::encode(ch))];
         }
         let pw = cmd.attrs().get_str("password").unwrap_or("");
-        if ok_pw(pw) {
+        if self.password_ok(&st, &name, pw) {
             self.logged_in(&mut st, sess, name)
         } else {
             trap(None, "invalid user name or password (6)")
