@@ -2054,6 +2054,7 @@ export interface components {
              */
             last_drift_at?: string | null;
             rollback_timers?: components["schemas"]["RollbackTimersDto"] | null;
+            file_access?: components["schemas"]["FileAccessDto"] | null;
             /**
              * Format: date-time
              * @description Registered at.
@@ -2101,6 +2102,7 @@ export interface components {
              */
             port?: number | null;
             transport?: components["schemas"]["TransportInput"] | null;
+            ssh?: components["schemas"]["SshInput"] | null;
             /**
              * Format: int32
              * @description New poll interval in seconds, 5-86400.
@@ -2293,6 +2295,7 @@ export interface components {
             transport: components["schemas"]["TransportKind"];
             /** @description Pinned certificate SHA-256 (hex), for `tls_pinned`. */
             tls_fingerprint?: string | null;
+            ssh?: components["schemas"]["SshAccessDto"] | null;
         };
         /** @description A recorded event. */
         EventDto: {
@@ -2363,6 +2366,19 @@ export interface components {
          * @enum {string}
          */
         FailureClass: "retryable" | "fatal";
+        /**
+         * @description Which path each file job takes on this device (`api`, `ssh` or `unavailable`), decided
+         *     from its RouterOS version and its SSH access (docs/devices.md): the binary API wherever
+         *     it does the job, SSH/SFTP where it cannot.
+         */
+        FileAccessDto: {
+            /** @description Reading exports back (RouterOS 6 caps the API's file `contents` near 4 KB). */
+            export: components["schemas"]["Via"];
+            /** @description Uploading change scripts and firmware packages (`/file add` from 7.9). */
+            upload: components["schemas"]["Via"];
+            /** @description Downloading backups (`/file/read` from 7.13). */
+            download: components["schemas"]["Via"];
+        };
         /** @description The cache's packages. */
         FirmwareList: {
             /** @description Packages by version, then name. */
@@ -2561,6 +2577,7 @@ export interface components {
              * @description API port (default 8728 for `plain`, 8729 for TLS).
              */
             port?: number | null;
+            ssh?: components["schemas"]["SshInput"] | null;
             /** @description Tags: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`. */
             tags?: string[];
             transport?: components["schemas"]["TransportInput"] | null;
@@ -3000,6 +3017,46 @@ export interface components {
          * @enum {string}
          */
         SnapshotReason: "initial" | "scheduled" | "on_demand" | "pre_push" | "post_push" | "drift";
+        /** @description A device's SSH access as registered. */
+        SshAccessDto: {
+            /**
+             * Format: int32
+             * @description SSH port.
+             */
+            port: number;
+            /**
+             * @description `pinned` (only `host_key_sha256` is accepted) or `first_use` (the first connection's
+             *     key will be recorded and pinned).
+             * @example pinned
+             */
+            trust: string;
+            /** @description Lowercase hex SHA-256 of the pinned host key (`null` while awaiting first use). */
+            host_key_sha256?: string | null;
+        };
+        /**
+         * @description SSH access to a device, for what the API cannot do on RouterOS 6 and 7.0-7.12 (exports of
+         *     any size, backup downloads, change-script and firmware uploads). Same RouterOS user and
+         *     password as the API; its group needs the `ssh` and `ftp` policies. Give the host key's
+         *     fingerprint, or ask explicitly for trust on first use (the first connection records the
+         *     key, `DeviceSshHostKeyPinned`, and pins it).
+         */
+        SshInput: {
+            /**
+             * Format: int32
+             * @description SSH port (default 22).
+             */
+            port?: number | null;
+            /**
+             * @description SHA-256 of the device's SSH host key: 64 hex digits, or OpenSSH form
+             *     (`SHA256:` and 43 base64 characters, as `ssh-keygen -lf` prints it).
+             */
+            host_key_sha256?: string | null;
+            /**
+             * @description Accept the key the device presents on the first connection and pin it (default
+             *     false). Give either this or `host_key_sha256`.
+             */
+            trust_on_first_use?: boolean;
+        } & unknown;
         /**
          * @description Where a step is.
          * @enum {string}
@@ -3241,6 +3298,11 @@ export interface components {
              */
             problem_position?: number | null;
         };
+        /**
+         * @description How one kind of device work reaches the device.
+         * @enum {string}
+         */
+        Via: "api" | "ssh" | "unavailable";
         /** @description The push-policy violations found on one device. */
         ViolationDto: {
             /**

@@ -454,6 +454,25 @@ fn state_change_content_rules(schemas: &mut std::collections::BTreeMap<String, R
             "allOf", rules,
         )]));
     }
+    // SSH access: a pinned key or trust on first use, exactly one (`SshInput::parse`).
+    if let Some(RefOr::T(Schema::Object(ssh))) = schemas.get_mut("SshInput") {
+        let rules = serde_json::json!([
+            {
+                "if": {
+                    "required": ["trust_on_first_use"],
+                    "properties": { "trust_on_first_use": { "const": true } },
+                },
+                "then": { "properties": { "host_key_sha256": { "type": "null" } } },
+                "else": {
+                    "required": ["host_key_sha256"],
+                    "properties": { "host_key_sha256": { "type": "string" } },
+                },
+            },
+        ]);
+        ssh.extensions = Some(utoipa::openapi::extensions::Extensions::from_iter([(
+            "allOf", rules,
+        )]));
+    }
     // A change policy's approvals never fall as risk rises (`ApprovalPolicy::validate`):
     // with every level in 1..=MAX, "medium >= low" is one if/then per value of low.
     if let Some(RefOr::T(Schema::Object(policy))) = schemas.get_mut("ApprovalPolicy") {

@@ -1752,6 +1752,7 @@ async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
                 host: Host::parse("10.0.0.1").unwrap(),
                 port: 8728,
                 transport: Transport::Plain,
+                ssh: None,
             },
             username: "api".into(),
             credentials_key_id: "k1".into(),
@@ -2728,4 +2729,132 @@ async fn metrics_can_live_on_their_own_address(pool: PgPool) {
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// Issue 17: SSH access is part of a device's registration. A pinned host key (hex or
+/// OpenSSH form) or an explicit trust on first use, never neither; the device shows it and
+/// which path each file job takes for its version; changing it keeps the credentials; the
+/// first connection's key, once recorded, shows as pinned; `null` removes it.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn ssh_access_is_registered_shown_pinned_on_first_use_and_removed(pool: PgPool) {
+    use netledger_domain::device::*;
+    let app = app(pool).await;
+    let a = &app.admin.clone();
+    let fp = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for (ssh, says) in [
+        (json!({}), "give host_key_sha256"),
+        (
+            json!({"host_key_sha256": fp, "trust_on_first_use": true}),
+            "not both",
+        ),
+        (json!({"host_key_sha256": "SHA256:short"}), "OpenSSH form"),
+        (json!({"trust_on_first_use": true, "port": 0}), "port 0"),
+    ] {
+        let mut d = new_device("ssh-bad");
+        d["ssh"] = ssh.clone();
+        let r = app.post("/api/v1/devices", a, d).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{ssh}: {:?}",
+            r.body
+        );
+        assert!(r.detail().contains(says), "{ssh}: {}", r.detail());
+    }
+    let mut d = new_device("ssh-1");
+    d["ssh"] = json!({"trust_on_first_use": true});
+    let r = app.post("/api/v1/devices", a, d).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["device_id"].as_str().unwrap().to_owned();
+    let device = netledger_domain::DeviceId::from_uuid(id.parse().unwrap());
+    let uri = format!("/api/v1/devices/{id}");
+    let history = app
+        .get(&format!("/api/v1/events/streams/device-{id}"), a)
+        .await;
+    assert_eq!(
+        history.body["items"][0]["payload"]["endpoint"]["ssh"],
+        json!({"port": 22, "host_key": {"trust": "first_use"}})
+    );
+    // The first SSH connection (poller or worker) records the key it saw.
+    append(
+        &app.state,
+        app.tenant,
+        &device.stream(),
+        &DeviceSshHostKeyPinned {
+            fingerprint_sha256: fp.into(),
+            algorithm: "ssh-ed25519".into(),
+            recorded_by: "poller".into(),
+        },
+    )
+    .await;
+    append(
+        &app.state,
+        app.tenant,
+        &device.stream(),
+        &DeviceCameOnline {
+            facts: DeviceFacts {
+                identity: "r1".into(),
+                version: "6.49.7 (long-term)".into(),
+                board_name: "CHR".into(),
+                architecture: "x86_64".into(),
+                routerboard_firmware: None,
+            },
+        },
+    )
+    .await;
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let read = app.get(&uri, a).await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(
+        read.body["endpoint"]["ssh"],
+        json!({"port": 22, "trust": "pinned", "host_key_sha256": fp})
+    );
+    assert_eq!(
+        read.body["file_access"],
+        json!({"export": "ssh", "upload": "ssh", "download": "ssh"})
+    );
+    // Re-pinning (OpenSSH form) and a new port keep the stored credentials.
+    let openssh = "SHA256:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg";
+    let patched = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(a),
+            Some(json!({"ssh": {"port": 2222, "host_key_sha256": openssh}})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+    // Registered, key pinned, came online: 3; only DeviceUpdated follows (no
+    // DeviceCredentialsCleared).
+    assert_eq!(patched.body["version"], 4, "{:?}", patched.body);
+    // `null` removes SSH access: the device is back to API only.
+    let removed = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(a),
+            Some(json!({"ssh": null})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{:?}", removed.body);
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let read = app.get(&uri, a).await;
+    assert_eq!(read.body["endpoint"]["ssh"], Value::Null);
+    assert_eq!(
+        read.body["file_access"],
+        json!({"export": "api", "upload": "unavailable", "download": "unavailable"})
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM device_credentials WHERE device_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.state.pools().system)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "SSH changes keep the stored credentials");
 }

@@ -18,13 +18,19 @@
 //! client's types. `routeros` depends on nothing of ours and `netledger-domain` is pure (no
 //! network client), so neither may hold it; `netledger-store` and `netledger-archive`, the
 //! other crates both callers share, own persistence and know nothing of device clients.
-//! Depends on `netledger-domain`, `routeros` and `rustls` (the trust-root type) only.
+//! Depends on `netledger-domain`, `routeros`, `routeros-ssh` and `rustls` (the trust-root
+//! type) only.
+//!
+//! SSH ([`ssh_config`]): a device registered with SSH access is reached over SSH/SFTP for
+//! the file jobs its version cannot do over the API ([`netledger_domain::device::file_access`]),
+//! on the same host, with the same login and password, the host key pinned or (explicitly,
+//! [`SshHostKey::FirstUse`]) trusted on first use, and the same connect-time address check.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use netledger_domain::device::Transport;
 use netledger_domain::device::network::DeviceNetworkPolicy;
+use netledger_domain::device::{SshAccess, SshHostKey, Transport};
 use routeros::{AddressGuard, Config, Fingerprint, Password, TlsPolicy};
 
 /// What a caller brings besides the endpoint: its timeouts and trust roots.
@@ -62,6 +68,11 @@ pub enum EndpointError {
         "the pinned certificate fingerprint `{0}` is not 64 hex digits; update the device's endpoint"
     )]
     BadFingerprint(String),
+    /// The pinned SSH host-key fingerprint does not parse.
+    #[error(
+        "the pinned SSH host key fingerprint `{0}` is not 64 hex digits; update the device's SSH access"
+    )]
+    BadSshFingerprint(String),
     /// `TlsVerified` without CA roots configured.
     #[error("the device uses TLS verified against CA roots, but no CA roots are configured")]
     NoCaRoots,
@@ -98,6 +109,40 @@ pub fn client_config(
             None => return Err(EndpointError::NoCaRoots),
         },
     }
+    Ok(c)
+}
+
+/// The SSH client configuration for a device at `host` with SSH access `ssh`, logging in
+/// as `username` with `password` (the API's credentials): the pinned host key, or trust on
+/// first use when the registration chose it (the caller records the key the session reports
+/// and pins it, `DeviceSshHostKeyPinned`), the caller's timeouts and the connect-time address
+/// check.
+pub fn ssh_config(
+    host: &str,
+    ssh: &SshAccess,
+    username: &str,
+    password: &str,
+    settings: &ClientSettings,
+) -> Result<routeros_ssh::SshConfig, EndpointError> {
+    let host_key = match &ssh.host_key {
+        SshHostKey::Pinned { fingerprint_sha256 } => fingerprint_sha256
+            .parse::<routeros_ssh::HostKeyPolicy>()
+            .map_err(|_| EndpointError::BadSshFingerprint(fingerprint_sha256.clone()))?,
+        SshHostKey::FirstUse => routeros_ssh::HostKeyPolicy::TrustOnFirstUse,
+    };
+    let policy = settings.device_networks.clone();
+    let mut c = routeros_ssh::SshConfig::new(
+        host,
+        username,
+        routeros_ssh::SshAuth::password(password),
+        host_key,
+    )
+    .with_port(ssh.port)
+    .with_address_guard(routeros_ssh::AddressGuard::new(move |a| {
+        policy.check(a.ip(), a.port()).map_err(|e| e.to_string())
+    }));
+    c.connect_timeout = settings.connect_timeout;
+    c.command_timeout = settings.command_timeout;
     Ok(c)
 }
 
@@ -215,6 +260,42 @@ mod tests {
             .unwrap()
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn ssh_pins_the_registered_key_or_trusts_on_first_use_and_carries_timeouts() {
+        let fp = "ab".repeat(32);
+        let pinned = SshAccess {
+            port: 2222,
+            host_key: SshHostKey::Pinned {
+                fingerprint_sha256: fp,
+            },
+        };
+        let c = ssh_config("10.0.0.1", &pinned, "admin", "pw", &settings(false)).unwrap();
+        assert_eq!(
+            c.host_key,
+            routeros_ssh::HostKeyPolicy::PinnedSha256([0xab; 32])
+        );
+        assert_eq!((c.port, c.username.as_str()), (2222, "admin"));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.command_timeout, Duration::from_secs(7));
+        assert!(c.address_guard.is_some());
+        let first = SshAccess {
+            port: 22,
+            host_key: SshHostKey::FirstUse,
+        };
+        let c = ssh_config("10.0.0.1", &first, "admin", "pw", &settings(false)).unwrap();
+        assert_eq!(c.host_key, routeros_ssh::HostKeyPolicy::TrustOnFirstUse);
+        let bad = SshAccess {
+            port: 22,
+            host_key: SshHostKey::Pinned {
+                fingerprint_sha256: "xyz".into(),
+            },
+        };
+        assert_eq!(
+            ssh_config("10.0.0.1", &bad, "admin", "pw", &settings(false)).unwrap_err(),
+            EndpointError::BadSshFingerprint("xyz".into())
+        );
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub enum DeviceError {
     /// The login name is unusable.
     #[error("username `{0}` is invalid: use 1-100 characters without control characters")]
     BadUsername(String),
+    /// An SSH host-key fingerprint is unusable.
+    #[error(
+        "SSH host key fingerprint `{0}` is invalid: give the SHA-256 of the host key as 64 hex \
+         digits or in OpenSSH form (`SHA256:` and 43 base64 characters)"
+    )]
+    BadSshFingerprint(String),
+    /// A host key was to be recorded for a device that does not trust on first use.
+    #[error(
+        "the device's SSH host key is not waiting for trust on first use (no SSH access, or a \
+         key is already pinned: {0}); re-pin it with a device update instead"
+    )]
+    SshKeyNotAwaited(String),
 }
 
 /// A device's display name: 1-64 characters of `[A-Za-z0-9._-]`.
@@ -189,6 +201,121 @@ pub struct Endpoint {
     pub port: u16,
     /// Plain or TLS.
     pub transport: Transport,
+    /// SSH access on the same host, for what the API cannot do on the device's version
+    /// (see [`file_access`]); `None`: API only. Absent in events written before SSH
+    /// existed (and omitted when `None`), so they read back and re-serialise unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
+}
+
+/// SSH (and SFTP) access to a device, with the same RouterOS user and password as the API
+/// (its group needs the `ssh` and `ftp` policies, docs/devices.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAccess {
+    /// SSH port (RouterOS default 22).
+    pub port: u16,
+    /// How the device's SSH host key is trusted.
+    pub host_key: SshHostKey,
+}
+
+/// How a device's SSH host key is trusted. There is no "accept any key" setting: an
+/// unpinned key is either awaited once, explicitly, or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "trust", rename_all = "snake_case")]
+pub enum SshHostKey {
+    /// Only the key with this fingerprint is accepted.
+    Pinned {
+        /// Lowercase hex SHA-256 of the host public key in SSH wire encoding (the bytes
+        /// OpenSSH's `SHA256:` fingerprint is the base64 of).
+        fingerprint_sha256: String,
+    },
+    /// Trust on first use, chosen explicitly at registration: the first connection's key is
+    /// recorded ([`DeviceSshHostKeyPinned`]) and pinned from then on.
+    FirstUse,
+}
+
+impl SshHostKey {
+    /// Parses a fingerprint given as 64 hex digits or in OpenSSH form (`SHA256:` + 43
+    /// base64 characters without padding) into the pinned form (lowercase hex).
+    pub fn pinned(fingerprint: &str) -> Result<SshHostKey, DeviceError> {
+        let bad = || DeviceError::BadSshFingerprint(fingerprint.chars().take(80).collect());
+        let t = fingerprint.trim();
+        let hex = if let Some(b64) = t.strip_prefix("SHA256:") {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(b64.trim_end_matches('='))
+                .map_err(|_| bad())?;
+            if bytes.len() != 32 {
+                return Err(bad());
+            }
+            hex::encode(bytes)
+        } else if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            t.to_ascii_lowercase()
+        } else {
+            return Err(bad());
+        };
+        Ok(SshHostKey::Pinned {
+            fingerprint_sha256: hex,
+        })
+    }
+
+    /// The pinned fingerprint (lowercase hex), if any.
+    pub fn fingerprint(&self) -> Option<&str> {
+        match self {
+            SshHostKey::Pinned { fingerprint_sha256 } => Some(fingerprint_sha256),
+            SshHostKey::FirstUse => None,
+        }
+    }
+}
+
+/// How one kind of device work reaches the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The binary API does it on this version.
+    Api,
+    /// SSH/SFTP does it (the API cannot on this version, and SSH access is registered).
+    Ssh,
+    /// Neither: the API cannot on this version and no SSH access is registered.
+    Unavailable,
+}
+
+/// Which path each file job takes on a device: decided from its RouterOS version and its
+/// registration alone (the binary API wherever it does the job, SSH where it cannot),
+/// the same in the poller, the workflows and the device's facts in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAccess {
+    /// Reading an export back (`/export file=` then the file's text): the API's `contents`
+    /// is capped near 4 KB on RouterOS 6 and 60 KB before 7.13, `/file/read` (7.13+)
+    /// reads any size.
+    pub export: Via,
+    /// Uploading a file (change script, firmware package): `/file add` from 7.9.
+    pub upload: Via,
+    /// Downloading a binary file (backup): `/file/read` from 7.13.
+    pub download: Via,
+}
+
+/// The [`FileAccess`] of a device at `version` (`major`, `minor`) with `ssh` access
+/// registered or not. Before 7.13 exports go over SSH when it is registered (the API's
+/// `contents` cap is size-dependent; SSH has none) and over the API otherwise (small
+/// configurations still fit; larger ones fail clearly).
+pub fn file_access(major: u32, minor: u32, ssh: bool) -> FileAccess {
+    let at_least = |ma: u32, mi: u32| (major, minor) >= (ma, mi);
+    let pick = |api: bool| match (api, ssh) {
+        (true, _) => Via::Api,
+        (false, true) => Via::Ssh,
+        (false, false) => Via::Unavailable,
+    };
+    FileAccess {
+        export: if at_least(7, 13) || !ssh {
+            Via::Api
+        } else {
+            Via::Ssh
+        },
+        upload: pick(at_least(7, 9)),
+        download: pick(at_least(7, 13)),
+    }
 }
 
 /// Facts read from a reachable device.
@@ -280,6 +407,22 @@ pub struct DeviceCredentialsCleared {
 }
 impl EventType for DeviceCredentialsCleared {
     const TYPE: &'static str = "DeviceCredentialsCleared";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The device's SSH host key was recorded on first use (the registration chose
+/// [`SshHostKey::FirstUse`]); from now on only this key is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSshHostKeyPinned {
+    /// Lowercase hex SHA-256 of the host public key (SSH wire encoding).
+    pub fingerprint_sha256: String,
+    /// Key algorithm as the device offered it (`ssh-ed25519`, `rsa-sha2-256`...).
+    pub algorithm: String,
+    /// Which component connected first (`poller`, `worker`).
+    pub recorded_by: String,
+}
+impl EventType for DeviceSshHostKeyPinned {
+    const TYPE: &'static str = "DeviceSshHostKeyPinned";
     const SCHEMA_VERSION: u32 = 1;
 }
 
@@ -670,6 +813,8 @@ event_enum! {
         RollbackTimersFound(DeviceRollbackTimersFound),
         /// `DeviceRollbackTimersCleared`.
         RollbackTimersCleared(DeviceRollbackTimersCleared),
+        /// `DeviceSshHostKeyPinned`.
+        SshHostKeyPinned(DeviceSshHostKeyPinned),
     }
 }
 
@@ -789,6 +934,17 @@ impl DeviceState {
                 self.stale_rollback_timers = e.timers.clone();
             }
             DeviceEvent::RollbackTimersCleared(_) => self.stale_rollback_timers.clear(),
+            DeviceEvent::SshHostKeyPinned(e) => {
+                if let Some(ssh) = self
+                    .registration
+                    .as_mut()
+                    .and_then(|r| r.endpoint.ssh.as_mut())
+                {
+                    ssh.host_key = SshHostKey::Pinned {
+                        fingerprint_sha256: e.fingerprint_sha256.clone(),
+                    };
+                }
+            }
         }
     }
 
@@ -857,6 +1013,8 @@ impl DeviceState {
                 {
                     Vec::new()
                 } else {
+                    // SSH settings alone (port, host key) keep the credentials: the password
+                    // still goes to the host it was entered for.
                     let cleared = match &event.endpoint {
                         Some(new) if self.has_credentials => {
                             let old = &reg.endpoint;
@@ -868,9 +1026,11 @@ impl DeviceState {
                             .into_iter()
                             .filter_map(|(c, what)| c.then_some(what))
                             .collect();
-                            Some(DeviceEvent::CredentialsCleared(DeviceCredentialsCleared {
-                                reason: format!("endpoint changed: {}", changed.join(", ")),
-                            }))
+                            (!changed.is_empty()).then(|| {
+                                DeviceEvent::CredentialsCleared(DeviceCredentialsCleared {
+                                    reason: format!("endpoint changed: {}", changed.join(", ")),
+                                })
+                            })
                         }
                         _ => None,
                     };
@@ -905,6 +1065,32 @@ impl DeviceState {
                 vec![DeviceEvent::Removed(DeviceRemoved {
                     reason: reason.clone(),
                 })]
+            }
+            DeviceCommand::RecordSshHostKey {
+                fingerprint_sha256,
+                algorithm,
+                recorded_by,
+            } => {
+                let reg = self.managed()?;
+                let fingerprint = SshHostKey::pinned(fingerprint_sha256)?;
+                match reg.endpoint.ssh.as_ref().map(|s| &s.host_key) {
+                    Some(SshHostKey::FirstUse) => {
+                        vec![DeviceEvent::SshHostKeyPinned(DeviceSshHostKeyPinned {
+                            fingerprint_sha256: fingerprint
+                                .fingerprint()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            algorithm: algorithm.clone(),
+                            recorded_by: recorded_by.clone(),
+                        })]
+                    }
+                    // Recorded already (a second worker raced the first): nothing to add.
+                    Some(pinned) if *pinned == fingerprint => Vec::new(),
+                    Some(SshHostKey::Pinned { fingerprint_sha256 }) => {
+                        return Err(DeviceError::SshKeyNotAwaited(fingerprint_sha256.clone()));
+                    }
+                    None => return Err(DeviceError::SshKeyNotAwaited("no SSH access".into())),
+                }
             }
             DeviceCommand::Observe(seen) => observe(self, seen),
         })
@@ -994,6 +1180,17 @@ pub enum DeviceCommand {
     },
     /// What a poll saw: only changes become events ([`observe`]); never refused.
     Observe(Observation),
+    /// The first SSH connection to a device registered with [`SshHostKey::FirstUse`] saw
+    /// this host key: `DeviceSshHostKeyPinned`. Nothing when the same key is pinned already;
+    /// refused when another key is pinned or the device has no SSH access.
+    RecordSshHostKey {
+        /// The key's SHA-256 (hex or OpenSSH form).
+        fingerprint_sha256: String,
+        /// Its algorithm.
+        algorithm: String,
+        /// Which component connected (`poller`, `worker`).
+        recorded_by: String,
+    },
 }
 
 impl DeviceCommand {
@@ -1018,6 +1215,7 @@ impl DeviceCommand {
             }
             Self::ChangeCredentials { username, .. } => check_username(username),
             Self::SetTags { .. }
+            | Self::RecordSshHostKey { .. }
             | Self::RotateCredentials { .. }
             | Self::Remove { .. }
             | Self::Observe(_) => Ok(()),
@@ -1034,11 +1232,21 @@ fn check_interval(secs: u32) -> Result<(), DeviceError> {
 }
 
 fn check_endpoint(endpoint: &Endpoint) -> Result<(), DeviceError> {
-    if endpoint.port == 0 {
-        Err(DeviceError::BadPort)
-    } else {
-        Ok(())
+    if endpoint.port == 0 || endpoint.ssh.as_ref().is_some_and(|s| s.port == 0) {
+        return Err(DeviceError::BadPort);
     }
+    if let Some(SshHostKey::Pinned { fingerprint_sha256 }) =
+        endpoint.ssh.as_ref().map(|s| &s.host_key)
+    {
+        let ok = fingerprint_sha256.len() == 64
+            && fingerprint_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return Err(DeviceError::BadSshFingerprint(fingerprint_sha256.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn check_username(name: &str) -> Result<(), DeviceError> {

@@ -767,6 +767,10 @@ pub async fn register_fleet(
         for entry in &mut manifest {
             entry.api.set_ip(ip);
             entry.api_ssl.set_ip(ip);
+            // A simulator without SSH lists port 0: no SSH access is registered for it.
+            if entry.ssh.port() != 0 {
+                entry.ssh.set_ip(ip);
+            }
         }
     }
     let tenant = loop {

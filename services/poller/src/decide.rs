@@ -145,6 +145,7 @@ mod tests {
                 host: Host::parse("127.0.0.1").unwrap(),
                 port: 8728,
                 transport: Transport::Plain,
+                ssh: None,
             },
             username: "admin".into(),
             credentials_key_id: "k1".into(),

@@ -2,6 +2,13 @@
 //! sent together on it, the circuit breaker, the cheap change indicator and the exports that
 //! snapshot the configuration or detect drift, and the fenced, change-only appends.
 //!
+//! Exports before RouterOS 7.13 on a device with SSH access: the export is written to a file
+//! over the API as always, then read back over SFTP (the API's `contents` is capped near
+//! 4 KB on RouterOS 6) and removed over the API; the archived text is the file's bytes, the
+//! same as a 7.13+ device's `/file/read`. A device registered to trust its SSH host key on
+//! first use gets the key recorded (`DeviceSshHostKeyPinned`, fenced like every poller append)
+//! before the session is used for anything.
+//!
 //! Every device has its own task, sleeping until its next poll, so a slow or dead device
 //! only ever holds up itself: its poll is bounded by `poll_timeout` (connect by
 //! `connect_timeout`), and the only shared resources are the permits bounding concurrent
@@ -14,7 +21,8 @@ use netledger_archive::{Archive, Prepared, SnapshotMeta};
 use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{
-    DeviceEvent, DeviceFacts, DeviceState, Observation, SnapshotReason,
+    DeviceCommand, DeviceEvent, DeviceFacts, DeviceState, Observation, SnapshotReason, Via,
+    file_access,
 };
 use netledger_domain::errors::error_chain;
 use netledger_domain::{Actor, EventEnum, EventId, EventMetadata, ExpectedVersion, TenantId};
@@ -103,6 +111,9 @@ struct Task {
     tenant: TenantId,
     row: WorkRow,
     config: Result<routeros::Config, String>,
+    /// SSH configuration, for devices registered with SSH access (boxed: most devices have
+    /// none, and every device has a task).
+    ssh: Option<Box<Result<routeros_ssh::SshConfig, String>>>,
     fence: Fence,
     state: DeviceState,
     session: Option<Client>,
@@ -140,6 +151,31 @@ fn client_config(spec: &DeviceSpec, options: &PollerOptions) -> Result<routeros:
         &settings,
     )
     .map_err(|e| e.to_string())
+}
+
+/// The device's SSH configuration when it has SSH access: same login, the poller's connect
+/// timeout, the export timeout per SSH request.
+fn ssh_config(
+    spec: &DeviceSpec,
+    options: &PollerOptions,
+) -> Option<Box<Result<routeros_ssh::SshConfig, String>>> {
+    let ssh = spec.row.ssh.as_ref()?;
+    let settings = ClientSettings {
+        connect_timeout: options.connect_timeout,
+        command_timeout: options.export_timeout,
+        tls_roots: None,
+        device_networks: spec.device_networks.clone(),
+    };
+    Some(Box::new(
+        netledger_device_client::ssh_config(
+            &spec.row.host,
+            ssh,
+            &spec.username,
+            spec.password.expose(),
+            &settings,
+        )
+        .map_err(|e| e.to_string()),
+    ))
 }
 
 fn jittered(interval: Duration, jitter: f64) -> Duration {
@@ -183,10 +219,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
         Breaker::new()
     };
     let config = client_config(&spec, options);
+    let ssh = ssh_config(&spec, options);
     let jitter_export = |every: Duration| now + jittered(every, 0.5).mul_f64(0.5);
     let mut task = Task {
         tenant: spec.row.tenant,
         config,
+        ssh,
         fence: spec.fence,
         state: spec.state,
         session: None,
@@ -544,17 +582,33 @@ impl Task {
         let client = self.session.clone()?;
         let permit = self.ctx.exports.clone().acquire_owned().await.ok()?;
         let timeout = self.ctx.options.export_timeout;
-        let exported = tokio::time::timeout(
-            timeout,
-            client.export(&ExportOptions {
-                file: EXPORT_FILE.to_owned(),
-                ..ExportOptions::default()
-            }),
-        )
-        .await;
+        let opts = ExportOptions {
+            file: EXPORT_FILE.to_owned(),
+            ..ExportOptions::default()
+        };
+        let v = &p.resources.version;
+        let over_ssh = file_access(v.major, v.minor, self.ssh.is_some()).export == Via::Ssh;
+        let exported = if over_ssh {
+            tokio::time::timeout(timeout, self.export_over_ssh(&client, &opts, correlation)).await
+        } else {
+            let hint = if v.at_least(7, 13) || self.ssh.is_some() {
+                ""
+            } else {
+                "; give the device SSH access to archive configurations of any size before \
+                 RouterOS 7.13"
+            };
+            tokio::time::timeout(timeout, async {
+                client
+                    .export(&opts)
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| format!("{}{hint}", error_chain(&e)))
+            })
+            .await
+        };
         let text = match exported {
             Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Ok(Err(e)) => return self.export_failed(now, &error_chain(&e)),
+            Ok(Err(e)) => return self.export_failed(now, &e),
             Err(_) => {
                 self.session = None;
                 return self.export_failed(now, &format!("export timed out after {timeout:?}"));
@@ -589,6 +643,109 @@ impl Task {
             self.next_snapshot = Some(now + jittered(self.ctx.options.snapshot_interval, 0.1));
         }
         result
+    }
+
+    /// The export written to a file over the API, read back over SFTP and removed over the
+    /// API whatever the read did (the read's error is reported first).
+    async fn export_over_ssh(
+        &mut self,
+        client: &Client,
+        opts: &ExportOptions,
+        correlation: Uuid,
+    ) -> Result<Vec<u8>, String> {
+        let config = match self.ssh.as_deref() {
+            Some(Ok(c)) => c.clone(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("the device has no SSH access".into()),
+        };
+        let (file, _) = client
+            .export_to_file(opts)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let read = self.read_over_sftp(&config, &file.name, correlation).await;
+        let removed = client.remove_file(file.id).await;
+        let bytes = read?;
+        removed.map_err(|e| error_chain(&e))?;
+        Ok(bytes)
+    }
+
+    /// One SSH session: records a first-use host key before anything else, reads `path`.
+    async fn read_over_sftp(
+        &mut self,
+        config: &routeros_ssh::SshConfig,
+        path: &str,
+        correlation: Uuid,
+    ) -> Result<Vec<u8>, String> {
+        let session = routeros_ssh::SshSession::connect(config)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let result = async {
+            if session.host_key().trust == routeros_ssh::Trust::FirstUse {
+                self.record_ssh_key(session.host_key(), correlation)
+                    .await
+                    .map_err(|e| format!("record the device's SSH host key: {e}"))?;
+            }
+            let sftp = session.sftp().await.map_err(|e| error_chain(&e))?;
+            let bytes = sftp.read(path).await.map_err(|e| error_chain(&e));
+            sftp.close().await;
+            bytes
+        }
+        .await;
+        session.close().await;
+        result
+    }
+
+    /// Records the SSH host key a first session saw (the registration chose trust on first
+    /// use), decided by the device aggregate and appended fenced; afterwards only that key
+    /// is accepted. A refusal (another key was recorded meanwhile) is an error: the session
+    /// is not used.
+    async fn record_ssh_key(
+        &mut self,
+        key: &routeros_ssh::HostKey,
+        correlation: Uuid,
+    ) -> Result<(), String> {
+        let command = DeviceCommand::RecordSshHostKey {
+            fingerprint_sha256: key.fingerprint().to_hex(),
+            algorithm: key.algorithm.clone(),
+            recorded_by: "poller".into(),
+        };
+        let mut recorded = false;
+        for _ in 0..APPEND_ATTEMPTS {
+            let decided = self.state.decide(&command).map_err(|e| e.to_string())?;
+            if decided.is_empty() {
+                recorded = true;
+                break;
+            }
+            let expected = match self.state.version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            match self.append_fenced(expected, &decided, correlation).await {
+                Ok(()) => {
+                    for d in &decided {
+                        self.state.evolve(d);
+                    }
+                    self.ctx.stats.add_events(decided.len() as u64);
+                    recorded = true;
+                    break;
+                }
+                Err(PollerError::Store(StoreError::Conflict { .. })) => {
+                    self.ctx.stats.conflict();
+                    self.refold().await.map_err(|e| error_chain(&e))?;
+                }
+                Err(e) => return Err(error_chain(&e)),
+            }
+        }
+        if !recorded {
+            return Err(format!(
+                "the device's stream kept changing ({APPEND_ATTEMPTS} conflicting appends)"
+            ));
+        }
+        // Pinned from now on, in this task too.
+        if let Some(Ok(c)) = self.ssh.as_deref_mut() {
+            c.host_key = routeros_ssh::HostKeyPolicy::PinnedSha256(key.fingerprint_sha256);
+        }
+        Ok(())
     }
 
     fn export_failed(&mut self, now: OffsetDateTime, reason: &str) -> Option<RecordedSnapshot> {

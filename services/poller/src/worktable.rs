@@ -1,5 +1,6 @@
 //! The work table `poller_devices`: which devices to poll and how, derived from the device
-//! events (`DeviceRegistered`, `DeviceUpdated`, `DeviceCredentialsChanged`, `DeviceRemoved`)
+//! events (`DeviceRegistered`, `DeviceUpdated`, `DeviceCredentialsChanged`, `DeviceRemoved`,
+//! `DeviceSshHostKeyPinned`)
 //! by a checkpointed, idempotent subscription. The events are decoded as the domain's
 //! [`DeviceEvent`] and matched exhaustively, so a new device event is a decision here too.
 //!
@@ -13,8 +14,8 @@
 use std::collections::HashMap;
 
 use netledger_domain::device::{
-    DeviceCredentialsChanged, DeviceEvent, DeviceRegistered, DeviceRemoved, DeviceUpdated,
-    Transport,
+    DeviceCredentialsChanged, DeviceEvent, DeviceRegistered, DeviceRemoved, DeviceSshHostKeyPinned,
+    DeviceUpdated, SshAccess, SshHostKey, Transport,
 };
 use netledger_domain::{DeviceId, EventEnum, EventType, StoredEvent, TenantId};
 use sha2::{Digest, Sha256};
@@ -43,6 +44,8 @@ pub struct WorkRow {
     pub port: u16,
     /// Plain or TLS.
     pub transport: Transport,
+    /// SSH access, when registered (exports before 7.13 go over it).
+    pub ssh: Option<SshAccess>,
     /// Poll interval in seconds.
     pub poll_interval_secs: u32,
     /// Removed from management.
@@ -66,11 +69,12 @@ pub fn shard_of(key: i32, shards: u32) -> u32 {
     (key.unsigned_abs()) % shards.max(1)
 }
 
-const TYPES: [&str; 4] = [
+const TYPES: [&str; 5] = [
     DeviceRegistered::TYPE,
     DeviceUpdated::TYPE,
     DeviceCredentialsChanged::TYPE,
     DeviceRemoved::TYPE,
+    DeviceSshHostKeyPinned::TYPE,
 ];
 
 fn decode_row(row: &sqlx::postgres::PgRow) -> Result<WorkRow, PollerError> {
@@ -78,6 +82,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<WorkRow, PollerError> {
     let transport: String = row.try_get("transport").map_err(|e| bad(&e))?;
     let port: i32 = row.try_get("port").map_err(|e| bad(&e))?;
     let interval: i32 = row.try_get("poll_interval_secs").map_err(|e| bad(&e))?;
+    let ssh: Option<String> = row.try_get("ssh").map_err(|e| bad(&e))?;
     Ok(WorkRow {
         tenant: TenantId::from_uuid(row.try_get("tenant_id").map_err(|e| bad(&e))?),
         device: DeviceId::from_uuid(row.try_get("device_id").map_err(|e| bad(&e))?),
@@ -85,6 +90,10 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<WorkRow, PollerError> {
         host: row.try_get("host").map_err(|e| bad(&e))?,
         port: u16::try_from(port).map_err(|e| bad(&e))?,
         transport: serde_json::from_str(&transport).map_err(|e| bad(&e))?,
+        ssh: ssh
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| bad(&e))?,
         poll_interval_secs: u32::try_from(interval).map_err(|e| bad(&e))?,
         removed: row.try_get("removed").map_err(|e| bad(&e))?,
         stream_version: row.try_get("stream_version").map_err(|e| bad(&e))?,
@@ -93,7 +102,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<WorkRow, PollerError> {
 }
 
 const COLUMNS: &str = "tenant_id, device_id, shard_key, host, port, transport::text AS transport, \
-                       poll_interval_secs, removed, stream_version, revision";
+                       ssh::text AS ssh, poll_interval_secs, removed, stream_version, revision";
 
 /// What one [`sync`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +248,7 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
                         host: r.endpoint.host.as_str().to_owned(),
                         port: r.endpoint.port,
                         transport: r.endpoint.transport,
+                        ssh: r.endpoint.ssh,
                         poll_interval_secs: r.poll_interval_secs,
                         removed: false,
                         stream_version: version,
@@ -254,9 +264,22 @@ pub async fn sync(system: &PgPool, batch: i64) -> Result<SyncOutcome, PollerErro
                     row.host = e.host.as_str().to_owned();
                     row.port = e.port;
                     row.transport = e.transport;
+                    row.ssh = e.ssh;
                 }
                 if let Some(s) = u.poll_interval_secs {
                     row.poll_interval_secs = s;
+                }
+                row.stream_version = version;
+                row.revision = pos;
+            }
+            DeviceEvent::SshHostKeyPinned(p) => {
+                let Some(row) = rows.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(ssh) = row.ssh.as_mut() {
+                    ssh.host_key = SshHostKey::Pinned {
+                        fingerprint_sha256: p.fingerprint_sha256,
+                    };
                 }
                 row.stream_version = version;
                 row.revision = pos;
@@ -334,6 +357,7 @@ async fn write_rows<'a>(
         Vec::<bool>::new(),
         Vec::<i64>::new(),
         Vec::<i64>::new(),
+        Vec::<Option<String>>::new(),
     );
     for r in rows {
         c.0.push(*r.tenant.as_uuid());
@@ -349,18 +373,26 @@ async fn write_rows<'a>(
         c.7.push(r.removed);
         c.8.push(r.stream_version);
         c.9.push(r.revision);
+        c.10.push(
+            r.ssh
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| PollerError::Corrupt(format!("ssh: {e}")))?,
+        );
     }
     sqlx::query(
         "INSERT INTO poller_devices (tenant_id, device_id, shard_key, host, port, transport, \
-             poll_interval_secs, removed, stream_version, revision) \
-         SELECT t, d, k, h, p, tr::jsonb, i, r, v, rev \
+             poll_interval_secs, removed, stream_version, revision, ssh) \
+         SELECT t, d, k, h, p, tr::jsonb, i, r, v, rev, s::jsonb \
          FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::text[], \
-                     $7::int[], $8::bool[], $9::bigint[], $10::bigint[]) \
-              AS x(t, d, k, h, p, tr, i, r, v, rev) \
+                     $7::int[], $8::bool[], $9::bigint[], $10::bigint[], $11::text[]) \
+              AS x(t, d, k, h, p, tr, i, r, v, rev, s) \
          ON CONFLICT (tenant_id, device_id) DO UPDATE SET shard_key = excluded.shard_key, \
              host = excluded.host, port = excluded.port, transport = excluded.transport, \
              poll_interval_secs = excluded.poll_interval_secs, removed = excluded.removed, \
-             stream_version = excluded.stream_version, revision = excluded.revision",
+             stream_version = excluded.stream_version, revision = excluded.revision, \
+             ssh = excluded.ssh",
     )
     .bind(c.0)
     .bind(c.1)
@@ -372,6 +404,7 @@ async fn write_rows<'a>(
     .bind(c.7)
     .bind(c.8)
     .bind(c.9)
+    .bind(c.10)
     .execute(conn)
     .await
     .map_err(PollerError::db("write work table"))?;

@@ -228,6 +228,7 @@ async fn register_fleet(
             tls,
             poll_interval_secs: 5,
             tags: vec!["test".to_owned()],
+            ssh: false,
         },
     )
     .await
@@ -251,6 +252,7 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
             transport: Transport::TlsPinned {
                 fingerprint_sha256: "00".repeat(32),
             },
+            ssh: None,
         },
         username: "netledger".to_owned(),
         password: DevicePassword::new("hunter2-secret"),
@@ -412,6 +414,7 @@ async fn credentials_are_encrypted_at_rest_rotated_and_a_missing_key_is_a_clear_
                 host: Host::parse("192.0.2.7").unwrap(),
                 port: 8728,
                 transport: Transport::Plain,
+                ssh: None,
             },
             username: "api".to_owned(),
             password: DevicePassword::new(password),
@@ -1307,5 +1310,146 @@ async fn drift_is_recorded_without_the_devices_history_when_reading_it_times_out
         !types.contains(&"DeviceWentOffline".to_owned()),
         "{types:?}"
     );
+    poller.stop().await.unwrap();
+}
+
+/// Issue 17: a RouterOS 6 configuration larger than the API can read back (`contents` caps
+/// near 4 KB) archives in full through SFTP, byte for byte what the archive makes of the
+/// device's own export; a device registered to trust its SSH host key on first use gets the
+/// key recorded (the manifest's) before anything is read; a device whose pinned key is
+/// wrong, and one without SSH access, archive nothing and say why.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_large_v6_config_archives_in_full_over_sftp_and_first_use_pins_the_key(pool: PgPool) {
+    use netledger_domain::device::{DeviceSshHostKeyPinned, SshAccess, SshHostKey};
+    let env = env(pool).await;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/routeros-exports/04-v6-hap-verbose-full.rsc");
+    let base = std::fs::read_to_string(corpus).unwrap();
+    let mut o = FleetOptions::new(4, Arc::new(devsim::SystemClock::new()));
+    o.exports = vec![base; 4];
+    o.tick = Some(Duration::from_millis(100));
+    let f = Fleet::start(o).await.unwrap();
+    // Grow every device past 50 KB (an address list, out of band).
+    let lines: String = (0..120)
+        .map(|i| {
+            format!(
+                "/ip firewall address-list add address=10.77.{}.{} list=bulk-{} comment=\"netledger issue 17 row {i}\"\n",
+                i / 200,
+                i % 200,
+                i % 7
+            )
+        })
+        .collect();
+    for i in 0..4 {
+        // The exported device had the API services disabled and SSH restricted.
+        let identity = format!(
+            "/system identity set name=hap-{i}\n/ip service set api-ssl disabled=no\n\
+             /ip service set ssh address=\"\"\n"
+        );
+        f.device(i).unwrap().apply_out_of_band(&identity).unwrap();
+        f.device(i).unwrap().apply_out_of_band(&lines).unwrap();
+        let text = f.device(i).unwrap().export(false);
+        assert!(text.len() > 50_000, "{} bytes", text.len());
+        assert!(text.contains("by RouterOS 6."), "a v6 device");
+    }
+    let m = f.manifest();
+    let tenant = TenantId::new_random();
+    let ids = register_demo_fleet(
+        &env.commands(),
+        tenant,
+        &m,
+        &DemoFleet {
+            fleet: "ssh".to_owned(),
+            tls: true,
+            poll_interval_secs: 5,
+            tags: vec!["test".to_owned()],
+            ssh: true,
+        },
+    )
+    .await
+    .unwrap();
+    // Device 1 trusts on first use, device 2 has a wrong pin, device 3 no SSH access.
+    let endpoint = |i: usize, ssh: Option<SshAccess>| netledger_domain::device::Endpoint {
+        host: netledger_domain::device::Host::parse("127.0.0.1").unwrap(),
+        port: m[i].api_ssl.port(),
+        transport: netledger_domain::device::Transport::TlsPinned {
+            fingerprint_sha256: m[i].tls_sha256.clone(),
+        },
+        ssh,
+    };
+    let ssh = |i: usize, host_key| {
+        Some(SshAccess {
+            port: m[i].ssh.port(),
+            host_key,
+        })
+    };
+    let wrong = SshHostKey::Pinned {
+        fingerprint_sha256: "00".repeat(32),
+    };
+    for (i, e) in [
+        (1, endpoint(1, ssh(1, SshHostKey::FirstUse))),
+        (2, endpoint(2, ssh(2, wrong))),
+        (3, endpoint(3, None)),
+    ] {
+        env.commands()
+            .update(
+                tenant,
+                ids[i],
+                UpdateDevice {
+                    endpoint: Some(e),
+                    ..UpdateDevice::default()
+                },
+                None,
+                meta(),
+            )
+            .await
+            .unwrap();
+    }
+    let poller = Poller::start(fast("p1", Duration::from_millis(300)), env.deps())
+        .await
+        .unwrap();
+    initial_snapshots(&env, tenant, &ids[..2]).await;
+    for (i, id) in ids.iter().enumerate().take(2) {
+        let snap: netledger_domain::device::ConfigSnapshotRecorded = env
+            .events(tenant, *id)
+            .await
+            .into_iter()
+            .find(|e| e.event_type == "ConfigSnapshotRecorded")
+            .unwrap()
+            .decode()
+            .unwrap();
+        let stored = env.archive.read(tenant, *id, &snap.commit).unwrap();
+        let own = Archive::prepare(&f.device(i).unwrap().export(false)).unwrap();
+        assert!(stored.len() > 45_000, "{} bytes archived", stored.len());
+        assert_eq!(stored, own.text, "device {i}: archived in full");
+        assert_eq!(snap.sha256, own.sha256);
+    }
+    // First use: the key recorded is the manifest's, before the snapshot.
+    let events = env.events(tenant, ids[1]).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let pinned_at = types
+        .iter()
+        .position(|t| *t == "DeviceSshHostKeyPinned")
+        .unwrap();
+    let snap_at = types
+        .iter()
+        .position(|t| *t == "ConfigSnapshotRecorded")
+        .unwrap();
+    assert!(pinned_at < snap_at, "{types:?}");
+    let pinned: DeviceSshHostKeyPinned = events[pinned_at].decode().unwrap();
+    assert_eq!(pinned.fingerprint_sha256, m[1].ssh_host_key_sha256);
+    assert_eq!(pinned.algorithm, "ssh-ed25519");
+    assert_eq!(pinned.recorded_by, "poller");
+    // Wrong pin, no SSH: nothing archived (the device answers polls all the same).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in [2, 3] {
+        let types = env.types(tenant, ids[i]).await;
+        assert!(types.contains(&"DeviceCameOnline".to_owned()), "{types:?}");
+        assert!(
+            !types.contains(&"ConfigSnapshotRecorded".to_owned()),
+            "device {i}: {types:?}"
+        );
+        assert!(!types.contains(&"DeviceSshHostKeyPinned".to_owned()));
+    }
     poller.stop().await.unwrap();
 }

@@ -204,6 +204,7 @@ fn registered(id: DeviceId, name: &str, tags: &[&str]) -> DeviceRegistered {
             host: Host::parse("10.0.0.1").unwrap(),
             port: 8728,
             transport: Transport::Plain,
+            ssh: None,
         },
         username: "admin".into(),
         credentials_key_id: "k1".into(),

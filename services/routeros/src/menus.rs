@@ -846,6 +846,19 @@ impl Client {
 
     /// The configuration as export text; see the module documentation for how and why.
     pub async fn export(&self, opts: &ExportOptions) -> Result<Bytes, Error> {
+        let (file, version) = self.export_to_file(opts).await?;
+        let text = self.file_contents(&file.name, &version).await;
+        // Remove the file whatever happened reading it; report the read error first.
+        let removed = self.remove_file(file.id).await;
+        let text = text?;
+        removed?;
+        Ok(text)
+    }
+
+    /// Writes the export to `<opts.file>.rsc` on the device and waits for it to appear: the
+    /// file (read it and remove it yourself, e.g. over SFTP where `contents` is capped) and
+    /// the device's version.
+    pub async fn export_to_file(&self, opts: &ExportOptions) -> Result<(File, Version), Error> {
         let version = self.resources().await?.version;
         let mut cmd = Command::new("/export").attr("file", &opts.file);
         match (opts.sensitive, version.major >= 7) {
@@ -863,12 +876,7 @@ impl Client {
 
         let name = format!("{}.rsc", opts.file);
         let file = self.wait_for_file(&name).await?;
-        let text = self.file_contents(&name, &version).await;
-        // Remove the file whatever happened reading it; report the read error first.
-        let removed = self.remove_file(file.id).await;
-        let text = text?;
-        removed?;
-        Ok(text)
+        Ok((file, version))
     }
 
     async fn wait_for_file(&self, name: &str) -> Result<File, Error> {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use devsim::ManifestEntry;
-use netledger_domain::device::{DeviceName, Endpoint, Host, Tag, Transport};
+use netledger_domain::device::{DeviceName, Endpoint, Host, SshAccess, SshHostKey, Tag, Transport};
 use netledger_domain::{Actor, DeviceId, EventMetadata, TenantId};
 use netledger_store::credentials::DevicePassword;
 use netledger_store::devices::{DeviceCommandError, DeviceCommands, RegisterDevice, UpdateDevice};
@@ -24,6 +24,9 @@ pub struct DemoFleet {
     pub poll_interval_secs: u32,
     /// Tags given to every device.
     pub tags: Vec<String>,
+    /// Give every device that serves SSH SSH access, its host key pinned from the manifest
+    /// (RouterOS 6 and 7.0-7.12 then archive exports of any size, and take pushes).
+    pub ssh: bool,
 }
 
 impl Default for DemoFleet {
@@ -33,6 +36,7 @@ impl Default for DemoFleet {
             tls: true,
             poll_interval_secs: 60,
             tags: vec!["demo".to_owned()],
+            ssh: true,
         }
     }
 }
@@ -75,6 +79,12 @@ pub async fn register_demo_fleet(
             host: Host::parse(&addr.ip().to_string())?,
             port: addr.port(),
             transport,
+            ssh: (options.ssh && entry.ssh.port() != 0).then(|| SshAccess {
+                port: entry.ssh.port(),
+                host_key: SshHostKey::Pinned {
+                    fingerprint_sha256: entry.ssh_host_key_sha256.clone(),
+                },
+            }),
         };
         let name = DeviceName::parse(&format!("{}-{}", options.fleet, entry.identity))?;
         let meta = EventMetadata::for_command(Actor::system("demo-fleet"), Uuid::new_v4());

@@ -213,6 +213,7 @@ impl Gen<'_> {
                         .map_err(bad)?,
                     port: 8728,
                     transport,
+                    ssh: None,
                 },
                 username: "admin".to_owned(),
                 credentials_key_id: "k1".to_owned(),

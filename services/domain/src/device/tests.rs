@@ -20,6 +20,7 @@ fn endpoint(host: &str, port: u16) -> Endpoint {
         host: Host::parse(host).unwrap(),
         port,
         transport: Transport::Plain,
+        ssh: None,
     }
 }
 
@@ -472,7 +473,7 @@ fn stored_device_events_read_back_unchanged() {
         resumed.unwrap(),
         DeviceEvent::PollingResumed(DevicePollingResumed {})
     );
-    assert_eq!(DeviceEvent::TYPES.len(), 17);
+    assert_eq!(DeviceEvent::TYPES.len(), 18);
     assert_eq!(DeviceEvent::CATEGORY, "device");
 }
 
@@ -547,5 +548,181 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+// ---- SSH access (issue 17) -----------------------------------------------------------------
+
+fn with_ssh(host_key: SshHostKey) -> Endpoint {
+    Endpoint {
+        ssh: Some(SshAccess { port: 22, host_key }),
+        ..endpoint("127.0.0.1", 8728)
+    }
+}
+
+const FP: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/// A registration written before SSH existed reads back and re-serialises byte for byte
+/// (no `ssh` key appears), and one with SSH round-trips with its trust mode.
+#[test]
+fn endpoints_without_ssh_serialise_as_before_and_with_ssh_round_trip() {
+    let old = r#"{"host":"10.0.0.1","port":8729,"transport":{"mode":"tls_pinned","fingerprint_sha256":"ab"}}"#;
+    let e: Endpoint = serde_json::from_str(old).unwrap();
+    assert_eq!(e.ssh, None);
+    assert_eq!(serde_json::to_string(&e).unwrap(), old);
+    for key in [SshHostKey::FirstUse, SshHostKey::pinned(FP).unwrap()] {
+        let e = with_ssh(key);
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(
+            text.contains(r#""ssh":{"port":22,"host_key":{"trust":"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Endpoint>(&text).unwrap(), e);
+    }
+}
+
+/// Fingerprints are accepted as hex (any case) or in OpenSSH `SHA256:` form and pinned as
+/// lowercase hex; anything else is refused with a message that says both forms.
+#[test]
+fn host_key_fingerprints_parse_from_hex_and_openssh_form() {
+    use base64::Engine;
+    let bytes = hex::decode(FP).unwrap();
+    let openssh = format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes)
+    );
+    for text in [
+        FP.to_string(),
+        FP.to_uppercase(),
+        openssh.clone(),
+        format!("{openssh}="),
+    ] {
+        assert_eq!(
+            SshHostKey::pinned(&text).unwrap().fingerprint(),
+            Some(FP),
+            "{text}"
+        );
+    }
+    for bad in [
+        "",
+        "SHA256:",
+        "SHA256:abc",
+        &FP[..63],
+        "MD5:aa:bb",
+        &format!("{FP}00"),
+    ] {
+        let e = SshHostKey::pinned(bad).unwrap_err();
+        assert!(e.to_string().contains("64 hex"), "{e}");
+    }
+    // A registration carrying an upper-case or short pin is refused before any event.
+    given::<DeviceState>([])
+        .when(DeviceCommand::Register(RegisterDevice {
+            endpoint: with_ssh(SshHostKey::Pinned {
+                fingerprint_sha256: FP.to_uppercase(),
+            }),
+            ..register_cmd()
+        }))
+        .then_refused(DeviceError::BadSshFingerprint(FP.to_uppercase()));
+    given::<DeviceState>([])
+        .when(DeviceCommand::Register(RegisterDevice {
+            endpoint: Endpoint {
+                ssh: Some(SshAccess {
+                    port: 0,
+                    host_key: SshHostKey::FirstUse,
+                }),
+                ..endpoint("127.0.0.1", 8728)
+            },
+            ..register_cmd()
+        }))
+        .then_refused(DeviceError::BadPort);
+}
+
+/// Adding or changing SSH access keeps the stored credentials: the password still goes to
+/// the host it was entered for (host, port and transport are what clear them).
+#[test]
+fn ssh_settings_alone_keep_the_credentials() {
+    let new = with_ssh(SshHostKey::FirstUse);
+    let state = given::<DeviceState>([registered_event()])
+        .when(DeviceCommand::Update(UpdateDevice {
+            endpoint: Some(new.clone()),
+            ..UpdateDevice::default()
+        }))
+        .then([DeviceEvent::Updated(DeviceUpdated {
+            name: None,
+            endpoint: Some(new),
+            poll_interval_secs: None,
+        })]);
+    assert!(state.has_credentials);
+}
+
+/// Trust on first use: the first key is recorded once and pinned; the same key again adds
+/// nothing; another key, a pinned device or a device without SSH is refused.
+#[test]
+fn the_first_ssh_host_key_is_recorded_once_and_then_pinned() {
+    let registered = DeviceEvent::Registered(DeviceRegistered {
+        endpoint: with_ssh(SshHostKey::FirstUse),
+        ..match registered_event() {
+            DeviceEvent::Registered(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    let record = |fp: &str| DeviceCommand::RecordSshHostKey {
+        fingerprint_sha256: fp.into(),
+        algorithm: "ssh-ed25519".into(),
+        recorded_by: "poller".into(),
+    };
+    let state = given::<DeviceState>([registered.clone()])
+        .when(record(&FP.to_uppercase()))
+        .then([DeviceEvent::SshHostKeyPinned(DeviceSshHostKeyPinned {
+            fingerprint_sha256: FP.into(),
+            algorithm: "ssh-ed25519".into(),
+            recorded_by: "poller".into(),
+        })]);
+    let pinned = state
+        .registration
+        .as_ref()
+        .unwrap()
+        .endpoint
+        .ssh
+        .clone()
+        .unwrap();
+    assert_eq!(pinned.host_key.fingerprint(), Some(FP));
+    assert_eq!(state.decide(&record(FP)).unwrap(), Vec::new());
+    let other = "00".repeat(32);
+    assert_eq!(
+        state.decide(&record(&other)).unwrap_err(),
+        DeviceError::SshKeyNotAwaited(FP.into())
+    );
+    given::<DeviceState>([registered_event()])
+        .when(record(FP))
+        .then_refused(DeviceError::SshKeyNotAwaited("no SSH access".into()));
+    given::<DeviceState>([registered])
+        .when(record("not a fingerprint"))
+        .then_refused(DeviceError::BadSshFingerprint("not a fingerprint".into()));
+}
+
+/// The path each file job takes, by version and registered SSH access.
+#[test]
+fn file_access_uses_the_api_where_it_can_and_ssh_where_it_cannot() {
+    use Via::*;
+    let cases = [
+        ((6, 49), false, (Api, Unavailable, Unavailable)),
+        ((6, 49), true, (Ssh, Ssh, Ssh)),
+        ((7, 8), true, (Ssh, Ssh, Ssh)),
+        ((7, 9), true, (Ssh, Api, Ssh)),
+        ((7, 12), false, (Api, Api, Unavailable)),
+        ((7, 13), true, (Api, Api, Api)),
+        ((7, 16), false, (Api, Api, Api)),
+    ];
+    for ((ma, mi), ssh, (export, upload, download)) in cases {
+        assert_eq!(
+            file_access(ma, mi, ssh),
+            FileAccess {
+                export,
+                upload,
+                download
+            },
+            "{ma}.{mi} ssh={ssh}"
+        );
     }
 }

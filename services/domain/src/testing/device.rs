@@ -22,6 +22,7 @@ fn endpoint(host: &str, port: u16) -> Endpoint {
         host: Host::parse(host).unwrap_or_else(|_| unreachable!("a valid test host")),
         port,
         transport: Transport::Plain,
+        ssh: None,
     }
 }
 

@@ -256,6 +256,7 @@ fn register(i: usize) -> Result<RegisterDevice, netledger_domain::device::Device
             ))?,
             port: 8728,
             transport: Transport::Plain,
+            ssh: None,
         },
         username: "api".to_owned(),
         password: DevicePassword::new("bench-password"),

@@ -157,8 +157,9 @@ async fn start_devsim(
     let mut next_port = usize::from(args.base_port);
     while offset < args.devices {
         let n = per.min(args.devices - offset);
-        let port = free_range(next_port, 2 * n)?;
-        next_port = port + 2 * n;
+        // API and API-SSL on `port + 2i` and `+ 2i + 1`, SSH on `port + 2n + i`.
+        let port = free_range(next_port, 3 * n)?;
+        next_port = port + 3 * n;
         let port = u16::try_from(port)?;
         let manifest = dir.join(format!("devsim-{k}.json"));
         let child = tokio::process::Command::new(&exe)
@@ -303,6 +304,9 @@ async fn run_bench(
         tls: args.tls,
         poll_interval_secs: u32::try_from(args.interval.as_secs().max(5)).unwrap_or(60),
         tags: vec!["bench".to_owned()],
+        // As `netledger all` registers a fleet: SSH where devsim serves it (exports of
+        // RouterOS 6 and 7.0-7.12 devices then go over SFTP; polls never do).
+        ssh: true,
     };
     let registered = Instant::now();
     let mut jobs = Vec::new();

@@ -216,6 +216,7 @@ async fn setup(
                     host: Host::parse(&m.api.ip().to_string())?,
                     port: m.api.port(),
                     transport: Transport::Plain,
+                    ssh: None,
                 },
                 username: m.username.clone(),
                 password: DevicePassword::new(m.password.clone()),

@@ -107,7 +107,8 @@ impl Projector for ConfigVersionsProjector {
                 | DeviceEvent::PollingSuspended(_)
                 | DeviceEvent::PollingResumed(_)
                 | DeviceEvent::RollbackTimersFound(_)
-                | DeviceEvent::RollbackTimersCleared(_) => continue,
+                | DeviceEvent::RollbackTimersCleared(_)
+                | DeviceEvent::SshHostKeyPinned(_) => continue,
             }
             c.tenant.push(*e.tenant_id.as_uuid());
             c.device.push(device);

@@ -54,6 +54,8 @@ pub(crate) struct DeviceRow {
     last_drift_at: Option<OffsetDateTime>,
     /// The rollback-timer condition (`rollback_timers` column), while the device has it.
     rollback_timers: Option<serde_json::Value>,
+    /// SSH access as registered (`ssh` column: the domain's `SshAccess` as JSON).
+    ssh: Option<serde_json::Value>,
     registered_at: OffsetDateTime,
     removed_at: Option<OffsetDateTime>,
     removed_reason: Option<String>,
@@ -77,6 +79,13 @@ fn static_breaker(s: &str) -> &'static str {
     if s == "open" { "open" } else { "closed" }
 }
 
+fn ssh_column(endpoint: &Endpoint) -> Option<serde_json::Value> {
+    endpoint
+        .ssh
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+}
+
 fn transport_columns(t: &Transport) -> (String, Option<String>) {
     match t {
         Transport::Plain => ("plain".to_owned(), None),
@@ -92,6 +101,7 @@ impl DeviceRow {
         self.host = endpoint.host.as_str().to_owned();
         self.port = i32::from(endpoint.port);
         (self.transport, self.tls_fingerprint) = transport_columns(&endpoint.transport);
+        self.ssh = ssh_column(endpoint);
     }
 
     /// The row of a device's first registration (the event `e`).
@@ -104,6 +114,7 @@ impl DeviceRow {
             port: i32::from(reg.endpoint.port),
             transport,
             tls_fingerprint,
+            ssh: ssh_column(&reg.endpoint),
             username: reg.username,
             credentials_key_id: reg.credentials_key_id,
             tags: tag_texts(&reg.tags),
@@ -260,6 +271,19 @@ impl DeviceRow {
                 self.rollback_timers = None;
                 true
             }
+            // the first SSH connection's host key, pinned from now on (it answered)
+            DeviceEvent::SshHostKeyPinned(p) => {
+                if let Some(ssh) = self.ssh.as_mut().and_then(|v| v.as_object_mut()) {
+                    ssh.insert(
+                        "host_key".into(),
+                        serde_json::json!({
+                            "trust": "pinned",
+                            "fingerprint_sha256": p.fingerprint_sha256,
+                        }),
+                    );
+                }
+                true
+            }
         };
         if seen {
             self.last_seen_at = Some(at);
@@ -290,7 +314,7 @@ const COLUMNS: &str = "tenant_id, device_id, name, host, port, transport, tls_fi
     routeros_version, board_name, architecture, routerboard_firmware, breaker, breaker_failures, \
     breaker_retry_at, breaker_last_error, last_snapshot_commit, last_snapshot_sha256, \
     last_snapshot_at, last_drift_at, registered_at, removed_at, removed_reason, last_seen_at, \
-    last_event_at, stream_version, last_position, rollback_timers";
+    last_event_at, stream_version, last_position, rollback_timers, ssh";
 
 impl DevicesProjector {
     async fn load(
@@ -356,6 +380,7 @@ impl DevicesProjector {
                 stream_version: r.try_get(31).map_err(get)?,
                 last_position: r.try_get(32).map_err(get)?,
                 rollback_timers: r.try_get(33).map_err(get)?,
+                ssh: r.try_get(34).map_err(get)?,
             };
             self.rows.loaded(key, row);
         }
@@ -530,6 +555,7 @@ struct Columns {
     stream_version: Vec<i64>,
     last_position: Vec<i64>,
     rollback_timers: Vec<Option<serde_json::Value>>,
+    ssh: Vec<Option<serde_json::Value>>,
 }
 
 impl Columns {
@@ -580,6 +606,7 @@ impl Columns {
         self.stream_version.push(r.stream_version);
         self.last_position.push(r.last_position);
         self.rollback_timers.push(r.rollback_timers.clone());
+        self.ssh.push(r.ssh.clone());
     }
 
     async fn upsert(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
@@ -588,16 +615,17 @@ impl Columns {
              SELECT t, d, n, h, p, tr, tf, un, ck, \
                     CASE WHEN tg = '' THEN '{{}}'::text[] ELSE string_to_array(tg, ',') END, \
                     pi, st, orr, idn, rv, bn, ar, rf, br, bf, bra, ble, lsc, lss, lsa, lda, ra, \
-                    rma, rmr, lse, lev, sv, lp, rbt \
+                    rma, rmr, lse, lev, sv, lp, rbt, ssh \
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[], \
                          $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
                          $18::text[], $19::text[], $20::int[], $21::timestamptz[], $22::text[], \
                          $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], \
                          $27::timestamptz[], $28::timestamptz[], $29::text[], $30::timestamptz[], \
-                         $31::timestamptz[], $32::bigint[], $33::bigint[], $34::jsonb[]) \
+                         $31::timestamptz[], $32::bigint[], $33::bigint[], $34::jsonb[], \
+                         $35::jsonb[]) \
                   AS u(t, d, n, h, p, tr, tf, un, ck, tg, pi, st, orr, idn, rv, bn, ar, rf, br, \
-                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp, rbt) \
+                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp, rbt, ssh) \
              ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
                 name = EXCLUDED.name, host = EXCLUDED.host, port = EXCLUDED.port, \
                 transport = EXCLUDED.transport, tls_fingerprint = EXCLUDED.tls_fingerprint, \
@@ -617,7 +645,7 @@ impl Columns {
                 removed_at = EXCLUDED.removed_at, removed_reason = EXCLUDED.removed_reason, \
                 last_seen_at = EXCLUDED.last_seen_at, last_event_at = EXCLUDED.last_event_at, \
                 stream_version = EXCLUDED.stream_version, last_position = EXCLUDED.last_position, \
-                rollback_timers = EXCLUDED.rollback_timers"
+                rollback_timers = EXCLUDED.rollback_timers, ssh = EXCLUDED.ssh"
         );
         sqlx::query(&sql)
             .bind(self.tenant)
@@ -654,6 +682,7 @@ impl Columns {
             .bind(self.stream_version)
             .bind(self.last_position)
             .bind(self.rollback_timers)
+            .bind(self.ssh)
             .execute(conn)
             .await
             .map_err(ProjectionError::db("upsert devices"))?;

@@ -124,6 +124,8 @@ pub struct EndpointView {
     pub transport: TransportKind,
     /// Pinned certificate fingerprint (SHA-256, hex) for `tls_pinned`.
     pub tls_fingerprint: Option<String>,
+    /// SSH access, when registered (host key pinned or awaited on first use).
+    pub ssh: Option<netledger_domain::device::SshAccess>,
 }
 
 /// Facts the device reported.
@@ -358,7 +360,7 @@ pub async fn device_detail(
                 routeros_version, board_name, architecture, routerboard_firmware, breaker, \
                 breaker_failures, breaker_retry_at, breaker_last_error, last_snapshot_commit, \
                 last_snapshot_sha256, last_snapshot_at, last_drift_at, registered_at, removed_at, \
-                removed_reason, last_seen_at, last_event_at, stream_version, rollback_timers \
+                removed_reason, last_seen_at, last_event_at, stream_version, rollback_timers, ssh \
          FROM rm_devices WHERE tenant_id = $1 AND device_id = $2",
     )
     .bind(tenant.as_uuid())
@@ -408,6 +410,15 @@ pub async fn device_detail(
             port: u16_of(r.try_get("port").map_err(&e)?),
             transport: text_enum(r.try_get("transport").map_err(&e)?)?,
             tls_fingerprint: r.try_get("tls_fingerprint").map_err(&e)?,
+            ssh: r
+                .try_get::<Option<serde_json::Value>, _>("ssh")
+                .map_err(&e)?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|x| ProjectionError::Database {
+                    operation: "decode device ssh",
+                    source: sqlx::Error::Decode(Box::new(x)),
+                })?,
         },
         username: r.try_get("username").map_err(&e)?,
         credentials_key_id: r.try_get("credentials_key_id").map_err(&e)?,

@@ -57,6 +57,63 @@ impl TransportInput {
     }
 }
 
+/// SSH access to a device, for what the API cannot do on RouterOS 6 and 7.0-7.12 (exports of
+/// any size, backup downloads, change-script and firmware uploads). Same RouterOS user and
+/// password as the API; its group needs the `ssh` and `ftp` policies. Give the host key's
+/// fingerprint, or ask explicitly for trust on first use (the first connection records the
+/// key, `DeviceSshHostKeyPinned`, and pins it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshInput {
+    /// SSH port (default 22).
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: Option<u16>,
+    /// SHA-256 of the device's SSH host key: 64 hex digits, or OpenSSH form
+    /// (`SHA256:` and 43 base64 characters, as `ssh-keygen -lf` prints it).
+    #[schema(pattern = r"^([0-9A-Fa-f]{64}|SHA256:[A-Za-z0-9+/]{43}=?)$")]
+    pub host_key_sha256: Option<String>,
+    /// Accept the key the device presents on the first connection and pin it (default
+    /// false). Give either this or `host_key_sha256`.
+    #[serde(default)]
+    pub trust_on_first_use: bool,
+}
+
+impl SshInput {
+    fn parse(&self) -> ApiResult<netledger_domain::device::SshAccess> {
+        use netledger_domain::device::{SshAccess, SshHostKey};
+        let host_key = match (&self.host_key_sha256, self.trust_on_first_use) {
+            (Some(fp), false) => {
+                SshHostKey::pinned(fp).map_err(|e| ApiError::validation(e.to_string()))?
+            }
+            (None, true) => SshHostKey::FirstUse,
+            (Some(_), true) => {
+                return Err(ApiError::validation(
+                    "ssh: give host_key_sha256 or trust_on_first_use, not both",
+                ));
+            }
+            (None, false) => {
+                return Err(ApiError::validation(
+                    "ssh: give host_key_sha256 (the SHA-256 of the device's SSH host key) or \
+                     set trust_on_first_use: true to pin the key the first connection sees",
+                ));
+            }
+        };
+        Ok(SshAccess {
+            port: self.port.unwrap_or(22),
+            host_key,
+        })
+    }
+}
+
+/// `null` in a JSON body becomes `Some(None)` (remove), absent stays `None` (keep).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A device to register. The password is stored encrypted and never returned.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NewDevice {
@@ -92,6 +149,9 @@ pub struct NewDevice {
     /// Poll interval in seconds, 5-86400 (default 60).
     #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
+    /// SSH access (none by default: API only; RouterOS 6 and 7.0-7.12 then cannot have
+    /// changes pushed or backups archived, see `file_access` on the device).
+    pub ssh: Option<SshInput>,
 }
 
 /// A device after a write (read the device for its full state).
@@ -119,6 +179,7 @@ fn endpoint(
     host: &str,
     port: Option<u16>,
     transport: Option<&TransportInput>,
+    ssh: Option<&SshInput>,
 ) -> ApiResult<netledger_domain::device::Endpoint> {
     use netledger_domain::device::{Endpoint, Host, Transport};
     let transport = match transport {
@@ -134,6 +195,7 @@ fn endpoint(
         host: Host::parse(host).map_err(|e| ApiError::validation(e.to_string()))?,
         port: port.unwrap_or(default_port),
         transport,
+        ssh: ssh.map(SshInput::parse).transpose()?,
     })
 }
 
@@ -267,7 +329,12 @@ pub async fn register_device(
                 device_id: DeviceId::from_uuid(Uuid::now_v7()),
                 name: netledger_domain::device::DeviceName::parse(&body.name)
                     .map_err(|e| ApiError::validation(e.to_string()))?,
-                endpoint: endpoint(&body.host, body.port, body.transport.as_ref())?,
+                endpoint: endpoint(
+                    &body.host,
+                    body.port,
+                    body.transport.as_ref(),
+                    body.ssh.as_ref(),
+                )?,
                 username: body.username.clone(),
                 password: netledger_store::credentials::DevicePassword::new(body.password.clone()),
                 tags: parse_tags(&body.tags)?,
@@ -304,6 +371,15 @@ pub struct DevicePatch {
     pub port: Option<u16>,
     /// New transport.
     pub transport: Option<TransportInput>,
+    /// New SSH access; `null` removes it (API only from then on). Changing it keeps the
+    /// stored credentials (the host is the same).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<SshInput>, nullable)]
+    pub ssh: Option<Option<SshInput>>,
     /// New poll interval in seconds, 5-86400.
     #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
@@ -347,7 +423,10 @@ pub async fn update_device(
         .registration
         .as_ref()
         .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
-    let endpoint_changed = body.host.is_some() || body.port.is_some() || body.transport.is_some();
+    let endpoint_changed = body.host.is_some()
+        || body.port.is_some()
+        || body.transport.is_some()
+        || body.ssh.is_some();
     let new_endpoint = if endpoint_changed {
         let host = body
             .host
@@ -357,10 +436,16 @@ pub async fn update_device(
             &host,
             body.port.or(Some(reg.endpoint.port)),
             body.transport.as_ref(),
+            None,
         )?;
         if body.transport.is_none() {
             e.transport = reg.endpoint.transport.clone();
         }
+        e.ssh = match &body.ssh {
+            None => reg.endpoint.ssh.clone(),
+            Some(None) => None,
+            Some(Some(s)) => Some(s.parse()?),
+        };
         check_device_endpoint(&state, p.tenant, &e).await?;
         Some(e)
     } else {

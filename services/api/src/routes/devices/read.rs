@@ -175,6 +175,57 @@ pub struct EndpointDto {
     pub transport: query::TransportKind,
     /// Pinned certificate SHA-256 (hex), for `tls_pinned`.
     pub tls_fingerprint: Option<String>,
+    /// SSH access, when registered (`null`: API only).
+    pub ssh: Option<SshAccessDto>,
+}
+
+/// A device's SSH access as registered.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SshAccessDto {
+    /// SSH port.
+    pub port: u16,
+    /// `pinned` (only `host_key_sha256` is accepted) or `first_use` (the first connection's
+    /// key will be recorded and pinned).
+    #[schema(value_type = String, example = "pinned")]
+    pub trust: String,
+    /// Lowercase hex SHA-256 of the pinned host key (`null` while awaiting first use).
+    pub host_key_sha256: Option<String>,
+}
+
+impl From<netledger_domain::device::SshAccess> for SshAccessDto {
+    fn from(s: netledger_domain::device::SshAccess) -> Self {
+        use netledger_domain::device::SshHostKey;
+        let (trust, host_key_sha256) = match s.host_key {
+            SshHostKey::Pinned { fingerprint_sha256 } => ("pinned", Some(fingerprint_sha256)),
+            SshHostKey::FirstUse => ("first_use", None),
+        };
+        Self {
+            port: s.port,
+            trust: trust.to_owned(),
+            host_key_sha256,
+        }
+    }
+}
+
+/// Which path each file job takes on this device (`api`, `ssh` or `unavailable`), decided
+/// from its RouterOS version and its SSH access (docs/devices.md): the binary API wherever
+/// it does the job, SSH/SFTP where it cannot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileAccessDto {
+    /// Reading exports back (RouterOS 6 caps the API's file `contents` near 4 KB).
+    pub export: netledger_domain::device::Via,
+    /// Uploading change scripts and firmware packages (`/file add` from 7.9).
+    pub upload: netledger_domain::device::Via,
+    /// Downloading backups (`/file/read` from 7.13).
+    pub download: netledger_domain::device::Via,
+}
+
+/// `(major, minor)` of a RouterOS version text (`7.16.2 (stable)`, `6.49.7`).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// A device condition an operator resolves (issue #15 item 3, docs/push.md step 1b):
@@ -251,6 +302,9 @@ pub struct DeviceDto {
     pub last_drift_at: Option<OffsetDateTime>,
     /// The rollback-timer condition, while the device has it (`null` otherwise).
     pub rollback_timers: Option<RollbackTimersDto>,
+    /// How file jobs reach the device, once its version is known (`null` before the first
+    /// poll).
+    pub file_access: Option<FileAccessDto>,
     /// Registered at.
     #[serde(with = "time::serde::rfc3339")]
     pub registered_at: OffsetDateTime,
@@ -278,6 +332,23 @@ impl From<query::DeviceDetail> for DeviceDto {
             architecture: None,
             routerboard_firmware: None,
         });
+        let file_access =
+            facts
+                .routeros_version
+                .as_deref()
+                .and_then(major_minor)
+                .map(|(major, minor)| {
+                    let a = netledger_domain::device::file_access(
+                        major,
+                        minor,
+                        d.endpoint.ssh.is_some(),
+                    );
+                    FileAccessDto {
+                        export: a.export,
+                        upload: a.upload,
+                        download: a.download,
+                    }
+                });
         Self {
             id: *d.id.as_uuid(),
             name: d.name,
@@ -286,6 +357,7 @@ impl From<query::DeviceDetail> for DeviceDto {
                 port: d.endpoint.port,
                 transport: d.endpoint.transport,
                 tls_fingerprint: d.endpoint.tls_fingerprint,
+                ssh: d.endpoint.ssh.clone().map(Into::into),
             },
             username: d.username,
             credentials_key_id: d.credentials_key_id,
@@ -313,6 +385,7 @@ impl From<query::DeviceDetail> for DeviceDto {
                 workflow_id: c.workflow_id,
                 since: c.since,
             }),
+            file_access,
             registered_at: d.registered_at,
             removed_at: d.removed_at,
             removed_reason: d.removed_reason,
