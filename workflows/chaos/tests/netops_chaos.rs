@@ -3,8 +3,9 @@
 //! at planned crash points (`netledger_engine::crash`), and other worker processes finish
 //! the workflows.
 //!
-//! For each scenario (config push that commits, config push whose verify fails and rolls
-//! back, firmware upgrade, backup, rollout with its child pushes):
+//! For each scenario (config push that commits, the same on RouterOS 6 with its file jobs
+//! over SSH/SFTP, config push whose verify fails and rolls back, firmware upgrade, backup,
+//! rollout with its child pushes):
 //! 1. discovery: one workflow runs without kills; the crash-point labels it passes through
 //!    (`<step>/<phase>`, in order) are read from the workers' log;
 //! 2. one workflow per label, each on its own device, all at once: workflow i is killed at
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devsim::{Fleet, FleetOptions, SystemClock};
-use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
+use netledger_domain::device::{DeviceName, Endpoint, Host, SshAccess, SshHostKey, Transport};
 use netledger_domain::workflow::Outcome;
 use netledger_domain::{Actor, DeviceId, EventMetadata, RolloutId, TenantId, WorkflowId};
 use netledger_engine::{Engine, StartOptions};
@@ -66,6 +67,10 @@ impl Drop for Killer {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
     PushCommit,
+    /// `PushCommit` on a RouterOS 6 device registered with SSH access: the backup is read
+    /// back, the apply token and the change file are written and the exports read over
+    /// SFTP (one SSH session per step), `/import` over the API.
+    PushCommitV6,
     PushRollback,
     Firmware,
     Backup,
@@ -114,9 +119,11 @@ impl Scenario {
 
     fn expected(self) -> Outcome {
         match self {
-            Scenario::PushCommit | Scenario::Pause | Scenario::PushTwice | Scenario::PushRetry => {
-                Outcome::Committed
-            }
+            Scenario::PushCommit
+            | Scenario::PushCommitV6
+            | Scenario::Pause
+            | Scenario::PushTwice
+            | Scenario::PushRetry => Outcome::Committed,
             // a restore that put the snapshot back ends rolled back
             Scenario::PushRollback | Scenario::Restore => Outcome::RolledBack,
             Scenario::Cancel => Outcome::Cancelled,
@@ -174,6 +181,11 @@ impl Scenario {
         keep.into_iter().map(|i| labels[i].clone()).collect()
     }
 
+    /// Whether the devices run RouterOS 6 and are registered with SSH access.
+    fn v6(self) -> bool {
+        self == Scenario::PushCommitV6
+    }
+
     /// Whether the scenario's change is applied on its devices (exactly once).
     fn applies(self) -> bool {
         !matches!(self, Scenario::Firmware | Scenario::Backup)
@@ -188,6 +200,11 @@ fn marker(key: &str, label: &str) -> String {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn push_commit_killed_at_every_crash_point(owner: PgPool) {
     run(owner, Scenario::PushCommit).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn push_commit_on_routeros_6_over_ssh_killed_at_every_crash_point(owner: PgPool) {
+    run(owner, Scenario::PushCommitV6).await;
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
@@ -347,8 +364,13 @@ async fn env(owner: PgPool, sc: Scenario) -> Env {
         Arc::new(registry(deps).unwrap()),
         Arc::new(TestClock::new()),
     );
-    // device 0 of a default fleet: RouterOS 7.16.2 on an RB5009 (arm64)
-    let one = Fleet::start(fleet_options(1, Vec::new())).await.unwrap();
+    // device 0 of a default fleet: RouterOS 7.16.2 on an RB5009 (arm64); of an all-v6
+    // fleet (6.49.13) for the RouterOS 6 scenario
+    let mut fo = fleet_options(1, Vec::new());
+    if sc.v6() {
+        fo.v6_share = 1.0;
+    }
+    let one = Fleet::start(fo).await.unwrap();
     let template = one.device(0).unwrap().export(false);
     one.shutdown();
     Env {
@@ -406,6 +428,10 @@ impl Env {
                             host: Host::parse(&m.api.ip().to_string()).unwrap(),
                             port: m.api.port(),
                             transport: Transport::Plain,
+                            ssh: self.sc.v6().then(|| SshAccess {
+                                port: m.ssh.port(),
+                                host_key: SshHostKey::pinned(&m.ssh_host_key_sha256).unwrap(),
+                            }),
                         },
                         username: m.username.clone(),
                         password: DevicePassword::new(m.password.clone()),
@@ -444,6 +470,7 @@ impl Env {
                 )
             }
             Scenario::PushCommit
+            | Scenario::PushCommitV6
             | Scenario::Cancel
             | Scenario::Pause
             | Scenario::PushTwice

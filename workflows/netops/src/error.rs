@@ -45,6 +45,38 @@ pub enum NetopsError {
         #[source]
         source: Box<routeros::Error>,
     },
+    /// An SSH or SFTP operation failed (RouterOS before 7.9/7.13, where the API cannot do a
+    /// file job). Transient failures (unreachable, timeout, connection lost) are retryable;
+    /// a host key that does not match the pinned one, a rejected login and a command error
+    /// are fatal. The message includes the SSH error's (it names both keys on a mismatch).
+    #[error("{op} failed: {error}")]
+    Ssh {
+        /// What was being done (`SSH connect`, `SFTP write of flash/x.rsc`).
+        op: String,
+        /// The SSH error (not a `#[source]`: its text is in this message already).
+        error: Box<routeros_ssh::SshError>,
+    },
+    /// The SSH host key a session trusted on first use could not be recorded
+    /// (`DeviceSshHostKeyPinned`); nothing was sent over the session. Retryable when the
+    /// store failed, fatal when the device aggregate refused it (another key is pinned).
+    #[error("the SSH host key of device {device} could not be recorded: {detail}")]
+    HostKeyNotRecorded {
+        /// The device.
+        device: String,
+        /// Why.
+        detail: String,
+        /// The store failed (retry), rather than refused.
+        transient: bool,
+    },
+    /// The firmware package cannot be put on the device: `/tool/fetch` is not allowed
+    /// (device-mode or the network) and the device has no SSH access for an SFTP upload.
+    #[error("cannot put {package} on the device: {reason}")]
+    NoPackagePath {
+        /// Package file name.
+        package: String,
+        /// Why, and what to change.
+        reason: String,
+    },
     /// A change id must be usable in device file and scheduler names.
     #[error("invalid change id {id:?}: use 1 to 64 ASCII letters, digits, '-' or '_'")]
     InvalidChangeId {
@@ -118,8 +150,14 @@ pub enum NetopsError {
         /// `mode` from `/system/device-mode`.
         mode: String,
     },
-    /// The device's RouterOS lacks something this operation needs.
-    #[error("{what} needs RouterOS {needs} or newer; the device runs {version}")]
+    /// The device's RouterOS lacks something this operation needs over the API, and the
+    /// device has no SSH access registered to do it over SSH/SFTP instead.
+    #[error(
+        "{what} needs RouterOS {needs} or newer; the device runs {version}: register SSH \
+         access for the device (`ssh`: its SSH port and host key, pinned or trusted on first \
+         use; the same user, with the `ssh` and `ftp` policies) so that it goes over SFTP, or \
+         upgrade RouterOS"
+    )]
     Unsupported {
         /// The missing capability.
         what: String,
@@ -279,6 +317,12 @@ impl NetopsError {
         use NetopsError as E;
         match self {
             E::Device { source, .. } => device_class(source),
+            E::Ssh { error, .. } if error.is_transient() => ErrorClass::Retryable,
+            E::Ssh { .. } => ErrorClass::Fatal,
+            E::HostKeyNotRecorded {
+                transient: true, ..
+            } => ErrorClass::Retryable,
+            E::HostKeyNotRecorded { .. } | E::NoPackagePath { .. } => ErrorClass::Fatal,
             E::DisarmUnconfirmed { .. }
             | E::RollbackPending { .. }
             | E::NotBack { .. }

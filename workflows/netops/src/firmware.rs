@@ -7,8 +7,11 @@
 //! megabytes of binary. So the device downloads it itself with `/tool/fetch url=...`
 //! (ROUTEROS-NOTES §5.12) from a URL the platform serves with the local cache's layout,
 //! `<base>/<version>/<file>`; a RouterOS package in the root of `/file` is installed by the
-//! next reboot (MT-UPG). device-mode `fetch=no` (home mode) blocks this
-//! ([`NetopsError::FetchDisabled`]). The cache layout is `<cache>/<version>/<file>` with the
+//! next reboot (MT-UPG). device-mode `fetch=no` (home mode) blocks this, and so may a
+//! network where devices cannot reach the platform: then a device with SSH access gets the
+//! package uploaded over SFTP instead ([`PackageDelivery::Sftp`], chosen by
+//! [`precheck_via`]); without SSH access it is refused ([`NetopsError::FetchDisabled`],
+//! [`NetopsError::NoPackagePath`]). The cache layout is `<cache>/<version>/<file>` with the
 //! file named as MikroTik names it: `routeros-<version>-<arch>.npk` (v7),
 //! `routeros-<version>.npk` (v7 x86/CHR), `routeros-<arch>-<version>.npk` (v6).
 
@@ -25,6 +28,7 @@ use crate::device::{
     DeviceTime, connect_within, device_clock, device_mode, file_row, version_key, version_text,
 };
 use crate::error::{NetopsError, Result};
+use crate::files::Files;
 use crate::push::{await_reboot, wait_closed};
 
 /// Which version to install, and where the packages are.
@@ -59,9 +63,25 @@ pub enum FirmwareAction {
     AlreadyCurrent,
 }
 
+/// How the package gets onto the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageDelivery {
+    /// The device downloads it with `/tool/fetch` from the platform (the default).
+    #[default]
+    Fetch,
+    /// The worker uploads it over SFTP (device-mode disables `fetch`, or the network does
+    /// not let devices reach the platform; the device has SSH access).
+    Sftp,
+}
+
 /// Precheck result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirmwarePrecheck {
+    /// How [`upload`] puts the package on the device (journals written before SFTP uploads
+    /// existed decode as `fetch`).
+    #[serde(default)]
+    pub delivery: PackageDelivery,
     /// Running version.
     pub current_version: String,
     /// Target version.
@@ -131,6 +151,19 @@ async fn file_sha256(path: &Path) -> Result<String> {
 /// target gives [`FirmwareAction::AlreadyCurrent`]; an older target is refused.
 #[tracing::instrument(skip_all, fields(target = %target.version))]
 pub async fn precheck(client: &Client, target: &FirmwareTarget) -> Result<FirmwarePrecheck> {
+    precheck_via(&Files::api(client), target, true).await
+}
+
+/// [`precheck`] that also chooses the [`PackageDelivery`]: `/tool/fetch` when device-mode
+/// allows it and `fetch_allowed` (the network lets devices reach the platform), SFTP
+/// otherwise when the device has SSH access; refused without.
+#[tracing::instrument(skip_all, fields(target = %target.version))]
+pub async fn precheck_via(
+    files: &Files<'_>,
+    target: &FirmwareTarget,
+    fetch_allowed: bool,
+) -> Result<FirmwarePrecheck> {
+    let client = files.client();
     let res = client
         .resources()
         .await
@@ -149,6 +182,7 @@ pub async fn precheck(client: &Client, target: &FirmwareTarget) -> Result<Firmwa
         architecture: architecture.clone(),
         board: res.board_name.clone(),
         free_hdd_space: res.free_hdd_space,
+        delivery: PackageDelivery::Fetch,
         action: FirmwareAction::AlreadyCurrent,
         package: None,
     };
@@ -184,11 +218,23 @@ pub async fn precheck(client: &Client, target: &FirmwareTarget) -> Result<Firmwa
         });
     }
     let mode = device_mode(client).await?;
-    if !mode.fetch {
+    out.delivery = if mode.fetch && fetch_allowed {
+        PackageDelivery::Fetch
+    } else if files.has_ssh() {
+        PackageDelivery::Sftp
+    } else if !mode.fetch {
         return Err(NetopsError::FetchDisabled {
             mode: mode.mode.unwrap_or_else(|| "unknown".into()),
         });
-    }
+    } else {
+        return Err(NetopsError::NoPackagePath {
+            package: name,
+            reason: "devices may not download packages from the platform here \
+                     (`firmware_fetch` is off) and the device has no SSH access for an SFTP \
+                     upload: register SSH access for it"
+                .into(),
+        });
+    };
     out.action = FirmwareAction::Upgrade;
     out.package = Some(CachedPackage {
         relative_path: format!("{}/{name}", out.target_version),
@@ -262,6 +308,55 @@ pub async fn upload(
     pre: &FirmwarePrecheck,
     source: &PackageSource,
 ) -> Result<Uploaded> {
+    fetch_package(client, pre, source).await
+}
+
+/// Upload by the precheck's [`PackageDelivery`]: the device's `/tool/fetch` from `source`
+/// ([`upload`]), or an SFTP upload of the cached file `<cache_dir>/<relative_path>` (its
+/// SHA-256 checked against the precheck's first). Either way the file is then checked in
+/// `/file` (size, version, architecture) and a wrong one removed.
+#[tracing::instrument(skip_all, fields(target = %pre.target_version))]
+pub async fn upload_via(
+    files: &Files<'_>,
+    pre: &FirmwarePrecheck,
+    source: &PackageSource,
+    cache_dir: &Path,
+) -> Result<Uploaded> {
+    if pre.delivery == PackageDelivery::Fetch {
+        return fetch_package(files.client(), pre, source).await;
+    }
+    let client = files.client();
+    let pkg = package_of(pre, "upload")?;
+    let name = pkg.file_name.clone();
+    if let Some(row) = file_row(client, &name).await? {
+        if check_row(&row, pre, &pkg).is_none() {
+            return Ok(Uploaded {
+                file_name: name,
+                size: pkg.size,
+                fetched: false,
+            });
+        }
+        crate::device::remove_file_named(client, &name).await?;
+    }
+    let path = cache_dir.join(&pkg.relative_path);
+    let bytes = cache_error(&path, tokio::fs::read(&path).await)?;
+    if hex::encode(Sha256::digest(&bytes)) != pkg.sha256 {
+        return Err(NetopsError::PackageMismatch {
+            file: name,
+            detail: "the cached file changed since the precheck".into(),
+        });
+    }
+    files.put_over_ssh(&name, &bytes).await?;
+    crash_point("fetched");
+    check_uploaded(client, pre, &pkg, name).await
+}
+
+/// The device's `/tool/fetch` of the package (see [`upload`]).
+async fn fetch_package(
+    client: &Client,
+    pre: &FirmwarePrecheck,
+    source: &PackageSource,
+) -> Result<Uploaded> {
     let pkg = package_of(pre, "upload")?;
     let name = pkg.file_name.clone();
     if let Some(row) = file_row(client, &name).await? {
@@ -288,6 +383,17 @@ pub async fn upload(
         .await
         .map_err(|e| NetopsError::device(PATH, e))?;
     crash_point("fetched");
+    check_uploaded(client, pre, &pkg, name).await
+}
+
+/// The uploaded package as `/file` lists it: there, and the expected size, version and
+/// architecture (a wrong file is removed and reported).
+async fn check_uploaded(
+    client: &Client,
+    pre: &FirmwarePrecheck,
+    pkg: &CachedPackage,
+    name: String,
+) -> Result<Uploaded> {
     let row = crate::device::wait_for_file(client, &name, Duration::from_secs(5)).await?;
     let row = match row {
         Some(_) => file_row(client, &name).await?,
@@ -299,7 +405,7 @@ pub async fn upload(
             detail: "not in /file after the fetch finished".into(),
         });
     };
-    if let Some(detail) = check_row(&row, pre, &pkg) {
+    if let Some(detail) = check_row(&row, pre, pkg) {
         crate::device::remove_file_named(client, &name).await?;
         return Err(NetopsError::PackageMismatch { file: name, detail });
     }

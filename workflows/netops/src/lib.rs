@@ -19,6 +19,9 @@
 //!   `netledger-changeplan` crate, which the API shares.
 //! - [`device`]: connecting, the device's own clock, device-mode and capability probe.
 //! - [`push`]: snapshot, validate, arm, extend, apply, verify, commit, rollback, cleanup.
+//! - [`files`]: the file channel of a step: `/file add`, `/file/read` and exports over the
+//!   API where the device's version has them, over SSH/SFTP (`routeros-ssh`) where it does
+//!   not and SSH access is registered.
 //! - [`firmware`]: precheck, upload (device-side fetch), install, await, RouterBOARD
 //!   firmware.
 //!
@@ -28,6 +31,7 @@
 pub mod change;
 pub mod device;
 pub mod error;
+pub mod files;
 pub mod firmware;
 pub mod push;
 pub mod workflows;
@@ -35,6 +39,7 @@ pub mod workflows;
 pub use change::{Change, ChangeId, Expectation, Plan, Policy};
 pub use device::{DateStyle, DeviceMode, DeviceProbe, DeviceTime, connect, probe};
 pub use error::{ErrorClass, NetopsError, Result};
+pub use files::{Files, HostKeyRecorder, SshLink};
 pub use push::{
     Applied, ArmOptions, Armed, Cleaned, Committed, DeviceDryRun, HealthChecks, PingCheck,
     RollbackMethod, RollbackOptions, RolledBack, SchedulerGate, Snapshot, SnapshotTaken, Validated,

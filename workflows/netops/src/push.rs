@@ -33,6 +33,7 @@ use crate::device::{
     storage_prefix, wait_for_file,
 };
 use crate::error::{NetopsError, Result};
+use crate::files::{Files, SshLink};
 
 /// How long to wait for a file RouterOS writes (backup, marker) to show up.
 const FILE_WAIT: Duration = Duration::from_secs(5);
@@ -140,18 +141,16 @@ mod b64 {
 
 /// Exports the configuration (sensitive values hidden) into a temporary file named after
 /// the change and reads it back.
-async fn export_text(client: &Client, id: &ChangeId, prefix: &str) -> Result<String> {
+/// Read over the API, or over SFTP where [`Files::export`] says so (before 7.13 with SSH
+/// access: the API's `contents` is capped).
+async fn export_text(files: &Files<'_>, id: &ChangeId, prefix: &str) -> Result<String> {
     let opts = ExportOptions {
         file: format!("{prefix}{}", id.export_stem()),
         sensitive: Sensitive::Hide,
         terse: false,
         verbose: false,
     };
-    let bytes = client
-        .export(&opts)
-        .await
-        .map_err(|e| NetopsError::device("/export", e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    files.export(&opts).await
 }
 
 /// Step 2: snapshot. Refused once this change's rollback timer is armed or the device has
@@ -171,6 +170,18 @@ pub async fn snapshot_with(
     id: &ChangeId,
     backup_password: Option<&Password>,
 ) -> Result<SnapshotTaken> {
+    snapshot_via(&Files::api(client), id, backup_password).await
+}
+
+/// [`snapshot_with`] over a file channel: on a device with SSH access the backup is read
+/// back over SFTP before 7.13 (and archived like on 7.13+), and the export too.
+#[tracing::instrument(skip_all, fields(change = %id))]
+pub async fn snapshot_via(
+    files: &Files<'_>,
+    id: &ChangeId,
+    backup_password: Option<&Password>,
+) -> Result<SnapshotTaken> {
+    let client = files.client();
     if scheduler_entry(client, &id.scheduler_name())
         .await?
         .is_some()
@@ -201,7 +212,8 @@ pub async fn snapshot_with(
         .await
         .map_err(|e| NetopsError::device("/system/resource/print", e))?
         .version;
-    let export = export_text(client, id, &prefix).await?;
+    files.set_version(&version);
+    let export = export_text(files, id, &prefix).await?;
     let normalised = normalised_sha256(&export)?;
     let stem = format!("{prefix}{}", id.backup_stem());
     let backup_file = format!("{stem}.backup");
@@ -215,12 +227,9 @@ pub async fn snapshot_with(
             detail: format!("backup {backup_file} did not appear after /system/backup/save"),
         });
     };
-    let backup = if version.at_least(7, 13) {
-        let b = client
-            .file_contents(&backup_file, &version)
-            .await
-            .map_err(|e| NetopsError::device("/file/read", e))?;
-        Some(b.to_vec())
+    // 7.13+: `/file/read`; before, SFTP where SSH access is registered, else no copy
+    let backup = if version.at_least(7, 13) || files.has_ssh() {
+        Some(files.get(&backup_file).await?)
     } else {
         None
     };
@@ -255,6 +264,19 @@ pub enum DeviceDryRun {
     },
 }
 
+impl std::fmt::Display for DeviceDryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceDryRun::Passed => f.write_str("the device's /import dry-run accepted the change"),
+            DeviceDryRun::NotSupported { version } => write!(
+                f,
+                "validated offline only: RouterOS {version} has no /import dry-run (7.16+), \
+                 so the device did not check the change before it is applied"
+            ),
+        }
+    }
+}
+
 /// Step 3's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validated {
@@ -264,21 +286,6 @@ pub struct Validated {
     pub plan: Plan,
     /// The device's pre-flight.
     pub device_dry_run: DeviceDryRun,
-}
-
-/// Writes a file with `/file add` (7.9+), replacing one of the same name.
-async fn put_file(client: &Client, name: &str, contents: &str) -> Result<()> {
-    remove_file_named(client, name).await?;
-    const PATH: &str = "/file/add";
-    client
-        .run(
-            Command::new(PATH)
-                .attr("name", name)
-                .attr("contents", contents),
-        )
-        .await
-        .map_err(|e| NetopsError::device(PATH, e))?;
-    Ok(())
 }
 
 /// Step 3: validate. Offline: [`change::plan`] against the snapshot's export. On the device
@@ -292,7 +299,22 @@ pub async fn validate(
     snapshot_export: &str,
     policy: &Policy,
 ) -> Result<Validated> {
-    if !probe.can_upload_files {
+    validate_via(&Files::api(client), probe, change, snapshot_export, policy).await
+}
+
+/// [`validate`] over a file channel: a device without `/file add` (RouterOS 6, 7.0-7.8)
+/// is accepted when it has SSH access (the change file goes over SFTP), and refused
+/// ([`NetopsError::Unsupported`], naming what to register) otherwise.
+#[tracing::instrument(skip_all, fields(change = %change.id))]
+pub async fn validate_via(
+    files: &Files<'_>,
+    probe: &DeviceProbe,
+    change: &Change,
+    snapshot_export: &str,
+    policy: &Policy,
+) -> Result<Validated> {
+    let client = files.client();
+    if !probe.can_upload_files && !files.has_ssh() {
         return Err(NetopsError::Unsupported {
             what: "uploading a change file over the API (/file add)".into(),
             needs: "7.9".into(),
@@ -303,7 +325,7 @@ pub async fn validate(
     let device_dry_run = if probe.has_import_dry_run {
         let prefix = storage_prefix(client).await?;
         let file = format!("{prefix}{}", change.id.dry_run_file());
-        put_file(client, &file, &change.script).await?;
+        files.put(&file, change.script.as_bytes()).await?;
         let r = client
             .run(
                 Command::new("/import")
@@ -390,6 +412,18 @@ pub async fn arm_with(
     opts: &ArmOptions,
     backup_password: Option<&Password>,
 ) -> Result<Armed> {
+    arm_via(&Files::api(client), snapshot, opts, backup_password).await
+}
+
+/// [`arm_with`] over a file channel (the apply token goes over SFTP before 7.9).
+#[tracing::instrument(skip_all, fields(change = %snapshot.change_id))]
+pub async fn arm_via(
+    files: &Files<'_>,
+    snapshot: &Snapshot,
+    opts: &ArmOptions,
+    backup_password: Option<&Password>,
+) -> Result<Armed> {
+    let client = files.client();
     let id = &snapshot.change_id;
     let name = id.scheduler_name();
     let mode = device_mode(client).await?;
@@ -403,7 +437,7 @@ pub async fn arm_with(
         let fires = schedule_time(&existing).ok_or_else(|| NetopsError::Unexpected {
             detail: format!("scheduler entry {name} has no readable start date/time"),
         })?;
-        ensure_apply_token(client, id).await?;
+        ensure_apply_token(files, id).await?;
         return Ok(Armed {
             change_id: id.clone(),
             scheduler_name: name,
@@ -451,7 +485,7 @@ pub async fn arm_with(
     let back = scheduler_entry(client, &name).await?;
     match back {
         Some(s) if !s.disabled && schedule_time(&s) == Some(fires) => {
-            ensure_apply_token(client, id).await?;
+            ensure_apply_token(files, id).await?;
             Ok(Armed {
                 change_id: id.clone(),
                 scheduler_name: name,
@@ -504,7 +538,8 @@ pub fn apply_token_file(id: &ChangeId) -> String {
 /// Writes the apply token unless the change already started (marker) or the token is
 /// there. Only [`arm`] writes it: a journaled step that runs before any apply, so a second
 /// (stale) apply cannot bring a consumed token back.
-async fn ensure_apply_token(client: &Client, id: &ChangeId) -> Result<()> {
+async fn ensure_apply_token(files: &Files<'_>, id: &ChangeId) -> Result<()> {
+    let client = files.client();
     let prefix = storage_prefix(client).await?;
     let token = format!("{prefix}{}", apply_token_file(id));
     if file_row(client, &format!("{prefix}{}", id.applied_file()))
@@ -514,16 +549,7 @@ async fn ensure_apply_token(client: &Client, id: &ChangeId) -> Result<()> {
     {
         return Ok(());
     }
-    const PATH: &str = "/file/add";
-    client
-        .run(
-            Command::new(PATH)
-                .attr("name", &token)
-                .attr("contents", "netledger apply token"),
-        )
-        .await
-        .map_err(|e| NetopsError::device(PATH, e))?;
-    Ok(())
+    files.put(&token, b"netledger apply token").await
 }
 
 /// The file [`apply`] uploads and imports: the change behind a guard line that consumes the
@@ -624,6 +650,14 @@ pub struct Applied {
 /// [`NetopsError::ImportFailed`] (the caller rolls back).
 #[tracing::instrument(skip_all, fields(change = %change.id))]
 pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Applied> {
+    apply_via(&Files::api(client), change, armed).await
+}
+
+/// [`apply`] over a file channel: the change file goes over SFTP before 7.9; `/import`
+/// runs over the API on every version.
+#[tracing::instrument(skip_all, fields(change = %change.id))]
+pub async fn apply_via(files: &Files<'_>, change: &Change, armed: &Armed) -> Result<Applied> {
+    let client = files.client();
     let id = &change.id;
     let prefix = storage_prefix(client).await?;
     let applied_file = format!("{prefix}{}", id.applied_file());
@@ -682,12 +716,12 @@ pub async fn apply(client: &Client, change: &Change, armed: &Armed) -> Result<Ap
             "apply token {token_file} is not on the device: arm again"
         )));
     }
-    put_file(
-        client,
-        &change_file,
-        &guarded_device_script(change, &token_file, &applied_file),
-    )
-    .await?;
+    files
+        .put(
+            &change_file,
+            guarded_device_script(change, &token_file, &applied_file).as_bytes(),
+        )
+        .await?;
     crash_point("uploaded");
     match client
         .run(Command::new("/import").attr("file-name", &change_file))
@@ -826,6 +860,19 @@ pub async fn verify(
     checks: &HealthChecks,
     opts: &VerifyOptions,
 ) -> Result<Verification> {
+    verify_via(config, None, validated, checks, opts).await
+}
+
+/// [`verify`] with the device's SSH access (the export is read over SFTP before 7.13); the
+/// fresh connection includes a fresh SSH session.
+#[tracing::instrument(skip_all, fields(change = %validated.change_id))]
+pub async fn verify_via(
+    config: &Config,
+    ssh: Option<&SshLink>,
+    validated: &Validated,
+    checks: &HealthChecks,
+    opts: &VerifyOptions,
+) -> Result<Verification> {
     let client = match connect_within(config, opts.reachable_within, opts.retry_every).await {
         Ok(c) => c,
         Err(e @ NetopsError::NotBack { .. }) => {
@@ -835,18 +882,21 @@ pub async fn verify(
         }
         Err(e) => return Err(e),
     };
-    let out = verify_on(&client, validated, checks).await;
+    let files = Files::new(&client, ssh);
+    let out = verify_on(&files, validated, checks).await;
+    files.close().await;
     client.close().await;
     out
 }
 
 async fn verify_on(
-    client: &Client,
+    files: &Files<'_>,
     validated: &Validated,
     checks: &HealthChecks,
 ) -> Result<Verification> {
+    let client = files.client();
     let prefix = storage_prefix(client).await?;
-    let export = export_text(client, &validated.change_id, &prefix).await?;
+    let export = export_text(files, &validated.change_id, &prefix).await?;
     let current = change::parse_export(&export)?;
     let missing = change::unmet(&current, &validated.plan.expectations);
     if !missing.is_empty() {
@@ -933,9 +983,20 @@ async fn disarm(client: &Client, name: &str) -> Result<bool> {
 /// confirmed is [`NetopsError::DisarmUnconfirmed`]: not committed, retry.
 #[tracing::instrument(skip_all, fields(change = %armed.change_id))]
 pub async fn commit(client: &Client, validated: &Validated, armed: &Armed) -> Result<Committed> {
+    commit_via(&Files::api(client), validated, armed).await
+}
+
+/// [`commit`] over a file channel (the export is read over SFTP before 7.13 with SSH).
+#[tracing::instrument(skip_all, fields(change = %armed.change_id))]
+pub async fn commit_via(
+    files: &Files<'_>,
+    validated: &Validated,
+    armed: &Armed,
+) -> Result<Committed> {
+    let client = files.client();
     let disarmed_now = disarm(client, &armed.scheduler_name).await?;
     let prefix = storage_prefix(client).await?;
-    let export = export_text(client, &armed.change_id, &prefix).await?;
+    let export = export_text(files, &armed.change_id, &prefix).await?;
     let current = change::parse_export(&export)?;
     let missing = change::unmet(&current, &validated.plan.expectations);
     if !missing.is_empty() {
@@ -1029,6 +1090,19 @@ pub async fn rollback_with(
     opts: &RollbackOptions,
     backup_password: Option<&Password>,
 ) -> Result<RolledBack> {
+    rollback_via(config, None, snapshot, armed, opts, backup_password).await
+}
+
+/// [`rollback_with`] with the device's SSH access (exports over SFTP before 7.13).
+#[tracing::instrument(skip_all, fields(change = %snapshot.change_id))]
+pub async fn rollback_via(
+    config: &Config,
+    ssh: Option<&SshLink>,
+    snapshot: &Snapshot,
+    armed: &Armed,
+    opts: &RollbackOptions,
+    backup_password: Option<&Password>,
+) -> Result<RolledBack> {
     let id = &snapshot.change_id;
     let client = match connect_within(config, opts.wait_for_device, opts.retry_every).await {
         Ok(c) => c,
@@ -1045,26 +1119,49 @@ pub async fn rollback_with(
         }
         Err(e) => return Err(e),
     };
-    let prefix = storage_prefix(&client).await?;
-    let started = file_row(&client, &format!("{prefix}{}", id.applied_file()))
+    let files = Files::new(&client, ssh);
+    let looked = rollback_look(&files, snapshot, armed).await;
+    files.close().await;
+    match looked {
+        Ok(Some(done)) => {
+            client.close().await;
+            Ok(done)
+        }
+        Ok(None) => load_snapshot(config, ssh, client, snapshot, opts, backup_password).await,
+        Err(e) => {
+            client.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// What [`rollback_via`] finds on the device: done already (`Some`), or the snapshot must be
+/// loaded now (`None`).
+async fn rollback_look(
+    files: &Files<'_>,
+    snapshot: &Snapshot,
+    armed: &Armed,
+) -> Result<Option<RolledBack>> {
+    let client = files.client();
+    let id = &snapshot.change_id;
+    let prefix = storage_prefix(client).await?;
+    let started = file_row(client, &format!("{prefix}{}", id.applied_file()))
         .await?
         .is_some();
     if !started {
-        disarm(&client, &armed.scheduler_name).await?;
-        let sha = normalised_sha256(&export_text(&client, id, &prefix).await?)?;
-        client.close().await;
-        return Ok(RolledBack {
+        disarm(client, &armed.scheduler_name).await?;
+        let sha = normalised_sha256(&export_text(files, id, &prefix).await?)?;
+        return Ok(Some(RolledBack {
             method: RollbackMethod::NotApplied,
             matches_snapshot: sha == snapshot.normalised_sha256,
             normalised_sha256: sha,
-        });
+        }));
     }
-    let timer = scheduler_entry(&client, &armed.scheduler_name).await?;
-    let sha = normalised_sha256(&export_text(&client, id, &prefix).await?)?;
+    let timer = scheduler_entry(client, &armed.scheduler_name).await?;
+    let sha = normalised_sha256(&export_text(files, id, &prefix).await?)?;
     if timer.is_none() && sha == snapshot.normalised_sha256 {
-        let (boot, _) = device_boot_time(&client).await?;
-        client.close().await;
-        return Ok(RolledBack {
+        let (boot, _) = device_boot_time(client).await?;
+        return Ok(Some(RolledBack {
             method: if boot > armed.armed_at {
                 RollbackMethod::DeviceReverted
             } else {
@@ -1072,9 +1169,9 @@ pub async fn rollback_with(
             },
             normalised_sha256: sha,
             matches_snapshot: true,
-        });
+        }));
     }
-    if file_row(&client, &snapshot.backup_file).await?.is_none() {
+    if file_row(client, &snapshot.backup_file).await?.is_none() {
         return Err(NetopsError::WrongState {
             step: "rollback",
             change: id.to_string(),
@@ -1084,7 +1181,7 @@ pub async fn rollback_with(
             ),
         });
     }
-    load_snapshot(config, client, snapshot, opts, backup_password).await
+    Ok(None)
 }
 
 /// Restores a snapshot now, whatever the markers say (the `config_restore` workflow: a
@@ -1093,6 +1190,18 @@ pub async fn rollback_with(
 /// normalised sha256 must equal the snapshot's.
 pub async fn restore_snapshot(
     config: &Config,
+    snapshot: &Snapshot,
+    opts: &RollbackOptions,
+    backup_password: Option<&Password>,
+) -> Result<RolledBack> {
+    restore_snapshot_via(config, None, snapshot, opts, backup_password).await
+}
+
+/// [`restore_snapshot`] with the device's SSH access (the check export over SFTP before
+/// 7.13).
+pub async fn restore_snapshot_via(
+    config: &Config,
+    ssh: Option<&SshLink>,
     snapshot: &Snapshot,
     opts: &RollbackOptions,
     backup_password: Option<&Password>,
@@ -1109,7 +1218,7 @@ pub async fn restore_snapshot(
             ),
         });
     }
-    load_snapshot(config, client, snapshot, opts, backup_password).await
+    load_snapshot(config, ssh, client, snapshot, opts, backup_password).await
 }
 
 /// Puts a snapshot's backup bytes (the archived copy) back on the device under its name,
@@ -1117,12 +1226,25 @@ pub async fn restore_snapshot(
 /// near 60 KB (ROUTEROS-NOTES §5.9): bytes that are not UTF-8 text or are larger are refused
 /// ([`NetopsError::WrongState`]): such a backup has to be put back by hand (SFTP).
 pub async fn upload_backup(client: &Client, snapshot: &Snapshot, bytes: &[u8]) -> Result<bool> {
+    upload_backup_via(&Files::api(client), snapshot, bytes).await
+}
+
+/// [`upload_backup`] over a file channel: with SSH access registered the bytes go over
+/// SFTP on versions before 7.9 (any size, binary included).
+pub async fn upload_backup_via(
+    files: &Files<'_>,
+    snapshot: &Snapshot,
+    bytes: &[u8],
+) -> Result<bool> {
+    let client = files.client();
     if file_row(client, &snapshot.backup_file).await?.is_some() {
         return Ok(false);
     }
     const LIMIT: usize = 60_000;
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) if bytes.len() <= LIMIT => t,
+    let over_ssh = files.access().await?.upload == netledger_domain::device::Via::Ssh;
+    match std::str::from_utf8(bytes) {
+        _ if over_ssh => {}
+        Ok(_) if bytes.len() <= LIMIT => {}
         _ => {
             return Err(NetopsError::WrongState {
                 step: "restore",
@@ -1147,13 +1269,14 @@ pub async fn upload_backup(client: &Client, snapshot: &Snapshot, bytes: &[u8]) -
             ),
         });
     }
-    put_file(client, &snapshot.backup_file, text).await?;
+    files.put(&snapshot.backup_file, bytes).await?;
     Ok(true)
 }
 
 /// `/system/backup/load` of the snapshot on `client`, then the reboot, then the hash check.
 async fn load_snapshot(
     config: &Config,
+    ssh: Option<&SshLink>,
     client: Client,
     snapshot: &Snapshot,
     opts: &RollbackOptions,
@@ -1169,8 +1292,11 @@ async fn load_snapshot(
     crash_point("restore_requested");
     wait_closed(&client, opts.reboot_wait).await;
     let client = await_reboot(config, before, opts.reboot_wait, opts.retry_every).await?;
-    let sha = normalised_sha256(&export_text(&client, id, &prefix).await?)?;
+    let files = Files::new(&client, ssh);
+    let export = export_text(&files, id, &prefix).await;
+    files.close().await;
     client.close().await;
+    let sha = normalised_sha256(&export?)?;
     if sha != snapshot.normalised_sha256 {
         return Err(NetopsError::RestoreMismatch {
             change: id.to_string(),

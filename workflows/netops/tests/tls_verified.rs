@@ -97,6 +97,7 @@ async fn a_ca_verified_device_is_pushed_and_backed_up(owner: PgPool) {
                 host: Host::parse("127.0.0.1").unwrap(),
                 port: front.port(),
                 transport: Transport::TlsVerified,
+                ssh: None,
             },
         )
         .await;
@@ -133,6 +134,7 @@ async fn a_ca_verified_device_is_refused_without_ca_roots(owner: PgPool) {
                 host: Host::parse("127.0.0.1").unwrap(),
                 port: front.port(),
                 transport: Transport::TlsVerified,
+                ssh: None,
             },
         )
         .await;

@@ -17,7 +17,45 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use support::{Env, env, env_with};
+use support::{Env, env, env_versions, env_with};
+
+/// Where a parametrised test runs: the harness's default device (RouterOS 7.16.2, API
+/// only), or a device on `version` registered with SSH access (host key pinned), whose file
+/// jobs go over SFTP where the API cannot do them (docs/push.md, "File jobs over SSH").
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Default,
+    Ssh(&'static str),
+}
+
+/// RouterOS 6: no `/file add`, no `/file/read`, no `/import dry-run`.
+const V6: On = On::Ssh("6.49.13");
+/// 7.0-7.8: no `/file add` either.
+const V7_8: On = On::Ssh("7.8");
+
+async fn env_on(owner: PgPool, on: On) -> (Env, DeviceId) {
+    env_on_with(owner, on, |_| {}).await
+}
+
+/// [`env_on`]; `tweak` adjusts the options of an SSH device's harness only.
+async fn env_on_with(
+    owner: PgPool,
+    on: On,
+    tweak: impl FnOnce(&mut netledger_netops::workflows::NetopsOptions),
+) -> (Env, DeviceId) {
+    match on {
+        On::Default => {
+            let e = env(owner, 1, "netops-test").await;
+            let device = e.register(0).await;
+            (e, device)
+        }
+        On::Ssh(version) => {
+            let e = env_versions(owner, &[version], "netops-test", tweak).await;
+            let device = e.register_ssh(0).await;
+            (e, device)
+        }
+    }
+}
 
 const CHANGE: &str =
     "/ip pool\nadd name=pool-nl ranges=10.77.0.10-10.77.0.20\n/system identity\nset name=pushed\n";
@@ -70,8 +108,21 @@ fn no_secrets(journal: &[(String, serde_json::Value)], password: &str) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn config_push_commits_once_with_snapshots(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    push_commits_once_with_snapshots(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn config_push_commits_on_routeros_6_over_sftp(owner: PgPool) {
+    push_commits_once_with_snapshots(owner, V6).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn config_push_commits_on_routeros_7_8_over_sftp(owner: PgPool) {
+    push_commits_once_with_snapshots(owner, V7_8).await;
+}
+
+async fn push_commits_once_with_snapshots(owner: PgPool, on: On) {
+    let (e, device) = env_on(owner, on).await;
     let wf = e
         .start(
             "config_push",
@@ -104,13 +155,50 @@ async fn config_push_commits_once_with_snapshots(owner: PgPool) {
     assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
     assert_eq!(e.snapshots(device).await, ["pre_push", "post_push"]);
     no_secrets(&journal, &e.fleet.manifest()[0].password);
+    // both snapshots' backups read back (over SFTP before 7.13) and archived
+    let snap = step_output(&journal, "snapshot");
+    assert!(snap["backup_blob"].is_string(), "{snap}");
+    assert!(
+        step_output(&journal, "post_snapshot")["backup_blob"].is_string(),
+        "{journal:?}"
+    );
+    if let On::Ssh(_) = on {
+        // no `/import dry-run` before 7.16: validated offline only
+        let v = step_output(&journal, "validate");
+        assert_eq!(v["device_dry_run"]["result"], "not_supported", "{v}");
+    }
     e.stop().await;
+}
+
+/// The journaled output of step `step`.
+fn step_output(journal: &[(String, serde_json::Value)], step: &str) -> serde_json::Value {
+    journal
+        .iter()
+        .find(|(t, p)| t == "WorkflowStepCompleted" && p["step"] == step)
+        .map(|(_, p)| p["output"].clone())
+        .unwrap_or_else(|| panic!("no step {step}: {journal:?}"))
 }
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    unreachable_after_apply(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn unreachable_after_apply_on_routeros_6_is_rolled_back_by_the_device_timer(owner: PgPool) {
+    unreachable_after_apply(owner, V6).await;
+}
+
+/// A device slowed by `delay_ms` per answer over SSH needs more than the harness's
+/// 3 s rollback window between arm and commit: each step that moves a file opens an SSH
+/// session and SFTP channel too (handshake, subsystem, open/stat/read/close, each delayed).
+/// The production window is 2 × 30 s + 60 s.
+fn slow_window(o: &mut netledger_netops::workflows::NetopsOptions) {
+    o.arm_margin = Duration::from_secs(6);
+}
+
+async fn unreachable_after_apply(owner: PgPool, on: On) {
+    let (e, device) = env_on_with(owner, on, slow_window).await;
     let d = e.fleet.device(0).unwrap().clone();
     // slow replies: the fault is set between arm (itself a change) and apply
     d.edit_faults(|x| x.delay_ms = 100);
@@ -131,7 +219,8 @@ async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPoo
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::RolledBack, "{journal:?}");
     assert!(steps(&journal).contains(&"rollback".to_owned()));
-    assert!(finished_reason(&journal).contains("verification failed"));
+    let reason = finished_reason(&journal);
+    assert!(reason.contains("verification failed"), "{reason}");
     let d = e.fleet.device(0).unwrap();
     assert_eq!(d.change_counts().get("wf-cut").copied(), Some(1));
     e.stop().await;
@@ -139,8 +228,16 @@ async fn unreachable_after_apply_is_rolled_back_by_the_device_timer(owner: PgPoo
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn failed_verification_is_rolled_back(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    failed_verification(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn failed_verification_on_routeros_6_is_rolled_back(owner: PgPool) {
+    failed_verification(owner, V6).await;
+}
+
+async fn failed_verification(owner: PgPool, on: On) {
+    let (e, device) = env_on(owner, on).await;
     // a health check that cannot pass: an interface that does not exist
     let wf = e
         .start(
@@ -162,8 +259,16 @@ async fn failed_verification_is_rolled_back(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    rejected_login(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_rejected_login_on_routeros_6_fails_without_retrying(owner: PgPool) {
+    rejected_login(owner, V6).await;
+}
+
+async fn rejected_login(owner: PgPool, on: On) {
+    let (e, device) = env_on(owner, on).await;
     e.fleet
         .device(0)
         .unwrap()
@@ -187,8 +292,16 @@ async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    backup_on_demand(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn backup_on_routeros_6_is_downloaded_over_sftp_and_archived(owner: PgPool) {
+    backup_on_demand(owner, V6).await;
+}
+
+async fn backup_on_demand(owner: PgPool, on: On) {
+    let (e, device) = env_on(owner, on).await;
     let wf = e
         .start("backup", device, json!({ "device_id": device }))
         .await;
@@ -202,13 +315,16 @@ async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
         .1;
     let blob = out["output"]["backup_blob"]
         .as_str()
-        .expect("7.16 backup read back");
+        .expect("backup read back (7.16: /file/read; 6.x: SFTP)");
     let stored = e.deps.archive.load_blob(e.tenant, blob).unwrap();
     assert!(
         !stored.windows(13).any(|w| w == b"DEVSIM-BACKUP"),
         "encrypted"
     );
     no_secrets(&journal, &e.fleet.manifest()[0].password);
+    // archived: the device copy is removed
+    let d = e.fleet.device(0).unwrap();
+    assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
     e.stop().await;
 }
 
@@ -322,8 +438,16 @@ async fn a_failed_upgrade_is_failed_with_the_reason(owner: PgPool) {
 
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_slow_device_still_commits(owner: PgPool) {
-    let e = env(owner, 1, "netops-test").await;
-    let device = e.register(0).await;
+    slow_device(owner, On::Default).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_slow_routeros_6_device_still_commits(owner: PgPool) {
+    slow_device(owner, V6).await;
+}
+
+async fn slow_device(owner: PgPool, on: On) {
+    let (e, device) = env_on_with(owner, on, slow_window).await;
     e.fleet.device(0).unwrap().edit_faults(|x| x.delay_ms = 50);
     let wf = e
         .start(
@@ -632,5 +756,178 @@ async fn a_failed_rollback_keeps_the_device_until_the_timer_is_gone(owner: PgPoo
     }
     assert!(e.stale_timers(device).await.is_empty());
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+    e.stop().await;
+}
+
+// ---- RouterOS 6 and 7.0-7.8 over SSH: firmware, trust on first use, refusals ----
+
+/// A v6 device in a network where devices may not fetch from the platform: the package
+/// is uploaded over SFTP, installed by the reboot, the version checked.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_upgrade_on_routeros_6_uploads_the_package_over_sftp(owner: PgPool) {
+    let e = env_versions(owner, &["6.49.7"], "netops-test", |o| {
+        o.firmware_fetch = false
+    })
+    .await;
+    let device = e.register_ssh(0).await;
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "6.49.7");
+    e.put_firmware("6.49.13", "routeros-arm64-6.49.13.npk", &[b'x'; 4000])
+        .await;
+    let wf = e
+        .start(
+            "firmware_upgrade",
+            device,
+            json!({ "device_id": device, "version": "6.49.13", "routerboard": false }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    assert_eq!(step_output(&journal, "precheck")["delivery"], "sftp");
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "6.49.13");
+    e.stop().await;
+}
+
+/// Without SSH access the same upgrade is refused before anything is put on the device,
+/// naming what to register.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_without_fetch_or_ssh_is_refused_clearly(owner: PgPool) {
+    let e = env_versions(owner, &["6.49.7"], "netops-test", |o| {
+        o.firmware_fetch = false
+    })
+    .await;
+    let device = e.register(0).await;
+    e.put_firmware("6.49.13", "routeros-arm64-6.49.13.npk", &[b'x'; 4000])
+        .await;
+    let wf = e
+        .start(
+            "firmware_upgrade",
+            device,
+            json!({ "device_id": device, "version": "6.49.13", "routerboard": false }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    assert!(
+        finished_reason(&journal).contains("register SSH access"),
+        "{journal:?}"
+    );
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "6.49.7");
+    e.stop().await;
+}
+
+/// A v6 device registered without SSH access cannot receive a change file: the push is
+/// refused at validate, before arm, saying what to register.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_routeros_6_push_without_ssh_access_is_refused_clearly(owner: PgPool) {
+    let e = env_versions(owner, &["6.49.13"], "netops-test", |_| {}).await;
+    let device = e.register(0).await;
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-nossh", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    let reason = finished_reason(&journal);
+    assert!(reason.contains("needs RouterOS 7.9"), "{reason}");
+    assert!(reason.contains("register SSH access"), "{reason}");
+    assert!(!steps(&journal).contains(&"arm".to_owned()), "{journal:?}");
+    let d = e.fleet.device(0).unwrap();
+    assert_eq!(d.change_counts().get("wf-nossh").copied(), None);
+    assert!(
+        !d.scheduler_names().iter().any(|n| n.contains("netledger-")),
+        "{:?}",
+        d.scheduler_names()
+    );
+    e.stop().await;
+}
+
+/// Trust on first use: the first SSH session of a worker step records the key the device
+/// presented (`DeviceSshHostKeyPinned`, by `worker`) before using it; a device whose pinned
+/// key is not the one it presents fails the step with the mismatch, naming both keys.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn ssh_host_keys_are_recorded_on_first_use_and_a_mismatch_is_fatal(owner: PgPool) {
+    use netledger_domain::device::SshHostKey;
+    let e = env_versions(owner, &["6.49.13", "6.49.13"], "netops-test", |_| {}).await;
+    let tofu = e.register_ssh_with(0, SshHostKey::FirstUse).await;
+    let wf = e.start("backup", tofu, json!({ "device_id": tofu })).await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    let pinned: Vec<serde_json::Value> = e
+        .stream(&tofu.stream())
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "DeviceSshHostKeyPinned")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(pinned.len(), 1, "recorded once: {pinned:?}");
+    assert_eq!(
+        pinned[0]["fingerprint_sha256"],
+        e.fleet.manifest()[0].ssh_host_key_sha256.as_str()
+    );
+    assert_eq!(pinned[0]["recorded_by"], "worker");
+    // a second workflow uses the pinned key (nothing new recorded)
+    let wf = e.start("backup", tofu, json!({ "device_id": tofu })).await;
+    assert_eq!(e.finish(wf).await.0, Outcome::Succeeded);
+    let again = e
+        .stream(&tofu.stream())
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "DeviceSshHostKeyPinned")
+        .count();
+    assert_eq!(again, 1);
+
+    // device 1 pinned with device 0's key: the wrong one
+    let wrong = SshHostKey::pinned(&e.fleet.manifest()[0].ssh_host_key_sha256).unwrap();
+    let bad = e.register_ssh_with(1, wrong).await;
+    let wf = e.start("backup", bad, json!({ "device_id": bad })).await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    let failed = journal
+        .iter()
+        .filter(|(t, _)| t == "WorkflowStepFailed")
+        .count();
+    assert_eq!(failed, 1, "a host-key mismatch is not retried: {journal:?}");
+    let reason = finished_reason(&journal);
+    assert!(reason.contains("is pinned"), "{reason}");
+    assert!(reason.contains("re-pin"), "{reason}");
+    e.stop().await;
+}
+
+/// A rollout across a mixed fleet: a RouterOS 6 canary with SSH access (its file jobs over
+/// SFTP) and a RouterOS 7.16 device (API only); both commit, each applies the change once.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_rollout_across_routeros_6_and_7_commits_everywhere(owner: PgPool) {
+    let e = env_versions(owner, &["6.49.13", "7.16.2"], "netops-test", |_| {}).await;
+    let devices = [e.register_ssh(0).await, e.register(1).await];
+    let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
+    let wf = support::kinds::start_kind(
+        &e.engine,
+        e.tenant,
+        "rollout",
+        json!({
+            "rollout_id": rid, "name": "mixed", "target": { "kind": "change_set", "script": CHANGE },
+            "canaries": [devices[0]], "devices": [devices[1]],
+            "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
+        }),
+        StartOptions::new(Actor::system("test")).rollout(rid),
+    )
+    .await
+    .unwrap()
+    .workflow_id;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    let change = format!("ro-{}", rid.as_uuid().simple());
+    for i in 0..2 {
+        let d = e.fleet.device(i).unwrap();
+        assert_eq!(
+            d.change_counts().get(&change).copied(),
+            Some(1),
+            "device {i}"
+        );
+        assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
+    }
     e.stop().await;
 }

@@ -3,7 +3,11 @@
 //! (step `resolve`, [`Target`]), its client configuration with the decrypted password
 //! (memory only), one connect/run/close session per device step ([`NetopsDeps::with_client`]),
 //! the snapshot step (device -> archive -> `ConfigSnapshotRecorded`), and the step helpers the
-//! workflow files share.
+//! workflow files share. A device with SSH access registered also gets its SSH configuration
+//! (same decrypted password, memory only) for the file jobs the API cannot do on its version
+//! (`crate::files`), and a key it presents on first use is recorded through the device
+//! aggregate (`DeviceCommand::RecordSshHostKey`, [`StoreHostKeyRecorder`]) before the
+//! session is used.
 //!
 //! Owns: how a step reaches the device, the store and the archive. Does not own: the order of
 //! steps or the decisions between them (one file per workflow next to this one), the device
@@ -19,11 +23,12 @@ use netledger_archive::{Archive, SnapshotMeta};
 use netledger_device_client::ClientSettings;
 use netledger_domain::clock::Clock;
 use netledger_domain::device::{
-    ConfigSnapshotRecorded, DeviceRollbackTimersCleared, DeviceRollbackTimersFound, SnapshotReason,
-    Transport,
+    ConfigSnapshotRecorded, DeviceCommand, DeviceRollbackTimersCleared, DeviceRollbackTimersFound,
+    SnapshotReason, SshAccess, SshHostKey, Transport,
 };
 use netledger_domain::{
-    Actor, DeviceId, EventMetadata, EventType, ExpectedVersion, NewEvent, TenantId, WorkflowId,
+    Actor, DeviceId, EventEnum, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent,
+    TenantId, WorkflowId,
 };
 use netledger_engine::{Ctx, RetryPolicy, StepError, StepOptions};
 use netledger_store::credentials::{self, CredentialKeys};
@@ -35,6 +40,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::COMPONENT;
+use crate::files::{Files, HostKeyRecorder, SshLink};
 use crate::firmware::AwaitOptions;
 use crate::{ChangeId, ErrorClass, NetopsError, RollbackOptions, Snapshot, VerifyOptions};
 
@@ -57,6 +63,11 @@ pub struct NetopsOptions {
     pub await_reboot: AwaitOptions,
     /// Bound on the device-side download of a firmware package.
     pub fetch_timeout: Duration,
+    /// Devices can reach `firmware_base_url` and may download packages with `/tool/fetch`
+    /// (default). False: the network does not allow it, and packages are uploaded over
+    /// SFTP to devices with SSH access (a device without SSH access is then refused).
+    /// A device whose device-mode disables `fetch` gets SFTP whatever this says.
+    pub firmware_fetch: bool,
     /// Retries of a device step.
     pub retry: RetryPolicy,
     /// Longest time one device step attempt may take.
@@ -96,6 +107,7 @@ impl Default for NetopsOptions {
                 retry_every: Duration::from_secs(5),
             },
             fetch_timeout: Duration::from_secs(600),
+            firmware_fetch: true,
             retry: RetryPolicy::attempts(5),
             step_timeout: Duration::from_secs(900),
             rollback_recheck: Duration::from_secs(300),
@@ -153,6 +165,10 @@ pub struct Target {
     pub transport: Transport,
     /// Login name.
     pub username: String,
+    /// SSH access (port, host-key trust) as registered when resolved; absent in journals
+    /// written before SSH existed (decoded as `None`: API only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
 }
 
 /// Output of a snapshot step.
@@ -286,6 +302,88 @@ pub(super) fn step_error(e: NetopsError) -> StepError {
     }
 }
 
+/// Records the SSH host key a session of a worker step trusted on first use: folds the
+/// device, decides `DeviceCommand::RecordSshHostKey { recorded_by: "worker" }` and appends
+/// `DeviceSshHostKeyPinned` at the exact version folded (a concurrent append is read and
+/// decided again). The same key recorded already (by another step or the poller) is
+/// nothing to do; another key pinned meanwhile is refused (fatal: the device now presents a
+/// key that is not the pinned one).
+pub(crate) struct StoreHostKeyRecorder {
+    pub(crate) deps: NetopsDeps,
+    pub(crate) tenant: TenantId,
+    pub(crate) device: DeviceId,
+}
+
+impl StoreHostKeyRecorder {
+    async fn record_key(&self, key: &routeros_ssh::HostKey) -> Result<(), NetopsError> {
+        let fingerprint = key.fingerprint().to_hex();
+        let command = DeviceCommand::RecordSshHostKey {
+            fingerprint_sha256: fingerprint.clone(),
+            algorithm: key.algorithm.clone(),
+            recorded_by: "worker".into(),
+        };
+        let failed = |detail: String, transient: bool| NetopsError::HostKeyNotRecorded {
+            device: self.device.to_string(),
+            detail,
+            transient,
+        };
+        for _ in 0..3 {
+            let mut tx = begin_tenant(&self.deps.app, self.tenant)
+                .await
+                .map_err(|e| failed(e.to_string(), true))?;
+            let state = fold_in(&mut tx, self.tenant, self.device)
+                .await
+                .map_err(|e| failed(e.to_string(), true))?;
+            tx.commit().await.map_err(|e| failed(e.to_string(), true))?;
+            let decided = state
+                .decide(&command)
+                .map_err(|e| failed(format!("presented key SHA-256 {fingerprint}: {e}"), false))?;
+            if decided.is_empty() {
+                return Ok(());
+            }
+            let meta = EventMetadata::for_command(Actor::system(COMPONENT), Uuid::new_v4());
+            let mut events = Vec::with_capacity(decided.len());
+            for event in &decided {
+                events.push(
+                    event
+                        .to_new_event(EventId::new_v7(), meta.clone())
+                        .map_err(|e| failed(e.to_string(), false))?,
+                );
+            }
+            let expected = match state.version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            match self
+                .deps
+                .store
+                .append(self.tenant, &self.device.stream(), expected, events)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(device = %self.device, %fingerprint, algorithm = %key.algorithm, "SSH host key recorded on first use");
+                    return Ok(());
+                }
+                Err(netledger_store::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(failed(e.to_string(), true)),
+            }
+        }
+        Err(failed(
+            "the device's stream kept changing; try again".into(),
+            true,
+        ))
+    }
+}
+
+impl HostKeyRecorder for StoreHostKeyRecorder {
+    fn record<'a>(
+        &'a self,
+        key: &'a routeros_ssh::HostKey,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), NetopsError>> + Send + 'a>> {
+        Box::pin(self.record_key(key))
+    }
+}
+
 impl NetopsDeps {
     pub(super) fn device_opts(&self) -> StepOptions {
         StepOptions::default()
@@ -360,6 +458,7 @@ impl NetopsDeps {
             port: reg.endpoint.port,
             transport: reg.endpoint.transport.clone(),
             username: reg.username.clone(),
+            ssh: reg.endpoint.ssh.clone(),
         })
     }
 
@@ -369,6 +468,18 @@ impl NetopsDeps {
         tenant: TenantId,
         target: &Target,
     ) -> Result<Config, StepError> {
+        self.access(tenant, target).await.map(|(c, _)| c)
+    }
+
+    /// The API client configuration and, for a device with SSH access, its SSH link (same
+    /// decrypted password; memory only). A target resolved with a key to trust on first use
+    /// takes the device's current key trust (pinned since by an earlier step or the poller),
+    /// and records the key otherwise ([`StoreHostKeyRecorder`]).
+    pub(super) async fn access(
+        &self,
+        tenant: TenantId,
+        target: &Target,
+    ) -> Result<(Config, Option<SshLink>), StepError> {
         let mut tx = begin_tenant(&self.app, tenant)
             .await
             .map_err(StepError::retryable)?;
@@ -388,6 +499,22 @@ impl NetopsDeps {
         )
         .await
         .map_err(StepError::retryable)?;
+        // trust on first use: the key may have been pinned since the target was resolved
+        let ssh = match &target.ssh {
+            Some(SshAccess {
+                host_key: SshHostKey::FirstUse,
+                ..
+            }) => fold_in(&mut tx, tenant, target.device_id)
+                .await
+                .map_err(StepError::retryable)?
+                .registration
+                .and_then(|r| r.endpoint.ssh)
+                .map(|now| SshAccess {
+                    port: target.ssh.as_ref().map_or(now.port, |s| s.port),
+                    host_key: now.host_key,
+                }),
+            other => other.clone(),
+        };
         tx.commit().await.map_err(StepError::retryable)?;
         let password = self
             .keys
@@ -399,7 +526,7 @@ impl NetopsDeps {
             tls_roots: self.options.tls_roots.clone(),
             device_networks,
         };
-        netledger_device_client::client_config(
+        let config = netledger_device_client::client_config(
             &target.host,
             target.port,
             &target.transport,
@@ -407,7 +534,30 @@ impl NetopsDeps {
             Password::new(password.expose()),
             &settings,
         )
-        .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))
+        .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))?;
+        let link = match &ssh {
+            Some(access) => {
+                let config = netledger_device_client::ssh_config(
+                    &target.host,
+                    access,
+                    &stored.username,
+                    password.expose(),
+                    &settings,
+                )
+                .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))?;
+                let recorder: Arc<dyn HostKeyRecorder> = Arc::new(StoreHostKeyRecorder {
+                    deps: self.clone(),
+                    tenant,
+                    device: target.device_id,
+                });
+                Some(SshLink {
+                    config,
+                    recorder: Some(recorder),
+                })
+            }
+            None => None,
+        };
+        Ok((config, link))
     }
 
     /// One device session: connects with the device's client configuration, runs `f` on
@@ -423,6 +573,24 @@ impl NetopsDeps {
         let cfg = self.config(tenant, target).await?;
         let client = crate::connect(&cfg).await.map_err(step_error)?;
         let r = f(&client).await;
+        client.close().await;
+        r.map_err(step_error)
+    }
+
+    /// [`Self::with_client`] with the step's file channel ([`Files`]): the API client, and
+    /// the device's SSH access for the file jobs the API cannot do on its version. At most
+    /// one SSH session, opened by the first such job and closed with the step.
+    pub(super) async fn with_files<T>(
+        &self,
+        tenant: TenantId,
+        target: &Target,
+        f: impl AsyncFnOnce(&Files<'_>) -> Result<T, NetopsError>,
+    ) -> Result<T, StepError> {
+        let (cfg, ssh) = self.access(tenant, target).await?;
+        let client = crate::connect(&cfg).await.map_err(step_error)?;
+        let files = Files::new(&client, ssh.as_ref());
+        let r = f(&files).await;
+        files.close().await;
         client.close().await;
         r.map_err(step_error)
     }
@@ -585,8 +753,8 @@ impl NetopsDeps {
         let password = new_backup_password();
         let sealed_password = SealedSecret::seal(&self.keys, tenant, device, password.expose())?;
         let taken = self
-            .with_client(tenant, target, async |c| {
-                crate::snapshot_with(c, id, Some(&password)).await
+            .with_files(tenant, target, async |f| {
+                crate::push::snapshot_via(f, id, Some(&password)).await
             })
             .await?;
         let meta = SnapshotMeta {

@@ -152,8 +152,8 @@ pub(super) async fn config_push(
             .map_err(|e| StepError::retryable(format!("read the snapshot export: {e}")))?;
         let real = real().await?;
         let change = Change::new(id.clone(), real.script.as_str());
-        d.with_client(tenant, &target, async |c| {
-            crate::validate(c, &probe, &change, &export, &policy).await
+        d.with_files(tenant, &target, async |f| {
+            crate::push::validate_via(f, &probe, &change, &export, &policy).await
         })
         .await
         .map_err(|e| redact_step_error(e, &real.secrets))
@@ -172,8 +172,8 @@ pub(super) async fn config_push(
     };
     let mut armed: Armed = device_step(&mut ctx, &d, "arm", || async {
         let password = snap.password(&d, tenant, target.device_id).await?;
-        d.with_client(tenant, &target, async |c| {
-            crate::arm_with(c, &snap.snapshot, &arm, password.as_ref()).await
+        d.with_files(tenant, &target, async |f| {
+            crate::push::arm_via(f, &snap.snapshot, &arm, password.as_ref()).await
         })
         .await
     })
@@ -189,8 +189,8 @@ pub(super) async fn config_push(
         let applied: Result<Applied, StepError> = device_step(&mut ctx, &d, "apply", || async {
             let real = real().await?;
             let change = Change::new(id.clone(), real.script.as_str());
-            d.with_client(tenant, &target, async |c| {
-                crate::apply(c, &change, &armed).await
+            d.with_files(tenant, &target, async |f| {
+                crate::push::apply_via(f, &change, &armed).await
             })
             .await
             .map_err(|e| redact_step_error(e, &real.secrets))
@@ -236,10 +236,16 @@ pub(super) async fn config_push(
                         .retry(RetryPolicy::none())
                         .timeout(opts.step_timeout),
                     || async {
-                        let cfg = d.config(tenant, &target).await?;
-                        crate::verify(&cfg, &validated, &input.checks, &opts.verify)
-                            .await
-                            .map_err(step_error)
+                        let (cfg, ssh) = d.access(tenant, &target).await?;
+                        crate::push::verify_via(
+                            &cfg,
+                            ssh.as_ref(),
+                            &validated,
+                            &input.checks,
+                            &opts.verify,
+                        )
+                        .await
+                        .map_err(step_error)
                     },
                 )
                 .await;
@@ -267,8 +273,8 @@ pub(super) async fn config_push(
             };
         }
         let committed: Result<Committed, StepError> = device_step(&mut ctx, &d, "commit", || {
-            d.with_client(tenant, &target, async |c| {
-                crate::commit(c, &validated, &armed).await
+            d.with_files(tenant, &target, async |f| {
+                crate::push::commit_via(f, &validated, &armed).await
             })
         })
         .await;
@@ -313,10 +319,11 @@ pub(super) async fn config_push(
                     .retry(RetryPolicy::attempts(10))
                     .timeout(opts.step_timeout),
                 || async {
-                    let cfg = d.config(tenant, &target).await?;
+                    let (cfg, ssh) = d.access(tenant, &target).await?;
                     let password = snap.password(&d, tenant, target.device_id).await?;
-                    crate::rollback_with(
+                    crate::push::rollback_via(
                         &cfg,
+                        ssh.as_ref(),
                         &snap.snapshot,
                         &armed,
                         &opts.rollback,

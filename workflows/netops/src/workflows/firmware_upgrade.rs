@@ -1,6 +1,7 @@
 //! `firmware_upgrade` v1: one device to a target RouterOS version: precheck, pre-upgrade
-//! snapshot, upload (device-side fetch from the firmware cache), install, await the version
-//! after the reboot, and optionally the RouterBOARD firmware (a second reboot).
+//! snapshot, upload (device-side fetch from the firmware cache, or an SFTP upload where
+//! fetch is not allowed and the device has SSH access), install, await the version after
+//! the reboot, and optionally the RouterBOARD firmware (a second reboot).
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use netledger_engine::{Ctx, Finish, StepError};
 use super::adapter::{NetopsDeps, SnapshotRecorded, device_step, resolve_step, step_error};
 use crate::ChangeId;
 use crate::firmware::{
-    self, FirmwareAction, FirmwarePrecheck, FirmwareTarget, InstallStarted, PackageSource,
-    RouterboardFirmware,
+    self, FirmwareAction, FirmwarePrecheck, FirmwareTarget, InstallStarted, PackageDelivery,
+    PackageSource, RouterboardFirmware,
 };
 
 /// Refuses a package the tenant's own events did not pin: its last `FirmwarePackageCached`
@@ -99,7 +100,9 @@ pub(super) async fn firmware_upgrade(
     };
     let pre: FirmwarePrecheck = device_step(&mut ctx, &d, "precheck", || async {
         let pre = d
-            .with_client(tenant, &target, async |c| firmware::precheck(c, &fw).await)
+            .with_files(tenant, &target, async |f| {
+                firmware::precheck_via(f, &fw, d.options.firmware_fetch).await
+            })
             .await?;
         check_pinned(&d, tenant, &pre).await?;
         Ok(pre)
@@ -126,12 +129,16 @@ pub(super) async fn firmware_upgrade(
     let _: firmware::Uploaded = device_step(&mut ctx, &d, "upload", || async {
         // A download token for this device and package, minted per attempt and valid a
         // little longer than the fetch may take: the package server refuses anything else.
+        let base_url = match pre.delivery {
+            PackageDelivery::Fetch => download_base(&d, tenant, target.device_id, &pre).await?,
+            PackageDelivery::Sftp => d.firmware_base_url.clone(),
+        };
         let source = PackageSource {
-            base_url: download_base(&d, tenant, target.device_id, &pre).await?,
+            base_url,
             timeout: d.options.fetch_timeout,
         };
-        d.with_client(tenant, &target, async |c| {
-            firmware::upload(c, &pre, &source).await
+        d.with_files(tenant, &target, async |f| {
+            firmware::upload_via(f, &pre, &source, &fw.cache_dir).await
         })
         .await
     })

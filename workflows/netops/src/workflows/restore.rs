@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::files::Files;
 use netledger_domain::device::SnapshotReason;
 use netledger_domain::workflow::card::{
     ConfigPush, ConfigRestore, RestoreInput, RestoreOutput, WorkflowCard,
@@ -25,7 +26,6 @@ use netledger_domain::workflow::{
 use netledger_domain::{DeviceId, EventType, TenantId, WorkflowId};
 use netledger_engine::{Ctx, Finish, RetryPolicy, StepError, StepOptions};
 use netledger_store::{Direction, EventReader};
-use routeros::Client;
 use routeros::menus::{ExportOptions, Sensitive};
 use serde::{Deserialize, Serialize};
 
@@ -205,7 +205,8 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Normalised sha256 of the running configuration (export to a temporary file named after
 /// `id`, removed afterwards).
-async fn configuration_sha256(client: &Client, id: &ChangeId) -> Result<String, NetopsError> {
+async fn configuration_sha256(files: &Files<'_>, id: &ChangeId) -> Result<String, NetopsError> {
+    let client = files.client();
     let prefix = crate::device::storage_prefix(client).await?;
     let opts = ExportOptions {
         file: format!("{prefix}{}", id.export_stem()),
@@ -213,11 +214,7 @@ async fn configuration_sha256(client: &Client, id: &ChangeId) -> Result<String, 
         terse: false,
         verbose: false,
     };
-    let bytes = client
-        .export(&opts)
-        .await
-        .map_err(|e| NetopsError::device("/export", e))?;
-    let sha = crate::push::normalised_sha256(&String::from_utf8_lossy(&bytes))?;
+    let sha = crate::push::normalised_sha256(&files.export(&opts).await?)?;
     // a leftover temporary export is harmless; the next restore or cleanup removes it
     let _ = crate::device::remove_file_named(client, &format!("{prefix}{}.rsc", id.export_stem()))
         .await;
@@ -275,8 +272,8 @@ pub(super) async fn config_restore(
                 .timeout(opts.step_timeout),
             || async {
                 let sha = d
-                    .with_client(tenant, &target, async |c| {
-                        configuration_sha256(c, &id).await
+                    .with_files(tenant, &target, async |f| {
+                        configuration_sha256(f, &id).await
                     })
                     .await?;
                 match decide(&record, &sha) {
@@ -290,8 +287,8 @@ pub(super) async fn config_restore(
                         // when the device's copy is gone, then load it
                         let bytes = d.archived_backup(tenant, device, &record).await?;
                         if let Some(bytes) = &bytes {
-                            d.with_client(tenant, &target, async |c| {
-                                crate::push::upload_backup(c, &record.pre, bytes).await
+                            d.with_files(tenant, &target, async |f| {
+                                crate::push::upload_backup_via(f, &record.pre, bytes).await
                             })
                             .await?;
                         }
@@ -303,9 +300,10 @@ pub(super) async fn config_restore(
                                 record.pre_backup_password.as_ref(),
                             )
                             .await?;
-                        let cfg = d.config(tenant, &target).await?;
-                        let r = crate::push::restore_snapshot(
+                        let (cfg, ssh) = d.access(tenant, &target).await?;
+                        let r = crate::push::restore_snapshot_via(
                             &cfg,
+                            ssh.as_ref(),
                             &record.pre,
                             &opts.rollback,
                             password.as_ref(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use devsim::{Fleet, FleetOptions, ManifestEntry, SystemClock};
 use netledger_archive::{Archive, ArchiveOptions};
-use netledger_domain::device::{DeviceName, Endpoint, Host, Transport};
+use netledger_domain::device::{DeviceName, Endpoint, Host, SshAccess, SshHostKey, Transport};
 use netledger_domain::workflow::Outcome;
 use netledger_domain::{Actor, DeviceId, EventMetadata, StreamName, TenantId, WorkflowId};
 use netledger_engine::{Engine, StartOptions, TaskState, WorkerOptions};
@@ -82,6 +82,50 @@ pub async fn env_full(
     tweak: impl FnOnce(&mut NetopsOptions),
     worker_tweak: impl FnOnce(&mut WorkerOptions) + Send + 'static,
 ) -> Env {
+    env_fleet(owner, n, Vec::new(), worker, tweak, worker_tweak).await
+}
+
+/// The export of a fresh devsim device whose header says RouterOS `version` (devsim takes
+/// a device's version from its export's header): the factory configuration of a v6 or a v7
+/// device, whichever `version` is.
+pub async fn export_for_version(version: &str) -> String {
+    let mut o = FleetOptions::new(1, Arc::new(SystemClock::new()));
+    o.v6_share = if version.starts_with('6') { 1.0 } else { 0.0 };
+    o.ssh = false;
+    o.tick = None;
+    let one = Fleet::start(o).await.unwrap();
+    let d = one.device(0).unwrap();
+    let text = d.export(false);
+    let actual = d.version().to_string();
+    one.shutdown();
+    let header = format!("by RouterOS {actual}");
+    assert!(text.contains(&header), "{text}");
+    text.replacen(&header, &format!("by RouterOS {version}"), 1)
+}
+
+/// [`env_with`] on a fleet whose device `i` runs RouterOS `versions[i]` (SSH served, as on
+/// every devsim device).
+pub async fn env_versions(
+    owner: PgPool,
+    versions: &[&str],
+    worker: &str,
+    tweak: impl FnOnce(&mut NetopsOptions),
+) -> Env {
+    let mut exports = Vec::new();
+    for v in versions {
+        exports.push(export_for_version(v).await);
+    }
+    env_fleet(owner, versions.len(), exports, worker, tweak, |_| {}).await
+}
+
+async fn env_fleet(
+    owner: PgPool,
+    n: usize,
+    exports: Vec<String>,
+    worker: &str,
+    tweak: impl FnOnce(&mut NetopsOptions),
+    worker_tweak: impl FnOnce(&mut WorkerOptions) + Send + 'static,
+) -> Env {
     let pools = Pools::connect(&owner.connect_options(), None, None, 8)
         .await
         .unwrap();
@@ -101,6 +145,7 @@ pub async fn env_full(
     o.v6_share = 0.0;
     o.reboot_time = Duration::from_secs(1);
     o.tick = Some(Duration::from_millis(100));
+    o.exports = exports;
     let fleet = Fleet::start(o).await.unwrap();
     let cache_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", cache_listener.local_addr().unwrap());
@@ -248,6 +293,28 @@ impl Env {
             host: Host::parse(&api.ip().to_string()).unwrap(),
             port: api.port(),
             transport: Transport::Plain,
+            ssh: None,
+        };
+        self.register_at(i, endpoint).await
+    }
+
+    /// Registers devsim device `i` with SSH access, its host key pinned from the manifest.
+    pub async fn register_ssh(&self, i: usize) -> DeviceId {
+        let key = SshHostKey::pinned(&self.fleet.manifest()[i].ssh_host_key_sha256).unwrap();
+        self.register_ssh_with(i, key).await
+    }
+
+    /// Registers devsim device `i` with SSH access trusted as `host_key`.
+    pub async fn register_ssh_with(&self, i: usize, host_key: SshHostKey) -> DeviceId {
+        let m = &self.fleet.manifest()[i];
+        let endpoint = Endpoint {
+            host: Host::parse(&m.api.ip().to_string()).unwrap(),
+            port: m.api.port(),
+            transport: Transport::Plain,
+            ssh: Some(SshAccess {
+                port: m.ssh.port(),
+                host_key,
+            }),
         };
         self.register_at(i, endpoint).await
     }
