@@ -99,6 +99,17 @@ pub enum SshError {
         /// The device's status and message, or the transport error.
         message: String,
     },
+    /// The SSH connection went away during an SFTP request (the device rebooted, the
+    /// network dropped): trying again on a new session may succeed.
+    #[error("SFTP {path:?}: the connection was lost during {what} ({detail})")]
+    SftpConnectionLost {
+        /// The remote path.
+        path: String,
+        /// The request (`read`, `write`, `stat`...).
+        what: String,
+        /// What the transport said.
+        detail: String,
+    },
     /// The remote file does not exist.
     #[error("no such file {path:?} on the device")]
     NotFound {
@@ -158,7 +169,9 @@ impl SshError {
     /// command errors are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            SshError::Connect { .. } | SshError::Timeout { .. } => true,
+            SshError::Connect { .. }
+            | SshError::Timeout { .. }
+            | SshError::SftpConnectionLost { .. } => true,
             SshError::Handshake { source, .. } | SshError::Channel { source, .. } => {
                 is_connection_loss(source)
             }

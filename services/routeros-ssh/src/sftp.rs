@@ -220,6 +220,12 @@ fn map_error(what: &str, path: &str, after: Duration, e: SftpClientError) -> Ssh
             SshError::NotFound { path: path.into() }
         }
         SftpClientError::Timeout => timeout(what, path, after),
+        // The SFTP channel's sender or receiver is gone: the session ended under us.
+        SftpClientError::IO(detail) => SshError::SftpConnectionLost {
+            path: path.into(),
+            what: what.into(),
+            detail,
+        },
         other => SshError::Sftp {
             path: path.into(),
             message: format!("{what}: {other}"),
@@ -237,6 +243,21 @@ fn map_io_error(what: &str, path: &str, after: Duration, e: io::Error) -> SshErr
         .and_then(|inner| inner.downcast_ref::<SftpClientError>())
     {
         Some(inner) => map_error(what, path, after, inner.clone()),
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::NotConnected
+        ) =>
+        {
+            SshError::SftpConnectionLost {
+                path: path.into(),
+                what: what.into(),
+                detail: e.to_string(),
+            }
+        }
         None => SshError::Sftp {
             path: path.into(),
             message: format!("{what}: {e}"),
@@ -249,6 +270,31 @@ fn map_io_error(what: &str, path: &str, after: Duration, e: io::Error) -> SshErr
 mod tests {
     use super::*;
     use russh_sftp::protocol::Status;
+
+    #[test]
+    fn a_lost_channel_is_transient_and_a_refusal_is_not() {
+        let d = Duration::from_secs(1);
+        let lost = map_error(
+            "read",
+            "x.backup",
+            d,
+            SftpClientError::IO("sender dropped".into()),
+        );
+        assert!(lost.is_transient(), "{lost}");
+        assert!(
+            lost.to_string().contains("connection was lost during read"),
+            "{lost}"
+        );
+        let eof = map_io_error(
+            "read",
+            "x",
+            d,
+            io::Error::from(io::ErrorKind::UnexpectedEof),
+        );
+        assert!(eof.is_transient(), "{eof}");
+        let denied = map_error("write", "x", d, status(StatusCode::PermissionDenied));
+        assert!(!denied.is_transient(), "{denied}");
+    }
 
     fn status(code: StatusCode) -> SftpClientError {
         SftpClientError::Status(Status {
