@@ -242,9 +242,16 @@ impl SshHostKey {
         let t = fingerprint.trim();
         let hex = if let Some(b64) = t.strip_prefix("SHA256:") {
             use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(b64.trim_end_matches('='))
-                .map_err(|_| bad())?;
+            use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+            // As OpenSSH prints it (no padding); a padded or non-canonical last character
+            // still names the same 32 bytes.
+            const LENIENT: GeneralPurpose = GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                GeneralPurposeConfig::new()
+                    .with_decode_allow_trailing_bits(true)
+                    .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+            );
+            let bytes = LENIENT.decode(b64).map_err(|_| bad())?;
             if bytes.len() != 32 {
                 return Err(bad());
             }
