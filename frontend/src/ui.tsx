@@ -107,6 +107,9 @@ const TONES: Record<string, string> = {
   reconnecting: "warn",
   unavailable: "bad",
   idle: "muted",
+  // file access paths
+  api: "ok",
+  ssh: "info",
   // change requests
   draft: "muted",
   submitted: "info",

@@ -270,6 +270,48 @@ test("config as of a time, and a refused registration shows the validation probl
   await page.getByRole("button", { name: "Close" }).click();
 });
 
+test("a device registered with SSH trust on first use awaits it; its SSH access is removed, then the device", async () => {
+  await page.getByRole("button", { name: "Register device" }).click();
+  const form = page.locator('form[aria-label="Register device"]');
+  const name = `ui-ssh-${process.pid}`;
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Host", { exact: true }).fill("192.0.2.20");
+  await form.getByLabel("API user").fill("admin");
+  await form.getByLabel("API password").fill("secret");
+  // Its first poll comes at a random moment of the interval: a day, so no poll event moves
+  // its version under the edits below.
+  await form.getByLabel("Poll interval (s)").fill("86400");
+  await form.getByLabel("Enable SSH access").check();
+  assert.equal(await form.getByLabel("SSH port").inputValue(), "22");
+  // A fingerprint in neither accepted form is explained before anything is sent.
+  await form.getByLabel("Host key fingerprint").fill("SHA256:not-a-fingerprint");
+  assert.match(await form.locator("[data-testid=ssh-fingerprint-error]").innerText(), /43 base64 characters/);
+  await form.getByLabel("Trust on first use").check();
+  await form.locator("[data-testid=tofu-warning]").waitFor();
+  await shot("16-register-ssh");
+  await form.getByRole("button", { name: "Register", exact: true }).click();
+  // The form lands on the new device's page.
+  await page.waitForFunction((n) => document.querySelector("[data-testid=device-name]")?.textContent === n, name);
+  const ssh = page.locator('[data-fact="SSH access"]');
+  assert.match(await ssh.innerText(), /port 22/);
+  assert.match(await ssh.innerText(), /awaiting first use/);
+  assert.equal(await ssh.locator("[data-testid=ssh-access]").getAttribute("data-trust"), "first_use");
+  await shot("17-device-ssh-first-use");
+  await page.getByRole("button", { name: "Edit SSH access" }).click();
+  const edit = page.locator('form[aria-label="Edit SSH access"]');
+  assert.equal(await edit.getByLabel("Trust on first use").isChecked(), true);
+  await edit.getByRole("button", { name: "Remove SSH access" }).click();
+  await edit.getByRole("button", { name: "Yes" }).click();
+  await page.getByText("Removal of SSH access saved.").waitFor();
+  await page.waitForFunction(() => document.querySelector('[data-fact="SSH access"]')?.textContent?.includes("none (API only)"));
+  // The device goes too: the later tests expect the 3 demo devices only.
+  await page.getByRole("button", { name: "Remove device…" }).click();
+  await page.getByRole("button", { name: "Remove device", exact: true }).click();
+  await page.getByRole("button", { name: "Yes" }).click();
+  await page.getByRole("heading", { name: "Fleet", exact: true }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=device-table] tbody tr").length === 3);
+});
+
 test("workflows list and a run's step timeline", async () => {
   await page.getByRole("link", { name: "Workflows", exact: true }).click();
   await page.getByRole("heading", { name: "Workflows" }).waitFor();

@@ -73,3 +73,20 @@ export const ROLES = keys<RoleName>({
   tenant_admin: 1,
   super_admin: 1,
 });
+
+export type Via = Schemas["Via"];
+export type FileJob = keyof Schemas["FileAccessDto"];
+
+/** The paths a file job can take, with their labels. */
+export const VIA_LABELS: Record<Via, string> = {
+  api: "API",
+  ssh: "SSH",
+  unavailable: "unavailable",
+};
+
+/** The file jobs of `FileAccessDto`: label, what the API cannot do, what happens without a path. */
+export const FILE_JOB_LABELS: Record<FileJob, { label: string; verb: string; refused: string }> = {
+  export: { label: "export", verb: "read exports of any size", refused: "large exports cannot be archived" },
+  upload: { label: "upload", verb: "upload files", refused: "config pushes and restores are refused" },
+  download: { label: "download", verb: "download backups", refused: "backups are not copied off the device" },
+};

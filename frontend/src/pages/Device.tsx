@@ -1,17 +1,28 @@
 // One device: facts from the read model and its stream's folded state, actions (backup,
 // config push, firmware upgrade) followed live, metrics over a range, config history with
-// diffs and as-of views, and versioned edits (tags, credentials, endpoint, removal) sent
-// with `If-Match`; a 412 tells the user the device changed and reloads it.
+// diffs and as-of views, SSH access and the path of each file job, and versioned edits
+// (tags, credentials, endpoint, SSH access, removal) sent with `If-Match`; a 412 tells the
+// user the device changed and reloads it.
 
 import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
 import { api, ApiProblem, toProblem, type Schemas } from "../api/client";
-import { RESOLUTION_LABELS, TRANSPORT_LABELS, TRANSPORTS, oneOf, type MetricsResolution } from "../api/enums";
+import {
+  FILE_JOB_LABELS,
+  RESOLUTION_LABELS,
+  TRANSPORT_LABELS,
+  TRANSPORTS,
+  VIA_LABELS,
+  oneOf,
+  type FileJob,
+  type MetricsResolution,
+} from "../api/enums";
 import { useAuth } from "../auth";
 import { LineChart, type Series } from "../chart";
 import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate } from "../router";
+import { SshFields, openSshFingerprint, sshFormFrom, sshFormProblem, sshInputOf, type SshForm } from "../ssh";
 import {
   Badge,
   ConfirmButton,
@@ -206,6 +217,12 @@ function Facts({ d, state, stateError }: { d: Device; state: DeviceState | null;
             </div>
           ) : null}
         </Row>
+        <Row k="SSH access">
+          <SshAccessFact ssh={d.endpoint.ssh} />
+        </Row>
+        <Row k="File access">
+          <FileAccessFact d={d} />
+        </Row>
         <Row k="API user">
           {d.username} <span className="muted small">(key {d.credentials_key_id})</span>
         </Row>
@@ -257,6 +274,59 @@ function Facts({ d, state, stateError }: { d: Device; state: DeviceState | null;
       <div className="small">
         <Link to={`/events?stream=device-${d.id}`}>Event history of this device</Link>
       </div>
+    </>
+  );
+}
+
+function SshAccessFact({ ssh }: { ssh: Device["endpoint"]["ssh"] }) {
+  if (!ssh) return <span className="muted">none (API only)</span>;
+  const hex = ssh.host_key_sha256 ?? null;
+  return (
+    <div data-testid="ssh-access" data-trust={ssh.trust}>
+      port {ssh.port}
+      {hex ? (
+        <>
+          {" "}
+          <span className="muted">host key pinned</span>
+          <div className="small mono wrap" title={`SHA-256 (hex): ${hex}`} data-testid="ssh-host-key">
+            {openSshFingerprint(hex)}
+          </div>
+        </>
+      ) : (
+        <>
+          {" "}
+          <Badge value="waiting" label="awaiting first use" />
+          <div className="small muted">the first SSH connection's host key will be recorded and pinned</div>
+        </>
+      )}
+    </div>
+  );
+}
+
+/** Which path each file job takes (API, SSH, unavailable), and what to do about unavailable ones. */
+function FileAccessFact({ d }: { d: Device }) {
+  const fa = d.file_access;
+  if (!fa) return <span className="muted">known after the first poll (it depends on the RouterOS version)</span>;
+  const jobs = (Object.keys(FILE_JOB_LABELS) as FileJob[]).map((k) => [k, fa[k]] as const);
+  const missing = jobs.filter(([, via]) => via === "unavailable").map(([k]) => k);
+  // RouterOS 6 caps the file contents the API reads near 4 KB: without SSH, large exports fail.
+  const cappedExport = fa.export === "api" && !d.endpoint.ssh && /^6\./.test(d.routeros_version ?? "");
+  return (
+    <>
+      <span className="tags" data-testid="file-access">
+        {jobs.map(([k, via]) => (
+          <span key={k} data-job={k} data-via={via}>
+            {FILE_JOB_LABELS[k].label} <Badge value={via} label={VIA_LABELS[via]} />
+          </span>
+        ))}
+      </span>
+      {missing.length ? (
+        <div className="small bad" data-testid="file-access-hint">
+          RouterOS {d.routeros_version} cannot {missing.map((k) => FILE_JOB_LABELS[k].verb).join(" or ")} over the API
+          ({missing.map((k) => FILE_JOB_LABELS[k].refused).join("; ")}
+          {cappedExport ? "; exports over about 4 KB cannot be read" : ""}): give the device SSH access.
+        </div>
+      ) : null}
     </>
   );
 }
@@ -876,7 +946,7 @@ function summarise(changes: SemanticChange[]): string {
 // ---------------------------------------------------------------------------------------
 // Versioned edits
 
-type EditKind = "tags" | "credentials" | "endpoint" | "remove";
+type EditKind = "tags" | "credentials" | "endpoint" | "ssh" | "remove";
 
 /**
  * Edits send `If-Match` with the stream version read when the edit was opened (from
@@ -946,6 +1016,9 @@ function Settings({ device, onChanged }: { device: Device; onChanged: () => Prom
             </button>
             <button type="button" onClick={() => void begin("endpoint")} disabled={open === "endpoint"}>
               Edit endpoint &amp; polling
+            </button>
+            <button type="button" onClick={() => void begin("ssh")} disabled={open === "ssh"}>
+              {device.endpoint.ssh ? "Edit SSH access" : "Add SSH access"}
             </button>
           </>
         ) : null}
@@ -1020,6 +1093,19 @@ function Settings({ device, onChanged }: { device: Device; onChanged: () => Prom
               onSave={(body) =>
                 void submit("Settings", (v) =>
                   api("patch", "/api/v1/devices/{device_id}", { path: { device_id: device.id }, body, ifMatch: v }),
+                )
+              }
+            />
+          ) : null}
+          {open === "ssh" ? (
+            <SshEdit
+              key={`ssh-${base}`}
+              device={device}
+              pending={pending}
+              onCancel={() => setOpen(null)}
+              onSave={(ssh) =>
+                void submit(ssh ? "SSH access" : "Removal of SSH access", (v) =>
+                  api("patch", "/api/v1/devices/{device_id}", { path: { device_id: device.id }, body: { ssh }, ifMatch: v }),
                 )
               }
             />
@@ -1186,6 +1272,58 @@ function EndpointEdit({
         <button type="submit" className="primary" disabled={pending}>
           {pending ? "Saving…" : "Save"}
         </button>
+        <button type="button" onClick={onCancel}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** Sets, replaces or removes (`null`) SSH access; the stored credentials stay. */
+function SshEdit({
+  device,
+  pending,
+  onSave,
+  onCancel,
+}: {
+  device: Device;
+  pending: boolean;
+  onSave: (ssh: Schemas["SshInput"] | null) => void;
+  onCancel: () => void;
+}) {
+  const current = device.endpoint.ssh ?? null;
+  const [form, setForm] = useState<SshForm>(() => sshFormFrom(current));
+  const [checked, setChecked] = useState(false);
+  return (
+    <form
+      className="settings"
+      aria-label="Edit SSH access"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (sshFormProblem(form)) {
+          setChecked(true);
+          return;
+        }
+        onSave(sshInputOf(form));
+      }}
+    >
+      <SshFields value={form} onChange={setForm} showErrors={checked} />
+      <p className="small muted">Changing SSH access keeps the stored credentials (SSH uses the API user and password).</p>
+      <div className="form-actions">
+        <button type="submit" className="primary" disabled={pending}>
+          {pending ? "Saving…" : "Save SSH access"}
+        </button>
+        {current ? (
+          <ConfirmButton
+            danger
+            disabled={pending}
+            onConfirm={() => onSave(null)}
+            question="Remove SSH access? File jobs the API cannot do on this device will be refused."
+          >
+            Remove SSH access
+          </ConfirmButton>
+        ) : null}
         <button type="button" onClick={onCancel}>
           Cancel
         </button>

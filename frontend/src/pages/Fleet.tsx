@@ -1,5 +1,6 @@
 // The fleet: devices from `GET /devices` (filter by status, tag, search; cursor pages),
-// refreshed by live `device` events; registering a device for roles with devices:write.
+// refreshed by live `device` events; registering a device (with optional SSH access) for
+// roles with devices:write.
 
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 
@@ -8,6 +9,7 @@ import { DEVICE_STATUSES, TRANSPORT_LABELS, TRANSPORTS, oneOf, type TransportKin
 import { useAuth } from "../auth";
 import { useAction, useLiveRefresh, usePaged } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
+import { NO_SSH, SshFields, sshFormProblem, sshInputOf, type SshForm } from "../ssh";
 import { Badge, Empty, Field, LoadMore, ProblemBox, Tags, Time } from "../ui";
 
 type Device = Schemas["DeviceSummaryDto"];
@@ -215,6 +217,8 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
     tags: "",
     poll: "",
   });
+  const [ssh, setSsh] = useState<SshForm>(NO_SSH);
+  const [sshChecked, setSshChecked] = useState(false);
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) =>
     setForm((f) => ({ ...f, [k]: e.target.value }));
   const register = useAction(async (key: string, body: Schemas["NewDevice"]) => {
@@ -224,6 +228,11 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    // A fingerprint the API would refuse is explained next to its field, not sent.
+    if (sshFormProblem(ssh)) {
+      setSshChecked(true);
+      return;
+    }
     const body: Schemas["NewDevice"] = {
       name: form.name.trim(),
       host: form.host.trim(),
@@ -236,6 +245,7 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
         mode: form.transport,
         fingerprint_sha256: form.transport === "tls_pinned" ? form.fingerprint.trim() || null : null,
       },
+      ssh: sshInputOf(ssh),
     };
     const r = await register.run(body);
     if (r) onDone(r.device_id);
@@ -284,6 +294,7 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
           <input type="number" min={5} max={86400} value={form.poll} onChange={set("poll")} />
         </Field>
       </div>
+      <SshFields value={ssh} onChange={setSsh} optional showErrors={sshChecked} />
       <ProblemBox error={register.error} />
       <div className="form-actions">
         <button type="submit" className="primary" disabled={register.pending}>
