@@ -81,6 +81,20 @@ impl ChangeId {
         format!("netledger-applied-{}.txt", self.0)
     }
 
+    /// `netledger-applied-<id>`: the stem the first line of the change file passes to
+    /// `/export file=` on RouterOS before 7.9 (no `/file add` there, ROUTEROS-NOTES §5.9),
+    /// so the applied-marker there is [`ChangeId::applied_export_file`] (`.rsc`, §5.11).
+    pub fn applied_export_stem(&self) -> String {
+        format!("netledger-applied-{}", self.0)
+    }
+
+    /// `netledger-applied-<id>.rsc`: the applied-marker on RouterOS before 7.9, written by
+    /// `/export file=`[`ChangeId::applied_export_stem`]; it means what
+    /// [`ChangeId::applied_file`] means.
+    pub fn applied_export_file(&self) -> String {
+        format!("{}.rsc", self.applied_export_stem())
+    }
+
     /// `netledger-dryrun-<id>.rsc`: the bare change for the device's `/import dry-run`.
     pub fn dry_run_file(&self) -> String {
         format!("netledger-dryrun-{}.rsc", self.0)
@@ -565,6 +579,8 @@ mod tests {
         assert!(!id.scheduler_name().contains(CHANGE_MARKER));
         assert!(!id.backup_stem().contains(CHANGE_MARKER));
         assert!(!id.applied_file().contains(CHANGE_MARKER));
+        assert_eq!(id.applied_export_file(), "netledger-applied-42.rsc");
+        assert!(!id.applied_export_file().contains(CHANGE_MARKER));
     }
 
     #[test]

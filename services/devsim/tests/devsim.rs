@@ -31,6 +31,23 @@ async fn connect(m: &ManifestEntry) -> Client {
     Client::connect(&cfg(m)).await.unwrap()
 }
 
+/// Creates `name` with `contents` on device `m`: `/file add` from 7.9, SFTP before (no
+/// `/file add` there).
+async fn put_file(c: &Client, m: &ManifestEntry, name: &str, contents: &str) {
+    let v: RosVersion = m.version.parse().unwrap();
+    if v >= RosVersion::new(7, 9, 0) {
+        c.run(
+            Command::new("/file/add")
+                .attr("name", name)
+                .attr("contents", contents),
+        )
+        .await
+        .unwrap();
+    } else {
+        ssh::sftp_put(m, name, contents.as_bytes()).await;
+    }
+}
+
 fn s(v: &bytes::Bytes) -> String {
     String::from_utf8_lossy(v).to_string()
 }
@@ -553,13 +570,7 @@ async fn import_reports_the_failing_line_and_dry_run_is_gated() {
         let c = connect(&m).await;
         let script =
             "/ip pool\nadd name=p-netledger-change-9 ranges=10.0.0.1-10.0.0.9\nremove *77\n";
-        c.run(
-            Command::new("/file/add")
-                .attr("name", "chg.rsc")
-                .attr("contents", script),
-        )
-        .await
-        .unwrap();
+        put_file(&c, &m, "chg.rsc", script).await;
         let v: RosVersion = m.version.parse().unwrap();
         let dry = c
             .run(
@@ -802,13 +813,7 @@ async fn system_history_names_the_routeros_user_of_every_change_and_user_active_
             .await
             .unwrap();
         // a script bob starts changes the configuration as bob
-        bob.run(
-            Command::new("/file/add")
-                .attr("name", "bob.rsc")
-                .attr("contents", "/system identity set name=by-bob\n"),
-        )
-        .await
-        .unwrap();
+        put_file(&bob, &m[i], "bob.rsc", "/system identity set name=by-bob\n").await;
         bob.run(Command::new("/import").attr("file-name", "bob.rsc"))
             .await
             .unwrap();
@@ -948,4 +953,69 @@ async fn backup_default_name_is_the_same_over_the_api_and_in_scripts() {
         .await;
     assert!(r.is_ok() || r.unwrap_err().is_connection_lost());
     assert!(!d.is_reachable());
+}
+
+#[tokio::test]
+async fn file_add_exists_from_7_9_only() {
+    // ROUTEROS-NOTES §5.9: `/file add` from 7.9beta2; before, an unknown command
+    let mut exports = Vec::new();
+    for v in ["6.49.7", "7.8", "7.9", "7.16.2"] {
+        let mut o = FleetOptions::new(1, Arc::new(SystemClock::new()));
+        o.v6_share = if v.starts_with('6') { 1.0 } else { 0.0 };
+        o.ssh = false;
+        o.tick = None;
+        let one = Fleet::start(o).await.unwrap();
+        let d = one.device(0).unwrap();
+        let text = d.export(false);
+        let actual = format!("by RouterOS {}", d.version());
+        one.shutdown();
+        assert!(text.contains(&actual), "{text}");
+        exports.push(text.replacen(&actual, &format!("by RouterOS {v}"), 1));
+    }
+    let mut opts = FleetOptions::new(4, Arc::new(SystemClock::new()));
+    opts.exports = exports;
+    let f = Fleet::start(opts).await.unwrap();
+    for (i, m) in f.manifest().iter().enumerate() {
+        let v: RosVersion = m.version.parse().unwrap();
+        assert_eq!(i < 2, v < RosVersion::new(7, 9, 0), "{}", m.version);
+        let c = connect(m).await;
+        let add = c
+            .run(
+                Command::new("/file/add")
+                    .attr("name", "a.txt")
+                    .attr("contents", "x"),
+            )
+            .await;
+        // in a script: the device's own line, after a line that works
+        let script = "/system identity set name=before\n/file add name=b.txt contents=y\n";
+        put_file(&c, m, "s.rsc", script).await;
+        let import = c
+            .run(Command::new("/import").attr("file-name", "s.rsc"))
+            .await;
+        if v >= RosVersion::new(7, 9, 0) {
+            add.unwrap();
+            import.unwrap();
+            assert!(c.file("a.txt").await.unwrap().is_some(), "{v}");
+            assert!(c.file("b.txt").await.unwrap().is_some(), "{v}");
+        } else {
+            // over the API: the traps of a command that does not exist
+            let e = add.unwrap_err();
+            assert!(
+                matches!(&e, Error::Trap { trap, .. }
+                    if trap.message == "no such command or directory (add)"),
+                "{v}: {e}"
+            );
+            let e = import.unwrap_err();
+            assert!(
+                matches!(&e, Error::Trap { trap, .. }
+                    if trap.message == "bad command name add (line 2 column 7)"),
+                "{v}: {e}"
+            );
+            assert!(c.file("a.txt").await.unwrap().is_none(), "{v}");
+            assert!(c.file("b.txt").await.unwrap().is_none(), "{v}");
+        }
+        // the line before the failing one stayed applied
+        let id = c.run(Command::new("/system/identity/print")).await.unwrap();
+        assert_eq!(id.rows[0].get_str("name"), Some("before"), "{v}");
+    }
 }

@@ -157,6 +157,13 @@ impl<'a> Files<'a> {
         Ok(file_access(v.major, v.minor, true))
     }
 
+    /// Whether the device has `/file add` (RouterOS 7.9 and later, ROUTEROS-NOTES §5.9).
+    /// Without SSH access every upload is a `/file add`, so a device without it cannot be
+    /// written to at all: `true` then, without reading the version (as [`Files::access`]).
+    pub async fn has_file_add(&self) -> Result<bool> {
+        Ok(self.access().await?.upload == Via::Api)
+    }
+
     /// The SFTP channel of the step's one SSH session (opened on first use).
     async fn sftp(&self) -> Result<&Sftp> {
         let Some(link) = self.ssh else {

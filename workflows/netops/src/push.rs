@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use netledger_engine::crash_point;
 use routeros::menus::{ExportOptions, NewSchedule, Sensitive};
-use routeros::{Client, Command, Config, Password};
+use routeros::{Client, Command, Config, Password, Query};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -197,10 +197,7 @@ pub async fn snapshot_via(
     }
     refuse_foreign_timers(client, id, "snapshot").await?;
     let prefix = storage_prefix(client).await?;
-    if file_row(client, &format!("{prefix}{}", id.applied_file()))
-        .await?
-        .is_some()
-    {
+    if applied_marker(client, &prefix, id).await?.is_some() {
         return Err(NetopsError::WrongState {
             step: "snapshot",
             change: id.to_string(),
@@ -542,9 +539,7 @@ async fn ensure_apply_token(files: &Files<'_>, id: &ChangeId) -> Result<()> {
     let client = files.client();
     let prefix = storage_prefix(client).await?;
     let token = format!("{prefix}{}", apply_token_file(id));
-    if file_row(client, &format!("{prefix}{}", id.applied_file()))
-        .await?
-        .is_some()
+    if applied_marker(client, &prefix, id).await?.is_some()
         || file_row(client, &token).await?.is_some()
     {
         return Ok(());
@@ -552,17 +547,77 @@ async fn ensure_apply_token(files: &Files<'_>, id: &ChangeId) -> Result<()> {
     files.put(&token, b"netledger apply token").await
 }
 
+/// The applied-marker of change `id` under `prefix` (full name), if the device has one:
+/// [`ChangeId::applied_file`] (`.txt`, written by `/file add` from RouterOS 7.9) or
+/// [`ChangeId::applied_export_file`] (`.rsc`, written by an export before 7.9). Either
+/// means the device started executing the change. One `/file/print` (`?name=a ?name=b ?#|`).
+async fn applied_marker(client: &Client, prefix: &str, id: &ChangeId) -> Result<Option<String>> {
+    const PATH: &str = "/file/print";
+    let txt = format!("{prefix}{}", id.applied_file());
+    let rsc = format!("{prefix}{}", id.applied_export_file());
+    let r = client
+        .run(
+            Command::new(PATH)
+                .query(Query::eq("name", &txt))
+                .query(Query::eq("name", &rsc))
+                .query(Query::Ops("|".into())),
+        )
+        .await
+        .map_err(|e| NetopsError::device(PATH, e))?;
+    let names: Vec<&str> = r.rows.iter().filter_map(|f| f.get_str("name")).collect();
+    Ok([txt.as_str(), rsc.as_str()]
+        .into_iter()
+        .find(|n| names.contains(n))
+        .map(str::to_string))
+}
+
+/// How the guard line of the change file writes the applied-marker (see
+/// [`guarded_device_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerWrite {
+    /// `/file add name=<marker>.txt contents=netledger-change-<id>`: RouterOS 7.9 and later
+    /// (ROUTEROS-NOTES §5.9).
+    FileAdd,
+    /// `/system identity export file=<stem>`, which writes `<stem>.rsc` (§5.11): before 7.9,
+    /// where `/file add` does not exist. A menu export: small, and nothing sensitive in it.
+    Export,
+}
+
+impl MarkerWrite {
+    /// The applied-marker this form writes for change `id`, under `prefix`.
+    pub fn marker_file(self, prefix: &str, id: &ChangeId) -> String {
+        match self {
+            MarkerWrite::FileAdd => format!("{prefix}{}", id.applied_file()),
+            MarkerWrite::Export => format!("{prefix}{}", id.applied_export_file()),
+        }
+    }
+}
+
 /// The file [`apply`] uploads and imports: the change behind a guard line that consumes the
 /// apply token and writes the applied-marker in one device-side line. `/file remove` of a
 /// name that is not there fails (`no such item`, ROUTEROS-NOTES §3) and `/import` stops at
 /// the first failing line (§5.11), so of two imports of the same change only the one that
 /// removed the token goes on: the check and the import are one device-side operation.
+/// `write` picks a marker command that exists on the device ([`MarkerWrite`]); the marker is
+/// `write.marker_file(prefix, id)`.
 /// Keeps [`change::DEVICE_SCRIPT_PREAMBLE_LINES`] (2) lines before the change.
-pub fn guarded_device_script(change: &Change, token_file: &str, applied_file: &str) -> String {
+pub fn guarded_device_script(
+    change: &Change,
+    token_file: &str,
+    prefix: &str,
+    write: MarkerWrite,
+) -> String {
     let marker = change.id.marker();
-    let mut s = format!(
-        "# {marker}\n/file remove {token_file}; /file add name={applied_file} contents={marker}\n"
-    );
+    let mut s = match write {
+        MarkerWrite::FileAdd => format!(
+            "# {marker}\n/file remove {token_file}; /file add name={} contents={marker}\n",
+            write.marker_file(prefix, &change.id)
+        ),
+        MarkerWrite::Export => format!(
+            "# {marker}\n/file remove {token_file}; /system identity export file={prefix}{}\n",
+            change.id.applied_export_stem()
+        ),
+    };
     s.push_str(&change.script);
     if !s.ends_with('\n') {
         s.push('\n');
@@ -637,7 +692,8 @@ pub struct Applied {
     pub already_applied: bool,
     /// The imported file.
     pub change_file: String,
-    /// The marker file the change's first line writes.
+    /// The applied-marker: the one the change's first line writes (`.txt` from RouterOS 7.9,
+    /// `.rsc` before, see [`MarkerWrite`]), or the one found when `already_applied`.
     pub applied_file: String,
     /// The marker was seen after this import (always true when `already_applied`).
     pub marker_confirmed: bool,
@@ -660,9 +716,8 @@ pub async fn apply_via(files: &Files<'_>, change: &Change, armed: &Armed) -> Res
     let client = files.client();
     let id = &change.id;
     let prefix = storage_prefix(client).await?;
-    let applied_file = format!("{prefix}{}", id.applied_file());
     let change_file = format!("{prefix}{}", id.change_file());
-    if file_row(client, &applied_file).await?.is_some() {
+    if let Some(applied_file) = applied_marker(client, &prefix, id).await? {
         return Ok(Applied {
             already_applied: true,
             change_file,
@@ -709,17 +764,23 @@ pub async fn apply_via(files: &Files<'_>, change: &Change, armed: &Armed) -> Res
     if file_row(client, &token_file).await?.is_none() {
         // consumed by another apply of this change (its marker is there by now), or arm
         // never wrote it
-        if file_row(client, &applied_file).await?.is_some() {
+        if let Some(applied_file) = applied_marker(client, &prefix, id).await? {
             return Ok(already(change_file, applied_file));
         }
         return Err(refuse(format!(
             "apply token {token_file} is not on the device: arm again"
         )));
     }
+    let write = if files.has_file_add().await? {
+        MarkerWrite::FileAdd
+    } else {
+        MarkerWrite::Export
+    };
+    let applied_file = write.marker_file(&prefix, id);
     files
         .put(
             &change_file,
-            guarded_device_script(change, &token_file, &applied_file).as_bytes(),
+            guarded_device_script(change, &token_file, &prefix, write).as_bytes(),
         )
         .await?;
     crash_point("uploaded");
@@ -731,7 +792,7 @@ pub async fn apply_via(files: &Files<'_>, change: &Change, armed: &Armed) -> Res
         Err(routeros::Error::Trap { trap, .. })
             if error_line(&trap.message)
                 .is_some_and(|l| l <= change::DEVICE_SCRIPT_PREAMBLE_LINES)
-                && file_row(client, &applied_file).await?.is_some() =>
+                && applied_marker(client, &prefix, id).await?.is_some() =>
         {
             // the guard line refused: another apply of this change consumed the token
             // and started the change; nothing of the change ran here
@@ -1145,9 +1206,7 @@ async fn rollback_look(
     let client = files.client();
     let id = &snapshot.change_id;
     let prefix = storage_prefix(client).await?;
-    let started = file_row(client, &format!("{prefix}{}", id.applied_file()))
-        .await?
-        .is_some();
+    let started = applied_marker(client, &prefix, id).await?.is_some();
     if !started {
         disarm(client, &armed.scheduler_name).await?;
         let sha = normalised_sha256(&export_text(files, id, &prefix).await?)?;
@@ -1374,6 +1433,7 @@ fn change_files(id: &ChangeId) -> (Vec<String>, Vec<String>) {
         vec![
             id.change_file(),
             id.applied_file(),
+            id.applied_export_file(),
             apply_token_file(id),
             format!("{}.backup", id.backup_stem()),
         ],

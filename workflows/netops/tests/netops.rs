@@ -1197,3 +1197,45 @@ async fn cleanup_leaves_nothing_and_backups_are_encrypted() {
         netledger_leftovers(&d)
     );
 }
+
+#[test]
+fn the_guard_line_writes_the_marker_with_a_command_the_version_has() {
+    use netledger_netops::change::{Change, ChangeId, DEVICE_SCRIPT_PREAMBLE_LINES};
+    use netledger_netops::push::{MarkerWrite, guarded_device_script};
+    let c = Change::new(
+        ChangeId::parse("g1").unwrap(),
+        "/system identity set name=x\n",
+    );
+    let token = "flash/netledger-armed-g1.txt";
+    // 7.9+: unchanged
+    let s = guarded_device_script(&c, token, "flash/", MarkerWrite::FileAdd);
+    assert_eq!(
+        s.lines().nth(1),
+        Some(
+            "/file remove flash/netledger-armed-g1.txt; /file add name=flash/netledger-applied-g1.txt contents=netledger-change-g1"
+        )
+    );
+    assert_eq!(
+        MarkerWrite::FileAdd.marker_file("flash/", &c.id),
+        "flash/netledger-applied-g1.txt"
+    );
+    // before 7.9: an export writes `<stem>.rsc`
+    let s = guarded_device_script(&c, token, "flash/", MarkerWrite::Export);
+    assert_eq!(
+        s.lines().nth(1),
+        Some(
+            "/file remove flash/netledger-armed-g1.txt; /system identity export file=flash/netledger-applied-g1"
+        )
+    );
+    assert_eq!(
+        MarkerWrite::Export.marker_file("flash/", &c.id),
+        "flash/netledger-applied-g1.rsc"
+    );
+    for w in [MarkerWrite::FileAdd, MarkerWrite::Export] {
+        let s = guarded_device_script(&c, token, "", w);
+        assert_eq!(
+            s.lines().nth(DEVICE_SCRIPT_PREAMBLE_LINES),
+            Some("/system identity set name=x")
+        );
+    }
+}

@@ -151,6 +151,31 @@ async fn push_commits_once_with_snapshots(owner: PgPool, on: On) {
     );
     let d = e.fleet.device(0).unwrap();
     assert_eq!(d.change_counts().get("wf-c1").copied(), Some(1));
+    // the guard line's applied-marker: `/file add` from 7.9; before (no `/file add`), an
+    // export written by the change file's guard line; seen on the device after the import
+    let marker = match on {
+        On::Ssh(_) => "netledger-applied-wf-c1.rsc",
+        _ => "netledger-applied-wf-c1.txt",
+    };
+    let applied = step_output(&journal, "apply");
+    assert!(
+        applied["applied_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(marker)),
+        "{applied}"
+    );
+    assert_eq!(applied["marker_confirmed"], true, "{applied}");
+    // and cleanup removed it
+    let cleaned = step_output(&journal, "cleanup");
+    assert!(
+        cleaned.to_string().contains(marker),
+        "cleanup did not remove {marker}: {cleaned}"
+    );
+    assert!(
+        !d.file_names()
+            .iter()
+            .any(|n| n.contains("netledger-applied-"))
+    );
     // issue #15 item 2: the push leaves nothing on the device
     assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
     assert_eq!(e.snapshots(device).await, ["pre_push", "post_push"]);

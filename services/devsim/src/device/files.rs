@@ -37,14 +37,20 @@ fn with_suffix(name: &str, suffix: &str) -> String {
 }
 
 impl Device {
-    /// `/file add name=X contents=Y` (7.9beta2+): creates or overwrites a file; its type
-    /// follows the name (`.rsc` script, `.npk` package, ...). Answers the file's id.
+    /// `/file add name=X contents=Y` (7.9beta2+, ROUTEROS-NOTES §5.9): creates or
+    /// overwrites a file; its type follows the name (`.rsc` script, `.npk` package, ...).
+    /// Answers the file's id. Before 7.9 the command does not exist: refused as an unknown
+    /// command (over the API `no such command or directory (add)`, in a script
+    /// `bad command name add (line N column M)`).
     pub(super) fn file_add(
         &self,
         st: &mut DeviceState,
         origin: Origin<'_>,
         req: &Request<'_>,
     ) -> Result<Done, Refusal> {
+        if st.version < crate::version::RosVersion::new(7, 9, 0) {
+            return Err(Refusal::NoSuchCommand(req.verb.to_string()));
+        }
         let Some(name) = req.arg("name") else {
             return Err(Refusal::Trap(Some(1), "missing value for name".into()));
         };

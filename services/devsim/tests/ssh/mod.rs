@@ -92,6 +92,18 @@ async fn download(sftp: &SftpSession, path: &str) -> Vec<u8> {
     data
 }
 
+/// Creates or replaces `name` on device `m` over SFTP (the way onto a device before 7.9,
+/// which has no `/file add`).
+pub(super) async fn sftp_put(m: &ManifestEntry, name: &str, data: &[u8]) {
+    let h = login(m).await;
+    let s = sftp(&h).await;
+    upload(&s, name, data).await;
+    s.close().await.unwrap();
+    h.disconnect(Disconnect::ByApplication, "", "en")
+        .await
+        .unwrap();
+}
+
 /// Two devices (0: RouterOS 7.16.2, 1: 6.49.7) on a clock that stands still, so an
 /// export's header is the same whenever it is taken.
 async fn v7_and_v6() -> Fleet {
