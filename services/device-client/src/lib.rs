@@ -124,12 +124,7 @@ pub fn ssh_config(
     password: &str,
     settings: &ClientSettings,
 ) -> Result<routeros_ssh::SshConfig, EndpointError> {
-    let host_key = match &ssh.host_key {
-        SshHostKey::Pinned { fingerprint_sha256 } => fingerprint_sha256
-            .parse::<routeros_ssh::HostKeyPolicy>()
-            .map_err(|_| EndpointError::BadSshFingerprint(fingerprint_sha256.clone()))?,
-        SshHostKey::FirstUse => routeros_ssh::HostKeyPolicy::TrustOnFirstUse,
-    };
+    let host_key = ssh_host_key_policy(&ssh.host_key)?;
     let policy = settings.device_networks.clone();
     let mut c = routeros_ssh::SshConfig::new(
         host,
@@ -144,6 +139,40 @@ pub fn ssh_config(
     c.connect_timeout = settings.connect_timeout;
     c.command_timeout = settings.command_timeout;
     Ok(c)
+}
+
+/// The SSH configuration for a device whose API client configuration is `api` (same host,
+/// login, password and connect-time address check, built by [`client_config`]), with SSH
+/// access `ssh` and `command_timeout` per SSH request: for callers that keep only the API
+/// configuration and need SSH rarely (the poller, for exports before 7.13).
+pub fn ssh_config_for(
+    api: &Config,
+    ssh: &SshAccess,
+    command_timeout: std::time::Duration,
+) -> Result<routeros_ssh::SshConfig, EndpointError> {
+    let host_key = ssh_host_key_policy(&ssh.host_key)?;
+    let mut c = routeros_ssh::SshConfig::new(
+        api.host.clone(),
+        api.user.clone(),
+        routeros_ssh::SshAuth::password(api.password.expose()),
+        host_key,
+    )
+    .with_port(ssh.port);
+    if let Some(guard) = api.address_guard.clone() {
+        c = c.with_address_guard(routeros_ssh::AddressGuard::new(move |a| guard.check(a)));
+    }
+    c.connect_timeout = api.connect_timeout;
+    c.command_timeout = command_timeout;
+    Ok(c)
+}
+
+fn ssh_host_key_policy(key: &SshHostKey) -> Result<routeros_ssh::HostKeyPolicy, EndpointError> {
+    match key {
+        SshHostKey::Pinned { fingerprint_sha256 } => fingerprint_sha256
+            .parse::<routeros_ssh::HostKeyPolicy>()
+            .map_err(|_| EndpointError::BadSshFingerprint(fingerprint_sha256.clone())),
+        SshHostKey::FirstUse => Ok(routeros_ssh::HostKeyPolicy::TrustOnFirstUse),
+    }
 }
 
 /// The guard that refuses addresses `policy` refuses (the reason names the rule and how to
@@ -296,6 +325,25 @@ mod tests {
             ssh_config("10.0.0.1", &bad, "admin", "pw", &settings(false)).unwrap_err(),
             EndpointError::BadSshFingerprint("xyz".into())
         );
+    }
+
+    #[test]
+    fn ssh_from_the_api_configuration_keeps_login_guard_and_timeouts() {
+        let api = config(&Transport::Plain, false).unwrap();
+        let ssh = SshAccess {
+            port: 22,
+            host_key: SshHostKey::FirstUse,
+        };
+        let c = ssh_config_for(&api, &ssh, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.username.as_str()),
+            ("10.0.0.1", 22, "admin")
+        );
+        assert!(matches!(&c.auth, routeros_ssh::SshAuth::Password(p) if p.expose() == "pw"));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.command_timeout, Duration::from_secs(60));
+        assert!(c.address_guard.is_some());
+        assert_eq!(c.host_key, routeros_ssh::HostKeyPolicy::TrustOnFirstUse);
     }
 
     #[test]

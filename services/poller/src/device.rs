@@ -111,9 +111,6 @@ struct Task {
     tenant: TenantId,
     row: WorkRow,
     config: Result<routeros::Config, String>,
-    /// SSH configuration, for devices registered with SSH access (boxed: most devices have
-    /// none, and every device has a task).
-    ssh: Option<Box<Result<routeros_ssh::SshConfig, String>>>,
     fence: Fence,
     state: DeviceState,
     session: Option<Client>,
@@ -151,31 +148,6 @@ fn client_config(spec: &DeviceSpec, options: &PollerOptions) -> Result<routeros:
         &settings,
     )
     .map_err(|e| e.to_string())
-}
-
-/// The device's SSH configuration when it has SSH access: same login, the poller's connect
-/// timeout, the export timeout per SSH request.
-fn ssh_config(
-    spec: &DeviceSpec,
-    options: &PollerOptions,
-) -> Option<Box<Result<routeros_ssh::SshConfig, String>>> {
-    let ssh = spec.row.ssh.as_ref()?;
-    let settings = ClientSettings {
-        connect_timeout: options.connect_timeout,
-        command_timeout: options.export_timeout,
-        tls_roots: None,
-        device_networks: spec.device_networks.clone(),
-    };
-    Some(Box::new(
-        netledger_device_client::ssh_config(
-            &spec.row.host,
-            ssh,
-            &spec.username,
-            spec.password.expose(),
-            &settings,
-        )
-        .map_err(|e| e.to_string()),
-    ))
 }
 
 fn jittered(interval: Duration, jitter: f64) -> Duration {
@@ -219,12 +191,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
         Breaker::new()
     };
     let config = client_config(&spec, options);
-    let ssh = ssh_config(&spec, options);
     let jitter_export = |every: Duration| now + jittered(every, 0.5).mul_f64(0.5);
     let mut task = Task {
         tenant: spec.row.tenant,
         config,
-        ssh,
         fence: spec.fence,
         state: spec.state,
         session: None,
@@ -587,11 +557,12 @@ impl Task {
             ..ExportOptions::default()
         };
         let v = &p.resources.version;
-        let over_ssh = file_access(v.major, v.minor, self.ssh.is_some()).export == Via::Ssh;
+        let over_ssh =
+            file_access(v.major, v.minor, self.ssh_access().is_some()).export == Via::Ssh;
         let exported = if over_ssh {
             tokio::time::timeout(timeout, self.export_over_ssh(&client, &opts, correlation)).await
         } else {
-            let hint = if v.at_least(7, 13) || self.ssh.is_some() {
+            let hint = if v.at_least(7, 13) || self.ssh_access().is_some() {
                 ""
             } else {
                 "; give the device SSH access to archive configurations of any size before \
@@ -653,10 +624,13 @@ impl Task {
         opts: &ExportOptions,
         correlation: Uuid,
     ) -> Result<Vec<u8>, String> {
-        let config = match self.ssh.as_deref() {
-            Some(Ok(c)) => c.clone(),
-            Some(Err(e)) => return Err(e.clone()),
-            None => return Err("the device has no SSH access".into()),
+        // Built when needed (most devices never export over SSH, every device has a task),
+        // from the state: a key recorded on first use is pinned from then on.
+        let config = {
+            let ssh = self.ssh_access().ok_or("the device has no SSH access")?;
+            let api = self.config.as_ref().map_err(Clone::clone)?;
+            netledger_device_client::ssh_config_for(api, ssh, self.ctx.options.export_timeout)
+                .map_err(|e| e.to_string())?
         };
         let (file, _) = client
             .export_to_file(opts)
@@ -741,11 +715,17 @@ impl Task {
                 "the device's stream kept changing ({APPEND_ATTEMPTS} conflicting appends)"
             ));
         }
-        // Pinned from now on, in this task too.
-        if let Some(Ok(c)) = self.ssh.as_deref_mut() {
-            c.host_key = routeros_ssh::HostKeyPolicy::PinnedSha256(key.fingerprint_sha256);
-        }
+        // The state now holds the key as pinned: the next session requires it.
         Ok(())
+    }
+
+    /// The device's SSH access as its stream says (the work row's, with a first-use key once
+    /// recorded).
+    fn ssh_access(&self) -> Option<&netledger_domain::device::SshAccess> {
+        self.state
+            .registration
+            .as_ref()
+            .and_then(|r| r.endpoint.ssh.as_ref())
     }
 
     fn export_failed(&mut self, now: OffsetDateTime, reason: &str) -> Option<RecordedSnapshot> {
