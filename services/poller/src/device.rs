@@ -690,24 +690,13 @@ impl Task {
                 recorded = true;
                 break;
             }
-            let expected = match self.state.version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
-            match self.append_fenced(expected, &decided, correlation).await {
-                Ok(()) => {
-                    for d in &decided {
-                        self.state.evolve(d);
-                    }
-                    self.ctx.stats.add_events(decided.len() as u64);
-                    recorded = true;
-                    break;
-                }
-                Err(PollerError::Store(StoreError::Conflict { .. })) => {
-                    self.ctx.stats.conflict();
-                    self.refold().await.map_err(|e| error_chain(&e))?;
-                }
-                Err(e) => return Err(error_chain(&e)),
+            if self
+                .try_append(&decided, correlation)
+                .await
+                .map_err(|e| error_chain(&e))?
+            {
+                recorded = true;
+                break;
             }
         }
         if !recorded {
@@ -856,26 +845,40 @@ impl Task {
             if decided.is_empty() {
                 return Ok(());
             }
-            let expected = match self.state.version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
-            match self.append_fenced(expected, &decided, correlation).await {
-                Ok(()) => {
-                    for d in &decided {
-                        self.state.evolve(d);
-                    }
-                    self.ctx.stats.add_events(decided.len() as u64);
-                    return Ok(());
-                }
-                Err(PollerError::Store(StoreError::Conflict { .. })) => {
-                    self.ctx.stats.conflict();
-                    self.refold().await?;
-                }
-                Err(e) => return Err(e),
+            if self.try_append(&decided, correlation).await? {
+                return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// One fenced append of `decided` at the state's version: `true` when written (and
+    /// folded into the state); `false` on a conflicting append, after re-reading the state
+    /// so the caller can decide again.
+    async fn try_append(
+        &mut self,
+        decided: &[DeviceEvent],
+        correlation: Uuid,
+    ) -> Result<bool, PollerError> {
+        let expected = match self.state.version {
+            0 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v),
+        };
+        match self.append_fenced(expected, decided, correlation).await {
+            Ok(()) => {
+                for d in decided {
+                    self.state.evolve(d);
+                }
+                self.ctx.stats.add_events(decided.len() as u64);
+                Ok(true)
+            }
+            Err(PollerError::Store(StoreError::Conflict { .. })) => {
+                self.ctx.stats.conflict();
+                self.refold().await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn append_fenced(
