@@ -341,6 +341,9 @@ fn crlf(text: &str) -> String {
 /// The interactive shell: prompt, a line, its output, the prompt again. With a pty the
 /// typed characters are echoed (backspace erases) and line ends are CRLF; `quit`, Ctrl-D
 /// on an empty line or the client's EOF end it.
+/// Longest console line the interactive shell keeps.
+const MAX_LINE: usize = 64 * 1024;
+
 async fn shell(dev: Arc<Device>, user: String, mut ch: Channel<Msg>, pty: bool) {
     let fix = |t: &str| if pty { crlf(t) } else { t.to_string() };
     pause(&dev).await;
@@ -391,6 +394,9 @@ async fn shell(dev: Arc<Device>, user: String, mut ch: Channel<Msg>, pty: bool) 
                         echo.extend_from_slice(dev.console_prompt(&user).as_bytes());
                     }
                 }
+                // A line longer than any console command is cut (bounded memory per
+                // session; what RouterOS does with such a line is unsourced).
+                _ if line.len() >= MAX_LINE => {}
                 _ => {
                     line.push(b);
                     if pty {
