@@ -3916,7 +3916,7 @@ export interface operations {
                 /**
                  * @description Only these devices (comma-separated ids): the events of every other device's stream
                  *     are hash-only stubs, so the bundle still verifies (docs/auditing.md §3.1). The config
-                 *     history stays whole. A device without events in the tenant: 404.
+                 *     history stays whole. A device without events in the tenant: 404; an empty list: 400.
                  */
                 devices?: string;
             };

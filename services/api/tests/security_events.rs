@@ -348,6 +348,14 @@ async fn audit_downloads_and_verification_runs_are_events_and_need_their_permiss
         "{:?}",
         stranger.body
     );
+    // An empty filter is refused, not read as "every device".
+    let empty = app.get("/api/v1/audit/export?devices=", &auditor).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{:?}", empty.body);
+    assert!(
+        empty.detail().contains("`devices` is empty"),
+        "{}",
+        empty.detail()
+    );
 
     let verify = from_client(
         &app,

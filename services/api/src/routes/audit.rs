@@ -612,7 +612,7 @@ pub struct ExportParams {
     pub to_time: Option<OffsetDateTime>,
     /// Only these devices (comma-separated ids): the events of every other device's stream
     /// are hash-only stubs, so the bundle still verifies (docs/auditing.md §3.1). The config
-    /// history stays whole. A device without events in the tenant: 404.
+    /// history stays whole. A device without events in the tenant: 404; an empty list: 400.
     #[param(
         pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})*$"
     )]
@@ -678,7 +678,14 @@ pub async fn export_bundle(
     let spool = tempfile::tempfile().map_err(|e| ApiError::internal(format!("spool: {e}")))?;
     let mut out = std::io::BufWriter::new(spool);
     let devices = match q.devices.as_deref().map(str::trim) {
-        None | Some("") => None,
+        None => None,
+        // An empty filter is a mistake, not "every device": say so rather than export all.
+        Some("") => {
+            return Err(ApiError::bad_request(
+                "`devices` is empty: give one or more device ids separated by commas, or \
+                 leave `devices` out for the whole tenant",
+            ));
+        }
         Some(list) => Some(
             list.parse::<netledger_audit::DeviceFilter>()
                 .map_err(|e| ApiError::bad_request(format!("`devices`: {e}")))?,
