@@ -196,6 +196,33 @@ async fn push_commits_once_with_snapshots(owner: PgPool, on: On) {
 }
 
 /// The journaled output of step `step`.
+/// Starts a rollout of [`CHANGE`] (`canary` first, then `devices` in batches of `batch`,
+/// as many at a time, halting at the first failure) and waits for it to finish.
+async fn run_rollout(
+    e: &Env,
+    rid: netledger_domain::RolloutId,
+    name: &str,
+    canary: DeviceId,
+    devices: &[DeviceId],
+    batch: usize,
+) -> (Outcome, Vec<(String, serde_json::Value)>) {
+    let wf = support::kinds::start_kind(
+        &e.engine,
+        e.tenant,
+        "rollout",
+        json!({
+            "rollout_id": rid, "name": name, "target": { "kind": "change_set", "script": CHANGE },
+            "canaries": [canary], "devices": devices,
+            "batch_size": batch, "parallelism": batch, "failure_threshold": 1,
+        }),
+        StartOptions::new(Actor::system("test")).rollout(rid),
+    )
+    .await
+    .unwrap()
+    .workflow_id;
+    e.finish(wf).await
+}
+
 fn step_output(journal: &[(String, serde_json::Value)], step: &str) -> serde_json::Value {
     journal
         .iter()
@@ -551,21 +578,8 @@ async fn rollout_pushes_canary_then_batches_and_records_its_stream(owner: PgPool
         e.register(2).await,
     ];
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let wf = support::kinds::start_kind(
-        &e.engine,
-        e.tenant,
-        "rollout",
-        json!({
-            "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
-            "canaries": [devices[0]], "devices": [devices[1], devices[2]],
-            "batch_size": 2, "parallelism": 2, "failure_threshold": 1,
-        }),
-        StartOptions::new(Actor::system("test")).rollout(rid),
-    )
-    .await
-    .unwrap()
-    .workflow_id;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) =
+        run_rollout(&e, rid, "pool", devices[0], &[devices[1], devices[2]], 2).await;
     assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
     let stream: Vec<(String, serde_json::Value)> =
         EventReader::tenant(e.pools.app.clone(), e.tenant)
@@ -611,21 +625,7 @@ async fn a_failed_canary_halts_the_rollout(owner: PgPool) {
         .unwrap()
         .edit_faults(|x| x.reject_login = true);
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let wf = support::kinds::start_kind(
-        &e.engine,
-        e.tenant,
-        "rollout",
-        json!({
-            "rollout_id": rid, "name": "pool", "target": { "kind": "change_set", "script": CHANGE },
-            "canaries": [devices[0]], "devices": [devices[1]],
-            "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
-        }),
-        StartOptions::new(Actor::system("test")).rollout(rid),
-    )
-    .await
-    .unwrap()
-    .workflow_id;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = run_rollout(&e, rid, "pool", devices[0], &[devices[1]], 1).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
     assert!(finished_reason(&journal).contains("threshold 1"));
     let last = EventReader::tenant(e.pools.app.clone(), e.tenant)
@@ -928,21 +928,7 @@ async fn a_rollout_across_routeros_6_and_7_commits_everywhere(owner: PgPool) {
     let e = env_versions(owner, &["6.49.13", "7.16.2"], "netops-test", |_| {}).await;
     let devices = [e.register_ssh(0).await, e.register(1).await];
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let wf = support::kinds::start_kind(
-        &e.engine,
-        e.tenant,
-        "rollout",
-        json!({
-            "rollout_id": rid, "name": "mixed", "target": { "kind": "change_set", "script": CHANGE },
-            "canaries": [devices[0]], "devices": [devices[1]],
-            "batch_size": 1, "parallelism": 1, "failure_threshold": 1,
-        }),
-        StartOptions::new(Actor::system("test")).rollout(rid),
-    )
-    .await
-    .unwrap()
-    .workflow_id;
-    let (outcome, journal) = e.finish(wf).await;
+    let (outcome, journal) = run_rollout(&e, rid, "mixed", devices[0], &[devices[1]], 1).await;
     assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
     let change = format!("ro-{}", rid.as_uuid().simple());
     for i in 0..2 {
