@@ -257,30 +257,65 @@ pub(crate) fn render_stmt(stmt: &Stmt, shorthand: bool, wrap: Wrap) -> Vec<Strin
     if let Stmt::Remark(r) = stmt {
         return vec![format!("#{r}")];
     }
-    let pieces = stmt_pieces(stmt, shorthand);
+    physical_lines(&stmt_pieces(stmt, shorthand), wrap)
+}
+
+/// One command's pieces as physical lines: one line, or wrapped like a terminal of `wrap`.
+fn physical_lines(pieces: &[Piece], wrap: Wrap) -> Vec<String> {
     match wrap {
-        Wrap::None => vec![join_unwrapped(&pieces)],
-        Wrap::Terminal(cols) => wrap_pieces(&pieces, cols),
+        Wrap::None => vec![join_unwrapped(pieces)],
+        Wrap::Terminal(cols) => wrap_pieces(pieces, cols),
     }
+}
+
+/// The text being rendered: lines with the chosen line ending, the header first.
+struct Out {
+    text: String,
+    eol: &'static str,
+}
+
+impl Out {
+    /// Starts the output of `cfg` with the header `opts` asks for.
+    fn start(cfg: &Config, opts: &RenderOptions) -> Out {
+        let mut out = Out {
+            text: String::new(),
+            eol: opts.line_ending.unwrap_or(cfg.line_ending).as_str(),
+        };
+        match &opts.header {
+            HeaderMode::Omit => {}
+            HeaderMode::Original => cfg.header.lines.iter().for_each(|l| out.push(l)),
+            HeaderMode::Generated(h) => h.lines().iter().for_each(|l| out.push(l)),
+        }
+        out
+    }
+
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push_str(self.eol);
+    }
+
+    /// Ends the output with the trailer, if `opts` keeps it.
+    fn finish(mut self, cfg: &Config, opts: &RenderOptions) -> String {
+        if opts.trailer {
+            for l in &cfg.trailer {
+                self.push(l);
+            }
+        }
+        self.text
+    }
+}
+
+/// Whether v7 dotted sub-properties are written with the leading-dot shorthand.
+fn uses_shorthand(cfg: &Config, opts: &RenderOptions) -> bool {
+    opts.dotted_shorthand
+        .or(cfg.dotted_shorthand)
+        .unwrap_or_else(|| cfg.header.major_version().is_some_and(|m| m >= 7))
 }
 
 /// Renders a configuration.
 pub fn render(cfg: &Config, opts: &RenderOptions) -> String {
-    let eol = opts.line_ending.unwrap_or(cfg.line_ending).as_str();
-    let shorthand = opts
-        .dotted_shorthand
-        .or(cfg.dotted_shorthand)
-        .unwrap_or_else(|| cfg.header.major_version().is_some_and(|m| m >= 7));
-    let mut out = String::new();
-    let mut push = |l: &str| {
-        out.push_str(l);
-        out.push_str(eol);
-    };
-    match &opts.header {
-        HeaderMode::Omit => {}
-        HeaderMode::Original => cfg.header.lines.iter().for_each(|l| push(l)),
-        HeaderMode::Generated(h) => h.lines().iter().for_each(|l| push(l)),
-    }
+    let shorthand = uses_shorthand(cfg, opts);
+    let mut out = Out::start(cfg, opts);
     for sec in &cfg.sections {
         let visible: Vec<&Stmt> = sec
             .stmts
@@ -290,20 +325,15 @@ pub fn render(cfg: &Config, opts: &RenderOptions) -> String {
         if (!sec.path.is_root() || !visible.is_empty())
             && (!sec.path.is_root() || visible.iter().any(|s| !matches!(s, Stmt::Remark(_))))
         {
-            push(&sec.path.to_cli());
+            out.push(&sec.path.to_cli());
         }
         for st in visible {
             for l in render_stmt(st, shorthand, opts.wrap) {
-                push(&l);
+                out.push(&l);
             }
         }
     }
-    if opts.trailer {
-        for l in &cfg.trailer {
-            push(l);
-        }
-    }
-    out
+    out.finish(cfg, opts)
 }
 
 /// Renders a configuration as `/export terse` does: every command on one line after its
@@ -315,21 +345,8 @@ pub fn render(cfg: &Config, opts: &RenderOptions) -> String {
 /// commands, for a section that starts with a remark (so the remark stays in its menu), and
 /// for a section right after another of the same menu (so the two stay apart).
 pub fn render_terse(cfg: &Config, opts: &RenderOptions) -> String {
-    let eol = opts.line_ending.unwrap_or(cfg.line_ending).as_str();
-    let shorthand = opts
-        .dotted_shorthand
-        .or(cfg.dotted_shorthand)
-        .unwrap_or_else(|| cfg.header.major_version().is_some_and(|m| m >= 7));
-    let mut out = String::new();
-    let mut push = |l: &str| {
-        out.push_str(l);
-        out.push_str(eol);
-    };
-    match &opts.header {
-        HeaderMode::Omit => {}
-        HeaderMode::Original => cfg.header.lines.iter().for_each(|l| push(l)),
-        HeaderMode::Generated(h) => h.lines().iter().for_each(|l| push(l)),
-    }
+    let shorthand = uses_shorthand(cfg, opts);
+    let mut out = Out::start(cfg, opts);
     let mut prev: Option<&crate::model::MenuPath> = None;
     for sec in &cfg.sections {
         let visible: Vec<&Stmt> = sec
@@ -349,7 +366,7 @@ pub fn render_terse(cfg: &Config, opts: &RenderOptions) -> String {
                 || prev == Some(&sec.path)
         };
         if bare_line {
-            push(&sec.path.to_cli());
+            out.push(&sec.path.to_cli());
         }
         if commands || bare_line {
             prev = Some(&sec.path);
@@ -360,23 +377,15 @@ pub fn render_terse(cfg: &Config, opts: &RenderOptions) -> String {
                 _ => {
                     let mut pieces = vec![(String::new(), sec.path.to_cli())];
                     pieces.extend(stmt_pieces(st, shorthand));
-                    match opts.wrap {
-                        Wrap::None => vec![join_unwrapped(&pieces)],
-                        Wrap::Terminal(cols) => wrap_pieces(&pieces, cols),
-                    }
+                    physical_lines(&pieces, opts.wrap)
                 }
             };
             for l in lines {
-                push(&l);
+                out.push(&l);
             }
         }
     }
-    if opts.trailer {
-        for l in &cfg.trailer {
-            push(l);
-        }
-    }
-    out
+    out.finish(cfg, opts)
 }
 
 #[cfg(test)]
