@@ -328,15 +328,8 @@ pub async fn upload_via(
     let client = files.client();
     let pkg = package_of(pre, "upload")?;
     let name = pkg.file_name.clone();
-    if let Some(row) = file_row(client, &name).await? {
-        if check_row(&row, pre, &pkg).is_none() {
-            return Ok(Uploaded {
-                file_name: name,
-                size: pkg.size,
-                fetched: false,
-            });
-        }
-        crate::device::remove_file_named(client, &name).await?;
+    if let Some(done) = already_uploaded(client, pre, &pkg).await? {
+        return Ok(done);
     }
     let path = cache_dir.join(&pkg.relative_path);
     let bytes = cache_error(&path, tokio::fs::read(&path).await)?;
@@ -351,6 +344,27 @@ pub async fn upload_via(
     check_uploaded(client, pre, &pkg, name).await
 }
 
+/// The package already on the device from an earlier attempt, if it checks out; a file of
+/// that name that does not is removed (it is fetched or uploaded again).
+async fn already_uploaded(
+    client: &Client,
+    pre: &FirmwarePrecheck,
+    pkg: &CachedPackage,
+) -> Result<Option<Uploaded>> {
+    let name = &pkg.file_name;
+    if let Some(row) = file_row(client, name).await? {
+        if check_row(&row, pre, pkg).is_none() {
+            return Ok(Some(Uploaded {
+                file_name: name.clone(),
+                size: pkg.size,
+                fetched: false,
+            }));
+        }
+        crate::device::remove_file_named(client, name).await?;
+    }
+    Ok(None)
+}
+
 /// The device's `/tool/fetch` of the package (see [`upload`]).
 async fn fetch_package(
     client: &Client,
@@ -359,15 +373,8 @@ async fn fetch_package(
 ) -> Result<Uploaded> {
     let pkg = package_of(pre, "upload")?;
     let name = pkg.file_name.clone();
-    if let Some(row) = file_row(client, &name).await? {
-        if check_row(&row, pre, &pkg).is_none() {
-            return Ok(Uploaded {
-                file_name: name,
-                size: pkg.size,
-                fetched: false,
-            });
-        }
-        crate::device::remove_file_named(client, &name).await?;
+    if let Some(done) = already_uploaded(client, pre, &pkg).await? {
+        return Ok(done);
     }
     let url = format!(
         "{}/{}",
