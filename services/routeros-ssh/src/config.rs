@@ -71,6 +71,12 @@ impl ClientKey {
         self.0.algorithm().as_str().to_owned()
     }
 
+    /// The SHA-256 fingerprint of the public half (what `ssh-keygen -l` prints as
+    /// `SHA256:…`); `None` only if the key cannot be encoded, which a parsed key always can.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        Fingerprint::of_key(self.0.public_key())
+    }
+
     pub(crate) fn inner(&self) -> Arc<russh::keys::PrivateKey> {
         self.0.clone()
     }
@@ -284,6 +290,10 @@ mod tests {
             .unwrap();
         let parsed = ClientKey::from_text(&text, None).unwrap();
         assert_eq!(parsed.algorithm(), "ssh-ed25519");
+        assert_eq!(
+            parsed.fingerprint().unwrap(),
+            Fingerprint::of_key(key.public_key()).unwrap()
+        );
         let line = parsed.public_key_openssh().unwrap();
         assert!(line.starts_with("ssh-ed25519 AAAA"), "{line}");
         let shown = format!("{parsed:?}");
@@ -291,6 +301,42 @@ mod tests {
         assert!(!shown.contains("OPENSSH PRIVATE KEY"), "{shown}");
         let e = ClientKey::from_text("not a key", None).unwrap_err();
         assert!(matches!(e, SshError::InvalidKey { .. }), "{e}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever an operator pastes as a private key (the API parses it on input) is a
+        /// key or an `InvalidKey`, never a panic: arbitrary text, and arbitrary bytes
+        /// dressed as each PEM form the parser tries.
+        #[test]
+        fn key_text_never_panics(
+            text in "\\PC{0,300}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            form in 0usize..4,
+        ) {
+            use base64::Engine as _;
+            let _ = ClientKey::from_text(&text, None);
+            let label = ["OPENSSH PRIVATE KEY", "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"][form];
+            let body = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let pem = format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n");
+            let _ = ClientKey::from_text(&pem, None);
+            let _ = ClientKey::from_text(&pem, Some("pass"));
+            // a real key's body with bytes flipped
+            let seed = [bytes.first().copied().unwrap_or(1); 32];
+            let pair = russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed);
+            let key = russh::keys::PrivateKey::new(
+                russh::keys::ssh_key::private::KeypairData::Ed25519(pair),
+                "t",
+            )
+            .unwrap();
+            let good = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).unwrap().to_string();
+            let mut raw: Vec<u8> = good.into_bytes();
+            for (i, b) in bytes.iter().enumerate().take(8) {
+                let at = 40 + (usize::from(*b) * 7 + i * 13) % (raw.len() - 80);
+                raw[at] = b"AZaz09+/"[usize::from(*b) % 8];
+            }
+            let _ = ClientKey::from_text(&String::from_utf8_lossy(&raw), None);
+        }
     }
 
     #[test]

@@ -52,10 +52,16 @@ pub enum SshError {
         presented: Fingerprint,
     },
     /// The device refused the credentials.
-    #[error("SSH login as {user:?} rejected{}", methods_suffix(methods))]
+    #[error(
+        "SSH login as {user:?} with {with} rejected{}",
+        methods_suffix(methods)
+    )]
     AuthRejected {
         /// The user name tried.
         user: String,
+        /// What was tried: `password`, or `public key SHA256:…` (its fingerprint), so an
+        /// operator can see which key the device does not have for the user.
+        with: String,
         /// The methods the device said could still work (`password`, `publickey`); empty
         /// when it closed the connection instead.
         methods: Vec<String>,
@@ -245,17 +251,22 @@ mod tests {
     fn auth_rejected_lists_the_offered_methods() {
         let e = SshError::AuthRejected {
             user: "admin".into(),
+            with: "password".into(),
             methods: vec!["password".into(), "publickey".into()],
         };
         assert_eq!(
             e.to_string(),
-            "SSH login as \"admin\" rejected (the device offers: password, publickey)"
+            "SSH login as \"admin\" with password rejected (the device offers: password, publickey)"
         );
         let e = SshError::AuthRejected {
             user: "admin".into(),
+            with: "public key SHA256:abc".into(),
             methods: vec![],
         };
-        assert_eq!(e.to_string(), "SSH login as \"admin\" rejected");
+        assert_eq!(
+            e.to_string(),
+            "SSH login as \"admin\" with public key SHA256:abc rejected"
+        );
     }
 
     #[test]

@@ -459,6 +459,13 @@ async fn authenticate(
             remaining_methods, ..
         } => Err(SshError::AuthRejected {
             user: config.username.clone(),
+            with: match &config.auth {
+                SshAuth::Password(_) => "password".to_owned(),
+                SshAuth::PublicKey(k) => match k.fingerprint() {
+                    Some(f) => format!("public key {f}"),
+                    None => "a public key".to_owned(),
+                },
+            },
             methods: remaining_methods.iter().map(String::from).collect(),
         }),
     }
