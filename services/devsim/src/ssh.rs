@@ -8,7 +8,9 @@
 //!
 //! Logins: `password` with the device's RouterOS users and passwords (the API login's
 //! check), `publickey` with the keys authorized by `/user ssh-keys import` or
-//! [`Device::authorize_ssh_key`]. The `reject_login` fault refuses every login; a
+//! [`Device::authorize_ssh_key`]; a user with a key cannot log in with the password unless
+//! `/ip ssh always-allow-password-login=yes` (RouterOS's default is `no`; the API login is
+//! not affected). The `reject_login` fault refuses every login; a
 //! successful login shows in `/user active` (`via=ssh`) until the connection ends.
 //! Faults: `unreachable` closes the listener (connections are refused) and ends open
 //! sessions, like a reboot; `delay_ms` delays every answer (command output, shell

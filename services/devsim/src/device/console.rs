@@ -173,10 +173,22 @@ impl Device {
     }
 
     /// An SSH password login: the same check as an API login, refused while the
-    /// `reject_login` fault is on.
+    /// `reject_login` fault is on, and refused for a user with an imported SSH key unless
+    /// `/ip ssh always-allow-password-login=yes` (RouterOS's default is `no`: "whether to
+    /// allow password login at the same time when public key authorization is configured
+    /// for a user", help.mikrotik.com, SSH; not in ROUTEROS-NOTES). The API login is not
+    /// affected.
     pub(crate) fn ssh_password_ok(&self, user: &str, password: &str) -> bool {
         let st = self.lock();
-        !st.faults.reject_login && self.password_ok(&st, user, password)
+        let has_key = st.ssh_keys.iter().any(|k| k.user == user);
+        let always_allowed = st
+            .config
+            .settings(&rosconfig::MenuPath::parse("/ip ssh"))
+            .iter()
+            .any(|a| a.key == "always-allow-password-login" && a.value.as_deref() == Some("yes"));
+        !st.faults.reject_login
+            && (!has_key || always_allowed)
+            && self.password_ok(&st, user, password)
     }
 
     /// Whether `key` is authorized for `user` (`/user ssh-keys`), and logins are allowed.

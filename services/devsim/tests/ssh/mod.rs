@@ -185,6 +185,27 @@ async fn ssh_logins_by_password_and_authorized_key_with_a_pinned_host_key() {
         .unwrap();
     assert!(r.success());
     assert!(run(&h, "/export").await.contains("by RouterOS 7.16.2"));
+    // with a key, admin's SSH password login is refused (always-allow-password-login=no,
+    // RouterOS's default); the API login is not affected; allowing it lets it in again
+    let password_login = |m: ManifestEntry| async move {
+        let mut p = ssh_connect(&m).await.unwrap();
+        p.authenticate_password(m.username.clone(), m.password.clone())
+            .await
+            .unwrap()
+            .success()
+    };
+    assert!(!password_login(m.clone()).await);
+    connect(m).await;
+    assert_eq!(
+        run(&h, "/ip ssh set always-allow-password-login=yes").await,
+        ""
+    );
+    assert!(password_login(m.clone()).await);
+    assert_eq!(
+        run(&h, "/ip ssh set always-allow-password-login=no").await,
+        ""
+    );
+    assert!(!password_login(m.clone()).await);
     // the key is the device's, for admin only: not another device's, not another user's
     let mut other = ssh_connect(&f.manifest()[1]).await.unwrap();
     let r = other
