@@ -1933,6 +1933,12 @@ export interface components {
             username: string;
             /** @description API password: not empty, no NUL character. */
             password: string;
+            /**
+             * @description Private key to log in over SSH with instead of the password (write-only, stored
+             *     encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. New credentials replace the
+             *     old ones whole: without it the device has no SSH key afterwards.
+             */
+            ssh_private_key?: string | null;
         };
         /** @description A device as it was at an instant. */
         DeviceAsOfDto: {
@@ -2004,6 +2010,7 @@ export interface components {
             username: string;
             /** @description Key id that encrypts its credentials. */
             credentials_key_id: string;
+            ssh_client_key?: components["schemas"]["SshClientKeyDto"] | null;
             /** @description Tags. */
             tags: string[];
             /**
@@ -2578,6 +2585,12 @@ export interface components {
              */
             port?: number | null;
             ssh?: components["schemas"]["SshInput"] | null;
+            /**
+             * @description Private key to log in over SSH with instead of the password (write-only, stored
+             *     encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. Import its
+             *     public half (shown as `ssh_client_key` on the device) for the user on the device.
+             */
+            ssh_private_key?: string | null;
             /** @description Tags: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`. */
             tags?: string[];
             transport?: components["schemas"]["TransportInput"] | null;
@@ -3032,6 +3045,20 @@ export interface components {
             trust: string;
             /** @description Lowercase hex SHA-256 of the pinned host key (`null` while awaiting first use). */
             host_key_sha256?: string | null;
+        };
+        /**
+         * @description The public half of the SSH key a device's credentials hold (the private half is never
+         *     returned): import `public_key` for the user on the device (`/user ssh-keys import`).
+         */
+        SshClientKeyDto: {
+            /** @description Key algorithm (`ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`). */
+            algorithm: string;
+            /** @description Lowercase hex SHA-256 of the public key (SSH wire encoding). */
+            fingerprint_sha256: string;
+            /** @description The same fingerprint as `ssh-keygen -l` prints it (`SHA256:` and base64). */
+            fingerprint: string;
+            /** @description The public key as one OpenSSH line. */
+            public_key: string;
         };
         /**
          * @description SSH access to a device, for what the API cannot do on RouterOS 6 and 7.0-7.12 (exports of

@@ -1758,6 +1758,7 @@ async fn devices_configs_and_audit_come_from_read_models_and_git(pool: PgPool) {
             credentials_key_id: "k1".into(),
             tags: [Tag::parse("core").unwrap()].into_iter().collect(),
             poll_interval_secs: 60,
+            ssh_client_key: None,
         },
     )
     .await;
@@ -2857,4 +2858,148 @@ async fn ssh_access_is_registered_shown_pinned_on_first_use_and_removed(pool: Pg
             .await
             .unwrap();
     assert_eq!(stored, 1, "SSH changes keep the stored credentials");
+}
+
+/// Issue 17: an SSH private key given with a device's credentials (at registration or with
+/// new credentials) is stored sealed, never returned; the device shows its public half
+/// (algorithm, fingerprint in both forms, the OpenSSH line to import on the device); new
+/// credentials without a key drop it; what is not a usable private key is a 422 that says
+/// what to give instead, and nothing is stored.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn ssh_client_keys_are_stored_sealed_and_shown_by_their_public_half(pool: PgPool) {
+    let app = app(pool).await;
+    let a = &app.admin.clone();
+    let key = netledger_testkit::ssh_client_key("api-key").unwrap();
+    let private = key.private.expose().to_owned();
+    for (bad, says) in [
+        (String::new(), "is empty"),
+        (key.public.public_key.clone(), "holds a public key"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+                .to_owned(),
+            "could not be read as a private key",
+        ),
+        ("x".repeat(40_000), "more than the 32768 accepted"),
+    ] {
+        let mut d = new_device("key-bad");
+        d["ssh_private_key"] = json!(bad);
+        let r = app.post("/api/v1/devices", a, d).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{says}: {:?}",
+            r.body
+        );
+        assert!(r.detail().contains(says), "{says}: {}", r.detail());
+        assert!(
+            r.detail().contains("OpenSSH, PKCS#8 or PKCS#1"),
+            "{}",
+            r.detail()
+        );
+    }
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM device_credentials")
+        .fetch_one(&app.state.pools().system)
+        .await
+        .unwrap();
+    assert_eq!(registered, 0, "nothing stored for a refused registration");
+
+    let mut d = new_device("key-1");
+    d["ssh"] = json!({"trust_on_first_use": true});
+    d["ssh_private_key"] = json!(private);
+    let r = app.post("/api/v1/devices", a, d).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["device_id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/devices/{id}");
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    let read = app.get(&uri, a).await;
+    let shown = &read.body["ssh_client_key"];
+    assert_eq!(shown["algorithm"], "ssh-ed25519", "{:?}", read.body);
+    assert_eq!(
+        shown["fingerprint_sha256"],
+        key.public.fingerprint_sha256.as_str()
+    );
+    assert_eq!(shown["public_key"], key.public.public_key.as_str());
+    let openssh = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(hex::decode(&key.public.fingerprint_sha256).unwrap())
+    };
+    assert_eq!(shown["fingerprint"], format!("SHA256:{openssh}"));
+    // never returned, never in an event; sealed in the credentials row
+    let text = read.body.to_string();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    let history = app
+        .get(&format!("/api/v1/events/streams/device-{id}"), a)
+        .await;
+    assert!(!history.body.to_string().contains("PRIVATE KEY"));
+    assert_eq!(
+        history.body["items"][0]["payload"]["ssh_client_key"]["public_key"],
+        key.public.public_key.as_str()
+    );
+    let (nonce, sealed): (Option<Vec<u8>>, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT ssh_key_nonce, ssh_key_ciphertext FROM device_credentials WHERE device_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&app.state.pools().system)
+    .await
+    .unwrap();
+    assert_eq!(nonce.map(|n| n.len()), Some(12));
+    let sealed = sealed.unwrap();
+    assert!(
+        !sealed
+            .windows(10)
+            .any(|w| private.as_bytes().windows(10).any(|p| p == w)),
+        "the key is not stored in clear"
+    );
+
+    // a bad key with new credentials: 422, the stored key stays
+    let put = |body: Value| {
+        let app = &app;
+        let uri = format!("{uri}/credentials");
+        async move {
+            app.call(Method::PUT, &uri, Some(a), Some(body), &[("if-match", "*")])
+                .await
+        }
+    };
+    let r = put(json!({"username": "ops", "password": "pw-2", "ssh_private_key": "nope"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get(&uri, a).await.body["ssh_client_key"]["public_key"],
+        key.public.public_key.as_str()
+    );
+    // another key replaces it; credentials without one drop it
+    let other = netledger_testkit::ssh_client_key("api-key-2").unwrap();
+    let r = put(json!({"username": "ops", "password": "pw-2",
+                       "ssh_private_key": other.private.expose()}))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get(&uri, a).await.body["ssh_client_key"]["fingerprint_sha256"],
+        other.public.fingerprint_sha256.as_str()
+    );
+    let r = put(json!({"username": "ops", "password": "pw-3"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    netledger_projections::catch_up(&app.state.pools().system, None, 500)
+        .await
+        .unwrap();
+    assert_eq!(app.get(&uri, a).await.body["ssh_client_key"], Value::Null);
+    let nonce: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT ssh_key_nonce FROM device_credentials WHERE device_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&app.state.pools().system)
+    .await
+    .unwrap();
+    assert_eq!(
+        nonce, None,
+        "the key is deleted with the credentials it belonged to"
+    );
 }

@@ -73,6 +73,12 @@ pub enum EndpointError {
         "the pinned SSH host key fingerprint `{0}` is not 64 hex digits; update the device's SSH access"
     )]
     BadSshFingerprint(String),
+    /// The stored SSH private key cannot be read (it was checked when it was stored, so
+    /// the row or the key library changed since).
+    #[error(
+        "the device's stored SSH private key cannot be read ({0}); set the device's credentials again with a key in OpenSSH, PKCS#8 or PKCS#1 form"
+    )]
+    BadSshKey(String),
     /// `TlsVerified` without CA roots configured.
     #[error("the device uses TLS verified against CA roots, but no CA roots are configured")]
     NoCaRoots,
@@ -112,52 +118,71 @@ pub fn client_config(
     Ok(c)
 }
 
+/// How a device is logged in to over SSH: with the SSH key its credentials hold
+/// (`private_key`, its text) when they hold one, else with the API's password. There is no
+/// fallback from a refused key to the password: an operator who stored a key expects it to
+/// be the login, and RouterOS refuses password logins for a user with a key by default.
+pub fn ssh_auth(
+    password: &str,
+    private_key: Option<&str>,
+) -> Result<routeros_ssh::SshAuth, EndpointError> {
+    match private_key {
+        None => Ok(routeros_ssh::SshAuth::password(password)),
+        Some(text) => ssh_client_key(text).map(routeros_ssh::SshAuth::PublicKey),
+    }
+}
+
+/// Parses a stored SSH private key's text (unencrypted: Netledger seals it itself).
+pub fn ssh_client_key(text: &str) -> Result<routeros_ssh::ClientKey, EndpointError> {
+    routeros_ssh::ClientKey::from_text(text, None).map_err(|e| {
+        EndpointError::BadSshKey(
+            std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
+        )
+    })
+}
+
 /// The SSH client configuration for a device at `host` with SSH access `ssh`, logging in
-/// as `username` with `password` (the API's credentials): the pinned host key, or trust on
-/// first use when the registration chose it (the caller records the key the session reports
-/// and pins it, `DeviceSshHostKeyPinned`), the caller's timeouts and the connect-time address
-/// check.
+/// as `username` with `auth` ([`ssh_auth`]: the stored key or the API's password): the
+/// pinned host key, or trust on first use when the registration chose it (the caller
+/// records the key the session reports and pins it, `DeviceSshHostKeyPinned`), the caller's
+/// timeouts and the connect-time address check.
 pub fn ssh_config(
     host: &str,
     ssh: &SshAccess,
     username: &str,
-    password: &str,
+    auth: routeros_ssh::SshAuth,
     settings: &ClientSettings,
 ) -> Result<routeros_ssh::SshConfig, EndpointError> {
     let host_key = ssh_host_key_policy(&ssh.host_key)?;
     let policy = settings.device_networks.clone();
-    let mut c = routeros_ssh::SshConfig::new(
-        host,
-        username,
-        routeros_ssh::SshAuth::password(password),
-        host_key,
-    )
-    .with_port(ssh.port)
-    .with_address_guard(routeros_ssh::AddressGuard::new(move |a| {
-        policy.check(a.ip(), a.port()).map_err(|e| e.to_string())
-    }));
+    let mut c = routeros_ssh::SshConfig::new(host, username, auth, host_key)
+        .with_port(ssh.port)
+        .with_address_guard(routeros_ssh::AddressGuard::new(move |a| {
+            policy.check(a.ip(), a.port()).map_err(|e| e.to_string())
+        }));
     c.connect_timeout = settings.connect_timeout;
     c.command_timeout = settings.command_timeout;
     Ok(c)
 }
 
 /// The SSH configuration for a device whose API client configuration is `api` (same host,
-/// login, password and connect-time address check, built by [`client_config`]), with SSH
-/// access `ssh` and `command_timeout` per SSH request: for callers that keep only the API
-/// configuration and need SSH rarely (the poller, for exports before 7.13).
+/// login and connect-time address check, built by [`client_config`]), with SSH access
+/// `ssh`, logging in with `key` when its credentials hold one (else the API's password), and
+/// `command_timeout` per SSH request: for callers that keep only the API configuration and
+/// need SSH rarely (the poller, for exports before 7.13).
 pub fn ssh_config_for(
     api: &Config,
     ssh: &SshAccess,
+    key: Option<&routeros_ssh::ClientKey>,
     command_timeout: std::time::Duration,
 ) -> Result<routeros_ssh::SshConfig, EndpointError> {
     let host_key = ssh_host_key_policy(&ssh.host_key)?;
-    let mut c = routeros_ssh::SshConfig::new(
-        api.host.clone(),
-        api.user.clone(),
-        routeros_ssh::SshAuth::password(api.password.expose()),
-        host_key,
-    )
-    .with_port(ssh.port);
+    let auth = match key {
+        Some(k) => routeros_ssh::SshAuth::PublicKey(k.clone()),
+        None => routeros_ssh::SshAuth::password(api.password.expose()),
+    };
+    let mut c = routeros_ssh::SshConfig::new(api.host.clone(), api.user.clone(), auth, host_key)
+        .with_port(ssh.port);
     if let Some(guard) = api.address_guard.clone() {
         c = c.with_address_guard(routeros_ssh::AddressGuard::new(move |a| guard.check(a)));
     }
@@ -291,6 +316,44 @@ mod tests {
             .unwrap();
     }
 
+    fn pw() -> routeros_ssh::SshAuth {
+        ssh_auth("pw", None).unwrap()
+    }
+
+    #[test]
+    fn ssh_logs_in_with_the_stored_key_when_there_is_one() {
+        let pair = russh_keys_for_test();
+        let auth = ssh_auth("pw", Some(&pair)).unwrap();
+        assert!(matches!(auth, routeros_ssh::SshAuth::PublicKey(_)));
+        assert!(matches!(
+            ssh_auth("pw", None).unwrap(),
+            routeros_ssh::SshAuth::Password(p) if p.expose() == "pw"
+        ));
+        assert!(matches!(
+            ssh_auth("pw", Some("not a key")).unwrap_err(),
+            EndpointError::BadSshKey(_)
+        ));
+        let api = config(&Transport::Plain, false).unwrap();
+        let ssh = SshAccess {
+            port: 22,
+            host_key: SshHostKey::FirstUse,
+        };
+        let key = routeros_ssh::ClientKey::from_text(&pair, None).unwrap();
+        let c = ssh_config_for(&api, &ssh, Some(&key), Duration::from_secs(60)).unwrap();
+        assert!(matches!(&c.auth, routeros_ssh::SshAuth::PublicKey(_)));
+    }
+
+    /// An Ed25519 private key in OpenSSH form (fixed seed).
+    fn russh_keys_for_test() -> String {
+        use russh::keys::ssh_key::{LineEnding, private};
+        let pair = private::Ed25519Keypair::from_seed(&[7; 32]);
+        russh::keys::PrivateKey::new(private::KeypairData::Ed25519(pair), "test")
+            .unwrap()
+            .to_openssh(LineEnding::LF)
+            .unwrap()
+            .to_string()
+    }
+
     #[test]
     fn ssh_pins_the_registered_key_or_trusts_on_first_use_and_carries_timeouts() {
         let fp = "ab".repeat(32);
@@ -300,7 +363,7 @@ mod tests {
                 fingerprint_sha256: fp,
             },
         };
-        let c = ssh_config("10.0.0.1", &pinned, "admin", "pw", &settings(false)).unwrap();
+        let c = ssh_config("10.0.0.1", &pinned, "admin", pw(), &settings(false)).unwrap();
         assert_eq!(
             c.host_key,
             routeros_ssh::HostKeyPolicy::PinnedSha256([0xab; 32])
@@ -313,7 +376,7 @@ mod tests {
             port: 22,
             host_key: SshHostKey::FirstUse,
         };
-        let c = ssh_config("10.0.0.1", &first, "admin", "pw", &settings(false)).unwrap();
+        let c = ssh_config("10.0.0.1", &first, "admin", pw(), &settings(false)).unwrap();
         assert_eq!(c.host_key, routeros_ssh::HostKeyPolicy::TrustOnFirstUse);
         let bad = SshAccess {
             port: 22,
@@ -322,7 +385,7 @@ mod tests {
             },
         };
         assert_eq!(
-            ssh_config("10.0.0.1", &bad, "admin", "pw", &settings(false)).unwrap_err(),
+            ssh_config("10.0.0.1", &bad, "admin", pw(), &settings(false)).unwrap_err(),
             EndpointError::BadSshFingerprint("xyz".into())
         );
     }
@@ -334,7 +397,7 @@ mod tests {
             port: 22,
             host_key: SshHostKey::FirstUse,
         };
-        let c = ssh_config_for(&api, &ssh, Duration::from_secs(60)).unwrap();
+        let c = ssh_config_for(&api, &ssh, None, Duration::from_secs(60)).unwrap();
         assert_eq!(
             (c.host.as_str(), c.port, c.username.as_str()),
             ("10.0.0.1", 22, "admin")

@@ -61,6 +61,9 @@ pub enum DeviceError {
          key is already pinned: {0}); re-pin it with a device update instead"
     )]
     SshKeyNotAwaited(String),
+    /// The public half of an SSH client key is unusable.
+    #[error("SSH client key is invalid: {0}")]
+    BadSshClientKey(&'static str),
 }
 
 /// A device's display name: 1-64 characters of `[A-Za-z0-9._-]`.
@@ -218,6 +221,22 @@ pub struct SshAccess {
     pub host_key: SshHostKey,
 }
 
+/// The public half of the SSH key Netledger logs in to a device with, instead of the
+/// password (RouterOS refuses SSH password logins for a user with an imported key unless
+/// `/ip ssh always-allow-password-login=yes`). The private half is sealed with the
+/// credentials, outside the event stream; events carry only this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SshClientKey {
+    /// Key algorithm (`ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`).
+    pub algorithm: String,
+    /// Lowercase hex SHA-256 of the public key in SSH wire encoding (the bytes OpenSSH's
+    /// `SHA256:` fingerprint is the base64 of).
+    pub fingerprint_sha256: String,
+    /// The public key as an OpenSSH line, what `/user ssh-keys import` takes on the device.
+    pub public_key: String,
+}
+
 /// How a device's SSH host key is trusted. There is no "accept any key" setting: an
 /// unpinned key is either awaited once, explicitly, or refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,6 +378,10 @@ pub struct DeviceRegistered {
     pub tags: BTreeSet<Tag>,
     /// Poll interval in seconds.
     pub poll_interval_secs: u32,
+    /// The SSH key it logs in with over SSH, when one was given (absent in events written
+    /// before SSH keys existed, which read back as none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_client_key: Option<SshClientKey>,
 }
 impl EventType for DeviceRegistered {
     const TYPE: &'static str = "DeviceRegistered";
@@ -398,6 +421,10 @@ pub struct DeviceCredentialsChanged {
     pub username: String,
     /// Id of the key that encrypted them.
     pub key_id: String,
+    /// The SSH key stored with them, if any (the new credentials replace an earlier key:
+    /// absent means none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_client_key: Option<SshClientKey>,
 }
 impl EventType for DeviceCredentialsChanged {
     const TYPE: &'static str = "DeviceCredentialsChanged";
@@ -899,12 +926,14 @@ impl DeviceState {
                 if let Some(r) = self.registration.as_mut() {
                     r.username = c.username.clone();
                     r.credentials_key_id = c.key_id.clone();
+                    r.ssh_client_key = c.ssh_client_key.clone();
                 }
                 self.has_credentials = true;
             }
             DeviceEvent::CredentialsCleared(_) => {
                 if let Some(r) = self.registration.as_mut() {
                     r.credentials_key_id = String::new();
+                    r.ssh_client_key = None;
                 }
                 self.has_credentials = false;
             }
@@ -1003,6 +1032,7 @@ impl DeviceState {
                     credentials_key_id: cmd.credentials_key_id.clone(),
                     tags: cmd.tags.clone(),
                     poll_interval_secs: cmd.poll_interval_secs,
+                    ssh_client_key: cmd.ssh_client_key.clone(),
                 })]
             }
             DeviceCommand::Update(changes) => {
@@ -1053,11 +1083,16 @@ impl DeviceState {
                     vec![DeviceEvent::TagsSet(DeviceTagsSet { tags: tags.clone() })]
                 }
             }
-            DeviceCommand::ChangeCredentials { username, key_id } => {
+            DeviceCommand::ChangeCredentials {
+                username,
+                key_id,
+                ssh_client_key,
+            } => {
                 self.managed()?;
                 vec![DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
                     username: username.clone(),
                     key_id: key_id.clone(),
+                    ssh_client_key: ssh_client_key.clone(),
                 })]
             }
             DeviceCommand::RotateCredentials { key_id } => {
@@ -1065,6 +1100,7 @@ impl DeviceState {
                 vec![DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
                     username: reg.username.clone(),
                     key_id: key_id.clone(),
+                    ssh_client_key: reg.ssh_client_key.clone(),
                 })]
             }
             DeviceCommand::Remove { reason } => {
@@ -1138,6 +1174,8 @@ pub struct RegisterDevice {
     pub tags: BTreeSet<Tag>,
     /// Poll interval in seconds (5-86400).
     pub poll_interval_secs: u32,
+    /// The SSH key to log in with over SSH (its private half sealed with the credentials).
+    pub ssh_client_key: Option<SshClientKey>,
 }
 
 /// Changes to a registered device; `None` leaves a field as it is.
@@ -1173,9 +1211,11 @@ pub enum DeviceCommand {
         username: String,
         /// Id of the key that sealed them.
         key_id: String,
+        /// The SSH key sealed with them, if any.
+        ssh_client_key: Option<SshClientKey>,
     },
     /// The stored credentials were re-sealed under `key_id` (key rotation; the login name
-    /// stays): `DeviceCredentialsChanged`.
+    /// and SSH key stay): `DeviceCredentialsChanged`.
     RotateCredentials {
         /// Id of the key that sealed them now.
         key_id: String,
@@ -1209,7 +1249,8 @@ impl DeviceCommand {
             Self::Register(cmd) => {
                 check_interval(cmd.poll_interval_secs)?;
                 check_endpoint(&cmd.endpoint)?;
-                check_username(&cmd.username)
+                check_username(&cmd.username)?;
+                cmd.ssh_client_key.as_ref().map_or(Ok(()), check_client_key)
             }
             Self::Update(changes) => {
                 if let Some(secs) = changes.poll_interval_secs {
@@ -1220,7 +1261,14 @@ impl DeviceCommand {
                 }
                 Ok(())
             }
-            Self::ChangeCredentials { username, .. } => check_username(username),
+            Self::ChangeCredentials {
+                username,
+                ssh_client_key,
+                ..
+            } => {
+                check_username(username)?;
+                ssh_client_key.as_ref().map_or(Ok(()), check_client_key)
+            }
             Self::SetTags { .. }
             | Self::RecordSshHostKey { .. }
             | Self::RotateCredentials { .. }
@@ -1244,14 +1292,50 @@ fn check_endpoint(endpoint: &Endpoint) -> Result<(), DeviceError> {
     }
     if let Some(SshHostKey::Pinned { fingerprint_sha256 }) =
         endpoint.ssh.as_ref().map(|s| &s.host_key)
+        && !is_fingerprint_hex(fingerprint_sha256)
     {
-        let ok = fingerprint_sha256.len() == 64
-            && fingerprint_sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !ok {
-            return Err(DeviceError::BadSshFingerprint(fingerprint_sha256.clone()));
-        }
+        return Err(DeviceError::BadSshFingerprint(fingerprint_sha256.clone()));
+    }
+    Ok(())
+}
+
+fn is_fingerprint_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The public half as an adapter derived it from the private key: an algorithm name, the
+/// fingerprint as 64 lowercase hex digits, and a one-line OpenSSH public key of that
+/// algorithm (at most 16 KiB: an RSA-16384 key is about 2.8 KiB).
+fn check_client_key(key: &SshClientKey) -> Result<(), DeviceError> {
+    let alg_ok = !key.algorithm.is_empty()
+        && key.algorithm.len() <= 64
+        && key
+            .algorithm
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-@._".contains(&b));
+    if !alg_ok {
+        return Err(DeviceError::BadSshClientKey(
+            "the algorithm name is malformed",
+        ));
+    }
+    if !is_fingerprint_hex(&key.fingerprint_sha256) {
+        return Err(DeviceError::BadSshClientKey(
+            "the fingerprint is not 64 lowercase hex digits",
+        ));
+    }
+    let line_ok = key.public_key.len() <= 16 * 1024
+        && !key.public_key.chars().any(char::is_control)
+        && key
+            .public_key
+            .split(' ')
+            .nth(1)
+            .is_some_and(|b| !b.is_empty());
+    if !line_ok {
+        return Err(DeviceError::BadSshClientKey(
+            "the public key is not one OpenSSH line (`<algorithm> <base64> [comment]`)",
+        ));
     }
     Ok(())
 }

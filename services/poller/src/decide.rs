@@ -151,6 +151,7 @@ mod tests {
             credentials_key_id: "k1".into(),
             tags: BTreeSet::new(),
             poll_interval_secs: 60,
+            ssh_client_key: None,
         };
         s.evolve(&DeviceEvent::Registered(reg));
         s

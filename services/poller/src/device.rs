@@ -86,6 +86,9 @@ pub(crate) struct DeviceSpec {
     pub row: WorkRow,
     pub username: String,
     pub password: DevicePassword,
+    /// The SSH key the credentials hold, parsed (the SSH login instead of the password), or
+    /// why it cannot be used (exports over SSH then fail with it).
+    pub ssh_key: Result<Option<routeros_ssh::ClientKey>, String>,
     pub fence: Fence,
     pub state: DeviceState,
     pub runtime: Option<Runtime>,
@@ -111,6 +114,7 @@ struct Task {
     tenant: TenantId,
     row: WorkRow,
     config: Result<routeros::Config, String>,
+    ssh_key: Result<Option<routeros_ssh::ClientKey>, String>,
     fence: Fence,
     state: DeviceState,
     session: Option<Client>,
@@ -195,6 +199,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, spec: DeviceSpec, cancel: CancellationTok
     let mut task = Task {
         tenant: spec.row.tenant,
         config,
+        ssh_key: spec.ssh_key,
         fence: spec.fence,
         state: spec.state,
         session: None,
@@ -629,8 +634,14 @@ impl Task {
         let config = {
             let ssh = self.ssh_access().ok_or("the device has no SSH access")?;
             let api = self.config.as_ref().map_err(Clone::clone)?;
-            netledger_device_client::ssh_config_for(api, ssh, self.ctx.options.export_timeout)
-                .map_err(|e| e.to_string())?
+            let key = self.ssh_key.as_ref().map_err(Clone::clone)?;
+            netledger_device_client::ssh_config_for(
+                api,
+                ssh,
+                key.as_ref(),
+                self.ctx.options.export_timeout,
+            )
+            .map_err(|e| e.to_string())?
         };
         let (file, _) = client
             .export_to_file(opts)

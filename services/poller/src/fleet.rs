@@ -398,10 +398,28 @@ impl Manager {
                 if !state.is_managed() {
                     continue;
                 }
+                // the SSH login key, when the credentials hold one (memory only, parsed once)
+                let ssh_key = match &stored.ssh_key {
+                    None => Ok(None),
+                    Some(sealed) => self
+                        .ctx
+                        .keys
+                        .open_ssh_key(row.tenant, row.device, sealed)
+                        .map_err(|e| e.to_string())
+                        .and_then(|k| {
+                            netledger_device_client::ssh_client_key(k.expose())
+                                .map(Some)
+                                .map_err(|e| e.to_string())
+                        }),
+                };
+                if let Err(e) = &ssh_key {
+                    tracing::error!(device = %row.device, error = %e, "cannot use the device's SSH key; exports over SSH fail until its credentials are set again");
+                }
                 let spec = DeviceSpec {
                     row: row.clone(),
                     username: stored.username.clone(),
                     password,
+                    ssh_key,
                     fence: Fence {
                         shard,
                         attempt: lease.attempt,

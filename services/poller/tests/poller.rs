@@ -258,6 +258,7 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
         password: DevicePassword::new("hunter2-secret"),
         tags: BTreeSet::from([Tag::parse("site:ber").unwrap()]),
         poll_interval_secs: 60,
+        ssh_key: None,
     };
     let first = cmds
         .register(tenant, register.clone(), meta())
@@ -347,6 +348,7 @@ async fn registration_commands_fold_the_stream_and_use_exact_versions(pool: PgPo
         "netledger2",
         &DevicePassword::new("another-secret"),
         None,
+        None,
         meta(),
     )
     .await
@@ -405,6 +407,7 @@ async fn credentials_are_encrypted_at_rest_rotated_and_a_missing_key_is_a_clear_
     let tenant = TenantId::new_random();
     let device = DeviceId::new_random();
     let password = "correct-horse-battery-staple";
+    let ssh_key = netledger_testkit::ssh_client_key("rotation").unwrap();
     cmds.register(
         tenant,
         RegisterDevice {
@@ -420,6 +423,7 @@ async fn credentials_are_encrypted_at_rest_rotated_and_a_missing_key_is_a_clear_
             password: DevicePassword::new(password),
             tags: BTreeSet::new(),
             poll_interval_secs: 60,
+            ssh_key: Some(ssh_key.clone()),
         },
         meta(),
     )
@@ -516,6 +520,17 @@ async fn credentials_are_encrypted_at_rest_rotated_and_a_missing_key_is_a_clear_
     assert_eq!(last.event_type, "DeviceCredentialsChanged");
     assert_eq!(last.payload["key_id"], "k2");
     assert_eq!(last.payload["username"], "api");
+    // The SSH key sealed with the password is re-encrypted with it and stays announced.
+    assert_eq!(
+        last.payload["ssh_client_key"]["fingerprint_sha256"],
+        ssh_key.public.fingerprint_sha256.as_str()
+    );
+    let sealed_key = stored.ssh_key.as_ref().unwrap();
+    assert_eq!(sealed_key.key_id, "k2");
+    assert_eq!(
+        only_k2.open_ssh_key(tenant, device, sealed_key).unwrap(),
+        ssh_key.private
+    );
     // A second rotation has nothing left to do.
     let again = rotating
         .rotate_credentials(&env.pools.system, meta())
@@ -1315,7 +1330,8 @@ async fn drift_is_recorded_without_the_devices_history_when_reading_it_times_out
 
 /// Issue 17: a RouterOS 6 configuration larger than the API can read back (`contents` caps
 /// near 4 KB) archives in full through SFTP, byte for byte what the archive makes of the
-/// device's own export; a device registered to trust its SSH host key on first use gets the
+/// device's own export, logging in with the password or with the SSH key the credentials
+/// hold; a device registered to trust its SSH host key on first use gets the
 /// key recorded (the manifest's) before anything is read; a device whose pinned key is
 /// wrong, and one without SSH access, archive nothing and say why.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
@@ -1368,6 +1384,25 @@ async fn a_large_v6_config_archives_in_full_over_sftp_and_first_use_pins_the_key
     )
     .await
     .unwrap();
+    // Device 0 logs in over SSH with a key in its credentials, authorized for its user on
+    // the device (so its SSH password login is refused, RouterOS's default).
+    let key = netledger_testkit::ssh_client_key("poller-key-0").unwrap();
+    f.device(0)
+        .unwrap()
+        .authorize_ssh_key(&m[0].username, &key.public.public_key)
+        .unwrap();
+    env.commands()
+        .change_credentials(
+            tenant,
+            ids[0],
+            &m[0].username,
+            &DevicePassword::new(m[0].password.clone()),
+            Some(&key),
+            None,
+            meta(),
+        )
+        .await
+        .unwrap();
     // Device 1 trusts on first use, device 2 has a wrong pin, device 3 no SSH access.
     let endpoint = |i: usize, ssh: Option<SshAccess>| netledger_domain::device::Endpoint {
         host: netledger_domain::device::Host::parse("127.0.0.1").unwrap(),

@@ -210,6 +210,7 @@ fn registered(id: DeviceId, name: &str, tags: &[&str]) -> DeviceRegistered {
         credentials_key_id: "k1".into(),
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
         poll_interval_secs: 60,
+        ssh_client_key: None,
     }
 }
 

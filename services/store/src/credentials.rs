@@ -23,6 +23,13 @@ use sqlx::{PgConnection, PgPool, Row};
 /// this one.
 const AAD_TAG: &[u8] = b"netledger-device-credentials/v1\0";
 
+/// Associated-data tag of a sealed SSH private key (the subject is the device id): a
+/// password ciphertext cannot be opened as a key, nor the other way round.
+const SSH_KEY_TAG: &[u8] = b"netledger-device-ssh-key/v1\0";
+
+/// The longest SSH private key text accepted (an RSA-16384 OpenSSH key is about 12 KiB).
+pub const MAX_SSH_KEY_LEN: usize = 32 * 1024;
+
 /// Why credentials could not be sealed, opened, stored or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -130,6 +137,28 @@ impl fmt::Debug for DevicePassword {
     }
 }
 
+/// A decrypted SSH private key (its text: OpenSSH, PKCS#8 or PKCS#1). Never printed;
+/// [`DeviceSshKey::expose`] only where the SSH client parses it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceSshKey(String);
+
+impl DeviceSshKey {
+    /// Wraps a key's text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+    /// The clear text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DeviceSshKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceSshKey(***)")
+    }
+}
+
 /// 32 bytes of key material. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyMaterial([u8; 32]);
@@ -188,7 +217,8 @@ pub struct SealedCredentials {
     pub ciphertext: Vec<u8>,
 }
 
-/// A stored row: login name and sealed password.
+/// A stored row: login name, sealed password and, when one was given, the sealed SSH
+/// private key (same key id as the password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCredentials {
     /// Owning tenant.
@@ -199,6 +229,8 @@ pub struct StoredCredentials {
     pub username: String,
     /// The sealed password.
     pub sealed: SealedCredentials,
+    /// The sealed SSH private key.
+    pub ssh_key: Option<SealedCredentials>,
 }
 
 /// The configured keys: the current one encrypts, every one may decrypt.
@@ -341,6 +373,49 @@ impl CredentialKeys {
 }
 
 impl CredentialKeys {
+    /// Encrypts the text of an SSH private key for `device` of `tenant` under the current
+    /// key (its own associated-data tag; [`CredentialKeys::open_ssh_key`] reverses it).
+    pub fn seal_ssh_key(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        key: &DeviceSshKey,
+    ) -> Result<SealedCredentials, CredentialError> {
+        self.seal_bytes(
+            SSH_KEY_TAG,
+            tenant,
+            device.as_uuid().as_bytes(),
+            key.expose().as_bytes(),
+        )
+        .ok_or(CredentialError::Encrypt { device })
+    }
+
+    /// Decrypts a sealed SSH private key of `device` of `tenant`.
+    pub fn open_ssh_key(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        sealed: &SealedCredentials,
+    ) -> Result<DeviceSshKey, CredentialError> {
+        let decrypt = || CredentialError::Decrypt {
+            device,
+            key_id: sealed.key_id.clone(),
+        };
+        let clear = self
+            .open_bytes(SSH_KEY_TAG, tenant, device.as_uuid().as_bytes(), sealed)
+            .map_err(|e| match e {
+                None => CredentialError::UnknownKey {
+                    device,
+                    key_id: sealed.key_id.clone(),
+                    known: known(&self.keys),
+                },
+                Some(()) => decrypt(),
+            })?;
+        String::from_utf8(clear)
+            .map(DeviceSshKey)
+            .map_err(|_| decrypt())
+    }
+
     /// Encrypts `clear` under the current key with a fresh nonce, the associated data being
     /// `tag`, the tenant, `subject` and the key id (the same construction as a device
     /// password, under another tag, so one kind of ciphertext cannot be opened as another).
@@ -422,20 +497,35 @@ fn aad(tenant: TenantId, device: DeviceId, key_id: &str) -> Vec<u8> {
 }
 
 /// Writes (inserts or replaces) a device's credentials row, inside the caller's transaction
-/// scoped to `tenant` (role `netledger_app`).
+/// scoped to `tenant` (role `netledger_app`). `ssh_key` must be sealed under the same key
+/// as `sealed` (both with the current key); `None` stores no key (and drops an earlier one).
 pub async fn store(
     conn: &mut PgConnection,
     tenant: TenantId,
     device: DeviceId,
     username: &str,
     sealed: &SealedCredentials,
+    ssh_key: Option<&SealedCredentials>,
 ) -> Result<(), CredentialError> {
+    if let Some(k) = ssh_key
+        && k.key_id != sealed.key_id
+    {
+        return Err(CredentialError::Corrupt {
+            device,
+            detail: format!(
+                "the SSH key is sealed under key `{}`, the password under `{}`",
+                k.key_id, sealed.key_id
+            ),
+        });
+    }
     sqlx::query(
-        "INSERT INTO device_credentials (tenant_id, device_id, username, key_id, nonce, ciphertext) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+        "INSERT INTO device_credentials \
+             (tenant_id, device_id, username, key_id, nonce, ciphertext, ssh_key_nonce, ssh_key_ciphertext) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (tenant_id, device_id) DO UPDATE SET username = excluded.username, \
              key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
-             updated_at = now()",
+             ssh_key_nonce = excluded.ssh_key_nonce, \
+             ssh_key_ciphertext = excluded.ssh_key_ciphertext, updated_at = now()",
     )
     .bind(tenant.as_uuid())
     .bind(device.as_uuid())
@@ -443,6 +533,8 @@ pub async fn store(
     .bind(&sealed.key_id)
     .bind(sealed.nonce.as_slice())
     .bind(&sealed.ciphertext)
+    .bind(ssh_key.map(|k| k.nonce.to_vec()))
+    .bind(ssh_key.map(|k| k.ciphertext.clone()))
     .execute(conn)
     .await
     .map_err(db("store device credentials"))?;
@@ -472,15 +564,40 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<StoredCredentials, Credenti
         device,
         detail: "nonce is not 12 bytes".to_owned(),
     })?;
+    let key_id: String = row.try_get("key_id").map_err(db("read credentials"))?;
+    let ssh_nonce: Option<Vec<u8>> = row
+        .try_get("ssh_key_nonce")
+        .map_err(db("read credentials"))?;
+    let ssh_ciphertext: Option<Vec<u8>> = row
+        .try_get("ssh_key_ciphertext")
+        .map_err(db("read credentials"))?;
+    let ssh_key = match (ssh_nonce, ssh_ciphertext) {
+        (None, None) => None,
+        (Some(n), Some(ciphertext)) => Some(SealedCredentials {
+            key_id: key_id.clone(),
+            nonce: <[u8; 12]>::try_from(n.as_slice()).map_err(|_| CredentialError::Corrupt {
+                device,
+                detail: "SSH key nonce is not 12 bytes".to_owned(),
+            })?,
+            ciphertext,
+        }),
+        _ => {
+            return Err(CredentialError::Corrupt {
+                device,
+                detail: "SSH key nonce and ciphertext are not both set".to_owned(),
+            });
+        }
+    };
     Ok(StoredCredentials {
         tenant,
         device,
         username: row.try_get("username").map_err(db("read credentials"))?,
         sealed: SealedCredentials {
-            key_id: row.try_get("key_id").map_err(db("read credentials"))?,
+            key_id,
             nonce,
             ciphertext: row.try_get("ciphertext").map_err(db("read credentials"))?,
         },
+        ssh_key,
     })
 }
 
@@ -492,7 +609,8 @@ pub async fn load(
     device: DeviceId,
 ) -> Result<StoredCredentials, CredentialError> {
     let row = sqlx::query(
-        "SELECT tenant_id, device_id, username, key_id, nonce, ciphertext FROM device_credentials \
+        "SELECT tenant_id, device_id, username, key_id, nonce, ciphertext, ssh_key_nonce, \
+         ssh_key_ciphertext FROM device_credentials \
          WHERE tenant_id = $1 AND device_id = $2",
     )
     .bind(tenant.as_uuid())
@@ -511,7 +629,8 @@ pub async fn load_in(
     device: DeviceId,
 ) -> Result<Option<StoredCredentials>, CredentialError> {
     let row = sqlx::query(
-        "SELECT tenant_id, device_id, username, key_id, nonce, ciphertext FROM device_credentials \
+        "SELECT tenant_id, device_id, username, key_id, nonce, ciphertext, ssh_key_nonce, \
+         ssh_key_ciphertext FROM device_credentials \
          WHERE tenant_id = $1 AND device_id = $2",
     )
     .bind(tenant.as_uuid())
@@ -530,7 +649,8 @@ pub async fn load_many(
     let tenants: Vec<uuid::Uuid> = devices.iter().map(|(t, _)| *t.as_uuid()).collect();
     let ids: Vec<uuid::Uuid> = devices.iter().map(|(_, d)| *d.as_uuid()).collect();
     let rows = sqlx::query(
-        "SELECT c.tenant_id, c.device_id, c.username, c.key_id, c.nonce, c.ciphertext \
+        "SELECT c.tenant_id, c.device_id, c.username, c.key_id, c.nonce, c.ciphertext, \
+         c.ssh_key_nonce, c.ssh_key_ciphertext \
          FROM unnest($1::uuid[], $2::uuid[]) AS w(tenant_id, device_id) \
          JOIN device_credentials c USING (tenant_id, device_id)",
     )
@@ -580,6 +700,34 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn ssh_keys_round_trip_and_never_open_as_a_password_or_for_another_device() {
+        let k = keys("k1");
+        let (t, d) = (TenantId::new_random(), DeviceId::new_random());
+        let text = DeviceSshKey::new("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n");
+        let sealed = k.seal_ssh_key(t, d, &text).unwrap();
+        assert_eq!(k.open_ssh_key(t, d, &sealed).unwrap(), text);
+        assert!(!format!("{text:?}").contains("OPENSSH"));
+        // another tag: not a password, not another device's key
+        assert!(matches!(
+            k.open(t, d, &sealed),
+            Err(CredentialError::Decrypt { .. })
+        ));
+        assert!(matches!(
+            k.open_ssh_key(t, DeviceId::new_random(), &sealed),
+            Err(CredentialError::Decrypt { .. })
+        ));
+        let password = k.seal(t, d, "pw").unwrap();
+        assert!(matches!(
+            k.open_ssh_key(t, d, &password),
+            Err(CredentialError::Decrypt { .. })
+        ));
+        assert!(matches!(
+            keys("k2").open_ssh_key(t, d, &sealed).map(|_| ()),
+            Ok(())
+        ));
     }
 
     #[test]

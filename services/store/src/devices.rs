@@ -25,7 +25,7 @@ use netledger_domain::{
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::append::{AppendOutcome, AppendRequest, append_in_transaction};
-use crate::credentials::{self, CredentialError, CredentialKeys, DevicePassword};
+use crate::credentials::{self, CredentialError, CredentialKeys, DevicePassword, DeviceSshKey};
 use crate::db::begin_tenant;
 use crate::error::StoreError;
 
@@ -107,6 +107,18 @@ pub struct RegisterDevice {
     pub tags: BTreeSet<Tag>,
     /// Poll interval in seconds (5-86400).
     pub poll_interval_secs: u32,
+    /// The SSH key to log in with over SSH (encrypted before it is stored).
+    pub ssh_key: Option<NewSshKey>,
+}
+
+/// An SSH private key given with credentials, and its public half as the caller derived it
+/// by parsing the key (the store seals the text; the event carries only the public half).
+#[derive(Debug, Clone)]
+pub struct NewSshKey {
+    /// The private key's text.
+    pub private: DeviceSshKey,
+    /// Its public half.
+    pub public: domain::SshClientKey,
 }
 
 /// What a key rotation did.
@@ -125,6 +137,7 @@ enum CredentialsWrite {
     Store {
         username: String,
         sealed: credentials::SealedCredentials,
+        ssh_key: Option<credentials::SealedCredentials>,
     },
     Delete,
     /// Re-encrypt the row under the current key (rotation).
@@ -237,15 +250,22 @@ impl DeviceCommands {
             credentials_key_id: String::new(),
             tags: cmd.tags,
             poll_interval_secs: cmd.poll_interval_secs,
+            ssh_client_key: cmd.ssh_key.as_ref().map(|k| k.public.clone()),
         };
         DeviceCommand::Register(command.clone())
             .validate()
             .map_err(|e| refused(device, e))?;
         let sealed = self.keys.seal(tenant, device, cmd.password.expose())?;
+        let ssh_key = cmd
+            .ssh_key
+            .as_ref()
+            .map(|k| self.keys.seal_ssh_key(tenant, device, &k.private))
+            .transpose()?;
         command.credentials_key_id = sealed.key_id.clone();
         let write = CredentialsWrite::Store {
             username: command.username.clone(),
             sealed,
+            ssh_key,
         };
         let outcome = self
             .run(
@@ -305,30 +325,40 @@ impl DeviceCommands {
         .await
     }
 
-    /// Stores new credentials (encrypted under the current key) and appends
-    /// `DeviceCredentialsChanged`, in one transaction.
+    /// Stores new credentials (encrypted under the current key): a password and optionally
+    /// an SSH key, replacing both, and appends `DeviceCredentialsChanged`, in one
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_credentials(
         &self,
         tenant: TenantId,
         device: DeviceId,
         username: &str,
         password: &DevicePassword,
+        ssh_key: Option<&NewSshKey>,
         if_version: Option<u64>,
         meta: EventMetadata,
     ) -> Result<AppendOutcome, DeviceCommandError> {
+        let public = ssh_key.map(|k| k.public.clone());
         let mut command = DeviceCommand::ChangeCredentials {
             username: username.to_owned(),
             key_id: String::new(),
+            ssh_client_key: public.clone(),
         };
         command.validate().map_err(|e| refused(device, e))?;
         let sealed = self.keys.seal(tenant, device, password.expose())?;
+        let sealed_key = ssh_key
+            .map(|k| self.keys.seal_ssh_key(tenant, device, &k.private))
+            .transpose()?;
         command = DeviceCommand::ChangeCredentials {
             username: username.to_owned(),
             key_id: sealed.key_id.clone(),
+            ssh_client_key: public,
         };
         let write = CredentialsWrite::Store {
             username: username.to_owned(),
             sealed,
+            ssh_key: sealed_key,
         };
         let outcome = self
             .run(tenant, device, if_version, &meta, &command, write)
@@ -440,8 +470,20 @@ impl DeviceCommands {
             };
             match credentials {
                 CredentialsWrite::Keep => {}
-                CredentialsWrite::Store { username, sealed } => {
-                    credentials::store(&mut tx, tenant, device, &username, &sealed).await?;
+                CredentialsWrite::Store {
+                    username,
+                    sealed,
+                    ssh_key,
+                } => {
+                    credentials::store(
+                        &mut tx,
+                        tenant,
+                        device,
+                        &username,
+                        &sealed,
+                        ssh_key.as_ref(),
+                    )
+                    .await?;
                 }
                 CredentialsWrite::Delete => credentials::delete(&mut tx, tenant, device).await?,
                 CredentialsWrite::Reencrypt => {
@@ -455,7 +497,22 @@ impl DeviceCommands {
                     }
                     let password = self.keys.open(tenant, device, &row.sealed)?;
                     let sealed = self.keys.seal(tenant, device, password.expose())?;
-                    credentials::store(&mut tx, tenant, device, &row.username, &sealed).await?;
+                    let ssh_key = match &row.ssh_key {
+                        Some(k) => {
+                            let key = self.keys.open_ssh_key(tenant, device, k)?;
+                            Some(self.keys.seal_ssh_key(tenant, device, &key)?)
+                        }
+                        None => None,
+                    };
+                    credentials::store(
+                        &mut tx,
+                        tenant,
+                        device,
+                        &row.username,
+                        &sealed,
+                        ssh_key.as_ref(),
+                    )
+                    .await?;
                 }
             }
             let expected = match state.version {

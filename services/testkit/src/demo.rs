@@ -100,6 +100,7 @@ pub async fn register_demo_fleet(
                     password: password.clone(),
                     tags: tags.clone(),
                     poll_interval_secs: options.poll_interval_secs,
+                    ssh_key: None,
                 },
                 meta.clone(),
             )
@@ -121,7 +122,15 @@ pub async fn register_demo_fleet(
                     )
                     .await?;
                 commands
-                    .change_credentials(tenant, device, &entry.username, &password, None, meta)
+                    .change_credentials(
+                        tenant,
+                        device,
+                        &entry.username,
+                        &password,
+                        None,
+                        None,
+                        meta,
+                    )
                     .await?;
             }
             Err(e) => return Err(e),

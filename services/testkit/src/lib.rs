@@ -5,6 +5,7 @@
 //! - [`clock`]: the test clock, real time plus a movable offset ([`TestClock`]).
 //! - [`workload`]: a realistic generated event workload (devices, workflows, rollouts).
 //! - [`demo`]: registering a devsim fleet (its manifest) as managed devices.
+//! - [`ssh_keys`]: deterministic SSH client keys ([`ssh_client_key`]).
 //!
 //! A dev-dependency of the library crates; only the `netledger` binary links it normally
 //! (its `bench` commands and `all --demo-fleet`). Depends on the domain, the store and
@@ -13,9 +14,11 @@
 pub mod clock;
 pub mod demo;
 pub mod scratch;
+pub mod ssh_keys;
 pub mod workload;
 
 pub use clock::TestClock;
 pub use demo::{DemoFleet, demo_device_id, register_demo_fleet};
 pub use scratch::ScratchDb;
+pub use ssh_keys::ssh_client_key;
 pub use workload::{FillReport, WorkloadError, WorkloadSpec, fill};

@@ -219,6 +219,7 @@ impl Gen<'_> {
                 credentials_key_id: "k1".to_owned(),
                 tags: self.tags()?,
                 poll_interval_secs: 60,
+                ssh_client_key: None,
             },
             &user,
             c,
@@ -262,6 +263,7 @@ impl Gen<'_> {
                         &DeviceCredentialsChanged {
                             username: "netledger".to_owned(),
                             key_id: format!("k{}", self.rng.gen_range(1..4)),
+                            ssh_client_key: None,
                         },
                         &user,
                         c,

@@ -437,6 +437,7 @@ impl Env {
                         password: DevicePassword::new(m.password.clone()),
                         tags: BTreeSet::new(),
                         poll_interval_secs: 60,
+                        ssh_key: None,
                     },
                     EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
                 )

@@ -241,6 +241,11 @@ async fn unreachable_after_apply_on_routeros_6_is_rolled_back_by_the_device_time
     unreachable_after_apply(owner, V6).await;
 }
 
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn unreachable_after_apply_on_routeros_7_8_is_rolled_back_by_the_device_timer(owner: PgPool) {
+    unreachable_after_apply(owner, V7_8).await;
+}
+
 /// A device slowed by `delay_ms` per answer over SSH needs more than the harness's
 /// 3 s rollback window between arm and commit: each step that moves a file opens an SSH
 /// session and SFTP channel too (handshake, subsystem, open/stat/read/close, each delayed).
@@ -288,6 +293,11 @@ async fn failed_verification_on_routeros_6_is_rolled_back(owner: PgPool) {
     failed_verification(owner, V6).await;
 }
 
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn failed_verification_on_routeros_7_8_is_rolled_back(owner: PgPool) {
+    failed_verification(owner, V7_8).await;
+}
+
 async fn failed_verification(owner: PgPool, on: On) {
     let (e, device) = env_on(owner, on).await;
     // a health check that cannot pass: an interface that does not exist
@@ -317,6 +327,11 @@ async fn a_rejected_login_fails_without_retrying(owner: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_rejected_login_on_routeros_6_fails_without_retrying(owner: PgPool) {
     rejected_login(owner, V6).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_rejected_login_on_routeros_7_8_fails_without_retrying(owner: PgPool) {
+    rejected_login(owner, V7_8).await;
 }
 
 async fn rejected_login(owner: PgPool, on: On) {
@@ -350,6 +365,11 @@ async fn backup_records_an_on_demand_snapshot(owner: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn backup_on_routeros_6_is_downloaded_over_sftp_and_archived(owner: PgPool) {
     backup_on_demand(owner, V6).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn backup_on_routeros_7_8_is_downloaded_over_sftp_and_archived(owner: PgPool) {
+    backup_on_demand(owner, V7_8).await;
 }
 
 async fn backup_on_demand(owner: PgPool, on: On) {
@@ -496,6 +516,11 @@ async fn a_slow_device_still_commits(owner: PgPool) {
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_slow_routeros_6_device_still_commits(owner: PgPool) {
     slow_device(owner, V6).await;
+}
+
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn a_slow_routeros_7_8_device_still_commits(owner: PgPool) {
+    slow_device(owner, V7_8).await;
 }
 
 async fn slow_device(owner: PgPool, on: On) {
@@ -790,25 +815,37 @@ async fn a_failed_rollback_keeps_the_device_until_the_timer_is_gone(owner: PgPoo
 /// is uploaded over SFTP, installed by the reboot, the version checked.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn firmware_upgrade_on_routeros_6_uploads_the_package_over_sftp(owner: PgPool) {
-    let e = env_versions(owner, &["6.49.7"], "netops-test", |o| {
-        o.firmware_fetch = false
-    })
-    .await;
+    firmware_over_sftp(owner, "6.49.7", "6.49.13", "routeros-arm64-6.49.13.npk").await;
+}
+
+/// The same on 7.8 (no `/file add` before 7.9), to a 7.12.1 package (v7 file naming).
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn firmware_upgrade_on_routeros_7_8_uploads_the_package_over_sftp(owner: PgPool) {
+    firmware_over_sftp(owner, "7.8", "7.12.1", "routeros-7.12.1-arm64.npk").await;
+}
+
+async fn firmware_over_sftp(owner: PgPool, from: &'static str, to: &str, package: &str) {
+    let e = env_versions(owner, &[from], "netops-test", |o| o.firmware_fetch = false).await;
     let device = e.register_ssh(0).await;
-    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "6.49.7");
-    e.put_firmware("6.49.13", "routeros-arm64-6.49.13.npk", &[b'x'; 4000])
-        .await;
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), from);
+    e.put_firmware(to, package, &[b'x'; 4000]).await;
     let wf = e
         .start(
             "firmware_upgrade",
             device,
-            json!({ "device_id": device, "version": "6.49.13", "routerboard": false }),
+            json!({ "device_id": device, "version": to, "routerboard": false }),
         )
         .await;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
     assert_eq!(step_output(&journal, "precheck")["delivery"], "sftp");
-    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), "6.49.13");
+    assert_eq!(e.fleet.device(0).unwrap().version().to_string(), to);
+    let d = e.fleet.device(0).unwrap();
+    assert!(
+        !d.file_names().iter().any(|n| n.ends_with(".npk")),
+        "the package is consumed by the install: {:?}",
+        d.file_names()
+    );
     e.stop().await;
 }
 
@@ -921,17 +958,78 @@ async fn ssh_host_keys_are_recorded_on_first_use_and_a_mismatch_is_fatal(owner: 
     e.stop().await;
 }
 
-/// A rollout across a mixed fleet: a RouterOS 6 canary with SSH access (its file jobs over
-/// SFTP) and a RouterOS 7.16 device (API only); both commit, each applies the change once.
+/// Public-key login: a RouterOS 6 device whose credentials hold an SSH key authorized for
+/// its user on the device (so its SSH password login is refused, RouterOS's default) takes
+/// a push and a backup over SFTP, its journal holding neither the key nor the password; a
+/// device whose credentials hold a key it does not know fails once, naming the key.
+#[sqlx::test(migrator = "netledger_store::MIGRATOR")]
+async fn an_ssh_key_in_the_credentials_is_the_ssh_login(owner: PgPool) {
+    let e = env_versions(owner, &["6.49.13", "6.49.13"], "netops-test", |_| {}).await;
+    let device = e.register_ssh_key(0, "netops-key-0", true).await;
+    let wf = e
+        .start(
+            "config_push",
+            device,
+            json!({ "device_id": device, "change_id": "wf-key", "script": CHANGE }),
+        )
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Committed, "{journal:?}");
+    let d = e.fleet.device(0).unwrap();
+    assert_eq!(d.change_counts().get("wf-key").copied(), Some(1));
+    assert!(leftovers(d).is_empty(), "{:?}", leftovers(d));
+    let wf = e
+        .start("backup", device, json!({ "device_id": device }))
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
+    no_secrets(&journal, &e.fleet.manifest()[0].password);
+    let text = serde_json::to_string(&journal).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "key journaled");
+
+    let unknown = e.register_ssh_key(1, "netops-key-1", false).await;
+    let wf = e
+        .start("backup", unknown, json!({ "device_id": unknown }))
+        .await;
+    let (outcome, journal) = e.finish(wf).await;
+    assert_eq!(outcome, Outcome::Failed, "{journal:?}");
+    let failed = journal
+        .iter()
+        .filter(|(t, _)| t == "WorkflowStepFailed")
+        .count();
+    assert_eq!(failed, 1, "a refused key is not retried: {journal:?}");
+    let reason = finished_reason(&journal);
+    let fp = netledger_testkit::ssh_client_key("netops-key-1")
+        .unwrap()
+        .public
+        .fingerprint_sha256;
+    let openssh = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(hex::decode(fp).unwrap())
+    };
+    assert!(
+        reason.contains(&format!("with public key SHA256:{openssh}")),
+        "{reason}"
+    );
+    e.stop().await;
+}
+
+/// A rollout across a mixed fleet: a RouterOS 6 canary and a 7.8 device with SSH access
+/// (their file jobs over SFTP) and a RouterOS 7.16 device (API only); all commit, each
+/// applies the change once and keeps none of the push machinery.
 #[sqlx::test(migrator = "netledger_store::MIGRATOR")]
 async fn a_rollout_across_routeros_6_and_7_commits_everywhere(owner: PgPool) {
-    let e = env_versions(owner, &["6.49.13", "7.16.2"], "netops-test", |_| {}).await;
-    let devices = [e.register_ssh(0).await, e.register(1).await];
+    let e = env_versions(owner, &["6.49.13", "7.8", "7.16.2"], "netops-test", |_| {}).await;
+    let devices = [
+        e.register_ssh(0).await,
+        e.register_ssh(1).await,
+        e.register(2).await,
+    ];
     let rid = netledger_domain::RolloutId::from_uuid(Uuid::new_v4());
-    let (outcome, journal) = run_rollout(&e, rid, "mixed", devices[0], &[devices[1]], 1).await;
+    let (outcome, journal) = run_rollout(&e, rid, "mixed", devices[0], &devices[1..], 2).await;
     assert_eq!(outcome, Outcome::Succeeded, "{journal:?}");
     let change = format!("ro-{}", rid.as_uuid().simple());
-    for i in 0..2 {
+    for i in 0..3 {
         let d = e.fleet.device(i).unwrap();
         assert_eq!(
             d.change_counts().get(&change).copied(),

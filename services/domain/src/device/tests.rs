@@ -37,6 +37,7 @@ fn register_cmd() -> RegisterDevice {
         credentials_key_id: "k1".into(),
         tags: tags(&["site:ber"]),
         poll_interval_secs: 60,
+        ssh_client_key: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn registered_event() -> DeviceEvent {
         credentials_key_id: "k1".into(),
         tags: tags(&["site:ber"]),
         poll_interval_secs: 60,
+        ssh_client_key: None,
     })
 }
 
@@ -197,6 +199,7 @@ fn an_endpoint_change_clears_the_credentials() {
             .decide(&DeviceCommand::ChangeCredentials {
                 username: "ops".into(),
                 key_id: "k2".into(),
+                ssh_client_key: None,
             })
             .unwrap();
         apply(&mut s, &set);
@@ -276,10 +279,12 @@ fn change_credentials() {
         .when(DeviceCommand::ChangeCredentials {
             username: "ops".into(),
             key_id: "k2".into(),
+            ssh_client_key: None,
         })
         .then([DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
             username: "ops".into(),
             key_id: "k2".into(),
+            ssh_client_key: None,
         })]);
     let reg = state.registration.unwrap();
     assert_eq!(
@@ -290,12 +295,14 @@ fn change_credentials() {
         .when(DeviceCommand::ChangeCredentials {
             username: "ops".into(),
             key_id: "k2".into(),
+            ssh_client_key: None,
         })
         .then_refused(DeviceError::NotRegistered);
     given::<DeviceState>([registered_event()])
         .when(DeviceCommand::ChangeCredentials {
             username: String::new(),
             key_id: "k2".into(),
+            ssh_client_key: None,
         })
         .then_refused(DeviceError::BadUsername(String::new()));
 }
@@ -309,6 +316,7 @@ fn rotate_credentials_keeps_the_login_name() {
         .then([DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
             username: "admin".into(),
             key_id: "k9".into(),
+            ssh_client_key: None,
         })]);
     given::<DeviceState>([registered_event(), removed_event()])
         .when(DeviceCommand::RotateCredentials {
@@ -725,4 +733,124 @@ fn file_access_uses_the_api_where_it_can_and_ssh_where_it_cannot() {
             "{ma}.{mi} ssh={ssh}"
         );
     }
+}
+
+fn client_key() -> SshClientKey {
+    SshClientKey {
+        algorithm: "ssh-ed25519".into(),
+        fingerprint_sha256: "ab".repeat(32),
+        public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB netledger".into(),
+    }
+}
+
+/// An SSH client key set with the credentials is kept by a key rotation, replaced (or
+/// dropped) by the next credentials change and cleared with them by an endpoint change.
+#[test]
+fn the_ssh_client_key_follows_the_credentials() {
+    let with_key = DeviceCommand::ChangeCredentials {
+        username: "ops".into(),
+        key_id: "k2".into(),
+        ssh_client_key: Some(client_key()),
+    };
+    let state = given::<DeviceState>([registered_event()])
+        .when(with_key.clone())
+        .then([DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+            username: "ops".into(),
+            key_id: "k2".into(),
+            ssh_client_key: Some(client_key()),
+        })]);
+    assert_eq!(
+        state.registration.as_ref().unwrap().ssh_client_key,
+        Some(client_key())
+    );
+    let rotated = state
+        .decide(&DeviceCommand::RotateCredentials {
+            key_id: "k3".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        rotated,
+        [DeviceEvent::CredentialsChanged(DeviceCredentialsChanged {
+            username: "ops".into(),
+            key_id: "k3".into(),
+            ssh_client_key: Some(client_key()),
+        })]
+    );
+    // a password-only change drops the key
+    let mut s = state.clone();
+    let set = s
+        .decide(&DeviceCommand::ChangeCredentials {
+            username: "ops".into(),
+            key_id: "k2".into(),
+            ssh_client_key: None,
+        })
+        .unwrap();
+    apply(&mut s, &set);
+    assert_eq!(s.registration.as_ref().unwrap().ssh_client_key, None);
+    // an endpoint change clears it with the password
+    let mut s = state;
+    let moved = s
+        .decide(&DeviceCommand::Update(UpdateDevice {
+            endpoint: Some(endpoint("10.9.9.9", 8728)),
+            ..UpdateDevice::default()
+        }))
+        .unwrap();
+    apply(&mut s, &moved);
+    assert!(types(&moved).contains(&"DeviceCredentialsCleared"));
+    assert_eq!(s.registration.as_ref().unwrap().ssh_client_key, None);
+}
+
+#[test]
+fn a_malformed_ssh_client_key_is_refused() {
+    let bad = |f: fn(&mut SshClientKey)| {
+        let mut k = client_key();
+        f(&mut k);
+        DeviceCommand::ChangeCredentials {
+            username: "ops".into(),
+            key_id: "k2".into(),
+            ssh_client_key: Some(k),
+        }
+        .validate()
+        .unwrap_err()
+    };
+    assert!(matches!(
+        bad(|k| k.fingerprint_sha256 = "AB".repeat(32)),
+        DeviceError::BadSshClientKey(_)
+    ));
+    assert!(matches!(
+        bad(|k| k.public_key = "ssh-ed25519".into()),
+        DeviceError::BadSshClientKey(_)
+    ));
+    assert!(matches!(
+        bad(|k| k.algorithm = "ssh ed25519".into()),
+        DeviceError::BadSshClientKey(_)
+    ));
+    let mut cmd = register_cmd();
+    cmd.ssh_client_key = Some(SshClientKey {
+        public_key: "ssh-ed25519 AAAA\nssh-rsa AAAA".into(),
+        ..client_key()
+    });
+    assert!(matches!(
+        DeviceCommand::Register(cmd).validate(),
+        Err(DeviceError::BadSshClientKey(_))
+    ));
+}
+
+/// Credentials events written before SSH keys existed read back without a key and
+/// re-serialise byte for byte.
+#[test]
+fn credentials_events_without_an_ssh_key_serialise_as_before() {
+    let old = r#"{"username":"ops","key_id":"k1"}"#;
+    let e: DeviceCredentialsChanged = serde_json::from_str(old).unwrap();
+    assert_eq!(e.ssh_client_key, None);
+    assert_eq!(serde_json::to_string(&e).unwrap(), old);
+    let with = DeviceCredentialsChanged {
+        ssh_client_key: Some(client_key()),
+        ..e
+    };
+    let text = serde_json::to_string(&with).unwrap();
+    assert_eq!(
+        serde_json::from_str::<DeviceCredentialsChanged>(&text).unwrap(),
+        with
+    );
 }

@@ -43,6 +43,7 @@ fn register_cmd() -> RegisterDevice {
         credentials_key_id: "k1".into(),
         tags: tags(&["site:ber"]),
         poll_interval_secs: 60,
+        ssh_client_key: None,
     }
 }
 
@@ -104,6 +105,7 @@ pub fn arb_command() -> impl Strategy<Value = DeviceCommand> {
             DeviceCommand::ChangeCredentials {
                 username: u.into(),
                 key_id: "k2".into(),
+                ssh_client_key: None,
             }
         }),
         Just(DeviceCommand::RotateCredentials {

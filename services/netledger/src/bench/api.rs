@@ -264,6 +264,7 @@ fn register(i: usize) -> Result<RegisterDevice, netledger_domain::device::Device
             .into_iter()
             .collect(),
         poll_interval_secs: 60,
+        ssh_key: None,
     })
 }
 

@@ -222,6 +222,7 @@ async fn setup(
                 password: DevicePassword::new(m.password.clone()),
                 tags: BTreeSet::new(),
                 poll_interval_secs: 60,
+                ssh_key: None,
             },
             EventMetadata::for_command(Actor::system("bench"), Uuid::new_v4()),
         )

@@ -13,7 +13,9 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use netledger_domain::device::{DeviceEvent, DeviceRegistered, Endpoint, Tag, Transport};
+use netledger_domain::device::{
+    DeviceEvent, DeviceRegistered, Endpoint, SshClientKey, Tag, Transport,
+};
 use netledger_domain::{EventType, RecordedEvent};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -56,6 +58,9 @@ pub(crate) struct DeviceRow {
     rollback_timers: Option<serde_json::Value>,
     /// SSH access as registered (`ssh` column: the domain's `SshAccess` as JSON).
     ssh: Option<serde_json::Value>,
+    /// The public half of its SSH login key (`ssh_client_key` column: the domain's
+    /// `SshClientKey` as JSON), while its credentials hold one.
+    ssh_client_key: Option<serde_json::Value>,
     registered_at: OffsetDateTime,
     removed_at: Option<OffsetDateTime>,
     removed_reason: Option<String>,
@@ -84,6 +89,10 @@ fn ssh_column(endpoint: &Endpoint) -> Option<serde_json::Value> {
         .ssh
         .as_ref()
         .and_then(|s| serde_json::to_value(s).ok())
+}
+
+fn client_key_column(key: Option<&SshClientKey>) -> Option<serde_json::Value> {
+    key.and_then(|k| serde_json::to_value(k).ok())
 }
 
 fn transport_columns(t: &Transport) -> (String, Option<String>) {
@@ -115,6 +124,7 @@ impl DeviceRow {
             transport,
             tls_fingerprint,
             ssh: ssh_column(&reg.endpoint),
+            ssh_client_key: client_key_column(reg.ssh_client_key.as_ref()),
             username: reg.username,
             credentials_key_id: reg.credentials_key_id,
             tags: tag_texts(&reg.tags),
@@ -155,6 +165,7 @@ impl DeviceRow {
             DeviceEvent::Registered(reg) => {
                 self.name = reg.name.as_str().to_owned();
                 self.set_endpoint(&reg.endpoint);
+                self.ssh_client_key = client_key_column(reg.ssh_client_key.as_ref());
                 self.username = reg.username;
                 self.credentials_key_id = reg.credentials_key_id;
                 self.tags = tag_texts(&reg.tags);
@@ -181,6 +192,7 @@ impl DeviceRow {
                 false
             }
             DeviceEvent::CredentialsChanged(c) => {
+                self.ssh_client_key = client_key_column(c.ssh_client_key.as_ref());
                 self.username = c.username;
                 self.credentials_key_id = c.key_id;
                 false
@@ -188,6 +200,7 @@ impl DeviceRow {
             DeviceEvent::CredentialsCleared(_) => {
                 // No stored credentials: an empty key id (the login name stays for display).
                 self.credentials_key_id = String::new();
+                self.ssh_client_key = None;
                 false
             }
             DeviceEvent::Removed(r) => {
@@ -314,7 +327,7 @@ const COLUMNS: &str = "tenant_id, device_id, name, host, port, transport, tls_fi
     routeros_version, board_name, architecture, routerboard_firmware, breaker, breaker_failures, \
     breaker_retry_at, breaker_last_error, last_snapshot_commit, last_snapshot_sha256, \
     last_snapshot_at, last_drift_at, registered_at, removed_at, removed_reason, last_seen_at, \
-    last_event_at, stream_version, last_position, rollback_timers, ssh";
+    last_event_at, stream_version, last_position, rollback_timers, ssh, ssh_client_key";
 
 impl DevicesProjector {
     async fn load(
@@ -381,6 +394,7 @@ impl DevicesProjector {
                 last_position: r.try_get(32).map_err(get)?,
                 rollback_timers: r.try_get(33).map_err(get)?,
                 ssh: r.try_get(34).map_err(get)?,
+                ssh_client_key: r.try_get(35).map_err(get)?,
             };
             self.rows.loaded(key, row);
         }
@@ -556,6 +570,7 @@ struct Columns {
     last_position: Vec<i64>,
     rollback_timers: Vec<Option<serde_json::Value>>,
     ssh: Vec<Option<serde_json::Value>>,
+    ssh_client_key: Vec<Option<serde_json::Value>>,
 }
 
 impl Columns {
@@ -607,6 +622,7 @@ impl Columns {
         self.last_position.push(r.last_position);
         self.rollback_timers.push(r.rollback_timers.clone());
         self.ssh.push(r.ssh.clone());
+        self.ssh_client_key.push(r.ssh_client_key.clone());
     }
 
     async fn upsert(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
@@ -615,7 +631,7 @@ impl Columns {
              SELECT t, d, n, h, p, tr, tf, un, ck, \
                     CASE WHEN tg = '' THEN '{{}}'::text[] ELSE string_to_array(tg, ',') END, \
                     pi, st, orr, idn, rv, bn, ar, rf, br, bf, bra, ble, lsc, lss, lsa, lda, ra, \
-                    rma, rmr, lse, lev, sv, lp, rbt, ssh \
+                    rma, rmr, lse, lev, sv, lp, rbt, ssh, sck \
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[], \
                          $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
@@ -623,9 +639,10 @@ impl Columns {
                          $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], \
                          $27::timestamptz[], $28::timestamptz[], $29::text[], $30::timestamptz[], \
                          $31::timestamptz[], $32::bigint[], $33::bigint[], $34::jsonb[], \
-                         $35::jsonb[]) \
+                         $35::jsonb[], $36::jsonb[]) \
                   AS u(t, d, n, h, p, tr, tf, un, ck, tg, pi, st, orr, idn, rv, bn, ar, rf, br, \
-                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp, rbt, ssh) \
+                       bf, bra, ble, lsc, lss, lsa, lda, ra, rma, rmr, lse, lev, sv, lp, rbt, ssh, \
+                       sck) \
              ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
                 name = EXCLUDED.name, host = EXCLUDED.host, port = EXCLUDED.port, \
                 transport = EXCLUDED.transport, tls_fingerprint = EXCLUDED.tls_fingerprint, \
@@ -645,7 +662,8 @@ impl Columns {
                 removed_at = EXCLUDED.removed_at, removed_reason = EXCLUDED.removed_reason, \
                 last_seen_at = EXCLUDED.last_seen_at, last_event_at = EXCLUDED.last_event_at, \
                 stream_version = EXCLUDED.stream_version, last_position = EXCLUDED.last_position, \
-                rollback_timers = EXCLUDED.rollback_timers, ssh = EXCLUDED.ssh"
+                rollback_timers = EXCLUDED.rollback_timers, ssh = EXCLUDED.ssh, \
+                ssh_client_key = EXCLUDED.ssh_client_key"
         );
         sqlx::query(&sql)
             .bind(self.tenant)
@@ -683,6 +701,7 @@ impl Columns {
             .bind(self.last_position)
             .bind(self.rollback_timers)
             .bind(self.ssh)
+            .bind(self.ssh_client_key)
             .execute(conn)
             .await
             .map_err(ProjectionError::db("upsert devices"))?;

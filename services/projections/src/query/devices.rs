@@ -201,6 +201,9 @@ pub struct DeviceDetail {
     pub username: String,
     /// Id of the key that encrypted its credentials.
     pub credentials_key_id: String,
+    /// The public half of the SSH key it logs in with over SSH, when its credentials hold
+    /// one (the private half is never exposed).
+    pub ssh_client_key: Option<netledger_domain::device::SshClientKey>,
     /// Tags, sorted.
     pub tags: Vec<String>,
     /// Poll interval.
@@ -360,7 +363,8 @@ pub async fn device_detail(
                 routeros_version, board_name, architecture, routerboard_firmware, breaker, \
                 breaker_failures, breaker_retry_at, breaker_last_error, last_snapshot_commit, \
                 last_snapshot_sha256, last_snapshot_at, last_drift_at, registered_at, removed_at, \
-                removed_reason, last_seen_at, last_event_at, stream_version, rollback_timers, ssh \
+                removed_reason, last_seen_at, last_event_at, stream_version, rollback_timers, ssh, \
+                ssh_client_key \
          FROM rm_devices WHERE tenant_id = $1 AND device_id = $2",
     )
     .bind(tenant.as_uuid())
@@ -422,6 +426,15 @@ pub async fn device_detail(
         },
         username: r.try_get("username").map_err(&e)?,
         credentials_key_id: r.try_get("credentials_key_id").map_err(&e)?,
+        ssh_client_key: r
+            .try_get::<Option<serde_json::Value>, _>("ssh_client_key")
+            .map_err(&e)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|x| ProjectionError::Database {
+                operation: "decode device ssh_client_key",
+                source: sqlx::Error::Decode(Box::new(x)),
+            })?,
         tags: r.try_get("tags").map_err(&e)?,
         poll_interval_secs: u32::try_from(interval).unwrap_or(0),
         status: text_enum(r.try_get("status").map_err(&e)?)?,

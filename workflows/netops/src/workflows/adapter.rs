@@ -537,14 +537,31 @@ impl NetopsDeps {
         .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))?;
         let link = match &ssh {
             Some(access) => {
+                // the SSH key the credentials hold, if any, is the SSH login (memory only)
+                let key = stored
+                    .ssh_key
+                    .as_ref()
+                    .map(|k| self.keys.open_ssh_key(tenant, target.device_id, k))
+                    .transpose()
+                    .map_err(|e| {
+                        StepError::fatal(format!("credentials of {}: {e}", target.device_id))
+                    })?;
+                let fatal = |e: netledger_device_client::EndpointError| {
+                    StepError::fatal(format!("device {}: {e}", target.device_id))
+                };
+                let auth = netledger_device_client::ssh_auth(
+                    password.expose(),
+                    key.as_ref().map(|k| k.expose()),
+                )
+                .map_err(fatal)?;
                 let config = netledger_device_client::ssh_config(
                     &target.host,
                     access,
                     &stored.username,
-                    password.expose(),
+                    auth,
                     &settings,
                 )
-                .map_err(|e| StepError::fatal(format!("device {}: {e}", target.device_id)))?;
+                .map_err(fatal)?;
                 let recorder: Arc<dyn HostKeyRecorder> = Arc::new(StoreHostKeyRecorder {
                     deps: self.clone(),
                     tenant,

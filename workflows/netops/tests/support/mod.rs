@@ -319,6 +319,35 @@ impl Env {
         self.register_at(i, endpoint).await
     }
 
+    /// Registers devsim device `i` with SSH access (host key pinned) and an SSH key in its
+    /// credentials (the key of `seed`), authorized on the device for its user when
+    /// `authorize` (its SSH password login is then refused, RouterOS's default).
+    pub async fn register_ssh_key(&self, i: usize, seed: &str, authorize: bool) -> DeviceId {
+        let device = self.register_ssh(i).await;
+        let m = &self.fleet.manifest()[i];
+        let key = netledger_testkit::ssh_client_key(seed).unwrap();
+        if authorize {
+            self.fleet
+                .device(i)
+                .unwrap()
+                .authorize_ssh_key(&m.username, &key.public.public_key)
+                .unwrap();
+        }
+        DeviceCommands::new(self.pools.app.clone(), self.deps.keys.clone())
+            .change_credentials(
+                self.tenant,
+                device,
+                &m.username,
+                &DevicePassword::new(m.password.clone()),
+                Some(&key),
+                None,
+                EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
+            )
+            .await
+            .unwrap();
+        device
+    }
+
     /// Registers devsim device `i` (its credentials) reached at `endpoint`.
     pub async fn register_at(&self, i: usize, endpoint: Endpoint) -> DeviceId {
         let m: &ManifestEntry = &self.fleet.manifest()[i];
@@ -334,6 +363,7 @@ impl Env {
                     password: DevicePassword::new(m.password.clone()),
                     tags: BTreeSet::new(),
                     poll_interval_secs: 60,
+                    ssh_key: None,
                 },
                 EventMetadata::for_command(Actor::system("test"), Uuid::new_v4()),
             )

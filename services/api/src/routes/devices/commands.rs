@@ -105,6 +105,61 @@ impl SshInput {
     }
 }
 
+/// The longest `ssh_private_key` accepted, in bytes.
+const MAX_SSH_KEY: u64 = netledger_store::credentials::MAX_SSH_KEY_LEN as u64;
+
+/// Parses an `ssh_private_key` given with credentials: the text is sealed, the public half
+/// (algorithm, fingerprint, OpenSSH line) goes into the event and the device's read model.
+fn ssh_key_input(text: Option<&str>) -> ApiResult<Option<netledger_store::devices::NewSshKey>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let fix = "give an unencrypted private key in OpenSSH, PKCS#8 or PKCS#1 PEM form (for \
+               example the file `ssh-keygen -t ed25519 -N ''` writes), or omit ssh_private_key \
+               to log in over SSH with the password";
+    if text.trim().is_empty() {
+        return Err(ApiError::validation(format!(
+            "ssh_private_key is empty; {fix}"
+        )));
+    }
+    if text.len() > netledger_store::credentials::MAX_SSH_KEY_LEN {
+        return Err(ApiError::validation(format!(
+            "ssh_private_key is {} bytes, more than the {MAX_SSH_KEY} accepted; {fix}",
+            text.len()
+        )));
+    }
+    let first = text.trim_start();
+    if first.starts_with("ssh-") || first.starts_with("ecdsa-") || first.starts_with("sk-") {
+        return Err(ApiError::validation(format!(
+            "ssh_private_key holds a public key; Netledger needs the private half to log in \
+             (import the public key on the device with `/user ssh-keys import`); {fix}"
+        )));
+    }
+    let key = routeros_ssh::ClientKey::from_text(text, None).map_err(|e| {
+        let why = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string());
+        ApiError::validation(format!(
+            "ssh_private_key could not be read as a private key ({why}); a passphrase-protected \
+             key is not accepted (Netledger encrypts it at rest itself); {fix}"
+        ))
+    })?;
+    let public = netledger_domain::device::SshClientKey {
+        algorithm: key.algorithm(),
+        fingerprint_sha256: key
+            .fingerprint()
+            .map(|f| f.to_hex())
+            .ok_or_else(|| ApiError::validation(format!("ssh_private_key: {fix}")))?,
+        public_key: key
+            .public_key_openssh()
+            .map_err(|e| ApiError::validation(format!("ssh_private_key: {e}; {fix}")))?,
+    };
+    Ok(Some(netledger_store::devices::NewSshKey {
+        private: netledger_store::credentials::DeviceSshKey::new(text),
+        public,
+    }))
+}
+
 /// `null` in a JSON body becomes `Some(None)` (remove), absent stays `None` (keep).
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -152,6 +207,11 @@ pub struct NewDevice {
     /// SSH access (none by default: API only; RouterOS 6 and 7.0-7.12 then cannot have
     /// changes pushed or backups archived, see `file_access` on the device).
     pub ssh: Option<SshInput>,
+    /// Private key to log in over SSH with instead of the password (write-only, stored
+    /// encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. Import its
+    /// public half (shown as `ssh_client_key` on the device) for the user on the device.
+    #[schema(max_length = 32768)]
+    pub ssh_private_key: Option<String>,
 }
 
 /// A device after a write (read the device for its full state).
@@ -339,6 +399,7 @@ pub async fn register_device(
                 password: netledger_store::credentials::DevicePassword::new(body.password.clone()),
                 tags: parse_tags(&body.tags)?,
                 poll_interval_secs: body.poll_interval_secs.unwrap_or(60),
+                ssh_key: ssh_key_input(body.ssh_private_key.as_deref())?,
             };
             check_device_endpoint(&st, p.tenant, &cmd.endpoint).await?;
             let id = *cmd.device_id.as_uuid();
@@ -541,6 +602,11 @@ pub struct CredentialsInput {
     /// API password: not empty, no NUL character.
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub password: String,
+    /// Private key to log in over SSH with instead of the password (write-only, stored
+    /// encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. New credentials replace the
+    /// old ones whole: without it the device has no SSH key afterwards.
+    #[schema(max_length = 32768)]
+    pub ssh_private_key: Option<String>,
 }
 
 /// Replace a device's login credentials (If-Match; write-only).
@@ -574,6 +640,7 @@ pub async fn set_device_credentials(
 ) -> ApiResult<Response> {
     let p = auth.principal();
     let current = live_state(&state, p.tenant, id).await?;
+    let ssh_key = ssh_key_input(body.ssh_private_key.as_deref())?;
     let outcome = state
         .devices()?
         .change_credentials(
@@ -581,6 +648,7 @@ pub async fn set_device_credentials(
             DeviceId::from_uuid(id),
             &body.username,
             &netledger_store::credentials::DevicePassword::new(body.password),
+            ssh_key.as_ref(),
             if_match.version(),
             rid.metadata(p.actor()),
         )

@@ -192,6 +192,39 @@ pub struct SshAccessDto {
     pub host_key_sha256: Option<String>,
 }
 
+/// The public half of the SSH key a device's credentials hold (the private half is never
+/// returned): import `public_key` for the user on the device (`/user ssh-keys import`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SshClientKeyDto {
+    /// Key algorithm (`ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`).
+    pub algorithm: String,
+    /// Lowercase hex SHA-256 of the public key (SSH wire encoding).
+    pub fingerprint_sha256: String,
+    /// The same fingerprint as `ssh-keygen -l` prints it (`SHA256:` and base64).
+    pub fingerprint: String,
+    /// The public key as one OpenSSH line.
+    pub public_key: String,
+}
+
+impl From<netledger_domain::device::SshClientKey> for SshClientKeyDto {
+    fn from(k: netledger_domain::device::SshClientKey) -> Self {
+        use base64::Engine as _;
+        let fingerprint = match hex::decode(&k.fingerprint_sha256) {
+            Ok(bytes) => format!(
+                "SHA256:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+            ),
+            Err(_) => String::new(),
+        };
+        Self {
+            algorithm: k.algorithm,
+            fingerprint_sha256: k.fingerprint_sha256,
+            fingerprint,
+            public_key: k.public_key,
+        }
+    }
+}
+
 impl From<netledger_domain::device::SshAccess> for SshAccessDto {
     fn from(s: netledger_domain::device::SshAccess) -> Self {
         use netledger_domain::device::SshHostKey;
@@ -263,6 +296,9 @@ pub struct DeviceDto {
     pub username: String,
     /// Key id that encrypts its credentials.
     pub credentials_key_id: String,
+    /// The public half of the SSH key it logs in with over SSH instead of the password,
+    /// when its credentials hold one.
+    pub ssh_client_key: Option<SshClientKeyDto>,
     /// Tags.
     pub tags: Vec<String>,
     /// Poll interval.
@@ -361,6 +397,7 @@ impl From<query::DeviceDetail> for DeviceDto {
             },
             username: d.username,
             credentials_key_id: d.credentials_key_id,
+            ssh_client_key: d.ssh_client_key.map(Into::into),
             tags: d.tags,
             poll_interval_secs: d.poll_interval_secs,
             status: d.status,
