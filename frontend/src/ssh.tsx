@@ -1,10 +1,13 @@
 // A device's SSH access (issue 17): the form fields shared by the registration form and the
 // device page's edit, the host key fingerprint's client-side check, and the fingerprint's
 // display. SSH carries the file jobs the binary API cannot do on RouterOS 6 and 7.0-7.12
-// (exports of any size, backup downloads, change-script and firmware uploads); it uses the
-// API's user and password.
+// (exports of any size, backup downloads, change-script and firmware uploads); it logs in as
+// the API's user, with the password or with an SSH private key given with the credentials
+// (`SshKeyField`, shared by the registration form and the device page's credentials form).
 
-import type { Schemas } from "./api/client";
+import type { ReactNode } from "react";
+
+import type { ApiProblem, Schemas } from "./api/client";
 import { Field } from "./ui";
 
 type SshAccess = Schemas["SshAccessDto"];
@@ -126,8 +129,8 @@ export function SshFields({
       <p className="small muted">
         For the file jobs the API cannot do on RouterOS 6 and 7.0–7.12: exports of any size, backup downloads,
         change-script and firmware uploads (without it, config pushes are refused there and backups stay on the device
-        only). SSH logs in with the API user and password; its group needs the <code>ssh</code> and <code>ftp</code>{" "}
-        policies.
+        only). SSH logs in as the API user, with its password or with the SSH private key given with the credentials;
+        its group needs the <code>ssh</code> and <code>ftp</code> policies.
       </p>
       {optional ? (
         <label className="check">
@@ -209,5 +212,72 @@ export function SshFields({
         </>
       ) : null}
     </fieldset>
+  );
+}
+
+/** The longest SSH private key the API takes, in bytes. */
+export const MAX_SSH_KEY_BYTES = 32768;
+
+/** The `ssh_private_key` to send for the typed text: only when something was typed. */
+export function sshPrivateKeyOf(text: string): string | undefined {
+  return text.trim() ? text : undefined;
+}
+
+/** Whether a problem from the API is about the `ssh_private_key` (its detail names it first). */
+export function isSshKeyProblem(error: ApiProblem | null): boolean {
+  return !!error && error.status === 422 && /^ssh_private_key\b/.test(error.problem.detail ?? "");
+}
+
+/**
+ * The optional SSH private key of a device's credentials (write-only): a monospace textarea.
+ * Checked by the API (a public key, a passphrase-protected or unreadable key is a 422 whose
+ * detail says what to give instead); here only its size. `note` goes under the field (the
+ * credentials form says what saving without a key does).
+ */
+export function SshKeyField({
+  value,
+  onChange,
+  invalid,
+  note,
+}: {
+  value: string;
+  onChange: (v: string) => void;
+  invalid?: boolean;
+  note?: ReactNode;
+}) {
+  const bytes = new TextEncoder().encode(value).length;
+  const tooLong = bytes > MAX_SSH_KEY_BYTES;
+  return (
+    <div className="ssh-key-field" data-testid="ssh-key-field">
+      <Field
+        label="SSH private key (optional)"
+        hint={
+          <>
+            Logs in over SSH with this key instead of the password; import its public key for the user on the device (
+            <code>/user ssh-keys import</code>). Unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. Stored encrypted, never
+            shown again.
+          </>
+        }
+      >
+        <textarea
+          name="ssh_private_key"
+          className="mono"
+          rows={value ? 6 : 3}
+          spellCheck={false}
+          autoComplete="off"
+          autoCapitalize="off"
+          placeholder={"-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----"}
+          aria-invalid={invalid || tooLong ? true : undefined}
+          value={value}
+          onChange={(e) => onChange(e.target.value)}
+        />
+        {tooLong ? (
+          <span className="field-error">
+            {bytes} bytes: the API takes a key of at most {MAX_SSH_KEY_BYTES} bytes.
+          </span>
+        ) : null}
+      </Field>
+      {note}
+    </div>
   );
 }

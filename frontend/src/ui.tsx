@@ -1,6 +1,7 @@
-// Small shared components: problem display, times, status badges, pagers, JSON, forms.
+// Small shared components: problem display, times, status badges, pagers, JSON, forms, text
+// to copy.
 
-import { useEffect, useState, type ReactNode } from "react";
+import { useEffect, useRef, useState, type ReactNode } from "react";
 
 import { ApiProblem } from "./api/client";
 
@@ -314,5 +315,54 @@ export function ConfirmButton({
     <button type="button" className={danger ? "danger" : undefined} disabled={disabled} onClick={() => setAsking(true)}>
       {children}
     </button>
+  );
+}
+
+/**
+ * Text to copy (a public key, a command): a read-only monospace box and a Copy button. Where
+ * the clipboard cannot be written (no secure context, permission refused) the button selects
+ * the text instead, for Ctrl+C.
+ */
+export function CopyBox({ text, label, testId }: { text: string; label: string; testId?: string }) {
+  const box = useRef<HTMLPreElement>(null);
+  const [done, setDone] = useState<{ text: string; how: "copied" | "selected" } | null>(null);
+  useEffect(() => {
+    if (!done) return;
+    const t = setTimeout(() => setDone(null), 4000);
+    return () => clearTimeout(t);
+  }, [done]);
+  const select = () => {
+    const el = box.current;
+    const sel = window.getSelection();
+    if (!el || !sel) return;
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    sel.removeAllRanges();
+    sel.addRange(range);
+  };
+  const copy = async () => {
+    try {
+      if (!navigator.clipboard) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(text);
+      setDone({ text, how: "copied" });
+    } catch {
+      select();
+      setDone({ text, how: "selected" });
+    }
+  };
+  return (
+    <div className="copy-box">
+      <pre ref={box} className="copy-text mono" data-testid={testId} title={label} tabIndex={0}>
+        {text}
+      </pre>
+      <button type="button" onClick={() => void copy()} aria-label={`Copy ${label.toLowerCase()}`}>
+        Copy
+      </button>
+      {done && done.text === text ? (
+        <span className="small muted" role="status" data-copied={done.how}>
+          {done.how === "copied" ? "Copied." : "Selected: press Ctrl+C to copy."}
+        </span>
+      ) : null}
+    </div>
   );
 }

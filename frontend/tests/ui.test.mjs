@@ -7,6 +7,7 @@
 // NL_UI_CHROMIUM (default /usr/bin/chromium), NL_UI_SCREENSHOTS.
 
 import assert from "node:assert/strict";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
@@ -20,6 +21,30 @@ const pageErrors = [];
 const failedResponses = [];
 let deviceId = null;
 let deviceName = null;
+
+/**
+ * A fresh Ed25519 key pair: the private key as PKCS#8 PEM (what the form takes), and what the
+ * device page should show of it, computed here: the OpenSSH public key's base64 (the wire
+ * encoding `string "ssh-ed25519", string key`) and its `SHA256:` fingerprint.
+ */
+function ed25519Key() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519", {
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+    publicKeyEncoding: { type: "spki", format: "der" },
+  });
+  const raw = publicKey.subarray(publicKey.length - 32);
+  const field = (b) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]);
+  return {
+    privatePem: privateKey,
+    publicB64: blob.toString("base64"),
+    fingerprint: `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`,
+  };
+}
 
 async function shot(name, { top = true } = {}) {
   if (top) await page.evaluate(() => window.scrollTo(0, 0));
@@ -270,7 +295,8 @@ test("config as of a time, and a refused registration shows the validation probl
   await page.getByRole("button", { name: "Close" }).click();
 });
 
-test("a device registered with SSH trust on first use awaits it; its SSH access is removed, then the device", async () => {
+test("a device registered with SSH (trust on first use) and an SSH login key shows both; a public key as key is refused, credentials without one drop it; SSH access, then the device, are removed", async () => {
+  const key = ed25519Key();
   await page.getByRole("button", { name: "Register device" }).click();
   const form = page.locator('form[aria-label="Register device"]');
   const name = `ui-ssh-${process.pid}`;
@@ -288,6 +314,8 @@ test("a device registered with SSH trust on first use awaits it; its SSH access 
   assert.match(await form.locator("[data-testid=ssh-fingerprint-error]").innerText(), /43 base64 characters/);
   await form.getByLabel("Trust on first use").check();
   await form.locator("[data-testid=tofu-warning]").waitFor();
+  // The SSH login key: PKCS#8 PEM, as Node writes it.
+  await form.getByLabel("SSH private key").fill(key.privatePem);
   await shot("16-register-ssh");
   await form.getByRole("button", { name: "Register", exact: true }).click();
   // The form lands on the new device's page.
@@ -296,7 +324,71 @@ test("a device registered with SSH trust on first use awaits it; its SSH access 
   assert.match(await ssh.innerText(), /port 22/);
   assert.match(await ssh.innerText(), /awaiting first use/);
   assert.equal(await ssh.locator("[data-testid=ssh-access]").getAttribute("data-trust"), "first_use");
+  // The SSH login shows the key's public half: what the test computed from its own key.
+  const login = page.locator('[data-fact="SSH login"]');
+  await login.locator('[data-testid=ssh-login][data-login="key"]').waitFor();
+  assert.equal(await page.locator("dt", { hasText: /^SSH login key$/ }).count(), 1, "the row is named SSH login key");
+  assert.equal(await login.locator("[data-testid=ssh-login]").getAttribute("data-login"), "key");
+  assert.equal(await login.locator("[data-testid=ssh-login]").getAttribute("data-algorithm"), "ssh-ed25519");
+  const fingerprint = (await login.locator("[data-testid=ssh-login-key-fingerprint]").innerText()).trim();
+  assert.match(fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
+  assert.equal(fingerprint, key.fingerprint);
+  const publicLine = (await login.locator("[data-testid=ssh-login-public-key]").innerText()).trim();
+  assert.match(publicLine, /^ssh-ed25519 AAAA/);
+  assert.equal(publicLine.split(/\s+/)[1], key.publicB64);
+  assert.match(
+    await login.locator("[data-testid=ssh-login-key-hint]").innerText(),
+    /\/user ssh-keys import public-key-file=\S+ user=admin/,
+  );
+  assert.doesNotMatch(await page.locator(".main").innerText(), /PRIVATE KEY/, "the private key is never shown");
+  // Copy: to the clipboard, or (where it cannot be written) the line is selected for Ctrl+C.
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+  await login.getByRole("button", { name: "Copy public key" }).click();
+  const copied = login.locator("[data-copied]");
+  await copied.waitFor();
+  const how = await copied.getAttribute("data-copied");
+  const got = await page.evaluate(
+    (h) => (h === "copied" ? navigator.clipboard.readText() : String(window.getSelection())),
+    how,
+  );
+  assert.equal(got.trim(), publicLine, `copy (${how})`);
   await shot("17-device-ssh-first-use");
+  // New credentials with a public key where the private key goes: the API's 422 says so,
+  // and nothing typed is lost.
+  await page.getByRole("button", { name: "Change credentials" }).click();
+  const creds = page.locator('form[aria-label="Change credentials"]');
+  const note = await creds.locator("[data-testid=ssh-key-removal-note]").innerText();
+  assert.ok(note.includes(`The device has an SSH key (${key.fingerprint}); leave empty to remove it`), note);
+  await creds.getByLabel("API user").fill("ui-key-user");
+  await creds.getByLabel("API password").fill("secret-2");
+  await creds.getByLabel("SSH private key").fill(`${publicLine}\n`);
+  await creds.getByRole("button", { name: "Save credentials" }).click();
+  const refused = page.locator('.settings [role=alert]').filter({ hasText: "holds a public key" });
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /422/);
+  assert.equal(await creds.getByLabel("API user").inputValue(), "ui-key-user");
+  assert.equal(await creds.getByLabel("API password").inputValue(), "secret-2");
+  assert.equal((await creds.getByLabel("SSH private key").inputValue()).trim(), publicLine);
+  assert.equal(await creds.getByLabel("SSH private key").getAttribute("aria-invalid"), "true");
+  await shot("17b-device-ssh-key-refused", { top: false });
+  // The stored key stays.
+  assert.equal(await login.locator("[data-testid=ssh-login]").getAttribute("data-login"), "key");
+  // Saved without a key, the device has none: SSH logs in with the password.
+  await creds.getByLabel("SSH private key").fill("");
+  await creds.getByRole("button", { name: "Save credentials" }).click();
+  await page.getByText("Credentials saved.").waitFor();
+  await page.waitForFunction(
+    () =>
+      document.querySelector('[data-fact="SSH login"] [data-testid=ssh-login]')?.getAttribute("data-login") ===
+      "password",
+  );
+  assert.match(await login.innerText(), /^password\b/);
+  assert.equal(await page.locator("dt", { hasText: /^SSH login$/ }).count(), 1, "the row is named SSH login");
+  assert.equal(await page.locator("dt", { hasText: /^SSH login key$/ }).count(), 0);
+  assert.equal(await login.locator("[data-testid=ssh-login-public-key]").count(), 0);
+  await page.waitForFunction(() =>
+    document.querySelector('[data-fact="API user"]')?.textContent?.startsWith("ui-key-user"),
+  );
   await page.getByRole("button", { name: "Edit SSH access" }).click();
   const edit = page.locator('form[aria-label="Edit SSH access"]');
   assert.equal(await edit.getByLabel("Trust on first use").isChecked(), true);

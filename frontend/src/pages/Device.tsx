@@ -1,8 +1,9 @@
 // One device: facts from the read model and its stream's folded state, actions (backup,
 // config push, firmware upgrade) followed live, metrics over a range, config history with
-// diffs and as-of views, SSH access and the path of each file job, and versioned edits
-// (tags, credentials, endpoint, SSH access, removal) sent with `If-Match`; a 412 tells the
-// user the device changed and reloads it.
+// diffs and as-of views, SSH access, the SSH login (password, or a key whose public half is
+// shown to import on the device) and the path of each file job, and versioned edits (tags,
+// credentials with an optional SSH private key, endpoint, SSH access, removal) sent with
+// `If-Match`; a 412 tells the user the device changed and reloads it.
 
 import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
@@ -22,10 +23,21 @@ import { LineChart, type Series } from "../chart";
 import { UnifiedDiff, preloadDiffViewer } from "../diff";
 import { useAction, useLiveRefresh, usePaged, useResource } from "../hooks";
 import { Link, navigate } from "../router";
-import { SshFields, openSshFingerprint, sshFormFrom, sshFormProblem, sshInputOf, type SshForm } from "../ssh";
+import {
+  SshFields,
+  SshKeyField,
+  isSshKeyProblem,
+  openSshFingerprint,
+  sshFormFrom,
+  sshFormProblem,
+  sshInputOf,
+  sshPrivateKeyOf,
+  type SshForm,
+} from "../ssh";
 import {
   Badge,
   ConfirmButton,
+  CopyBox,
   Empty,
   Field,
   LoadMore,
@@ -184,10 +196,11 @@ function RollbackTimersCondition({ c }: { c: NonNullable<Device["rollback_timers
   );
 }
 
-function Row({ k, children }: { k: string; children: ReactNode }) {
+/** A fact: `k` names it (and is its `data-fact`); `label`, when given, is shown instead. */
+function Row({ k, label, children }: { k: string; label?: string; children: ReactNode }) {
   return (
     <>
-      <dt>{k}</dt>
+      <dt>{label ?? k}</dt>
       <dd data-fact={k}>{children ?? <span className="muted">—</span>}</dd>
     </>
   );
@@ -219,6 +232,9 @@ function Facts({ d, state, stateError }: { d: Device; state: DeviceState | null;
         </Row>
         <Row k="SSH access">
           <SshAccessFact ssh={d.endpoint.ssh} />
+        </Row>
+        <Row k="SSH login" label={d.ssh_client_key ? "SSH login key" : undefined}>
+          <SshLoginFact d={d} />
         </Row>
         <Row k="File access">
           <FileAccessFact d={d} />
@@ -299,6 +315,43 @@ function SshAccessFact({ ssh }: { ssh: Device["endpoint"]["ssh"] }) {
           <div className="small muted">the first SSH connection's host key will be recorded and pinned</div>
         </>
       )}
+    </div>
+  );
+}
+
+/**
+ * How SSH and SFTP log in: with the password, or with the credentials' SSH key, whose public
+ * half is shown to import for the user on the device.
+ */
+function SshLoginFact({ d }: { d: Device }) {
+  const key = d.ssh_client_key ?? null;
+  if (!key)
+    return (
+      <span data-testid="ssh-login" data-login="password">
+        password{" "}
+        <span className="small muted">
+          (the API user&apos;s{d.endpoint.ssh ? "" : ", once the device has SSH access"}; give credentials with an SSH
+          private key to log in with a key)
+        </span>
+      </span>
+    );
+  return (
+    <div data-testid="ssh-login" data-login="key" data-algorithm={key.algorithm}>
+      <code>{key.algorithm}</code>{" "}
+      <span className="mono" title={`SHA-256 (hex): ${key.fingerprint_sha256}`} data-testid="ssh-login-key-fingerprint">
+        {key.fingerprint}
+      </span>
+      {d.endpoint.ssh ? null : <div className="small muted">used once the device has SSH access</div>}
+      <CopyBox key={key.public_key} text={key.public_key} label="Public key" testId="ssh-login-public-key" />
+      <div className="small muted" data-testid="ssh-login-key-hint">
+        Import it for the user on the device: save the line as a file, upload it (e.g. as <code>netledger.pub</code>),
+        then run{" "}
+        <code className="wrap">
+          /user ssh-keys import public-key-file=netledger.pub user={d.username}
+        </code>
+        . From then on RouterOS refuses SSH password logins for {d.username} unless{" "}
+        <code>/ip ssh set always-allow-password-login=yes</code>; the API still logs in with the password.
+      </div>
     </div>
   );
 }
@@ -1075,6 +1128,8 @@ function Settings({ device, onChanged }: { device: Device; onChanged: () => Prom
           {open === "credentials" ? (
             <CredentialsEdit
               current={device.username}
+              sshKey={device.ssh_client_key ?? null}
+              keyRefused={isSshKeyProblem(error)}
               pending={pending}
               onCancel={() => setOpen(null)}
               onSave={(body) =>
@@ -1166,26 +1221,38 @@ function TagsEdit({
   );
 }
 
+/**
+ * New credentials replace the old ones whole: without an SSH private key the device has none
+ * afterwards, which the form says (naming the current key when there is one).
+ */
 function CredentialsEdit({
   current,
+  sshKey,
+  keyRefused,
   pending,
   onSave,
   onCancel,
 }: {
   current: string;
+  sshKey: Schemas["SshClientKeyDto"] | null;
+  keyRefused: boolean;
   pending: boolean;
   onSave: (c: Schemas["CredentialsInput"]) => void;
   onCancel: () => void;
 }) {
   const [username, setUsername] = useState(current);
   const [password, setPassword] = useState("");
+  const [key, setKey] = useState("");
   return (
     <form
       className="inline-edit"
       aria-label="Change credentials"
       onSubmit={(e) => {
         e.preventDefault();
-        onSave({ username, password });
+        const body: Schemas["CredentialsInput"] = { username, password };
+        const k = sshPrivateKeyOf(key);
+        if (k) body.ssh_private_key = k;
+        onSave(body);
       }}
     >
       <Field label="API user">
@@ -1194,6 +1261,23 @@ function CredentialsEdit({
       <Field label="API password" hint="write-only: stored encrypted">
         <input type="password" required value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="new-password" />
       </Field>
+      <SshKeyField
+        value={key}
+        onChange={setKey}
+        invalid={keyRefused}
+        note={
+          sshKey ? (
+            <p className="warn-note small" data-testid="ssh-key-removal-note">
+              The device has an SSH key (<span className="mono">{sshKey.fingerprint}</span>); leave empty to remove it
+              (SSH then logs in with the password), or give a key to replace it.
+            </p>
+          ) : (
+            <p className="small muted" data-testid="ssh-key-removal-note">
+              New credentials replace the old ones whole: saved without a key, SSH logs in with the password.
+            </p>
+          )
+        }
+      />
       <button type="submit" className="primary" disabled={pending}>
         {pending ? "Saving…" : "Save credentials"}
       </button>
@@ -1309,7 +1393,10 @@ function SshEdit({
       }}
     >
       <SshFields value={form} onChange={setForm} showErrors={checked} />
-      <p className="small muted">Changing SSH access keeps the stored credentials (SSH uses the API user and password).</p>
+      <p className="small muted">
+        Changing SSH access keeps the stored credentials (SSH logs in as the API user, with the credentials&apos; SSH key
+        when they have one, else the password).
+      </p>
       <div className="form-actions">
         <button type="submit" className="primary" disabled={pending}>
           {pending ? "Saving…" : "Save SSH access"}

@@ -1,6 +1,6 @@
 // The fleet: devices from `GET /devices` (filter by status, tag, search; cursor pages),
-// refreshed by live `device` events; registering a device (with optional SSH access) for
-// roles with devices:write.
+// refreshed by live `device` events; registering a device (with optional SSH access and an
+// optional SSH private key to log in with) for roles with devices:write.
 
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 
@@ -9,7 +9,16 @@ import { DEVICE_STATUSES, TRANSPORT_LABELS, TRANSPORTS, oneOf, type TransportKin
 import { useAuth } from "../auth";
 import { useAction, useLiveRefresh, usePaged } from "../hooks";
 import { Link, navigate, useQueryState } from "../router";
-import { NO_SSH, SshFields, sshFormProblem, sshInputOf, type SshForm } from "../ssh";
+import {
+  NO_SSH,
+  SshFields,
+  SshKeyField,
+  isSshKeyProblem,
+  sshFormProblem,
+  sshInputOf,
+  sshPrivateKeyOf,
+  type SshForm,
+} from "../ssh";
 import { Badge, Empty, Field, LoadMore, ProblemBox, Tags, Time } from "../ui";
 
 type Device = Schemas["DeviceSummaryDto"];
@@ -219,6 +228,7 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
   });
   const [ssh, setSsh] = useState<SshForm>(NO_SSH);
   const [sshChecked, setSshChecked] = useState(false);
+  const [sshKey, setSshKey] = useState("");
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) =>
     setForm((f) => ({ ...f, [k]: e.target.value }));
   const register = useAction(async (key: string, body: Schemas["NewDevice"]) => {
@@ -247,6 +257,8 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
       },
       ssh: sshInputOf(ssh),
     };
+    const key = sshPrivateKeyOf(sshKey);
+    if (key) body.ssh_private_key = key;
     const r = await register.run(body);
     if (r) onDone(r.device_id);
   };
@@ -295,6 +307,7 @@ function RegisterDevice({ onDone }: { onDone: (id: string) => void }) {
         </Field>
       </div>
       <SshFields value={ssh} onChange={setSsh} optional showErrors={sshChecked} />
+      <SshKeyField value={sshKey} onChange={setSshKey} invalid={isSshKeyProblem(register.error)} />
       <ProblemBox error={register.error} />
       <div className="form-actions">
         <button type="submit" className="primary" disabled={register.pending}>
