@@ -90,6 +90,14 @@ fn leftovers(d: &devsim::Device) -> Vec<String> {
         .collect()
 }
 
+/// How many step attempts failed (`WorkflowStepFailed`).
+fn failed_steps(journal: &[(String, serde_json::Value)]) -> usize {
+    journal
+        .iter()
+        .filter(|(t, _)| t == "WorkflowStepFailed")
+        .count()
+}
+
 fn finished_reason(journal: &[(String, serde_json::Value)]) -> String {
     journal
         .iter()
@@ -349,11 +357,11 @@ async fn rejected_login(owner: PgPool, on: On) {
         .await;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
-    let failed = journal
-        .iter()
-        .filter(|(t, _)| t == "WorkflowStepFailed")
-        .count();
-    assert_eq!(failed, 1, "a rejected login is not retried: {journal:?}");
+    assert_eq!(
+        failed_steps(&journal),
+        1,
+        "a rejected login is not retried: {journal:?}"
+    );
     e.stop().await;
 }
 
@@ -947,11 +955,11 @@ async fn ssh_host_keys_are_recorded_on_first_use_and_a_mismatch_is_fatal(owner: 
     let wf = e.start("backup", bad, json!({ "device_id": bad })).await;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
-    let failed = journal
-        .iter()
-        .filter(|(t, _)| t == "WorkflowStepFailed")
-        .count();
-    assert_eq!(failed, 1, "a host-key mismatch is not retried: {journal:?}");
+    assert_eq!(
+        failed_steps(&journal),
+        1,
+        "a host-key mismatch is not retried: {journal:?}"
+    );
     let reason = finished_reason(&journal);
     assert!(reason.contains("is pinned"), "{reason}");
     assert!(reason.contains("re-pin"), "{reason}");
@@ -993,11 +1001,11 @@ async fn an_ssh_key_in_the_credentials_is_the_ssh_login(owner: PgPool) {
         .await;
     let (outcome, journal) = e.finish(wf).await;
     assert_eq!(outcome, Outcome::Failed, "{journal:?}");
-    let failed = journal
-        .iter()
-        .filter(|(t, _)| t == "WorkflowStepFailed")
-        .count();
-    assert_eq!(failed, 1, "a refused key is not retried: {journal:?}");
+    assert_eq!(
+        failed_steps(&journal),
+        1,
+        "a refused key is not retried: {journal:?}"
+    );
     let reason = finished_reason(&journal);
     let fp = netledger_testkit::ssh_client_key("netops-key-1")
         .unwrap()

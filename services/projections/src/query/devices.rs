@@ -245,6 +245,19 @@ const DEVICE_SUMMARY_COLUMNS: &str = "d.device_id, d.name, d.host, d.port, d.sta
     d.offline_reason, d.routeros_version, d.identity, d.board_name, d.tags, d.breaker, \
     d.last_seen_at, d.last_event_at, d.removed_at";
 
+/// A nullable jsonb column of `rm_devices` decoded into the domain type it holds.
+fn json_column<T: serde::de::DeserializeOwned>(
+    r: &PgRow,
+    column: &'static str,
+) -> Result<Option<T>, ProjectionError> {
+    let decode = decode_err("decode a device's json column");
+    r.try_get::<Option<serde_json::Value>, _>(column)
+        .map_err(&decode)?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|x| decode(sqlx::Error::Decode(Box::new(x))))
+}
+
 fn u16_of(n: i32) -> u16 {
     u16::try_from(n).unwrap_or(0)
 }
@@ -414,27 +427,11 @@ pub async fn device_detail(
             port: u16_of(r.try_get("port").map_err(&e)?),
             transport: text_enum(r.try_get("transport").map_err(&e)?)?,
             tls_fingerprint: r.try_get("tls_fingerprint").map_err(&e)?,
-            ssh: r
-                .try_get::<Option<serde_json::Value>, _>("ssh")
-                .map_err(&e)?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|x| ProjectionError::Database {
-                    operation: "decode device ssh",
-                    source: sqlx::Error::Decode(Box::new(x)),
-                })?,
+            ssh: json_column(&r, "ssh")?,
         },
         username: r.try_get("username").map_err(&e)?,
         credentials_key_id: r.try_get("credentials_key_id").map_err(&e)?,
-        ssh_client_key: r
-            .try_get::<Option<serde_json::Value>, _>("ssh_client_key")
-            .map_err(&e)?
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|x| ProjectionError::Database {
-                operation: "decode device ssh_client_key",
-                source: sqlx::Error::Decode(Box::new(x)),
-            })?,
+        ssh_client_key: json_column(&r, "ssh_client_key")?,
         tags: r.try_get("tags").map_err(&e)?,
         poll_interval_secs: u32::try_from(interval).unwrap_or(0),
         status: text_enum(r.try_get("status").map_err(&e)?)?,
