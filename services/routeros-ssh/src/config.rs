@@ -303,6 +303,28 @@ mod tests {
         assert!(matches!(e, SshError::InvalidKey { .. }), "{e}");
     }
 
+    /// The three private-key forms the platform accepts (keys written by `ssh-keygen`, in
+    /// `testdata/`) parse, with their algorithm and a fingerprint.
+    #[test]
+    fn openssh_pkcs1_and_pkcs8_keys_parse() {
+        for (text, algorithm) in [
+            (
+                include_str!("../testdata/ed25519-openssh.key"),
+                "ssh-ed25519",
+            ),
+            (include_str!("../testdata/rsa-pkcs1.pem"), "ssh-rsa"),
+            (
+                include_str!("../testdata/ecdsa-pkcs8.pem"),
+                "ecdsa-sha2-nistp256",
+            ),
+        ] {
+            let key = ClientKey::from_text(text, None).unwrap();
+            assert_eq!(key.algorithm(), algorithm);
+            assert!(key.fingerprint().is_some());
+            assert!(key.public_key_openssh().unwrap().starts_with(algorithm));
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
         /// Whatever an operator pastes as a private key (the API parses it on input) is a
