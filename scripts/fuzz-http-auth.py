@@ -9,33 +9,66 @@ request), so a revoked key is replaced by a new one. The first key is the one th
 issued (NL_FUZZ_API_KEY); the request for another is NL_FUZZ_KEY_REQUEST, sent with a fresh
 login of NL_FUZZ_ADMIN_EMAIL / NL_FUZZ_ADMIN_PASSWORD at NL_FUZZ_BASE_URL.
 
-It also corrects one labelling slip of schemathesis 4.32.5 and gives each distinct positive
-request its own Idempotency-Key (`before_call` below).
+Logins are limited per account (5 a minute, docs/api.md) and the fuzzer may revoke keys
+faster than that: the session of the last login is kept and reused for the next key while the
+server accepts it, and a 429 on login waits for its `Retry-After` (at most 65 s) and tries
+again, instead of failing the token fetch.
+
+It also corrects one labelling slip of schemathesis 4.32.5, gives each distinct positive
+request its own Idempotency-Key (`before_call` below), and generates the `ssh-private-key`
+string format from real keys (services/routeros-ssh/testdata): no JSON Schema can say what a
+private key is, so without it a schema-valid request would carry a random string the server
+rightly refuses.
 """
 
 import hashlib
 import json
 import os
+import pathlib
+import time
 import uuid
 
 import requests
 import schemathesis
+from hypothesis import strategies as st
 
 BASE_URL = os.environ["NL_FUZZ_BASE_URL"]
 
+_KEYS = pathlib.Path(__file__).resolve().parent.parent / "services/routeros-ssh/testdata"
+schemathesis.openapi.format(
+    "ssh-private-key",
+    st.sampled_from(
+        [
+            (_KEYS / name).read_text()
+            for name in ("ed25519-openssh.key", "rsa-pkcs1.pem", "ecdsa-pkcs8.pem")
+        ]
+    ),
+)
 
-def _issue_key() -> str:
-    login = requests.post(
-        f"{BASE_URL}/api/v1/auth/login",
-        json={
-            "email": os.environ["NL_FUZZ_ADMIN_EMAIL"],
-            "password": os.environ["NL_FUZZ_ADMIN_PASSWORD"],
-        },
-        timeout=10,
-    )
+_session = {"token": None}
+
+
+def _login() -> str:
+    for _ in range(4):
+        login = requests.post(
+            f"{BASE_URL}/api/v1/auth/login",
+            json={
+                "email": os.environ["NL_FUZZ_ADMIN_EMAIL"],
+                "password": os.environ["NL_FUZZ_ADMIN_PASSWORD"],
+            },
+            timeout=10,
+        )
+        if login.status_code == 429:
+            time.sleep(min(int(login.headers.get("Retry-After", "10")), 65))
+            continue
+        login.raise_for_status()
+        return login.json()["access_token"]
     login.raise_for_status()
-    token = login.json()["access_token"]
-    created = requests.post(
+    raise RuntimeError("login kept answering 429")
+
+
+def _create_key(token: str) -> requests.Response:
+    return requests.post(
         f"{BASE_URL}/api/v1/api-keys",
         headers={
             "Authorization": f"Bearer {token}",
@@ -44,6 +77,16 @@ def _issue_key() -> str:
         json=json.loads(os.environ["NL_FUZZ_KEY_REQUEST"]),
         timeout=10,
     )
+
+
+def _issue_key() -> str:
+    created = None
+    if _session["token"]:
+        created = _create_key(_session["token"])
+    if created is None or created.status_code == 401:
+        # no session yet, or the fuzzer ended it (logout, logout-all) or it expired
+        _session["token"] = _login()
+        created = _create_key(_session["token"])
     created.raise_for_status()
     return created.json()["secret"]
 

@@ -1934,9 +1934,12 @@ export interface components {
             /** @description API password: not empty, no NUL character. */
             password: string;
             /**
+             * Format: ssh-private-key
              * @description Private key to log in over SSH with instead of the password (write-only, stored
-             *     encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. New credentials replace the
-             *     old ones whole: without it the device has no SSH key afterwards.
+             *     encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM text of at most 32768 bytes
+             *     (format `ssh-private-key`); empty means none; anything else is a 422 saying what to
+             *     give. New credentials replace the old ones whole: without it the device has no SSH
+             *     key afterwards.
              */
             ssh_private_key?: string | null;
         };
@@ -2586,9 +2589,12 @@ export interface components {
             port?: number | null;
             ssh?: components["schemas"]["SshInput"] | null;
             /**
+             * Format: ssh-private-key
              * @description Private key to log in over SSH with instead of the password (write-only, stored
-             *     encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. Import its
-             *     public half (shown as `ssh_client_key` on the device) for the user on the device.
+             *     encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM text of at
+             *     most 32768 bytes (format `ssh-private-key`); empty means none; anything else is a 422
+             *     saying what to give. Import its public half (shown as `ssh_client_key` on the device) for the user
+             *     on the device.
              */
             ssh_private_key?: string | null;
             /** @description Tags: each 1-64 of letters, digits, `.`, `_`, `-`, `:`, `/`. */

@@ -110,18 +110,14 @@ const MAX_SSH_KEY: u64 = netledger_store::credentials::MAX_SSH_KEY_LEN as u64;
 
 /// Parses an `ssh_private_key` given with credentials: the text is sealed, the public half
 /// (algorithm, fingerprint, OpenSSH line) goes into the event and the device's read model.
+/// Absent, `null`, empty or blank: no key (what a form's empty field sends).
 fn ssh_key_input(text: Option<&str>) -> ApiResult<Option<netledger_store::devices::NewSshKey>> {
-    let Some(text) = text else {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
     let fix = "give an unencrypted private key in OpenSSH, PKCS#8 or PKCS#1 PEM form (for \
                example the file `ssh-keygen -t ed25519 -N ''` writes), or omit ssh_private_key \
                to log in over SSH with the password";
-    if text.trim().is_empty() {
-        return Err(ApiError::validation(format!(
-            "ssh_private_key is empty; {fix}"
-        )));
-    }
     if text.len() > netledger_store::credentials::MAX_SSH_KEY_LEN {
         return Err(ApiError::validation(format!(
             "ssh_private_key is {} bytes, more than the {MAX_SSH_KEY} accepted; {fix}",
@@ -208,9 +204,11 @@ pub struct NewDevice {
     /// changes pushed or backups archived, see `file_access` on the device).
     pub ssh: Option<SshInput>,
     /// Private key to log in over SSH with instead of the password (write-only, stored
-    /// encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. Import its
-    /// public half (shown as `ssh_client_key` on the device) for the user on the device.
-    #[schema(max_length = 32768)]
+    /// encrypted like the password): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM text of at
+    /// most 32768 bytes (format `ssh-private-key`); empty means none; anything else is a 422
+    /// saying what to give. Import its public half (shown as `ssh_client_key` on the device) for the user
+    /// on the device.
+    #[schema(format = "ssh-private-key")]
     pub ssh_private_key: Option<String>,
 }
 
@@ -603,9 +601,11 @@ pub struct CredentialsInput {
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub password: String,
     /// Private key to log in over SSH with instead of the password (write-only, stored
-    /// encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM. New credentials replace the
-    /// old ones whole: without it the device has no SSH key afterwards.
-    #[schema(max_length = 32768)]
+    /// encrypted): unencrypted OpenSSH, PKCS#8 or PKCS#1 PEM text of at most 32768 bytes
+    /// (format `ssh-private-key`); empty means none; anything else is a 422 saying what to
+    /// give. New credentials replace the old ones whole: without it the device has no SSH
+    /// key afterwards.
+    #[schema(format = "ssh-private-key")]
     pub ssh_private_key: Option<String>,
 }
 
