@@ -54,9 +54,9 @@ pub struct PollerBenchArgs {
     /// Devices per devsim child process (each device holds 3 descriptors there).
     #[arg(long, default_value_t = 2_500)]
     pub devices_per_devsim: usize,
-    /// First API port of the simulated fleet: each child gets the next range of 2 ports per
-    /// device that is free on loopback (API and API-SSL); best kept below the ephemeral
-    /// ports (32768).
+    /// First API port of the simulated fleet: each child gets the next range of 3 ports per
+    /// device that is free on loopback (API, API-SSL and SSH); the range for 10,000 devices
+    /// reaches into Linux's ephemeral ports (from 32768), which works while they are free.
     #[arg(long, default_value_t = 6_000)]
     pub base_port: u16,
     /// Executable whose `devsim` subcommand runs the fleet (default: this executable).
