@@ -2909,10 +2909,14 @@ async fn ssh_client_keys_are_stored_sealed_and_shown_by_their_public_half(pool: 
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let id = r.body["device_id"].as_str().unwrap().to_owned();
     let uri = format!("/api/v1/devices/{id}");
-    netledger_projections::catch_up(&app.state.pools().system, None, 500)
-        .await
-        .unwrap();
-    let read = app.get(&uri, a).await;
+    // the device as its read model shows it once the projections caught up
+    let read_device = || async {
+        netledger_projections::catch_up(&app.state.pools().system, None, 500)
+            .await
+            .unwrap();
+        app.get(&uri, a).await
+    };
+    let read = read_device().await;
     let shown = &read.body["ssh_client_key"];
     assert_eq!(shown["algorithm"], "ssh-ed25519", "{:?}", read.body);
     assert_eq!(
@@ -2964,11 +2968,8 @@ async fn ssh_client_keys_are_stored_sealed_and_shown_by_their_public_half(pool: 
     };
     let r = put(json!({"username": "ops", "password": "pw-2", "ssh_private_key": "nope"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
-    netledger_projections::catch_up(&app.state.pools().system, None, 500)
-        .await
-        .unwrap();
     assert_eq!(
-        app.get(&uri, a).await.body["ssh_client_key"]["public_key"],
+        read_device().await.body["ssh_client_key"]["public_key"],
         key.public.public_key.as_str()
     );
     // another key replaces it; credentials without one drop it
@@ -2977,19 +2978,13 @@ async fn ssh_client_keys_are_stored_sealed_and_shown_by_their_public_half(pool: 
                        "ssh_private_key": other.private.expose()}))
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    netledger_projections::catch_up(&app.state.pools().system, None, 500)
-        .await
-        .unwrap();
     assert_eq!(
-        app.get(&uri, a).await.body["ssh_client_key"]["fingerprint_sha256"],
+        read_device().await.body["ssh_client_key"]["fingerprint_sha256"],
         other.public.fingerprint_sha256.as_str()
     );
     let r = put(json!({"username": "ops", "password": "pw-3", "ssh_private_key": " \n"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    netledger_projections::catch_up(&app.state.pools().system, None, 500)
-        .await
-        .unwrap();
-    assert_eq!(app.get(&uri, a).await.body["ssh_client_key"], Value::Null);
+    assert_eq!(read_device().await.body["ssh_client_key"], Value::Null);
     let nonce: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT ssh_key_nonce FROM device_credentials WHERE device_id = $1::uuid",
     )

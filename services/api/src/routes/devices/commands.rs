@@ -105,9 +105,6 @@ impl SshInput {
     }
 }
 
-/// The longest `ssh_private_key` accepted, in bytes.
-const MAX_SSH_KEY: u64 = netledger_store::credentials::MAX_SSH_KEY_LEN as u64;
-
 /// Parses an `ssh_private_key` given with credentials: the text is sealed, the public half
 /// (algorithm, fingerprint, OpenSSH line) goes into the event and the device's read model.
 /// Absent, `null`, empty or blank: no key (what a form's empty field sends).
@@ -118,9 +115,10 @@ fn ssh_key_input(text: Option<&str>) -> ApiResult<Option<netledger_store::device
     let fix = "give an unencrypted private key in OpenSSH, PKCS#8 or PKCS#1 PEM form (for \
                example the file `ssh-keygen -t ed25519 -N ''` writes), or omit ssh_private_key \
                to log in over SSH with the password";
-    if text.len() > netledger_store::credentials::MAX_SSH_KEY_LEN {
+    let max = netledger_store::credentials::MAX_SSH_KEY_LEN;
+    if text.len() > max {
         return Err(ApiError::validation(format!(
-            "ssh_private_key is {} bytes, more than the {MAX_SSH_KEY} accepted; {fix}",
+            "ssh_private_key is {} bytes, more than the {max} accepted; {fix}",
             text.len()
         )));
     }

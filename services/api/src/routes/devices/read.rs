@@ -208,14 +208,12 @@ pub struct SshClientKeyDto {
 
 impl From<netledger_domain::device::SshClientKey> for SshClientKeyDto {
     fn from(k: netledger_domain::device::SshClientKey) -> Self {
-        use base64::Engine as _;
-        let fingerprint = match hex::decode(&k.fingerprint_sha256) {
-            Ok(bytes) => format!(
-                "SHA256:{}",
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
-            ),
-            Err(_) => String::new(),
-        };
+        // the domain checked the hex form; its OpenSSH form is `Fingerprint`'s Display
+        let fingerprint = k
+            .fingerprint_sha256
+            .parse::<routeros_ssh::Fingerprint>()
+            .map(|f| f.to_string())
+            .unwrap_or_default();
         Self {
             algorithm: k.algorithm,
             fingerprint_sha256: k.fingerprint_sha256,
